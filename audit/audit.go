@@ -1,0 +1,295 @@
+// Package audit runs audits in process: it evaluates a trace against a compiled policy,
+// scores it and assembles the AuditResult, and it runs batches of trace files concurrently,
+// writing each trace's reports as it finishes and the batch summary at the end.
+//
+// It wires ingest, evaluator, scorer and reporter together and holds no rules of its own.
+package audit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+
+	"github.com/troy-audit/troy/evaluator"
+	"github.com/troy-audit/troy/ingest"
+	"github.com/troy-audit/troy/reporter"
+	"github.com/troy-audit/troy/schemas"
+	"github.com/troy-audit/troy/scorer"
+)
+
+// ExplanationsOff is the AuditInfo.Explanations value when no LLM explained the steps.
+const ExplanationsOff = "off"
+
+// Result evaluates, scores and assembles the audit of one trace. explainNote says why
+// there are no explanations.
+func Result(c *evaluator.Compiled, t *schemas.Trace, explainNote string) *schemas.AuditResult {
+	ev := c.Evaluate(t)
+	p := c.Policy()
+	r := &schemas.AuditResult{
+		Trace:      t,
+		Violations: ev.Violations,
+		RiskScore:  scorer.Score(ev.Violations, c.Weights()),
+		Info: &schemas.AuditInfo{
+			PolicyID:         p.PolicyID,
+			PolicyHash:       c.Hash(),
+			Rules:            len(p.Rules),
+			Explanations:     ExplanationsOff,
+			ExplanationsNote: explainNote,
+			RuleErrors:       ev.RuleErrors,
+		},
+	}
+	r.Normalize()
+	return r
+}
+
+// BatchOptions configure a batch.
+type BatchOptions struct {
+	Dir         string // where reports go
+	Concurrency int    // traces audited at once; 0 means one per CPU
+	Ingest      ingest.Options
+	ExplainNote string
+	// Exclude lists files to leave out even when a directory holds them, such as the
+	// policy file itself.
+	Exclude []string
+	// Progress, when set, is called once per input (trace or skipped input), in input
+	// order, from a single goroutine.
+	Progress func(Progress)
+}
+
+// Progress reports one finished input of a batch.
+type Progress struct {
+	Name   string // file name, with :line for a .jsonl record
+	Result *schemas.AuditResult
+	Report string // directory of the trace's reports
+	Err    error  // why the input was skipped
+	Done   int    // inputs finished so far
+}
+
+// Inputs expands command-line arguments into trace files: directories give the trace
+// files directly inside them, files are taken as they are. Excluded files are left out.
+func Inputs(args []string, exclude []string) ([]string, error) {
+	var files []string
+	for _, a := range args {
+		info, err := os.Stat(a)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", a, unwrapPath(err))
+		}
+		if !info.IsDir() {
+			files = append(files, a)
+			continue
+		}
+		found, err := ingest.Files(a)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", a, unwrapPath(err))
+		}
+		for _, f := range found {
+			if !sameAsAny(f, exclude) {
+				files = append(files, f)
+			}
+		}
+	}
+	if len(files) == 0 {
+		return nil, fmt.Errorf("no trace files (%s) in %s", strings.Join(ingest.Extensions(), ", "), strings.Join(args, ", "))
+	}
+	return files, nil
+}
+
+func sameAsAny(f string, others []string) bool {
+	fi, err := os.Stat(f)
+	if err != nil {
+		return false
+	}
+	for _, o := range others {
+		if oi, err := os.Stat(o); err == nil && os.SameFile(fi, oi) {
+			return true
+		}
+	}
+	return false
+}
+
+func unwrapPath(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+type job struct {
+	seq  int
+	raw  ingest.Raw
+	dir  string // report directory for a single-trace file; the parent for .jsonl records
+	err  error  // the whole file could not be read
+	name string
+}
+
+type done struct {
+	seq    int
+	name   string
+	result *schemas.AuditResult
+	report string
+	err    error
+}
+
+// Batch audits every trace in files, concurrently, writing each trace's report.md and
+// audit.json under opts.Dir as it finishes, then summary.md and batch.json. Bad files and
+// bad lines are skipped with their reason and do not stop the batch.
+func Batch(ctx context.Context, c *evaluator.Compiled, files []string, opts BatchOptions) (*reporter.BatchSummary, error) {
+	workers := opts.Concurrency
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	bw, err := reporter.NewBatchWriter(opts.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("start batch: %w", err)
+	}
+	// The window bounds how far finished results may run ahead of the oldest unfinished
+	// one, and so how many results wait in memory to be written in order.
+	window := make(chan struct{}, workers*8)
+	jobs := make(chan job, workers)
+	results := make(chan done, workers)
+
+	go func() {
+		defer close(jobs)
+		seq := 0
+		send := func(j job) bool {
+			select {
+			case window <- struct{}{}:
+			case <-ctx.Done():
+				return false
+			}
+			j.seq = seq
+			seq++
+			jobs <- j
+			return true
+		}
+		names := map[string]bool{}
+		for _, f := range files {
+			dir := filepath.Join(opts.Dir, uniqueName(ingest.Stem(f), names))
+			err := ingest.ReadRaw(ctx, f, opts.Ingest, func(raw ingest.Raw) error {
+				if !send(job{raw: raw, dir: dir}) {
+					return ctx.Err()
+				}
+				return nil
+			})
+			if err != nil && ctx.Err() == nil {
+				if !send(job{err: err, name: filepath.Base(f)}) {
+					return
+				}
+			}
+			if ctx.Err() != nil {
+				return
+			}
+		}
+	}()
+
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range jobs {
+				results <- runJob(c, j, opts.ExplainNote)
+			}
+		}()
+	}
+	go func() {
+		wg.Wait()
+		close(results)
+	}()
+
+	pending := map[int]done{}
+	next := 0
+	for d := range results {
+		pending[d.seq] = d
+		for {
+			d, ok := pending[next]
+			if !ok {
+				break
+			}
+			delete(pending, next)
+			next++
+			<-window
+			if d.err != nil {
+				bw.Skip(d.name, skipReason(d.err))
+			} else if err := bw.Add(d.result, d.name, d.report); err != nil {
+				bw.Skip(d.name, err.Error())
+				d.err = err
+			}
+			if opts.Progress != nil {
+				opts.Progress(Progress{Name: d.name, Result: d.result, Report: d.report, Err: d.err, Done: next})
+			}
+		}
+	}
+	summary, err := bw.Close()
+	if err != nil {
+		return summary, err
+	}
+	return summary, ctx.Err()
+}
+
+func runJob(c *evaluator.Compiled, j job, note string) done {
+	if j.err != nil {
+		return done{seq: j.seq, name: j.name, err: j.err}
+	}
+	rec := j.raw.Decode()
+	d := done{seq: j.seq, name: rec.Name()}
+	if rec.Err != nil {
+		d.err = rec.Err
+		return d
+	}
+	r := Result(c, rec.Trace, note)
+	d.report = j.dir
+	if rec.Line > 0 {
+		d.report = filepath.Join(j.dir, fmt.Sprintf("%06d-%s", rec.Line, safeName(rec.Trace.TraceID)))
+	}
+	if err := reporter.WriteAudit(r, filepath.Join(d.report, "report.md"), filepath.Join(d.report, "audit.json")); err != nil {
+		d.err = err
+		return d
+	}
+	d.result = r
+	return d
+}
+
+// skipReason is the message without the file name, which the skipped entry already names.
+func skipReason(err error) string {
+	var ie *ingest.Error
+	if errors.As(err, &ie) {
+		return ie.Err.Error()
+	}
+	return err.Error()
+}
+
+// uniqueName returns name, or name-2, name-3… when an earlier input already took it.
+func uniqueName(name string, taken map[string]bool) string {
+	name = safeName(name)
+	candidate := name
+	for i := 2; taken[candidate]; i++ {
+		candidate = fmt.Sprintf("%s-%d", name, i)
+	}
+	taken[candidate] = true
+	return candidate
+}
+
+// safeName turns an id into a file name: other characters become '_', and long ids are cut.
+func safeName(id string) string {
+	s := strings.Map(func(r rune) rune {
+		if r < 0x80 && (r == '.' || r == '_' || r == '-' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z') {
+			return r
+		}
+		return '_'
+	}, id)
+	s = strings.Trim(s, ".")
+	if s == "" {
+		s = "trace"
+	}
+	if len(s) > 80 {
+		s = s[:80]
+	}
+	return s
+}

@@ -1,0 +1,145 @@
+package main
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/troy-audit/troy/audit"
+	"github.com/troy-audit/troy/evaluator"
+	"github.com/troy-audit/troy/ingest"
+	"github.com/troy-audit/troy/policies"
+	"github.com/troy-audit/troy/reporter"
+	"github.com/troy-audit/troy/schemas"
+)
+
+// explainFlags are the explanation options audit and batch share.
+type explainFlags struct {
+	noExplain bool
+}
+
+func (f *explainFlags) register(cmd *cobra.Command) {
+	cmd.Flags().BoolVar(&f.noExplain, "no-explain", false, "skip LLM explanations (policy evaluation and scoring only; no API key needed)")
+}
+
+// note says why the report carries no explanations.
+func (f *explainFlags) note() string {
+	if f.noExplain {
+		return "--no-explain"
+	}
+	return "LLM explanations are not enabled in this build; policy evaluation and scoring only"
+}
+
+// loadPolicy resolves a policy argument (file or template name) and compiles it.
+func loadPolicy(arg string) (*evaluator.Compiled, error) {
+	p, err := policies.Resolve(arg)
+	if err != nil {
+		return nil, err
+	}
+	return evaluator.Compile(p)
+}
+
+func newAuditCmd(a *app) *cobra.Command {
+	var (
+		mdPath, jsonPath string
+		asJSON           bool
+		maxSize          int64
+		ex               explainFlags
+	)
+	cmd := &cobra.Command{
+		Use:   "audit TRACE POLICY",
+		Short: "Audit one trace against a policy and write report.md and audit.json",
+		Long: `Audit one trace against a policy: evaluate every rule at every step, score the
+risk, and write a markdown report and a JSON audit (replayable).
+
+TRACE is a .json file (or .json.gz, or a .jsonl file holding one trace). POLICY is a
+policy file or the name of a bundled template (see 'troyctl policies list').
+Reports go to logs/YYYY-MM-DD/ unless -o and -j say otherwise.`,
+		Example: `  troyctl audit examples/traces/pii-exfiltration.json examples/policy.json
+  troyctl audit run.json.gz owasp_llm_top10 -o out/report.md -j out/audit.json
+  troyctl audit run.json examples/policy.json --json`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			c, err := loadPolicy(args[1])
+			if err != nil {
+				return err
+			}
+			t, err := ingest.LoadTrace(ctx, args[0], ingest.Options{MaxSize: maxSize})
+			if err != nil {
+				return err
+			}
+			r := audit.Result(c, t, ex.note())
+			dir := reporter.DefaultDir(time.Now())
+			if mdPath == "" {
+				mdPath = filepath.Join(dir, "report.md")
+			}
+			if jsonPath == "" {
+				jsonPath = filepath.Join(dir, "audit.json")
+			}
+			if err := reporter.WriteAudit(r, mdPath, jsonPath); err != nil {
+				return err
+			}
+			if asJSON {
+				return reporter.EncodeJSON(a.stdout, auditSummary(r, mdPath, jsonPath))
+			}
+			printAudit(a, r, c, args[1], mdPath, jsonPath)
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&mdPath, "output", "o", "", "markdown report path (default logs/YYYY-MM-DD/report.md)")
+	cmd.Flags().StringVarP(&jsonPath, "json-output", "j", "", "JSON audit path (default logs/YYYY-MM-DD/audit.json)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON summary on stdout instead of text")
+	cmd.Flags().Int64Var(&maxSize, "max-size", ingest.DefaultMaxSize, "largest trace document in bytes (a .json file, or one .jsonl line)")
+	ex.register(cmd)
+	return cmd
+}
+
+type auditOutput struct {
+	TraceID    string              `json:"trace_id"`
+	AgentName  string              `json:"agent_name"`
+	Steps      int                 `json:"steps"`
+	Violations []schemas.Violation `json:"violations"`
+	RiskScore  int                 `json:"risk_score"`
+	RuleErrors []schemas.RuleError `json:"rule_errors"`
+	Report     string              `json:"report"`
+	AuditJSON  string              `json:"audit_json"`
+}
+
+func auditSummary(r *schemas.AuditResult, md, js string) auditOutput {
+	out := auditOutput{
+		TraceID:    r.Trace.TraceID,
+		AgentName:  r.Trace.AgentName,
+		Steps:      len(r.Trace.Steps),
+		Violations: r.Violations,
+		RiskScore:  r.RiskScore,
+		RuleErrors: []schemas.RuleError{},
+		Report:     md,
+		AuditJSON:  js,
+	}
+	if r.Info != nil && r.Info.RuleErrors != nil {
+		out.RuleErrors = r.Info.RuleErrors
+	}
+	return out
+}
+
+func printAudit(a *app, r *schemas.AuditResult, c *evaluator.Compiled, policyArg, md, js string) {
+	w := a.stdout
+	fmt.Fprintf(w, "Trace %s (agent %s, %d steps) against %s (%d rules).\n",
+		quote(r.Trace.TraceID), quote(r.Trace.AgentName), len(r.Trace.Steps), policyArg, len(c.Policy().Rules))
+	fmt.Fprintf(w, "Explanations: off (%s).\n", r.Info.ExplanationsNote)
+	fmt.Fprintf(w, "Found %d violation(s). Risk score: %d/100.\n", len(r.Violations), r.RiskScore)
+	for _, v := range r.Violations {
+		fmt.Fprintf(w, "  %-10s %s at step %s\n", "["+strings.ToUpper(v.Severity)+"]", v.RuleID, v.StepID)
+	}
+	for _, e := range r.Info.RuleErrors {
+		fmt.Fprintf(w, "  rule %s failed at %d step(s), first at %s: %s\n", e.RuleID, e.Count, e.FirstStep, e.FirstError)
+	}
+	fmt.Fprintf(w, "Markdown report written to %s\n", md)
+	fmt.Fprintf(w, "JSON report written to %s\n", js)
+}
+
+func quote(s string) string { return "'" + s + "'" }

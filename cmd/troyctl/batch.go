@@ -1,0 +1,147 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/troy-audit/troy/audit"
+	"github.com/troy-audit/troy/ingest"
+	"github.com/troy-audit/troy/reporter"
+)
+
+func newBatchCmd(a *app) *cobra.Command {
+	var (
+		dir         string
+		concurrency int
+		asJSON      bool
+		quiet       bool
+		maxSize     int64
+		ex          explainFlags
+	)
+	cmd := &cobra.Command{
+		Use:     "audit-batch DIR|FILE... POLICY",
+		Aliases: []string{"batch"},
+		Short:   "Audit every trace in a directory (or files) and write per-trace reports and a summary",
+		Long: `Audit every trace in the given directories and files, concurrently. Directories
+contribute the .json, .jsonl, .json.gz and .jsonl.gz files directly inside them; a
+.jsonl file holds one trace per line. Each trace gets report.md and audit.json; the
+batch gets summary.md and batch.json. Bad files and bad lines are skipped with their
+reason, and the batch goes on.
+
+The last argument is the policy: a file or the name of a bundled template.`,
+		Example: `  troyctl batch examples/traces examples/policy.json
+  troyctl audit-batch traces/ soc2 -o out/ --concurrency 8
+  troyctl batch runs.jsonl.gz more/ examples/policy.json --json`,
+		Args: cobra.MinimumNArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			policyArg := args[len(args)-1]
+			c, err := loadPolicy(policyArg)
+			if err != nil {
+				return err
+			}
+			files, err := audit.Inputs(args[:len(args)-1], []string{policyArg})
+			if err != nil {
+				return err
+			}
+			if dir == "" {
+				dir = reporter.DefaultDir(time.Now())
+			}
+			prog := newProgress(a.stderr, files, quiet)
+			summary, err := audit.Batch(cmd.Context(), c, files, audit.BatchOptions{
+				Dir:         dir,
+				Concurrency: concurrency,
+				Ingest:      ingest.Options{MaxSize: maxSize},
+				ExplainNote: ex.note(),
+				Exclude:     []string{policyArg},
+				Progress:    prog.update,
+			})
+			prog.finish()
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return reporter.EncodeJSON(a.stdout, summary)
+			}
+			fmt.Fprintf(a.stdout, "Batch complete: %d processed, %d skipped.\n", len(summary.Rows), len(summary.Skipped))
+			for _, s := range summary.Skipped {
+				fmt.Fprintf(a.stdout, "  skipped %s: %s\n", s.File, s.Error)
+			}
+			fmt.Fprintf(a.stdout, "Summary written to %s\n", summary.Summary)
+			fmt.Fprintf(a.stdout, "Batch JSON written to %s\n", summary.BatchJSON)
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&dir, "output-dir", "o", "", "directory for reports (default logs/YYYY-MM-DD)")
+	cmd.Flags().IntVarP(&concurrency, "concurrency", "c", 0, "traces audited at once (default: one per CPU)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON summary on stdout instead of text")
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "no per-trace progress lines")
+	cmd.Flags().Int64Var(&maxSize, "max-size", ingest.DefaultMaxSize, "largest trace document in bytes (a .json file, or one .jsonl line)")
+	ex.register(cmd)
+	return cmd
+}
+
+// progress shows a batch's progress: a bar with counts and rate on a terminal, one plain
+// line per trace otherwise.
+type progress struct {
+	w       io.Writer
+	bar     *progressbar.ProgressBar
+	quiet   bool
+	ok, bad int
+}
+
+func newProgress(w io.Writer, files []string, quiet bool) *progress {
+	p := &progress{w: w, quiet: quiet}
+	f, isFile := w.(*os.File)
+	if !isFile || !term.IsTerminal(int(f.Fd())) {
+		return p
+	}
+	total := int64(len(files))
+	for _, name := range files {
+		if strings.HasSuffix(strings.TrimSuffix(strings.ToLower(name), ".gz"), ".jsonl") {
+			total = -1 // traces per .jsonl file are unknown until read
+			break
+		}
+	}
+	p.bar = progressbar.NewOptions64(total,
+		progressbar.OptionSetWriter(w),
+		progressbar.OptionSetDescription("auditing"),
+		progressbar.OptionShowCount(),
+		progressbar.OptionShowIts(),
+		progressbar.OptionSetItsString("traces"),
+		progressbar.OptionThrottle(100*time.Millisecond),
+		progressbar.OptionClearOnFinish(),
+	)
+	return p
+}
+
+func (p *progress) update(ev audit.Progress) {
+	if ev.Err != nil {
+		p.bad++
+	} else {
+		p.ok++
+	}
+	if p.bar != nil {
+		p.bar.Describe(fmt.Sprintf("auditing (%d ok, %d skipped)", p.ok, p.bad))
+		_ = p.bar.Add(1) // writes to the terminal; a failure there is not the batch's
+		return
+	}
+	switch {
+	case ev.Err != nil:
+		fmt.Fprintf(p.w, "[%d] %s: skipped: %v\n", ev.Done, ev.Name, ev.Err)
+	case !p.quiet:
+		fmt.Fprintf(p.w, "[%d] %s: %d violation(s), risk %d/100\n", ev.Done, ev.Name, len(ev.Result.Violations), ev.Result.RiskScore)
+	}
+}
+
+func (p *progress) finish() {
+	if p.bar != nil {
+		_ = p.bar.Finish()
+	}
+}

@@ -1,0 +1,100 @@
+// Command troyctl audits what AI agents do: it evaluates agent traces against policies,
+// scores their risk and writes reports, and answers guard checks for single actions.
+//
+// This package only wires the other packages to the command line.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+// Exit codes.
+const (
+	exitOK      = 0
+	exitError   = 1 // bad input or a failed command
+	exitBlocked = 2 // check: the action is not allowed
+)
+
+// exitCodeError ends the command with a given exit code; its message, if any, is printed.
+type exitCodeError struct {
+	code int
+	err  error
+}
+
+func (e *exitCodeError) Error() string {
+	if e.err == nil {
+		return ""
+	}
+	return e.err.Error()
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run executes one command line and returns the process exit code.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	root := newRoot(&app{stdin: stdin, stdout: stdout, stderr: stderr})
+	root.SetArgs(args)
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return exitOK
+	}
+	code := exitError
+	var ce *exitCodeError
+	if errors.As(err, &ce) {
+		code = ce.code
+	}
+	if msg := err.Error(); msg != "" {
+		for _, line := range strings.Split(msg, "\n") {
+			fmt.Fprintf(stderr, "troyctl: %s\n", line)
+		}
+	}
+	return code
+}
+
+// app carries the process's standard streams to the commands.
+type app struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+}
+
+func newRoot(a *app) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "troyctl",
+		Short: "Audit what AI agents do: policies, risk scores and reports for agent traces",
+		Long: `troyctl audits what AI agents do. It evaluates agent traces (every LLM call, tool
+call, decision and observation) against policy rules, scores the risk, and writes
+markdown and JSON reports. It also checks single actions before they run.`,
+		Example: `  troyctl audit examples/traces/pii-exfiltration.json examples/policy.json
+  troyctl batch examples/traces examples/policy.json
+  troyctl check examples/policy.json -a bash --metadata '{"permission_level": "admin"}'
+  troyctl policies list`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.CompletionOptions.HiddenDefaultCmd = true
+	root.AddCommand(
+		newAuditCmd(a),
+		newBatchCmd(a),
+		newCheckCmd(a),
+		newPoliciesCmd(a),
+		newVersionCmd(a),
+	)
+	return root
+}

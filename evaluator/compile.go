@@ -1,0 +1,381 @@
+// Package evaluator compiles policy conditions (expr-lang programs) and evaluates them:
+// post-hoc over a whole trace, and step by step for the guard. A Compiled policy is
+// immutable and safe for concurrent use; each evaluation has its own small state.
+//
+// It imports schemas, policies, scorer and the expr and match packages; it knows nothing of
+// files, NATS or reports.
+package evaluator
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/ast"
+	"github.com/expr-lang/expr/conf"
+	"github.com/expr-lang/expr/file"
+	"github.com/expr-lang/expr/parser"
+	"github.com/expr-lang/expr/parser/lexer"
+	"github.com/expr-lang/expr/vm"
+
+	"github.com/troy-audit/troy/evaluator/match"
+	"github.com/troy-audit/troy/policies"
+	"github.com/troy-audit/troy/schemas"
+)
+
+// Sandbox limits. Conditions are small; these stop a runaway one without hurting real ones.
+const (
+	// maxNodes bounds the size of one condition's syntax tree.
+	maxNodes = 5000
+	// memoryBudget bounds what one evaluation of a condition may allocate, in expr's units
+	// (roughly, elements of the arrays and maps it builds).
+	memoryBudget = 1_000_000
+)
+
+// Compiled is a policy ready to evaluate. It is immutable and safe for concurrent use.
+type Compiled struct {
+	policy   *policies.Policy
+	rules    []*rule
+	preds    []*vm.Program // predicates of memoized quantifiers, evaluated on one step at a time
+	patterns map[string]*match.Pattern
+	set      *match.Set
+	weights  map[string]int
+	hash     string
+}
+
+type rule struct {
+	policies.Rule
+	program  *vm.Program
+	fallback *vm.Program // the same condition without memoized quantifiers; nil if none were
+	ahead    bool        // reads steps after the current one
+}
+
+// Compile compiles every condition of p. Problems are reported together, one line each,
+// naming the policy's source, the rule id and the line and column in the condition.
+func Compile(p *policies.Policy) (*Compiled, error) {
+	c := &Compiled{
+		policy:   p,
+		patterns: map[string]*match.Pattern{},
+		weights:  make(map[string]int, len(p.Rules)),
+		hash:     p.Hash(),
+	}
+	b := &builder{c: c, predIndex: map[string]int{}}
+	var errs []error
+	for _, pr := range p.Rules {
+		r, err := b.rule(pr)
+		if err != nil {
+			errs = append(errs, &policies.Error{Source: p.Source, Rule: policies.RuleLabel(pr.RuleID), Msg: "condition: " + err.Error()})
+			continue
+		}
+		c.rules = append(c.rules, r)
+		c.weights[pr.RuleID] = pr.Weight
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	pats := make([]*match.Pattern, 0, len(c.patterns))
+	for _, pat := range c.patterns {
+		pats = append(pats, pat)
+	}
+	c.set = match.NewSet(pats)
+	return c, nil
+}
+
+// Policy returns the policy that was compiled.
+func (c *Compiled) Policy() *policies.Policy { return c.policy }
+
+// Hash returns the policy's content hash.
+func (c *Compiled) Hash() string { return c.hash }
+
+// Weights maps rule ids to their weights, for scoring.
+func (c *Compiled) Weights() map[string]int { return c.weights }
+
+// LooksAhead reports whether the rule's condition reads steps after the current one, so
+// that its verdict for a step is only final once the trace has ended.
+func (c *Compiled) LooksAhead(ruleID string) bool {
+	for _, r := range c.rules {
+		if r.RuleID == ruleID {
+			return r.ahead
+		}
+	}
+	return false
+}
+
+type builder struct {
+	c         *Compiled
+	predIndex map[string]int
+}
+
+func (b *builder) options(extra ...expr.Option) []expr.Option {
+	opts := []expr.Option{
+		expr.Env(env{}),
+		expr.AsBool(),
+		expr.Function(getName, func(args ...any) (any, error) {
+			path, _ := args[1].(string) // the checker guarantees a string
+			var def any
+			if len(args) > 2 {
+				def = args[2]
+			}
+			return get(args[0], path, def), nil
+		}, new(func(any, string) any), new(func(any, string, any) any)),
+		expr.MaxNodes(maxNodes),
+	}
+	return append(opts, extra...)
+}
+
+func (b *builder) rule(pr policies.Rule) (*rule, error) {
+	src := rewriteMatchesCalls(pr.Condition)
+	cfg := conf.CreateNew()
+	for _, op := range b.options() {
+		op(cfg)
+	}
+	tree, err := parser.ParseWithConfig(src, cfg)
+	if err != nil {
+		return nil, conditionError(err)
+	}
+	r := &rule{Rule: pr}
+	if err := b.analyse(tree, r); err != nil {
+		return nil, err
+	}
+	qp := &quantPatcher{b: b}
+	r.program, err = expr.Compile(src, b.options(expr.Patch(qp))...)
+	if err != nil {
+		return nil, conditionError(err)
+	}
+	if qp.patched {
+		if r.fallback, err = expr.Compile(src, b.options()...); err != nil {
+			return nil, conditionError(err)
+		}
+	}
+	return r, nil
+}
+
+// analyse finds whether the condition looks ahead and compiles its constant patterns, so a
+// bad regular expression is an error when the policy loads.
+func (b *builder) analyse(tree *parser.Tree, r *rule) error {
+	var perr error
+	ast.Walk(&tree.Node, visitor(func(n *ast.Node) {
+		switch x := (*n).(type) {
+		case *ast.IdentifierNode:
+			if x.Value == nextName || x.Value == stepsName || x.Value == "$env" {
+				r.ahead = true
+			}
+		case *ast.CallNode:
+			id, ok := x.Callee.(*ast.IdentifierNode)
+			if !ok || id.Value != matchesName || len(x.Arguments) != 2 {
+				return
+			}
+			lit, ok := x.Arguments[1].(*ast.StringNode)
+			if !ok || b.c.patterns[lit.Value] != nil {
+				return
+			}
+			pat, err := match.Compile(lit.Value)
+			if err != nil {
+				if perr == nil {
+					fe := &file.Error{Location: lit.Location(), Message: err.Error()}
+					perr = conditionError(fe.Bind(tree.Source))
+				}
+				return
+			}
+			b.c.patterns[lit.Value] = pat
+		}
+	}))
+	return perr
+}
+
+type visitor func(*ast.Node)
+
+func (v visitor) Visit(n *ast.Node) { v(n) }
+
+// conditionError turns an expr error into one line: where, then what.
+func conditionError(err error) error {
+	var fe *file.Error
+	if !errors.As(err, &fe) {
+		return err
+	}
+	msg := strings.ReplaceAll(fe.Message, matchesName+"(", "matches(")
+	msg = strings.ReplaceAll(msg, matchesName, "matches")
+	if fe.Line == 0 {
+		return errors.New(msg)
+	}
+	return fmt.Errorf("line %d, column %d: %s", fe.Line, fe.Column+1, msg)
+}
+
+// rewriteMatchesCalls lets conditions call matches(text, pattern) although expr reserves
+// matches as an infix operator (text matches 'pattern'): every matches token used as a
+// function is renamed to an identifier of the same length, so positions in error messages
+// stay true.
+func rewriteMatchesCalls(src string) string {
+	tokens, err := lexer.Lex(file.NewSource(src))
+	if err != nil {
+		return src // the parser reports the problem
+	}
+	var runes []rune
+	for i, t := range tokens {
+		if !t.Is(lexer.Operator, "matches") || i+1 >= len(tokens) || !tokens[i+1].Is(lexer.Bracket, "(") {
+			continue
+		}
+		if i > 0 && endsOperand(tokens[i-1]) {
+			continue // a matches (b)
+		}
+		if i > 1 && tokens[i-1].Is(lexer.Operator, "not") && endsOperand(tokens[i-2]) {
+			continue // a not matches (b)
+		}
+		if runes == nil {
+			runes = []rune(src)
+		}
+		copy(runes[t.From:], []rune(matchesName))
+	}
+	if runes == nil {
+		return src
+	}
+	return string(runes)
+}
+
+func endsOperand(t lexer.Token) bool {
+	switch t.Kind {
+	case lexer.Identifier, lexer.Number, lexer.String, lexer.Bytes:
+		return true
+	case lexer.Bracket:
+		return t.Value == ")" || t.Value == "]" || t.Value == "}"
+	}
+	return false
+}
+
+// Quantifier memoization. A condition such as any(next_steps, #.type == 'tool_call') would
+// cost a pass over the trace at every step. When the predicate depends on nothing but the
+// element (and trace-wide values), its verdict per step is computed once and kept as prefix
+// counts, so any/all/none/one/count over prev_steps, next_steps or steps cost O(1).
+const (
+	scopePrev = iota
+	scopeNext
+	scopeAll
+)
+
+func quantKey(pred, scope int, negate bool) int {
+	k := pred<<3 | scope<<1
+	if negate {
+		k |= 1
+	}
+	return k
+}
+
+func splitQuantKey(k int) (pred, scope int, negate bool) {
+	return k >> 3, (k >> 1) & 3, k&1 == 1
+}
+
+type quantPatcher struct {
+	b       *builder
+	patched bool
+}
+
+func (q *quantPatcher) Visit(n *ast.Node) {
+	bn, ok := (*n).(*ast.BuiltinNode)
+	if !ok || len(bn.Arguments) != 2 {
+		return
+	}
+	switch bn.Name {
+	case "any", "all", "none", "one", "count":
+	default:
+		return
+	}
+	id, ok := bn.Arguments[0].(*ast.IdentifierNode)
+	if !ok {
+		return
+	}
+	var scope int
+	switch id.Value {
+	case prevName:
+		scope = scopePrev
+	case nextName:
+		scope = scopeNext
+	case stepsName:
+		scope = scopeAll
+	default:
+		return
+	}
+	pn, ok := bn.Arguments[1].(*ast.PredicateNode)
+	if !ok || !independent(pn.Node) {
+		return
+	}
+	pred, ok := q.b.predicate(pn.Node)
+	if !ok {
+		return
+	}
+	call := func(negate bool) ast.Node {
+		c := &ast.CallNode{
+			Callee:    &ast.IdentifierNode{Value: countName},
+			Arguments: []ast.Node{&ast.IntegerNode{Value: quantKey(pred, scope, negate)}},
+		}
+		c.SetLocation(bn.Location())
+		c.Callee.SetLocation(bn.Location())
+		return c
+	}
+	compare := func(op string, left ast.Node, v int) ast.Node {
+		return &ast.BinaryNode{Operator: op, Left: left, Right: &ast.IntegerNode{Value: v}}
+	}
+	var repl ast.Node
+	switch bn.Name {
+	case "any":
+		repl = compare(">", call(false), 0)
+	case "none":
+		repl = compare("==", call(false), 0)
+	case "one":
+		repl = compare("==", call(false), 1)
+	case "all":
+		repl = compare("==", call(true), 0)
+	case "count":
+		repl = call(false)
+	}
+	ast.Patch(n, repl)
+	q.patched = true
+}
+
+// independent reports whether a predicate reads only its element, constants, trace, agent
+// and the helpers, so its verdict for a step is the same whichever step is current.
+func independent(n ast.Node) bool {
+	ok := true
+	ast.Walk(&n, visitor(func(n *ast.Node) {
+		switch x := (*n).(type) {
+		case *ast.IdentifierNode:
+			switch x.Value {
+			case "trace", "agent", matchesName, getName:
+			default:
+				ok = false
+			}
+		case *ast.PointerNode:
+			ok = ok && x.Name == "" // #index and #acc depend on the iteration
+		case *ast.VariableDeclaratorNode:
+			ok = false
+		}
+	}))
+	return ok
+}
+
+// predicate compiles a predicate to run on the single step in __troy_one, and returns its
+// index; predicates with the same text share one.
+func (b *builder) predicate(n ast.Node) (int, bool) {
+	src := fmt.Sprintf("any(%s, %s)", oneName, n.String())
+	if i, ok := b.predIndex[src]; ok {
+		return i, true
+	}
+	prog, err := expr.Compile(src, b.options()...)
+	if err != nil {
+		return 0, false // keep the quantifier as written
+	}
+	b.c.preds = append(b.c.preds, prog)
+	b.predIndex[src] = len(b.c.preds) - 1
+	return len(b.c.preds) - 1, true
+}
+
+// violation builds the Violation record for a rule at a step, worded as the Python tool does.
+func violation(r *rule, s *schemas.Step) schemas.Violation {
+	return schemas.Violation{
+		RuleID:          r.RuleID,
+		RuleDescription: r.Description,
+		StepID:          s.StepID,
+		Severity:        r.Severity,
+		Details:         fmt.Sprintf("Rule '%s' violated at step %s", r.Description, s.StepID),
+	}
+}

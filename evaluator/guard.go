@@ -1,0 +1,220 @@
+package evaluator
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/troy-audit/troy/schemas"
+	"github.com/troy-audit/troy/scorer"
+)
+
+// GuardOptions configure a guard session.
+type GuardOptions struct {
+	// TraceID names the session's trace; conditions see it as trace.trace_id.
+	TraceID string
+	// AgentName and AgentMetadata are what conditions see as agent.name and
+	// agent.metadata (and trace.agent_name and trace.metadata).
+	AgentName     string
+	AgentMetadata map[string]any
+	// Mode is enforce (block violating steps), monitor (allow them, and call OnViolation)
+	// or dry-run (allow them, only record). Empty means enforce.
+	Mode string
+	// OnViolation is called in monitor mode with the decision a step would have had in
+	// enforce mode. It runs with the guard locked and must not call the guard.
+	OnViolation func(schemas.Decision)
+	// Now stamps checked steps; nil means time.Now.
+	Now func() time.Time
+}
+
+// Guard checks proposed steps one at a time, before they run. Each checked step is
+// recorded (even when blocked) so later rules can look back at it, and the risk score
+// accumulates over the session. Rules see no future steps: next_steps is always empty.
+// A Guard is safe for concurrent use; checks are serialized.
+type Guard struct {
+	mu          sync.Mutex
+	c           *Compiled
+	opts        GuardOptions
+	s           *session
+	steps       []*schemas.Step
+	index       map[string]int
+	violations  []schemas.Violation
+	risk        *scorer.Accumulator
+	onViolation func(schemas.Decision)
+}
+
+// CheckRequest is a proposed step.
+type CheckRequest struct {
+	Action   string         // tool or action name; becomes the step's description
+	Input    map[string]any // arguments
+	Metadata map[string]any // labels for policy rules
+	Type     string         // step type; empty means tool_call
+	StepID   string         // optional; default step-N
+}
+
+// NewGuard starts a guard session.
+func (c *Compiled) NewGuard(opts GuardOptions) (*Guard, error) {
+	if opts.Mode == "" {
+		opts.Mode = schemas.ModeEnforce
+	}
+	if !slices.Contains(schemas.Modes(), opts.Mode) {
+		return nil, fmt.Errorf("invalid guard mode %q: must be one of %s", opts.Mode, strings.Join(schemas.Modes(), ", "))
+	}
+	if opts.AgentName == "" {
+		opts.AgentName = "agent"
+	}
+	if opts.AgentMetadata == nil {
+		opts.AgentMetadata = map[string]any{}
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	g := &Guard{c: c, opts: opts, onViolation: opts.OnViolation}
+	g.reset()
+	return g, nil
+}
+
+func (g *Guard) reset() {
+	g.s = g.c.newSession(
+		&TraceInfo{TraceID: g.opts.TraceID, AgentName: g.opts.AgentName, Metadata: g.opts.AgentMetadata},
+		&AgentInfo{Name: g.opts.AgentName, Metadata: g.opts.AgentMetadata},
+	)
+	g.steps = nil
+	g.index = map[string]int{}
+	g.violations = nil
+	g.risk = scorer.NewAccumulator(g.c.weights)
+}
+
+// Check evaluates a proposed step against the policy and records it. In enforce mode a
+// step with violations is not allowed; in monitor and dry-run modes every step is allowed.
+func (g *Guard) Check(req CheckRequest) (schemas.Decision, error) {
+	if req.Type == "" {
+		req.Type = schemas.StepToolCall
+	}
+	if !schemas.ValidStepType(req.Type) {
+		return schemas.Decision{}, fmt.Errorf("step type %q is not one of %s", req.Type, strings.Join(schemas.StepTypes(), ", "))
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	id := req.StepID
+	if id == "" {
+		id = fmt.Sprintf("step-%d", len(g.steps))
+	}
+	if _, dup := g.index[id]; dup {
+		return schemas.Decision{}, fmt.Errorf("step_id %q was already checked in this session", id)
+	}
+	ts := g.opts.Now().UTC().Format(time.RFC3339Nano)
+	step := &schemas.Step{
+		StepID:      id,
+		Type:        req.Type,
+		Description: req.Action,
+		Input:       deepCopy(req.Input),
+		Output:      map[string]any{},
+		Metadata:    deepCopy(req.Metadata),
+		Timestamp:   &ts,
+	}
+	// Appending keeps prev_steps a view of the history: no copy per check.
+	g.steps = append(g.steps, step)
+	g.index[id] = len(g.steps) - 1
+	g.s.env.at(g.steps, len(g.steps)-1)
+	found := g.s.evalStep(nil, nil)
+	g.violations = append(g.violations, found...)
+	for _, v := range found {
+		g.risk.Add(v.RuleID)
+	}
+	d := schemas.Decision{
+		StepID:     id,
+		Allowed:    len(found) == 0,
+		Violations: found,
+		RiskScore:  g.risk.Score(),
+		Mode:       g.opts.Mode,
+	}
+	if d.Violations == nil {
+		d.Violations = []schemas.Violation{}
+	}
+	if !d.Allowed && g.opts.Mode != schemas.ModeEnforce {
+		if g.opts.Mode == schemas.ModeMonitor && g.onViolation != nil {
+			g.onViolation(d)
+		}
+		d.Allowed = true
+	}
+	return d, nil
+}
+
+// RecordOutput attaches a step's output after it ran, so later rules can read it.
+func (g *Guard) RecordOutput(stepID string, output map[string]any) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	i, ok := g.index[stepID]
+	if !ok {
+		return fmt.Errorf("unknown step_id %q", stepID)
+	}
+	// Replace rather than mutate: cached verdicts and texts are keyed by the old step.
+	updated := *g.steps[i]
+	updated.Output = deepCopy(output)
+	g.steps[i] = &updated
+	g.s.forget(i)
+	return nil
+}
+
+// Trace returns the session so far as a trace, for a post-hoc audit.
+func (g *Guard) Trace() *schemas.Trace {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	t := &schemas.Trace{
+		TraceID:   g.opts.TraceID,
+		AgentName: g.opts.AgentName,
+		Steps:     slices.Clone(g.steps),
+		Metadata:  maps.Clone(g.opts.AgentMetadata),
+	}
+	t.Normalize()
+	return t
+}
+
+// Violations returns every violation found in the session so far, in check order.
+func (g *Guard) Violations() []schemas.Violation {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return slices.Clone(g.violations)
+}
+
+// RuleErrors lists the rules whose condition failed during the session.
+func (g *Guard) RuleErrors() []schemas.RuleError {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.s.ruleErrors()
+}
+
+// Reset forgets the session: steps, violations and risk.
+func (g *Guard) Reset() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.reset()
+}
+
+// deepCopy copies decoded JSON so a caller changing its map later cannot change a
+// recorded step.
+func deepCopy(m map[string]any) map[string]any {
+	out := make(map[string]any, len(m))
+	for k, v := range m {
+		out[k] = copyValue(v)
+	}
+	return out
+}
+
+func copyValue(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		return deepCopy(x)
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = copyValue(e)
+		}
+		return out
+	}
+	return v
+}

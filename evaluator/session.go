@@ -1,0 +1,295 @@
+package evaluator
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"strconv"
+	"unsafe"
+
+	"github.com/expr-lang/expr/vm"
+
+	"github.com/troy-audit/troy/evaluator/match"
+	"github.com/troy-audit/troy/schemas"
+)
+
+// maxCachedTexts bounds the per-evaluation cache of texts prepared for matching.
+const maxCachedTexts = 4096
+
+// errFallback asks for a rule to be re-run without memoized quantifiers, because a
+// predicate failed on a step in the quantifier's range and only the original program knows
+// whether that failure is reached.
+var errFallback = errors.New("memoized predicate failed")
+
+// session is the state of one evaluation: one trace, or one guard session. It is not safe
+// for concurrent use.
+type session struct {
+	c     *Compiled
+	env   env
+	vm    vm.VM // runs rule programs
+	pvm   vm.VM // runs predicates, called from inside rule programs
+	preds []predState
+	texts map[textKey]textEntry
+	dyn   map[string]*match.Pattern
+	errs  []schemas.RuleError // indexed like c.rules
+}
+
+// predState holds prefix counts of one predicate over the steps evaluated so far:
+// hits[j] is how many of steps[0:j] satisfy it; fails, when not nil, counts failures.
+type predState struct {
+	hits  []int32
+	fails []int32
+}
+
+type textKey struct {
+	ptr  unsafe.Pointer
+	n    int
+	kind reflect.Kind
+}
+
+// textEntry keeps the original value alive, so its address cannot be reused by another
+// value while the entry is cached.
+type textEntry struct {
+	orig any
+	text *match.Text
+}
+
+func (c *Compiled) newSession(trace *TraceInfo, agent *AgentInfo) *session {
+	s := &session{
+		c:     c,
+		preds: make([]predState, len(c.preds)),
+		texts: map[textKey]textEntry{},
+		errs:  make([]schemas.RuleError, len(c.rules)),
+	}
+	s.vm.MemoryBudget = memoryBudget
+	s.pvm.MemoryBudget = memoryBudget
+	s.env.Trace = trace
+	s.env.Agent = agent
+	s.env.One = make([]*schemas.Step, 1)
+	s.env.Matches = s.matches
+	s.env.Count = s.count
+	return s
+}
+
+// evalStep evaluates every rule at the current step, in rule order, appending violations.
+// skip, when not nil, leaves out rules for which it returns true.
+func (s *session) evalStep(out []schemas.Violation, skip func(*rule) bool) []schemas.Violation {
+	for i, r := range s.c.rules {
+		if skip != nil && skip(r) {
+			continue
+		}
+		ok, err := s.evalRule(r)
+		if err != nil {
+			s.fail(i, err)
+			continue
+		}
+		if ok {
+			out = append(out, violation(r, s.env.Step))
+		}
+	}
+	return out
+}
+
+func (s *session) evalRule(r *rule) (bool, error) {
+	out, err := s.vm.Run(r.program, &s.env)
+	if err != nil && r.fallback != nil && errors.Is(err, errFallback) {
+		out, err = s.vm.Run(r.fallback, &s.env)
+	}
+	if err != nil {
+		return false, err
+	}
+	switch v := out.(type) {
+	case bool:
+		return v, nil
+	case nil:
+		return false, errors.New("condition produced null, not true or false")
+	}
+	return false, fmt.Errorf("condition produced %T, not true or false", out)
+}
+
+func (s *session) fail(i int, err error) {
+	e := &s.errs[i]
+	if e.Count == 0 {
+		e.RuleID = s.c.rules[i].RuleID
+		e.FirstStep = s.env.Step.StepID
+		e.FirstError = oneLine(conditionError(err).Error())
+	}
+	e.Count++
+}
+
+// ruleErrors returns the rules that failed, in rule order.
+func (s *session) ruleErrors() []schemas.RuleError {
+	var out []schemas.RuleError
+	for _, e := range s.errs {
+		if e.Count > 0 {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func oneLine(s string) string {
+	if i := bytes.IndexByte([]byte(s), '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
+
+// count answers a memoized quantifier for the current step.
+func (s *session) count(key int) int {
+	p, scope, negate := splitQuantKey(key)
+	if p < 0 || p >= len(s.preds) {
+		panic(fmt.Sprintf("%s: no predicate %d", countName, p))
+	}
+	lo, hi := 0, len(s.env.Steps)
+	switch scope {
+	case scopePrev:
+		hi = s.env.StepIndex
+	case scopeNext:
+		lo = s.env.StepIndex + 1
+	}
+	if lo >= hi {
+		return 0
+	}
+	st := s.extend(p, hi)
+	if st.fails != nil && st.fails[hi]-st.fails[lo] > 0 {
+		panic(errFallback)
+	}
+	n := int(st.hits[hi] - st.hits[lo])
+	if negate {
+		n = hi - lo - n
+	}
+	return n
+}
+
+// extend evaluates predicate p on steps not yet seen, up to steps[:hi].
+func (s *session) extend(p, hi int) *predState {
+	st := &s.preds[p]
+	if st.hits == nil {
+		st.hits = make([]int32, 1, len(s.env.Steps)+1)
+	}
+	for j := len(st.hits) - 1; j < hi; j++ {
+		s.env.One[0] = s.env.Steps[j]
+		out, err := s.pvm.Run(s.c.preds[p], &s.env)
+		var hit, bad int32
+		if err != nil {
+			bad = 1
+		} else if out == true {
+			hit = 1
+		}
+		st.hits = append(st.hits, st.hits[j]+hit)
+		if bad == 1 && st.fails == nil {
+			st.fails = make([]int32, j+1, cap(st.hits))
+		}
+		if st.fails != nil {
+			st.fails = append(st.fails, st.fails[j]+bad)
+		}
+	}
+	s.env.One[0] = nil
+	return st
+}
+
+// forget drops what is known about steps from index j on, after one of them changed.
+func (s *session) forget(j int) {
+	for i := range s.preds {
+		st := &s.preds[i]
+		if len(st.hits) > j+1 {
+			st.hits = st.hits[:j+1]
+		}
+		if len(st.fails) > j+1 {
+			st.fails = st.fails[:j+1]
+		}
+	}
+}
+
+// matches is matches(text, pattern): a case-insensitive regular expression search.
+func (s *session) matches(text, pattern any) bool {
+	ps, ok := pattern.(string)
+	if !ok {
+		panic(fmt.Sprintf("matches: pattern must be a string, got %T", pattern))
+	}
+	p := s.c.patterns[ps]
+	if p == nil {
+		p = s.dynamic(ps)
+	}
+	t := s.text(text)
+	if t == nil {
+		return false
+	}
+	return p.Match(t)
+}
+
+func (s *session) dynamic(ps string) *match.Pattern {
+	if p, ok := s.dyn[ps]; ok {
+		return p
+	}
+	p, err := match.Compile(ps)
+	if err != nil {
+		panic(err)
+	}
+	if s.dyn == nil {
+		s.dyn = map[string]*match.Pattern{}
+	}
+	s.dyn[ps] = p
+	return p
+}
+
+// text prepares a value for matching: strings as they are, numbers and booleans in their
+// literal form, objects and lists as compact JSON. Strings, objects and lists are cached by
+// identity, since several rules usually match against the same step field.
+func (s *session) text(v any) *match.Text {
+	var key textKey
+	switch x := v.(type) {
+	case nil:
+		return nil
+	case string:
+		key = textKey{ptr: unsafe.Pointer(unsafe.StringData(x)), n: len(x), kind: reflect.String}
+	case bool:
+		return s.c.set.Scan(strconv.FormatBool(x))
+	case int:
+		return s.c.set.Scan(strconv.Itoa(x))
+	case float64:
+		return s.c.set.Scan(strconv.FormatFloat(x, 'g', -1, 64))
+	default:
+		rv := reflect.ValueOf(v)
+		switch rv.Kind() {
+		case reflect.Map, reflect.Pointer, reflect.Slice:
+			key = textKey{ptr: rv.UnsafePointer(), n: lenOf(rv), kind: rv.Kind()}
+		default:
+			return s.c.set.Scan(fmt.Sprint(v))
+		}
+	}
+	if e, ok := s.texts[key]; ok {
+		return e.text
+	}
+	str, ok := v.(string)
+	if !ok {
+		str = compactJSON(v)
+	}
+	if len(s.texts) >= maxCachedTexts {
+		clear(s.texts)
+	}
+	t := s.c.set.Scan(str)
+	s.texts[key] = textEntry{orig: v, text: t}
+	return t
+}
+
+func lenOf(rv reflect.Value) int {
+	if rv.Kind() == reflect.Pointer {
+		return -1
+	}
+	return rv.Len()
+}
+
+// compactJSON renders a value as compact JSON with sorted keys and without HTML escaping.
+func compactJSON(v any) string {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return fmt.Sprint(v)
+	}
+	return string(bytes.TrimRight(b.Bytes(), "\n"))
+}

@@ -1,0 +1,285 @@
+package ingest
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/troy-audit/troy/schemas"
+)
+
+// PathError is a problem at one place inside a trace document.
+type PathError struct {
+	Path string // JSON path such as steps[3].type; empty for the document itself
+	Line int    // 1-based line within the document, when known
+	Col  int    // 1-based column within the document, when known
+	Msg  string
+}
+
+func (e *PathError) Error() string {
+	var b strings.Builder
+	if e.Line > 0 {
+		fmt.Fprintf(&b, "line %d, column %d: ", e.Line, e.Col)
+	}
+	if e.Path != "" {
+		b.WriteString(e.Path)
+		b.WriteString(": ")
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+// DecodeTrace parses and validates one trace document. Errors are *PathError values that
+// name the JSON path and what was expected.
+func DecodeTrace(data []byte) (*schemas.Trace, error) {
+	if !utf8.Valid(data) {
+		off := invalidUTF8Offset(data)
+		line, col := position(data, off)
+		return nil, &PathError{Line: line, Col: col, Msg: fmt.Sprintf("invalid UTF-8 (byte 0x%02x at offset %d)", data[off], off)}
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var doc any
+	if err := dec.Decode(&doc); err != nil {
+		return nil, syntaxError(data, dec, err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		line, col := position(data, int(dec.InputOffset()))
+		return nil, &PathError{Line: line, Col: col, Msg: "unexpected data after the trace object (one trace per .json file; use .jsonl for many)"}
+	}
+	return traceFromJSON(doc)
+}
+
+func syntaxError(data []byte, dec *json.Decoder, err error) error {
+	if errors.Is(err, io.EOF) {
+		return &PathError{Msg: "empty document: expected a trace object"}
+	}
+	off := int(dec.InputOffset())
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		off = int(se.Offset)
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		off = len(data)
+	}
+	line, col := position(data, off)
+	msg := err.Error()
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		msg = "unexpected end of JSON input"
+	}
+	return &PathError{Line: line, Col: col, Msg: "invalid JSON: " + msg}
+}
+
+// position turns a byte offset into a 1-based line and column (in characters).
+func position(data []byte, off int) (line, col int) {
+	if off > len(data) {
+		off = len(data)
+	}
+	before := data[:off]
+	line = bytes.Count(before, []byte("\n")) + 1
+	start := bytes.LastIndexByte(before, '\n') + 1
+	col = utf8.RuneCount(before[start:]) + 1
+	return line, col
+}
+
+func invalidUTF8Offset(data []byte) int {
+	for i := 0; i < len(data); {
+		r, size := utf8.DecodeRune(data[i:])
+		if r == utf8.RuneError && size <= 1 {
+			return i
+		}
+		i += size
+	}
+	return len(data)
+}
+
+func traceFromJSON(doc any) (*schemas.Trace, error) {
+	obj, ok := doc.(map[string]any)
+	if !ok {
+		return nil, &PathError{Msg: "expected a trace object, got " + describe(doc)}
+	}
+	t := &schemas.Trace{}
+	var err error
+	if t.TraceID, err = requiredString(obj, "", "trace_id", true); err != nil {
+		return nil, err
+	}
+	if t.AgentName, err = requiredString(obj, "", "agent_name", false); err != nil {
+		return nil, err
+	}
+	if t.Metadata, err = optionalObject(obj, "", "metadata"); err != nil {
+		return nil, err
+	}
+	raw, present := obj["steps"]
+	if !present {
+		return nil, &PathError{Path: "steps", Msg: "required field is missing"}
+	}
+	list, ok := raw.([]any)
+	if !ok {
+		return nil, &PathError{Path: "steps", Msg: "expected an array of steps, got " + describe(raw)}
+	}
+	if len(list) == 0 {
+		return nil, &PathError{Path: "steps", Msg: "expected at least one step, got none"}
+	}
+	t.Steps = make([]*schemas.Step, len(list))
+	seen := make(map[string]int, len(list))
+	for i, item := range list {
+		s, err := stepFromJSON(item, i)
+		if err != nil {
+			return nil, err
+		}
+		if first, dup := seen[s.StepID]; dup {
+			return nil, &PathError{Path: fmt.Sprintf("steps[%d].step_id", i), Msg: fmt.Sprintf("duplicate step_id %q (first used by steps[%d])", s.StepID, first)}
+		}
+		seen[s.StepID] = i
+		t.Steps[i] = s
+	}
+	return t, nil
+}
+
+func stepFromJSON(item any, i int) (*schemas.Step, error) {
+	at := fmt.Sprintf("steps[%d]", i)
+	obj, ok := item.(map[string]any)
+	if !ok {
+		return nil, &PathError{Path: at, Msg: "expected a step object, got " + describe(item)}
+	}
+	s := &schemas.Step{}
+	var err error
+	if s.StepID, err = requiredString(obj, at, "step_id", true); err != nil {
+		return nil, err
+	}
+	if s.Type, err = requiredString(obj, at, "type", false); err != nil {
+		return nil, err
+	}
+	if !schemas.ValidStepType(s.Type) {
+		return nil, &PathError{Path: at + ".type", Msg: fmt.Sprintf("%q is not one of %s", s.Type, strings.Join(schemas.StepTypes(), ", "))}
+	}
+	if s.Description, err = requiredString(obj, at, "description", false); err != nil {
+		return nil, err
+	}
+	if s.Input, err = optionalObject(obj, at, "input"); err != nil {
+		return nil, err
+	}
+	if s.Output, err = optionalObject(obj, at, "output"); err != nil {
+		return nil, err
+	}
+	if s.Metadata, err = optionalObject(obj, at, "metadata"); err != nil {
+		return nil, err
+	}
+	if s.Timestamp, err = optionalString(obj, at, "timestamp"); err != nil {
+		return nil, err
+	}
+	if s.ParentStepID, err = optionalString(obj, at, "parent_step_id"); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func join(at, key string) string {
+	if at == "" {
+		return key
+	}
+	return at + "." + key
+}
+
+func requiredString(obj map[string]any, at, key string, nonEmpty bool) (string, error) {
+	v, ok := obj[key]
+	if !ok {
+		return "", &PathError{Path: join(at, key), Msg: "required field is missing"}
+	}
+	s, ok := v.(string)
+	if !ok {
+		return "", &PathError{Path: join(at, key), Msg: "expected a string, got " + describe(v)}
+	}
+	if nonEmpty && s == "" {
+		return "", &PathError{Path: join(at, key), Msg: "expected a non-empty string"}
+	}
+	return s, nil
+}
+
+func optionalString(obj map[string]any, at, key string) (*string, error) {
+	v, ok := obj[key]
+	if !ok || v == nil {
+		return nil, nil
+	}
+	s, ok := v.(string)
+	if !ok {
+		return nil, &PathError{Path: join(at, key), Msg: "expected a string or null, got " + describe(v)}
+	}
+	return &s, nil
+}
+
+func optionalObject(obj map[string]any, at, key string) (map[string]any, error) {
+	v, ok := obj[key]
+	if !ok || v == nil {
+		return map[string]any{}, nil
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		return nil, &PathError{Path: join(at, key), Msg: "expected an object, got " + describe(v)}
+	}
+	for k, x := range m {
+		m[k] = Normalize(x)
+	}
+	return m, nil
+}
+
+// Normalize turns the json.Number values of decoded JSON into int (when integral and in range) or float64,
+// so that conditions compare numbers as numbers.
+func Normalize(v any) any {
+	switch x := v.(type) {
+	case json.Number:
+		return Number(string(x))
+	case map[string]any:
+		for k, e := range x {
+			x[k] = Normalize(e)
+		}
+	case []any:
+		for i, e := range x {
+			x[i] = Normalize(e)
+		}
+	}
+	return v
+}
+
+// Number converts a JSON number literal into an int when it is written as an integer that
+// fits, and a float64 otherwise.
+func Number(lit string) any {
+	if !strings.ContainsAny(lit, ".eE") {
+		if i, err := strconv.ParseInt(lit, 10, 64); err == nil && i >= math.MinInt && i <= math.MaxInt {
+			return int(i)
+		}
+	}
+	f, err := strconv.ParseFloat(lit, 64)
+	if err != nil {
+		return lit
+	}
+	return f
+}
+
+// describe names a decoded JSON value's kind for error messages.
+func describe(v any) string {
+	switch x := v.(type) {
+	case nil:
+		return "null"
+	case string:
+		if r := []rune(x); len(r) > 40 {
+			x = string(r[:37]) + "..."
+		}
+		return "string " + strconv.Quote(x)
+	case json.Number:
+		return "number " + string(x)
+	case bool:
+		return "boolean " + strconv.FormatBool(x)
+	case []any:
+		return "array"
+	case map[string]any:
+		return "object"
+	}
+	return fmt.Sprintf("%T", v)
+}

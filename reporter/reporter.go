@@ -1,0 +1,172 @@
+// Package reporter writes what audits found: report.md and audit.json for one trace, and
+// summary.md and batch.json for a batch, in the shapes of the Python tool troy grew from.
+//
+// It imports schemas only.
+package reporter
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/troy-audit/troy/schemas"
+)
+
+// DefaultDir is where reports go when no path is given: logs/YYYY-MM-DD.
+func DefaultDir(now time.Time) string {
+	return filepath.Join("logs", now.Format("2006-01-02"))
+}
+
+// Markdown renders the audit report of one trace.
+func Markdown(r *schemas.AuditResult) string {
+	var b strings.Builder
+	line := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
+	line("# Audit Report: %s", r.Trace.AgentName)
+	line("\n**Trace ID:** %s", r.Trace.TraceID)
+	line("**Risk Score:** %d/100", r.RiskScore)
+	line("**Steps Analyzed:** %d", len(r.Trace.Steps))
+	line("**Violations Found:** %d", len(r.Violations))
+	if info := r.Info; info != nil {
+		if info.PolicyID != "" {
+			line("**Policy:** %s (%d rules, sha256 %s)", info.PolicyID, info.Rules, short(info.PolicyHash))
+		}
+		if info.Explanations != "" {
+			note := info.Explanations
+			if info.ExplanationsNote != "" {
+				note += ": " + info.ExplanationsNote
+			}
+			line("**Explanations:** %s", note)
+		}
+	}
+
+	if s := r.Summary; s != nil {
+		line("\n## Summary")
+		line("\n%s", s.Overview)
+		bullets(&b, "\n### Key Actions", s.KeyActions)
+		bullets(&b, "\n### Concerns", s.Concerns)
+	}
+
+	if len(r.Explanations) > 0 {
+		line("\n## Step Analysis")
+		for _, e := range r.Explanations {
+			line("\n### Step: %s", e.StepID)
+			line("\n%s", e.Summary)
+			if e.Rationale != "" {
+				line("\n**Why:** %s", e.Rationale)
+			}
+			bullets(&b, "\n**Alternatives:**", e.Alternatives)
+			bullets(&b, "\n**Risk Factors:**", e.RiskFactors)
+			bullets(&b, "\n**Data Accessed:**", e.DataAccessed)
+		}
+	}
+
+	line("\n## Policy Violations")
+	if len(r.Violations) == 0 {
+		line("\nNo policy violations detected.")
+	}
+	for _, v := range r.Violations {
+		line("\n### [%s] %s", strings.ToUpper(v.Severity), v.RuleDescription)
+		line("\n- **Rule ID:** %s", v.RuleID)
+		line("- **Step:** %s", v.StepID)
+		line("- **Details:** %s", v.Details)
+	}
+
+	if r.Info != nil && len(r.Info.RuleErrors) > 0 {
+		line("\n## Rule Errors")
+		line("\nThese rules could not be evaluated at some steps; a failed condition never counts as a violation.")
+		line("")
+		line("| Rule | Steps failed | First step | First error |")
+		line("|------|--------------|------------|-------------|")
+		for _, e := range r.Info.RuleErrors {
+			line("| %s | %d | %s | %s |", cell(e.RuleID), e.Count, cell(e.FirstStep), cell(e.FirstError))
+		}
+	}
+	return b.String()
+}
+
+func bullets(b *strings.Builder, heading string, items []string) {
+	if len(items) == 0 {
+		return
+	}
+	fmt.Fprintln(b, heading)
+	for _, it := range items {
+		fmt.Fprintf(b, "- %s\n", it)
+	}
+}
+
+// cell makes text safe inside a markdown table cell.
+func cell(s string) string {
+	s = strings.ReplaceAll(s, "|", `\|`)
+	return strings.ReplaceAll(s, "\n", " ")
+}
+
+func short(hash string) string {
+	if len(hash) > 12 {
+		return hash[:12]
+	}
+	return hash
+}
+
+// JSON renders a value as indented JSON with a final newline, without HTML escaping.
+func JSON(v any) ([]byte, error) {
+	var b bytes.Buffer
+	if err := EncodeJSON(&b, v); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
+// EncodeJSON writes a value as indented JSON, as audit.json and batch.json are written.
+func EncodeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// WriteFile writes data to path, creating parent directories, through a temporary file
+// renamed into place so a reader never sees half a report.
+func WriteFile(path string, data []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		os.Remove(tmp.Name())
+		return err
+	}
+	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
+		os.Remove(tmp.Name())
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+// WriteAudit writes report.md and audit.json for one result.
+func WriteAudit(r *schemas.AuditResult, mdPath, jsonPath string) error {
+	r.Normalize()
+	if err := WriteFile(mdPath, []byte(Markdown(r))); err != nil {
+		return fmt.Errorf("write report: %w", err)
+	}
+	data, err := JSON(r)
+	if err != nil {
+		return fmt.Errorf("encode audit.json: %w", err)
+	}
+	if err := WriteFile(jsonPath, data); err != nil {
+		return fmt.Errorf("write audit.json: %w", err)
+	}
+	return nil
+}

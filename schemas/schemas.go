@@ -1,0 +1,246 @@
+// Package schemas holds troy's domain types: traces and their steps, violations, explanations,
+// audit and batch results, guard decisions, and the JSON Schema documents for the trace and
+// policy file formats.
+//
+// The JSON field names and their order are those of the Python tool troy grew from, so an
+// audit.json written by either tool loads in the other. This package imports nothing outside
+// the standard library; every other package may import it.
+package schemas
+
+import (
+	"slices"
+	"strings"
+)
+
+// Step types. A step's Type is always one of these.
+const (
+	StepLLMCall     = "llm_call"
+	StepToolCall    = "tool_call"
+	StepDecision    = "decision"
+	StepObservation = "observation"
+)
+
+// StepTypes lists the valid step types in the order the documentation gives them.
+func StepTypes() []string {
+	return []string{StepLLMCall, StepToolCall, StepDecision, StepObservation}
+}
+
+// ValidStepType reports whether t is one of StepTypes.
+func ValidStepType(t string) bool { return slices.Contains(StepTypes(), t) }
+
+// Severities, from most to least severe.
+const (
+	SeverityCritical = "critical"
+	SeverityHigh     = "high"
+	SeverityMedium   = "medium"
+	SeverityLow      = "low"
+)
+
+// Severities lists the valid severities from most to least severe.
+func Severities() []string {
+	return []string{SeverityCritical, SeverityHigh, SeverityMedium, SeverityLow}
+}
+
+// SeverityRank orders severities: 0 for critical up to 3 for low, and 4 for anything else.
+func SeverityRank(s string) int {
+	if i := slices.Index(Severities(), strings.ToLower(s)); i >= 0 {
+		return i
+	}
+	return len(Severities())
+}
+
+// Step is one action an agent took. The expr tags name the fields inside policy conditions.
+type Step struct {
+	StepID       string         `json:"step_id" expr:"step_id"`
+	Type         string         `json:"type" expr:"type"`
+	Description  string         `json:"description" expr:"description"`
+	Input        map[string]any `json:"input" expr:"input"`
+	Output       map[string]any `json:"output" expr:"output"`
+	Metadata     map[string]any `json:"metadata" expr:"metadata"`
+	Timestamp    *string        `json:"timestamp" expr:"timestamp"`
+	ParentStepID *string        `json:"parent_step_id" expr:"parent_step_id"`
+}
+
+// Field returns the step's field with the given JSON name, for path lookups such as
+// get(step, 'metadata.x'). Absent optional fields are reported as missing.
+func (s *Step) Field(name string) (any, bool) {
+	switch name {
+	case "step_id":
+		return s.StepID, true
+	case "type":
+		return s.Type, true
+	case "description":
+		return s.Description, true
+	case "input":
+		return s.Input, true
+	case "output":
+		return s.Output, true
+	case "metadata":
+		return s.Metadata, true
+	case "timestamp":
+		if s.Timestamp == nil {
+			return nil, false
+		}
+		return *s.Timestamp, true
+	case "parent_step_id":
+		if s.ParentStepID == nil {
+			return nil, false
+		}
+		return *s.ParentStepID, true
+	}
+	return nil, false
+}
+
+// Normalize replaces nil maps with empty ones so that the JSON form always carries objects,
+// as the Python tool's does.
+func (s *Step) Normalize() {
+	if s.Input == nil {
+		s.Input = map[string]any{}
+	}
+	if s.Output == nil {
+		s.Output = map[string]any{}
+	}
+	if s.Metadata == nil {
+		s.Metadata = map[string]any{}
+	}
+}
+
+// Trace is one run of an agent: its steps in the order they happened.
+type Trace struct {
+	TraceID   string         `json:"trace_id"`
+	AgentName string         `json:"agent_name"`
+	Steps     []*Step        `json:"steps"`
+	Metadata  map[string]any `json:"metadata"`
+}
+
+// Normalize replaces nil maps and slices in the trace and its steps with empty ones.
+func (t *Trace) Normalize() {
+	if t.Metadata == nil {
+		t.Metadata = map[string]any{}
+	}
+	if t.Steps == nil {
+		t.Steps = []*Step{}
+	}
+	for _, s := range t.Steps {
+		s.Normalize()
+	}
+}
+
+// Violation records that a rule's condition held at a step.
+type Violation struct {
+	RuleID          string `json:"rule_id"`
+	RuleDescription string `json:"rule_description"`
+	StepID          string `json:"step_id"`
+	Severity        string `json:"severity"`
+	Details         string `json:"details"`
+}
+
+// StepExplanation is an LLM's account of why the agent took a step.
+type StepExplanation struct {
+	StepID       string   `json:"step_id"`
+	Summary      string   `json:"summary"`
+	Rationale    string   `json:"rationale"`
+	Alternatives []string `json:"alternatives"`
+	RiskFactors  []string `json:"risk_factors"`
+	DataAccessed []string `json:"data_accessed"`
+	RawResponse  string   `json:"raw_response"`
+}
+
+// TraceSummary is an LLM's account of a whole trace.
+type TraceSummary struct {
+	Overview    string   `json:"overview"`
+	KeyActions  []string `json:"key_actions"`
+	Concerns    []string `json:"concerns"`
+	RawResponse string   `json:"raw_response"`
+}
+
+// RuleError counts the steps at which a rule's condition failed to evaluate, with the first
+// failure. A failing condition never counts as a violation.
+type RuleError struct {
+	RuleID     string `json:"rule_id"`
+	Count      int    `json:"count"`
+	FirstStep  string `json:"first_step_id"`
+	FirstError string `json:"first_error"`
+}
+
+// AuditInfo describes how an audit was made. It is troy's addition to the shared audit.json
+// shape and is omitted when empty, so audit files written by the Python tool round-trip.
+type AuditInfo struct {
+	PolicyID         string      `json:"policy_id,omitempty"`
+	PolicyHash       string      `json:"policy_hash,omitempty"`
+	Rules            int         `json:"rules,omitempty"`
+	Explanations     string      `json:"explanations,omitempty"`
+	ExplanationsNote string      `json:"explanations_note,omitempty"`
+	RuleErrors       []RuleError `json:"rule_errors,omitempty"`
+}
+
+// AuditResult is everything an audit found about one trace; it is the content of audit.json.
+type AuditResult struct {
+	Trace        *Trace            `json:"trace"`
+	Explanations []StepExplanation `json:"explanations"`
+	Summary      *TraceSummary     `json:"summary"`
+	Violations   []Violation       `json:"violations"`
+	RiskScore    int               `json:"risk_score"`
+	Info         *AuditInfo        `json:"audit_info,omitempty"`
+}
+
+// Normalize replaces nil slices with empty ones so the JSON form matches the Python tool's.
+func (r *AuditResult) Normalize() {
+	if r.Explanations == nil {
+		r.Explanations = []StepExplanation{}
+	}
+	if r.Violations == nil {
+		r.Violations = []Violation{}
+	}
+	for i := range r.Explanations {
+		e := &r.Explanations[i]
+		e.Alternatives = orEmpty(e.Alternatives)
+		e.RiskFactors = orEmpty(e.RiskFactors)
+		e.DataAccessed = orEmpty(e.DataAccessed)
+	}
+	if r.Summary != nil {
+		r.Summary.KeyActions = orEmpty(r.Summary.KeyActions)
+		r.Summary.Concerns = orEmpty(r.Summary.Concerns)
+	}
+	if r.Trace != nil {
+		r.Trace.Normalize()
+	}
+}
+
+func orEmpty(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// SkippedFile names an input that a batch could not audit and why.
+type SkippedFile struct {
+	File  string `json:"file"`
+	Error string `json:"error"`
+}
+
+// BatchResult is the content of batch.json.
+type BatchResult struct {
+	Results []AuditResult `json:"results"`
+	Skipped []SkippedFile `json:"skipped"`
+}
+
+// Guard modes.
+const (
+	ModeEnforce = "enforce"
+	ModeMonitor = "monitor"
+	ModeDryRun  = "dry-run"
+)
+
+// Modes lists the valid guard modes.
+func Modes() []string { return []string{ModeEnforce, ModeMonitor, ModeDryRun} }
+
+// Decision is the guard's answer about one proposed step.
+type Decision struct {
+	StepID     string      `json:"step_id"`
+	Allowed    bool        `json:"allowed"`
+	Violations []Violation `json:"violations"`
+	RiskScore  int         `json:"risk_score"`
+	Mode       string      `json:"mode"`
+}
