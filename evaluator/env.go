@@ -44,16 +44,15 @@ func (a *AgentInfo) Field(name string) (any, bool) {
 	return nil, false
 }
 
-// Names the compiler gives to rewritten calls; conditions cannot spell the internal ones
-// by accident.
+// Names conditions use, and names the compiler gives to rewritten calls.
 const (
-	matchesName = "Matches"       // matches(text, pattern) in call form
-	countName   = "__troy_count"  // memoized any/all/none/one/count over step lists
-	oneName     = "__troy_one"    // the single step a memoized predicate is evaluated on
-	getName     = "get"           // get(d, 'a.b.c'[, default])
-	stepsName   = "steps"         //
-	prevName    = "prev_steps"    //
-	nextName    = "next_steps"    //
+	matchesName = "Matches"      // matches(text, pattern) in call form
+	countName   = "__troy_count" // memoized any/all/none/one/count over step lists
+	oneName     = "__troy_one"   // the single step a memoized predicate is evaluated on
+	getName     = "get"          // get(d, 'a.b.c'[, default])
+	stepsName   = "steps"
+	prevName    = "prev_steps"
+	nextName    = "next_steps"
 )
 
 // env is what a condition sees. Steps, PrevSteps and NextSteps are views of one slice:
