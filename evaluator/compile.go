@@ -49,6 +49,7 @@ type rule struct {
 	program  *vm.Program
 	fallback *vm.Program // the same condition without memoized quantifiers; nil if none were
 	ahead    bool        // reads steps after the current one
+	pre      *precheck   // a first test of a step field, run before the program; nil if none
 }
 
 // Compile compiles every condition of p. Problems are reported together, one line each,
@@ -109,7 +110,7 @@ type builder struct {
 
 func (b *builder) options(extra ...expr.Option) []expr.Option {
 	opts := []expr.Option{
-		expr.Env(env{}),
+		expr.Env(envTypes()),
 		expr.AsBool(),
 		expr.Function(getName, func(args ...any) (any, error) {
 			path, _ := args[1].(string) // the checker guarantees a string
@@ -134,17 +135,17 @@ func (b *builder) rule(pr policies.Rule) (*rule, error) {
 	if err != nil {
 		return nil, conditionError(err)
 	}
-	r := &rule{Rule: pr}
+	r := &rule{Rule: pr, pre: firstCheck(tree.Node)}
 	if err := b.analyse(tree, r); err != nil {
 		return nil, err
 	}
 	qp := &quantPatcher{b: b}
-	r.program, err = expr.Compile(src, b.options(expr.Patch(qp))...)
+	r.program, err = expr.Compile(src, b.options(expr.Patch(fieldPatcher{}), expr.Patch(qp))...)
 	if err != nil {
 		return nil, conditionError(err)
 	}
 	if qp.patched {
-		if r.fallback, err = expr.Compile(src, b.options()...); err != nil {
+		if r.fallback, err = expr.Compile(src, b.options(expr.Patch(fieldPatcher{}))...); err != nil {
 			return nil, conditionError(err)
 		}
 	}
@@ -340,7 +341,7 @@ func independent(n ast.Node) bool {
 		switch x := (*n).(type) {
 		case *ast.IdentifierNode:
 			switch x.Value {
-			case "trace", "agent", matchesName, getName:
+			case "trace", "agent", matchesName, getName, fieldName:
 			default:
 				ok = false
 			}
@@ -360,7 +361,7 @@ func (b *builder) predicate(n ast.Node) (int, bool) {
 	if i, ok := b.predIndex[src]; ok {
 		return i, true
 	}
-	prog, err := expr.Compile(src, b.options()...)
+	prog, err := expr.Compile(src, b.options(expr.Patch(fieldPatcher{}))...)
 	if err != nil {
 		return 0, false // keep the quantifier as written
 	}
@@ -376,6 +377,6 @@ func violation(r *rule, s *schemas.Step) schemas.Violation {
 		RuleDescription: r.Description,
 		StepID:          s.StepID,
 		Severity:        r.Severity,
-		Details:         fmt.Sprintf("Rule '%s' violated at step %s", r.Description, s.StepID),
+		Details:         "Rule '" + r.Description + "' violated at step " + s.StepID,
 	}
 }

@@ -50,34 +50,116 @@ const (
 	countName   = "__troy_count" // memoized any/all/none/one/count over step lists
 	oneName     = "__troy_one"   // the single step a memoized predicate is evaluated on
 	getName     = "get"          // get(d, 'a.b.c'[, default])
+	fieldName   = "__troy_field" // member access a.b and a['b'], rewritten for speed
 	stepsName   = "steps"
 	prevName    = "prev_steps"
 	nextName    = "next_steps"
 )
 
+// stepView is how a step looks to conditions. Its text fields are held as interface values
+// so that reading them in a condition allocates nothing; its maps are the step's own.
+type stepView struct {
+	StepID       any            `expr:"step_id"`
+	Type         any            `expr:"type"`
+	Description  any            `expr:"description"`
+	Input        map[string]any `expr:"input"`
+	Output       map[string]any `expr:"output"`
+	Metadata     map[string]any `expr:"metadata"`
+	Timestamp    any            `expr:"timestamp"`
+	ParentStepID any            `expr:"parent_step_id"`
+	step         *schemas.Step
+}
+
+func (v *stepView) set(s *schemas.Step) {
+	*v = stepView{
+		StepID:      s.StepID,
+		Type:        boxType(s.Type),
+		Description: s.Description,
+		Input:       s.Input,
+		Output:      s.Output,
+		Metadata:    s.Metadata,
+		step:        s,
+	}
+	if s.Timestamp != nil {
+		v.Timestamp = *s.Timestamp
+	}
+	if s.ParentStepID != nil {
+		v.ParentStepID = *s.ParentStepID
+	}
+}
+
+// boxType returns the step type as an interface holding a constant, which costs no
+// allocation.
+func boxType(t string) any {
+	switch t {
+	case schemas.StepLLMCall:
+		return schemas.StepLLMCall
+	case schemas.StepToolCall:
+		return schemas.StepToolCall
+	case schemas.StepDecision:
+		return schemas.StepDecision
+	case schemas.StepObservation:
+		return schemas.StepObservation
+	}
+	return t
+}
+
+// Field implements path lookup for get().
+func (v *stepView) Field(name string) (any, bool) { return v.step.Field(name) }
+
+// views returns a view of every step, allocated together.
+func views(steps []*schemas.Step) []*stepView {
+	vs := make([]stepView, len(steps))
+	out := make([]*stepView, len(steps))
+	for i, s := range steps {
+		vs[i].set(s)
+		out[i] = &vs[i]
+	}
+	return out
+}
+
 // env is what a condition sees. Steps, PrevSteps and NextSteps are views of one slice:
 // PrevSteps = Steps[:StepIndex], NextSteps = Steps[StepIndex+1:]; nothing is copied per step.
+// Conditions read it through vars, a map, which expr reads without reflection.
 type env struct {
-	Step      *schemas.Step   `expr:"step"`
-	Steps     []*schemas.Step `expr:"steps"`
-	StepIndex int             `expr:"step_index"`
-	PrevSteps []*schemas.Step `expr:"prev_steps"`
-	NextSteps []*schemas.Step `expr:"next_steps"`
-	Trace     *TraceInfo      `expr:"trace"`
-	Agent     *AgentInfo      `expr:"agent"`
+	Step      *stepView
+	Steps     []*stepView
+	StepIndex int
+	PrevSteps []*stepView
+	NextSteps []*stepView
+	One       []*stepView // the single step a memoized predicate is evaluated on
+	vars      map[string]any
+}
 
-	Matches func(text, pattern any) bool `expr:"Matches"`
-	Count   func(key int) int            `expr:"__troy_count"`
-	One     []*schemas.Step              `expr:"__troy_one"`
+// envTypes is the shape of vars, with typed zero values, for compiling conditions.
+func envTypes() map[string]any {
+	return map[string]any{
+		"step":       (*stepView)(nil),
+		stepsName:    []*stepView(nil),
+		"step_index": 0,
+		prevName:     []*stepView(nil),
+		nextName:     []*stepView(nil),
+		"trace":      (*TraceInfo)(nil),
+		"agent":      (*AgentInfo)(nil),
+		matchesName:  (func(text, pattern any) bool)(nil),
+		countName:    (func(key int) int)(nil),
+		fieldName:    (func(base, key any) any)(nil),
+		oneName:      []*stepView(nil),
+	}
 }
 
 // at points the environment at step i of steps.
-func (e *env) at(steps []*schemas.Step, i int) {
+func (e *env) at(steps []*stepView, i int) {
 	e.Steps = steps
 	e.StepIndex = i
 	e.Step = steps[i]
 	e.PrevSteps = steps[:i]
 	e.NextSteps = steps[i+1:]
+	e.vars["step"] = e.Step
+	e.vars[stepsName] = e.Steps
+	e.vars["step_index"] = i
+	e.vars[prevName] = e.PrevSteps
+	e.vars[nextName] = e.NextSteps
 }
 
 // fielder is implemented by the values get() can walk into besides maps and lists.
@@ -102,7 +184,7 @@ func get(d any, path string, def any) any {
 			if i, ok = listIndex(seg, len(v)); ok {
 				cur = v[i]
 			}
-		case []*schemas.Step:
+		case []*stepView:
 			var i int
 			if i, ok = listIndex(seg, len(v)); ok {
 				cur = v[i]

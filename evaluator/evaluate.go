@@ -17,8 +17,9 @@ type Result struct {
 func (c *Compiled) Evaluate(t *schemas.Trace) Result {
 	s := c.newSession(TraceInfoOf(t), AgentInfoOf(t))
 	var vs []schemas.Violation
-	for i := range t.Steps {
-		s.env.at(t.Steps, i)
+	steps := views(t.Steps)
+	for i := range steps {
+		s.env.at(steps, i)
 		vs = s.evalStep(vs, nil)
 	}
 	return Result{Violations: vs, RuleErrors: s.ruleErrors()}

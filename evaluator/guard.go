@@ -40,6 +40,7 @@ type Guard struct {
 	opts        GuardOptions
 	s           *session
 	steps       []*schemas.Step
+	views       []*stepView
 	index       map[string]int
 	violations  []schemas.Violation
 	risk        *scorer.Accumulator
@@ -83,6 +84,7 @@ func (g *Guard) reset() {
 		&AgentInfo{Name: g.opts.AgentName, Metadata: g.opts.AgentMetadata},
 	)
 	g.steps = nil
+	g.views = nil
 	g.index = map[string]int{}
 	g.violations = nil
 	g.risk = scorer.NewAccumulator(g.c.weights)
@@ -117,9 +119,12 @@ func (g *Guard) Check(req CheckRequest) (schemas.Decision, error) {
 		Timestamp:   &ts,
 	}
 	// Appending keeps prev_steps a view of the history: no copy per check.
+	view := &stepView{}
+	view.set(step)
 	g.steps = append(g.steps, step)
+	g.views = append(g.views, view)
 	g.index[id] = len(g.steps) - 1
-	g.s.env.at(g.steps, len(g.steps)-1)
+	g.s.env.at(g.views, len(g.views)-1)
 	found := g.s.evalStep(nil, nil)
 	g.violations = append(g.violations, found...)
 	for _, v := range found {
@@ -156,6 +161,9 @@ func (g *Guard) RecordOutput(stepID string, output map[string]any) error {
 	updated := *g.steps[i]
 	updated.Output = deepCopy(output)
 	g.steps[i] = &updated
+	view := &stepView{}
+	view.set(&updated)
+	g.views[i] = view
 	g.s.forget(i)
 	return nil
 }

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"reflect"
+	"slices"
 	"strconv"
 	"unsafe"
 
@@ -65,11 +67,14 @@ func (c *Compiled) newSession(trace *TraceInfo, agent *AgentInfo) *session {
 	}
 	s.vm.MemoryBudget = memoryBudget
 	s.pvm.MemoryBudget = memoryBudget
-	s.env.Trace = trace
-	s.env.Agent = agent
-	s.env.One = make([]*schemas.Step, 1)
-	s.env.Matches = s.matches
-	s.env.Count = s.count
+	s.env.One = make([]*stepView, 1)
+	s.env.vars = envTypes()
+	s.env.vars["trace"] = trace
+	s.env.vars["agent"] = agent
+	s.env.vars[oneName] = s.env.One
+	s.env.vars[matchesName] = s.matches
+	s.env.vars[countName] = s.count
+	s.env.vars[fieldName] = field
 	return s
 }
 
@@ -77,7 +82,7 @@ func (c *Compiled) newSession(trace *TraceInfo, agent *AgentInfo) *session {
 // skip, when not nil, leaves out rules for which it returns true.
 func (s *session) evalStep(out []schemas.Violation, skip func(*rule) bool) []schemas.Violation {
 	for i, r := range s.c.rules {
-		if skip != nil && skip(r) {
+		if skip != nil && skip(r) || r.pre != nil && !r.pre.pass(s.env.Step) {
 			continue
 		}
 		ok, err := s.evalRule(r)
@@ -86,16 +91,16 @@ func (s *session) evalStep(out []schemas.Violation, skip func(*rule) bool) []sch
 			continue
 		}
 		if ok {
-			out = append(out, violation(r, s.env.Step))
+			out = append(out, violation(r, s.env.Step.step))
 		}
 	}
 	return out
 }
 
 func (s *session) evalRule(r *rule) (bool, error) {
-	out, err := s.vm.Run(r.program, &s.env)
+	out, err := s.vm.Run(r.program, s.env.vars)
 	if err != nil && r.fallback != nil && errors.Is(err, errFallback) {
-		out, err = s.vm.Run(r.fallback, &s.env)
+		out, err = s.vm.Run(r.fallback, s.env.vars)
 	}
 	if err != nil {
 		return false, err
@@ -113,7 +118,7 @@ func (s *session) fail(i int, err error) {
 	e := &s.errs[i]
 	if e.Count == 0 {
 		e.RuleID = s.c.rules[i].RuleID
-		e.FirstStep = s.env.Step.StepID
+		e.FirstStep = s.env.Step.step.StepID
 		e.FirstError = oneLine(conditionError(err).Error())
 	}
 	e.Count++
@@ -172,7 +177,7 @@ func (s *session) extend(p, hi int) *predState {
 	}
 	for j := len(st.hits) - 1; j < hi; j++ {
 		s.env.One[0] = s.env.Steps[j]
-		out, err := s.pvm.Run(s.c.preds[p], &s.env)
+		out, err := s.pvm.Run(s.c.preds[p], s.env.vars)
 		var hit, bad int32
 		if err != nil {
 			bad = 1
@@ -266,6 +271,9 @@ func (s *session) text(v any) *match.Text {
 	}
 	str, ok := v.(string)
 	if !ok {
+		if sv, isView := v.(*stepView); isView {
+			v = sv.step
+		}
 		str = compactJSON(v)
 	}
 	if len(s.texts) >= maxCachedTexts {
@@ -283,13 +291,88 @@ func lenOf(rv reflect.Value) int {
 	return rv.Len()
 }
 
-// compactJSON renders a value as compact JSON with sorted keys and without HTML escaping.
+// compactJSON renders decoded JSON (and steps) as compact JSON with sorted keys and without
+// HTML escaping. It is written out because encoding/json's reflection is a large part of
+// the cost of matching against whole inputs.
 func compactJSON(v any) string {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
+	return string(appendJSON(make([]byte, 0, 512), v))
+}
+
+func appendJSON(b []byte, v any) []byte {
+	switch x := v.(type) {
+	case nil:
+		return append(b, "null"...)
+	case string:
+		return appendString(b, x)
+	case bool:
+		return strconv.AppendBool(b, x)
+	case int:
+		return strconv.AppendInt(b, int64(x), 10)
+	case float64:
+		if x == math.Trunc(x) && math.Abs(x) < 1e21 {
+			return strconv.AppendFloat(b, x, 'f', -1, 64)
+		}
+		return strconv.AppendFloat(b, x, 'g', -1, 64)
+	case map[string]any:
+		keys := make([]string, 0, len(x))
+		for k := range x {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		b = append(b, '{')
+		for i, k := range keys {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendString(b, k)
+			b = append(b, ':')
+			b = appendJSON(b, x[k])
+		}
+		return append(b, '}')
+	case []any:
+		b = append(b, '[')
+		for i, e := range x {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSON(b, e)
+		}
+		return append(b, ']')
+	}
+	// Anything else (a step, or values built by Go callers) goes the general way.
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
 	if err := enc.Encode(v); err != nil {
-		return fmt.Sprint(v)
+		return append(b, fmt.Sprint(v)...)
 	}
-	return string(bytes.TrimRight(b.Bytes(), "\n"))
+	return append(b, bytes.TrimRight(buf.Bytes(), "\n")...)
+}
+
+// appendString quotes s as JSON does, without escaping <, > and &.
+func appendString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' {
+			continue
+		}
+		b = append(b, s[start:i]...)
+		switch c {
+		case '"', '\\':
+			b = append(b, '\\', c)
+		case '\n':
+			b = append(b, '\\', 'n')
+		case '\r':
+			b = append(b, '\\', 'r')
+		case '\t':
+			b = append(b, '\\', 't')
+		default:
+			b = append(b, '\\', 'u', '0', '0', "0123456789abcdef"[c>>4], "0123456789abcdef"[c&0xf])
+		}
+		start = i + 1
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
 }

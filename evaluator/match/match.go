@@ -1,36 +1,35 @@
 // Package match runs the case-insensitive regular expressions of policy conditions cheaply.
 //
-// Regular expressions over whole step inputs are the costly part of evaluating a policy. For
-// each pattern this package derives a set of literal strings, at least one of which occurs
-// (ignoring case) in every text the pattern matches. One Aho-Corasick pass over a text finds
-// which literals of all of a policy's patterns occur in it; a pattern whose literals are all
-// absent cannot match, and its regular expression is never run on that text. The prefilter
-// only ever skips texts the pattern cannot match, so results are those of the regular
-// expression alone.
+// Regular expressions over whole step inputs are the costly part of evaluating a policy:
+// Go's engine spends tens of nanoseconds per byte of text on a pattern that does not start
+// with a case-sensitive literal. For each pattern this package derives a prefilter: a
+// condition that every text the pattern matches satisfies, built from
+//
+//   - literals: sets of strings one of which must occur (ignoring case), found for all of a
+//     policy's patterns at once by one Aho-Corasick pass over the text; and
+//   - digit density: a least number of digits that must occur within the longest span a
+//     match can cover, as numbers such as card or social security numbers need.
+//
+// A pattern whose prefilter fails on a text cannot match it, and its regular expression is
+// not run. The prefilter only ever skips texts the pattern cannot match, so results are
+// exactly those of the regular expression.
 package match
 
 import (
 	"fmt"
 	"regexp"
 	"regexp/syntax"
+	"slices"
 	"strings"
-
-	ahocorasick "github.com/petar-dambovaliev/aho-corasick"
-)
-
-// Limits on literal sets: a bigger set, or shorter literals, filter too little to pay for
-// themselves.
-const (
-	maxLiterals   = 64
-	minLiteralLen = 2
+	"unicode"
+	"unicode/utf8"
 )
 
 // Pattern is a compiled case-insensitive regular expression.
 type Pattern struct {
-	Source string
-	re     *regexp.Regexp
-	lits   []string // lower-cased literals; nil when the pattern has no prefilter
-	ids    []int    // indexes of lits in the Set that holds the pattern
+	Source   string
+	re       *regexp.Regexp
+	branches []*branch // the pattern's top-level alternatives, each with its prefilter
 }
 
 // Compile compiles pattern with case-insensitive matching, as the matches() helper uses.
@@ -41,13 +40,7 @@ func Compile(pattern string) (*Pattern, error) {
 	if err != nil {
 		return nil, fmt.Errorf("invalid regular expression %q: %w", pattern, unwrapSyntax(err))
 	}
-	p := &Pattern{Source: pattern, re: re}
-	if parsed, err := syntax.Parse("(?i)"+pattern, syntax.Perl); err == nil {
-		if lits, ok := required(parsed.Simplify()); ok {
-			p.lits = lits
-		}
-	}
-	return p, nil
+	return &Pattern{Source: pattern, re: re, branches: branches(pattern, re)}, nil
 }
 
 func unwrapSyntax(err error) error {
@@ -57,95 +50,528 @@ func unwrapSyntax(err error) error {
 	return err
 }
 
-// Literals returns the pattern's prefilter literals, lower-cased; nil if it has none.
-func (p *Pattern) Literals() []string { return p.lits }
+// Prefilter describes the pattern's prefilter, for tests and diagnostics.
+func (p *Pattern) Prefilter() string {
+	parts := make([]string, len(p.branches))
+	for i, b := range p.branches {
+		parts[i] = b.String()
+	}
+	return strings.Join(parts, " | ")
+}
 
 // MatchString reports whether the pattern matches anywhere in text.
 func (p *Pattern) MatchString(text string) bool { return p.re.MatchString(text) }
 
-// Match reports whether the pattern matches anywhere in a text whose literal hits were
-// found by Scan of the Set the pattern belongs to.
+// Match reports whether the pattern matches anywhere in a text prepared by Scan of the Set
+// the pattern belongs to.
 func (p *Pattern) Match(t *Text) bool {
-	if p.ids != nil && !t.anyHit(p.ids) {
-		return false
+	for _, r := range t.results {
+		if r.p == p {
+			return r.matched
+		}
 	}
-	return p.re.MatchString(t.s)
+	matched := false
+	for _, b := range p.branches {
+		if b.match(t) {
+			matched = true
+			break
+		}
+	}
+	t.results = append(t.results, result{p, matched})
+	return matched
 }
 
-// required returns literals at least one of which occurs, ignoring ASCII case, in every text
-// that re matches; ok is false when no useful set is known.
-func required(re *syntax.Regexp) (lits []string, ok bool) {
+// plain reports whether an expression has no assertions (^, $, \b…) and matches letters
+// regardless of case, so that its exact strings, matched ignoring ASCII case, are all it
+// matches.
+func plain(re *syntax.Regexp) bool {
 	switch re.Op {
+	case syntax.OpBeginLine, syntax.OpEndLine, syntax.OpBeginText, syntax.OpEndText,
+		syntax.OpWordBoundary, syntax.OpNoWordBoundary:
+		return false
 	case syntax.OpLiteral:
-		lit := longestASCIIRun(re.Rune)
-		if len(lit) < minLiteralLen {
-			return nil, false
-		}
-		return []string{strings.ToLower(lit)}, true
-	case syntax.OpCapture, syntax.OpPlus:
-		return required(re.Sub[0])
-	case syntax.OpRepeat:
-		if re.Min >= 1 {
-			return required(re.Sub[0])
-		}
-	case syntax.OpConcat:
-		var best []string
-		for _, sub := range re.Sub {
-			if l, ok := required(sub); ok && better(l, best) {
-				best = l
-			}
-		}
-		return best, best != nil
-	case syntax.OpAlternate:
-		seen := map[string]bool{}
-		for _, sub := range re.Sub {
-			l, ok := required(sub)
-			if !ok {
-				return nil, false
-			}
-			for _, s := range l {
-				if !seen[s] {
-					seen[s] = true
-					lits = append(lits, s)
+		if re.Flags&syntax.FoldCase == 0 {
+			for _, r := range re.Rune {
+				if unicode.SimpleFold(r) != r {
+					return false
 				}
 			}
 		}
-		if len(lits) > maxLiterals {
-			return nil, false
+	case syntax.OpCharClass:
+		for i := 0; i+1 < len(re.Rune); i += 2 {
+			for r := re.Rune[i]; r <= re.Rune[i+1] && r < utf8.RuneSelf; r++ {
+				for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+					if !inClass(re.Rune, f) {
+						return false
+					}
+				}
+			}
 		}
-		return lits, true
 	}
-	return nil, false
+	for _, sub := range re.Sub {
+		if !plain(sub) {
+			return false
+		}
+	}
+	return true
 }
 
-// better prefers the set whose shortest literal is longest, then the smaller set.
-func better(a, b []string) bool {
-	if b == nil {
+func inClass(ranges []rune, r rune) bool {
+	for i := 0; i+1 < len(ranges); i += 2 {
+		if r >= ranges[i] && r <= ranges[i+1] {
+			return true
+		}
+	}
+	return false
+}
+
+// query is a necessary condition on texts: an AND or OR of sub-queries, a set of literals
+// one of which occurs, or a number of digits within a span. nil means "always true".
+type query struct {
+	op   byte // 'a' and, 'o' or, 'l' literals, 'd' digits
+	subs []*query
+	lits []string // lower-case ASCII, for 'l'
+	ids  []int    // indexes of lits in the Set's automaton
+	// For 'd': at least digits digits within some span of width bytes (width < 0: anywhere).
+	digits, width int
+}
+
+func (q *query) String() string {
+	switch q.op {
+	case 'l':
+		return fmt.Sprintf("%q", q.lits)
+	case 'd':
+		if q.width < 0 {
+			return fmt.Sprintf("digits>=%d", q.digits)
+		}
+		return fmt.Sprintf("digits>=%d/%dB", q.digits, q.width)
+	}
+	parts := make([]string, len(q.subs))
+	for i, s := range q.subs {
+		parts[i] = s.String()
+	}
+	sep := " AND "
+	if q.op == 'o' {
+		sep = " OR "
+	}
+	return "(" + strings.Join(parts, sep) + ")"
+}
+
+func (q *query) eval(t *Text) bool {
+	switch q.op {
+	case 'a':
+		for _, s := range q.subs {
+			if !s.eval(t) {
+				return false
+			}
+		}
 		return true
+	case 'o':
+		for _, s := range q.subs {
+			if s.eval(t) {
+				return true
+			}
+		}
+		return false
+	case 'l':
+		return t.anyHit(q.ids)
+	case 'd':
+		return t.digitsWithin(q.width) >= q.digits
 	}
-	ma, mb := shortest(a), shortest(b)
-	if ma != mb {
-		return ma > mb
-	}
-	return len(a) < len(b)
+	return true
 }
 
-func shortest(l []string) int {
-	m := -1
-	for _, s := range l {
-		if m < 0 || len(s) < m {
-			m = len(s)
+// Limits on prefilters: too many literals, or too few digits, filter too little to pay.
+const (
+	maxLiterals = 64
+	minDigits   = 4
+)
+
+// info is what is known about a node of a parsed expression. String sets hold lower-cased
+// ASCII; nil means unknown.
+type info struct {
+	// exact lists every string the node can match, so that neighbours can be joined into
+	// longer, more selective literals.
+	exact []string
+	// prefix and suffix, for a node that is not exact, list strings every match starts
+	// or ends with.
+	prefix, suffix []string
+	q              *query // necessary condition besides the sets above; nil: none known
+	digits         int    // least number of digits any match contains
+	width          int    // most bytes any match spans; -1: unbounded
+}
+
+// maxExact bounds the strings a set may grow to by joining neighbours.
+const maxExact = 64
+
+// pre and suf return the strings every match of the node starts or ends with.
+func (in info) pre() []string {
+	if in.exact != nil {
+		return in.exact
+	}
+	return in.prefix
+}
+
+func (in info) suf() []string {
+	if in.exact != nil {
+		return in.exact
+	}
+	return in.suffix
+}
+
+func analyse(re *syntax.Regexp) info {
+	switch re.Op {
+	case syntax.OpLiteral:
+		in := info{}
+		for _, r := range re.Rune {
+			if r >= '0' && r <= '9' {
+				in.digits++
+			}
+			in.width += runeWidth(r, re.Flags&syntax.FoldCase != 0)
+		}
+		if lit, ok := asciiLower(re.Rune); ok {
+			in.exact = []string{lit}
+		} else if lit, ok := literal(re.Rune); ok {
+			in.q = &query{op: 'l', lits: []string{lit}}
+		}
+		return in
+	case syntax.OpCharClass:
+		in := info{width: classWidth(re.Rune), exact: classChars(re.Rune)}
+		if onlyDigits(re.Rune) {
+			in.digits = 1
+		}
+		return in
+	case syntax.OpAnyChar, syntax.OpAnyCharNotNL:
+		return info{width: utf8.UTFMax}
+	case syntax.OpCapture:
+		return analyse(re.Sub[0])
+	case syntax.OpStar:
+		return info{width: -1}
+	case syntax.OpQuest:
+		sub := analyse(re.Sub[0])
+		in := info{width: sub.width}
+		if sub.exact != nil {
+			in.exact = union(sub.exact, []string{""})
+		}
+		return in
+	case syntax.OpPlus, syntax.OpRepeat:
+		sub := analyse(re.Sub[0])
+		in := info{digits: sub.digits, width: -1}
+		if re.Op == syntax.OpRepeat {
+			in.digits = sub.digits * re.Min
+			if re.Max >= 0 && sub.width >= 0 {
+				in.width = sub.width * re.Max
+			}
+			if re.Min < 1 {
+				return in
+			}
+		}
+		in.q, in.prefix, in.suffix = closed(sub), sub.pre(), sub.suf()
+		return in
+	case syntax.OpConcat:
+		return concat(re.Sub)
+	case syntax.OpAlternate:
+		in := info{}
+		var qs []*query
+		exact, prefix, suffix := []string{}, []string{}, []string{}
+		for i, sub := range re.Sub {
+			s := analyse(sub)
+			qs = append(qs, closed(s))
+			exact = unionUpTo(exact, s.exact)
+			prefix = unionUpTo(prefix, s.pre())
+			suffix = unionUpTo(suffix, s.suf())
+			if i == 0 || s.digits < in.digits {
+				in.digits = s.digits
+			}
+			if in.width >= 0 && s.width >= 0 {
+				in.width = max(in.width, s.width)
+			} else {
+				in.width = -1
+			}
+		}
+		if exact != nil {
+			in.exact = exact
+			return in
+		}
+		in.q, in.prefix, in.suffix = or(qs...), prefix, suffix
+		return in
+	}
+	// Empty-width assertions and empty matches constrain nothing.
+	return info{exact: []string{""}}
+}
+
+// concat joins neighbouring exact parts of a concatenation, and the parts next to them,
+// into longer literals.
+func concat(subs []*syntax.Regexp) info {
+	in := info{}
+	var qs []*query
+	acc := []string{""}
+	joined := true // every part so far was exact and joined into acc
+	for _, sub := range subs {
+		s := analyse(sub)
+		in.digits += s.digits
+		if in.width >= 0 && s.width >= 0 {
+			in.width += s.width
+		} else {
+			in.width = -1
+		}
+		if s.exact != nil && len(acc)*len(s.exact) <= maxExact {
+			acc = cross(acc, s.exact)
+			continue
+		}
+		run := acc
+		if p := s.pre(); p != nil && len(acc)*len(p) <= maxExact {
+			run = cross(acc, p)
+		}
+		if joined && !emptySet(run) {
+			in.prefix = run
+		}
+		qs = append(qs, litSet(run), closed(s))
+		acc, joined = []string{""}, false
+		if sf := s.suf(); sf != nil {
+			acc = sf
 		}
 	}
-	return m
+	if joined {
+		in.exact = acc
+		return in
+	}
+	if !emptySet(acc) {
+		in.suffix = acc
+	}
+	qs = append(qs, litSet(acc))
+	in.q = and(qs...)
+	return in
 }
 
-// longestASCIIRun returns the longest stretch of ASCII characters in a literal. Non-ASCII
-// letters have case variants the ASCII-only automaton would miss, so they are left out.
-func longestASCIIRun(rs []rune) string {
+func emptySet(s []string) bool { return len(s) == 1 && s[0] == "" }
+
+// unionUpTo merges two sets unless either is unknown or the result is too big.
+func unionUpTo(a, b []string) []string {
+	if a == nil || b == nil || len(a)+len(b) > maxExact {
+		return nil
+	}
+	return union(a, b)
+}
+
+// closed turns what is known of a node into one necessary condition.
+func closed(in info) *query {
+	return withDigits(info{q: and(in.q, litSet(in.exact)), digits: in.digits, width: in.width})
+}
+
+// litSet is the condition that one of the strings occurs, or nil when one of them is too
+// short to be worth looking for.
+func litSet(strs []string) *query {
+	if strs == nil {
+		return nil
+	}
+	for _, s := range strs {
+		if !selective(s) {
+			return nil
+		}
+	}
+	return &query{op: 'l', lits: slices.Clone(strs)}
+}
+
+func selective(s string) bool {
+	return len(s) >= 2 || len(s) == 1 && strings.Contains("@#$%&*=<>|~^\\", s)
+}
+
+func cross(a, b []string) []string {
+	out := make([]string, 0, len(a)*len(b))
+	for _, x := range a {
+		for _, y := range b {
+			out = append(out, x+y)
+		}
+	}
+	return union(out, nil)
+}
+
+// union merges string sets, dropping duplicates.
+func union(a, b []string) []string {
+	seen := map[string]bool{}
+	out := []string{}
+	for _, s := range append(slices.Clone(a), b...) {
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// asciiLower lower-cases a literal whose every character is ASCII or case-folds to ASCII
+// (the Kelvin sign and the long s, which Scan maps to k and s).
+func asciiLower(rs []rune) (string, bool) {
+	b := make([]byte, 0, len(rs))
+	for _, r := range rs {
+		c, ok := foldASCII(r)
+		if !ok {
+			return "", false
+		}
+		b = append(b, c)
+	}
+	return string(b), true
+}
+
+func foldASCII(r rune) (byte, bool) {
+	switch {
+	case r == '\u212a':
+		return 'k', true
+	case r == '\u017f':
+		return 's', true
+	case r >= utf8.RuneSelf:
+		return 0, false
+	case r >= 'A' && r <= 'Z':
+		return byte(r) + 'a' - 'A', true
+	}
+	return byte(r), true
+}
+
+// classChars lists a small class's characters, lower-cased, or nil for a big class.
+func classChars(ranges []rune) []string {
+	var out []string
+	seen := map[byte]bool{}
+	for i := 0; i+1 < len(ranges); i += 2 {
+		if ranges[i+1]-ranges[i] > maxExact {
+			return nil
+		}
+		for r := ranges[i]; r <= ranges[i+1]; r++ {
+			c, ok := foldASCII(r)
+			if !ok {
+				return nil
+			}
+			if !seen[c] {
+				seen[c] = true
+				out = append(out, string(c))
+			}
+		}
+	}
+	if len(out) > 16 {
+		return nil
+	}
+	return out
+}
+
+// withDigits adds the digit-density condition to a node's literal condition.
+func withDigits(in info) *query {
+	if in.digits < minDigits {
+		return in.q
+	}
+	return and(in.q, &query{op: 'd', digits: in.digits, width: in.width})
+}
+
+// and combines necessary conditions. Of several digit conditions only the one asking
+// for the most digits is kept: each costs a pass over the text.
+func and(qs ...*query) *query {
+	out := &query{op: 'a'}
+	var dense *query
+	add := func(q *query) {
+		if q.op != 'd' {
+			out.subs = append(out.subs, q)
+		} else if dense == nil || q.digits > dense.digits || q.digits == dense.digits && q.width >= 0 && q.width < dense.width {
+			dense = q
+		}
+	}
+	for _, q := range qs {
+		switch {
+		case q == nil:
+		case q.op == 'a':
+			for _, s := range q.subs {
+				add(s)
+			}
+		default:
+			add(q)
+		}
+	}
+	if dense != nil {
+		out.subs = append(out.subs, dense)
+	}
+	switch len(out.subs) {
+	case 0:
+		return nil
+	case 1:
+		return out.subs[0]
+	}
+	return out
+}
+
+func or(qs ...*query) *query {
+	out := &query{op: 'o'}
+	lits := &query{op: 'l'}
+	for _, q := range qs {
+		switch {
+		case q == nil:
+			return nil // one branch can match anything, so the whole can
+		case q.op == 'o':
+			for _, s := range q.subs {
+				if s.op == 'l' {
+					lits.lits = append(lits.lits, s.lits...)
+				} else {
+					out.subs = append(out.subs, s)
+				}
+			}
+		case q.op == 'l':
+			lits.lits = append(lits.lits, q.lits...)
+		default:
+			out.subs = append(out.subs, q)
+		}
+	}
+	if len(lits.lits) > 0 {
+		out.subs = append(out.subs, lits)
+	}
+	if len(out.subs) == 1 {
+		return out.subs[0]
+	}
+	return out
+}
+
+// simplify removes duplicate literals and drops literal sets too big to help.
+func simplify(q *query) *query {
+	if q == nil {
+		return nil
+	}
+	switch q.op {
+	case 'l':
+		seen := map[string]bool{}
+		var lits []string
+		for _, l := range q.lits {
+			if !seen[l] {
+				seen[l] = true
+				lits = append(lits, l)
+			}
+		}
+		if len(lits) > maxLiterals {
+			return nil
+		}
+		return &query{op: 'l', lits: lits}
+	case 'a':
+		subs := make([]*query, 0, len(q.subs))
+		for _, s := range q.subs {
+			subs = append(subs, simplify(s))
+		}
+		return and(subs...)
+	case 'o':
+		subs := make([]*query, 0, len(q.subs))
+		for _, s := range q.subs {
+			s = simplify(s)
+			if s == nil {
+				return nil
+			}
+			subs = append(subs, s)
+		}
+		return or(subs...)
+	}
+	return q
+}
+
+// literal returns the longest ASCII stretch of a literal that has other characters,
+// lower-cased, if it is selective enough to look for. Non-ASCII letters have case variants
+// the ASCII-only automaton would miss, so they are left out.
+func literal(rs []rune) (string, bool) {
 	var best, cur []rune
 	for _, r := range rs {
-		if r < 0x80 {
+		if r < utf8.RuneSelf {
 			cur = append(cur, r)
 			if len(cur) > len(best) {
 				best = cur
@@ -154,44 +580,80 @@ func longestASCIIRun(rs []rune) string {
 		}
 		cur = nil
 	}
-	return string(best)
+	s := strings.ToLower(string(best))
+	return s, selective(s)
+}
+
+// runeWidth is the most bytes r can occupy in a text it matches: a case-insensitive
+// letter may match a longer case variant (the Kelvin sign matches k).
+func runeWidth(r rune, fold bool) int {
+	w := utf8.RuneLen(r)
+	if fold {
+		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+			w = max(w, utf8.RuneLen(f))
+		}
+	}
+	return max(w, 1)
+}
+
+// classWidth is the most bytes one character of a class (given as ranges) can occupy.
+func classWidth(ranges []rune) int {
+	w := 1
+	for i := 1; i < len(ranges); i += 2 {
+		w = max(w, utf8.RuneLen(min(ranges[i], unicode.MaxRune)))
+	}
+	return w
+}
+
+func onlyDigits(ranges []rune) bool {
+	for i := 0; i+1 < len(ranges); i += 2 {
+		if ranges[i] < '0' || ranges[i+1] > '9' {
+			return false
+		}
+	}
+	return len(ranges) > 0
 }
 
 // Set holds the patterns of one policy and an automaton over all their literals.
 type Set struct {
-	patterns []*Pattern
-	lits     []string
-	ac       *ahocorasick.AhoCorasick
+	lits []string
+	ac   *automaton
 }
 
 // NewSet builds the automaton over the literals of the given patterns and ties each pattern
 // to it. A pattern belongs to at most one Set.
 func NewSet(patterns []*Pattern) *Set {
-	s := &Set{patterns: patterns}
+	s := &Set{}
 	index := map[string]int{}
-	for _, p := range patterns {
-		if p.lits == nil {
-			continue
+	var bind func(q *query)
+	bind = func(q *query) {
+		if q == nil {
+			return
 		}
-		p.ids = make([]int, len(p.lits))
-		for i, l := range p.lits {
+		for _, sub := range q.subs {
+			bind(sub)
+		}
+		if q.op != 'l' {
+			return
+		}
+		q.ids = make([]int, len(q.lits))
+		for i, l := range q.lits {
 			id, ok := index[l]
 			if !ok {
 				id = len(s.lits)
 				index[l] = id
 				s.lits = append(s.lits, l)
 			}
-			p.ids[i] = id
+			q.ids[i] = id
+		}
+	}
+	for _, p := range patterns {
+		for _, b := range p.branches {
+			bind(b.q)
 		}
 	}
 	if len(s.lits) > 0 {
-		b := ahocorasick.NewAhoCorasickBuilder(ahocorasick.Opts{
-			AsciiCaseInsensitive: true,
-			MatchKind:            ahocorasick.StandardMatch,
-			DFA:                  true,
-		})
-		ac := b.Build(s.lits)
-		s.ac = &ac
+		s.ac = newAutomaton(s.lits)
 	}
 	return s
 }
@@ -201,9 +663,19 @@ func (s *Set) Literals() int { return len(s.lits) }
 
 // Text is a string prepared for matching against a Set's patterns.
 type Text struct {
-	s    string
-	hits []uint64
+	s       string
+	hits    []uint64
+	small   [4]uint64 // backs hits for up to 256 literals
+	windows []window  // digit counts computed so far, by span width
+	results []result  // patterns matched against the text so far
 }
+
+type result struct {
+	p       *Pattern
+	matched bool
+}
+
+type window struct{ width, digits int }
 
 // Scan finds which of the set's literals occur in text, in one pass.
 func (s *Set) Scan(text string) *Text {
@@ -211,16 +683,16 @@ func (s *Set) Scan(text string) *Text {
 	if s.ac == nil {
 		return t
 	}
-	t.hits = make([]uint64, (len(s.lits)+63)/64)
+	if n := (len(s.lits) + 63) / 64; n <= len(t.small) {
+		t.hits = t.small[:n]
+	} else {
+		t.hits = make([]uint64, n)
+	}
 	// The Kelvin sign and the long s are the only non-ASCII characters that case-fold to
 	// ASCII letters; map them so the ASCII-insensitive automaton sees every text the
 	// case-insensitive regular expression would match.
 	hay := strings.ReplaceAll(strings.ReplaceAll(text, "\u212a", "k"), "\u017f", "s")
-	it := s.ac.IterOverlapping(hay)
-	for m := it.Next(); m != nil; m = it.Next() {
-		id := m.Pattern()
-		t.hits[id/64] |= 1 << (id % 64)
-	}
+	s.ac.scan(hay, t.hits)
 	return t
 }
 
@@ -238,3 +710,28 @@ func (t *Text) anyHit(ids []int) bool {
 	}
 	return false
 }
+
+// digitsWithin returns the most ASCII digits in any span of width bytes (all of the text
+// when width < 0).
+func (t *Text) digitsWithin(width int) int {
+	for _, w := range t.windows {
+		if w.width == width {
+			return w.digits
+		}
+	}
+	best, cur := 0, 0
+	s := t.s
+	for i := 0; i < len(s); i++ {
+		if isDigit(s[i]) {
+			cur++
+		}
+		if width >= 0 && i >= width && isDigit(s[i-width]) {
+			cur--
+		}
+		best = max(best, cur)
+	}
+	t.windows = append(t.windows, window{width, best})
+	return best
+}
+
+func isDigit(b byte) bool { return b >= '0' && b <= '9' }

@@ -1,0 +1,97 @@
+package evaluator_test
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/troy-audit/troy/evaluator"
+	"github.com/troy-audit/troy/ingest/tracegen"
+	"github.com/troy-audit/troy/policies"
+	"github.com/troy-audit/troy/schemas"
+)
+
+// mergedTemplates compiles every bundled template merged into one policy.
+func mergedTemplates(tb testing.TB) *evaluator.Compiled {
+	tb.Helper()
+	all, err := policies.Templates()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ps := make([]*policies.Policy, len(all))
+	for i, t := range all {
+		ps[i] = t.Policy
+	}
+	c, err := evaluator.Compile(policies.Merge("all-templates", "every bundled template", ps...))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return c
+}
+
+// BenchmarkEvaluate measures post-hoc evaluation of the merged bundled templates over
+// generated traces of growing length; steps/s should not fall as traces grow.
+func BenchmarkEvaluate(b *testing.B) {
+	c := mergedTemplates(b)
+	for _, n := range []int{10, 100, 1000, 10000} {
+		b.Run(fmt.Sprintf("steps=%d", n), func(b *testing.B) {
+			g := tracegen.New(tracegen.Options{Steps: n, Seed: 1})
+			traces := make([]*schemas.Trace, max(1, 20000/n))
+			for i := range traces {
+				traces[i] = g.Trace()
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			steps := 0
+			for i := 0; i < b.N; i++ {
+				t := traces[i%len(traces)]
+				c.Evaluate(t)
+				steps += len(t.Steps)
+			}
+			b.ReportMetric(float64(steps)/b.Elapsed().Seconds(), "steps/s")
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(steps), "ns/step")
+		})
+	}
+}
+
+// BenchmarkGuardCheck measures one guard check after a given number of earlier checks in
+// the same session; the cost should not grow with the history.
+func BenchmarkGuardCheck(b *testing.B) {
+	c := mergedTemplates(b)
+	const refill = 100 // checks before the session is rebuilt at its starting size
+	for _, prior := range []int{0, 1000, 10000} {
+		b.Run(fmt.Sprintf("prior=%d", prior), func(b *testing.B) {
+			g := tracegen.New(tracegen.Options{Steps: prior + refill, Seed: 2})
+			t := g.Trace()
+			reqs := make([]evaluator.CheckRequest, len(t.Steps))
+			for i, s := range t.Steps {
+				reqs[i] = evaluator.CheckRequest{Action: s.Description, Input: s.Input, Metadata: s.Metadata, Type: s.Type}
+			}
+			var guard *evaluator.Guard
+			fresh := func() {
+				var err error
+				guard, err = c.NewGuard(evaluator.GuardOptions{AgentName: "bench", Mode: schemas.ModeMonitor})
+				if err != nil {
+					b.Fatal(err)
+				}
+				for _, r := range reqs[:prior] {
+					if _, err := guard.Check(r); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			fresh()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if i > 0 && i%refill == 0 {
+					b.StopTimer()
+					fresh()
+					b.StartTimer()
+				}
+				if _, err := guard.Check(reqs[prior+i%refill]); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,242 @@
+package match
+
+import (
+	"regexp"
+	"regexp/syntax"
+	"strings"
+	"unicode"
+)
+
+// maxBranches bounds how many top-level alternatives a pattern is split into.
+const maxBranches = 16
+
+// branch is one top-level alternative of a pattern: a text matches the pattern when it
+// matches any branch, so each branch can be filtered, and run, on its own.
+type branch struct {
+	re *regexp.Regexp
+	q  *query // necessary condition; nil: none known
+	// exact is set when q is a literal set holding every string the branch matches, so a
+	// hit is a match and the expression need not run at all.
+	exact bool
+	// anchor, when set, is a literal without letters that every match contains, and
+	// closure the bytes a match can contain: the expression then only runs on the runs of
+	// closure bytes around each occurrence of anchor, not on the whole text.
+	anchor  string
+	closure *[256]bool
+}
+
+// branches splits a pattern into separately filtered top-level alternatives. A pattern
+// that is one set of literals stays whole.
+func branches(pattern string, full *regexp.Regexp) []*branch {
+	whole := parseBranch(pattern, full)
+	parts := splitAlternatives(pattern)
+	if whole.exact || len(parts) < 2 || len(parts) > maxBranches {
+		return []*branch{whole}
+	}
+	out := make([]*branch, 0, len(parts))
+	for _, part := range parts {
+		re, err := regexp.Compile("(?i)" + part)
+		if err != nil {
+			return []*branch{whole}
+		}
+		out = append(out, parseBranch(part, re))
+	}
+	return out
+}
+
+func parseBranch(pattern string, re *regexp.Regexp) *branch {
+	parsed, err := syntax.Parse("(?i)"+pattern, syntax.Perl)
+	if err != nil {
+		return &branch{re: re}
+	}
+	return newBranch(parsed.Simplify(), re)
+}
+
+// splitAlternatives splits a pattern at the | characters outside groups, classes and
+// escapes. A flag group such as (?i) at the top level applies to what follows it, so a
+// pattern with one is not split.
+func splitAlternatives(p string) []string {
+	var parts []string
+	depth, start, class := 0, 0, false
+	for i := 0; i < len(p); i++ {
+		switch c := p[i]; {
+		case c == '\\':
+			i++
+		case class:
+			class = c != ']'
+		case c == '[':
+			class = true
+			if i+1 < len(p) && p[i+1] == ']' {
+				i++ // a ] first in a class is a literal
+			}
+		case c == '(':
+			if depth == 0 && strings.HasPrefix(p[i:], "(?") && !strings.HasPrefix(p[i:], "(?:") && !strings.HasPrefix(p[i:], "(?P<") {
+				return nil
+			}
+			depth++
+		case c == ')':
+			depth--
+		case c == '|' && depth == 0:
+			parts = append(parts, p[start:i])
+			start = i + 1
+		}
+	}
+	return append(parts, p[start:])
+}
+
+func newBranch(re *syntax.Regexp, compiled *regexp.Regexp) *branch {
+	in := analyse(re)
+	b := &branch{re: compiled, q: simplify(closed(in))}
+	b.exact = in.exact != nil && b.q != nil && b.q.op == 'l' && len(b.q.lits) == len(in.exact) && plain(re)
+	if b.exact || !unanchored(re) {
+		return b
+	}
+	if lit := anchorLiteral(b.q); lit != "" {
+		var c [256]bool
+		if closure(re, &c) {
+			b.anchor, b.closure = lit, &c
+		}
+	}
+	return b
+}
+
+func (b *branch) String() string {
+	s := "none"
+	if b.q != nil {
+		s = b.q.String()
+	}
+	if b.exact {
+		s += " (exact)"
+	}
+	if b.anchor != "" {
+		s += " (around " + b.anchor + ")"
+	}
+	return s
+}
+
+func (b *branch) match(t *Text) bool {
+	if b.q != nil && !b.q.eval(t) {
+		return false
+	}
+	if b.exact {
+		return true
+	}
+	if b.anchor != "" {
+		if found, ok := b.around(t.s); ok {
+			return found
+		}
+	}
+	return b.re.MatchString(t.s)
+}
+
+// maxAnchors bounds the occurrences around which a branch runs before it falls back to a
+// search of the whole text.
+const maxAnchors = 32
+
+// around runs the expression on the stretch of closure bytes around each occurrence of the
+// anchor, with one byte of context on each side for \b. Every match contains the anchor
+// and only closure bytes, so it lies inside one such stretch; ok is false when there are
+// too many occurrences to be worth it.
+func (b *branch) around(s string) (found, ok bool) {
+	c := b.closure
+	end := 0 // stretches are searched left to right and never twice
+	for n, i := 0, 0; ; n++ {
+		j := strings.Index(s[i:], b.anchor)
+		if j < 0 {
+			return false, true
+		}
+		if n == maxAnchors {
+			return false, false
+		}
+		at := i + j
+		lo, hi := at, at+len(b.anchor)
+		for lo > end && c[s[lo-1]] {
+			lo--
+		}
+		for hi < len(s) && c[s[hi]] {
+			hi++
+		}
+		if lo > 0 {
+			lo--
+		}
+		if hi < len(s) {
+			hi++
+		}
+		if b.re.MatchString(s[max(lo, end):hi]) {
+			return true, true
+		}
+		end, i = hi, max(hi-1, at+1)
+	}
+}
+
+// anchorLiteral returns a single literal without letters that q requires, if any.
+func anchorLiteral(q *query) string {
+	if q == nil {
+		return ""
+	}
+	candidates := []*query{q}
+	if q.op == 'a' {
+		candidates = q.subs
+	}
+	for _, c := range candidates {
+		if c.op == 'l' && len(c.lits) == 1 && !strings.ContainsFunc(c.lits[0], isLetter) {
+			return c.lits[0]
+		}
+	}
+	return ""
+}
+
+func isLetter(r rune) bool { return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' }
+
+// unanchored reports whether an expression has no line or text anchors, which a search of
+// part of a text would see in the wrong places.
+func unanchored(re *syntax.Regexp) bool {
+	switch re.Op {
+	case syntax.OpBeginLine, syntax.OpEndLine, syntax.OpBeginText, syntax.OpEndText, syntax.OpEmptyMatch:
+		return false
+	}
+	for _, sub := range re.Sub {
+		if !unanchored(sub) {
+			return false
+		}
+	}
+	return true
+}
+
+// closure marks every byte a match of re can contain; it reports false when that is
+// every byte. Any non-ASCII character marks all bytes from 0x80 up.
+func closure(re *syntax.Regexp, c *[256]bool) bool {
+	mark := func(lo, hi rune) {
+		for r := lo; r <= hi && r < 0x80; r++ {
+			c[r] = true
+		}
+		if hi >= 0x80 {
+			for b := 0x80; b < 256; b++ {
+				c[b] = true
+			}
+		}
+	}
+	switch re.Op {
+	case syntax.OpAnyChar, syntax.OpAnyCharNotNL:
+		return false
+	case syntax.OpLiteral:
+		for _, r := range re.Rune {
+			mark(r, r)
+			if re.Flags&syntax.FoldCase != 0 {
+				for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+					mark(f, f)
+				}
+			}
+		}
+	case syntax.OpCharClass:
+		for i := 0; i+1 < len(re.Rune); i += 2 {
+			mark(re.Rune[i], re.Rune[i+1])
+		}
+	}
+	for _, sub := range re.Sub {
+		if !closure(sub, c) {
+			return false
+		}
+	}
+	return true
+}
