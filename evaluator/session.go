@@ -34,8 +34,12 @@ type session struct {
 	pvm   vm.VM // runs predicates, called from inside rule programs
 	preds []predState
 	texts map[textKey]textEntry
-	dyn   map[string]*match.Pattern
-	errs  []schemas.RuleError // indexed like c.rules
+	// recent holds the last texts looked up, checked before the map: the rules of one step
+	// look at the same few values.
+	recent [8]recentText
+	next   int
+	dyn    map[string]*match.Pattern
+	errs   []schemas.RuleError // indexed like c.rules
 }
 
 // predState holds prefix counts of one predicate over the steps evaluated so far:
@@ -49,6 +53,11 @@ type textKey struct {
 	ptr  unsafe.Pointer
 	n    int
 	kind reflect.Kind
+}
+
+type recentText struct {
+	key  textKey
+	text *match.Text
 }
 
 // textEntry keeps the original value alive, so its address cannot be reused by another
@@ -266,7 +275,13 @@ func (s *session) text(v any) *match.Text {
 			return s.c.set.Scan(fmt.Sprint(v))
 		}
 	}
+	for i := range s.recent {
+		if s.recent[i].key == key && s.recent[i].text != nil {
+			return s.recent[i].text
+		}
+	}
 	if e, ok := s.texts[key]; ok {
+		s.remember(key, e.text)
 		return e.text
 	}
 	str, ok := v.(string)
@@ -278,10 +293,17 @@ func (s *session) text(v any) *match.Text {
 	}
 	if len(s.texts) >= maxCachedTexts {
 		clear(s.texts)
+		clear(s.recent[:])
 	}
 	t := s.c.set.Scan(str)
 	s.texts[key] = textEntry{orig: v, text: t}
+	s.remember(key, t)
 	return t
+}
+
+func (s *session) remember(key textKey, t *match.Text) {
+	s.recent[s.next] = recentText{key, t}
+	s.next = (s.next + 1) % len(s.recent)
 }
 
 func lenOf(rv reflect.Value) int {

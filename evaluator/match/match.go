@@ -663,11 +663,12 @@ func (s *Set) Literals() int { return len(s.lits) }
 
 // Text is a string prepared for matching against a Set's patterns.
 type Text struct {
-	s       string
-	hits    []uint64
-	small   [4]uint64 // backs hits for up to 256 literals
-	windows []window  // digit counts computed so far, by span width
-	results []result  // patterns matched against the text so far
+	s          string
+	hits       []uint64
+	small      [4]uint64 // backs hits for up to 256 literals
+	windows    []window  // digit counts computed so far, by span width
+	results    []result  // patterns matched against the text so far
+	resultsBuf [8]result
 }
 
 type result struct {
@@ -680,6 +681,7 @@ type window struct{ width, digits int }
 // Scan finds which of the set's literals occur in text, in one pass.
 func (s *Set) Scan(text string) *Text {
 	t := &Text{s: text}
+	t.results = t.resultsBuf[:0]
 	if s.ac == nil {
 		return t
 	}
