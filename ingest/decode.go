@@ -38,6 +38,7 @@ func (e *PathError) Error() string {
 // DecodeTrace parses and validates one trace document. Errors are *PathError values that
 // name the JSON path and what was expected.
 func DecodeTrace(data []byte) (*schemas.Trace, error) {
+	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf")) // a byte-order mark some editors write
 	if !utf8.Valid(data) {
 		off := invalidUTF8Offset(data)
 		line, col := position(data, off)
@@ -63,7 +64,7 @@ func syntaxError(data []byte, dec *json.Decoder, err error) error {
 	off := int(dec.InputOffset())
 	var se *json.SyntaxError
 	if errors.As(err, &se) {
-		off = int(se.Offset)
+		off = int(se.Offset) - 1 // the offset is just past the offending byte
 	}
 	if errors.Is(err, io.ErrUnexpectedEOF) {
 		off = len(data)

@@ -107,6 +107,7 @@ func Parse(data []byte, source, defaultID string) (*Policy, error) {
 	fail := func(rule, format string, args ...any) error {
 		return &Error{Source: source, Rule: rule, Msg: fmt.Sprintf(format, args...)}
 	}
+	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf")) // a byte-order mark some editors write
 	if !utf8.Valid(data) {
 		return nil, fail("", "invalid UTF-8")
 	}
@@ -263,7 +264,7 @@ func jsonProblem(data []byte, err error, want string) string {
 	var te *json.UnmarshalTypeError
 	switch {
 	case errors.As(err, &se):
-		line, col := lineCol(data, int(se.Offset))
+		line, col := lineCol(data, int(se.Offset)-1) // the offset is just past the offending byte
 		return fmt.Sprintf("line %d, column %d: invalid JSON: %v", line, col, se)
 	case errors.As(err, &te):
 		return fmt.Sprintf("expected %s, got %s", want, te.Value)
