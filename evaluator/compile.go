@@ -42,6 +42,9 @@ type Compiled struct {
 	set      *match.Set
 	weights  map[string]int
 	hash     string
+	// plain turns every optimization off: no prechecks, no rewritten member access or
+	// quantifiers, no prefilters. Tests compare optimized evaluation against it.
+	plain bool
 }
 
 type rule struct {
@@ -54,8 +57,11 @@ type rule struct {
 
 // Compile compiles every condition of p. Problems are reported together, one line each,
 // naming the policy's source, the rule id and the line and column in the condition.
-func Compile(p *policies.Policy) (*Compiled, error) {
+func Compile(p *policies.Policy) (*Compiled, error) { return compile(p, false) }
+
+func compile(p *policies.Policy, plain bool) (*Compiled, error) {
 	c := &Compiled{
+		plain:    plain,
 		policy:   p,
 		patterns: map[string]*match.Pattern{},
 		weights:  make(map[string]int, len(p.Rules)),
@@ -138,6 +144,14 @@ func (b *builder) rule(pr policies.Rule) (*rule, error) {
 	r := &rule{Rule: pr, pre: firstCheck(tree.Node)}
 	if err := b.analyse(tree, r); err != nil {
 		return nil, err
+	}
+	if b.c.plain {
+		r.pre = nil
+		r.program, err = expr.Compile(src, b.options()...)
+		if err != nil {
+			return nil, conditionError(err)
+		}
+		return r, nil
 	}
 	qp := &quantPatcher{b: b}
 	r.program, err = expr.Compile(src, b.options(expr.Patch(fieldPatcher{}), expr.Patch(qp))...)

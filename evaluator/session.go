@@ -224,13 +224,17 @@ func (s *session) matches(text, pattern any) bool {
 	if !ok {
 		panic(fmt.Sprintf("matches: pattern must be a string, got %T", pattern))
 	}
-	p := s.c.patterns[ps]
-	if p == nil {
-		p = s.dynamic(ps)
-	}
 	t := s.text(text)
 	if t == nil {
 		return false
+	}
+	p := s.c.patterns[ps]
+	if p == nil || s.c.plain {
+		// A pattern computed at run time is not in the policy's prefilter set.
+		if p == nil {
+			p = s.dynamic(ps)
+		}
+		return p.MatchString(t.String())
 	}
 	return p.Match(t)
 }

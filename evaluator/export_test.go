@@ -1,0 +1,7 @@
+package evaluator
+
+import "github.com/troy-audit/troy/policies"
+
+// CompileReference compiles without optimizations, as the reference the optimized
+// evaluator must agree with.
+func CompileReference(p *policies.Policy) (*Compiled, error) { return compile(p, true) }

@@ -1,0 +1,172 @@
+package match
+
+import (
+	"math/rand/v2"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+func TestAutomatonFindsEveryLiteral(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	alphabet := "abcAB -@1"
+	word := func(n int) string {
+		var b strings.Builder
+		for range n {
+			b.WriteByte(alphabet[r.IntN(len(alphabet))])
+		}
+		return b.String()
+	}
+	for range 300 {
+		var lits []string
+		seen := map[string]bool{}
+		for range 1 + r.IntN(12) {
+			l := strings.ToLower(word(1 + r.IntN(4)))
+			if !seen[l] {
+				seen[l] = true
+				lits = append(lits, l)
+			}
+		}
+		a := newAutomaton(lits)
+		for range 20 {
+			text := word(r.IntN(40))
+			hits := make([]uint64, (len(lits)+63)/64)
+			a.scan(text, hits)
+			lower := strings.ToLower(text)
+			for id, l := range lits {
+				want := strings.Contains(lower, l)
+				got := hits[id/64]&(1<<(id%64)) != 0
+				if got != want {
+					t.Fatalf("literal %q in %q: got %v want %v (literals %q)", l, text, got, want, lits)
+				}
+			}
+		}
+	}
+}
+
+func TestPrefilters(t *testing.T) {
+	tests := []struct{ pattern, want string }{
+		{`\b\d{3}-\d{2}-\d{4}\b`, `(["0-" "1-" "2-" "3-" "4-" "5-" "6-" "7-" "8-" "9-"] AND ["0-" "1-" "2-" "3-" "4-" "5-" "6-" "7-" "8-" "9-"] AND digits>=9/11B)`},
+		{`ignore (all )?previous instructions|run as admin`, `["ignore all previous instructions" "ignore previous instructions" "run as admin"] (exact)`},
+		{`[a-z0-9._%+-]+@[a-z0-9-]+\.[a-z]{2,}`, `["@"] (around @)`},
+		{`^http://`, `["http://"]`},
+		{`api[_-]?key`, `["api-key" "api_key" "apikey"] (exact)`},
+		{`\bAKIA[0-9A-Z]{16}\b|-----BEGIN`, `["akia"] | ["-----begin"] (exact)`},
+		{`[a-z]+`, "none"},
+		{`(?-i)Secret`, `["secret"]`},
+	}
+	for _, tc := range tests {
+		p, err := Compile(tc.pattern)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := p.Prefilter(); got != tc.want {
+			t.Errorf("%s: prefilter %s, want %s", tc.pattern, got, tc.want)
+		}
+	}
+}
+
+// The prefilters never change a result: on random patterns and texts built to sit on
+// every boundary the prefilters reason about (case, digits, anchors, word boundaries,
+// characters that case-fold to ASCII), Match agrees with the regular expression alone.
+func TestMatchAgreesWithRegexp(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	rounds := 1500
+	if testing.Short() || raceEnabled {
+		rounds = 400
+	}
+	for range rounds {
+		var pats []*Pattern
+		var srcs []string
+		var plain []*regexp.Regexp
+		for range 1 + r.IntN(4) {
+			src := randomPattern(r, 3)
+			p, err := Compile(src)
+			if err != nil {
+				continue
+			}
+			pats = append(pats, p)
+			srcs = append(srcs, src)
+			plain = append(plain, regexp.MustCompile("(?i)"+src))
+		}
+		set := NewSet(pats)
+		for range 30 {
+			text := randomText(r)
+			tx := set.Scan(text)
+			for i, p := range pats {
+				want := plain[i].MatchString(text)
+				if got := p.Match(tx); got != want {
+					t.Fatalf("pattern %q on %q: Match %v, regexp %v (prefilter %s)", srcs[i], text, got, want, p.Prefilter())
+				}
+			}
+		}
+	}
+}
+
+var (
+	patternPieces = []string{"ab", "key", "x", "@", "-", "é", "k", "s", "Secret", "12", "a b", "\"", ":"}
+	classPieces   = []string{"[a-z]", `\d`, "[0-9a-f]", `\s`, `[^"]`, ".", "[ -]", "[@.]", `\w`, "[kK]", "[^a]"}
+	quantifiers   = []string{"", "", "?", "*", "+", "{2}", "{1,3}", "{3,}"}
+	assertions    = []string{`\b`, "^", "$", `\B`}
+	textPieces    = []string{"ab", "AB", "key", "KEY", "x", "@", "-", " ", "\n", "é", "É", "\u212a", "\u017f", "s", "S", "1", "12", "123", "9", "\"", ":", "secret", "Secret", "a b", ".", "ſecret", "K"}
+)
+
+func randomPattern(r *rand.Rand, depth int) string {
+	var b strings.Builder
+	for range 1 + r.IntN(4) {
+		switch k := r.IntN(10); {
+		case k < 4:
+			b.WriteString(regexp.QuoteMeta(patternPieces[r.IntN(len(patternPieces))]))
+		case k < 7:
+			b.WriteString(classPieces[r.IntN(len(classPieces))])
+		case k < 8:
+			b.WriteString(assertions[r.IntN(len(assertions))])
+			continue
+		default:
+			if depth == 0 {
+				b.WriteString("z")
+				break
+			}
+			alts := make([]string, 2+r.IntN(2))
+			for i := range alts {
+				alts[i] = randomPattern(r, depth-1)
+			}
+			b.WriteString("(" + strings.Join(alts, "|") + ")")
+		}
+		b.WriteString(quantifiers[r.IntN(len(quantifiers))])
+	}
+	if depth > 0 && r.IntN(4) == 0 {
+		return b.String() + "|" + randomPattern(r, depth-1)
+	}
+	return b.String()
+}
+
+func randomText(r *rand.Rand) string {
+	var b strings.Builder
+	for range r.IntN(24) {
+		b.WriteString(textPieces[r.IntN(len(textPieces))])
+	}
+	return b.String()
+}
+
+func FuzzMatchAgreesWithRegexp(f *testing.F) {
+	for _, seed := range [][2]string{
+		{`\b\d{3}-\d{2}-\d{4}\b`, "ssn 123-45-6789 x"},
+		{`[a-z]+@[a-z]+\.com`, "mail a@b.com"},
+		{`ignore (all )?previous instructions`, "IGNORE PREVIOUS INSTRUCTIONS"},
+		{`kelvin`, "\u212aelvin"},
+		{`api[_-]?key`, "API-KEY"},
+	} {
+		f.Add(seed[0], seed[1])
+	}
+	f.Fuzz(func(t *testing.T, pattern, text string) {
+		p, err := Compile(pattern)
+		if err != nil {
+			return
+		}
+		set := NewSet([]*Pattern{p})
+		if got, want := p.Match(set.Scan(text)), p.MatchString(text); got != want {
+			t.Fatalf("pattern %q on %q: Match %v, regexp %v (prefilter %s)", pattern, text, got, want, p.Prefilter())
+		}
+	})
+}
