@@ -144,17 +144,24 @@ func Parse(data []byte, source, defaultID string) (*Policy, error) {
 	if err := json.Unmarshal(raw, &items); err != nil || items == nil {
 		return nil, fail("", "rules: expected an array of rules, got %s", kind(raw))
 	}
+	// Every rule is checked, so that one run reports all of a file's problems.
 	seen := map[string]int{}
+	var errs []error
 	for i, item := range items {
 		r, err := parseRule(item, i, fail)
 		if err != nil {
-			return nil, err
+			errs = append(errs, err)
+			continue
 		}
 		if first, dup := seen[r.RuleID]; dup {
-			return nil, fail(RuleLabel(r.RuleID), "duplicate rule_id (rules[%d] and rules[%d])", first, i)
+			errs = append(errs, fail(RuleLabel(r.RuleID), "duplicate rule_id (rules[%d] and rules[%d])", first, i))
+			continue
 		}
 		seen[r.RuleID] = i
 		p.Rules = append(p.Rules, r)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
 	}
 	return p, nil
 }

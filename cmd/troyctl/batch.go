@@ -33,7 +33,7 @@ func newBatchCmd(a *app) *cobra.Command {
 contribute the .json, .jsonl, .json.gz and .jsonl.gz files directly inside them; a
 .jsonl file holds one trace per line. Each trace gets report.md and audit.json; the
 batch gets summary.md and batch.json. Bad files and bad lines are skipped with their
-reason, and the batch goes on.
+reason, and the batch goes on; the exit code is then 1, after every report is written.
 
 The last argument is the policy: a file or the name of a bundled template.`,
 		Example: `  troyctl batch examples/traces examples/policy.json
@@ -67,14 +67,20 @@ The last argument is the policy: a file or the name of a bundled template.`,
 				return err
 			}
 			if asJSON {
-				return reporter.EncodeJSON(a.stdout, summary)
+				if err := reporter.EncodeJSON(a.stdout, summary); err != nil {
+					return err
+				}
+			} else {
+				fmt.Fprintf(a.stdout, "Batch complete: %d processed, %d skipped.\n", len(summary.Rows), len(summary.Skipped))
+				for _, s := range summary.Skipped {
+					fmt.Fprintf(a.stdout, "  skipped %s: %s\n", s.File, s.Error)
+				}
+				fmt.Fprintf(a.stdout, "Summary written to %s\n", summary.Summary)
+				fmt.Fprintf(a.stdout, "Batch JSON written to %s\n", summary.BatchJSON)
 			}
-			fmt.Fprintf(a.stdout, "Batch complete: %d processed, %d skipped.\n", len(summary.Rows), len(summary.Skipped))
-			for _, s := range summary.Skipped {
-				fmt.Fprintf(a.stdout, "  skipped %s: %s\n", s.File, s.Error)
+			if n := len(summary.Skipped); n > 0 {
+				return fmt.Errorf("%d input(s) skipped; see %s", n, summary.Summary)
 			}
-			fmt.Fprintf(a.stdout, "Summary written to %s\n", summary.Summary)
-			fmt.Fprintf(a.stdout, "Batch JSON written to %s\n", summary.BatchJSON)
 			return nil
 		},
 	}
