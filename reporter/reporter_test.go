@@ -13,7 +13,7 @@ import (
 
 func result() *schemas.AuditResult {
 	r := &schemas.AuditResult{
-		Trace: &schemas.Trace{TraceID: "t1", AgentName: "bot", Steps: []*schemas.Step{{StepID: "s1", Type: "tool_call", Description: "x"}}},
+		Trace:      &schemas.Trace{TraceID: "t1", AgentName: "bot", Steps: []*schemas.Step{{StepID: "s1", Type: "tool_call", Description: "x"}}},
 		Violations: []schemas.Violation{{RuleID: "r1", RuleDescription: "No <shell>", StepID: "s1", Severity: "critical", Details: "Rule 'No <shell>' violated at step s1"}},
 		RiskScore:  50,
 		Info: &schemas.AuditInfo{PolicyID: "p", PolicyHash: "0123456789abcdef", Rules: 3, Explanations: "off", ExplanationsNote: "--no-explain",
