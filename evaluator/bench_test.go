@@ -57,7 +57,7 @@ func BenchmarkEvaluate(b *testing.B) {
 // the same session; the cost should not grow with the history.
 func BenchmarkGuardCheck(b *testing.B) {
 	c := mergedTemplates(b)
-	const refill = 100 // checks before the session is rebuilt at its starting size
+	const refill = 1000 // checks before the session is rebuilt at its starting size
 	for _, prior := range []int{0, 1000, 10000} {
 		b.Run(fmt.Sprintf("prior=%d", prior), func(b *testing.B) {
 			g := tracegen.New(tracegen.Options{Steps: prior + refill, Seed: 2})

@@ -2,6 +2,7 @@ package evaluator
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -380,8 +381,15 @@ func appendString(b []byte, s string) []byte {
 	b = append(b, '"')
 	start := 0
 	for i := 0; i < len(s); i++ {
+		// Skip eight bytes at a time while none needs escaping.
+		for i+8 <= len(s) && !needsEscape8(binary.LittleEndian.Uint64([]byte(s[i:i+8]))) {
+			i += 8
+		}
+		if i >= len(s) {
+			break
+		}
 		c := s[i]
-		if c >= 0x20 && c != '"' && c != '\\' {
+		if !jsonEscaped(c) {
 			continue
 		}
 		b = append(b, s[start:i]...)
@@ -401,4 +409,15 @@ func appendString(b []byte, s string) []byte {
 	}
 	b = append(b, s[start:]...)
 	return append(b, '"')
+}
+
+func jsonEscaped(c byte) bool { return c < 0x20 || c == '"' || c == '\\' }
+
+// needsEscape8 reports whether any of eight bytes is a control character, '"' or '\\'
+// (bit tricks from "Bit Twiddling Hacks": a zero byte, or a byte below a bound).
+func needsEscape8(w uint64) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	hasZero := func(x uint64) uint64 { return (x - ones) &^ x & highs }
+	below := (w - ones*0x20) &^ w & highs
+	return below|hasZero(w^(ones*'"'))|hasZero(w^(ones*'\\')) != 0
 }

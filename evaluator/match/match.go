@@ -131,7 +131,9 @@ type query struct {
 	op   byte // 'a' and, 'o' or, 'l' literals, 'd' digits
 	subs []*query
 	lits []string // lower-case ASCII, for 'l'
-	ids  []int    // indexes of lits in the Set's automaton
+	// words marks the literals in the Set's automaton: bit b of words[k].bits is literal
+	// 64*words[k].index+b. Checking a set is one AND per word it touches.
+	words []wordMask
 	// For 'd': at least digits digits within some span of width bytes (width < 0: anywhere).
 	digits, width int
 }
@@ -174,9 +176,9 @@ func (q *query) eval(t *Text) bool {
 		}
 		return false
 	case 'l':
-		return t.anyHit(q.ids)
+		return t.anyHit(q.words)
 	case 'd':
-		return t.digitsWithin(q.width) >= q.digits
+		return t.hasDigits(q.digits, q.width)
 	}
 	return true
 }
@@ -636,15 +638,20 @@ func NewSet(patterns []*Pattern) *Set {
 		if q.op != 'l' {
 			return
 		}
-		q.ids = make([]int, len(q.lits))
-		for i, l := range q.lits {
+		q.words = nil
+		for _, l := range q.lits {
 			id, ok := index[l]
 			if !ok {
 				id = len(s.lits)
 				index[l] = id
 				s.lits = append(s.lits, l)
 			}
-			q.ids[i] = id
+			k := slices.IndexFunc(q.words, func(w wordMask) bool { return w.index == id/64 })
+			if k < 0 {
+				q.words = append(q.words, wordMask{index: id / 64})
+				k = len(q.words) - 1
+			}
+			q.words[k].bits |= 1 << (id % 64)
 		}
 	}
 	for _, p := range patterns {
@@ -665,9 +672,10 @@ func (s *Set) Literals() int { return len(s.lits) }
 type Text struct {
 	s          string
 	hits       []uint64
-	small      [4]uint64 // backs hits for up to 256 literals
-	windows    []window  // digit counts computed so far, by span width
-	results    []result  // patterns matched against the text so far
+	small      [10]uint64 // backs hits for up to 640 literals
+	digits     int        // ASCII digits in the whole text; -1 until counted
+	windows    []window   // digit counts computed so far, by span width
+	results    []result   // patterns matched against the text so far
 	resultsBuf [8]result
 }
 
@@ -680,7 +688,7 @@ type window struct{ width, digits int }
 
 // Scan finds which of the set's literals occur in text, in one pass.
 func (s *Set) Scan(text string) *Text {
-	t := &Text{s: text}
+	t := &Text{s: text, digits: -1}
 	t.results = t.resultsBuf[:0]
 	if s.ac == nil {
 		return t
@@ -701,20 +709,45 @@ func (s *Set) Scan(text string) *Text {
 // String returns the scanned text.
 func (t *Text) String() string { return t.s }
 
-func (t *Text) anyHit(ids []int) bool {
+type wordMask struct {
+	index int
+	bits  uint64
+}
+
+func (t *Text) anyHit(words []wordMask) bool {
 	if t.hits == nil {
 		return false
 	}
-	for _, id := range ids {
-		if t.hits[id/64]&(1<<(id%64)) != 0 {
+	for _, w := range words {
+		if t.hits[w.index]&w.bits != 0 {
 			return true
 		}
 	}
 	return false
 }
 
-// digitsWithin returns the most ASCII digits in any span of width bytes (all of the text
-// when width < 0).
+// hasDigits reports whether some span of width bytes (all of the text when width < 0)
+// holds at least n ASCII digits. Most texts have few digits in all, which one count over
+// the text, shared by every width, settles.
+func (t *Text) hasDigits(n, width int) bool {
+	if t.digits < 0 {
+		t.digits = 0
+		for i := 0; i < len(t.s); i++ {
+			if isDigit(t.s[i]) {
+				t.digits++
+			}
+		}
+	}
+	if t.digits < n {
+		return false
+	}
+	if width < 0 || width >= len(t.s) {
+		return true
+	}
+	return t.digitsWithin(width) >= n
+}
+
+// digitsWithin returns the most ASCII digits in any span of width bytes.
 func (t *Text) digitsWithin(width int) int {
 	for _, w := range t.windows {
 		if w.width == width {
