@@ -37,7 +37,7 @@ const (
 type Compiled struct {
 	policy   *policies.Policy
 	rules    []*rule
-	preds    []*vm.Program // predicates of memoized quantifiers, evaluated on one step at a time
+	preds    []*predicate // predicates of memoized quantifiers, evaluated on one step at a time
 	patterns map[string]*match.Pattern
 	set      *match.Set
 	weights  map[string]int
@@ -141,7 +141,7 @@ func (b *builder) rule(pr policies.Rule) (*rule, error) {
 	if err != nil {
 		return nil, conditionError(err)
 	}
-	r := &rule{Rule: pr, pre: firstCheck(tree.Node)}
+	r := &rule{Rule: pr, pre: firstCheck(tree.Node, stepRoot)}
 	if err := b.analyse(tree, r); err != nil {
 		return nil, err
 	}
@@ -154,7 +154,8 @@ func (b *builder) rule(pr policies.Rule) (*rule, error) {
 		return r, nil
 	}
 	qp := &quantPatcher{b: b}
-	r.program, err = expr.Compile(src, b.options(expr.Patch(fieldPatcher{}), expr.Patch(qp))...)
+	// Quantifiers are rewritten first, so that their predicates are seen as written.
+	r.program, err = expr.Compile(src, b.options(expr.Patch(qp), expr.Patch(fieldPatcher{}))...)
 	if err != nil {
 		return nil, conditionError(err)
 	}
@@ -379,9 +380,24 @@ func (b *builder) predicate(n ast.Node) (int, bool) {
 	if err != nil {
 		return 0, false // keep the quantifier as written
 	}
-	b.c.preds = append(b.c.preds, prog)
+	pred := &predicate{program: prog, pre: firstCheck(n, elementRoot)}
+	// A predicate that is nothing but such a test is decided in Go alone.
+	pred.whole = pred.pre != nil && !isAnd(n)
+	b.c.preds = append(b.c.preds, pred)
 	b.predIndex[src] = len(b.c.preds) - 1
 	return len(b.c.preds) - 1, true
+}
+
+// predicate is a memoized quantifier's predicate, run on one step at a time.
+type predicate struct {
+	program *vm.Program
+	pre     *precheck // a first test of the element, run before the program
+	whole   bool      // the predicate is the precheck alone
+}
+
+func isAnd(n ast.Node) bool {
+	b, ok := n.(*ast.BinaryNode)
+	return ok && (b.Operator == "and" || b.Operator == "&&")
 }
 
 // violation builds the Violation record for a rule at a step, worded as the Python tool does.

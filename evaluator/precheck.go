@@ -15,8 +15,14 @@ type precheck struct {
 	values []any    // string, bool, int or float64 constants
 }
 
+// Roots a precheck can test: the current step of a rule, or the element of a predicate.
+const (
+	stepRoot = iota
+	elementRoot
+)
+
 // firstCheck finds the precheck of a condition's syntax tree, if it has one.
-func firstCheck(n ast.Node) *precheck {
+func firstCheck(n ast.Node, root int) *precheck {
 	for {
 		b, ok := n.(*ast.BinaryNode)
 		if !ok || (b.Operator != "and" && b.Operator != "&&") {
@@ -30,18 +36,18 @@ func firstCheck(n ast.Node) *precheck {
 	}
 	switch b.Operator {
 	case "==":
-		if p := stepPath(b.Left); p != nil {
+		if p := stepPath(b.Left, root); p != nil {
 			if v, ok := constant(b.Right); ok {
 				return &precheck{path: p, values: []any{v}}
 			}
 		}
-		if p := stepPath(b.Right); p != nil {
+		if p := stepPath(b.Right, root); p != nil {
 			if v, ok := constant(b.Left); ok {
 				return &precheck{path: p, values: []any{v}}
 			}
 		}
 	case "in":
-		p := stepPath(b.Left)
+		p := stepPath(b.Left, root)
 		arr, ok := b.Right.(*ast.ArrayNode)
 		if p == nil || !ok {
 			return nil
@@ -59,9 +65,20 @@ func firstCheck(n ast.Node) *precheck {
 	return nil
 }
 
+// isRoot reports whether n is the root a precheck tests: the identifier step, or #.
+func isRoot(n ast.Node, root int) bool {
+	if root == elementRoot {
+		p, ok := n.(*ast.PointerNode)
+		return ok && p.Name == ""
+	}
+	id, ok := n.(*ast.IdentifierNode)
+	return ok && id.Value == "step"
+}
+
 // stepPath recognizes step.type, step['type'], step.metadata.key and get(step, 'type') or
-// get(step, 'metadata.key'), the forms whose value is a field of the step or nil.
-func stepPath(n ast.Node) []string {
+// get(step, 'metadata.key'), the forms whose value is a field of the step or nil (with #,
+// or a leading dot, in place of step in predicates).
+func stepPath(n ast.Node, root int) []string {
 	switch x := n.(type) {
 	case *ast.MemberNode:
 		if x.Optional || x.Method {
@@ -71,16 +88,15 @@ func stepPath(n ast.Node) []string {
 		if !ok {
 			return nil
 		}
-		if id, ok := x.Node.(*ast.IdentifierNode); ok && id.Value == "step" && prop.Value == "type" {
+		if isRoot(x.Node, root) && prop.Value == "type" {
 			return []string{"type"}
 		}
 		inner, ok := x.Node.(*ast.MemberNode)
 		if !ok || inner.Optional || inner.Method {
 			return nil
 		}
-		id, ok := inner.Node.(*ast.IdentifierNode)
-		mid, ok2 := inner.Property.(*ast.StringNode)
-		if ok && ok2 && id.Value == "step" && mid.Value == "metadata" {
+		mid, ok := inner.Property.(*ast.StringNode)
+		if ok && isRoot(inner.Node, root) && mid.Value == "metadata" {
 			return []string{"metadata", prop.Value}
 		}
 	case *ast.CallNode:
@@ -88,9 +104,8 @@ func stepPath(n ast.Node) []string {
 		if !ok || id.Value != getName || len(x.Arguments) != 2 {
 			return nil
 		}
-		root, ok := x.Arguments[0].(*ast.IdentifierNode)
-		path, ok2 := x.Arguments[1].(*ast.StringNode)
-		if !ok || !ok2 || root.Value != "step" {
+		path, ok := x.Arguments[1].(*ast.StringNode)
+		if !ok || !isRoot(x.Arguments[0], root) {
 			return nil
 		}
 		switch p := splitPath(path.Value); {

@@ -185,14 +185,21 @@ func (s *session) extend(p, hi int) *predState {
 	if st.hits == nil {
 		st.hits = make([]int32, 1, len(s.env.Steps)+1)
 	}
+	pred := s.c.preds[p]
 	for j := len(st.hits) - 1; j < hi; j++ {
-		s.env.One[0] = s.env.Steps[j]
-		out, err := s.pvm.Run(s.c.preds[p], s.env.vars)
 		var hit, bad int32
-		if err != nil {
-			bad = 1
-		} else if out == true {
+		switch {
+		case pred.pre != nil && !pred.pre.pass(s.env.Steps[j]):
+		case pred.whole:
 			hit = 1
+		default:
+			s.env.One[0] = s.env.Steps[j]
+			out, err := s.pvm.Run(pred.program, s.env.vars)
+			if err != nil {
+				bad = 1
+			} else if out == true {
+				hit = 1
+			}
 		}
 		st.hits = append(st.hits, st.hits[j]+hit)
 		if bad == 1 && st.fails == nil {
