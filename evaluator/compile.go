@@ -382,7 +382,7 @@ func (b *builder) predicate(n ast.Node) (int, bool) {
 	}
 	pred := &predicate{program: prog, pre: firstCheck(n, elementRoot)}
 	// A predicate that is nothing but such a test is decided in Go alone.
-	pred.whole = pred.pre != nil && !isAnd(n)
+	pred.whole = pred.pre != nil && pred.pre.whole
 	b.c.preds = append(b.c.preds, pred)
 	b.predIndex[src] = len(b.c.preds) - 1
 	return len(b.c.preds) - 1, true
@@ -393,11 +393,6 @@ type predicate struct {
 	program *vm.Program
 	pre     *precheck // a first test of the element, run before the program
 	whole   bool      // the predicate is the precheck alone
-}
-
-func isAnd(n ast.Node) bool {
-	b, ok := n.(*ast.BinaryNode)
-	return ok && (b.Operator == "and" || b.Operator == "&&")
 }
 
 // violation builds the Violation record for a rule at a step, worded as the Python tool does.

@@ -4,15 +4,23 @@ import (
 	"github.com/expr-lang/expr/ast"
 )
 
-// precheck is a rule's first condition when it compares a field of the step with
+// precheck is the leading part of a condition made of tests of the step's fields against
 // constants, such as step.type == 'tool_call' or step.metadata.data_classification in
 // ['pii', 'phi']. Conditions evaluate left to right and stop at the first false part of an
-// and, so when the precheck fails the rule is false and nothing else in it would run: it
-// is skipped without starting the expression machine. This is rule indexing, as policy
+// and, so when a test fails the rule is false and nothing after it would run: the rule is
+// skipped without starting the expression machine. When the whole condition is such
+// tests, it is decided without the machine at all. This is rule indexing, as policy
 // engines do it; most rules apply to few steps.
 type precheck struct {
+	checks []check
+	whole  bool // the condition is these tests and nothing else
+}
+
+// check is one test: the field at path equals one of values (or, negated, none of them).
+type check struct {
 	path   []string // ["type"], or ["metadata", "key"]
-	values []any    // string, bool, int or float64 constants
+	values []any    // nil, string, bool, int or float64 constants
+	negate bool
 }
 
 // Roots a precheck can test: the current step of a rule, or the element of a predicate.
@@ -23,46 +31,64 @@ const (
 
 // firstCheck finds the precheck of a condition's syntax tree, if it has one.
 func firstCheck(n ast.Node, root int) *precheck {
-	for {
-		b, ok := n.(*ast.BinaryNode)
-		if !ok || (b.Operator != "and" && b.Operator != "&&") {
+	parts := conjuncts(n, nil)
+	pc := &precheck{}
+	for _, part := range parts {
+		c, ok := checkOf(part, root)
+		if !ok {
 			break
 		}
-		n = b.Left
+		pc.checks = append(pc.checks, c)
 	}
-	b, ok := n.(*ast.BinaryNode)
-	if !ok {
+	if len(pc.checks) == 0 {
 		return nil
 	}
+	pc.whole = len(pc.checks) == len(parts)
+	return pc
+}
+
+// conjuncts lists the parts of an and-chain in the order they are evaluated.
+func conjuncts(n ast.Node, out []ast.Node) []ast.Node {
+	if b, ok := n.(*ast.BinaryNode); ok && (b.Operator == "and" || b.Operator == "&&") {
+		return conjuncts(b.Right, conjuncts(b.Left, out))
+	}
+	return append(out, n)
+}
+
+func checkOf(n ast.Node, root int) (check, bool) {
+	b, ok := n.(*ast.BinaryNode)
+	if !ok {
+		return check{}, false
+	}
 	switch b.Operator {
-	case "==":
-		if p := stepPath(b.Left, root); p != nil {
-			if v, ok := constant(b.Right); ok {
-				return &precheck{path: p, values: []any{v}}
-			}
+	case "==", "!=":
+		c := check{negate: b.Operator == "!="}
+		path, other := stepPath(b.Left, root), b.Right
+		if path == nil {
+			path, other = stepPath(b.Right, root), b.Left
 		}
-		if p := stepPath(b.Right, root); p != nil {
-			if v, ok := constant(b.Left); ok {
-				return &precheck{path: p, values: []any{v}}
-			}
+		v, ok := constant(other)
+		if path == nil || !ok {
+			return check{}, false
 		}
+		c.path, c.values = path, []any{v}
+		return c, true
 	case "in":
-		p := stepPath(b.Left, root)
+		c := check{path: stepPath(b.Left, root)}
 		arr, ok := b.Right.(*ast.ArrayNode)
-		if p == nil || !ok {
-			return nil
+		if c.path == nil || !ok {
+			return check{}, false
 		}
-		pc := &precheck{path: p}
 		for _, e := range arr.Nodes {
 			v, ok := constant(e)
 			if !ok {
-				return nil
+				return check{}, false
 			}
-			pc.values = append(pc.values, v)
+			c.values = append(c.values, v)
 		}
-		return pc
+		return c, true
 	}
-	return nil
+	return check{}, false
 }
 
 // isRoot reports whether n is the root a precheck tests: the identifier step, or #.
@@ -132,6 +158,8 @@ func splitPath(p string) []string {
 
 func constant(n ast.Node) (any, bool) {
 	switch x := n.(type) {
+	case *ast.NilNode:
+		return nil, true
 	case *ast.StringNode:
 		return x.Value, true
 	case *ast.BoolNode:
@@ -144,24 +172,33 @@ func constant(n ast.Node) (any, bool) {
 	return nil, false
 }
 
-// pass reports whether the step's field equals one of the constants, as expr's == does.
+// pass reports whether every test holds, comparing as expr's == does.
 func (p *precheck) pass(s *stepView) bool {
-	var v any
-	if p.path[0] == "type" {
-		v = s.Type
-	} else {
-		v = s.Metadata[p.path[1]]
-	}
-	for _, c := range p.values {
-		if equalConst(v, c) {
-			return true
+	for _, c := range p.checks {
+		var v any
+		if c.path[0] == "type" {
+			v = s.Type
+		} else {
+			v = s.Metadata[c.path[1]]
+		}
+		found := false
+		for _, want := range c.values {
+			if equalConst(v, want) {
+				found = true
+				break
+			}
+		}
+		if found == c.negate {
+			return false
 		}
 	}
-	return false
+	return true
 }
 
 func equalConst(v, c any) bool {
 	switch c := c.(type) {
+	case nil:
+		return v == nil
 	case string:
 		s, ok := v.(string)
 		return ok && s == c

@@ -42,7 +42,11 @@ var propPatterns = []string{
 }
 
 func (g condGen) atom(x string) string {
-	switch g.r.IntN(12) {
+	switch g.r.IntN(14) {
+	case 12:
+		return fmt.Sprintf("%s.metadata.%s != '%s'", x, g.pick("data_classification", "network_zone", "approval_token"), g.pick("pii", "external", ""))
+	case 13:
+		return fmt.Sprintf("%s.metadata.%s in [nil, '', 3]", x, g.pick("approval_token", "data_classification", "total_tokens"))
 	case 0:
 		return fmt.Sprintf("%s.type == '%s'", x, g.pick(schemas.StepTypes()...))
 	case 1:

@@ -92,8 +92,17 @@ func (c *Compiled) newSession(trace *TraceInfo, agent *AgentInfo) *session {
 // skip, when not nil, leaves out rules for which it returns true.
 func (s *session) evalStep(out []schemas.Violation, skip func(*rule) bool) []schemas.Violation {
 	for i, r := range s.c.rules {
-		if skip != nil && skip(r) || r.pre != nil && !r.pre.pass(s.env.Step) {
+		if skip != nil && skip(r) {
 			continue
+		}
+		if r.pre != nil {
+			if !r.pre.pass(s.env.Step) {
+				continue
+			}
+			if r.pre.whole {
+				out = append(out, violation(r, s.env.Step.step))
+				continue
+			}
 		}
 		ok, err := s.evalRule(r)
 		if err != nil {
