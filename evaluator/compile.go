@@ -53,6 +53,7 @@ type rule struct {
 	fallback *vm.Program // the same condition without memoized quantifiers; nil if none were
 	ahead    bool        // reads steps after the current one
 	pre      *precheck   // a first test of a step field, run before the program; nil if none
+	fast     fastCond    // the whole condition compiled to Go; nil if it has other forms
 }
 
 // Compile compiles every condition of p. Problems are reported together, one line each,
@@ -153,6 +154,7 @@ func (b *builder) rule(pr policies.Rule) (*rule, error) {
 		}
 		return r, nil
 	}
+	r.fast, _ = b.compileFast(tree.Node, stepRoot)
 	qp := &quantPatcher{b: b}
 	// Quantifiers are rewritten first, so that their predicates are seen as written.
 	r.program, err = expr.Compile(src, b.options(expr.Patch(qp), expr.Patch(fieldPatcher{}))...)
@@ -381,6 +383,7 @@ func (b *builder) predicate(n ast.Node) (int, bool) {
 		return 0, false // keep the quantifier as written
 	}
 	pred := &predicate{program: prog, pre: firstCheck(n, elementRoot)}
+	pred.fast, _ = b.compileFast(n, elementRoot)
 	// A predicate that is nothing but such a test is decided in Go alone.
 	pred.whole = pred.pre != nil && pred.pre.whole
 	b.c.preds = append(b.c.preds, pred)
@@ -393,6 +396,7 @@ type predicate struct {
 	program *vm.Program
 	pre     *precheck // a first test of the element, run before the program
 	whole   bool      // the predicate is the precheck alone
+	fast    fastCond  // the predicate compiled to Go; nil if it has other forms
 }
 
 // violation builds the Violation record for a rule at a step, worded as the Python tool does.

@@ -95,6 +95,12 @@ func (s *session) evalStep(out []schemas.Violation, skip func(*rule) bool) []sch
 		if skip != nil && skip(r) {
 			continue
 		}
+		if r.fast != nil {
+			if r.fast(s, s.env.Step) {
+				out = append(out, violation(r, s.env.Step.step))
+			}
+			continue
+		}
 		if r.pre != nil {
 			if !r.pre.pass(s.env.Step) {
 				continue
@@ -198,6 +204,10 @@ func (s *session) extend(p, hi int) *predState {
 	for j := len(st.hits) - 1; j < hi; j++ {
 		var hit, bad int32
 		switch {
+		case pred.fast != nil:
+			if pred.fast(s, s.env.Steps[j]) {
+				hit = 1
+			}
 		case pred.pre != nil && !pred.pre.pass(s.env.Steps[j]):
 		case pred.whole:
 			hit = 1
