@@ -82,11 +82,12 @@ func stepText(n ast.Node, root int) (func(*stepView) any, bool) {
 		if !ok || x.Method {
 			return nil, false
 		}
+		key := any(prop.Value) // boxed once, not at every call
 		if isRoot(x.Node, root) {
 			if !stepViewFields[prop.Value] {
 				return nil, false
 			}
-			return func(v *stepView) any { return field(v, prop.Value) }, true
+			return func(v *stepView) any { return field(v, key) }, true
 		}
 		inner, ok := x.Node.(*ast.MemberNode)
 		if !ok || inner.Method || !isRoot(inner.Node, root) {
@@ -101,8 +102,9 @@ func stepText(n ast.Node, root int) (func(*stepView) any, bool) {
 		default:
 			return nil, false // a text field has no keys: expr would fail
 		}
+		outer := any(mid.Value)
 		return func(v *stepView) any {
-			m, _ := field(v, mid.Value).(map[string]any)
+			m, _ := field(v, outer).(map[string]any)
 			return m[prop.Value]
 		}, true
 	case *ast.CallNode:
