@@ -95,3 +95,35 @@ func BenchmarkGuardCheck(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkEvaluatePlain evaluates the same policy with every optimization off: the ratio
+// to BenchmarkEvaluate is what prechecks, Go-compiled conditions, memoized quantifiers
+// and regular-expression prefilters buy.
+func BenchmarkEvaluatePlain(b *testing.B) {
+	all, err := policies.Templates()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var ps []*policies.Policy
+	for _, t := range all {
+		ps = append(ps, t.Policy)
+	}
+	c, err := evaluator.CompileReference(policies.Merge("all-templates", "", ps...))
+	if err != nil {
+		b.Fatal(err)
+	}
+	t := tracegen.New(tracegen.Options{Steps: 100, Seed: 1}).Trace()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		c.Evaluate(t)
+	}
+	b.ReportMetric(float64(100*b.N)/b.Elapsed().Seconds(), "steps/s")
+}
+
+// BenchmarkCompile measures compiling every bundled template merged into one policy, which
+// troyctl does at start-up.
+func BenchmarkCompile(b *testing.B) {
+	for i := 0; i < b.N; i++ {
+		mergedTemplates(b)
+	}
+}
