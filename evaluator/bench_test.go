@@ -10,8 +10,8 @@ import (
 	"github.com/troy-audit/troy/schemas"
 )
 
-// mergedTemplates compiles every bundled template merged into one policy.
-func mergedTemplates(tb testing.TB) *evaluator.Compiled {
+// mergedPolicy is every bundled template merged into one policy.
+func mergedPolicy(tb testing.TB) *policies.Policy {
 	tb.Helper()
 	all, err := policies.Templates()
 	if err != nil {
@@ -21,7 +21,13 @@ func mergedTemplates(tb testing.TB) *evaluator.Compiled {
 	for i, t := range all {
 		ps[i] = t.Policy
 	}
-	c, err := evaluator.Compile(policies.Merge("all-templates", "every bundled template", ps...))
+	return policies.Merge("all-templates", "every bundled template", ps...)
+}
+
+// mergedTemplates compiles mergedPolicy.
+func mergedTemplates(tb testing.TB) *evaluator.Compiled {
+	tb.Helper()
+	c, err := evaluator.Compile(mergedPolicy(tb))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -100,15 +106,7 @@ func BenchmarkGuardCheck(b *testing.B) {
 // to BenchmarkEvaluate is what prechecks, Go-compiled conditions, memoized quantifiers
 // and regular-expression prefilters buy.
 func BenchmarkEvaluatePlain(b *testing.B) {
-	all, err := policies.Templates()
-	if err != nil {
-		b.Fatal(err)
-	}
-	var ps []*policies.Policy
-	for _, t := range all {
-		ps = append(ps, t.Policy)
-	}
-	c, err := evaluator.CompileReference(policies.Merge("all-templates", "", ps...))
+	c, err := evaluator.CompileReference(mergedPolicy(b))
 	if err != nil {
 		b.Fatal(err)
 	}

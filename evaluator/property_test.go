@@ -9,7 +9,6 @@ import (
 
 	"github.com/troy-audit/troy/evaluator"
 	"github.com/troy-audit/troy/ingest/tracegen"
-	"github.com/troy-audit/troy/policies"
 	"github.com/troy-audit/troy/schemas"
 )
 
@@ -228,15 +227,7 @@ func sameFailures(a, b []schemas.RuleError) bool {
 
 // Templates merged into one policy agree with plain evaluation on generated traces.
 func TestMergedTemplatesAgreeWithPlain(t *testing.T) {
-	all, err := policies.Templates()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ps []*policies.Policy
-	for _, tp := range all {
-		ps = append(ps, tp.Policy)
-	}
-	p := policies.Merge("all", "", ps...)
+	p := mergedPolicy(t)
 	fast, err := evaluator.Compile(p)
 	if err != nil {
 		t.Fatal(err)
