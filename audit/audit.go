@@ -53,9 +53,6 @@ type BatchOptions struct {
 	Concurrency int    // traces audited at once; 0 means one per CPU
 	Ingest      ingest.Options
 	ExplainNote string
-	// Exclude lists files to leave out even when a directory holds them, such as the
-	// policy file itself.
-	Exclude []string
 	// Progress, when set, is called once per input (trace or skipped input), in input
 	// order, from a single goroutine.
 	Progress func(Progress)

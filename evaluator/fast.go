@@ -1,6 +1,8 @@
 package evaluator
 
 import (
+	"reflect"
+
 	"github.com/expr-lang/expr/ast"
 
 	"github.com/troy-audit/troy/evaluator/match"
@@ -84,7 +86,7 @@ func stepText(n ast.Node, root int) (func(*stepView) any, bool) {
 		}
 		key := any(prop.Value) // boxed once, not at every call
 		if isRoot(x.Node, root) {
-			if !stepViewFields[prop.Value] {
+			if !hasField(reflect.TypeFor[*stepView](), prop.Value) {
 				return nil, false
 			}
 			return func(v *stepView) any { return field(v, key) }, true

@@ -28,27 +28,15 @@ func (fieldPatcher) Visit(n *ast.Node) {
 	call.Callee.SetLocation(m.Location())
 	// Typed here because the checker does not revisit a call it finds already typed, as
 	// arguments of env functions are, and an untyped callee compiles to a reflective call.
-	call.Callee.SetType(fieldFuncType)
+	call.Callee.SetType(reflect.TypeFor[func(base, key any) any]())
 	ast.Patch(n, call)
 }
-
-var (
-	anyType         = reflect.TypeFor[any]()
-	fieldFuncType   = reflect.TypeFor[func(base, key any) any]()
-	mapType         = reflect.TypeFor[map[string]any]()
-	stepViewType    = reflect.TypeFor[*stepView]()
-	traceInfoType   = reflect.TypeFor[*TraceInfo]()
-	agentInfoType   = reflect.TypeFor[*AgentInfo]()
-	stepViewFields  = fieldNames(stepViewType)
-	traceInfoFields = fieldNames(traceInfoType)
-	agentInfoFields = fieldNames(agentInfoType)
-)
 
 // fastBase reports whether field handles member access on a value of type t: maps, values
 // of unknown type (handled at run time), and the known fields of the condition types.
 func fastBase(t reflect.Type, prop ast.Node) bool {
 	switch t {
-	case anyType, mapType:
+	case reflect.TypeFor[any](), reflect.TypeFor[map[string]any]():
 		return true
 	}
 	s, ok := prop.(*ast.StringNode)
@@ -56,24 +44,20 @@ func fastBase(t reflect.Type, prop ast.Node) bool {
 		return false
 	}
 	switch t {
-	case stepViewType:
-		return stepViewFields[s.Value]
-	case traceInfoType:
-		return traceInfoFields[s.Value]
-	case agentInfoType:
-		return agentInfoFields[s.Value]
+	case reflect.TypeFor[*stepView](), reflect.TypeFor[*TraceInfo](), reflect.TypeFor[*AgentInfo]():
+		return hasField(t, s.Value)
 	}
 	return false
 }
 
-func fieldNames(t reflect.Type) map[string]bool {
-	names := map[string]bool{}
+// hasField reports whether the struct t points to has a field conditions know as name.
+func hasField(t reflect.Type, name string) bool {
 	for f := range t.Elem().Fields() {
-		if tag := f.Tag.Get("expr"); tag != "" && f.IsExported() {
-			names[tag] = true
+		if f.IsExported() && f.Tag.Get("expr") == name {
+			return true
 		}
 	}
-	return names
+	return false
 }
 
 // field is base.key as expr computes it, without reflection for the common cases.

@@ -15,7 +15,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 
 	"github.com/troy-audit/troy/schemas"
@@ -77,15 +76,13 @@ func (r Record) Name() string {
 	return filepath.Base(r.File)
 }
 
-var extensions = []string{".json", ".jsonl", ".json.gz", ".jsonl.gz"}
-
 // Extensions lists the file name endings that hold traces.
-func Extensions() []string { return slices.Clone(extensions) }
+func Extensions() []string { return []string{".json", ".jsonl", ".json.gz", ".jsonl.gz"} }
 
 // IsTraceFile reports whether the file name ends in one of Extensions.
 func IsTraceFile(name string) bool {
 	name = strings.ToLower(name)
-	for _, ext := range extensions {
+	for _, ext := range Extensions() {
 		if strings.HasSuffix(name, ext) {
 			return true
 		}

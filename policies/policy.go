@@ -354,16 +354,6 @@ func (p *Policy) Hash() string {
 	return hex.EncodeToString(sum[:])
 }
 
-// Rule returns the rule with the given id.
-func (p *Policy) Rule(id string) (Rule, bool) {
-	for _, r := range p.Rules {
-		if r.RuleID == id {
-			return r, true
-		}
-	}
-	return Rule{}, false
-}
-
 // Merge combines policies into one, in order; when two define the same rule id, the first
 // one wins.
 func Merge(id, description string, ps ...*Policy) *Policy {

@@ -7,10 +7,7 @@
 // the standard library; every other package may import it.
 package schemas
 
-import (
-	"slices"
-	"strings"
-)
+import "slices"
 
 // Step types. A step's Type is always one of these.
 const (
@@ -39,14 +36,6 @@ const (
 // Severities lists the valid severities from most to least severe.
 func Severities() []string {
 	return []string{SeverityCritical, SeverityHigh, SeverityMedium, SeverityLow}
-}
-
-// SeverityRank orders severities: 0 for critical up to 3 for low, and 4 for anything else.
-func SeverityRank(s string) int {
-	if i := slices.Index(Severities(), strings.ToLower(s)); i >= 0 {
-		return i
-	}
-	return len(Severities())
 }
 
 // Step is one action an agent took. The expr tags name the fields inside policy conditions.

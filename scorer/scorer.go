@@ -49,9 +49,3 @@ func (a *Accumulator) Add(ruleID string) {
 
 // Score is min(MaxScore, the sum of the weights of the distinct rules seen).
 func (a *Accumulator) Score() int { return min(MaxScore, a.total) }
-
-// Reset forgets every violation.
-func (a *Accumulator) Reset() {
-	clear(a.seen)
-	a.total = 0
-}

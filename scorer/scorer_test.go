@@ -46,8 +46,4 @@ func TestAccumulator(t *testing.T) {
 	if a.Score() != 100 {
 		t.Fatalf("got %d", a.Score())
 	}
-	a.Reset()
-	if a.Score() != 0 {
-		t.Fatalf("got %d", a.Score())
-	}
 }

@@ -59,7 +59,6 @@ The last argument is the policy: a file or the name of a bundled template.`,
 				Concurrency: concurrency,
 				Ingest:      ingest.Options{MaxSize: maxSize},
 				ExplainNote: ex.note(),
-				Exclude:     []string{policyArg},
 				Progress:    prog.update,
 			})
 			prog.finish()

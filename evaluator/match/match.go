@@ -665,9 +665,6 @@ func NewSet(patterns []*Pattern) *Set {
 	return s
 }
 
-// Literals is the number of distinct literals in the set's automaton.
-func (s *Set) Literals() int { return len(s.lits) }
-
 // Text is a string prepared for matching against a Set's patterns.
 type Text struct {
 	s          string
