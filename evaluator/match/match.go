@@ -13,6 +13,8 @@
 // A pattern whose prefilter fails on a text cannot match it, and its regular expression is
 // not run. The prefilter only ever skips texts the pattern cannot match, so results are
 // exactly those of the regular expression.
+//
+// It imports the standard library only.
 package match
 
 import (
