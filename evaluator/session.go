@@ -95,22 +95,7 @@ func (s *session) evalStep(out []schemas.Violation, skip func(*rule) bool) []sch
 		if skip != nil && skip(r) {
 			continue
 		}
-		if r.fast != nil {
-			if r.fast(s, s.env.Step) {
-				out = append(out, violation(r, s.env.Step.step))
-			}
-			continue
-		}
-		if r.pre != nil {
-			if !r.pre.pass(s.env.Step) {
-				continue
-			}
-			if r.pre.whole {
-				out = append(out, violation(r, s.env.Step.step))
-				continue
-			}
-		}
-		ok, err := s.evalRule(r)
+		ok, err := s.outcome(r)
 		if err != nil {
 			s.fail(i, err)
 			continue
@@ -120,6 +105,22 @@ func (s *session) evalStep(out []schemas.Violation, skip func(*rule) bool) []sch
 		}
 	}
 	return out
+}
+
+// outcome evaluates one rule at the current step: in Go when it can, else by its program.
+func (s *session) outcome(r *rule) (bool, error) {
+	if r.fast != nil {
+		return r.fast(s, s.env.Step), nil
+	}
+	if r.pre != nil {
+		if !r.pre.pass(s.env.Step) {
+			return false, nil
+		}
+		if r.pre.whole {
+			return true, nil
+		}
+	}
+	return s.evalRule(r)
 }
 
 func (s *session) evalRule(r *rule) (bool, error) {

@@ -1,0 +1,434 @@
+package evaluator
+
+import (
+	"container/list"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/troy-audit/troy/schemas"
+)
+
+// PolicyFunc returns the compiled policy with the given content hash; an empty hash asks
+// for the current default.
+type PolicyFunc func(ctx context.Context, hash string) (*Compiled, error)
+
+// ReadFunc returns the events of a subject of the steps stream, in order, up to and
+// including stream sequence upTo. The stage uses it to rebuild a trace it has no state
+// for, after a restart or on another instance.
+type ReadFunc func(ctx context.Context, subject string, upTo uint64) ([]schemas.Envelope, error)
+
+// Permanent marks an error that no retry can fix, such as an event that does not decode;
+// the bus sends such events to the dead-letter subject at once.
+type Permanent struct{ Err error }
+
+func (p *Permanent) Error() string { return p.Err.Error() }
+func (p *Permanent) Unwrap() error { return p.Err }
+
+// Stage is the evaluator stage of the pipeline. It consumes a trace's events (steps,
+// outputs, end) in order and evaluates incrementally: each step is evaluated when it
+// arrives by the rules that read no later step, and their violations are emitted at once;
+// rules that look ahead are evaluated when the trace ends. At the end it emits
+// TraceEvaluated, whose violations and failures are those of a post-hoc evaluation of the
+// whole trace. State per trace is a cache: a trace the stage has not seen is rebuilt from
+// the stream.
+//
+// Handle is safe for concurrent use; events of one trace must be handled in stream order.
+type Stage struct {
+	policy PolicyFunc
+	read   ReadFunc
+
+	mu       sync.Mutex
+	runs     map[string]*traceRun // by steps subject
+	finished *recent              // subjects of traces recently ended
+}
+
+// NewStage returns an evaluator stage.
+func NewStage(policy PolicyFunc, read ReadFunc) *Stage {
+	return &Stage{policy: policy, read: read, runs: map[string]*traceRun{}, finished: newRecent(100_000)}
+}
+
+// traceRun is the state of one trace being evaluated.
+type traceRun struct {
+	mu      sync.Mutex
+	subject string
+	ref     schemas.TraceRef
+	c       *Compiled
+	s       *session
+	steps   []*schemas.Step
+	views   []*stepView
+	index   map[string]int
+	now     [][]stepOutcome // per step: outcomes of rules that read no later step, when not plain false
+	emitted map[string]bool // violations already emitted, by step and rule
+	applied uint64          // stream sequence of the last event applied
+	last    time.Time       // when the last event arrived
+}
+
+// stepOutcome is a rule's verdict at a step, kept when it is a violation or a failure.
+type stepOutcome struct {
+	rule     int
+	violated bool
+	err      string
+}
+
+// OpenTraces is the number of traces with state.
+func (st *Stage) OpenTraces() int {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return len(st.runs)
+}
+
+// Handle applies one event of the steps stream and returns the events it produces.
+func (st *Stage) Handle(ctx context.Context, in schemas.Envelope) ([]schemas.Envelope, error) {
+	run, err := st.runFor(ctx, in)
+	if err != nil || run == nil {
+		return nil, err
+	}
+	run.mu.Lock()
+	defer run.mu.Unlock()
+	out, err := run.apply(ctx, st, in) // a redelivery of an event already applied does nothing
+	if err != nil {
+		var perm *Permanent
+		if !errors.As(err, &perm) {
+			st.drop(run.subject) // rebuilt from the stream when the event comes back
+		}
+		return nil, err
+	}
+	if in.Kind == schemas.KindEnd {
+		st.mu.Lock()
+		delete(st.runs, run.subject)
+		st.finished.add(run.subject)
+		st.mu.Unlock()
+	}
+	return out, nil
+}
+
+// runFor finds the state of the event's trace, rebuilding it from the events before this
+// one in the stream when the event does not start the trace.
+func (st *Stage) runFor(ctx context.Context, in schemas.Envelope) (*traceRun, error) {
+	st.mu.Lock()
+	run := st.runs[in.Subject]
+	ended := st.finished.has(in.Subject)
+	st.mu.Unlock()
+	if run != nil {
+		return run, nil
+	}
+	if in.Kind == schemas.KindStep {
+		var ev schemas.StepEvent
+		if err := json.Unmarshal(in.Data, &ev); err != nil {
+			return nil, &Permanent{fmt.Errorf("decode step event: %w", err)}
+		}
+		if ev.Seq == 0 {
+			run = &traceRun{subject: in.Subject, index: map[string]int{}, emitted: map[string]bool{}}
+			st.mu.Lock()
+			st.runs[in.Subject] = run
+			st.finished.remove(in.Subject) // a new trace with the id of an old one
+			st.mu.Unlock()
+			return run, nil
+		}
+	}
+	if ended {
+		return nil, nil // a late redelivery for a trace already finished
+	}
+	if st.read == nil || in.Seq == 0 {
+		return nil, &Permanent{fmt.Errorf("%s event for a trace with no earlier steps", in.Kind)}
+	}
+	events, err := st.read(ctx, in.Subject, in.Seq-1)
+	if err != nil {
+		return nil, fmt.Errorf("rebuild trace %s: %w", in.Subject, err)
+	}
+	run = &traceRun{subject: in.Subject, index: map[string]int{}, emitted: map[string]bool{}}
+	// Violations found while rebuilding were emitted when those events were first handled.
+	for _, ev := range events {
+		if _, err := run.apply(ctx, st, ev); err != nil {
+			return nil, fmt.Errorf("rebuild trace %s: %w", in.Subject, err)
+		}
+	}
+	st.mu.Lock()
+	st.runs[in.Subject] = run
+	st.mu.Unlock()
+	return run, nil
+}
+
+func (st *Stage) drop(subject string) {
+	st.mu.Lock()
+	delete(st.runs, subject)
+	st.mu.Unlock()
+}
+
+func (run *traceRun) apply(ctx context.Context, st *Stage, in schemas.Envelope) ([]schemas.Envelope, error) {
+	if in.Seq != 0 {
+		if in.Seq <= run.applied {
+			return nil, nil
+		}
+		run.applied = in.Seq
+	}
+	run.last = time.Now()
+	switch in.Kind {
+	case schemas.KindStep:
+		var ev schemas.StepEvent
+		if err := json.Unmarshal(in.Data, &ev); err != nil {
+			return nil, &Permanent{fmt.Errorf("decode step event: %w", err)}
+		}
+		return run.step(ctx, st, ev)
+	case schemas.KindOutput:
+		var ev schemas.StepOutput
+		if err := json.Unmarshal(in.Data, &ev); err != nil {
+			return nil, &Permanent{fmt.Errorf("decode output event: %w", err)}
+		}
+		return run.output(ev)
+	case schemas.KindEnd:
+		var ev schemas.TraceEnd
+		if err := json.Unmarshal(in.Data, &ev); err != nil {
+			return nil, &Permanent{fmt.Errorf("decode end event: %w", err)}
+		}
+		return run.end()
+	}
+	return nil, &Permanent{fmt.Errorf("unknown event kind %q", in.Kind)}
+}
+
+func (run *traceRun) step(ctx context.Context, st *Stage, ev schemas.StepEvent) ([]schemas.Envelope, error) {
+	if ev.Step == nil {
+		return nil, &Permanent{errors.New("step event without a step")}
+	}
+	if run.c == nil {
+		c, err := st.policy(ctx, ev.Policy)
+		if err != nil {
+			return nil, fmt.Errorf("policy %q: %w", ev.Policy, err)
+		}
+		run.c = c
+		run.ref = ev.TraceRef
+		run.ref.Policy = c.Hash()
+		meta := ev.TraceMetadata
+		if meta == nil {
+			meta = map[string]any{}
+		}
+		run.s = c.newSession(
+			&TraceInfo{TraceID: ev.TraceID, AgentName: ev.AgentName, Metadata: meta},
+			&AgentInfo{Name: ev.AgentName, Metadata: meta},
+		)
+	}
+	switch {
+	case ev.Seq < len(run.steps):
+		return nil, nil // already applied
+	case ev.Seq > len(run.steps):
+		return nil, fmt.Errorf("step %d of trace %s arrived after %d steps: events are missing", ev.Seq, ev.TraceID, len(run.steps))
+	}
+	s := ev.Step
+	s.Normalize()
+	if _, dup := run.index[s.StepID]; dup {
+		return nil, &Permanent{fmt.Errorf("duplicate step_id %q in trace %s", s.StepID, ev.TraceID)}
+	}
+	v := &stepView{}
+	v.set(s)
+	run.index[s.StepID] = len(run.steps)
+	run.steps = append(run.steps, s)
+	run.views = append(run.views, v)
+	run.now = append(run.now, nil)
+	return run.evaluateNow(len(run.steps) - 1)
+}
+
+func (run *traceRun) output(ev schemas.StepOutput) ([]schemas.Envelope, error) {
+	j, ok := run.index[ev.StepID]
+	if !ok {
+		return nil, &Permanent{fmt.Errorf("output for unknown step %q of trace %s", ev.StepID, run.ref.TraceID)}
+	}
+	updated := *run.steps[j]
+	updated.Output = ev.Output
+	if updated.Output == nil {
+		updated.Output = map[string]any{}
+	}
+	run.steps[j] = &updated
+	v := &stepView{}
+	v.set(&updated)
+	run.views[j] = v
+	run.s.forget(j)
+	var out []schemas.Envelope
+	for i := j; i < len(run.steps); i++ {
+		emitted, err := run.evaluateNow(i)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, emitted...)
+	}
+	return out, nil
+}
+
+// evaluateNow evaluates, at step i, the rules that read no later step, keeps their
+// outcomes and emits violations not emitted before.
+func (run *traceRun) evaluateNow(i int) ([]schemas.Envelope, error) {
+	run.s.env.at(run.views, i)
+	var outcomes []stepOutcome
+	var out []schemas.Envelope
+	for k, r := range run.c.rules {
+		if r.ahead {
+			continue
+		}
+		ok, err := run.s.outcome(r)
+		switch {
+		case err != nil:
+			outcomes = append(outcomes, stepOutcome{rule: k, err: oneLine(conditionError(err).Error())})
+		case ok:
+			outcomes = append(outcomes, stepOutcome{rule: k, violated: true})
+			env, err := run.violationEvent(i, r)
+			if err != nil {
+				return nil, err
+			}
+			if env.Subject != "" {
+				out = append(out, env)
+			}
+		}
+	}
+	run.now[i] = outcomes
+	return out, nil
+}
+
+func (run *traceRun) violationEvent(i int, r *rule) (schemas.Envelope, error) {
+	s := run.steps[i]
+	key := s.StepID + "|" + r.RuleID
+	if run.emitted[key] {
+		return schemas.Envelope{}, nil
+	}
+	run.emitted[key] = true
+	return schemas.NewEnvelope(
+		schemas.ResultSubject(schemas.KindViolation, run.ref.AgentName, run.ref.TraceID),
+		schemas.KindViolation,
+		schemas.MsgID(schemas.KindViolation, run.ref.TraceID, key),
+		schemas.ViolationEvent{TraceRef: run.ref, StepIndex: i, Violation: violation(r, s)},
+	)
+}
+
+// end evaluates the rules that look ahead over the whole trace and assembles the final
+// verdict in step then rule order, as post-hoc evaluation does.
+func (run *traceRun) end() ([]schemas.Envelope, error) {
+	if run.c == nil {
+		return nil, &Permanent{errors.New("end of a trace with no steps")}
+	}
+	var out []schemas.Envelope
+	var vs []schemas.Violation
+	errs := make([]schemas.RuleError, len(run.c.rules))
+	fail := func(k, i int, msg string) {
+		e := &errs[k]
+		if e.Count == 0 {
+			e.RuleID, e.FirstStep, e.FirstError = run.c.rules[k].RuleID, run.steps[i].StepID, msg
+		}
+		e.Count++
+	}
+	for i := range run.steps {
+		run.s.env.at(run.views, i)
+		now := run.now[i]
+		for k, r := range run.c.rules {
+			if !r.ahead {
+				for len(now) > 0 && now[0].rule < k {
+					now = now[1:]
+				}
+				if len(now) > 0 && now[0].rule == k {
+					if now[0].err != "" {
+						fail(k, i, now[0].err)
+					} else if now[0].violated {
+						vs = append(vs, violation(r, run.steps[i]))
+					}
+				}
+				continue
+			}
+			ok, err := run.s.outcome(r)
+			if err != nil {
+				fail(k, i, oneLine(conditionError(err).Error()))
+				continue
+			}
+			if ok {
+				vs = append(vs, violation(r, run.steps[i]))
+				env, err := run.violationEvent(i, r)
+				if err != nil {
+					return nil, err
+				}
+				if env.Subject != "" {
+					out = append(out, env)
+				}
+			}
+		}
+	}
+	var ruleErrs []schemas.RuleError
+	for _, e := range errs {
+		if e.Count > 0 {
+			ruleErrs = append(ruleErrs, e)
+		}
+	}
+	if vs == nil {
+		vs = []schemas.Violation{}
+	}
+	done, err := schemas.NewEnvelope(
+		schemas.ResultSubject(schemas.KindEvaluated, run.ref.AgentName, run.ref.TraceID),
+		schemas.KindEvaluated,
+		schemas.MsgID(schemas.KindEvaluated, run.ref.TraceID, ""),
+		schemas.TraceEvaluated{TraceRef: run.ref, Steps: len(run.steps), Violations: vs, RuleErrors: ruleErrs},
+	)
+	if err != nil {
+		return nil, err
+	}
+	return append(out, done), nil
+}
+
+// Idle returns a TraceEnd event for every trace without an event for longer than timeout,
+// to be published on the trace's subject so that every stage sees the trace end.
+func (st *Stage) Idle(timeout time.Duration) []schemas.Envelope {
+	st.mu.Lock()
+	runs := make([]*traceRun, 0, len(st.runs))
+	for _, r := range st.runs {
+		runs = append(runs, r)
+	}
+	st.mu.Unlock()
+	cutoff := time.Now().Add(-timeout)
+	var out []schemas.Envelope
+	for _, run := range runs {
+		run.mu.Lock()
+		if run.last.Before(cutoff) && run.c != nil {
+			env, err := schemas.NewEnvelope(run.subject, schemas.KindEnd,
+				schemas.MsgID(schemas.KindEnd, run.ref.TraceID, ""),
+				schemas.TraceEnd{TraceRef: run.ref, Steps: len(run.steps), Reason: "idle"})
+			if err == nil {
+				out = append(out, env)
+			}
+			run.last = time.Now() // not again before the end arrives
+		}
+		run.mu.Unlock()
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Subject < out[j].Subject })
+	return out
+}
+
+// recent remembers the last n keys added.
+type recent struct {
+	n     int
+	order *list.List
+	at    map[string]*list.Element
+}
+
+func newRecent(n int) *recent {
+	return &recent{n: n, order: list.New(), at: map[string]*list.Element{}}
+}
+
+func (r *recent) add(k string) {
+	if e, ok := r.at[k]; ok {
+		r.order.MoveToBack(e)
+		return
+	}
+	r.at[k] = r.order.PushBack(k)
+	if r.order.Len() > r.n {
+		old := r.order.Remove(r.order.Front()).(string)
+		delete(r.at, old)
+	}
+}
+
+func (r *recent) has(k string) bool { _, ok := r.at[k]; return ok }
+
+func (r *recent) remove(k string) {
+	if e, ok := r.at[k]; ok {
+		r.order.Remove(e)
+		delete(r.at, k)
+	}
+}

@@ -1,0 +1,227 @@
+package evaluator_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/troy-audit/troy/evaluator"
+	"github.com/troy-audit/troy/schemas"
+)
+
+// stream is an in-memory steps stream: what the bus gives the stage.
+type stream struct{ events []schemas.Envelope }
+
+func (s *stream) publish(t *testing.T, kind, subject string, v any) schemas.Envelope {
+	t.Helper()
+	env, err := schemas.NewEnvelope(subject, kind, "", v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.Seq = uint64(len(s.events) + 1)
+	s.events = append(s.events, env)
+	return env
+}
+
+func (s *stream) read(_ context.Context, subject string, upTo uint64) ([]schemas.Envelope, error) {
+	var out []schemas.Envelope
+	for _, e := range s.events {
+		if e.Subject == subject && e.Seq <= upTo {
+			out = append(out, e)
+		}
+	}
+	return out, nil
+}
+
+func policyFunc(c *evaluator.Compiled) evaluator.PolicyFunc {
+	return func(context.Context, string) (*evaluator.Compiled, error) { return c, nil }
+}
+
+// traceEvents turns a trace into the events an agent sends: each step without its output,
+// the output a little later (sometimes after later steps), then the end.
+func traceEvents(t *testing.T, r *rand.Rand, s *stream, tr *schemas.Trace, hash string) {
+	ref := schemas.TraceRef{TraceID: tr.TraceID, AgentName: tr.AgentName, Policy: hash}
+	subject := schemas.StepsSubject(tr.AgentName, tr.TraceID)
+	var pending []*schemas.Step
+	flush := func(n int) {
+		for len(pending) > 0 && n > 0 {
+			p := pending[0]
+			pending = pending[1:]
+			s.publish(t, schemas.KindOutput, subject, schemas.StepOutput{TraceRef: ref, StepID: p.StepID, Output: p.Output})
+			n--
+		}
+	}
+	for i, st := range tr.Steps {
+		bare := *st
+		if len(st.Output) > 0 && r.IntN(3) > 0 {
+			bare.Output = map[string]any{}
+			pending = append(pending, st)
+		}
+		s.publish(t, schemas.KindStep, subject, schemas.StepEvent{TraceRef: ref, TraceMetadata: tr.Metadata, Seq: i, Step: &bare})
+		flush(r.IntN(3))
+	}
+	flush(len(pending))
+	s.publish(t, schemas.KindEnd, subject, schemas.TraceEnd{TraceRef: ref, Steps: len(tr.Steps)})
+}
+
+// At a trace's end, the incremental stage reports exactly what post-hoc evaluation of the
+// whole trace finds, whatever the order outputs arrive in, with redeliveries, and when the
+// stage restarts mid-trace and rebuilds from the stream.
+func TestStageAgreesWithPostHoc(t *testing.T) {
+	r := rand.New(rand.NewPCG(21, 22))
+	g := condGen{r}
+	rounds := 1000
+	if testing.Short() || raceEnabled {
+		rounds = 150
+	}
+	for round := range rounds {
+		var conds []string
+		for range 5 {
+			conds = append(conds, g.cond(2))
+		}
+		c, err := evaluator.Compile(policyOf(conds...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr := randomTrace(r, 1+r.IntN(15))
+		tr.TraceID = fmt.Sprintf("trace.%d *", round)
+		s := &stream{}
+		traceEvents(t, r, s, tr, c.Hash())
+
+		stage := evaluator.NewStage(policyFunc(c), s.read)
+		var evaluated *schemas.TraceEvaluated
+		realtime := map[string]bool{}
+		restartAt := r.IntN(len(s.events) + 1)
+		for i, ev := range s.events {
+			if i == restartAt {
+				stage = evaluator.NewStage(policyFunc(c), s.read) // state lost
+			}
+			deliveries := 1 + r.IntN(2) // some events arrive twice
+			for range deliveries {
+				out, err := stage.Handle(context.Background(), ev)
+				if err != nil {
+					t.Fatalf("round %d: %v", round, err)
+				}
+				for _, o := range out {
+					switch o.Kind {
+					case schemas.KindViolation:
+						var v schemas.ViolationEvent
+						if err := json.Unmarshal(o.Data, &v); err != nil {
+							t.Fatal(err)
+						}
+						realtime[v.Violation.StepID+"/"+v.Violation.RuleID] = true
+					case schemas.KindEvaluated:
+						if evaluated != nil {
+							t.Fatalf("round %d: the trace was evaluated twice", round)
+						}
+						evaluated = &schemas.TraceEvaluated{}
+						if err := json.Unmarshal(o.Data, evaluated); err != nil {
+							t.Fatal(err)
+						}
+					}
+				}
+			}
+		}
+		if evaluated == nil {
+			t.Fatalf("round %d: no TraceEvaluated", round)
+		}
+		want := c.Evaluate(tr)
+		if want.Violations == nil {
+			want.Violations = []schemas.Violation{}
+		}
+		if !slices.Equal(evaluated.Violations, want.Violations) || !sameFailures(evaluated.RuleErrors, want.RuleErrors) {
+			t.Fatalf("round %d: incremental %v %+v\npost-hoc %v %+v\nconditions:\n%s", round,
+				ids(evaluated.Violations), evaluated.RuleErrors, ids(want.Violations), want.RuleErrors, strings.Join(conds, "\n"))
+		}
+		if restartAt == 0 || restartAt >= len(s.events) {
+			for _, v := range want.Violations {
+				if !realtime[v.StepID+"/"+v.RuleID] {
+					t.Fatalf("round %d: violation %s/%s was never emitted as an event", round, v.StepID, v.RuleID)
+				}
+			}
+		}
+		if stage.OpenTraces() != 0 {
+			t.Fatalf("round %d: state kept after the end", round)
+		}
+	}
+}
+
+// A violation of a rule that reads no later step is emitted when its step arrives; one
+// that looks ahead, at the end.
+func TestStageEmitsViolationsAsSoonAsKnown(t *testing.T) {
+	c, err := evaluator.Compile(policyOf(
+		"step.description == 'bash'",
+		"step.metadata.data_classification == 'pii' and any(next_steps, .metadata.network_zone == 'external')",
+	))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &stream{}
+	ref := schemas.TraceRef{TraceID: "t", AgentName: "a"}
+	subj := schemas.StepsSubject("a", "t")
+	steps := []*schemas.Step{
+		{StepID: "s1", Type: "tool_call", Description: "bash"},
+		{StepID: "s2", Type: "tool_call", Description: "read", Metadata: map[string]any{"data_classification": "pii"}},
+		{StepID: "s3", Type: "tool_call", Description: "post", Metadata: map[string]any{"network_zone": "external"}},
+	}
+	stage := evaluator.NewStage(policyFunc(c), s.read)
+	var got []string
+	for i, st := range steps {
+		out, err := stage.Handle(context.Background(), s.publish(t, schemas.KindStep, subj, schemas.StepEvent{TraceRef: ref, Seq: i, Step: st}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range out {
+			got = append(got, fmt.Sprintf("after %s: %s", st.StepID, o.Kind))
+		}
+	}
+	out, err := stage.Handle(context.Background(), s.publish(t, schemas.KindEnd, subj, schemas.TraceEnd{TraceRef: ref, Steps: 3}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range out {
+		got = append(got, "at end: "+o.Kind+" "+o.Subject)
+	}
+	want := "after s1: violation|at end: violation troy.results.violation.a.t|at end: evaluated troy.results.evaluated.a.t"
+	if strings.Join(got, "|") != want {
+		t.Fatalf("got  %s\nwant %s", strings.Join(got, "|"), want)
+	}
+}
+
+func TestStageRejectsBadEvents(t *testing.T) {
+	c, err := evaluator.Compile(policyOf("true"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stage := evaluator.NewStage(policyFunc(c), (&stream{}).read)
+	for _, ev := range []schemas.Envelope{
+		{Subject: "troy.steps.a.t", Kind: schemas.KindStep, Data: []byte("{not json"), Seq: 1},
+		{Subject: "troy.steps.a.u", Kind: "weird", Data: []byte("{}"), Seq: 2},
+		{Subject: "troy.steps.a.v", Kind: schemas.KindStep, Data: []byte(`{"trace_id": "v", "seq": 0}`), Seq: 3},
+	} {
+		_, err := stage.Handle(context.Background(), ev)
+		var perm *evaluator.Permanent
+		if err == nil || !errorsAs(err, &perm) {
+			t.Errorf("%s: want a permanent error, got %v", ev.Data, err)
+		}
+	}
+}
+
+func errorsAs(err error, target **evaluator.Permanent) bool {
+	for err != nil {
+		if p, ok := err.(*evaluator.Permanent); ok {
+			*target = p
+			return true
+		}
+		u, ok := err.(interface{ Unwrap() error })
+		if !ok {
+			return false
+		}
+		err = u.Unwrap()
+	}
+	return false
+}

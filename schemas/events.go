@@ -1,0 +1,190 @@
+package schemas
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Event kinds. Each event travels with its kind in the Troy-Kind header.
+const (
+	KindStep      = "step"      // StepEvent: a step of a trace
+	KindOutput    = "output"    // StepOutput: a step's output, recorded after the step ran
+	KindEnd       = "end"       // TraceEnd: the trace is complete
+	KindViolation = "violation" // ViolationEvent: a rule violated at a step, as soon as known
+	KindEvaluated = "evaluated" // TraceEvaluated: every violation of a finished trace
+	KindScored    = "scored"    // TraceScored: a finished trace's risk score
+	KindReported  = "reported"  // TraceReported: a finished trace's reports were written
+	KindDead      = "dead"      // DeadLetter: an event no stage could handle
+)
+
+// TraceRef names a trace in events: its id, its agent, and the policy revision (a content
+// hash) its steps are evaluated with.
+type TraceRef struct {
+	TraceID   string `json:"trace_id"`
+	AgentName string `json:"agent_name"`
+	Policy    string `json:"policy,omitempty"`
+}
+
+// StepEvent is one step of a trace, in order: Seq is its 0-based position. The trace's
+// metadata rides along with each step, so any step can start a trace.
+type StepEvent struct {
+	TraceRef
+	TraceMetadata map[string]any `json:"trace_metadata,omitempty"`
+	Seq           int            `json:"seq"`
+	Step          *Step          `json:"step"`
+}
+
+// StepOutput attaches an output to a step already sent, as the guard records a tool's
+// result after allowing the call.
+type StepOutput struct {
+	TraceRef
+	StepID string         `json:"step_id"`
+	Output map[string]any `json:"output"`
+}
+
+// TraceEnd marks a trace complete; Steps is how many steps it has.
+type TraceEnd struct {
+	TraceRef
+	Steps int `json:"steps"`
+	// Reason is "end" when the sender ended the trace, "idle" when it was closed after
+	// a time without events.
+	Reason string `json:"reason,omitempty"`
+}
+
+// ViolationEvent reports a violation the moment it is known: at the step's arrival for
+// rules that read no later step, at the trace's end for the others. Subscribe to
+// troy.results.violation.> for real-time alerts.
+type ViolationEvent struct {
+	TraceRef
+	StepIndex int       `json:"step_index"`
+	Violation Violation `json:"violation"`
+}
+
+// TraceEvaluated lists every violation of a finished trace, in step then rule order.
+type TraceEvaluated struct {
+	TraceRef
+	Steps      int         `json:"steps"`
+	Violations []Violation `json:"violations"`
+	RuleErrors []RuleError `json:"rule_errors,omitempty"`
+}
+
+// TraceScored is a finished trace's risk score.
+type TraceScored struct {
+	TraceEvaluated
+	RiskScore int `json:"risk_score"`
+}
+
+// TraceReported says where a finished trace's reports were written.
+type TraceReported struct {
+	TraceRef
+	RiskScore  int    `json:"risk_score"`
+	Violations int    `json:"violations"`
+	Report     string `json:"report"`
+	AuditJSON  string `json:"audit_json"`
+}
+
+// DeadLetter is an event that could not be handled, with the reason.
+type DeadLetter struct {
+	Stage      string `json:"stage"`
+	Subject    string `json:"subject"`
+	Kind       string `json:"kind,omitempty"`
+	Error      string `json:"error"`
+	Deliveries int    `json:"deliveries"`
+	Data       []byte `json:"data"`
+}
+
+// Subjects. Every event of one trace shares one subject in the steps stream, so the stream
+// keeps them in order and the end comes after every step.
+const (
+	StepsPrefix   = "troy.steps"
+	ResultsPrefix = "troy.results"
+	DeadPrefix    = "troy.dead"
+)
+
+// StepsSubject is the subject of a trace's step, output and end events.
+func StepsSubject(agent, trace string) string {
+	return StepsPrefix + "." + SubjectToken(agent) + "." + SubjectToken(trace)
+}
+
+// ResultSubject is the subject of a result event of a trace.
+func ResultSubject(kind, agent, trace string) string {
+	return ResultsPrefix + "." + kind + "." + SubjectToken(agent) + "." + SubjectToken(trace)
+}
+
+// DeadSubject is where a stage's dead letters go.
+func DeadSubject(stage string) string { return DeadPrefix + "." + stage }
+
+// MsgID identifies an event for de-duplication: a publish retried with the same id is
+// stored once.
+func MsgID(kind, trace, step string) string {
+	return kind + "|" + SubjectToken(trace) + "|" + SubjectToken(step)
+}
+
+// SubjectToken encodes an id as one subject token, reversibly: letters, digits, '-' and
+// '_' stay, every other byte becomes ~ and two hex digits, and the empty id is "~".
+func SubjectToken(id string) string {
+	if id == "" {
+		return "~"
+	}
+	var b strings.Builder
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' {
+			b.WriteByte(c)
+			continue
+		}
+		const hex = "0123456789abcdef"
+		b.WriteByte('~')
+		b.WriteByte(hex[c>>4])
+		b.WriteByte(hex[c&15])
+	}
+	return b.String()
+}
+
+// ParseSubjectToken reverses SubjectToken.
+func ParseSubjectToken(tok string) (string, error) {
+	if tok == "~" {
+		return "", nil
+	}
+	var b strings.Builder
+	for i := 0; i < len(tok); i++ {
+		c := tok[i]
+		if c != '~' {
+			b.WriteByte(c)
+			continue
+		}
+		if i+2 >= len(tok) {
+			return "", fmt.Errorf("subject token %q: truncated escape at byte %d", tok, i)
+		}
+		v, err := strconv.ParseUint(tok[i+1:i+3], 16, 8)
+		if err != nil {
+			return "", fmt.Errorf("subject token %q: bad escape at byte %d", tok, i)
+		}
+		b.WriteByte(byte(v))
+		i += 2
+	}
+	return b.String(), nil
+}
+
+// Envelope is an event as the pipeline carries it: where it goes, what it is, and its
+// JSON body. Stages take envelopes in and give envelopes out; only the bus knows how they
+// travel.
+type Envelope struct {
+	Subject string
+	Kind    string
+	MsgID   string // de-duplication id; empty for none
+	Data    []byte
+	// Seq is the stream sequence of an event read from a stream; 0 otherwise.
+	Seq uint64
+}
+
+// NewEnvelope encodes an event.
+func NewEnvelope(subject, kind, msgID string, event any) (Envelope, error) {
+	data, err := json.Marshal(event)
+	if err != nil {
+		return Envelope{}, fmt.Errorf("encode %s event: %w", kind, err)
+	}
+	return Envelope{Subject: subject, Kind: kind, MsgID: msgID, Data: data}, nil
+}
