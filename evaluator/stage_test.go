@@ -225,3 +225,35 @@ func errorsAs(err error, target **evaluator.Permanent) bool {
 	}
 	return false
 }
+
+// An output that arrives after later steps changes what those steps' rules see.
+func TestStageLateOutputReachesLaterSteps(t *testing.T) {
+	c, err := evaluator.Compile(policyOf("step.type == 'tool_call' and any(prev_steps, matches(.output, 'secret'))"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &stream{}
+	ref := schemas.TraceRef{TraceID: "t", AgentName: "a"}
+	subj := schemas.StepsSubject("a", "t")
+	s.publish(t, schemas.KindStep, subj, schemas.StepEvent{TraceRef: ref, Seq: 0, Step: &schemas.Step{StepID: "s1", Type: "tool_call", Description: "read"}})
+	s.publish(t, schemas.KindStep, subj, schemas.StepEvent{TraceRef: ref, Seq: 1, Step: &schemas.Step{StepID: "s2", Type: "tool_call", Description: "send"}})
+	s.publish(t, schemas.KindOutput, subj, schemas.StepOutput{TraceRef: ref, StepID: "s1", Output: map[string]any{"text": "top secret"}})
+	s.publish(t, schemas.KindEnd, subj, schemas.TraceEnd{TraceRef: ref, Steps: 2})
+	stage := evaluator.NewStage(policyFunc(c), s.read)
+	var kinds []string
+	for _, ev := range s.events {
+		out, err := stage.Handle(context.Background(), ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range out {
+			kinds = append(kinds, o.Kind)
+			if o.Kind == schemas.KindEvaluated && !strings.Contains(string(o.Data), `"step_id":"s2"`) {
+				t.Fatalf("final verdict misses s2: %s", o.Data)
+			}
+		}
+	}
+	if strings.Join(kinds, ",") != "violation,evaluated" {
+		t.Fatalf("events %v: the late output should raise the alert for s2 when it arrives", kinds)
+	}
+}
