@@ -22,13 +22,6 @@ type PolicyFunc func(ctx context.Context, hash string) (*Compiled, error)
 // for, after a restart or on another instance.
 type ReadFunc func(ctx context.Context, subject string, upTo uint64) ([]schemas.Envelope, error)
 
-// Permanent marks an error that no retry can fix, such as an event that does not decode;
-// the bus sends such events to the dead-letter subject at once.
-type Permanent struct{ Err error }
-
-func (p *Permanent) Error() string { return p.Err.Error() }
-func (p *Permanent) Unwrap() error { return p.Err }
-
 // Stage is the evaluator stage of the pipeline. It consumes a trace's events (steps,
 // outputs, end) in order and evaluates incrementally: each step is evaluated when it
 // arrives by the rules that read no later step, and their violations are emitted at once;
@@ -92,7 +85,7 @@ func (st *Stage) Handle(ctx context.Context, in schemas.Envelope) ([]schemas.Env
 	defer run.mu.Unlock()
 	out, err := run.apply(ctx, st, in) // a redelivery of an event already applied does nothing
 	if err != nil {
-		var perm *Permanent
+		var perm *schemas.Permanent
 		if !errors.As(err, &perm) {
 			st.drop(run.subject) // rebuilt from the stream when the event comes back
 		}
@@ -120,7 +113,7 @@ func (st *Stage) runFor(ctx context.Context, in schemas.Envelope) (*traceRun, er
 	if in.Kind == schemas.KindStep {
 		var ev schemas.StepEvent
 		if err := json.Unmarshal(in.Data, &ev); err != nil {
-			return nil, &Permanent{fmt.Errorf("decode step event: %w", err)}
+			return nil, &schemas.Permanent{Err: fmt.Errorf("decode step event: %w", err)}
 		}
 		if ev.Seq == 0 {
 			run = &traceRun{subject: in.Subject, index: map[string]int{}, emitted: map[string]bool{}}
@@ -135,7 +128,7 @@ func (st *Stage) runFor(ctx context.Context, in schemas.Envelope) (*traceRun, er
 		return nil, nil // a late redelivery for a trace already finished
 	}
 	if st.read == nil || in.Seq == 0 {
-		return nil, &Permanent{fmt.Errorf("%s event for a trace with no earlier steps", in.Kind)}
+		return nil, &schemas.Permanent{Err: fmt.Errorf("%s event for a trace with no earlier steps", in.Kind)}
 	}
 	events, err := st.read(ctx, in.Subject, in.Seq-1)
 	if err != nil {
@@ -172,28 +165,28 @@ func (run *traceRun) apply(ctx context.Context, st *Stage, in schemas.Envelope) 
 	case schemas.KindStep:
 		var ev schemas.StepEvent
 		if err := json.Unmarshal(in.Data, &ev); err != nil {
-			return nil, &Permanent{fmt.Errorf("decode step event: %w", err)}
+			return nil, &schemas.Permanent{Err: fmt.Errorf("decode step event: %w", err)}
 		}
 		return run.step(ctx, st, ev)
 	case schemas.KindOutput:
 		var ev schemas.StepOutput
 		if err := json.Unmarshal(in.Data, &ev); err != nil {
-			return nil, &Permanent{fmt.Errorf("decode output event: %w", err)}
+			return nil, &schemas.Permanent{Err: fmt.Errorf("decode output event: %w", err)}
 		}
 		return run.output(ev)
 	case schemas.KindEnd:
 		var ev schemas.TraceEnd
 		if err := json.Unmarshal(in.Data, &ev); err != nil {
-			return nil, &Permanent{fmt.Errorf("decode end event: %w", err)}
+			return nil, &schemas.Permanent{Err: fmt.Errorf("decode end event: %w", err)}
 		}
 		return run.end()
 	}
-	return nil, &Permanent{fmt.Errorf("unknown event kind %q", in.Kind)}
+	return nil, &schemas.Permanent{Err: fmt.Errorf("unknown event kind %q", in.Kind)}
 }
 
 func (run *traceRun) step(ctx context.Context, st *Stage, ev schemas.StepEvent) ([]schemas.Envelope, error) {
 	if ev.Step == nil {
-		return nil, &Permanent{errors.New("step event without a step")}
+		return nil, &schemas.Permanent{Err: errors.New("step event without a step")}
 	}
 	if run.c == nil {
 		c, err := st.policy(ctx, ev.Policy)
@@ -221,7 +214,7 @@ func (run *traceRun) step(ctx context.Context, st *Stage, ev schemas.StepEvent) 
 	s := ev.Step
 	s.Normalize()
 	if _, dup := run.index[s.StepID]; dup {
-		return nil, &Permanent{fmt.Errorf("duplicate step_id %q in trace %s", s.StepID, ev.TraceID)}
+		return nil, &schemas.Permanent{Err: fmt.Errorf("duplicate step_id %q in trace %s", s.StepID, ev.TraceID)}
 	}
 	v := &stepView{}
 	v.set(s)
@@ -235,7 +228,7 @@ func (run *traceRun) step(ctx context.Context, st *Stage, ev schemas.StepEvent) 
 func (run *traceRun) output(ev schemas.StepOutput) ([]schemas.Envelope, error) {
 	j, ok := run.index[ev.StepID]
 	if !ok {
-		return nil, &Permanent{fmt.Errorf("output for unknown step %q of trace %s", ev.StepID, run.ref.TraceID)}
+		return nil, &schemas.Permanent{Err: fmt.Errorf("output for unknown step %q of trace %s", ev.StepID, run.ref.TraceID)}
 	}
 	updated := *run.steps[j]
 	updated.Output = ev.Output
@@ -306,7 +299,7 @@ func (run *traceRun) violationEvent(i int, r *rule) (schemas.Envelope, error) {
 // verdict in step then rule order, as post-hoc evaluation does.
 func (run *traceRun) end() ([]schemas.Envelope, error) {
 	if run.c == nil {
-		return nil, &Permanent{errors.New("end of a trace with no steps")}
+		return nil, &schemas.Permanent{Err: errors.New("end of a trace with no steps")}
 	}
 	var out []schemas.Envelope
 	var vs []schemas.Violation

@@ -204,16 +204,16 @@ func TestStageRejectsBadEvents(t *testing.T) {
 		{Subject: "troy.steps.a.v", Kind: schemas.KindStep, Data: []byte(`{"trace_id": "v", "seq": 0}`), Seq: 3},
 	} {
 		_, err := stage.Handle(context.Background(), ev)
-		var perm *evaluator.Permanent
+		var perm *schemas.Permanent
 		if err == nil || !errorsAs(err, &perm) {
 			t.Errorf("%s: want a permanent error, got %v", ev.Data, err)
 		}
 	}
 }
 
-func errorsAs(err error, target **evaluator.Permanent) bool {
+func errorsAs(err error, target **schemas.Permanent) bool {
 	for err != nil {
-		if p, ok := err.(*evaluator.Permanent); ok {
+		if p, ok := err.(*schemas.Permanent); ok {
 			*target = p
 			return true
 		}

@@ -93,6 +93,7 @@ type DeadLetter struct {
 	Error      string `json:"error"`
 	Deliveries int    `json:"deliveries"`
 	Data       []byte `json:"data"`
+	Truncated  bool   `json:"truncated,omitempty"` // Data is the start of a bigger event
 }
 
 // Subjects. Every event of one trace shares one subject in the steps stream, so the stream
@@ -188,3 +189,49 @@ func NewEnvelope(subject, kind, msgID string, event any) (Envelope, error) {
 	}
 	return Envelope{Subject: subject, Kind: kind, MsgID: msgID, Data: data}, nil
 }
+
+// AssembleTrace rebuilds a trace from its events on the steps stream, in order: steps
+// appended, outputs attached, the end ignored.
+func AssembleTrace(events []Envelope) (*Trace, error) {
+	t := &Trace{}
+	index := map[string]int{}
+	for _, e := range events {
+		switch e.Kind {
+		case KindStep:
+			var ev StepEvent
+			if err := json.Unmarshal(e.Data, &ev); err != nil {
+				return nil, fmt.Errorf("step event %d: %w", e.Seq, err)
+			}
+			if ev.Step == nil || ev.Seq != len(t.Steps) {
+				continue // a duplicate, or one the evaluator refused too
+			}
+			if len(t.Steps) == 0 {
+				t.TraceID, t.AgentName, t.Metadata = ev.TraceID, ev.AgentName, ev.TraceMetadata
+			}
+			index[ev.Step.StepID] = len(t.Steps)
+			t.Steps = append(t.Steps, ev.Step)
+		case KindOutput:
+			var ev StepOutput
+			if err := json.Unmarshal(e.Data, &ev); err != nil {
+				return nil, fmt.Errorf("output event %d: %w", e.Seq, err)
+			}
+			if i, ok := index[ev.StepID]; ok {
+				s := *t.Steps[i]
+				s.Output = ev.Output
+				t.Steps[i] = &s
+			}
+		}
+	}
+	if len(t.Steps) == 0 {
+		return nil, fmt.Errorf("no steps")
+	}
+	t.Normalize()
+	return t, nil
+}
+
+// Permanent marks an error that no retry can fix, such as an event that does not decode;
+// the pipeline sends such events to the dead-letter subject at once instead of retrying.
+type Permanent struct{ Err error }
+
+func (p *Permanent) Error() string { return p.Err.Error() }
+func (p *Permanent) Unwrap() error { return p.Err }

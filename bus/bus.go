@@ -1,0 +1,351 @@
+// Package bus owns NATS for troy: it starts an embedded nats-server or connects to a
+// cluster, declares every stream, consumer and key-value bucket in one place, publishes
+// events, and binds stage handlers to durable pull consumers with explicit acks, bounded
+// redelivery with backoff, and a dead-letter subject.
+//
+// Stages never import NATS: they are functions from schemas.Envelope to envelopes.
+package bus
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/troy-audit/troy/schemas"
+)
+
+// Stream names.
+const (
+	StepsStream   = "TROY_STEPS"
+	ResultsStream = "TROY_RESULTS"
+	DeadStream    = "TROY_DEAD"
+	PolicyBucket  = "troy-policies"
+)
+
+// Headers every event carries.
+const (
+	KindHeader = "Troy-Kind"
+)
+
+// MaxEventSize bounds one event; bigger ones go to the dead-letter subject.
+const MaxEventSize = 1 << 20
+
+// Options say which NATS to use.
+type Options struct {
+	// URL lists servers to connect to, comma-separated. Empty starts an embedded server.
+	URL string
+	// DataDir holds the embedded server's file storage. Ignored with Memory.
+	DataDir string
+	// Memory keeps streams in memory and opens no port: for one-shot command runs.
+	Memory bool
+	// Listen is the embedded server's client address for agents ("host:port"); empty
+	// opens no port.
+	Listen string
+	// Credentials for URL: user and password, a token, a creds file or an nkey seed file.
+	User, Password, Token, CredsFile, NKeyFile string
+	// TLS for URL: a CA file to trust, and a client certificate and key.
+	CAFile, CertFile, KeyFile string
+	// Name identifies the connection in the server's monitoring.
+	Name string
+	// Logger receives the bus's logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// Bus is a connection to NATS with troy's streams declared.
+type Bus struct {
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	srv     *server.Server
+	storage jetstream.StorageType
+	log     *slog.Logger
+	kv      jetstream.KeyValue
+}
+
+// Open starts or connects to NATS and declares troy's streams and buckets.
+func Open(ctx context.Context, opts Options) (*Bus, error) {
+	b := &Bus{storage: jetstream.FileStorage, log: opts.Logger}
+	if b.log == nil {
+		b.log = slog.New(slog.DiscardHandler)
+	}
+	var err error
+	if opts.URL == "" {
+		if err = b.startEmbedded(opts); err != nil {
+			return nil, err
+		}
+		b.nc, err = nats.Connect("", nats.InProcessServer(b.srv), nats.Name(opts.Name), nats.MaxReconnects(-1))
+	} else {
+		var nopts []nats.Option
+		if nopts, err = clientOptions(opts); err == nil {
+			b.nc, err = nats.Connect(opts.URL, nopts...)
+		}
+	}
+	if err != nil {
+		b.Close()
+		return nil, fmt.Errorf("connect to NATS: %w", err)
+	}
+	if opts.Memory {
+		b.storage = jetstream.MemoryStorage
+	}
+	if b.js, err = jetstream.New(b.nc); err != nil {
+		b.Close()
+		return nil, err
+	}
+	if err := b.declare(ctx); err != nil {
+		b.Close()
+		return nil, err
+	}
+	return b, nil
+}
+
+func (b *Bus) startEmbedded(opts Options) error {
+	so := &server.Options{
+		ServerName: "troy",
+		JetStream:  true,
+		NoSigs:     true,
+		NoLog:      true,
+		DontListen: opts.Listen == "",
+		MaxPayload: MaxEventSize + 64<<10,
+	}
+	if opts.Memory {
+		so.StoreDir = filepath.Join(os.TempDir(), "troy-unused") // memory streams never write here
+		so.JetStreamMaxStore = 1 << 20
+	} else {
+		dir := opts.DataDir
+		if dir == "" {
+			dir = ".troy"
+		}
+		so.StoreDir = filepath.Join(dir, "jetstream")
+	}
+	if opts.Listen != "" {
+		host, port, err := splitHostPort(opts.Listen)
+		if err != nil {
+			return err
+		}
+		so.Host, so.Port = host, port
+	}
+	srv, err := server.NewServer(so)
+	if err != nil {
+		return fmt.Errorf("start embedded NATS: %w", err)
+	}
+	go srv.Start()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		srv.Shutdown()
+		return errors.New("start embedded NATS: not ready after 10s")
+	}
+	b.srv = srv
+	return nil
+}
+
+func splitHostPort(addr string) (string, int, error) {
+	i := strings.LastIndex(addr, ":")
+	if i < 0 {
+		return "", 0, fmt.Errorf("listen address %q: expected host:port", addr)
+	}
+	var port int
+	if _, err := fmt.Sscanf(addr[i+1:], "%d", &port); err != nil {
+		return "", 0, fmt.Errorf("listen address %q: bad port", addr)
+	}
+	host := addr[:i]
+	if host == "" {
+		host = "0.0.0.0"
+	}
+	return host, port, nil
+}
+
+func clientOptions(o Options) ([]nats.Option, error) {
+	opts := []nats.Option{nats.Name(o.Name), nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond)}
+	switch {
+	case o.CredsFile != "":
+		opts = append(opts, nats.UserCredentials(o.CredsFile))
+	case o.NKeyFile != "":
+		opt, err := nats.NkeyOptionFromSeed(o.NKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("nkey %s: %w", o.NKeyFile, err)
+		}
+		opts = append(opts, opt)
+	case o.Token != "":
+		opts = append(opts, nats.Token(o.Token))
+	case o.User != "":
+		opts = append(opts, nats.UserInfo(o.User, o.Password))
+	}
+	if o.CAFile != "" {
+		opts = append(opts, nats.RootCAs(o.CAFile))
+	}
+	if o.CertFile != "" || o.KeyFile != "" {
+		opts = append(opts, nats.ClientCert(o.CertFile, o.KeyFile))
+	}
+	if o.CAFile != "" || o.CertFile != "" {
+		opts = append(opts, nats.Secure(&tls.Config{MinVersion: tls.VersionTLS12}))
+	}
+	return opts, nil
+}
+
+// declare creates or updates every stream and bucket; running it again changes nothing.
+func (b *Bus) declare(ctx context.Context) error {
+	streams := []jetstream.StreamConfig{
+		{Name: StepsStream, Subjects: []string{schemas.StepsPrefix + ".>"}, Duplicates: 2 * time.Minute},
+		{Name: ResultsStream, Subjects: []string{schemas.ResultsPrefix + ".>"}, Duplicates: 2 * time.Minute},
+		{Name: DeadStream, Subjects: []string{schemas.DeadPrefix + ".>"}},
+	}
+	for _, cfg := range streams {
+		cfg.Storage = b.storage
+		cfg.MaxMsgSize = MaxEventSize + 64<<10
+		if _, err := b.js.CreateOrUpdateStream(ctx, cfg); err != nil {
+			return fmt.Errorf("declare stream %s: %w", cfg.Name, err)
+		}
+	}
+	kv, err := b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: PolicyBucket, Storage: b.storage, History: 5})
+	if err != nil {
+		return fmt.Errorf("declare bucket %s: %w", PolicyBucket, err)
+	}
+	b.kv = kv
+	return nil
+}
+
+// Close closes the connection and stops the embedded server, if any.
+func (b *Bus) Close() {
+	if b.nc != nil {
+		_ = b.nc.Drain()
+		b.nc.Close()
+	}
+	if b.srv != nil {
+		b.srv.Shutdown()
+		b.srv.WaitForShutdown()
+	}
+}
+
+// ClientURL is the address agents connect to, when the embedded server listens.
+func (b *Bus) ClientURL() string {
+	if b.srv == nil {
+		return b.nc.ConnectedUrl()
+	}
+	return b.srv.ClientURL()
+}
+
+// Conn is the NATS connection, for services such as the guard.
+func (b *Bus) Conn() *nats.Conn { return b.nc }
+
+// Publish stores an event and waits for the stream to acknowledge it. An event with an id
+// that was stored in the last two minutes is stored once.
+func (b *Bus) Publish(ctx context.Context, e schemas.Envelope) error {
+	_, err := b.js.PublishMsg(ctx, message(e), publishOpts(e)...)
+	if err != nil {
+		return fmt.Errorf("publish %s to %s: %w", e.Kind, e.Subject, err)
+	}
+	return nil
+}
+
+// PublishAsync stores an event without waiting; Flush waits for every pending publish.
+func (b *Bus) PublishAsync(e schemas.Envelope) error {
+	if _, err := b.js.PublishMsgAsync(message(e), publishOpts(e)...); err != nil {
+		return fmt.Errorf("publish %s to %s: %w", e.Kind, e.Subject, err)
+	}
+	return nil
+}
+
+// Flush waits until every asynchronous publish is acknowledged.
+func (b *Bus) Flush(ctx context.Context) error {
+	select {
+	case <-b.js.PublishAsyncComplete():
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func message(e schemas.Envelope) *nats.Msg {
+	m := nats.NewMsg(e.Subject)
+	m.Data = e.Data
+	m.Header.Set(KindHeader, e.Kind)
+	return m
+}
+
+func publishOpts(e schemas.Envelope) []jetstream.PublishOpt {
+	if e.MsgID == "" {
+		return nil
+	}
+	return []jetstream.PublishOpt{jetstream.WithMsgID(e.MsgID)}
+}
+
+func envelope(m jetstream.Msg) schemas.Envelope {
+	e := schemas.Envelope{Subject: m.Subject(), Kind: m.Headers().Get(KindHeader), Data: m.Data()}
+	if md, err := m.Metadata(); err == nil {
+		e.Seq = md.Sequence.Stream
+	}
+	return e
+}
+
+// Read returns the events of one subject of a stream, in order, up to and including stream
+// sequence upTo.
+func (b *Bus) Read(ctx context.Context, stream, subject string, upTo uint64) ([]schemas.Envelope, error) {
+	cons, err := b.js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}})
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", subject, err)
+	}
+	pending := cons.CachedInfo().NumPending
+	var out []schemas.Envelope
+	for pending > 0 {
+		batch, err := cons.Fetch(int(min(pending, 512)), jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", subject, err)
+		}
+		n := 0
+		for m := range batch.Messages() {
+			n++
+			md, err := m.Metadata()
+			if err != nil {
+				return nil, fmt.Errorf("read %s: %w", subject, err)
+			}
+			if md.Sequence.Stream > upTo {
+				return out, nil
+			}
+			out = append(out, envelope(m))
+			pending = md.NumPending
+		}
+		if err := batch.Error(); err != nil && !transient(err) {
+			return nil, fmt.Errorf("read %s: %w", subject, err)
+		}
+		if n == 0 {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			return nil, fmt.Errorf("read %s: no events arrived though %d are stored", subject, pending)
+		}
+	}
+	return out, nil
+}
+
+// ReadSteps reads a trace's events from the steps stream.
+func (b *Bus) ReadSteps(ctx context.Context, subject string, upTo uint64) ([]schemas.Envelope, error) {
+	return b.Read(ctx, StepsStream, subject, upTo)
+}
+
+// PutPolicy stores a policy document under a key (its content hash, or "default").
+func (b *Bus) PutPolicy(ctx context.Context, key string, doc []byte) error {
+	if _, err := b.kv.Put(ctx, key, doc); err != nil {
+		return fmt.Errorf("store policy %s: %w", key, err)
+	}
+	return nil
+}
+
+// GetPolicy returns a stored policy document.
+func (b *Bus) GetPolicy(ctx context.Context, key string) ([]byte, error) {
+	e, err := b.kv.Get(ctx, key)
+	if err != nil {
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			return nil, fmt.Errorf("policy %s: not stored", key)
+		}
+		return nil, fmt.Errorf("policy %s: %w", key, err)
+	}
+	return e.Value(), nil
+}

@@ -1,0 +1,223 @@
+package bus
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/troy-audit/troy/schemas"
+)
+
+func openMemory(t *testing.T) *Bus {
+	t.Helper()
+	b, err := Open(context.Background(), Options{Memory: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	return b
+}
+
+func env(t *testing.T, subject, kind, id string, v any) schemas.Envelope {
+	t.Helper()
+	e, err := schemas.NewEnvelope(subject, kind, id, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// waitFor polls until cond holds or the deadline passes.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestDeclareIsIdempotentAndPersists(t *testing.T) {
+	dir := t.TempDir()
+	b, err := Open(context.Background(), Options{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Publish(context.Background(), env(t, "troy.steps.a.t", schemas.KindStep, "x", map[string]int{"n": 1})); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.PutPolicy(context.Background(), "default", []byte(`{"rules": []}`)); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	b, err = Open(context.Background(), Options{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	got, err := b.ReadSteps(context.Background(), "troy.steps.a.t", math.MaxUint64)
+	if err != nil || len(got) != 1 || got[0].Kind != schemas.KindStep || got[0].Seq != 1 {
+		t.Fatalf("after a restart: %+v %v", got, err)
+	}
+	if doc, err := b.GetPolicy(context.Background(), "default"); err != nil || string(doc) != `{"rules": []}` {
+		t.Fatalf("policy after restart: %s %v", doc, err)
+	}
+	if _, err := b.GetPolicy(context.Background(), "nope"); err == nil || !strings.Contains(err.Error(), "not stored") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestPublishDeduplicatesAndReadFiltersBySubject(t *testing.T) {
+	b := openMemory(t)
+	ctx := context.Background()
+	for i := range 3 {
+		for range 2 { // every publish twice, as a retrying publisher would
+			if err := b.Publish(ctx, env(t, "troy.steps.a.t1", schemas.KindStep, fmt.Sprint("id", i), i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := b.Publish(ctx, env(t, "troy.steps.a.t2", schemas.KindStep, "", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all, err := b.ReadSteps(ctx, "troy.steps.a.t1", math.MaxUint64)
+	if err != nil || len(all) != 3 {
+		t.Fatalf("t1: %d events, %v", len(all), err)
+	}
+	upTo, err := b.ReadSteps(ctx, "troy.steps.a.t1", all[1].Seq)
+	if err != nil || len(upTo) != 2 {
+		t.Fatalf("up to the second: %d, %v", len(upTo), err)
+	}
+	if none, err := b.ReadSteps(ctx, "troy.steps.a.none", math.MaxUint64); err != nil || len(none) != 0 {
+		t.Fatalf("an unknown subject has no events: %v %v", none, err)
+	}
+}
+
+func run(t *testing.T, b *Bus, c Consumer, h Handler) (*Stats, func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	stats := &Stats{}
+	done := make(chan error, 1)
+	go func() { done <- b.Consume(ctx, c, h, stats) }()
+	return stats, func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+func TestConsumeRetriesAndDeadLetters(t *testing.T) {
+	b := openMemory(t)
+	ctx := context.Background()
+	var mu sync.Mutex
+	seen := map[string]int{}
+	h := func(_ context.Context, in schemas.Envelope) ([]schemas.Envelope, error) {
+		mu.Lock()
+		seen[in.Subject]++
+		n := seen[in.Subject]
+		mu.Unlock()
+		switch {
+		case strings.HasSuffix(in.Subject, ".flaky") && n < 3:
+			return nil, errors.New("not yet")
+		case strings.HasSuffix(in.Subject, ".broken"):
+			return nil, errors.New("always fails")
+		case strings.HasSuffix(in.Subject, ".bad"):
+			return nil, &schemas.Permanent{Err: errors.New("bad JSON")}
+		}
+		return []schemas.Envelope{{Subject: "troy.results.done." + in.Subject[len("troy.steps."):], Kind: "done", Data: in.Data}}, nil
+	}
+	stats, stop := run(t, b, Consumer{Name: "test", Stream: StepsStream, Workers: 3, MaxDeliver: 3, BackOff: []time.Duration{10 * time.Millisecond}}, h)
+	for _, s := range []string{"ok", "flaky", "broken", "bad"} {
+		if err := b.Publish(ctx, env(t, "troy.steps.a."+s, schemas.KindStep, "", s)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	big := schemas.Envelope{Subject: "troy.steps.a.big", Kind: schemas.KindStep, Data: []byte(strings.Repeat("x", MaxEventSize+1))}
+	if err := b.Publish(ctx, big); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "dead letters", func() bool { return stats.Dead.Load() == 3 && stats.Out.Load() == 2 })
+	stop()
+	mu.Lock()
+	if seen["troy.steps.a.flaky"] != 3 || seen["troy.steps.a.broken"] != 3 || seen["troy.steps.a.bad"] != 1 || seen["troy.steps.a.big"] != 0 {
+		t.Fatalf("deliveries %v", seen)
+	}
+	mu.Unlock()
+	dead, err := b.Read(ctx, DeadStream, schemas.DeadSubject("test"), math.MaxUint64)
+	if err != nil || len(dead) != 3 {
+		t.Fatalf("dead letters: %d %v", len(dead), err)
+	}
+	reasons := map[string]string{}
+	for _, d := range dead {
+		var dl schemas.DeadLetter
+		if err := json.Unmarshal(d.Data, &dl); err != nil {
+			t.Fatal(err)
+		}
+		reasons[dl.Subject] = fmt.Sprintf("%d %s", dl.Deliveries, dl.Error)
+	}
+	for subj, want := range map[string]string{
+		"troy.steps.a.broken": "3 always fails",
+		"troy.steps.a.bad":    "1 bad JSON",
+		"troy.steps.a.big":    "1 event of 1048577 bytes is over the 1048576-byte limit",
+	} {
+		if reasons[subj] != want {
+			t.Errorf("%s: %q, want %q", subj, reasons[subj], want)
+		}
+	}
+	out, err := b.Read(ctx, ResultsStream, "troy.results.done.>", math.MaxUint64)
+	if err != nil || len(out) != 2 {
+		t.Fatalf("outputs: %d %v", len(out), err)
+	}
+}
+
+// A long drain keeps going: thousands of events across many subjects are all handled, in
+// order per subject, without the consumer stalling.
+func TestLongDrainInOrderPerSubject(t *testing.T) {
+	b := openMemory(t)
+	ctx := context.Background()
+	const subjects, per = 50, 200
+	for i := range per {
+		for s := range subjects {
+			if err := b.PublishAsync(env(t, fmt.Sprintf("troy.steps.a.t%d", s), schemas.KindStep, "", i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := b.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	last := map[string]int{}
+	var disorder atomic.Int64
+	h := func(_ context.Context, in schemas.Envelope) ([]schemas.Envelope, error) {
+		var n int
+		if err := json.Unmarshal(in.Data, &n); err != nil {
+			return nil, err
+		}
+		mu.Lock()
+		if prev, ok := last[in.Subject]; ok && n != prev+1 {
+			disorder.Add(1)
+		}
+		last[in.Subject] = n
+		mu.Unlock()
+		return nil, nil
+	}
+	start := time.Now()
+	stats, stop := run(t, b, Consumer{Name: "drain", Stream: StepsStream, Workers: 4}, h)
+	waitFor(t, 60*time.Second, "the drain", func() bool { return stats.In.Load() == subjects*per })
+	stop()
+	if disorder.Load() != 0 {
+		t.Fatalf("%d events out of order", disorder.Load())
+	}
+	t.Logf("drained %d events in %v", subjects*per, time.Since(start))
+}
