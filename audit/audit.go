@@ -30,21 +30,35 @@ const ExplanationsOff = "off"
 func Result(c *evaluator.Compiled, t *schemas.Trace, explainNote string) *schemas.AuditResult {
 	ev := c.Evaluate(t)
 	p := c.Policy()
-	r := &schemas.AuditResult{
-		Trace:      t,
-		Violations: ev.Violations,
-		RiskScore:  scorer.Score(ev.Violations, c.Weights()),
-		Info: &schemas.AuditInfo{
-			PolicyID:         p.PolicyID,
-			PolicyHash:       c.Hash(),
-			Rules:            len(p.Rules),
-			Explanations:     ExplanationsOff,
-			ExplanationsNote: explainNote,
-			RuleErrors:       ev.RuleErrors,
-		},
-	}
+	info := schemas.AuditInfo{PolicyID: p.PolicyID, PolicyHash: c.Hash(), Rules: len(p.Rules)}
+	return Assemble(t, ev.Violations, ev.RuleErrors, scorer.Score(ev.Violations, c.Weights()), info, explainNote)
+}
+
+// Assemble builds the audit of a trace from what the stages found; the in-process engine
+// and the pipeline both use it, so their audits are the same. info describes the policy.
+func Assemble(t *schemas.Trace, vs []schemas.Violation, errs []schemas.RuleError, risk int, info schemas.AuditInfo, explainNote string) *schemas.AuditResult {
+	info.Explanations = ExplanationsOff
+	info.ExplanationsNote = explainNote
+	info.RuleErrors = errs
+	r := &schemas.AuditResult{Trace: t, Violations: vs, RiskScore: risk, Info: &info}
 	r.Normalize()
 	return r
+}
+
+// Auditor audits one trace: in process, or through the pipeline.
+type Auditor interface {
+	Audit(ctx context.Context, t *schemas.Trace) (*schemas.AuditResult, error)
+}
+
+// InProcess audits traces with the engine in this process.
+type InProcess struct {
+	Compiled    *evaluator.Compiled
+	ExplainNote string
+}
+
+// Audit evaluates and scores one trace.
+func (a InProcess) Audit(_ context.Context, t *schemas.Trace) (*schemas.AuditResult, error) {
+	return Result(a.Compiled, t, a.ExplainNote), nil
 }
 
 // BatchOptions configure a batch.
@@ -52,7 +66,6 @@ type BatchOptions struct {
 	Dir         string // where reports go
 	Concurrency int    // traces audited at once; 0 means one per CPU
 	Ingest      ingest.Options
-	ExplainNote string
 	// Progress, when set, is called once per input (trace or skipped input), in input
 	// order, from a single goroutine.
 	Progress func(Progress)
@@ -136,7 +149,7 @@ type done struct {
 // Batch audits every trace in files, concurrently, writing each trace's report.md and
 // audit.json under opts.Dir as it finishes, then summary.md and batch.json. Bad files and
 // bad lines are skipped with their reason and do not stop the batch.
-func Batch(ctx context.Context, c *evaluator.Compiled, files []string, opts BatchOptions) (*reporter.BatchSummary, error) {
+func Batch(ctx context.Context, a Auditor, files []string, opts BatchOptions) (*reporter.BatchSummary, error) {
 	workers := opts.Concurrency
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
@@ -191,7 +204,7 @@ func Batch(ctx context.Context, c *evaluator.Compiled, files []string, opts Batc
 		go func() {
 			defer wg.Done()
 			for j := range jobs {
-				results <- runJob(c, j, opts.ExplainNote)
+				results <- runJob(ctx, a, j)
 			}
 		}()
 	}
@@ -230,7 +243,7 @@ func Batch(ctx context.Context, c *evaluator.Compiled, files []string, opts Batc
 	return summary, ctx.Err()
 }
 
-func runJob(c *evaluator.Compiled, j job, note string) done {
+func runJob(ctx context.Context, a Auditor, j job) done {
 	if j.err != nil {
 		return done{seq: j.seq, name: j.name, err: j.err}
 	}
@@ -240,7 +253,11 @@ func runJob(c *evaluator.Compiled, j job, note string) done {
 		d.err = rec.Err
 		return d
 	}
-	r := Result(c, rec.Trace, note)
+	r, err := a.Audit(ctx, rec.Trace)
+	if err != nil {
+		d.err = err
+		return d
+	}
 	d.report = j.dir
 	if rec.Line > 0 {
 		d.report = filepath.Join(j.dir, fmt.Sprintf("%06d-%s", rec.Line, safeName(rec.Trace.TraceID)))

@@ -349,3 +349,44 @@ func (b *Bus) GetPolicy(ctx context.Context, key string) ([]byte, error) {
 	}
 	return e.Value(), nil
 }
+
+// Subscribe hands every new event on a stream's subjects matching filter to fn, in order,
+// until ctx ends. Nothing is acked: the events stay in the stream for other readers.
+func (b *Bus) Subscribe(ctx context.Context, stream, filter string, fn func(schemas.Envelope)) (ready <-chan struct{}, done <-chan error) {
+	readyc, donec := make(chan struct{}), make(chan error, 1)
+	go func() {
+		cons, err := b.js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{
+			FilterSubjects: []string{filter},
+			DeliverPolicy:  jetstream.DeliverNewPolicy,
+		})
+		close(readyc)
+		if err != nil {
+			donec <- fmt.Errorf("subscribe %s: %w", filter, err)
+			return
+		}
+		for ctx.Err() == nil {
+			batch, err := cons.Fetch(256, jetstream.FetchMaxWait(500*time.Millisecond))
+			if err != nil {
+				if ctx.Err() != nil {
+					break
+				}
+				sleep(ctx, 100*time.Millisecond)
+				continue
+			}
+			for m := range batch.Messages() {
+				fn(envelope(m))
+			}
+		}
+		donec <- nil
+	}()
+	return readyc, donec
+}
+
+// Purge removes a subject's events from a stream.
+func (b *Bus) Purge(ctx context.Context, stream, subject string) error {
+	s, err := b.js.Stream(ctx, stream)
+	if err != nil {
+		return err
+	}
+	return s.Purge(ctx, jetstream.WithPurgeSubject(subject))
+}

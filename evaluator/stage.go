@@ -36,8 +36,8 @@ type Stage struct {
 	read   ReadFunc
 
 	mu       sync.Mutex
-	runs     map[string]*traceRun // by steps subject
-	finished *recent              // subjects of traces recently ended
+	runs     map[string]*traceRun // by steps subject and run
+	finished *recent              // keys of traces recently ended
 }
 
 // NewStage returns an evaluator stage.
@@ -48,6 +48,7 @@ func NewStage(policy PolicyFunc, read ReadFunc) *Stage {
 // traceRun is the state of one trace being evaluated.
 type traceRun struct {
 	mu      sync.Mutex
+	key     string // subject and run
 	subject string
 	ref     schemas.TraceRef
 	c       *Compiled
@@ -87,14 +88,14 @@ func (st *Stage) Handle(ctx context.Context, in schemas.Envelope) ([]schemas.Env
 	if err != nil {
 		var perm *schemas.Permanent
 		if !errors.As(err, &perm) {
-			st.drop(run.subject) // rebuilt from the stream when the event comes back
+			st.drop(run.key) // rebuilt from the stream when the event comes back
 		}
 		return nil, err
 	}
 	if in.Kind == schemas.KindEnd {
 		st.mu.Lock()
-		delete(st.runs, run.subject)
-		st.finished.add(run.subject)
+		delete(st.runs, run.key)
+		st.finished.add(run.key)
 		st.mu.Unlock()
 	}
 	return out, nil
@@ -103,9 +104,10 @@ func (st *Stage) Handle(ctx context.Context, in schemas.Envelope) ([]schemas.Env
 // runFor finds the state of the event's trace, rebuilding it from the events before this
 // one in the stream when the event does not start the trace.
 func (st *Stage) runFor(ctx context.Context, in schemas.Envelope) (*traceRun, error) {
+	key := in.Subject + " " + schemas.RunOf(in)
 	st.mu.Lock()
-	run := st.runs[in.Subject]
-	ended := st.finished.has(in.Subject)
+	run := st.runs[key]
+	ended := st.finished.has(key)
 	st.mu.Unlock()
 	if run != nil {
 		return run, nil
@@ -116,10 +118,9 @@ func (st *Stage) runFor(ctx context.Context, in schemas.Envelope) (*traceRun, er
 			return nil, &schemas.Permanent{Err: fmt.Errorf("decode step event: %w", err)}
 		}
 		if ev.Seq == 0 {
-			run = &traceRun{subject: in.Subject, index: map[string]int{}, emitted: map[string]bool{}}
+			run = &traceRun{key: key, subject: in.Subject, index: map[string]int{}, emitted: map[string]bool{}}
 			st.mu.Lock()
-			st.runs[in.Subject] = run
-			st.finished.remove(in.Subject) // a new trace with the id of an old one
+			st.runs[key] = run
 			st.mu.Unlock()
 			return run, nil
 		}
@@ -134,22 +135,27 @@ func (st *Stage) runFor(ctx context.Context, in schemas.Envelope) (*traceRun, er
 	if err != nil {
 		return nil, fmt.Errorf("rebuild trace %s: %w", in.Subject, err)
 	}
-	run = &traceRun{subject: in.Subject, index: map[string]int{}, emitted: map[string]bool{}}
+	run = &traceRun{key: key, subject: in.Subject, index: map[string]int{}, emitted: map[string]bool{}}
 	// Violations found while rebuilding were emitted when those events were first handled.
+	// Only this run of the trace counts: the subject may hold earlier sendings of it.
+	runID := schemas.RunOf(in)
 	for _, ev := range events {
+		if schemas.RunOf(ev) != runID {
+			continue
+		}
 		if _, err := run.apply(ctx, st, ev); err != nil {
 			return nil, fmt.Errorf("rebuild trace %s: %w", in.Subject, err)
 		}
 	}
 	st.mu.Lock()
-	st.runs[in.Subject] = run
+	st.runs[key] = run
 	st.mu.Unlock()
 	return run, nil
 }
 
-func (st *Stage) drop(subject string) {
+func (st *Stage) drop(key string) {
 	st.mu.Lock()
-	delete(st.runs, subject)
+	delete(st.runs, key)
 	st.mu.Unlock()
 }
 
@@ -290,7 +296,7 @@ func (run *traceRun) violationEvent(i int, r *rule) (schemas.Envelope, error) {
 	return schemas.NewEnvelope(
 		schemas.ResultSubject(schemas.KindViolation, run.ref.AgentName, run.ref.TraceID),
 		schemas.KindViolation,
-		schemas.MsgID(schemas.KindViolation, run.ref.TraceID, key),
+		schemas.MsgID(schemas.KindViolation, run.ref, key),
 		schemas.ViolationEvent{TraceRef: run.ref, StepIndex: i, Violation: violation(r, s)},
 	)
 }
@@ -357,7 +363,7 @@ func (run *traceRun) end() ([]schemas.Envelope, error) {
 	done, err := schemas.NewEnvelope(
 		schemas.ResultSubject(schemas.KindEvaluated, run.ref.AgentName, run.ref.TraceID),
 		schemas.KindEvaluated,
-		schemas.MsgID(schemas.KindEvaluated, run.ref.TraceID, ""),
+		schemas.MsgID(schemas.KindEvaluated, run.ref, ""),
 		schemas.TraceEvaluated{TraceRef: run.ref, Steps: len(run.steps), Violations: vs, RuleErrors: ruleErrs},
 	)
 	if err != nil {
@@ -381,7 +387,7 @@ func (st *Stage) Idle(timeout time.Duration) []schemas.Envelope {
 		run.mu.Lock()
 		if run.last.Before(cutoff) && run.c != nil {
 			env, err := schemas.NewEnvelope(run.subject, schemas.KindEnd,
-				schemas.MsgID(schemas.KindEnd, run.ref.TraceID, ""),
+				schemas.MsgID(schemas.KindEnd, run.ref, ""),
 				schemas.TraceEnd{TraceRef: run.ref, Steps: len(run.steps), Reason: "idle"})
 			if err == nil {
 				out = append(out, env)

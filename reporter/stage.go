@@ -47,7 +47,7 @@ func (s *Stage) Handle(ctx context.Context, in schemas.Envelope) ([]schemas.Enve
 	if err != nil {
 		return nil, fmt.Errorf("read trace %s: %w", ev.TraceID, err)
 	}
-	tr, err := schemas.AssembleTrace(events)
+	tr, err := schemas.AssembleTrace(events, ev.Run)
 	if err != nil {
 		return nil, fmt.Errorf("read trace %s: %w", ev.TraceID, err)
 	}
@@ -65,7 +65,7 @@ func (s *Stage) Handle(ctx context.Context, in schemas.Envelope) ([]schemas.Enve
 	out, err := schemas.NewEnvelope(
 		schemas.ResultSubject(schemas.KindReported, ev.AgentName, ev.TraceID),
 		schemas.KindReported,
-		schemas.MsgID(schemas.KindReported, ev.TraceID, ""),
+		schemas.MsgID(schemas.KindReported, ev.TraceRef, ""),
 		schemas.TraceReported{TraceRef: ev.TraceRef, RiskScore: ev.RiskScore, Violations: len(ev.Violations), Report: md, AuditJSON: js},
 	)
 	if err != nil {

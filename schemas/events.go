@@ -19,12 +19,14 @@ const (
 	KindDead      = "dead"      // DeadLetter: an event no stage could handle
 )
 
-// TraceRef names a trace in events: its id, its agent, and the policy revision (a content
-// hash) its steps are evaluated with.
+// TraceRef names a trace in events: its id, its agent, the policy revision (a content hash)
+// its steps are evaluated with, and the run: an id of this sending of the trace, so that a
+// trace sent again (an archive audited twice) is a new trace, not more of the old one.
 type TraceRef struct {
 	TraceID   string `json:"trace_id"`
 	AgentName string `json:"agent_name"`
 	Policy    string `json:"policy,omitempty"`
+	Run       string `json:"run,omitempty"`
 }
 
 // StepEvent is one step of a trace, in order: Seq is its 0-based position. The trace's
@@ -118,9 +120,18 @@ func ResultSubject(kind, agent, trace string) string {
 func DeadSubject(stage string) string { return DeadPrefix + "." + stage }
 
 // MsgID identifies an event for de-duplication: a publish retried with the same id is
-// stored once.
-func MsgID(kind, trace, step string) string {
-	return kind + "|" + SubjectToken(trace) + "|" + SubjectToken(step)
+// stored once. part names the event within its trace (a step id, a rule at a step).
+func MsgID(kind string, ref TraceRef, part string) string {
+	return kind + "|" + SubjectToken(ref.Run) + "|" + SubjectToken(ref.TraceID) + "|" + SubjectToken(part)
+}
+
+// RunOf reads the run of an event of the steps stream (every such event embeds a TraceRef).
+func RunOf(e Envelope) string {
+	var ref struct {
+		Run string `json:"run"`
+	}
+	_ = json.Unmarshal(e.Data, &ref) // an event that does not decode has no run
+	return ref.Run
 }
 
 // SubjectToken encodes an id as one subject token, reversibly: letters, digits, '-' and
@@ -190,12 +201,15 @@ func NewEnvelope(subject, kind, msgID string, event any) (Envelope, error) {
 	return Envelope{Subject: subject, Kind: kind, MsgID: msgID, Data: data}, nil
 }
 
-// AssembleTrace rebuilds a trace from its events on the steps stream, in order: steps
-// appended, outputs attached, the end ignored.
-func AssembleTrace(events []Envelope) (*Trace, error) {
+// AssembleTrace rebuilds one run of a trace from its subject's events on the steps
+// stream, in order: steps appended, outputs attached, the end ignored.
+func AssembleTrace(events []Envelope, run string) (*Trace, error) {
 	t := &Trace{}
 	index := map[string]int{}
 	for _, e := range events {
+		if RunOf(e) != run {
+			continue
+		}
 		switch e.Kind {
 		case KindStep:
 			var ev StepEvent

@@ -30,7 +30,7 @@ func (s *Stage) Handle(ctx context.Context, in schemas.Envelope) ([]schemas.Enve
 	out, err := schemas.NewEnvelope(
 		schemas.ResultSubject(schemas.KindScored, ev.AgentName, ev.TraceID),
 		schemas.KindScored,
-		schemas.MsgID(schemas.KindScored, ev.TraceID, ""),
+		schemas.MsgID(schemas.KindScored, ev.TraceRef, ""),
 		schemas.TraceScored{TraceEvaluated: ev, RiskScore: Score(ev.Violations, w)},
 	)
 	if err != nil {

@@ -1,0 +1,125 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/troy-audit/troy/bus"
+	"github.com/troy-audit/troy/evaluator"
+	"github.com/troy-audit/troy/reporter"
+	"github.com/troy-audit/troy/schemas"
+	"github.com/troy-audit/troy/scorer"
+)
+
+// Component names, as `troyctl serve --only` takes them.
+const (
+	Evaluator = "evaluator"
+	Scorer    = "scorer"
+	Reporter  = "reporter"
+)
+
+// Components lists the stages in pipeline order.
+func Components() []string { return []string{Evaluator, Scorer, Reporter} }
+
+// Config chooses and tunes the components to run.
+type Config struct {
+	Only        []string      // components to run; empty runs all
+	ReportDir   string        // where the reporter writes; empty means "reports"
+	Workers     int           // events handled at once per component; zero means 4
+	IdleTimeout time.Duration // close traces without events for this long; zero means never
+}
+
+// Pipeline is a set of running components and their counters.
+type Pipeline struct {
+	b     *bus.Bus
+	pol   *Policies
+	cfg   Config
+	Eval  *evaluator.Stage
+	Stats map[string]*bus.Stats
+}
+
+// New prepares the components of cfg on a bus.
+func New(b *bus.Bus, pol *Policies, cfg Config) (*Pipeline, error) {
+	if len(cfg.Only) == 0 {
+		cfg.Only = Components()
+	}
+	for _, c := range cfg.Only {
+		if !slices.Contains(Components(), c) {
+			return nil, fmt.Errorf("unknown component %q: choose from %s", c, strings.Join(Components(), ", "))
+		}
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = 4
+	}
+	if cfg.ReportDir == "" {
+		cfg.ReportDir = "reports"
+	}
+	p := &Pipeline{b: b, pol: pol, cfg: cfg, Stats: map[string]*bus.Stats{}}
+	for _, c := range cfg.Only {
+		p.Stats[c] = &bus.Stats{}
+	}
+	p.Eval = evaluator.NewStage(pol.Compiled, b.ReadSteps)
+	return p, nil
+}
+
+// Run runs the components until ctx ends, then lets them finish the events in hand.
+func (p *Pipeline) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	errs := make(chan error, len(p.cfg.Only)+1)
+	start := func(f func() error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	for _, name := range p.cfg.Only {
+		c, h := p.component(name)
+		start(func() error { return p.b.Consume(ctx, c, h, p.Stats[name]) })
+	}
+	if slices.Contains(p.cfg.Only, Evaluator) && p.cfg.IdleTimeout > 0 {
+		start(func() error { return p.closeIdle(ctx) })
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs
+}
+
+func (p *Pipeline) component(name string) (bus.Consumer, bus.Handler) {
+	c := bus.Consumer{Name: name, Workers: p.cfg.Workers}
+	switch name {
+	case Evaluator:
+		c.Stream = bus.StepsStream
+		return c, p.Eval.Handle
+	case Scorer:
+		c.Stream, c.Filter = bus.ResultsStream, []string{schemas.ResultsPrefix + "." + schemas.KindEvaluated + ".>"}
+		return c, scorer.NewStage(p.pol.Weights).Handle
+	}
+	c.Stream, c.Filter = bus.ResultsStream, []string{schemas.ResultsPrefix + "." + schemas.KindScored + ".>"}
+	return c, reporter.NewStage(p.cfg.ReportDir, p.b.ReadSteps, p.pol.Info).Handle
+}
+
+// closeIdle ends traces that have had no event for the idle timeout, by publishing their
+// end on their subject, so every stage sees it after the trace's last step.
+func (p *Pipeline) closeIdle(ctx context.Context) error {
+	tick := time.NewTicker(max(p.cfg.IdleTimeout/4, 10*time.Millisecond))
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+			for _, e := range p.Eval.Idle(p.cfg.IdleTimeout) {
+				if err := p.b.Publish(ctx, e); err != nil && ctx.Err() == nil {
+					return err
+				}
+			}
+		}
+	}
+}

@@ -1,0 +1,168 @@
+package pipeline_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/troy-audit/troy/audit"
+	"github.com/troy-audit/troy/bus"
+	"github.com/troy-audit/troy/evaluator"
+	"github.com/troy-audit/troy/ingest/tracegen"
+	"github.com/troy-audit/troy/pipeline"
+	"github.com/troy-audit/troy/policies"
+	"github.com/troy-audit/troy/schemas"
+)
+
+func merged(t *testing.T) *evaluator.Compiled {
+	t.Helper()
+	all, err := policies.Templates()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ps []*policies.Policy
+	for _, tp := range all {
+		ps = append(ps, tp.Policy)
+	}
+	c, err := evaluator.Compile(policies.Merge("all", "", ps...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// start runs a pipeline on a fresh in-memory bus until the test ends.
+func start(t *testing.T, cfg pipeline.Config) (*bus.Bus, *pipeline.Policies, *pipeline.Pipeline) {
+	t.Helper()
+	b, err := bus.Open(context.Background(), bus.Options{Memory: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol := pipeline.NewPolicies(b)
+	p, err := pipeline.New(b, pol, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+		b.Close()
+	})
+	return b, pol, p
+}
+
+// Audits through the pipeline are the audits of the in-process engine.
+func TestPipelineAuditsEqualInProcess(t *testing.T) {
+	b, pol, _ := start(t, pipeline.Config{Only: []string{pipeline.Evaluator, pipeline.Scorer}})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c := merged(t)
+	hash, err := pol.Put(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := pipeline.NewClient(ctx, b, hash, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	remote := &pipeline.Auditor{Client: client, Info: pipeline.InfoOf(c), ExplainNote: "n"}
+	local := audit.InProcess{Compiled: c, ExplainNote: "n"}
+	g := tracegen.New(tracegen.Options{Steps: 30, Seed: 5, BadRate: 0.1})
+	traces := make([]*schemas.Trace, 40)
+	for i := range traces {
+		traces[i] = g.Trace()
+	}
+	traces[7].TraceID = traces[3].TraceID // the same trace id twice, at once
+	errs := make(chan error, len(traces))
+	for _, tr := range traces {
+		go func() {
+			got, err := remote.Audit(ctx, tr)
+			if err != nil {
+				errs <- err
+				return
+			}
+			want, _ := local.Audit(ctx, tr)
+			a, _ := json.Marshal(got)
+			w, _ := json.Marshal(want)
+			if string(a) != string(w) {
+				errs <- fmt.Errorf("trace %s: pipeline %s\nin process %s", tr.TraceID, a, w)
+				return
+			}
+			errs <- nil
+		}()
+	}
+	for range traces {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// The reporter writes one report per trace, read back from the stream, and says so.
+func TestReporterWritesReports(t *testing.T) {
+	dir := t.TempDir()
+	b, pol, p := start(t, pipeline.Config{ReportDir: dir, IdleTimeout: 200 * time.Millisecond})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c := merged(t)
+	if _, err := pol.SetDefault(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	tr := tracegen.New(tracegen.Options{Steps: 5, Seed: 9, BadRate: 0.5}).Trace()
+	tr.TraceID = "session one"
+	reported := make(chan schemas.TraceReported, 4)
+	ready, _ := b.Subscribe(ctx, bus.ResultsStream, "troy.results.reported.>", func(e schemas.Envelope) {
+		var r schemas.TraceReported
+		if json.Unmarshal(e.Data, &r) == nil {
+			reported <- r
+		}
+	})
+	<-ready
+	// A live agent's steps: no policy named (the default applies), no end sent (the idle
+	// timeout closes the trace).
+	ref := schemas.TraceRef{TraceID: tr.TraceID, AgentName: tr.AgentName}
+	for i, s := range tr.Steps {
+		e, err := schemas.NewEnvelope(schemas.StepsSubject(tr.AgentName, tr.TraceID), schemas.KindStep, "", schemas.StepEvent{TraceRef: ref, TraceMetadata: tr.Metadata, Seq: i, Step: s})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Publish(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var r schemas.TraceReported
+	select {
+	case r = <-reported:
+	case <-ctx.Done():
+		t.Fatal("no report")
+	}
+	want := audit.Result(c, tr, "")
+	raw, err := os.ReadFile(r.AuditJSON)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got schemas.AuditResult
+	if err := json.Unmarshal(raw, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.RiskScore != want.RiskScore || !reflect.DeepEqual(got.Violations, want.Violations) || got.Info.PolicyHash != c.Hash() {
+		t.Fatalf("report %+v\nwant %+v", got, want)
+	}
+	if filepath.Dir(r.AuditJSON) != filepath.Join(dir, schemas.SubjectToken(tr.AgentName), "session~20one") {
+		t.Fatalf("report at %s", r.AuditJSON)
+	}
+	if p.Eval.OpenTraces() != 0 {
+		t.Fatal("the idle trace should be closed")
+	}
+}

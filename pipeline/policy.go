@@ -1,0 +1,119 @@
+// Package pipeline assembles troy's stages onto a bus: the policy store shared by the
+// stages, the components (evaluator, scorer, reporter, idle closer) with one lifecycle, and
+// the client side of audits run through the pipeline.
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/troy-audit/troy/bus"
+	"github.com/troy-audit/troy/evaluator"
+	"github.com/troy-audit/troy/policies"
+	"github.com/troy-audit/troy/schemas"
+)
+
+// DefaultKey is the policy bucket's key whose value is the hash of the server's default
+// policy, used for traces that name none.
+const DefaultKey = "default"
+
+// Policies stores policies in the bus's bucket under their content hash and compiles each
+// revision once.
+type Policies struct {
+	b     *bus.Bus
+	mu    sync.Mutex
+	cache map[string]*evaluator.Compiled
+}
+
+// NewPolicies returns a policy store on the bus.
+func NewPolicies(b *bus.Bus) *Policies {
+	return &Policies{b: b, cache: map[string]*evaluator.Compiled{}}
+}
+
+// Put stores a compiled policy under its hash and returns the hash.
+func (p *Policies) Put(ctx context.Context, c *evaluator.Compiled) (string, error) {
+	raw, err := c.Policy().MarshalJSON()
+	if err != nil {
+		return "", err
+	}
+	if err := p.b.PutPolicy(ctx, c.Hash(), raw); err != nil {
+		return "", err
+	}
+	p.mu.Lock()
+	p.cache[c.Hash()] = c
+	p.mu.Unlock()
+	return c.Hash(), nil
+}
+
+// SetDefault stores a policy and makes it the default for traces that name none.
+func (p *Policies) SetDefault(ctx context.Context, c *evaluator.Compiled) (string, error) {
+	hash, err := p.Put(ctx, c)
+	if err != nil {
+		return "", err
+	}
+	return hash, p.b.PutPolicy(ctx, DefaultKey, []byte(hash))
+}
+
+// Default returns the hash of the default policy.
+func (p *Policies) Default(ctx context.Context) (string, error) {
+	raw, err := p.b.GetPolicy(ctx, DefaultKey)
+	if err != nil {
+		return "", fmt.Errorf("no default policy is set (troyctl serve --policy): %w", err)
+	}
+	return string(raw), nil
+}
+
+// Compiled returns the policy with the given hash, or the default for an empty hash.
+func (p *Policies) Compiled(ctx context.Context, hash string) (*evaluator.Compiled, error) {
+	if hash == "" {
+		var err error
+		if hash, err = p.Default(ctx); err != nil {
+			return nil, err
+		}
+	}
+	p.mu.Lock()
+	c := p.cache[hash]
+	p.mu.Unlock()
+	if c != nil {
+		return c, nil
+	}
+	raw, err := p.b.GetPolicy(ctx, hash)
+	if err != nil {
+		return nil, err
+	}
+	pol, err := policies.Parse(raw, "policy "+hash[:min(12, len(hash))], "policy")
+	if err != nil {
+		return nil, &schemas.Permanent{Err: err}
+	}
+	if c, err = evaluator.Compile(pol); err != nil {
+		return nil, &schemas.Permanent{Err: err}
+	}
+	p.mu.Lock()
+	p.cache[hash] = c
+	p.mu.Unlock()
+	return c, nil
+}
+
+// Weights returns the rule weights of a policy revision, for the scorer.
+func (p *Policies) Weights(ctx context.Context, hash string) (map[string]int, error) {
+	c, err := p.Compiled(ctx, hash)
+	if err != nil {
+		return nil, err
+	}
+	return c.Weights(), nil
+}
+
+// Info describes a policy revision for reports.
+func (p *Policies) Info(ctx context.Context, hash string) (schemas.AuditInfo, error) {
+	c, err := p.Compiled(ctx, hash)
+	if err != nil {
+		return schemas.AuditInfo{}, err
+	}
+	return InfoOf(c), nil
+}
+
+// InfoOf is the part of a report's audit_info that describes the policy.
+func InfoOf(c *evaluator.Compiled) schemas.AuditInfo {
+	return schemas.AuditInfo{PolicyID: c.Policy().PolicyID, PolicyHash: c.Hash(), Rules: len(c.Policy().Rules)}
+}
