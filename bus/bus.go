@@ -373,8 +373,8 @@ func (b *Bus) Subscribe(ctx context.Context, stream, filter string, fn func(sche
 				sleep(ctx, 100*time.Millisecond)
 				continue
 			}
-			for m := range batch.Messages() {
-				fn(envelope(m))
+			if !dispatch(ctx, batch, func(m jetstream.Msg) { fn(envelope(m)) }) {
+				break
 			}
 		}
 		donec <- nil

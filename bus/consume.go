@@ -96,14 +96,30 @@ func (b *Bus) Consume(ctx context.Context, c Consumer, h Handler, stats *Stats) 
 			sleep(ctx, 250*time.Millisecond)
 			continue
 		}
-		for m := range batch.Messages() {
-			work[worker(m.Subject(), c.Workers)] <- m
+		if !dispatch(ctx, batch, func(m jetstream.Msg) { work[worker(m.Subject(), c.Workers)] <- m }) {
+			break // events fetched but not handed out are redelivered after AckWait
 		}
 		if err := batch.Error(); err != nil && !transient(err) && ctx.Err() == nil {
 			b.log.Warn("fetch ended with an error", "consumer", c.Name, "err", err)
 		}
 	}
 	return nil
+}
+
+// dispatch hands a batch's events to fn until the batch ends (true) or ctx does (false).
+func dispatch(ctx context.Context, batch jetstream.MessageBatch, fn func(jetstream.Msg)) bool {
+	msgs := batch.Messages()
+	for {
+		select {
+		case m, ok := <-msgs:
+			if !ok {
+				return true
+			}
+			fn(m)
+		case <-ctx.Done():
+			return false
+		}
+	}
 }
 
 func (c Consumer) withDefaults() Consumer {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -8,7 +9,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/troy-audit/troy/audit"
 	"github.com/troy-audit/troy/evaluator"
 	"github.com/troy-audit/troy/ingest"
 	"github.com/troy-audit/troy/policies"
@@ -48,6 +48,7 @@ func newAuditCmd(a *app) *cobra.Command {
 		asJSON           bool
 		maxSize          int64
 		ex               explainFlags
+		nf               natsFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "audit TRACE POLICY",
@@ -57,10 +58,15 @@ risk, and write a markdown report and a JSON audit (replayable).
 
 TRACE is a .json file (or .json.gz, or a .jsonl file holding one trace). POLICY is a
 policy file or the name of a bundled template (see 'troyctl policies list').
-Reports go to logs/YYYY-MM-DD/ unless -o and -j say otherwise.`,
+Reports go to logs/YYYY-MM-DD/ unless -o and -j say otherwise.
+
+The trace goes through troy's pipeline: an embedded in-memory NATS server and stages in
+this process, or, with --nats, a running deployment (troyctl serve), whose results are
+awaited.`,
 		Example: `  troyctl audit examples/traces/pii-exfiltration.json examples/policy.json
   troyctl audit run.json.gz owasp_llm_top10 -o out/report.md -j out/audit.json
-  troyctl audit run.json examples/policy.json --json`,
+  troyctl audit run.json examples/policy.json --json
+  troyctl audit run.json soc2 --nats nats://troy.internal:4222`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
@@ -72,7 +78,17 @@ Reports go to logs/YYYY-MM-DD/ unless -o and -j say otherwise.`,
 			if err != nil {
 				return err
 			}
-			r := audit.Result(c, t, ex.note())
+			auditor, closeAuditor, err := nf.pipelineAuditor(ctx, c, ex.note())
+			if err != nil {
+				return err
+			}
+			defer closeAuditor()
+			waitCtx, cancel := context.WithTimeout(ctx, resultTimeout)
+			defer cancel()
+			r, err := auditor.Audit(waitCtx, t)
+			if err != nil {
+				return fmt.Errorf("audit %s: %w", args[0], err)
+			}
 			dir := reporter.DefaultDir(time.Now())
 			if mdPath == "" {
 				mdPath = filepath.Join(dir, "report.md")
@@ -95,6 +111,7 @@ Reports go to logs/YYYY-MM-DD/ unless -o and -j say otherwise.`,
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON summary on stdout instead of text")
 	cmd.Flags().Int64Var(&maxSize, "max-size", ingest.DefaultMaxSize, "largest trace document in bytes (a .json file, or one .jsonl line)")
 	ex.register(cmd)
+	nf.register(cmd)
 	return cmd
 }
 

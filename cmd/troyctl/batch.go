@@ -24,6 +24,7 @@ func newBatchCmd(a *app) *cobra.Command {
 		quiet       bool
 		maxSize     int64
 		ex          explainFlags
+		nf          natsFlags
 	)
 	cmd := &cobra.Command{
 		Use:     "audit-batch DIR|FILE... POLICY",
@@ -38,7 +39,8 @@ reason, and the batch goes on; the exit code is then 1, after every report is wr
 The last argument is the policy: a file or the name of a bundled template.`,
 		Example: `  troyctl batch examples/traces examples/policy.json
   troyctl audit-batch traces/ soc2 -o out/ --concurrency 8
-  troyctl batch runs.jsonl.gz more/ examples/policy.json --json`,
+  troyctl batch runs.jsonl.gz more/ examples/policy.json --json
+  troyctl batch archive/ soc2 --nats nats://troy.internal:4222`,
 		Args: cobra.MinimumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			policyArg := args[len(args)-1]
@@ -53,12 +55,19 @@ The last argument is the policy: a file or the name of a bundled template.`,
 			if dir == "" {
 				dir = reporter.DefaultDir(time.Now())
 			}
+			auditor, closeAuditor, err := nf.pipelineAuditor(cmd.Context(), c, ex.note())
+			if err != nil {
+				return err
+			}
+			defer closeAuditor()
+			if concurrency <= 0 {
+				concurrency = 64 // traces in flight through the pipeline
+			}
 			prog := newProgress(a.stderr, files, quiet)
-			summary, err := audit.Batch(cmd.Context(), c, files, audit.BatchOptions{
+			summary, err := audit.Batch(cmd.Context(), auditor, files, audit.BatchOptions{
 				Dir:         dir,
 				Concurrency: concurrency,
 				Ingest:      ingest.Options{MaxSize: maxSize},
-				ExplainNote: ex.note(),
 				Progress:    prog.update,
 			})
 			prog.finish()
@@ -84,11 +93,12 @@ The last argument is the policy: a file or the name of a bundled template.`,
 		},
 	}
 	cmd.Flags().StringVarP(&dir, "output-dir", "o", "", "directory for reports (default logs/YYYY-MM-DD)")
-	cmd.Flags().IntVarP(&concurrency, "concurrency", "c", 0, "traces audited at once (default: one per CPU)")
+	cmd.Flags().IntVarP(&concurrency, "concurrency", "c", 0, "traces in flight through the pipeline at once (default 64)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON summary on stdout instead of text")
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "no per-trace progress lines")
 	cmd.Flags().Int64Var(&maxSize, "max-size", ingest.DefaultMaxSize, "largest trace document in bytes (a .json file, or one .jsonl line)")
 	ex.register(cmd)
+	nf.register(cmd)
 	return cmd
 }
 

@@ -1,0 +1,81 @@
+package main
+
+import (
+	"context"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/troy-audit/troy/audit"
+	"github.com/troy-audit/troy/bus"
+	"github.com/troy-audit/troy/evaluator"
+	"github.com/troy-audit/troy/pipeline"
+)
+
+// natsFlags choose the NATS a command uses: an embedded server by default, or --nats.
+type natsFlags struct {
+	opts bus.Options
+}
+
+func (f *natsFlags) register(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.opts.URL, "nats", "", "NATS server URL(s), comma-separated (default: an embedded server)")
+	fl.StringVar(&f.opts.User, "nats-user", "", "NATS user")
+	fl.StringVar(&f.opts.Password, "nats-password", "", "NATS password")
+	fl.StringVar(&f.opts.Token, "nats-token", "", "NATS token")
+	fl.StringVar(&f.opts.CredsFile, "nats-creds", "", "NATS credentials file")
+	fl.StringVar(&f.opts.NKeyFile, "nats-nkey", "", "NATS nkey seed file")
+	fl.StringVar(&f.opts.CAFile, "nats-ca", "", "CA certificate file to trust for NATS TLS")
+	fl.StringVar(&f.opts.CertFile, "nats-cert", "", "client certificate file for NATS TLS")
+	fl.StringVar(&f.opts.KeyFile, "nats-key", "", "client key file for NATS TLS")
+}
+
+// pipelineAuditor opens the pipeline for a one-shot command: with --nats, a running
+// deployment does the work; otherwise an embedded in-memory server and in-process stages.
+// The policy goes to the policy bucket and the traces name its revision.
+func (f *natsFlags) pipelineAuditor(ctx context.Context, c *evaluator.Compiled, note string) (audit.Auditor, func(), error) {
+	opts := f.opts
+	opts.Name = "troyctl"
+	embedded := opts.URL == ""
+	opts.Memory = embedded
+	b, err := bus.Open(ctx, opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	pol := pipeline.NewPolicies(b)
+	hash, err := pol.Put(ctx, c)
+	if err != nil {
+		b.Close()
+		return nil, nil, err
+	}
+	stop := func() {}
+	if embedded {
+		p, err := pipeline.New(b, pol, pipeline.Config{Only: []string{pipeline.Evaluator, pipeline.Scorer}})
+		if err != nil {
+			b.Close()
+			return nil, nil, err
+		}
+		runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		done := make(chan error, 1)
+		go func() { done <- p.Run(runCtx) }()
+		stop = func() {
+			cancel()
+			<-done
+		}
+	}
+	client, err := pipeline.NewClient(ctx, b, hash, embedded)
+	if err != nil {
+		stop()
+		b.Close()
+		return nil, nil, err
+	}
+	closeAll := func() {
+		client.Close()
+		stop()
+		b.Close()
+	}
+	return &pipeline.Auditor{Client: client, Info: pipeline.InfoOf(c), ExplainNote: note}, closeAll, nil
+}
+
+// resultTimeout bounds how long a command waits for a deployment's results.
+const resultTimeout = 10 * time.Minute
