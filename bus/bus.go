@@ -390,3 +390,63 @@ func (b *Bus) Purge(ctx context.Context, stream, subject string) error {
 	}
 	return s.Purge(ctx, jetstream.WithPurgeSubject(subject))
 }
+
+// Lag is how many events a durable consumer has yet to handle: not yet delivered, plus
+// delivered and not yet acked.
+func (b *Bus) Lag(ctx context.Context, stream, consumer string) (uint64, error) {
+	c, err := b.js.Consumer(ctx, stream, consumer)
+	if err != nil {
+		return 0, err
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return info.NumPending + uint64(info.NumAckPending), nil
+}
+
+// Connected reports whether the connection to NATS is up.
+func (b *Bus) Connected() bool { return b.nc.IsConnected() }
+
+// PublishAll stores events in order and waits until every one is acknowledged. When some
+// fail (the server restarting, say), it publishes again from the first that failed, until
+// ctx ends: event ids make the repeats harmless.
+func (b *Bus) PublishAll(ctx context.Context, envs []schemas.Envelope) error {
+	wait := 100 * time.Millisecond
+	for len(envs) > 0 {
+		futures := make([]jetstream.PubAckFuture, 0, len(envs))
+		var sendErr error
+		for _, e := range envs {
+			f, err := b.js.PublishMsgAsync(message(e), publishOpts(e)...)
+			if err != nil {
+				sendErr = err
+				break
+			}
+			futures = append(futures, f)
+		}
+		first := len(futures)
+		for i, f := range futures {
+			select {
+			case <-f.Ok():
+				continue
+			case err := <-f.Err():
+				sendErr = err
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			first = i
+			break
+		}
+		if sendErr == nil && first == len(envs) {
+			return nil
+		}
+		b.log.Info("publish failed; retrying", "subject", envs[min(first, len(envs)-1)].Subject, "err", sendErr)
+		envs = envs[first:]
+		sleep(ctx, wait)
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("publish %s: %w (last error: %v)", envs[0].Subject, err, sendErr)
+		}
+		wait = min(2*wait, 2*time.Second)
+	}
+	return nil
+}

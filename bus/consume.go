@@ -32,7 +32,9 @@ type Consumer struct {
 	// BackOff delays redeliveries, one entry per delivery (the last repeats). Empty means
 	// 100ms, 1s, 5s, 15s.
 	BackOff []time.Duration
-	// AckWait is how long the server waits for an ack before redelivering. Zero means 30s.
+	// AckWait is how long the server waits for an ack before redelivering, after a crash
+	// of the process handling the event; a handler that runs longer keeps its event with
+	// progress signals. Zero means 5s.
 	AckWait time.Duration
 	// Batch is how many events one fetch asks for. Zero means 128.
 	Batch int
@@ -133,7 +135,7 @@ func (c Consumer) withDefaults() Consumer {
 		c.BackOff = []time.Duration{100 * time.Millisecond, time.Second, 5 * time.Second, 15 * time.Second}
 	}
 	if c.AckWait <= 0 {
-		c.AckWait = 30 * time.Second
+		c.AckWait = 5 * time.Second
 	}
 	if c.Batch <= 0 {
 		c.Batch = 128
@@ -166,8 +168,24 @@ func sleep(ctx context.Context, d time.Duration) {
 // handle runs the handler on one event and settles it. It uses its own context: an event
 // in hand is finished even while the consumer shuts down.
 func (b *Bus) handle(c Consumer, h Handler, m jetstream.Msg, stats *Stats) {
-	ctx, cancel := context.WithTimeout(context.Background(), c.AckWait)
+	ctx, cancel := context.WithTimeout(context.Background(), handlerTimeout)
 	defer cancel()
+	// Tell the server the event is still being worked on, so that it is redelivered
+	// quickly after a crash but not while a slow handler runs.
+	stopProgress := make(chan struct{})
+	defer close(stopProgress)
+	go func() {
+		t := time.NewTicker(c.AckWait / 2)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				_ = m.InProgress()
+			case <-stopProgress:
+				return
+			}
+		}
+	}()
 	stats.In.Add(1)
 	deliveries := 1
 	if md, err := m.Metadata(); err == nil {
@@ -208,6 +226,9 @@ func (b *Bus) handle(c Consumer, h Handler, m jetstream.Msg, stats *Stats) {
 		b.log.Warn("nak failed", "consumer", c.Name, "err", err)
 	}
 }
+
+// handlerTimeout bounds one handling of one event.
+const handlerTimeout = 5 * time.Minute
 
 // maxDeadData bounds the copy of an event a dead letter keeps; the stream keeps it whole.
 const maxDeadData = 64 << 10

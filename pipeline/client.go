@@ -27,8 +27,8 @@ type Client struct {
 	mu       sync.Mutex
 	waiting  map[string]chan schemas.TraceScored // by run
 	inFlight map[string]int                      // runs in flight, by subject
-	stop    context.CancelFunc
-	done    <-chan error
+	stop     context.CancelFunc
+	done     <-chan error
 }
 
 // NewClient starts listening for results. Traces are evaluated with the policy of the given
@@ -101,6 +101,7 @@ func (c *Client) Audit(ctx context.Context, t *schemas.Trace) (schemas.TraceScor
 			_ = c.b.Purge(context.WithoutCancel(ctx), bus.StepsStream, subject) // a failure costs memory, not results
 		}
 	}()
+	events := make([]schemas.Envelope, 0, len(t.Steps)+1)
 	for i, s := range t.Steps {
 		e, err := schemas.NewEnvelope(subject, schemas.KindStep, schemas.MsgID(schemas.KindStep, ref, s.StepID),
 			schemas.StepEvent{TraceRef: ref, TraceMetadata: t.Metadata, Seq: i, Step: s})
@@ -110,15 +111,13 @@ func (c *Client) Audit(ctx context.Context, t *schemas.Trace) (schemas.TraceScor
 		if len(e.Data) > bus.MaxEventSize {
 			return schemas.TraceScored{}, fmt.Errorf("step %s is %d bytes encoded, over the %d-byte event limit", s.StepID, len(e.Data), bus.MaxEventSize)
 		}
-		if err := c.b.PublishAsync(e); err != nil {
-			return schemas.TraceScored{}, err
-		}
+		events = append(events, e)
 	}
 	end, err := schemas.NewEnvelope(subject, schemas.KindEnd, schemas.MsgID(schemas.KindEnd, ref, ""), schemas.TraceEnd{TraceRef: ref, Steps: len(t.Steps)})
 	if err != nil {
 		return schemas.TraceScored{}, err
 	}
-	if err := c.b.Publish(ctx, end); err != nil {
+	if err := c.b.PublishAll(ctx, append(events, end)); err != nil {
 		return schemas.TraceScored{}, err
 	}
 	select {

@@ -93,6 +93,7 @@ markdown and JSON reports. It also checks single actions before they run.`,
 		newAuditCmd(a),
 		newBatchCmd(a),
 		newCheckCmd(a),
+		newServeCmd(a),
 		newPoliciesCmd(a),
 		newVersionCmd(a),
 	)

@@ -1,0 +1,287 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/troy-audit/troy/audit"
+	"github.com/troy-audit/troy/bus"
+	"github.com/troy-audit/troy/ingest/tracegen"
+	"github.com/troy-audit/troy/schemas"
+)
+
+// binary builds troyctl once for the tests that run it as a separate process.
+var binary = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "troyctl-bin")
+	if err != nil {
+		return "", err
+	}
+	out := filepath.Join(dir, "troyctl")
+	cmd := exec.Command("go", "build", "-o", out, ".")
+	cmd.Dir = filepath.Join(repoRoot, "cmd", "troyctl")
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build: %v\n%s", err, msg)
+	}
+	return out, nil
+})
+
+func troyctlBinary(t *testing.T) string {
+	t.Helper()
+	path, err := binary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// process is troyctl running on its own.
+type process struct {
+	cmd    *exec.Cmd
+	stderr *strings.Builder
+	mu     *sync.Mutex
+}
+
+// startServe starts `troyctl serve` and waits until it serves.
+func startServe(t *testing.T, args ...string) *process {
+	t.Helper()
+	cmd := exec.Command(troyctlBinary(t), append([]string{"serve", "--metrics", ""}, args...)...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &process{cmd: cmd, stderr: &strings.Builder{}, mu: &sync.Mutex{}}
+	cmd.Stderr = writerFunc(func(b []byte) (int, error) {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return p.stderr.Write(b)
+	})
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ready := make(chan bool, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		ok := false
+		for sc.Scan() {
+			if !ok && strings.HasPrefix(sc.Text(), "troy serving on ") {
+				ok = true
+				ready <- true
+			}
+		}
+		if !ok {
+			ready <- false
+		}
+		_, _ = io.Copy(io.Discard, stdout)
+	}()
+	select {
+	case ok := <-ready:
+		if !ok {
+			_ = cmd.Wait()
+			t.Fatalf("serve did not start:\n%s", p.log())
+		}
+	case <-time.After(30 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatalf("serve did not start in 30s:\n%s", p.log())
+	}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	})
+	return p
+}
+
+func (p *process) log() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.stderr.String()
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(b []byte) (int, error) { return f(b) }
+
+func countReports(dir string) int {
+	n := 0
+	_ = filepath.WalkDir(dir, func(_ string, d os.DirEntry, _ error) error {
+		if d != nil && d.Name() == "audit.json" {
+			n++
+		}
+		return nil
+	})
+	return n
+}
+
+// A deployment survives being killed: serve runs as its own process, a batch of 1,000
+// traces is sent to it, serve is killed with SIGKILL midway and started again, and every
+// trace still gets exactly one report, with the violations the in-process engine finds.
+func TestServeSurvivesSIGKILL(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	port := freePort(t)
+	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
+	serveArgs := []string{"--data-dir", data, "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--policy", "minimal"}
+
+	const n = 1000
+	g := tracegen.New(tracegen.Options{Steps: 8, Seed: 42, BadRate: 0.1})
+	var lines []string
+	want := map[string]*schemas.AuditResult{}
+	c, err := loadPolicy("minimal")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		tr := g.Trace()
+		tr.TraceID = fmt.Sprintf("run.%04d", i)
+		raw, _ := json.Marshal(tr)
+		lines = append(lines, string(raw))
+		want[tr.TraceID] = audit.Result(c, tr, "")
+	}
+	traces := filepath.Join(dir, "traces.jsonl")
+	if err := os.WriteFile(traces, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	serve := startServe(t, serveArgs...)
+	batch := exec.Command(troyctlBinary(t), "batch", traces, "minimal", "--nats", url, "-o", filepath.Join(dir, "out"), "-q", "--json", "-c", "16")
+	var batchOut, batchErr strings.Builder
+	batch.Stdout, batch.Stderr = &batchOut, &batchErr
+	if err := batch.Start(); err != nil {
+		t.Fatal(err)
+	}
+	reports := filepath.Join(data, "reports")
+	deadline := time.Now().Add(60 * time.Second)
+	for countReports(reports) < n/4 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no progress before the kill:\n%s", serve.log())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := serve.cmd.Process.Kill(); err != nil { // SIGKILL
+		t.Fatal(err)
+	}
+	_ = serve.cmd.Wait()
+	killedAt := countReports(reports)
+	t0 := time.Now()
+	serve = startServe(t, serveArgs...)
+	t.Logf("restarted in %v", time.Since(t0))
+
+	done := make(chan error, 1)
+	go func() { done <- batch.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("batch: %v\n%s\nserve:\n%s", err, batchErr.String(), serve.log())
+		}
+	case <-time.After(180 * time.Second):
+		_ = batch.Process.Kill()
+		t.Fatalf("batch did not finish:\n%s\nserve:\n%s", batchErr.String(), serve.log())
+	}
+	t.Logf("batch done %v after the restart", time.Since(t0))
+	if killedAt >= n {
+		t.Fatalf("serve was killed after it had finished (%d reports); the test proves nothing", killedAt)
+	}
+
+	// The batch's own audits equal the in-process engine's.
+	var sum struct {
+		Rows []struct {
+			TraceID string `json:"trace_id"`
+			Report  string `json:"report"`
+		} `json:"results"`
+		Skipped []schemas.SkippedFile `json:"skipped"`
+	}
+	if err := json.Unmarshal([]byte(batchOut.String()), &sum); err != nil {
+		t.Fatalf("batch output: %v\n%s", err, batchOut.String())
+	}
+	if len(sum.Rows) != n || len(sum.Skipped) != 0 {
+		t.Fatalf("batch audited %d traces and skipped %v", len(sum.Rows), sum.Skipped)
+	}
+	for _, row := range sum.Rows {
+		raw, err := os.ReadFile(strings.TrimSuffix(row.Report, "report.md") + "audit.json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got schemas.AuditResult
+		if err := json.Unmarshal(raw, &got); err != nil {
+			t.Fatal(err)
+		}
+		w := want[row.TraceID]
+		if got.RiskScore != w.RiskScore || len(got.Violations) != len(w.Violations) {
+			t.Fatalf("%s: risk %d with %d violations, in process %d with %d", row.TraceID, got.RiskScore, len(got.Violations), w.RiskScore, len(w.Violations))
+		}
+	}
+
+	// The deployment reported each trace exactly once, with every step.
+	deadline = time.Now().Add(60 * time.Second)
+	for countReports(reports) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("server reports: %d of %d\n%s", countReports(reports), n, serve.log())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	b, err := bus.Open(context.Background(), bus.Options{URL: url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	for kind, per := range map[string]int{schemas.KindReported: 1, schemas.KindEvaluated: 1, schemas.KindScored: 1} {
+		events, err := b.Read(context.Background(), bus.ResultsStream, schemas.ResultsPrefix+"."+kind+".>", math.MaxUint64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		count := map[string]int{}
+		for _, e := range events {
+			var ref schemas.TraceRef
+			if err := json.Unmarshal(e.Data, &ref); err != nil {
+				t.Fatal(err)
+			}
+			count[ref.TraceID]++
+		}
+		if len(count) != n {
+			t.Fatalf("%s events for %d traces, want %d", kind, len(count), n)
+		}
+		for id, k := range count {
+			if k != per {
+				t.Fatalf("trace %s has %d %s events", id, k, kind)
+			}
+		}
+	}
+	for id, w := range want {
+		raw, err := os.ReadFile(filepath.Join(reports, schemas.SubjectToken(w.Trace.AgentName), schemas.SubjectToken(id), "audit.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got schemas.AuditResult
+		if err := json.Unmarshal(raw, &got); err != nil {
+			t.Fatal(err)
+		}
+		if len(got.Trace.Steps) != len(w.Trace.Steps) || len(got.Violations) != len(w.Violations) || got.RiskScore != w.RiskScore {
+			t.Fatalf("server report of %s: %d steps, %d violations, risk %d; want %d, %d, %d",
+				id, len(got.Trace.Steps), len(got.Violations), got.RiskScore, len(w.Trace.Steps), len(w.Violations), w.RiskScore)
+		}
+	}
+	t.Logf("killed after %d of %d server reports", killedAt, n)
+}

@@ -1,0 +1,88 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/troy-audit/troy/bus"
+	"github.com/troy-audit/troy/pipeline"
+)
+
+func newServeCmd(a *app) *cobra.Command {
+	var (
+		nf      natsFlags
+		cfg     pipeline.ServeConfig
+		dataDir string
+		listen  string
+		only    string
+		verbose bool
+	)
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run troy's pipeline: evaluate, score and report every trace agents send",
+		Long: `Run troy's pipeline as a long-lived service. Agents publish their steps to NATS (the
+embedded server listens on --listen; or use an existing cluster with --nats); the
+evaluator, scorer and reporter stages turn them into violations (published as they are
+found on troy.results.violation.>), risk scores, and report.md and audit.json files.
+
+--policy sets the default policy for traces that name none; a policy file is watched and
+reloaded when it changes, and every result records the revision it was evaluated with.
+--only runs some components, so that each can be deployed and scaled on its own.
+/healthz and Prometheus /metrics are served on --metrics.`,
+		Example: `  troyctl serve --policy examples/policy.json
+  troyctl serve --policy soc2 --listen 0.0.0.0:4222 --data-dir /var/lib/troy
+  troyctl serve --nats nats://nats-1:4222,nats://nats-2:4222 --only evaluator --workers 8`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			level := slog.LevelInfo
+			if verbose {
+				level = slog.LevelDebug
+			}
+			log := slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: level}))
+			opts := nf.opts
+			opts.Name, opts.DataDir, opts.Logger = "troy-serve", dataDir, log
+			if opts.URL == "" {
+				opts.Listen = listen
+			}
+			if only != "" {
+				cfg.Only = strings.Split(only, ",")
+			}
+			if cfg.ReportDir == "" {
+				cfg.ReportDir = filepath.Join(dataDir, "reports")
+			}
+			cfg.Logger = log
+			b, err := bus.Open(ctx, opts)
+			if err != nil {
+				return err
+			}
+			defer b.Close()
+			srv, err := pipeline.NewServer(b, cfg)
+			if err != nil {
+				return err
+			}
+			log.Info("troy serving", "nats", b.ClientURL(), "metrics", srv.MetricsURL(), "components", strings.Join(cfg.Only, ","), "reports", cfg.ReportDir)
+			fmt.Fprintf(a.stdout, "troy serving on %s\n", b.ClientURL())
+			err = srv.Run(ctx)
+			log.Info("troy stopped")
+			return err
+		},
+	}
+	nf.register(cmd)
+	f := cmd.Flags()
+	f.StringVar(&dataDir, "data-dir", ".troy", "directory for the embedded server's streams and the reports")
+	f.StringVar(&listen, "listen", "127.0.0.1:4222", "client address of the embedded NATS server, for agents")
+	f.StringVar(&cfg.Policy, "policy", "", "default policy: a file (reloaded when it changes) or a bundled template name")
+	f.StringVar(&only, "only", "", "components to run, comma-separated: "+strings.Join(pipeline.Components(), ", ")+" (default all)")
+	f.StringVar(&cfg.ReportDir, "reports", "", "directory for report.md and audit.json (default DATA-DIR/reports)")
+	f.IntVar(&cfg.Workers, "workers", 4, "events each component handles at once")
+	f.DurationVar(&cfg.IdleTimeout, "idle-timeout", 5*time.Minute, "close a trace that has had no event for this long (0: never)")
+	f.StringVar(&cfg.MetricsAddr, "metrics", "127.0.0.1:9464", "address for /healthz and /metrics (empty: none)")
+	f.BoolVarP(&verbose, "verbose", "v", false, "log more")
+	return cmd
+}

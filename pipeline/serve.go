@@ -1,0 +1,221 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/troy-audit/troy/bus"
+	"github.com/troy-audit/troy/evaluator"
+	"github.com/troy-audit/troy/policies"
+)
+
+// ServeConfig configures a long-running deployment.
+type ServeConfig struct {
+	Config
+	// Policy is the default policy for traces that name none: a file, which is watched
+	// and reloaded when it changes, or a bundled template name. Empty keeps the stored
+	// default.
+	Policy string
+	// MetricsAddr serves /healthz and /metrics; empty serves nothing.
+	MetricsAddr string
+	// Reload is how often the policy file is checked for changes; zero means 2s.
+	Reload time.Duration
+	Logger *slog.Logger
+}
+
+// Server runs the pipeline of a deployment.
+type Server struct {
+	b      *bus.Bus
+	pol    *Policies
+	cfg    ServeConfig
+	p      *Pipeline
+	log    *slog.Logger
+	policy atomic.Value // hash of the default policy, once loaded
+	reg    *prometheus.Registry
+	ln     net.Listener
+}
+
+// NewServer prepares a server; Run starts it.
+func NewServer(b *bus.Bus, cfg ServeConfig) (*Server, error) {
+	pol := NewPolicies(b)
+	p, err := New(b, pol, cfg.Config)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{b: b, pol: pol, cfg: cfg, p: p, log: cfg.Logger, reg: prometheus.NewRegistry()}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.cfg.Reload <= 0 {
+		s.cfg.Reload = 2 * time.Second
+	}
+	s.metrics()
+	if cfg.MetricsAddr != "" {
+		if s.ln, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
+			return nil, fmt.Errorf("metrics address: %w", err)
+		}
+	}
+	return s, nil
+}
+
+// Policies is the server's policy store.
+func (s *Server) Policies() *Policies { return s.pol }
+
+// MetricsURL is the base URL of /healthz and /metrics, when served.
+func (s *Server) MetricsURL() string {
+	if s.ln == nil {
+		return ""
+	}
+	return "http://" + s.ln.Addr().String()
+}
+
+// Run loads the default policy and runs until ctx ends, then drains.
+func (s *Server) Run(ctx context.Context) error {
+	if s.cfg.Policy != "" {
+		if err := s.loadPolicy(ctx); err != nil {
+			return err
+		}
+	} else if hash, err := s.pol.Default(ctx); err == nil {
+		s.policy.Store(hash)
+	}
+	var wg sync.WaitGroup
+	if s.ln != nil {
+		srv := &http.Server{Handler: s.handler(), ReadHeaderTimeout: 5 * time.Second}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := srv.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				s.log.Error("metrics server", "err", err)
+			}
+		}()
+		defer func() {
+			shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = srv.Shutdown(shutCtx)
+			wg.Wait()
+		}()
+	}
+	if _, err := os.Stat(s.cfg.Policy); err == nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.watchPolicy(ctx)
+		}()
+	}
+	return s.p.Run(ctx)
+}
+
+func (s *Server) loadPolicy(ctx context.Context) error {
+	p, err := policies.Resolve(s.cfg.Policy)
+	if err != nil {
+		return err
+	}
+	c, err := evaluator.Compile(p)
+	if err != nil {
+		return err
+	}
+	hash, err := s.pol.SetDefault(ctx, c)
+	if err != nil {
+		return err
+	}
+	if old, _ := s.policy.Load().(string); old != hash {
+		s.log.Info("default policy", "policy_id", p.PolicyID, "hash", hash, "rules", len(p.Rules))
+	}
+	s.policy.Store(hash)
+	return nil
+}
+
+// watchPolicy reloads the policy file when it changes. A revision that does not load is
+// logged and the running one is kept.
+func (s *Server) watchPolicy(ctx context.Context) {
+	stamp := func() string {
+		info, err := os.Stat(s.cfg.Policy)
+		if err != nil {
+			return ""
+		}
+		return fmt.Sprint(info.ModTime().UnixNano(), info.Size())
+	}
+	last := stamp()
+	tick := time.NewTicker(s.cfg.Reload)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			now := stamp()
+			if now == last || now == "" {
+				continue
+			}
+			last = now
+			if err := s.loadPolicy(ctx); err != nil {
+				s.log.Error("policy change not loaded; keeping the running revision", "err", err)
+			}
+		}
+	}
+}
+
+func (s *Server) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		hash, _ := s.policy.Load().(string)
+		status := map[string]any{"nats": s.b.Connected(), "policy": hash, "components": s.cfg.Only}
+		code := http.StatusOK
+		if !s.b.Connected() || hash == "" {
+			code = http.StatusServiceUnavailable
+			status["status"] = "not ready"
+		} else {
+			status["status"] = "ok"
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(code)
+		_ = json.NewEncoder(w).Encode(status)
+	})
+	return mux
+}
+
+// metrics registers the counters of every component.
+func (s *Server) metrics() {
+	counter := func(name, help string, read func(*bus.Stats) int64) {
+		for comp, st := range s.p.Stats {
+			s.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name: "troy_" + name, Help: help, ConstLabels: prometheus.Labels{"component": comp},
+			}, func() float64 { return float64(read(st)) }))
+		}
+	}
+	counter("events_in_total", "Events handed to the component, redeliveries included.", func(st *bus.Stats) int64 { return st.In.Load() })
+	counter("events_out_total", "Events the component produced.", func(st *bus.Stats) int64 { return st.Out.Load() })
+	counter("redeliveries_total", "Events delivered again after a failure or a timeout.", func(st *bus.Stats) int64 { return st.Redelivered.Load() })
+	counter("failures_total", "Events whose handling failed.", func(st *bus.Stats) int64 { return st.Failed.Load() })
+	counter("dead_letters_total", "Events sent to the dead-letter subject.", func(st *bus.Stats) int64 { return st.Dead.Load() })
+	for comp := range s.p.Stats {
+		c, _ := s.p.component(comp)
+		s.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "troy_consumer_lag", Help: "Events the component has yet to handle.", ConstLabels: prometheus.Labels{"component": comp},
+		}, func() float64 {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			lag, err := s.b.Lag(ctx, c.Stream, c.Name)
+			if err != nil {
+				return -1
+			}
+			return float64(lag)
+		}))
+	}
+	s.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "troy_open_traces", Help: "Traces the evaluator holds state for.",
+	}, func() float64 { return float64(s.p.Eval.OpenTraces()) }))
+}
