@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
+	"strings"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -164,5 +166,65 @@ func TestReporterWritesReports(t *testing.T) {
 	}
 	if p.Eval.OpenTraces() != 0 {
 		t.Fatal("the idle trace should be closed")
+	}
+}
+
+// Malformed events on the steps subject go to the dead-letter subject with the reason, and
+// the pipeline goes on.
+func TestMalformedEventsAreDeadLettered(t *testing.T) {
+	b, pol, p := start(t, pipeline.Config{Only: []string{pipeline.Evaluator, pipeline.Scorer}})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c := merged(t)
+	hash, err := pol.Put(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := []schemas.Envelope{
+		{Subject: "troy.steps.a.json", Kind: schemas.KindStep, Data: []byte(`{"trace_id": "json", "seq": 0, "step": {`)},
+		{Subject: "troy.steps.a.kind", Kind: "telemetry", Data: []byte(`{"trace_id": "kind"}`)},
+		{Subject: "troy.steps.a.big", Kind: schemas.KindStep, Data: []byte(`{"pad": "` + strings.Repeat("x", bus.MaxEventSize) + `"}`)},
+	}
+	for _, e := range bad {
+		if err := b.Publish(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	client, err := pipeline.NewClient(ctx, b, hash, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	tr := tracegen.New(tracegen.Options{Steps: 5, Seed: 1}).Trace()
+	if _, err := client.Audit(ctx, tr); err != nil {
+		t.Fatalf("a good trace after bad events: %v", err)
+	}
+	for p.Stats[pipeline.Evaluator].Dead.Load() < 3 {
+		if ctx.Err() != nil {
+			t.Fatal("dead letters missing")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	dead, err := b.Read(ctx, bus.DeadStream, schemas.DeadSubject(pipeline.Evaluator), math.MaxUint64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reasons []string
+	for _, d := range dead {
+		var dl schemas.DeadLetter
+		if err := json.Unmarshal(d.Data, &dl); err != nil {
+			t.Fatal(err)
+		}
+		reasons = append(reasons, dl.Subject+": "+dl.Error)
+	}
+	got := strings.Join(reasons, "\n")
+	for _, want := range []string{
+		"troy.steps.a.json: decode step event: unexpected end of JSON input",
+		`troy.steps.a.kind: unknown event kind "telemetry"`,
+		"troy.steps.a.big: event of 1048587 bytes is over the 1048576-byte limit",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("dead letters lack %q:\n%s", want, got)
+		}
 	}
 }
