@@ -59,6 +59,9 @@ type Options struct {
 	Name string
 	// Logger receives the bus's logs; nil discards them.
 	Logger *slog.Logger
+	// Client uses the streams and bucket of a running deployment without declaring them,
+	// as agents and one-shot commands do.
+	Client bool
 }
 
 // Bus is a connection to NATS with troy's streams declared.
@@ -99,6 +102,13 @@ func Open(ctx context.Context, opts Options) (*Bus, error) {
 	if b.js, err = jetstream.New(b.nc); err != nil {
 		b.Close()
 		return nil, err
+	}
+	if opts.Client && opts.URL != "" {
+		if b.kv, err = b.js.KeyValue(ctx, PolicyBucket); err != nil {
+			b.Close()
+			return nil, fmt.Errorf("troy's streams are not on %s (is troyctl serve running?): %w", opts.URL, err)
+		}
+		return b, nil
 	}
 	if err := b.declare(ctx); err != nil {
 		b.Close()
@@ -238,11 +248,33 @@ func (b *Bus) Conn() *nats.Conn { return b.nc }
 // Publish stores an event and waits for the stream to acknowledge it. An event with an id
 // that was stored in the last two minutes is stored once.
 func (b *Bus) Publish(ctx context.Context, e schemas.Envelope) error {
-	_, err := b.js.PublishMsg(ctx, message(e), publishOpts(e)...)
+	_, err := b.PublishSeq(ctx, e)
+	return err
+}
+
+// PublishSeq is Publish, returning the event's stream sequence.
+func (b *Bus) PublishSeq(ctx context.Context, e schemas.Envelope) (uint64, error) {
+	ack, err := b.js.PublishMsg(ctx, message(e), publishOpts(e)...)
 	if err != nil {
-		return fmt.Errorf("publish %s to %s: %w", e.Kind, e.Subject, err)
+		return 0, fmt.Errorf("publish %s to %s: %w", e.Kind, e.Subject, err)
 	}
-	return nil
+	return ack.Sequence, nil
+}
+
+// LastSeq is the stream sequence of the last event on a subject of the steps stream, or 0.
+func (b *Bus) LastSeq(ctx context.Context, subject string) (uint64, error) {
+	s, err := b.js.Stream(ctx, StepsStream)
+	if err != nil {
+		return 0, err
+	}
+	m, err := s.GetLastMsgForSubject(ctx, subject)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	return m.Sequence, nil
 }
 
 // PublishAsync stores an event without waiting; Flush waits for every pending publish.
@@ -288,7 +320,17 @@ func envelope(m jetstream.Msg) schemas.Envelope {
 // Read returns the events of one subject of a stream, in order, up to and including stream
 // sequence upTo.
 func (b *Bus) Read(ctx context.Context, stream, subject string, upTo uint64) ([]schemas.Envelope, error) {
-	cons, err := b.js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}})
+	return b.ReadRange(ctx, stream, subject, 0, upTo)
+}
+
+// ReadRange returns the events of one subject of a stream with stream sequences after from
+// and up to and including upTo, in order.
+func (b *Bus) ReadRange(ctx context.Context, stream, subject string, from, upTo uint64) ([]schemas.Envelope, error) {
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}}
+	if from > 0 {
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, from+1
+	}
+	cons, err := b.js.OrderedConsumer(ctx, stream, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", subject, err)
 	}

@@ -54,6 +54,8 @@ type CheckRequest struct {
 	Metadata map[string]any // labels for policy rules
 	Type     string         // step type; empty means tool_call
 	StepID   string         // optional; default step-N
+	// Timestamp, when set, is the step's time as recorded before, for replaying a session.
+	Timestamp string
 }
 
 // NewGuard starts a guard session.
@@ -108,7 +110,10 @@ func (g *Guard) Check(req CheckRequest) (schemas.Decision, error) {
 	if _, dup := g.index[id]; dup {
 		return schemas.Decision{}, fmt.Errorf("step_id %q was already checked in this session", id)
 	}
-	ts := g.opts.Now().UTC().Format(time.RFC3339Nano)
+	ts := req.Timestamp
+	if ts == "" {
+		ts = g.opts.Now().UTC().Format(time.RFC3339Nano)
+	}
 	step := &schemas.Step{
 		StepID:      id,
 		Type:        req.Type,
@@ -147,6 +152,20 @@ func (g *Guard) Check(req CheckRequest) (schemas.Decision, error) {
 		d.Allowed = true
 	}
 	return d, nil
+}
+
+// Len is the number of steps checked in the session.
+func (g *Guard) Len() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.steps)
+}
+
+// Step returns the i-th step checked, as recorded.
+func (g *Guard) Step(i int) *schemas.Step {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.steps[i]
 }
 
 // RecordOutput attaches a step's output after it ran, so later rules can read it.

@@ -22,8 +22,8 @@ const (
 	Reporter  = "reporter"
 )
 
-// Components lists the stages in pipeline order.
-func Components() []string { return []string{Evaluator, Scorer, Reporter} }
+// Components lists the components: the stages in pipeline order, then the guard service.
+func Components() []string { return []string{Evaluator, Scorer, Reporter, Guard} }
 
 // Config chooses and tunes the components to run.
 type Config struct {
@@ -39,7 +39,10 @@ type Pipeline struct {
 	pol   *Policies
 	cfg   Config
 	Eval  *evaluator.Stage
+	Guard *GuardService // nil unless the guard runs
 	Stats map[string]*bus.Stats
+	// GuardLatency receives the time of each guard check, for metrics.
+	GuardLatency func(time.Duration)
 }
 
 // New prepares the components of cfg on a bus.
@@ -60,7 +63,9 @@ func New(b *bus.Bus, pol *Policies, cfg Config) (*Pipeline, error) {
 	}
 	p := &Pipeline{b: b, pol: pol, cfg: cfg, Stats: map[string]*bus.Stats{}}
 	for _, c := range cfg.Only {
-		p.Stats[c] = &bus.Stats{}
+		if c != Guard {
+			p.Stats[c] = &bus.Stats{}
+		}
 	}
 	p.Eval = evaluator.NewStage(pol.Compiled, b.ReadSteps)
 	return p, nil
@@ -80,6 +85,11 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		}()
 	}
 	for _, name := range p.cfg.Only {
+		if name == Guard {
+			p.Guard = NewGuardService(p.b, p.pol, nil, p.GuardLatency)
+			start(func() error { return p.Guard.Serve(ctx, p.cfg.IdleTimeout) })
+			continue
+		}
 		c, h := p.component(name)
 		start(func() error { return p.b.Consume(ctx, c, h, p.Stats[name]) })
 	}

@@ -218,4 +218,11 @@ func (s *Server) metrics() {
 	s.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "troy_open_traces", Help: "Traces the evaluator holds state for.",
 	}, func() float64 { return float64(s.p.Eval.OpenTraces()) }))
+	latency := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "troy_guard_check_seconds",
+		Help:    "Time to answer a guard check, the step's storage included.",
+		Buckets: prometheus.ExponentialBuckets(50e-6, 2, 14),
+	})
+	s.reg.MustRegister(latency)
+	s.p.GuardLatency = func(d time.Duration) { latency.Observe(d.Seconds()) }
 }

@@ -2,16 +2,22 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/troy-audit/troy/bus"
 	"github.com/troy-audit/troy/evaluator"
 	"github.com/troy-audit/troy/ingest"
+	"github.com/troy-audit/troy/ingest/agent"
+	"github.com/troy-audit/troy/pipeline"
 	"github.com/troy-audit/troy/reporter"
 	"github.com/troy-audit/troy/schemas"
 )
@@ -34,7 +40,8 @@ type checkOutput struct {
 
 func newCheckCmd(a *app) *cobra.Command {
 	var (
-		action, input, stepType, mode, agentName, metadata, agentMetadata string
+		action, input, stepType, mode, agentName, metadata, agentMetadata, session string
+		nf                                                                         natsFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "check POLICY -a ACTION",
@@ -44,10 +51,12 @@ Prints JSON {allowed, step_id, risk_score, mode, violations}. The exit code is 0
 the action is allowed, 2 when it is blocked, and 1 on bad input.
 
 Modes: enforce blocks violating actions; monitor and dry-run allow them (and report
-the violations).`,
+the violations). With --nats, a running guard service answers (troyctl serve), and the
+check is recorded in its session.`,
 		Example: `  troyctl check examples/policy.json -a search -i '{"query": "SELECT * FROM users"}'
   troyctl check examples/policy.json -a send_email --mode monitor
-  troyctl check examples/policy.json -a bash --metadata '{"permission_level": "admin"}'`,
+  troyctl check examples/policy.json -a bash --metadata '{"permission_level": "admin"}'
+  troyctl check soc2 -a upload --nats nats://127.0.0.1:4222 --session s-42`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			in, err := jsonObjectFlag("--input", input)
@@ -66,13 +75,21 @@ the violations).`,
 			if err != nil {
 				return err
 			}
-			g, err := c.NewGuard(evaluator.GuardOptions{AgentName: agentName, AgentMetadata: agentMeta, Mode: mode})
-			if err != nil {
-				return err
-			}
-			d, err := g.Check(evaluator.CheckRequest{Action: action, Input: in, Metadata: meta, Type: stepType})
-			if err != nil {
-				return err
+			var d schemas.Decision
+			var ruleErrs []schemas.RuleError
+			if nf.opts.URL != "" {
+				if d, err = remoteCheck(cmd.Context(), nf, c, session, agentName, agentMeta, mode, action, in, meta, stepType); err != nil {
+					return err
+				}
+			} else {
+				g, err := c.NewGuard(evaluator.GuardOptions{AgentName: agentName, AgentMetadata: agentMeta, Mode: mode})
+				if err != nil {
+					return err
+				}
+				if d, err = g.Check(evaluator.CheckRequest{Action: action, Input: in, Metadata: meta, Type: stepType}); err != nil {
+					return err
+				}
+				ruleErrs = g.RuleErrors()
 			}
 			out := checkOutput{Allowed: d.Allowed, StepID: d.StepID, RiskScore: d.RiskScore, Mode: d.Mode, Violations: []checkViolation{}}
 			for _, v := range d.Violations {
@@ -81,10 +98,8 @@ the violations).`,
 			if err := reporter.EncodeJSON(a.stdout, out); err != nil {
 				return err
 			}
-			if errs := g.RuleErrors(); len(errs) > 0 {
-				for _, e := range errs {
-					fmt.Fprintf(a.stderr, "troyctl: warning: rule %s could not be evaluated: %s\n", e.RuleID, e.FirstError)
-				}
+			for _, e := range ruleErrs {
+				fmt.Fprintf(a.stderr, "troyctl: warning: rule %s could not be evaluated: %s\n", e.RuleID, e.FirstError)
 			}
 			if !d.Allowed {
 				return &exitCodeError{code: exitBlocked}
@@ -100,6 +115,8 @@ the violations).`,
 	f.StringVar(&agentName, "agent-name", "agent", "agent name conditions see")
 	f.StringVar(&metadata, "metadata", "", "step metadata as a JSON object")
 	f.StringVar(&agentMetadata, "agent-metadata", "", "agent metadata as a JSON object")
+	f.StringVar(&session, "session", "", "with --nats: the session (trace) the check belongs to (default: a new one)")
+	nf.register(cmd)
 	_ = cmd.MarkFlagRequired("action") // the flag exists
 	return cmd
 }
@@ -126,4 +143,30 @@ func jsonObjectFlag(name, value string) (map[string]any, error) {
 		m[k] = ingest.Normalize(x)
 	}
 	return m, nil
+}
+
+// remoteCheck asks a running guard service, with the policy given on the command line.
+func remoteCheck(ctx context.Context, nf natsFlags, c *evaluator.Compiled, session, agentName string, agentMeta map[string]any, mode, action string, in, meta map[string]any, stepType string) (schemas.Decision, error) {
+	opts := nf.opts
+	opts.Name, opts.Client = "troyctl", true
+	b, err := bus.Open(ctx, opts)
+	if err != nil {
+		return schemas.Decision{}, err
+	}
+	defer b.Close()
+	hash, err := pipeline.NewPolicies(b).Put(ctx, c)
+	if err != nil {
+		return schemas.Decision{}, err
+	}
+	resume := session != ""
+	if !resume {
+		session = "check-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	}
+	g := agent.On(b).Guard(agent.GuardOptions{Session: session, Agent: agentName, AgentMetadata: agentMeta, Mode: mode, Policy: hash, Timeout: 5 * time.Second, Resume: resume})
+	d, err := g.Check(ctx, action, in, meta, stepType)
+	var blocked *agent.BlockedError
+	if err != nil && !errors.As(err, &blocked) {
+		return d, err
+	}
+	return d, nil
 }

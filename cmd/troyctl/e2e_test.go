@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -18,6 +19,8 @@ import (
 
 	"github.com/troy-audit/troy/audit"
 	"github.com/troy-audit/troy/bus"
+	"github.com/troy-audit/troy/evaluator"
+	"github.com/troy-audit/troy/ingest/agent"
 	"github.com/troy-audit/troy/ingest/tracegen"
 	"github.com/troy-audit/troy/schemas"
 )
@@ -284,4 +287,140 @@ func TestServeSurvivesSIGKILL(t *testing.T) {
 		}
 	}
 	t.Logf("killed after %d of %d server reports", killedAt, n)
+}
+
+// Two guard processes on one server answer one session's checks between them, and rules
+// that look back still see the whole history: every decision equals the in-process guard's.
+func TestTwoGuardProcessesShareSessions(t *testing.T) {
+	dir := t.TempDir()
+	port := freePort(t)
+	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
+	startServe(t, "--data-dir", filepath.Join(dir, "data"), "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--policy", "minimal")
+	startServe(t, "--nats", url, "--only", "guard")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	b, err := bus.Open(ctx, bus.Options{URL: url, Client: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	// The second instance has joined the service once two answer a ping.
+	deadline := time.Now().Add(20 * time.Second)
+	for guardInstances(t, b) < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("the second guard instance did not join")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	c, err := loadPolicy("minimal")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn := agent.On(b)
+	type step struct {
+		action string
+		meta   map[string]any
+	}
+	script := []step{
+		{"get_customer", map[string]any{"data_classification": "pii"}},
+		{"search_docs", nil},
+		{"summarize", nil},
+		{"http_post", map[string]any{"network_zone": "external"}}, // blocked: personal data earlier
+		{"create_payment", map[string]any{"requires_approval": true}},
+		{"list_services", nil},
+	}
+	for s := range 30 {
+		session := fmt.Sprintf("session %d", s)
+		remote := conn.Guard(agent.GuardOptions{Session: session, Agent: "bot", Mode: "enforce"})
+		local, err := c.NewGuard(evaluator.GuardOptions{TraceID: session, AgentName: "bot"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, st := range script {
+			got, err := remote.Check(ctx, st.action, nil, st.meta, "")
+			var blocked *agent.BlockedError
+			if err != nil && !errors.As(err, &blocked) {
+				t.Fatalf("%s check %d: %v", session, i, err)
+			}
+			want, err := local.Check(evaluator.CheckRequest{Action: st.action, Metadata: st.meta})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Allowed != want.Allowed || got.RiskScore != want.RiskScore || len(got.Violations) != len(want.Violations) || got.StepID != want.StepID {
+				t.Fatalf("%s check %d (%s): got %+v, want %+v", session, i, st.action, got, want)
+			}
+		}
+		if err := remote.End(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := answeredBy(t, b); n < 2 {
+		t.Fatalf("only %d guard instance answered", n)
+	}
+}
+
+// guardInstances counts the guard instances answering a ping.
+func guardInstances(t *testing.T, b *bus.Bus) int { return len(collect(t, b, "$SRV.PING.troy-guard")) }
+
+// answeredBy counts the guard instances that answered at least one check.
+func answeredBy(t *testing.T, b *bus.Bus) int {
+	n := 0
+	for _, raw := range collect(t, b, "$SRV.STATS.troy-guard") {
+		var st struct {
+			Endpoints []struct {
+				Name     string `json:"name"`
+				Requests int    `json:"num_requests"`
+			} `json:"endpoints"`
+		}
+		if err := json.Unmarshal(raw, &st); err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range st.Endpoints {
+			if e.Name == "check" && e.Requests > 0 {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// collect gathers every reply to a request for a short while.
+func collect(t *testing.T, b *bus.Bus, subject string) [][]byte {
+	t.Helper()
+	nc := b.Conn()
+	inbox := nc.NewRespInbox()
+	sub, err := nc.SubscribeSync(inbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := nc.PublishRequest(subject, inbox, nil); err != nil {
+		t.Fatal(err)
+	}
+	var out [][]byte
+	for {
+		m, err := sub.NextMsg(300 * time.Millisecond)
+		if err != nil {
+			return out
+		}
+		out = append(out, m.Data)
+	}
+}
+
+// troyctl check --nats asks the running guard service and records the step in its session.
+func TestCheckAgainstARunningGuard(t *testing.T) {
+	dir := t.TempDir()
+	port := freePort(t)
+	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
+	startServe(t, "--data-dir", filepath.Join(dir, "data"), "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--policy", "minimal")
+	policy := example(t, "policy.json")
+	r := troyctl(t, "check", policy, "-a", "read", "--metadata", `{"data_classification": "pii"}`, "--nats", url, "--session", "s1")
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s %s", r.code, r.stdout, r.stderr)
+	}
+	r = troyctl(t, "check", policy, "-a", "bash", "--metadata", `{"permission_level": "admin"}`, "--nats", url, "--session", "s1")
+	if r.code != 2 || !strings.Contains(r.stdout, "privileged-escalation-guard") || !strings.Contains(r.stdout, `"step_id": "step-1"`) {
+		t.Fatalf("exit %d: %s %s", r.code, r.stdout, r.stderr)
+	}
 }

@@ -38,6 +38,7 @@ func (f *natsFlags) pipelineAuditor(ctx context.Context, c *evaluator.Compiled, 
 	opts.Name = "troyctl"
 	embedded := opts.URL == ""
 	opts.Memory = embedded
+	opts.Client = !embedded
 	b, err := bus.Open(ctx, opts)
 	if err != nil {
 		return nil, nil, err

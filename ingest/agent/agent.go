@@ -1,0 +1,236 @@
+// Package agent is troy's Go SDK for agents: a Publisher that sends a trace's steps as they
+// happen, and a Guard client that asks troy before a tool runs and records what it
+// returned. Both talk to `troyctl serve` over NATS.
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/troy-audit/troy/bus"
+	"github.com/troy-audit/troy/schemas"
+)
+
+// Conn is a connection to troy.
+type Conn struct{ b *bus.Bus }
+
+// Connect connects to the NATS of a troy deployment; opts.URL is required.
+func Connect(ctx context.Context, opts bus.Options) (*Conn, error) {
+	if opts.URL == "" {
+		return nil, errors.New("connect to troy: a NATS URL is required")
+	}
+	if opts.Name == "" {
+		opts.Name = "troy-agent"
+	}
+	opts.Client = true
+	b, err := bus.Open(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	return &Conn{b: b}, nil
+}
+
+// Close closes the connection.
+func (c *Conn) Close() { c.b.Close() }
+
+// Trace publishes one trace's events, in order.
+type Trace struct {
+	c     *Conn
+	ref   schemas.TraceRef
+	meta  map[string]any
+	mu    sync.Mutex
+	steps int
+}
+
+// StartTrace begins a trace. policy is a policy hash; empty uses the server's default.
+func (c *Conn) StartTrace(traceID, agentName string, metadata map[string]any, policy string) *Trace {
+	return &Trace{c: c, ref: schemas.TraceRef{TraceID: traceID, AgentName: agentName, Policy: policy}, meta: metadata}
+}
+
+func (t *Trace) subject() string { return schemas.StepsSubject(t.ref.AgentName, t.ref.TraceID) }
+
+// Step sends the next step. Steps must be sent in order; a retried send is stored once.
+func (t *Trace) Step(ctx context.Context, s *schemas.Step) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e, err := schemas.NewEnvelope(t.subject(), schemas.KindStep, schemas.MsgID(schemas.KindStep, t.ref, s.StepID),
+		schemas.StepEvent{TraceRef: t.ref, TraceMetadata: t.meta, Seq: t.steps, Step: s})
+	if err != nil {
+		return err
+	}
+	if err := t.c.b.PublishAll(ctx, []schemas.Envelope{e}); err != nil {
+		return err
+	}
+	t.steps++
+	return nil
+}
+
+// Output attaches a step's output after it ran.
+func (t *Trace) Output(ctx context.Context, stepID string, output map[string]any) error {
+	e, err := schemas.NewEnvelope(t.subject(), schemas.KindOutput, schemas.MsgID(schemas.KindOutput, t.ref, stepID),
+		schemas.StepOutput{TraceRef: t.ref, StepID: stepID, Output: output})
+	if err != nil {
+		return err
+	}
+	return t.c.b.PublishAll(ctx, []schemas.Envelope{e})
+}
+
+// End completes the trace, so that it is scored and reported.
+func (t *Trace) End(ctx context.Context) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e, err := schemas.NewEnvelope(t.subject(), schemas.KindEnd, schemas.MsgID(schemas.KindEnd, t.ref, ""),
+		schemas.TraceEnd{TraceRef: t.ref, Steps: t.steps, Reason: "end"})
+	if err != nil {
+		return err
+	}
+	return t.c.b.PublishAll(ctx, []schemas.Envelope{e})
+}
+
+// GuardOptions configure a guarded session.
+type GuardOptions struct {
+	Session       string         // the session's id: its trace id
+	Agent         string         // the agent's name
+	AgentMetadata map[string]any // what rules see as agent.metadata
+	Mode          string         // enforce (default), monitor or dry-run
+	Policy        string         // a policy hash; empty uses the server's default
+	// Timeout bounds one request; zero means 2s.
+	Timeout time.Duration
+	// FailOpen allows steps when troy cannot be asked (no answer in time, not ready).
+	// By default they are blocked: an unanswered check is a "no".
+	FailOpen bool
+	// OnViolation is called in monitor mode with each decision that found violations.
+	OnViolation func(schemas.Decision)
+	// Resume continues a session this client did not start (its earlier steps are read
+	// from the stream).
+	Resume bool
+}
+
+// Guard asks troy about each step of one session.
+type Guard struct {
+	c    *Conn
+	opts GuardOptions
+	mu   sync.Mutex
+	n    int // checks made so far
+}
+
+// Guard starts a guarded session.
+func (c *Conn) Guard(opts GuardOptions) *Guard {
+	if opts.Timeout <= 0 {
+		opts.Timeout = 2 * time.Second
+	}
+	if opts.Mode == "" {
+		opts.Mode = schemas.ModeEnforce
+	}
+	return &Guard{c: c, opts: opts}
+}
+
+// BlockedError is returned by Check when troy blocks a step in enforce mode.
+type BlockedError struct{ Decision schemas.Decision }
+
+func (e *BlockedError) Error() string {
+	var rules []string
+	for _, v := range e.Decision.Violations {
+		rules = append(rules, v.RuleDescription)
+	}
+	return "blocked by policy: " + strings.Join(rules, "; ")
+}
+
+// UnavailableError is returned when troy could not answer; the decision then follows
+// FailOpen.
+type UnavailableError struct{ Err error }
+
+func (e *UnavailableError) Error() string { return "troy guard unavailable: " + e.Err.Error() }
+func (e *UnavailableError) Unwrap() error { return e.Err }
+
+// Check asks whether the agent may take a step. In enforce mode a blocked step returns a
+// *BlockedError; when troy cannot answer, an *UnavailableError, with Allowed following
+// FailOpen.
+func (g *Guard) Check(ctx context.Context, action string, input, metadata map[string]any, stepType string) (schemas.Decision, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	seq := g.n
+	req := schemas.GuardCheck{
+		Session: g.opts.Session, Agent: g.opts.Agent, AgentMetadata: g.opts.AgentMetadata,
+		Step: schemas.GuardStep{Action: action, Type: stepType, Input: input, Metadata: metadata},
+		Mode: g.opts.Mode, Policy: g.opts.Policy, Seq: &seq,
+	}
+	if g.opts.Resume && g.n == 0 {
+		req.Seq = nil // the server finds out how far the session got
+	}
+	var d schemas.Decision
+	if err := g.request(ctx, schemas.GuardCheckSubject, req, &d); err != nil {
+		var re *bus.RequestError
+		if errors.As(err, &re) && re.Code == "400" {
+			return schemas.Decision{Mode: g.opts.Mode}, err
+		}
+		return schemas.Decision{Allowed: g.opts.FailOpen, Mode: g.opts.Mode, Violations: []schemas.Violation{}}, &UnavailableError{err}
+	}
+	g.n++
+	if len(d.Violations) > 0 && g.opts.Mode == schemas.ModeMonitor && g.opts.OnViolation != nil {
+		g.opts.OnViolation(d)
+	}
+	if !d.Allowed {
+		return d, &BlockedError{d}
+	}
+	return d, nil
+}
+
+// RecordOutput records a checked step's result.
+func (g *Guard) RecordOutput(ctx context.Context, stepID string, output map[string]any) error {
+	return g.request(ctx, schemas.GuardOutputSubject, schemas.GuardOutput{Session: g.opts.Session, Agent: g.opts.Agent, StepID: stepID, Output: output}, nil)
+}
+
+// End ends the session, so that it is scored and reported.
+func (g *Guard) End(ctx context.Context) error {
+	return g.request(ctx, schemas.GuardEndSubject, schemas.GuardEnd{Session: g.opts.Session, Agent: g.opts.Agent}, nil)
+}
+
+func (g *Guard) request(ctx context.Context, subject string, req, reply any) error {
+	data, err := json.Marshal(req)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, g.opts.Timeout)
+	defer cancel()
+	out, err := g.c.b.Request(ctx, subject, data)
+	if err != nil {
+		return err
+	}
+	if reply == nil {
+		return nil
+	}
+	if err := json.Unmarshal(out, reply); err != nil {
+		return fmt.Errorf("guard reply: %w", err)
+	}
+	return nil
+}
+
+// Guarded checks a call before it runs, runs it if allowed, and records its result (as
+// {"result": value}, or {"error": message}).
+func Guarded[T any](ctx context.Context, g *Guard, action string, input map[string]any, fn func(context.Context) (T, error)) (T, error) {
+	var zero T
+	d, err := g.Check(ctx, action, input, nil, schemas.StepToolCall)
+	if err != nil && !d.Allowed {
+		return zero, err
+	}
+	v, runErr := fn(ctx)
+	out := map[string]any{"result": v}
+	if runErr != nil {
+		out = map[string]any{"error": runErr.Error()}
+	}
+	if d.StepID != "" {
+		if err := g.RecordOutput(ctx, d.StepID, out); err != nil {
+			return v, errors.Join(runErr, fmt.Errorf("record output: %w", err))
+		}
+	}
+	return v, runErr
+}
+
+// On uses an open bus connection.
+func On(b *bus.Bus) *Conn { return &Conn{b: b} }

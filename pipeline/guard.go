@@ -1,0 +1,311 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"math"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/troy-audit/troy/bus"
+	"github.com/troy-audit/troy/evaluator"
+	"github.com/troy-audit/troy/schemas"
+)
+
+// Guard is the component name of the guard service.
+const Guard = "guard"
+
+// GuardService answers guard checks over NATS request-reply (a micro service, so that
+// $SRV.PING, INFO and STATS work). Each session is a trace: every checked step, blocked or
+// not, is stored in the steps stream before the answer, so guarded sessions are evaluated,
+// scored and reported like any trace. Any instance can answer any check: one that has not
+// seen a session, or has missed checks other instances answered, catches up from the
+// stream first.
+type GuardService struct {
+	b        *bus.Bus
+	pol      *Policies
+	log      *slog.Logger
+	observe  func(time.Duration) // guard latency, for metrics
+	mu       sync.Mutex
+	sessions map[string]*guardSession // by steps subject
+}
+
+type guardSession struct {
+	mu      sync.Mutex
+	ref     schemas.TraceRef
+	g       *evaluator.Guard
+	applied uint64 // stream sequence of the last event of the session applied
+	last    time.Time
+}
+
+// NewGuardService returns a guard service; Serve starts answering.
+func NewGuardService(b *bus.Bus, pol *Policies, log *slog.Logger, observe func(time.Duration)) *GuardService {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if observe == nil {
+		observe = func(time.Duration) {}
+	}
+	return &GuardService{b: b, pol: pol, log: log, observe: observe, sessions: map[string]*guardSession{}}
+}
+
+// Serve answers requests until ctx ends. Sessions without a request for idle are forgotten
+// (their state is rebuilt from the stream if they come back).
+func (s *GuardService) Serve(ctx context.Context, idle time.Duration) error {
+	stop, err := s.b.AddService("troy-guard", "1.0.0", "Checks proposed agent steps against the policy before they run", []bus.Endpoint{
+		{Name: "check", Subject: schemas.GuardCheckSubject, Handle: s.handleCheck},
+		{Name: "output", Subject: schemas.GuardOutputSubject, Handle: s.handleOutput},
+		{Name: "end", Subject: schemas.GuardEndSubject, Handle: s.handleEnd},
+	}, 30*time.Second)
+	if err != nil {
+		return fmt.Errorf("guard service: %w", err)
+	}
+	if idle <= 0 {
+		idle = 30 * time.Minute
+	}
+	tick := time.NewTicker(min(idle, time.Minute))
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return stop()
+		case <-tick.C:
+			s.forgetIdle(idle)
+		}
+	}
+}
+
+func (s *GuardService) forgetIdle(idle time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k, sess := range s.sessions {
+		if sess.mu.TryLock() {
+			if time.Since(sess.last) > idle {
+				delete(s.sessions, k)
+			}
+			sess.mu.Unlock()
+		}
+	}
+}
+
+func badRequest(format string, args ...any) error {
+	return &bus.RequestError{Code: "400", Message: fmt.Sprintf(format, args...)}
+}
+
+func unavailable(format string, args ...any) error {
+	return &bus.RequestError{Code: "503", Message: fmt.Sprintf(format, args...)}
+}
+
+func (s *GuardService) handleCheck(ctx context.Context, data []byte) ([]byte, error) {
+	start := time.Now()
+	defer func() { s.observe(time.Since(start)) }()
+	var req schemas.GuardCheck
+	if err := json.Unmarshal(data, &req); err != nil {
+		return nil, badRequest("invalid JSON: %v", err)
+	}
+	if req.Session == "" || req.Step.Action == "" {
+		return nil, badRequest("session and step.action are required")
+	}
+	if req.Mode == "" {
+		req.Mode = schemas.ModeEnforce
+	}
+	if !slices.Contains(schemas.Modes(), req.Mode) {
+		return nil, badRequest("mode %q is not one of %s", req.Mode, strings.Join(schemas.Modes(), ", "))
+	}
+	if req.Step.Type == "" {
+		req.Step.Type = schemas.StepToolCall
+	}
+	if !schemas.ValidStepType(req.Step.Type) {
+		return nil, badRequest("step.type %q is not one of %s", req.Step.Type, strings.Join(schemas.StepTypes(), ", "))
+	}
+	sess, err := s.session(ctx, req.Agent, req.Session, req.Seq, req.AgentMetadata, req.Policy)
+	if err != nil {
+		return nil, err
+	}
+	defer sess.mu.Unlock()
+	seq := sess.g.Len()
+	d, err := sess.g.Check(evaluator.CheckRequest{Action: req.Step.Action, Input: req.Step.Input, Metadata: req.Step.Metadata, Type: req.Step.Type})
+	if err != nil {
+		return nil, badRequest("%v", err)
+	}
+	step := sess.g.Step(seq)
+	ev, err := schemas.NewEnvelope(schemas.StepsSubject(req.Agent, req.Session), schemas.KindStep, schemas.MsgID(schemas.KindStep, sess.ref, step.StepID),
+		schemas.StepEvent{TraceRef: sess.ref, TraceMetadata: req.AgentMetadata, Seq: seq, Step: step})
+	if err != nil {
+		return nil, err
+	}
+	if sess.applied, err = s.b.PublishSeq(ctx, ev); err != nil {
+		s.drop(req.Agent, req.Session) // the step is not stored: start again from the stream
+		return nil, unavailable("record step: %v", err)
+	}
+	if !d.Allowed && req.Mode != schemas.ModeEnforce {
+		d.Allowed = true
+	}
+	d.Mode = req.Mode
+	return json.Marshal(d)
+}
+
+func (s *GuardService) handleOutput(ctx context.Context, data []byte) ([]byte, error) {
+	var req schemas.GuardOutput
+	if err := json.Unmarshal(data, &req); err != nil {
+		return nil, badRequest("invalid JSON: %v", err)
+	}
+	sess, err := s.session(ctx, req.Agent, req.Session, nil, nil, "")
+	if err != nil {
+		return nil, err
+	}
+	defer sess.mu.Unlock()
+	if err := sess.g.RecordOutput(req.StepID, req.Output); err != nil {
+		return nil, badRequest("%v", err)
+	}
+	ev, err := schemas.NewEnvelope(schemas.StepsSubject(req.Agent, req.Session), schemas.KindOutput, schemas.MsgID(schemas.KindOutput, sess.ref, req.StepID),
+		schemas.StepOutput{TraceRef: sess.ref, StepID: req.StepID, Output: req.Output})
+	if err != nil {
+		return nil, err
+	}
+	if sess.applied, err = s.b.PublishSeq(ctx, ev); err != nil {
+		s.drop(req.Agent, req.Session)
+		return nil, unavailable("record output: %v", err)
+	}
+	return []byte("{}"), nil
+}
+
+func (s *GuardService) handleEnd(ctx context.Context, data []byte) ([]byte, error) {
+	var req schemas.GuardEnd
+	if err := json.Unmarshal(data, &req); err != nil {
+		return nil, badRequest("invalid JSON: %v", err)
+	}
+	sess, err := s.session(ctx, req.Agent, req.Session, nil, nil, "")
+	if err != nil {
+		return nil, err
+	}
+	defer sess.mu.Unlock()
+	ev, err := schemas.NewEnvelope(schemas.StepsSubject(req.Agent, req.Session), schemas.KindEnd, schemas.MsgID(schemas.KindEnd, sess.ref, ""),
+		schemas.TraceEnd{TraceRef: sess.ref, Steps: sess.g.Len(), Reason: "end"})
+	if err != nil {
+		return nil, err
+	}
+	if err := s.b.Publish(ctx, ev); err != nil {
+		return nil, unavailable("record end: %v", err)
+	}
+	s.drop(req.Agent, req.Session)
+	return []byte("{}"), nil
+}
+
+func (s *GuardService) drop(agent, session string) {
+	s.mu.Lock()
+	delete(s.sessions, schemas.StepsSubject(agent, session))
+	s.mu.Unlock()
+}
+
+// session returns the session's state, locked and caught up with the stream.
+func (s *GuardService) session(ctx context.Context, agent, id string, seq *int, meta map[string]any, policy string) (*guardSession, error) {
+	subject := schemas.StepsSubject(agent, id)
+	s.mu.Lock()
+	sess := s.sessions[subject]
+	if sess == nil {
+		sess = &guardSession{ref: schemas.TraceRef{TraceID: id, AgentName: agent, Policy: policy}}
+		s.sessions[subject] = sess
+	}
+	s.mu.Unlock()
+	sess.mu.Lock()
+	sess.last = time.Now()
+	if err := s.catchUp(ctx, sess, subject, seq, meta); err != nil {
+		sess.mu.Unlock()
+		s.drop(agent, id)
+		return nil, err
+	}
+	return sess, nil
+}
+
+// catchUp applies the session's events this instance has not seen. The caller's count of
+// earlier checks says when that is needed; without it, the stream's last sequence does.
+func (s *GuardService) catchUp(ctx context.Context, sess *guardSession, subject string, seq *int, meta map[string]any) error {
+	fresh := sess.g == nil
+	switch {
+	case seq != nil && *seq == 0 && fresh:
+		// A new session: nothing to read.
+	case seq != nil && !fresh && *seq <= sess.g.Len():
+		// Up to date.
+	default:
+		if !fresh && seq == nil {
+			last, err := s.b.LastSeq(ctx, subject)
+			if err != nil {
+				return unavailable("read session: %v", err)
+			}
+			if last <= sess.applied {
+				return nil
+			}
+		}
+		events, err := s.b.ReadRange(ctx, bus.StepsStream, subject, sess.applied, math.MaxUint64)
+		if err != nil {
+			return unavailable("read session: %v", err)
+		}
+		for _, e := range events {
+			if err := s.apply(ctx, sess, e); err != nil {
+				return err
+			}
+		}
+	}
+	if sess.g == nil {
+		return s.start(ctx, sess, meta)
+	}
+	return nil
+}
+
+// start begins the session's guard with the policy it names, or the default.
+func (s *GuardService) start(ctx context.Context, sess *guardSession, meta map[string]any) error {
+	c, err := s.pol.Compiled(ctx, sess.ref.Policy)
+	if err != nil {
+		return unavailable("not ready: %v", err)
+	}
+	sess.ref.Policy = c.Hash()
+	g, err := c.NewGuard(evaluator.GuardOptions{TraceID: sess.ref.TraceID, AgentName: sess.ref.AgentName, AgentMetadata: meta})
+	if err != nil {
+		return err
+	}
+	sess.g = g
+	return nil
+}
+
+// apply replays one stored event of the session into its guard.
+func (s *GuardService) apply(ctx context.Context, sess *guardSession, e schemas.Envelope) error {
+	sess.applied = e.Seq
+	switch e.Kind {
+	case schemas.KindStep:
+		var ev schemas.StepEvent
+		if err := json.Unmarshal(e.Data, &ev); err != nil || ev.Step == nil {
+			return nil // the pipeline dead-letters it; the guard skips it
+		}
+		if ev.Seq == 0 || sess.g == nil {
+			// The stream holds an earlier run of this session id; this one starts here.
+			sess.ref.Policy, sess.g = ev.Policy, nil
+			if err := s.start(ctx, sess, ev.TraceMetadata); err != nil {
+				return err
+			}
+		}
+		if ev.Seq != sess.g.Len() {
+			return nil
+		}
+		st := ev.Step
+		ts := ""
+		if st.Timestamp != nil {
+			ts = *st.Timestamp
+		}
+		if _, err := sess.g.Check(evaluator.CheckRequest{Action: st.Description, Input: st.Input, Metadata: st.Metadata, Type: st.Type, StepID: st.StepID, Timestamp: ts}); err != nil {
+			return fmt.Errorf("replay step %s: %w", st.StepID, err)
+		}
+	case schemas.KindOutput:
+		var ev schemas.StepOutput
+		if json.Unmarshal(e.Data, &ev) == nil && sess.g != nil {
+			_ = sess.g.RecordOutput(ev.StepID, ev.Output) // an unknown step was refused when sent
+		}
+	case schemas.KindEnd:
+		sess.g = nil // the next check starts a new run of the session
+	}
+	return nil
+}
