@@ -172,7 +172,7 @@ func (s *Server) handler() http.Handler {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		hash, _ := s.policy.Load().(string)
-		status := map[string]any{"nats": s.b.Connected(), "policy": hash, "components": s.cfg.Only}
+		status := map[string]any{"nats": s.b.Connected(), "policy": hash, "components": s.p.cfg.Only}
 		code := http.StatusOK
 		if !s.b.Connected() || hash == "" {
 			code = http.StatusServiceUnavailable

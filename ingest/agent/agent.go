@@ -211,11 +211,11 @@ func (g *Guard) request(ctx context.Context, subject string, req, reply any) err
 	return nil
 }
 
-// Guarded checks a call before it runs, runs it if allowed, and records its result (as
-// {"result": value}, or {"error": message}).
-func Guarded[T any](ctx context.Context, g *Guard, action string, input map[string]any, fn func(context.Context) (T, error)) (T, error) {
+// Guarded checks a tool call before it runs, runs it if allowed, and records its result
+// (as {"result": value}, or {"error": message}).
+func Guarded[T any](ctx context.Context, g *Guard, action string, input, metadata map[string]any, fn func(context.Context) (T, error)) (T, error) {
 	var zero T
-	d, err := g.Check(ctx, action, input, nil, schemas.StepToolCall)
+	d, err := g.Check(ctx, action, input, metadata, schemas.StepToolCall)
 	if err != nil && !d.Allowed {
 		return zero, err
 	}
