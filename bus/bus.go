@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -72,6 +73,8 @@ type Bus struct {
 	storage jetstream.StorageType
 	log     *slog.Logger
 	kv      jetstream.KeyValue
+	mu      sync.Mutex
+	streams map[string]jetstream.Stream
 }
 
 // Open starts or connects to NATS and declares troy's streams and buckets.
@@ -210,6 +213,7 @@ func (b *Bus) declare(ctx context.Context) error {
 	for _, cfg := range streams {
 		cfg.Storage = b.storage
 		cfg.MaxMsgSize = MaxEventSize + 64<<10
+		cfg.AllowDirect = true // reads of one trace go straight to the stored events
 		if _, err := b.js.CreateOrUpdateStream(ctx, cfg); err != nil {
 			return fmt.Errorf("declare stream %s: %w", cfg.Name, err)
 		}
@@ -263,7 +267,7 @@ func (b *Bus) PublishSeq(ctx context.Context, e schemas.Envelope) (uint64, error
 
 // LastSeq is the stream sequence of the last event on a subject of the steps stream, or 0.
 func (b *Bus) LastSeq(ctx context.Context, subject string) (uint64, error) {
-	s, err := b.js.Stream(ctx, StepsStream)
+	s, err := b.stream(ctx, StepsStream)
 	if err != nil {
 		return 0, err
 	}
@@ -324,47 +328,47 @@ func (b *Bus) Read(ctx context.Context, stream, subject string, upTo uint64) ([]
 }
 
 // ReadRange returns the events of one subject of a stream with stream sequences after from
-// and up to and including upTo, in order.
+// and up to and including upTo, in order. It asks for one event at a time, by subject, so
+// reading leaves nothing behind on the server.
 func (b *Bus) ReadRange(ctx context.Context, stream, subject string, from, upTo uint64) ([]schemas.Envelope, error) {
-	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}}
-	if from > 0 {
-		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, from+1
-	}
-	cons, err := b.js.OrderedConsumer(ctx, stream, cfg)
+	st, err := b.stream(ctx, stream)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", subject, err)
 	}
-	pending := cons.CachedInfo().NumPending
 	var out []schemas.Envelope
-	for pending > 0 {
-		batch, err := cons.Fetch(int(min(pending, 512)), jetstream.FetchMaxWait(5*time.Second))
+	for seq := from + 1; seq <= upTo; {
+		m, err := st.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subject))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			break
+		}
 		if err != nil {
 			return nil, fmt.Errorf("read %s: %w", subject, err)
 		}
-		n := 0
-		for m := range batch.Messages() {
-			n++
-			md, err := m.Metadata()
-			if err != nil {
-				return nil, fmt.Errorf("read %s: %w", subject, err)
-			}
-			if md.Sequence.Stream > upTo {
-				return out, nil
-			}
-			out = append(out, envelope(m))
-			pending = md.NumPending
+		if m.Sequence > upTo {
+			break
 		}
-		if err := batch.Error(); err != nil && !transient(err) {
-			return nil, fmt.Errorf("read %s: %w", subject, err)
-		}
-		if n == 0 {
-			if err := ctx.Err(); err != nil {
-				return nil, err
-			}
-			return nil, fmt.Errorf("read %s: no events arrived though %d are stored", subject, pending)
-		}
+		out = append(out, schemas.Envelope{Subject: m.Subject, Kind: m.Header.Get(KindHeader), Data: m.Data, Seq: m.Sequence})
+		seq = m.Sequence + 1
 	}
 	return out, nil
+}
+
+// stream returns a stream's handle, looked up once.
+func (b *Bus) stream(ctx context.Context, name string) (jetstream.Stream, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if st, ok := b.streams[name]; ok {
+		return st, nil
+	}
+	st, err := b.js.Stream(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	if b.streams == nil {
+		b.streams = map[string]jetstream.Stream{}
+	}
+	b.streams[name] = st
+	return st, nil
 }
 
 // ReadSteps reads a trace's events from the steps stream.
@@ -426,7 +430,7 @@ func (b *Bus) Subscribe(ctx context.Context, stream, filter string, fn func(sche
 
 // Purge removes a subject's events from a stream.
 func (b *Bus) Purge(ctx context.Context, stream, subject string) error {
-	s, err := b.js.Stream(ctx, stream)
+	s, err := b.stream(ctx, stream)
 	if err != nil {
 		return err
 	}

@@ -172,19 +172,22 @@ func (b *Bus) handle(c Consumer, h Handler, m jetstream.Msg, stats *Stats) {
 	defer cancel()
 	// Tell the server the event is still being worked on, so that it is redelivered
 	// quickly after a crash but not while a slow handler runs.
-	stopProgress := make(chan struct{})
-	defer close(stopProgress)
-	go func() {
-		t := time.NewTicker(c.AckWait / 2)
-		defer t.Stop()
-		for {
-			select {
-			case <-t.C:
-				_ = m.InProgress()
-			case <-stopProgress:
-				return
-			}
+	var progress *time.Timer
+	var mu sync.Mutex
+	stopped := false
+	progress = time.AfterFunc(c.AckWait/2, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if !stopped {
+			_ = m.InProgress()
+			progress.Reset(c.AckWait / 2)
 		}
+	})
+	defer func() {
+		mu.Lock()
+		stopped = true
+		progress.Stop()
+		mu.Unlock()
 	}()
 	stats.In.Add(1)
 	deliveries := 1
@@ -200,12 +203,8 @@ func (b *Bus) handle(c Consumer, h Handler, m jetstream.Msg, stats *Stats) {
 		return
 	}
 	out, err := h(ctx, in)
-	if err == nil {
-		for _, e := range out {
-			if err = b.Publish(ctx, e); err != nil {
-				break
-			}
-		}
+	if err == nil && len(out) > 0 {
+		err = b.PublishAll(ctx, out)
 	}
 	if err == nil {
 		stats.Out.Add(int64(len(out)))

@@ -3,12 +3,13 @@ package evaluator
 import (
 	"container/list"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
 	"sync"
 	"time"
+
+	json "github.com/goccy/go-json" // decoding events is the largest cost of the stage
 
 	"github.com/troy-audit/troy/schemas"
 )
@@ -78,13 +79,17 @@ func (st *Stage) OpenTraces() int {
 
 // Handle applies one event of the steps stream and returns the events it produces.
 func (st *Stage) Handle(ctx context.Context, in schemas.Envelope) ([]schemas.Envelope, error) {
-	run, err := st.runFor(ctx, in)
+	ev, err := decodeEvent(in)
+	if err != nil {
+		return nil, err
+	}
+	run, err := st.runFor(ctx, ev)
 	if err != nil || run == nil {
 		return nil, err
 	}
 	run.mu.Lock()
 	defer run.mu.Unlock()
-	out, err := run.apply(ctx, st, in) // a redelivery of an event already applied does nothing
+	out, err := run.apply(ctx, st, ev) // a redelivery of an event already applied does nothing
 	if err != nil {
 		var perm *schemas.Permanent
 		if !errors.As(err, &perm) {
@@ -103,8 +108,8 @@ func (st *Stage) Handle(ctx context.Context, in schemas.Envelope) ([]schemas.Env
 
 // runFor finds the state of the event's trace, rebuilding it from the events before this
 // one in the stream when the event does not start the trace.
-func (st *Stage) runFor(ctx context.Context, in schemas.Envelope) (*traceRun, error) {
-	key := in.Subject + " " + schemas.RunOf(in)
+func (st *Stage) runFor(ctx context.Context, in event) (*traceRun, error) {
+	key := in.Subject + " " + in.ref.Run
 	st.mu.Lock()
 	run := st.runs[key]
 	ended := st.finished.has(key)
@@ -113,11 +118,7 @@ func (st *Stage) runFor(ctx context.Context, in schemas.Envelope) (*traceRun, er
 		return run, nil
 	}
 	if in.Kind == schemas.KindStep {
-		var ev schemas.StepEvent
-		if err := json.Unmarshal(in.Data, &ev); err != nil {
-			return nil, &schemas.Permanent{Err: fmt.Errorf("decode step event: %w", err)}
-		}
-		if ev.Seq == 0 {
+		if in.step.Seq == 0 {
 			run = &traceRun{key: key, subject: in.Subject, index: map[string]int{}, emitted: map[string]bool{}}
 			st.mu.Lock()
 			st.runs[key] = run
@@ -138,10 +139,10 @@ func (st *Stage) runFor(ctx context.Context, in schemas.Envelope) (*traceRun, er
 	run = &traceRun{key: key, subject: in.Subject, index: map[string]int{}, emitted: map[string]bool{}}
 	// Violations found while rebuilding were emitted when those events were first handled.
 	// Only this run of the trace counts: the subject may hold earlier sendings of it.
-	runID := schemas.RunOf(in)
-	for _, ev := range events {
-		if schemas.RunOf(ev) != runID {
-			continue
+	for _, e := range events {
+		ev, err := decodeEvent(e)
+		if err != nil || ev.ref.Run != in.ref.Run {
+			continue // the pipeline dead-lettered it, or another run of the trace
 		}
 		if _, err := run.apply(ctx, st, ev); err != nil {
 			return nil, fmt.Errorf("rebuild trace %s: %w", in.Subject, err)
@@ -159,7 +160,41 @@ func (st *Stage) drop(key string) {
 	st.mu.Unlock()
 }
 
-func (run *traceRun) apply(ctx context.Context, st *Stage, in schemas.Envelope) ([]schemas.Envelope, error) {
+// event is a decoded event of the steps stream.
+type event struct {
+	schemas.Envelope
+	ref  schemas.TraceRef
+	step *schemas.StepEvent
+	out  *schemas.StepOutput
+}
+
+// decodeEvent decodes an event once, for routing and applying.
+func decodeEvent(in schemas.Envelope) (event, error) {
+	ev := event{Envelope: in}
+	var err error
+	switch in.Kind {
+	case schemas.KindStep:
+		ev.step = &schemas.StepEvent{}
+		err = json.Unmarshal(in.Data, ev.step)
+		ev.ref = ev.step.TraceRef
+	case schemas.KindOutput:
+		ev.out = &schemas.StepOutput{}
+		err = json.Unmarshal(in.Data, ev.out)
+		ev.ref = ev.out.TraceRef
+	case schemas.KindEnd:
+		var end schemas.TraceEnd
+		err = json.Unmarshal(in.Data, &end)
+		ev.ref = end.TraceRef
+	default:
+		return ev, &schemas.Permanent{Err: fmt.Errorf("unknown event kind %q", in.Kind)}
+	}
+	if err != nil {
+		return ev, &schemas.Permanent{Err: fmt.Errorf("decode %s event: %w", in.Kind, err)}
+	}
+	return ev, nil
+}
+
+func (run *traceRun) apply(ctx context.Context, st *Stage, in event) ([]schemas.Envelope, error) {
 	if in.Seq != 0 {
 		if in.Seq <= run.applied {
 			return nil, nil
@@ -169,25 +204,11 @@ func (run *traceRun) apply(ctx context.Context, st *Stage, in schemas.Envelope) 
 	run.last = time.Now()
 	switch in.Kind {
 	case schemas.KindStep:
-		var ev schemas.StepEvent
-		if err := json.Unmarshal(in.Data, &ev); err != nil {
-			return nil, &schemas.Permanent{Err: fmt.Errorf("decode step event: %w", err)}
-		}
-		return run.step(ctx, st, ev)
+		return run.step(ctx, st, *in.step)
 	case schemas.KindOutput:
-		var ev schemas.StepOutput
-		if err := json.Unmarshal(in.Data, &ev); err != nil {
-			return nil, &schemas.Permanent{Err: fmt.Errorf("decode output event: %w", err)}
-		}
-		return run.output(ev)
-	case schemas.KindEnd:
-		var ev schemas.TraceEnd
-		if err := json.Unmarshal(in.Data, &ev); err != nil {
-			return nil, &schemas.Permanent{Err: fmt.Errorf("decode end event: %w", err)}
-		}
-		return run.end()
+		return run.output(*in.out)
 	}
-	return nil, &schemas.Permanent{Err: fmt.Errorf("unknown event kind %q", in.Kind)}
+	return run.end()
 }
 
 func (run *traceRun) step(ctx context.Context, st *Stage, ev schemas.StepEvent) ([]schemas.Envelope, error) {

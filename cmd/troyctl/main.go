@@ -94,6 +94,7 @@ markdown and JSON reports. It also checks single actions before they run.`,
 		newBatchCmd(a),
 		newCheckCmd(a),
 		newServeCmd(a),
+		newBenchCmd(a),
 		newPoliciesCmd(a),
 		newVersionCmd(a),
 	)

@@ -80,3 +80,7 @@ func (f *natsFlags) pipelineAuditor(ctx context.Context, c *evaluator.Compiled, 
 
 // resultTimeout bounds how long a command waits for a deployment's results.
 const resultTimeout = 10 * time.Minute
+
+func contextWithTimeout(cmd *cobra.Command, d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(cmd.Context(), d)
+}
