@@ -102,6 +102,53 @@ func TestPublishDeduplicatesAndReadFiltersBySubject(t *testing.T) {
 	}
 }
 
+func TestReadRangeAcrossBatches(t *testing.T) {
+	b := openMemory(t)
+	ctx := context.Background()
+	// Interleave two subjects so that one subject's events are not contiguous, and write
+	// more than one batch of them.
+	const n = readBatch*2 + 7
+	var seqs []uint64
+	for i := range n {
+		for _, subj := range []string{"troy.steps.a.long", "troy.steps.a.other"} {
+			seq, err := b.PublishSeq(ctx, env(t, subj, schemas.KindStep, "", i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if subj == "troy.steps.a.long" {
+				seqs = append(seqs, seq)
+			}
+		}
+	}
+	tests := []struct {
+		name       string
+		from, upTo uint64
+		want       []uint64
+	}{
+		{"all", 0, math.MaxUint64, seqs},
+		{"after the first batch", seqs[readBatch-1], math.MaxUint64, seqs[readBatch:]},
+		{"up to the middle of the second batch", 0, seqs[readBatch+3], seqs[:readBatch+4]},
+		{"a window", seqs[10], seqs[20], seqs[11:21]},
+		{"after the end", seqs[n-1], math.MaxUint64, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := b.ReadRange(ctx, StepsStream, "troy.steps.a.long", tt.from, tt.upTo)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != len(tt.want) {
+				t.Fatalf("%d events, want %d", len(got), len(tt.want))
+			}
+			for i, e := range got {
+				if e.Seq != tt.want[i] || e.Subject != "troy.steps.a.long" || e.Kind != schemas.KindStep {
+					t.Fatalf("event %d: seq %d subject %s kind %s, want seq %d", i, e.Seq, e.Subject, e.Kind, tt.want[i])
+				}
+			}
+		})
+	}
+}
+
 func run(t *testing.T, b *Bus, c Consumer, h Handler) (*Stats, func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	gojson "github.com/goccy/go-json" // traces are read back from the stream on every report
 )
 
 // Event kinds. Each event travels with its kind in the Troy-Kind header.
@@ -125,15 +127,6 @@ func MsgID(kind string, ref TraceRef, part string) string {
 	return kind + "|" + SubjectToken(ref.Run) + "|" + SubjectToken(ref.TraceID) + "|" + SubjectToken(part)
 }
 
-// RunOf reads the run of an event of the steps stream (every such event embeds a TraceRef).
-func RunOf(e Envelope) string {
-	var ref struct {
-		Run string `json:"run"`
-	}
-	_ = json.Unmarshal(e.Data, &ref) // an event that does not decode has no run
-	return ref.Run
-}
-
 // SubjectToken encodes an id as one subject token, reversibly: letters, digits, '-' and
 // '_' stay, every other byte becomes ~ and two hex digits, and the empty id is "~".
 func SubjectToken(id string) string {
@@ -207,16 +200,13 @@ func AssembleTrace(events []Envelope, run string) (*Trace, error) {
 	t := &Trace{}
 	index := map[string]int{}
 	for _, e := range events {
-		if RunOf(e) != run {
-			continue
-		}
 		switch e.Kind {
 		case KindStep:
 			var ev StepEvent
-			if err := json.Unmarshal(e.Data, &ev); err != nil {
+			if err := gojson.Unmarshal(e.Data, &ev); err != nil {
 				return nil, fmt.Errorf("step event %d: %w", e.Seq, err)
 			}
-			if ev.Step == nil || ev.Seq != len(t.Steps) {
+			if ev.Run != run || ev.Step == nil || ev.Seq != len(t.Steps) {
 				continue // a duplicate, or one the evaluator refused too
 			}
 			if len(t.Steps) == 0 {
@@ -226,10 +216,10 @@ func AssembleTrace(events []Envelope, run string) (*Trace, error) {
 			t.Steps = append(t.Steps, ev.Step)
 		case KindOutput:
 			var ev StepOutput
-			if err := json.Unmarshal(e.Data, &ev); err != nil {
+			if err := gojson.Unmarshal(e.Data, &ev); err != nil {
 				return nil, fmt.Errorf("output event %d: %w", e.Seq, err)
 			}
-			if i, ok := index[ev.StepID]; ok {
+			if i, ok := index[ev.StepID]; ok && ev.Run == run {
 				s := *t.Steps[i]
 				s.Output = ev.Output
 				t.Steps[i] = &s
