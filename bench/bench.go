@@ -76,7 +76,9 @@ func Guard(ctx context.Context, conn *agent.Conn, opts GuardOptions) (GuardResul
 	if opts.Rate > 0 {
 		limit = rate.Limit(opts.Rate)
 	}
-	lim := rate.NewLimiter(limit, opts.Concurrency)
+	// Burst 1: checks arrive evenly spaced, as from many independent agents, rather than
+	// in waves of every caller at once.
+	lim := rate.NewLimiter(limit, 1)
 	ctx, cancel := context.WithTimeout(ctx, opts.Duration)
 	defer cancel()
 	var (

@@ -3,6 +3,7 @@ package bus
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/micro"
@@ -26,39 +27,80 @@ type RequestError struct {
 
 func (e *RequestError) Error() string { return e.Code + ": " + e.Message }
 
+// serviceWorkers bounds how many requests a service handles at once. Handlers mostly wait
+// for the stream to acknowledge a write, so this is well above the core count; a pool of
+// long-lived goroutines keeps their grown stacks instead of growing a new one per request.
+const serviceWorkers = 64
+
+type request struct {
+	req  micro.Request
+	data []byte
+	h    RequestHandler
+}
+
 // AddService serves endpoints as a NATS micro service, so that $SRV.PING, INFO and STATS
-// work, in a queue group: many instances share the requests. Each request is handled in
-// its own goroutine.
+// work, in a queue group: many instances share the requests. Requests are handled
+// concurrently by a fixed pool of workers; stop stops taking requests and waits for those
+// in hand to be answered.
 func (b *Bus) AddService(name, version, description string, eps []Endpoint, timeout time.Duration) (stop func() error, err error) {
 	svc, err := micro.AddService(b.nc, micro.Config{Name: name, Version: version, Description: description})
 	if err != nil {
 		return nil, err
 	}
+	queue := make(chan request, serviceWorkers)
+	var (
+		wg     sync.WaitGroup
+		mu     sync.RWMutex // closed and the queue's closing
+		closed bool
+	)
+	for range serviceWorkers {
+		wg.Go(func() {
+			for r := range queue {
+				answer(r, timeout)
+			}
+		})
+	}
+	shutdown := func() error {
+		err := svc.Stop() // drains: requests already received may still arrive below
+		mu.Lock()
+		closed = true
+		close(queue)
+		mu.Unlock()
+		wg.Wait()
+		return err
+	}
 	for _, ep := range eps {
 		h := ep.Handle
 		err := svc.AddEndpoint(ep.Name, micro.HandlerFunc(func(req micro.Request) {
-			data := append([]byte(nil), req.Data()...)
-			go func() {
-				ctx, cancel := context.WithTimeout(context.Background(), timeout)
-				defer cancel()
-				out, err := h(ctx, data)
-				if err != nil {
-					var re *RequestError
-					if !errors.As(err, &re) {
-						re = &RequestError{Code: "500", Message: err.Error()}
-					}
-					_ = req.Error(re.Code, re.Message, nil)
-					return
-				}
-				_ = req.Respond(out)
-			}()
+			mu.RLock()
+			defer mu.RUnlock()
+			if closed {
+				_ = req.Error("503", "shutting down", nil)
+				return
+			}
+			queue <- request{req: req, data: req.Data(), h: h}
 		}), micro.WithEndpointSubject(ep.Subject))
 		if err != nil {
-			_ = svc.Stop()
+			_ = shutdown()
 			return nil, err
 		}
 	}
-	return svc.Stop, nil
+	return shutdown, nil
+}
+
+func answer(r request, timeout time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	out, err := r.h(ctx, r.data)
+	if err != nil {
+		var re *RequestError
+		if !errors.As(err, &re) {
+			re = &RequestError{Code: "500", Message: err.Error()}
+		}
+		_ = r.req.Error(re.Code, re.Message, nil)
+		return
+	}
+	_ = r.req.Respond(out)
 }
 
 // Request sends a request and waits for the reply; an error reply becomes a RequestError.

@@ -1,12 +1,11 @@
 package schemas
 
 import (
-	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
 
-	gojson "github.com/goccy/go-json" // traces are read back from the stream on every report
+	json "github.com/goccy/go-json" // every event is encoded once and decoded by several stages
 )
 
 // Event kinds. Each event travels with its kind in the Troy-Kind header.
@@ -203,7 +202,7 @@ func AssembleTrace(events []Envelope, run string) (*Trace, error) {
 		switch e.Kind {
 		case KindStep:
 			var ev StepEvent
-			if err := gojson.Unmarshal(e.Data, &ev); err != nil {
+			if err := json.Unmarshal(e.Data, &ev); err != nil {
 				return nil, fmt.Errorf("step event %d: %w", e.Seq, err)
 			}
 			if ev.Run != run || ev.Step == nil || ev.Seq != len(t.Steps) {
@@ -216,7 +215,7 @@ func AssembleTrace(events []Envelope, run string) (*Trace, error) {
 			t.Steps = append(t.Steps, ev.Step)
 		case KindOutput:
 			var ev StepOutput
-			if err := gojson.Unmarshal(e.Data, &ev); err != nil {
+			if err := json.Unmarshal(e.Data, &ev); err != nil {
 				return nil, fmt.Errorf("output event %d: %w", e.Seq, err)
 			}
 			if i, ok := index[ev.StepID]; ok && ev.Run == run {
