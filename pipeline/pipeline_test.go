@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
+	"net/http"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -227,4 +229,136 @@ func TestMalformedEventsAreDeadLettered(t *testing.T) {
 			t.Errorf("dead letters lack %q:\n%s", want, got)
 		}
 	}
+}
+
+// A change of the policy file given to the server is picked up while it runs: traces that
+// start afterwards are evaluated with the new revision, and each result names its
+// revision. A change that does not load is refused and counted; the running one stays.
+func TestServerReloadsThePolicyFile(t *testing.T) {
+	b, err := bus.Open(context.Background(), bus.Options{Memory: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	file := filepath.Join(t.TempDir(), "policy.json")
+	policy := func(rule string) string {
+		return `{"policy_id": "reloaded", "rules": [{"rule_id": "` + rule + `", "description": "first step", "condition": "step_index == 0", "severity": "low"}]}`
+	}
+	write := func(doc string) {
+		t.Helper()
+		// Written in place, as many editors do: the server must not take a half-written
+		// file for a revision.
+		if err := os.WriteFile(file, []byte(doc), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(policy("first-revision"))
+	srv, err := pipeline.NewServer(b, pipeline.ServeConfig{
+		Config:      pipeline.Config{Only: []string{pipeline.Evaluator, pipeline.Scorer}},
+		Policy:      file,
+		Reload:      10 * time.Millisecond,
+		MetricsAddr: "127.0.0.1:0",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(runCtx) }()
+	defer func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	scored := make(chan schemas.TraceScored, 4)
+	ready, _ := b.Subscribe(ctx, bus.ResultsStream, "troy.results.scored.>", func(e schemas.Envelope) {
+		var s schemas.TraceScored
+		if json.Unmarshal(e.Data, &s) == nil {
+			scored <- s
+		}
+	})
+	<-ready
+	waitUntil := func(what string, cond func() bool) {
+		t.Helper()
+		for !cond() {
+			if ctx.Err() != nil {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	// audit sends a trace that names no policy, as a live agent does, and returns its result.
+	audit := func(id string) schemas.TraceScored {
+		t.Helper()
+		tr := tracegen.New(tracegen.Options{Steps: 3, Seed: 2}).Trace()
+		ref := schemas.TraceRef{TraceID: id, AgentName: tr.AgentName}
+		subject := schemas.StepsSubject(tr.AgentName, id)
+		var events []schemas.Envelope
+		for i, s := range tr.Steps {
+			e, err := schemas.NewEnvelope(subject, schemas.KindStep, "", schemas.StepEvent{TraceRef: ref, Seq: i, Step: s})
+			if err != nil {
+				t.Fatal(err)
+			}
+			events = append(events, e)
+		}
+		end, err := schemas.NewEnvelope(subject, schemas.KindEnd, "", schemas.TraceEnd{TraceRef: ref, Steps: len(tr.Steps), Reason: "end"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range append(events, end) {
+			if err := b.Publish(ctx, e); err != nil {
+				t.Fatal(err)
+			}
+		}
+		select {
+		case s := <-scored:
+			if s.TraceID != id {
+				t.Fatalf("result of %s, want %s", s.TraceID, id)
+			}
+			return s
+		case <-ctx.Done():
+			t.Fatalf("no result for %s", id)
+		}
+		return schemas.TraceScored{}
+	}
+	check := func(s schemas.TraceScored, rule, hash string) {
+		t.Helper()
+		if len(s.Violations) != 1 || s.Violations[0].RuleID != rule || s.Policy != hash {
+			t.Fatalf("trace %s: violations %+v under policy %s, want %s under %s", s.TraceID, s.Violations, s.Policy, rule, hash)
+		}
+	}
+	waitUntil("the first revision", func() bool { return srv.DefaultPolicy() != "" })
+	first := srv.DefaultPolicy()
+	check(audit("before"), "first-revision", first)
+
+	write(policy("second-revision"))
+	waitUntil("the second revision", func() bool { return srv.DefaultPolicy() != first })
+	second := srv.DefaultPolicy()
+	check(audit("after"), "second-revision", second)
+
+	write(`{"policy_id": "broken", "rules": [{"rule_id": "x", "condition": "step.input ==", "severity": "low"}]}`)
+	waitUntil("the refused revision to be counted", func() bool {
+		return strings.Contains(scrape(t, srv.MetricsURL()+"/metrics"), `troy_policy_reloads_total{result="refused"} 1`)
+	})
+	if srv.DefaultPolicy() != second {
+		t.Fatal("a policy that does not load replaced the running one")
+	}
+	check(audit("after a bad change"), "second-revision", second)
+}
+
+func scrape(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(body)
 }

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -46,6 +47,8 @@ type Server struct {
 	policy atomic.Value // hash of the default policy, once loaded
 	reg    *prometheus.Registry
 	ln     net.Listener
+	// Changes of the policy file loaded, and refused.
+	reloads, reloadErrors atomic.Int64
 }
 
 // NewServer prepares a server; Run starts it.
@@ -73,6 +76,12 @@ func NewServer(b *bus.Bus, cfg ServeConfig) (*Server, error) {
 
 // Policies is the server's policy store.
 func (s *Server) Policies() *Policies { return s.pol }
+
+// DefaultPolicy is the content hash of the running default policy; empty before one is loaded.
+func (s *Server) DefaultPolicy() string {
+	hash, _ := s.policy.Load().(string)
+	return hash
+}
 
 // MetricsURL is the base URL of /healthz and /metrics, when served.
 func (s *Server) MetricsURL() string {
@@ -138,17 +147,20 @@ func (s *Server) loadPolicy(ctx context.Context) error {
 	return nil
 }
 
-// watchPolicy reloads the policy file when it changes. A revision that does not load is
-// logged and the running one is kept.
+// watchPolicy reloads the policy file when its content changes. A revision that does not
+// load is logged and counted, and the running one is kept.
 func (s *Server) watchPolicy(ctx context.Context) {
-	stamp := func() string {
-		info, err := os.Stat(s.cfg.Policy)
+	stamp := func() [32]byte {
+		data, err := os.ReadFile(s.cfg.Policy)
 		if err != nil {
-			return ""
+			return [32]byte{} // gone or unreadable for now: wait for it to come back
 		}
-		return fmt.Sprint(info.ModTime().UnixNano(), info.Size())
+		return sha256.Sum256(data)
 	}
-	last := stamp()
+	// A change is loaded once the content is the same on two checks in a row, so that a
+	// file caught half written by an editor is not taken for a broken revision.
+	loaded := stamp()
+	seen := loaded
 	tick := time.NewTicker(s.cfg.Reload)
 	defer tick.Stop()
 	for {
@@ -157,13 +169,20 @@ func (s *Server) watchPolicy(ctx context.Context) {
 			return
 		case <-tick.C:
 			now := stamp()
-			if now == last || now == "" {
+			if now != seen {
+				seen = now
 				continue
 			}
-			last = now
-			if err := s.loadPolicy(ctx); err != nil {
-				s.log.Error("policy change not loaded; keeping the running revision", "err", err)
+			if now == loaded || now == [32]byte{} {
+				continue
 			}
+			loaded = now
+			if err := s.loadPolicy(ctx); err != nil {
+				s.reloadErrors.Add(1)
+				s.log.Error("policy change not loaded; keeping the running revision", "err", err, "policy", s.DefaultPolicy())
+				continue
+			}
+			s.reloads.Add(1)
 		}
 	}
 }
@@ -217,6 +236,12 @@ func (s *Server) metrics() {
 			}
 			return float64(lag)
 		}))
+	}
+	for result, n := range map[string]*atomic.Int64{"loaded": &s.reloads, "refused": &s.reloadErrors} {
+		s.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "troy_policy_reloads_total", Help: "Changes of the policy file, loaded or refused (the running revision is kept).",
+			ConstLabels: prometheus.Labels{"result": result},
+		}, func() float64 { return float64(n.Load()) }))
 	}
 	s.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "troy_open_traces", Help: "Traces the evaluator holds state for.",

@@ -34,6 +34,10 @@ func TestParseValidates(t *testing.T) {
 		{"not json", "{\n  \"rules\": [,]}", `p.json: line 2, column 13: invalid JSON`},
 		{"array", `[]`, `p.json: expected a policy object, got array`},
 		{"bad utf8", "{\"rules\": [], \"description\": \"\xff\"}", `p.json: invalid UTF-8`},
+		{"empty", "", `p.json: empty document: expected a policy object`},
+		{"blank", " \n", `p.json: empty document: expected a policy object`},
+		{"bad first byte", "x", `p.json: line 1, column 1: invalid JSON`},
+		{"truncated", `{"rules": [`, `p.json: line 1, column`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

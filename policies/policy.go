@@ -111,6 +111,9 @@ func Parse(data []byte, source, defaultID string) (*Policy, error) {
 	if !utf8.Valid(data) {
 		return nil, fail("", "invalid UTF-8")
 	}
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil, fail("", "empty document: expected a policy object")
+	}
 	var top map[string]json.RawMessage
 	if err := json.Unmarshal(data, &top); err != nil {
 		return nil, fail("", "%s", jsonProblem(data, err, "a policy object"))
@@ -280,7 +283,7 @@ func jsonProblem(data []byte, err error, want string) string {
 }
 
 func lineCol(data []byte, off int) (int, int) {
-	off = min(off, len(data))
+	off = max(0, min(off, len(data)))
 	lines := bytes.Split(data[:off], []byte("\n"))
 	return len(lines), utf8.RuneCount(lines[len(lines)-1]) + 1
 }
