@@ -1,6 +1,7 @@
 package reporter
 
 import (
+	"bytes"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -8,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/troy-audit/troy/ingest/tracegen"
 	"github.com/troy-audit/troy/schemas"
 )
 
@@ -118,6 +120,37 @@ func TestBatchWriter(t *testing.T) {
 		}
 		if n > 0 && !strings.Contains(string(md), "| t1 | bot | 1 | 1 | 50 | [report](<t/a/report.md>) |") {
 			t.Fatalf("summary.md rows:\n%s", md)
+		}
+	}
+}
+
+// audit.json must stay byte for byte what encoding/json writes (the seed's format), whatever
+// encoder writes it: unicode, HTML characters, nested input maps, numbers.
+func TestJSONIsEncodingJSON(t *testing.T) {
+	g := tracegen.New(tracegen.Options{Steps: 30, Seed: 11, BadRate: 0.3})
+	for i := range 50 {
+		r := result()
+		r.Trace = g.Trace()
+		r.Trace.Steps[0].Input = map[string]any{"html": "<a href='x'>&</a>", "unicode": "żółw \u2028 \U0001F600", "n": 1.5e-7, "big": 1e21, "int": 42, "list": []any{nil, true, "x"}}
+		r.Normalize()
+		got, err := JSON(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want bytes.Buffer
+		enc := json.NewEncoder(&want)
+		enc.SetEscapeHTML(false)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(r); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want.Bytes()) {
+			a, b := string(got), want.String()
+			n := 0
+			for n < len(a) && n < len(b) && a[n] == b[n] {
+				n++
+			}
+			t.Fatalf("result %d differs at byte %d:\n%q\nencoding/json:\n%q", i, n, a[max(0, n-80):min(len(a), n+80)], b[max(0, n-80):min(len(b), n+80)])
 		}
 	}
 }
