@@ -265,6 +265,9 @@ func (s *GuardService) start(ctx context.Context, sess *guardSession, meta map[s
 		return unavailable("not ready: %v", err)
 	}
 	sess.ref.Policy = c.Hash()
+	if sess.ref.Run == "" {
+		sess.ref.Run = schemas.NewRun()
+	}
 	g, err := c.NewGuard(evaluator.GuardOptions{TraceID: sess.ref.TraceID, AgentName: sess.ref.AgentName, AgentMetadata: meta})
 	if err != nil {
 		return err
@@ -284,7 +287,7 @@ func (s *GuardService) apply(ctx context.Context, sess *guardSession, e schemas.
 		}
 		if ev.Seq == 0 || sess.g == nil {
 			// The stream holds an earlier run of this session id; this one starts here.
-			sess.ref.Policy, sess.g = ev.Policy, nil
+			sess.ref.Policy, sess.ref.Run, sess.g = ev.Policy, ev.Run, nil
 			if err := s.start(ctx, sess, ev.TraceMetadata); err != nil {
 				return err
 			}
@@ -306,7 +309,7 @@ func (s *GuardService) apply(ctx context.Context, sess *guardSession, e schemas.
 			_ = sess.g.RecordOutput(ev.StepID, ev.Output) // an unknown step was refused when sent
 		}
 	case schemas.KindEnd:
-		sess.g = nil // the next check starts a new run of the session
+		sess.g, sess.ref.Run = nil, "" // the next check starts a new run of the session
 	}
 	return nil
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/troy-audit/troy/audit"
 	"github.com/troy-audit/troy/bus"
 	"github.com/troy-audit/troy/evaluator"
+	"github.com/troy-audit/troy/ingest/agent"
 	"github.com/troy-audit/troy/ingest/tracegen"
 	"github.com/troy-audit/troy/pipeline"
 	"github.com/troy-audit/troy/policies"
@@ -361,4 +362,61 @@ func scrape(t *testing.T, url string) string {
 		t.Fatal(err)
 	}
 	return string(body)
+}
+
+// A guard session id used again after its end is a new trace (a new run): each sending is
+// evaluated with its own steps, and none of the second's steps is taken for a retry of the
+// first's.
+func TestGuardSessionReusedAfterEnd(t *testing.T) {
+	b, pol, _ := start(t, pipeline.Config{Only: []string{pipeline.Evaluator, pipeline.Scorer, pipeline.Guard}})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	p, err := policies.Parse([]byte(`{"rules": [{"rule_id": "first", "description": "d", "condition": "step_index == 0", "severity": "low"}]}`), "p.json", "p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := evaluator.Compile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pol.SetDefault(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	scored := make(chan schemas.TraceScored, 4)
+	ready, _ := b.Subscribe(ctx, bus.ResultsStream, "troy.results.scored.>", func(e schemas.Envelope) {
+		var s schemas.TraceScored
+		if json.Unmarshal(e.Data, &s) == nil {
+			scored <- s
+		}
+	})
+	<-ready
+	g := agent.On(b).Guard(agent.GuardOptions{Session: "reused", Agent: "bot", Mode: schemas.ModeMonitor})
+	var runs []schemas.TraceScored
+	for _, steps := range []int{3, 2} {
+		for i := range steps {
+			if _, err := g.Check(ctx, fmt.Sprint("tool-", i), nil, nil, ""); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := g.End(ctx); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case s := <-scored:
+			runs = append(runs, s)
+		case <-ctx.Done():
+			t.Fatal("no result")
+		}
+	}
+	if runs[0].Steps != 3 || runs[1].Steps != 2 {
+		t.Fatalf("steps per sending: %d and %d, want 3 and 2", runs[0].Steps, runs[1].Steps)
+	}
+	if runs[0].Run == "" || runs[0].Run == runs[1].Run {
+		t.Fatalf("runs %q and %q should differ", runs[0].Run, runs[1].Run)
+	}
+	for _, r := range runs {
+		if len(r.Violations) != 1 || r.Violations[0].RuleID != "first" {
+			t.Fatalf("run %s: violations %+v, want one at its first step", r.Run, r.Violations)
+		}
+	}
 }

@@ -1,6 +1,8 @@
 package schemas
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"strconv"
 	"strings"
@@ -97,6 +99,13 @@ type DeadLetter struct {
 	Deliveries int    `json:"deliveries"`
 	Data       []byte `json:"data"`
 	Truncated  bool   `json:"truncated,omitempty"` // Data is the start of a bigger event
+}
+
+// NewRun returns a fresh run id for a sending of a trace: unique without coordination.
+func NewRun() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:]) // never fails
+	return hex.EncodeToString(b[:])
 }
 
 // Subjects. Every event of one trace shares one subject in the steps stream, so the stream

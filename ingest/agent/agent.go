@@ -49,7 +49,7 @@ type Trace struct {
 
 // StartTrace begins a trace. policy is a policy hash; empty uses the server's default.
 func (c *Conn) StartTrace(traceID, agentName string, metadata map[string]any, policy string) *Trace {
-	return &Trace{c: c, ref: schemas.TraceRef{TraceID: traceID, AgentName: agentName, Policy: policy}, meta: metadata}
+	return &Trace{c: c, ref: schemas.TraceRef{TraceID: traceID, AgentName: agentName, Policy: policy, Run: schemas.NewRun()}, meta: metadata}
 }
 
 func (t *Trace) subject() string { return schemas.StepsSubject(t.ref.AgentName, t.ref.TraceID) }
@@ -187,8 +187,15 @@ func (g *Guard) RecordOutput(ctx context.Context, stepID string, output map[stri
 }
 
 // End ends the session, so that it is scored and reported.
+// Checks made after End start a new run of the session.
 func (g *Guard) End(ctx context.Context) error {
-	return g.request(ctx, schemas.GuardEndSubject, schemas.GuardEnd{Session: g.opts.Session, Agent: g.opts.Agent}, nil)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if err := g.request(ctx, schemas.GuardEndSubject, schemas.GuardEnd{Session: g.opts.Session, Agent: g.opts.Agent}, nil); err != nil {
+		return err
+	}
+	g.n = 0
+	return nil
 }
 
 func (g *Guard) request(ctx context.Context, subject string, req, reply any) error {
