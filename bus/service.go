@@ -3,6 +3,7 @@ package bus
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -84,6 +85,11 @@ func (b *Bus) AddService(name, version, description string, eps []Endpoint, time
 			_ = shutdown()
 			return nil, err
 		}
+	}
+	// Once this returns, the server knows the subscriptions: a request sent now finds us.
+	if err := b.nc.FlushTimeout(5 * time.Second); err != nil {
+		_ = shutdown()
+		return nil, fmt.Errorf("service %s: %w", name, err)
 	}
 	return shutdown, nil
 }

@@ -1,0 +1,68 @@
+package bus
+
+import (
+	"context"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/troy-audit/troy/schemas"
+)
+
+// A server with file storage listening on loopback, and a second connection to it over
+// TCP, as an agent or a stage in another process would have.
+func openLoopback(b *testing.B) (server, client *Bus) {
+	b.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	server, err = Open(context.Background(), Options{DataDir: b.TempDir(), Listen: addr})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(server.Close)
+	client, err = Open(context.Background(), Options{URL: "nats://" + addr, Client: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(client.Close)
+	return server, client
+}
+
+// BenchmarkRequestReply is the floor under a guard check: one request and its reply over
+// loopback, through the server, to a service that answers at once. ns/op is the latency.
+func BenchmarkRequestReply(b *testing.B) {
+	server, client := openLoopback(b)
+	stop, err := server.AddService("echo", "1.0.0", "answers at once", []Endpoint{{Name: "echo", Subject: "bench.echo",
+		Handle: func(_ context.Context, data []byte) ([]byte, error) { return data, nil }}}, time.Second)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = stop() }()
+	ctx := context.Background()
+	payload := make([]byte, 512)
+	for b.Loop() {
+		if _, err := client.Request(ctx, "bench.echo", payload); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkPublishStored is the other part of a guard check: storing a step in the file
+// stream and waiting for the acknowledgement.
+func BenchmarkPublishStored(b *testing.B) {
+	_, client := openLoopback(b)
+	ctx := context.Background()
+	e, err := schemas.NewEnvelope("troy.steps.bench.t", schemas.KindStep, "", map[string]string{"pad": string(make([]byte, 512))})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if err := client.Publish(ctx, e); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
