@@ -134,14 +134,9 @@ func (s *GuardService) handleCheck(ctx context.Context, data []byte) ([]byte, er
 		return nil, badRequest("%v", err)
 	}
 	step := sess.g.Step(seq)
-	ev, err := schemas.NewEnvelope(schemas.StepsSubject(req.Agent, req.Session), schemas.KindStep, schemas.MsgID(schemas.KindStep, sess.ref, step.StepID),
-		schemas.StepEvent{TraceRef: sess.ref, TraceMetadata: req.AgentMetadata, Seq: seq, Step: step})
-	if err != nil {
+	if err := s.record(ctx, sess, req.Agent, req.Session, schemas.KindStep, step.StepID,
+		schemas.StepEvent{TraceRef: sess.ref, TraceMetadata: req.AgentMetadata, Seq: seq, Step: step}); err != nil {
 		return nil, err
-	}
-	if sess.applied, err = s.b.PublishSeq(ctx, ev); err != nil {
-		s.drop(req.Agent, req.Session) // the step is not stored: start again from the stream
-		return nil, unavailable("record step: %v", err)
 	}
 	if !d.Allowed && req.Mode != schemas.ModeEnforce {
 		d.Allowed = true
@@ -163,14 +158,9 @@ func (s *GuardService) handleOutput(ctx context.Context, data []byte) ([]byte, e
 	if err := sess.g.RecordOutput(req.StepID, req.Output); err != nil {
 		return nil, badRequest("%v", err)
 	}
-	ev, err := schemas.NewEnvelope(schemas.StepsSubject(req.Agent, req.Session), schemas.KindOutput, schemas.MsgID(schemas.KindOutput, sess.ref, req.StepID),
-		schemas.StepOutput{TraceRef: sess.ref, StepID: req.StepID, Output: req.Output})
-	if err != nil {
+	if err := s.record(ctx, sess, req.Agent, req.Session, schemas.KindOutput, req.StepID,
+		schemas.StepOutput{TraceRef: sess.ref, StepID: req.StepID, Output: req.Output}); err != nil {
 		return nil, err
-	}
-	if sess.applied, err = s.b.PublishSeq(ctx, ev); err != nil {
-		s.drop(req.Agent, req.Session)
-		return nil, unavailable("record output: %v", err)
 	}
 	return []byte("{}"), nil
 }
@@ -185,16 +175,28 @@ func (s *GuardService) handleEnd(ctx context.Context, data []byte) ([]byte, erro
 		return nil, err
 	}
 	defer sess.mu.Unlock()
-	ev, err := schemas.NewEnvelope(schemas.StepsSubject(req.Agent, req.Session), schemas.KindEnd, schemas.MsgID(schemas.KindEnd, sess.ref, ""),
-		schemas.TraceEnd{TraceRef: sess.ref, Steps: sess.g.Len(), Reason: "end"})
-	if err != nil {
-		return nil, err
-	}
-	if err := s.b.Publish(ctx, ev); err != nil {
-		return nil, unavailable("record end: %v", err)
+	if sess.g.Len() > 0 { // a session without checks has nothing to audit
+		if err := s.record(ctx, sess, req.Agent, req.Session, schemas.KindEnd, "",
+			schemas.TraceEnd{TraceRef: sess.ref, Steps: sess.g.Len(), Reason: "end"}); err != nil {
+			return nil, err
+		}
 	}
 	s.drop(req.Agent, req.Session)
 	return []byte("{}"), nil
+}
+
+// record stores an event of the session in the steps stream. When that fails the
+// session's state is dropped, so that the next request starts again from the stream.
+func (s *GuardService) record(ctx context.Context, sess *guardSession, agent, session, kind, part string, event any) error {
+	ev, err := schemas.NewEnvelope(schemas.StepsSubject(agent, session), kind, schemas.MsgID(kind, sess.ref, part), event)
+	if err != nil {
+		return err
+	}
+	if sess.applied, err = s.b.PublishSeq(ctx, ev); err != nil {
+		s.drop(agent, session)
+		return unavailable("record %s: %v", kind, err)
+	}
+	return nil
 }
 
 func (s *GuardService) drop(agent, session string) {

@@ -66,6 +66,19 @@ func start(t *testing.T, cfg pipeline.Config) (*bus.Bus, *pipeline.Policies, *pi
 	return b, pol, p
 }
 
+// results delivers the result events on subject, decoded, from now until ctx ends.
+func results[T any](ctx context.Context, b *bus.Bus, subject string) <-chan T {
+	out := make(chan T, 16)
+	ready, _ := b.Subscribe(ctx, bus.ResultsStream, subject, func(e schemas.Envelope) {
+		var v T
+		if json.Unmarshal(e.Data, &v) == nil {
+			out <- v
+		}
+	})
+	<-ready
+	return out
+}
+
 // Audits through the pipeline are the audits of the in-process engine.
 func TestPipelineAuditsEqualInProcess(t *testing.T) {
 	b, pol, _ := start(t, pipeline.Config{Only: []string{pipeline.Evaluator, pipeline.Scorer}})
@@ -126,14 +139,7 @@ func TestReporterWritesReports(t *testing.T) {
 	}
 	tr := tracegen.New(tracegen.Options{Steps: 5, Seed: 9, BadRate: 0.5}).Trace()
 	tr.TraceID = "session one"
-	reported := make(chan schemas.TraceReported, 4)
-	ready, _ := b.Subscribe(ctx, bus.ResultsStream, "troy.results.reported.>", func(e schemas.Envelope) {
-		var r schemas.TraceReported
-		if json.Unmarshal(e.Data, &r) == nil {
-			reported <- r
-		}
-	})
-	<-ready
+	reported := results[schemas.TraceReported](ctx, b, "troy.results.reported.>")
 	// A live agent's steps: no policy named (the default applies), no end sent (the idle
 	// timeout closes the trace).
 	ref := schemas.TraceRef{TraceID: tr.TraceID, AgentName: tr.AgentName}
@@ -274,14 +280,7 @@ func TestServerReloadsThePolicyFile(t *testing.T) {
 			t.Error(err)
 		}
 	}()
-	scored := make(chan schemas.TraceScored, 4)
-	ready, _ := b.Subscribe(ctx, bus.ResultsStream, "troy.results.scored.>", func(e schemas.Envelope) {
-		var s schemas.TraceScored
-		if json.Unmarshal(e.Data, &s) == nil {
-			scored <- s
-		}
-	})
-	<-ready
+	scored := results[schemas.TraceScored](ctx, b, "troy.results.scored.>")
 	waitUntil := func(what string, cond func() bool) {
 		t.Helper()
 		for !cond() {
@@ -382,14 +381,7 @@ func TestGuardSessionReusedAfterEnd(t *testing.T) {
 	if _, err := pol.SetDefault(ctx, c); err != nil {
 		t.Fatal(err)
 	}
-	scored := make(chan schemas.TraceScored, 4)
-	ready, _ := b.Subscribe(ctx, bus.ResultsStream, "troy.results.scored.>", func(e schemas.Envelope) {
-		var s schemas.TraceScored
-		if json.Unmarshal(e.Data, &s) == nil {
-			scored <- s
-		}
-	})
-	<-ready
+	scored := results[schemas.TraceScored](ctx, b, "troy.results.scored.>")
 	g := agent.On(b).Guard(agent.GuardOptions{Session: "reused", Agent: "bot", Mode: schemas.ModeMonitor})
 	var runs []schemas.TraceScored
 	for _, steps := range []int{3, 2} {
