@@ -133,6 +133,9 @@ type StepExplanation struct {
 	RiskFactors  []string `json:"risk_factors"`
 	DataAccessed []string `json:"data_accessed"`
 	RawResponse  string   `json:"raw_response"`
+	// Error says why the fields are empty: the model's reply held no JSON (it is kept in
+	// RawResponse), or no reply came. Not in the Python tool's format; it ignores it.
+	Error string `json:"error,omitempty"`
 }
 
 // TraceSummary is an LLM's account of a whole trace.
@@ -141,6 +144,7 @@ type TraceSummary struct {
 	KeyActions  []string `json:"key_actions"`
 	Concerns    []string `json:"concerns"`
 	RawResponse string   `json:"raw_response"`
+	Error       string   `json:"error,omitempty"` // as in StepExplanation
 }
 
 // RuleError counts the steps at which a rule's condition failed to evaluate, with the first
@@ -161,6 +165,22 @@ type AuditInfo struct {
 	Explanations     string      `json:"explanations,omitempty"`
 	ExplanationsNote string      `json:"explanations_note,omitempty"`
 	RuleErrors       []RuleError `json:"rule_errors,omitempty"`
+	LLM              *LLMUsage   `json:"llm,omitempty"`
+}
+
+// LLMUsage counts what explaining a trace asked of the model.
+type LLMUsage struct {
+	Model string `json:"model"`
+	// Calls reached the model; Cached were answered from the cache; Failed got no usable
+	// reply after retries; Skipped were not made because the run's budget was spent.
+	Calls            int `json:"calls"`
+	Cached           int `json:"cached"`
+	Failed           int `json:"failed,omitempty"`
+	Skipped          int `json:"skipped,omitempty"`
+	PromptTokens     int `json:"prompt_tokens"`
+	CompletionTokens int `json:"completion_tokens"`
+	// Redacted counts the distinct sensitive values replaced before sending, by kind.
+	Redacted map[string]int `json:"redacted,omitempty"`
 }
 
 // AuditResult is everything an audit found about one trace; it is the content of audit.json.
