@@ -334,7 +334,9 @@ func (e *Explainer) once(ctx context.Context, req openai.ChatCompletionRequest) 
 // refusedError is a refusal of the credentials: no later call can succeed.
 type refusedError struct{ err error }
 
-func (r *refusedError) Error() string { return "the model API refused the credentials: " + r.err.Error() }
+func (r *refusedError) Error() string {
+	return "the model API refused the credentials: " + r.err.Error()
+}
 func (r *refusedError) Unwrap() error { return r.err }
 
 func statusOf(err error) int {

@@ -163,7 +163,9 @@ func TestParsesRepliesAsModelsWriteThem(t *testing.T) {
 		check       func(schemas.StepExplanation) bool
 	}{
 		{"plain", `{"summary": "s", "rationale": "r", "alternatives": ["a"], "risk_factors": ["x"], "data_accessed": ["d"]}`,
-			func(e schemas.StepExplanation) bool { return e.Summary == "s" && e.RiskFactors[0] == "x" && e.Error == "" }},
+			func(e schemas.StepExplanation) bool {
+				return e.Summary == "s" && e.RiskFactors[0] == "x" && e.Error == ""
+			}},
 		{"fenced", "```json\n{\"summary\": \"fenced\", \"rationale\": \"r\"}\n```",
 			func(e schemas.StepExplanation) bool { return e.Summary == "fenced" && len(e.Alternatives) == 0 }},
 		{"preamble", "Sure! Here is the analysis you asked for:\n{\"summary\": \"after words\", \"rationale\": \"r\"}\nHope this helps.",
