@@ -22,9 +22,6 @@ import (
 	"github.com/troy-audit/troy/scorer"
 )
 
-// ExplanationsOff is the AuditInfo.Explanations value when no LLM explained the steps.
-const ExplanationsOff = "off"
-
 // Result evaluates, scores and assembles the audit of one trace. explainNote says why
 // there are no explanations.
 func Result(c *evaluator.Compiled, t *schemas.Trace, explainNote string) *schemas.AuditResult {
@@ -37,12 +34,9 @@ func Result(c *evaluator.Compiled, t *schemas.Trace, explainNote string) *schema
 // Assemble builds the audit of a trace from what the stages found; the in-process engine
 // and the pipeline both use it, so their audits are the same. info describes the policy.
 func Assemble(t *schemas.Trace, vs []schemas.Violation, errs []schemas.RuleError, risk int, info schemas.AuditInfo, explainNote string) *schemas.AuditResult {
-	info.Explanations = ExplanationsOff
-	info.ExplanationsNote = explainNote
-	info.RuleErrors = errs
-	r := &schemas.AuditResult{Trace: t, Violations: vs, RiskScore: risk, Info: &info}
-	r.Normalize()
-	return r
+	ex := schemas.TraceExplained{State: schemas.ExplanationsOff, Note: explainNote}
+	ex.Violations, ex.RuleErrors, ex.RiskScore = vs, errs, risk
+	return ex.Audit(t, nil, info)
 }
 
 // Auditor audits one trace: in process, or through the pipeline.

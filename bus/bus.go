@@ -32,6 +32,9 @@ const (
 	ResultsStream = "TROY_RESULTS"
 	DeadStream    = "TROY_DEAD"
 	PolicyBucket  = "troy-policies"
+	// CacheBucket keeps model replies by (model, prompt), so that explaining a trace again
+	// costs no calls.
+	CacheBucket = "troy-explanations"
 )
 
 // Headers every event carries.
@@ -50,6 +53,9 @@ type Options struct {
 	DataDir string
 	// Memory keeps streams in memory and opens no port: for one-shot command runs.
 	Memory bool
+	// CacheDir, with Memory, keeps the explanation cache on disk there, so that it
+	// outlives the run; empty keeps it in memory too.
+	CacheDir string
 	// Listen is the embedded server's client address for agents ("host:port"); empty
 	// opens no port.
 	Listen string
@@ -76,6 +82,7 @@ type Bus struct {
 	kv      jetstream.KeyValue
 	mu      sync.Mutex
 	streams map[string]jetstream.Stream
+	cache   jetstream.KeyValue // the explanation cache; nil when absent
 }
 
 // Open starts or connects to NATS and declares troy's streams and buckets.
@@ -112,9 +119,14 @@ func Open(ctx context.Context, opts Options) (*Bus, error) {
 			b.Close()
 			return nil, fmt.Errorf("troy's streams are not on %s (is troyctl serve running?): %w", opts.URL, err)
 		}
+		b.cache, _ = b.js.KeyValue(ctx, CacheBucket) // absent: explain without a cache
 		return b, nil
 	}
-	if err := b.declare(ctx); err != nil {
+	cacheStorage := b.storage
+	if opts.Memory && opts.CacheDir != "" {
+		cacheStorage = jetstream.FileStorage
+	}
+	if err := b.declare(ctx, cacheStorage); err != nil {
 		b.Close()
 		return nil, err
 	}
@@ -130,10 +142,13 @@ func (b *Bus) startEmbedded(opts Options) error {
 		DontListen: opts.Listen == "",
 		MaxPayload: MaxEventSize + 64<<10,
 	}
-	if opts.Memory {
+	switch {
+	case opts.Memory && opts.CacheDir != "":
+		so.StoreDir = filepath.Join(opts.CacheDir, "jetstream") // only the cache bucket is on disk
+	case opts.Memory:
 		so.StoreDir = filepath.Join(os.TempDir(), "troy-unused") // memory streams never write here
 		so.JetStreamMaxStore = 1 << 20
-	} else {
+	default:
 		dir := opts.DataDir
 		if dir == "" {
 			dir = ".troy"
@@ -205,7 +220,7 @@ func clientOptions(o Options) ([]nats.Option, error) {
 }
 
 // declare creates or updates every stream and bucket; running it again changes nothing.
-func (b *Bus) declare(ctx context.Context) error {
+func (b *Bus) declare(ctx context.Context, cacheStorage jetstream.StorageType) error {
 	streams := []jetstream.StreamConfig{
 		{Name: StepsStream, Subjects: []string{schemas.StepsPrefix + ".>"}, Duplicates: 2 * time.Minute},
 		{Name: ResultsStream, Subjects: []string{schemas.ResultsPrefix + ".>"}, Duplicates: 2 * time.Minute},
@@ -224,7 +239,42 @@ func (b *Bus) declare(ctx context.Context) error {
 		return fmt.Errorf("declare bucket %s: %w", PolicyBucket, err)
 	}
 	b.kv = kv
+	cache, err := b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: CacheBucket, Storage: cacheStorage, History: 1,
+		Description: "model replies by (model, prompt)"})
+	if err != nil {
+		return fmt.Errorf("declare bucket %s: %w", CacheBucket, err)
+	}
+	b.cache = cache
 	return nil
+}
+
+// Cache is the explanation cache: model replies by key, in the cache bucket.
+type Cache struct{ kv jetstream.KeyValue }
+
+// ExplanationCache returns the deployment's explanation cache; nil when it has none.
+func (b *Bus) ExplanationCache() *Cache {
+	if b.cache == nil {
+		return nil
+	}
+	return &Cache{b.cache}
+}
+
+// Get returns the value stored under key, or nil.
+func (c *Cache) Get(ctx context.Context, key string) ([]byte, error) {
+	e, err := c.kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return e.Value(), nil
+}
+
+// Put stores value under key.
+func (c *Cache) Put(ctx context.Context, key string, value []byte) error {
+	_, err := c.kv.Put(ctx, key, value)
+	return err
 }
 
 // Close closes the connection and stops the embedded server, if any.
@@ -389,6 +439,11 @@ func (b *Bus) stream(ctx context.Context, name string) (jetstream.Stream, error)
 // ReadSteps reads a trace's events from the steps stream.
 func (b *Bus) ReadSteps(ctx context.Context, subject string, upTo uint64) ([]schemas.Envelope, error) {
 	return b.Read(ctx, StepsStream, subject, upTo)
+}
+
+// ReadResults reads a trace's result events of one kind from the results stream.
+func (b *Bus) ReadResults(ctx context.Context, subject string, upTo uint64) ([]schemas.Envelope, error) {
+	return b.Read(ctx, ResultsStream, subject, upTo)
 }
 
 // PutPolicy stores a policy document under a key (its content hash, or "default").

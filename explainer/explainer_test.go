@@ -2,12 +2,8 @@ package explainer_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
-	"net/http/httptest"
-	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,88 +11,22 @@ import (
 	"time"
 
 	"github.com/troy-audit/troy/explainer"
+	"github.com/troy-audit/troy/explainer/llmtest"
 	"github.com/troy-audit/troy/schemas"
 )
 
-// llm is a scripted OpenAI-compatible server: the only stand-in the tests use, for the
-// paid API. It records every request and how many were in flight at once.
-type llm struct {
-	*httptest.Server
-	mu       sync.Mutex
-	bodies   []string
-	times    []time.Time
-	inFlight atomic.Int32
-	maxIn    atomic.Int32
-}
-
-// handler answers request n (0-based) with body.
-type handler func(n int, body string, w http.ResponseWriter, r *http.Request)
-
-func newLLM(t *testing.T, h handler) *llm {
+func newLLM(t *testing.T, h llmtest.Handler) *llmtest.Server {
 	t.Helper()
-	s := &llm{}
-	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/v1/chat/completions" {
-			http.NotFound(w, r)
-			return
-		}
-		in := s.inFlight.Add(1)
-		defer s.inFlight.Add(-1)
-		for {
-			m := s.maxIn.Load()
-			if in <= m || s.maxIn.CompareAndSwap(m, in) {
-				break
-			}
-		}
-		raw, _ := io.ReadAll(r.Body)
-		s.mu.Lock()
-		n := len(s.bodies)
-		s.bodies = append(s.bodies, string(raw))
-		s.times = append(s.times, time.Now())
-		s.mu.Unlock()
-		h(n, string(raw), w, r)
-	}))
+	s := llmtest.NewServer(h)
 	t.Cleanup(s.Close)
 	return s
 }
 
-func (s *llm) requests() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.bodies)
-}
-
-// answer writes a chat completion whose message is content.
-func answer(w http.ResponseWriter, content string) {
-	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(map[string]any{
-		"id": "c", "object": "chat.completion", "created": 0, "model": "scripted",
-		"choices": []any{map[string]any{"index": 0, "finish_reason": "stop", "message": map[string]any{"role": "assistant", "content": content}}},
-		"usage":   map[string]any{"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120},
-	})
-}
-
-func fail(w http.ResponseWriter, status int, message string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(map[string]any{"error": map[string]any{"message": message, "type": "error"}})
-}
-
-var currentStep = regexp.MustCompile(`step_id ([^)]+)\)`)
-
-// explains answers every step prompt with a proper explanation naming the step, and the
-// summary prompt with a summary.
-func explains(_ int, body string, w http.ResponseWriter, _ *http.Request) {
-	if strings.Contains(body, "Summarise this agent execution") {
-		answer(w, `{"overview": "The agent looked something up and replied.", "key_actions": ["searched", "replied"], "concerns": []}`)
-		return
-	}
-	id := "?"
-	if m := currentStep.FindStringSubmatch(body); m != nil {
-		id = m[1]
-	}
-	answer(w, fmt.Sprintf(`{"summary": "explains %s", "rationale": "because", "alternatives": ["wait"], "risk_factors": [], "data_accessed": ["query"]}`, id))
-}
+var (
+	answer   = llmtest.Answer
+	fail     = llmtest.Fail
+	explains = llmtest.Explains
+)
 
 func trace(steps int) *schemas.Trace {
 	t := &schemas.Trace{TraceID: "t1", AgentName: "bot", Metadata: map[string]any{"env": "test"}}
@@ -107,7 +37,7 @@ func trace(steps int) *schemas.Trace {
 	return t
 }
 
-func config(s *llm) explainer.Config {
+func config(s *llmtest.Server) explainer.Config {
 	return explainer.Config{Model: "test-model", BaseURL: s.URL + "/v1", APIKey: "test", Backoff: time.Millisecond, Timeout: 5 * time.Second}
 }
 
@@ -125,12 +55,12 @@ func explain(t *testing.T, e *explainer.Explainer, tr *schemas.Trace) *explainer
 func TestExplainsEveryStepAndSummarises(t *testing.T) {
 	s := newLLM(t, explains)
 	r := explain(t, explainer.New(config(s)), trace(4))
-	if len(r.Explanations) != 4 || s.requests() != 5 {
-		t.Fatalf("%d explanations from %d requests", len(r.Explanations), s.requests())
+	if len(r.Explanations) != 4 || len(s.Requests()) != 5 {
+		t.Fatalf("%d explanations from %d requests", len(r.Explanations), len(s.Requests()))
 	}
 	for i, e := range r.Explanations {
 		id := fmt.Sprint("s", i+1)
-		if e.StepID != id || e.Summary != "explains "+id || e.Rationale != "because" || len(e.Alternatives) != 1 || e.Error != "" || e.RawResponse == "" {
+		if e.StepID != id || !strings.HasPrefix(e.Summary, "explains "+id+": a tool_call step") || e.Rationale == "" || len(e.Alternatives) != 1 || e.Error != "" || e.RawResponse == "" {
 			t.Fatalf("explanation %d: %+v", i, e)
 		}
 	}
@@ -143,7 +73,7 @@ func TestExplainsEveryStepAndSummarises(t *testing.T) {
 	}
 	// The prompt carries the step, its neighbours and asks for JSON; JSON mode is asked for.
 	var body string
-	for _, b := range s.bodies {
+	for _, b := range s.Requests() {
 		if strings.Contains(b, "step_id s2") {
 			body = b
 		}
@@ -214,13 +144,14 @@ func TestRetriesHonourRetryAfter(t *testing.T) {
 		explains(n, body, w, r)
 	})
 	r := explain(t, explainer.New(config(s)), trace(1))
-	if r.Usage.Calls != 2 || r.Usage.Failed != 0 || s.requests() != 3 {
-		t.Fatalf("usage %+v after %d requests", r.Usage, s.requests())
+	if r.Usage.Calls != 2 || r.Usage.Failed != 0 || len(s.Requests()) != 3 {
+		t.Fatalf("usage %+v after %d requests", r.Usage, len(s.Requests()))
 	}
 	// The retry is the later request with the same body as the refused one.
-	for i := 1; i < len(s.bodies); i++ {
-		if s.bodies[i] == s.bodies[0] {
-			if wait := s.times[i].Sub(s.times[0]); wait < time.Second {
+	bodies, times := s.Requests(), s.Times()
+	for i := 1; i < len(bodies); i++ {
+		if bodies[i] == bodies[0] {
+			if wait := times[i].Sub(times[0]); wait < time.Second {
 				t.Fatalf("retried after %s, before the server's Retry-After of 1s", wait)
 			}
 			return
@@ -240,8 +171,8 @@ func TestRetriesServerErrors(t *testing.T) {
 	cfg := config(s)
 	cfg.Concurrency = 1
 	r := explain(t, explainer.New(cfg), trace(1))
-	if r.Explanations[0].Error != "" || r.Usage.Failed != 0 || s.requests() != 4 {
-		t.Fatalf("explanation %+v, %d requests", r.Explanations[0], s.requests())
+	if r.Explanations[0].Error != "" || r.Usage.Failed != 0 || len(s.Requests()) != 4 {
+		t.Fatalf("explanation %+v, %d requests", r.Explanations[0], len(s.Requests()))
 	}
 }
 
@@ -275,7 +206,7 @@ func TestConcurrencyLimitIsNeverExceeded(t *testing.T) {
 		wg.Go(func() { explain(t, e, trace(10)) })
 	}
 	wg.Wait()
-	if got := s.maxIn.Load(); got != 3 {
+	if got := s.MaxInFlight(); got != 3 {
 		t.Fatalf("at most %d requests in flight, want exactly the limit of 3", got)
 	}
 }
@@ -303,10 +234,10 @@ func TestCachedTraceCostsNoRequests(t *testing.T) {
 	cfg := config(s)
 	cfg.Cache = &memCache{m: map[string][]byte{}}
 	first := explain(t, explainer.New(cfg), trace(3))
-	before := s.requests()
+	before := len(s.Requests())
 	second := explain(t, explainer.New(cfg), trace(3))
-	if s.requests() != before {
-		t.Fatalf("the second audit made %d requests", s.requests()-before)
+	if len(s.Requests()) != before {
+		t.Fatalf("the second audit made %d requests", len(s.Requests())-before)
 	}
 	if second.Usage.Cached != 4 || second.Usage.Calls != 0 || second.Explanations[2].Summary != first.Explanations[2].Summary {
 		t.Fatalf("second: %+v", second.Usage)
@@ -333,7 +264,7 @@ func TestSensitiveValuesNeverLeave(t *testing.T) {
 	if v := leaked.Load(); v != nil {
 		t.Fatalf("%q reached the model", v)
 	}
-	all := strings.Join(s.bodies, "\n")
+	all := strings.Join(s.Requests(), "\n")
 	for _, p := range []string{"[EMAIL_1]", "[SSN_1]", "[CARD_1]", "[API_KEY_1]", "[PASSWORD_1]"} {
 		if !strings.Contains(all, p) {
 			t.Errorf("no %s in the prompts", p)
@@ -365,8 +296,8 @@ func TestFallsBackWhenJSONModeIsRefused(t *testing.T) {
 	cfg := config(s)
 	cfg.Concurrency = 1
 	r := explain(t, explainer.New(cfg), trace(3))
-	if r.Usage.Calls != 4 || r.Usage.Failed != 0 || s.requests() != 5 {
-		t.Fatalf("usage %+v after %d requests: one refusal, then plain requests", r.Usage, s.requests())
+	if r.Usage.Calls != 4 || r.Usage.Failed != 0 || len(s.Requests()) != 5 {
+		t.Fatalf("usage %+v after %d requests: one refusal, then plain requests", r.Usage, len(s.Requests()))
 	}
 }
 
@@ -375,8 +306,8 @@ func TestBudgetStopsFurtherCalls(t *testing.T) {
 	cfg := config(s)
 	cfg.MaxRequests = 3
 	r := explain(t, explainer.New(cfg), trace(5))
-	if s.requests() != 3 || r.Usage.Calls != 3 || r.Usage.Skipped != 3 {
-		t.Fatalf("%d requests, usage %+v", s.requests(), r.Usage)
+	if len(s.Requests()) != 3 || r.Usage.Calls != 3 || r.Usage.Skipped != 3 {
+		t.Fatalf("%d requests, usage %+v", len(s.Requests()), r.Usage)
 	}
 	if !strings.Contains(r.Note, "budget was spent: 3 of 6 calls not made") {
 		t.Fatalf("note %q", r.Note)
@@ -390,7 +321,7 @@ func TestRefusedKeyStopsAsking(t *testing.T) {
 	cfg := config(s)
 	cfg.Concurrency = 1
 	r := explain(t, explainer.New(cfg), trace(20))
-	if s.requests() != 1 || r.Usage.Failed != 21 || !strings.Contains(r.Note, "refused the credentials") {
-		t.Fatalf("%d requests, usage %+v, note %q", s.requests(), r.Usage, r.Note)
+	if len(s.Requests()) != 1 || r.Usage.Failed != 21 || !strings.Contains(r.Note, "refused the credentials") {
+		t.Fatalf("%d requests, usage %+v, note %q", len(s.Requests()), r.Usage, r.Note)
 	}
 }

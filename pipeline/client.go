@@ -6,17 +6,17 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"math"
 	"strconv"
 	"sync"
 	"sync/atomic"
 
-	"github.com/troy-audit/troy/audit"
 	"github.com/troy-audit/troy/bus"
 	"github.com/troy-audit/troy/schemas"
 )
 
-// Client sends whole traces into the pipeline and waits for their scored results, as
-// `troyctl audit` and `troyctl batch` do.
+// Client sends whole traces into the pipeline and waits for their results (scored and
+// explained), as `troyctl audit` and `troyctl batch` do.
 type Client struct {
 	b      *bus.Bus
 	policy string
@@ -25,23 +25,23 @@ type Client struct {
 	purge  bool
 
 	mu       sync.Mutex
-	waiting  map[string]chan schemas.TraceScored // by run
-	inFlight map[string]int                      // runs in flight, by subject
+	waiting  map[string]chan schemas.TraceExplained // by run
+	inFlight map[string]int                         // runs in flight, by subject
 	stop     context.CancelFunc
 	done     <-chan error
 }
 
 // NewClient starts listening for results. Traces are evaluated with the policy of the given
-// hash. With purge, a trace's events are removed from the stream once it is scored, for
+// hash. With purge, a trace's events are removed from the streams once it is done, for
 // one-shot runs that keep streams in memory.
 func NewClient(ctx context.Context, b *bus.Bus, policy string, purge bool) (*Client, error) {
 	var id [6]byte
 	if _, err := rand.Read(id[:]); err != nil {
 		return nil, err
 	}
-	c := &Client{b: b, policy: policy, prefix: hex.EncodeToString(id[:]), purge: purge, waiting: map[string]chan schemas.TraceScored{}, inFlight: map[string]int{}}
+	c := &Client{b: b, policy: policy, prefix: hex.EncodeToString(id[:]), purge: purge, waiting: map[string]chan schemas.TraceExplained{}, inFlight: map[string]int{}}
 	ctx, c.stop = context.WithCancel(ctx)
-	ready, done := b.Subscribe(ctx, bus.ResultsStream, schemas.ResultsPrefix+"."+schemas.KindScored+".>", c.deliver)
+	ready, done := b.Subscribe(ctx, bus.ResultsStream, schemas.ResultsPrefix+"."+schemas.KindExplained+".>", c.deliver)
 	<-ready
 	c.done = done
 	select {
@@ -63,7 +63,7 @@ func (c *Client) Close() {
 }
 
 func (c *Client) deliver(e schemas.Envelope) {
-	var ev schemas.TraceScored
+	var ev schemas.TraceExplained
 	if json.Unmarshal(e.Data, &ev) != nil {
 		return
 	}
@@ -76,12 +76,14 @@ func (c *Client) deliver(e schemas.Envelope) {
 	}
 }
 
-// Audit sends a trace (every step, then its end) and waits for its scored result.
-func (c *Client) Audit(ctx context.Context, t *schemas.Trace) (schemas.TraceScored, error) {
+// Audit sends a trace (every step, then its end) and waits until it is scored and
+// explained; it returns that result and the step explanations.
+func (c *Client) Audit(ctx context.Context, t *schemas.Trace) (schemas.TraceExplained, []schemas.StepExplanation, error) {
+	var none schemas.TraceExplained
 	run := c.prefix + "-" + strconv.FormatInt(c.n.Add(1), 36)
 	ref := schemas.TraceRef{TraceID: t.TraceID, AgentName: t.AgentName, Policy: c.policy, Run: run}
 	subject := schemas.StepsSubject(t.AgentName, t.TraceID)
-	ch := make(chan schemas.TraceScored, 1)
+	ch := make(chan schemas.TraceExplained, 1)
 	c.mu.Lock()
 	c.waiting[run] = ch
 	c.inFlight[subject]++
@@ -96,9 +98,11 @@ func (c *Client) Audit(ctx context.Context, t *schemas.Trace) (schemas.TraceScor
 		}
 		c.mu.Unlock()
 		// In memory, a finished trace's events are dropped, unless another sending of
-		// the same trace still needs them.
+		// the same trace still needs them. A failure costs memory, not results.
 		if c.purge && last {
-			_ = c.b.Purge(context.WithoutCancel(ctx), bus.StepsStream, subject) // a failure costs memory, not results
+			ctx := context.WithoutCancel(ctx)
+			_ = c.b.Purge(ctx, bus.StepsStream, subject)
+			_ = c.b.Purge(ctx, bus.ResultsStream, schemas.ResultSubject("*", t.AgentName, t.TraceID))
 		}
 	}()
 	events := make([]schemas.Envelope, 0, len(t.Steps)+1)
@@ -106,41 +110,52 @@ func (c *Client) Audit(ctx context.Context, t *schemas.Trace) (schemas.TraceScor
 		e, err := schemas.NewEnvelope(subject, schemas.KindStep, schemas.MsgID(schemas.KindStep, ref, s.StepID),
 			schemas.StepEvent{TraceRef: ref, TraceMetadata: t.Metadata, Seq: i, Step: s})
 		if err != nil {
-			return schemas.TraceScored{}, err
+			return none, nil, err
 		}
 		if len(e.Data) > bus.MaxEventSize {
-			return schemas.TraceScored{}, fmt.Errorf("step %s is %d bytes encoded, over the %d-byte event limit", s.StepID, len(e.Data), bus.MaxEventSize)
+			return none, nil, fmt.Errorf("step %s is %d bytes encoded, over the %d-byte event limit", s.StepID, len(e.Data), bus.MaxEventSize)
 		}
 		events = append(events, e)
 	}
 	end, err := schemas.NewEnvelope(subject, schemas.KindEnd, schemas.MsgID(schemas.KindEnd, ref, ""), schemas.TraceEnd{TraceRef: ref, Steps: len(t.Steps)})
 	if err != nil {
-		return schemas.TraceScored{}, err
+		return none, nil, err
 	}
 	if err := c.b.PublishAll(ctx, append(events, end)); err != nil {
-		return schemas.TraceScored{}, err
+		return none, nil, err
 	}
+	var ev schemas.TraceExplained
 	select {
-	case ev := <-ch:
-		return ev, nil
+	case ev = <-ch:
 	case <-ctx.Done():
-		return schemas.TraceScored{}, ctx.Err()
+		return none, nil, ctx.Err()
 	}
+	if ev.Count == 0 {
+		return ev, nil, nil
+	}
+	stored, err := c.b.ReadResults(ctx, schemas.ResultSubject(schemas.KindExplanation, t.AgentName, t.TraceID), math.MaxUint64)
+	if err != nil {
+		return none, nil, fmt.Errorf("read explanations: %w", err)
+	}
+	steps := schemas.CollectExplanations(stored, run)
+	if len(steps) < ev.Count {
+		return none, nil, fmt.Errorf("read explanations: %d of %d found", len(steps), ev.Count)
+	}
+	return ev, steps, nil
 }
 
 // Auditor audits traces through the pipeline, assembling the same audit as the in-process
-// engine from the scored result.
+// engine from the pipeline's results.
 type Auditor struct {
-	Client      *Client
-	Info        schemas.AuditInfo // describes the client's policy
-	ExplainNote string
+	Client *Client
+	Info   schemas.AuditInfo // describes the client's policy
 }
 
 // Audit sends one trace and assembles its audit.
 func (a *Auditor) Audit(ctx context.Context, t *schemas.Trace) (*schemas.AuditResult, error) {
-	ev, err := a.Client.Audit(ctx, t)
+	ev, steps, err := a.Client.Audit(ctx, t)
 	if err != nil {
 		return nil, err
 	}
-	return audit.Assemble(t, ev.Violations, ev.RuleErrors, ev.RiskScore, a.Info, a.ExplainNote), nil
+	return ev.Audit(t, steps, a.Info), nil
 }

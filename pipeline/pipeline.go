@@ -10,6 +10,7 @@ import (
 
 	"github.com/troy-audit/troy/bus"
 	"github.com/troy-audit/troy/evaluator"
+	"github.com/troy-audit/troy/explainer"
 	"github.com/troy-audit/troy/reporter"
 	"github.com/troy-audit/troy/schemas"
 	"github.com/troy-audit/troy/scorer"
@@ -19,11 +20,12 @@ import (
 const (
 	Evaluator = "evaluator"
 	Scorer    = "scorer"
+	Explainer = "explainer"
 	Reporter  = "reporter"
 )
 
 // Components lists the components: the stages in pipeline order, then the guard service.
-func Components() []string { return []string{Evaluator, Scorer, Reporter, Guard} }
+func Components() []string { return []string{Evaluator, Scorer, Explainer, Reporter, Guard} }
 
 // Config chooses and tunes the components to run.
 type Config struct {
@@ -31,6 +33,10 @@ type Config struct {
 	ReportDir   string        // where the reporter writes; empty means "reports"
 	Workers     int           // events handled at once per component; zero means 4
 	IdleTimeout time.Duration // close traces without events for this long; zero means never
+	// Explain asks a model about each finished trace; nil passes traces on unexplained,
+	// with ExplainNote saying why.
+	Explain     *explainer.Explainer
+	ExplainNote string
 }
 
 // Pipeline is a set of running components and their counters.
@@ -110,9 +116,12 @@ func (p *Pipeline) component(name string) (bus.Consumer, bus.Handler) {
 	case Scorer:
 		c.Stream, c.Filter = bus.ResultsStream, []string{schemas.ResultsPrefix + "." + schemas.KindEvaluated + ".>"}
 		return c, scorer.NewStage(p.pol.Weights).Handle
+	case Explainer:
+		c.Stream, c.Filter = bus.ResultsStream, []string{schemas.ResultsPrefix + "." + schemas.KindScored + ".>"}
+		return c, explainer.NewStage(p.cfg.Explain, p.cfg.ExplainNote, p.b.ReadSteps).Handle
 	}
-	c.Stream, c.Filter = bus.ResultsStream, []string{schemas.ResultsPrefix + "." + schemas.KindScored + ".>"}
-	return c, reporter.NewStage(p.cfg.ReportDir, p.b.ReadSteps, p.pol.Info).Handle
+	c.Stream, c.Filter = bus.ResultsStream, []string{schemas.ResultsPrefix + "." + schemas.KindExplained + ".>"}
+	return c, reporter.NewStage(p.cfg.ReportDir, p.b.ReadSteps, p.b.ReadResults, p.pol.Info).Handle
 }
 
 // closeIdle ends traces that have had no event for the idle timeout, by publishing their

@@ -81,7 +81,7 @@ func results[T any](ctx context.Context, b *bus.Bus, subject string) <-chan T {
 
 // Audits through the pipeline are the audits of the in-process engine.
 func TestPipelineAuditsEqualInProcess(t *testing.T) {
-	b, pol, _ := start(t, pipeline.Config{Only: []string{pipeline.Evaluator, pipeline.Scorer}})
+	b, pol, _ := start(t, pipeline.Config{Only: []string{pipeline.Evaluator, pipeline.Scorer, pipeline.Explainer}, ExplainNote: "n"})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	c := merged(t)
@@ -94,7 +94,7 @@ func TestPipelineAuditsEqualInProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer client.Close()
-	remote := &pipeline.Auditor{Client: client, Info: pipeline.InfoOf(c), ExplainNote: "n"}
+	remote := &pipeline.Auditor{Client: client, Info: pipeline.InfoOf(c)}
 	local := audit.InProcess{Compiled: c, ExplainNote: "n"}
 	g := tracegen.New(tracegen.Options{Steps: 30, Seed: 5, BadRate: 0.1})
 	traces := make([]*schemas.Trace, 40)
@@ -181,7 +181,7 @@ func TestReporterWritesReports(t *testing.T) {
 // Malformed events on the steps subject go to the dead-letter subject with the reason, and
 // the pipeline goes on.
 func TestMalformedEventsAreDeadLettered(t *testing.T) {
-	b, pol, p := start(t, pipeline.Config{Only: []string{pipeline.Evaluator, pipeline.Scorer}})
+	b, pol, p := start(t, pipeline.Config{Only: []string{pipeline.Evaluator, pipeline.Scorer, pipeline.Explainer}})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	c := merged(t)
@@ -205,7 +205,7 @@ func TestMalformedEventsAreDeadLettered(t *testing.T) {
 	}
 	defer client.Close()
 	tr := tracegen.New(tracegen.Options{Steps: 5, Seed: 1}).Trace()
-	if _, err := client.Audit(ctx, tr); err != nil {
+	if _, _, err := client.Audit(ctx, tr); err != nil {
 		t.Fatalf("a good trace after bad events: %v", err)
 	}
 	for p.Stats[pipeline.Evaluator].Dead.Load() < 3 {

@@ -45,10 +45,23 @@ func Markdown(r *schemas.AuditResult) string {
 			}
 			line("**Explanations:** %s", note)
 		}
+		if u := info.LLM; u != nil {
+			calls := fmt.Sprintf("%d calls, %d from the cache", u.Calls, u.Cached)
+			if u.Failed > 0 {
+				calls += fmt.Sprintf(", %d failed", u.Failed)
+			}
+			if u.Skipped > 0 {
+				calls += fmt.Sprintf(", %d over budget", u.Skipped)
+			}
+			line("**Model:** %s (%s; %d prompt and %d completion tokens)", u.Model, calls, u.PromptTokens, u.CompletionTokens)
+		}
 	}
 
 	if s := r.Summary; s != nil {
 		line("\n## Summary")
+		if s.Error != "" {
+			line("\n_No summary: %s._", s.Error)
+		}
 		line("\n%s", s.Overview)
 		bullets(&b, "\n### Key Actions", s.KeyActions)
 		bullets(&b, "\n### Concerns", s.Concerns)
@@ -58,6 +71,10 @@ func Markdown(r *schemas.AuditResult) string {
 		line("\n## Step Analysis")
 		for _, e := range r.Explanations {
 			line("\n### Step: %s", e.StepID)
+			if e.Error != "" {
+				line("\n_No explanation: %s._", e.Error)
+				continue
+			}
 			line("\n%s", e.Summary)
 			if e.Rationale != "" {
 				line("\n**Why:** %s", e.Rationale)
@@ -132,6 +149,29 @@ func EncodeJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
+func writeResponses(r *schemas.AuditResult, dir string) error {
+	for _, e := range r.Explanations {
+		if e.RawResponse == "" {
+			continue
+		}
+		if err := WriteFile(filepath.Join(dir, "step_"+fileName(e.StepID)+".txt"), []byte(e.RawResponse)); err != nil {
+			return err
+		}
+	}
+	if s := r.Summary; s != nil && s.RawResponse != "" {
+		return WriteFile(filepath.Join(dir, "trace_summary.txt"), []byte(s.RawResponse))
+	}
+	return nil
+}
+
+// fileName makes a step id safe as a file name: ids are free text and may hold slashes.
+func fileName(id string) string {
+	if id != "" && !strings.ContainsAny(id, `/\:*?"<>|`) && id != "." && id != ".." && !strings.HasPrefix(id, ".") {
+		return id
+	}
+	return schemas.SubjectToken(id)
+}
+
 // WriteFile writes data to path, creating parent directories, through a temporary file
 // renamed into place so a reader never sees half a report.
 func WriteFile(path string, data []byte) error {
@@ -157,11 +197,16 @@ func WriteFile(path string, data []byte) error {
 	return os.Rename(tmp, path)
 }
 
-// WriteAudit writes report.md and audit.json for one result.
+// WriteAudit writes report.md and audit.json for one result and, when a model explained
+// the trace, its raw replies under llm_responses/ beside the report (step_<id>.txt and
+// trace_summary.txt), for the audit trail.
 func WriteAudit(r *schemas.AuditResult, mdPath, jsonPath string) error {
 	r.Normalize()
 	if err := WriteFile(mdPath, []byte(Markdown(r))); err != nil {
 		return fmt.Errorf("write report: %w", err)
+	}
+	if err := writeResponses(r, filepath.Join(filepath.Dir(mdPath), "llm_responses")); err != nil {
+		return fmt.Errorf("write model replies: %w", err)
 	}
 	data, err := JSON(r)
 	if err != nil {

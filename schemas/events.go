@@ -4,6 +4,8 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -12,14 +14,16 @@ import (
 
 // Event kinds. Each event travels with its kind in the Troy-Kind header.
 const (
-	KindStep      = "step"      // StepEvent: a step of a trace
-	KindOutput    = "output"    // StepOutput: a step's output, recorded after the step ran
-	KindEnd       = "end"       // TraceEnd: the trace is complete
-	KindViolation = "violation" // ViolationEvent: a rule violated at a step, as soon as known
-	KindEvaluated = "evaluated" // TraceEvaluated: every violation of a finished trace
-	KindScored    = "scored"    // TraceScored: a finished trace's risk score
-	KindReported  = "reported"  // TraceReported: a finished trace's reports were written
-	KindDead      = "dead"      // DeadLetter: an event no stage could handle
+	KindStep        = "step"        // StepEvent: a step of a trace
+	KindOutput      = "output"      // StepOutput: a step's output, recorded after the step ran
+	KindEnd         = "end"         // TraceEnd: the trace is complete
+	KindViolation   = "violation"   // ViolationEvent: a rule violated at a step, as soon as known
+	KindEvaluated   = "evaluated"   // TraceEvaluated: every violation of a finished trace
+	KindScored      = "scored"      // TraceScored: a finished trace's risk score
+	KindExplanation = "explanation" // ExplanationEvent: an LLM's explanation of one step
+	KindExplained   = "explained"   // TraceExplained: a finished trace, scored and explained
+	KindReported    = "reported"    // TraceReported: a finished trace's reports were written
+	KindDead        = "dead"        // DeadLetter: an event no stage could handle
 )
 
 // TraceRef names a trace in events: its id, its agent, the policy revision (a content hash)
@@ -79,6 +83,41 @@ type TraceEvaluated struct {
 type TraceScored struct {
 	TraceEvaluated
 	RiskScore int `json:"risk_score"`
+}
+
+// ExplanationEvent is a model's explanation of one step of a finished trace.
+type ExplanationEvent struct {
+	TraceRef
+	StepIndex   int             `json:"step_index"`
+	Explanation StepExplanation `json:"explanation"`
+}
+
+// Explanation states, as AuditInfo.Explanations records them.
+const (
+	ExplanationsOn  = "on"
+	ExplanationsOff = "off"
+)
+
+// TraceExplained is a scored trace with its explanations: State is ExplanationsOn when a
+// model was asked (the step explanations are ExplanationEvents on
+// troy.results.explanation.<agent>.<trace>, Steps of them), ExplanationsOff with the
+// reason in Note otherwise.
+type TraceExplained struct {
+	TraceScored
+	State   string        `json:"explanations"`
+	Note    string        `json:"explanations_note,omitempty"`
+	Count   int           `json:"explained_steps"`
+	Summary *TraceSummary `json:"summary,omitempty"`
+	LLM     *LLMUsage     `json:"llm,omitempty"`
+}
+
+// Audit assembles the audit of the trace from what the stages found: steps are its step
+// explanations, info describes the policy.
+func (e *TraceExplained) Audit(t *Trace, steps []StepExplanation, info AuditInfo) *AuditResult {
+	info.Explanations, info.ExplanationsNote, info.RuleErrors, info.LLM = e.State, e.Note, e.RuleErrors, e.LLM
+	r := &AuditResult{Trace: t, Explanations: steps, Summary: e.Summary, Violations: e.Violations, RiskScore: e.RiskScore, Info: &info}
+	r.Normalize()
+	return r
 }
 
 // TraceReported says where a finished trace's reports were written.
@@ -239,6 +278,27 @@ func AssembleTrace(events []Envelope, run string) (*Trace, error) {
 	}
 	t.Normalize()
 	return t, nil
+}
+
+// CollectExplanations picks one run's step explanations out of its subject's events on
+// the results stream, in step order, once each.
+func CollectExplanations(events []Envelope, run string) []StepExplanation {
+	byIndex := map[int]StepExplanation{}
+	for _, e := range events {
+		if e.Kind != KindExplanation {
+			continue
+		}
+		var ev ExplanationEvent
+		if json.Unmarshal(e.Data, &ev) != nil || ev.Run != run {
+			continue
+		}
+		byIndex[ev.StepIndex] = ev.Explanation
+	}
+	out := make([]StepExplanation, 0, len(byIndex))
+	for _, i := range slices.Sorted(maps.Keys(byIndex)) {
+		out = append(out, byIndex[i])
+	}
+	return out
 }
 
 // Permanent marks an error that no retry can fix, such as an event that does not decode;

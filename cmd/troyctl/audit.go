@@ -16,23 +16,6 @@ import (
 	"github.com/troy-audit/troy/schemas"
 )
 
-// explainFlags are the explanation options audit and batch share.
-type explainFlags struct {
-	noExplain bool
-}
-
-func (f *explainFlags) register(cmd *cobra.Command) {
-	cmd.Flags().BoolVar(&f.noExplain, "no-explain", false, "skip LLM explanations (policy evaluation and scoring only; no API key needed)")
-}
-
-// note says why the report carries no explanations.
-func (f *explainFlags) note() string {
-	if f.noExplain {
-		return "--no-explain"
-	}
-	return "LLM explanations are not enabled in this build; policy evaluation and scoring only"
-}
-
 // loadPolicy resolves a policy argument (file or template name) and compiles it.
 func loadPolicy(arg string) (*evaluator.Compiled, error) {
 	p, err := policies.Resolve(arg)
@@ -62,11 +45,18 @@ Reports go to logs/YYYY-MM-DD/ unless -o and -j say otherwise.
 
 The trace goes through troy's pipeline: an embedded in-memory NATS server and stages in
 this process, or, with --nats, a running deployment (troyctl serve), whose results are
-awaited.`,
+awaited.
+
+A model explains each step and summarises the trace when an API key (--api-key,
+OPENAI_API_KEY) or a base URL (--base-url, OPENAI_BASE_URL, for local models) is set,
+from flags, the environment or a .env file, in that order. Sensitive values are
+redacted before they are sent; replies are cached under --data-dir.`,
 		Example: `  troyctl audit examples/traces/pii-exfiltration.json examples/policy.json
   troyctl audit run.json.gz owasp_llm_top10 -o out/report.md -j out/audit.json
   troyctl audit run.json examples/policy.json --json
-  troyctl audit run.json soc2 --nats nats://troy.internal:4222`,
+  troyctl audit run.json soc2 --nats nats://troy.internal:4222
+  OPENAI_API_KEY=sk-... troyctl audit run.json soc2 --model gpt-4o-mini
+  troyctl audit run.json soc2 --base-url http://127.0.0.1:8080/v1 --api-key test`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
@@ -78,7 +68,7 @@ awaited.`,
 			if err != nil {
 				return err
 			}
-			auditor, closeAuditor, err := nf.pipelineAuditor(ctx, c, ex.note())
+			auditor, closeAuditor, err := nf.pipelineAuditor(ctx, c, &ex, a.stderr)
 			if err != nil {
 				return err
 			}
@@ -110,7 +100,7 @@ awaited.`,
 	cmd.Flags().StringVarP(&jsonPath, "json-output", "j", "", "JSON audit path (default logs/YYYY-MM-DD/audit.json)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON summary on stdout instead of text")
 	cmd.Flags().Int64Var(&maxSize, "max-size", ingest.DefaultMaxSize, "largest trace document in bytes (a .json file, or one .jsonl line)")
-	ex.register(cmd)
+	ex.register(cmd, true)
 	nf.register(cmd)
 	return cmd
 }
@@ -147,7 +137,7 @@ func printAudit(a *app, r *schemas.AuditResult, c *evaluator.Compiled, policyArg
 	w := a.stdout
 	fmt.Fprintf(w, "Trace %s (agent %s, %d steps) against %s (%d rules).\n",
 		quote(r.Trace.TraceID), quote(r.Trace.AgentName), len(r.Trace.Steps), policyArg, len(c.Policy().Rules))
-	fmt.Fprintf(w, "Explanations: off (%s).\n", r.Info.ExplanationsNote)
+	fmt.Fprintln(w, explanationsLine(r.Info))
 	fmt.Fprintf(w, "Found %d violation(s). Risk score: %d/100.\n", len(r.Violations), r.RiskScore)
 	for _, v := range r.Violations {
 		fmt.Fprintf(w, "  %-10s %s at step %s\n", "["+strings.ToUpper(v.Severity)+"]", v.RuleID, v.StepID)

@@ -55,7 +55,7 @@ The last argument is the policy: a file or the name of a bundled template.`,
 			if dir == "" {
 				dir = reporter.DefaultDir(time.Now())
 			}
-			auditor, closeAuditor, err := nf.pipelineAuditor(cmd.Context(), c, ex.note())
+			auditor, closeAuditor, err := nf.pipelineAuditor(cmd.Context(), c, &ex, a.stderr)
 			if err != nil {
 				return err
 			}
@@ -97,7 +97,7 @@ The last argument is the policy: a file or the name of a bundled template.`,
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON summary on stdout instead of text")
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "no per-trace progress lines")
 	cmd.Flags().Int64Var(&maxSize, "max-size", ingest.DefaultMaxSize, "largest trace document in bytes (a .json file, or one .jsonl line)")
-	ex.register(cmd)
+	ex.register(cmd, true)
 	nf.register(cmd)
 	return cmd
 }

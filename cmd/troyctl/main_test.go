@@ -24,6 +24,10 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	repoRoot = abs
+	// Tests never reach a real model: a key in the developer's environment is not used.
+	for _, k := range []string{"OPENAI_API_KEY", "OPENAI_BASE_URL", "TROY_MODEL"} {
+		os.Unsetenv(k)
+	}
 	os.Exit(m.Run())
 }
 

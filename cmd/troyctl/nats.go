@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"io"
+	"log/slog"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -9,6 +11,7 @@ import (
 	"github.com/troy-audit/troy/audit"
 	"github.com/troy-audit/troy/bus"
 	"github.com/troy-audit/troy/evaluator"
+	"github.com/troy-audit/troy/explainer"
 	"github.com/troy-audit/troy/pipeline"
 )
 
@@ -31,14 +34,22 @@ func (f *natsFlags) register(cmd *cobra.Command) {
 }
 
 // pipelineAuditor opens the pipeline for a one-shot command: with --nats, a running
-// deployment does the work; otherwise an embedded in-memory server and in-process stages.
-// The policy goes to the policy bucket and the traces name its revision.
-func (f *natsFlags) pipelineAuditor(ctx context.Context, c *evaluator.Compiled, note string) (audit.Auditor, func(), error) {
+// deployment does the work (its explainer explains); otherwise an embedded in-memory
+// server and in-process stages, explaining with the model ex configures. The policy goes
+// to the policy bucket and the traces name its revision.
+func (f *natsFlags) pipelineAuditor(ctx context.Context, c *evaluator.Compiled, ex *explainFlags, stderr io.Writer) (audit.Auditor, func(), error) {
 	opts := f.opts
 	opts.Name = "troyctl"
 	embedded := opts.URL == ""
 	opts.Memory = embedded
 	opts.Client = !embedded
+	cfg, explain, note, err := ex.config()
+	if err != nil {
+		return nil, nil, err
+	}
+	if embedded && explain && !ex.noCache {
+		opts.CacheDir = ex.dataDir
+	}
 	b, err := bus.Open(ctx, opts)
 	if err != nil {
 		return nil, nil, err
@@ -51,7 +62,17 @@ func (f *natsFlags) pipelineAuditor(ctx context.Context, c *evaluator.Compiled, 
 	}
 	stop := func() {}
 	if embedded {
-		p, err := pipeline.New(b, pol, pipeline.Config{Only: []string{pipeline.Evaluator, pipeline.Scorer}})
+		pc := pipeline.Config{Only: []string{pipeline.Evaluator, pipeline.Scorer, pipeline.Explainer}, ExplainNote: note}
+		if explain {
+			if !ex.noCache {
+				if cache := b.ExplanationCache(); cache != nil {
+					cfg.Cache = cache
+				}
+			}
+			cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+			pc.Explain = explainer.New(cfg)
+		}
+		p, err := pipeline.New(b, pol, pc)
 		if err != nil {
 			b.Close()
 			return nil, nil, err
@@ -75,7 +96,7 @@ func (f *natsFlags) pipelineAuditor(ctx context.Context, c *evaluator.Compiled, 
 		stop()
 		b.Close()
 	}
-	return &pipeline.Auditor{Client: client, Info: pipeline.InfoOf(c), ExplainNote: note}, closeAll, nil
+	return &pipeline.Auditor{Client: client, Info: pipeline.InfoOf(c)}, closeAll, nil
 }
 
 // resultTimeout bounds how long a command waits for a deployment's results.

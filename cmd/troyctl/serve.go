@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/troy-audit/troy/bus"
+	"github.com/troy-audit/troy/explainer"
 	"github.com/troy-audit/troy/pipeline"
 )
 
@@ -21,14 +22,17 @@ func newServeCmd(a *app) *cobra.Command {
 		listen  string
 		only    string
 		verbose bool
+		ex      explainFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run troy's pipeline: evaluate, score and report every trace agents send",
 		Long: `Run troy's pipeline as a long-lived service. Agents publish their steps to NATS (the
 embedded server listens on --listen; or use an existing cluster with --nats); the
-evaluator, scorer and reporter stages turn them into violations (published as they are
-found on troy.results.violation.>), risk scores, and report.md and audit.json files.
+evaluator, scorer, explainer and reporter stages turn them into violations (published as
+they are found on troy.results.violation.>), risk scores, explanations of each step by a
+model (when an API key or base URL is configured, as for 'troyctl audit'), and
+report.md and audit.json files.
 
 --policy sets the default policy for traces that name none; a policy file is watched and
 reloaded when it changes, and every result records the revision it was evaluated with.
@@ -57,11 +61,26 @@ reloaded when it changes, and every result records the revision it was evaluated
 				cfg.ReportDir = filepath.Join(dataDir, "reports")
 			}
 			cfg.Logger = log
+			llm, explain, note, err := ex.config()
+			if err != nil {
+				return err
+			}
 			b, err := bus.Open(ctx, opts)
 			if err != nil {
 				return err
 			}
 			defer b.Close()
+			cfg.ExplainNote = note
+			if explain {
+				if cache := b.ExplanationCache(); cache != nil && !ex.noCache {
+					llm.Cache = cache
+				}
+				llm.Logger = log
+				cfg.Explain = explainer.New(llm)
+				log.Info("explaining traces", "model", llm.Model, "base_url", llm.BaseURL, "concurrency", llm.Concurrency, "redact", !llm.NoRedact)
+			} else {
+				log.Info("not explaining traces", "reason", note)
+			}
 			srv, err := pipeline.NewServer(b, cfg)
 			if err != nil {
 				return err
@@ -74,6 +93,7 @@ reloaded when it changes, and every result records the revision it was evaluated
 		},
 	}
 	nf.register(cmd)
+	ex.register(cmd, false)
 	f := cmd.Flags()
 	f.StringVar(&dataDir, "data-dir", ".troy", "directory for the embedded server's streams and the reports")
 	f.StringVar(&listen, "listen", "127.0.0.1:4222", "client address of the embedded NATS server, for agents")
