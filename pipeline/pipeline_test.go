@@ -17,6 +17,8 @@ import (
 	"github.com/troy-audit/troy/audit"
 	"github.com/troy-audit/troy/bus"
 	"github.com/troy-audit/troy/evaluator"
+	"github.com/troy-audit/troy/explainer"
+	"github.com/troy-audit/troy/explainer/llmtest"
 	"github.com/troy-audit/troy/ingest/agent"
 	"github.com/troy-audit/troy/ingest/tracegen"
 	"github.com/troy-audit/troy/pipeline"
@@ -409,6 +411,59 @@ func TestGuardSessionReusedAfterEnd(t *testing.T) {
 	for _, r := range runs {
 		if len(r.Violations) != 1 || r.Violations[0].RuleID != "first" {
 			t.Fatalf("run %s: violations %+v, want one at its first step", r.Run, r.Violations)
+		}
+	}
+}
+
+// With a model, the explainer stage explains each finished trace and the reporter writes
+// the explanations, the summary and the raw replies; clients get them too.
+func TestExplainerStageFeedsTheReporter(t *testing.T) {
+	model := llmtest.NewServer(llmtest.Explains)
+	defer model.Close()
+	dir := t.TempDir()
+	ex := explainer.New(explainer.Config{BaseURL: model.URL + "/v1", APIKey: "test", Backoff: time.Millisecond})
+	b, pol, _ := start(t, pipeline.Config{ReportDir: dir, Explain: ex})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c := merged(t)
+	hash, err := pol.Put(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reported := results[schemas.TraceReported](ctx, b, "troy.results.reported.>")
+	client, err := pipeline.NewClient(ctx, b, hash, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	tr := tracegen.New(tracegen.Options{Steps: 4, Seed: 3}).Trace()
+	ev, steps, err := client.Audit(ctx, tr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev.State != schemas.ExplanationsOn || len(steps) != 4 || ev.Summary == nil || ev.LLM == nil || ev.LLM.Calls != 5 {
+		t.Fatalf("explained: state %s, %d steps, usage %+v", ev.State, len(steps), ev.LLM)
+	}
+	var r schemas.TraceReported
+	select {
+	case r = <-reported:
+	case <-ctx.Done():
+		t.Fatal("no report")
+	}
+	raw, err := os.ReadFile(r.AuditJSON)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got schemas.AuditResult
+	if err := json.Unmarshal(raw, &got); err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Explanations) != 4 || got.Summary == nil || got.Info.LLM == nil || !reflect.DeepEqual(got.Explanations, steps) {
+		t.Fatalf("audit.json explanations %+v", got.Explanations)
+	}
+	for _, s := range tr.Steps {
+		if _, err := os.Stat(filepath.Join(filepath.Dir(r.AuditJSON), "llm_responses", "step_"+s.StepID+".txt")); err != nil {
+			t.Fatal(err)
 		}
 	}
 }
