@@ -71,6 +71,8 @@ func (f *natsFlags) pipelineAuditor(ctx context.Context, c *evaluator.Compiled, 
 			}
 			cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 			pc.Explain = explainer.New(cfg)
+			// Enough traces explained at once to keep every allowed request busy.
+			pc.Workers = max(4, cfg.Concurrency)
 		}
 		p, err := pipeline.New(b, pol, pc)
 		if err != nil {
