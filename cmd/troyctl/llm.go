@@ -78,6 +78,16 @@ func (f *explainFlags) config() (explainer.Config, bool, string, error) {
 	return cfg, true, "", nil
 }
 
+// modelFlagsSet says whether any model setting was given on the command line.
+func (f *explainFlags) modelFlagsSet() bool {
+	for _, name := range []string{"model", "base-url", "api-key", "llm-concurrency", "llm-max-requests", "llm-max-tokens"} {
+		if f.cmd != nil && f.cmd.Flags().Changed(name) {
+			return true
+		}
+	}
+	return false
+}
+
 // explanationsLine says in one line whether and how the trace was explained.
 func explanationsLine(info *schemas.AuditInfo) string {
 	if info == nil || info.Explanations != schemas.ExplanationsOn || info.LLM == nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"time"
@@ -49,6 +50,9 @@ func (f *natsFlags) pipelineAuditor(ctx context.Context, c *evaluator.Compiled, 
 	}
 	if embedded && explain && !ex.noCache {
 		opts.CacheDir = ex.dataDir
+	}
+	if !embedded && ex.modelFlagsSet() {
+		fmt.Fprintln(stderr, "troyctl: with --nats the deployment's explainer explains the traces; the model flags here are not used")
 	}
 	b, err := bus.Open(ctx, opts)
 	if err != nil {
