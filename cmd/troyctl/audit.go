@@ -112,8 +112,12 @@ type auditOutput struct {
 	Violations []schemas.Violation `json:"violations"`
 	RiskScore  int                 `json:"risk_score"`
 	RuleErrors []schemas.RuleError `json:"rule_errors"`
-	Report     string              `json:"report"`
-	AuditJSON  string              `json:"audit_json"`
+	// Explanations is "on" or "off"; ExplanationsNote says why off or what was cut short.
+	Explanations     string            `json:"explanations"`
+	ExplanationsNote string            `json:"explanations_note,omitempty"`
+	LLM              *schemas.LLMUsage `json:"llm,omitempty"`
+	Report           string            `json:"report"`
+	AuditJSON        string            `json:"audit_json"`
 }
 
 func auditSummary(r *schemas.AuditResult, md, js string) auditOutput {
@@ -127,8 +131,16 @@ func auditSummary(r *schemas.AuditResult, md, js string) auditOutput {
 		Report:     md,
 		AuditJSON:  js,
 	}
-	if r.Info != nil && r.Info.RuleErrors != nil {
-		out.RuleErrors = r.Info.RuleErrors
+	out.Explanations = schemas.ExplanationsOff
+	if r.Info != nil {
+		if r.Info.RuleErrors != nil {
+			out.RuleErrors = r.Info.RuleErrors
+		}
+		if r.Info.Explanations != "" {
+			out.Explanations = r.Info.Explanations
+		}
+		out.ExplanationsNote = r.Info.ExplanationsNote
+		out.LLM = r.Info.LLM
 	}
 	return out
 }

@@ -72,6 +72,14 @@ func TestAuditExplainsWithAModel(t *testing.T) {
 	if r.code != 0 || len(s.Requests()) != before || !strings.Contains(r.stdout, "0 calls, 7 from the cache") {
 		t.Fatalf("second audit: %d requests, exit %d:\n%s%s", len(s.Requests())-before, r.code, r.stdout, r.stderr)
 	}
+	r = troyctl(t, append(args, "--json")...)
+	var out struct {
+		Explanations string           `json:"explanations"`
+		LLM          schemas.LLMUsage `json:"llm"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &out); err != nil || out.Explanations != "on" || out.LLM.Cached != 7 || out.LLM.Calls != 0 {
+		t.Fatalf("--json: %v %+v\n%s", err, out, r.stdout)
+	}
 	r = troyctl(t, append(args, "--no-cache")...)
 	if r.code != 0 || len(s.Requests()) != before+7 {
 		t.Fatalf("--no-cache: %d requests", len(s.Requests())-before)
