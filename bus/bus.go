@@ -367,7 +367,7 @@ func publishOpts(e schemas.Envelope) []jetstream.PublishOpt {
 func envelope(m jetstream.Msg) schemas.Envelope {
 	e := schemas.Envelope{Subject: m.Subject(), Kind: m.Headers().Get(KindHeader), Data: m.Data()}
 	if md, err := m.Metadata(); err == nil {
-		e.Seq = md.Sequence.Stream
+		e.Seq, e.Time = md.Sequence.Stream, md.Timestamp
 	}
 	return e
 }
@@ -403,7 +403,7 @@ func (b *Bus) ReadRange(ctx context.Context, stream, subject string, from, upTo 
 				return out, nil
 			}
 			got++
-			out = append(out, schemas.Envelope{Subject: m.Subject, Kind: m.Header.Get(KindHeader), Data: m.Data, Seq: m.Sequence})
+			out = append(out, schemas.Envelope{Subject: m.Subject, Kind: m.Header.Get(KindHeader), Data: m.Data, Seq: m.Sequence, Time: m.Time})
 			seq = m.Sequence + 1
 			more = m.Header.Get("Nats-Num-Pending") != "0"
 		}

@@ -2,7 +2,9 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -14,6 +16,7 @@ import (
 	"github.com/troy-audit/troy/reporter"
 	"github.com/troy-audit/troy/schemas"
 	"github.com/troy-audit/troy/scorer"
+	"github.com/troy-audit/troy/warehouse"
 )
 
 // Component names, as `troyctl serve --only` takes them.
@@ -22,10 +25,12 @@ const (
 	Scorer    = "scorer"
 	Explainer = "explainer"
 	Reporter  = "reporter"
+	Sink      = "sink"
 )
 
-// Components lists the components: the stages in pipeline order, then the guard service.
-func Components() []string { return []string{Evaluator, Scorer, Explainer, Reporter, Guard} }
+// Components lists the components: the stages in pipeline order, the ClickHouse sink, then
+// the guard service.
+func Components() []string { return []string{Evaluator, Scorer, Explainer, Reporter, Sink, Guard} }
 
 // Config chooses and tunes the components to run.
 type Config struct {
@@ -37,6 +42,12 @@ type Config struct {
 	// with ExplainNote saying why.
 	Explain     *explainer.Explainer
 	ExplainNote string
+	// Store receives every step and result in ClickHouse; nil runs no sink.
+	Store *warehouse.Store
+	// SinkBatch and SinkWait end a sink batch by size and by age; zero means 10000 and 1s.
+	SinkBatch int
+	SinkWait  time.Duration
+	Logger    *slog.Logger // nil logs nothing
 }
 
 // Pipeline is a set of running components and their counters.
@@ -45,7 +56,8 @@ type Pipeline struct {
 	pol   *Policies
 	cfg   Config
 	Eval  *evaluator.Stage
-	Guard *GuardService // nil unless the guard runs
+	Guard *GuardService   // nil unless the guard runs
+	Sink  *warehouse.Sink // nil unless a store is configured
 	Stats map[string]*bus.Stats
 	// GuardLatency receives the time of each guard check, for metrics.
 	GuardLatency func(time.Duration)
@@ -54,11 +66,18 @@ type Pipeline struct {
 // New prepares the components of cfg on a bus.
 func New(b *bus.Bus, pol *Policies, cfg Config) (*Pipeline, error) {
 	if len(cfg.Only) == 0 {
-		cfg.Only = Components()
+		for _, c := range Components() {
+			if c != Sink || cfg.Store != nil {
+				cfg.Only = append(cfg.Only, c)
+			}
+		}
 	}
 	for _, c := range cfg.Only {
 		if !slices.Contains(Components(), c) {
 			return nil, fmt.Errorf("unknown component %q: choose from %s", c, strings.Join(Components(), ", "))
+		}
+		if c == Sink && cfg.Store == nil {
+			return nil, fmt.Errorf("the sink needs a ClickHouse database: pass --clickhouse DSN")
 		}
 	}
 	if cfg.Workers <= 0 {
@@ -74,6 +93,9 @@ func New(b *bus.Bus, pol *Policies, cfg Config) (*Pipeline, error) {
 		}
 	}
 	p.Eval = evaluator.NewStage(pol.Compiled, b.ReadSteps)
+	if cfg.Store != nil {
+		p.Sink = warehouse.NewSink(cfg.Store, b.ReadSteps, pol.RuleInfo, cfg.Logger)
+	}
 	return p, nil
 }
 
@@ -91,6 +113,10 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		}()
 	}
 	for _, name := range p.cfg.Only {
+		if name == Sink {
+			start(func() error { return p.runSink(ctx) })
+			continue
+		}
 		if name == Guard {
 			p.Guard = NewGuardService(p.b, p.pol, nil, p.GuardLatency)
 			start(func() error { return p.Guard.Serve(ctx, p.cfg.IdleTimeout) })
@@ -141,4 +167,33 @@ func (p *Pipeline) closeIdle(ctx context.Context) error {
 			}
 		}
 	}
+}
+
+// Sink consumer names: one durable consumer per stream.
+const (
+	SinkSteps   = "sink-steps"
+	SinkResults = "sink-results"
+)
+
+// runSink stores both streams' events in ClickHouse, in batches.
+func (p *Pipeline) runSink(ctx context.Context) error {
+	var results []string
+	for _, k := range warehouse.Kinds() {
+		if k != schemas.KindStep && k != schemas.KindOutput {
+			results = append(results, schemas.ResultsPrefix+"."+k+".>")
+		}
+	}
+	consumers := []bus.BatchConsumer{
+		{Name: SinkSteps, Stream: bus.StepsStream, MaxBatch: p.cfg.SinkBatch, MaxWait: p.cfg.SinkWait},
+		{Name: SinkResults, Stream: bus.ResultsStream, Filter: results, MaxBatch: p.cfg.SinkBatch, MaxWait: p.cfg.SinkWait},
+	}
+	errs := make(chan error, len(consumers))
+	for _, c := range consumers {
+		go func() { errs <- p.b.ConsumeBatches(ctx, c, p.Sink.Write, p.Stats[Sink]) }()
+	}
+	var err error
+	for range consumers {
+		err = errors.Join(err, <-errs)
+	}
+	return err
 }

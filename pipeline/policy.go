@@ -12,6 +12,7 @@ import (
 	"github.com/troy-audit/troy/evaluator"
 	"github.com/troy-audit/troy/policies"
 	"github.com/troy-audit/troy/schemas"
+	"github.com/troy-audit/troy/warehouse"
 )
 
 // DefaultKey is the policy bucket's key whose value is the hash of the server's default
@@ -116,4 +117,18 @@ func (p *Policies) Info(ctx context.Context, hash string) (schemas.AuditInfo, er
 // InfoOf is the part of a report's audit_info that describes the policy.
 func InfoOf(c *evaluator.Compiled) schemas.AuditInfo {
 	return schemas.AuditInfo{PolicyID: c.Policy().PolicyID, PolicyHash: c.Hash(), Rules: len(c.Policy().Rules)}
+}
+
+// RuleInfo describes a policy revision's rules for the ClickHouse sink.
+func (p *Policies) RuleInfo(ctx context.Context, hash string) (warehouse.PolicyInfo, error) {
+	c, err := p.Compiled(ctx, hash)
+	if err != nil {
+		return warehouse.PolicyInfo{}, err
+	}
+	w := c.Weights()
+	info := warehouse.PolicyInfo{Hash: c.Hash(), ID: c.Policy().PolicyID}
+	for _, r := range c.Policy().Rules {
+		info.Rules = append(info.Rules, warehouse.RuleInfo{ID: r.RuleID, Severity: r.Severity, Description: r.Description, Weight: w[r.RuleID]})
+	}
+	return info, nil
 }

@@ -34,7 +34,6 @@ type ServeConfig struct {
 	MetricsAddr string
 	// Reload is how often the policy file is checked for changes; zero means 2s.
 	Reload time.Duration
-	Logger *slog.Logger
 }
 
 // Server runs the pipeline of a deployment.
@@ -223,14 +222,23 @@ func (s *Server) metrics() {
 	counter("redeliveries_total", "Events delivered again after a failure or a timeout.", func(st *bus.Stats) int64 { return st.Redelivered.Load() })
 	counter("failures_total", "Events whose handling failed.", func(st *bus.Stats) int64 { return st.Failed.Load() })
 	counter("dead_letters_total", "Events sent to the dead-letter subject.", func(st *bus.Stats) int64 { return st.Dead.Load() })
+	type consumer struct{ component, stream, name string }
+	var consumers []consumer
 	for comp := range s.p.Stats {
+		if comp == Sink {
+			consumers = append(consumers, consumer{SinkSteps, bus.StepsStream, SinkSteps}, consumer{SinkResults, bus.ResultsStream, SinkResults})
+			continue
+		}
 		c, _ := s.p.component(comp)
+		consumers = append(consumers, consumer{comp, c.Stream, c.Name})
+	}
+	for _, c := range consumers {
 		s.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "troy_consumer_lag", Help: "Events the component has yet to handle.", ConstLabels: prometheus.Labels{"component": comp},
+			Name: "troy_consumer_lag", Help: "Events the component has yet to handle.", ConstLabels: prometheus.Labels{"component": c.component},
 		}, func() float64 {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			defer cancel()
-			lag, err := s.b.Lag(ctx, c.Stream, c.Name)
+			lag, err := s.b.Lag(ctx, c.stream, c.name)
 			if err != nil {
 				return -1
 			}

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	json "github.com/goccy/go-json" // every event is encoded once and decoded by several stages
 )
@@ -230,6 +231,8 @@ type Envelope struct {
 	Data    []byte
 	// Seq is the stream sequence of an event read from a stream; 0 otherwise.
 	Seq uint64
+	// Time is when the stream stored the event; zero for an event not read from a stream.
+	Time time.Time
 }
 
 // NewEnvelope encodes an event.

@@ -96,6 +96,7 @@ markdown and JSON reports. It also checks single actions before they run.`,
 		newServeCmd(a),
 		newBenchCmd(a),
 		newPoliciesCmd(a),
+		newMigrateCmd(a),
 		newVersionCmd(a),
 	)
 	return root

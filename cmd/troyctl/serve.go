@@ -23,6 +23,7 @@ func newServeCmd(a *app) *cobra.Command {
 		only    string
 		verbose bool
 		ex      explainFlags
+		ch      chFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -32,7 +33,9 @@ embedded server listens on --listen; or use an existing cluster with --nats); th
 evaluator, scorer, explainer and reporter stages turn them into violations (published as
 they are found on troy.results.violation.>), risk scores, explanations of each step by a
 model (when an API key or base URL is configured, as for 'troyctl audit'), and
-report.md and audit.json files.
+report.md and audit.json files. With --clickhouse, every step, violation, score and
+explanation is also stored in ClickHouse for troyctl trends, drift, regress and sql; the
+schema is migrated at start.
 
 --policy sets the default policy for traces that name none; a policy file is watched and
 reloaded when it changes, and every result records the revision it was evaluated with.
@@ -40,7 +43,8 @@ reloaded when it changes, and every result records the revision it was evaluated
 /healthz and Prometheus /metrics are served on --metrics.`,
 		Example: `  troyctl serve --policy examples/policy.json
   troyctl serve --policy soc2 --listen 0.0.0.0:4222 --data-dir /var/lib/troy
-  troyctl serve --nats nats://nats-1:4222,nats://nats-2:4222 --only evaluator --workers 8`,
+  troyctl serve --nats nats://nats-1:4222,nats://nats-2:4222 --only evaluator --workers 8
+  troyctl serve --policy examples/policy.json --clickhouse clickhouse://127.0.0.1:9000/troy`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
@@ -61,6 +65,18 @@ reloaded when it changes, and every result records the revision it was evaluated
 				cfg.ReportDir = filepath.Join(dataDir, "reports")
 			}
 			cfg.Logger = log
+			if dsn := ch.value(); dsn != "" {
+				store, migrated, err := migrateStore(ctx, dsn)
+				if err != nil {
+					return err
+				}
+				defer store.Close()
+				for _, m := range migrated {
+					log.Info("clickhouse migration", "name", m.Name, "state", m.State, "note", m.Note)
+				}
+				cfg.Store = store
+				log.Info("storing results in clickhouse", "addr", store.Addr(), "database", store.Database(), "server", store.ServerVersion().String())
+			}
 			llm, explain, note, err := ex.config()
 			if err != nil {
 				return err
@@ -94,6 +110,7 @@ reloaded when it changes, and every result records the revision it was evaluated
 	}
 	nf.register(cmd)
 	ex.register(cmd, false)
+	ch.register(cmd)
 	f := cmd.Flags()
 	f.StringVar(&dataDir, "data-dir", ".troy", "directory for the embedded server's streams and the reports")
 	f.StringVar(&listen, "listen", "127.0.0.1:4222", "client address of the embedded NATS server, for agents")
@@ -104,5 +121,7 @@ reloaded when it changes, and every result records the revision it was evaluated
 	f.DurationVar(&cfg.IdleTimeout, "idle-timeout", 5*time.Minute, "close a trace that has had no event for this long (0: never)")
 	f.StringVar(&cfg.MetricsAddr, "metrics", "127.0.0.1:9464", "address for /healthz and /metrics (empty: none)")
 	f.BoolVarP(&verbose, "verbose", "v", false, "log more")
+	f.IntVar(&cfg.SinkBatch, "sink-batch", 10000, "the ClickHouse sink inserts after this many events")
+	f.DurationVar(&cfg.SinkWait, "sink-wait", time.Second, "the ClickHouse sink inserts events at most this long after they arrive")
 	return cmd
 }

@@ -1,0 +1,483 @@
+package warehouse
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"slices"
+	"sync"
+	"time"
+
+	json "github.com/goccy/go-json"
+
+	"github.com/troy-audit/troy/schemas"
+)
+
+// Rows are gathered column by column: inserting whole columns is several times faster
+// than appending row by row.
+
+type stepRows struct {
+	agent, trace, run       []string
+	seq                     []uint32
+	stepID, typ, tool, desc []string
+	input, output           []string
+	metaKeys, metaValues    [][]string
+	parent                  []string
+	ts                      []time.Time
+	agentVersion, env, pol  []string
+	version                 []uint64
+}
+
+func (r *stepRows) addEvent(e schemas.Envelope) error {
+	var ev stepEvent
+	if err := json.Unmarshal(e.Data, &ev); err != nil {
+		return err
+	}
+	if ev.Step == nil {
+		return fmt.Errorf("step event without a step")
+	}
+	r.add(&ev, e.Time, e.Seq)
+	return nil
+}
+
+func (r *stepRows) add(ev *stepEvent, stored time.Time, version uint64) {
+	s := ev.Step
+	if !schemas.ValidStepType(s.Type) || ev.Seq < 0 {
+		return // the evaluator refuses such steps too
+	}
+	r.agent = append(r.agent, ev.AgentName)
+	r.trace = append(r.trace, ev.TraceID)
+	r.run = append(r.run, ev.Run)
+	r.seq = append(r.seq, uint32(ev.Seq))
+	r.stepID = append(r.stepID, s.StepID)
+	r.typ = append(r.typ, s.Type)
+	r.tool = append(r.tool, ToolName(s.Type, s.Description, s.Metadata))
+	r.desc = append(r.desc, s.Description)
+	r.input = append(r.input, jsonText(s.Input))
+	r.output = append(r.output, jsonText(s.Output))
+	k, v := keyValues(s.Metadata)
+	r.metaKeys = append(r.metaKeys, k)
+	r.metaValues = append(r.metaValues, v)
+	r.parent = append(r.parent, orEmpty(s.ParentStepID))
+	r.ts = append(r.ts, stepTime(s.Timestamp, stored))
+	r.agentVersion = append(r.agentVersion, AgentVersion(ev.TraceMetadata))
+	r.env = append(r.env, Environment(ev.TraceMetadata))
+	r.pol = append(r.pol, ev.Policy)
+	r.version = append(r.version, version)
+}
+
+func (r *stepRows) columns() columns {
+	var c columns
+	c.add("agent", r.agent)
+	c.add("trace_id", r.trace)
+	c.add("run", r.run)
+	c.add("seq", r.seq)
+	c.add("step_id", r.stepID)
+	c.add("type", r.typ)
+	c.add("tool", r.tool)
+	c.add("description", r.desc)
+	c.add("input", r.input)
+	c.add("output", r.output)
+	c.add("metadata.key", r.metaKeys)
+	c.add("metadata.value", r.metaValues)
+	c.add("parent_step_id", r.parent)
+	c.add("ts", r.ts)
+	c.add("agent_version", r.agentVersion)
+	c.add("environment", r.env)
+	c.add("policy", r.pol)
+	c.add("version", r.version)
+	return c
+}
+
+type explanationRows struct {
+	agent, trace, run                   []string
+	index                               []uint32
+	stepID, summary, rationale          []string
+	alternatives, riskFactors, accessed [][]string
+	errs                                []string
+	at                                  []time.Time
+	version                             []uint64
+}
+
+func (r *explanationRows) addEvent(e schemas.Envelope) error {
+	var ev schemas.ExplanationEvent
+	if err := json.Unmarshal(e.Data, &ev); err != nil {
+		return err
+	}
+	x := ev.Explanation
+	r.agent = append(r.agent, ev.AgentName)
+	r.trace = append(r.trace, ev.TraceID)
+	r.run = append(r.run, ev.Run)
+	r.index = append(r.index, uint32(max(ev.StepIndex, 0)))
+	r.stepID = append(r.stepID, x.StepID)
+	r.summary = append(r.summary, x.Summary)
+	r.rationale = append(r.rationale, x.Rationale)
+	r.alternatives = append(r.alternatives, nonNil(x.Alternatives))
+	r.riskFactors = append(r.riskFactors, nonNil(x.RiskFactors))
+	r.accessed = append(r.accessed, nonNil(x.DataAccessed))
+	r.errs = append(r.errs, x.Error)
+	r.at = append(r.at, stepTime(nil, e.Time))
+	r.version = append(r.version, e.Seq)
+	return nil
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+func (r *explanationRows) columns() columns {
+	var c columns
+	c.add("agent", r.agent)
+	c.add("trace_id", r.trace)
+	c.add("run", r.run)
+	c.add("step_index", r.index)
+	c.add("step_id", r.stepID)
+	c.add("summary", r.summary)
+	c.add("rationale", r.rationale)
+	c.add("alternatives", r.alternatives)
+	c.add("risk_factors", r.riskFactors)
+	c.add("data_accessed", r.accessed)
+	c.add("error", r.errs)
+	c.add("explained_at", r.at)
+	c.add("version", r.version)
+	return c
+}
+
+type traceRows struct {
+	agent, trace, run, agentVersion, env, policyID, policy []string
+	risk                                                   []uint8
+	steps, toolCalls, violations                           []uint32
+	critical, high, medium, low, ruleErrors                []uint32
+	firstAt, lastAt                                        []time.Time
+	explanations, model                                    []string
+	calls, cached                                          []uint32
+	tokens                                                 []uint64
+	summary                                                []string
+	metaKeys, metaValues                                   [][]string
+	finishedAt                                             []time.Time
+	version                                                []uint64
+}
+
+func (r *traceRows) columns() columns {
+	var c columns
+	c.add("agent", r.agent)
+	c.add("trace_id", r.trace)
+	c.add("run", r.run)
+	c.add("agent_version", r.agentVersion)
+	c.add("environment", r.env)
+	c.add("policy_id", r.policyID)
+	c.add("policy", r.policy)
+	c.add("risk_score", r.risk)
+	c.add("steps", r.steps)
+	c.add("tool_calls", r.toolCalls)
+	c.add("violations", r.violations)
+	c.add("critical", r.critical)
+	c.add("high", r.high)
+	c.add("medium", r.medium)
+	c.add("low", r.low)
+	c.add("rule_errors", r.ruleErrors)
+	c.add("first_step_at", r.firstAt)
+	c.add("last_step_at", r.lastAt)
+	c.add("explanations", r.explanations)
+	c.add("llm_model", r.model)
+	c.add("llm_calls", r.calls)
+	c.add("llm_cached", r.cached)
+	c.add("llm_tokens", r.tokens)
+	c.add("summary", r.summary)
+	c.add("metadata.key", r.metaKeys)
+	c.add("metadata.value", r.metaValues)
+	c.add("finished_at", r.finishedAt)
+	c.add("version", r.version)
+	return c
+}
+
+type violationRows struct {
+	agent, trace, run         []string
+	index                     []uint32
+	stepID, rule, severity    []string
+	weight                    []uint16
+	description, details      []string
+	ts                        []time.Time
+	agentVersion, env, policy []string
+	version                   []uint64
+}
+
+func (r *violationRows) columns() columns {
+	var c columns
+	c.add("agent", r.agent)
+	c.add("trace_id", r.trace)
+	c.add("run", r.run)
+	c.add("step_index", r.index)
+	c.add("step_id", r.stepID)
+	c.add("rule_id", r.rule)
+	c.add("severity", r.severity)
+	c.add("weight", r.weight)
+	c.add("rule_description", r.description)
+	c.add("details", r.details)
+	c.add("ts", r.ts)
+	c.add("agent_version", r.agentVersion)
+	c.add("environment", r.env)
+	c.add("policy", r.policy)
+	c.add("version", r.version)
+	return c
+}
+
+type ruleRows struct {
+	policy, policyID, rule, severity, description []string
+	weight                                        []uint16
+	firstSeen                                     []time.Time
+	version                                       []uint64
+	policies                                      []PolicyInfo
+}
+
+func (r *ruleRows) columns() columns {
+	var c columns
+	c.add("policy", r.policy)
+	c.add("policy_id", r.policyID)
+	c.add("rule_id", r.rule)
+	c.add("severity", r.severity)
+	c.add("weight", r.weight)
+	c.add("description", r.description)
+	c.add("first_seen", r.firstSeen)
+	c.add("version", r.version)
+	return c
+}
+
+func validSeverity(s string) bool {
+	return slices.Contains(schemas.Severities(), s)
+}
+
+// traceInfo is what a finished trace's steps say about it.
+type traceInfo struct {
+	meta            map[string]any
+	steps, tools    int
+	firstAt, lastAt time.Time
+	index           map[string]int // step id → position
+	at              []time.Time    // by position
+}
+
+// readTrace gathers one run of a trace from its steps, as the steps table has them.
+func (k *Sink) readTrace(ctx context.Context, ref schemas.TraceRef) (*traceInfo, error) {
+	events, err := k.read(ctx, schemas.StepsSubject(ref.AgentName, ref.TraceID), math.MaxUint64)
+	if err != nil {
+		return nil, fmt.Errorf("read steps of trace %s: %w", ref.TraceID, err)
+	}
+	ti := &traceInfo{index: map[string]int{}}
+	for _, e := range events {
+		if e.Kind != schemas.KindStep {
+			continue
+		}
+		var ev stepEvent
+		if json.Unmarshal(e.Data, &ev) != nil || ev.Run != ref.Run || ev.Step == nil || ev.Seq != ti.steps {
+			continue // a duplicate, or one the evaluator refused too
+		}
+		t := stepTime(ev.Step.Timestamp, e.Time)
+		if ti.steps == 0 {
+			ti.meta, ti.firstAt, ti.lastAt = ev.TraceMetadata, t, t
+		}
+		ti.firstAt, ti.lastAt = minTime(ti.firstAt, t), maxTime(ti.lastAt, t)
+		if _, dup := ti.index[ev.Step.StepID]; !dup {
+			ti.index[ev.Step.StepID] = ti.steps
+		}
+		ti.at = append(ti.at, t)
+		if ev.Step.Type == schemas.StepToolCall {
+			ti.tools++
+		}
+		ti.steps++
+	}
+	return ti, nil
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+// readConcurrency bounds the traces read back at once while a batch is prepared.
+const readConcurrency = 16
+
+// traces turns scored and explained events into trace, violation and rule rows.
+func (k *Sink) traces(ctx context.Context, ends []schemas.Envelope) (traceRows, violationRows, ruleRows, error) {
+	var (
+		tr    traceRows
+		vr    violationRows
+		rr    ruleRows
+		evs   = make([]schemas.TraceExplained, len(ends))
+		infos = make([]*traceInfo, len(ends))
+		errs  = make([]error, len(ends))
+		wg    sync.WaitGroup
+		sem   = make(chan struct{}, readConcurrency)
+	)
+	for i, e := range ends {
+		if err := json.Unmarshal(e.Data, &evs[i]); err != nil {
+			k.skip(e, err)
+			continue
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			infos[i], errs[i] = k.readTrace(ctx, evs[i].TraceRef)
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return tr, vr, rr, err
+		}
+	}
+	newPolicies := map[string]bool{}
+	for i, e := range ends {
+		ev, ti := &evs[i], infos[i]
+		if ti == nil {
+			continue
+		}
+		pol := k.policyInfo(ctx, ev.Policy)
+		if pol.Hash != "" && !k.known(pol.Hash) && !newPolicies[pol.Hash] {
+			newPolicies[pol.Hash] = true
+			rr.add(pol, e)
+		}
+		if ti.steps == 0 {
+			ti.firstAt = stepTime(nil, e.Time)
+			ti.lastAt = ti.firstAt
+		}
+		k.addTrace(&tr, ev, ti, pol, e)
+		weights := map[string]int{}
+		for _, r := range pol.Rules {
+			weights[r.ID] = r.Weight
+		}
+		for _, v := range ev.Violations {
+			if !validSeverity(v.Severity) {
+				continue
+			}
+			idx, ok := ti.index[v.StepID]
+			at := ti.firstAt
+			if ok {
+				at = ti.at[idx]
+			}
+			vr.agent = append(vr.agent, ev.AgentName)
+			vr.trace = append(vr.trace, ev.TraceID)
+			vr.run = append(vr.run, ev.Run)
+			vr.index = append(vr.index, uint32(idx))
+			vr.stepID = append(vr.stepID, v.StepID)
+			vr.rule = append(vr.rule, v.RuleID)
+			vr.severity = append(vr.severity, v.Severity)
+			vr.weight = append(vr.weight, uint16(min(max(weights[v.RuleID], 0), math.MaxUint16)))
+			vr.description = append(vr.description, v.RuleDescription)
+			vr.details = append(vr.details, v.Details)
+			vr.ts = append(vr.ts, at)
+			vr.agentVersion = append(vr.agentVersion, AgentVersion(ti.meta))
+			vr.env = append(vr.env, Environment(ti.meta))
+			vr.policy = append(vr.policy, ev.Policy)
+			vr.version = append(vr.version, e.Seq)
+		}
+	}
+	return tr, vr, rr, nil
+}
+
+func (k *Sink) addTrace(tr *traceRows, ev *schemas.TraceExplained, ti *traceInfo, pol PolicyInfo, e schemas.Envelope) {
+	sev := map[string]uint32{}
+	for _, v := range ev.Violations {
+		sev[v.Severity]++
+	}
+	tr.agent = append(tr.agent, ev.AgentName)
+	tr.trace = append(tr.trace, ev.TraceID)
+	tr.run = append(tr.run, ev.Run)
+	tr.agentVersion = append(tr.agentVersion, AgentVersion(ti.meta))
+	tr.env = append(tr.env, Environment(ti.meta))
+	tr.policyID = append(tr.policyID, pol.ID)
+	tr.policy = append(tr.policy, ev.Policy)
+	tr.risk = append(tr.risk, uint8(min(max(ev.RiskScore, 0), 100)))
+	tr.steps = append(tr.steps, uint32(max(ti.steps, ev.Steps)))
+	tr.toolCalls = append(tr.toolCalls, uint32(ti.tools))
+	tr.violations = append(tr.violations, uint32(len(ev.Violations)))
+	tr.critical = append(tr.critical, sev[schemas.SeverityCritical])
+	tr.high = append(tr.high, sev[schemas.SeverityHigh])
+	tr.medium = append(tr.medium, sev[schemas.SeverityMedium])
+	tr.low = append(tr.low, sev[schemas.SeverityLow])
+	tr.ruleErrors = append(tr.ruleErrors, uint32(len(ev.RuleErrors)))
+	tr.firstAt = append(tr.firstAt, ti.firstAt)
+	tr.lastAt = append(tr.lastAt, ti.lastAt)
+	var (
+		model          string
+		calls, cached  uint32
+		tokens         uint64
+		summary, state = "", ev.State
+	)
+	if ev.LLM != nil {
+		model, calls, cached = ev.LLM.Model, uint32(ev.LLM.Calls), uint32(ev.LLM.Cached)
+		tokens = uint64(ev.LLM.PromptTokens + ev.LLM.CompletionTokens)
+	}
+	if ev.Summary != nil {
+		summary = ev.Summary.Overview
+	}
+	tr.explanations = append(tr.explanations, state)
+	tr.model = append(tr.model, model)
+	tr.calls = append(tr.calls, calls)
+	tr.cached = append(tr.cached, cached)
+	tr.tokens = append(tr.tokens, tokens)
+	tr.summary = append(tr.summary, summary)
+	keys, vals := keyValues(ti.meta)
+	tr.metaKeys = append(tr.metaKeys, keys)
+	tr.metaValues = append(tr.metaValues, vals)
+	tr.finishedAt = append(tr.finishedAt, stepTime(nil, e.Time))
+	tr.version = append(tr.version, e.Seq)
+}
+
+func (r *ruleRows) add(p PolicyInfo, e schemas.Envelope) {
+	for _, rule := range p.Rules {
+		if !validSeverity(rule.Severity) {
+			continue
+		}
+		r.policy = append(r.policy, p.Hash)
+		r.policyID = append(r.policyID, p.ID)
+		r.rule = append(r.rule, rule.ID)
+		r.severity = append(r.severity, rule.Severity)
+		r.weight = append(r.weight, uint16(min(max(rule.Weight, 0), math.MaxUint16)))
+		r.description = append(r.description, rule.Description)
+		r.firstSeen = append(r.firstSeen, stepTime(nil, e.Time))
+		r.version = append(r.version, e.Seq)
+	}
+	r.policies = append(r.policies, p)
+}
+
+// policyInfo looks a revision up once; a revision that cannot be found gives rows
+// without weights rather than holding the batch back.
+func (k *Sink) policyInfo(ctx context.Context, hash string) PolicyInfo {
+	if hash == "" || k.policy == nil {
+		return PolicyInfo{}
+	}
+	k.mu.Lock()
+	p, ok := k.policies[hash]
+	k.mu.Unlock()
+	if ok {
+		return p
+	}
+	p, err := k.policy(ctx, hash)
+	if err != nil {
+		k.log.Warn("policy revision not found; its violations are stored without weights", "policy", hash, "err", err)
+		return PolicyInfo{Hash: ""}
+	}
+	p.Hash = hash
+	return p
+}
+
+// known reports whether a revision's rules are stored already.
+func (k *Sink) known(hash string) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	_, ok := k.policies[hash]
+	return ok
+}

@@ -1,0 +1,275 @@
+package warehouse
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	json "github.com/goccy/go-json"
+
+	"github.com/troy-audit/troy/schemas"
+)
+
+// ReadFunc returns the events of a subject of the steps stream, in order, up to and
+// including stream sequence upTo.
+type ReadFunc func(ctx context.Context, subject string, upTo uint64) ([]schemas.Envelope, error)
+
+// PolicyInfo describes a policy revision: its rules, with the weights the scorer gives them.
+type PolicyInfo struct {
+	Hash, ID string
+	Rules    []RuleInfo
+}
+
+// RuleInfo is one rule of a policy revision.
+type RuleInfo struct {
+	ID, Severity, Description string
+	Weight                    int
+}
+
+// PolicyFunc looks up a policy revision by its content hash.
+type PolicyFunc func(ctx context.Context, hash string) (PolicyInfo, error)
+
+// Sink writes pipeline events into the tables: steps as they arrive (and again when a
+// step's output arrives), and at each trace's end the trace, its violations, and the rules
+// of its policy; explanations as the explainer publishes them.
+//
+// Every row carries the stream sequence of the event it comes from as its version, and its
+// key and partition come from the event alone, so writing a batch twice changes no query
+// that reads with FINAL.
+type Sink struct {
+	s      *Store
+	read   ReadFunc
+	policy PolicyFunc
+	log    *slog.Logger
+
+	mu       sync.Mutex
+	policies map[string]PolicyInfo // revisions whose rules are stored
+	// Skipped counts events that could not be turned into rows (they do not decode).
+	Skipped int64
+}
+
+// NewSink prepares a sink writing to s. read gives the steps of a finished trace; policy
+// gives a revision's rules.
+func NewSink(s *Store, read ReadFunc, policy PolicyFunc, log *slog.Logger) *Sink {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Sink{s: s, read: read, policy: policy, log: log, policies: map[string]PolicyInfo{}}
+}
+
+// Kinds are the event kinds the sink stores; others are ignored.
+func Kinds() []string {
+	return []string{schemas.KindStep, schemas.KindOutput, schemas.KindScored, schemas.KindExplanation, schemas.KindExplained}
+}
+
+// Write stores a batch of events; it returns nil only once every row is committed.
+func (k *Sink) Write(ctx context.Context, batch []schemas.Envelope) error {
+	var (
+		steps   stepRows
+		expl    explanationRows
+		outputs = map[string][]schemas.Envelope{} // by subject
+		ends    []schemas.Envelope
+	)
+	for _, e := range batch {
+		switch e.Kind {
+		case schemas.KindStep:
+			if err := steps.addEvent(e); err != nil {
+				k.skip(e, err)
+			}
+		case schemas.KindOutput:
+			outputs[e.Subject] = append(outputs[e.Subject], e)
+		case schemas.KindScored, schemas.KindExplained:
+			ends = append(ends, e)
+		case schemas.KindExplanation:
+			if err := expl.addEvent(e); err != nil {
+				k.skip(e, err)
+			}
+		}
+	}
+	if err := k.outputs(ctx, outputs, &steps); err != nil {
+		return err
+	}
+	traces, viols, rules, err := k.traces(ctx, ends)
+	if err != nil {
+		return err
+	}
+	for _, t := range []struct {
+		table string
+		n     int
+		cols  func() columns
+	}{
+		{"steps", len(steps.version), steps.columns},
+		{"traces", len(traces.version), traces.columns},
+		{"violations", len(viols.version), viols.columns},
+		{"explanations", len(expl.version), expl.columns},
+		{"rules", len(rules.version), rules.columns},
+	} {
+		if t.n == 0 {
+			continue
+		}
+		if err := k.s.insert(ctx, t.table, t.cols()); err != nil {
+			return err
+		}
+	}
+	k.mu.Lock()
+	for _, p := range rules.policies {
+		k.policies[p.Hash] = p
+	}
+	k.mu.Unlock()
+	return nil
+}
+
+func (k *Sink) skip(e schemas.Envelope, err error) {
+	k.mu.Lock()
+	k.Skipped++
+	k.mu.Unlock()
+	k.log.Warn("event not stored: it does not decode", "subject", e.Subject, "seq", e.Seq, "err", err)
+}
+
+// outputs turns step outputs into new versions of their steps' rows, reading each
+// subject's steps once.
+func (k *Sink) outputs(ctx context.Context, bySubject map[string][]schemas.Envelope, rows *stepRows) error {
+	for subject, outs := range bySubject {
+		var upTo uint64
+		for _, o := range outs {
+			upTo = max(upTo, o.Seq)
+		}
+		events, err := k.read(ctx, subject, upTo)
+		if err != nil {
+			return fmt.Errorf("read steps of %s: %w", subject, err)
+		}
+		for _, o := range outs {
+			var out schemas.StepOutput
+			if err := json.Unmarshal(o.Data, &out); err != nil {
+				k.skip(o, err)
+				continue
+			}
+			raw, _ := json.Marshal(out.Output)
+			// The step's latest event before the output, of the same run.
+			for i := len(events) - 1; i >= 0; i-- {
+				e := events[i]
+				if e.Kind != schemas.KindStep || e.Seq > o.Seq {
+					continue
+				}
+				var ev stepEvent
+				if json.Unmarshal(e.Data, &ev) != nil || ev.Run != out.Run || ev.Step == nil || ev.Step.StepID != out.StepID {
+					continue
+				}
+				ev.Step.Output = raw
+				rows.add(&ev, e.Time, o.Seq)
+				break
+			}
+		}
+	}
+	return nil
+}
+
+// stepEvent is a StepEvent whose step keeps its input and output as JSON.
+type stepEvent struct {
+	schemas.TraceRef
+	TraceMetadata map[string]any `json:"trace_metadata"`
+	Seq           int            `json:"seq"`
+	Step          *struct {
+		StepID       string          `json:"step_id"`
+		Type         string          `json:"type"`
+		Description  string          `json:"description"`
+		Input        json.RawMessage `json:"input"`
+		Output       json.RawMessage `json:"output"`
+		Metadata     map[string]any  `json:"metadata"`
+		Timestamp    *string         `json:"timestamp"`
+		ParentStepID *string         `json:"parent_step_id"`
+	} `json:"step"`
+}
+
+// stepTime is when a step happened: its own timestamp, else when the stream stored it.
+// Both come from the event, so a row written twice lands in the same partition.
+func stepTime(ts *string, stored time.Time) time.Time {
+	if ts != nil {
+		for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05", "2006-01-02 15:04:05"} {
+			if t, err := time.Parse(layout, *ts); err == nil {
+				if t.Year() >= 1971 && t.Year() <= 2105 { // DateTime's range
+					return t.UTC()
+				}
+				break
+			}
+		}
+	}
+	if stored.IsZero() {
+		return time.Unix(0, 0).UTC()
+	}
+	return stored.UTC()
+}
+
+// str renders a metadata value as text: strings as they are, anything else as JSON.
+func str(v any) string {
+	switch v := v.(type) {
+	case nil:
+		return ""
+	case string:
+		return v
+	case bool:
+		return strconv.FormatBool(v)
+	case float64:
+		return strconv.FormatFloat(v, 'g', -1, 64)
+	}
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+// keyValues flattens a map into the parallel arrays of a Nested column, keys sorted.
+func keyValues(m map[string]any) ([]string, []string) {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	vals := make([]string, len(keys))
+	for i, k := range keys {
+		vals[i] = str(m[k])
+	}
+	return keys, vals
+}
+
+// first returns the first of keys present in m, as text.
+func first(m map[string]any, keys ...string) string {
+	for _, k := range keys {
+		if v, ok := m[k]; ok && v != nil {
+			return str(v)
+		}
+	}
+	return ""
+}
+
+// AgentVersion and Environment read a trace's metadata the way the tables record it.
+func AgentVersion(meta map[string]any) string { return first(meta, "agent_version", "version") }
+func Environment(meta map[string]any) string  { return first(meta, "environment", "env") }
+
+// ToolName is the tool a tool_call step used: metadata's tool_name or tool, else the
+// step's description, which names the tool in traces of the Python tool's format.
+func ToolName(typ, description string, meta map[string]any) string {
+	if typ != schemas.StepToolCall {
+		return ""
+	}
+	if t := first(meta, "tool_name", "tool"); t != "" {
+		return t
+	}
+	return description
+}
+
+func jsonText(raw json.RawMessage) string {
+	if len(raw) == 0 || string(raw) == "null" {
+		return "{}"
+	}
+	return string(raw)
+}
+
+func orEmpty(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
