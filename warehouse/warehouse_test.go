@@ -145,51 +145,15 @@ func TestBadDSN(t *testing.T) {
 	}
 }
 
-// events builds the events of a finished trace as the pipeline would carry them, with
-// stream sequences from seq.
+// events builds the events of a finished trace as the pipeline would carry them.
 func events(t *testing.T, seq *uint64, agent, trace, run, version string, tools []string, violations []schemas.Violation) []schemas.Envelope {
 	t.Helper()
-	ref := schemas.TraceRef{TraceID: trace, AgentName: agent, Policy: "p1", Run: run}
-	subject := schemas.StepsSubject(agent, trace)
-	var out []schemas.Envelope
-	add := func(subject, kind string, v any) {
-		e, err := schemas.NewEnvelope(subject, kind, "", v)
-		if err != nil {
-			t.Fatal(err)
-		}
-		*seq++
-		e.Seq, e.Time = *seq, time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC).Add(time.Duration(*seq)*time.Second)
-		out = append(out, e)
+	evs, err := chtest.Events(chtest.Trace{Agent: agent, ID: trace, Run: run, Policy: "p1", Version: version, Environment: "prod",
+		Start: time.Date(2026, 4, 1, 10, 0, 0, 0, time.UTC), Tools: tools, Violations: violations, Risk: 40, Explained: true}, seq)
+	if err != nil {
+		t.Fatal(err)
 	}
-	meta := map[string]any{"agent_version": version, "environment": "prod", "team": "payments"}
-	for i, tool := range tools {
-		ts := fmt.Sprintf("2026-04-01T10:00:%02dZ", i)
-		add(subject, schemas.KindStep, schemas.StepEvent{TraceRef: ref, TraceMetadata: meta, Seq: i, Step: &schemas.Step{
-			StepID: fmt.Sprintf("s%d", i), Type: schemas.StepToolCall, Description: tool,
-			Input: map[string]any{"q": i}, Metadata: map[string]any{"zone": "internal", "n": 3}, Timestamp: &ts,
-		}})
-	}
-	add(subject, schemas.KindOutput, schemas.StepOutput{TraceRef: ref, StepID: "s0", Output: map[string]any{"rows": 2}})
-	scored := schemas.TraceScored{TraceEvaluated: schemas.TraceEvaluated{TraceRef: ref, Steps: len(tools), Violations: violations}, RiskScore: 40}
-	add(schemas.ResultSubject(schemas.KindScored, agent, trace), schemas.KindScored, scored)
-	add(schemas.ResultSubject(schemas.KindExplanation, agent, trace), schemas.KindExplanation, schemas.ExplanationEvent{TraceRef: ref, StepIndex: 0,
-		Explanation: schemas.StepExplanation{StepID: "s0", Summary: "looked up", Alternatives: []string{"ask"}}})
-	add(schemas.ResultSubject(schemas.KindExplained, agent, trace), schemas.KindExplained, schemas.TraceExplained{TraceScored: scored, State: "on", Count: 1,
-		Summary: &schemas.TraceSummary{Overview: "it looked things up"}, LLM: &schemas.LLMUsage{Model: "m", Calls: 2, PromptTokens: 10, CompletionTokens: 5}})
-	return out
-}
-
-// reader reads steps back from a fixed list of events, as the bus would from the stream.
-func reader(all []schemas.Envelope) warehouse.ReadFunc {
-	return func(_ context.Context, subject string, upTo uint64) ([]schemas.Envelope, error) {
-		var out []schemas.Envelope
-		for _, e := range all {
-			if e.Subject == subject && e.Seq <= upTo {
-				out = append(out, e)
-			}
-		}
-		return out, nil
-	}
+	return evs
 }
 
 func policy(_ context.Context, hash string) (warehouse.PolicyInfo, error) {
@@ -213,7 +177,7 @@ func TestSinkWriteTwiceCountsOnce(t *testing.T) {
 		[]schemas.Violation{{RuleID: "no-sql", StepID: "s1", Severity: "high"}, {RuleID: "no-exfil", StepID: "s2", Severity: "critical"}})
 	batch = append(batch, events(t, &seq, "support-bot", "t 2", "r2", "2.1", []string{"search"}, nil)...)
 	batch = append(batch, schemas.Envelope{Subject: "troy.steps.x.y", Kind: schemas.KindStep, Data: []byte("{not json"), Seq: 999})
-	sink := warehouse.NewSink(s, reader(batch), policy, nil)
+	sink := warehouse.NewSink(s, chtest.NewReader(batch).Read, policy, nil)
 	for range 2 {
 		if err := sink.Write(ctx, batch); err != nil {
 			t.Fatal(err)

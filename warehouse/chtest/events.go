@@ -1,0 +1,91 @@
+package chtest
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/troy-audit/troy/schemas"
+)
+
+// Trace describes a finished trace to build pipeline events for.
+type Trace struct {
+	Agent, ID, Run, Policy string
+	Version, Environment   string
+	Start                  time.Time // the first step's timestamp; steps are a second apart
+	Tools                  []string  // one tool_call step per tool
+	Violations             []schemas.Violation
+	Risk                   int
+	// Explained adds an explanation of the first step and an explained event.
+	Explained bool
+}
+
+// Events builds the events the pipeline carries for tr: its steps, an output for the
+// first step, the scored event and, if asked, the explanations. Stream sequences continue
+// from *seq.
+func Events(tr Trace, seq *uint64) ([]schemas.Envelope, error) {
+	ref := schemas.TraceRef{TraceID: tr.ID, AgentName: tr.Agent, Policy: tr.Policy, Run: tr.Run}
+	subject := schemas.StepsSubject(tr.Agent, tr.ID)
+	var out []schemas.Envelope
+	var err error
+	add := func(subject, kind string, v any) {
+		if err != nil {
+			return
+		}
+		var e schemas.Envelope
+		if e, err = schemas.NewEnvelope(subject, kind, "", v); err != nil {
+			return
+		}
+		*seq++
+		e.Seq, e.Time = *seq, tr.Start.Add(time.Duration(len(tr.Tools)+1)*time.Second)
+		out = append(out, e)
+	}
+	meta := map[string]any{"agent_version": tr.Version, "environment": tr.Environment, "team": "payments"}
+	for i, tool := range tr.Tools {
+		ts := tr.Start.Add(time.Duration(i) * time.Second).UTC().Format(time.RFC3339)
+		add(subject, schemas.KindStep, schemas.StepEvent{TraceRef: ref, TraceMetadata: meta, Seq: i, Step: &schemas.Step{
+			StepID: fmt.Sprintf("s%d", i), Type: schemas.StepToolCall, Description: tool,
+			Input: map[string]any{"q": i}, Metadata: map[string]any{"zone": "internal", "n": 3}, Timestamp: &ts,
+		}})
+	}
+	if len(tr.Tools) > 0 {
+		add(subject, schemas.KindOutput, schemas.StepOutput{TraceRef: ref, StepID: "s0", Output: map[string]any{"rows": 2}})
+	}
+	scored := schemas.TraceScored{TraceEvaluated: schemas.TraceEvaluated{TraceRef: ref, Steps: len(tr.Tools), Violations: tr.Violations}, RiskScore: tr.Risk}
+	add(schemas.ResultSubject(schemas.KindScored, tr.Agent, tr.ID), schemas.KindScored, scored)
+	if tr.Explained {
+		add(schemas.ResultSubject(schemas.KindExplanation, tr.Agent, tr.ID), schemas.KindExplanation, schemas.ExplanationEvent{TraceRef: ref, StepIndex: 0,
+			Explanation: schemas.StepExplanation{StepID: "s0", Summary: "looked up", Alternatives: []string{"ask"}}})
+		add(schemas.ResultSubject(schemas.KindExplained, tr.Agent, tr.ID), schemas.KindExplained, schemas.TraceExplained{TraceScored: scored, State: "on", Count: 1,
+			Summary: &schemas.TraceSummary{Overview: "it looked things up"}, LLM: &schemas.LLMUsage{Model: "m", Calls: 2, PromptTokens: 10, CompletionTokens: 5}})
+	}
+	return out, err
+}
+
+// Reader reads steps back from a list of events, as the bus reads them from the stream.
+type Reader struct{ bySubject map[string][]schemas.Envelope }
+
+// NewReader indexes events by subject.
+func NewReader(events []schemas.Envelope) *Reader {
+	r := &Reader{bySubject: map[string][]schemas.Envelope{}}
+	r.Add(events)
+	return r
+}
+
+// Add indexes more events.
+func (r *Reader) Add(events []schemas.Envelope) {
+	for _, e := range events {
+		r.bySubject[e.Subject] = append(r.bySubject[e.Subject], e)
+	}
+}
+
+// Read returns a subject's events up to and including upTo.
+func (r *Reader) Read(_ context.Context, subject string, upTo uint64) ([]schemas.Envelope, error) {
+	var out []schemas.Envelope
+	for _, e := range r.bySubject[subject] {
+		if e.Seq <= upTo {
+			out = append(out, e)
+		}
+	}
+	return out, nil
+}
