@@ -20,7 +20,7 @@ func JensenShannon(p, q []float64) float64 {
 	pn, qn := make([]float64, len(p)), make([]float64, len(q))
 	floats.ScaleTo(pn, 1/sp, p)
 	floats.ScaleTo(qn, 1/sq, q)
-	return stat.JensenShannon(pn, qn) / math.Ln2
+	return max(0, stat.JensenShannon(pn, qn)/math.Ln2) // never below 0 by rounding
 }
 
 // psiFloor stands in for an empty bin's share, so the index stays finite.

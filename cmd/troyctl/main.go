@@ -22,6 +22,7 @@ const (
 	exitOK      = 0
 	exitError   = 1 // bad input or a failed command
 	exitBlocked = 2 // check: the action is not allowed
+	// exitFound (3): drift found, or a regression
 )
 
 // exitCodeError ends the command with a given exit code; its message, if any, is printed.
@@ -97,6 +98,10 @@ markdown and JSON reports. It also checks single actions before they run.`,
 		newBenchCmd(a),
 		newPoliciesCmd(a),
 		newMigrateCmd(a),
+		newTrendsCmd(a),
+		newDriftCmd(a),
+		newRegressCmd(a),
+		newSQLCmd(a),
 		newVersionCmd(a),
 	)
 	return root

@@ -24,8 +24,8 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	repoRoot = abs
-	// Tests never reach a real model: a key in the developer's environment is not used.
-	for _, k := range []string{"OPENAI_API_KEY", "OPENAI_BASE_URL", "TROY_MODEL"} {
+	// Tests never reach a real model or database: settings in the developer's environment are not used.
+	for _, k := range []string{"OPENAI_API_KEY", "OPENAI_BASE_URL", "TROY_MODEL", "TROY_CLICKHOUSE"} {
 		os.Unsetenv(k)
 	}
 	os.Exit(m.Run())
