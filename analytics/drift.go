@@ -234,6 +234,9 @@ func mean(h map[int]uint64) float64 {
 	return s / float64(n)
 }
 
+// DriftColumns are the columns of drift_findings that StoreDrift writes, in order.
+func DriftColumns() []string { return slices.Clone(driftColumns) }
+
 // driftColumns are the columns of drift_findings that StoreDrift writes.
 var driftColumns = []string{"detected_at", "agent", "kind", "subject", "baseline_start", "baseline_end", "window_start", "window_end",
 	"baseline_value", "window_value", "statistic", "p_value", "threshold", "drifted", "detail"}

@@ -109,8 +109,8 @@ type MigrationStatus struct {
 	Note  string `json:"note,omitempty"`
 }
 
-// migrationsTable records applied migrations; created before any migration runs.
-const migrationsTable = `CREATE TABLE IF NOT EXISTS schema_migrations (
+// MigrationsTable records applied migrations; created before any migration runs.
+const MigrationsTable = `CREATE TABLE IF NOT EXISTS schema_migrations (
     number UInt32,
     name String,
     checksum String,
@@ -155,7 +155,7 @@ func Migrate(ctx context.Context, dsn string) (*Store, []MigrationStatus, error)
 
 // Apply applies the migrations the database lacks.
 func (s *Store) Apply(ctx context.Context, migs []Migration) ([]MigrationStatus, error) {
-	if err := s.conn.Exec(ctx, migrationsTable); err != nil {
+	if err := s.conn.Exec(ctx, MigrationsTable); err != nil {
 		return nil, fmt.Errorf("create schema_migrations: %w", err)
 	}
 	done := map[int]string{}
