@@ -70,24 +70,28 @@ type Options struct {
 	// Client uses the streams and bucket of a running deployment without declaring them,
 	// as agents and one-shot commands do.
 	Client bool
+	// Replicas is how many servers of a cluster keep each stream and bucket: 3 in a
+	// three-node cluster survives the loss of one. Zero means 1.
+	Replicas int
 }
 
 // Bus is a connection to NATS with troy's streams declared.
 type Bus struct {
-	nc      *nats.Conn
-	js      jetstream.JetStream
-	srv     *server.Server
-	storage jetstream.StorageType
-	log     *slog.Logger
-	kv      jetstream.KeyValue
-	mu      sync.Mutex
-	streams map[string]jetstream.Stream
-	cache   jetstream.KeyValue // the explanation cache; nil when absent
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	srv      *server.Server
+	storage  jetstream.StorageType
+	log      *slog.Logger
+	kv       jetstream.KeyValue
+	mu       sync.Mutex
+	streams  map[string]jetstream.Stream
+	cache    jetstream.KeyValue // the explanation cache; nil when absent
+	replicas int
 }
 
 // Open starts or connects to NATS and declares troy's streams and buckets.
 func Open(ctx context.Context, opts Options) (*Bus, error) {
-	b := &Bus{storage: jetstream.FileStorage, log: opts.Logger}
+	b := &Bus{storage: jetstream.FileStorage, log: opts.Logger, replicas: opts.Replicas}
 	if b.log == nil {
 		b.log = slog.New(slog.DiscardHandler)
 	}
@@ -226,21 +230,23 @@ func (b *Bus) declare(ctx context.Context, cacheStorage jetstream.StorageType) e
 		{Name: ResultsStream, Subjects: []string{schemas.ResultsPrefix + ".>"}, Duplicates: 2 * time.Minute},
 		{Name: DeadStream, Subjects: []string{schemas.DeadPrefix + ".>"}},
 	}
+	replicas := max(b.replicas, 1)
 	for _, cfg := range streams {
 		cfg.Storage = b.storage
+		cfg.Replicas = replicas
 		cfg.MaxMsgSize = MaxEventSize + 64<<10
 		cfg.AllowDirect = true // reads of one trace go straight to the stored events
 		if _, err := b.js.CreateOrUpdateStream(ctx, cfg); err != nil {
 			return fmt.Errorf("declare stream %s: %w", cfg.Name, err)
 		}
 	}
-	kv, err := b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: PolicyBucket, Storage: b.storage, History: 5})
+	kv, err := b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: PolicyBucket, Storage: b.storage, History: 5, Replicas: replicas})
 	if err != nil {
 		return fmt.Errorf("declare bucket %s: %w", PolicyBucket, err)
 	}
 	b.kv = kv
 	cache, err := b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: CacheBucket, Storage: cacheStorage, History: 1,
-		Description: "model replies by (model, prompt)"})
+		Description: "model replies by (model, prompt)", Replicas: replicas})
 	if err != nil {
 		return fmt.Errorf("declare bucket %s: %w", CacheBucket, err)
 	}

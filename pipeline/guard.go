@@ -33,6 +33,7 @@ type GuardService struct {
 	observe  func(time.Duration) // guard latency, for metrics
 	mu       sync.Mutex
 	sessions map[string]*guardSession // by steps subject
+	ready    chan struct{}            // closed once the service answers
 }
 
 type guardSession struct {
@@ -51,7 +52,7 @@ func NewGuardService(b *bus.Bus, pol *Policies, log *slog.Logger, observe func(t
 	if observe == nil {
 		observe = func(time.Duration) {}
 	}
-	return &GuardService{b: b, pol: pol, log: log, observe: observe, sessions: map[string]*guardSession{}}
+	return &GuardService{b: b, pol: pol, log: log, observe: observe, sessions: map[string]*guardSession{}, ready: make(chan struct{})}
 }
 
 // Serve answers requests until ctx ends. Sessions without a request for idle are forgotten
@@ -65,6 +66,7 @@ func (s *GuardService) Serve(ctx context.Context, idle time.Duration) error {
 	if err != nil {
 		return fmt.Errorf("guard service: %w", err)
 	}
+	close(s.ready)
 	if idle <= 0 {
 		idle = 30 * time.Minute
 	}
@@ -79,6 +81,9 @@ func (s *GuardService) Serve(ctx context.Context, idle time.Duration) error {
 		}
 	}
 }
+
+// Ready is closed once the service answers requests.
+func (s *GuardService) Ready() <-chan struct{} { return s.ready }
 
 func (s *GuardService) forgetIdle(idle time.Duration) {
 	s.mu.Lock()

@@ -61,6 +61,7 @@ type Pipeline struct {
 	Stats map[string]*bus.Stats
 	// GuardLatency receives the time of each guard check, for metrics.
 	GuardLatency func(time.Duration)
+	ready        chan struct{}
 }
 
 // New prepares the components of cfg on a bus.
@@ -86,7 +87,7 @@ func New(b *bus.Bus, pol *Policies, cfg Config) (*Pipeline, error) {
 	if cfg.ReportDir == "" {
 		cfg.ReportDir = "reports"
 	}
-	p := &Pipeline{b: b, pol: pol, cfg: cfg, Stats: map[string]*bus.Stats{}}
+	p := &Pipeline{b: b, pol: pol, cfg: cfg, Stats: map[string]*bus.Stats{}, ready: make(chan struct{})}
 	for _, c := range cfg.Only {
 		if c != Guard {
 			p.Stats[c] = &bus.Stats{}
@@ -128,10 +129,25 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	if slices.Contains(p.cfg.Only, Evaluator) && p.cfg.IdleTimeout > 0 {
 		start(func() error { return p.closeIdle(ctx) })
 	}
+	// Stream consumers lose nothing by starting late (events wait in the streams); the
+	// guard answers requests, so the pipeline is ready once it does.
+	go func() {
+		if p.Guard != nil {
+			select {
+			case <-p.Guard.Ready():
+			case <-ctx.Done():
+				return
+			}
+		}
+		close(p.ready)
+	}()
 	wg.Wait()
 	close(errs)
 	return <-errs
 }
+
+// Ready is closed once every component that answers requests does.
+func (p *Pipeline) Ready() <-chan struct{} { return p.ready }
 
 func (p *Pipeline) component(name string) (bus.Consumer, bus.Handler) {
 	c := bus.Consumer{Name: name, Workers: p.cfg.Workers}

@@ -34,6 +34,8 @@ type ServeConfig struct {
 	MetricsAddr string
 	// Reload is how often the policy file is checked for changes; zero means 2s.
 	Reload time.Duration
+	// OnReady is called once the components answer requests.
+	OnReady func()
 }
 
 // Server runs the pipeline of a deployment.
@@ -121,6 +123,15 @@ func (s *Server) Run(ctx context.Context) error {
 		go func() {
 			defer wg.Done()
 			s.watchPolicy(ctx)
+		}()
+	}
+	if s.cfg.OnReady != nil {
+		go func() {
+			select {
+			case <-s.p.Ready():
+				s.cfg.OnReady()
+			case <-ctx.Done():
+			}
 		}()
 	}
 	return s.p.Run(ctx)

@@ -87,6 +87,7 @@ reloaded when it changes, and every result records the revision it was evaluated
 			}
 			defer b.Close()
 			cfg.ExplainNote = note
+			var srv *pipeline.Server
 			if explain {
 				if cache := b.ExplanationCache(); cache != nil && !ex.noCache {
 					llm.Cache = cache
@@ -97,12 +98,14 @@ reloaded when it changes, and every result records the revision it was evaluated
 			} else {
 				log.Info("not explaining traces", "reason", note)
 			}
-			srv, err := pipeline.NewServer(b, cfg)
+			cfg.OnReady = func() {
+				log.Info("troy serving", "nats", b.ClientURL(), "metrics", srv.MetricsURL(), "components", strings.Join(cfg.Only, ","), "reports", cfg.ReportDir)
+				fmt.Fprintf(a.stdout, "troy serving on %s\n", b.ClientURL())
+			}
+			srv, err = pipeline.NewServer(b, cfg)
 			if err != nil {
 				return err
 			}
-			log.Info("troy serving", "nats", b.ClientURL(), "metrics", srv.MetricsURL(), "components", strings.Join(cfg.Only, ","), "reports", cfg.ReportDir)
-			fmt.Fprintf(a.stdout, "troy serving on %s\n", b.ClientURL())
 			err = srv.Run(ctx)
 			log.Info("troy stopped")
 			return err
@@ -121,6 +124,7 @@ reloaded when it changes, and every result records the revision it was evaluated
 	f.DurationVar(&cfg.IdleTimeout, "idle-timeout", 5*time.Minute, "close a trace that has had no event for this long (0: never)")
 	f.StringVar(&cfg.MetricsAddr, "metrics", "127.0.0.1:9464", "address for /healthz and /metrics (empty: none)")
 	f.BoolVarP(&verbose, "verbose", "v", false, "log more")
+	f.IntVar(&nf.opts.Replicas, "replicas", 1, "servers of the NATS cluster that keep each stream (3 in a three-node cluster)")
 	f.IntVar(&cfg.SinkBatch, "sink-batch", 10000, "the ClickHouse sink inserts after this many events")
 	f.DurationVar(&cfg.SinkWait, "sink-wait", time.Second, "the ClickHouse sink inserts events at most this long after they arrive")
 	return cmd
