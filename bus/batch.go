@@ -105,7 +105,10 @@ func (b *Bus) ConsumeBatches(ctx context.Context, c BatchConsumer, h BatchHandle
 			msgs = append(msgs, m)
 		}
 		if err := batch.Error(); err != nil && !transient(err) && ctx.Err() == nil {
+			// Such as no responders while a cluster elects the consumer's new leader: pause
+			// rather than ask again at once.
 			b.log.Warn("fetch ended with an error", "consumer", c.Name, "err", err)
+			sleep(ctx, 250*time.Millisecond)
 		}
 	}
 	// One last try for the batch in hand, bounded: what is not stored is redelivered.

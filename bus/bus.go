@@ -119,7 +119,7 @@ func Open(ctx context.Context, opts Options) (*Bus, error) {
 		return nil, err
 	}
 	if opts.Client && opts.URL != "" {
-		if b.kv, err = b.js.KeyValue(ctx, PolicyBucket); err != nil {
+		if b.kv, err = b.lookupBucket(ctx, PolicyBucket); err != nil {
 			b.Close()
 			return nil, fmt.Errorf("troy's streams are not on %s (is troyctl serve running?): %w", opts.URL, err)
 		}
@@ -236,22 +236,65 @@ func (b *Bus) declare(ctx context.Context, cacheStorage jetstream.StorageType) e
 		cfg.Replicas = replicas
 		cfg.MaxMsgSize = MaxEventSize + 64<<10
 		cfg.AllowDirect = true // reads of one trace go straight to the stored events
-		if _, err := b.js.CreateOrUpdateStream(ctx, cfg); err != nil {
+		if err := b.untilAnswered(ctx, "stream "+cfg.Name, func(ctx context.Context) error {
+			_, err := b.js.CreateOrUpdateStream(ctx, cfg)
+			return err
+		}); err != nil {
 			return fmt.Errorf("declare stream %s: %w", cfg.Name, err)
 		}
 	}
-	kv, err := b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: PolicyBucket, Storage: b.storage, History: 5, Replicas: replicas})
+	var kv jetstream.KeyValue
+	err := b.untilAnswered(ctx, "bucket "+PolicyBucket, func(ctx context.Context) (err error) {
+		kv, err = b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: PolicyBucket, Storage: b.storage, History: 5, Replicas: replicas})
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("declare bucket %s: %w", PolicyBucket, err)
 	}
 	b.kv = kv
-	cache, err := b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: CacheBucket, Storage: cacheStorage, History: 1,
-		Description: "model replies by (model, prompt)", Replicas: replicas})
+	var cache jetstream.KeyValue
+	err = b.untilAnswered(ctx, "bucket "+CacheBucket, func(ctx context.Context) (err error) {
+		cache, err = b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: CacheBucket, Storage: cacheStorage, History: 1,
+			Description: "model replies by (model, prompt)", Replicas: replicas})
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("declare bucket %s: %w", CacheBucket, err)
 	}
 	b.cache = cache
 	return nil
+}
+
+// lookupBucket finds a bucket of a running deployment.
+func (b *Bus) lookupBucket(ctx context.Context, name string) (kv jetstream.KeyValue, err error) {
+	err = b.untilAnswered(ctx, "bucket "+name, func(ctx context.Context) error {
+		kv, err = b.js.KeyValue(ctx, name)
+		return err
+	})
+	return kv, err
+}
+
+// untilAnswered calls f until it gets an answer. A cluster that is starting, or electing
+// a new leader after losing a server, answers nothing for a few seconds, so calls that
+// time out or find no responder are made again, for up to half a minute; any other error
+// is final.
+func (b *Bus) untilAnswered(ctx context.Context, what string, f func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	wait := 100 * time.Millisecond
+	for {
+		// A request sent while no leader was there is never answered: each attempt gets
+		// its own short deadline.
+		attempt, cancelAttempt := context.WithTimeout(ctx, 5*time.Second)
+		err := f(attempt)
+		cancelAttempt()
+		if err == nil || ctx.Err() != nil || !(errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoHeartbeat)) {
+			return err
+		}
+		b.log.Info("no answer from NATS; retrying", "what", what, "err", err)
+		sleep(ctx, wait)
+		wait = min(2*wait, 2*time.Second)
+	}
 }
 
 // Cache is the explanation cache: model replies by key, in the cache bucket.
@@ -477,28 +520,35 @@ func (b *Bus) GetPolicy(ctx context.Context, key string) ([]byte, error) {
 func (b *Bus) Subscribe(ctx context.Context, stream, filter string, fn func(schemas.Envelope)) (ready <-chan struct{}, done <-chan error) {
 	readyc, donec := make(chan struct{}), make(chan error, 1)
 	go func() {
-		cons, err := b.js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{
-			FilterSubjects: []string{filter},
-			DeliverPolicy:  jetstream.DeliverNewPolicy,
+		var cons jetstream.Consumer
+		err := b.untilAnswered(ctx, "subscribe "+filter, func(ctx context.Context) (err error) {
+			cons, err = b.js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{
+				FilterSubjects: []string{filter},
+				DeliverPolicy:  jetstream.DeliverNewPolicy,
+			})
+			return err
 		})
 		close(readyc)
 		if err != nil {
 			donec <- fmt.Errorf("subscribe %s: %w", filter, err)
 			return
 		}
-		for ctx.Err() == nil {
-			batch, err := cons.Fetch(256, jetstream.FetchMaxWait(500*time.Millisecond))
-			if err != nil {
-				if ctx.Err() != nil {
-					break
+		// Consume, not repeated fetches: an ordered consumer is recreated at every fetch,
+		// while Consume recreates it only when it is lost, as when a cluster loses the
+		// server that held it, and carries on from the last event delivered.
+		cc, err := cons.Consume(func(m jetstream.Msg) { fn(envelope(m)) },
+			jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+				if ctx.Err() == nil {
+					b.log.Debug("subscription interrupted; resuming", "filter", filter, "err", err)
 				}
-				sleep(ctx, 100*time.Millisecond)
-				continue
-			}
-			if !dispatch(ctx, batch, func(m jetstream.Msg) { fn(envelope(m)) }) {
-				break
-			}
+			}))
+		if err != nil {
+			donec <- fmt.Errorf("subscribe %s: %w", filter, err)
+			return
 		}
+		<-ctx.Done()
+		cc.Stop()
+		<-cc.Closed()
 		donec <- nil
 	}()
 	return readyc, donec

@@ -102,7 +102,10 @@ func (b *Bus) Consume(ctx context.Context, c Consumer, h Handler, stats *Stats) 
 			break // events fetched but not handed out are redelivered after AckWait
 		}
 		if err := batch.Error(); err != nil && !transient(err) && ctx.Err() == nil {
+			// Such as no responders while a cluster elects the consumer's new leader: pause
+			// rather than ask again at once.
 			b.log.Warn("fetch ended with an error", "consumer", c.Name, "err", err)
+			sleep(ctx, 250*time.Millisecond)
 		}
 	}
 	return nil

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sort"
 	"sync"
 	"time"
@@ -59,7 +60,6 @@ type traceRun struct {
 	index   map[string]int
 	now     [][]stepOutcome // per step: outcomes of rules that read no later step, when not plain false
 	emitted map[string]bool // violations already emitted, by step and rule
-	applied uint64          // stream sequence of the last event applied
 	last    time.Time       // when the last event arrived
 }
 
@@ -83,13 +83,14 @@ func (st *Stage) Handle(ctx context.Context, in schemas.Envelope) ([]schemas.Env
 	if err != nil {
 		return nil, err
 	}
-	run, err := st.runFor(ctx, ev)
+	run, rebuilt, err := st.runFor(ctx, ev)
 	if err != nil || run == nil {
 		return nil, err
 	}
 	run.mu.Lock()
 	defer run.mu.Unlock()
 	out, err := run.apply(ctx, st, ev) // a redelivery of an event already applied does nothing
+	out = append(rebuilt, out...)
 	if err != nil {
 		var perm *schemas.Permanent
 		if !errors.As(err, &perm) {
@@ -106,16 +107,17 @@ func (st *Stage) Handle(ctx context.Context, in schemas.Envelope) ([]schemas.Env
 	return out, nil
 }
 
-// runFor finds the state of the event's trace, rebuilding it from the events before this
-// one in the stream when the event does not start the trace.
-func (st *Stage) runFor(ctx context.Context, in event) (*traceRun, error) {
+// runFor finds the state of the event's trace, rebuilding it from the stream when the
+// event does not start the trace. The events it gives back are what the rebuild found
+// that was never handled: steps stored after this event.
+func (st *Stage) runFor(ctx context.Context, in event) (*traceRun, []schemas.Envelope, error) {
 	key := in.Subject + " " + in.ref.Run
 	st.mu.Lock()
 	run := st.runs[key]
 	ended := st.finished.has(key)
 	st.mu.Unlock()
 	if run != nil {
-		return run, nil
+		return run, nil, nil
 	}
 	if in.Kind == schemas.KindStep {
 		if in.step.Seq == 0 {
@@ -123,35 +125,83 @@ func (st *Stage) runFor(ctx context.Context, in event) (*traceRun, error) {
 			st.mu.Lock()
 			st.runs[key] = run
 			st.mu.Unlock()
-			return run, nil
+			return run, nil, nil
 		}
 	}
 	if ended {
-		return nil, nil // a late redelivery for a trace already finished
+		return nil, nil, nil // a late redelivery for a trace already finished
 	}
 	if st.read == nil || in.Seq == 0 {
-		return nil, &schemas.Permanent{Err: fmt.Errorf("%s event for a trace with no earlier steps", in.Kind)}
+		return nil, nil, &schemas.Permanent{Err: fmt.Errorf("%s event for a trace with no earlier steps", in.Kind)}
 	}
-	events, err := st.read(ctx, in.Subject, in.Seq-1)
+	run, out, err := st.rebuild(ctx, in, key)
 	if err != nil {
-		return nil, fmt.Errorf("rebuild trace %s: %w", in.Subject, err)
+		return nil, nil, fmt.Errorf("rebuild trace %s: %w", in.Subject, err)
 	}
-	run = &traceRun{key: key, subject: in.Subject, index: map[string]int{}, emitted: map[string]bool{}}
-	// Violations found while rebuilding were emitted when those events were first handled.
-	// Only this run of the trace counts: the subject may hold earlier sendings of it.
+	st.mu.Lock()
+	st.runs[key] = run
+	st.mu.Unlock()
+	return run, out, nil
+}
+
+// rebuild replays one run of a trace from the whole subject. Steps are applied in their
+// trace order, not the stream's: a sender that publishes asynchronously and retries
+// after a failover can store a later step before an earlier one. Only steps before the
+// event's own step are applied (it applies itself), and outputs stored before the event.
+// Violations of steps stored before the event were emitted when they were handled; those
+// of steps stored after it are returned, as they were not.
+func (st *Stage) rebuild(ctx context.Context, in event, key string) (*traceRun, []schemas.Envelope, error) {
+	events, err := st.read(ctx, in.Subject, math.MaxUint64)
+	if err != nil {
+		return nil, nil, err
+	}
+	limit := math.MaxInt
+	if in.Kind == schemas.KindStep {
+		limit = in.step.Seq
+	}
+	steps := map[int]event{}
+	var outputs []event
 	for _, e := range events {
 		ev, err := decodeEvent(e)
 		if err != nil || ev.ref.Run != in.ref.Run {
 			continue // the pipeline dead-lettered it, or another run of the trace
 		}
-		if _, err := run.apply(ctx, st, ev); err != nil {
-			return nil, fmt.Errorf("rebuild trace %s: %w", in.Subject, err)
+		switch {
+		case ev.Kind == schemas.KindStep && ev.step.Seq < limit:
+			if _, dup := steps[ev.step.Seq]; !dup {
+				steps[ev.step.Seq] = ev
+			}
+		case ev.Kind == schemas.KindOutput && ev.Seq < in.Seq:
+			outputs = append(outputs, ev)
 		}
 	}
-	st.mu.Lock()
-	st.runs[key] = run
-	st.mu.Unlock()
-	return run, nil
+	run := &traceRun{key: key, subject: in.Subject, index: map[string]int{}, emitted: map[string]bool{}}
+	var fresh []schemas.Envelope
+	for i := 0; ; i++ {
+		ev, ok := steps[i]
+		if !ok {
+			break
+		}
+		out, err := run.apply(ctx, st, ev)
+		if err != nil {
+			return nil, nil, err
+		}
+		if ev.Seq > in.Seq {
+			fresh = append(fresh, out...)
+		}
+	}
+	if in.Kind == schemas.KindStep && len(run.steps) < limit {
+		return nil, nil, fmt.Errorf("step %d of trace %s: only %d steps before it are stored: events are missing", limit, in.ref.TraceID, len(run.steps))
+	}
+	for _, ev := range outputs {
+		if _, ok := run.index[ev.out.StepID]; !ok {
+			continue // of a step stored after it: it failed, and is delivered again
+		}
+		if _, err := run.apply(ctx, st, ev); err != nil {
+			return nil, nil, err
+		}
+	}
+	return run, fresh, nil
 }
 
 func (st *Stage) drop(key string) {
@@ -166,6 +216,7 @@ type event struct {
 	ref  schemas.TraceRef
 	step *schemas.StepEvent
 	out  *schemas.StepOutput
+	end  *schemas.TraceEnd
 }
 
 // decodeEvent decodes an event once, for routing and applying.
@@ -182,9 +233,9 @@ func decodeEvent(in schemas.Envelope) (event, error) {
 		err = json.Unmarshal(in.Data, ev.out)
 		ev.ref = ev.out.TraceRef
 	case schemas.KindEnd:
-		var end schemas.TraceEnd
-		err = json.Unmarshal(in.Data, &end)
-		ev.ref = end.TraceRef
+		ev.end = &schemas.TraceEnd{}
+		err = json.Unmarshal(in.Data, ev.end)
+		ev.ref = ev.end.TraceRef
 	default:
 		return ev, &schemas.Permanent{Err: fmt.Errorf("unknown event kind %q", in.Kind)}
 	}
@@ -195,18 +246,16 @@ func decodeEvent(in schemas.Envelope) (event, error) {
 }
 
 func (run *traceRun) apply(ctx context.Context, st *Stage, in event) ([]schemas.Envelope, error) {
-	if in.Seq != 0 {
-		if in.Seq <= run.applied {
-			return nil, nil
-		}
-		run.applied = in.Seq
-	}
 	run.last = time.Now()
-	switch in.Kind {
-	case schemas.KindStep:
-		return run.step(ctx, st, *in.step)
-	case schemas.KindOutput:
-		return run.output(*in.out)
+	if in.Kind == schemas.KindStep {
+		return run.step(ctx, st, *in.step) // idempotent by the step's position
+	}
+	if in.Kind == schemas.KindOutput {
+		return run.output(*in.out) // idempotent: the same output again changes nothing
+	}
+	// An end is applied once: the trace is then forgotten, and marked finished.
+	if in.end != nil && in.end.Steps > len(run.steps) {
+		return nil, fmt.Errorf("end of trace %s after %d of its %d steps: events are missing", in.ref.TraceID, len(run.steps), in.end.Steps)
 	}
 	return run.end()
 }
@@ -255,7 +304,8 @@ func (run *traceRun) step(ctx context.Context, st *Stage, ev schemas.StepEvent) 
 func (run *traceRun) output(ev schemas.StepOutput) ([]schemas.Envelope, error) {
 	j, ok := run.index[ev.StepID]
 	if !ok {
-		return nil, &schemas.Permanent{Err: fmt.Errorf("output for unknown step %q of trace %s", ev.StepID, run.ref.TraceID)}
+		// Not permanent: the step may be stored after its output, and come.
+		return nil, fmt.Errorf("output for unknown step %q of trace %s", ev.StepID, run.ref.TraceID)
 	}
 	updated := *run.steps[j]
 	updated.Output = ev.Output

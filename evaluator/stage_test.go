@@ -257,3 +257,77 @@ func TestStageLateOutputReachesLaterSteps(t *testing.T) {
 		t.Fatalf("events %v: the late output should raise the alert for s2 when it arrives", kinds)
 	}
 }
+
+// A sender that publishes asynchronously and retries after a failover can store a block
+// of a trace's events before an earlier block. Events that cannot be applied yet fail and
+// come back later, as the consumer redelivers them; in the end the stage reports what
+// post-hoc evaluation finds, and each trace once.
+func TestStageToleratesEventsStoredOutOfOrder(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	g := condGen{r}
+	for round := range 300 {
+		var conds []string
+		for range 4 {
+			conds = append(conds, g.cond(2))
+		}
+		c, err := evaluator.Compile(policyOf(conds...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr := randomTrace(r, 2+r.IntN(12))
+		tr.TraceID = fmt.Sprintf("reordered.%d", round)
+		sent := &stream{}
+		traceEvents(t, r, sent, tr, c.Hash())
+		// Store a later block first.
+		n := len(sent.events)
+		a := r.IntN(n - 1)
+		b := a + 1 + r.IntN(n-a-1)
+		order := append(append(slices.Clone(sent.events[a:b]), sent.events[:a]...), sent.events[b:]...)
+		s := &stream{}
+		for i, e := range order {
+			e.Seq = uint64(i + 1)
+			s.events = append(s.events, e)
+		}
+		stage := evaluator.NewStage(policyFunc(c), s.read)
+		queue := slices.Clone(s.events)
+		restartAt := r.IntN(len(queue) + 1)
+		var evaluated *schemas.TraceEvaluated
+		for i := 0; len(queue) > 0; i++ {
+			if i > 20*len(s.events) {
+				t.Fatalf("round %d: events never all applied; left: %d", round, len(queue))
+			}
+			if i == restartAt {
+				stage = evaluator.NewStage(policyFunc(c), s.read)
+			}
+			ev := queue[0]
+			queue = queue[1:]
+			out, err := stage.Handle(context.Background(), ev)
+			if err != nil {
+				var perm *schemas.Permanent
+				if errorsAs(err, &perm) {
+					t.Fatalf("round %d: %v", round, err)
+				}
+				queue = append(queue, ev) // redelivered later
+				continue
+			}
+			for _, o := range out {
+				if o.Kind == schemas.KindEvaluated {
+					if evaluated != nil {
+						t.Fatalf("round %d: evaluated twice", round)
+					}
+					evaluated = &schemas.TraceEvaluated{}
+					if err := json.Unmarshal(o.Data, evaluated); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+		}
+		want := c.Evaluate(tr)
+		if want.Violations == nil {
+			want.Violations = []schemas.Violation{}
+		}
+		if evaluated == nil || !slices.Equal(evaluated.Violations, want.Violations) || evaluated.Steps != len(tr.Steps) {
+			t.Fatalf("round %d (block %d:%d first): got %+v\nwant %v", round, a, b, evaluated, ids(want.Violations))
+		}
+	}
+}

@@ -1,0 +1,194 @@
+// Package deploy_test checks the deployment files: docker-compose.yml, the NATS cluster
+// configuration and the Grafana dashboard. Docker cannot run here, so the compose file is
+// checked for what it names, and the parts it wires are run for real elsewhere (the
+// cluster test of troyctl).
+package deploy_test
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"gopkg.in/yaml.v3"
+
+	"github.com/troy-audit/troy/warehouse"
+	"github.com/troy-audit/troy/warehouse/chtest"
+)
+
+type compose struct {
+	Services map[string]struct {
+		Image       string            `yaml:"image"`
+		Build       map[string]string `yaml:"build"`
+		Command     []string          `yaml:"command"`
+		Environment map[string]string `yaml:"environment"`
+		Ports       []string          `yaml:"ports"`
+		Volumes     []string          `yaml:"volumes"`
+		DependsOn   any               `yaml:"depends_on"`
+	} `yaml:"services"`
+	Volumes map[string]any `yaml:"volumes"`
+}
+
+func TestComposeFile(t *testing.T) {
+	raw, err := os.ReadFile("../docker-compose.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c compose
+	if err := yaml.Unmarshal(raw, &c); err != nil {
+		t.Fatalf("docker-compose.yml: %v", err)
+	}
+	var names []string
+	for name := range c.Services {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	if got := strings.Join(names, " "); got != "clickhouse grafana nats-1 nats-2 nats-3 troy" {
+		t.Fatalf("services: %s", got)
+	}
+	for _, n := range []string{"nats-1", "nats-2", "nats-3"} {
+		s := c.Services[n]
+		if s.Environment["NATS_NAME"] != n || !strings.HasPrefix(s.Image, "nats:") || !slices.Contains(s.Volumes, n+":/data") {
+			t.Errorf("%s: name %q image %q volumes %v", n, s.Environment["NATS_NAME"], s.Image, s.Volumes)
+		}
+		for i := 1; i <= 3; i++ {
+			if s.Environment["NATS_ROUTE_"+string(rune('0'+i))] == "" {
+				t.Errorf("%s lacks route %d", n, i)
+			}
+		}
+	}
+	want := map[string][]string{
+		"nats-1":     {"127.0.0.1:4222:4222"},
+		"clickhouse": {"127.0.0.1:9000:9000"},
+		"troy":       {"127.0.0.1:9464:9464"},
+		"grafana":    {"127.0.0.1:3000:3000"},
+	}
+	for svc, ports := range want {
+		for _, p := range ports {
+			if !slices.Contains(c.Services[svc].Ports, p) {
+				t.Errorf("%s does not publish %s: %v", svc, p, c.Services[svc].Ports)
+			}
+		}
+	}
+	troy := c.Services["troy"]
+	if troy.Build["dockerfile"] != "deploy/Dockerfile" {
+		t.Errorf("troy is not built from deploy/Dockerfile: %v", troy.Build)
+	}
+	cmd := strings.Join(troy.Command, " ")
+	for _, flag := range []string{"serve", "--nats=nats://nats-1:4222,nats://nats-2:4222,nats://nats-3:4222", "--replicas=3", "--clickhouse=clickhouse://clickhouse:9000/troy", "--policy="} {
+		if !strings.Contains(cmd, flag) {
+			t.Errorf("troy's command lacks %s: %s", flag, cmd)
+		}
+	}
+	// Every file mounted from the repository exists, and every named volume is declared.
+	for name, s := range c.Services {
+		for _, v := range s.Volumes {
+			src, _, _ := strings.Cut(v, ":")
+			if strings.HasPrefix(src, "./") {
+				if _, err := os.Stat(filepath.Join("..", src)); err != nil {
+					t.Errorf("%s mounts %s: %v", name, src, err)
+				}
+			} else if _, ok := c.Volumes[src]; !ok {
+				t.Errorf("%s uses volume %s, which is not declared", name, src)
+			}
+		}
+	}
+	if _, err := os.Stat(filepath.Join("..", troy.Build["dockerfile"])); err != nil {
+		t.Error(err)
+	}
+}
+
+// The NATS configuration loads with each node's environment.
+func TestNATSClusterConfig(t *testing.T) {
+	env := map[string]string{
+		"NATS_NAME": "nats-2", "NATS_HOST": "127.0.0.1", "NATS_PORT": "4223", "NATS_HTTP_PORT": "8223", "NATS_CLUSTER_PORT": "6223",
+		"NATS_STORE": t.TempDir(), "NATS_ROUTE_1": "nats-route://127.0.0.1:6222", "NATS_ROUTE_2": "nats-route://127.0.0.1:6223", "NATS_ROUTE_3": "nats-route://127.0.0.1:6224",
+	}
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
+	o, err := server.ProcessConfigFile("nats/cluster.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.ServerName != "nats-2" || o.Port != 4223 || o.Cluster.Port != 6223 || o.Cluster.Name != "troy" || len(o.Routes) != 3 || !o.JetStream || o.HTTPPort != 8223 {
+		t.Fatalf("%+v", o)
+	}
+}
+
+var macro = regexp.MustCompile(`\$__(timeFilter|timeInterval)\((\w+)\)`)
+
+// The dashboard's panels query tables and columns that exist, and their SQL runs on a real
+// server once Grafana's macros are expanded.
+func TestGrafanaDashboard(t *testing.T) {
+	raw, err := os.ReadFile("grafana/dashboards/troy.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d struct {
+		UID    string `json:"uid"`
+		Panels []struct {
+			Title   string `json:"title"`
+			Targets []struct {
+				RawSQL     string `json:"rawSql"`
+				Datasource struct {
+					UID string `json:"uid"`
+				} `json:"datasource"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	if err := json.Unmarshal(raw, &d); err != nil {
+		t.Fatalf("troy.json: %v", err)
+	}
+	var ds struct {
+		Datasources []struct {
+			UID      string         `yaml:"uid"`
+			Type     string         `yaml:"type"`
+			JSONData map[string]any `yaml:"jsonData"`
+		} `yaml:"datasources"`
+	}
+	raw, err = os.ReadFile("grafana/provisioning/datasources/clickhouse.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(raw, &ds); err != nil || len(ds.Datasources) != 1 || ds.Datasources[0].JSONData["defaultDatabase"] != "troy" {
+		t.Fatalf("datasource: %v %+v", err, ds)
+	}
+	srv := chtest.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s, _, err := warehouse.Migrate(ctx, srv.DSN("troy"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if len(d.Panels) < 3 {
+		t.Fatalf("%d panels", len(d.Panels))
+	}
+	for _, p := range d.Panels {
+		for _, tg := range p.Targets {
+			if tg.Datasource.UID != ds.Datasources[0].UID {
+				t.Errorf("%s: datasource %q", p.Title, tg.Datasource.UID)
+			}
+			sql := macro.ReplaceAllStringFunc(tg.RawSQL, func(m string) string {
+				g := macro.FindStringSubmatch(m)
+				if g[1] == "timeInterval" {
+					return "toStartOfHour(" + g[2] + ")"
+				}
+				return g[2] + " >= now() - 86400 AND " + g[2] + " <= now()"
+			})
+			rows, err := s.Conn().Query(ctx, sql)
+			if err != nil {
+				t.Errorf("panel %q: %v\n%s", p.Title, err, sql)
+				continue
+			}
+			rows.Close()
+		}
+	}
+}
