@@ -274,10 +274,9 @@ func (e *Explainer) ask(ctx context.Context, prompt string) (openai.ChatCompleti
 		}
 		status := statusOf(err)
 		switch {
-		case jsonMode && (status == 400 || status == 422) && mentionsFormat(err):
+		case jsonMode && refusesJSONMode(err):
 			// The server does not take the JSON response format: ask in plain text, now and
-			// from now on; the reply is parsed the same way.
-			e.noJSON.Store(true)
+			// (once has noted it) from now on; the reply is parsed the same way.
 			e.cfg.Logger.Info("the model API refused the JSON response format; asking without it", "err", err)
 			attempt--
 			continue
@@ -328,7 +327,16 @@ func (e *Explainer) once(ctx context.Context, req openai.ChatCompletionRequest) 
 	if err != nil && errors.Is(reqCtx.Err(), context.DeadlineExceeded) && ctx.Err() == nil {
 		err = fmt.Errorf("no reply within %s: %w", e.cfg.Timeout, err)
 	}
+	if jsonMode && refusesJSONMode(err) {
+		e.noJSON.Store(true) // while the slot is held, so that no waiting caller asks again
+	}
 	return resp, jsonMode, retryAfter, err
+}
+
+// refusesJSONMode reports whether err is a server's refusal of the JSON response format.
+func refusesJSONMode(err error) bool {
+	status := statusOf(err)
+	return err != nil && (status == 400 || status == 422) && mentionsFormat(err)
 }
 
 // refusedError is a refusal of the credentials: no later call can succeed.

@@ -114,3 +114,33 @@ func Seed(ctx context.Context, s *warehouse.Store, traces []Trace) error {
 	}
 	return flush()
 }
+
+// Large is n traces of five agents and three versions over the 30 days before at, with
+// about ten steps each from a mix of eight tools, and a violation in about one in four:
+// data to time the sink and the analytics on.
+func Large(n int, at time.Time) []Trace {
+	tools := []string{"search", "sql", "email", "http_get", "shell", "read_file", "write_file", "payments"}
+	rules := []schemas.Violation{
+		{RuleID: "no-sql", StepID: "s1", Severity: "high"},
+		{RuleID: "no-exfil", StepID: "s3", Severity: "critical"},
+	}
+	out := make([]Trace, n)
+	span := 30 * 24 * time.Hour
+	for i := range out {
+		steps := 6 + (i*7)%9 // 6–14
+		tr := Trace{
+			Agent: fmt.Sprintf("agent-%d", i%5), ID: fmt.Sprintf("large-%d", i), Run: "r", Policy: "p1",
+			Version: fmt.Sprintf("1.%d", i%3), Environment: "prod", Risk: 5,
+			Start: at.Add(-span + time.Duration(int64(span)/int64(n)*int64(i))),
+		}
+		for s := range steps {
+			tr.Tools = append(tr.Tools, tools[(i*3+s*5)%len(tools)])
+		}
+		if i%4 == 0 {
+			v := rules[(i/4)%2]
+			tr.Violations, tr.Risk = []schemas.Violation{v}, 25+20*((i/4)%2)
+		}
+		out[i] = tr
+	}
+	return out
+}
