@@ -20,7 +20,7 @@ type BatchConsumer struct {
 	Name   string   // durable name
 	Stream string   // stream to consume
 	Filter []string // subjects; empty for all
-	// MaxBatch ends a batch at this many events. Zero means 10000.
+	// MaxBatch ends a batch at this many events. Zero means 50000.
 	MaxBatch int
 	// MaxWait ends a batch this long after its first event arrived. Zero means 1s.
 	MaxWait time.Duration
@@ -30,7 +30,7 @@ type BatchConsumer struct {
 
 func (c BatchConsumer) withDefaults() BatchConsumer {
 	if c.MaxBatch <= 0 {
-		c.MaxBatch = 10000
+		c.MaxBatch = 50000
 	}
 	if c.MaxWait <= 0 {
 		c.MaxWait = time.Second

@@ -44,7 +44,7 @@ type Config struct {
 	ExplainNote string
 	// Store receives every step and result in ClickHouse; nil runs no sink.
 	Store *warehouse.Store
-	// SinkBatch and SinkWait end a sink batch by size and by age; zero means 10000 and 1s.
+	// SinkBatch and SinkWait end a sink batch by size and by age; zero means 50000 and 1s.
 	SinkBatch int
 	SinkWait  time.Duration
 	Logger    *slog.Logger // nil logs nothing

@@ -259,6 +259,18 @@ type traceInfo struct {
 	at              []time.Time    // by position
 }
 
+// stepSummary is the part of a step event that a trace's row needs.
+type stepSummary struct {
+	schemas.TraceRef
+	TraceMetadata json.RawMessage `json:"trace_metadata"`
+	Seq           int             `json:"seq"`
+	Step          *struct {
+		StepID    string  `json:"step_id"`
+		Type      string  `json:"type"`
+		Timestamp *string `json:"timestamp"`
+	} `json:"step"`
+}
+
 // readTrace gathers one run of a trace from its steps, as the steps table has them.
 func (k *Sink) readTrace(ctx context.Context, ref schemas.TraceRef) (*traceInfo, error) {
 	events, err := k.read(ctx, schemas.StepsSubject(ref.AgentName, ref.TraceID), math.MaxUint64)
@@ -270,13 +282,16 @@ func (k *Sink) readTrace(ctx context.Context, ref schemas.TraceRef) (*traceInfo,
 		if e.Kind != schemas.KindStep {
 			continue
 		}
-		var ev stepEvent
+		var ev stepSummary // only what the trace's row needs: decoding is most of the cost
 		if json.Unmarshal(e.Data, &ev) != nil || ev.Run != ref.Run || ev.Step == nil || ev.Seq != ti.steps {
 			continue // a duplicate, or one the evaluator refused too
 		}
 		t := stepTime(ev.Step.Timestamp, e.Time)
 		if ti.steps == 0 {
-			ti.meta, ti.firstAt, ti.lastAt = ev.TraceMetadata, t, t
+			ti.firstAt, ti.lastAt = t, t
+			if len(ev.TraceMetadata) > 0 {
+				_ = json.Unmarshal(ev.TraceMetadata, &ti.meta)
+			}
 		}
 		ti.firstAt, ti.lastAt = minTime(ti.firstAt, t), maxTime(ti.lastAt, t)
 		if _, dup := ti.index[ev.Step.StepID]; !dup {

@@ -2,6 +2,7 @@ package warehouse
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -97,7 +98,9 @@ func (k *Sink) Write(ctx context.Context, batch []schemas.Envelope) error {
 	if err != nil {
 		return err
 	}
-	for _, t := range []struct {
+	// The tables are inserted into at once: on a server each insert costs a part per
+	// partition, mostly files to create, so a batch takes as long as its largest table.
+	inserts := []struct {
 		table string
 		n     int
 		cols  func() columns
@@ -107,13 +110,22 @@ func (k *Sink) Write(ctx context.Context, batch []schemas.Envelope) error {
 		{"violations", len(viols.version), viols.columns},
 		{"explanations", len(expl.version), expl.columns},
 		{"rules", len(rules.version), rules.columns},
-	} {
+	}
+	errs := make([]error, len(inserts))
+	var wg sync.WaitGroup
+	for i, t := range inserts {
 		if t.n == 0 {
 			continue
 		}
-		if err := k.s.insert(ctx, t.table, t.cols()); err != nil {
-			return err
-		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = k.s.insert(ctx, t.table, t.cols())
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
 	}
 	k.mu.Lock()
 	for _, p := range rules.policies {

@@ -149,7 +149,7 @@ func TestBadDSN(t *testing.T) {
 func events(t *testing.T, seq *uint64, agent, trace, run, version string, tools []string, violations []schemas.Violation) []schemas.Envelope {
 	t.Helper()
 	evs, err := chtest.Events(chtest.Trace{Agent: agent, ID: trace, Run: run, Policy: "p1", Version: version, Environment: "prod",
-		Start: time.Date(2026, 4, 1, 10, 0, 0, 0, time.UTC), Tools: tools, Violations: violations, Risk: 40, Explained: true}, seq)
+		Start: time.Date(2026, 4, 1, 10, 0, 0, 0, time.UTC), Tools: tools, Violations: violations, Risk: 40, Explained: true, Output: true}, seq)
 	if err != nil {
 		t.Fatal(err)
 	}

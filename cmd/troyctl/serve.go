@@ -125,7 +125,7 @@ reloaded when it changes, and every result records the revision it was evaluated
 	f.StringVar(&cfg.MetricsAddr, "metrics", "127.0.0.1:9464", "address for /healthz and /metrics (empty: none)")
 	f.BoolVarP(&verbose, "verbose", "v", false, "log more")
 	f.IntVar(&nf.opts.Replicas, "replicas", 1, "servers of the NATS cluster that keep each stream (3 in a three-node cluster)")
-	f.IntVar(&cfg.SinkBatch, "sink-batch", 10000, "the ClickHouse sink inserts after this many events")
+	f.IntVar(&cfg.SinkBatch, "sink-batch", 50000, "the ClickHouse sink inserts after this many events (each insert costs ClickHouse a part: larger is faster)")
 	f.DurationVar(&cfg.SinkWait, "sink-wait", time.Second, "the ClickHouse sink inserts events at most this long after they arrive")
 	return cmd
 }

@@ -18,10 +18,12 @@ type Trace struct {
 	Risk                   int
 	// Explained adds an explanation of the first step and an explained event.
 	Explained bool
+	// Output sends the first step's output as an event of its own, as the guard does.
+	Output bool
 }
 
-// Events builds the events the pipeline carries for tr: its steps, an output for the
-// first step, the scored event and, if asked, the explanations. Stream sequences continue
+// Events builds the events the pipeline carries for tr: its steps, if asked an output for
+// the first step, the scored event and, if asked, the explanations. Stream sequences continue
 // from *seq.
 func Events(tr Trace, seq *uint64) ([]schemas.Envelope, error) {
 	ref := schemas.TraceRef{TraceID: tr.ID, AgentName: tr.Agent, Policy: tr.Policy, Run: tr.Run}
@@ -48,7 +50,7 @@ func Events(tr Trace, seq *uint64) ([]schemas.Envelope, error) {
 			Input: map[string]any{"q": i}, Metadata: map[string]any{"zone": "internal", "n": 3}, Timestamp: &ts,
 		}})
 	}
-	if len(tr.Tools) > 0 {
+	if tr.Output && len(tr.Tools) > 0 {
 		add(subject, schemas.KindOutput, schemas.StepOutput{TraceRef: ref, StepID: "s0", Output: map[string]any{"rows": 2}})
 	}
 	scored := schemas.TraceScored{TraceEvaluated: schemas.TraceEvaluated{TraceRef: ref, Steps: len(tr.Tools), Violations: tr.Violations}, RiskScore: tr.Risk}

@@ -84,6 +84,7 @@ func Scenario(at time.Time) []Trace {
 			out[i].Run = "r"
 		}
 		out[i].Explained = i%3 == 0
+		out[i].Output = i%2 == 0
 	}
 	return out
 }
