@@ -28,7 +28,7 @@ type stepRows struct {
 	version                 []uint64
 }
 
-func (r *stepRows) addEvent(e schemas.Envelope) error {
+func (r *stepRows) addEvent(e schemas.Envelope, cache *traceCache) error {
 	var ev stepEvent
 	if err := json.Unmarshal(e.Data, &ev); err != nil {
 		return err
@@ -36,14 +36,17 @@ func (r *stepRows) addEvent(e schemas.Envelope) error {
 	if ev.Step == nil {
 		return fmt.Errorf("step event without a step")
 	}
-	r.add(&ev, e.Time, e.Seq)
+	if r.add(&ev, e.Time, e.Seq) {
+		cache.add(&ev, stepTime(ev.Step.Timestamp, e.Time))
+	}
 	return nil
 }
 
-func (r *stepRows) add(ev *stepEvent, stored time.Time, version uint64) {
+// add adds a step's row; it reports false for a step the evaluator refuses too.
+func (r *stepRows) add(ev *stepEvent, stored time.Time, version uint64) bool {
 	s := ev.Step
 	if !schemas.ValidStepType(s.Type) || ev.Seq < 0 {
-		return // the evaluator refuses such steps too
+		return false
 	}
 	r.agent = append(r.agent, ev.AgentName)
 	r.trace = append(r.trace, ev.TraceID)
@@ -64,6 +67,7 @@ func (r *stepRows) add(ev *stepEvent, stored time.Time, version uint64) {
 	r.env = append(r.env, Environment(ev.TraceMetadata))
 	r.pol = append(r.pol, ev.Policy)
 	r.version = append(r.version, version)
+	return true
 }
 
 func (r *stepRows) columns() columns {
@@ -342,6 +346,12 @@ func (k *Sink) traces(ctx context.Context, ends []schemas.Envelope) (traceRows, 
 		}
 		wg.Add(1)
 		sem <- struct{}{}
+		if ti, ok := k.cache.get(evs[i].TraceRef, evs[i].Steps); ok {
+			infos[i] = ti
+			<-sem
+			wg.Done()
+			continue
+		}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
 			infos[i], errs[i] = k.readTrace(ctx, evs[i].TraceRef)
@@ -476,14 +486,18 @@ func (k *Sink) policyInfo(ctx context.Context, hash string) PolicyInfo {
 	}
 	k.mu.Lock()
 	p, ok := k.policies[hash]
+	missed, wasMissing := k.missing[hash]
 	k.mu.Unlock()
-	if ok {
-		return p
+	if ok || wasMissing && time.Since(missed) < time.Minute {
+		return p // asked again a minute later, in case the store was only unreachable
 	}
 	p, err := k.policy(ctx, hash)
 	if err != nil {
 		k.log.Warn("policy revision not found; its violations are stored without weights", "policy", hash, "err", err)
-		return PolicyInfo{Hash: ""}
+		k.mu.Lock()
+		k.missing[hash] = time.Now()
+		k.mu.Unlock()
+		return PolicyInfo{}
 	}
 	p.Hash = hash
 	return p

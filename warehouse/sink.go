@@ -49,6 +49,8 @@ type Sink struct {
 
 	mu       sync.Mutex
 	policies map[string]PolicyInfo // revisions whose rules are stored
+	missing  map[string]time.Time  // revisions the policy store lacked, and when
+	cache    *traceCache
 	// Skipped counts events that could not be turned into rows (they do not decode).
 	Skipped int64
 }
@@ -59,8 +61,11 @@ func NewSink(s *Store, read ReadFunc, policy PolicyFunc, log *slog.Logger) *Sink
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Sink{s: s, read: read, policy: policy, log: log, policies: map[string]PolicyInfo{}}
+	return &Sink{s: s, read: read, policy: policy, log: log, policies: map[string]PolicyInfo{}, missing: map[string]time.Time{}, cache: newTraceCache(traceCacheSize)}
 }
+
+// traceCacheSize bounds the traces whose steps the sink remembers.
+const traceCacheSize = 100000
 
 // Kinds are the event kinds the sink stores; others are ignored.
 func Kinds() []string {
@@ -78,7 +83,7 @@ func (k *Sink) Write(ctx context.Context, batch []schemas.Envelope) error {
 	for _, e := range batch {
 		switch e.Kind {
 		case schemas.KindStep:
-			if err := steps.addEvent(e); err != nil {
+			if err := steps.addEvent(e, k.cache); err != nil {
 				k.skip(e, err)
 			}
 		case schemas.KindOutput:

@@ -3,6 +3,7 @@ package warehouse_test
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -228,5 +229,79 @@ func TestSinkWriteTwiceCountsOnce(t *testing.T) {
 	}
 	if weight != 40 || !vts.Equal(time.Date(2026, 4, 1, 10, 0, 2, 0, time.UTC)) {
 		t.Fatalf("violation row: weight %d at %v", weight, vts)
+	}
+}
+
+// A trace's row is the same whether the sink saw its steps (and remembers them) or reads
+// them back from the stream (after a restart, or when the steps lag behind).
+func TestTraceRowsFromMemoryEqualReadBack(t *testing.T) {
+	srv := chtest.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var seq uint64
+	var all, steps, ends []schemas.Envelope
+	for _, tr := range chtest.Large(50, time.Date(2026, 6, 15, 0, 0, 0, 0, time.UTC)) {
+		evs, err := chtest.Events(tr, &seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, evs...)
+	}
+	for _, e := range all {
+		if e.Kind == schemas.KindStep {
+			steps = append(steps, e)
+		} else {
+			ends = append(ends, e)
+		}
+	}
+	read := chtest.NewReader(all).Read
+	dump := func(db string, write func(s *warehouse.Store)) string {
+		s, _, err := warehouse.Migrate(ctx, srv.DSN(db))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		write(s)
+		var out strings.Builder
+		for _, q := range []string{
+			"SELECT trace_id, steps, tool_calls, first_step_at, last_step_at, agent_version, metadata.key, metadata.value, version FROM traces FINAL ORDER BY trace_id",
+			"SELECT trace_id, rule_id, step_index, ts, weight FROM violations FINAL ORDER BY trace_id, rule_id",
+		} {
+			rows, err := s.Conn().Query(ctx, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for rows.Next() {
+				vals := make([]any, len(rows.ColumnTypes()))
+				for i, ct := range rows.ColumnTypes() {
+					vals[i] = reflect.New(ct.ScanType()).Interface()
+				}
+				if err := rows.Scan(vals...); err != nil {
+					t.Fatal(err)
+				}
+				for _, v := range vals {
+					fmt.Fprint(&out, reflect.ValueOf(v).Elem().Interface(), " ")
+				}
+				out.WriteByte('\n')
+			}
+			rows.Close()
+		}
+		return out.String()
+	}
+	remembered := dump("remembered", func(s *warehouse.Store) {
+		if err := warehouse.NewSink(s, read, chtest.Policy, nil).Write(ctx, all); err != nil {
+			t.Fatal(err)
+		}
+	})
+	readBack := dump("read_back", func(s *warehouse.Store) {
+		if err := warehouse.NewSink(s, read, chtest.Policy, nil).Write(ctx, steps); err != nil {
+			t.Fatal(err)
+		}
+		if err := warehouse.NewSink(s, read, chtest.Policy, nil).Write(ctx, ends); err != nil { // a fresh sink: nothing remembered
+			t.Fatal(err)
+		}
+	})
+	if remembered != readBack || strings.Count(remembered, "\n") < 60 {
+		t.Fatalf("remembered:\n%s\nread back:\n%s", remembered, readBack)
 	}
 }
