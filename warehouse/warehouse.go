@@ -63,7 +63,9 @@ func Options(dsn string) (*clickhouse.Options, error) {
 	}
 	// The client warns that old servers are unsupported; what troy sends works on them.
 	opts.Logger = slog.New(slog.DiscardHandler)
-	opts.Compression = &clickhouse.Compression{Method: clickhouse.CompressionNone}
+	if opts.Compression == nil { // the DSN's compress=… wins
+		opts.Compression = &clickhouse.Compression{Method: clickhouse.CompressionLZ4}
+	}
 	return opts, nil
 }
 
