@@ -65,6 +65,14 @@ func start(t *testing.T, cfg pipeline.Config) (*bus.Bus, *pipeline.Policies, *pi
 		}
 		b.Close()
 	})
+	select {
+	case <-p.Ready(): // the guard, if it runs, answers
+	case err := <-done:
+		done <- err // for the cleanup
+		t.Fatalf("the pipeline stopped: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("the pipeline was not ready within 30s")
+	}
 	return b, pol, p
 }
 

@@ -40,6 +40,7 @@ func deployment(ctx context.Context) (string, func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()
+	<-p.Ready() // the guard answers
 	return b.ClientURL(), func() { cancel(); <-done; b.Close() }
 }
 
