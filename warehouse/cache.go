@@ -58,17 +58,9 @@ func (c *traceCache) add(ev *stepEvent, at time.Time) {
 		return
 	}
 	if ti.steps == 0 {
-		ti.meta, ti.firstAt, ti.lastAt = ev.TraceMetadata, at, at
+		ti.meta = ev.TraceMetadata
 	}
-	ti.firstAt, ti.lastAt = minTime(ti.firstAt, at), maxTime(ti.lastAt, at)
-	if _, dup := ti.index[ev.Step.StepID]; !dup {
-		ti.index[ev.Step.StepID] = ti.steps
-	}
-	ti.at = append(ti.at, at)
-	if ev.Step.Type == schemas.StepToolCall {
-		ti.tools++
-	}
-	ti.steps++
+	ti.addStep(ev.Step.StepID, ev.Step.Type, at)
 }
 
 // get returns a copy of a trace's info when all of its steps were seen.

@@ -290,24 +290,28 @@ func (k *Sink) readTrace(ctx context.Context, ref schemas.TraceRef) (*traceInfo,
 		if json.Unmarshal(e.Data, &ev) != nil || ev.Run != ref.Run || ev.Step == nil || ev.Seq != ti.steps {
 			continue // a duplicate, or one the evaluator refused too
 		}
-		t := stepTime(ev.Step.Timestamp, e.Time)
-		if ti.steps == 0 {
-			ti.firstAt, ti.lastAt = t, t
-			if len(ev.TraceMetadata) > 0 {
-				_ = json.Unmarshal(ev.TraceMetadata, &ti.meta)
-			}
+		if ti.steps == 0 && len(ev.TraceMetadata) > 0 {
+			_ = json.Unmarshal(ev.TraceMetadata, &ti.meta)
 		}
-		ti.firstAt, ti.lastAt = minTime(ti.firstAt, t), maxTime(ti.lastAt, t)
-		if _, dup := ti.index[ev.Step.StepID]; !dup {
-			ti.index[ev.Step.StepID] = ti.steps
-		}
-		ti.at = append(ti.at, t)
-		if ev.Step.Type == schemas.StepToolCall {
-			ti.tools++
-		}
-		ti.steps++
+		ti.addStep(ev.Step.StepID, ev.Step.Type, stepTime(ev.Step.Timestamp, e.Time))
 	}
 	return ti, nil
+}
+
+// addStep adds the next step of the trace.
+func (ti *traceInfo) addStep(id, typ string, at time.Time) {
+	if ti.steps == 0 {
+		ti.firstAt, ti.lastAt = at, at
+	}
+	ti.firstAt, ti.lastAt = minTime(ti.firstAt, at), maxTime(ti.lastAt, at)
+	if _, dup := ti.index[id]; !dup {
+		ti.index[id] = ti.steps
+	}
+	ti.at = append(ti.at, at)
+	if typ == schemas.StepToolCall {
+		ti.tools++
+	}
+	ti.steps++
 }
 
 func minTime(a, b time.Time) time.Time {

@@ -157,17 +157,6 @@ func events(t *testing.T, seq *uint64, agent, trace, run, version string, tools 
 	return evs
 }
 
-func policy(_ context.Context, hash string) (warehouse.PolicyInfo, error) {
-	if hash != "p1" {
-		return warehouse.PolicyInfo{}, fmt.Errorf("no policy %s", hash)
-	}
-	return warehouse.PolicyInfo{ID: "acme", Rules: []warehouse.RuleInfo{
-		{ID: "no-exfil", Severity: "critical", Description: "no exfiltration", Weight: 40},
-		{ID: "no-sql", Severity: "high", Description: "no raw sql", Weight: 25},
-		{ID: "never", Severity: "low", Description: "never fires", Weight: 5},
-	}}, nil
-}
-
 // A batch stored twice, as after a redelivery, counts once in every table.
 func TestSinkWriteTwiceCountsOnce(t *testing.T) {
 	_, s := migrated(t)
@@ -178,7 +167,7 @@ func TestSinkWriteTwiceCountsOnce(t *testing.T) {
 		[]schemas.Violation{{RuleID: "no-sql", StepID: "s1", Severity: "high"}, {RuleID: "no-exfil", StepID: "s2", Severity: "critical"}})
 	batch = append(batch, events(t, &seq, "support-bot", "t 2", "r2", "2.1", []string{"search"}, nil)...)
 	batch = append(batch, schemas.Envelope{Subject: "troy.steps.x.y", Kind: schemas.KindStep, Data: []byte("{not json"), Seq: 999})
-	sink := warehouse.NewSink(s, chtest.NewReader(batch).Read, policy, nil)
+	sink := warehouse.NewSink(s, chtest.NewReader(batch).Read, chtest.Policy, nil)
 	for range 2 {
 		if err := sink.Write(ctx, batch); err != nil {
 			t.Fatal(err)
