@@ -81,6 +81,9 @@ func (s *Stage) trace(ctx context.Context, ev schemas.TraceScored) (*schemas.Tra
 		return nil, fmt.Errorf("read trace %s: %w", ev.TraceID, err)
 	}
 	t, err := schemas.AssembleTrace(events, ev.Run)
+	if err == nil {
+		err = schemas.CheckComplete(t, ev.Steps)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("read trace %s: %w", ev.TraceID, err)
 	}

@@ -51,6 +51,9 @@ func (s *Stage) Handle(ctx context.Context, in schemas.Envelope) ([]schemas.Enve
 		return nil, fmt.Errorf("read trace %s: %w", ev.TraceID, err)
 	}
 	tr, err := schemas.AssembleTrace(events, ev.Run)
+	if err == nil {
+		err = schemas.CheckComplete(tr, ev.Steps)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("read trace %s: %w", ev.TraceID, err)
 	}

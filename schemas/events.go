@@ -283,6 +283,16 @@ func AssembleTrace(events []Envelope, run string) (*Trace, error) {
 	return t, nil
 }
 
+// CheckComplete says whether a trace read back has every step a result counted: a read
+// can be answered by a replica of a cluster that has not caught up yet, and is then tried
+// again rather than taken for the whole trace.
+func CheckComplete(t *Trace, steps int) error {
+	if len(t.Steps) < steps {
+		return fmt.Errorf("trace %s: %d of its %d steps read so far", t.TraceID, len(t.Steps), steps)
+	}
+	return nil
+}
+
 // CollectExplanations picks one run's step explanations out of its subject's events on
 // the results stream, in step order, once each.
 func CollectExplanations(events []Envelope, run string) []StepExplanation {

@@ -359,6 +359,10 @@ func (k *Sink) traces(ctx context.Context, ends []schemas.Envelope) (traceRows, 
 		go func() {
 			defer func() { <-sem; wg.Done() }()
 			infos[i], errs[i] = k.readTrace(ctx, evs[i].TraceRef)
+			if errs[i] == nil && infos[i].steps < evs[i].Steps && !k.giveUp(evs[i].TraceRef) {
+				// A replica that has not caught up answered: the batch is tried again.
+				errs[i] = fmt.Errorf("read steps of trace %s: %d of its %d steps read so far", evs[i].TraceID, infos[i].steps, evs[i].Steps)
+			}
 		}()
 	}
 	wg.Wait()
@@ -513,4 +517,27 @@ func (k *Sink) known(hash string) bool {
 	defer k.mu.Unlock()
 	_, ok := k.policies[hash]
 	return ok
+}
+
+// incompleteFor is how long a trace read back short of its steps holds its batch; after
+// that its rows are written with the steps there are (the others are gone from the
+// stream), rather than stopping the sink.
+const incompleteFor = time.Minute
+
+// giveUp reports whether a trace has been read back short of its steps for long enough.
+func (k *Sink) giveUp(ref schemas.TraceRef) bool {
+	key := cacheKey(ref.AgentName, ref.TraceID, ref.Run)
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	first, ok := k.incomplete[key]
+	if !ok {
+		k.incomplete[key] = time.Now()
+		return false
+	}
+	if time.Since(first) < incompleteFor {
+		return false
+	}
+	delete(k.incomplete, key)
+	k.log.Warn("trace stored without the steps the stream no longer has", "trace", ref.TraceID, "run", ref.Run)
+	return true
 }

@@ -51,6 +51,8 @@ type Sink struct {
 	policies map[string]PolicyInfo // revisions whose rules are stored
 	missing  map[string]time.Time  // revisions the policy store lacked, and when
 	cache    *traceCache
+	// incomplete holds when traces were first read back short of their steps.
+	incomplete map[string]time.Time
 	// Skipped counts events that could not be turned into rows (they do not decode).
 	Skipped int64
 }
@@ -61,7 +63,7 @@ func NewSink(s *Store, read ReadFunc, policy PolicyFunc, log *slog.Logger) *Sink
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Sink{s: s, read: read, policy: policy, log: log, policies: map[string]PolicyInfo{}, missing: map[string]time.Time{}, cache: newTraceCache(traceCacheSize)}
+	return &Sink{s: s, read: read, policy: policy, log: log, policies: map[string]PolicyInfo{}, missing: map[string]time.Time{}, cache: newTraceCache(traceCacheSize), incomplete: map[string]time.Time{}}
 }
 
 // traceCacheSize bounds the traces whose steps the sink remembers.
