@@ -224,11 +224,11 @@ func (m Model) Render() string {
 	case m.message != "":
 		b.WriteString(m.message)
 	default:
-		more := ""
+		hint := "→/n next  ←/p prev  j/k violations  s summary  v violations  d detail  / search  ? help  q quit"
 		if top+h < len(lines) {
-			more = "  ↓ more"
+			hint = "↓ more  " + hint
 		}
-		b.WriteString(dimStyle.Render(ansi.Truncate("→/n next  ←/p prev  j/k violations  s summary  v violations  d detail  / search  ? help  q quit"+more, w, "…")))
+		b.WriteString(dimStyle.Render(ansi.Truncate(hint, w, "…")))
 	}
 	return b.String()
 }
