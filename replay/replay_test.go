@@ -24,7 +24,7 @@ func seedSession(t *testing.T) *replay.Session {
 	return replay.NewSession(a, "testdata/seed_audit.json")
 }
 
-func compiled(t *testing.T, arg string) *evaluator.Compiled {
+func compiled(t testing.TB, arg string) *evaluator.Compiled {
 	t.Helper()
 	p, err := policies.Resolve(arg)
 	if err != nil {
