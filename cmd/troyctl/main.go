@@ -22,7 +22,7 @@ const (
 	exitOK      = 0
 	exitError   = 1 // bad input or a failed command
 	exitBlocked = 2 // check: the action is not allowed
-	// exitFound (3): drift found, or a regression
+	// exitFound (3): drift found, a regression, or a risk that rose (diff)
 )
 
 // exitCodeError ends the command with a given exit code; its message, if any, is printed.
@@ -95,6 +95,7 @@ markdown and JSON reports. It also checks single actions before they run.`,
 		newBatchCmd(a),
 		newCheckCmd(a),
 		newReplayCmd(a),
+		newDiffCmd(a),
 		newServeCmd(a),
 		newBenchCmd(a),
 		newPoliciesCmd(a),
