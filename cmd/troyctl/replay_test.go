@@ -43,7 +43,9 @@ func (term *terminal) tmux(args ...string) string {
 	return string(out)
 }
 
-func (term *terminal) keys(keys ...string) { term.tmux(append([]string{"send-keys", "-t", "0"}, keys...)...) }
+func (term *terminal) keys(keys ...string) {
+	term.tmux(append([]string{"send-keys", "-t", "0"}, keys...)...)
+}
 
 // waitFor polls the screen until it shows every text, for at most ten seconds.
 func (term *terminal) waitFor(texts ...string) string {
