@@ -245,10 +245,13 @@ func NewEnvelope(subject, kind, msgID string, event any) (Envelope, error) {
 }
 
 // AssembleTrace rebuilds one run of a trace from its subject's events on the steps
-// stream, in order: steps appended, outputs attached, the end ignored.
+// stream: steps in their trace order (the stream may hold a later step before an earlier
+// one when a sender retried after a failover), up to the first missing one; outputs
+// attached in stream order; the end ignored.
 func AssembleTrace(events []Envelope, run string) (*Trace, error) {
 	t := &Trace{}
-	index := map[string]int{}
+	byPos := map[int]*StepEvent{}
+	var outputs []StepOutput
 	for _, e := range events {
 		switch e.Kind {
 		case KindStep:
@@ -256,24 +259,33 @@ func AssembleTrace(events []Envelope, run string) (*Trace, error) {
 			if err := json.Unmarshal(e.Data, &ev); err != nil {
 				return nil, fmt.Errorf("step event %d: %w", e.Seq, err)
 			}
-			if ev.Run != run || ev.Step == nil || ev.Seq != len(t.Steps) {
-				continue // a duplicate, or one the evaluator refused too
+			if ev.Run != run || ev.Step == nil || byPos[ev.Seq] != nil {
+				continue // another run, or a duplicate
 			}
-			if len(t.Steps) == 0 {
-				t.TraceID, t.AgentName, t.Metadata = ev.TraceID, ev.AgentName, ev.TraceMetadata
-			}
-			index[ev.Step.StepID] = len(t.Steps)
-			t.Steps = append(t.Steps, ev.Step)
+			byPos[ev.Seq] = &ev
 		case KindOutput:
 			var ev StepOutput
 			if err := json.Unmarshal(e.Data, &ev); err != nil {
 				return nil, fmt.Errorf("output event %d: %w", e.Seq, err)
 			}
-			if i, ok := index[ev.StepID]; ok && ev.Run == run {
-				s := *t.Steps[i]
-				s.Output = ev.Output
-				t.Steps[i] = &s
+			if ev.Run == run {
+				outputs = append(outputs, ev)
 			}
+		}
+	}
+	index := map[string]int{}
+	for ev := byPos[0]; ev != nil; ev = byPos[len(t.Steps)] {
+		if len(t.Steps) == 0 {
+			t.TraceID, t.AgentName, t.Metadata = ev.TraceID, ev.AgentName, ev.TraceMetadata
+		}
+		index[ev.Step.StepID] = len(t.Steps)
+		t.Steps = append(t.Steps, ev.Step)
+	}
+	for _, ev := range outputs {
+		if i, ok := index[ev.StepID]; ok {
+			s := *t.Steps[i]
+			s.Output = ev.Output
+			t.Steps[i] = &s
 		}
 	}
 	if len(t.Steps) == 0 {

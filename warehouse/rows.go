@@ -281,19 +281,28 @@ func (k *Sink) readTrace(ctx context.Context, ref schemas.TraceRef) (*traceInfo,
 	if err != nil {
 		return nil, fmt.Errorf("read steps of trace %s: %w", ref.TraceID, err)
 	}
-	ti := &traceInfo{index: map[string]int{}}
+	// Steps in their trace order, which the stream's may not be (see schemas.AssembleTrace).
+	type found struct {
+		ev stepSummary
+		at time.Time
+	}
+	byPos := map[int]*found{}
 	for _, e := range events {
 		if e.Kind != schemas.KindStep {
 			continue
 		}
 		var ev stepSummary // only what the trace's row needs: decoding is most of the cost
-		if json.Unmarshal(e.Data, &ev) != nil || ev.Run != ref.Run || ev.Step == nil || ev.Seq != ti.steps {
-			continue // a duplicate, or one the evaluator refused too
+		if json.Unmarshal(e.Data, &ev) != nil || ev.Run != ref.Run || ev.Step == nil || byPos[ev.Seq] != nil {
+			continue // another run, or a duplicate
 		}
-		if ti.steps == 0 && len(ev.TraceMetadata) > 0 {
-			_ = json.Unmarshal(ev.TraceMetadata, &ti.meta)
+		byPos[ev.Seq] = &found{ev, stepTime(ev.Step.Timestamp, e.Time)}
+	}
+	ti := &traceInfo{index: map[string]int{}}
+	for f := byPos[0]; f != nil; f = byPos[ti.steps] {
+		if ti.steps == 0 && len(f.ev.TraceMetadata) > 0 {
+			_ = json.Unmarshal(f.ev.TraceMetadata, &ti.meta)
 		}
-		ti.addStep(ev.Step.StepID, ev.Step.Type, stepTime(ev.Step.Timestamp, e.Time))
+		ti.addStep(f.ev.Step.StepID, f.ev.Step.Type, f.at)
 	}
 	return ti, nil
 }
