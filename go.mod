@@ -9,6 +9,7 @@ require (
 	github.com/charmbracelet/x/ansi v0.11.9
 	github.com/chdb-io/chdb-go v1.11.0
 	github.com/expr-lang/expr v1.17.8
+	github.com/go-python/gpython v0.2.0
 	github.com/goccy/go-json v0.12.0
 	github.com/joho/godotenv v1.5.1
 	github.com/nats-io/nats-server/v2 v2.15.2

@@ -129,6 +129,7 @@ func (b *builder) options(extra ...expr.Option) []expr.Option {
 		}, new(func(any, string) any), new(func(any, string, any) any)),
 		expr.MaxNodes(maxNodes),
 	}
+	opts = append(opts, pythonFunctions()...)
 	return append(opts, extra...)
 }
 

@@ -1,0 +1,577 @@
+package evaluator
+
+import (
+	"fmt"
+	"math"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/expr-lang/expr"
+)
+
+// Functions with Python's semantics, for conditions converted from the Python tool's
+// dialect (policies/pyconv writes calls to them). Each behaves as the Python operation it
+// is named after: the same truthiness, equality, membership and str(); the errors Python
+// raises (a missing key, a comparison of a number with a string) are errors here too, so
+// the rule is skipped at that step as the Python tool skips it.
+func pythonFunctions() []expr.Option {
+	return []expr.Option{
+		expr.Function("py_truth", func(a ...any) (any, error) { return pyTruth(a[0]), nil }, new(func(any) bool)),
+		expr.Function("py_eq", func(a ...any) (any, error) { return pyEq(a[0], a[1]), nil }, new(func(any, any) bool)),
+		expr.Function("py_cmp", func(a ...any) (any, error) { return pyCmp(a[0].(string), a[1], a[2]) }, new(func(string, any, any) bool)),
+		expr.Function("py_in", func(a ...any) (any, error) { return pyIn(a[0], a[1]) }, new(func(any, any) bool)),
+		expr.Function("py_is", func(a ...any) (any, error) { return pyIs(a[0], a[1]), nil }, new(func(any, any) bool)),
+		expr.Function("py_item", func(a ...any) (any, error) { return pyItem(a[0], a[1]) }),
+		expr.Function("py_get", func(a ...any) (any, error) { return pyGet(a[0], a[1], a[2]) }),
+		expr.Function("py_slice", func(a ...any) (any, error) { return pySlice(a[0], a[1], a[2]) }),
+		expr.Function("py_str", func(a ...any) (any, error) { return pyStr(a[0]), nil }, new(func(any) string)),
+		expr.Function("py_len", func(a ...any) (any, error) { return pyLen(a[0]) }),
+		expr.Function("py_int", func(a ...any) (any, error) { return pyInt(a[0]) }),
+		expr.Function("py_add", func(a ...any) (any, error) { return pyAdd(a[0], a[1]) }),
+	}
+}
+
+// stepKeys are the keys of a step as a Python dict, in the trace format's order.
+var stepKeys = []string{"step_id", "type", "description", "input", "output", "metadata", "timestamp", "parent_step_id"}
+
+// dictKeys lists the keys of the objects that look like dicts to Python conditions.
+func dictKeys(d any) ([]string, bool) {
+	switch v := d.(type) {
+	case map[string]any:
+		keys := make([]string, 0, len(v))
+		for k := range v {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys) // Go maps keep no order; Python's repr would follow the file's
+		return keys, true
+	case *stepView:
+		return stepKeys, true
+	case *TraceInfo:
+		return []string{"trace_id", "agent_name", "metadata"}, true
+	case *AgentInfo:
+		return []string{"name", "metadata"}, true
+	}
+	return nil, false
+}
+
+// dictValue reads a key of a dict-like value; ok is false when the key is absent.
+func dictValue(d any, key string) (any, bool) {
+	switch v := d.(type) {
+	case map[string]any:
+		x, ok := v[key]
+		return x, ok
+	case *stepView:
+		if !slices.Contains(stepKeys, key) {
+			return nil, false
+		}
+		x, _ := v.step.Field(key) // timestamp and parent_step_id are None when absent
+		return x, true
+	case fielder:
+		return v.Field(key)
+	}
+	return nil, false
+}
+
+func pyList(x any) ([]any, bool) {
+	switch v := x.(type) {
+	case []any:
+		return v, true
+	case []*stepView:
+		out := make([]any, len(v))
+		for i, s := range v {
+			out[i] = s
+		}
+		return out, true
+	}
+	return nil, false
+}
+
+func pyTruth(x any) bool {
+	switch v := x.(type) {
+	case nil:
+		return false
+	case bool:
+		return v
+	case int:
+		return v != 0
+	case float64:
+		return v != 0
+	case string:
+		return v != ""
+	case map[string]any:
+		return len(v) > 0
+	case []any:
+		return len(v) > 0
+	case []*stepView:
+		return len(v) > 0
+	}
+	return true // steps, the trace and the agent are non-empty dicts
+}
+
+func pyNumber(x any) (float64, bool) {
+	switch v := x.(type) {
+	case int:
+		return float64(v), true
+	case float64:
+		return v, true
+	case bool: // a bool is an int in Python
+		if v {
+			return 1, true
+		}
+		return 0, true
+	}
+	return 0, false
+}
+
+func pyEq(a, b any) bool {
+	if x, ok := pyNumber(a); ok {
+		y, ok := pyNumber(b)
+		return ok && x == y
+	}
+	switch x := a.(type) {
+	case nil:
+		return b == nil
+	case string:
+		y, ok := b.(string)
+		return ok && x == y
+	}
+	if la, ok := pyList(a); ok {
+		lb, ok := pyList(b)
+		if !ok || len(la) != len(lb) {
+			return false
+		}
+		for i := range la {
+			if !pyEq(la[i], lb[i]) {
+				return false
+			}
+		}
+		return true
+	}
+	if ka, ok := dictKeys(a); ok {
+		kb, ok := dictKeys(b)
+		if !ok || len(ka) != len(kb) {
+			return false
+		}
+		for _, k := range ka {
+			va, _ := dictValue(a, k)
+			vb, ok := dictValue(b, k)
+			if !ok || !pyEq(va, vb) {
+				return false
+			}
+		}
+		return true
+	}
+	return reflect.DeepEqual(a, b)
+}
+
+func typeName(x any) string {
+	switch x.(type) {
+	case nil:
+		return "NoneType"
+	case bool:
+		return "bool"
+	case int:
+		return "int"
+	case float64:
+		return "float"
+	case string:
+		return "str"
+	case []any, []*stepView:
+		return "list"
+	}
+	if _, ok := dictKeys(x); ok {
+		return "dict"
+	}
+	return fmt.Sprintf("%T", x)
+}
+
+// pyCmp is <, <=, > or >=: numbers with numbers, strings with strings, lists
+// element-wise; anything else is Python's TypeError.
+func pyCmp(op string, a, b any) (bool, error) {
+	c, err := order(op, a, b)
+	if err != nil {
+		return false, err
+	}
+	switch op {
+	case "<":
+		return c < 0, nil
+	case "<=":
+		return c <= 0, nil
+	case ">":
+		return c > 0, nil
+	}
+	return c >= 0, nil
+}
+
+func order(op string, a, b any) (int, error) {
+	if x, ok := pyNumber(a); ok {
+		if y, ok := pyNumber(b); ok {
+			switch {
+			case x < y:
+				return -1, nil
+			case x > y:
+				return 1, nil
+			}
+			return 0, nil
+		}
+	}
+	if x, ok := a.(string); ok {
+		if y, ok := b.(string); ok {
+			return strings.Compare(x, y), nil
+		}
+	}
+	if la, ok := pyList(a); ok {
+		if lb, ok := pyList(b); ok {
+			for i := 0; i < len(la) && i < len(lb); i++ {
+				if pyEq(la[i], lb[i]) {
+					continue
+				}
+				return order(op, la[i], lb[i])
+			}
+			return len(la) - len(lb), nil
+		}
+	}
+	return 0, fmt.Errorf("TypeError: '%s' not supported between instances of '%s' and '%s'", op, typeName(a), typeName(b))
+}
+
+func pyIn(x, c any) (bool, error) {
+	switch v := c.(type) {
+	case string:
+		s, ok := x.(string)
+		if !ok {
+			return false, fmt.Errorf("TypeError: 'in <string>' requires string as left operand, not %s", typeName(x))
+		}
+		return strings.Contains(v, s), nil
+	case nil, bool, int, float64:
+		return false, fmt.Errorf("TypeError: argument of type '%s' is not iterable", typeName(c))
+	}
+	if l, ok := pyList(c); ok {
+		for _, e := range l {
+			if pyEq(x, e) {
+				return true, nil
+			}
+		}
+		return false, nil
+	}
+	if _, ok := dictKeys(c); ok {
+		switch k := x.(type) {
+		case string:
+			_, ok := dictValue(c, k)
+			return ok, nil
+		case []any, map[string]any:
+			return false, fmt.Errorf("TypeError: unhashable type: '%s'", typeName(x))
+		}
+		return false, nil // dict keys here are strings
+	}
+	return false, fmt.Errorf("TypeError: argument of type '%s' is not iterable", typeName(c))
+}
+
+// pyIs is `is` against None, True or False: identity, so 1 is not True.
+func pyIs(a, b any) bool {
+	switch y := b.(type) {
+	case nil:
+		return a == nil
+	case bool:
+		x, ok := a.(bool)
+		return ok && x == y
+	}
+	return false
+}
+
+func pyItem(d, key any) (any, error) {
+	if l, ok := pyList(d); ok {
+		i, ok := key.(int)
+		if !ok {
+			return nil, fmt.Errorf("TypeError: list indices must be integers, not %s", typeName(key))
+		}
+		if i < 0 {
+			i += len(l)
+		}
+		if i < 0 || i >= len(l) {
+			return nil, fmt.Errorf("IndexError: list index out of range")
+		}
+		return l[i], nil
+	}
+	if s, ok := d.(string); ok {
+		i, ok := key.(int)
+		if !ok {
+			return nil, fmt.Errorf("TypeError: string indices must be integers")
+		}
+		r := []rune(s)
+		if i < 0 {
+			i += len(r)
+		}
+		if i < 0 || i >= len(r) {
+			return nil, fmt.Errorf("IndexError: string index out of range")
+		}
+		return string(r[i]), nil
+	}
+	if _, ok := dictKeys(d); ok {
+		k, ok := key.(string)
+		if ok {
+			if v, ok := dictValue(d, k); ok {
+				return v, nil
+			}
+		}
+		return nil, fmt.Errorf("KeyError: %s", pyRepr(key))
+	}
+	return nil, fmt.Errorf("TypeError: '%s' object is not subscriptable", typeName(d))
+}
+
+func pyGet(d, key, def any) (any, error) {
+	if _, ok := dictKeys(d); !ok {
+		return nil, fmt.Errorf("AttributeError: '%s' object has no attribute 'get'", typeName(d))
+	}
+	if k, ok := key.(string); ok {
+		if v, ok := dictValue(d, k); ok {
+			return v, nil
+		}
+	}
+	return def, nil
+}
+
+func pySlice(x, lo, hi any) (any, error) {
+	var n int
+	l, isList := pyList(x)
+	s, isStr := x.(string)
+	r := []rune(s)
+	switch {
+	case isList:
+		n = len(l)
+	case isStr:
+		n = len(r)
+	default:
+		return nil, fmt.Errorf("TypeError: '%s' object is not subscriptable", typeName(x))
+	}
+	bound := func(b any, def int) (int, error) {
+		if b == nil {
+			return def, nil
+		}
+		i, ok := b.(int)
+		if !ok {
+			return 0, fmt.Errorf("TypeError: slice indices must be integers or None")
+		}
+		if i < 0 {
+			i += n
+		}
+		return min(max(i, 0), n), nil
+	}
+	from, err := bound(lo, 0)
+	if err != nil {
+		return nil, err
+	}
+	to, err := bound(hi, n)
+	if err != nil {
+		return nil, err
+	}
+	to = max(to, from)
+	if isStr {
+		return string(r[from:to]), nil
+	}
+	if steps, ok := x.([]*stepView); ok {
+		return steps[from:to], nil
+	}
+	return l[from:to], nil
+}
+
+func pyLen(x any) (any, error) {
+	switch v := x.(type) {
+	case string:
+		return utf8.RuneCountInString(v), nil
+	}
+	if l, ok := pyList(x); ok {
+		return len(l), nil
+	}
+	if k, ok := dictKeys(x); ok {
+		return len(k), nil
+	}
+	return nil, fmt.Errorf("TypeError: object of type '%s' has no len()", typeName(x))
+}
+
+func pyInt(x any) (any, error) {
+	switch v := x.(type) {
+	case bool:
+		if v {
+			return 1, nil
+		}
+		return 0, nil
+	case int:
+		return v, nil
+	case float64:
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return nil, fmt.Errorf("ValueError: cannot convert float %s to integer", pyStr(v))
+		}
+		return int(v), nil
+	case string:
+		i, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil {
+			return nil, fmt.Errorf("ValueError: invalid literal for int() with base 10: %s", pyRepr(v))
+		}
+		return i, nil
+	}
+	return nil, fmt.Errorf("TypeError: int() argument must be a string or a number, not '%s'", typeName(x))
+}
+
+func pyAdd(a, b any) (any, error) {
+	_, aBool := a.(bool)
+	_, bBool := b.(bool)
+	if x, ok := a.(int); ok || aBool {
+		if !ok {
+			x = map[bool]int{false: 0, true: 1}[a.(bool)]
+		}
+		if y, ok := b.(int); ok {
+			return x + y, nil
+		}
+		if bBool {
+			return x + map[bool]int{false: 0, true: 1}[b.(bool)], nil
+		}
+	}
+	if x, ok := pyNumber(a); ok {
+		if y, ok := pyNumber(b); ok {
+			return x + y, nil
+		}
+	}
+	if x, ok := a.(string); ok {
+		if y, ok := b.(string); ok {
+			return x + y, nil
+		}
+	}
+	if x, ok := pyList(a); ok {
+		if y, ok := pyList(b); ok {
+			return append(slices.Clone(x), y...), nil
+		}
+	}
+	return nil, fmt.Errorf("TypeError: unsupported operand type(s) for +: '%s' and '%s'", typeName(a), typeName(b))
+}
+
+// pyStr is Python's str(): strings as they are, everything else as repr().
+func pyStr(x any) string {
+	if s, ok := x.(string); ok {
+		return s
+	}
+	return pyRepr(x)
+}
+
+// pyRepr is Python's repr() of the values JSON gives: None, True and False, ints,
+// floats written as Python writes them, strings quoted and escaped as Python does,
+// lists and dicts (keys sorted: the file's order is not kept).
+func pyRepr(x any) string {
+	var b strings.Builder
+	writeRepr(&b, x)
+	return b.String()
+}
+
+func writeRepr(b *strings.Builder, x any) {
+	switch v := x.(type) {
+	case nil:
+		b.WriteString("None")
+	case bool:
+		if v {
+			b.WriteString("True")
+		} else {
+			b.WriteString("False")
+		}
+	case int:
+		b.WriteString(strconv.Itoa(v))
+	case float64:
+		b.WriteString(floatRepr(v))
+	case string:
+		writeStrRepr(b, v)
+	default:
+		if l, ok := pyList(x); ok {
+			b.WriteByte('[')
+			for i, e := range l {
+				if i > 0 {
+					b.WriteString(", ")
+				}
+				writeRepr(b, e)
+			}
+			b.WriteByte(']')
+			return
+		}
+		if keys, ok := dictKeys(x); ok {
+			b.WriteByte('{')
+			for i, k := range keys {
+				if i > 0 {
+					b.WriteString(", ")
+				}
+				writeStrRepr(b, k)
+				b.WriteString(": ")
+				val, _ := dictValue(x, k)
+				writeRepr(b, val)
+			}
+			b.WriteByte('}')
+			return
+		}
+		fmt.Fprint(b, x)
+	}
+}
+
+// floatRepr writes a float as Python's repr: the shortest digits that read back the same,
+// positional from 1e-4 up to 1e16, with at least one decimal; scientific otherwise.
+func floatRepr(f float64) string {
+	switch {
+	case math.IsNaN(f):
+		return "nan"
+	case math.IsInf(f, 1):
+		return "inf"
+	case math.IsInf(f, -1):
+		return "-inf"
+	}
+	exp := 0
+	if f != 0 {
+		s := strconv.FormatFloat(f, 'e', -1, 64) // the shortest digits, and their exponent
+		exp, _ = strconv.Atoi(s[strings.IndexByte(s, 'e')+1:])
+	}
+	if exp < -4 || exp >= 16 {
+		s := strconv.FormatFloat(f, 'e', -1, 64) // 1e+16, 1.5e-05
+		mant, e, _ := strings.Cut(s, "e")
+		sign := e[0]
+		digits := strings.TrimLeft(e[1:], "0")
+		if len(digits) < 2 {
+			digits = strings.Repeat("0", 2-len(digits)) + digits
+		}
+		return mant + "e" + string(sign) + digits
+	}
+	s := strconv.FormatFloat(f, 'f', -1, 64)
+	if !strings.ContainsAny(s, ".") {
+		s += ".0"
+	}
+	return s
+}
+
+func writeStrRepr(b *strings.Builder, s string) {
+	quote := byte('\'')
+	if strings.ContainsRune(s, '\'') && !strings.ContainsRune(s, '"') {
+		quote = '"'
+	}
+	b.WriteByte(quote)
+	for _, r := range s {
+		switch {
+		case r == rune(quote) || r == '\\':
+			b.WriteByte('\\')
+			b.WriteRune(r)
+		case r == '\n':
+			b.WriteString(`\n`)
+		case r == '\r':
+			b.WriteString(`\r`)
+		case r == '\t':
+			b.WriteString(`\t`)
+		case r < 0x20 || r == 0x7f:
+			fmt.Fprintf(b, `\x%02x`, r)
+		case r < 0x80 || unicode.IsPrint(r):
+			b.WriteRune(r)
+		case r <= 0xff:
+			fmt.Fprintf(b, `\x%02x`, r)
+		case r <= 0xffff:
+			fmt.Fprintf(b, `\u%04x`, r)
+		default:
+			fmt.Fprintf(b, `\U%08x`, r)
+		}
+	}
+	b.WriteByte(quote)
+}

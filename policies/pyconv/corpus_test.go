@@ -1,0 +1,286 @@
+package pyconv_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/troy-audit/troy/evaluator"
+	"github.com/troy-audit/troy/ingest"
+	"github.com/troy-audit/troy/policies"
+	"github.com/troy-audit/troy/policies/pyconv"
+	"github.com/troy-audit/troy/schemas"
+)
+
+// corpusTrace is the trace every corpus condition is evaluated on, step by step.
+const corpusTrace = `{
+  "trace_id": "t1", "agent_name": "bot",
+  "metadata": {"environment": "prod", "permission_level": "user"},
+  "steps": [
+    {"step_id": "s0", "type": "llm_call", "description": "Plan the work",
+     "input": {"prompt": "Find the SQL report"}, "output": {"text": "ok"},
+     "metadata": {"model": "gpt-4o", "tokens": 120}},
+    {"step_id": "s1", "type": "tool_call", "description": "web_search",
+     "input": {"query": "SELECT * FROM users", "limit": 5}, "output": {"results": [], "ok": true},
+     "metadata": {"network_zone": "external", "tags": ["a", "b"], "score": 0.5}},
+    {"step_id": "s2", "type": "tool_call", "description": "bash",
+     "input": {"command": "rm -rf /tmp/x"}, "output": {},
+     "metadata": {"permission_level": "admin", "empty": "", "none": null, "nested": {"k": "v", "n": 1}}},
+    {"step_id": "s3", "type": "decision", "description": "Send the report",
+     "input": {"options": ["send", "wait"]}, "output": {"choice": "send"},
+     "metadata": {"approved": false, "count": 0, "note": "café \"quoted\" it's"}}
+  ]
+}`
+
+// corpus pairs Python conditions with the verdict Python gives at each of the four steps,
+// worked out from Python's semantics: T the rule is violated, F it is not, E evaluating it
+// raises (the Python tool then skips the rule at that step; so does troy).
+var corpus = []struct{ cond, want string }{
+	// Comparisons, chained comparisons.
+	{`step['type'] == 'tool_call'`, "FTTF"},
+	{`step['type'] != 'tool_call'`, "TFFT"},
+	{`step['metadata'].get('tokens', 0) > 100`, "TFFF"},
+	{`step['metadata'].get('score', 0) >= 0.5`, "FTFF"},
+	{`step['metadata'].get('score', 1) < 1`, "FTFF"},
+	{`step['metadata'].get('score', 1) <= 1`, "TTTT"},
+	{`0 < step['metadata'].get('tokens', 0) < 200`, "TFFF"},
+	{`1 < 2 < 3`, "TTTT"},
+	{`3 > 2 > 2`, "FFFF"},
+	{`step_index == 2`, "FFTF"},
+	{`step_index >= 1 and step_index <= 2`, "FTTF"},
+	{`step['metadata']['tokens'] > 100`, "TEEE"},
+	{`step['metadata']['permission_level'] == 'admin'`, "EETE"},
+	{`step['input']['query'] == 'x'`, "EFEE"},
+	// in / not in over strings, tuples, lists, dicts.
+	{`'SELECT' in step['input'].get('query', '')`, "FTFF"},
+	{`'select' in step['input'].get('query', '')`, "FFFF"},
+	{`step['type'] in ('tool_call', 'decision')`, "FTTT"},
+	{`step['type'] not in ['tool_call']`, "TFFT"},
+	{`'network_zone' in step['metadata']`, "FTFF"},
+	{`'none' in step['metadata']`, "FFTF"},
+	{`'a' in step['metadata'].get('tags', [])`, "FTFF"},
+	{`'send' in step['input'].get('options', [])`, "FFFT"},
+	{`'k' in step['metadata'].get('nested', {})`, "FFTF"},
+	{`'v' in step['metadata'].get('nested', {})`, "FFFF"},
+	{`step['metadata'].get('tokens') in [120, 5]`, "TFFF"},
+	{`1 in step['metadata']`, "FFFF"},
+	{`['a'] in step['metadata']`, "EEEE"},
+	{`'x' in step['metadata'].get('tokens', 0)`, "EEEE"},
+	{`'rm' in step['input'].get('command')`, "EETE"},
+	{`step['description'] in 'web_search tools'`, "FTFF"},
+	{`'' in step['description']`, "TTTT"},
+	{`'type' in step`, "TTTT"},
+	{`'timestamp' in step`, "TTTT"},
+	{`'colour' in step`, "FFFF"},
+	// is None / True / False.
+	{`step['metadata'].get('none') is None`, "TTTT"},
+	{`step['metadata'].get('approved') is False`, "FFFT"},
+	{`step['metadata'].get('approved') is not True`, "TTTT"},
+	{`step['output'].get('ok') is True`, "FTFF"},
+	{`step['metadata'].get('count') is None`, "TTTF"},
+	{`step['metadata'].get('count') is False`, "FFFF"},
+	{`step['timestamp'] is None`, "TTTT"},
+	{`step['parent_step_id'] is not None`, "FFFF"},
+	{`step['metadata'].get('count', 1) == False`, "FFFT"},
+	{`step['metadata'].get('count') == None`, "TTTF"},
+	// Truthiness.
+	{`step['output']`, "TTFT"},
+	{`not step['output']`, "FFTF"},
+	{`step['metadata'].get('empty')`, "FFFF"},
+	{`step['metadata'].get('tags')`, "FTFF"},
+	{`step['output'].get('results')`, "FFFF"},
+	{`not step['output'].get('results', 'x')`, "FTFF"},
+	{`step['metadata'].get('count', 7)`, "TTTF"},
+	{`step['metadata'].get('score')`, "FTFF"},
+	{`step_index`, "FTTT"},
+	{`prev_steps`, "FTTT"},
+	{`next_steps`, "TTTF"},
+	{`steps`, "TTTT"},
+	{`trace['metadata']`, "TTTT"},
+	{`''`, "FFFF"},
+	{`'x'`, "TTTT"},
+	{`[]`, "FFFF"},
+	{`{}`, "FFFF"},
+	{`0.0`, "FFFF"},
+	{`None`, "FFFF"},
+	{`True`, "TTTT"},
+	{`step`, "TTTT"},
+	// and / or give one of their operands; short-circuits.
+	{`step['metadata'].get('model') or step['metadata'].get('network_zone')`, "TTFF"},
+	{`(step['metadata'].get('model') or 'none') == 'none'`, "FTTT"},
+	{`(step['metadata'].get('model') and 'yes') == 'yes'`, "TFFF"},
+	{`(step['metadata'].get('count', 5) and 'yes') == 0`, "FFFT"},
+	{`(step['output'].get('results') or 'empty') == 'empty'`, "TTTT"},
+	{`(step['output'].get('results', 'x') or 'empty') == []`, "FFFF"},
+	{`'admin' in (step['metadata'].get('permission_level') or '')`, "FFTF"},
+	{`'tokens' in step['metadata'] and step['metadata']['tokens'] > 100`, "TFFF"},
+	{`'tokens' not in step['metadata'] or step['metadata']['tokens'] > 200`, "FTTT"},
+	{`step['type'] == 'llm_call' or step['metadata']['permission_level'] == 'admin'`, "TETE"},
+	{`False and step['missing']`, "FFFF"},
+	{`True or step['missing']`, "TTTT"},
+	{`step['missing'] or True`, "EEEE"},
+	{`(0 or '' or None) is None`, "TTTT"},
+	{`(1 and 'a' and []) == []`, "TTTT"},
+	// not.
+	{`not step['type'] == 'tool_call'`, "TFFT"},
+	{`not (step_index > 1)`, "TTFF"},
+	{`not not step['output']`, "TTFT"},
+	// Subscripts and slices.
+	{`step['input']['options'][0] == 'send'`, "EEET"},
+	{`step['input'].get('options', ['x'])[-1] == 'wait'`, "FFFT"},
+	{`step['input'].get('options', [])[5] == 'x'`, "EEEE"},
+	{`step['description'][0] == 'P'`, "TFFF"},
+	{`step['description'][-1] == 't'`, "FFFT"},
+	{`step['description'][:4] == 'Plan'`, "TFFF"},
+	{`step['description'][3:] == '_search'`, "FTFF"},
+	{`len(prev_steps[-2:]) == 2`, "FFTT"},
+	{`any(s['type'] == 'tool_call' for s in prev_steps[-1:])`, "FFTT"},
+	{`steps[0]['type'] == 'llm_call'`, "TTTT"},
+	{`steps[step_index]['step_id'] == step['step_id']`, "TTTT"},
+	{`steps[-1]['type'] == 'decision'`, "TTTT"},
+	{`step['metadata']['nested']['k'] == 'v'`, "EETE"},
+	{`step['metadata'].get('nested', {}).get('n') == 1`, "FFTF"},
+	{`step['metadata'].get('tags', [None])[0] is None`, "TFTT"},
+	{`prev_steps[0]['type'] == 'llm_call'`, "ETTT"},
+	{`next_steps[0]['type'] == 'decision'`, "FFTE"},
+	{`step['description'][1:3] == 'la'`, "TFFF"},
+	{`step['description'][100:] == ''`, "TTTT"},
+	// str(), len(), int().
+	{`str(step['metadata'].get('tokens')) == '120'`, "TFFF"},
+	{`str(step['metadata'].get('tokens')) == 'None'`, "FTTT"},
+	{`str(step['output'].get('ok')) == 'True'`, "FTFF"},
+	{`str(step['metadata'].get('score')) == '0.5'`, "FTFF"},
+	{`str(step['input']) == "{'prompt': 'Find the SQL report'}"`, "TFFF"},
+	{`str(step['metadata'].get('tags')) == "['a', 'b']"`, "FTFF"},
+	{`str(step['output']) == '{}'`, "FFTF"},
+	{`str(step['metadata'].get('tokens', 1.0)) == '1.0'`, "FTTT"},
+	{`matches(str(step['input']), r"'query': 'SELECT")`, "FTFF"},
+	{`matches(str(step['output']), r"'ok': True")`, "FTFF"},
+	{`matches(str(step['metadata']), r"'none': None")`, "FFTF"},
+	{`matches(str(step['metadata']), r"'nested': \{'k': 'v', 'n': 1\}")`, "FFTF"},
+	{`matches(str(step['metadata']), r'"quoted"')`, "FFFT"},
+	{`matches(str(step['metadata']), r"it\\'s")`, "FFFT"},
+	{`matches(str(step['metadata']), r"café")`, "FFFT"},
+	{`matches(str(step['output']), r"'results': \[\]")`, "FTFF"},
+	{`matches(str(step.get('input', {})), r'select|rm -rf')`, "FTTF"},
+	{`len(step['input']) == 2`, "FTFF"},
+	{`len(step['description']) > 10`, "TFFT"},
+	{`len(steps) == 4`, "TTTT"},
+	{`len(step['metadata'].get('tokens'))`, "EEEE"},
+	{`len(step['metadata'].get('tags', '')) == 0`, "TFTT"},
+	{`len(step) == 8`, "TTTT"},
+	{`int(step['metadata'].get('tokens', '7')) == 7`, "FTTT"},
+	{`int(step['metadata'].get('score', 0)) == 0`, "TTTT"},
+	{`int(step['description']) > 0`, "EEEE"},
+	{`int(step['metadata'].get('approved', True)) == 1`, "TTTF"},
+	{`int(step['metadata'].get('none', 1)) == 1`, "TTET"},
+	// + on strings, numbers and lists.
+	{`step['type'] + ':' + step['description'] == 'tool_call:bash'`, "FFTF"},
+	{`step['description'] + 1 == 'x'`, "EEEE"},
+	{`step_index + 1 == len(steps)`, "FFFT"},
+	{`step['input'].get('options', []) + ['x'] == ['send', 'wait', 'x']`, "FFFT"},
+	{`step['metadata'].get('tokens', 0) + 0.5 > 100`, "TFFF"},
+	{`len(steps) - step_index == 1`, "FFFT"},
+	// The Python tool's step quantifiers.
+	{`any_next(lambda s: s['type'] == 'decision')`, "TTTF"},
+	{`any_prev(lambda s: s['metadata'].get('network_zone') == 'external')`, "FFTT"},
+	{`any_step(lambda s: s['type'] == 'observation')`, "FFFF"},
+	{`any_step(lambda x: x['step_id'] == 's2')`, "TTTT"},
+	{`any_prev(lambda s: s['metadata']['tokens'] > 100)`, "FTTT"},
+	{`any_next(lambda s: s['metadata']['tokens'] > 100)`, "EEEF"},
+	{`any_next(lambda step: step['type'] == 'decision') and step['type'] == 'tool_call'`, "FTTF"},
+	{`get(step, 'metadata.data_classification') == 'pii' and any_next(lambda s: s['type'] == 'tool_call' and get(s, 'metadata.network_zone') == 'external')`, "FFFF"},
+	// The helpers range over the current step's neighbours, wherever they are called.
+	{`any_next(lambda s: any_prev(lambda t: t['step_id'] == 's0'))`, "FTTF"},
+	// all() and any() over generators and lists.
+	{`any(s['type'] == 'tool_call' for s in prev_steps)`, "FFTT"},
+	{`all(s['type'] != 'decision' for s in prev_steps)`, "TTTT"},
+	{`all(s['type'] == 'llm_call' for s in prev_steps)`, "TTFF"},
+	{`any(s['metadata'].get('permission_level') == 'admin' for s in steps if s['type'] == 'tool_call')`, "TTTT"},
+	{`all(s['metadata'].get('permission_level') != 'admin' for s in next_steps if s['type'] == 'tool_call')`, "FFTT"},
+	{`any(t == 'b' for t in step['metadata'].get('tags', []))`, "FTFF"},
+	{`any(o == 'wait' for o in step['input'].get('options', []) if o != 'send')`, "FFFT"},
+	{`any([step_index == 2, step_index == 3])`, "FFTT"},
+	{`all([step['output'], step['metadata']])`, "TTFT"},
+	{`any(s['missing'] for s in prev_steps)`, "FEEE"},
+	{`all(s['step_id'] != step['step_id'] for s in prev_steps)`, "TTTT"},
+	// Conditional expressions.
+	{`(step['metadata'].get('tokens', 0) if step['type'] == 'llm_call' else 500) > 100`, "TTTT"},
+	{`'ok' if step['output'] else ''`, "TTFT"},
+	// trace, agent and the helpers get and matches.
+	{`trace['metadata']['environment'] == 'prod'`, "TTTT"},
+	{`trace['metadata'].get('region') is None`, "TTTT"},
+	{`get(agent, 'metadata.permission_level') != 'admin' and get(step, 'metadata.permission_level') == 'admin'`, "FFTF"},
+	{`trace['trace_id'] == 't1'`, "TTTT"},
+	{`agent['name'] == 'bot'`, "TTTT"},
+	{`get(step, 'metadata.nested.k') == 'v'`, "FFTF"},
+	{`get(step, 'metadata.missing.deep', 'd') == 'd'`, "TTTT"},
+	{`get(trace, 'metadata.environment') == 'prod'`, "TTTT"},
+	{`get(step, 'metadata.requires_approval') is True and get(step, 'metadata.approval_token') is None`, "FFFF"},
+	{`step['type'] == 'tool_call' and matches(get(step, 'input.query', ''), r'SELECT|INSERT|UPDATE|DELETE|DROP|UNION')`, "FTFF"},
+	{`matches(step['input'].get('query', ''), r'select\s+\*')`, "FTFF"},
+	{`matches(step['description'], r'^web_')`, "FTFF"},
+	// String literals and escapes.
+	{`step['metadata'].get('note', '') == 'caf\u00e9 "quoted" it\'s'`, "FFFT"},
+	{`'\t' in step['description']`, "FFFF"},
+	{`step['description'] == "Plan the work"`, "TFFF"},
+	{`'\\' not in step['description']`, "TTTT"},
+	// Numbers, mixed types.
+	{`step['metadata'].get('score', 0) == 0.5`, "FTFF"},
+	{`step['metadata'].get('tokens', 0) == 120.0`, "TFFF"},
+	{`step['metadata'].get('count', -1) == -1`, "TTTF"},
+	{`step['metadata'].get('tokens', 0) > 'a'`, "EEEE"},
+	{`None < 1`, "EEEE"},
+	{`step['metadata'].get('tags', []) < ['b']`, "TTTT"},
+	{`step['output'].get('ok') == 1`, "FTFF"},
+	{`step['output'] == {}`, "FFTF"},
+	{`step['input'] == {'options': ['send', 'wait']}`, "FFFT"},
+	{`step['type'] == 1`, "FFFF"},
+}
+
+func TestCorpusVerdictsMatchPython(t *testing.T) {
+	tr, err := ingest.DecodeTrace([]byte(corpusTrace))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(corpus) < 150 {
+		t.Fatalf("the corpus has %d conditions; keep at least 150", len(corpus))
+	}
+	for i, tc := range corpus {
+		t.Run(fmt.Sprint(i), func(t *testing.T) {
+			conv, err := pyconv.Convert(tc.cond)
+			if err != nil {
+				t.Fatalf("%s: %v", tc.cond, err)
+			}
+			p := &policies.Policy{PolicyID: "corpus", Rules: []policies.Rule{{RuleID: "r", Description: "d", Condition: conv, Severity: "low"}}}
+			c, err := evaluator.Compile(p)
+			if err != nil {
+				t.Fatalf("%s\nconverted: %s\n%v", tc.cond, conv, err)
+			}
+			res := c.Evaluate(tr)
+			got := []byte("FFFF")
+			for _, v := range res.Violations {
+				for k, s := range tr.Steps {
+					if s.StepID == v.StepID {
+						got[k] = 'T'
+					}
+				}
+			}
+			errs, first := 0, ""
+			for _, re := range res.RuleErrors {
+				errs, first = re.Count, re.FirstStep
+			}
+			wantErrs, wantFirst := strings.Count(tc.want, "E"), ""
+			if i := strings.IndexByte(tc.want, 'E'); i >= 0 {
+				wantFirst = tr.Steps[i].StepID
+			}
+			wantVerdicts := strings.ReplaceAll(tc.want, "E", "F")
+			if string(got) != wantVerdicts || errs != wantErrs || first != wantFirst {
+				t.Fatalf("%s\nconverted: %s\nverdicts %s with %d errors from %q, want %s (%s)\nerrors: %+v",
+					tc.cond, conv, got, errs, first, wantVerdicts, tc.want, res.RuleErrors)
+			}
+		})
+	}
+}
+
+var _ = schemas.StepToolCall
