@@ -9,6 +9,7 @@ package pyconv
 
 import (
 	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -585,4 +586,59 @@ func (c *converter) call(x *ast.Call) (string, error) {
 		return "get(" + strings.Join(args, ", ") + ")", nil
 	}
 	return "", fail(x, "unsupported: calling this expression")
+}
+
+// pythonMarkers are words and forms that are Python and cannot be expr: None, True and
+// False (expr writes nil, true, false), lambda, is, generator and conditional syntax, the
+// Python tool's step quantifiers, and .get(...) on a dict.
+var pythonMarkers = regexp.MustCompile(`\b(None|True|False|lambda|is|for|if|any_next|any_prev|any_step)\b|\.get\s*\(`)
+
+// LooksLikePython reports whether a policy's conditions are written in the Python tool's
+// dialect: every one parses as a Python expression, and at least one uses something only
+// Python has. Conditions valid in both dialects say nothing, so a policy of only those is
+// left as it is.
+func LooksLikePython(conds []string) bool {
+	marker := false
+	for _, c := range conds {
+		if !parses(c) {
+			return false
+		}
+		marker = marker || pythonMarkers.MatchString(withoutStrings(c))
+	}
+	return marker
+}
+
+func parses(src string) (ok bool) {
+	defer func() {
+		if recover() != nil {
+			ok = false
+		}
+	}()
+	if strings.TrimSpace(src) == "" {
+		return false
+	}
+	_, err := parser.ParseString(strings.ReplaceAll(strings.TrimSpace(src), "\n", " "), py.EvalMode)
+	return err == nil
+}
+
+// withoutStrings blanks out string literals, so that words inside them are not markers.
+func withoutStrings(src string) string {
+	var b strings.Builder
+	var quote byte
+	for i := 0; i < len(src); i++ {
+		ch := src[i]
+		switch {
+		case quote != 0 && ch == '\\':
+			i++
+		case quote != 0 && ch == quote:
+			quote = 0
+			b.WriteByte(' ')
+		case quote != 0:
+		case ch == '\'' || ch == '"':
+			quote = ch
+		default:
+			b.WriteByte(ch)
+		}
+	}
+	return b.String()
 }
