@@ -52,6 +52,9 @@ type Policy struct {
 	Extra map[string]json.RawMessage
 	// Source says where the policy came from: a file path or "template NAME". Not serialized.
 	Source string
+	// Converted counts the conditions converted from the Python tool's dialect as the
+	// file loaded (see ConvertPython). Not serialized.
+	Converted int
 }
 
 // Error is a problem in a policy document.
@@ -79,8 +82,21 @@ func (e *Error) Error() string {
 func RuleLabel(id string) string { return fmt.Sprintf("rule %q", id) }
 
 // LoadFile reads and validates a policy file. The policy id defaults to the file's name
-// without its extension.
+// without its extension. A policy written for the Python tool is converted as it loads.
 func LoadFile(path string) (*Policy, error) {
+	p, err := LoadFileAsWritten(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.fromPython(); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// LoadFileAsWritten reads and validates a policy file, leaving Python conditions as they
+// are (for the converter itself).
+func LoadFileAsWritten(path string) (*Policy, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		var pe *os.PathError

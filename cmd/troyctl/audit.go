@@ -16,11 +16,15 @@ import (
 	"github.com/troy-audit/troy/schemas"
 )
 
-// loadPolicy resolves a policy argument (file or template name) and compiles it.
-func loadPolicy(arg string) (*evaluator.Compiled, error) {
+// loadPolicy resolves a policy argument (file or template name) and compiles it. A policy
+// written for the Python tool is converted, with a one-line notice.
+func loadPolicy(a *app, arg string) (*evaluator.Compiled, error) {
 	p, err := policies.Resolve(arg)
 	if err != nil {
 		return nil, err
+	}
+	if p.Converted > 0 {
+		fmt.Fprintf(a.stderr, "troyctl: %s: %d conditions converted from Python (troyctl policies convert %s -o FILE writes them out)\n", arg, p.Converted, arg)
 	}
 	return evaluator.Compile(p)
 }
@@ -60,7 +64,7 @@ redacted before they are sent; replies are cached under --data-dir.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			c, err := loadPolicy(args[1])
+			c, err := loadPolicy(a, args[1])
 			if err != nil {
 				return err
 			}

@@ -44,7 +44,7 @@ The last argument is the policy: a file or the name of a bundled template.`,
 		Args: cobra.MinimumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			policyArg := args[len(args)-1]
-			c, err := loadPolicy(policyArg)
+			c, err := loadPolicy(a, policyArg)
 			if err != nil {
 				return err
 			}

@@ -107,7 +107,7 @@ the end-to-end rate, published to scored, and per-trace latency from end to scor
 			}
 			defer b.Close()
 			if policy != "" {
-				c, err := loadPolicy(policy)
+				c, err := loadPolicy(a, policy)
 				if err != nil {
 					return err
 				}

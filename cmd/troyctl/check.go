@@ -71,7 +71,7 @@ check is recorded in its session.`,
 			if err != nil {
 				return err
 			}
-			c, err := loadPolicy(args[0])
+			c, err := loadPolicy(a, args[0])
 			if err != nil {
 				return err
 			}

@@ -37,7 +37,7 @@ Exit codes, for CI gates between agent versions: 0 the risk did not rise, 3 it r
 				sides[i] = s
 			}
 			if policy != "" {
-				c, err := loadPolicy(policy)
+				c, err := loadPolicy(a, policy)
 				if err != nil {
 					return err
 				}

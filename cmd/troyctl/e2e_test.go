@@ -152,7 +152,7 @@ func TestServeSurvivesSIGKILL(t *testing.T) {
 	g := tracegen.New(tracegen.Options{Steps: 8, Seed: 42, BadRate: 0.1})
 	var lines []string
 	want := map[string]*schemas.AuditResult{}
-	c, err := loadPolicy("minimal")
+	c, err := loadPolicy(&app{stderr: io.Discard}, "minimal")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -313,7 +313,7 @@ func TestTwoGuardProcessesShareSessions(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	c, err := loadPolicy("minimal")
+	c, err := loadPolicy(&app{stderr: io.Discard}, "minimal")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,14 +20,15 @@ import (
 func newPoliciesCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "policies",
-		Short: "Browse the bundled policy templates, copy and combine them, validate policy files",
+		Short: "Browse the bundled policy templates, copy and combine them, validate and convert policy files",
 		Example: `  troyctl policies list
   troyctl policies show soc2
   troyctl policies copy hipaa -o my_policy.json
   troyctl policies init -t soc2 -t hipaa -o policy.json
-  troyctl policies validate policy.json`,
+  troyctl policies validate policy.json
+  troyctl policies convert their_python_policy.json -o policy.json`,
 	}
-	cmd.AddCommand(newPoliciesListCmd(a), newPoliciesShowCmd(a), newPoliciesCopyCmd(a), newPoliciesInitCmd(a), newPoliciesValidateCmd(a))
+	cmd.AddCommand(newPoliciesListCmd(a), newPoliciesShowCmd(a), newPoliciesCopyCmd(a), newPoliciesInitCmd(a), newPoliciesValidateCmd(a), newPoliciesConvertCmd(a))
 	return cmd
 }
 

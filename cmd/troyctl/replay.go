@@ -41,7 +41,7 @@ text in a stable order, for pipes and CI.`,
 			}
 			s := replay.NewSession(audit, args[0])
 			if policy != "" {
-				c, err := loadPolicy(policy)
+				c, err := loadPolicy(a, policy)
 				if err != nil {
 					return err
 				}
