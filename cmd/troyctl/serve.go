@@ -24,6 +24,7 @@ func newServeCmd(a *app) *cobra.Command {
 		verbose bool
 		ex      explainFlags
 		ch      chFlags
+		gw      gatewayFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -35,7 +36,8 @@ they are found on troy.results.violation.>), risk scores, explanations of each s
 model (when an API key or base URL is configured, as for 'troyctl audit'), and
 report.md and audit.json files. With --clickhouse, every step, violation, score and
 explanation is also stored in ClickHouse for troyctl trends, drift, regress and sql; the
-schema is migrated at start.
+schema is migrated at start. With --http, an HTTP gateway serves guard checks, steps,
+outputs, ends and reports to agents that cannot use NATS (bearer tokens required).
 
 --policy sets the default policy for traces that name none; a policy file is watched and
 reloaded when it changes, and every result records the revision it was evaluated with.
@@ -106,6 +108,11 @@ reloaded when it changes, and every result records the revision it was evaluated
 			if err != nil {
 				return err
 			}
+			stopGateway, err := gw.start(ctx, b, srv, log)
+			if err != nil {
+				return err
+			}
+			defer stopGateway()
 			err = srv.Run(ctx)
 			log.Info("troy stopped")
 			return err
@@ -114,6 +121,7 @@ reloaded when it changes, and every result records the revision it was evaluated
 	nf.register(cmd)
 	ex.register(cmd, false)
 	ch.register(cmd)
+	gw.register(cmd)
 	f := cmd.Flags()
 	f.StringVar(&dataDir, "data-dir", ".troy", "directory for the embedded server's streams and the reports")
 	f.StringVar(&listen, "listen", "127.0.0.1:4222", "client address of the embedded NATS server, for agents")

@@ -1,0 +1,376 @@
+// Package gateway is troy's HTTP gateway, for agents that cannot speak NATS: guard checks,
+// steps, outputs, ends and reports over HTTP with bearer tokens. It only forwards: a check
+// goes to the guard service and a step to the steps stream, exactly as over NATS, so the
+// gateway adds a path and never stands in the way of the NATS one.
+package gateway
+
+import (
+	"context"
+	"crypto/subtle"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/troy-audit/troy/bus"
+	"github.com/troy-audit/troy/schemas"
+)
+
+// OpenAPI is the gateway's OpenAPI document, served at /v1/openapi.json.
+//
+//go:embed openapi.json
+var OpenAPI []byte
+
+// DefaultMaxBody bounds a request body: one event of the streams.
+const DefaultMaxBody = bus.MaxEventSize
+
+// Config configures the gateway.
+type Config struct {
+	// Tokens are the bearer tokens accepted; there must be at least one.
+	Tokens []string
+	// MaxBody bounds request bodies; zero means DefaultMaxBody.
+	MaxBody int64
+	// Info describes a policy revision in reports.
+	Info func(ctx context.Context, hash string) (schemas.AuditInfo, error)
+	// Timeout bounds the wait for the guard; zero means 5s.
+	Timeout time.Duration
+}
+
+// Gateway serves the HTTP API.
+type Gateway struct {
+	b   *bus.Bus
+	cfg Config
+	mux *http.ServeMux
+}
+
+// New builds a gateway over a bus.
+func New(b *bus.Bus, cfg Config) (*Gateway, error) {
+	var tokens []string
+	for _, t := range cfg.Tokens {
+		if t = strings.TrimSpace(t); t != "" {
+			tokens = append(tokens, t)
+		}
+	}
+	if len(tokens) == 0 {
+		return nil, errors.New("the HTTP gateway needs at least one token (--http-tokens FILE or TROY_HTTP_TOKENS)")
+	}
+	cfg.Tokens = tokens
+	if cfg.MaxBody <= 0 {
+		cfg.MaxBody = DefaultMaxBody
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 5 * time.Second
+	}
+	g := &Gateway{b: b, cfg: cfg, mux: http.NewServeMux()}
+	g.mux.HandleFunc("GET /v1/openapi.json", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(OpenAPI)
+	})
+	g.mux.Handle("POST /v1/guard/check", g.auth(g.guardCheck))
+	g.mux.Handle("POST /v1/steps", g.auth(g.step))
+	g.mux.Handle("POST /v1/traces/{id}/output", g.auth(g.output))
+	g.mux.Handle("POST /v1/traces/{id}/end", g.auth(g.end))
+	g.mux.Handle("GET /v1/traces/{id}/report", g.auth(g.report))
+	return g, nil
+}
+
+// ServeHTTP serves the API.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) { g.mux.ServeHTTP(w, r) }
+
+// apiError is an error answered as JSON: {"error": {"code": ..., "message": ...}}.
+type apiError struct {
+	status  int
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func (e *apiError) Error() string { return e.Message }
+
+func errorf(status int, code, format string, args ...any) *apiError {
+	return &apiError{status: status, Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, err error) {
+	var ae *apiError
+	if !errors.As(err, &ae) {
+		ae = errorf(http.StatusInternalServerError, "internal", "%v", err)
+	}
+	writeJSON(w, ae.status, map[string]any{"error": ae})
+}
+
+type handler func(w http.ResponseWriter, r *http.Request) error
+
+// auth checks the bearer token, comparing with every token in constant time.
+func (g *Gateway) auth(h handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		match := 0
+		for _, t := range g.cfg.Tokens {
+			match |= subtle.ConstantTimeCompare([]byte(got), []byte(t))
+		}
+		if !ok || match != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="troy"`)
+			writeError(w, errorf(http.StatusUnauthorized, "unauthorized", "a valid bearer token is required"))
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, g.cfg.MaxBody)
+		if err := h(w, r); err != nil {
+			writeError(w, err)
+		}
+	})
+}
+
+// decode reads a JSON body into v.
+func decode(r *http.Request, v any) error {
+	dec := json.NewDecoder(r.Body)
+	dec.UseNumber()
+	if err := dec.Decode(v); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return errorf(http.StatusRequestEntityTooLarge, "too_large", "the body is over the %d-byte limit", tooBig.Limit)
+		}
+		return errorf(http.StatusBadRequest, "bad_json", "the body is not the JSON object expected: %v", err)
+	}
+	return nil
+}
+
+// normalize turns json.Number values into ints and floats, as trace files get.
+func normalize(v any) any {
+	switch x := v.(type) {
+	case json.Number:
+		if i, err := strconv.ParseInt(string(x), 10, 64); err == nil && i >= math.MinInt && i <= math.MaxInt {
+			return int(i)
+		}
+		f, _ := x.Float64()
+		return f
+	case map[string]any:
+		for k, e := range x {
+			x[k] = normalize(e)
+		}
+	case []any:
+		for i, e := range x {
+			x[i] = normalize(e)
+		}
+	}
+	return v
+}
+
+func normalizeMap(m map[string]any) map[string]any {
+	if m == nil {
+		return nil
+	}
+	return normalize(m).(map[string]any)
+}
+
+// guardRequest forwards a request to the guard service.
+func (g *Gateway) guardRequest(ctx context.Context, subject string, req any) ([]byte, error) {
+	data, err := json.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, g.cfg.Timeout)
+	defer cancel()
+	out, err := g.b.Request(ctx, subject, data)
+	var re *bus.RequestError
+	switch {
+	case errors.As(err, &re):
+		status, _ := strconv.Atoi(re.Code)
+		if status < 400 || status > 599 {
+			status = http.StatusBadGateway
+		}
+		return nil, errorf(status, "guard", "%s", re.Message)
+	case err != nil:
+		return nil, errorf(http.StatusServiceUnavailable, "guard_unavailable", "the guard service did not answer: %v", err)
+	}
+	return out, nil
+}
+
+func (g *Gateway) guardCheck(w http.ResponseWriter, r *http.Request) error {
+	var req schemas.GuardCheck
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	req.AgentMetadata = normalizeMap(req.AgentMetadata)
+	req.Step.Input, req.Step.Metadata = normalizeMap(req.Step.Input), normalizeMap(req.Step.Metadata)
+	out, err := g.guardRequest(r.Context(), schemas.GuardCheckSubject, req)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, err = w.Write(out)
+	return err
+}
+
+// StepRequest publishes one step of a trace. The caller numbers the steps of a run from
+// 0 and chooses the run: an id of this sending of the trace.
+type StepRequest struct {
+	TraceID       string         `json:"trace_id"`
+	Agent         string         `json:"agent"`
+	Run           string         `json:"run"`
+	Policy        string         `json:"policy,omitempty"`
+	TraceMetadata map[string]any `json:"trace_metadata,omitempty"`
+	Seq           *int           `json:"seq"`
+	Step          *schemas.Step  `json:"step"`
+}
+
+func (g *Gateway) step(w http.ResponseWriter, r *http.Request) error {
+	var req StepRequest
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	switch {
+	case req.TraceID == "" || req.Agent == "" || req.Run == "":
+		return errorf(http.StatusBadRequest, "invalid", "trace_id, agent and run are required")
+	case req.Seq == nil || *req.Seq < 0:
+		return errorf(http.StatusBadRequest, "invalid", "seq: expected the step's position in the run, from 0")
+	case req.Step == nil || req.Step.StepID == "":
+		return errorf(http.StatusBadRequest, "invalid", "step.step_id is required")
+	case !schemas.ValidStepType(req.Step.Type):
+		return errorf(http.StatusBadRequest, "invalid", "step.type %q is not one of %s", req.Step.Type, strings.Join(schemas.StepTypes(), ", "))
+	}
+	s := req.Step
+	s.Input, s.Output, s.Metadata = normalizeMap(s.Input), normalizeMap(s.Output), normalizeMap(s.Metadata)
+	s.Normalize()
+	ref := schemas.TraceRef{TraceID: req.TraceID, AgentName: req.Agent, Policy: req.Policy, Run: req.Run}
+	e, err := schemas.NewEnvelope(schemas.StepsSubject(req.Agent, req.TraceID), schemas.KindStep, schemas.MsgID(schemas.KindStep, ref, s.StepID),
+		schemas.StepEvent{TraceRef: ref, TraceMetadata: normalizeMap(req.TraceMetadata), Seq: *req.Seq, Step: s})
+	if err != nil {
+		return err
+	}
+	return g.publish(w, r, e)
+}
+
+func (g *Gateway) publish(w http.ResponseWriter, r *http.Request, e schemas.Envelope) error {
+	ctx, cancel := context.WithTimeout(r.Context(), g.cfg.Timeout)
+	defer cancel()
+	if err := g.b.PublishAll(ctx, []schemas.Envelope{e}); err != nil {
+		return errorf(http.StatusServiceUnavailable, "stream_unavailable", "not stored: %v", err)
+	}
+	writeJSON(w, http.StatusAccepted, map[string]any{"stored": true})
+	return nil
+}
+
+// TraceRequest is the body of an output or an end. Without a run it is a guard session's
+// (the trace id is the session); with one, a published trace's.
+type TraceRequest struct {
+	Agent  string         `json:"agent"`
+	Run    string         `json:"run,omitempty"`
+	StepID string         `json:"step_id,omitempty"`
+	Output map[string]any `json:"output,omitempty"`
+	Steps  int            `json:"steps,omitempty"` // an end: how many steps the run has
+}
+
+func (g *Gateway) traceRequest(r *http.Request) (string, TraceRequest, error) {
+	var req TraceRequest
+	if err := decode(r, &req); err != nil {
+		return "", req, err
+	}
+	id := r.PathValue("id")
+	if req.Agent == "" {
+		return "", req, errorf(http.StatusBadRequest, "invalid", "agent is required")
+	}
+	req.Output = normalizeMap(req.Output)
+	return id, req, nil
+}
+
+func (g *Gateway) output(w http.ResponseWriter, r *http.Request) error {
+	id, req, err := g.traceRequest(r)
+	if err != nil {
+		return err
+	}
+	if req.StepID == "" {
+		return errorf(http.StatusBadRequest, "invalid", "step_id is required")
+	}
+	if req.Run == "" {
+		if _, err := g.guardRequest(r.Context(), schemas.GuardOutputSubject, schemas.GuardOutput{Session: id, Agent: req.Agent, StepID: req.StepID, Output: req.Output}); err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusAccepted, map[string]any{"stored": true})
+		return nil
+	}
+	ref := schemas.TraceRef{TraceID: id, AgentName: req.Agent, Run: req.Run}
+	e, err := schemas.NewEnvelope(schemas.StepsSubject(req.Agent, id), schemas.KindOutput, schemas.MsgID(schemas.KindOutput, ref, req.StepID),
+		schemas.StepOutput{TraceRef: ref, StepID: req.StepID, Output: req.Output})
+	if err != nil {
+		return err
+	}
+	return g.publish(w, r, e)
+}
+
+func (g *Gateway) end(w http.ResponseWriter, r *http.Request) error {
+	id, req, err := g.traceRequest(r)
+	if err != nil {
+		return err
+	}
+	if req.Run == "" {
+		if _, err := g.guardRequest(r.Context(), schemas.GuardEndSubject, schemas.GuardEnd{Session: id, Agent: req.Agent}); err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusAccepted, map[string]any{"stored": true})
+		return nil
+	}
+	ref := schemas.TraceRef{TraceID: id, AgentName: req.Agent, Run: req.Run}
+	e, err := schemas.NewEnvelope(schemas.StepsSubject(req.Agent, id), schemas.KindEnd, schemas.MsgID(schemas.KindEnd, ref, ""),
+		schemas.TraceEnd{TraceRef: ref, Steps: req.Steps, Reason: "end"})
+	if err != nil {
+		return err
+	}
+	return g.publish(w, r, e)
+}
+
+// report answers the audit of a finished trace: the latest run, or ?run=.
+func (g *Gateway) report(w http.ResponseWriter, r *http.Request) error {
+	id, agent, run := r.PathValue("id"), r.URL.Query().Get("agent"), r.URL.Query().Get("run")
+	if agent == "" {
+		return errorf(http.StatusBadRequest, "invalid", "the agent query parameter is required")
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), g.cfg.Timeout)
+	defer cancel()
+	events, err := g.b.ReadResults(ctx, schemas.ResultSubject(schemas.KindExplained, agent, id), math.MaxUint64)
+	if err != nil {
+		return errorf(http.StatusServiceUnavailable, "stream_unavailable", "%v", err)
+	}
+	var ev *schemas.TraceExplained
+	for i := len(events) - 1; i >= 0 && ev == nil; i-- {
+		var x schemas.TraceExplained
+		if json.Unmarshal(events[i].Data, &x) == nil && (run == "" || x.Run == run) {
+			ev = &x
+		}
+	}
+	if ev == nil {
+		return errorf(http.StatusNotFound, "not_found", "no finished run of trace %q of agent %q (yet)", id, agent)
+	}
+	steps, err := g.b.ReadSteps(ctx, schemas.StepsSubject(agent, id), math.MaxUint64)
+	if err != nil {
+		return errorf(http.StatusServiceUnavailable, "stream_unavailable", "%v", err)
+	}
+	tr, err := schemas.AssembleTrace(steps, ev.Run)
+	if err != nil {
+		return errorf(http.StatusNotFound, "not_found", "the steps of trace %q are gone from the stream", id)
+	}
+	var expl []schemas.StepExplanation
+	if ev.Count > 0 {
+		res, err := g.b.ReadResults(ctx, schemas.ResultSubject(schemas.KindExplanation, agent, id), math.MaxUint64)
+		if err != nil {
+			return errorf(http.StatusServiceUnavailable, "stream_unavailable", "%v", err)
+		}
+		expl = schemas.CollectExplanations(res, ev.Run)
+	}
+	var info schemas.AuditInfo
+	if g.cfg.Info != nil {
+		info, _ = g.cfg.Info(ctx, ev.Policy)
+	}
+	writeJSON(w, http.StatusOK, ev.Audit(tr, expl, info))
+	return nil
+}

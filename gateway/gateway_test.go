@@ -1,0 +1,226 @@
+package gateway_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/troy-audit/troy/bus"
+	"github.com/troy-audit/troy/evaluator"
+	"github.com/troy-audit/troy/gateway"
+	"github.com/troy-audit/troy/pipeline"
+	"github.com/troy-audit/troy/policies"
+	"github.com/troy-audit/troy/schemas"
+)
+
+const token = "s3cret-token"
+
+// deployment runs the pipeline with the guard on an in-memory bus, and the gateway over it.
+func deployment(t *testing.T) *httptest.Server {
+	t.Helper()
+	b, err := bus.Open(context.Background(), bus.Options{Memory: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol := pipeline.NewPolicies(b)
+	p, err := policies.Resolve("../examples/policy.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := evaluator.Compile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	if _, err := pol.SetDefault(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	pl, err := pipeline.New(b, pol, pipeline.Config{ReportDir: t.TempDir(), ExplainNote: "off"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- pl.Run(ctx) }()
+	<-pl.Ready()
+	g, err := gateway.New(b, gateway.Config{Tokens: []string{"other", token}, MaxBody: 4096, Info: pol.Info})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(g)
+	t.Cleanup(func() {
+		srv.Close()
+		cancel()
+		<-done
+		b.Close()
+	})
+	return srv
+}
+
+type response struct {
+	status int
+	body   map[string]any
+	raw    string
+}
+
+func call(t *testing.T, srv *httptest.Server, method, path, auth, body string) response {
+	t.Helper()
+	req, err := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if auth != "" {
+		req.Header.Set("Authorization", "Bearer "+auth)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	r := response{status: resp.StatusCode, raw: string(raw)}
+	_ = json.Unmarshal(raw, &r.body)
+	return r
+}
+
+func errorCode(r response) string {
+	e, _ := r.body["error"].(map[string]any)
+	code, _ := e["code"].(string)
+	return code
+}
+
+func TestRejects(t *testing.T) {
+	srv := deployment(t)
+	check := `{"session": "s", "agent": "a", "step": {"action": "read"}}`
+	tests := []struct {
+		name, auth, body string
+		status           int
+		code             string
+	}{
+		{"no token", "", check, 401, "unauthorized"},
+		{"wrong token", "s3cret-tokeN", check, 401, "unauthorized"},
+		{"a prefix of the token", "s3cret", check, 401, "unauthorized"},
+		{"malformed JSON", token, `{"session": `, 400, "bad_json"},
+		{"not an object", token, `[1, 2]`, 400, "bad_json"},
+		{"oversize", token, `{"session": "` + strings.Repeat("x", 5000) + `"}`, 413, "too_large"},
+		{"the guard refuses", token, `{"session": "s", "step": {}}`, 400, "guard"},
+	}
+	for _, tt := range tests {
+		r := call(t, srv, "POST", "/v1/guard/check", tt.auth, tt.body)
+		if r.status != tt.status || errorCode(r) != tt.code {
+			t.Errorf("%s: %d %s, want %d %s", tt.name, r.status, r.raw, tt.status, tt.code)
+		}
+	}
+	if r := call(t, srv, "POST", "/v1/steps", token, `{"trace_id": "t", "agent": "a", "run": "r", "seq": 0, "step": {"step_id": "s", "type": "tool"}}`); r.status != 400 || !strings.Contains(r.raw, `step.type \"tool\"`) {
+		t.Errorf("bad step: %d %s", r.status, r.raw)
+	}
+	if r := call(t, srv, "GET", "/v1/traces/none/report?agent=a", token, ""); r.status != 404 || errorCode(r) != "not_found" {
+		t.Errorf("no report: %d %s", r.status, r.raw)
+	}
+}
+
+func TestOpenAPIDocument(t *testing.T) {
+	srv := deployment(t)
+	r := call(t, srv, "GET", "/v1/openapi.json", "", "")
+	if r.status != 200 || r.body["openapi"] != "3.0.3" {
+		t.Fatalf("%d %s", r.status, r.raw[:min(200, len(r.raw))])
+	}
+	paths, _ := r.body["paths"].(map[string]any)
+	for _, p := range []string{"/v1/guard/check", "/v1/steps", "/v1/traces/{id}/output", "/v1/traces/{id}/end", "/v1/traces/{id}/report"} {
+		if paths[p] == nil {
+			t.Errorf("the document lacks %s", p)
+		}
+	}
+	if !bytes.Equal([]byte(r.raw), gateway.OpenAPI) {
+		t.Error("the served document is not the one in the repository")
+	}
+}
+
+// waitReport polls for a finished trace's audit, for at most ten seconds.
+func waitReport(t *testing.T, srv *httptest.Server, path string) schemas.AuditResult {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r := call(t, srv, "GET", path, token, "")
+		if r.status == 200 {
+			var a schemas.AuditResult
+			if err := json.Unmarshal([]byte(r.raw), &a); err != nil {
+				t.Fatal(err)
+			}
+			return a
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no report at %s: %d %s", path, r.status, r.raw)
+		}
+		time.Sleep(20 * time.Millisecond) // polling for the pipeline's result, bounded by the deadline
+	}
+}
+
+// A guarded session over HTTP: allowed, blocked in enforce mode, allowed with the
+// violation in monitor mode, an output recorded, the session ended and reported.
+func TestGuardSession(t *testing.T) {
+	srv := deployment(t)
+	check := func(action, meta, mode string) schemas.Decision {
+		t.Helper()
+		r := call(t, srv, "POST", "/v1/guard/check", token, fmt.Sprintf(`{"session": "sess-1", "agent": "bot", "mode": %q, "step": {"action": %q, "metadata": %s}}`, mode, action, meta))
+		if r.status != 200 {
+			t.Fatalf("%s: %d %s", action, r.status, r.raw)
+		}
+		var d schemas.Decision
+		if err := json.Unmarshal([]byte(r.raw), &d); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	first := check("get_profile", `{"data_classification": "pii", "network_zone": "internal"}`, "enforce")
+	if !first.Allowed {
+		t.Fatalf("read blocked: %+v", first)
+	}
+	if r := call(t, srv, "POST", "/v1/traces/sess-1/output", token, fmt.Sprintf(`{"agent": "bot", "step_id": %q, "output": {"email": "a@b.c"}}`, first.StepID)); r.status != 202 {
+		t.Fatalf("output: %d %s", r.status, r.raw)
+	}
+	if d := check("bash", `{"permission_level": "admin"}`, "enforce"); d.Allowed || len(d.Violations) == 0 {
+		t.Fatalf("an admin tool allowed in enforce mode: %+v", d)
+	}
+	if d := check("bash", `{"permission_level": "admin"}`, "monitor"); !d.Allowed || len(d.Violations) == 0 {
+		t.Fatalf("monitor mode: %+v", d)
+	}
+	if r := call(t, srv, "POST", "/v1/traces/sess-1/end", token, `{"agent": "bot"}`); r.status != 202 {
+		t.Fatalf("end: %d %s", r.status, r.raw)
+	}
+	a := waitReport(t, srv, "/v1/traces/sess-1/report?agent=bot")
+	if len(a.Trace.Steps) != 3 || a.Trace.Steps[0].Output["email"] != "a@b.c" || len(a.Violations) == 0 || a.RiskScore == 0 || a.Info == nil || a.Info.PolicyID != "example-agent-policy" {
+		t.Fatalf("report: %d steps, output %v, violations %v, risk %d, info %+v", len(a.Trace.Steps), a.Trace.Steps[0].Output, a.Violations, a.RiskScore, a.Info)
+	}
+}
+
+// A trace published step by step over HTTP is evaluated and reported like any other.
+func TestPublishedTrace(t *testing.T) {
+	srv := deployment(t)
+	steps := []string{
+		`{"step_id": "s1", "type": "tool_call", "description": "get_customer", "input": {"id": 7}, "output": {}, "metadata": {"data_classification": "pii"}}`,
+		`{"step_id": "s2", "type": "tool_call", "description": "http_post", "input": {}, "output": {}, "metadata": {"network_zone": "external"}}`,
+	}
+	for i, s := range steps {
+		body := fmt.Sprintf(`{"trace_id": "t-9", "agent": "bot", "run": "r1", "seq": %d, "trace_metadata": {"agent_version": "1.2"}, "step": %s}`, i, s)
+		if r := call(t, srv, "POST", "/v1/steps", token, body); r.status != 202 {
+			t.Fatalf("step %d: %d %s", i, r.status, r.raw)
+		}
+	}
+	if r := call(t, srv, "POST", "/v1/traces/t-9/output", token, `{"agent": "bot", "run": "r1", "step_id": "s1", "output": {"name": "Jane"}}`); r.status != 202 {
+		t.Fatalf("output: %d %s", r.status, r.raw)
+	}
+	if r := call(t, srv, "POST", "/v1/traces/t-9/end", token, `{"agent": "bot", "run": "r1", "steps": 2}`); r.status != 202 {
+		t.Fatalf("end: %d %s", r.status, r.raw)
+	}
+	a := waitReport(t, srv, "/v1/traces/t-9/report?agent=bot&run=r1")
+	if len(a.Trace.Steps) != 2 || a.Trace.Steps[0].Output["name"] != "Jane" || a.Trace.Metadata["agent_version"] != "1.2" || len(a.Violations) != 1 || a.Violations[0].StepID != "s1" {
+		t.Fatalf("report: %+v", a)
+	}
+}
