@@ -1,0 +1,19 @@
+"""troy adapters: send an agent's steps to troy and ask its guard before tools run.
+
+The import paths and names are those of the Python tool troy grew from, so code that used
+it keeps its imports:
+
+    from troy.guard import TroyGuard, guarded
+    from troy.adapters.langchain import TroyHandler
+    from troy.adapters.openai_agents import TroyHooks
+    from troy.adapters.crewai import enable_troy, disable_troy
+
+They talk to a running ``troyctl serve --http ADDR --http-tokens FILE`` over HTTP (the
+standard library only); the address and token come from arguments or the TROY_URL and
+TROY_TOKEN environment variables.
+"""
+
+from .guard import TroyGuard, guarded
+from .client import Client, TroyError
+
+__all__ = ["TroyGuard", "guarded", "Client", "TroyError"]
