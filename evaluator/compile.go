@@ -54,6 +54,7 @@ type rule struct {
 	ahead    bool        // reads steps after the current one
 	pre      *precheck   // a first test of a step field, run before the program; nil if none
 	fast     fastCond    // the whole condition compiled to Go; nil if it has other forms
+	metaKeys []string    // keys of a step's metadata the condition reads
 }
 
 // Compile compiles every condition of p. Problems are reported together, one line each,
@@ -143,7 +144,7 @@ func (b *builder) rule(pr policies.Rule) (*rule, error) {
 	if err != nil {
 		return nil, conditionError(err)
 	}
-	r := &rule{Rule: pr, pre: firstCheck(tree.Node, stepRoot)}
+	r := &rule{Rule: pr, pre: firstCheck(tree.Node, stepRoot), metaKeys: stepMetadataKeys(tree.Node)}
 	if err := b.analyse(tree, r); err != nil {
 		return nil, err
 	}

@@ -245,3 +245,6 @@ func copyValue(v any) any {
 	}
 	return v
 }
+
+// MetadataKeys lists, per rule, the keys of a step's metadata the rule reads.
+func (g *Guard) MetadataKeys() map[string][]string { return g.c.MetadataKeys() }

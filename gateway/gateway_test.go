@@ -182,10 +182,18 @@ func TestGuardSession(t *testing.T) {
 	if !first.Allowed {
 		t.Fatalf("read blocked: %+v", first)
 	}
+	// Rules read metadata these steps do not carry: said once, for the keys never seen.
+	missing := map[string]bool{}
+	for _, m := range first.MissingMetadata {
+		missing[m.Key] = true
+	}
+	if !missing["permission_level"] || missing["data_classification"] || missing["network_zone"] {
+		t.Fatalf("missing metadata: %+v", first.MissingMetadata)
+	}
 	if r := call(t, srv, "POST", "/v1/traces/sess-1/output", token, fmt.Sprintf(`{"agent": "bot", "step_id": %q, "output": {"email": "a@b.c"}}`, first.StepID)); r.status != 202 {
 		t.Fatalf("output: %d %s", r.status, r.raw)
 	}
-	if d := check("bash", `{"permission_level": "admin"}`, "enforce"); d.Allowed || len(d.Violations) == 0 {
+	if d := check("bash", `{"permission_level": "admin"}`, "enforce"); d.Allowed || len(d.Violations) == 0 || len(d.MissingMetadata) != 0 {
 		t.Fatalf("an admin tool allowed in enforce mode: %+v", d)
 	}
 	if d := check("bash", `{"permission_level": "admin"}`, "monitor"); !d.Allowed || len(d.Violations) == 0 {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"slices"
 	"strings"
@@ -37,11 +38,13 @@ type GuardService struct {
 }
 
 type guardSession struct {
-	mu      sync.Mutex
-	ref     schemas.TraceRef
-	g       *evaluator.Guard
-	applied uint64 // stream sequence of the last event of the session applied
-	last    time.Time
+	mu sync.Mutex
+	// Metadata keys the session's steps carried, and the (rule, key) pairs reported missing.
+	seenKeys, warned map[string]bool
+	ref              schemas.TraceRef
+	g                *evaluator.Guard
+	applied          uint64 // stream sequence of the last event of the session applied
+	last             time.Time
 }
 
 // NewGuardService returns a guard service; Serve starts answering.
@@ -147,6 +150,7 @@ func (s *GuardService) handleCheck(ctx context.Context, data []byte) ([]byte, er
 		d.Allowed = true
 	}
 	d.Mode = req.Mode
+	d.MissingMetadata = sess.missingMetadata(req.Step.Metadata)
 	return json.Marshal(d)
 }
 
@@ -319,4 +323,28 @@ func (s *GuardService) apply(ctx context.Context, sess *guardSession, e schemas.
 		sess.g, sess.ref.Run = nil, "" // the next check starts a new run of the session
 	}
 	return nil
+}
+
+// missingMetadata notes the keys a step carries and returns the (rule, key) pairs that
+// rules read and no step of the session has carried, each pair once per session.
+func (sess *guardSession) missingMetadata(meta map[string]any) []schemas.MissingMetadata {
+	if sess.seenKeys == nil {
+		sess.seenKeys, sess.warned = map[string]bool{}, map[string]bool{}
+	}
+	for k := range meta {
+		sess.seenKeys[k] = true
+	}
+	var out []schemas.MissingMetadata
+	keys := sess.g.MetadataKeys()
+	for _, rule := range slices.Sorted(maps.Keys(keys)) {
+		for _, k := range keys[rule] {
+			id := rule + "\x00" + k
+			if sess.seenKeys[k] || sess.warned[id] {
+				continue
+			}
+			sess.warned[id] = true
+			out = append(out, schemas.MissingMetadata{RuleID: rule, Key: k})
+		}
+	}
+	return out
 }

@@ -252,4 +252,13 @@ type Decision struct {
 	Violations []Violation `json:"violations"`
 	RiskScore  int         `json:"risk_score"`
 	Mode       string      `json:"mode"`
+	// MissingMetadata names step metadata keys that rules read and that no step of the
+	// session has carried so far, each once per session: a hint to pass a metadata_fn.
+	MissingMetadata []MissingMetadata `json:"missing_metadata,omitempty"`
+}
+
+// MissingMetadata is a metadata key a rule reads that the session's steps lack.
+type MissingMetadata struct {
+	RuleID string `json:"rule_id"`
+	Key    string `json:"key"`
 }

@@ -87,6 +87,21 @@ class GuardTest(unittest.TestCase):
         self.assertEqual(steps[0]["output"], {"result": "results for troy"})
         self.assertEqual(len(steps), 2)  # the blocked call is recorded too
 
+    def test_missing_metadata_warns_once(self):
+        import troy.guard as tg
+
+        tg._warned.clear()
+        g = TroyGuard(agent_name="py-agent")  # no metadata_fn: the policy's keys are missing
+        with self.assertWarns(UserWarning) as cm:
+            g.check("search", {"q": "x"})
+        self.assertIn("permission_level", " ".join(str(w.message) for w in cm.warnings))
+        import warnings as w
+
+        with w.catch_warnings(record=True) as caught:
+            w.simplefilter("always")
+            TroyGuard(agent_name="py-agent").check("search", {"q": "y"})
+        self.assertEqual([str(x.message) for x in caught if "permission_level" in str(x.message)], [])
+
     def test_token_and_availability(self):
         with self.assertRaises(TroyError) as cm:
             Client(token="wrong").check("s", "a", "search")

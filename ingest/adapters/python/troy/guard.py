@@ -8,6 +8,8 @@ from .client import Client, TroyError
 
 MODES = ("enforce", "monitor", "dry-run")
 
+_warned = set()  # (rule, key) pairs already warned about in this process
+
 
 class TroyGuard:
     """Checks an agent's actions against the policy of a running troy before they run.
@@ -51,6 +53,12 @@ class TroyGuard:
                 return {"allowed": True, "violations": [], "step_id": None, "mode": self.mode}
             raise PermissionError(f"troy guard unavailable: {e}") from e
         self.decisions.append(d)
+        for m in d.get("missing_metadata") or []:
+            pair = (m.get("rule_id"), m.get("key"))
+            if pair not in _warned:
+                _warned.add(pair)
+                warnings.warn(f"troy: rule {pair[0]} reads step metadata {pair[1]!r}, which your steps do not carry; "
+                              "pass a metadata_fn that gives it", stacklevel=2)
         if d.get("violations") and self.on_violation is not None:
             self.on_violation(d)
         if not d.get("allowed", False):
