@@ -93,6 +93,31 @@ func Answer(w http.ResponseWriter, content string) {
 	})
 }
 
+// Stream writes a chat completion as a stream of server-sent events, as the API answers a
+// request with "stream": true: the content in one chunk, then the end.
+func Stream(w http.ResponseWriter, content string) {
+	w.Header().Set("Content-Type", "text/event-stream")
+	chunk := func(delta map[string]any, finish any) {
+		raw, _ := json.Marshal(map[string]any{
+			"id": "scripted", "object": "chat.completion.chunk", "created": 0, "model": "scripted",
+			"choices": []any{map[string]any{"index": 0, "delta": delta, "finish_reason": finish}},
+		})
+		_, _ = w.Write([]byte("data: " + string(raw) + "\n\n"))
+	}
+	chunk(map[string]any{"role": "assistant", "content": content}, nil)
+	chunk(map[string]any{}, "stop")
+	_, _ = w.Write([]byte("data: [DONE]\n\n"))
+}
+
+// Reply answers with content as the request asks: streamed or whole.
+func Reply(w http.ResponseWriter, body, content string) {
+	if strings.Contains(body, `"stream":true`) {
+		Stream(w, content)
+		return
+	}
+	Answer(w, content)
+}
+
 // Fail writes an API error with status.
 func Fail(w http.ResponseWriter, status int, message string) {
 	w.Header().Set("Content-Type", "application/json")
