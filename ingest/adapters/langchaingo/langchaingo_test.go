@@ -18,6 +18,7 @@ import (
 
 	"github.com/troy-audit/troy/bus"
 	"github.com/troy-audit/troy/explainer/llmtest"
+	"github.com/troy-audit/troy/ingest/adapters/adapter"
 	"github.com/troy-audit/troy/ingest/adapters/langchaingo"
 	"github.com/troy-audit/troy/ingest/adapters/servetest"
 	"github.com/troy-audit/troy/ingest/agent"
@@ -73,7 +74,7 @@ func TestLangchaingoAgent(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			bash := &tool{name: "bash"}
 			var violations []schemas.Decision
-			a := langchaingo.New(conn, langchaingo.Options{Agent: "lc-bot", Mode: mode, MetadataFn: admin,
+			a := langchaingo.New(conn, adapter.Options{Agent: "lc-bot", Mode: mode, MetadataFn: admin,
 				OnViolation: func(d schemas.Decision) { violations = append(violations, d) }})
 			// The LLM takes the handler too: its calls are recorded as steps.
 			llm, err := openai.New(openai.WithBaseURL(m.URL+"/v1"), openai.WithToken("test"), openai.WithModel("gpt-4o-mini"), openai.WithCallback(a))
@@ -97,7 +98,7 @@ func TestLangchaingoAgent(t *testing.T) {
 			if len(violations) != 1 || violations[0].Violations[0].RuleID != "privileged-escalation-guard" {
 				t.Fatalf("callback: %+v", violations)
 			}
-			raw, err := os.ReadFile(srv.Report(t, a.Session()))
+			raw, err := os.ReadFile(srv.Report(t, a.ID()))
 			if err != nil {
 				t.Fatal(err)
 			}
