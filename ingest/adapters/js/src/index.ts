@@ -1,0 +1,1 @@
+export { TroyGuard, BlockedError, type Decision, type GuardOptions, type Mode, type Violation } from "./guard.js";
