@@ -1,1 +1,2 @@
 export { TroyGuard, BlockedError, type Decision, type GuardOptions, type Mode, type Violation } from "./guard.js";
+export { TraceWriter, subjectToken, type Step } from "./trace.js";

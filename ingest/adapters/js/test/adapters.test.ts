@@ -12,7 +12,8 @@ import { tool as lcTool } from "@langchain/core/tools";
 import { Agent, run, setDefaultOpenAIClient, setOpenAIAPI, setTracingDisabled, tool as agentTool } from "@openai/agents";
 import OpenAI from "openai";
 import { z } from "zod";
-import { BlockedError, type Decision } from "../src/index.js";
+import { connect } from "@nats-io/transport-node";
+import { BlockedError, TraceWriter, subjectToken, type Decision } from "../src/index.js";
 import { TroyCallbackHandler } from "../src/langchain.js";
 import { guardTools, troyGuard } from "../src/openai-agents.js";
 
@@ -51,7 +52,7 @@ async function report(session: string): Promise<{ trace: { steps: { type: string
     for (const agent of fs.existsSync(dir) ? fs.readdirSync(dir) : []) {
       for (const trace of fs.readdirSync(path.join(dir, agent))) {
         const file = path.join(dir, agent, trace, "audit.json");
-        if (trace.includes(session.replace(/[^A-Za-z0-9_-]/g, "")) && fs.existsSync(file)) return JSON.parse(fs.readFileSync(file, "utf8"));
+        if (trace === subjectToken(session) && fs.existsSync(file)) return JSON.parse(fs.readFileSync(file, "utf8"));
       }
     }
     if (Date.now() > deadline) throw new Error(`no report of ${session}`);
@@ -120,3 +121,26 @@ for (const mode of ["enforce", "monitor"] as const) {
     }
   });
 }
+
+test("subject tokens are troy's", () => {
+  assert.equal(subjectToken("a.b c"), "a~2eb~20c");
+  assert.equal(subjectToken(""), "~");
+  assert.equal(subjectToken("ünï"), "~c3~bcn~c3~af");
+});
+
+test("a trace published to the steps stream is evaluated and reported", async () => {
+  const nc = await connect({ servers: process.env.TROY_NATS_URL });
+  try {
+    const w = new TraceWriter(nc, "js-trace.1", "js-bot", { agent_version: "1.0" });
+    await w.step({ step_id: "s1", type: "tool_call", description: "get_customer", input: { id: 7 }, output: {}, metadata: { data_classification: "pii" } });
+    await w.step({ step_id: "s2", type: "tool_call", description: "http_post", input: {}, output: {}, metadata: { network_zone: "external" } });
+    await w.output("s1", { name: "Jane" });
+    await w.end();
+    const audit = (await report("js-trace.1")) as unknown as { trace: { steps: { output: Record<string, unknown> }[] }; violations: { rule_id: string; step_id: string }[] };
+    assert.equal(audit.trace.steps.length, 2);
+    assert.deepEqual(audit.trace.steps[0].output, { name: "Jane" });
+    assert.deepEqual(audit.violations.map((v) => `${v.rule_id}@${v.step_id}`), ["pii-exfiltration-protection@s1"]);
+  } finally {
+    await nc.close();
+  }
+});
