@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/troy-audit/troy/bus"
+	"github.com/troy-audit/troy/ingest"
 	"github.com/troy-audit/troy/schemas"
 )
 
@@ -145,32 +146,11 @@ func decode(r *http.Request, v any) error {
 	return nil
 }
 
-// normalize turns json.Number values into ints and floats, as trace files get.
-func normalize(v any) any {
-	switch x := v.(type) {
-	case json.Number:
-		if i, err := strconv.ParseInt(string(x), 10, 64); err == nil && i >= math.MinInt && i <= math.MaxInt {
-			return int(i)
-		}
-		f, _ := x.Float64()
-		return f
-	case map[string]any:
-		for k, e := range x {
-			x[k] = normalize(e)
-		}
-	case []any:
-		for i, e := range x {
-			x[i] = normalize(e)
-		}
-	}
-	return v
-}
-
 func normalizeMap(m map[string]any) map[string]any {
 	if m == nil {
 		return nil
 	}
-	return normalize(m).(map[string]any)
+	return ingest.Normalize(m).(map[string]any) // numbers as trace files get them
 }
 
 // guardRequest forwards a request to the guard service.

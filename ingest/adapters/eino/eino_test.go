@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -110,18 +109,7 @@ func TestEinoAgent(t *testing.T) {
 			if len(violations) != 1 || violations[0].Violations[0].RuleID != "privileged-escalation-guard" {
 				t.Fatalf("callback: %+v", violations)
 			}
-			raw, err := os.ReadFile(srv.Report(t, a.ID()))
-			if err != nil {
-				t.Fatal(err)
-			}
-			var audit schemas.AuditResult
-			if err := json.Unmarshal(raw, &audit); err != nil {
-				t.Fatal(err)
-			}
-			var steps []string
-			for _, s := range audit.Trace.Steps {
-				steps = append(steps, s.Type+":"+s.Description)
-			}
+			steps, _ := srv.Steps(t, a.ID())
 			want := "llm_call:llm tool_call:bash"
 			if mode == schemas.ModeMonitor {
 				want = "llm_call:llm tool_call:bash llm_call:llm"

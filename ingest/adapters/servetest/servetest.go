@@ -5,6 +5,7 @@ package servetest
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -15,6 +16,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/troy-audit/troy/schemas"
 )
 
 // Serve is a running troyctl serve.
@@ -119,6 +122,24 @@ func (s *Serve) Report(t testing.TB, session string) string {
 		}
 		time.Sleep(50 * time.Millisecond) // polling for the reporter's file, bounded by the deadline
 	}
+}
+
+// Steps reads a session's report and lists its steps as "type:description".
+func (s *Serve) Steps(t testing.TB, session string) ([]string, *schemas.AuditResult) {
+	t.Helper()
+	raw, err := os.ReadFile(s.Report(t, session))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var audit schemas.AuditResult
+	if err := json.Unmarshal(raw, &audit); err != nil {
+		t.Fatal(err)
+	}
+	var steps []string
+	for _, st := range audit.Trace.Steps {
+		steps = append(steps, st.Type+":"+st.Description)
+	}
+	return steps, &audit
 }
 
 type writerFunc func([]byte) (int, error)
