@@ -151,7 +151,7 @@ func (s *Server) loadPolicy(ctx context.Context) error {
 		return err
 	}
 	if old, _ := s.policy.Load().(string); old != hash {
-		s.log.Info("default policy", "policy_id", p.PolicyID, "hash", hash, "rules", len(p.Rules))
+		s.log.Info("default policy", "policy_id", p.PolicyID, "hash", hash, "rules", len(p.Rules), "converted_from_python", p.Converted)
 	}
 	s.policy.Store(hash)
 	return nil
