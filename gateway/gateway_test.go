@@ -15,6 +15,7 @@ import (
 	"github.com/troy-audit/troy/bus"
 	"github.com/troy-audit/troy/evaluator"
 	"github.com/troy-audit/troy/gateway"
+	"github.com/troy-audit/troy/ingest/agent"
 	"github.com/troy-audit/troy/pipeline"
 	"github.com/troy-audit/troy/policies"
 	"github.com/troy-audit/troy/schemas"
@@ -24,6 +25,11 @@ const token = "s3cret-token"
 
 // deployment runs the pipeline with the guard on an in-memory bus, and the gateway over it.
 func deployment(t *testing.T) *httptest.Server {
+	srv, _ := deploymentWithBus(t)
+	return srv
+}
+
+func deploymentWithBus(t *testing.T) (*httptest.Server, *bus.Bus) {
 	t.Helper()
 	b, err := bus.Open(context.Background(), bus.Options{Memory: true})
 	if err != nil {
@@ -55,12 +61,13 @@ func deployment(t *testing.T) *httptest.Server {
 	}
 	srv := httptest.NewServer(g)
 	t.Cleanup(func() {
+		srv.CloseClientConnections()
 		srv.Close()
 		cancel()
 		<-done
 		b.Close()
 	})
-	return srv
+	return srv, b
 }
 
 type response struct {
@@ -230,5 +237,40 @@ func TestPublishedTrace(t *testing.T) {
 	a := waitReport(t, srv, "/v1/traces/t-9/report?agent=bot&run=r1")
 	if len(a.Trace.Steps) != 2 || a.Trace.Steps[0].Output["name"] != "Jane" || a.Trace.Metadata["agent_version"] != "1.2" || len(a.Violations) != 1 || a.Violations[0].StepID != "s1" {
 		t.Fatalf("report: %+v", a)
+	}
+}
+
+// HTTP clients that hold requests open (slow bodies) do not slow the NATS path: the
+// gateway only forwards, over its own connection.
+func TestSlowHTTPClientsDoNotBlockNATS(t *testing.T) {
+	srv, b := deploymentWithBus(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var held []io.WriteCloser
+	for range 64 {
+		pr, pw := io.Pipe()
+		req, err := http.NewRequestWithContext(ctx, "POST", srv.URL+"/v1/guard/check", pr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+token)
+		go func() {
+			if resp, err := http.DefaultClient.Do(req); err == nil {
+				resp.Body.Close()
+			}
+		}()
+		_, _ = pw.Write([]byte(`{"session": "slow", `)) // and nothing more for now
+		held = append(held, pw)
+	}
+	defer func() {
+		for _, w := range held {
+			w.Close()
+		}
+	}()
+	g := agent.On(b).Guard(agent.GuardOptions{Session: "nats-side", Agent: "bot", Timeout: 2 * time.Second})
+	for i := range 20 {
+		if _, err := g.Check(ctx, fmt.Sprint("search-", i), nil, nil, ""); err != nil {
+			t.Fatalf("check %d over NATS while HTTP clients hold requests: %v", i, err)
+		}
 	}
 }
