@@ -28,7 +28,7 @@ func TestPythonAdapters(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, python, "-m", "unittest", "discover", "-s", "tests", "-v")
-	cmd.Env = append(os.Environ(), "TROY_URL="+s.HTTP, "TROY_TOKEN="+s.Token, "PYTHONDONTWRITEBYTECODE=1")
+	cmd.Env = append(os.Environ(), "TROY_URL="+s.HTTP, "TROY_TOKEN="+s.Token, "TROY_NATS_URL="+s.NATS, "PYTHONDONTWRITEBYTECODE=1")
 	out, err := cmd.CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "\nOK") {
 		t.Fatalf("python tests: %v\n%s\nserve:\n%s", err, out, s.Log())

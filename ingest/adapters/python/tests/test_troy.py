@@ -12,6 +12,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "standins"))
 
 from troy import Client, TroyError, TroyGuard, guarded  # noqa: E402
+from troy.nats import NatsClient  # noqa: E402
 from troy.adapters.crewai import disable_troy, enable_troy  # noqa: E402
 from troy.adapters.langchain import TroyHandler  # noqa: E402
 from troy.adapters.openai_agents import TroyHooks  # noqa: E402
@@ -110,6 +111,31 @@ class GuardTest(unittest.TestCase):
             TroyGuard(token="wrong").check("search")
         d = TroyGuard(token="wrong", fail_open=True).check("search")  # fails open when asked
         self.assertTrue(d["allowed"])
+
+
+class NatsTest(unittest.TestCase):
+    """The same guard over NATS (TROY_NATS_URL), with the standard library's sockets."""
+
+    def test_guard_over_nats(self):
+        nats = NatsClient()
+        try:
+            g = TroyGuard(agent_name="py-nats", metadata_fn=admin_tools, client=nats)
+            d = g.check("get_profile", {"id": 7})
+            g.record_output(d["step_id"], {"name": "Jane"})
+            with self.assertRaises(PermissionError):
+                g.check("bash", {"cmd": "ls"})
+            with self.assertRaises(TroyError) as cm:
+                nats.check("", "a", "")  # the guard refuses: 400, as a TroyError
+            self.assertEqual(cm.exception.status, 400)
+            g.end()
+            steps = wait_report(TroyGuard(agent_name="py-nats", session=g.session))["trace"]["steps"]
+            self.assertEqual([s["description"] for s in steps], ["get_profile", "bash"])
+            self.assertEqual(steps[0]["output"], {"name": "Jane"})
+        finally:
+            nats.close()
+        with self.assertRaises(TroyError) as cm:
+            NatsClient("nats://127.0.0.1:1", timeout=1).check("s", "a", "search")
+        self.assertEqual(cm.exception.code, "unavailable")
 
 
 class LangChainTest(unittest.TestCase):

@@ -8,9 +8,10 @@ it keeps its imports:
     from troy.adapters.openai_agents import TroyHooks
     from troy.adapters.crewai import enable_troy, disable_troy
 
-They talk to a running ``troyctl serve --http ADDR --http-tokens FILE`` over HTTP (the
-standard library only); the address and token come from arguments or the TROY_URL and
-TROY_TOKEN environment variables.
+They talk to a running ``troyctl serve --http ADDR --http-tokens FILE`` over HTTP, or to
+its guard service over NATS (``TroyGuard(client=troy.nats.NatsClient())``), with the
+standard library only; the addresses and token come from arguments or the TROY_URL,
+TROY_TOKEN and TROY_NATS_URL environment variables.
 """
 
 from .guard import TroyGuard, guarded
