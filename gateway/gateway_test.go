@@ -29,7 +29,7 @@ func deployment(t *testing.T) *httptest.Server {
 	return srv
 }
 
-func deploymentWithBus(t *testing.T) (*httptest.Server, *bus.Bus) {
+func deploymentWithBus(t testing.TB) (*httptest.Server, *bus.Bus) {
 	t.Helper()
 	b, err := bus.Open(context.Background(), bus.Options{Memory: true})
 	if err != nil {
