@@ -42,6 +42,8 @@ type Compiled struct {
 	set      *match.Set
 	weights  map[string]int
 	hash     string
+	// metaKeys lists, rule by rule, the keys of a step's metadata each condition reads.
+	metaKeys []schemas.MissingMetadata
 	// plain turns every optimization off: no prechecks, no rewritten member access or
 	// quantifiers, no prefilters. Tests compare optimized evaluation against it.
 	plain bool
@@ -54,7 +56,6 @@ type rule struct {
 	ahead    bool        // reads steps after the current one
 	pre      *precheck   // a first test of a step field, run before the program; nil if none
 	fast     fastCond    // the whole condition compiled to Go; nil if it has other forms
-	metaKeys []string    // keys of a step's metadata the condition reads
 }
 
 // Compile compiles every condition of p. Problems are reported together, one line each,
@@ -144,7 +145,10 @@ func (b *builder) rule(pr policies.Rule) (*rule, error) {
 	if err != nil {
 		return nil, conditionError(err)
 	}
-	r := &rule{Rule: pr, pre: firstCheck(tree.Node, stepRoot), metaKeys: stepMetadataKeys(tree.Node)}
+	r := &rule{Rule: pr, pre: firstCheck(tree.Node, stepRoot)}
+	for _, k := range stepMetadataKeys(tree.Node) {
+		b.c.metaKeys = append(b.c.metaKeys, schemas.MissingMetadata{RuleID: pr.RuleID, Key: k})
+	}
 	if err := b.analyse(tree, r); err != nil {
 		return nil, err
 	}

@@ -246,5 +246,5 @@ func copyValue(v any) any {
 	return v
 }
 
-// MetadataKeys lists, per rule, the keys of a step's metadata the rule reads.
-func (g *Guard) MetadataKeys() map[string][]string { return g.c.MetadataKeys() }
+// MetadataKeys lists the keys of a step's metadata each rule reads (see Compiled).
+func (g *Guard) MetadataKeys() []schemas.MissingMetadata { return g.c.MetadataKeys() }

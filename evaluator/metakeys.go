@@ -5,6 +5,8 @@ import (
 	"strings"
 
 	"github.com/expr-lang/expr/ast"
+
+	"github.com/troy-audit/troy/schemas"
 )
 
 // stepMetadataKeys lists the keys of a step's metadata a condition reads: step.metadata.k,
@@ -65,14 +67,7 @@ func stepLike(n ast.Node) bool {
 	return true
 }
 
-// MetadataKeys lists, per rule, the keys of a step's metadata its condition reads, so that
-// adapters can tell their users which metadata their steps lack.
-func (c *Compiled) MetadataKeys() map[string][]string {
-	out := map[string][]string{}
-	for _, r := range c.rules {
-		if len(r.metaKeys) > 0 {
-			out[r.RuleID] = r.metaKeys
-		}
-	}
-	return out
-}
+// MetadataKeys lists the keys of a step's metadata each rule reads, as (rule, key) pairs
+// in rule order, so that adapters can tell their users which metadata their steps lack.
+// The slice is the policy's own: read it, do not change it.
+func (c *Compiled) MetadataKeys() []schemas.MissingMetadata { return c.metaKeys }

@@ -21,7 +21,11 @@ func TestMetadataKeys(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := fmt.Sprint(c.rules[0].metaKeys); got != tt.want {
+		var keys []string
+		for _, m := range c.MetadataKeys() {
+			keys = append(keys, m.Key)
+		}
+		if got := fmt.Sprint(keys); got != tt.want {
 			t.Errorf("%s: %s, want %s", tt.cond, got, tt.want)
 		}
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"maps"
 	"math"
 	"slices"
 	"strings"
@@ -335,16 +334,13 @@ func (sess *guardSession) missingMetadata(meta map[string]any) []schemas.Missing
 		sess.seenKeys[k] = true
 	}
 	var out []schemas.MissingMetadata
-	keys := sess.g.MetadataKeys()
-	for _, rule := range slices.Sorted(maps.Keys(keys)) {
-		for _, k := range keys[rule] {
-			id := rule + "\x00" + k
-			if sess.seenKeys[k] || sess.warned[id] {
-				continue
-			}
-			sess.warned[id] = true
-			out = append(out, schemas.MissingMetadata{RuleID: rule, Key: k})
+	for _, m := range sess.g.MetadataKeys() {
+		id := m.RuleID + "\x00" + m.Key
+		if sess.seenKeys[m.Key] || sess.warned[id] {
+			continue
 		}
+		sess.warned[id] = true
+		out = append(out, m)
 	}
 	return out
 }

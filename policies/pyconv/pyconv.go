@@ -92,62 +92,14 @@ func (c *converter) fresh() string {
 
 func fail(n ast.Ast, format string, args ...any) error {
 	e := &Error{Msg: fmt.Sprintf(format, args...)}
-	if pos := position(n); pos != nil {
-		e.Line, e.Col = pos.Lineno, pos.ColOffset+1
+	// Every expression node embeds ast.Pos.
+	if pos, ok := n.(interface {
+		GetLineno() int
+		GetColOffset() int
+	}); ok {
+		e.Line, e.Col = pos.GetLineno(), pos.GetColOffset()+1
 	}
 	return e
-}
-
-func position(n ast.Ast) *ast.Pos {
-	switch x := n.(type) {
-	case *ast.BoolOp:
-		return &x.Pos
-	case *ast.BinOp:
-		return &x.Pos
-	case *ast.UnaryOp:
-		return &x.Pos
-	case *ast.Lambda:
-		return &x.Pos
-	case *ast.IfExp:
-		return &x.Pos
-	case *ast.Dict:
-		return &x.Pos
-	case *ast.Set:
-		return &x.Pos
-	case *ast.ListComp:
-		return &x.Pos
-	case *ast.SetComp:
-		return &x.Pos
-	case *ast.DictComp:
-		return &x.Pos
-	case *ast.GeneratorExp:
-		return &x.Pos
-	case *ast.Compare:
-		return &x.Pos
-	case *ast.Call:
-		return &x.Pos
-	case *ast.Num:
-		return &x.Pos
-	case *ast.Str:
-		return &x.Pos
-	case *ast.Bytes:
-		return &x.Pos
-	case *ast.NameConstant:
-		return &x.Pos
-	case *ast.Attribute:
-		return &x.Pos
-	case *ast.Subscript:
-		return &x.Pos
-	case *ast.Name:
-		return &x.Pos
-	case *ast.List:
-		return &x.Pos
-	case *ast.Tuple:
-		return &x.Pos
-	case *ast.Starred:
-		return &x.Pos
-	}
-	return nil
 }
 
 // cond translates n where Python takes its truth value: the result is an expr bool.
