@@ -11,7 +11,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -353,4 +355,27 @@ func (g *Gateway) report(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusOK, ev.Audit(tr, expl, info))
 	return nil
+}
+
+// Serve serves the gateway on addr until the returned stop is called; stop lets requests
+// in hand finish, for up to five seconds. The bound address is returned, for ":0".
+func (g *Gateway) Serve(ctx context.Context, addr string, log *slog.Logger) (bound string, stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", nil, fmt.Errorf("http gateway: %w", err)
+	}
+	hs := &http.Server{Handler: g, ReadHeaderTimeout: 10 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) && log != nil {
+			log.Error("http gateway", "err", err)
+		}
+	}()
+	return ln.Addr().String(), func() {
+		shut, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = hs.Shutdown(shut)
+		<-done
+	}, nil
 }

@@ -3,11 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
-	"reflect"
 	"strings"
 	"time"
 
-	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/spf13/cobra"
 
 	"github.com/troy-audit/troy/analytics"
@@ -344,50 +342,27 @@ read them with FINAL (or argMax over version).`,
 				return err
 			}
 			defer store.Close()
-			ctx = clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"readonly": 1}))
-			rows, err := store.Conn().Query(ctx, args[0])
+			res, err := store.ReadOnly(ctx, args[0], maxRows)
 			if err != nil {
-				return fmt.Errorf("query: %w", err)
+				return err
 			}
-			defer rows.Close()
-			t := &table{columns: rows.Columns()}
-			var records []map[string]any
-			types := rows.ColumnTypes()
-			truncated := false
-			for rows.Next() {
-				if len(t.rows) >= maxRows {
-					truncated = true
-					break
-				}
-				vals := make([]any, len(types))
-				for i, ct := range types {
-					vals[i] = reflect.New(ct.ScanType()).Interface()
-				}
-				if err := rows.Scan(vals...); err != nil {
-					return fmt.Errorf("query: %w", err)
-				}
+			t := &table{columns: res.Columns}
+			records := []map[string]any{}
+			for _, vals := range res.Values {
+				t.add(vals...)
 				rec := map[string]any{}
-				cells := make([]any, len(vals))
 				for i, v := range vals {
-					cells[i] = reflect.ValueOf(v).Elem().Interface()
-					rec[t.columns[i]] = cells[i]
+					rec[res.Columns[i]] = v
 				}
-				t.add(cells...)
 				records = append(records, rec)
 			}
-			if err := rows.Err(); err != nil {
-				return fmt.Errorf("query: %w", err)
-			}
 			if out.json {
-				if records == nil {
-					records = []map[string]any{}
-				}
 				return reporter.EncodeJSON(a.stdout, records)
 			}
 			if err := out.write(a.stdout, nil, t, t); err != nil {
 				return err
 			}
-			if truncated {
+			if res.Truncated {
 				fmt.Fprintf(a.stderr, "troyctl: showing the first %d rows (--max-rows)\n", maxRows)
 			}
 			return nil

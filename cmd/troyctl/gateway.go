@@ -2,14 +2,10 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -55,23 +51,10 @@ func (f *gatewayFlags) start(ctx context.Context, b *bus.Bus, srv *pipeline.Serv
 	if err != nil {
 		return nil, err
 	}
-	ln, err := net.Listen("tcp", f.addr)
+	bound, stop, err := g.Serve(ctx, f.addr, log)
 	if err != nil {
-		return nil, fmt.Errorf("--http: %w", err)
+		return nil, err
 	}
-	hs := &http.Server{Handler: g, ReadHeaderTimeout: 10 * time.Second}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("http gateway", "err", err)
-		}
-	}()
-	log.Info("http gateway", "addr", ln.Addr().String(), "tokens", len(tokens))
-	return func() {
-		shut, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		_ = hs.Shutdown(shut)
-		<-done
-	}, nil
+	log.Info("http gateway", "addr", bound, "tokens", len(tokens))
+	return stop, nil
 }
