@@ -127,6 +127,20 @@ func pyNumber(x any) (float64, bool) {
 	return 0, false
 }
 
+// pyInteger is an int or a bool as Python's int.
+func pyInteger(x any) (int, bool) {
+	switch v := x.(type) {
+	case int:
+		return v, true
+	case bool:
+		if v {
+			return 1, true
+		}
+		return 0, true
+	}
+	return 0, false
+}
+
 func pyEq(a, b any) bool {
 	if x, ok := pyNumber(a); ok {
 		y, ok := pyNumber(b)
@@ -393,14 +407,10 @@ func pyLen(x any) (any, error) {
 }
 
 func pyInt(x any) (any, error) {
+	if i, ok := pyInteger(x); ok {
+		return i, nil
+	}
 	switch v := x.(type) {
-	case bool:
-		if v {
-			return 1, nil
-		}
-		return 0, nil
-	case int:
-		return v, nil
 	case float64:
 		if math.IsNaN(v) || math.IsInf(v, 0) {
 			return nil, fmt.Errorf("ValueError: cannot convert float %s to integer", pyStr(v))
@@ -417,17 +427,9 @@ func pyInt(x any) (any, error) {
 }
 
 func pyAdd(a, b any) (any, error) {
-	_, aBool := a.(bool)
-	_, bBool := b.(bool)
-	if x, ok := a.(int); ok || aBool {
-		if !ok {
-			x = map[bool]int{false: 0, true: 1}[a.(bool)]
-		}
-		if y, ok := b.(int); ok {
-			return x + y, nil
-		}
-		if bBool {
-			return x + map[bool]int{false: 0, true: 1}[b.(bool)], nil
+	if x, ok := pyInteger(a); ok {
+		if y, ok := pyInteger(b); ok {
+			return x + y, nil // int + int (a bool is an int) stays an int
 		}
 	}
 	if x, ok := pyNumber(a); ok {

@@ -368,7 +368,7 @@ func (k *Sink) traces(ctx context.Context, ends []schemas.Envelope) (traceRows, 
 		go func() {
 			defer func() { <-sem; wg.Done() }()
 			infos[i], errs[i] = k.readTrace(ctx, evs[i].TraceRef)
-			if errs[i] == nil && infos[i].steps < evs[i].Steps && !k.giveUp(evs[i].TraceRef) {
+			if errs[i] == nil && !k.complete(evs[i].TraceRef, infos[i].steps >= evs[i].Steps) {
 				// A replica that has not caught up answered: the batch is tried again.
 				errs[i] = fmt.Errorf("read steps of trace %s: %d of its %d steps read so far", evs[i].TraceID, infos[i].steps, evs[i].Steps)
 			}
@@ -533,17 +533,21 @@ func (k *Sink) known(hash string) bool {
 // stream), rather than stopping the sink.
 const incompleteFor = time.Minute
 
-// giveUp reports whether a trace has been read back short of its steps for long enough.
-func (k *Sink) giveUp(ref schemas.TraceRef) bool {
+// complete says whether to take a trace read back: yes when it has all its steps, and also
+// when it has been short of them for incompleteFor.
+func (k *Sink) complete(ref schemas.TraceRef, whole bool) bool {
 	key := cacheKey(ref.AgentName, ref.TraceID, ref.Run)
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	first, ok := k.incomplete[key]
-	if !ok {
+	first, waiting := k.incomplete[key]
+	switch {
+	case whole:
+		delete(k.incomplete, key)
+		return true
+	case !waiting:
 		k.incomplete[key] = time.Now()
 		return false
-	}
-	if time.Since(first) < incompleteFor {
+	case time.Since(first) < incompleteFor:
 		return false
 	}
 	delete(k.incomplete, key)

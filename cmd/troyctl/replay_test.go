@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -114,96 +113,5 @@ func TestReplayPrints(t *testing.T) {
 	r = troyctl(t, "replay", filepath.Join(dir, "missing.json"))
 	if r.code != exitError || !strings.Contains(r.stderr, "missing.json") {
 		t.Fatalf("missing file: exit %d %s", r.code, r.stderr)
-	}
-}
-
-// diff compares two runs, and its exit code says whether the risk rose.
-func TestDiffCommand(t *testing.T) {
-	clean, leaky := example(t, "traces", "clean-run.json"), example(t, "traces", "pii-exfiltration.json")
-	policy := example(t, "policy.json")
-	tests := []struct {
-		args   []string
-		code   int
-		stdout string
-	}{
-		{[]string{"diff", clean, leaky, "--policy", policy}, exitFound, "Risk: 0 → 50 (+50): ROSE"},
-		{[]string{"diff", leaky, clean, "--policy", policy}, 0, "Risk: 50 → 0 (-50): fell"},
-		{[]string{"diff", clean, leaky}, 0, "not compared (give --policy"},
-		{[]string{"diff", clean, leaky, "--policy", policy, "--json"}, exitFound, `"risk_delta": 50`},
-		{[]string{"diff", clean, "nope.json"}, exitError, ""},
-	}
-	for _, tt := range tests {
-		r := troyctl(t, tt.args...)
-		if r.code != tt.code || !strings.Contains(r.stdout, tt.stdout) {
-			t.Errorf("%v: exit %d, want %d\n%s%s", tt.args[1:], r.code, tt.code, r.stdout, r.stderr)
-		}
-	}
-}
-
-// A policy written for the Python tool converts, and loads as it is with a notice.
-func TestPythonPolicy(t *testing.T) {
-	t.Chdir(t.TempDir())
-	py := example(t, "python_policy.json")
-	r := troyctl(t, "policies", "convert", py, "-o", "converted.json")
-	if r.code != 0 || strings.Count(r.stderr, "  converted  ") != 6 || !strings.Contains(r.stderr, "6 rules written to converted.json") {
-		t.Fatalf("convert: exit %d\n%s", r.code, r.stderr)
-	}
-	raw, err := os.ReadFile("converted.json")
-	if err != nil || !strings.Contains(string(raw), `"mitigation": "block external calls after PII"`) || !strings.Contains(string(raw), `"global_config"`) || strings.Contains(string(raw), "lambda") {
-		t.Fatalf("converted policy: %v\n%s", err, raw)
-	}
-	for _, policy := range []string{py, "converted.json"} {
-		r = troyctl(t, "audit", example(t, "traces", "pii-exfiltration.json"), policy, "--json")
-		if r.code != 0 || !strings.Contains(r.stdout, `"risk_score": 50`) || !strings.Contains(r.stdout, `"rule_id": "pii-exfiltration"`) {
-			t.Fatalf("audit with %s: exit %d\n%s%s", policy, r.code, r.stdout, r.stderr)
-		}
-		notice := strings.Contains(r.stderr, "6 conditions converted from Python")
-		if notice != (policy == py) {
-			t.Fatalf("audit with %s: notice %v: %q", policy, notice, r.stderr)
-		}
-	}
-	bad := filepath.Join(t.TempDir(), "bad.json")
-	if err := os.WriteFile(bad, []byte(`{"rules": [{"rule_id": "r1", "description": "d", "condition": "step['type'].upper() == 'X' and step['x'] is None"}]}`), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	r = troyctl(t, "policies", "convert", bad)
-	if r.code != exitError || !strings.Contains(r.stderr, "failed     r1: line 1, column ") || !strings.Contains(r.stderr, "unsupported: method .upper()") {
-		t.Fatalf("bad: exit %d\n%s", r.code, r.stderr)
-	}
-	r = troyctl(t, "audit", example(t, "traces", "clean-run.json"), bad)
-	if r.code != exitError || !strings.Contains(r.stderr, `rule "r1": condition (Python) cannot be converted`) {
-		t.Fatalf("audit with bad: exit %d\n%s", r.code, r.stderr)
-	}
-}
-
-// serve --http runs the gateway next to NATS, with the tokens of a file.
-func TestServeHTTPGateway(t *testing.T) {
-	dir := t.TempDir()
-	tokens := filepath.Join(dir, "tokens")
-	if err := os.WriteFile(tokens, []byte("first\nsecond-token\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	port, httpPort := freePort(t), freePort(t)
-	startServe(t, "--data-dir", filepath.Join(dir, "data"), "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--policy", "minimal",
-		"--http", fmt.Sprintf("127.0.0.1:%d", httpPort), "--http-tokens", tokens)
-	check := func(token string) int {
-		req, _ := http.NewRequest("POST", fmt.Sprintf("http://127.0.0.1:%d/v1/guard/check", httpPort), strings.NewReader(`{"session": "s", "agent": "a", "step": {"action": "bash", "metadata": {"permission_level": "admin"}}}`))
-		req.Header.Set("Authorization", "Bearer "+token)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode
-	}
-	if got := check("second-token"); got != 200 {
-		t.Fatalf("check with a token: %d", got)
-	}
-	if got := check("third"); got != 401 {
-		t.Fatalf("check with a wrong token: %d", got)
-	}
-	r := troyctl(t, "serve", "--data-dir", filepath.Join(dir, "d2"), "--listen", "", "--metrics", "", "--http", "127.0.0.1:0")
-	if r.code != exitError || !strings.Contains(r.stderr, "the HTTP gateway needs at least one token") {
-		t.Fatalf("serve --http without tokens: exit %d %s", r.code, r.stderr)
 	}
 }

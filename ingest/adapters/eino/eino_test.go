@@ -17,7 +17,6 @@ import (
 	"github.com/cloudwego/eino/flow/agent/react"
 	"github.com/cloudwego/eino/schema"
 
-	"github.com/troy-audit/troy/bus"
 	"github.com/troy-audit/troy/explainer/llmtest"
 	"github.com/troy-audit/troy/ingest/adapters/adapter"
 	"github.com/troy-audit/troy/ingest/adapters/eino"
@@ -67,27 +66,17 @@ func TestEinoAgent(t *testing.T) {
 	srv := servetest.Start(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	conn, err := agent.Connect(ctx, bus.Options{URL: srv.NATS})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := srv.Conn(t)
 	m := model(t)
 	chat, err := openai.NewChatModel(ctx, &openai.ChatModelConfig{BaseURL: m.URL + "/v1", APIKey: "test", Model: "gpt-4o-mini"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	admin := func(action string, _ map[string]any, _ string) map[string]any {
-		if action == "bash" {
-			return map[string]any{"permission_level": "admin"}
-		}
-		return nil
-	}
 	for _, mode := range []string{schemas.ModeEnforce, schemas.ModeMonitor} {
 		t.Run(mode, func(t *testing.T) {
 			sh := &shell{}
 			var violations []schemas.Decision
-			a := eino.New(conn, adapter.Options{Agent: "eino-bot", Mode: mode, MetadataFn: admin,
+			a := eino.New(conn, adapter.Options{Agent: "eino-bot", Mode: mode, MetadataFn: servetest.AdminBash,
 				OnViolation: func(d schemas.Decision) { violations = append(violations, d) }})
 			ag, err := react.NewAgent(ctx, &react.AgentConfig{ToolCallingModel: chat, ToolsConfig: compose.ToolsNodeConfig{Tools: a.Tools([]tool.BaseTool{sh})}, MaxStep: 6})
 			if err != nil {

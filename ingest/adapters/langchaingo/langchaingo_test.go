@@ -14,7 +14,6 @@ import (
 	"github.com/tmc/langchaingo/llms/openai"
 	"github.com/tmc/langchaingo/tools"
 
-	"github.com/troy-audit/troy/bus"
 	"github.com/troy-audit/troy/explainer/llmtest"
 	"github.com/troy-audit/troy/ingest/adapters/adapter"
 	"github.com/troy-audit/troy/ingest/adapters/langchaingo"
@@ -56,23 +55,13 @@ func TestLangchaingoAgent(t *testing.T) {
 	srv := servetest.Start(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	conn, err := agent.Connect(ctx, bus.Options{URL: srv.NATS})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := srv.Conn(t)
 	m := model(t)
-	admin := func(action string, _ map[string]any, _ string) map[string]any {
-		if action == "bash" {
-			return map[string]any{"permission_level": "admin"}
-		}
-		return nil
-	}
 	for _, mode := range []string{schemas.ModeEnforce, schemas.ModeMonitor} {
 		t.Run(mode, func(t *testing.T) {
 			bash := &tool{name: "bash"}
 			var violations []schemas.Decision
-			a := langchaingo.New(conn, adapter.Options{Agent: "lc-bot", Mode: mode, MetadataFn: admin,
+			a := langchaingo.New(conn, adapter.Options{Agent: "lc-bot", Mode: mode, MetadataFn: servetest.AdminBash,
 				OnViolation: func(d schemas.Decision) { violations = append(violations, d) }})
 			// The LLM takes the handler too: its calls are recorded as steps.
 			llm, err := openai.New(openai.WithBaseURL(m.URL+"/v1"), openai.WithToken("test"), openai.WithModel("gpt-4o-mini"), openai.WithCallback(a))

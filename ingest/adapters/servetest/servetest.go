@@ -5,6 +5,7 @@ package servetest
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -17,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/troy-audit/troy/bus"
+	"github.com/troy-audit/troy/ingest/agent"
 	"github.com/troy-audit/troy/schemas"
 )
 
@@ -140,6 +143,28 @@ func (s *Serve) Steps(t testing.TB, session string) ([]string, *schemas.AuditRes
 		steps = append(steps, st.Type+":"+st.Description)
 	}
 	return steps, &audit
+}
+
+// Conn connects an agent to the serve, until the test ends.
+func (s *Serve) Conn(t testing.TB) *agent.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := agent.Connect(ctx, bus.Options{URL: s.NATS})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(conn.Close)
+	return conn
+}
+
+// AdminBash is a metadata function that runs the bash tool with admin rights, which
+// examples/policy.json forbids to agents that are not admins.
+func AdminBash(action string, _ map[string]any, _ string) map[string]any {
+	if action == "bash" {
+		return map[string]any{"permission_level": "admin"}
+	}
+	return nil
 }
 
 type writerFunc func([]byte) (int, error)

@@ -15,6 +15,17 @@ class TroyError(Exception):
         self.status, self.code, self.message = status, code, message
 
 
+def check_body(session, agent, action, input, metadata, step_type, mode, agent_metadata, policy):
+    """The guard check request, the same over HTTP and NATS."""
+    body = {"session": session, "agent": agent, "mode": mode,
+            "step": {"action": action, "type": step_type, "input": input or {}, "metadata": metadata or {}}}
+    if agent_metadata:
+        body["agent_metadata"] = agent_metadata
+    if policy:
+        body["policy"] = policy
+    return body
+
+
 class Client:
     """Calls the gateway's API. url and token default to TROY_URL and TROY_TOKEN."""
 
@@ -43,13 +54,8 @@ class Client:
 
     def check(self, session, agent, action, input=None, metadata=None, step_type="tool_call",
               mode="enforce", agent_metadata=None, policy=None):
-        body = {"session": session, "agent": agent, "mode": mode,
-                "step": {"action": action, "type": step_type, "input": input or {}, "metadata": metadata or {}}}
-        if agent_metadata:
-            body["agent_metadata"] = agent_metadata
-        if policy:
-            body["policy"] = policy
-        return self._call("POST", "/v1/guard/check", body)
+        return self._call("POST", "/v1/guard/check", check_body(session, agent, action, input, metadata, step_type,
+                                                                mode, agent_metadata, policy))
 
     def output(self, session, agent, step_id, output):
         return self._call("POST", f"/v1/traces/{urllib.parse.quote(session, safe='')}/output",

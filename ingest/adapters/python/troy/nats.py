@@ -11,7 +11,7 @@ import threading
 import urllib.parse
 import uuid
 
-from .client import TroyError
+from .client import TroyError, check_body
 
 
 class NatsClient:
@@ -135,13 +135,8 @@ class NatsClient:
 
     def check(self, session, agent, action, input=None, metadata=None, step_type="tool_call",
               mode="enforce", agent_metadata=None, policy=None):
-        body = {"session": session, "agent": agent, "mode": mode,
-                "step": {"action": action, "type": step_type, "input": input or {}, "metadata": metadata or {}}}
-        if agent_metadata:
-            body["agent_metadata"] = agent_metadata
-        if policy:
-            body["policy"] = policy
-        return self._request("troy.guard.check", body)
+        return self._request("troy.guard.check", check_body(session, agent, action, input, metadata, step_type,
+                                                            mode, agent_metadata, policy))
 
     def output(self, session, agent, step_id, output):
         return self._request("troy.guard.output", {"session": session, "agent": agent, "step_id": step_id, "output": output})
