@@ -38,8 +38,10 @@ type GuardService struct {
 
 type guardSession struct {
 	mu sync.Mutex
-	// Metadata keys the session's steps carried, and the (rule, key) pairs reported missing.
-	seenKeys, warned map[string]bool
+	// Metadata keys the session's steps carried, and the (rule, key) pairs reported missing
+	// (by their position in the policy's list).
+	seenKeys map[string]bool
+	warned   map[int]bool
 	ref              schemas.TraceRef
 	g                *evaluator.Guard
 	applied          uint64 // stream sequence of the last event of the session applied
@@ -328,18 +330,17 @@ func (s *GuardService) apply(ctx context.Context, sess *guardSession, e schemas.
 // rules read and no step of the session has carried, each pair once per session.
 func (sess *guardSession) missingMetadata(meta map[string]any) []schemas.MissingMetadata {
 	if sess.seenKeys == nil {
-		sess.seenKeys, sess.warned = map[string]bool{}, map[string]bool{}
+		sess.seenKeys, sess.warned = map[string]bool{}, map[int]bool{}
 	}
 	for k := range meta {
 		sess.seenKeys[k] = true
 	}
 	var out []schemas.MissingMetadata
-	for _, m := range sess.g.MetadataKeys() {
-		id := m.RuleID + "\x00" + m.Key
-		if sess.seenKeys[m.Key] || sess.warned[id] {
+	for i, m := range sess.g.MetadataKeys() {
+		if sess.seenKeys[m.Key] || sess.warned[i] {
 			continue
 		}
-		sess.warned[id] = true
+		sess.warned[i] = true
 		out = append(out, m)
 	}
 	return out
