@@ -42,10 +42,10 @@ type guardSession struct {
 	// (by their position in the policy's list).
 	seenKeys map[string]bool
 	warned   map[int]bool
-	ref              schemas.TraceRef
-	g                *evaluator.Guard
-	applied          uint64 // stream sequence of the last event of the session applied
-	last             time.Time
+	ref      schemas.TraceRef
+	g        *evaluator.Guard
+	applied  uint64 // stream sequence of the last event of the session applied
+	last     time.Time
 }
 
 // NewGuardService returns a guard service; Serve starts answering.
