@@ -280,10 +280,6 @@ func (e *Explainer) ask(ctx context.Context, prompt string) (openai.ChatCompleti
 			e.cfg.Logger.Info("the model API refused the JSON response format; asking without it", "err", err)
 			attempt--
 			continue
-		case status == 401 || status == 403:
-			err = &refusedError{err}
-			e.refused.CompareAndSwap(nil, &err)
-			return resp, err
 		case !retryable(status, err) || attempt >= e.cfg.Retries:
 			if attempt > 0 {
 				return resp, fmt.Errorf("no answer after %d attempts: %w", attempt+1, err)
@@ -327,8 +323,13 @@ func (e *Explainer) once(ctx context.Context, req openai.ChatCompletionRequest) 
 	if err != nil && errors.Is(reqCtx.Err(), context.DeadlineExceeded) && ctx.Err() == nil {
 		err = fmt.Errorf("no reply within %s: %w", e.cfg.Timeout, err)
 	}
+	// Both are noted while the slot is held, so that no waiting caller asks again.
 	if jsonMode && refusesJSONMode(err) {
-		e.noJSON.Store(true) // while the slot is held, so that no waiting caller asks again
+		e.noJSON.Store(true)
+	}
+	if status := statusOf(err); status == 401 || status == 403 {
+		err = &refusedError{err}
+		e.refused.CompareAndSwap(nil, &err)
 	}
 	return resp, jsonMode, retryAfter, err
 }
