@@ -73,6 +73,11 @@ type Options struct {
 	// Replicas is how many servers of a cluster keep each stream and bucket: 3 in a
 	// three-node cluster survives the loss of one. Zero means 1.
 	Replicas int
+	// Retain is how long the steps, results and dead-letter streams keep an event, and
+	// RetainBytes how large each may grow before its oldest events go; zero keeps
+	// everything. Declaring with other limits changes those of existing streams.
+	Retain      time.Duration
+	RetainBytes int64
 }
 
 // Bus is a connection to NATS with troy's streams declared.
@@ -87,11 +92,14 @@ type Bus struct {
 	streams  map[string]jetstream.Stream
 	cache    jetstream.KeyValue // the explanation cache; nil when absent
 	replicas int
+	retain   time.Duration
+	maxBytes int64
 }
 
 // Open starts or connects to NATS and declares troy's streams and buckets.
 func Open(ctx context.Context, opts Options) (*Bus, error) {
-	b := &Bus{storage: jetstream.FileStorage, log: opts.Logger, replicas: opts.Replicas}
+	b := &Bus{storage: jetstream.FileStorage, log: opts.Logger, replicas: opts.Replicas,
+		retain: opts.Retain, maxBytes: opts.RetainBytes}
 	if b.log == nil {
 		b.log = slog.New(slog.DiscardHandler)
 	}
@@ -225,15 +233,21 @@ func clientOptions(o Options) ([]nats.Option, error) {
 
 // declare creates or updates every stream and bucket; running it again changes nothing.
 func (b *Bus) declare(ctx context.Context, cacheStorage jetstream.StorageType) error {
+	dedup := 2 * time.Minute
+	if b.retain > 0 {
+		dedup = min(dedup, b.retain) // the server refuses a window longer than the age
+	}
 	streams := []jetstream.StreamConfig{
-		{Name: StepsStream, Subjects: []string{schemas.StepsPrefix + ".>"}, Duplicates: 2 * time.Minute},
-		{Name: ResultsStream, Subjects: []string{schemas.ResultsPrefix + ".>"}, Duplicates: 2 * time.Minute},
+		{Name: StepsStream, Subjects: []string{schemas.StepsPrefix + ".>"}, Duplicates: dedup},
+		{Name: ResultsStream, Subjects: []string{schemas.ResultsPrefix + ".>"}, Duplicates: dedup},
 		{Name: DeadStream, Subjects: []string{schemas.DeadPrefix + ".>"}},
 	}
 	replicas := max(b.replicas, 1)
 	for _, cfg := range streams {
 		cfg.Storage = b.storage
 		cfg.Replicas = replicas
+		cfg.MaxAge = b.retain
+		cfg.MaxBytes = b.maxBytes // zero: the server's default, no limit
 		cfg.MaxMsgSize = MaxEventSize + 64<<10
 		cfg.AllowDirect = true // reads of one trace go straight to the stored events
 		if err := b.untilAnswered(ctx, "stream "+cfg.Name, func(ctx context.Context) error {

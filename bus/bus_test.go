@@ -268,3 +268,69 @@ func TestLongDrainInOrderPerSubject(t *testing.T) {
 	}
 	t.Logf("drained %d events in %v", subjects*per, time.Since(start))
 }
+
+func TestRetentionLimitsApplyToExistingStreams(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	open := func(o Options) *Bus {
+		t.Helper()
+		o.DataDir = dir
+		b, err := Open(ctx, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	limits := func(b *Bus, name string) (time.Duration, int64, uint64) {
+		t.Helper()
+		s, err := b.js.Stream(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := s.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.Config.MaxAge, info.Config.MaxBytes, info.State.Msgs
+	}
+
+	b := open(Options{})
+	for i := range 20 {
+		if err := b.Publish(ctx, env(t, "troy.steps.a.t", schemas.KindStep, fmt.Sprint(i), strings.Repeat("x", 1000))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if age, size, n := limits(b, StepsStream); age != 0 || size != -1 || n != 20 {
+		t.Fatalf("by default everything is kept: age %s, bytes %d, %d events", age, size, n)
+	}
+	b.Close()
+
+	// A byte limit drops the oldest events of the stream that was declared without one.
+	b = open(Options{RetainBytes: 8 << 10})
+	for _, name := range []string{StepsStream, ResultsStream, DeadStream} {
+		if _, size, _ := limits(b, name); size != 8<<10 {
+			t.Fatalf("%s: bytes %d", name, size)
+		}
+	}
+	if _, _, n := limits(b, StepsStream); n == 0 || n >= 20 {
+		t.Fatalf("%d events kept under an 8 KiB limit", n)
+	}
+	b.Close()
+
+	// An age shorter than the de-duplication window shortens the window, and events go.
+	b = open(Options{Retain: 500 * time.Millisecond})
+	if age, _, _ := limits(b, ResultsStream); age != 500*time.Millisecond {
+		t.Fatalf("results age %s", age)
+	}
+	waitFor(t, 10*time.Second, "events older than the age to go", func() bool {
+		_, _, n := limits(b, StepsStream)
+		return n == 0
+	})
+	b.Close()
+
+	b = open(Options{})
+	defer b.Close()
+	if age, size, _ := limits(b, StepsStream); age != 0 || size != -1 {
+		t.Fatalf("limits lifted: age %s, bytes %d", age, size)
+	}
+}

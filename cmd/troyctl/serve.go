@@ -3,10 +3,12 @@ package main
 import (
 	"fmt"
 	"log/slog"
+	"math"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
 
 	"github.com/troy-audit/troy/bus"
@@ -25,6 +27,7 @@ func newServeCmd(a *app) *cobra.Command {
 		ex      explainFlags
 		ch      chFlags
 		gw      gatewayFlags
+		retain  string
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -41,15 +44,20 @@ outputs, ends and reports to agents that cannot use NATS (bearer tokens required
 
 --policy sets the default policy for traces that name none; a policy file is watched and
 reloaded when it changes, and every result records the revision it was evaluated with.
---only runs some components, so that each can be deployed and scaled on its own.
+--retain and --retain-bytes bound the streams (they apply to existing streams too);
+without them every event is kept. --only runs some components, so that each can be deployed and scaled on its own.
 /healthz and Prometheus /metrics are served on --metrics.`,
 		Example: `  troyctl serve --policy examples/policy.json
   troyctl serve --policy soc2 --listen 0.0.0.0:4222 --data-dir /var/lib/troy
   troyctl serve --nats nats://nats-1:4222,nats://nats-2:4222 --only evaluator --workers 8
+  troyctl serve --policy examples/policy.json --retain 720h --retain-bytes 50GB
   troyctl serve --policy examples/policy.json --clickhouse clickhouse://127.0.0.1:9000/troy`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
+			if err := nf.retention(retain); err != nil {
+				return err
+			}
 			level := slog.LevelInfo
 			if verbose {
 				level = slog.LevelDebug
@@ -133,7 +141,26 @@ reloaded when it changes, and every result records the revision it was evaluated
 	f.StringVar(&cfg.MetricsAddr, "metrics", "127.0.0.1:9464", "address for /healthz and /metrics (empty: none)")
 	f.BoolVarP(&verbose, "verbose", "v", false, "log more")
 	f.IntVar(&nf.opts.Replicas, "replicas", 1, "servers of the NATS cluster that keep each stream (3 in a three-node cluster)")
+	f.DurationVar(&nf.opts.Retain, "retain", 0, "keep events in the streams this long, e.g. 720h (default forever; at least 1h, longer than any trace runs)")
+	f.StringVar(&retain, "retain-bytes", "", "keep at most this much in each stream, e.g. 50GB; the oldest events go first (default no limit)")
 	f.IntVar(&cfg.SinkBatch, "sink-batch", 50000, "the ClickHouse sink inserts after this many events (each insert costs ClickHouse a part: larger is faster)")
 	f.DurationVar(&cfg.SinkWait, "sink-wait", time.Second, "the ClickHouse sink inserts events at most this long after they arrive")
 	return cmd
+}
+
+// retention checks the stream limits: an event must outlive the trace it belongs to, since
+// a late output or end rebuilds the trace from the stream.
+func (nf *natsFlags) retention(size string) error {
+	if r := nf.opts.Retain; r != 0 && r < time.Hour {
+		return fmt.Errorf("--retain %s: expected 0 (keep everything) or at least 1h", r)
+	}
+	if size == "" {
+		return nil
+	}
+	n, err := humanize.ParseBytes(size)
+	if err != nil || n < 1<<20 || n > math.MaxInt64 {
+		return fmt.Errorf("--retain-bytes %q: expected a size of at least 1MB, such as 500MB or 50GiB", size)
+	}
+	nf.opts.RetainBytes = int64(n)
+	return nil
 }
