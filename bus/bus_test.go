@@ -334,3 +334,53 @@ func TestRetentionLimitsApplyToExistingStreams(t *testing.T) {
 		t.Fatalf("limits lifted: age %s, bytes %d", age, size)
 	}
 }
+
+// Answers and errors come back to each caller, from workers, while many requests are in
+// flight; a request published without a reply subject is still handled.
+func TestServiceAnswersAndErrors(t *testing.T) {
+	b := openMemory(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var handled atomic.Int64
+	stop, err := b.AddService("test", "1.0.0", "echo or refuse", []Endpoint{{Name: "echo", Subject: "test.echo",
+		Handle: func(_ context.Context, data []byte) ([]byte, error) {
+			handled.Add(1)
+			switch string(data) {
+			case "refuse":
+				return nil, &RequestError{Code: "400", Message: "refused"}
+			case "fail":
+				return nil, errors.New("broken")
+			}
+			return data, nil
+		}}}, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = stop() }()
+	var wg sync.WaitGroup
+	errs := make(chan error, 300)
+	for i := range 300 {
+		wg.Go(func() {
+			in := []string{"refuse", "fail", fmt.Sprint("hello ", i)}[i%3]
+			out, err := b.Request(ctx, "test.echo", []byte(in))
+			var re *RequestError
+			switch {
+			case in == "refuse" && !(errors.As(err, &re) && re.Code == "400" && re.Message == "refused"):
+				errs <- fmt.Errorf("refuse: %v", err)
+			case in == "fail" && !(errors.As(err, &re) && re.Code == "500" && re.Message == "broken"):
+				errs <- fmt.Errorf("fail: %v", err)
+			case i%3 == 2 && (err != nil || string(out) != in):
+				errs <- fmt.Errorf("%s: %q %v", in, out, err)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if err := b.nc.Publish("test.echo", []byte("no reply")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the request without a reply subject to be handled", func() bool { return handled.Load() == 301 })
+}

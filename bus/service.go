@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 )
 
@@ -34,9 +35,9 @@ func (e *RequestError) Error() string { return e.Code + ": " + e.Message }
 const serviceWorkers = 64
 
 type request struct {
-	req  micro.Request
-	data []byte
-	h    RequestHandler
+	reply string
+	data  []byte
+	h     RequestHandler
 }
 
 // AddService serves endpoints as a NATS micro service, so that $SRV.PING, INFO and STATS
@@ -57,7 +58,7 @@ func (b *Bus) AddService(name, version, description string, eps []Endpoint, time
 	for range serviceWorkers {
 		wg.Go(func() {
 			for r := range queue {
-				answer(r, timeout)
+				b.answer(r, timeout)
 			}
 		})
 	}
@@ -79,7 +80,7 @@ func (b *Bus) AddService(name, version, description string, eps []Endpoint, time
 				_ = req.Error("503", "shutting down", nil)
 				return
 			}
-			queue <- request{req: req, data: req.Data(), h: h}
+			queue <- request{reply: req.Reply(), data: req.Data(), h: h}
 		}), micro.WithEndpointSubject(ep.Subject))
 		if err != nil {
 			_ = shutdown()
@@ -94,19 +95,30 @@ func (b *Bus) AddService(name, version, description string, eps []Endpoint, time
 	return shutdown, nil
 }
 
-func answer(r request, timeout time.Duration) {
+// answer handles a request on a worker and publishes the reply itself, in the micro
+// service's error format: micro.Request may not be answered once its handler has
+// returned (the service reads what the answer recorded, for its statistics, unguarded).
+func (b *Bus) answer(r request, timeout time.Duration) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	out, err := r.h(ctx, r.data)
+	if r.reply == "" {
+		return // published without a reply subject: nobody waits for an answer
+	}
+	msg := nats.NewMsg(r.reply)
 	if err != nil {
 		var re *RequestError
 		if !errors.As(err, &re) {
 			re = &RequestError{Code: "500", Message: err.Error()}
 		}
-		_ = r.req.Error(re.Code, re.Message, nil)
-		return
+		msg.Header.Set(micro.ErrorCodeHeader, re.Code)
+		msg.Header.Set(micro.ErrorHeader, re.Message)
+	} else {
+		msg.Data = out
 	}
-	_ = r.req.Respond(out)
+	if err := b.nc.PublishMsg(msg); err != nil {
+		b.log.Warn("could not answer a request", "err", err)
+	}
 }
 
 // Request sends a request and waits for the reply; an error reply becomes a RequestError.
