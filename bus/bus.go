@@ -231,7 +231,8 @@ func clientOptions(o Options) ([]nats.Option, error) {
 	return opts, nil
 }
 
-// declare creates or updates every stream and bucket; running it again changes nothing.
+// declare creates or updates every stream and bucket; running it again with the same
+// options changes nothing.
 func (b *Bus) declare(ctx context.Context, cacheStorage jetstream.StorageType) error {
 	dedup := 2 * time.Minute
 	if b.retain > 0 {

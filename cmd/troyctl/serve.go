@@ -18,16 +18,16 @@ import (
 
 func newServeCmd(a *app) *cobra.Command {
 	var (
-		nf      natsFlags
-		cfg     pipeline.ServeConfig
-		dataDir string
-		listen  string
-		only    string
-		verbose bool
-		ex      explainFlags
-		ch      chFlags
-		gw      gatewayFlags
-		retain  string
+		nf          natsFlags
+		cfg         pipeline.ServeConfig
+		dataDir     string
+		listen      string
+		only        string
+		verbose     bool
+		ex          explainFlags
+		ch          chFlags
+		gw          gatewayFlags
+		retainBytes string
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -44,8 +44,9 @@ outputs, ends and reports to agents that cannot use NATS (bearer tokens required
 
 --policy sets the default policy for traces that name none; a policy file is watched and
 reloaded when it changes, and every result records the revision it was evaluated with.
---retain and --retain-bytes bound the streams (they apply to existing streams too);
-without them every event is kept. --only runs some components, so that each can be deployed and scaled on its own.
+--retain and --retain-bytes bound the streams (existing streams too); without them
+every event is kept. --only runs some components, so that each can be deployed and
+scaled on its own.
 /healthz and Prometheus /metrics are served on --metrics.`,
 		Example: `  troyctl serve --policy examples/policy.json
   troyctl serve --policy soc2 --listen 0.0.0.0:4222 --data-dir /var/lib/troy
@@ -55,7 +56,7 @@ without them every event is kept. --only runs some components, so that each can 
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			if err := nf.retention(retain); err != nil {
+			if err := nf.retention(retainBytes); err != nil {
 				return err
 			}
 			level := slog.LevelInfo
@@ -142,7 +143,7 @@ without them every event is kept. --only runs some components, so that each can 
 	f.BoolVarP(&verbose, "verbose", "v", false, "log more")
 	f.IntVar(&nf.opts.Replicas, "replicas", 1, "servers of the NATS cluster that keep each stream (3 in a three-node cluster)")
 	f.DurationVar(&nf.opts.Retain, "retain", 0, "keep events in the streams this long, e.g. 720h (default forever; at least 1h, longer than any trace runs)")
-	f.StringVar(&retain, "retain-bytes", "", "keep at most this much in each stream, e.g. 50GB; the oldest events go first (default no limit)")
+	f.StringVar(&retainBytes, "retain-bytes", "", "keep at most this much in each stream, e.g. 50GB; the oldest events go first (default no limit)")
 	f.IntVar(&cfg.SinkBatch, "sink-batch", 50000, "the ClickHouse sink inserts after this many events (each insert costs ClickHouse a part: larger is faster)")
 	f.DurationVar(&cfg.SinkWait, "sink-wait", time.Second, "the ClickHouse sink inserts events at most this long after they arrive")
 	return cmd
