@@ -73,12 +73,17 @@ type Options struct {
 	// Replicas is how many servers of a cluster keep each stream and bucket: 3 in a
 	// three-node cluster survives the loss of one. Zero means 1.
 	Replicas int
-	// Retain is how long the steps, results and dead-letter streams keep an event, and
-	// RetainBytes how large each may grow before its oldest events go; zero keeps
-	// everything. Declaring with other limits changes those of existing streams.
+	// Retain is how long the steps, results and dead-letter streams keep an event (and
+	// the explanation cache a reply), and RetainBytes how large each stream may grow
+	// before its oldest events go. Zero leaves the limits existing streams have (new
+	// ones keep everything), so that instances started without them change nothing;
+	// Unlimited lifts a limit.
 	Retain      time.Duration
 	RetainBytes int64
 }
+
+// Unlimited, as Options.Retain or RetainBytes, lifts a limit set before.
+const Unlimited = -1
 
 // Bus is a connection to NATS with troy's streams declared.
 type Bus struct {
@@ -234,24 +239,22 @@ func clientOptions(o Options) ([]nats.Option, error) {
 // declare creates or updates every stream and bucket; running it again with the same
 // options changes nothing.
 func (b *Bus) declare(ctx context.Context, cacheStorage jetstream.StorageType) error {
-	dedup := 2 * time.Minute
-	if b.retain > 0 {
-		dedup = min(dedup, b.retain) // the server refuses a window longer than the age
-	}
 	streams := []jetstream.StreamConfig{
-		{Name: StepsStream, Subjects: []string{schemas.StepsPrefix + ".>"}, Duplicates: dedup},
-		{Name: ResultsStream, Subjects: []string{schemas.ResultsPrefix + ".>"}, Duplicates: dedup},
+		{Name: StepsStream, Subjects: []string{schemas.StepsPrefix + ".>"}, Duplicates: 2 * time.Minute},
+		{Name: ResultsStream, Subjects: []string{schemas.ResultsPrefix + ".>"}, Duplicates: 2 * time.Minute},
 		{Name: DeadStream, Subjects: []string{schemas.DeadPrefix + ".>"}},
 	}
 	replicas := max(b.replicas, 1)
 	for _, cfg := range streams {
 		cfg.Storage = b.storage
 		cfg.Replicas = replicas
-		cfg.MaxAge = b.retain
-		cfg.MaxBytes = b.maxBytes // zero: the server's default, no limit
 		cfg.MaxMsgSize = MaxEventSize + 64<<10
 		cfg.AllowDirect = true // reads of one trace go straight to the stored events
 		if err := b.untilAnswered(ctx, "stream "+cfg.Name, func(ctx context.Context) error {
+			cfg := cfg
+			if err := b.limits(ctx, &cfg); err != nil {
+				return err
+			}
 			_, err := b.js.CreateOrUpdateStream(ctx, cfg)
 			return err
 		}); err != nil {
@@ -269,14 +272,52 @@ func (b *Bus) declare(ctx context.Context, cacheStorage jetstream.StorageType) e
 	b.kv = kv
 	var cache jetstream.KeyValue
 	err = b.untilAnswered(ctx, "bucket "+CacheBucket, func(ctx context.Context) (err error) {
+		ttl := max(b.retain, 0)
+		if b.retain == 0 { // keep the age the bucket has
+			if old, err := b.js.KeyValue(ctx, CacheBucket); err == nil {
+				st, err := old.Status(ctx)
+				if err != nil {
+					return err
+				}
+				ttl = st.TTL()
+			} else if !errors.Is(err, jetstream.ErrBucketNotFound) {
+				return err
+			}
+		}
 		cache, err = b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: CacheBucket, Storage: cacheStorage, History: 1,
-			Description: "model replies by (model, prompt)", Replicas: replicas})
+			Description: "model replies by (model, prompt)", Replicas: replicas, TTL: ttl})
 		return err
 	})
 	if err != nil {
 		return fmt.Errorf("declare bucket %s: %w", CacheBucket, err)
 	}
 	b.cache = cache
+	return nil
+}
+
+// limits sets a stream's age and size from the options, keeping what the stream has where
+// they leave it (zero).
+func (b *Bus) limits(ctx context.Context, cfg *jetstream.StreamConfig) error {
+	cfg.MaxAge, cfg.MaxBytes = max(b.retain, 0), b.maxBytes
+	if b.retain == 0 || b.maxBytes == 0 {
+		s, err := b.js.Stream(ctx, cfg.Name)
+		switch {
+		case errors.Is(err, jetstream.ErrStreamNotFound):
+		case err != nil:
+			return err
+		default:
+			old := s.CachedInfo().Config
+			if b.retain == 0 {
+				cfg.MaxAge = old.MaxAge
+			}
+			if b.maxBytes == 0 {
+				cfg.MaxBytes = old.MaxBytes
+			}
+		}
+	}
+	if cfg.MaxAge > 0 && cfg.Duplicates > cfg.MaxAge {
+		cfg.Duplicates = cfg.MaxAge // the server refuses a window longer than the age
+	}
 	return nil
 }
 

@@ -322,16 +322,32 @@ func TestRetentionLimitsApplyToExistingStreams(t *testing.T) {
 	if age, _, _ := limits(b, ResultsStream); age != 500*time.Millisecond {
 		t.Fatalf("results age %s", age)
 	}
+	if st, err := b.cache.Status(ctx); err != nil || st.TTL() != 500*time.Millisecond {
+		t.Fatalf("the explanation cache keeps replies as long as the streams keep events: %v %v", st, err)
+	}
 	waitFor(t, 10*time.Second, "events older than the age to go", func() bool {
 		_, _, n := limits(b, StepsStream)
 		return n == 0
 	})
 	b.Close()
 
+	// An instance started without limits leaves those the streams have.
 	b = open(Options{})
+	if age, size, _ := limits(b, StepsStream); age != 500*time.Millisecond || size != 8<<10 {
+		t.Fatalf("limits kept: age %s, bytes %d", age, size)
+	}
+	if st, err := b.cache.Status(ctx); err != nil || st.TTL() != 500*time.Millisecond {
+		t.Fatalf("cache TTL kept: %v %v", st, err)
+	}
+	b.Close()
+
+	b = open(Options{Retain: Unlimited, RetainBytes: Unlimited})
 	defer b.Close()
 	if age, size, _ := limits(b, StepsStream); age != 0 || size != -1 {
 		t.Fatalf("limits lifted: age %s, bytes %d", age, size)
+	}
+	if st, err := b.cache.Status(ctx); err != nil || st.TTL() != 0 {
+		t.Fatalf("cache TTL lifted: %v %v", st, err)
 	}
 }
 

@@ -140,7 +140,7 @@ func TestBadInputsExitOneWithOneLine(t *testing.T) {
 		{"check input not object", []string{"check", policy, "-a", "x", "-i", "[1]"}, `--input: expected a JSON object`},
 		{"check bad mode", []string{"check", policy, "-a", "x", "--mode", "block"}, `invalid guard mode "block"`},
 		{"check bad type", []string{"check", policy, "-a", "x", "-t", "tool"}, `step type "tool" is not one of`},
-		{"serve retention too short", []string{"serve", "--retain", "10m"}, `--retain 10m0s: expected 0 (keep everything) or at least 1h`},
+		{"serve retention too short", []string{"serve", "--retain", "10m"}, `--retain "10m": expected a duration of at least 1h, such as 720h, or unlimited`},
 		{"serve retention size", []string{"serve", "--retain-bytes", "lots"}, `--retain-bytes "lots": expected a size of at least 1MB`},
 		{"check without action", []string{"check", policy}, `required flag(s) "action" not set`},
 	}

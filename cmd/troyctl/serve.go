@@ -27,6 +27,7 @@ func newServeCmd(a *app) *cobra.Command {
 		ex          explainFlags
 		ch          chFlags
 		gw          gatewayFlags
+		retain      string
 		retainBytes string
 	)
 	cmd := &cobra.Command{
@@ -44,8 +45,9 @@ outputs, ends and reports to agents that cannot use NATS (bearer tokens required
 
 --policy sets the default policy for traces that name none; a policy file is watched and
 reloaded when it changes, and every result records the revision it was evaluated with.
---retain and --retain-bytes bound the streams (existing streams too); without them
-every event is kept. --only runs some components, so that each can be deployed and
+--retain and --retain-bytes bound the streams (existing ones too; --retain also ages
+the explanation cache); an instance started without them leaves the limits as they are,
+and new streams keep every event. --only runs some components, so that each can be deployed and
 scaled on its own.
 /healthz and Prometheus /metrics are served on --metrics.`,
 		Example: `  troyctl serve --policy examples/policy.json
@@ -56,7 +58,7 @@ scaled on its own.
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			if err := nf.retention(retainBytes); err != nil {
+			if err := nf.retention(retain, retainBytes); err != nil {
 				return err
 			}
 			level := slog.LevelInfo
@@ -142,26 +144,37 @@ scaled on its own.
 	f.StringVar(&cfg.MetricsAddr, "metrics", "127.0.0.1:9464", "address for /healthz and /metrics (empty: none)")
 	f.BoolVarP(&verbose, "verbose", "v", false, "log more")
 	f.IntVar(&nf.opts.Replicas, "replicas", 1, "servers of the NATS cluster that keep each stream (3 in a three-node cluster)")
-	f.DurationVar(&nf.opts.Retain, "retain", 0, "keep events in the streams this long, e.g. 720h (default forever; at least 1h, longer than any trace runs)")
-	f.StringVar(&retainBytes, "retain-bytes", "", "keep at most this much in each stream, e.g. 50GB; the oldest events go first (default no limit)")
+	f.StringVar(&retain, "retain", "", "keep events in the streams, and model replies in the cache, this long: a duration of at least 1h such as 720h, or unlimited (default: as the streams are; new ones keep everything)")
+	f.StringVar(&retainBytes, "retain-bytes", "", "keep at most this much in each stream, the oldest events going first: a size such as 50GB, or unlimited (default: as the streams are; new ones have no limit)")
 	f.IntVar(&cfg.SinkBatch, "sink-batch", 50000, "the ClickHouse sink inserts after this many events (each insert costs ClickHouse a part: larger is faster)")
 	f.DurationVar(&cfg.SinkWait, "sink-wait", time.Second, "the ClickHouse sink inserts events at most this long after they arrive")
 	return cmd
 }
 
-// retention checks the stream limits: an event must outlive the trace it belongs to, since
+// retention reads the stream limits. An event must outlive the trace it belongs to, since
 // a late output or end rebuilds the trace from the stream.
-func (nf *natsFlags) retention(size string) error {
-	if r := nf.opts.Retain; r != 0 && r < time.Hour {
-		return fmt.Errorf("--retain %s: expected 0 (keep everything) or at least 1h", r)
+func (nf *natsFlags) retention(age, size string) error {
+	switch age {
+	case "":
+	case "unlimited":
+		nf.opts.Retain = bus.Unlimited
+	default:
+		d, err := time.ParseDuration(age)
+		if err != nil || d < time.Hour {
+			return fmt.Errorf("--retain %q: expected a duration of at least 1h, such as 720h, or unlimited", age)
+		}
+		nf.opts.Retain = d
 	}
-	if size == "" {
-		return nil
+	switch size {
+	case "":
+	case "unlimited":
+		nf.opts.RetainBytes = bus.Unlimited
+	default:
+		n, err := humanize.ParseBytes(size)
+		if err != nil || n < 1<<20 || n > math.MaxInt64 {
+			return fmt.Errorf("--retain-bytes %q: expected a size of at least 1MB, such as 500MB or 50GiB, or unlimited", size)
+		}
+		nf.opts.RetainBytes = int64(n)
 	}
-	n, err := humanize.ParseBytes(size)
-	if err != nil || n < 1<<20 || n > math.MaxInt64 {
-		return fmt.Errorf("--retain-bytes %q: expected a size of at least 1MB, such as 500MB or 50GiB", size)
-	}
-	nf.opts.RetainBytes = int64(n)
 	return nil
 }
