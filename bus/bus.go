@@ -71,7 +71,8 @@ type Options struct {
 	// as agents and one-shot commands do.
 	Client bool
 	// Replicas is how many servers of a cluster keep each stream and bucket: 3 in a
-	// three-node cluster survives the loss of one. Zero means 1.
+	// three-node cluster survives the loss of one. Zero leaves what existing streams
+	// have (new ones get 1).
 	Replicas int
 	// Retain is how long the steps, results and dead-letter streams keep an event (and
 	// the explanation cache a reply), and RetainBytes how large each stream may grow
@@ -244,81 +245,75 @@ func (b *Bus) declare(ctx context.Context, cacheStorage jetstream.StorageType) e
 		{Name: ResultsStream, Subjects: []string{schemas.ResultsPrefix + ".>"}, Duplicates: 2 * time.Minute},
 		{Name: DeadStream, Subjects: []string{schemas.DeadPrefix + ".>"}},
 	}
-	replicas := max(b.replicas, 1)
 	for _, cfg := range streams {
 		cfg.Storage = b.storage
-		cfg.Replicas = replicas
 		cfg.MaxMsgSize = MaxEventSize + 64<<10
 		cfg.AllowDirect = true // reads of one trace go straight to the stored events
-		if err := b.untilAnswered(ctx, "stream "+cfg.Name, func(ctx context.Context) error {
+		if err := b.untilAnswered(ctx, "stream "+cfg.Name, func(ctx context.Context) (err error) {
 			cfg := cfg
-			if err := b.limits(ctx, &cfg); err != nil {
+			if cfg.Replicas, cfg.MaxAge, cfg.MaxBytes, err = b.settings(ctx, cfg.Name); err != nil {
 				return err
 			}
-			_, err := b.js.CreateOrUpdateStream(ctx, cfg)
+			if cfg.MaxAge > 0 && cfg.Duplicates > cfg.MaxAge {
+				cfg.Duplicates = cfg.MaxAge // the server refuses a window longer than the age
+			}
+			_, err = b.js.CreateOrUpdateStream(ctx, cfg)
 			return err
 		}); err != nil {
 			return fmt.Errorf("declare stream %s: %w", cfg.Name, err)
 		}
 	}
-	var kv jetstream.KeyValue
-	err := b.untilAnswered(ctx, "bucket "+PolicyBucket, func(ctx context.Context) (err error) {
-		kv, err = b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: PolicyBucket, Storage: b.storage, History: 5, Replicas: replicas})
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("declare bucket %s: %w", PolicyBucket, err)
+	buckets := []struct {
+		cfg jetstream.KeyValueConfig
+		kv  *jetstream.KeyValue
+	}{
+		{jetstream.KeyValueConfig{Bucket: PolicyBucket, Storage: b.storage, History: 5}, &b.kv},
+		{jetstream.KeyValueConfig{Bucket: CacheBucket, Storage: cacheStorage, History: 1, Description: "model replies by (model, prompt)"}, &b.cache},
 	}
-	b.kv = kv
-	var cache jetstream.KeyValue
-	err = b.untilAnswered(ctx, "bucket "+CacheBucket, func(ctx context.Context) (err error) {
-		ttl := max(b.retain, 0)
-		if b.retain == 0 { // keep the age the bucket has
-			if old, err := b.js.KeyValue(ctx, CacheBucket); err == nil {
-				st, err := old.Status(ctx)
-				if err != nil {
-					return err
-				}
-				ttl = st.TTL()
-			} else if !errors.Is(err, jetstream.ErrBucketNotFound) {
+	for _, bk := range buckets {
+		if err := b.untilAnswered(ctx, "bucket "+bk.cfg.Bucket, func(ctx context.Context) (err error) {
+			cfg := bk.cfg
+			var ttl time.Duration
+			if cfg.Replicas, ttl, _, err = b.settings(ctx, "KV_"+cfg.Bucket); err != nil {
 				return err
 			}
+			if cfg.Bucket == CacheBucket {
+				cfg.TTL = ttl // replies are kept as long as events are
+			}
+			*bk.kv, err = b.js.CreateOrUpdateKeyValue(ctx, cfg)
+			return err
+		}); err != nil {
+			return fmt.Errorf("declare bucket %s: %w", bk.cfg.Bucket, err)
 		}
-		cache, err = b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: CacheBucket, Storage: cacheStorage, History: 1,
-			Description: "model replies by (model, prompt)", Replicas: replicas, TTL: ttl})
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("declare bucket %s: %w", CacheBucket, err)
 	}
-	b.cache = cache
 	return nil
 }
 
-// limits sets a stream's age and size from the options, keeping what the stream has where
-// they leave it (zero).
-func (b *Bus) limits(ctx context.Context, cfg *jetstream.StreamConfig) error {
-	cfg.MaxAge, cfg.MaxBytes = max(b.retain, 0), b.maxBytes
-	if b.retain == 0 || b.maxBytes == 0 {
-		s, err := b.js.Stream(ctx, cfg.Name)
+// settings gives the replicas, age and size to declare a stream with: the options', or
+// where they leave one (zero) what the stream has, so that an instance started without
+// them changes nothing; a new stream gets one replica and no limits.
+func (b *Bus) settings(ctx context.Context, stream string) (replicas int, age time.Duration, size int64, err error) {
+	replicas, age, size = b.replicas, max(b.retain, 0), b.maxBytes
+	if b.replicas == 0 || b.retain == 0 || b.maxBytes == 0 {
+		s, err := b.js.Stream(ctx, stream)
 		switch {
 		case errors.Is(err, jetstream.ErrStreamNotFound):
 		case err != nil:
-			return err
+			return 0, 0, 0, err
 		default:
 			old := s.CachedInfo().Config
+			if b.replicas == 0 {
+				replicas = old.Replicas
+			}
 			if b.retain == 0 {
-				cfg.MaxAge = old.MaxAge
+				age = old.MaxAge
 			}
 			if b.maxBytes == 0 {
-				cfg.MaxBytes = old.MaxBytes
+				size = old.MaxBytes
 			}
 		}
 	}
-	if cfg.MaxAge > 0 && cfg.Duplicates > cfg.MaxAge {
-		cfg.Duplicates = cfg.MaxAge // the server refuses a window longer than the age
-	}
-	return nil
+	return max(replicas, 1), age, size, nil
 }
 
 // lookupBucket finds a bucket of a running deployment.

@@ -143,7 +143,7 @@ scaled on its own.
 	f.DurationVar(&cfg.IdleTimeout, "idle-timeout", 5*time.Minute, "close a trace that has had no event for this long (0: never)")
 	f.StringVar(&cfg.MetricsAddr, "metrics", "127.0.0.1:9464", "address for /healthz and /metrics (empty: none)")
 	f.BoolVarP(&verbose, "verbose", "v", false, "log more")
-	f.IntVar(&nf.opts.Replicas, "replicas", 1, "servers of the NATS cluster that keep each stream (3 in a three-node cluster)")
+	f.IntVar(&nf.opts.Replicas, "replicas", 0, "servers of the NATS cluster that keep each stream and bucket, 3 in a three-node cluster (default: as the streams are; new ones 1)")
 	f.StringVar(&retain, "retain", "", "keep events in the streams, and model replies in the cache, this long: a duration of at least 1h such as 720h, or unlimited (default: as the streams are; new ones keep everything)")
 	f.StringVar(&retainBytes, "retain-bytes", "", "keep at most this much in each stream, the oldest events going first: a size such as 50GB, or unlimited (default: as the streams are; new ones have no limit)")
 	f.IntVar(&cfg.SinkBatch, "sink-batch", 50000, "the ClickHouse sink inserts after this many events (each insert costs ClickHouse a part: larger is faster)")
