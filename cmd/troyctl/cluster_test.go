@@ -14,10 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/troy-audit/troy/bus"
 	"github.com/troy-audit/troy/warehouse"
 	"github.com/troy-audit/troy/warehouse/chtest"
 )
@@ -168,22 +164,9 @@ func TestClusterTopologyToClickHouse(t *testing.T) {
 
 	// Another instance started without --replicas leaves the streams and buckets on three.
 	startServe(t, "--nats", urls, "--only", "guard")
-	nc, err := nats.Connect(urls)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, name := range []string{bus.StepsStream, bus.ResultsStream, bus.DeadStream, "KV_" + bus.PolicyBucket, "KV_" + bus.CacheBucket} {
-		s, err := js.Stream(ctx, name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if n := s.CachedInfo().Config.Replicas; n != 3 {
-			t.Errorf("%s: %d replicas after a second instance, want 3", name, n)
+	for name, c := range streamConfigs(t, urls) {
+		if c.Replicas != 3 {
+			t.Errorf("%s: %d replicas after a second instance, want 3", name, c.Replicas)
 		}
 	}
 
