@@ -100,6 +100,7 @@ type Bus struct {
 	replicas int
 	retain   time.Duration
 	maxBytes int64
+	tmpDir   string // the embedded server's directory, when it is the process's own
 }
 
 // Open starts or connects to NATS and declares troy's streams and buckets.
@@ -111,7 +112,8 @@ func Open(ctx context.Context, opts Options) (*Bus, error) {
 	}
 	var err error
 	if opts.URL == "" {
-		if err = b.startEmbedded(opts); err != nil {
+		if err = b.startEmbedded(ctx, opts); err != nil {
+			b.Close()
 			return nil, err
 		}
 		b.nc, err = nats.Connect("", nats.InProcessServer(b.srv), nats.Name(opts.Name), nats.MaxReconnects(-1))
@@ -151,7 +153,9 @@ func Open(ctx context.Context, opts Options) (*Bus, error) {
 	return b, nil
 }
 
-func (b *Bus) startEmbedded(opts Options) error {
+// startEmbedded starts the in-process server and waits until it takes connections: up to a
+// minute (or ctx's deadline), since a machine under load can take seconds to start JetStream.
+func (b *Bus) startEmbedded(ctx context.Context, opts Options) error {
 	so := &server.Options{
 		ServerName: "troy",
 		JetStream:  true,
@@ -164,7 +168,13 @@ func (b *Bus) startEmbedded(opts Options) error {
 	case opts.Memory && opts.CacheDir != "":
 		so.StoreDir = filepath.Join(opts.CacheDir, "jetstream") // only the cache bucket is on disk
 	case opts.Memory:
-		so.StoreDir = filepath.Join(os.TempDir(), "troy-unused") // memory streams never write here
+		// Memory streams write nothing, but the server wants a directory; one per process,
+		// so that concurrent commands never share one.
+		dir, err := os.MkdirTemp("", "troy-nats-")
+		if err != nil {
+			return fmt.Errorf("start embedded NATS: %w", err)
+		}
+		b.tmpDir, so.StoreDir = dir, dir
 		so.JetStreamMaxStore = 1 << 20
 	default:
 		dir := opts.DataDir
@@ -185,9 +195,13 @@ func (b *Bus) startEmbedded(opts Options) error {
 		return fmt.Errorf("start embedded NATS: %w", err)
 	}
 	go srv.Start()
-	if !srv.ReadyForConnections(10 * time.Second) {
+	wait := time.Minute
+	if dl, ok := ctx.Deadline(); ok {
+		wait = min(wait, time.Until(dl))
+	}
+	if !srv.ReadyForConnections(wait) {
 		srv.Shutdown()
-		return errors.New("start embedded NATS: not ready after 10s")
+		return fmt.Errorf("start embedded NATS: not ready after %s", wait.Round(time.Second))
 	}
 	b.srv = srv
 	return nil
@@ -386,6 +400,9 @@ func (b *Bus) Close() {
 	if b.srv != nil {
 		b.srv.Shutdown()
 		b.srv.WaitForShutdown()
+	}
+	if b.tmpDir != "" {
+		_ = os.RemoveAll(b.tmpDir)
 	}
 }
 

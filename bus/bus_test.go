@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -399,4 +400,17 @@ func TestServiceAnswersAndErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 10*time.Second, "the request without a reply subject to be handled", func() bool { return handled.Load() == 301 })
+}
+
+// Each in-memory bus has a directory of its own, gone once it is closed.
+func TestMemoryBusesKeepNoSharedDirectory(t *testing.T) {
+	t.Setenv("TMPDIR", t.TempDir())
+	a, b := openMemory(t), openMemory(t)
+	if a.tmpDir == "" || a.tmpDir == b.tmpDir {
+		t.Fatalf("directories %q and %q", a.tmpDir, b.tmpDir)
+	}
+	a.Close()
+	if _, err := os.Stat(a.tmpDir); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("%s after close: %v", a.tmpDir, err)
+	}
 }
