@@ -35,8 +35,8 @@ func Result(c *evaluator.Compiled, t *schemas.Trace, explainNote string) *schema
 // and the pipeline both use it, so their audits are the same. info describes the policy.
 func Assemble(t *schemas.Trace, vs []schemas.Violation, errs []schemas.RuleError, risk int, info schemas.AuditInfo, explainNote string) *schemas.AuditResult {
 	ex := schemas.TraceExplained{State: schemas.ExplanationsOff, Note: explainNote}
-	ex.Violations, ex.RuleErrors, ex.RiskScore = vs, errs, risk
-	return ex.Audit(t, nil, info)
+	ex.RuleErrors, ex.RiskScore = errs, risk
+	return ex.Audit(t, vs, nil, info)
 }
 
 // Auditor audits one trace: in process, or through the pipeline.

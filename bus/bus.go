@@ -162,7 +162,7 @@ func (b *Bus) startEmbedded(ctx context.Context, opts Options) error {
 		NoSigs:     true,
 		NoLog:      true,
 		DontListen: opts.Listen == "",
-		MaxPayload: MaxEventSize + 64<<10,
+		MaxPayload: MaxEventSize + headerRoom,
 	}
 	switch {
 	case opts.Memory && opts.CacheDir != "":
@@ -261,7 +261,7 @@ func (b *Bus) declare(ctx context.Context, cacheStorage jetstream.StorageType) e
 	}
 	for _, cfg := range streams {
 		cfg.Storage = b.storage
-		cfg.MaxMsgSize = MaxEventSize + 64<<10
+		cfg.MaxMsgSize = MaxEventSize + headerRoom
 		cfg.AllowDirect = true // reads of one trace go straight to the stored events
 		if err := b.untilAnswered(ctx, "stream "+cfg.Name, func(ctx context.Context) (err error) {
 			cfg := cfg
@@ -503,36 +503,49 @@ const readBatch = 256
 // trace comes back in one round trip and reading leaves nothing behind on the server.
 func (b *Bus) ReadRange(ctx context.Context, stream, subject string, from, upTo uint64) ([]schemas.Envelope, error) {
 	var out []schemas.Envelope
+	err := b.Scan(ctx, stream, subject, from, upTo, func(e schemas.Envelope) error {
+		out = append(out, e)
+		return nil
+	})
+	return out, err
+}
+
+// Scan hands the events of one subject of a stream with stream sequences after from and
+// up to and including upTo to fn, in order, a batch at a time: a long trace is read
+// without holding all its raw events. An error from fn ends the scan with that error.
+func (b *Bus) Scan(ctx context.Context, stream, subject string, from, upTo uint64, fn func(schemas.Envelope) error) error {
 	for seq := from + 1; seq <= upTo; {
 		msgs, err := jetstreamext.GetBatch(ctx, b.js, stream, readBatch, jetstreamext.GetBatchSeq(seq), jetstreamext.GetBatchSubject(subject))
 		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", subject, err)
+			return fmt.Errorf("read %s: %w", subject, err)
 		}
 		got, more := 0, false
 		for m, err := range msgs {
 			if errors.Is(err, jetstreamext.ErrNoMessages) {
-				return out, nil
+				return nil
 			}
 			if err != nil {
-				return nil, fmt.Errorf("read %s: %w", subject, err)
+				return fmt.Errorf("read %s: %w", subject, err)
 			}
 			if m.Sequence > upTo {
-				return out, nil
+				return nil
 			}
 			got++
-			out = append(out, schemas.Envelope{Subject: m.Subject, Kind: m.Header.Get(KindHeader), Data: m.Data, Seq: m.Sequence, Time: m.Time})
+			if err := fn(schemas.Envelope{Subject: m.Subject, Kind: m.Header.Get(KindHeader), Data: m.Data, Seq: m.Sequence, Time: m.Time}); err != nil {
+				return err
+			}
 			seq = m.Sequence + 1
 			more = m.Header.Get("Nats-Num-Pending") != "0"
 		}
 		if got == 0 {
 			// The iterator ends quietly when no answer comes in time.
-			return nil, fmt.Errorf("read %s: no answer from stream %s: %w", subject, stream, context.DeadlineExceeded)
+			return fmt.Errorf("read %s: no answer from stream %s: %w", subject, stream, context.DeadlineExceeded)
 		}
 		if !more {
-			return out, nil
+			return nil
 		}
 	}
-	return out, nil
+	return nil
 }
 
 // stream returns a stream's handle, looked up once.
@@ -680,7 +693,13 @@ func (b *Bus) PublishAll(ctx context.Context, envs []schemas.Envelope) error {
 		if sendErr == nil && first == len(envs) {
 			return nil
 		}
-		b.log.Info("publish failed; retrying", "subject", envs[min(first, len(envs)-1)].Subject, "err", sendErr)
+		failed := envs[min(first, len(envs)-1)]
+		if permanentPublish(sendErr) {
+			// No retry can store it: the caller gets an error at once, one a stage
+			// dead-letters its event for, never a wait.
+			return &schemas.Permanent{Err: fmt.Errorf("publish %s to %s: %w", failed.Kind, failed.Subject, sendErr)}
+		}
+		b.log.Info("publish failed; retrying", "subject", failed.Subject, "err", sendErr)
 		envs = envs[first:]
 		sleep(ctx, wait)
 		if err := ctx.Err(); err != nil {
@@ -689,4 +708,34 @@ func (b *Bus) PublishAll(ctx context.Context, envs []schemas.Envelope) error {
 		wait = min(2*wait, 2*time.Second)
 	}
 	return nil
+}
+
+// IsNotFound reports whether err says a stream, consumer or message is not there.
+func IsNotFound(err error) bool {
+	return errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrMsgNotFound)
+}
+
+// MaxEventSize is the largest event this connection can publish: MaxEventSize, or less
+// when the server's payload limit is smaller (a NATS server's default is 1 MB), with room
+// for headers.
+func (b *Bus) MaxEventSize() int {
+	limit := int(b.nc.MaxPayload()) - headerRoom
+	return max(min(MaxEventSize, limit), 0)
+}
+
+// headerRoom is what an event's headers and subject may take beside its data.
+const headerRoom = 64 << 10
+
+// permanentPublish reports whether a publish failed in a way no retry can fix: the event
+// is too big or its subject or headers are invalid, the server refused the request as bad,
+// or the connection was closed for good.
+func permanentPublish(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, nats.ErrMaxPayload) || errors.Is(err, nats.ErrBadSubject) || errors.Is(err, nats.ErrBadHeaderMsg) || errors.Is(err, nats.ErrConnectionClosed) {
+		return true
+	}
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.Code == 400
 }

@@ -414,3 +414,55 @@ func TestMemoryBusesKeepNoSharedDirectory(t *testing.T) {
 		t.Fatalf("%s after close: %v", a.tmpDir, err)
 	}
 }
+
+// A handler whose output can never be stored (over the payload limit) has its event
+// dead-lettered at once, naming the event's trace, instead of retrying the publish forever.
+func TestUnstorableOutputIsDeadLetteredAtOnce(t *testing.T) {
+	b := openMemory(t)
+	ctx := context.Background()
+	var calls atomic.Int64
+	h := func(_ context.Context, in schemas.Envelope) ([]schemas.Envelope, error) {
+		calls.Add(1)
+		return []schemas.Envelope{{Subject: "troy.results.done.a.t", Kind: "done", Data: []byte(strings.Repeat("x", MaxEventSize+headerRoom+1))}}, nil
+	}
+	stats, stop := run(t, b, Consumer{Name: "test", Stream: StepsStream, MaxDeliver: 3, BackOff: []time.Duration{10 * time.Millisecond}}, h)
+	defer stop()
+	ref := schemas.TraceRef{TraceID: "t", AgentName: "a", Run: "r1"}
+	if err := b.Publish(ctx, env(t, "troy.steps.a.t", schemas.KindStep, "", schemas.StepEvent{TraceRef: ref})); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "a dead letter", func() bool { return stats.Dead.Load() == 1 })
+	if calls.Load() != 1 {
+		t.Fatalf("handled %d times, want once: a permanent failure is not retried", calls.Load())
+	}
+	dead, err := b.Read(ctx, DeadStream, schemas.DeadSubject("test"), math.MaxUint64)
+	if err != nil || len(dead) != 1 {
+		t.Fatalf("dead letters: %d %v", len(dead), err)
+	}
+	var dl schemas.DeadLetter
+	if err := json.Unmarshal(dead[0].Data, &dl); err != nil {
+		t.Fatal(err)
+	}
+	if dl.Trace == nil || *dl.Trace != ref || !strings.Contains(dl.Error, "maximum payload exceeded") {
+		t.Fatalf("dead letter %+v: want the trace %+v and the reason", dl, ref)
+	}
+}
+
+// Publishing an event over the payload limit fails at once, and says so.
+func TestPublishAllRefusesAnOversizeEventAtOnce(t *testing.T) {
+	b := openMemory(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	events := []schemas.Envelope{
+		{Subject: "troy.steps.a.t", Kind: schemas.KindStep, Data: []byte(`{}`)},
+		{Subject: "troy.steps.a.t", Kind: schemas.KindStep, Data: []byte(strings.Repeat("x", MaxEventSize+headerRoom+1))},
+	}
+	err := b.PublishAll(ctx, events)
+	var perm *schemas.Permanent
+	if !errors.As(err, &perm) || ctx.Err() != nil {
+		t.Fatalf("got %v (context: %v), want a permanent error before the deadline", err, ctx.Err())
+	}
+	if b.MaxEventSize() != MaxEventSize {
+		t.Fatalf("embedded server: event limit %d, want %d", b.MaxEventSize(), MaxEventSize)
+	}
+}

@@ -2,6 +2,7 @@ package bus
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -201,8 +202,8 @@ func (b *Bus) handle(c Consumer, h Handler, m jetstream.Msg, stats *Stats) {
 		stats.Redelivered.Add(1)
 	}
 	in := envelope(m)
-	if len(in.Data) > MaxEventSize {
-		b.dead(ctx, c, m, in, deliveries, fmt.Errorf("event of %d bytes is over the %d-byte limit", len(in.Data), MaxEventSize), stats)
+	if limit := b.MaxEventSize(); len(in.Data) > limit {
+		b.dead(ctx, c, m, in, deliveries, fmt.Errorf("event of %d bytes is over the %d-byte limit", len(in.Data), limit), stats)
 		return
 	}
 	out, err := h(ctx, in)
@@ -237,6 +238,10 @@ const maxDeadData = 64 << 10
 
 func (b *Bus) dead(ctx context.Context, c Consumer, m jetstream.Msg, in schemas.Envelope, deliveries int, cause error, stats *Stats) {
 	dl := schemas.DeadLetter{Stage: c.Name, Subject: in.Subject, Kind: in.Kind, Error: cause.Error(), Deliveries: deliveries, Data: in.Data}
+	var ref schemas.TraceRef // every event names its trace first: whoever waits for it learns
+	if json.Unmarshal(in.Data, &ref) == nil && ref.TraceID != "" {
+		dl.Trace = &ref
+	}
 	if len(dl.Data) > maxDeadData {
 		dl.Data, dl.Truncated = dl.Data[:maxDeadData], true
 	}

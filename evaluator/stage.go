@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"sort"
+	"strconv"
 	"sync"
 	"time"
 
@@ -31,6 +32,9 @@ type ReadFunc func(ctx context.Context, subject string, upTo uint64) ([]schemas.
 // TraceEvaluated, whose violations and failures are those of a post-hoc evaluation of the
 // whole trace. State per trace is a cache: a trace the stage has not seen is rebuilt from
 // the stream.
+//
+// The verdict of a finished trace is counted in TraceEvaluated and its violations travel
+// in VerdictPart events of bounded size before it.
 //
 // Handle is safe for concurrent use; events of one trace must be handled in stream order.
 type Stage struct {
@@ -359,7 +363,7 @@ func (run *traceRun) evaluateNow(i int) ([]schemas.Envelope, error) {
 
 func (run *traceRun) violationEvent(i int, r *rule) (schemas.Envelope, error) {
 	s := run.steps[i]
-	key := s.StepID + "|" + r.RuleID
+	key := strconv.Itoa(i) + "|" + r.RuleID // by position: step ids may repeat
 	if run.emitted[key] {
 		return schemas.Envelope{}, nil
 	}
@@ -428,14 +432,28 @@ func (run *traceRun) end() ([]schemas.Envelope, error) {
 			ruleErrs = append(ruleErrs, e)
 		}
 	}
-	if vs == nil {
-		vs = []schemas.Violation{}
+	ev, parts, err := schemas.SplitVerdict(run.ref, len(run.steps), vs, ruleErrs)
+	if err != nil {
+		return nil, err
 	}
+	for _, p := range parts {
+		e, err := schemas.NewEnvelope(
+			schemas.ResultSubject(schemas.KindVerdict, run.ref.AgentName, run.ref.TraceID),
+			schemas.KindVerdict,
+			schemas.MsgID(schemas.KindVerdict, run.ref, strconv.Itoa(p.Part)),
+			p,
+		)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	// The count comes after its parts, so a reader that sees it finds them stored.
 	done, err := schemas.NewEnvelope(
 		schemas.ResultSubject(schemas.KindEvaluated, run.ref.AgentName, run.ref.TraceID),
 		schemas.KindEvaluated,
 		schemas.MsgID(schemas.KindEvaluated, run.ref, ""),
-		schemas.TraceEvaluated{TraceRef: run.ref, Steps: len(run.steps), Violations: vs, RuleErrors: ruleErrs},
+		ev,
 	)
 	if err != nil {
 		return nil, err

@@ -94,6 +94,7 @@ func TestStageAgreesWithPostHoc(t *testing.T) {
 
 		stage := evaluator.NewStage(policyFunc(c), s.read)
 		var evaluated *schemas.TraceEvaluated
+		var verdict []schemas.Envelope
 		realtime := map[string]bool{}
 		restartAt := r.IntN(len(s.events) + 1)
 		for i, ev := range s.events {
@@ -114,6 +115,8 @@ func TestStageAgreesWithPostHoc(t *testing.T) {
 							t.Fatal(err)
 						}
 						realtime[v.Violation.StepID+"/"+v.Violation.RuleID] = true
+					case schemas.KindVerdict:
+						verdict = append(verdict, o)
 					case schemas.KindEvaluated:
 						if evaluated != nil {
 							t.Fatalf("round %d: the trace was evaluated twice", round)
@@ -133,9 +136,13 @@ func TestStageAgreesWithPostHoc(t *testing.T) {
 		if want.Violations == nil {
 			want.Violations = []schemas.Violation{}
 		}
-		if !slices.Equal(evaluated.Violations, want.Violations) || !sameFailures(evaluated.RuleErrors, want.RuleErrors) {
+		got, err := schemas.CollectVerdict(verdict, evaluated)
+		if err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+		if !slices.Equal(got, want.Violations) || !sameFailures(evaluated.RuleErrors, want.RuleErrors) {
 			t.Fatalf("round %d: incremental %v %+v\npost-hoc %v %+v\nconditions:\n%s", round,
-				ids(evaluated.Violations), evaluated.RuleErrors, ids(want.Violations), want.RuleErrors, strings.Join(conds, "\n"))
+				ids(got), evaluated.RuleErrors, ids(want.Violations), want.RuleErrors, strings.Join(conds, "\n"))
 		}
 		if restartAt == 0 || restartAt >= len(s.events) {
 			for _, v := range want.Violations {
@@ -186,7 +193,7 @@ func TestStageEmitsViolationsAsSoonAsKnown(t *testing.T) {
 	for _, o := range out {
 		got = append(got, "at end: "+o.Kind+" "+o.Subject)
 	}
-	want := "after s1: violation|at end: violation troy.results.violation.a.t|at end: evaluated troy.results.evaluated.a.t"
+	want := "after s1: violation|at end: violation troy.results.violation.a.t|at end: verdict troy.results.verdict.a.t|at end: evaluated troy.results.evaluated.a.t"
 	if strings.Join(got, "|") != want {
 		t.Fatalf("got  %s\nwant %s", strings.Join(got, "|"), want)
 	}
@@ -248,12 +255,12 @@ func TestStageLateOutputReachesLaterSteps(t *testing.T) {
 		}
 		for _, o := range out {
 			kinds = append(kinds, o.Kind)
-			if o.Kind == schemas.KindEvaluated && !strings.Contains(string(o.Data), `"step_id":"s2"`) {
+			if o.Kind == schemas.KindVerdict && !strings.Contains(string(o.Data), `"step_id":"s2"`) {
 				t.Fatalf("final verdict misses s2: %s", o.Data)
 			}
 		}
 	}
-	if strings.Join(kinds, ",") != "violation,evaluated" {
+	if strings.Join(kinds, ",") != "violation,verdict,evaluated" {
 		t.Fatalf("events %v: the late output should raise the alert for s2 when it arrives", kinds)
 	}
 }
@@ -292,6 +299,7 @@ func TestStageToleratesEventsStoredOutOfOrder(t *testing.T) {
 		queue := slices.Clone(s.events)
 		restartAt := r.IntN(len(queue) + 1)
 		var evaluated *schemas.TraceEvaluated
+		var verdict []schemas.Envelope
 		for i := 0; len(queue) > 0; i++ {
 			if i > 20*len(s.events) {
 				t.Fatalf("round %d: events never all applied; left: %d", round, len(queue))
@@ -311,6 +319,9 @@ func TestStageToleratesEventsStoredOutOfOrder(t *testing.T) {
 				continue
 			}
 			for _, o := range out {
+				if o.Kind == schemas.KindVerdict {
+					verdict = append(verdict, o)
+				}
 				if o.Kind == schemas.KindEvaluated {
 					if evaluated != nil {
 						t.Fatalf("round %d: evaluated twice", round)
@@ -326,8 +337,12 @@ func TestStageToleratesEventsStoredOutOfOrder(t *testing.T) {
 		if want.Violations == nil {
 			want.Violations = []schemas.Violation{}
 		}
-		if evaluated == nil || !slices.Equal(evaluated.Violations, want.Violations) || evaluated.Steps != len(tr.Steps) {
-			t.Fatalf("round %d (block %d:%d first): got %+v\nwant %v", round, a, b, evaluated, ids(want.Violations))
+		if evaluated == nil {
+			t.Fatalf("round %d (block %d:%d first): not evaluated", round, a, b)
+		}
+		got, err := schemas.CollectVerdict(verdict, evaluated)
+		if err != nil || !slices.Equal(got, want.Violations) || evaluated.Steps != len(tr.Steps) {
+			t.Fatalf("round %d (block %d:%d first): got %v %+v (%v)\nwant %v", round, a, b, ids(got), evaluated, err, ids(want.Violations))
 		}
 	}
 }

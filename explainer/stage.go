@@ -4,14 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"math"
+	"strconv"
 
 	"github.com/troy-audit/troy/schemas"
 )
-
-// ReadFunc returns the events of a subject of the steps stream, in order, up to and
-// including stream sequence upTo.
-type ReadFunc func(ctx context.Context, subject string, upTo uint64) ([]schemas.Envelope, error)
 
 // Stage is the explainer stage of the pipeline: for each scored trace it reads the trace
 // back from the steps stream, asks the model about every step and the whole, and emits
@@ -21,15 +17,15 @@ type ReadFunc func(ctx context.Context, subject string, upTo uint64) ([]schemas.
 // A redelivered trace is asked again; with a cache the answers come from it, and the
 // events carry de-duplication ids, so a trace is explained once.
 type Stage struct {
-	ex   *Explainer
-	note string
-	read ReadFunc
+	ex    *Explainer
+	note  string
+	store schemas.TraceStore
 }
 
 // NewStage returns the explainer stage. offNote says why there are no explanations when ex
-// is nil.
-func NewStage(ex *Explainer, offNote string, read ReadFunc) *Stage {
-	return &Stage{ex: ex, note: offNote, read: read}
+// is nil; store reads finished traces back.
+func NewStage(ex *Explainer, offNote string, store schemas.TraceStore) *Stage {
+	return &Stage{ex: ex, note: offNote, store: store}
 }
 
 // Handle explains one scored trace.
@@ -41,7 +37,7 @@ func (s *Stage) Handle(ctx context.Context, in schemas.Envelope) ([]schemas.Enve
 	out := schemas.TraceExplained{TraceScored: ev, State: schemas.ExplanationsOff, Note: s.note}
 	var events []schemas.Envelope
 	if s.ex != nil {
-		t, err := s.trace(ctx, ev)
+		t, err := s.store.Trace(ctx, ev.TraceRef, ev.Steps)
 		if err != nil {
 			return nil, err
 		}
@@ -53,7 +49,7 @@ func (s *Stage) Handle(ctx context.Context, in schemas.Envelope) ([]schemas.Enve
 			e, err := schemas.NewEnvelope(
 				schemas.ResultSubject(schemas.KindExplanation, ev.AgentName, ev.TraceID),
 				schemas.KindExplanation,
-				schemas.MsgID(schemas.KindExplanation, ev.TraceRef, x.StepID),
+				schemas.MsgID(schemas.KindExplanation, ev.TraceRef, strconv.Itoa(i)),
 				schemas.ExplanationEvent{TraceRef: ev.TraceRef, StepIndex: i, Explanation: x},
 			)
 			if err != nil {
@@ -73,19 +69,4 @@ func (s *Stage) Handle(ctx context.Context, in schemas.Envelope) ([]schemas.Enve
 		return nil, err
 	}
 	return append(events, e), nil
-}
-
-func (s *Stage) trace(ctx context.Context, ev schemas.TraceScored) (*schemas.Trace, error) {
-	events, err := s.read(ctx, schemas.StepsSubject(ev.AgentName, ev.TraceID), math.MaxUint64)
-	if err != nil {
-		return nil, fmt.Errorf("read trace %s: %w", ev.TraceID, err)
-	}
-	t, err := schemas.AssembleTrace(events, ev.Run)
-	if err == nil {
-		err = schemas.CheckComplete(t, ev.Steps)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read trace %s: %w", ev.TraceID, err)
-	}
-	return t, nil
 }

@@ -225,8 +225,7 @@ func (g *Gateway) step(w http.ResponseWriter, r *http.Request) error {
 	s.Input, s.Output, s.Metadata = normalizeMap(s.Input), normalizeMap(s.Output), normalizeMap(s.Metadata)
 	s.Normalize()
 	ref := schemas.TraceRef{TraceID: req.TraceID, AgentName: req.Agent, Policy: req.Policy, Run: req.Run}
-	e, err := schemas.NewEnvelope(schemas.StepsSubject(req.Agent, req.TraceID), schemas.KindStep, schemas.MsgID(schemas.KindStep, ref, s.StepID),
-		schemas.StepEvent{TraceRef: ref, TraceMetadata: normalizeMap(req.TraceMetadata), Seq: *req.Seq, Step: s})
+	e, err := schemas.NewStepEvent(ref, normalizeMap(req.TraceMetadata), *req.Seq, s)
 	if err != nil {
 		return err
 	}
@@ -333,27 +332,23 @@ func (g *Gateway) report(w http.ResponseWriter, r *http.Request) error {
 	if ev == nil {
 		return errorf(http.StatusNotFound, "not_found", "no finished run of trace %q of agent %q (yet)", id, agent)
 	}
-	steps, err := g.b.ReadSteps(ctx, schemas.StepsSubject(agent, id), math.MaxUint64)
+	tr, err := g.b.Trace(ctx, ev.TraceRef, ev.Steps)
+	if err != nil {
+		return errorf(http.StatusNotFound, "not_found", "the steps of trace %q are not all in the stream: %v", id, err)
+	}
+	vs, err := g.b.Verdict(ctx, &ev.TraceEvaluated)
 	if err != nil {
 		return errorf(http.StatusServiceUnavailable, "stream_unavailable", "%v", err)
 	}
-	tr, err := schemas.AssembleTrace(steps, ev.Run)
+	expl, err := g.b.Explanations(ctx, ev.TraceRef, ev.Count)
 	if err != nil {
-		return errorf(http.StatusNotFound, "not_found", "the steps of trace %q are gone from the stream", id)
-	}
-	var expl []schemas.StepExplanation
-	if ev.Count > 0 {
-		res, err := g.b.ReadResults(ctx, schemas.ResultSubject(schemas.KindExplanation, agent, id), math.MaxUint64)
-		if err != nil {
-			return errorf(http.StatusServiceUnavailable, "stream_unavailable", "%v", err)
-		}
-		expl = schemas.CollectExplanations(res, ev.Run)
+		return errorf(http.StatusServiceUnavailable, "stream_unavailable", "%v", err)
 	}
 	var info schemas.AuditInfo
 	if g.cfg.Info != nil {
 		info, _ = g.cfg.Info(ctx, ev.Policy)
 	}
-	writeJSON(w, http.StatusOK, ev.Audit(tr, expl, info))
+	writeJSON(w, http.StatusOK, ev.Audit(tr, vs, expl, info))
 	return nil
 }
 

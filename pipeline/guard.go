@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -143,7 +144,7 @@ func (s *GuardService) handleCheck(ctx context.Context, data []byte) ([]byte, er
 		return nil, badRequest("%v", err)
 	}
 	step := sess.g.Step(seq)
-	if err := s.record(ctx, sess, req.Agent, req.Session, schemas.KindStep, step.StepID,
+	if err := s.record(ctx, sess, req.Agent, req.Session, schemas.KindStep, strconv.Itoa(seq),
 		schemas.StepEvent{TraceRef: sess.ref, TraceMetadata: req.AgentMetadata, Seq: seq, Step: step}); err != nil {
 		return nil, err
 	}

@@ -160,10 +160,10 @@ func (p *Pipeline) component(name string) (bus.Consumer, bus.Handler) {
 		return c, scorer.NewStage(p.pol.Weights).Handle
 	case Explainer:
 		c.Stream, c.Filter = bus.ResultsStream, []string{schemas.ResultsPrefix + "." + schemas.KindScored + ".>"}
-		return c, explainer.NewStage(p.cfg.Explain, p.cfg.ExplainNote, p.b.ReadSteps).Handle
+		return c, explainer.NewStage(p.cfg.Explain, p.cfg.ExplainNote, p.b).Handle
 	}
 	c.Stream, c.Filter = bus.ResultsStream, []string{schemas.ResultsPrefix + "." + schemas.KindExplained + ".>"}
-	return c, reporter.NewStage(p.cfg.ReportDir, p.b.ReadSteps, p.b.ReadResults, p.pol.Info).Handle
+	return c, reporter.NewStage(p.cfg.ReportDir, p.b, p.pol.Info).Handle
 }
 
 // closeIdle ends traces that have had no event for the idle timeout, by publishing their

@@ -99,7 +99,7 @@ func TestPipelineAuditsEqualInProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	client, err := pipeline.NewClient(ctx, b, hash, true)
+	client, err := pipeline.NewClient(ctx, b, hash, pipeline.ClientOptions{Purge: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,13 +209,13 @@ func TestMalformedEventsAreDeadLettered(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	client, err := pipeline.NewClient(ctx, b, hash, false)
+	client, err := pipeline.NewClient(ctx, b, hash, pipeline.ClientOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer client.Close()
 	tr := tracegen.New(tracegen.Options{Steps: 5, Seed: 1}).Trace()
-	if _, _, err := client.Audit(ctx, tr); err != nil {
+	if _, err := client.Audit(ctx, tr); err != nil {
 		t.Fatalf("a good trace after bad events: %v", err)
 	}
 	for p.Stats[pipeline.Evaluator].Dead.Load() < 3 {
@@ -336,8 +336,8 @@ func TestServerReloadsThePolicyFile(t *testing.T) {
 	}
 	check := func(s schemas.TraceScored, rule, hash string) {
 		t.Helper()
-		if len(s.Violations) != 1 || s.Violations[0].RuleID != rule || s.Policy != hash {
-			t.Fatalf("trace %s: violations %+v under policy %s, want %s under %s", s.TraceID, s.Violations, s.Policy, rule, hash)
+		if s.Violations != 1 || len(s.Rules) != 1 || s.Rules[0] != rule || s.Policy != hash {
+			t.Fatalf("trace %s: %d violations of %v under policy %s, want %s under %s", s.TraceID, s.Violations, s.Rules, s.Policy, rule, hash)
 		}
 	}
 	waitUntil("the first revision", func() bool { return srv.DefaultPolicy() != "" })
@@ -417,8 +417,12 @@ func TestGuardSessionReusedAfterEnd(t *testing.T) {
 		t.Fatalf("runs %q and %q should differ", runs[0].Run, runs[1].Run)
 	}
 	for _, r := range runs {
-		if len(r.Violations) != 1 || r.Violations[0].RuleID != "first" {
-			t.Fatalf("run %s: violations %+v, want one at its first step", r.Run, r.Violations)
+		vs, err := b.Verdict(ctx, &r.TraceEvaluated)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(vs) != 1 || vs[0].RuleID != "first" {
+			t.Fatalf("run %s: violations %+v, want one at its first step", r.Run, vs)
 		}
 	}
 }
@@ -439,16 +443,17 @@ func TestExplainerStageFeedsTheReporter(t *testing.T) {
 		t.Fatal(err)
 	}
 	reported := results[schemas.TraceReported](ctx, b, "troy.results.reported.>")
-	client, err := pipeline.NewClient(ctx, b, hash, false)
+	client, err := pipeline.NewClient(ctx, b, hash, pipeline.ClientOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer client.Close()
 	tr := tracegen.New(tracegen.Options{Steps: 4, Seed: 3}).Trace()
-	ev, steps, err := client.Audit(ctx, tr)
+	res, err := client.Audit(ctx, tr)
 	if err != nil {
 		t.Fatal(err)
 	}
+	ev, steps := res.Explained, res.Explanations
 	if ev.State != schemas.ExplanationsOn || len(steps) != 4 || ev.Summary == nil || ev.LLM == nil || ev.LLM.Calls != 5 {
 		t.Fatalf("explained: state %s, %d steps, usage %+v", ev.State, len(steps), ev.LLM)
 	}

@@ -64,7 +64,7 @@ func TestSinkSurvivesAClickHouseRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	client, err := pipeline.NewClient(ctx, b, hash, false)
+	client, err := pipeline.NewClient(ctx, b, hash, pipeline.ClientOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +75,7 @@ func TestSinkSurvivesAClickHouseRestart(t *testing.T) {
 		for i := range n {
 			tr := g.Trace()
 			tr.TraceID = fmt.Sprintf("%s-%d", tr.TraceID, i)
-			got, _, err := client.Audit(ctx, tr)
+			got, err := client.Audit(ctx, tr)
 			if err != nil {
 				t.Fatal(err)
 			}

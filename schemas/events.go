@@ -1,6 +1,7 @@
 package schemas
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -19,7 +20,8 @@ const (
 	KindOutput      = "output"      // StepOutput: a step's output, recorded after the step ran
 	KindEnd         = "end"         // TraceEnd: the trace is complete
 	KindViolation   = "violation"   // ViolationEvent: a rule violated at a step, as soon as known
-	KindEvaluated   = "evaluated"   // TraceEvaluated: every violation of a finished trace
+	KindVerdict     = "verdict"     // VerdictPart: a bounded part of a finished trace's violations
+	KindEvaluated   = "evaluated"   // TraceEvaluated: a finished trace's verdict, counted
 	KindScored      = "scored"      // TraceScored: a finished trace's risk score
 	KindExplanation = "explanation" // ExplanationEvent: an LLM's explanation of one step
 	KindExplained   = "explained"   // TraceExplained: a finished trace, scored and explained
@@ -72,12 +74,131 @@ type ViolationEvent struct {
 	Violation Violation `json:"violation"`
 }
 
-// TraceEvaluated lists every violation of a finished trace, in step then rule order.
+// TraceEvaluated is the verdict of a finished trace, counted: how many violations it has,
+// by severity and of which rules, and the rules that failed. The violations themselves, in
+// step then rule order, are VerdictPart events on troy.results.verdict.<agent>.<trace>,
+// Parts of them: no event grows with the trace, so no trace is too long for the pipeline.
 type TraceEvaluated struct {
 	TraceRef
+	Steps      int `json:"steps"`
+	Violations int `json:"violation_count"`
+	Parts      int `json:"verdict_parts"`
+	// Rules are the distinct rules violated, in policy order: all a score needs.
+	Rules      []string       `json:"violated_rules,omitempty"`
+	BySeverity map[string]int `json:"by_severity,omitempty"`
+	RuleErrors []RuleError    `json:"rule_errors,omitempty"`
+}
+
+// VerdictPart holds violations of a finished trace's verdict, from position First on.
+// Steps is the trace's length, so that a reader knows what to read back with it.
+type VerdictPart struct {
+	TraceRef
 	Steps      int         `json:"steps"`
+	Part       int         `json:"part"`
+	First      int         `json:"first"`
 	Violations []Violation `json:"violations"`
-	RuleErrors []RuleError `json:"rule_errors,omitempty"`
+}
+
+// MaxPartSize bounds the encoded size of a VerdictPart: well under the smallest payload
+// limit a NATS server has by default (1 MiB), with room for headers.
+const MaxPartSize = 256 << 10
+
+// SplitVerdict cuts a verdict into parts of at most MaxPartSize bytes encoded (a part holds
+// at least one violation) and returns them with the counted verdict.
+func SplitVerdict(ref TraceRef, steps int, vs []Violation, errs []RuleError) (TraceEvaluated, []VerdictPart, error) {
+	ev := TraceEvaluated{TraceRef: ref, Steps: steps, Violations: len(vs), RuleErrors: errs}
+	var parts []VerdictPart
+	size := 0
+	seen := map[string]bool{}
+	for i, v := range vs {
+		if !seen[v.RuleID] {
+			seen[v.RuleID] = true
+			ev.Rules = append(ev.Rules, v.RuleID)
+		}
+		if ev.BySeverity == nil {
+			ev.BySeverity = map[string]int{}
+		}
+		ev.BySeverity[v.Severity]++
+		b, err := json.Marshal(v)
+		if err != nil {
+			return ev, nil, fmt.Errorf("encode violation %d: %w", i, err)
+		}
+		if len(parts) == 0 || size+len(b)+1 > MaxPartSize-partOverhead(ref) {
+			parts = append(parts, VerdictPart{TraceRef: ref, Steps: steps, Part: len(parts), First: i})
+			size = 0
+		}
+		last := &parts[len(parts)-1]
+		last.Violations = append(last.Violations, v)
+		size += len(b) + 1
+	}
+	ev.Parts = len(parts)
+	return ev, parts, nil
+}
+
+// partOverhead is the size of a VerdictPart without its violations.
+func partOverhead(ref TraceRef) int {
+	return len(ref.TraceID) + len(ref.AgentName) + len(ref.Policy) + len(ref.Run) + 160
+}
+
+// CollectVerdict gathers a finished trace's violations, in order, from its verdict
+// subject's events on the results stream. A verdict read before all its parts are stored
+// (a replica behind) is an error, to be tried again.
+func CollectVerdict(events []Envelope, ev *TraceEvaluated) ([]Violation, error) {
+	c := NewVerdictCollector(ev)
+	for _, e := range events {
+		if err := c.Add(e); err != nil {
+			return nil, err
+		}
+	}
+	return c.Violations()
+}
+
+// VerdictCollector gathers the parts of one run's verdict as they are read.
+type VerdictCollector struct {
+	ev    *TraceEvaluated
+	parts []*VerdictPart
+	found int
+}
+
+// NewVerdictCollector starts gathering the verdict that ev counts.
+func NewVerdictCollector(ev *TraceEvaluated) *VerdictCollector {
+	return &VerdictCollector{ev: ev, parts: make([]*VerdictPart, max(ev.Parts, 0))}
+}
+
+// Add takes the next event of the trace's verdict subject.
+func (c *VerdictCollector) Add(e Envelope) error {
+	if e.Kind != KindVerdict {
+		return nil
+	}
+	var p VerdictPart
+	if err := json.Unmarshal(e.Data, &p); err != nil {
+		return fmt.Errorf("verdict part %d: %w", e.Seq, err)
+	}
+	if p.Run != c.ev.Run || p.Part < 0 || p.Part >= len(c.parts) || c.parts[p.Part] != nil {
+		return nil // another run's, or a duplicate
+	}
+	c.parts[p.Part] = &p
+	c.found++
+	return nil
+}
+
+// Violations is the verdict, once every part is in.
+func (c *VerdictCollector) Violations() ([]Violation, error) {
+	ev := c.ev
+	if c.found < len(c.parts) {
+		return nil, fmt.Errorf("trace %s: %d of the %d parts of its verdict stored so far", ev.TraceID, c.found, len(c.parts))
+	}
+	vs := make([]Violation, 0, ev.Violations)
+	for _, p := range c.parts {
+		if p.First != len(vs) {
+			return nil, fmt.Errorf("trace %s: verdict part %d starts at violation %d, want %d", ev.TraceID, p.Part, p.First, len(vs))
+		}
+		vs = append(vs, p.Violations...)
+	}
+	if len(vs) != ev.Violations {
+		return nil, fmt.Errorf("trace %s: its verdict parts hold %d violations, want %d", ev.TraceID, len(vs), ev.Violations)
+	}
+	return vs, nil
 }
 
 // TraceScored is a finished trace's risk score.
@@ -112,11 +233,11 @@ type TraceExplained struct {
 	LLM     *LLMUsage     `json:"llm,omitempty"`
 }
 
-// Audit assembles the audit of the trace from what the stages found: steps are its step
-// explanations, info describes the policy.
-func (e *TraceExplained) Audit(t *Trace, steps []StepExplanation, info AuditInfo) *AuditResult {
+// Audit assembles the audit of the trace from what the stages found: vs is its verdict,
+// steps its step explanations, info describes the policy.
+func (e *TraceExplained) Audit(t *Trace, vs []Violation, steps []StepExplanation, info AuditInfo) *AuditResult {
 	info.Explanations, info.ExplanationsNote, info.RuleErrors, info.LLM = e.State, e.Note, e.RuleErrors, e.LLM
-	r := &AuditResult{Trace: t, Explanations: steps, Summary: e.Summary, Violations: e.Violations, RiskScore: e.RiskScore, Info: &info}
+	r := &AuditResult{Trace: t, Explanations: steps, Summary: e.Summary, Violations: vs, RiskScore: e.RiskScore, Info: &info}
 	r.Normalize()
 	return r
 }
@@ -130,15 +251,18 @@ type TraceReported struct {
 	AuditJSON  string `json:"audit_json"`
 }
 
-// DeadLetter is an event that could not be handled, with the reason.
+// DeadLetter is an event that could not be handled, with the reason. Trace names the
+// trace the event belonged to, when it could be read, so that whoever waits for the trace
+// learns at once that it will not finish.
 type DeadLetter struct {
-	Stage      string `json:"stage"`
-	Subject    string `json:"subject"`
-	Kind       string `json:"kind,omitempty"`
-	Error      string `json:"error"`
-	Deliveries int    `json:"deliveries"`
-	Data       []byte `json:"data"`
-	Truncated  bool   `json:"truncated,omitempty"` // Data is the start of a bigger event
+	Trace      *TraceRef `json:"trace,omitempty"`
+	Stage      string    `json:"stage"`
+	Subject    string    `json:"subject"`
+	Kind       string    `json:"kind,omitempty"`
+	Error      string    `json:"error"`
+	Deliveries int       `json:"deliveries"`
+	Data       []byte    `json:"data"`
+	Truncated  bool      `json:"truncated,omitempty"` // Data is the start of a bigger event
 }
 
 // NewRun returns a fresh run id for a sending of a trace: unique without coordination.
@@ -244,44 +368,90 @@ func NewEnvelope(subject, kind, msgID string, event any) (Envelope, error) {
 	return Envelope{Subject: subject, Kind: kind, MsgID: msgID, Data: data}, nil
 }
 
+// TraceStore reads back what the streams hold of one run of a trace. Stages that need a
+// whole trace, its verdict or its explanations after the fact use it; the bus implements
+// it. Each read that finds less than the caller knows was stored (a replica of a cluster
+// behind) is an error, to be tried again rather than taken for the whole.
+type TraceStore interface {
+	// Trace reads the run's steps, outputs attached; it must find at least steps of them.
+	Trace(ctx context.Context, ref TraceRef, steps int) (*Trace, error)
+	// Verdict reads the violations of a finished run that ev counts.
+	Verdict(ctx context.Context, ev *TraceEvaluated) ([]Violation, error)
+	// Explanations reads the run's step explanations; it must find at least n.
+	Explanations(ctx context.Context, ref TraceRef, n int) ([]StepExplanation, error)
+}
+
+// NewStepEvent encodes the step at position seq of a run of a trace. Its de-duplication id
+// is its position, not its step id: a trace may repeat a step id, and a retried send of the
+// same position is still stored once.
+func NewStepEvent(ref TraceRef, traceMetadata map[string]any, seq int, s *Step) (Envelope, error) {
+	return NewEnvelope(StepsSubject(ref.AgentName, ref.TraceID), KindStep, MsgID(KindStep, ref, strconv.Itoa(seq)),
+		StepEvent{TraceRef: ref, TraceMetadata: traceMetadata, Seq: seq, Step: s})
+}
+
 // AssembleTrace rebuilds one run of a trace from its subject's events on the steps
 // stream: steps in their trace order (the stream may hold a later step before an earlier
 // one when a sender retried after a failover), up to the first missing one; outputs
 // attached in stream order; the end ignored.
 func AssembleTrace(events []Envelope, run string) (*Trace, error) {
-	t := &Trace{}
-	byPos := map[int]*StepEvent{}
-	var outputs []StepOutput
+	a := NewAssembler(run)
 	for _, e := range events {
-		switch e.Kind {
-		case KindStep:
-			var ev StepEvent
-			if err := json.Unmarshal(e.Data, &ev); err != nil {
-				return nil, fmt.Errorf("step event %d: %w", e.Seq, err)
-			}
-			if ev.Run != run || ev.Step == nil || byPos[ev.Seq] != nil {
-				continue // another run, or a duplicate
-			}
-			byPos[ev.Seq] = &ev
-		case KindOutput:
-			var ev StepOutput
-			if err := json.Unmarshal(e.Data, &ev); err != nil {
-				return nil, fmt.Errorf("output event %d: %w", e.Seq, err)
-			}
-			if ev.Run == run {
-				outputs = append(outputs, ev)
-			}
+		if err := a.Add(e); err != nil {
+			return nil, err
 		}
 	}
+	return a.Trace()
+}
+
+// Assembler rebuilds one run of a trace from its events as they are read, so that a long
+// trace is decoded as it comes and its raw events need not be held at once.
+type Assembler struct {
+	run     string
+	byPos   map[int]*StepEvent
+	outputs []StepOutput
+}
+
+// NewAssembler starts assembling the given run.
+func NewAssembler(run string) *Assembler {
+	return &Assembler{run: run, byPos: map[int]*StepEvent{}}
+}
+
+// Add takes the next event of the trace's subject.
+func (a *Assembler) Add(e Envelope) error {
+	switch e.Kind {
+	case KindStep:
+		var ev StepEvent
+		if err := json.Unmarshal(e.Data, &ev); err != nil {
+			return fmt.Errorf("step event %d: %w", e.Seq, err)
+		}
+		if ev.Run != a.run || ev.Step == nil || a.byPos[ev.Seq] != nil {
+			return nil // another run, or a duplicate
+		}
+		a.byPos[ev.Seq] = &ev
+	case KindOutput:
+		var ev StepOutput
+		if err := json.Unmarshal(e.Data, &ev); err != nil {
+			return fmt.Errorf("output event %d: %w", e.Seq, err)
+		}
+		if ev.Run == a.run {
+			a.outputs = append(a.outputs, ev)
+		}
+	}
+	return nil
+}
+
+// Trace is the trace assembled from the events added.
+func (a *Assembler) Trace() (*Trace, error) {
+	t := &Trace{}
 	index := map[string]int{}
-	for ev := byPos[0]; ev != nil; ev = byPos[len(t.Steps)] {
+	for ev := a.byPos[0]; ev != nil; ev = a.byPos[len(t.Steps)] {
 		if len(t.Steps) == 0 {
 			t.TraceID, t.AgentName, t.Metadata = ev.TraceID, ev.AgentName, ev.TraceMetadata
 		}
 		index[ev.Step.StepID] = len(t.Steps)
 		t.Steps = append(t.Steps, ev.Step)
 	}
-	for _, ev := range outputs {
+	for _, ev := range a.outputs {
 		if i, ok := index[ev.StepID]; ok {
 			s := *t.Steps[i]
 			s.Output = ev.Output

@@ -22,6 +22,15 @@ func Score(violations []schemas.Violation, weights map[string]int) int {
 	return a.Score()
 }
 
+// ScoreRules is the risk score of violations of the given rules.
+func ScoreRules(rules []string, weights map[string]int) int {
+	a := NewAccumulator(weights)
+	for _, r := range rules {
+		a.Add(r)
+	}
+	return a.Score()
+}
+
 // Accumulator keeps a running risk score as violations arrive, as the guard needs.
 type Accumulator struct {
 	weights map[string]int

@@ -31,7 +31,7 @@ func (s *Stage) Handle(ctx context.Context, in schemas.Envelope) ([]schemas.Enve
 		schemas.ResultSubject(schemas.KindScored, ev.AgentName, ev.TraceID),
 		schemas.KindScored,
 		schemas.MsgID(schemas.KindScored, ev.TraceRef, ""),
-		schemas.TraceScored{TraceEvaluated: ev, RiskScore: Score(ev.Violations, w)},
+		schemas.TraceScored{TraceEvaluated: ev, RiskScore: ScoreRules(ev.Rules, w)},
 	)
 	if err != nil {
 		return nil, err

@@ -340,37 +340,67 @@ func maxTime(a, b time.Time) time.Time {
 // readConcurrency bounds the traces read back at once while a batch is prepared.
 const readConcurrency = 16
 
-// traces turns scored and explained events into trace, violation and rule rows.
-func (k *Sink) traces(ctx context.Context, ends []schemas.Envelope) (traceRows, violationRows, ruleRows, error) {
+// finished is an event of a finished trace that the sink makes rows of: an end (scored,
+// explained) or a part of its verdict.
+type finished struct {
+	e     schemas.Envelope
+	ref   schemas.TraceRef
+	steps int
+	end   *schemas.TraceExplained
+	part  *schemas.VerdictPart
+}
+
+func decodeFinished(e schemas.Envelope) (finished, error) {
+	f := finished{e: e}
+	if e.Kind == schemas.KindVerdict {
+		f.part = &schemas.VerdictPart{}
+		if err := json.Unmarshal(e.Data, f.part); err != nil {
+			return f, err
+		}
+		f.ref, f.steps = f.part.TraceRef, f.part.Steps
+		return f, nil
+	}
+	f.end = &schemas.TraceExplained{}
+	if err := json.Unmarshal(e.Data, f.end); err != nil {
+		return f, err
+	}
+	f.ref, f.steps = f.end.TraceRef, f.end.Steps
+	return f, nil
+}
+
+// traces turns the events of finished traces into trace, violation and rule rows.
+func (k *Sink) traces(ctx context.Context, events []schemas.Envelope) (traceRows, violationRows, ruleRows, error) {
 	var (
 		tr    traceRows
 		vr    violationRows
 		rr    ruleRows
-		evs   = make([]schemas.TraceExplained, len(ends))
-		infos = make([]*traceInfo, len(ends))
-		errs  = make([]error, len(ends))
+		fs    = make([]finished, 0, len(events))
+		infos = make([]*traceInfo, len(events))
+		errs  = make([]error, len(events))
 		wg    sync.WaitGroup
 		sem   = make(chan struct{}, readConcurrency)
 	)
-	for i, e := range ends {
-		if err := json.Unmarshal(e.Data, &evs[i]); err != nil {
+	for _, e := range events {
+		f, err := decodeFinished(e)
+		if err != nil {
 			k.skip(e, err)
+			continue
+		}
+		fs = append(fs, f)
+	}
+	for i, f := range fs {
+		if ti, ok := k.cache.get(f.ref, f.steps); ok {
+			infos[i] = ti
 			continue
 		}
 		wg.Add(1)
 		sem <- struct{}{}
-		if ti, ok := k.cache.get(evs[i].TraceRef, evs[i].Steps); ok {
-			infos[i] = ti
-			<-sem
-			wg.Done()
-			continue
-		}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			infos[i], errs[i] = k.readTrace(ctx, evs[i].TraceRef)
-			if errs[i] == nil && !k.complete(evs[i].TraceRef, infos[i].steps >= evs[i].Steps) {
+			infos[i], errs[i] = k.readTrace(ctx, f.ref)
+			if errs[i] == nil && !k.complete(f.ref, infos[i].steps >= f.steps) {
 				// A replica that has not caught up answered: the batch is tried again.
-				errs[i] = fmt.Errorf("read steps of trace %s: %d of its %d steps read so far", evs[i].TraceID, infos[i].steps, evs[i].Steps)
+				errs[i] = fmt.Errorf("read steps of trace %s: %d of its %d steps read so far", f.ref.TraceID, infos[i].steps, f.steps)
 			}
 		}()
 	}
@@ -381,59 +411,61 @@ func (k *Sink) traces(ctx context.Context, ends []schemas.Envelope) (traceRows, 
 		}
 	}
 	newPolicies := map[string]bool{}
-	for i, e := range ends {
-		ev, ti := &evs[i], infos[i]
-		if ti == nil {
-			continue
-		}
-		pol := k.policyInfo(ctx, ev.Policy)
-		if pol.Hash != "" && !k.known(pol.Hash) && !newPolicies[pol.Hash] {
-			newPolicies[pol.Hash] = true
-			rr.add(pol, e)
-		}
+	for i, f := range fs {
+		ti := infos[i]
+		pol := k.policyInfo(ctx, f.ref.Policy)
 		if ti.steps == 0 {
-			ti.firstAt = stepTime(nil, e.Time)
+			ti.firstAt = stepTime(nil, f.e.Time)
 			ti.lastAt = ti.firstAt
 		}
-		k.addTrace(&tr, ev, ti, pol, e)
-		weights := map[string]int{}
-		for _, r := range pol.Rules {
-			weights[r.ID] = r.Weight
+		if f.part != nil {
+			vr.add(f.part, ti, pol, f.e.Seq)
+			continue
 		}
-		for _, v := range ev.Violations {
-			if !validSeverity(v.Severity) {
-				continue
-			}
-			idx, ok := ti.index[v.StepID]
-			at := ti.firstAt
-			if ok {
-				at = ti.at[idx]
-			}
-			vr.agent = append(vr.agent, ev.AgentName)
-			vr.trace = append(vr.trace, ev.TraceID)
-			vr.run = append(vr.run, ev.Run)
-			vr.index = append(vr.index, uint32(idx))
-			vr.stepID = append(vr.stepID, v.StepID)
-			vr.rule = append(vr.rule, v.RuleID)
-			vr.severity = append(vr.severity, v.Severity)
-			vr.weight = append(vr.weight, uint16(min(max(weights[v.RuleID], 0), math.MaxUint16)))
-			vr.description = append(vr.description, v.RuleDescription)
-			vr.details = append(vr.details, v.Details)
-			vr.ts = append(vr.ts, at)
-			vr.agentVersion = append(vr.agentVersion, AgentVersion(ti.meta))
-			vr.env = append(vr.env, Environment(ti.meta))
-			vr.policy = append(vr.policy, ev.Policy)
-			vr.version = append(vr.version, e.Seq)
+		if pol.Hash != "" && !k.known(pol.Hash) && !newPolicies[pol.Hash] {
+			newPolicies[pol.Hash] = true
+			rr.add(pol, f.e)
 		}
+		k.addTrace(&tr, f.end, ti, pol, f.e)
 	}
 	return tr, vr, rr, nil
 }
 
-func (k *Sink) addTrace(tr *traceRows, ev *schemas.TraceExplained, ti *traceInfo, pol PolicyInfo, e schemas.Envelope) {
-	sev := map[string]uint32{}
-	for _, v := range ev.Violations {
-		sev[v.Severity]++
+// add adds the rows of a part of a trace's verdict.
+func (r *violationRows) add(p *schemas.VerdictPart, ti *traceInfo, pol PolicyInfo, version uint64) {
+	weights := make(map[string]int, len(pol.Rules))
+	for _, rule := range pol.Rules {
+		weights[rule.ID] = rule.Weight
 	}
+	for _, v := range p.Violations {
+		if !validSeverity(v.Severity) {
+			continue
+		}
+		idx, ok := ti.index[v.StepID]
+		at := ti.firstAt
+		if ok {
+			at = ti.at[idx]
+		}
+		r.agent = append(r.agent, p.AgentName)
+		r.trace = append(r.trace, p.TraceID)
+		r.run = append(r.run, p.Run)
+		r.index = append(r.index, uint32(idx))
+		r.stepID = append(r.stepID, v.StepID)
+		r.rule = append(r.rule, v.RuleID)
+		r.severity = append(r.severity, v.Severity)
+		r.weight = append(r.weight, uint16(min(max(weights[v.RuleID], 0), math.MaxUint16)))
+		r.description = append(r.description, v.RuleDescription)
+		r.details = append(r.details, v.Details)
+		r.ts = append(r.ts, at)
+		r.agentVersion = append(r.agentVersion, AgentVersion(ti.meta))
+		r.env = append(r.env, Environment(ti.meta))
+		r.policy = append(r.policy, p.Policy)
+		r.version = append(r.version, version)
+	}
+}
+
+func (k *Sink) addTrace(tr *traceRows, ev *schemas.TraceExplained, ti *traceInfo, pol PolicyInfo, e schemas.Envelope) {
+	sev := ev.BySeverity
 	tr.agent = append(tr.agent, ev.AgentName)
 	tr.trace = append(tr.trace, ev.TraceID)
 	tr.run = append(tr.run, ev.Run)
@@ -444,11 +476,11 @@ func (k *Sink) addTrace(tr *traceRows, ev *schemas.TraceExplained, ti *traceInfo
 	tr.risk = append(tr.risk, uint8(min(max(ev.RiskScore, 0), 100)))
 	tr.steps = append(tr.steps, uint32(max(ti.steps, ev.Steps)))
 	tr.toolCalls = append(tr.toolCalls, uint32(ti.tools))
-	tr.violations = append(tr.violations, uint32(len(ev.Violations)))
-	tr.critical = append(tr.critical, sev[schemas.SeverityCritical])
-	tr.high = append(tr.high, sev[schemas.SeverityHigh])
-	tr.medium = append(tr.medium, sev[schemas.SeverityMedium])
-	tr.low = append(tr.low, sev[schemas.SeverityLow])
+	tr.violations = append(tr.violations, uint32(ev.Violations))
+	tr.critical = append(tr.critical, uint32(sev[schemas.SeverityCritical]))
+	tr.high = append(tr.high, uint32(sev[schemas.SeverityHigh]))
+	tr.medium = append(tr.medium, uint32(sev[schemas.SeverityMedium]))
+	tr.low = append(tr.low, uint32(sev[schemas.SeverityLow]))
 	tr.ruleErrors = append(tr.ruleErrors, uint32(len(ev.RuleErrors)))
 	tr.firstAt = append(tr.firstAt, ti.firstAt)
 	tr.lastAt = append(tr.lastAt, ti.lastAt)

@@ -71,7 +71,7 @@ const traceCacheSize = 100000
 
 // Kinds are the event kinds the sink stores; others are ignored.
 func Kinds() []string {
-	return []string{schemas.KindStep, schemas.KindOutput, schemas.KindScored, schemas.KindExplanation, schemas.KindExplained}
+	return []string{schemas.KindStep, schemas.KindOutput, schemas.KindVerdict, schemas.KindScored, schemas.KindExplanation, schemas.KindExplained}
 }
 
 // Write stores a batch of events; it returns nil only once every row is committed.
@@ -90,7 +90,7 @@ func (k *Sink) Write(ctx context.Context, batch []schemas.Envelope) error {
 			}
 		case schemas.KindOutput:
 			outputs[e.Subject] = append(outputs[e.Subject], e)
-		case schemas.KindScored, schemas.KindExplained:
+		case schemas.KindVerdict, schemas.KindScored, schemas.KindExplained:
 			ends = append(ends, e)
 		case schemas.KindExplanation:
 			if err := expl.addEvent(e); err != nil {

@@ -91,7 +91,7 @@ func (f *natsFlags) pipelineAuditor(ctx context.Context, c *evaluator.Compiled, 
 			<-done
 		}
 	}
-	client, err := pipeline.NewClient(ctx, b, hash, embedded)
+	client, err := pipeline.NewClient(ctx, b, hash, pipeline.ClientOptions{Purge: embedded})
 	if err != nil {
 		stop()
 		b.Close()

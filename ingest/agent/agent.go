@@ -58,8 +58,7 @@ func (t *Trace) subject() string { return schemas.StepsSubject(t.ref.AgentName, 
 func (t *Trace) Step(ctx context.Context, s *schemas.Step) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	e, err := schemas.NewEnvelope(t.subject(), schemas.KindStep, schemas.MsgID(schemas.KindStep, t.ref, s.StepID),
-		schemas.StepEvent{TraceRef: t.ref, TraceMetadata: t.meta, Seq: t.steps, Step: s})
+	e, err := schemas.NewStepEvent(t.ref, t.meta, t.steps, s)
 	if err != nil {
 		return err
 	}

@@ -23,7 +23,7 @@ type Trace struct {
 }
 
 // Events builds the events the pipeline carries for tr: its steps, if asked an output for
-// the first step, the scored event and, if asked, the explanations. Stream sequences continue
+// the first step, the verdict's parts and the scored event and, if asked, the explanations. Stream sequences continue
 // from *seq.
 func Events(tr Trace, seq *uint64) ([]schemas.Envelope, error) {
 	ref := schemas.TraceRef{TraceID: tr.ID, AgentName: tr.Agent, Policy: tr.Policy, Run: tr.Run}
@@ -53,7 +53,14 @@ func Events(tr Trace, seq *uint64) ([]schemas.Envelope, error) {
 	if tr.Output && len(tr.Tools) > 0 {
 		add(subject, schemas.KindOutput, schemas.StepOutput{TraceRef: ref, StepID: "s0", Output: map[string]any{"rows": 2}})
 	}
-	scored := schemas.TraceScored{TraceEvaluated: schemas.TraceEvaluated{TraceRef: ref, Steps: len(tr.Tools), Violations: tr.Violations}, RiskScore: tr.Risk}
+	evaluated, parts, err := schemas.SplitVerdict(ref, len(tr.Tools), tr.Violations, nil)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range parts {
+		add(schemas.ResultSubject(schemas.KindVerdict, tr.Agent, tr.ID), schemas.KindVerdict, p)
+	}
+	scored := schemas.TraceScored{TraceEvaluated: evaluated, RiskScore: tr.Risk}
 	add(schemas.ResultSubject(schemas.KindScored, tr.Agent, tr.ID), schemas.KindScored, scored)
 	if tr.Explained {
 		add(schemas.ResultSubject(schemas.KindExplanation, tr.Agent, tr.ID), schemas.KindExplanation, schemas.ExplanationEvent{TraceRef: ref, StepIndex: 0,

@@ -1,0 +1,128 @@
+package pipeline_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/troy-audit/troy/audit"
+	"github.com/troy-audit/troy/bus"
+	"github.com/troy-audit/troy/evaluator"
+	"github.com/troy-audit/troy/ingest/tracegen"
+	"github.com/troy-audit/troy/pipeline"
+	"github.com/troy-audit/troy/policies"
+	"github.com/troy-audit/troy/schemas"
+)
+
+// everyStep compiles a policy whose rules fire at every step, with long descriptions, so
+// that a trace's verdict grows fast.
+func everyStep(t *testing.T, rules int) *evaluator.Compiled {
+	t.Helper()
+	var rs []string
+	for i := range rules {
+		rs = append(rs, fmt.Sprintf(`{"rule_id": "every-%d", "description": "%s", "condition": "step_index >= 0", "severity": "high", "weight": 1}`, i, strings.Repeat("d", 200)))
+	}
+	p, err := policies.Parse([]byte(`{"policy_id": "every", "rules": [`+strings.Join(rs, ",")+`]}`), "every.json", "every")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := evaluator.Compile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// A trace whose violations come to several megabytes audits through the pipeline as in
+// process: the verdict travels in parts no bigger than the part limit.
+func TestLongVerdictTravelsInParts(t *testing.T) {
+	b, pol, _ := start(t, pipeline.Config{Only: []string{pipeline.Evaluator, pipeline.Scorer, pipeline.Explainer}, ExplainNote: "n"})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c := everyStep(t, 3)
+	hash, err := pol.Put(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := pipeline.NewClient(ctx, b, hash, pipeline.ClientOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	tr := tracegen.New(tracegen.Options{Steps: 3000, Seed: 9}).Trace()
+	got, err := (&pipeline.Auditor{Client: client, Info: pipeline.InfoOf(c)}).Audit(ctx, tr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := audit.InProcess{Compiled: c, ExplainNote: "n"}.Audit(ctx, tr)
+	a, _ := json.Marshal(got)
+	w, _ := json.Marshal(want)
+	if string(a) != string(w) {
+		t.Fatalf("pipeline and in-process audits differ (%d and %d bytes)", len(a), len(w))
+	}
+	if len(got.Violations) != 9000 {
+		t.Fatalf("%d violations, want 9000", len(got.Violations))
+	}
+	var verdict int
+	err = b.Scan(ctx, bus.ResultsStream, "troy.results.>", 0, 1<<62, func(e schemas.Envelope) error {
+		if len(e.Data) > schemas.MaxPartSize {
+			return fmt.Errorf("a %s event of %d bytes, over the part limit %d", e.Kind, len(e.Data), schemas.MaxPartSize)
+		}
+		if e.Kind == schemas.KindVerdict {
+			verdict++
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if verdict < 8 {
+		t.Fatalf("%d verdict parts for about 3 MB of violations", verdict)
+	}
+}
+
+// A trace whose event a stage gives up on fails at once, with the stage's reason.
+func TestDeadLetterEndsTheWait(t *testing.T) {
+	b, pol, _ := start(t, pipeline.Config{Only: []string{pipeline.Evaluator, pipeline.Scorer, pipeline.Explainer}, ExplainNote: "n"})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	hash, err := pol.Put(ctx, everyStep(t, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := pipeline.NewClient(ctx, b, hash, pipeline.ClientOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	tr := tracegen.New(tracegen.Options{Steps: 3, Seed: 1}).Trace()
+	tr.Steps[2].StepID = tr.Steps[0].StepID // the evaluator refuses a repeated step id
+	_, err = client.Audit(ctx, tr)
+	if err == nil || ctx.Err() != nil || !strings.Contains(err.Error(), "evaluator") || !strings.Contains(err.Error(), "duplicate step_id") {
+		t.Fatalf("got %v (context: %v), want the evaluator's reason before the deadline", err, ctx.Err())
+	}
+}
+
+// A trace the stages leave unfinished (here: no scorer runs) fails once they have been
+// idle for a while, saying how far it got.
+func TestIdleStagesEndTheWait(t *testing.T) {
+	b, pol, _ := start(t, pipeline.Config{Only: []string{pipeline.Evaluator, pipeline.Explainer}, ExplainNote: "n"})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	hash, err := pol.Put(ctx, everyStep(t, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := pipeline.NewClient(ctx, b, hash, pipeline.ClientOptions{StallAfter: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	_, err = client.Audit(ctx, tracegen.New(tracegen.Options{Steps: 3, Seed: 1}).Trace())
+	if err == nil || ctx.Err() != nil || !strings.Contains(err.Error(), "evaluated but not scored (is a scorer running?)") {
+		t.Fatalf("got %v (context: %v), want the stall reported before the deadline", err, ctx.Err())
+	}
+}
