@@ -353,13 +353,18 @@ func (b *Bus) untilAnswered(ctx context.Context, what string, f func(context.Con
 		attempt, cancelAttempt := context.WithTimeout(ctx, 5*time.Second)
 		err := f(attempt)
 		cancelAttempt()
-		if err == nil || ctx.Err() != nil || !(errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoHeartbeat)) {
+		if err == nil || ctx.Err() != nil || !unanswered(err) {
 			return err
 		}
 		b.log.Info("no answer from NATS; retrying", "what", what, "err", err)
 		sleep(ctx, wait)
 		wait = min(2*wait, 2*time.Second)
 	}
+}
+
+// unanswered reports whether err says a request got no answer in time.
+func unanswered(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoHeartbeat)
 }
 
 // Cache is the explanation cache: model replies by key, in the cache bucket.
@@ -515,35 +520,57 @@ func (b *Bus) ReadRange(ctx context.Context, stream, subject string, from, upTo 
 // without holding all its raw events. An error from fn ends the scan with that error.
 func (b *Bus) Scan(ctx context.Context, stream, subject string, from, upTo uint64, fn func(schemas.Envelope) error) error {
 	for seq := from + 1; seq <= upTo; {
-		msgs, err := jetstreamext.GetBatch(ctx, b.js, stream, readBatch, jetstreamext.GetBatchSeq(seq), jetstreamext.GetBatchSubject(subject))
+		// Each batch has its own deadline: a request made while a cluster has no leader is
+		// never answered, and a long trace takes many batches.
+		bctx, cancel := context.WithTimeout(ctx, readBatchTimeout)
+		err := b.scanBatch(bctx, stream, subject, &seq, upTo, fn)
+		cancel()
+		if err != nil {
+			if errors.Is(err, errScanDone) {
+				return nil
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// readBatchTimeout bounds one batched read.
+const readBatchTimeout = 5 * time.Second
+
+// errScanDone ends a scan that has read everything there is.
+var errScanDone = errors.New("scan done")
+
+// scanBatch reads one batch from *seq on, advancing it; errScanDone says there is no more.
+func (b *Bus) scanBatch(ctx context.Context, stream, subject string, seq *uint64, upTo uint64, fn func(schemas.Envelope) error) error {
+	msgs, err := jetstreamext.GetBatch(ctx, b.js, stream, readBatch, jetstreamext.GetBatchSeq(*seq), jetstreamext.GetBatchSubject(subject))
+	if err != nil {
+		return fmt.Errorf("read %s: %w", subject, err)
+	}
+	got, more := 0, false
+	for m, err := range msgs {
+		if errors.Is(err, jetstreamext.ErrNoMessages) {
+			return errScanDone
+		}
 		if err != nil {
 			return fmt.Errorf("read %s: %w", subject, err)
 		}
-		got, more := 0, false
-		for m, err := range msgs {
-			if errors.Is(err, jetstreamext.ErrNoMessages) {
-				return nil
-			}
-			if err != nil {
-				return fmt.Errorf("read %s: %w", subject, err)
-			}
-			if m.Sequence > upTo {
-				return nil
-			}
-			got++
-			if err := fn(schemas.Envelope{Subject: m.Subject, Kind: m.Header.Get(KindHeader), Data: m.Data, Seq: m.Sequence, Time: m.Time}); err != nil {
-				return err
-			}
-			seq = m.Sequence + 1
-			more = m.Header.Get("Nats-Num-Pending") != "0"
+		if m.Sequence > upTo {
+			return errScanDone
 		}
-		if got == 0 {
-			// The iterator ends quietly when no answer comes in time.
-			return fmt.Errorf("read %s: no answer from stream %s: %w", subject, stream, context.DeadlineExceeded)
+		got++
+		if err := fn(schemas.Envelope{Subject: m.Subject, Kind: m.Header.Get(KindHeader), Data: m.Data, Seq: m.Sequence, Time: m.Time}); err != nil {
+			return err
 		}
-		if !more {
-			return nil
-		}
+		*seq = m.Sequence + 1
+		more = m.Header.Get("Nats-Num-Pending") != "0"
+	}
+	if got == 0 {
+		// The iterator ends quietly when no answer comes in time.
+		return fmt.Errorf("read %s: no answer from stream %s: %w", subject, stream, context.DeadlineExceeded)
+	}
+	if !more {
+		return errScanDone
 	}
 	return nil
 }

@@ -2,26 +2,32 @@ package bus
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
+	"time"
 
 	"github.com/troy-audit/troy/schemas"
 )
 
 // The bus is the pipeline's schemas.TraceStore: what the streams hold of a trace, read
-// back by subject.
+// back by subject. A read that gets no answer (a server restarting, a cluster electing a
+// leader) or finds less than is known to be stored (a replica behind) is made again, until
+// it has failed for half a minute.
 var _ schemas.TraceStore = (*Bus)(nil)
 
 // Trace reads one run of a trace back from the steps stream, decoding as it reads.
-func (b *Bus) Trace(ctx context.Context, ref schemas.TraceRef, steps int) (*schemas.Trace, error) {
-	a := schemas.NewAssembler(ref.Run)
-	if err := b.Scan(ctx, StepsStream, schemas.StepsSubject(ref.AgentName, ref.TraceID), 0, math.MaxUint64, a.Add); err != nil {
-		return nil, fmt.Errorf("read trace %s: %w", ref.TraceID, err)
-	}
-	t, err := a.Trace()
-	if err == nil {
-		err = schemas.CheckComplete(t, steps)
-	}
+func (b *Bus) Trace(ctx context.Context, ref schemas.TraceRef, steps int) (t *schemas.Trace, err error) {
+	err = b.readAgain(ctx, "read trace "+ref.TraceID, func(ctx context.Context) error {
+		a := schemas.NewAssembler(ref.Run)
+		if err := b.Scan(ctx, StepsStream, schemas.StepsSubject(ref.AgentName, ref.TraceID), 0, math.MaxUint64, a.Add); err != nil {
+			return err
+		}
+		if t, err = a.Trace(); err != nil {
+			return err
+		}
+		return schemas.CheckComplete(t, steps)
+	})
 	if err != nil {
 		return nil, fmt.Errorf("read trace %s: %w", ref.TraceID, err)
 	}
@@ -29,29 +35,63 @@ func (b *Bus) Trace(ctx context.Context, ref schemas.TraceRef, steps int) (*sche
 }
 
 // Verdict reads the violations of a finished run back from the results stream.
-func (b *Bus) Verdict(ctx context.Context, ev *schemas.TraceEvaluated) ([]schemas.Violation, error) {
+func (b *Bus) Verdict(ctx context.Context, ev *schemas.TraceEvaluated) (vs []schemas.Violation, err error) {
 	if ev.Parts == 0 {
 		return []schemas.Violation{}, nil
 	}
-	c := schemas.NewVerdictCollector(ev)
-	if err := b.Scan(ctx, ResultsStream, schemas.ResultSubject(schemas.KindVerdict, ev.AgentName, ev.TraceID), 0, math.MaxUint64, c.Add); err != nil {
+	err = b.readAgain(ctx, "read verdict of "+ev.TraceID, func(ctx context.Context) error {
+		c := schemas.NewVerdictCollector(ev)
+		if err := b.Scan(ctx, ResultsStream, schemas.ResultSubject(schemas.KindVerdict, ev.AgentName, ev.TraceID), 0, math.MaxUint64, c.Add); err != nil {
+			return err
+		}
+		vs, err = c.Violations()
+		return err
+	})
+	if err != nil {
 		return nil, fmt.Errorf("read verdict of %s: %w", ev.TraceID, err)
 	}
-	return c.Violations()
+	return vs, nil
 }
 
 // Explanations reads a run's step explanations back from the results stream.
-func (b *Bus) Explanations(ctx context.Context, ref schemas.TraceRef, n int) ([]schemas.StepExplanation, error) {
+func (b *Bus) Explanations(ctx context.Context, ref schemas.TraceRef, n int) (steps []schemas.StepExplanation, err error) {
 	if n == 0 {
 		return nil, nil
 	}
-	events, err := b.ReadResults(ctx, schemas.ResultSubject(schemas.KindExplanation, ref.AgentName, ref.TraceID), math.MaxUint64)
+	err = b.readAgain(ctx, "read explanations of "+ref.TraceID, func(ctx context.Context) error {
+		events, err := b.ReadResults(ctx, schemas.ResultSubject(schemas.KindExplanation, ref.AgentName, ref.TraceID), math.MaxUint64)
+		if err != nil {
+			return err
+		}
+		if steps = schemas.CollectExplanations(events, ref.Run); len(steps) < n {
+			return fmt.Errorf("%d of %d explanations read so far: %w", len(steps), n, schemas.ErrIncomplete)
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("read explanations of %s: %w", ref.TraceID, err)
 	}
-	steps := schemas.CollectExplanations(events, ref.Run)
-	if len(steps) < n {
-		return nil, fmt.Errorf("explanations of %s: %d of %d stored so far", ref.TraceID, len(steps), n)
-	}
 	return steps, nil
+}
+
+// readAgain calls read until it succeeds or fails for good. A read that got no answer, or
+// found less than is stored, is made again with growing pauses, until reads have failed
+// for half a minute; a long read that succeeds is never cut short.
+func (b *Bus) readAgain(ctx context.Context, what string, read func(context.Context) error) error {
+	var failing time.Time
+	wait := 100 * time.Millisecond
+	for {
+		err := read(ctx)
+		if err == nil || ctx.Err() != nil || !unanswered(err) && !errors.Is(err, schemas.ErrIncomplete) {
+			return err
+		}
+		if failing.IsZero() {
+			failing = time.Now()
+		} else if time.Since(failing) > 30*time.Second {
+			return err
+		}
+		b.log.Info("read failed; reading again", "what", what, "err", err)
+		sleep(ctx, wait)
+		wait = min(2*wait, 2*time.Second)
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -186,7 +187,7 @@ func (c *VerdictCollector) Add(e Envelope) error {
 func (c *VerdictCollector) Violations() ([]Violation, error) {
 	ev := c.ev
 	if c.found < len(c.parts) {
-		return nil, fmt.Errorf("trace %s: %d of the %d parts of its verdict stored so far", ev.TraceID, c.found, len(c.parts))
+		return nil, fmt.Errorf("trace %s: %d of the %d parts of its verdict read so far: %w", ev.TraceID, c.found, len(c.parts), ErrIncomplete)
 	}
 	vs := make([]Violation, 0, ev.Violations)
 	for _, p := range c.parts {
@@ -470,10 +471,14 @@ func (a *Assembler) Trace() (*Trace, error) {
 // again rather than taken for the whole trace.
 func CheckComplete(t *Trace, steps int) error {
 	if len(t.Steps) < steps {
-		return fmt.Errorf("trace %s: %d of its %d steps read so far", t.TraceID, len(t.Steps), steps)
+		return fmt.Errorf("trace %s: %d of its %d steps read so far: %w", t.TraceID, len(t.Steps), steps, ErrIncomplete)
 	}
 	return nil
 }
+
+// ErrIncomplete says a read found less than is known to be stored: a replica behind, to
+// be read again.
+var ErrIncomplete = errors.New("not all stored yet")
 
 // CollectExplanations picks one run's step explanations out of its subject's events on
 // the results stream, in step order, once each.
