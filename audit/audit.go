@@ -256,7 +256,7 @@ func runJob(ctx context.Context, a Auditor, j job) done {
 	if rec.Line > 0 {
 		d.report = filepath.Join(j.dir, fmt.Sprintf("%06d-%s", rec.Line, safeName(rec.Trace.TraceID)))
 	}
-	if err := reporter.WriteAudit(r, filepath.Join(d.report, "report.md"), filepath.Join(d.report, "audit.json")); err != nil {
+	if err := reporter.WriteAudit(r, reporter.Dest{Markdown: filepath.Join(d.report, "report.md"), JSON: filepath.Join(d.report, "audit.json")}); err != nil {
 		d.err = err
 		return d
 	}

@@ -40,15 +40,27 @@ type ReadFunc func(ctx context.Context, subject string, upTo uint64) ([]schemas.
 type Stage struct {
 	policy PolicyFunc
 	read   ReadFunc
+	alerts bool // publish violations as soon as known
 
 	mu       sync.Mutex
 	runs     map[string]*traceRun // by steps subject and run
 	finished *recent              // keys of traces recently ended
 }
 
+// StageOption tunes an evaluator stage.
+type StageOption func(*Stage)
+
+// WithoutAlerts leaves out the real-time violation events, for runs that nobody watches
+// (a one-shot audit): only the verdict at the end is published.
+func WithoutAlerts() StageOption { return func(st *Stage) { st.alerts = false } }
+
 // NewStage returns an evaluator stage.
-func NewStage(policy PolicyFunc, read ReadFunc) *Stage {
-	return &Stage{policy: policy, read: read, runs: map[string]*traceRun{}, finished: newRecent(100_000)}
+func NewStage(policy PolicyFunc, read ReadFunc, opts ...StageOption) *Stage {
+	st := &Stage{policy: policy, read: read, alerts: true, runs: map[string]*traceRun{}, finished: newRecent(100_000)}
+	for _, o := range opts {
+		o(st)
+	}
+	return st
 }
 
 // traceRun is the state of one trace being evaluated.
@@ -64,6 +76,7 @@ type traceRun struct {
 	index   map[string]int
 	now     [][]stepOutcome // per step: outcomes of rules that read no later step, when not plain false
 	emitted map[string]bool // violations already emitted, by step and rule
+	alerts  bool            // emit violations as soon as known
 	last    time.Time       // when the last event arrived
 }
 
@@ -125,7 +138,7 @@ func (st *Stage) runFor(ctx context.Context, in event) (*traceRun, []schemas.Env
 	}
 	if in.Kind == schemas.KindStep {
 		if in.step.Seq == 0 {
-			run = &traceRun{key: key, subject: in.Subject, index: map[string]int{}, emitted: map[string]bool{}}
+			run = st.newRun(key, in.Subject)
 			st.mu.Lock()
 			st.runs[key] = run
 			st.mu.Unlock()
@@ -179,7 +192,7 @@ func (st *Stage) rebuild(ctx context.Context, in event, key string) (*traceRun, 
 			outputs = append(outputs, ev)
 		}
 	}
-	run := &traceRun{key: key, subject: in.Subject, index: map[string]int{}, emitted: map[string]bool{}}
+	run := st.newRun(key, in.Subject)
 	var fresh []schemas.Envelope
 	for i := 0; ; i++ {
 		ev, ok := steps[i]
@@ -206,6 +219,10 @@ func (st *Stage) rebuild(ctx context.Context, in event, key string) (*traceRun, 
 		}
 	}
 	return run, fresh, nil
+}
+
+func (st *Stage) newRun(key, subject string) *traceRun {
+	return &traceRun{key: key, subject: subject, index: map[string]int{}, emitted: map[string]bool{}, alerts: st.alerts}
 }
 
 func (st *Stage) drop(key string) {
@@ -362,6 +379,9 @@ func (run *traceRun) evaluateNow(i int) ([]schemas.Envelope, error) {
 }
 
 func (run *traceRun) violationEvent(i int, r *rule) (schemas.Envelope, error) {
+	if !run.alerts {
+		return schemas.Envelope{}, nil
+	}
 	s := run.steps[i]
 	key := strconv.Itoa(i) + "|" + r.RuleID // by position: step ids may repeat
 	if run.emitted[key] {

@@ -47,7 +47,10 @@ type Config struct {
 	// SinkBatch and SinkWait end a sink batch by size and by age; zero means 50000 and 1s.
 	SinkBatch int
 	SinkWait  time.Duration
-	Logger    *slog.Logger // nil logs nothing
+	// NoAlerts leaves out the evaluator's real-time violation events, for one-shot runs
+	// that nobody watches; each trace's verdict still comes at its end.
+	NoAlerts bool
+	Logger   *slog.Logger // nil logs nothing
 }
 
 // Pipeline is a set of running components and their counters.
@@ -93,7 +96,11 @@ func New(b *bus.Bus, pol *Policies, cfg Config) (*Pipeline, error) {
 			p.Stats[c] = &bus.Stats{}
 		}
 	}
-	p.Eval = evaluator.NewStage(pol.Compiled, b.ReadSteps)
+	var opts []evaluator.StageOption
+	if cfg.NoAlerts {
+		opts = append(opts, evaluator.WithoutAlerts())
+	}
+	p.Eval = evaluator.NewStage(pol.Compiled, b.ReadSteps, opts...)
 	if cfg.Store != nil {
 		p.Sink = warehouse.NewSink(cfg.Store, b.ReadSteps, pol.RuleInfo, cfg.Logger)
 	}

@@ -68,13 +68,12 @@ func (bw *BatchWriter) Add(r *schemas.AuditResult, source, reportDir string) err
 	if bw.n > 0 {
 		sep = ",\n    "
 	}
-	data, err := JSON(r)
-	if err != nil {
+	// The result is indented as it sits inside batch.json, and streamed.
+	if _, err := bw.w.WriteString(sep); err != nil {
+		bw.err = err
 		return err
 	}
-	// Indent the result as it sits inside batch.json.
-	body := strings.ReplaceAll(strings.TrimRight(string(data), "\n"), "\n", "\n    ")
-	if _, err := bw.w.WriteString(sep + body); err != nil {
+	if err := writeAuditJSON(bw.w, r, "    "); err != nil {
 		bw.err = err
 		return err
 	}

@@ -5,17 +5,14 @@
 package reporter
 
 import (
+	"bufio"
 	"bytes"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
-
-	gojson "github.com/goccy/go-json"
 
 	"github.com/troy-audit/troy/schemas"
 )
@@ -28,7 +25,15 @@ func DefaultDir(now time.Time) string {
 // Markdown renders the audit report of one trace.
 func Markdown(r *schemas.AuditResult) string {
 	var b strings.Builder
-	line := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
+	w := bufio.NewWriter(&b)
+	_ = writeMarkdown(w, r) // a strings.Builder never fails
+	_ = w.Flush()
+	return b.String()
+}
+
+// writeMarkdown writes the audit report of one trace as it renders it.
+func writeMarkdown(b *bufio.Writer, r *schemas.AuditResult) error {
+	line := func(format string, args ...any) { fmt.Fprintf(b, format+"\n", args...) }
 	line("# Audit Report: %s", r.Trace.AgentName)
 	line("\n**Trace ID:** %s", r.Trace.TraceID)
 	line("**Risk Score:** %d/100", r.RiskScore)
@@ -63,8 +68,8 @@ func Markdown(r *schemas.AuditResult) string {
 			line("\n_No summary: %s._", s.Error)
 		}
 		line("\n%s", s.Overview)
-		bullets(&b, "\n### Key Actions", s.KeyActions)
-		bullets(&b, "\n### Concerns", s.Concerns)
+		bullets(b, "\n### Key Actions", s.KeyActions)
+		bullets(b, "\n### Concerns", s.Concerns)
 	}
 
 	if len(r.Explanations) > 0 {
@@ -79,9 +84,9 @@ func Markdown(r *schemas.AuditResult) string {
 			if e.Rationale != "" {
 				line("\n**Why:** %s", e.Rationale)
 			}
-			bullets(&b, "\n**Alternatives:**", e.Alternatives)
-			bullets(&b, "\n**Risk Factors:**", e.RiskFactors)
-			bullets(&b, "\n**Data Accessed:**", e.DataAccessed)
+			bullets(b, "\n**Alternatives:**", e.Alternatives)
+			bullets(b, "\n**Risk Factors:**", e.RiskFactors)
+			bullets(b, "\n**Data Accessed:**", e.DataAccessed)
 		}
 	}
 
@@ -106,10 +111,10 @@ func Markdown(r *schemas.AuditResult) string {
 			line("| %s | %d | %s | %s |", cell(e.RuleID), e.Count, cell(e.FirstStep), cell(e.FirstError))
 		}
 	}
-	return b.String()
+	return nil
 }
 
-func bullets(b *strings.Builder, heading string, items []string) {
+func bullets(b io.Writer, heading string, items []string) {
 	if len(items) == 0 {
 		return
 	}
@@ -141,12 +146,21 @@ func JSON(v any) ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-// EncodeJSON writes a value as indented JSON, as audit.json and batch.json are written.
+// EncodeJSON writes a value as indented JSON, as audit.json and batch.json are written:
+// two spaces a level down to MaxIndentDepth, compact below.
 func EncodeJSON(w io.Writer, v any) error {
-	enc := gojson.NewEncoder(w) // the same bytes as encoding/json, in a third of the time
-	enc.SetEscapeHTML(false)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+	bw := bufio.NewWriterSize(w, 64<<10)
+	if r, ok := v.(*schemas.AuditResult); ok {
+		if err := writeAuditJSON(bw, r, ""); err != nil {
+			return err
+		}
+		if err := bw.WriteByte('\n'); err != nil {
+			return err
+		}
+	} else if err := encodeIndented(bw, v); err != nil {
+		return err
+	}
+	return bw.Flush()
 }
 
 func writeResponses(r *schemas.AuditResult, dir string) error {
@@ -172,48 +186,43 @@ func fileName(id string) string {
 	return schemas.SubjectToken(id)
 }
 
-// WriteFile writes data to path, creating parent directories, through a temporary file
-// renamed into place so a reader never sees half a report.
-func WriteFile(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	// A fresh name per attempt, created with the final mode, so no chmod is needed.
-	tmp := filepath.Join(dir, "."+filepath.Base(path)+"."+strconv.FormatUint(rand.Uint64(), 36))
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		os.Remove(tmp)
-		return err
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return os.Rename(tmp, path)
+// Dest says where WriteAudit writes: "-" is Stdout (nil means the process's own).
+type Dest struct {
+	Markdown, JSON string
+	Stdout         io.Writer
 }
 
-// WriteAudit writes report.md and audit.json for one result and, when a model explained
-// the trace, its raw replies under llm_responses/ beside the report (step_<id>.txt and
-// trace_summary.txt), for the audit trail.
-func WriteAudit(r *schemas.AuditResult, mdPath, jsonPath string) error {
+// WriteAudit writes report.md and audit.json for one result, streaming both, and, when a
+// model explained the trace, its raw replies under llm_responses/ beside the report
+// (step_<id>.txt and trace_summary.txt), for the audit trail; not when the report goes to
+// stdout or a device.
+func WriteAudit(r *schemas.AuditResult, d Dest) error {
 	r.Normalize()
-	if err := WriteFile(mdPath, []byte(Markdown(r))); err != nil {
-		return fmt.Errorf("write report: %w", err)
+	if err := writeTo(d.Markdown, d.Stdout, func(w *bufio.Writer) error { return writeMarkdown(w, r) }); err != nil {
+		return fmt.Errorf("write report %s: %w", d.Markdown, err)
 	}
-	if err := writeResponses(r, filepath.Join(filepath.Dir(mdPath), "llm_responses")); err != nil {
-		return fmt.Errorf("write model replies: %w", err)
+	if regularOrNew(d.Markdown) {
+		if err := writeResponses(r, filepath.Join(filepath.Dir(d.Markdown), "llm_responses")); err != nil {
+			return fmt.Errorf("write model replies: %w", err)
+		}
 	}
-	data, err := JSON(r)
+	err := writeTo(d.JSON, d.Stdout, func(w *bufio.Writer) error {
+		if err := writeAuditJSON(w, r, ""); err != nil {
+			return err
+		}
+		return w.WriteByte('\n')
+	})
 	if err != nil {
-		return fmt.Errorf("encode audit.json: %w", err)
-	}
-	if err := WriteFile(jsonPath, data); err != nil {
-		return fmt.Errorf("write audit.json: %w", err)
+		return fmt.Errorf("write audit.json %s: %w", d.JSON, err)
 	}
 	return nil
+}
+
+// regularOrNew reports whether path names a regular file, or none yet.
+func regularOrNew(path string) bool {
+	if path == "-" {
+		return false
+	}
+	info, err := os.Stat(path)
+	return err != nil || info.Mode().IsRegular()
 }

@@ -52,7 +52,7 @@ func TestMarkdownHasTheSeedSections(t *testing.T) {
 func TestWriteAudit(t *testing.T) {
 	dir := t.TempDir()
 	md, js := filepath.Join(dir, "a", "report.md"), filepath.Join(dir, "b", "audit.json")
-	if err := WriteAudit(result(), md, js); err != nil {
+	if err := WriteAudit(result(), Dest{Markdown: md, JSON: js}); err != nil {
 		t.Fatal(err)
 	}
 	raw, err := os.ReadFile(js)

@@ -58,7 +58,7 @@ func (s *Stage) Handle(ctx context.Context, in schemas.Envelope) ([]schemas.Enve
 	r := ev.Audit(tr, vs, steps, info)
 	dir := s.TraceDir(ev.AgentName, ev.TraceID)
 	md, js := filepath.Join(dir, "report.md"), filepath.Join(dir, "audit.json")
-	if err := WriteAudit(r, md, js); err != nil {
+	if err := WriteAudit(r, Dest{Markdown: md, JSON: js}); err != nil {
 		return nil, err
 	}
 	out, err := schemas.NewEnvelope(

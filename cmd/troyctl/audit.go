@@ -90,7 +90,7 @@ redacted before they are sent; replies are cached under --data-dir.`,
 			if jsonPath == "" {
 				jsonPath = filepath.Join(dir, "audit.json")
 			}
-			if err := reporter.WriteAudit(r, mdPath, jsonPath); err != nil {
+			if err := reporter.WriteAudit(r, reporter.Dest{Markdown: mdPath, JSON: jsonPath, Stdout: a.stdout}); err != nil {
 				return err
 			}
 			if asJSON {

@@ -66,7 +66,7 @@ func (f *natsFlags) pipelineAuditor(ctx context.Context, c *evaluator.Compiled, 
 	}
 	stop := func() {}
 	if embedded {
-		pc := pipeline.Config{Only: []string{pipeline.Evaluator, pipeline.Scorer, pipeline.Explainer}, ExplainNote: note}
+		pc := pipeline.Config{Only: []string{pipeline.Evaluator, pipeline.Scorer, pipeline.Explainer}, ExplainNote: note, NoAlerts: true}
 		if explain {
 			if !ex.noCache {
 				if cache := b.ExplanationCache(); cache != nil {

@@ -1,0 +1,197 @@
+package reporter
+
+import (
+	"bufio"
+	"bytes"
+
+	gojson "github.com/goccy/go-json"
+
+	"github.com/troy-audit/troy/schemas"
+)
+
+// MaxIndentDepth is the deepest nesting that written JSON indents; deeper values are
+// written compactly. Indentation grows with depth, so without a bound a deeply nested
+// value would take space quadratic in its size; with it, output stays linear in input.
+const MaxIndentDepth = 16
+
+// indenter re-indents compact JSON as encoding/json.Indent does (prefix after every
+// newline, two spaces per level, "key": value, empty {} and []), as it streams through,
+// down to MaxIndentDepth levels.
+type indenter struct {
+	w       *bufio.Writer
+	prefix  string
+	depth   int  // nesting of the current position
+	pending bool // a container was just opened: indent before its first element
+	str     bool // inside a string
+	esc     bool // after a backslash in a string
+}
+
+func (x *indenter) Write(p []byte) (int, error) {
+	for _, c := range p {
+		if x.str {
+			x.w.WriteByte(c)
+			switch {
+			case x.esc:
+				x.esc = false
+			case c == '\\':
+				x.esc = true
+			case c == '"':
+				x.str = false
+			}
+			continue
+		}
+		switch c {
+		case ' ', '\t', '\n', '\r':
+			continue
+		}
+		if x.pending && c != '}' && c != ']' {
+			x.pending = false
+			x.depth++
+			x.newline()
+		}
+		switch c {
+		case '"':
+			x.str = true
+			x.w.WriteByte(c)
+		case '{', '[':
+			x.pending = true
+			x.w.WriteByte(c)
+		case ',':
+			x.w.WriteByte(c)
+			x.newline()
+		case ':':
+			x.w.WriteByte(c)
+			if x.depth <= MaxIndentDepth {
+				x.w.WriteByte(' ')
+			}
+		case '}', ']':
+			if x.pending {
+				x.pending = false // empty: {} or []
+			} else {
+				inner := x.depth
+				x.depth--
+				if inner <= MaxIndentDepth {
+					x.newline()
+				}
+			}
+			x.w.WriteByte(c)
+		default:
+			x.w.WriteByte(c)
+		}
+	}
+	return len(p), nil
+}
+
+func (x *indenter) newline() {
+	if x.depth > MaxIndentDepth {
+		return
+	}
+	x.w.WriteByte('\n')
+	x.w.WriteString(x.prefix)
+	for range x.depth {
+		x.w.WriteString("  ")
+	}
+}
+
+// jsonStream writes one JSON document a value at a time: large arrays (a trace's steps,
+// its violations) are encoded element by element, so a document of any size is written
+// without being held whole.
+type jsonStream struct {
+	ind *indenter
+	buf bytes.Buffer
+	enc *gojson.Encoder
+	err error
+}
+
+func newJSONStream(w *bufio.Writer, prefix string) *jsonStream {
+	s := &jsonStream{ind: &indenter{w: w, prefix: prefix}}
+	s.enc = gojson.NewEncoder(&s.buf) // the same bytes as encoding/json, in a third of the time
+	s.enc.SetEscapeHTML(false)
+	return s
+}
+
+// raw writes JSON punctuation or a literal.
+func (s *jsonStream) raw(text string) {
+	if s.err == nil {
+		_, s.err = s.ind.Write([]byte(text))
+	}
+}
+
+// value writes one encoded value.
+func (s *jsonStream) value(v any) {
+	if s.err != nil {
+		return
+	}
+	s.buf.Reset()
+	if s.err = s.enc.Encode(v); s.err == nil {
+		_, s.err = s.ind.Write(s.buf.Bytes())
+	}
+}
+
+// field writes `"key": value` with the separator before it.
+func (s *jsonStream) field(first bool, key string, v any) {
+	s.key(first, key)
+	s.value(v)
+}
+
+func (s *jsonStream) key(first bool, key string) {
+	if !first {
+		s.raw(",")
+	}
+	s.value(key)
+	s.raw(":")
+}
+
+// array writes the elements of a slice one at a time.
+func array[T any](s *jsonStream, items []T) {
+	s.raw("[")
+	for i := range items {
+		if i > 0 {
+			s.raw(",")
+		}
+		s.value(items[i])
+	}
+	s.raw("]")
+}
+
+// writeAuditJSON writes an audit as encoding/json would (fields in the order of
+// schemas.AuditResult and schemas.Trace, indented), streaming its steps, explanations and
+// violations. prefix starts every line after the first, for an audit nested in batch.json.
+func writeAuditJSON(w *bufio.Writer, r *schemas.AuditResult, prefix string) error {
+	s := newJSONStream(w, prefix)
+	s.raw("{")
+	s.key(true, "trace")
+	if t := r.Trace; t == nil {
+		s.raw("null")
+	} else {
+		s.raw("{")
+		s.field(true, "trace_id", t.TraceID)
+		s.field(false, "agent_name", t.AgentName)
+		s.key(false, "steps")
+		array(s, t.Steps)
+		s.field(false, "metadata", t.Metadata)
+		s.raw("}")
+	}
+	s.key(false, "explanations")
+	array(s, r.Explanations)
+	s.field(false, "summary", r.Summary)
+	s.key(false, "violations")
+	array(s, r.Violations)
+	s.field(false, "risk_score", r.RiskScore)
+	if r.Info != nil {
+		s.field(false, "audit_info", r.Info)
+	}
+	s.raw("}")
+	return s.err
+}
+
+// encodeIndented writes any value as indented JSON with a final newline. Values that
+// hold large arrays should have a streaming writer of their own; this one encodes v whole.
+func encodeIndented(w *bufio.Writer, v any) error {
+	s := newJSONStream(w, "")
+	s.value(v)
+	if s.err == nil {
+		s.err = w.WriteByte('\n')
+	}
+	return s.err
+}
