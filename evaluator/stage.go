@@ -452,22 +452,11 @@ func (run *traceRun) end() ([]schemas.Envelope, error) {
 			ruleErrs = append(ruleErrs, e)
 		}
 	}
-	ev, parts, err := schemas.SplitVerdict(run.ref, len(run.steps), vs, ruleErrs)
+	ev, parts, err := schemas.VerdictEvents(run.ref, len(run.steps), vs, ruleErrs)
 	if err != nil {
 		return nil, err
 	}
-	for _, p := range parts {
-		e, err := schemas.NewEnvelope(
-			schemas.ResultSubject(schemas.KindVerdict, run.ref.AgentName, run.ref.TraceID),
-			schemas.KindVerdict,
-			schemas.MsgID(schemas.KindVerdict, run.ref, strconv.Itoa(p.Part)),
-			p,
-		)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, e)
-	}
+	out = append(out, parts...)
 	// The count comes after its parts, so a reader that sees it finds them stored.
 	done, err := schemas.NewEnvelope(
 		schemas.ResultSubject(schemas.KindEvaluated, run.ref.AgentName, run.ref.TraceID),

@@ -104,12 +104,27 @@ type VerdictPart struct {
 // limit a NATS server has by default (1 MiB), with room for headers.
 const MaxPartSize = 256 << 10
 
-// SplitVerdict cuts a verdict into parts of at most MaxPartSize bytes encoded (a part holds
-// at least one violation) and returns them with the counted verdict.
-func SplitVerdict(ref TraceRef, steps int, vs []Violation, errs []RuleError) (TraceEvaluated, []VerdictPart, error) {
+// VerdictEvents cuts a verdict into VerdictPart events of at most MaxPartSize bytes (a
+// part holds at least one violation), each violation encoded once, and returns them with
+// the counted verdict, which is to be published after them.
+func VerdictEvents(ref TraceRef, steps int, vs []Violation, errs []RuleError) (TraceEvaluated, []Envelope, error) {
 	ev := TraceEvaluated{TraceRef: ref, Steps: steps, Violations: len(vs), RuleErrors: errs}
-	var parts []VerdictPart
-	size := 0
+	var (
+		parts []Envelope
+		body  []byte // the violations of the part being filled, as a JSON array's elements
+		first int
+	)
+	subject := ResultSubject(KindVerdict, ref.AgentName, ref.TraceID)
+	flush := func(next int) error {
+		e, err := NewEnvelope(subject, KindVerdict, MsgID(KindVerdict, ref, strconv.Itoa(len(parts))),
+			rawVerdictPart{TraceRef: ref, Steps: steps, Part: len(parts), First: first, Violations: append(append([]byte{'['}, body...), ']')})
+		if err != nil {
+			return err
+		}
+		parts = append(parts, e)
+		body, first = body[:0], next
+		return nil
+	}
 	seen := map[string]bool{}
 	for i, v := range vs {
 		if !seen[v.RuleID] {
@@ -124,16 +139,32 @@ func SplitVerdict(ref TraceRef, steps int, vs []Violation, errs []RuleError) (Tr
 		if err != nil {
 			return ev, nil, fmt.Errorf("encode violation %d: %w", i, err)
 		}
-		if len(parts) == 0 || size+len(b)+1 > MaxPartSize-partOverhead(ref) {
-			parts = append(parts, VerdictPart{TraceRef: ref, Steps: steps, Part: len(parts), First: i})
-			size = 0
+		if len(body) > 0 && len(body)+len(b)+1 > MaxPartSize-partOverhead(ref) {
+			if err := flush(i); err != nil {
+				return ev, nil, err
+			}
 		}
-		last := &parts[len(parts)-1]
-		last.Violations = append(last.Violations, v)
-		size += len(b) + 1
+		if len(body) > 0 {
+			body = append(body, ',')
+		}
+		body = append(body, b...)
+	}
+	if len(body) > 0 {
+		if err := flush(len(vs)); err != nil {
+			return ev, nil, err
+		}
 	}
 	ev.Parts = len(parts)
 	return ev, parts, nil
+}
+
+// rawVerdictPart is a VerdictPart with its violations encoded already.
+type rawVerdictPart struct {
+	TraceRef
+	Steps      int             `json:"steps"`
+	Part       int             `json:"part"`
+	First      int             `json:"first"`
+	Violations json.RawMessage `json:"violations"`
 }
 
 // partOverhead is the size of a VerdictPart without its violations.

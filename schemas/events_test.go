@@ -1,6 +1,9 @@
 package schemas
 
 import (
+	"errors"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"testing/quick"
@@ -80,6 +83,47 @@ func TestAssembleTraceInStepOrder(t *testing.T) {
 		}
 		if tt.name == "a block stored late" && tr.Steps[0].Output["ok"] != true {
 			t.Errorf("the output of s0 was not attached")
+		}
+	}
+}
+
+// A verdict cut into parts reads back whole and in order, whatever its size; a part
+// missing is an incomplete read, and other runs' parts are not taken.
+func TestVerdictPartsReadBackWhole(t *testing.T) {
+	ref := TraceRef{TraceID: "t", AgentName: "a", Policy: "p", Run: "r1"}
+	for _, n := range []int{0, 1, 7, 4000} {
+		var vs []Violation
+		for i := range n {
+			vs = append(vs, Violation{RuleID: fmt.Sprintf("r%d", i%3), RuleDescription: strings.Repeat("<d>", 100), StepID: fmt.Sprint("s", i), Severity: Severities()[i%4], Details: "x"})
+		}
+		ev, parts, err := VerdictEvents(ref, n, vs, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev.Violations != n || ev.Parts != len(parts) || n > 0 && len(ev.Rules) != min(n, 3) {
+			t.Fatalf("%d violations: counted %+v with %d parts", n, ev, len(parts))
+		}
+		for _, p := range parts {
+			if len(p.Data) > MaxPartSize || p.Kind != KindVerdict || p.Subject != "troy.results.verdict.a.t" {
+				t.Fatalf("part %s of %d bytes on %s", p.Kind, len(p.Data), p.Subject)
+			}
+		}
+		if n == 4000 && len(parts) < 4 {
+			t.Fatalf("4000 violations of about 400 bytes in %d parts", len(parts))
+		}
+		other := ref
+		other.Run = "r0"
+		_, stale, _ := VerdictEvents(other, 1, []Violation{{RuleID: "old"}}, nil)
+		events := append(append(stale, parts...), parts...) // another run's, and a redelivery
+		got, err := CollectVerdict(events, &ev)
+		if err != nil || len(got) != n || n > 0 && !slices.Equal(got, vs) {
+			t.Fatalf("%d violations: read back %d (%v)", n, len(got), err)
+		}
+		if len(parts) > 1 {
+			_, err := CollectVerdict(append(slices.Clone(parts[:1]), parts[2:]...), &ev)
+			if !errors.Is(err, ErrIncomplete) {
+				t.Fatalf("a part missing: %v, want an incomplete read", err)
+			}
 		}
 	}
 }

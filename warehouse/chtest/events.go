@@ -53,12 +53,14 @@ func Events(tr Trace, seq *uint64) ([]schemas.Envelope, error) {
 	if tr.Output && len(tr.Tools) > 0 {
 		add(subject, schemas.KindOutput, schemas.StepOutput{TraceRef: ref, StepID: "s0", Output: map[string]any{"rows": 2}})
 	}
-	evaluated, parts, err := schemas.SplitVerdict(ref, len(tr.Tools), tr.Violations, nil)
+	evaluated, parts, err := schemas.VerdictEvents(ref, len(tr.Tools), tr.Violations, nil)
 	if err != nil {
 		return nil, err
 	}
 	for _, p := range parts {
-		add(schemas.ResultSubject(schemas.KindVerdict, tr.Agent, tr.ID), schemas.KindVerdict, p)
+		*seq++
+		p.Seq, p.Time = *seq, tr.Start.Add(time.Duration(len(tr.Tools)+1)*time.Second)
+		out = append(out, p)
 	}
 	scored := schemas.TraceScored{TraceEvaluated: evaluated, RiskScore: tr.Risk}
 	add(schemas.ResultSubject(schemas.KindScored, tr.Agent, tr.ID), schemas.KindScored, scored)
