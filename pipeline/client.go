@@ -300,7 +300,9 @@ func (c *Client) Audit(ctx context.Context, t *schemas.Trace) (*Result, error) {
 	case <-ctx.Done():
 		err := ctx.Err()
 		if errors.Is(err, context.DeadlineExceeded) {
-			return nil, fmt.Errorf("no result in time: %s", c.progress(context.WithoutCancel(ctx), ref))
+			pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			defer cancel()
+			return nil, fmt.Errorf("no result in time: %s", c.progress(pctx, ref))
 		}
 		return nil, err
 	}
@@ -350,10 +352,18 @@ func (c *Client) send(ctx context.Context, t *schemas.Trace, ref schemas.TraceRe
 type Auditor struct {
 	Client *Client
 	Info   schemas.AuditInfo // describes the client's policy
+	// Timeout bounds the wait for one trace's results; zero leaves it to the client, which
+	// fails a trace the stages give up or leave idle.
+	Timeout time.Duration
 }
 
 // Audit sends one trace and assembles its audit.
 func (a *Auditor) Audit(ctx context.Context, t *schemas.Trace) (*schemas.AuditResult, error) {
+	if a.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, a.Timeout)
+		defer cancel()
+	}
 	r, err := a.Client.Audit(ctx, t)
 	if err != nil {
 		return nil, err

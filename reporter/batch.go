@@ -53,6 +53,11 @@ func NewBatchWriter(dir string) (*BatchWriter, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := tmp.Chmod(0o644); err != nil { // as every other report; CreateTemp makes it 0600
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return nil, err
+	}
 	bw := &BatchWriter{dir: dir, tmp: tmp, w: bufio.NewWriterSize(tmp, 256<<10)}
 	_, bw.err = bw.w.WriteString("{\n  \"results\": [")
 	return bw, nil

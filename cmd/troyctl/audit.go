@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -77,9 +76,7 @@ redacted before they are sent; replies are cached under --data-dir.`,
 				return err
 			}
 			defer closeAuditor()
-			waitCtx, cancel := context.WithTimeout(ctx, resultTimeout)
-			defer cancel()
-			r, err := auditor.Audit(waitCtx, t)
+			r, err := auditor.Audit(ctx, t)
 			if err != nil {
 				return fmt.Errorf("audit %s: %w", args[0], err)
 			}
@@ -106,6 +103,7 @@ redacted before they are sent; replies are cached under --data-dir.`,
 	cmd.Flags().Int64Var(&maxSize, "max-size", ingest.DefaultMaxSize, "largest trace document in bytes (a .json file, or one .jsonl line)")
 	ex.register(cmd, true)
 	nf.register(cmd)
+	nf.registerTimeout(cmd)
 	return cmd
 }
 

@@ -99,6 +99,7 @@ The last argument is the policy: a file or the name of a bundled template.`,
 	cmd.Flags().Int64Var(&maxSize, "max-size", ingest.DefaultMaxSize, "largest trace document in bytes (a .json file, or one .jsonl line)")
 	ex.register(cmd, true)
 	nf.register(cmd)
+	nf.registerTimeout(cmd)
 	return cmd
 }
 

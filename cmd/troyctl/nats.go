@@ -18,7 +18,8 @@ import (
 
 // natsFlags choose the NATS a command uses: an embedded server by default, or --nats.
 type natsFlags struct {
-	opts bus.Options
+	opts    bus.Options
+	timeout time.Duration
 }
 
 func (f *natsFlags) register(cmd *cobra.Command) {
@@ -32,6 +33,11 @@ func (f *natsFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.opts.CAFile, "nats-ca", "", "CA certificate file to trust for NATS TLS")
 	fl.StringVar(&f.opts.CertFile, "nats-cert", "", "client certificate file for NATS TLS")
 	fl.StringVar(&f.opts.KeyFile, "nats-key", "", "client key file for NATS TLS")
+}
+
+// registerTimeout adds --timeout, for commands that wait for traces' results.
+func (f *natsFlags) registerTimeout(cmd *cobra.Command) {
+	cmd.Flags().DurationVar(&f.timeout, "timeout", 0, "longest wait for one trace's results, e.g. 30m (default: none in process, where a trace the stages give up on or leave idle fails at once; 10m with --nats)")
 }
 
 // pipelineAuditor opens the pipeline for a one-shot command: with --nats, a running
@@ -102,10 +108,15 @@ func (f *natsFlags) pipelineAuditor(ctx context.Context, c *evaluator.Compiled, 
 		stop()
 		b.Close()
 	}
-	return &pipeline.Auditor{Client: client, Info: pipeline.InfoOf(c)}, closeAll, nil
+	timeout := f.timeout
+	if timeout == 0 && !embedded {
+		timeout = resultTimeout
+	}
+	return &pipeline.Auditor{Client: client, Info: pipeline.InfoOf(c), Timeout: timeout}, closeAll, nil
 }
 
-// resultTimeout bounds how long a command waits for a deployment's results.
+// resultTimeout bounds how long a command waits for a deployment's results: a deployment
+// busy with other traces cannot tell that one was lost.
 const resultTimeout = 10 * time.Minute
 
 func contextWithTimeout(cmd *cobra.Command, d time.Duration) (context.Context, context.CancelFunc) {
