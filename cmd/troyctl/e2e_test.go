@@ -40,7 +40,7 @@ var binary = sync.OnceValues(func() (string, error) {
 	return out, nil
 })
 
-func troyctlBinary(t *testing.T) string {
+func troyctlBinary(t testing.TB) string {
 	t.Helper()
 	path, err := binary()
 	if err != nil {
@@ -49,7 +49,7 @@ func troyctlBinary(t *testing.T) string {
 	return path
 }
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -67,7 +67,7 @@ type process struct {
 }
 
 // startServe starts `troyctl serve` and waits until it serves.
-func startServe(t *testing.T, args ...string) *process {
+func startServe(t testing.TB, args ...string) *process {
 	t.Helper()
 	cmd := exec.Command(troyctlBinary(t), append([]string{"serve", "--metrics", ""}, args...)...)
 	stdout, err := cmd.StdoutPipe()

@@ -2,11 +2,14 @@ package main
 
 import (
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -91,6 +94,102 @@ func TestLongTraceThroughEveryWayIn(t *testing.T) {
 	}
 	if !strings.Contains(string(mustJSON(t, got.Info)), want.Info.PolicyHash) {
 		t.Fatalf("serve's report names another policy: %+v", got.Info)
+	}
+}
+
+var longSteps = flag.Int("long-steps", 100_000, "steps of the trace BenchmarkLongTrace audits")
+
+// BenchmarkLongTrace audits one long trace (-long-steps, 100,000 by default) with many
+// violations against the seven templates merged, through `troyctl audit`, `troyctl batch`
+// and a running serve, each a process of its own; it checks their reports against the
+// in-process engine's and reports each process's peak resident memory:
+//
+//	go test ./cmd/troyctl -run XXX -bench LongTrace -benchtime 1x [-args -long-steps 20000]
+func BenchmarkLongTrace(b *testing.B) {
+	dir := b.TempDir()
+	b.Chdir(dir)
+	if r := troyctl(b, "policies", "init", "-t", "agent_safety", "-t", "data_protection", "-t", "hipaa", "-t", "minimal",
+		"-t", "owasp_llm_top10", "-t", "safe_browsing", "-t", "soc2", "-o", "all.json"); r.code != 0 {
+		b.Fatalf("policies init: %s", r.stderr)
+	}
+	c, err := loadPolicy(&app{stderr: io.Discard}, "all.json")
+	if err != nil {
+		b.Fatal(err)
+	}
+	tr := tracegen.New(tracegen.Options{Steps: *longSteps, Seed: 12, BadRate: 0.06}).Trace()
+	raw, _ := json.Marshal(tr)
+	if err := os.WriteFile("long.json", raw, 0o644); err != nil {
+		b.Fatal(err)
+	}
+	t0 := time.Now()
+	want := audit.Result(c, tr, "--no-explain")
+	b.ReportMetric(time.Since(t0).Seconds(), "in-process-s")
+	b.ReportMetric(float64(len(want.Violations)), "violations")
+	b.ReportMetric(float64(len(raw))/(1<<20), "trace-MB")
+	if err := reporter.WriteAudit(want, reporter.Dest{Markdown: "want/report.md", JSON: "want/audit.json"}); err != nil {
+		b.Fatal(err)
+	}
+	wantJSON, _ := os.ReadFile("want/audit.json")
+	bin := troyctlBinary(b)
+	maxSize := fmt.Sprint(2 * len(raw))
+	// runs runs troyctl and reports its time and peak memory.
+	runs := func(name string, args ...string) {
+		b.Helper()
+		cmd := exec.Command(bin, args...)
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		t0 := time.Now()
+		if err := cmd.Run(); err != nil {
+			b.Fatalf("%s: %v\n%s", name, err, stderr.String())
+		}
+		b.ReportMetric(time.Since(t0).Seconds(), name+"-s")
+		b.ReportMetric(float64(cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss)/1024, name+"-peak-MB")
+	}
+	same := func(name, path string) {
+		b.Helper()
+		got, err := os.ReadFile(path)
+		if err != nil || string(got) != string(wantJSON) {
+			b.Fatalf("%s: audit.json differs from the in-process engine's (%d and %d bytes, %v)", name, len(got), len(wantJSON), err)
+		}
+	}
+	for range b.N {
+		runs("audit", "audit", "long.json", "all.json", "--no-explain", "--max-size", maxSize, "-o", "audit/report.md", "-j", "audit/audit.json")
+		same("audit", "audit/audit.json")
+		runs("batch", "batch", "long.json", "all.json", "--no-explain", "--max-size", maxSize, "-o", "batch", "-q")
+		same("batch", "batch/long/audit.json")
+
+		port := freePort(b)
+		serve := startServe(b, "--data-dir", "data", "--listen", fmt.Sprintf("127.0.0.1:%d", port))
+		runs("batch-nats", "batch", "long.json", "all.json", "--nats", fmt.Sprintf("nats://127.0.0.1:%d", port), "--max-size", maxSize, "-o", "remote", "-q")
+		served := filepath.Join("data", "reports", schemas.SubjectToken(tr.AgentName), schemas.SubjectToken(tr.TraceID), "audit.json")
+		var got schemas.AuditResult
+		for deadline := time.Now().Add(10 * time.Minute); ; {
+			raw, err := os.ReadFile(served)
+			if err == nil && json.Unmarshal(raw, &got) == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				b.Fatalf("serve wrote no report: %v", err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if len(got.Violations) != len(want.Violations) || got.RiskScore != want.RiskScore || len(got.Trace.Steps) != len(tr.Steps) {
+			b.Fatalf("serve: %d violations, risk %d; in process %d, %d", len(got.Violations), got.RiskScore, len(want.Violations), want.RiskScore)
+		}
+		status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", serve.cmd.Process.Pid))
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, line := range strings.Split(string(status), "\n") {
+			if kb, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+				var n float64
+				fmt.Sscan(strings.TrimSuffix(strings.TrimSpace(kb), " kB"), &n)
+				b.ReportMetric(n/1024, "serve-peak-MB")
+			}
+		}
+		_ = serve.cmd.Process.Kill()
+		_ = serve.cmd.Wait()
+		os.RemoveAll("data")
 	}
 }
 

@@ -39,7 +39,7 @@ type result struct {
 }
 
 // troyctl runs a command line in process, in a fresh working directory.
-func troyctl(t *testing.T, args ...string) result {
+func troyctl(t testing.TB, args ...string) result {
 	t.Helper()
 	var out, errb bytes.Buffer
 	code := run(context.Background(), args, strings.NewReader(""), &out, &errb)
