@@ -431,7 +431,11 @@ func (b *Bus) Publish(ctx context.Context, e schemas.Envelope) error {
 
 // PublishSeq is Publish, returning the event's stream sequence.
 func (b *Bus) PublishSeq(ctx context.Context, e schemas.Envelope) (uint64, error) {
-	ack, err := b.js.PublishMsg(ctx, message(e), publishOpts(e)...)
+	m, err := message(e)
+	if err != nil {
+		return 0, err
+	}
+	ack, err := b.js.PublishMsg(ctx, m, publishOpts(e)...)
 	if err != nil {
 		return 0, fmt.Errorf("publish %s to %s: %w", e.Kind, e.Subject, err)
 	}
@@ -456,7 +460,11 @@ func (b *Bus) LastSeq(ctx context.Context, subject string) (uint64, error) {
 
 // PublishAsync stores an event without waiting; Flush waits for every pending publish.
 func (b *Bus) PublishAsync(e schemas.Envelope) error {
-	if _, err := b.js.PublishMsgAsync(message(e), publishOpts(e)...); err != nil {
+	m, err := message(e)
+	if err != nil {
+		return err
+	}
+	if _, err := b.js.PublishMsgAsync(m, publishOpts(e)...); err != nil {
 		return fmt.Errorf("publish %s to %s: %w", e.Kind, e.Subject, err)
 	}
 	return nil
@@ -472,11 +480,22 @@ func (b *Bus) Flush(ctx context.Context) error {
 	}
 }
 
-func message(e schemas.Envelope) *nats.Msg {
+// maxSubject bounds a subject: a NATS server closes for good a connection that sends a
+// protocol line over 4 KiB (nats.go does not reconnect after that), so a subject that
+// long is refused here, as a permanent error, before it is sent.
+const maxSubject = 3584
+
+// ErrSubjectTooLong says an event's subject is too long to send.
+var ErrSubjectTooLong = errors.New("subject too long")
+
+func message(e schemas.Envelope) (*nats.Msg, error) {
+	if len(e.Subject) > maxSubject {
+		return nil, &schemas.Permanent{Err: fmt.Errorf("publish %s: %w: %d bytes, over %d", e.Kind, ErrSubjectTooLong, len(e.Subject), maxSubject)}
+	}
 	m := nats.NewMsg(e.Subject)
 	m.Data = e.Data
 	m.Header.Set(KindHeader, e.Kind)
-	return m
+	return m, nil
 }
 
 func publishOpts(e schemas.Envelope) []jetstream.PublishOpt {
@@ -697,7 +716,11 @@ func (b *Bus) PublishAll(ctx context.Context, envs []schemas.Envelope) error {
 		futures := make([]jetstream.PubAckFuture, 0, len(envs))
 		var sendErr error
 		for _, e := range envs {
-			f, err := b.js.PublishMsgAsync(message(e), publishOpts(e)...)
+			m, err := message(e)
+			if err != nil {
+				return err
+			}
+			f, err := b.js.PublishMsgAsync(m, publishOpts(e)...)
 			if err != nil {
 				sendErr = err
 				break

@@ -263,6 +263,20 @@ func decodeEvent(in schemas.Envelope) (event, error) {
 	if err != nil {
 		return ev, &schemas.Permanent{Err: fmt.Errorf("decode %s event: %w", in.Kind, err)}
 	}
+	// Ids that break the rules (whoever published them) would break subjects and paths.
+	if err := ev.ref.Check(); err != nil {
+		return ev, &schemas.Permanent{Err: fmt.Errorf("%s event: %w", in.Kind, err)}
+	}
+	var stepID string
+	switch {
+	case ev.step != nil && ev.step.Step != nil:
+		stepID = ev.step.Step.StepID
+	case ev.out != nil:
+		stepID = ev.out.StepID
+	}
+	if err := schemas.CheckID(stepID); err != nil {
+		return ev, &schemas.Permanent{Err: fmt.Errorf("%s event: step_id: %w", in.Kind, err)}
+	}
 	return ev, nil
 }
 

@@ -155,6 +155,17 @@ func normalizeMap(m map[string]any) map[string]any {
 	return ingest.Normalize(m).(map[string]any) // numbers as trace files get them
 }
 
+// checkIDs refuses ids that break the rules of schemas.CheckID with a 400.
+func checkIDs(ref schemas.TraceRef, stepID string) error {
+	if err := ref.Check(); err != nil {
+		return errorf(http.StatusBadRequest, "invalid", "%v", err)
+	}
+	if err := schemas.CheckID(stepID); err != nil {
+		return errorf(http.StatusBadRequest, "invalid", "step_id: %v", err)
+	}
+	return nil
+}
+
 // guardRequest forwards a request to the guard service.
 func (g *Gateway) guardRequest(ctx context.Context, subject string, req any) ([]byte, error) {
 	data, err := json.Marshal(req)
@@ -225,6 +236,9 @@ func (g *Gateway) step(w http.ResponseWriter, r *http.Request) error {
 	s.Input, s.Output, s.Metadata = normalizeMap(s.Input), normalizeMap(s.Output), normalizeMap(s.Metadata)
 	s.Normalize()
 	ref := schemas.TraceRef{TraceID: req.TraceID, AgentName: req.Agent, Policy: req.Policy, Run: req.Run}
+	if err := checkIDs(ref, s.StepID); err != nil {
+		return err
+	}
 	e, err := schemas.NewStepEvent(ref, normalizeMap(req.TraceMetadata), *req.Seq, s)
 	if err != nil {
 		return err
@@ -260,6 +274,9 @@ func (g *Gateway) traceRequest(r *http.Request) (string, TraceRequest, error) {
 	id := r.PathValue("id")
 	if req.Agent == "" {
 		return "", req, errorf(http.StatusBadRequest, "invalid", "agent is required")
+	}
+	if err := checkIDs(schemas.TraceRef{TraceID: id, AgentName: req.Agent, Run: req.Run}, req.StepID); err != nil {
+		return "", req, err
 	}
 	req.Output = normalizeMap(req.Output)
 	return id, req, nil
@@ -315,6 +332,9 @@ func (g *Gateway) report(w http.ResponseWriter, r *http.Request) error {
 	id, agent, run := r.PathValue("id"), r.URL.Query().Get("agent"), r.URL.Query().Get("run")
 	if agent == "" {
 		return errorf(http.StatusBadRequest, "invalid", "the agent query parameter is required")
+	}
+	if err := checkIDs(schemas.TraceRef{TraceID: id, AgentName: agent, Run: run}, ""); err != nil {
+		return err
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), g.cfg.Timeout)
 	defer cancel()

@@ -107,10 +107,10 @@ func traceFromJSON(doc any) (*schemas.Trace, error) {
 	}
 	t := &schemas.Trace{}
 	var err error
-	if t.TraceID, err = requiredString(obj, "", "trace_id", true); err != nil {
+	if t.TraceID, err = requiredID(obj, "", "trace_id", true); err != nil {
 		return nil, err
 	}
-	if t.AgentName, err = requiredString(obj, "", "agent_name", false); err != nil {
+	if t.AgentName, err = requiredID(obj, "", "agent_name", false); err != nil {
 		return nil, err
 	}
 	if t.Metadata, err = optionalObject(obj, "", "metadata"); err != nil {
@@ -151,7 +151,7 @@ func stepFromJSON(item any, i int) (*schemas.Step, error) {
 	}
 	s := &schemas.Step{}
 	var err error
-	if s.StepID, err = requiredString(obj, at, "step_id", true); err != nil {
+	if s.StepID, err = requiredID(obj, at, "step_id", true); err != nil {
 		return nil, err
 	}
 	if s.Type, err = requiredString(obj, at, "type", false); err != nil {
@@ -177,6 +177,23 @@ func stepFromJSON(item any, i int) (*schemas.Step, error) {
 	}
 	if s.ParentStepID, err = optionalString(obj, at, "parent_step_id"); err != nil {
 		return nil, err
+	}
+	if s.ParentStepID != nil {
+		if err := schemas.CheckID(*s.ParentStepID); err != nil {
+			return nil, &PathError{Path: join(at, "parent_step_id"), Msg: err.Error()}
+		}
+	}
+	return s, nil
+}
+
+// requiredID is a required string that is an id (schemas.CheckID).
+func requiredID(obj map[string]any, at, key string, nonEmpty bool) (string, error) {
+	s, err := requiredString(obj, at, key, nonEmpty)
+	if err != nil {
+		return "", err
+	}
+	if err := schemas.CheckID(s); err != nil {
+		return "", &PathError{Path: join(at, key), Msg: err.Error()}
 	}
 	return s, nil
 }

@@ -68,6 +68,16 @@ func TestDecodeTraceErrorsNameThePlaceAndWhatWasExpected(t *testing.T) {
 		{"trailing data", goodTrace + ` {}`, `unexpected data after the trace object`},
 		{"empty", ``, `empty document: expected a trace object`},
 		{"invalid UTF-8", "{\"trace_id\": \"t\xff\"}", `line 1, column 16: invalid UTF-8 (byte 0xff at offset 15)`},
+		{"long trace id", `{"trace_id": "` + strings.Repeat("z", 4100) + `", "agent_name": "a", "steps": [{"step_id": "s", "type": "llm_call", "description": "d"}]}`,
+			`trace_id: 4100 bytes long, over the 256-byte limit for ids`},
+		{"long agent name", `{"trace_id": "t", "agent_name": "` + strings.Repeat("é", 200) + `", "steps": [{"step_id": "s", "type": "llm_call", "description": "d"}]}`,
+			`agent_name: 400 bytes long, over the 256-byte limit for ids`},
+		{"long step id", step(`{"step_id": "`+strings.Repeat("s", 300)+`", "type": "tool_call", "description": "d"}`),
+			`steps[1].step_id: 300 bytes long, over the 256-byte limit for ids`},
+		{"control character in a step id", step(`{"step_id": "s\u001b[2J", "type": "tool_call", "description": "d"}`),
+			`steps[1].step_id: holds the control character U+001B; ids are printable text`},
+		{"newline in a parent step id", step(`{"step_id": "s1", "type": "tool_call", "description": "d", "parent_step_id": "s0\nforged"}`),
+			`steps[1].parent_step_id: holds the control character U+000A`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -103,6 +103,17 @@ func (s *GuardService) forgetIdle(idle time.Duration) {
 	}
 }
 
+// checkIDs checks ids given as name, id pairs (schemas.CheckID): an id that breaks the
+// rules would break the subjects and paths made of it.
+func checkIDs(pairs ...string) error {
+	for i := 0; i+1 < len(pairs); i += 2 {
+		if err := schemas.CheckID(pairs[i+1]); err != nil {
+			return fmt.Errorf("%s: %w", pairs[i], err)
+		}
+	}
+	return nil
+}
+
 func badRequest(format string, args ...any) error {
 	return &bus.RequestError{Code: "400", Message: fmt.Sprintf(format, args...)}
 }
@@ -166,6 +177,9 @@ func (s *GuardService) handleOutput(ctx context.Context, data []byte) ([]byte, e
 		return nil, err
 	}
 	defer sess.mu.Unlock()
+	if err := checkIDs("step_id", req.StepID); err != nil {
+		return nil, badRequest("%v", err)
+	}
 	if err := sess.g.RecordOutput(req.StepID, req.Output); err != nil {
 		return nil, badRequest("%v", err)
 	}
@@ -218,6 +232,9 @@ func (s *GuardService) drop(agent, session string) {
 
 // session returns the session's state, locked and caught up with the stream.
 func (s *GuardService) session(ctx context.Context, agent, id string, seq *int, meta map[string]any, policy string) (*guardSession, error) {
+	if err := checkIDs("session", id, "agent", agent, "policy", policy); err != nil {
+		return nil, badRequest("%v", err)
+	}
 	subject := schemas.StepsSubject(agent, id)
 	s.mu.Lock()
 	sess := s.sessions[subject]

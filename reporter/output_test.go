@@ -167,3 +167,29 @@ func TestWriteToWhatAPathNames(t *testing.T) {
 		t.Fatalf("left behind: %v", entries)
 	}
 }
+
+// Every valid id makes one safe, bounded file name, and different ids different names.
+func TestPathTokensAreSafeBoundedAndDistinct(t *testing.T) {
+	long := strings.Repeat("x", schemas.MaxIDLength)
+	ids := []string{"", "s1", "a.b", "..", strings.Repeat(".", 100), "../../etc/passwd", long, long[:255] + "y",
+		strings.Repeat("é", schemas.MaxIDLength/2), strings.Repeat("~", 200), strings.Repeat("a/", 128)}
+	seen := map[string]string{}
+	for _, id := range ids {
+		for _, name := range []string{PathToken(id), "step_" + fileName(id) + ".txt"} {
+			if len(name) > 160 || strings.ContainsAny(name, "/\\\x00") || name == "." || name == ".." {
+				t.Errorf("%.30q: unsafe or long file name %q (%d bytes)", id, name, len(name))
+			}
+		}
+		tok := PathToken(id)
+		if other, dup := seen[tok]; dup {
+			t.Errorf("%.30q and %.30q share the name %q", id, other, tok)
+		}
+		seen[tok] = id
+		if err := os.WriteFile(filepath.Join(t.TempDir(), "step_"+fileName(id)+".txt"), nil, 0o644); err != nil {
+			t.Errorf("%.30q: %v", id, err)
+		}
+	}
+	if PathToken("s1") != "s1" || PathToken("a.b") != "a~2eb" {
+		t.Error("short ids keep their subject token")
+	}
+}

@@ -7,6 +7,8 @@ package reporter
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
@@ -180,10 +182,31 @@ func writeResponses(r *schemas.AuditResult, dir string) error {
 
 // fileName makes a step id safe as a file name: ids are free text and may hold slashes.
 func fileName(id string) string {
-	if id != "" && !strings.ContainsAny(id, `/\:*?"<>|`) && id != "." && id != ".." && !strings.HasPrefix(id, ".") {
+	if id != "" && len(id) <= maxPathToken && !strings.ContainsAny(id, `/\:*?"<>|`) && id != "." && id != ".." && !strings.HasPrefix(id, ".") {
 		return id
 	}
-	return schemas.SubjectToken(id)
+	return PathToken(id)
+}
+
+// maxPathToken bounds a file name made of an id, well within the 255 bytes a name may
+// have once prefixed and suffixed.
+const maxPathToken = 128
+
+// PathToken makes an id one safe file name of at most maxPathToken bytes: its subject
+// token (letters, digits, - and _ as they are, other bytes as ~ and two hex digits) when
+// that fits, else the token's start, "~~" (which no token holds) and a hash of the id, so
+// that different ids never share a name.
+func PathToken(id string) string {
+	tok := schemas.SubjectToken(id)
+	if len(tok) <= maxPathToken {
+		return tok
+	}
+	sum := sha256.Sum256([]byte(id))
+	cut := maxPathToken - 2 - 32
+	if i := strings.LastIndexByte(tok[max(cut-2, 0):cut], '~'); i >= 0 {
+		cut = max(cut-2, 0) + i // not inside an escape
+	}
+	return tok[:cut] + "~~" + hex.EncodeToString(sum[:16])
 }
 
 // Dest says where WriteAudit writes: "-" is Stdout (nil means the process's own).

@@ -30,7 +30,7 @@ func NewStage(dir string, store schemas.TraceStore, info InfoFunc) *Stage {
 
 // TraceDir is where the stage writes a trace's reports.
 func (s *Stage) TraceDir(agent, trace string) string {
-	return filepath.Join(s.dir, schemas.SubjectToken(agent), schemas.SubjectToken(trace))
+	return filepath.Join(s.dir, PathToken(agent), PathToken(trace))
 }
 
 // Handle writes the reports of one explained trace.

@@ -40,6 +40,16 @@ type TraceRef struct {
 	Run       string `json:"run,omitempty"`
 }
 
+// Check says which id of the reference breaks the rules of CheckID, if any.
+func (r TraceRef) Check() error {
+	for _, f := range []struct{ name, id string }{{"trace_id", r.TraceID}, {"agent_name", r.AgentName}, {"policy", r.Policy}, {"run", r.Run}} {
+		if err := CheckID(f.id); err != nil {
+			return fmt.Errorf("%s: %w", f.name, err)
+		}
+	}
+	return nil
+}
+
 // StepEvent is one step of a trace, in order: Seq is its 0-based position. The trace's
 // metadata rides along with each step, so any step can start a trace.
 type StepEvent struct {

@@ -7,7 +7,34 @@
 // the standard library; every other package may import it.
 package schemas
 
-import "slices"
+import (
+	"fmt"
+	"slices"
+	"unicode/utf8"
+)
+
+// MaxIDLength bounds every id: an agent's name, a trace's (and a guarded session's) id, a
+// run, a step's id. With it, every subject, de-duplication id and report path made of ids
+// stays within NATS's and the file system's limits.
+const MaxIDLength = 256
+
+// CheckID says what is wrong with an id, if anything: it must be valid UTF-8, at most
+// MaxIDLength bytes long, and free of control characters (which would forge lines in
+// logs, reports and terminals).
+func CheckID(id string) error {
+	if len(id) > MaxIDLength {
+		return fmt.Errorf("%d bytes long, over the %d-byte limit for ids", len(id), MaxIDLength)
+	}
+	if !utf8.ValidString(id) {
+		return fmt.Errorf("not valid UTF-8")
+	}
+	for _, r := range id {
+		if r < 0x20 || r >= 0x7f && r < 0xa0 {
+			return fmt.Errorf("holds the control character %U; ids are printable text", r)
+		}
+	}
+	return nil
+}
 
 // Step types. A step's Type is always one of these.
 const (
