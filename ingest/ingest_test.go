@@ -72,7 +72,7 @@ func TestDecodeTraceErrorsNameThePlaceAndWhatWasExpected(t *testing.T) {
 			`trace_id: 4100 bytes long, over the 256-byte limit for ids`},
 		{"long agent name", `{"trace_id": "t", "agent_name": "` + strings.Repeat("é", 200) + `", "steps": [{"step_id": "s", "type": "llm_call", "description": "d"}]}`,
 			`agent_name: 400 bytes long, over the 256-byte limit for ids`},
-		{"long step id", step(`{"step_id": "`+strings.Repeat("s", 300)+`", "type": "tool_call", "description": "d"}`),
+		{"long step id", step(`{"step_id": "` + strings.Repeat("s", 300) + `", "type": "tool_call", "description": "d"}`),
 			`steps[1].step_id: 300 bytes long, over the 256-byte limit for ids`},
 		{"control character in a step id", step(`{"step_id": "s\u001b[2J", "type": "tool_call", "description": "d"}`),
 			`steps[1].step_id: holds the control character U+001B; ids are printable text`},
