@@ -31,6 +31,19 @@ func deployment(t *testing.T) *httptest.Server {
 
 func deploymentWithBus(t testing.TB) (*httptest.Server, *bus.Bus) {
 	t.Helper()
+	g, b := newGateway(t, gateway.Config{MaxBody: 4096})
+	srv := httptest.NewServer(g)
+	t.Cleanup(func() {
+		srv.CloseClientConnections()
+		srv.Close()
+	})
+	return srv, b
+}
+
+// newGateway runs the pipeline with the guard on an in-memory bus, and returns a gateway
+// over it with cfg and the test's tokens.
+func newGateway(t testing.TB, cfg gateway.Config) (*gateway.Gateway, *bus.Bus) {
+	t.Helper()
 	b, err := bus.Open(context.Background(), bus.Options{Memory: true})
 	if err != nil {
 		t.Fatal(err)
@@ -55,19 +68,17 @@ func deploymentWithBus(t testing.TB) (*httptest.Server, *bus.Bus) {
 	done := make(chan error, 1)
 	go func() { done <- pl.Run(ctx) }()
 	<-pl.Ready()
-	g, err := gateway.New(b, gateway.Config{Tokens: []string{"other", token}, MaxBody: 4096, Info: pol.Info})
+	cfg.Tokens, cfg.Info = []string{"other", token}, pol.Info
+	g, err := gateway.New(b, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(g)
 	t.Cleanup(func() {
-		srv.CloseClientConnections()
-		srv.Close()
 		cancel()
 		<-done
 		b.Close()
 	})
-	return srv, b
+	return g, b
 }
 
 type response struct {
