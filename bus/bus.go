@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -101,6 +102,9 @@ type Bus struct {
 	retain   time.Duration
 	maxBytes int64
 	tmpDir   string // the embedded server's directory, when it is the process's own
+	// connect opens another connection to the same NATS with the same options, for a
+	// service that must drain its subscriptions apart from the rest.
+	connect func(extra ...nats.Option) (*nats.Conn, error)
 }
 
 // Open starts or connects to NATS and declares troy's streams and buckets.
@@ -116,12 +120,20 @@ func Open(ctx context.Context, opts Options) (*Bus, error) {
 			b.Close()
 			return nil, err
 		}
-		b.nc, err = nats.Connect("", nats.InProcessServer(b.srv), nats.Name(opts.Name), nats.MaxReconnects(-1))
+		srv := b.srv
+		b.connect = func(extra ...nats.Option) (*nats.Conn, error) {
+			return nats.Connect("", append([]nats.Option{nats.InProcessServer(srv), nats.Name(opts.Name), nats.MaxReconnects(-1)}, extra...)...)
+		}
 	} else {
 		var nopts []nats.Option
 		if nopts, err = clientOptions(opts); err == nil {
-			b.nc, err = nats.Connect(opts.URL, nopts...)
+			b.connect = func(extra ...nats.Option) (*nats.Conn, error) {
+				return nats.Connect(opts.URL, append(slices.Clip(nopts), extra...)...)
+			}
 		}
+	}
+	if err == nil {
+		b.nc, err = b.connect()
 	}
 	if err != nil {
 		b.Close()

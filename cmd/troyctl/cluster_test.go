@@ -77,6 +77,33 @@ func startCluster(t *testing.T) []*natsNode {
 	return nodes
 }
 
+// startNATS starts one NATS server with JetStream as a process of its own.
+func startNATS(t *testing.T) *natsNode {
+	t.Helper()
+	bin, err := natsServer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ports := freePorts(t, 2)
+	cmd := exec.Command(bin, "-js", "-a", "127.0.0.1", "-p", fmt.Sprint(ports[0]), "-m", fmt.Sprint(ports[1]), "-sd", t.TempDir())
+	log, err := os.Create(filepath.Join(t.TempDir(), "nats.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		log.Close()
+	})
+	n := &natsNode{cmd: cmd, url: fmt.Sprintf("nats://127.0.0.1:%d", ports[0]), log: log.Name(), health: fmt.Sprintf("http://127.0.0.1:%d/healthz", ports[1])}
+	waitHealthy(t, []*natsNode{n}, "?js-enabled-only=true")
+	return n
+}
+
 // freePorts returns n distinct free ports on loopback.
 func freePorts(t *testing.T, n int) []int {
 	t.Helper()
