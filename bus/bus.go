@@ -206,17 +206,64 @@ func (b *Bus) startEmbedded(ctx context.Context, opts Options) error {
 	if err != nil {
 		return fmt.Errorf("start embedded NATS: %w", err)
 	}
+	// The server reports what stops it from starting (an address in use, a store it
+	// cannot open) only to its logger, and then waits: the logger tells us at once.
+	fatal := make(chan error, 1)
+	srv.SetLoggerV2(&natsLogger{log: b.log, fatal: fatal}, false, false, false)
 	go srv.Start()
 	wait := time.Minute
 	if dl, ok := ctx.Deadline(); ok {
 		wait = min(wait, time.Until(dl))
 	}
-	if !srv.ReadyForConnections(wait) {
-		srv.Shutdown()
-		return fmt.Errorf("start embedded NATS: not ready after %s", wait.Round(time.Second))
+	deadline := time.Now().Add(wait)
+	for !srv.ReadyForConnections(50 * time.Millisecond) {
+		var err error
+		select {
+		case err = <-fatal:
+		case <-ctx.Done():
+			err = ctx.Err()
+		default:
+			if time.Now().After(deadline) {
+				err = fmt.Errorf("not ready after %s", wait.Round(time.Second))
+			}
+		}
+		if err != nil {
+			srv.Shutdown()
+			srv.WaitForShutdown()
+			return fmt.Errorf("start embedded NATS: %w", err)
+		}
 	}
 	b.srv = srv
 	return nil
+}
+
+// natsLogger receives the embedded server's logs: a fatal error goes to the channel,
+// for startEmbedded to report, and the rest to the debug log.
+type natsLogger struct {
+	log   *slog.Logger
+	fatal chan<- error
+}
+
+func (l *natsLogger) Noticef(format string, v ...any) {}
+func (l *natsLogger) Tracef(format string, v ...any)  {}
+func (l *natsLogger) Debugf(format string, v ...any)  {}
+func (l *natsLogger) Warnf(format string, v ...any)   { l.log.Debug("nats: " + fmt.Sprintf(format, v...)) }
+func (l *natsLogger) Errorf(format string, v ...any)  { l.log.Debug("nats: " + fmt.Sprintf(format, v...)) }
+
+// Fatalf keeps the error the server gives, such as the listener's, so that callers can
+// tell an address in use (errors.Is(err, syscall.EADDRINUSE)).
+func (l *natsLogger) Fatalf(format string, v ...any) {
+	err := fmt.Errorf(format, v...)
+	for _, a := range v {
+		if e, ok := a.(error); ok {
+			err = e
+			break
+		}
+	}
+	select {
+	case l.fatal <- err:
+	default:
+	}
 }
 
 func splitHostPort(addr string) (string, int, error) {

@@ -1,11 +1,13 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/dustin/go-humanize"
@@ -95,6 +97,9 @@ scaled on its own.
 				return err
 			}
 			b, err := bus.Open(ctx, opts)
+			if errors.Is(err, syscall.EADDRINUSE) && opts.URL == "" {
+				return fmt.Errorf("--listen %s: the address is in use, by another troyctl serve or NATS server? Choose another address with --listen, or use that server with --nats nats://%s", listen, listen)
+			}
 			if err != nil {
 				return err
 			}

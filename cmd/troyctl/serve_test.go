@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"net"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -184,5 +186,25 @@ func TestGuardRollingRestartRefusesNothing(t *testing.T) {
 		if steps != answered[i] {
 			t.Errorf("session %d: %d steps in the stream for %d checks answered", i, steps, answered[i])
 		}
+	}
+}
+
+// serve says at once, in one line, that the embedded server's address is in use, rather
+// than waiting for a server that cannot start.
+func TestServeAddressInUse(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	addr := l.Addr().String()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second) // the old wait was a minute
+	defer cancel()
+	var stdout, stderr strings.Builder
+	code := run(ctx, []string{"serve", "--data-dir", t.TempDir(), "--listen", addr, "--metrics", ""}, strings.NewReader(""), &stdout, &stderr)
+	lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+	last := lines[len(lines)-1]
+	if code != exitError || ctx.Err() != nil || !strings.HasPrefix(last, "troyctl: --listen "+addr+": the address is in use") {
+		t.Fatalf("exit %d (context: %v), stderr:\n%s", code, ctx.Err(), stderr.String())
 	}
 }
