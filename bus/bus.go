@@ -247,8 +247,12 @@ type natsLogger struct {
 func (l *natsLogger) Noticef(format string, v ...any) {}
 func (l *natsLogger) Tracef(format string, v ...any)  {}
 func (l *natsLogger) Debugf(format string, v ...any)  {}
-func (l *natsLogger) Warnf(format string, v ...any)   { l.log.Debug("nats: " + fmt.Sprintf(format, v...)) }
-func (l *natsLogger) Errorf(format string, v ...any)  { l.log.Debug("nats: " + fmt.Sprintf(format, v...)) }
+func (l *natsLogger) Warnf(format string, v ...any) {
+	l.log.Debug("nats: " + fmt.Sprintf(format, v...))
+}
+func (l *natsLogger) Errorf(format string, v ...any) {
+	l.log.Debug("nats: " + fmt.Sprintf(format, v...))
+}
 
 // Fatalf keeps the error the server gives, such as the listener's, so that callers can
 // tell an address in use (errors.Is(err, syscall.EADDRINUSE)).

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/troy-audit/troy/schemas"
 )
 
@@ -420,29 +422,33 @@ func TestServiceStopAnswersEveryRequestReceived(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// More requests than workers and queue together: some wait in the subscription.
+	// More requests than workers and queue together: some wait in the subscription. Once
+	// the flush returns, the server has handed every one to the service.
 	const n = 4 * serviceWorkers
-	replies := make(chan error, n)
+	inbox := nats.NewInbox()
+	replies, err := b.nc.SubscribeSync(inbox + ".*")
+	if err != nil {
+		t.Fatal(err)
+	}
 	for i := range n {
-		go func() {
-			msg, err := b.nc.RequestWithContext(ctx, "test.echo", []byte(fmt.Sprint(i)))
-			switch {
-			case err != nil:
-			case msg.Header.Get("Nats-Service-Error-Code") != "":
-				err = fmt.Errorf("%s %s", msg.Header.Get("Nats-Service-Error-Code"), msg.Header.Get("Nats-Service-Error"))
-			case string(msg.Data) != fmt.Sprint(i):
-				err = fmt.Errorf("reply %q to %d", msg.Data, i)
-			}
-			replies <- err
-		}()
+		if err := b.nc.PublishRequest("test.echo", fmt.Sprint(inbox, ".", i), []byte(fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.nc.FlushWithContext(ctx); err != nil {
+		t.Fatal(err)
 	}
 	waitFor(t, 10*time.Second, "every worker to hold a request", func() bool { return entered.Load() == serviceWorkers })
 	stopped := make(chan error, 1)
 	go func() { stopped <- stop() }()
 	close(release)
 	for range n {
-		if err := <-replies; err != nil {
-			t.Errorf("a request received before the stop: %v", err)
+		msg, err := replies.NextMsgWithContext(ctx)
+		if err != nil {
+			t.Fatalf("replies: %v", err)
+		}
+		if code := msg.Header.Get("Nats-Service-Error-Code"); code != "" || msg.Subject != inbox+"."+string(msg.Data) {
+			t.Errorf("a request received before the stop: %s: %s %s %q", msg.Subject, code, msg.Header.Get("Nats-Service-Error"), msg.Data)
 		}
 	}
 	if err := <-stopped; err != nil {
