@@ -208,3 +208,33 @@ func TestServeAddressInUse(t *testing.T) {
 		t.Fatalf("exit %d (context: %v), stderr:\n%s", code, ctx.Err(), stderr.String())
 	}
 }
+
+// A component that cannot run stops serve with exit 1 and the component's error, once
+// --restarts is spent, instead of running on without it.
+func TestServeExitsWhenAComponentFails(t *testing.T) {
+	node := startNATS(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	b, err := bus.Open(ctx, bus.Options{URL: node.url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	js, err := jetstream.New(b.Conn())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A durable with the scorer's name that the scorer cannot take over.
+	if _, err := js.CreateConsumer(ctx, bus.ResultsStream, jetstream.ConsumerConfig{Durable: "scorer", AckPolicy: jetstream.AckNonePolicy}); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr strings.Builder
+	code := run(ctx, []string{"serve", "--nats", node.url, "--only", "evaluator,scorer", "--restarts", "0", "--data-dir", t.TempDir(), "--metrics", ""},
+		strings.NewReader(""), &stdout, &stderr)
+	if ctx.Err() != nil {
+		t.Fatalf("serve ran on without its scorer:\n%s", stderr.String())
+	}
+	if code != exitError || !strings.Contains(stderr.String(), "troyctl: component scorer stopped the pipeline: 1 failures within 5m0s, 0 restarts allowed; the last: consumer scorer: ") {
+		t.Fatalf("exit %d, stderr:\n%s", code, stderr.String())
+	}
+}
