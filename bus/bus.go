@@ -496,20 +496,10 @@ func (b *Bus) PublishSeq(ctx context.Context, e schemas.Envelope) (uint64, error
 	return ack.Sequence, nil
 }
 
-// LastSeq is the stream sequence of the last event on a subject of the steps stream, or 0.
+// LastSeq is the stream sequence of the last event on a subject of the steps stream, or 0,
+// as the stream's leader knows it.
 func (b *Bus) LastSeq(ctx context.Context, subject string) (uint64, error) {
-	s, err := b.stream(ctx, StepsStream)
-	if err != nil {
-		return 0, err
-	}
-	m, err := s.GetLastMsgForSubject(ctx, subject)
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, err
-	}
-	return m.Sequence, nil
+	return b.leaderLastSeq(ctx, StepsStream, subject)
 }
 
 // PublishAsync stores an event without waiting; Flush waits for every pending publish.
@@ -561,41 +551,89 @@ func (b *Bus) Read(ctx context.Context, stream, subject string, upTo uint64) ([]
 // readBatch is how many events one direct-get request asks for.
 const readBatch = 256
 
+// directTimeout bounds one batched direct get: a replica that does not answer in time
+// (its server paused) leaves the read to the leader.
+const directTimeout = 2 * time.Second
+
 // ReadRange returns the events of one subject of a stream with stream sequences after from
-// and up to and including upTo, in order. It uses batched direct gets by subject, so a
-// trace comes back in one round trip and reading leaves nothing behind on the server.
+// and up to and including upTo, in order. It asks the stream's leader for the subject's
+// last sequence, then uses batched direct gets by subject, so a trace comes back in two
+// round trips and reading leaves nothing behind on the server; the events a lagging
+// replica could not give are read from the leader (see read.go).
 func (b *Bus) ReadRange(ctx context.Context, stream, subject string, from, upTo uint64) ([]schemas.Envelope, error) {
-	var out []schemas.Envelope
-	for seq := from + 1; seq <= upTo; {
-		msgs, err := jetstreamext.GetBatch(ctx, b.js, stream, readBatch, jetstreamext.GetBatchSeq(seq), jetstreamext.GetBatchSubject(subject))
+	last, err := b.leaderLastSeq(ctx, stream, subject)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", subject, err)
+	}
+	upTo = min(upTo, last)
+	out, next, err := b.readDirect(ctx, stream, subject, from+1, upTo)
+	if err != nil {
+		return nil, err
+	}
+	for next <= upTo {
+		e, err := b.leaderGet(ctx, stream, msgGetRequest{Seq: next, NextFor: subject})
+		if errors.Is(err, errNoMessage) || err == nil && e.Seq > upTo {
+			break // removed since (a purge, the retention limits)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("read %s: %w", subject, err)
 		}
-		got, more := 0, false
-		for m, err := range msgs {
-			if errors.Is(err, jetstreamext.ErrNoMessages) {
-				return out, nil
-			}
-			if err != nil {
-				return nil, fmt.Errorf("read %s: %w", subject, err)
-			}
-			if m.Sequence > upTo {
-				return out, nil
-			}
-			got++
-			out = append(out, schemas.Envelope{Subject: m.Subject, Kind: m.Header.Get(KindHeader), Data: m.Data, Seq: m.Sequence, Time: m.Time})
-			seq = m.Sequence + 1
-			more = m.Header.Get("Nats-Num-Pending") != "0"
-		}
-		if got == 0 {
-			// The iterator ends quietly when no answer comes in time.
-			return nil, fmt.Errorf("read %s: no answer from stream %s: %w", subject, stream, context.DeadlineExceeded)
-		}
-		if !more {
-			return out, nil
-		}
+		out = append(out, e)
+		next = e.Seq + 1
 	}
 	return out, nil
+}
+
+// readDirect reads a subject's events from seq up to upTo with batched direct gets, and
+// returns them with the sequence to read from next: past upTo, unless the replica that
+// answered had no more.
+func (b *Bus) readDirect(ctx context.Context, stream, subject string, seq, upTo uint64) ([]schemas.Envelope, uint64, error) {
+	var out []schemas.Envelope
+	for seq <= upTo {
+		attempt, cancel := context.WithTimeout(ctx, directTimeout)
+		got, more, err := b.directBatch(attempt, stream, subject, seq, upTo, &out)
+		cancel()
+		if got > 0 {
+			seq = out[len(out)-1].Seq + 1
+		}
+		switch {
+		case err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded):
+			return out, seq, nil // no answer in time: the leader gives the rest
+		case err != nil:
+			return nil, 0, err
+		case got == 0 || !more:
+			return out, seq, nil
+		}
+	}
+	return out, seq, nil
+}
+
+// directBatch asks for one batch from seq, appends the events up to upTo to out, and says
+// how many it appended and whether the replica has more.
+func (b *Bus) directBatch(ctx context.Context, stream, subject string, seq, upTo uint64, out *[]schemas.Envelope) (got int, more bool, err error) {
+	msgs, err := jetstreamext.GetBatch(ctx, b.js, stream, readBatch, jetstreamext.GetBatchSeq(seq), jetstreamext.GetBatchSubject(subject))
+	if err != nil {
+		return 0, false, fmt.Errorf("read %s: %w", subject, err)
+	}
+	for m, err := range msgs {
+		if errors.Is(err, jetstreamext.ErrNoMessages) {
+			return got, false, nil
+		}
+		if err != nil {
+			return got, false, fmt.Errorf("read %s: %w", subject, err)
+		}
+		if m.Sequence > upTo {
+			return got, false, nil
+		}
+		got++
+		*out = append(*out, schemas.Envelope{Subject: m.Subject, Kind: m.Header.Get(KindHeader), Data: m.Data, Seq: m.Sequence, Time: m.Time})
+		more = m.Header.Get("Nats-Num-Pending") != "0"
+	}
+	if got == 0 && ctx.Err() != nil {
+		// The iterator ends quietly when no answer comes in time.
+		return 0, false, fmt.Errorf("read %s: no answer from stream %s: %w", subject, stream, context.DeadlineExceeded)
+	}
+	return got, more, nil
 }
 
 // stream returns a stream's handle, looked up once.

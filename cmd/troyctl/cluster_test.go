@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -14,6 +15,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/troy-audit/troy/bus"
+	"github.com/troy-audit/troy/schemas"
 	"github.com/troy-audit/troy/warehouse"
 	"github.com/troy-audit/troy/warehouse/chtest"
 )
@@ -206,5 +211,127 @@ func TestClusterTopologyToClickHouse(t *testing.T) {
 	r := troyctl(t, "trends", "--clickhouse", dsn, "--since", "2026-01-01", "--until", "2027-01-01", "--json")
 	if r.code != 0 || !strings.Contains(r.stdout, `"rule_id": "pii-exfiltration-protection"`) {
 		t.Fatalf("trends: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+// A trace read back in a three-node cluster has every step stored, even when the replica
+// that answers lags behind: a follower's process is paused (SIGSTOP) while steps are
+// stored through the others, then resumed, and the steps are read at once through a
+// connection to that follower, whose local replica answers direct gets.
+func TestReadBackSeesEveryStepWithALaggingReplica(t *testing.T) {
+	nodes := startCluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	all := nodes[0].url + "," + nodes[1].url + "," + nodes[2].url
+	setup, err := bus.Open(ctx, bus.Options{URL: all, Replicas: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer setup.Close()
+	js, err := jetstream.New(setup.Conn())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var leader string
+	for deadline := time.Now().Add(time.Minute); leader == ""; {
+		if s, err := js.Stream(ctx, bus.StepsStream); err == nil && s.CachedInfo().Cluster != nil {
+			leader = s.CachedInfo().Cluster.Leader
+		}
+		if leader == "" && time.Now().After(deadline) {
+			t.Fatal("the steps stream has no leader")
+		}
+	}
+	var slow *natsNode
+	var others []string
+	for i, n := range nodes {
+		if name := fmt.Sprintf("nats-%d", i+1); name != leader && slow == nil {
+			slow = n
+		} else {
+			others = append(others, n.url)
+		}
+	}
+	writer, err := bus.Open(ctx, bus.Options{URL: strings.Join(others, ","), Client: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer writer.Close()
+	reader, err := bus.Open(ctx, bus.Options{URL: slow.url, Client: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.Close()
+
+	const steps = 400
+	input := map[string]any{"blob": strings.Repeat("x", 2000)} // more for the follower to catch up on
+	for round := range 3 {
+		ref := schemas.TraceRef{TraceID: fmt.Sprint("lagging-", round), AgentName: "bot", Run: "r"}
+		subject := schemas.StepsSubject(ref.AgentName, ref.TraceID)
+		var events []schemas.Envelope
+		for i := range steps {
+			s := &schemas.Step{StepID: fmt.Sprint("s", i), Type: schemas.StepToolCall, Description: "search", Input: input}
+			e, err := schemas.NewEnvelope(subject, schemas.KindStep, schemas.MsgID(schemas.KindStep, ref, s.StepID), schemas.StepEvent{TraceRef: ref, Seq: i, Step: s})
+			if err != nil {
+				t.Fatal(err)
+			}
+			events = append(events, e)
+		}
+		if err := slow.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		if err := writer.PublishAll(ctx, events); err != nil {
+			_ = slow.cmd.Process.Signal(syscall.SIGCONT)
+			t.Fatal(err)
+		}
+		// Reads are sent while the follower is still paused, so that they wait in its
+		// socket with the replication it missed. Each goes to one of the three replicas
+		// at random; those the follower takes are answered as soon as it resumes.
+		const reads = 24
+		type result struct {
+			events []schemas.Envelope
+			err    error
+		}
+		early := make(chan result, reads)
+		sent := reader.Conn().Stats().OutMsgs
+		for range reads {
+			go func() {
+				got, err := reader.ReadSteps(ctx, subject, math.MaxUint64)
+				early <- result{got, err}
+			}()
+		}
+		written := func() bool {
+			n, err := reader.Conn().Buffered()
+			return reader.Conn().Stats().OutMsgs >= sent+reads && err == nil && n == 0
+		}
+		for deadline := time.Now().Add(10 * time.Second); !written(); {
+			if time.Now().After(deadline) {
+				t.Fatal("the reads were not sent to the paused follower")
+			}
+			time.Sleep(time.Millisecond) // polling the connection's counters, bounded by the deadline
+		}
+		if err := slow.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+			t.Fatal(err)
+		}
+		for range reads {
+			// A read that failed (the cluster electing a leader after the pause) is
+			// like one not made; one that succeeded must hold every step.
+			if r := <-early; r.err == nil && len(r.events) != steps {
+				t.Fatalf("round %d: read %d of the %d steps stored", round, len(r.events), steps)
+			}
+		}
+		// Read at once; a read that fails (the cluster electing a leader after the pause)
+		// is tried again, as stages do, but one that succeeds must hold every step.
+		for deadline := time.Now().Add(time.Minute); ; {
+			got, err := reader.ReadSteps(ctx, subject, math.MaxUint64)
+			if err == nil {
+				if len(got) != steps {
+					t.Fatalf("round %d: read %d of the %d steps stored", round, len(got), steps)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: %v", round, err)
+			}
+			t.Logf("round %d: %v; reading again", round, err)
+		}
 	}
 }
