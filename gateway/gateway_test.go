@@ -44,7 +44,13 @@ func deploymentWithBus(t testing.TB) (*httptest.Server, *bus.Bus) {
 // over it with cfg and the test's tokens.
 func newGateway(t testing.TB, cfg gateway.Config) (*gateway.Gateway, *bus.Bus) {
 	t.Helper()
-	b, err := bus.Open(context.Background(), bus.Options{Memory: true})
+	return newGatewayOn(t, bus.Options{Memory: true}, pipeline.Config{ReportDir: t.TempDir(), ExplainNote: "off"}, cfg)
+}
+
+// newGatewayOn is newGateway with a bus and a pipeline of the caller's choice.
+func newGatewayOn(t testing.TB, opts bus.Options, pcfg pipeline.Config, cfg gateway.Config) (*gateway.Gateway, *bus.Bus) {
+	t.Helper()
+	b, err := bus.Open(context.Background(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +67,7 @@ func newGateway(t testing.TB, cfg gateway.Config) (*gateway.Gateway, *bus.Bus) {
 	if _, err := pol.SetDefault(ctx, c); err != nil {
 		t.Fatal(err)
 	}
-	pl, err := pipeline.New(b, pol, pipeline.Config{ReportDir: t.TempDir(), ExplainNote: "off"})
+	pl, err := pipeline.New(b, pol, pcfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -105,7 +105,9 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	var wg sync.WaitGroup
 	if s.ln != nil {
-		srv := &http.Server{Handler: s.handler(), ReadHeaderTimeout: 5 * time.Second}
+		// No write deadline: /debug/pprof/profile writes after the seconds it is asked for.
+		srv := &http.Server{Handler: s.handler(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+			IdleTimeout: time.Minute, MaxHeaderBytes: 64 << 10}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
