@@ -63,20 +63,7 @@ func startCluster(t *testing.T) []*natsNode {
 			fmt.Sprintf("NATS_ROUTE_1=nats-route://127.0.0.1:%d", cluster[0]),
 			fmt.Sprintf("NATS_ROUTE_2=nats-route://127.0.0.1:%d", cluster[1]),
 			fmt.Sprintf("NATS_ROUTE_3=nats-route://127.0.0.1:%d", cluster[2]))
-		log, err := os.Create(filepath.Join(t.TempDir(), "nats.log"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		cmd.Stdout, cmd.Stderr = log, log
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		nodes[i] = &natsNode{cmd: cmd, url: fmt.Sprintf("nats://127.0.0.1:%d", client[i]), log: log.Name(), health: fmt.Sprintf("http://127.0.0.1:%d/healthz", httpPorts[i])}
-		t.Cleanup(func() {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-			log.Close()
-		})
+		nodes[i] = startNode(t, cmd, client[i], httpPorts[i])
 	}
 	waitHealthy(t, nodes, "?js-enabled-only=true")
 	return nodes
@@ -91,6 +78,14 @@ func startNATS(t *testing.T) *natsNode {
 	}
 	ports := freePorts(t, 2)
 	cmd := exec.Command(bin, "-js", "-a", "127.0.0.1", "-p", fmt.Sprint(ports[0]), "-m", fmt.Sprint(ports[1]), "-sd", t.TempDir())
+	n := startNode(t, cmd, ports[0], ports[1])
+	waitHealthy(t, []*natsNode{n}, "?js-enabled-only=true")
+	return n
+}
+
+// startNode starts a NATS server's command, logging to a file, until the test ends.
+func startNode(t *testing.T, cmd *exec.Cmd, port, httpPort int) *natsNode {
+	t.Helper()
 	log, err := os.Create(filepath.Join(t.TempDir(), "nats.log"))
 	if err != nil {
 		t.Fatal(err)
@@ -104,9 +99,7 @@ func startNATS(t *testing.T) *natsNode {
 		_ = cmd.Wait()
 		log.Close()
 	})
-	n := &natsNode{cmd: cmd, url: fmt.Sprintf("nats://127.0.0.1:%d", ports[0]), log: log.Name(), health: fmt.Sprintf("http://127.0.0.1:%d/healthz", ports[1])}
-	waitHealthy(t, []*natsNode{n}, "?js-enabled-only=true")
-	return n
+	return &natsNode{cmd: cmd, url: fmt.Sprintf("nats://127.0.0.1:%d", port), log: log.Name(), health: fmt.Sprintf("http://127.0.0.1:%d/healthz", httpPort)}
 }
 
 // freePorts returns n distinct free ports on loopback.
@@ -239,6 +232,9 @@ func TestReadBackSeesEveryStepWithALaggingReplica(t *testing.T) {
 		}
 		if leader == "" && time.Now().After(deadline) {
 			t.Fatal("the steps stream has no leader")
+		}
+		if leader == "" {
+			time.Sleep(50 * time.Millisecond) // polling the stream's info, bounded by the deadline
 		}
 	}
 	var slow *natsNode
