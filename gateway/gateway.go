@@ -16,6 +16,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -114,7 +115,36 @@ func New(b *bus.Bus, cfg Config) (*Gateway, error) {
 	g.mux.Handle("POST /v1/traces/{id}/output", g.auth(g.output))
 	g.mux.Handle("POST /v1/traces/{id}/end", g.auth(g.end))
 	g.mux.Handle("GET /v1/traces/{id}/report", g.auth(g.report))
+	g.mux.HandleFunc("/", g.fallback)
 	return g, nil
+}
+
+// traceActions are the endpoints under /v1/traces/{id}/, by their last segment.
+var traceActions = map[string]string{"output": "POST", "end": "POST", "report": "GET"}
+
+// fallback answers what the patterns did not match with a JSON error. ServeMux matches a
+// path by its decoded segments, so a trace id of "/" (sent as %2F) leaves an empty
+// segment it does not match: such paths are routed here by their escaped form.
+func (g *Gateway) fallback(w http.ResponseWriter, r *http.Request) {
+	parts := strings.Split(r.URL.EscapedPath(), "/") // "", "v1", "traces", id, action
+	if len(parts) == 5 && parts[1] == "v1" && parts[2] == "traces" && traceActions[parts[4]] == r.Method {
+		if id, err := url.PathUnescape(parts[3]); err == nil && id != "" {
+			r.SetPathValue("id", id)
+			h := map[string]handler{"output": g.output, "end": g.end, "report": g.report}[parts[4]]
+			g.auth(h).ServeHTTP(w, r)
+			return
+		}
+	}
+	want := map[string]string{"/v1/guard/check": "POST", "/v1/steps": "POST", "/v1/openapi.json": "GET"}[r.URL.Path]
+	if len(parts) == 5 && parts[1] == "v1" && parts[2] == "traces" {
+		want = traceActions[parts[4]]
+	}
+	if want != "" {
+		w.Header().Set("Allow", want)
+		writeError(w, errorf(http.StatusMethodNotAllowed, "method_not_allowed", "%s %s: expected %s", r.Method, r.URL.Path, want))
+		return
+	}
+	writeError(w, errorf(http.StatusNotFound, "not_found", "no endpoint %s %s; /v1/openapi.json lists them", r.Method, r.URL.Path))
 }
 
 // ServeHTTP serves the API.

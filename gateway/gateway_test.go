@@ -147,6 +147,31 @@ func TestRejects(t *testing.T) {
 	if r := call(t, srv, "GET", "/v1/traces/none/report?agent=a", token, ""); r.status != 404 || errorCode(r) != "not_found" {
 		t.Errorf("no report: %d %s", r.status, r.raw)
 	}
+	// Errors of routing are JSON too.
+	if r := call(t, srv, "POST", "/v1/nothing", token, "{}"); r.status != 404 || errorCode(r) != "not_found" {
+		t.Errorf("no such endpoint: %d %s", r.status, r.raw)
+	}
+	if r := call(t, srv, "GET", "/v1/steps", token, ""); r.status != 405 || errorCode(r) != "method_not_allowed" {
+		t.Errorf("a wrong method: %d %s", r.status, r.raw)
+	}
+}
+
+// A trace id is any string, "/" included: a session named "/" is checked, ended and
+// reported over HTTP (its decoded path has an empty segment, which the router skips).
+func TestTraceIDOfASlash(t *testing.T) {
+	srv := deployment(t)
+	if r := call(t, srv, "POST", "/v1/guard/check", token, `{"session": "/", "agent": "bot", "step": {"action": "read"}}`); r.status != 200 {
+		t.Fatalf("check: %d %s", r.status, r.raw)
+	}
+	if r := call(t, srv, "POST", "/v1/traces/%2F/end", token, `{"agent": "bot"}`); r.status != 202 {
+		t.Fatalf("end: %d %s", r.status, r.raw)
+	}
+	if r := call(t, srv, "POST", "/v1/traces/%2F/end", "", `{"agent": "bot"}`); r.status != 401 {
+		t.Fatalf("end without a token: %d %s", r.status, r.raw)
+	}
+	if a := waitReport(t, srv, "/v1/traces/%2F/report?agent=bot"); a.Trace.TraceID != "/" || len(a.Trace.Steps) != 1 {
+		t.Fatalf("report: %+v", a.Trace)
+	}
 }
 
 func TestOpenAPIDocument(t *testing.T) {
