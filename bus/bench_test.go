@@ -2,6 +2,7 @@ package bus
 
 import (
 	"context"
+	"math"
 	"net"
 	"testing"
 	"time"
@@ -63,6 +64,32 @@ func BenchmarkPublishStored(b *testing.B) {
 	for b.Loop() {
 		if err := client.Publish(ctx, e); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkReadTrace reads a trace of 50 events back over loopback, as the explainer,
+// the reporter and the sink do for each trace: the leader's last sequence, then batched
+// direct gets.
+func BenchmarkReadTrace(b *testing.B) {
+	_, client := openLoopback(b)
+	ctx := context.Background()
+	const subject = "troy.steps.bench.read"
+	events := make([]schemas.Envelope, 50)
+	for i := range events {
+		e, err := schemas.NewEnvelope(subject, schemas.KindStep, "", map[string]string{"pad": string(make([]byte, 512))})
+		if err != nil {
+			b.Fatal(err)
+		}
+		events[i] = e
+	}
+	if err := client.PublishAll(ctx, events); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		got, err := client.ReadSteps(ctx, subject, math.MaxUint64)
+		if err != nil || len(got) != len(events) {
+			b.Fatal(len(got), err)
 		}
 	}
 }

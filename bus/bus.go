@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -101,6 +102,9 @@ type Bus struct {
 	retain   time.Duration
 	maxBytes int64
 	tmpDir   string // the embedded server's directory, when it is the process's own
+	// connect opens another connection to the same NATS with the same options, for a
+	// service that must drain its subscriptions apart from the rest.
+	connect func(extra ...nats.Option) (*nats.Conn, error)
 }
 
 // Open starts or connects to NATS and declares troy's streams and buckets.
@@ -116,12 +120,20 @@ func Open(ctx context.Context, opts Options) (*Bus, error) {
 			b.Close()
 			return nil, err
 		}
-		b.nc, err = nats.Connect("", nats.InProcessServer(b.srv), nats.Name(opts.Name), nats.MaxReconnects(-1))
+		srv := b.srv
+		b.connect = func(extra ...nats.Option) (*nats.Conn, error) {
+			return nats.Connect("", append([]nats.Option{nats.InProcessServer(srv), nats.Name(opts.Name), nats.MaxReconnects(-1)}, extra...)...)
+		}
 	} else {
 		var nopts []nats.Option
 		if nopts, err = clientOptions(opts); err == nil {
-			b.nc, err = nats.Connect(opts.URL, nopts...)
+			b.connect = func(extra ...nats.Option) (*nats.Conn, error) {
+				return nats.Connect(opts.URL, append(slices.Clip(nopts), extra...)...)
+			}
 		}
+	}
+	if err == nil {
+		b.nc, err = b.connect()
 	}
 	if err != nil {
 		b.Close()
@@ -194,17 +206,68 @@ func (b *Bus) startEmbedded(ctx context.Context, opts Options) error {
 	if err != nil {
 		return fmt.Errorf("start embedded NATS: %w", err)
 	}
+	// The server reports what stops it from starting (an address in use, a store it
+	// cannot open) only to its logger, and then waits: the logger tells us at once.
+	fatal := make(chan error, 1)
+	srv.SetLoggerV2(&natsLogger{log: b.log, fatal: fatal}, false, false, false)
 	go srv.Start()
 	wait := time.Minute
 	if dl, ok := ctx.Deadline(); ok {
 		wait = min(wait, time.Until(dl))
 	}
-	if !srv.ReadyForConnections(wait) {
-		srv.Shutdown()
-		return fmt.Errorf("start embedded NATS: not ready after %s", wait.Round(time.Second))
+	deadline := time.Now().Add(wait)
+	for !srv.ReadyForConnections(50 * time.Millisecond) {
+		var err error
+		select {
+		case err = <-fatal:
+		case <-ctx.Done():
+			err = ctx.Err()
+		default:
+			if time.Now().After(deadline) {
+				err = fmt.Errorf("not ready after %s", wait.Round(time.Second))
+			}
+		}
+		if err != nil {
+			srv.Shutdown()
+			srv.WaitForShutdown()
+			return fmt.Errorf("start embedded NATS: %w", err)
+		}
 	}
 	b.srv = srv
 	return nil
+}
+
+// natsLogger receives the embedded server's logs: a fatal error goes to the channel,
+// for startEmbedded to report, and the rest to the debug log.
+type natsLogger struct {
+	log   *slog.Logger
+	fatal chan<- error
+}
+
+func (l *natsLogger) Noticef(format string, v ...any) {}
+func (l *natsLogger) Tracef(format string, v ...any)  {}
+func (l *natsLogger) Debugf(format string, v ...any)  {}
+func (l *natsLogger) Warnf(format string, v ...any) {
+	l.log.Debug("nats: " + fmt.Sprintf(format, v...))
+}
+func (l *natsLogger) Errorf(format string, v ...any) {
+	l.log.Debug("nats: " + fmt.Sprintf(format, v...))
+}
+
+// Fatalf keeps the error the server gives, such as the listener's, so that callers can
+// tell an address in use (errors.Is(err, syscall.EADDRINUSE)).
+func (l *natsLogger) Fatalf(format string, v ...any) {
+	err := fmt.Errorf(format, v...)
+	for _, a := range v {
+		if e, ok := a.(error); ok {
+			err = e
+			break
+		}
+	}
+	select {
+	case l.fatal <- err:
+	default:
+	}
 }
 
 func splitHostPort(addr string) (string, int, error) {
@@ -442,20 +505,10 @@ func (b *Bus) PublishSeq(ctx context.Context, e schemas.Envelope) (uint64, error
 	return ack.Sequence, nil
 }
 
-// LastSeq is the stream sequence of the last event on a subject of the steps stream, or 0.
+// LastSeq is the stream sequence of the last event on a subject of the steps stream, or 0,
+// as the stream's leader knows it.
 func (b *Bus) LastSeq(ctx context.Context, subject string) (uint64, error) {
-	s, err := b.stream(ctx, StepsStream)
-	if err != nil {
-		return 0, err
-	}
-	m, err := s.GetLastMsgForSubject(ctx, subject)
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, err
-	}
-	return m.Sequence, nil
+	return b.leaderLastSeq(ctx, StepsStream, subject)
 }
 
 // PublishAsync stores an event without waiting; Flush waits for every pending publish.
@@ -522,9 +575,12 @@ func (b *Bus) Read(ctx context.Context, stream, subject string, upTo uint64) ([]
 // readBatch is how many events one direct-get request asks for.
 const readBatch = 256
 
+// directTimeout bounds one batched direct get: a replica that does not answer in time
+// (its server paused) leaves the read to the leader.
+const directTimeout = 2 * time.Second
+
 // ReadRange returns the events of one subject of a stream with stream sequences after from
-// and up to and including upTo, in order. It uses batched direct gets by subject, so a
-// trace comes back in one round trip and reading leaves nothing behind on the server.
+// and up to and including upTo, in order (see Scan).
 func (b *Bus) ReadRange(ctx context.Context, stream, subject string, from, upTo uint64) ([]schemas.Envelope, error) {
 	var out []schemas.Envelope
 	err := b.Scan(ctx, stream, subject, from, upTo, func(e schemas.Envelope) error {
@@ -536,62 +592,86 @@ func (b *Bus) ReadRange(ctx context.Context, stream, subject string, from, upTo 
 
 // Scan hands the events of one subject of a stream with stream sequences after from and
 // up to and including upTo to fn, in order, a batch at a time: a long trace is read
-// without holding all its raw events. An error from fn ends the scan with that error.
+// without holding all its raw events. It asks the stream's leader for the subject's last
+// sequence, then uses batched direct gets by subject, so a trace comes back in few round
+// trips and reading leaves nothing behind on the server; the events a lagging replica
+// could not give are read from the leader (see read.go). An error from fn ends the scan
+// with that error.
 func (b *Bus) Scan(ctx context.Context, stream, subject string, from, upTo uint64, fn func(schemas.Envelope) error) error {
-	for seq := from + 1; seq <= upTo; {
-		// Each batch has its own deadline: a request made while a cluster has no leader is
-		// never answered, and a long trace takes many batches.
-		bctx, cancel := context.WithTimeout(ctx, readBatchTimeout)
-		err := b.scanBatch(bctx, stream, subject, &seq, upTo, fn)
-		cancel()
-		if err != nil {
-			if errors.Is(err, errScanDone) {
-				return nil
-			}
-			return err
-		}
-	}
-	return nil
-}
-
-// readBatchTimeout bounds one batched read.
-const readBatchTimeout = 5 * time.Second
-
-// errScanDone ends a scan that has read everything there is.
-var errScanDone = errors.New("scan done")
-
-// scanBatch reads one batch from *seq on, advancing it; errScanDone says there is no more.
-func (b *Bus) scanBatch(ctx context.Context, stream, subject string, seq *uint64, upTo uint64, fn func(schemas.Envelope) error) error {
-	msgs, err := jetstreamext.GetBatch(ctx, b.js, stream, readBatch, jetstreamext.GetBatchSeq(*seq), jetstreamext.GetBatchSubject(subject))
+	last, err := b.leaderLastSeq(ctx, stream, subject)
 	if err != nil {
 		return fmt.Errorf("read %s: %w", subject, err)
 	}
-	got, more := 0, false
-	for m, err := range msgs {
-		if errors.Is(err, jetstreamext.ErrNoMessages) {
-			return errScanDone
+	upTo = min(upTo, last)
+	next, err := b.scanDirect(ctx, stream, subject, from+1, upTo, fn)
+	if err != nil {
+		return err
+	}
+	for next <= upTo {
+		e, err := b.leaderGet(ctx, stream, msgGetRequest{Seq: next, NextFor: subject})
+		if errors.Is(err, errNoMessage) || err == nil && e.Seq > upTo {
+			break // removed since (a purge, the retention limits)
 		}
 		if err != nil {
 			return fmt.Errorf("read %s: %w", subject, err)
 		}
+		if err := fn(e); err != nil {
+			return err
+		}
+		next = e.Seq + 1
+	}
+	return nil
+}
+
+// scanDirect hands a subject's events from seq up to upTo to fn, read with batched direct
+// gets, and returns the sequence to read from next: past upTo, unless the replica that
+// answered had no more or did not answer in time.
+func (b *Bus) scanDirect(ctx context.Context, stream, subject string, seq, upTo uint64, fn func(schemas.Envelope) error) (uint64, error) {
+	for seq <= upTo {
+		attempt, cancel := context.WithTimeout(ctx, directTimeout)
+		got, more, err := b.directBatch(attempt, stream, subject, &seq, upTo, fn)
+		cancel()
+		switch {
+		case err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded):
+			return seq, nil // no answer in time: the leader gives the rest
+		case err != nil:
+			return 0, err
+		case got == 0 || !more:
+			return seq, nil
+		}
+	}
+	return seq, nil
+}
+
+// directBatch asks for one batch from *seq, hands the events up to upTo to fn, advancing
+// *seq past each, and says how many it handed and whether the replica has more.
+func (b *Bus) directBatch(ctx context.Context, stream, subject string, seq *uint64, upTo uint64, fn func(schemas.Envelope) error) (got int, more bool, err error) {
+	msgs, err := jetstreamext.GetBatch(ctx, b.js, stream, readBatch, jetstreamext.GetBatchSeq(*seq), jetstreamext.GetBatchSubject(subject))
+	if err != nil {
+		return 0, false, fmt.Errorf("read %s: %w", subject, err)
+	}
+	for m, err := range msgs {
+		if errors.Is(err, jetstreamext.ErrNoMessages) {
+			return got, false, nil
+		}
+		if err != nil {
+			return got, false, fmt.Errorf("read %s: %w", subject, err)
+		}
 		if m.Sequence > upTo {
-			return errScanDone
+			return got, false, nil
 		}
 		got++
 		if err := fn(schemas.Envelope{Subject: m.Subject, Kind: m.Header.Get(KindHeader), Data: m.Data, Seq: m.Sequence, Time: m.Time}); err != nil {
-			return err
+			return got, false, err
 		}
 		*seq = m.Sequence + 1
 		more = m.Header.Get("Nats-Num-Pending") != "0"
 	}
-	if got == 0 {
+	if got == 0 && ctx.Err() != nil {
 		// The iterator ends quietly when no answer comes in time.
-		return fmt.Errorf("read %s: no answer from stream %s: %w", subject, stream, context.DeadlineExceeded)
+		return 0, false, fmt.Errorf("read %s: no answer from stream %s: %w", subject, stream, context.DeadlineExceeded)
 	}
-	if !more {
-		return errScanDone
-	}
-	return nil
+	return got, more, nil
 }
 
 // stream returns a stream's handle, looked up once.

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/troy-audit/troy/schemas"
 )
 
@@ -400,6 +402,76 @@ func TestServiceAnswersAndErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 10*time.Second, "the request without a reply subject to be handled", func() bool { return handled.Load() == 301 })
+}
+
+// A service that stops answers every request it received, even those still waiting for a
+// worker, and takes no new ones: none is refused with "shutting down". Requests sent while
+// no instance is there are sent again until one is.
+func TestServiceStopAnswersEveryRequestReceived(t *testing.T) {
+	b := openMemory(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	release := make(chan struct{})
+	var entered atomic.Int64
+	echo := []Endpoint{{Name: "echo", Subject: "test.echo", Handle: func(_ context.Context, data []byte) ([]byte, error) {
+		entered.Add(1)
+		<-release
+		return data, nil
+	}}}
+	stop, err := b.AddService("test", "1.0.0", "echo, slowly", echo, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// More requests than workers and queue together: some wait in the subscription. Once
+	// the flush returns, the server has handed every one to the service.
+	const n = 4 * serviceWorkers
+	inbox := nats.NewInbox()
+	replies, err := b.nc.SubscribeSync(inbox + ".*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		if err := b.nc.PublishRequest("test.echo", fmt.Sprint(inbox, ".", i), []byte(fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.nc.FlushWithContext(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "every worker to hold a request", func() bool { return entered.Load() == serviceWorkers })
+	stopped := make(chan error, 1)
+	go func() { stopped <- stop() }()
+	close(release)
+	for range n {
+		msg, err := replies.NextMsgWithContext(ctx)
+		if err != nil {
+			t.Fatalf("replies: %v", err)
+		}
+		if code := msg.Header.Get("Nats-Service-Error-Code"); code != "" || msg.Subject != inbox+"."+string(msg.Data) {
+			t.Errorf("a request received before the stop: %s: %s %s %q", msg.Subject, code, msg.Header.Get("Nats-Service-Error"), msg.Data)
+		}
+	}
+	if err := <-stopped; err != nil {
+		t.Fatal(err)
+	}
+
+	// No instance now: a request waits for the next one.
+	answered := make(chan error, 1)
+	go func() {
+		out, err := b.Request(ctx, "test.echo", []byte("later"))
+		if err == nil && string(out) != "later" {
+			err = fmt.Errorf("reply %q", out)
+		}
+		answered <- err
+	}()
+	stop2, err := b.AddService("test", "1.0.0", "echo", echo, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = stop2() }()
+	if err := <-answered; err != nil {
+		t.Fatalf("a request sent before the next instance started: %v", err)
+	}
 }
 
 // Each in-memory bus has a directory of its own, gone once it is closed.

@@ -40,13 +40,31 @@ type request struct {
 	h     RequestHandler
 }
 
+// ShuttingDown is the message of the 503 an instance answers while it stops; the request
+// was not handled, so a client may send it again (Request does).
+const ShuttingDown = "shutting down"
+
+// drainTimeout bounds the wait for a stopping service's requests in hand.
+const drainTimeout = 30 * time.Second
+
 // AddService serves endpoints as a NATS micro service, so that $SRV.PING, INFO and STATS
 // work, in a queue group: many instances share the requests. Requests are handled
-// concurrently by a fixed pool of workers; stop stops taking requests and waits for those
-// in hand to be answered.
+// concurrently by a fixed pool of workers. stop first leaves the queue group, so that new
+// requests go to the other instances, then answers every request already received, and
+// returns once all are answered.
+//
+// The service has a connection of its own, so that leaving is draining that connection:
+// NATS removes the subscriptions, hands over every message sent before, and only then
+// closes it. Replies go out on the bus's connection, which stays open.
 func (b *Bus) AddService(name, version, description string, eps []Endpoint, timeout time.Duration) (stop func() error, err error) {
-	svc, err := micro.AddService(b.nc, micro.Config{Name: name, Version: version, Description: description})
+	drained := make(chan struct{})
+	nc, err := b.connect(nats.Name(name), nats.DrainTimeout(drainTimeout), nats.ClosedHandler(func(*nats.Conn) { close(drained) }))
 	if err != nil {
+		return nil, fmt.Errorf("service %s: connect: %w", name, err)
+	}
+	svc, err := micro.AddService(nc, micro.Config{Name: name, Version: version, Description: description})
+	if err != nil {
+		nc.Close()
 		return nil, err
 	}
 	queue := make(chan request, serviceWorkers)
@@ -63,12 +81,22 @@ func (b *Bus) AddService(name, version, description string, eps []Endpoint, time
 		})
 	}
 	shutdown := func() error {
-		err := svc.Stop() // drains: requests already received may still arrive below
+		err := nc.Drain()
+		if err == nil {
+			select {
+			case <-drained:
+			case <-time.After(drainTimeout + time.Second): // the client library gives up at drainTimeout
+			}
+		}
+		nc.Close()
 		mu.Lock()
 		closed = true
 		close(queue)
 		mu.Unlock()
 		wg.Wait()
+		if serr := svc.Stop(); serr != nil && !errors.Is(serr, nats.ErrConnectionClosed) {
+			err = errors.Join(err, serr)
+		}
 		return err
 	}
 	for _, ep := range eps {
@@ -77,7 +105,8 @@ func (b *Bus) AddService(name, version, description string, eps []Endpoint, time
 			mu.RLock()
 			defer mu.RUnlock()
 			if closed {
-				_ = req.Error("503", "shutting down", nil)
+				// Only after a drain that timed out: the request was not handled.
+				_ = req.Error("503", ShuttingDown, nil)
 				return
 			}
 			queue <- request{reply: req.Reply(), data: req.Data(), h: h}
@@ -88,7 +117,7 @@ func (b *Bus) AddService(name, version, description string, eps []Endpoint, time
 		}
 	}
 	// Once this returns, the server knows the subscriptions: a request sent now finds us.
-	if err := b.nc.FlushTimeout(5 * time.Second); err != nil {
+	if err := nc.FlushTimeout(5 * time.Second); err != nil {
 		_ = shutdown()
 		return nil, fmt.Errorf("service %s: %w", name, err)
 	}
@@ -121,8 +150,29 @@ func (b *Bus) answer(r request, timeout time.Duration) {
 	}
 }
 
-// Request sends a request and waits for the reply; an error reply becomes a RequestError.
+// Request sends a request to a service and waits for the reply; an error reply becomes a
+// RequestError. A request that no instance handled is sent again, after a short pause,
+// until ctx ends: when the instance that took it answers ShuttingDown, and when none
+// is there to take it (as between two instances of a rolling restart). Nothing else is
+// repeated: a request that timed out may have been handled.
 func (b *Bus) Request(ctx context.Context, subject string, data []byte) ([]byte, error) {
+	wait := 5 * time.Millisecond
+	for {
+		out, err := b.request(ctx, subject, data)
+		var re *RequestError
+		retry := errors.Is(err, nats.ErrNoResponders) || errors.As(err, &re) && re.Code == "503" && re.Message == ShuttingDown
+		if !retry {
+			return out, err
+		}
+		sleep(ctx, wait)
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		wait = min(2*wait, 250*time.Millisecond)
+	}
+}
+
+func (b *Bus) request(ctx context.Context, subject string, data []byte) ([]byte, error) {
 	msg, err := b.nc.RequestWithContext(ctx, subject, data)
 	if err != nil {
 		return nil, err

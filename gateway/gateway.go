@@ -5,6 +5,7 @@
 package gateway
 
 import (
+	"cmp"
 	"context"
 	"crypto/subtle"
 	_ "embed"
@@ -15,9 +16,12 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/net/netutil"
 
 	"github.com/troy-audit/troy/bus"
 	"github.com/troy-audit/troy/ingest"
@@ -32,6 +36,16 @@ var OpenAPI []byte
 // DefaultMaxBody bounds a request body: one event of the streams.
 const DefaultMaxBody = bus.MaxEventSize
 
+// Defaults of the limits that bound what clients can hold: connections, requests in hand
+// and the time each may take.
+const (
+	DefaultMaxConns          = 1024
+	DefaultMaxInFlight       = 64
+	DefaultReadHeaderTimeout = 5 * time.Second
+	DefaultReadTimeout       = 15 * time.Second
+	DefaultIdleTimeout       = 60 * time.Second
+)
+
 // Config configures the gateway.
 type Config struct {
 	// Tokens are the bearer tokens accepted; there must be at least one.
@@ -40,24 +54,41 @@ type Config struct {
 	MaxBody int64
 	// Info describes a policy revision in reports.
 	Info func(ctx context.Context, hash string) (schemas.AuditInfo, error)
-	// Timeout bounds the wait for the guard; zero means 5s.
+	// Timeout bounds the wait for the guard or the streams, and for a free slot when
+	// MaxInFlight requests are in hand; zero means 5s.
 	Timeout time.Duration
+	// MaxConns bounds the connections open at once: more wait to be accepted. Zero means
+	// DefaultMaxConns.
+	MaxConns int
+	// MaxInFlight bounds the authenticated requests handled at once, and so the memory
+	// their bodies take: a request that finds no free slot within Timeout is answered
+	// 503. Zero means DefaultMaxInFlight.
+	MaxInFlight int
+	// ReadHeaderTimeout bounds reading a request's headers, ReadTimeout the whole request
+	// with its body, and IdleTimeout a kept-alive connection between requests. Zero means
+	// the defaults above.
+	ReadHeaderTimeout, ReadTimeout, IdleTimeout time.Duration
 }
 
 // Gateway serves the HTTP API.
 type Gateway struct {
-	b   *bus.Bus
-	cfg Config
-	mux *http.ServeMux
+	b     *bus.Bus
+	cfg   Config
+	mux   *http.ServeMux
+	slots chan struct{} // one per request in hand
 }
 
 // New builds a gateway over a bus.
 func New(b *bus.Bus, cfg Config) (*Gateway, error) {
 	var tokens []string
-	for _, t := range cfg.Tokens {
-		if t = strings.TrimSpace(t); t != "" {
-			tokens = append(tokens, t)
+	for i, t := range cfg.Tokens {
+		if t = strings.TrimSpace(t); t == "" {
+			continue
 		}
+		if err := checkToken(t); err != nil {
+			return nil, fmt.Errorf("the HTTP gateway's token %d: %w", i+1, err)
+		}
+		tokens = append(tokens, t)
 	}
 	if len(tokens) == 0 {
 		return nil, errors.New("the HTTP gateway needs at least one token (--http-tokens FILE or TROY_HTTP_TOKENS)")
@@ -69,7 +100,12 @@ func New(b *bus.Bus, cfg Config) (*Gateway, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 5 * time.Second
 	}
-	g := &Gateway{b: b, cfg: cfg, mux: http.NewServeMux()}
+	cfg.MaxConns = cmp.Or(max(cfg.MaxConns, 0), DefaultMaxConns)
+	cfg.MaxInFlight = cmp.Or(max(cfg.MaxInFlight, 0), DefaultMaxInFlight)
+	cfg.ReadHeaderTimeout = cmp.Or(max(cfg.ReadHeaderTimeout, 0), DefaultReadHeaderTimeout)
+	cfg.ReadTimeout = cmp.Or(max(cfg.ReadTimeout, 0), DefaultReadTimeout)
+	cfg.IdleTimeout = cmp.Or(max(cfg.IdleTimeout, 0), DefaultIdleTimeout)
+	g := &Gateway{b: b, cfg: cfg, mux: http.NewServeMux(), slots: make(chan struct{}, cfg.MaxInFlight)}
 	g.mux.HandleFunc("GET /v1/openapi.json", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(OpenAPI)
@@ -79,7 +115,36 @@ func New(b *bus.Bus, cfg Config) (*Gateway, error) {
 	g.mux.Handle("POST /v1/traces/{id}/output", g.auth(g.output))
 	g.mux.Handle("POST /v1/traces/{id}/end", g.auth(g.end))
 	g.mux.Handle("GET /v1/traces/{id}/report", g.auth(g.report))
+	g.mux.HandleFunc("/", g.fallback)
 	return g, nil
+}
+
+// traceActions are the endpoints under /v1/traces/{id}/, by their last segment.
+var traceActions = map[string]string{"output": "POST", "end": "POST", "report": "GET"}
+
+// fallback answers what the patterns did not match with a JSON error. ServeMux matches a
+// path by its decoded segments, so a trace id of "/" (sent as %2F) leaves an empty
+// segment it does not match: such paths are routed here by their escaped form.
+func (g *Gateway) fallback(w http.ResponseWriter, r *http.Request) {
+	parts := strings.Split(r.URL.EscapedPath(), "/") // "", "v1", "traces", id, action
+	if len(parts) == 5 && parts[1] == "v1" && parts[2] == "traces" && traceActions[parts[4]] == r.Method {
+		if id, err := url.PathUnescape(parts[3]); err == nil && id != "" {
+			r.SetPathValue("id", id)
+			h := map[string]handler{"output": g.output, "end": g.end, "report": g.report}[parts[4]]
+			g.auth(h).ServeHTTP(w, r)
+			return
+		}
+	}
+	want := map[string]string{"/v1/guard/check": "POST", "/v1/steps": "POST", "/v1/openapi.json": "GET"}[r.URL.Path]
+	if len(parts) == 5 && parts[1] == "v1" && parts[2] == "traces" {
+		want = traceActions[parts[4]]
+	}
+	if want != "" {
+		w.Header().Set("Allow", want)
+		writeError(w, errorf(http.StatusMethodNotAllowed, "method_not_allowed", "%s %s: expected %s", r.Method, r.URL.Path, want))
+		return
+	}
+	writeError(w, errorf(http.StatusNotFound, "not_found", "no endpoint %s %s; /v1/openapi.json lists them", r.Method, r.URL.Path))
 }
 
 // ServeHTTP serves the API.
@@ -114,24 +179,56 @@ func writeError(w http.ResponseWriter, err error) {
 
 type handler func(w http.ResponseWriter, r *http.Request) error
 
-// auth checks the bearer token, comparing with every token in constant time.
+// auth checks the bearer token, comparing with every token in constant time, before
+// anything else: a request without a valid token costs a header parse and a short answer,
+// and its connection is closed rather than kept for more. An authenticated request then
+// waits for one of MaxInFlight slots before its body is read.
 func (g *Gateway) auth(h handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		got, ok := bearer(r)
 		match := 0
 		for _, t := range g.cfg.Tokens {
 			match |= subtle.ConstantTimeCompare([]byte(got), []byte(t))
 		}
 		if !ok || match != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="troy"`)
+			// The body is not read: not by the handler, nor by the server looking for the
+			// next request, since the connection is closed after the answer.
+			w.Header().Set("Connection", "close")
+			_ = http.NewResponseController(w).SetReadDeadline(time.Now())
 			writeError(w, errorf(http.StatusUnauthorized, "unauthorized", "a valid bearer token is required"))
 			return
 		}
+		if !g.acquire(r.Context()) {
+			w.Header().Set("Retry-After", "1")
+			writeError(w, errorf(http.StatusServiceUnavailable, "busy", "%d requests are in hand; try again", g.cfg.MaxInFlight))
+			return
+		}
+		defer func() { <-g.slots }()
 		r.Body = http.MaxBytesReader(w, r.Body, g.cfg.MaxBody)
 		if err := h(w, r); err != nil {
 			writeError(w, err)
 		}
 	})
+}
+
+// acquire takes a request slot, waiting up to Timeout for one.
+func (g *Gateway) acquire(ctx context.Context) bool {
+	select {
+	case g.slots <- struct{}{}:
+		return true
+	default:
+	}
+	t := time.NewTimer(g.cfg.Timeout)
+	defer t.Stop()
+	select {
+	case g.slots <- struct{}{}:
+		return true
+	case <-t.C:
+		return false
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // decode reads a JSON body into v.
@@ -379,18 +476,43 @@ func (g *Gateway) Serve(ctx context.Context, addr string, log *slog.Logger) (bou
 	if err != nil {
 		return "", nil, fmt.Errorf("http gateway: %w", err)
 	}
-	hs := &http.Server{Handler: g, ReadHeaderTimeout: 10 * time.Second}
+	return ln.Addr().String(), g.ServeListener(ctx, ln, log), nil
+}
+
+// ServeListener is Serve on a listener of the caller's.
+func (g *Gateway) ServeListener(ctx context.Context, ln net.Listener, log *slog.Logger) (stop func()) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	hs := &http.Server{
+		Handler: g,
+		// Every phase of a connection has a deadline, so that a client cannot hold one
+		// by sending slowly or not at all; the write deadline, counted from the end of the
+		// headers, leaves room for the body and the wait for the guard or the streams.
+		ReadHeaderTimeout: g.cfg.ReadHeaderTimeout,
+		ReadTimeout:       g.cfg.ReadTimeout,
+		WriteTimeout:      g.cfg.ReadTimeout + g.cfg.Timeout + 5*time.Second,
+		IdleTimeout:       g.cfg.IdleTimeout,
+		MaxHeaderBytes:    64 << 10,
+		// Clients' mistakes (a header too slow, a connection reset) are theirs to see:
+		// logged only when debugging, so that they cannot flood the log.
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	// Past MaxConns, connections wait in the listen queue until one closes.
+	ln = netutil.LimitListener(ln, g.cfg.MaxConns)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) && log != nil {
+		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("http gateway", "err", err)
 		}
 	}()
-	return ln.Addr().String(), func() {
+	return func() {
 		shut, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
-		_ = hs.Shutdown(shut)
+		if hs.Shutdown(shut) != nil {
+			_ = hs.Close() // requests still in hand after the grace period are cut
+		}
 		<-done
-	}, nil
+	}
 }

@@ -31,7 +31,26 @@ func deployment(t *testing.T) *httptest.Server {
 
 func deploymentWithBus(t testing.TB) (*httptest.Server, *bus.Bus) {
 	t.Helper()
-	b, err := bus.Open(context.Background(), bus.Options{Memory: true})
+	g, b := newGateway(t, gateway.Config{MaxBody: 4096})
+	srv := httptest.NewServer(g)
+	t.Cleanup(func() {
+		srv.CloseClientConnections()
+		srv.Close()
+	})
+	return srv, b
+}
+
+// newGateway runs the pipeline with the guard on an in-memory bus, and returns a gateway
+// over it with cfg and the test's tokens.
+func newGateway(t testing.TB, cfg gateway.Config) (*gateway.Gateway, *bus.Bus) {
+	t.Helper()
+	return newGatewayOn(t, bus.Options{Memory: true}, pipeline.Config{ReportDir: t.TempDir(), ExplainNote: "off"}, cfg)
+}
+
+// newGatewayOn is newGateway with a bus and a pipeline of the caller's choice.
+func newGatewayOn(t testing.TB, opts bus.Options, pcfg pipeline.Config, cfg gateway.Config) (*gateway.Gateway, *bus.Bus) {
+	t.Helper()
+	b, err := bus.Open(context.Background(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,26 +67,24 @@ func deploymentWithBus(t testing.TB) (*httptest.Server, *bus.Bus) {
 	if _, err := pol.SetDefault(ctx, c); err != nil {
 		t.Fatal(err)
 	}
-	pl, err := pipeline.New(b, pol, pipeline.Config{ReportDir: t.TempDir(), ExplainNote: "off"})
+	pl, err := pipeline.New(b, pol, pcfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- pl.Run(ctx) }()
 	<-pl.Ready()
-	g, err := gateway.New(b, gateway.Config{Tokens: []string{"other", token}, MaxBody: 4096, Info: pol.Info})
+	cfg.Tokens, cfg.Info = []string{"other", token}, pol.Info
+	g, err := gateway.New(b, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(g)
 	t.Cleanup(func() {
-		srv.CloseClientConnections()
-		srv.Close()
 		cancel()
 		<-done
 		b.Close()
 	})
-	return srv, b
+	return g, b
 }
 
 type response struct {
@@ -129,6 +146,31 @@ func TestRejects(t *testing.T) {
 	}
 	if r := call(t, srv, "GET", "/v1/traces/none/report?agent=a", token, ""); r.status != 404 || errorCode(r) != "not_found" {
 		t.Errorf("no report: %d %s", r.status, r.raw)
+	}
+	// Errors of routing are JSON too.
+	if r := call(t, srv, "POST", "/v1/nothing", token, "{}"); r.status != 404 || errorCode(r) != "not_found" {
+		t.Errorf("no such endpoint: %d %s", r.status, r.raw)
+	}
+	if r := call(t, srv, "GET", "/v1/steps", token, ""); r.status != 405 || errorCode(r) != "method_not_allowed" {
+		t.Errorf("a wrong method: %d %s", r.status, r.raw)
+	}
+}
+
+// A trace id is any string, "/" included: a session named "/" is checked, ended and
+// reported over HTTP (its decoded path has an empty segment, which the router skips).
+func TestTraceIDOfASlash(t *testing.T) {
+	srv := deployment(t)
+	if r := call(t, srv, "POST", "/v1/guard/check", token, `{"session": "/", "agent": "bot", "step": {"action": "read"}}`); r.status != 200 {
+		t.Fatalf("check: %d %s", r.status, r.raw)
+	}
+	if r := call(t, srv, "POST", "/v1/traces/%2F/end", token, `{"agent": "bot"}`); r.status != 202 {
+		t.Fatalf("end: %d %s", r.status, r.raw)
+	}
+	if r := call(t, srv, "POST", "/v1/traces/%2F/end", "", `{"agent": "bot"}`); r.status != 401 {
+		t.Fatalf("end without a token: %d %s", r.status, r.raw)
+	}
+	if a := waitReport(t, srv, "/v1/traces/%2F/report?agent=bot"); a.Trace.TraceID != "/" || len(a.Trace.Steps) != 1 {
+		t.Fatalf("report: %+v", a.Trace)
 	}
 }
 

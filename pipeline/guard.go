@@ -35,6 +35,7 @@ type GuardService struct {
 	mu       sync.Mutex
 	sessions map[string]*guardSession // by steps subject
 	ready    chan struct{}            // closed once the service answers
+	answered sync.Once                // closes ready, once over restarts
 }
 
 type guardSession struct {
@@ -71,7 +72,7 @@ func (s *GuardService) Serve(ctx context.Context, idle time.Duration) error {
 	if err != nil {
 		return fmt.Errorf("guard service: %w", err)
 	}
-	close(s.ready)
+	s.answered.Do(func() { close(s.ready) })
 	if idle <= 0 {
 		idle = 30 * time.Minute
 	}

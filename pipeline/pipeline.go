@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/troy-audit/troy/bus"
@@ -50,7 +49,10 @@ type Config struct {
 	// NoAlerts leaves out the evaluator's real-time violation events, for one-shot runs
 	// that nobody watches; each trace's verdict still comes at its end.
 	NoAlerts bool
-	Logger   *slog.Logger // nil logs nothing
+	// Restart says what happens when a component fails; the zero value stops the
+	// pipeline at the first failure.
+	Restart Restart
+	Logger  *slog.Logger // nil logs nothing
 }
 
 // Pipeline is a set of running components and their counters.
@@ -65,6 +67,7 @@ type Pipeline struct {
 	// GuardLatency receives the time of each guard check, for metrics.
 	GuardLatency func(time.Duration)
 	ready        chan struct{}
+	sup          *supervisor
 }
 
 // New prepares the components of cfg on a bus.
@@ -90,7 +93,7 @@ func New(b *bus.Bus, pol *Policies, cfg Config) (*Pipeline, error) {
 	if cfg.ReportDir == "" {
 		cfg.ReportDir = "reports"
 	}
-	p := &Pipeline{b: b, pol: pol, cfg: cfg, Stats: map[string]*bus.Stats{}, ready: make(chan struct{})}
+	p := &Pipeline{b: b, pol: pol, cfg: cfg, Stats: map[string]*bus.Stats{}, ready: make(chan struct{}), sup: newSupervisor(cfg.Restart, cfg.Logger)}
 	for _, c := range cfg.Only {
 		if c != Guard {
 			p.Stats[c] = &bus.Stats{}
@@ -107,34 +110,28 @@ func New(b *bus.Bus, pol *Policies, cfg Config) (*Pipeline, error) {
 	return p, nil
 }
 
-// Run runs the components until ctx ends, then lets them finish the events in hand.
+// IdleCloser is the name under which Health reports the evaluator's closing of idle traces.
+const IdleCloser = "evaluator-idle"
+
+// Run runs the components until ctx ends, then lets them finish the events in hand. A
+// component that fails is restarted or stops the pipeline, as cfg.Restart says; Run then
+// returns its error.
 func (p *Pipeline) Run(ctx context.Context) error {
-	var wg sync.WaitGroup
-	errs := make(chan error, len(p.cfg.Only)+1)
-	start := func(f func() error) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := f(); err != nil {
-				errs <- err
-			}
-		}()
-	}
+	components := map[string]func(context.Context) error{}
 	for _, name := range p.cfg.Only {
-		if name == Sink {
-			start(func() error { return p.runSink(ctx) })
-			continue
-		}
-		if name == Guard {
+		switch name {
+		case Sink:
+			components[name] = p.runSink
+		case Guard:
 			p.Guard = NewGuardService(p.b, p.pol, nil, p.GuardLatency)
-			start(func() error { return p.Guard.Serve(ctx, p.cfg.IdleTimeout) })
-			continue
+			components[name] = func(ctx context.Context) error { return p.Guard.Serve(ctx, p.cfg.IdleTimeout) }
+		default:
+			c, h := p.component(name)
+			components[name] = func(ctx context.Context) error { return p.b.Consume(ctx, c, h, p.Stats[name]) }
 		}
-		c, h := p.component(name)
-		start(func() error { return p.b.Consume(ctx, c, h, p.Stats[name]) })
 	}
-	if slices.Contains(p.cfg.Only, Evaluator) && p.cfg.IdleTimeout > 0 {
-		start(func() error { return p.closeIdle(ctx) })
+	if slices.Contains(p.componentNames(), IdleCloser) {
+		components[IdleCloser] = p.closeIdle
 	}
 	// Stream consumers lose nothing by starting late (events wait in the streams); the
 	// guard answers requests, so the pipeline is ready once it does.
@@ -148,10 +145,20 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		}
 		close(p.ready)
 	}()
-	wg.Wait()
-	close(errs)
-	return <-errs
+	return p.sup.run(ctx, components)
 }
+
+// componentNames lists what Run supervises: the components, and the idle closer.
+func (p *Pipeline) componentNames() []string {
+	names := slices.Clone(p.cfg.Only)
+	if slices.Contains(p.cfg.Only, Evaluator) && p.cfg.IdleTimeout > 0 {
+		names = append(names, IdleCloser)
+	}
+	return names
+}
+
+// Health returns the state of each component that runs.
+func (p *Pipeline) Health() map[string]ComponentHealth { return p.sup.Health() }
 
 // Ready is closed once every component that answers requests does.
 func (p *Pipeline) Ready() <-chan struct{} { return p.ready }
@@ -210,9 +217,19 @@ func (p *Pipeline) runSink(ctx context.Context) error {
 		{Name: SinkSteps, Stream: bus.StepsStream, MaxBatch: p.cfg.SinkBatch, MaxWait: p.cfg.SinkWait},
 		{Name: SinkResults, Stream: bus.ResultsStream, Filter: results, MaxBatch: p.cfg.SinkBatch, MaxWait: p.cfg.SinkWait},
 	}
+	// The two consumers are one component: when one fails, the other is stopped too, so
+	// that both are restarted together.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	errs := make(chan error, len(consumers))
 	for _, c := range consumers {
-		go func() { errs <- p.b.ConsumeBatches(ctx, c, p.Sink.Write, p.Stats[Sink]) }()
+		go func() {
+			err := p.b.ConsumeBatches(ctx, c, p.Sink.Write, p.Stats[Sink])
+			if err != nil {
+				cancel()
+			}
+			errs <- err
+		}()
 	}
 	var err error
 	for range consumers {

@@ -7,10 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/pprof"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -103,7 +105,9 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	var wg sync.WaitGroup
 	if s.ln != nil {
-		srv := &http.Server{Handler: s.handler(), ReadHeaderTimeout: 5 * time.Second}
+		// No write deadline: /debug/pprof/profile writes after the seconds it is asked for.
+		srv := &http.Server{Handler: s.handler(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+			IdleTimeout: time.Minute, MaxHeaderBytes: 64 << 10}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -204,13 +208,26 @@ func (s *Server) handler() http.Handler {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		hash, _ := s.policy.Load().(string)
-		status := map[string]any{"nats": s.b.Connected(), "policy": hash, "components": s.p.cfg.Only}
+		health := s.p.Health()
+		status := map[string]any{"nats": s.b.Connected(), "policy": hash, "components": health}
+		// Every reason not to be ok, one line each: a probe's log says what is wrong.
+		var problems []string
+		if !s.b.Connected() {
+			problems = append(problems, "nats: not connected")
+		}
+		if hash == "" {
+			problems = append(problems, "policy: no default policy loaded")
+		}
+		for _, name := range slices.Sorted(maps.Keys(health)) {
+			if h := health[name]; !h.OK() {
+				problems = append(problems, fmt.Sprintf("%s: %s after %d restarts: %s", name, h.State, h.Restarts, h.Error))
+			}
+		}
 		code := http.StatusOK
-		if !s.b.Connected() || hash == "" {
+		status["status"] = "ok"
+		if len(problems) > 0 {
 			code = http.StatusServiceUnavailable
-			status["status"] = "not ready"
-		} else {
-			status["status"] = "ok"
+			status["status"], status["problems"] = "not ok", problems
 		}
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(code)
@@ -265,6 +282,19 @@ func (s *Server) metrics() {
 	s.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "troy_open_traces", Help: "Traces the evaluator holds state for.",
 	}, func() float64 { return float64(s.p.Eval.OpenTraces()) }))
+	for _, name := range s.p.componentNames() {
+		s.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "troy_component_up", Help: "1 while the component runs, 0 while it is restarting or has failed.", ConstLabels: prometheus.Labels{"component": name},
+		}, func() float64 {
+			if s.p.Health()[name].OK() {
+				return 1
+			}
+			return 0
+		}))
+		s.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "troy_component_restarts_total", Help: "Restarts of the component after it failed.", ConstLabels: prometheus.Labels{"component": name},
+		}, func() float64 { return float64(s.p.Health()[name].Restarts) }))
+	}
 	latency := prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "troy_guard_check_seconds",
 		Help:    "Time to answer a guard check, the step's storage included.",

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -14,6 +15,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/troy-audit/troy/bus"
+	"github.com/troy-audit/troy/schemas"
 	"github.com/troy-audit/troy/warehouse"
 	"github.com/troy-audit/troy/warehouse/chtest"
 )
@@ -58,23 +63,43 @@ func startCluster(t *testing.T) []*natsNode {
 			fmt.Sprintf("NATS_ROUTE_1=nats-route://127.0.0.1:%d", cluster[0]),
 			fmt.Sprintf("NATS_ROUTE_2=nats-route://127.0.0.1:%d", cluster[1]),
 			fmt.Sprintf("NATS_ROUTE_3=nats-route://127.0.0.1:%d", cluster[2]))
-		log, err := os.Create(filepath.Join(t.TempDir(), "nats.log"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		cmd.Stdout, cmd.Stderr = log, log
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		nodes[i] = &natsNode{cmd: cmd, url: fmt.Sprintf("nats://127.0.0.1:%d", client[i]), log: log.Name(), health: fmt.Sprintf("http://127.0.0.1:%d/healthz", httpPorts[i])}
-		t.Cleanup(func() {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-			log.Close()
-		})
+		nodes[i] = startNode(t, cmd, client[i], httpPorts[i])
 	}
 	waitHealthy(t, nodes, "?js-enabled-only=true")
 	return nodes
+}
+
+// startNATS starts one NATS server with JetStream as a process of its own.
+func startNATS(t *testing.T) *natsNode {
+	t.Helper()
+	bin, err := natsServer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ports := freePorts(t, 2)
+	cmd := exec.Command(bin, "-js", "-a", "127.0.0.1", "-p", fmt.Sprint(ports[0]), "-m", fmt.Sprint(ports[1]), "-sd", t.TempDir())
+	n := startNode(t, cmd, ports[0], ports[1])
+	waitHealthy(t, []*natsNode{n}, "?js-enabled-only=true")
+	return n
+}
+
+// startNode starts a NATS server's command, logging to a file, until the test ends.
+func startNode(t *testing.T, cmd *exec.Cmd, port, httpPort int) *natsNode {
+	t.Helper()
+	log, err := os.Create(filepath.Join(t.TempDir(), "nats.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		log.Close()
+	})
+	return &natsNode{cmd: cmd, url: fmt.Sprintf("nats://127.0.0.1:%d", port), log: log.Name(), health: fmt.Sprintf("http://127.0.0.1:%d/healthz", httpPort)}
 }
 
 // freePorts returns n distinct free ports on loopback.
@@ -179,5 +204,130 @@ func TestClusterTopologyToClickHouse(t *testing.T) {
 	r := troyctl(t, "trends", "--clickhouse", dsn, "--since", "2026-01-01", "--until", "2027-01-01", "--json")
 	if r.code != 0 || !strings.Contains(r.stdout, `"rule_id": "pii-exfiltration-protection"`) {
 		t.Fatalf("trends: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+// A trace read back in a three-node cluster has every step stored, even when the replica
+// that answers lags behind: a follower's process is paused (SIGSTOP) while steps are
+// stored through the others, then resumed, and the steps are read at once through a
+// connection to that follower, whose local replica answers direct gets.
+func TestReadBackSeesEveryStepWithALaggingReplica(t *testing.T) {
+	nodes := startCluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	all := nodes[0].url + "," + nodes[1].url + "," + nodes[2].url
+	setup, err := bus.Open(ctx, bus.Options{URL: all, Replicas: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer setup.Close()
+	js, err := jetstream.New(setup.Conn())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var leader string
+	for deadline := time.Now().Add(time.Minute); leader == ""; {
+		if s, err := js.Stream(ctx, bus.StepsStream); err == nil && s.CachedInfo().Cluster != nil {
+			leader = s.CachedInfo().Cluster.Leader
+		}
+		if leader == "" && time.Now().After(deadline) {
+			t.Fatal("the steps stream has no leader")
+		}
+		if leader == "" {
+			time.Sleep(50 * time.Millisecond) // polling the stream's info, bounded by the deadline
+		}
+	}
+	var slow *natsNode
+	var others []string
+	for i, n := range nodes {
+		if name := fmt.Sprintf("nats-%d", i+1); name != leader && slow == nil {
+			slow = n
+		} else {
+			others = append(others, n.url)
+		}
+	}
+	writer, err := bus.Open(ctx, bus.Options{URL: strings.Join(others, ","), Client: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer writer.Close()
+	reader, err := bus.Open(ctx, bus.Options{URL: slow.url, Client: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.Close()
+
+	const steps = 400
+	input := map[string]any{"blob": strings.Repeat("x", 2000)} // more for the follower to catch up on
+	for round := range 3 {
+		ref := schemas.TraceRef{TraceID: fmt.Sprint("lagging-", round), AgentName: "bot", Run: "r"}
+		subject := schemas.StepsSubject(ref.AgentName, ref.TraceID)
+		var events []schemas.Envelope
+		for i := range steps {
+			s := &schemas.Step{StepID: fmt.Sprint("s", i), Type: schemas.StepToolCall, Description: "search", Input: input}
+			e, err := schemas.NewEnvelope(subject, schemas.KindStep, schemas.MsgID(schemas.KindStep, ref, s.StepID), schemas.StepEvent{TraceRef: ref, Seq: i, Step: s})
+			if err != nil {
+				t.Fatal(err)
+			}
+			events = append(events, e)
+		}
+		if err := slow.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		if err := writer.PublishAll(ctx, events); err != nil {
+			_ = slow.cmd.Process.Signal(syscall.SIGCONT)
+			t.Fatal(err)
+		}
+		// Reads are sent while the follower is still paused, so that they wait in its
+		// socket with the replication it missed. Each goes to one of the three replicas
+		// at random; those the follower takes are answered as soon as it resumes.
+		const reads = 24
+		type result struct {
+			events []schemas.Envelope
+			err    error
+		}
+		early := make(chan result, reads)
+		sent := reader.Conn().Stats().OutMsgs
+		for range reads {
+			go func() {
+				got, err := reader.ReadSteps(ctx, subject, math.MaxUint64)
+				early <- result{got, err}
+			}()
+		}
+		written := func() bool {
+			n, err := reader.Conn().Buffered()
+			return reader.Conn().Stats().OutMsgs >= sent+reads && err == nil && n == 0
+		}
+		for deadline := time.Now().Add(10 * time.Second); !written(); {
+			if time.Now().After(deadline) {
+				t.Fatal("the reads were not sent to the paused follower")
+			}
+			time.Sleep(time.Millisecond) // polling the connection's counters, bounded by the deadline
+		}
+		if err := slow.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+			t.Fatal(err)
+		}
+		for range reads {
+			// A read that failed (the cluster electing a leader after the pause) is
+			// like one not made; one that succeeded must hold every step.
+			if r := <-early; r.err == nil && len(r.events) != steps {
+				t.Fatalf("round %d: read %d of the %d steps stored", round, len(r.events), steps)
+			}
+		}
+		// Read at once; a read that fails (the cluster electing a leader after the pause)
+		// is tried again, as stages do, but one that succeeds must hold every step.
+		for deadline := time.Now().Add(time.Minute); ; {
+			got, err := reader.ReadSteps(ctx, subject, math.MaxUint64)
+			if err == nil {
+				if len(got) != steps {
+					t.Fatalf("round %d: read %d of the %d steps stored", round, len(got), steps)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: %v", round, err)
+			}
+			t.Logf("round %d: %v; reading again", round, err)
+		}
 	}
 }

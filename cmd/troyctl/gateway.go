@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -19,23 +18,28 @@ import (
 const envHTTPTokens = "TROY_HTTP_TOKENS"
 
 // gatewayFlags are serve's flags for the HTTP gateway.
-type gatewayFlags struct{ addr, tokensFile string }
+type gatewayFlags struct {
+	addr, tokensFile      string
+	maxConns, maxRequests int
+}
 
 func (f *gatewayFlags) register(cmd *cobra.Command) {
-	cmd.Flags().StringVar(&f.addr, "http", "", "serve the HTTP gateway on this address, such as 127.0.0.1:8080 (default: off)")
-	cmd.Flags().StringVar(&f.tokensFile, "http-tokens", "", "file of the gateway's bearer tokens, one per line (default $"+envHTTPTokens+")")
+	fl := cmd.Flags()
+	fl.StringVar(&f.addr, "http", "", "serve the HTTP gateway on this address, such as --http 127.0.0.1:8080 (default: off)")
+	fl.StringVar(&f.tokensFile, "http-tokens", "", "file of the gateway's bearer tokens, one per line; blank lines and lines starting with # are ignored, such as --http-tokens /etc/troy/tokens (default $"+envHTTPTokens+", comma-separated)")
+	fl.IntVar(&f.maxConns, "http-max-conns", gateway.DefaultMaxConns, "connections the gateway keeps open at once; more wait to be accepted, such as --http-max-conns 4096")
+	fl.IntVar(&f.maxRequests, "http-max-requests", gateway.DefaultMaxInFlight, "requests the gateway handles at once; more wait up to 5s, then get 503, such as --http-max-requests 256")
 }
 
 func (f *gatewayFlags) tokens() ([]string, error) {
-	raw := os.Getenv(envHTTPTokens)
 	if f.tokensFile != "" {
 		data, err := os.ReadFile(f.tokensFile)
 		if err != nil {
 			return nil, fmt.Errorf("--http-tokens: %w", err)
 		}
-		raw = string(data)
+		return gateway.ParseTokens(f.tokensFile, string(data))
 	}
-	return strings.FieldsFunc(raw, func(r rune) bool { return r == '\n' || r == '\r' || r == ',' }), nil
+	return gateway.ParseTokenList("$"+envHTTPTokens, os.Getenv(envHTTPTokens))
 }
 
 // start serves the gateway until stop is called; it does nothing without --http.
@@ -43,11 +47,14 @@ func (f *gatewayFlags) start(ctx context.Context, b *bus.Bus, srv *pipeline.Serv
 	if f.addr == "" {
 		return func() {}, nil
 	}
+	if f.maxConns < 1 || f.maxRequests < 1 {
+		return nil, fmt.Errorf("--http-max-conns %d, --http-max-requests %d: expected at least 1 each", f.maxConns, f.maxRequests)
+	}
 	tokens, err := f.tokens()
 	if err != nil {
 		return nil, err
 	}
-	g, err := gateway.New(b, gateway.Config{Tokens: tokens, Info: srv.Policies().Info})
+	g, err := gateway.New(b, gateway.Config{Tokens: tokens, Info: srv.Policies().Info, MaxConns: f.maxConns, MaxInFlight: f.maxRequests})
 	if err != nil {
 		return nil, err
 	}
@@ -55,6 +62,6 @@ func (f *gatewayFlags) start(ctx context.Context, b *bus.Bus, srv *pipeline.Serv
 	if err != nil {
 		return nil, err
 	}
-	log.Info("http gateway", "addr", bound, "tokens", len(tokens))
+	log.Info("http gateway", "addr", bound, "tokens", len(tokens), "max_conns", f.maxConns, "max_requests", f.maxRequests)
 	return stop, nil
 }

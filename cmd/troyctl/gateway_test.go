@@ -9,19 +9,20 @@ import (
 	"testing"
 )
 
-// serve --http runs the gateway next to NATS, with the tokens of a file.
+// serve --http runs the gateway next to NATS, with the tokens of a file: its comments and
+// blank lines are not tokens, and the Bearer scheme is case-insensitive.
 func TestServeHTTPGateway(t *testing.T) {
 	dir := t.TempDir()
 	tokens := filepath.Join(dir, "tokens")
-	if err := os.WriteFile(tokens, []byte("first\nsecond-token\n"), 0o600); err != nil {
+	if err := os.WriteFile(tokens, []byte("# agents of the support team\nfirst\n\nsecond-token\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	port, httpPort := freePort(t), freePort(t)
 	startServe(t, "--data-dir", filepath.Join(dir, "data"), "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--policy", "minimal",
 		"--http", fmt.Sprintf("127.0.0.1:%d", httpPort), "--http-tokens", tokens)
-	check := func(token string) int {
+	check := func(auth string) int {
 		req, _ := http.NewRequest("POST", fmt.Sprintf("http://127.0.0.1:%d/v1/guard/check", httpPort), strings.NewReader(`{"session": "s", "agent": "a", "step": {"action": "bash", "metadata": {"permission_level": "admin"}}}`))
-		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("Authorization", auth)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -29,13 +30,29 @@ func TestServeHTTPGateway(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode
 	}
-	if got := check("second-token"); got != 200 {
-		t.Fatalf("check with a token: %d", got)
+	for _, tt := range []struct {
+		auth string
+		want int
+	}{
+		{"Bearer second-token", 200},
+		{"bearer first", 200},
+		{"Bearer third", 401},
+		{"Bearer # agents of the support team", 401},
+		{"Bearer #", 401},
+	} {
+		if got := check(tt.auth); got != tt.want {
+			t.Errorf("Authorization: %s: %d, want %d", tt.auth, got, tt.want)
+		}
 	}
-	if got := check("third"); got != 401 {
-		t.Fatalf("check with a wrong token: %d", got)
+	bad := filepath.Join(dir, "bad-tokens")
+	if err := os.WriteFile(bad, []byte("first\nsecond,third\n"), 0o600); err != nil {
+		t.Fatal(err)
 	}
-	r := troyctl(t, "serve", "--data-dir", filepath.Join(dir, "d2"), "--listen", "", "--metrics", "", "--http", "127.0.0.1:0")
+	r := troyctl(t, "serve", "--data-dir", filepath.Join(dir, "d3"), "--listen", "", "--metrics", "", "--http", "127.0.0.1:0", "--http-tokens", bad)
+	if r.code != exitError || !strings.Contains(r.stderr, bad+":2: a token may hold only") {
+		t.Fatalf("serve with a comma in a token: exit %d %s", r.code, r.stderr)
+	}
+	r = troyctl(t, "serve", "--data-dir", filepath.Join(dir, "d2"), "--listen", "", "--metrics", "", "--http", "127.0.0.1:0")
 	if r.code != exitError || !strings.Contains(r.stderr, "the HTTP gateway needs at least one token") {
 		t.Fatalf("serve --http without tokens: exit %d %s", r.code, r.stderr)
 	}

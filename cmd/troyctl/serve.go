@@ -1,11 +1,13 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/dustin/go-humanize"
@@ -29,6 +31,7 @@ func newServeCmd(a *app) *cobra.Command {
 		gw          gatewayFlags
 		retain      string
 		retainBytes string
+		restarts    int
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -49,12 +52,17 @@ reloaded when it changes, and every result records the revision it was evaluated
 the explanation cache); an instance started without them leaves the limits as they are,
 and new streams keep every event. --only runs some components, so that each can be deployed and
 scaled on its own.
-/healthz and Prometheus /metrics are served on --metrics.`,
+A component that fails (its consumer cannot be created, say) is restarted after a pause
+that doubles from 1s to 30s; past --restarts failures within 5 minutes serve stops all
+components and exits 1 with the error. /healthz answers 503 naming every component that
+is not running and why, and Prometheus /metrics are served on --metrics.`,
 		Example: `  troyctl serve --policy examples/policy.json
   troyctl serve --policy soc2 --listen 0.0.0.0:4222 --data-dir /var/lib/troy
   troyctl serve --nats nats://nats-1:4222,nats://nats-2:4222 --only evaluator --workers 8
   troyctl serve --policy examples/policy.json --retain 720h --retain-bytes 50GB
-  troyctl serve --policy examples/policy.json --clickhouse clickhouse://127.0.0.1:9000/troy`,
+  troyctl serve --policy examples/policy.json --clickhouse clickhouse://127.0.0.1:9000/troy
+  troyctl serve --policy soc2 --http 0.0.0.0:8080 --http-tokens /etc/troy/tokens --http-max-conns 4096 --http-max-requests 256
+  troyctl serve --nats nats://nats-1:4222 --only guard --restarts 0`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
@@ -74,6 +82,11 @@ scaled on its own.
 			if only != "" {
 				cfg.Only = strings.Split(only, ",")
 			}
+			if restarts < 0 {
+				return fmt.Errorf("--restarts %d: expected 0 or more", restarts)
+			}
+			cfg.Restart = pipeline.DefaultRestart
+			cfg.Restart.MaxRestarts = restarts
 			if cfg.ReportDir == "" {
 				cfg.ReportDir = filepath.Join(dataDir, "reports")
 			}
@@ -95,6 +108,9 @@ scaled on its own.
 				return err
 			}
 			b, err := bus.Open(ctx, opts)
+			if errors.Is(err, syscall.EADDRINUSE) && opts.URL == "" {
+				return fmt.Errorf("--listen %s: the address is in use, by another troyctl serve or NATS server? Choose another address with --listen, or use that server with --nats nats://%s", listen, listen)
+			}
 			if err != nil {
 				return err
 			}
@@ -140,6 +156,7 @@ scaled on its own.
 	f.StringVar(&only, "only", "", "components to run, comma-separated: "+strings.Join(pipeline.Components(), ", ")+" (default all)")
 	f.StringVar(&cfg.ReportDir, "reports", "", "directory for report.md and audit.json (default DATA-DIR/reports)")
 	f.IntVar(&cfg.Workers, "workers", 4, "events each component handles at once")
+	f.IntVar(&restarts, "restarts", pipeline.DefaultRestart.MaxRestarts, "restarts of a failed component (after 1s, 2s, 4s... up to 30s) within 5 minutes before serve stops with an error; /healthz shows a failing component; such as --restarts 0 to stop at the first failure")
 	f.DurationVar(&cfg.IdleTimeout, "idle-timeout", 5*time.Minute, "close a trace that has had no event for this long (0: never)")
 	f.StringVar(&cfg.MetricsAddr, "metrics", "127.0.0.1:9464", "address for /healthz and /metrics (empty: none)")
 	f.BoolVarP(&verbose, "verbose", "v", false, "log more")

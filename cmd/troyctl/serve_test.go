@@ -3,7 +3,13 @@ package main
 import (
 	"context"
 	"fmt"
+	"math"
+	"net"
 	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -11,6 +17,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/troy-audit/troy/bus"
+	"github.com/troy-audit/troy/ingest/agent"
+	"github.com/troy-audit/troy/schemas"
 )
 
 // streamConfigs reads the configuration of troy's streams, and of the streams under its
@@ -61,4 +69,172 @@ func TestServeRetention(t *testing.T) {
 	check("first instance")
 	startServe(t, "--nats", url, "--only", "guard")
 	check("after a second instance without the flags")
+}
+
+// stopServe sends serve SIGTERM and waits for it to exit, for at most half a minute;
+// it returns the exit code.
+func stopServe(t *testing.T, p *process) int {
+	t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- p.cmd.Wait() }()
+	select {
+	case <-exited:
+	case <-time.After(30 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-exited
+		t.Fatalf("serve did not stop within 30s of SIGTERM:\n%s", p.log())
+	}
+	return p.cmd.ProcessState.ExitCode()
+}
+
+// A rolling restart of the guard refuses no check: two instances (processes of their own
+// on one NATS server) answer sessions checked under load; one is drained with SIGTERM and
+// started again, then the other is. A draining instance leaves the queue group before it
+// stops answering, and the SDK sends a request that no instance handled again. Every check
+// answered is in the audit exactly once.
+func TestGuardRollingRestartRefusesNothing(t *testing.T) {
+	node := startNATS(t)
+	args := func() []string {
+		return []string{"--nats", node.url, "--only", "guard", "--policy", "minimal", "--data-dir", t.TempDir()}
+	}
+	first, second := startServe(t, args()...), startServe(t, args()...)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	conn, err := agent.Connect(ctx, bus.Options{URL: node.url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	const sessions = 16
+	var (
+		checks   atomic.Int64
+		mu       sync.Mutex
+		refused  []error
+		answered [sessions]int
+		wg       sync.WaitGroup
+	)
+	stopLoad := make(chan struct{})
+	for i := range sessions {
+		wg.Go(func() {
+			g := conn.Guard(agent.GuardOptions{Session: fmt.Sprint("rolling-", i), Agent: "bot", Mode: schemas.ModeMonitor, Timeout: 10 * time.Second})
+			for n := 0; ; n++ {
+				select {
+				case <-stopLoad:
+					return
+				default:
+				}
+				if _, err := g.Check(ctx, fmt.Sprint("search-", n), nil, nil, ""); err != nil {
+					mu.Lock()
+					refused = append(refused, err)
+					mu.Unlock()
+					continue
+				}
+				answered[i]++
+				checks.Add(1)
+			}
+		})
+	}
+	// more waits until the load has made n more checks.
+	more := func(n int64, while string) {
+		t.Helper()
+		want := checks.Load() + n
+		deadline := time.Now().Add(time.Minute)
+		for checks.Load() < want {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %d checks, want %d", while, checks.Load(), want)
+			}
+			time.Sleep(10 * time.Millisecond) // polling a counter, bounded by the deadline
+		}
+	}
+	more(500, "before the restart")
+	if code := stopServe(t, first); code != 0 {
+		t.Fatalf("the first instance exited %d:\n%s", code, first.log())
+	}
+	more(500, "with the first instance stopped")
+	first = startServe(t, args()...)
+	more(500, "with the first instance back")
+	if code := stopServe(t, second); code != 0 {
+		t.Fatalf("the second instance exited %d:\n%s", code, second.log())
+	}
+	more(500, "with the second instance stopped")
+	close(stopLoad)
+	wg.Wait()
+	if len(refused) > 0 {
+		t.Fatalf("%d of %d checks refused during the rolling restart; the first: %v", len(refused), int(checks.Load())+len(refused), refused[0])
+	}
+
+	b, err := bus.Open(ctx, bus.Options{URL: node.url, Client: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	for i := range sessions {
+		events, err := b.ReadSteps(ctx, schemas.StepsSubject("bot", fmt.Sprint("rolling-", i)), math.MaxUint64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		steps := 0
+		for _, e := range events {
+			if e.Kind == schemas.KindStep {
+				steps++
+			}
+		}
+		if steps != answered[i] {
+			t.Errorf("session %d: %d steps in the stream for %d checks answered", i, steps, answered[i])
+		}
+	}
+}
+
+// serve says at once, in one line, that the embedded server's address is in use, rather
+// than waiting for a server that cannot start.
+func TestServeAddressInUse(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	addr := l.Addr().String()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second) // the old wait was a minute
+	defer cancel()
+	var stdout, stderr strings.Builder
+	code := run(ctx, []string{"serve", "--data-dir", t.TempDir(), "--listen", addr, "--metrics", ""}, strings.NewReader(""), &stdout, &stderr)
+	lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+	last := lines[len(lines)-1]
+	if code != exitError || ctx.Err() != nil || !strings.HasPrefix(last, "troyctl: --listen "+addr+": the address is in use") {
+		t.Fatalf("exit %d (context: %v), stderr:\n%s", code, ctx.Err(), stderr.String())
+	}
+}
+
+// A component that cannot run stops serve with exit 1 and the component's error, once
+// --restarts is spent, instead of running on without it.
+func TestServeExitsWhenAComponentFails(t *testing.T) {
+	node := startNATS(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	b, err := bus.Open(ctx, bus.Options{URL: node.url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	js, err := jetstream.New(b.Conn())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A durable with the scorer's name that the scorer cannot take over.
+	if _, err := js.CreateConsumer(ctx, bus.ResultsStream, jetstream.ConsumerConfig{Durable: "scorer", AckPolicy: jetstream.AckNonePolicy}); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr strings.Builder
+	code := run(ctx, []string{"serve", "--nats", node.url, "--only", "evaluator,scorer", "--restarts", "0", "--data-dir", t.TempDir(), "--metrics", ""},
+		strings.NewReader(""), &stdout, &stderr)
+	if ctx.Err() != nil {
+		t.Fatalf("serve ran on without its scorer:\n%s", stderr.String())
+	}
+	if code != exitError || !strings.Contains(stderr.String(), "troyctl: component scorer stopped the pipeline: 1 failures within 5m0s, 0 restarts allowed; the last: consumer scorer: ") {
+		t.Fatalf("exit %d, stderr:\n%s", code, stderr.String())
+	}
 }

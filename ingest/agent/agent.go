@@ -98,7 +98,9 @@ type GuardOptions struct {
 	AgentMetadata map[string]any // what rules see as agent.metadata
 	Mode          string         // enforce (default), monitor or dry-run
 	Policy        string         // a policy hash; empty uses the server's default
-	// Timeout bounds one request; zero means 2s.
+	// Timeout bounds one request; zero means 2s. Within it, a request that no instance
+	// handled (the one that took it was stopping, or none was running, as during a
+	// rolling restart) is sent again, to another instance.
 	Timeout time.Duration
 	// FailOpen allows steps when troy cannot be asked (no answer in time, not ready).
 	// By default they are blocked: an unanswered check is a "no".
