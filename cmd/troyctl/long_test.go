@@ -116,7 +116,7 @@ func BenchmarkLongTrace(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	tr := tracegen.New(tracegen.Options{Steps: *longSteps, Seed: 12, BadRate: 0.06}).Trace()
+	tr := tracegen.New(tracegen.Options{Steps: *longSteps, Seed: 12, BadRate: 0.1}).Trace()
 	raw, _ := json.Marshal(tr)
 	if err := os.WriteFile("long.json", raw, 0o644); err != nil {
 		b.Fatal(err)
