@@ -4,4 +4,9 @@ import "github.com/troy-audit/troy/policies"
 
 // CompileReference compiles without optimizations, as the reference the optimized
 // evaluator must agree with.
-func CompileReference(p *policies.Policy) (*Compiled, error) { return compile(p, true) }
+func CompileReference(p *policies.Policy) (*Compiled, error) { return compile(p, true, Options{}) }
+
+// CompileReferenceWith compiles without optimizations, with options.
+func CompileReferenceWith(p *policies.Policy, o Options) (*Compiled, error) {
+	return compile(p, true, o)
+}
