@@ -47,6 +47,9 @@ type Options struct {
 	// OnQuarantine, when set, is called once for each rule quarantined, when it happens.
 	// It must not block.
 	OnQuarantine func(Quarantine)
+	// unlimited compiles without the limit patcher: tests compare guarded builtins with
+	// expr's own through it.
+	unlimited bool
 }
 
 // Warning is a cost of a rule that only the run-time limits bound: a loop over loops of
@@ -73,6 +76,7 @@ type Compiled struct {
 	// plain turns every optimization off: no prechecks, no rewritten member access or
 	// quantifiers, no prefilters. Tests compare optimized evaluation against it.
 	plain        bool
+	unlimited    bool // see Options.unlimited
 	limits       Limits
 	quarantined  quarantines // by rule index
 	onQuarantine func(Quarantine)
@@ -106,6 +110,7 @@ func compile(p *policies.Policy, plain bool, o Options) (*Compiled, error) {
 		hash:         p.Hash(),
 		limits:       o.Limits.orDefault(),
 		onQuarantine: o.OnQuarantine,
+		unlimited:    o.unlimited,
 	}
 	b := &builder{c: c, predIndex: map[string]int{}}
 	var errs []error
@@ -225,15 +230,15 @@ func (b *builder) rule(pr policies.Rule) (_ *rule, over *LimitError, _ error) {
 	lp := &limitPatcher{}
 	if b.c.plain {
 		r.pre = nil
-		r.program, err = expr.Compile(src, b.options(expr.Patch(lp))...)
+		r.program, err = expr.Compile(src, b.limited(lp)...)
 	} else {
 		r.fast, _ = b.compileFast(tree.Node, stepRoot)
 		qp := &quantPatcher{b: b}
 		// Quantifiers are rewritten first, so that their predicates are seen as written;
 		// limits last, on what the others made.
-		r.program, err = expr.Compile(src, b.options(expr.Patch(qp), expr.Patch(fieldPatcher{}), expr.Patch(lp))...)
+		r.program, err = expr.Compile(src, b.limited(lp, expr.Patch(qp), expr.Patch(fieldPatcher{}))...)
 		if err == nil && qp.patched {
-			r.fallback, err = expr.Compile(src, b.options(expr.Patch(fieldPatcher{}), expr.Patch(&limitPatcher{}))...)
+			r.fallback, err = expr.Compile(src, b.limited(&limitPatcher{}, expr.Patch(fieldPatcher{}))...)
 		}
 	}
 	if err != nil {
@@ -247,6 +252,14 @@ func (b *builder) rule(pr policies.Rule) (_ *rule, over *LimitError, _ error) {
 		}
 	}
 	return r, over, nil
+}
+
+// limited is the options with patches, then the limit patcher.
+func (b *builder) limited(lp *limitPatcher, patches ...expr.Option) []expr.Option {
+	if !b.c.unlimited {
+		patches = append(patches, expr.Patch(lp))
+	}
+	return b.options(patches...)
 }
 
 // internalNames refuses names the compiler gives to rewritten calls: a condition cannot
@@ -484,7 +497,7 @@ func (b *builder) predicate(n ast.Node) (int, bool) {
 	if i, ok := b.predIndex[src]; ok {
 		return i, true
 	}
-	prog, err := expr.Compile(src, b.options(expr.Patch(fieldPatcher{}), expr.Patch(&limitPatcher{}))...)
+	prog, err := expr.Compile(src, b.limited(&limitPatcher{}, expr.Patch(fieldPatcher{}))...)
 	if err != nil {
 		return 0, false // keep the quantifier as written
 	}

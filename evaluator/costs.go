@@ -85,6 +85,10 @@ func (k *costs) visit(n ast.Node, loops []level) {
 		if id, ok := x.Callee.(*ast.IdentifierNode); ok && id.Value == "py_str" {
 			k.wholeTrace(x, "str")
 		}
+	case *ast.BinaryNode:
+		if n, ok := k.length(x); ok && x.Operator == "+" && n > k.lim.Memory {
+			k.fail(&k.memory, LimitMemory, x, fmt.Sprintf("concatenation of up to %d bytes exceeds the %s limit", n, size(k.lim.Memory)))
+		}
 	case *ast.VariableDeclaratorNode:
 		k.visit(x.Value, loops)
 		prev, had := k.lets[x.Name]
@@ -139,10 +143,11 @@ func (k *costs) nesting(bn *ast.BuiltinNode, loops []level) {
 			sizes = append(sizes, fmt.Sprint(l.n))
 		}
 	}
+	// One loop over a long known list is left to the run time: expr's optimizer turns
+	// some into arithmetic (sum(1..n), x in 1..n), and a list that long is over the
+	// memory limit when built.
 	if total > maxKnownIterations && len(sizes) > 1 {
 		k.fail(&k.iterations, LimitIterations, bn, fmt.Sprintf("nested quantifiers run up to %s = %s iterations, over the limit of %d", strings.Join(sizes, "x"), count(total), maxKnownIterations))
-	} else if total > maxKnownIterations {
-		k.fail(&k.iterations, LimitIterations, bn, fmt.Sprintf("a quantifier runs %s iterations, over the limit of %d", count(total), maxKnownIterations))
 	}
 	var unknown []string
 	for _, l := range loops {

@@ -10,3 +10,9 @@ func CompileReference(p *policies.Policy) (*Compiled, error) { return compile(p,
 func CompileReferenceWith(p *policies.Policy, o Options) (*Compiled, error) {
 	return compile(p, true, o)
 }
+
+// CompileUnlimited compiles as Compile does, but without the limits' rewriting: the
+// builtins are expr's own.
+func CompileUnlimited(p *policies.Policy) (*Compiled, error) {
+	return compile(p, false, Options{unlimited: true})
+}

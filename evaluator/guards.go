@@ -96,6 +96,9 @@ var guards = [...]guard{
 		old, _ := a[1].(string)
 		repl, _ := a[2].(string)
 		n := int64(occurrences(s, old))
+		if old != "" {
+			n-- // matches, not pieces
+		}
 		if len(a) == 4 {
 			if limit := int64(runtime.ToInt(a[3])); limit >= 0 {
 				n = min(n, limit)
