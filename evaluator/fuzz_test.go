@@ -13,7 +13,7 @@ import (
 )
 
 // fuzzLimits are small, so that an input breaking them costs the fuzzer little.
-var fuzzLimits = evaluator.Limits{Time: 50 * time.Millisecond, Memory: 4 << 20}
+var fuzzLimits = evaluator.Limits{Time: 10 * time.Millisecond, Memory: 1 << 20}
 
 // FuzzPolicy loads a policy document and a condition, compiles both and evaluates them on
 // a trace under small limits: nothing panics, an error is one line per rule, and the

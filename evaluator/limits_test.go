@@ -21,6 +21,16 @@ var (
 	memoryLimits = evaluator.Limits{Time: time.Minute}
 )
 
+// compileWith compiles conditions as rules r1, r2, … with options.
+func compileWith(t *testing.T, o evaluator.Options, conds ...string) *evaluator.Compiled {
+	t.Helper()
+	c, err := evaluator.CompileWith(policyOf(conds...), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 // Conditions that would take the process down (gigabytes, or hours) fail at their first
 // step with a rule error naming the limit, the rule is quarantined, every later step
 // records why, and the evaluation allocates a bounded amount on the way.
@@ -56,13 +66,10 @@ func TestRunawayConditionsFailWithinLimits(t *testing.T) {
 			if strings.Contains(tc.want, "ran longer") || tc.want == "limit" {
 				lim = testLimits
 			}
-			c, err := evaluator.CompileWith(policyOf(tc.cond, "step.type == 'tool_call'"), evaluator.Options{
+			c := compileWith(t, evaluator.Options{
 				Limits:       lim,
 				OnQuarantine: func(q evaluator.Quarantine) { quarantined = append(quarantined, q) },
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
+			}, tc.cond, "step.type == 'tool_call'")
 			var before, after runtime.MemStats
 			runtime.ReadMemStats(&before)
 			res := c.Evaluate(fixture())
@@ -137,13 +144,10 @@ func TestCompileTimeLimits(t *testing.T) {
 // start, reported once, and recorded as a rule error at every step; the others run.
 func TestQuarantineAtLoad(t *testing.T) {
 	var got []evaluator.Quarantine
-	c, err := evaluator.CompileWith(policyOf(`len(repeat(repeat("a", 999999), 999999)) > 0`, "step.type == 'tool_call'"), evaluator.Options{
+	c := compileWith(t, evaluator.Options{
 		QuarantineAtLoad: true,
 		OnQuarantine:     func(q evaluator.Quarantine) { got = append(got, q) },
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	}, `len(repeat(repeat("a", 999999), 999999)) > 0`, "step.type == 'tool_call'")
 	if len(got) != 1 || got[0].RuleID != "r1" || got[0].Limit != evaluator.LimitMemory || got[0].StepID != "" || got[0].PolicyHash != c.Hash() {
 		t.Fatalf("quarantined %+v", got)
 	}
@@ -164,12 +168,9 @@ func TestQuarantineAtLoad(t *testing.T) {
 func TestQuarantineIsReportedOnce(t *testing.T) {
 	var mu sync.Mutex
 	n := 0
-	c, err := evaluator.CompileWith(policyOf("len(repeat(repeat(step.description, 99999), 99999)) > 0"), evaluator.Options{
+	c := compileWith(t, evaluator.Options{
 		OnQuarantine: func(evaluator.Quarantine) { mu.Lock(); n++; mu.Unlock() },
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	}, "len(repeat(repeat(step.description, 99999), 99999)) > 0")
 	var wg sync.WaitGroup
 	for range 8 {
 		wg.Go(func() {
@@ -186,10 +187,7 @@ func TestQuarantineIsReportedOnce(t *testing.T) {
 
 // The guard sees a rule that breaks a limit as a rule error, and goes on checking.
 func TestGuardRuleBreakingALimit(t *testing.T) {
-	c, err := evaluator.CompileWith(policyOf("let a = 1..(step_index+100000); any(a, any(a, # < 0))", "step.description == 'bash'"), evaluator.Options{Limits: testLimits})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := compileWith(t, evaluator.Options{Limits: testLimits}, "let a = 1..(step_index+100000); any(a, any(a, # < 0))", "step.description == 'bash'")
 	g, err := c.NewGuard(evaluator.GuardOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -210,10 +208,7 @@ func TestGuardRuleBreakingALimit(t *testing.T) {
 // A memoized predicate is charged to the step it runs on: a predicate that breaks a limit
 // fails the rule asking for it, with that limit.
 func TestMemoizedPredicateBreakingALimit(t *testing.T) {
-	c, err := evaluator.CompileWith(policyOf("step.type == 'observation' and any(prev_steps, len(repeat(#.description, 9999999)) > 0)"), evaluator.Options{Limits: testLimits})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := compileWith(t, evaluator.Options{Limits: testLimits}, "step.type == 'observation' and any(prev_steps, len(repeat(#.description, 9999999)) > 0)")
 	errs := c.Evaluate(fixture()).RuleErrors
 	if len(errs) != 1 || errs[0].FirstStep != "s4" || !strings.Contains(errs[0].FirstError, "repeat of 4x9999999 bytes exceeds the 16 MiB limit") {
 		t.Fatalf("%+v", errs)
@@ -222,16 +217,13 @@ func TestMemoizedPredicateBreakingALimit(t *testing.T) {
 
 // Policies validate warns about costs that only the run-time limits bound.
 func TestWarnings(t *testing.T) {
-	c, err := evaluator.Compile(policyOf(
+	c := compileWith(t, evaluator.Options{},
 		"any(steps, any(prev_steps, .step_id == step.step_id))",
 		"repeat(step.description, step_index) != ''",
 		"len(toJSON(prev_steps)) > 100",
 		"any(prev_steps, any(#.metadata.tags, # == 'a'))", // the outer loop is memoized
 		"step.type == 'tool_call'",
-	))
-	if err != nil {
-		t.Fatal(err)
-	}
+	)
 	var got []string
 	for _, w := range c.Warnings() {
 		got = append(got, w.String())
@@ -300,10 +292,7 @@ func TestGuardedBuiltinsAgreeWithExpr(t *testing.T) {
 		"any(steps, .type == step.type and .step_id != step.step_id)",
 		"all(prev_steps, all(#.metadata?.tags ?? [], # != 'z'))",
 	}
-	fast, err := evaluator.Compile(policyOf(conds...))
-	if err != nil {
-		t.Fatal(err)
-	}
+	fast := compileWith(t, evaluator.Options{}, conds...)
 	expr, err := evaluator.CompileUnlimited(policyOf(conds...))
 	if err != nil {
 		t.Fatal(err)

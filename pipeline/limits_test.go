@@ -35,6 +35,24 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
+// runServer runs a server on b; stop ends it and reports how it ended.
+func runServer(t *testing.T, ctx context.Context, b *bus.Bus, cfg pipeline.ServeConfig) (srv *pipeline.Server, stop func()) {
+	t.Helper()
+	srv, err := pipeline.NewServer(b, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(runCtx) }()
+	return srv, func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}
+}
+
 // A policy stored in the bucket whose rules break limits (some certainly, when it loads;
 // some when they run) is still evaluated: those rules are quarantined for the revision,
 // logged once and counted, each trace reports them as rule errors at every step, the
@@ -81,54 +99,31 @@ func TestServerQuarantinesRulesOfAStoredPolicy(t *testing.T) {
 	}
 
 	var logs lockedBuffer
-	srv, err := pipeline.NewServer(b, pipeline.ServeConfig{
-		Config:      pipeline.Config{Only: []string{pipeline.Evaluator, pipeline.Scorer}, Logger: slog.New(slog.NewTextHandler(&logs, nil))},
+	srv, stop := runServer(t, ctx, b, pipeline.ServeConfig{
+		Config: pipeline.Config{
+			Only:   []string{pipeline.Evaluator, pipeline.Scorer, pipeline.Explainer},
+			Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+		},
 		Policy:      "minimal", // the default, for traces that name none
 		MetricsAddr: "127.0.0.1:0",
 	})
+	defer stop()
+	client, err := pipeline.NewClient(ctx, b, hash, true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(runCtx) }()
-	defer func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
-	scored := results[schemas.TraceScored](ctx, b, "troy.results.scored.>")
+	defer client.Close()
 
 	g := tracegen.New(tracegen.Options{Steps: 4, Seed: 3})
 	for _, id := range []string{"first", "second"} {
 		tr := g.Trace()
+		tr.TraceID = id
 		tr.Steps[1].Type = schemas.StepToolCall
-		ref := schemas.TraceRef{TraceID: id, AgentName: tr.AgentName, Policy: hash}
-		subject := schemas.StepsSubject(tr.AgentName, id)
-		for i, s := range tr.Steps {
-			e, err := schemas.NewEnvelope(subject, schemas.KindStep, "", schemas.StepEvent{TraceRef: ref, Seq: i, Step: s})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := b.Publish(ctx, e); err != nil {
-				t.Fatal(err)
-			}
-		}
-		end, err := schemas.NewEnvelope(subject, schemas.KindEnd, "", schemas.TraceEnd{TraceRef: ref, Steps: len(tr.Steps)})
+		s, _, err := client.Audit(ctx, tr)
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("%s: %v\n%s", id, err, logs.String())
 		}
-		if err := b.Publish(ctx, end); err != nil {
-			t.Fatal(err)
-		}
-		var s schemas.TraceScored
-		select {
-		case s = <-scored:
-		case <-ctx.Done():
-			t.Fatalf("no result for %s:\n%s", id, logs.String())
-		}
-		if s.TraceID != id || s.Policy != hash {
+		if s.Policy != hash {
 			t.Fatalf("result of %s under %s", s.TraceID, s.Policy)
 		}
 		if len(s.Violations) == 0 {
