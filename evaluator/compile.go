@@ -114,7 +114,11 @@ func compile(p *policies.Policy, plain bool, o Options) (*Compiled, error) {
 	}
 	b := &builder{c: c, predIndex: map[string]int{}}
 	var errs []error
-	var atLoad []Quarantine
+	type ruleQuarantine struct {
+		rule int
+		Quarantine
+	}
+	var atLoad []ruleQuarantine
 	for _, pr := range p.Rules {
 		r, over, err := b.rule(pr)
 		if err == nil && over != nil && !o.QuarantineAtLoad {
@@ -126,7 +130,7 @@ func compile(p *policies.Policy, plain bool, o Options) (*Compiled, error) {
 		}
 		r.index = len(c.rules)
 		if over != nil {
-			atLoad = append(atLoad, Quarantine{RuleID: pr.RuleID, Limit: over.Limit, Reason: over.Msg})
+			atLoad = append(atLoad, ruleQuarantine{r.index, Quarantine{RuleID: pr.RuleID, Limit: over.Limit, Reason: over.Msg}})
 		}
 		c.rules = append(c.rules, r)
 		c.weights[pr.RuleID] = pr.Weight
@@ -136,11 +140,7 @@ func compile(p *policies.Policy, plain bool, o Options) (*Compiled, error) {
 	}
 	c.quarantined = make(quarantines, len(c.rules))
 	for _, q := range atLoad {
-		for _, r := range c.rules {
-			if r.RuleID == q.RuleID {
-				c.quarantine(r.index, q)
-			}
-		}
+		c.quarantine(q.rule, q.Quarantine)
 	}
 	pats := make([]*match.Pattern, 0, len(c.patterns))
 	for _, pat := range c.patterns {
@@ -161,9 +161,6 @@ func (c *Compiled) Weights() map[string]int { return c.weights }
 
 // Warnings lists the costs of rules that only the run-time limits bound, in rule order.
 func (c *Compiled) Warnings() []Warning { return c.warnings }
-
-// Limits are the limits each evaluation of a condition runs under.
-func (c *Compiled) Limits() Limits { return c.limits }
 
 // LooksAhead reports whether the rule's condition reads steps after the current one, so
 // that its verdict for a step is only final once the trace has ended.

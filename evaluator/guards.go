@@ -133,7 +133,7 @@ var guards = [...]guard{
 	gReverse: {name: "reverse", cost: lengthCost("reverse", slotBytes)},
 	gSort:    {name: "sort", cost: lengthCost("sort", slotBytes)},
 	gMatches: {name: "matches", cost: func(b *budget, a []any) error {
-		p, _ := a[1].(string)
+		p, _ := deref(a[1]).(string)
 		if len(p) > maxDynamicPattern {
 			return &LimitError{Limit: LimitMemory, Msg: fmt.Sprintf("a pattern of %s computed at run time exceeds the %s limit", size(int64(len(p))), size(maxDynamicPattern))}
 		}
@@ -206,15 +206,16 @@ func (s *session) tick(cost int) bool {
 
 // add is a + b as the machine computes it, with a concatenation of texts charged first.
 func (s *session) add(a, b any) any {
-	if x, ok := a.(string); ok {
-		if y, ok := b.(string); ok {
-			n := int64(len(x)) + int64(len(y))
-			if err := s.bud.charge(n, func() string { return fmt.Sprintf("concatenation of %d bytes", n) }); err != nil {
-				panic(err)
-			}
-		}
+	x, ok := a.(string)
+	y, ok2 := b.(string)
+	if !ok || !ok2 {
+		return runtime.Add(deref(a), deref(b))
 	}
-	return runtime.Add(a, b)
+	n := int64(len(x)) + int64(len(y))
+	if err := s.bud.charge(n, func() string { return fmt.Sprintf("concatenation of %d bytes", n) }); err != nil {
+		panic(err)
+	}
+	return x + y
 }
 
 // callBuiltin calls an expr builtin as the machine would.
@@ -337,23 +338,17 @@ func leaves(v reflect.Value, max int64) int64 {
 // patternBytes estimates what compiling a regular expression takes.
 func patternBytes(p string) int64 { return 64 * int64(len(p)+1) }
 
-// infixMatches is `a matches b` as the machine computes it when b is not a constant.
+// infixMatches is `a matches b` as the machine computes it when b is not a constant,
+// failing as it does on operands of other types.
 func infixMatches(_ *budget, a []any) (any, error) {
-	if runtime.IsNil(a[0]) || runtime.IsNil(a[1]) {
+	x, p := deref(a[0]), deref(a[1])
+	if runtime.IsNil(x) || runtime.IsNil(p) {
 		return false, nil
 	}
-	p, ok := a[1].(string)
-	if !ok {
-		return nil, fmt.Errorf("pattern must be a string, got %T", a[1])
+	if s, ok := x.(string); ok {
+		return regexp.MatchString(p.(string), s)
 	}
-	if s, ok := a[0].(string); ok {
-		return regexp.MatchString(p, s)
-	}
-	in, ok := a[0].([]byte)
-	if !ok {
-		return nil, fmt.Errorf("cannot match %T", a[0])
-	}
-	return regexp.Match(p, in)
+	return regexp.Match(p.(string), x.([]byte))
 }
 
 // uniq is expr's uniq (the first of equal elements, in order), counting its comparisons
@@ -427,6 +422,12 @@ func textSize(x any, limit int64) int64 {
 			if v != nil {
 				walk(v.step)
 			}
+		case stepView: // a builtin's argument, dereferenced
+			walk(v.step)
+		case TraceInfo:
+			walk(&v)
+		case AgentInfo:
+			walk(&v)
 		case *schemas.Step:
 			if v != nil {
 				n += int64(len(v.StepID)+len(v.Type)+len(v.Description)) + 128

@@ -49,6 +49,7 @@ func TestRunawayConditionsFailWithinLimits(t *testing.T) {
 		{"len(sort(map(1..(step_index+500000), -#))) > 0", "what the condition's loops build exceeds the 16 MiB limit"},
 		{"len(toJSON(map(1..(step_index+20000), steps))) > 0", "toJSON of a value of"},
 		{"len(string(map(1..(step_index+20000), steps))) > 0", "string of a value of"},
+		{"len(map(1..(step_index+100000), toJSON(step))) > 0", "exceeds the 16 MiB limit"},
 		{"len(py_str(map(1..(step_index+20000), steps))) > 0", "str of a value of"},
 		{"len(uniq(map(1..(step_index+200000), #))) > 0", "ran longer than the 100ms limit"},
 		{"len(fromJSON('[' + repeat('0,', step_index + 900000) + '0]')) > 0", "fromJSON of 1.7 MiB exceeds the 16 MiB limit"},
@@ -277,6 +278,7 @@ func TestGuardedBuiltinsAgreeWithExpr(t *testing.T) {
 		"step.description matches ('^' + 'p')",
 		"step.description matches (step.type == 'llm_call' ? 'pl' : 'xx')",
 		"step.input.prompt matches ('(' + step.description)", // a bad pattern
+		"step.input.prompt matches step.input.n",             // a pattern that is not a text
 		"matches(step.description, step.type == 'llm_call' ? 'PL' : 'zz')",
 		"py_str(step.input) contains \"'n': 5\"",
 		"py_add(step.description, '!') == 'plan!'",

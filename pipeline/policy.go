@@ -57,15 +57,6 @@ func (p *Policies) quarantine(q evaluator.Quarantine) {
 		"policy", q.PolicyHash, "rule_id", q.RuleID, "limit", q.Limit, "reason", q.Reason, "trace_id", q.TraceID, "step_id", q.StepID)
 }
 
-// Quarantined is the number of rules quarantined so far, by limit.
-func (p *Policies) Quarantined() map[string]int64 {
-	out := make(map[string]int64, len(p.quarantined))
-	for l, n := range p.quarantined {
-		out[l] = n.Load()
-	}
-	return out
-}
-
 // Put stores a compiled policy under its hash and returns the hash. The store compiles
 // its own copy, which reports its quarantines.
 func (p *Policies) Put(ctx context.Context, c *evaluator.Compiled) (string, error) {
