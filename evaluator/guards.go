@@ -15,8 +15,8 @@ import (
 )
 
 // Budget-aware builtins. The limit patcher rewrites a call of one of these builtins, of
-// the converted-Python helpers that build values, a string concatenation and a match
-// against a pattern computed at run time into __troy_guard(kind, __troy_budget, args...).
+// the converted-Python helpers that build values, and a match against a pattern computed
+// at run time into __troy_guard(kind, __troy_budget, args...).
 // The guard works out what the call will allocate from its arguments, charges it to the
 // evaluation's budget (failing before allocating when it is over), and then calls the
 // original, so the result is the builtin's own. Calls are typed as the original was when

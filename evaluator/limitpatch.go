@@ -35,7 +35,7 @@ var iterationBytes = map[string]int64{
 // Rewritten calls keep the type the checker gave the original, so what the condition
 // means does not change.
 type limitPatcher struct {
-	guarded bool // a call was rewritten to a guard
+	guarded bool // a call was rewritten to a typed call (a guard, or __troy_add)
 }
 
 func (p *limitPatcher) Visit(n *ast.Node) {
@@ -67,6 +67,7 @@ func (p *limitPatcher) Visit(n *ast.Node) {
 					Arguments: []ast.Node{x.Left, x.Right},
 				}
 				add.SetNature(*x.Nature())
+				p.guarded = true
 				orig := *n
 				ast.Patch(n, add)
 				add.Callee.SetLocation(orig.Location())

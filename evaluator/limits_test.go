@@ -328,3 +328,19 @@ func TestGuardedBuiltinsAgreeWithExpr(t *testing.T) {
 		}
 	}
 }
+
+// Rewritten calls are typed as the originals were, so a mistake inside one would not be
+// seen by expr's checker: such conditions are checked again as written.
+func TestMistakesInsideRewrittenCallsAreFound(t *testing.T) {
+	for _, cond := range []string{
+		"lower(step.tpye) == 'x'",
+		"len(split(step.description, step.tpye)) > 1",
+		"'a' + (step.tpye ?? 'b') == 'ab'",
+		"step.description + lower(step.tpye) == 'x'",
+		"py_str(step.tpye) == 'x'",
+	} {
+		if _, err := evaluator.Compile(policyOf(cond)); err == nil || !strings.Contains(err.Error(), "has no field tpye") {
+			t.Errorf("%s: %v", cond, err)
+		}
+	}
+}
