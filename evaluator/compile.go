@@ -125,7 +125,8 @@ func compile(p *policies.Policy, plain bool, o Options) (*Compiled, error) {
 			err = over
 		}
 		if err != nil {
-			errs = append(errs, &policies.Error{Source: p.Source, Rule: policies.RuleLabel(pr.RuleID), Msg: "condition: " + err.Error()})
+			// One line: expr reports a panic of its compiler with the stack.
+			errs = append(errs, &policies.Error{Source: p.Source, Rule: policies.RuleLabel(pr.RuleID), Msg: "condition: " + oneLine(err.Error())})
 			continue
 		}
 		r.index = len(c.rules)
@@ -238,15 +239,16 @@ func (b *builder) rule(pr policies.Rule) (_ *rule, over *LimitError, _ error) {
 			r.fallback, err = expr.Compile(src, b.limited(&limitPatcher{}, expr.Patch(fieldPatcher{}))...)
 		}
 	}
+	if err != nil || lp.guarded {
+		// The checker takes rewritten calls as typed and looks no further into them: the
+		// condition as written is checked again, so that a mistake inside one is still
+		// found, and reported as the author wrote it.
+		if _, cerr := checker.Check(tree, cfg); cerr != nil {
+			return nil, nil, conditionError(cerr)
+		}
+	}
 	if err != nil {
 		return nil, nil, conditionError(err)
-	}
-	if lp.guarded {
-		// The checker takes guarded calls as typed and looks no further into them: the
-		// condition as written is checked again, so a mistake inside one is still found.
-		if _, err := checker.Check(tree, cfg); err != nil {
-			return nil, nil, conditionError(err)
-		}
 	}
 	return r, over, nil
 }

@@ -338,8 +338,10 @@ func TestMistakesInsideRewrittenCallsAreFound(t *testing.T) {
 		"'a' + (step.tpye ?? 'b') == 'ab'",
 		"step.description + lower(step.tpye) == 'x'",
 		"py_str(step.tpye) == 'x'",
+		"join(map(split(step.description, ''), #tpye), '') != ''", // expr's compiler panics on it
 	} {
-		if _, err := evaluator.Compile(policyOf(cond)); err == nil || !strings.Contains(err.Error(), "has no field tpye") {
+		_, err := evaluator.Compile(policyOf(cond))
+		if err == nil || !strings.Contains(err.Error(), "tpye") || strings.Contains(err.Error(), "\n") {
 			t.Errorf("%s: %v", cond, err)
 		}
 	}
