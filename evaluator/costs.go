@@ -20,6 +20,10 @@ type costs struct {
 	iterations, depth, memory *LimitError
 	warnings                  []string
 	lets                      map[string]int64 // lengths of let variables, where known
+	// the deepest nesting of quantifiers over lists known only at run time, warned about
+	// once per condition
+	nested        int
+	nestedWarning string
 }
 
 // level is one quantifier among those nesting at a place in a condition.
@@ -33,6 +37,9 @@ type level struct {
 func checkCosts(node ast.Node, source file.Source, lim Limits) *costs {
 	k := &costs{lim: lim, source: source, lets: map[string]int64{}}
 	k.visit(node, nil)
+	if k.nestedWarning != "" {
+		k.warnings = append(k.warnings, k.nestedWarning)
+	}
 	return k
 }
 
@@ -155,8 +162,9 @@ func (k *costs) nesting(bn *ast.BuiltinNode, loops []level) {
 			unknown = append(unknown, l.list)
 		}
 	}
-	if len(unknown) > 1 && !loops[len(loops)-1].known && !loops[len(loops)-1].memo {
-		k.warn(bn, fmt.Sprintf("quantifiers nested %d deep over lists known only at run time (%s): the work at each step is the product of their lengths", len(unknown), strings.Join(unknown, ", ")))
+	if len(unknown) > k.nested && len(unknown) > 1 && !loops[len(loops)-1].known && !loops[len(loops)-1].memo {
+		k.nested = len(unknown)
+		k.nestedWarning = k.at(bn, fmt.Sprintf("quantifiers nested %d deep over lists known only at run time (%s): the work at each step is the product of their lengths", len(unknown), strings.Join(unknown, ", ")))
 	}
 }
 

@@ -346,3 +346,12 @@ func TestMistakesInsideRewrittenCallsAreFound(t *testing.T) {
 		}
 	}
 }
+
+// A chain of nested quantifiers is one warning, at its deepest.
+func TestNestedQuantifiersWarnOnce(t *testing.T) {
+	c := compileWith(t, evaluator.Options{}, "let a = 1..(step_index+1000); all(a, all(a, all(a, all(a, true))))")
+	want := `rule "r1": line 1, column 52: quantifiers nested 4 deep over lists known only at run time (a, a, a, a): the work at each step is the product of their lengths`
+	if w := c.Warnings(); len(w) != 1 || w[0].String() != want {
+		t.Fatalf("%v", w)
+	}
+}
