@@ -178,3 +178,31 @@ func liveHeap() int64 {
 	runtime.ReadMemStats(&m)
 	return int64(m.HeapAlloc)
 }
+
+// BenchmarkLimits measures what counting time and memory costs the conditions that pay
+// for it, against the same conditions compiled without the limits: a loop the evaluator
+// cannot memoize (every iteration is counted), and builtins that build texts.
+func BenchmarkLimits(b *testing.B) {
+	t := tracegen.New(tracegen.Options{Steps: 200, Seed: 4}).Trace()
+	for _, cond := range []struct{ name, cond string }{
+		{"loop", "any(prev_steps, .description == step.description and .type == 'tool_call')"},
+		{"builtins", "lower(step.description) + '!' == 'x!' or len(split(step.description, '_')) > 3"},
+	} {
+		for _, mode := range []struct {
+			name    string
+			compile func(*policies.Policy) (*evaluator.Compiled, error)
+		}{{"limited", evaluator.Compile}, {"unlimited", evaluator.CompileUnlimited}} {
+			b.Run(cond.name+"/"+mode.name, func(b *testing.B) {
+				c, err := mode.compile(policyOf(cond.cond))
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					c.Evaluate(t)
+				}
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(t.Steps)), "ns/step")
+			})
+		}
+	}
+}

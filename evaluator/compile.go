@@ -13,6 +13,7 @@ import (
 
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/ast"
+	"github.com/expr-lang/expr/checker"
 	"github.com/expr-lang/expr/conf"
 	"github.com/expr-lang/expr/file"
 	"github.com/expr-lang/expr/parser"
@@ -25,15 +26,43 @@ import (
 )
 
 // Sandbox limits. Conditions are small; these stop a runaway one without hurting real ones.
+// The limits of time and memory of one evaluation are in limits.go.
 const (
 	// maxNodes bounds the size of one condition's syntax tree.
 	maxNodes = 5000
-	// memoryBudget bounds what one evaluation of a condition may allocate, in expr's units
-	// (roughly, elements of the arrays and maps it builds).
+	// memoryBudget is expr's own budget for one run of a program, in its units (roughly,
+	// elements of the arrays and maps it builds, checked after they are built); troy's
+	// budget (Limits.Memory) is checked before.
 	memoryBudget = 1_000_000
 )
 
-// Compiled is a policy ready to evaluate. It is immutable and safe for concurrent use.
+// Options tune Compile.
+type Options struct {
+	// Limits bound each evaluation of a condition; zero values mean the defaults.
+	Limits Limits
+	// QuarantineAtLoad quarantines a rule that certainly breaks a limit instead of
+	// refusing the policy: for policies stored before, whose traces must still be
+	// evaluated by the other rules.
+	QuarantineAtLoad bool
+	// OnQuarantine, when set, is called once for each rule quarantined, when it happens.
+	// It must not block.
+	OnQuarantine func(Quarantine)
+	// unlimited compiles without the limit patcher: tests compare guarded builtins with
+	// expr's own through it.
+	unlimited bool
+}
+
+// Warning is a cost of a rule that only the run-time limits bound: a loop over loops of
+// the trace, a repeat with a computed count. The rule loads; it may fail when it runs.
+type Warning struct {
+	RuleID string
+	Msg    string
+}
+
+func (w Warning) String() string { return policies.RuleLabel(w.RuleID) + ": " + w.Msg }
+
+// Compiled is a policy ready to evaluate. It is safe for concurrent use and immutable but
+// for its quarantined rules, which only ever grow.
 type Compiled struct {
 	policy   *policies.Policy
 	rules    []*rule
@@ -46,11 +75,17 @@ type Compiled struct {
 	metaKeys []schemas.MissingMetadata
 	// plain turns every optimization off: no prechecks, no rewritten member access or
 	// quantifiers, no prefilters. Tests compare optimized evaluation against it.
-	plain bool
+	plain        bool
+	unlimited    bool // see Options.unlimited
+	limits       Limits
+	quarantined  quarantines // by rule index
+	onQuarantine func(Quarantine)
+	warnings     []Warning
 }
 
 type rule struct {
 	policies.Rule
+	index    int // in Compiled.rules
 	program  *vm.Program
 	fallback *vm.Program // the same condition without memoized quantifiers; nil if none were
 	ahead    bool        // reads steps after the current one
@@ -58,31 +93,55 @@ type rule struct {
 	fast     fastCond    // the whole condition compiled to Go; nil if it has other forms
 }
 
-// Compile compiles every condition of p. Problems are reported together, one line each,
-// naming the policy's source, the rule id and the line and column in the condition.
-func Compile(p *policies.Policy) (*Compiled, error) { return compile(p, false) }
+// Compile compiles every condition of p with the default limits. Problems are reported
+// together, one line each, naming the policy's source, the rule id and the line and
+// column in the condition; a condition that certainly breaks a limit is one of them.
+func Compile(p *policies.Policy) (*Compiled, error) { return compile(p, false, Options{}) }
 
-func compile(p *policies.Policy, plain bool) (*Compiled, error) {
+// CompileWith compiles as Compile does, with options.
+func CompileWith(p *policies.Policy, o Options) (*Compiled, error) { return compile(p, false, o) }
+
+func compile(p *policies.Policy, plain bool, o Options) (*Compiled, error) {
 	c := &Compiled{
-		plain:    plain,
-		policy:   p,
-		patterns: map[string]*match.Pattern{},
-		weights:  make(map[string]int, len(p.Rules)),
-		hash:     p.Hash(),
+		plain:        plain,
+		policy:       p,
+		patterns:     map[string]*match.Pattern{},
+		weights:      make(map[string]int, len(p.Rules)),
+		hash:         p.Hash(),
+		limits:       o.Limits.orDefault(),
+		onQuarantine: o.OnQuarantine,
+		unlimited:    o.unlimited,
 	}
 	b := &builder{c: c, predIndex: map[string]int{}}
 	var errs []error
+	type ruleQuarantine struct {
+		rule int
+		Quarantine
+	}
+	var atLoad []ruleQuarantine
 	for _, pr := range p.Rules {
-		r, err := b.rule(pr)
+		r, over, err := b.rule(pr)
+		if err == nil && over != nil && !o.QuarantineAtLoad {
+			err = over
+		}
 		if err != nil {
-			errs = append(errs, &policies.Error{Source: p.Source, Rule: policies.RuleLabel(pr.RuleID), Msg: "condition: " + err.Error()})
+			// One line: expr reports a panic of its compiler with the stack.
+			errs = append(errs, &policies.Error{Source: p.Source, Rule: policies.RuleLabel(pr.RuleID), Msg: "condition: " + oneLine(err.Error())})
 			continue
+		}
+		r.index = len(c.rules)
+		if over != nil {
+			atLoad = append(atLoad, ruleQuarantine{r.index, Quarantine{RuleID: pr.RuleID, Limit: over.Limit, Reason: over.Msg}})
 		}
 		c.rules = append(c.rules, r)
 		c.weights[pr.RuleID] = pr.Weight
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
+	}
+	c.quarantined = make(quarantines, len(c.rules))
+	for _, q := range atLoad {
+		c.quarantine(q.rule, q.Quarantine)
 	}
 	pats := make([]*match.Pattern, 0, len(c.patterns))
 	for _, pat := range c.patterns {
@@ -100,6 +159,9 @@ func (c *Compiled) Hash() string { return c.hash }
 
 // Weights maps rule ids to their weights, for scoring.
 func (c *Compiled) Weights() map[string]int { return c.weights }
+
+// Warnings lists the costs of rules that only the run-time limits bound, in rule order.
+func (c *Compiled) Warnings() []Warning { return c.warnings }
 
 // LooksAhead reports whether the rule's condition reads steps after the current one, so
 // that its verdict for a step is only final once the trace has ended.
@@ -130,12 +192,15 @@ func (b *builder) options(extra ...expr.Option) []expr.Option {
 			return get(args[0], path, def), nil
 		}, new(func(any, string) any), new(func(any, string, any) any)),
 		expr.MaxNodes(maxNodes),
+		guardFunction(),
 	}
 	opts = append(opts, pythonFunctions()...)
 	return append(opts, extra...)
 }
 
-func (b *builder) rule(pr policies.Rule) (*rule, error) {
+// rule compiles one rule. over, when not nil, is a limit the condition certainly breaks:
+// the rule compiles, and the caller refuses or quarantines it.
+func (b *builder) rule(pr policies.Rule) (_ *rule, over *LimitError, _ error) {
 	src := rewriteMatchesCalls(pr.Condition)
 	cfg := conf.CreateNew()
 	for _, op := range b.options() {
@@ -143,36 +208,83 @@ func (b *builder) rule(pr policies.Rule) (*rule, error) {
 	}
 	tree, err := parser.ParseWithConfig(src, cfg)
 	if err != nil {
-		return nil, conditionError(err)
+		return nil, nil, conditionError(err)
+	}
+	if err := internalNames(tree); err != nil {
+		return nil, nil, err
 	}
 	r := &rule{Rule: pr, pre: firstCheck(tree.Node, stepRoot)}
 	for _, k := range stepMetadataKeys(tree.Node) {
 		b.c.metaKeys = append(b.c.metaKeys, schemas.MissingMetadata{RuleID: pr.RuleID, Key: k})
 	}
 	if err := b.analyse(tree, r); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	k := checkCosts(tree.Node, tree.Source, b.c.limits)
+	for _, w := range k.warnings {
+		b.c.warnings = append(b.c.warnings, Warning{RuleID: pr.RuleID, Msg: w})
+	}
+	over = k.err()
+	lp := &limitPatcher{}
 	if b.c.plain {
 		r.pre = nil
-		r.program, err = expr.Compile(src, b.options()...)
-		if err != nil {
-			return nil, conditionError(err)
+		r.program, err = expr.Compile(src, b.limited(lp)...)
+	} else {
+		r.fast, _ = b.compileFast(tree.Node, stepRoot)
+		qp := &quantPatcher{b: b}
+		// Quantifiers are rewritten first, so that their predicates are seen as written;
+		// limits last, on what the others made.
+		r.program, err = expr.Compile(src, b.limited(lp, expr.Patch(qp), expr.Patch(fieldPatcher{}))...)
+		if err == nil && qp.patched {
+			r.fallback, err = expr.Compile(src, b.limited(&limitPatcher{}, expr.Patch(fieldPatcher{}))...)
 		}
-		return r, nil
 	}
-	r.fast, _ = b.compileFast(tree.Node, stepRoot)
-	qp := &quantPatcher{b: b}
-	// Quantifiers are rewritten first, so that their predicates are seen as written.
-	r.program, err = expr.Compile(src, b.options(expr.Patch(qp), expr.Patch(fieldPatcher{}))...)
+	if err != nil || lp.guarded {
+		// The checker takes rewritten calls as typed and looks no further into them: the
+		// condition as written is checked again, so that a mistake inside one is still
+		// found, and reported as the author wrote it.
+		if _, cerr := checker.Check(tree, cfg); cerr != nil {
+			return nil, nil, conditionError(cerr)
+		}
+	}
 	if err != nil {
-		return nil, conditionError(err)
+		return nil, nil, conditionError(err)
 	}
-	if qp.patched {
-		if r.fallback, err = expr.Compile(src, b.options(expr.Patch(fieldPatcher{}))...); err != nil {
-			return nil, conditionError(err)
+	return r, over, nil
+}
+
+// limited is the options with patches, then the limit patcher.
+func (b *builder) limited(lp *limitPatcher, patches ...expr.Option) []expr.Option {
+	if !b.c.unlimited {
+		patches = append(patches, expr.Patch(lp))
+	}
+	return b.options(patches...)
+}
+
+// internalNames refuses names the compiler gives to rewritten calls: a condition cannot
+// reach the evaluation's budget or the memoized counts.
+func internalNames(tree *parser.Tree) error {
+	var bad ast.Node
+	ast.Walk(&tree.Node, visitor(func(n *ast.Node) {
+		var name string
+		switch x := (*n).(type) {
+		case *ast.IdentifierNode:
+			name = x.Value
+		case *ast.MemberNode: // $env.name and $env['name']
+			env, isEnv := x.Node.(*ast.IdentifierNode)
+			if s, ok := x.Property.(*ast.StringNode); ok && isEnv && env.Value == "$env" {
+				name = s.Value
+			}
 		}
+		if bad == nil && strings.HasPrefix(name, internalPrefix) {
+			bad = *n
+		}
+	}))
+	if bad == nil {
+		return nil
 	}
-	return r, nil
+	fe := &file.Error{Location: bad.Location(), Message: "unknown name " + bad.String()}
+	return conditionError(fe.Bind(tree.Source))
 }
 
 // analyse finds whether the condition looks ahead and compiles its constant patterns, so a
@@ -384,7 +496,7 @@ func (b *builder) predicate(n ast.Node) (int, bool) {
 	if i, ok := b.predIndex[src]; ok {
 		return i, true
 	}
-	prog, err := expr.Compile(src, b.options(expr.Patch(fieldPatcher{}))...)
+	prog, err := expr.Compile(src, b.limited(&limitPatcher{}, expr.Patch(fieldPatcher{}))...)
 	if err != nil {
 		return 0, false // keep the quantifier as written
 	}

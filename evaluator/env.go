@@ -54,6 +54,12 @@ const (
 	stepsName   = "steps"
 	prevName    = "prev_steps"
 	nextName    = "next_steps"
+	// internalPrefix starts the names above that conditions cannot use.
+	internalPrefix = "__troy"
+	budgetName     = "__troy_budget" // the evaluation's budget, passed to guards and ticks
+	guardName      = "__troy_guard"  // a budget-aware builtin call (see guards)
+	tickName       = "__troy_tick"   // one iteration of a loop, counted
+	addName        = "__troy_add"    // a + b, a concatenation of texts counted
 )
 
 // stepView is how a step looks to conditions. Its text fields are held as interface values
@@ -145,6 +151,9 @@ func envTypes() map[string]any {
 		countName:    (func(key int) int)(nil),
 		fieldName:    (func(base, key any) any)(nil),
 		oneName:      []*stepView(nil),
+		budgetName:   (*budget)(nil),
+		tickName:     (func(cost int) bool)(nil),
+		addName:      (func(a, b any) any)(nil),
 	}
 }
 

@@ -131,7 +131,7 @@ func stepText(n ast.Node, root int) (func(*stepView) any, bool) {
 
 // match is matches() with a pattern known when the policy was compiled.
 func (s *session) match(text any, p *match.Pattern) bool {
-	t := s.text(text)
+	t := s.text(text, false)
 	if t == nil {
 		return false
 	}

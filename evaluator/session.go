@@ -20,8 +20,16 @@ import (
 	"github.com/troy-audit/troy/schemas"
 )
 
-// maxCachedTexts bounds the per-evaluation cache of texts prepared for matching.
-const maxCachedTexts = 4096
+// Bounds of a session's caches: texts prepared for matching (by number and by size) and
+// patterns computed at run time.
+const (
+	maxCachedTexts     = 4096
+	maxCachedTextBytes = 64 << 20
+	maxDynamicPatterns = 256
+	// vmKeepBytes: a machine whose run charged more than this is replaced, so that the
+	// stack and loop state a big run left behind are let go.
+	vmKeepBytes = 1 << 20
+)
 
 // errFallback asks for a rule to be re-run without memoized quantifiers, because a
 // predicate failed on a step in the quantifier's range and only the original program knows
@@ -39,10 +47,13 @@ type session struct {
 	texts map[textKey]textEntry
 	// recent holds the last texts looked up, checked before the map: the rules of one step
 	// look at the same few values.
-	recent [8]recentText
-	next   int
-	dyn    map[string]*match.Pattern
-	errs   []schemas.RuleError // indexed like c.rules
+	recent    [8]recentText
+	next      int
+	textBytes int // of the texts cached
+	dyn       map[string]*match.Pattern
+	errs      []schemas.RuleError // indexed like c.rules
+	bud       budget              // of the rule or predicate running
+	trace     *TraceInfo
 }
 
 // predState holds prefix counts of one predicate over the steps evaluated so far:
@@ -76,17 +87,22 @@ func (c *Compiled) newSession(trace *TraceInfo, agent *AgentInfo) *session {
 		preds: make([]predState, len(c.preds)),
 		texts: map[textKey]textEntry{},
 		errs:  make([]schemas.RuleError, len(c.rules)),
+		bud:   newBudget(c.limits),
+		trace: trace,
 	}
 	s.vm.MemoryBudget = memoryBudget
 	s.pvm.MemoryBudget = memoryBudget
-	s.env.One = make([]*stepView, 1)
 	s.env.vars = envTypes()
+	s.env.vars[budgetName] = &s.bud
+	s.env.One = make([]*stepView, 1)
 	s.env.vars["trace"] = trace
 	s.env.vars["agent"] = agent
 	s.env.vars[oneName] = s.env.One
 	s.env.vars[matchesName] = s.matches
 	s.env.vars[countName] = s.count
 	s.env.vars[fieldName] = field
+	s.env.vars[tickName] = s.tick
+	s.env.vars[addName] = s.add
 	return s
 }
 
@@ -125,12 +141,27 @@ func (s *session) outcome(r *rule) (bool, error) {
 	return s.evalRule(r)
 }
 
+// evalRule runs a rule's program under the limits. A rule that breaks one is quarantined:
+// it fails here, and at later steps without running.
 func (s *session) evalRule(r *rule) (bool, error) {
+	if q := s.c.quarantined[r.index].Load(); q != nil {
+		return false, errors.New(q.String())
+	}
+	s.bud.reset()
+	s.bud.active = true
 	out, err := s.vm.Run(r.program, s.env.vars)
 	if err != nil && r.fallback != nil && errors.Is(err, errFallback) {
+		s.bud.reset()
 		out, err = s.vm.Run(r.fallback, s.env.vars)
 	}
+	s.bud.active = false
+	if s.bud.used > vmKeepBytes {
+		s.vm = vm.VM{MemoryBudget: memoryBudget}
+	}
 	if err != nil {
+		if limit := limitOf(err); limit != "" {
+			s.c.quarantine(r.index, Quarantine{Limit: limit, Reason: reason(err), TraceID: s.trace.TraceID, StepID: s.env.Step.step.StepID})
+		}
 		return false, err
 	}
 	switch v := out.(type) {
@@ -206,13 +237,19 @@ func (s *session) count(key int) int {
 	return n
 }
 
-// extend evaluates predicate p on steps not yet seen, up to steps[:hi].
+// extend evaluates predicate p on steps not yet seen, up to steps[:hi]. Each evaluation
+// of the predicate has limits of its own, as if it ran at its step; when one breaks a
+// limit, the rule asking fails with that error.
 func (s *session) extend(p, hi int) *predState {
 	st := &s.preds[p]
 	if st.hits == nil {
 		st.hits = make([]int32, 1, len(s.env.Steps)+1)
 	}
+	if len(st.hits) > hi {
+		return st
+	}
 	pred := s.c.preds[p]
+	saved, at := s.bud.pause()
 	for j := len(st.hits) - 1; j < hi; j++ {
 		var hit, bad int32
 		switch {
@@ -225,10 +262,20 @@ func (s *session) extend(p, hi int) *predState {
 			hit = 1
 		default:
 			s.env.One[0] = s.env.Steps[j]
+			s.bud.reset()
+			s.bud.active = true
 			out, err := s.pvm.Run(pred.program, s.env.vars)
-			if err != nil {
+			if s.bud.used > vmKeepBytes {
+				s.pvm = vm.VM{MemoryBudget: memoryBudget}
+			}
+			switch le := asLimit(err); {
+			case le != nil:
+				s.env.One[0] = nil
+				s.bud.resume(saved, at)
+				panic(le)
+			case err != nil:
 				bad = 1
-			} else if out == true {
+			case out == true:
 				hit = 1
 			}
 		}
@@ -241,6 +288,7 @@ func (s *session) extend(p, hi int) *predState {
 		}
 	}
 	s.env.One[0] = nil
+	s.bud.resume(saved, at)
 	return st
 }
 
@@ -263,7 +311,7 @@ func (s *session) matches(text, pattern any) bool {
 	if !ok {
 		panic(fmt.Sprintf("matches: pattern must be a string, got %T", pattern))
 	}
-	t := s.text(text)
+	t := s.text(text, true)
 	if t == nil {
 		return false
 	}
@@ -278,15 +326,23 @@ func (s *session) matches(text, pattern any) bool {
 	return p.Match(t)
 }
 
+// dynamic compiles a pattern computed at run time, once per session (the cache is
+// bounded). Its size counts against the budget.
 func (s *session) dynamic(ps string) *match.Pattern {
 	if p, ok := s.dyn[ps]; ok {
 		return p
+	}
+	if len(ps) > maxDynamicPattern {
+		panic(&LimitError{Limit: LimitMemory, Msg: fmt.Sprintf("a pattern of %s computed at run time exceeds the %s limit", size(int64(len(ps))), size(maxDynamicPattern))})
+	}
+	if err := s.bud.charge(patternBytes(ps), func() string { return "compiling a pattern" }); err != nil {
+		panic(err)
 	}
 	p, err := match.Compile(ps)
 	if err != nil {
 		panic(err)
 	}
-	if s.dyn == nil {
+	if s.dyn == nil || len(s.dyn) >= maxDynamicPatterns {
 		s.dyn = map[string]*match.Pattern{}
 	}
 	s.dyn[ps] = p
@@ -295,8 +351,10 @@ func (s *session) dynamic(ps string) *match.Pattern {
 
 // text prepares a value for matching: strings as they are, numbers and booleans in their
 // literal form, objects and lists as compact JSON. Strings, objects and lists are cached by
-// identity, since several rules usually match against the same step field.
-func (s *session) text(v any) *match.Text {
+// identity, since several rules usually match against the same step field. With charge,
+// an object written out for the first time counts against the running program's budget
+// (conditions compiled to Go only match step fields, which the event size bounds).
+func (s *session) text(v any, charge bool) *match.Text {
 	var key textKey
 	switch x := v.(type) {
 	case nil:
@@ -329,15 +387,23 @@ func (s *session) text(v any) *match.Text {
 	}
 	str, ok := v.(string)
 	if !ok {
+		if charge && s.bud.active {
+			n := textSize(v, s.bud.remaining()+1)
+			if err := s.bud.charge(n, func() string { return "matching against a value of " + size(n) + " or more" }); err != nil {
+				panic(err)
+			}
+		}
 		if sv, isView := v.(*stepView); isView {
 			v = sv.step
 		}
 		str = compactJSON(v)
 	}
-	if len(s.texts) >= maxCachedTexts {
+	if len(s.texts) >= maxCachedTexts || s.textBytes+len(str) > maxCachedTextBytes {
 		clear(s.texts)
 		clear(s.recent[:])
+		s.textBytes = 0
 	}
+	s.textBytes += len(str)
 	t := s.c.set.Scan(str)
 	s.texts[key] = textEntry{orig: v, text: t}
 	s.remember(key, t)

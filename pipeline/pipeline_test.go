@@ -272,24 +272,13 @@ func TestServerReloadsThePolicyFile(t *testing.T) {
 		}
 	}
 	write(policy("first-revision"))
-	srv, err := pipeline.NewServer(b, pipeline.ServeConfig{
+	srv, stop := runServer(t, ctx, b, pipeline.ServeConfig{
 		Config:      pipeline.Config{Only: []string{pipeline.Evaluator, pipeline.Scorer}},
 		Policy:      file,
 		Reload:      10 * time.Millisecond,
 		MetricsAddr: "127.0.0.1:0",
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(runCtx) }()
-	defer func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
+	defer stop()
 	scored := results[schemas.TraceScored](ctx, b, "troy.results.scored.>")
 	waitUntil := func(what string, cond func() bool) {
 		t.Helper()

@@ -6,7 +6,9 @@ package pipeline
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"sync"
+	"sync/atomic"
 
 	"github.com/troy-audit/troy/bus"
 	"github.com/troy-audit/troy/evaluator"
@@ -20,19 +22,43 @@ import (
 const DefaultKey = "default"
 
 // Policies stores policies in the bus's bucket under their content hash and compiles each
-// revision once.
+// revision once. A rule that breaks a limit is quarantined for its revision (see
+// evaluator.Quarantine): logged once, counted, and reported as a rule error wherever it
+// would have run; the other rules go on.
 type Policies struct {
 	b     *bus.Bus
 	mu    sync.Mutex
 	cache map[string]*evaluator.Compiled
+	log   *slog.Logger
+	// quarantined counts the rules quarantined, by limit; the map is fixed at creation.
+	quarantined map[string]*atomic.Int64
 }
 
 // NewPolicies returns a policy store on the bus.
 func NewPolicies(b *bus.Bus) *Policies {
-	return &Policies{b: b, cache: map[string]*evaluator.Compiled{}}
+	p := &Policies{b: b, cache: map[string]*evaluator.Compiled{}, log: slog.New(slog.DiscardHandler), quarantined: map[string]*atomic.Int64{}}
+	for _, l := range []string{evaluator.LimitTime, evaluator.LimitMemory, evaluator.LimitIterations, evaluator.LimitDepth} {
+		p.quarantined[l] = &atomic.Int64{}
+	}
+	return p
 }
 
-// Put stores a compiled policy under its hash and returns the hash.
+// compile compiles a revision as the store runs it: a rule that certainly breaks a limit
+// is quarantined rather than refused, since traces already name the revision.
+func (p *Policies) compile(pol *policies.Policy) (*evaluator.Compiled, error) {
+	return evaluator.CompileWith(pol, evaluator.Options{QuarantineAtLoad: true, OnQuarantine: p.quarantine})
+}
+
+func (p *Policies) quarantine(q evaluator.Quarantine) {
+	if n := p.quarantined[q.Limit]; n != nil {
+		n.Add(1)
+	}
+	p.log.Warn("rule quarantined: it is no longer evaluated for this policy revision, and records a rule error where it would run",
+		"policy", q.PolicyHash, "rule_id", q.RuleID, "limit", q.Limit, "reason", q.Reason, "trace_id", q.TraceID, "step_id", q.StepID)
+}
+
+// Put stores a compiled policy under its hash and returns the hash. The store compiles
+// its own copy, which reports its quarantines.
 func (p *Policies) Put(ctx context.Context, c *evaluator.Compiled) (string, error) {
 	raw, err := c.Policy().MarshalJSON()
 	if err != nil {
@@ -42,8 +68,14 @@ func (p *Policies) Put(ctx context.Context, c *evaluator.Compiled) (string, erro
 		return "", err
 	}
 	p.mu.Lock()
-	p.cache[c.Hash()] = c
-	p.mu.Unlock()
+	defer p.mu.Unlock()
+	if p.cache[c.Hash()] == nil {
+		own, err := p.compile(c.Policy())
+		if err != nil {
+			return "", err
+		}
+		p.cache[c.Hash()] = own
+	}
 	return c.Hash(), nil
 }
 
@@ -87,12 +119,15 @@ func (p *Policies) Compiled(ctx context.Context, hash string) (*evaluator.Compil
 	if err != nil {
 		return nil, &schemas.Permanent{Err: err}
 	}
-	if c, err = evaluator.Compile(pol); err != nil {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if c := p.cache[hash]; c != nil {
+		return c, nil // compiled meanwhile
+	}
+	if c, err = p.compile(pol); err != nil {
 		return nil, &schemas.Permanent{Err: err}
 	}
-	p.mu.Lock()
 	p.cache[hash] = c
-	p.mu.Unlock()
 	return c, nil
 }
 

@@ -65,6 +65,7 @@ func NewServer(b *bus.Bus, cfg ServeConfig) (*Server, error) {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
+	pol.log = s.log
 	if s.cfg.Reload <= 0 {
 		s.cfg.Reload = 2 * time.Second
 	}
@@ -277,6 +278,12 @@ func (s *Server) metrics() {
 		s.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "troy_policy_reloads_total", Help: "Changes of the policy file, loaded or refused (the running revision is kept).",
 			ConstLabels: prometheus.Labels{"result": result},
+		}, func() float64 { return float64(n.Load()) }))
+	}
+	for limit, n := range s.pol.quarantined {
+		s.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "troy_rules_quarantined_total", Help: "Rules quarantined for their policy revision because they broke a limit (time, memory, iterations, depth); each is logged once and reports rule errors.",
+			ConstLabels: prometheus.Labels{"limit": limit},
 		}, func() float64 { return float64(n.Load()) }))
 	}
 	s.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{

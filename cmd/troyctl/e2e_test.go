@@ -69,7 +69,12 @@ type process struct {
 // startServe starts `troyctl serve` and waits until it serves.
 func startServe(t testing.TB, args ...string) *process {
 	t.Helper()
-	cmd := exec.Command(troyctlBinary(t), append([]string{"serve", "--metrics", ""}, args...)...)
+	return startServeCmd(t, exec.Command(troyctlBinary(t), append([]string{"serve", "--metrics", ""}, args...)...))
+}
+
+// startServeCmd starts a command line that runs `troyctl serve` and waits until it serves.
+func startServeCmd(t testing.TB, cmd *exec.Cmd) *process {
+	t.Helper()
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -176,29 +176,63 @@ templates define the same rule id, the first one wins.`,
 }
 
 func newPoliciesValidateCmd(a *app) *cobra.Command {
+	var strict bool
 	cmd := &cobra.Command{
 		Use:   "validate POLICY...",
-		Short: "Check policy files: format, rule ids, severities, weights, and that every condition compiles",
+		Short: "Check policy files: format, rule ids, severities, weights, that every condition compiles and keeps to the limits",
+		Long: `Check policy files: format, rule ids, severities, weights, and that every condition
+compiles. A condition that certainly breaks a limit (a repeat making more than 16 MiB,
+quantifiers nested more than 4 deep or over more than 1,000,000 known iterations) is an
+error, as it is when the policy loads. A condition whose cost only the run-time limits
+bound (quantifiers over the trace nested in each other, a repeat with a computed count,
+the whole trace written out at every step) is a warning naming the rule and why; with
+--strict, warnings are errors.`,
 		Example: `  troyctl policies validate policy.json
-  troyctl policies validate policies/*.json`,
+  troyctl policies validate policies/*.json
+  troyctl policies validate --strict policy.json`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var errs []error
 			for _, arg := range args {
 				p, err := policies.Resolve(arg)
+				var c *evaluator.Compiled
 				if err == nil {
-					_, err = evaluator.Compile(p)
+					c, err = evaluator.Compile(p)
 				}
 				if err != nil {
 					errs = append(errs, err)
 					continue
 				}
-				fmt.Fprintf(a.stdout, "%s: ok (%d rules)\n", arg, len(p.Rules))
+				warnings := c.Warnings()
+				for _, w := range warnings {
+					line := fmt.Sprintf("%s: %s: warning: %s", arg, policies.RuleLabel(w.RuleID), w.Msg)
+					if strict {
+						errs = append(errs, errors.New(line))
+					} else {
+						fmt.Fprintln(a.stdout, line)
+					}
+				}
+				if strict && len(warnings) > 0 {
+					continue
+				}
+				fmt.Fprintf(a.stdout, "%s: ok (%d rules%s)\n", arg, len(p.Rules), plural(len(warnings), ", %d warning", ", %d warnings"))
 			}
 			return errors.Join(errs...)
 		},
 	}
+	cmd.Flags().BoolVar(&strict, "strict", false, "treat warnings about costs as errors (exit 1), e.g. in CI: troyctl policies validate --strict policy.json")
 	return cmd
+}
+
+// plural formats n with one or many, or nothing when n is zero.
+func plural(n int, one, many string) string {
+	switch n {
+	case 0:
+		return ""
+	case 1:
+		return fmt.Sprintf(one, n)
+	}
+	return fmt.Sprintf(many, n)
 }
 
 // writeNew writes a new file, never overwriting silently: with --force it overwrites; on a
