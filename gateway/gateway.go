@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"net"
@@ -20,8 +21,8 @@ import (
 	"time"
 
 	"github.com/troy-audit/troy/bus"
-	"github.com/troy-audit/troy/ingest"
 	"github.com/troy-audit/troy/schemas"
+	"github.com/troy-audit/troy/schemas/pyjson"
 )
 
 // OpenAPI is the gateway's OpenAPI document, served at /v1/openapi.json.
@@ -101,7 +102,7 @@ func errorf(status int, code, format string, args ...any) *apiError {
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+	_ = pyjson.Encode(w, v, "") // numbers as Python writes them, as in audit.json
 }
 
 func writeError(w http.ResponseWriter, err error) {
@@ -134,30 +135,25 @@ func (g *Gateway) auth(h handler) http.Handler {
 	})
 }
 
-// decode reads a JSON body into v.
+// decode reads a JSON body into v, with numbers as trace files get them (pyjson).
 func decode(r *http.Request, v any) error {
-	dec := json.NewDecoder(r.Body)
-	dec.UseNumber()
-	if err := dec.Decode(v); err != nil {
+	body, err := io.ReadAll(r.Body) // bounded by the MaxBytesReader auth put in place
+	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			return errorf(http.StatusRequestEntityTooLarge, "too_large", "the body is over the %d-byte limit", tooBig.Limit)
 		}
+		return errorf(http.StatusBadRequest, "bad_body", "reading the body: %v", err)
+	}
+	if err := pyjson.Unmarshal(body, v); err != nil {
 		return errorf(http.StatusBadRequest, "bad_json", "the body is not the JSON object expected: %v", err)
 	}
 	return nil
 }
 
-func normalizeMap(m map[string]any) map[string]any {
-	if m == nil {
-		return nil
-	}
-	return ingest.Normalize(m).(map[string]any) // numbers as trace files get them
-}
-
 // guardRequest forwards a request to the guard service.
 func (g *Gateway) guardRequest(ctx context.Context, subject string, req any) ([]byte, error) {
-	data, err := json.Marshal(req)
+	data, err := pyjson.Marshal(req)
 	if err != nil {
 		return nil, err
 	}
@@ -183,8 +179,6 @@ func (g *Gateway) guardCheck(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(r, &req); err != nil {
 		return err
 	}
-	req.AgentMetadata = normalizeMap(req.AgentMetadata)
-	req.Step.Input, req.Step.Metadata = normalizeMap(req.Step.Input), normalizeMap(req.Step.Metadata)
 	out, err := g.guardRequest(r.Context(), schemas.GuardCheckSubject, req)
 	if err != nil {
 		return err
@@ -222,11 +216,10 @@ func (g *Gateway) step(w http.ResponseWriter, r *http.Request) error {
 		return errorf(http.StatusBadRequest, "invalid", "step.type %q is not one of %s", req.Step.Type, strings.Join(schemas.StepTypes(), ", "))
 	}
 	s := req.Step
-	s.Input, s.Output, s.Metadata = normalizeMap(s.Input), normalizeMap(s.Output), normalizeMap(s.Metadata)
 	s.Normalize()
 	ref := schemas.TraceRef{TraceID: req.TraceID, AgentName: req.Agent, Policy: req.Policy, Run: req.Run}
 	e, err := schemas.NewEnvelope(schemas.StepsSubject(req.Agent, req.TraceID), schemas.KindStep, schemas.MsgID(schemas.KindStep, ref, s.StepID),
-		schemas.StepEvent{TraceRef: ref, TraceMetadata: normalizeMap(req.TraceMetadata), Seq: *req.Seq, Step: s})
+		schemas.StepEvent{TraceRef: ref, TraceMetadata: req.TraceMetadata, Seq: *req.Seq, Step: s})
 	if err != nil {
 		return err
 	}
@@ -262,7 +255,6 @@ func (g *Gateway) traceRequest(r *http.Request) (string, TraceRequest, error) {
 	if req.Agent == "" {
 		return "", req, errorf(http.StatusBadRequest, "invalid", "agent is required")
 	}
-	req.Output = normalizeMap(req.Output)
 	return id, req, nil
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/troy-audit/troy/bus"
 	"github.com/troy-audit/troy/evaluator"
 	"github.com/troy-audit/troy/schemas"
+	"github.com/troy-audit/troy/schemas/pyjson"
 )
 
 // Guard is the component name of the guard service.
@@ -114,7 +115,7 @@ func (s *GuardService) handleCheck(ctx context.Context, data []byte) ([]byte, er
 	start := time.Now()
 	defer func() { s.observe(time.Since(start)) }()
 	var req schemas.GuardCheck
-	if err := json.Unmarshal(data, &req); err != nil {
+	if err := pyjson.Unmarshal(data, &req); err != nil { // an agent's values, read as Python's json does
 		return nil, badRequest("invalid JSON: %v", err)
 	}
 	if req.Session == "" || req.Step.Action == "" {
@@ -157,7 +158,7 @@ func (s *GuardService) handleCheck(ctx context.Context, data []byte) ([]byte, er
 
 func (s *GuardService) handleOutput(ctx context.Context, data []byte) ([]byte, error) {
 	var req schemas.GuardOutput
-	if err := json.Unmarshal(data, &req); err != nil {
+	if err := pyjson.Unmarshal(data, &req); err != nil {
 		return nil, badRequest("invalid JSON: %v", err)
 	}
 	sess, err := s.session(ctx, req.Agent, req.Session, nil, nil, "")
@@ -294,7 +295,7 @@ func (s *GuardService) apply(ctx context.Context, sess *guardSession, e schemas.
 	switch e.Kind {
 	case schemas.KindStep:
 		var ev schemas.StepEvent
-		if err := json.Unmarshal(e.Data, &ev); err != nil || ev.Step == nil {
+		if err := schemas.DecodeEvent(e.Data, &ev); err != nil || ev.Step == nil {
 			return nil // the pipeline dead-letters it; the guard skips it
 		}
 		if ev.Seq == 0 || sess.g == nil {
@@ -317,7 +318,7 @@ func (s *GuardService) apply(ctx context.Context, sess *guardSession, e schemas.
 		}
 	case schemas.KindOutput:
 		var ev schemas.StepOutput
-		if json.Unmarshal(e.Data, &ev) == nil && sess.g != nil {
+		if schemas.DecodeEvent(e.Data, &ev) == nil && sess.g != nil {
 			_ = sess.g.RecordOutput(ev.StepID, ev.Output) // an unknown step was refused when sent
 		}
 	case schemas.KindEnd:

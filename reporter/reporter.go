@@ -15,9 +15,8 @@ import (
 	"strings"
 	"time"
 
-	gojson "github.com/goccy/go-json"
-
 	"github.com/troy-audit/troy/schemas"
+	"github.com/troy-audit/troy/schemas/pyjson"
 )
 
 // DefaultDir is where reports go when no path is given: logs/YYYY-MM-DD.
@@ -141,13 +140,10 @@ func JSON(v any) ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-// EncodeJSON writes a value as indented JSON, as audit.json and batch.json are written.
-func EncodeJSON(w io.Writer, v any) error {
-	enc := gojson.NewEncoder(w) // the same bytes as encoding/json, in a third of the time
-	enc.SetEscapeHTML(false)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
-}
+// EncodeJSON writes a value as indented JSON, as audit.json and batch.json are written:
+// numbers as Python's json writes them (5.0, all the digits of 10**30, NaN, Infinity), so
+// that the Python tool and troy's replay read back the values the trace held.
+func EncodeJSON(w io.Writer, v any) error { return pyjson.Encode(w, v, "  ") }
 
 func writeResponses(r *schemas.AuditResult, dir string) error {
 	for _, e := range r.Explanations {

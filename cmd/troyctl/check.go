@@ -1,12 +1,9 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"strconv"
 	"strings"
 	"time"
@@ -15,11 +12,11 @@ import (
 
 	"github.com/troy-audit/troy/bus"
 	"github.com/troy-audit/troy/evaluator"
-	"github.com/troy-audit/troy/ingest"
 	"github.com/troy-audit/troy/ingest/agent"
 	"github.com/troy-audit/troy/pipeline"
 	"github.com/troy-audit/troy/reporter"
 	"github.com/troy-audit/troy/schemas"
+	"github.com/troy-audit/troy/schemas/pyjson"
 )
 
 // checkViolation is a violation as check prints it (the step is named once, above).
@@ -121,26 +118,19 @@ check is recorded in its session.`,
 	return cmd
 }
 
-// jsonObjectFlag parses a flag holding a JSON object; empty means none.
+// jsonObjectFlag parses a flag holding a JSON object; empty means none. Numbers are read
+// as Python's json reads them, as in trace files.
 func jsonObjectFlag(name, value string) (map[string]any, error) {
 	if strings.TrimSpace(value) == "" {
 		return map[string]any{}, nil
 	}
-	dec := json.NewDecoder(strings.NewReader(value))
-	dec.UseNumber()
 	var v any
-	if err := dec.Decode(&v); err != nil {
+	if err := pyjson.Unmarshal([]byte(value), &v); err != nil {
 		return nil, fmt.Errorf("%s: invalid JSON: %v", name, err)
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("%s: invalid JSON: unexpected data after the object", name)
 	}
 	m, ok := v.(map[string]any)
 	if !ok {
-		return nil, fmt.Errorf("%s: expected a JSON object such as '{\"key\": \"value\"}', got %s", name, bytes.TrimSpace([]byte(value)))
-	}
-	for k, x := range m {
-		m[k] = ingest.Normalize(x)
+		return nil, fmt.Errorf("%s: expected a JSON object such as '{\"key\": \"value\"}', got %.80s", name, strings.TrimSpace(value))
 	}
 	return m, nil
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/troy-audit/troy/bus"
 	"github.com/troy-audit/troy/schemas"
+	"github.com/troy-audit/troy/schemas/pyjson"
 )
 
 // Conn is a connection to troy.
@@ -199,7 +200,7 @@ func (g *Guard) End(ctx context.Context) error {
 }
 
 func (g *Guard) request(ctx context.Context, subject string, req, reply any) error {
-	data, err := json.Marshal(req)
+	data, err := pyjson.Marshal(req) // numbers as Python's json writes them: infinity and 10**30 too
 	if err != nil {
 		return err
 	}

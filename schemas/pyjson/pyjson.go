@@ -131,6 +131,12 @@ func normalizeValue(v reflect.Value, nan bool) error {
 			}
 		}
 	case reflect.Slice, reflect.Array:
+		if v.Type() == rawType {
+			if nan && v.CanSet() {
+				v.SetBytes(restoreNaN(v.Bytes()))
+			}
+			return nil
+		}
 		if !holdsInterfaces(v.Type().Elem()) {
 			return nil
 		}
@@ -158,6 +164,18 @@ func normalizeValue(v reflect.Value, nan bool) error {
 		}
 	}
 	return nil
+}
+
+var rawType = reflect.TypeFor[json.RawMessage]()
+
+// restoreNaN puts Python's NaN back where decoding replaced it, in raw JSON kept as it is.
+func restoreNaN(raw []byte) []byte {
+	return rewriteTokens(raw, func(tok string) string {
+		if tok == nanLit {
+			return "NaN"
+		}
+		return ""
+	})
 }
 
 // holdsInterfaces reports whether values of type t can hold a json.Number somewhere.
@@ -261,41 +279,20 @@ func prepare(data []byte) (out []byte, nan bool) {
 	if !bytes.Contains(data, []byte("NaN")) && !bytes.Contains(data, []byte("Infinity")) {
 		return data, false
 	}
-	out = data
-	copied := false
-	for i := 0; i < len(data); {
-		c := data[i]
-		if c == '"' {
-			i = skipString(data, i)
-			continue
-		}
-		if !tokenByte(c) {
-			i++
-			continue
-		}
-		j := i
-		for j < len(data) && tokenByte(data[j]) {
-			j++
-		}
-		var repl string
-		switch string(data[i:j]) {
+	out = rewriteTokens(data, func(tok string) string {
+		switch tok {
 		case "NaN":
-			repl, nan = nanLit, true
+			nan = true
+			return nanLit
 		case "Infinity":
-			repl = "1e999999"
+			return posInfLit
 		case "-Infinity":
-			repl = "-1e999999"
+			return negInfLit
 		case nanLit:
-			repl = "0e0"
+			return "0e0"
 		}
-		if repl != "" {
-			if !copied {
-				out, copied = bytes.Clone(data), true
-			}
-			copy(out[i:j], repl)
-		}
-		i = j
-	}
+		return ""
+	})
 	return out, nan
 }
 

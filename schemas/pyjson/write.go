@@ -241,6 +241,22 @@ func holdsNumbers(t reflect.Type) bool {
 
 // finish turns the placeholders in encoded JSON into Python's literals.
 func finish(data []byte) []byte {
+	return rewriteTokens(data, func(tok string) string {
+		switch tok {
+		case posInfLit:
+			return "Infinity"
+		case negInfLit:
+			return "-Infinity"
+		case nanMark:
+			return "NaN"
+		}
+		return ""
+	})
+}
+
+// rewriteTokens replaces the bare tokens (numbers and literals, outside strings) for which
+// repl gives a replacement. data is not modified.
+func rewriteTokens(data []byte, repl func(string) string) []byte {
 	var out []byte
 	last := 0
 	for i := 0; i < len(data); {
@@ -257,17 +273,8 @@ func finish(data []byte) []byte {
 		for j < len(data) && tokenByte(data[j]) {
 			j++
 		}
-		var repl string
-		switch string(data[i:j]) {
-		case posInfLit:
-			repl = "Infinity"
-		case negInfLit:
-			repl = "-Infinity"
-		case nanMark:
-			repl = "NaN"
-		}
-		if repl != "" {
-			out = append(append(out, data[last:i]...), repl...)
+		if r := repl(string(data[i:j])); r != "" {
+			out = append(append(out, data[last:i]...), r...)
 			last = j
 		}
 		i = j
