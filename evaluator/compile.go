@@ -13,6 +13,7 @@ import (
 
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/ast"
+	"github.com/expr-lang/expr/checker"
 	"github.com/expr-lang/expr/conf"
 	"github.com/expr-lang/expr/file"
 	"github.com/expr-lang/expr/parser"
@@ -132,7 +133,7 @@ func (b *builder) options(extra ...expr.Option) []expr.Option {
 		expr.MaxNodes(maxNodes),
 	}
 	opts = append(opts, pythonFunctions()...)
-	return append(opts, extra...)
+	return append(append(opts, extra...), numberOptions()...)
 }
 
 func (b *builder) rule(pr policies.Rule) (*rule, error) {
@@ -143,6 +144,11 @@ func (b *builder) rule(pr policies.Rule) (*rule, error) {
 	}
 	tree, err := parser.ParseWithConfig(src, cfg)
 	if err != nil {
+		return nil, conditionError(err)
+	}
+	// Checked before the patches run: a comparison rewritten into a call would hide a type
+	// error inside its operands (the checker does not look again at what it typed).
+	if _, err := checker.Check(tree, cfg); err != nil {
 		return nil, conditionError(err)
 	}
 	r := &rule{Rule: pr, pre: firstCheck(tree.Node, stepRoot)}
