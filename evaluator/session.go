@@ -41,6 +41,8 @@ type session struct {
 	next   int
 	dyn    map[string]*match.Pattern
 	errs   []schemas.RuleError // indexed like c.rules
+	// onFail, when set, hears of each failure as it happens (the guard's decision lists them).
+	onFail func(rule int, err error)
 }
 
 // predState holds prefix counts of one predicate over the steps evaluated so far:
@@ -148,6 +150,9 @@ func (s *session) fail(i int, err error) {
 		e.FirstError = oneLine(conditionError(err).Error())
 	}
 	e.Count++
+	if s.onFail != nil {
+		s.onFail(i, err)
+	}
 }
 
 // ruleErrors returns the rules that failed, in rule order.
