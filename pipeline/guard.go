@@ -35,6 +35,12 @@ type GuardService struct {
 	mu       sync.Mutex
 	sessions map[string]*guardSession // by steps subject
 	ready    chan struct{}            // closed once the service answers
+	// OnRuleError, when set, overrides the policies' on_rule_error: what enforce mode does
+	// with a step at which a rule could not be evaluated (block or skip). Set before Serve.
+	OnRuleError string
+	// RuleErrors, when set, counts the rule errors of each check by what became of the
+	// step: blocked, skipped (allowed by the skip setting) or allowed (monitor, dry-run).
+	RuleErrors func(outcome string, n int)
 }
 
 type guardSession struct {
@@ -148,12 +154,30 @@ func (s *GuardService) handleCheck(ctx context.Context, data []byte) ([]byte, er
 		schemas.StepEvent{TraceRef: sess.ref, TraceMetadata: req.AgentMetadata, Seq: seq, Step: step}); err != nil {
 		return nil, err
 	}
+	s.countRuleErrors(d, req.Mode)
 	if !d.Allowed && req.Mode != schemas.ModeEnforce {
 		d.Allowed = true
 	}
 	d.Mode = req.Mode
 	d.MissingMetadata = sess.missingMetadata(req.Step.Metadata)
 	return json.Marshal(d)
+}
+
+// countRuleErrors counts a decision's rule errors (made in enforce mode) by what became of
+// the step in the mode asked for.
+func (s *GuardService) countRuleErrors(d schemas.Decision, mode string) {
+	if s.RuleErrors == nil || len(d.RuleErrors) == 0 {
+		return
+	}
+	outcome := "allowed"
+	switch {
+	case mode != schemas.ModeEnforce:
+	case !d.Allowed:
+		outcome = "blocked"
+	default:
+		outcome = "skipped"
+	}
+	s.RuleErrors(outcome, len(d.RuleErrors))
 }
 
 func (s *GuardService) handleOutput(ctx context.Context, data []byte) ([]byte, error) {
@@ -281,7 +305,7 @@ func (s *GuardService) start(ctx context.Context, sess *guardSession, meta map[s
 	if sess.ref.Run == "" {
 		sess.ref.Run = schemas.NewRun()
 	}
-	g, err := c.NewGuard(evaluator.GuardOptions{TraceID: sess.ref.TraceID, AgentName: sess.ref.AgentName, AgentMetadata: meta})
+	g, err := c.NewGuard(evaluator.GuardOptions{TraceID: sess.ref.TraceID, AgentName: sess.ref.AgentName, AgentMetadata: meta, OnRuleError: s.OnRuleError})
 	if err != nil {
 		return err
 	}

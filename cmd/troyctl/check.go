@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -28,31 +29,38 @@ type checkViolation struct {
 }
 
 type checkOutput struct {
-	Allowed    bool             `json:"allowed"`
-	StepID     string           `json:"step_id"`
-	RiskScore  int              `json:"risk_score"`
-	Mode       string           `json:"mode"`
-	Violations []checkViolation `json:"violations"`
+	Allowed    bool                    `json:"allowed"`
+	StepID     string                  `json:"step_id"`
+	RiskScore  int                     `json:"risk_score"`
+	Mode       string                  `json:"mode"`
+	Violations []checkViolation        `json:"violations"`
+	RuleErrors []schemas.StepRuleError `json:"rule_errors"`
 }
 
 func newCheckCmd(a *app) *cobra.Command {
 	var (
-		action, input, stepType, mode, agentName, metadata, agentMetadata, session string
-		nf                                                                         natsFlags
+		action, input, stepType, mode, agentName, metadata, agentMetadata, session, onRuleError string
+		nf                                                                                      natsFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "check POLICY -a ACTION",
 		Short: "Check one proposed action against a policy (exit 0 allowed, 2 blocked)",
 		Long: `Check one proposed action against a policy, as the guard does before a tool runs.
-Prints JSON {allowed, step_id, risk_score, mode, violations}. The exit code is 0 when
-the action is allowed, 2 when it is blocked, and 1 on bad input.
+Prints JSON {allowed, step_id, risk_score, mode, violations, rule_errors}. The exit
+code is 0 when the action is allowed, 2 when it is blocked, and 1 on bad input.
 
 Modes: enforce blocks violating actions; monitor and dry-run allow them (and report
-the violations). With --nats, a running guard service answers (troyctl serve), and the
-check is recorded in its session.`,
+the violations). A rule whose condition cannot be evaluated for the action (it compares
+a string with a number, reads a key of a missing value...) is listed in rule_errors;
+in enforce mode it blocks the action, as an unreachable guard does, unless
+--on-rule-error skip or the policy's on_rule_error says skip (the flag wins). Numbers
+in --input and --metadata are read as Python's json reads them: 1e999999 is infinity,
+integers are exact however long, NaN and Infinity are accepted. With --nats, a running
+guard service answers (troyctl serve), and the check is recorded in its session.`,
 		Example: `  troyctl check examples/policy.json -a search -i '{"query": "SELECT * FROM users"}'
   troyctl check examples/policy.json -a send_email --mode monitor
   troyctl check examples/policy.json -a bash --metadata '{"permission_level": "admin"}'
+  troyctl check owasp_llm_top10 -a chat -t llm_call --metadata '{"total_tokens": "200000"}' --on-rule-error skip
   troyctl check soc2 -a upload --nats nats://127.0.0.1:4222 --session s-42`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -68,35 +76,43 @@ check is recorded in its session.`,
 			if err != nil {
 				return err
 			}
+			if onRuleError != "" && !slices.Contains(schemas.OnRuleErrors(), onRuleError) {
+				return fmt.Errorf("--on-rule-error: expected %s, got %q", strings.Join(schemas.OnRuleErrors(), " or "), onRuleError)
+			}
 			c, err := loadPolicy(a, args[0])
 			if err != nil {
 				return err
 			}
 			var d schemas.Decision
-			var ruleErrs []schemas.RuleError
 			if nf.opts.URL != "" {
 				if d, err = remoteCheck(cmd.Context(), nf, c, session, agentName, agentMeta, mode, action, in, meta, stepType); err != nil {
 					return err
 				}
+				if onRuleError != "" && d.Mode == schemas.ModeEnforce {
+					// The service decided with its own setting; the flag wins.
+					d.Allowed = len(d.Violations) == 0 && (len(d.RuleErrors) == 0 || onRuleError == schemas.OnRuleErrorSkip)
+				}
 			} else {
-				g, err := c.NewGuard(evaluator.GuardOptions{AgentName: agentName, AgentMetadata: agentMeta, Mode: mode})
+				g, err := c.NewGuard(evaluator.GuardOptions{AgentName: agentName, AgentMetadata: agentMeta, Mode: mode, OnRuleError: onRuleError})
 				if err != nil {
 					return err
 				}
 				if d, err = g.Check(evaluator.CheckRequest{Action: action, Input: in, Metadata: meta, Type: stepType}); err != nil {
 					return err
 				}
-				ruleErrs = g.RuleErrors()
 			}
-			out := checkOutput{Allowed: d.Allowed, StepID: d.StepID, RiskScore: d.RiskScore, Mode: d.Mode, Violations: []checkViolation{}}
+			out := checkOutput{Allowed: d.Allowed, StepID: d.StepID, RiskScore: d.RiskScore, Mode: d.Mode, Violations: []checkViolation{}, RuleErrors: d.RuleErrors}
+			if out.RuleErrors == nil {
+				out.RuleErrors = []schemas.StepRuleError{}
+			}
 			for _, v := range d.Violations {
 				out.Violations = append(out.Violations, checkViolation{RuleID: v.RuleID, RuleDescription: v.RuleDescription, Severity: v.Severity, Details: v.Details})
 			}
 			if err := reporter.EncodeJSON(a.stdout, out); err != nil {
 				return err
 			}
-			for _, e := range ruleErrs {
-				fmt.Fprintf(a.stderr, "troyctl: warning: rule %s could not be evaluated: %s\n", e.RuleID, e.FirstError)
+			for _, e := range out.RuleErrors {
+				fmt.Fprintf(a.stderr, "troyctl: warning: rule %s could not be evaluated: %s\n", e.RuleID, e.Error)
 			}
 			if !d.Allowed {
 				return &exitCodeError{code: exitBlocked}
@@ -112,6 +128,7 @@ check is recorded in its session.`,
 	f.StringVar(&agentName, "agent-name", "agent", "agent name conditions see")
 	f.StringVar(&metadata, "metadata", "", "step metadata as a JSON object")
 	f.StringVar(&agentMetadata, "agent-metadata", "", "agent metadata as a JSON object")
+	f.StringVar(&onRuleError, "on-rule-error", "", "in enforce mode, what a rule that cannot be evaluated does: block or skip (default: the policy's on_rule_error, else block)")
 	f.StringVar(&session, "session", "", "with --nats: the session (trace) the check belongs to (default: a new one)")
 	nf.register(cmd)
 	_ = cmd.MarkFlagRequired("action") // the flag exists

@@ -49,12 +49,16 @@ reloaded when it changes, and every result records the revision it was evaluated
 the explanation cache); an instance started without them leaves the limits as they are,
 and new streams keep every event. --only runs some components, so that each can be deployed and
 scaled on its own.
+A guard check at which a rule cannot be evaluated is blocked in enforce mode (fail
+closed) unless --on-rule-error skip, or the policy's on_rule_error, says otherwise; the
+flag wins over the policy.
 /healthz and Prometheus /metrics are served on --metrics.`,
 		Example: `  troyctl serve --policy examples/policy.json
   troyctl serve --policy soc2 --listen 0.0.0.0:4222 --data-dir /var/lib/troy
   troyctl serve --nats nats://nats-1:4222,nats://nats-2:4222 --only evaluator --workers 8
   troyctl serve --policy examples/policy.json --retain 720h --retain-bytes 50GB
-  troyctl serve --policy examples/policy.json --clickhouse clickhouse://127.0.0.1:9000/troy`,
+  troyctl serve --policy examples/policy.json --clickhouse clickhouse://127.0.0.1:9000/troy
+  troyctl serve --policy owasp_llm_top10 --on-rule-error skip`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
@@ -140,6 +144,7 @@ scaled on its own.
 	f.StringVar(&only, "only", "", "components to run, comma-separated: "+strings.Join(pipeline.Components(), ", ")+" (default all)")
 	f.StringVar(&cfg.ReportDir, "reports", "", "directory for report.md and audit.json (default DATA-DIR/reports)")
 	f.IntVar(&cfg.Workers, "workers", 4, "events each component handles at once")
+	f.StringVar(&cfg.OnRuleError, "on-rule-error", "", "what the guard does in enforce mode with a step at which a rule cannot be evaluated: block or skip (default: the policy's on_rule_error, else block)")
 	f.DurationVar(&cfg.IdleTimeout, "idle-timeout", 5*time.Minute, "close a trace that has had no event for this long (0: never)")
 	f.StringVar(&cfg.MetricsAddr, "metrics", "127.0.0.1:9464", "address for /healthz and /metrics (empty: none)")
 	f.BoolVarP(&verbose, "verbose", "v", false, "log more")
