@@ -25,6 +25,8 @@ func TestNumbersCompareAsPython(t *testing.T) {
 		{"NaN", "0", "step.input.x != step.input.x", "violated"},
 		{"NaN", "0", "step.input.x == step.input.x", ""},
 		{big, "0", "step.input.x > 1000", "violated"},
+		{big, "0", "(step.input.x ?? 0) > 1000", "violated"}, // expr passes this one to functions by value
+		{big, "0", "py_str(step.input.x ?? 0) == '" + big + "'", "violated"},
 		{big, "0", "step.input.x > 1e29", "violated"},
 		{big, "0", "step.input.x < 1e30", "violated"},
 		{"-" + big, "0", "step.input.x < -9223372036854775807", "violated"},

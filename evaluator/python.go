@@ -173,6 +173,8 @@ func pyNum(x any) (any, bool) {
 	switch v := x.(type) {
 	case int, float64, *big.Int:
 		return v, true
+	case big.Int: // expr dereferences the pointers it passes to functions
+		return &v, true
 	case bool:
 		if v {
 			return 1, true
@@ -233,7 +235,7 @@ func typeName(x any) string {
 		return "NoneType"
 	case bool:
 		return "bool"
-	case int, *big.Int:
+	case int, *big.Int, big.Int:
 		return "int"
 	case float64:
 		return "float"
@@ -543,6 +545,8 @@ func writeRepr(b *strings.Builder, x any) {
 	case int:
 		b.WriteString(strconv.Itoa(v))
 	case *big.Int:
+		b.WriteString(v.String())
+	case big.Int:
 		b.WriteString(v.String())
 	case float64:
 		b.WriteString(floatRepr(v))

@@ -9,6 +9,7 @@ import (
 // and float: -1, 0 or 1. ok is false when either is not such a number, or is NaN, which
 // is neither less than, equal to nor greater than anything.
 func Compare(a, b any) (c int, ok bool) {
+	a, b = bigPointer(a), bigPointer(b)
 	switch x := a.(type) {
 	case int:
 		switch y := b.(type) {
@@ -58,6 +59,15 @@ func Compare(a, b any) (c int, ok bool) {
 		}
 	}
 	return 0, false
+}
+
+// bigPointer takes a big.Int passed by value (expr dereferences pointers it passes to
+// functions) as the *big.Int it was.
+func bigPointer(v any) any {
+	if b, ok := v.(big.Int); ok {
+		return &b
+	}
+	return v
 }
 
 func cmp3(less, greater bool) int {

@@ -22,6 +22,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"math/big"
 	"reflect"
@@ -244,6 +245,12 @@ func (e *TrailingDataError) Error() string {
 	return fmt.Sprintf("unexpected data after the JSON value (at byte %d)", e.Offset)
 }
 
+// errTruncated is a document that ends inside its value; it is io.ErrUnexpectedEOF.
+type errTruncated struct{}
+
+func (errTruncated) Error() string        { return "unexpected end of JSON input" }
+func (errTruncated) Is(target error) bool { return target == io.ErrUnexpectedEOF }
+
 // Unmarshal decodes one JSON value from data into v, as encoding/json does with
 // UseNumber, then turns every number into its value (see the package comment). Syntax
 // errors are *json.SyntaxError with the offset in data; data after the value is a
@@ -253,6 +260,9 @@ func Unmarshal(data []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(src))
 	dec.UseNumber()
 	if err := dec.Decode(v); err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			return errTruncated{}
+		}
 		return err
 	}
 	if off := dec.InputOffset(); len(bytes.TrimLeft(src[off:], " \t\r\n")) > 0 {
