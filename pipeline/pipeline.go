@@ -68,7 +68,7 @@ type Pipeline struct {
 	// RuleErrors counts rule errors, for metrics: by component (guard, evaluator) and
 	// outcome (the guard's blocked, skipped or allowed; the evaluator's recorded).
 	RuleErrors func(component, outcome string, n int)
-	ready        chan struct{}
+	ready      chan struct{}
 }
 
 // New prepares the components of cfg on a bus.
