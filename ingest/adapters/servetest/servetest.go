@@ -19,7 +19,10 @@ import (
 	"time"
 
 	"github.com/troy-audit/troy/bus"
+	"github.com/troy-audit/troy/evaluator"
 	"github.com/troy-audit/troy/ingest/agent"
+	"github.com/troy-audit/troy/pipeline"
+	"github.com/troy-audit/troy/policies"
 	"github.com/troy-audit/troy/schemas"
 )
 
@@ -156,6 +159,32 @@ func (s *Serve) Conn(t testing.TB) *agent.Conn {
 	}
 	t.Cleanup(conn.Close)
 	return conn
+}
+
+// PutPolicy stores a policy (a file or a bundled template name) in the serve's policy
+// bucket and returns its hash, which checks can name instead of the default policy.
+func (s *Serve) PutPolicy(t testing.TB, policy string) string {
+	t.Helper()
+	p, err := policies.Resolve(policy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := evaluator.Compile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	b, err := bus.Open(ctx, bus.Options{URL: s.NATS, Client: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	hash, err := pipeline.NewPolicies(b).Put(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return hash
 }
 
 // AdminBash is a metadata function that runs the bash tool with admin rights, which
