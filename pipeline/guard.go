@@ -120,24 +120,9 @@ func unavailable(format string, args ...any) error {
 func (s *GuardService) handleCheck(ctx context.Context, data []byte) ([]byte, error) {
 	start := time.Now()
 	defer func() { s.observe(time.Since(start)) }()
-	var req schemas.GuardCheck
-	if err := pyjson.Unmarshal(data, &req); err != nil { // an agent's values, read as Python's json does
-		return nil, badRequest("invalid JSON: %v", err)
-	}
-	if req.Session == "" || req.Step.Action == "" {
-		return nil, badRequest("session and step.action are required")
-	}
-	if req.Mode == "" {
-		req.Mode = schemas.ModeEnforce
-	}
-	if !slices.Contains(schemas.Modes(), req.Mode) {
-		return nil, badRequest("mode %q is not one of %s", req.Mode, strings.Join(schemas.Modes(), ", "))
-	}
-	if req.Step.Type == "" {
-		req.Step.Type = schemas.StepToolCall
-	}
-	if !schemas.ValidStepType(req.Step.Type) {
-		return nil, badRequest("step.type %q is not one of %s", req.Step.Type, strings.Join(schemas.StepTypes(), ", "))
+	req, err := DecodeCheck(data)
+	if err != nil {
+		return nil, err
 	}
 	sess, err := s.session(ctx, req.Agent, req.Session, req.Seq, req.AgentMetadata, req.Policy)
 	if err != nil {
@@ -161,6 +146,34 @@ func (s *GuardService) handleCheck(ctx context.Context, data []byte) ([]byte, er
 	d.Mode = req.Mode
 	d.MissingMetadata = sess.missingMetadata(req.Step.Metadata)
 	return json.Marshal(d)
+}
+
+// DecodeCheck reads and validates a guard check request, with the agent's values read as
+// Python's json reads them; defaults are filled in. Errors are the service's 400 answers.
+func DecodeCheck(data []byte) (schemas.GuardCheck, error) {
+	var req schemas.GuardCheck
+	if err := pyjson.Unmarshal(data, &req); err != nil {
+		return req, badRequest("invalid JSON: %v", err)
+	}
+	if req.Session == "" || req.Step.Action == "" {
+		return req, badRequest("session and step.action are required")
+	}
+	if req.Mode == "" {
+		req.Mode = schemas.ModeEnforce
+	}
+	if !slices.Contains(schemas.Modes(), req.Mode) {
+		return req, badRequest("mode %q is not one of %s", req.Mode, strings.Join(schemas.Modes(), ", "))
+	}
+	if req.Step.Type == "" {
+		req.Step.Type = schemas.StepToolCall
+	}
+	if !schemas.ValidStepType(req.Step.Type) {
+		return req, badRequest("step.type %q is not one of %s", req.Step.Type, strings.Join(schemas.StepTypes(), ", "))
+	}
+	if req.Seq != nil && *req.Seq < 0 {
+		return req, badRequest("seq: expected the number of earlier checks, from 0")
+	}
+	return req, nil
 }
 
 // countRuleErrors counts a decision's rule errors (made in enforce mode) by what became of

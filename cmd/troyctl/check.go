@@ -147,9 +147,17 @@ func jsonObjectFlag(name, value string) (map[string]any, error) {
 	}
 	m, ok := v.(map[string]any)
 	if !ok {
-		return nil, fmt.Errorf("%s: expected a JSON object such as '{\"key\": \"value\"}', got %.80s", name, strings.TrimSpace(value))
+		return nil, fmt.Errorf("%s: expected a JSON object such as '{\"key\": \"value\"}', got %s", name, shorten(strings.TrimSpace(value)))
 	}
 	return m, nil
+}
+
+// shorten quotes the start of a value for a one-line message.
+func shorten(v string) string {
+	if r := []rune(v); len(r) > 60 {
+		v = string(r[:60]) + "..."
+	}
+	return strconv.Quote(v)
 }
 
 // remoteCheck asks a running guard service, with the policy given on the command line.
