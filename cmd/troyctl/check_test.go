@@ -175,3 +175,39 @@ func TestCheckNumbersAsPython(t *testing.T) {
 		}
 	}
 }
+
+// A trace file with Python's numbers is audited with them, audit.json keeps them as they
+// were (digits, NaN, Infinity, 5.0), and replay reads it back and re-evaluates with them.
+func TestAuditAndReplayKeepNumbers(t *testing.T) {
+	t.Chdir(t.TempDir())
+	big := "123456789012345678901234567890"
+	trace := `{"trace_id": "nums", "agent_name": "a", "steps": [
+		{"step_id": "s1", "type": "tool_call", "description": "pay", "input": {"amount": ` + big + `, "fee": 5.0}, "output": {}},
+		{"step_id": "s2", "type": "tool_call", "description": "pay", "input": {"amount": NaN}, "output": {"x": -Infinity}},
+		{"step_id": "s3", "type": "tool_call", "description": "pay", "input": {"amount": 1e999999}, "output": {}}]}`
+	if err := os.WriteFile("trace.json", []byte(trace), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	policy := writePolicy(t, "step.input.amount > 1000", "")
+	r := troyctl(t, "audit", "trace.json", policy, "-j", "audit.json", "-o", "report.md")
+	if r.code != 0 || !strings.Contains(r.stdout, "Found 2 violation(s)") {
+		t.Fatalf("exit %d: %s %s", r.code, r.stdout, r.stderr)
+	}
+	raw, err := os.ReadFile("audit.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"amount": ` + big, `"fee": 5.0`, `"amount": NaN`, `"x": -Infinity`, `"amount": Infinity`} {
+		if !strings.Contains(string(raw), want) {
+			t.Errorf("audit.json lacks %s:\n%s", want, raw)
+		}
+	}
+	r = troyctl(t, "replay", "audit.json", "--policy", writePolicy(t, "step.input.amount > 1e28", ""), "--no-interactive")
+	if r.code != 0 || !strings.Contains(r.stdout, big) {
+		t.Fatalf("replay: exit %d: %s %s", r.code, r.stdout, r.stderr)
+	}
+	// The stricter policy still finds the 30-digit amount and infinity: nothing changed.
+	if r := troyctl(t, "diff", "audit.json", "audit.json", "--json"); r.code != 0 {
+		t.Fatalf("diff of an audit with itself: exit %d: %s %s", r.code, r.stdout, r.stderr)
+	}
+}

@@ -245,6 +245,12 @@ func (e *TrailingDataError) Error() string {
 	return fmt.Sprintf("unexpected data after the JSON value (at byte %d)", e.Offset)
 }
 
+// errEmpty is a document without a value; it is io.EOF.
+type errEmpty struct{}
+
+func (errEmpty) Error() string        { return "unexpected end of JSON input: no value" }
+func (errEmpty) Is(target error) bool { return target == io.EOF }
+
 // errTruncated is a document that ends inside its value; it is io.ErrUnexpectedEOF.
 type errTruncated struct{}
 
@@ -260,8 +266,11 @@ func Unmarshal(data []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(src))
 	dec.UseNumber()
 	if err := dec.Decode(v); err != nil {
-		if errors.Is(err, io.ErrUnexpectedEOF) {
+		switch {
+		case errors.Is(err, io.ErrUnexpectedEOF):
 			return errTruncated{}
+		case errors.Is(err, io.EOF):
+			return errEmpty{}
 		}
 		return err
 	}
