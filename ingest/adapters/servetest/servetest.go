@@ -6,7 +6,6 @@ package servetest
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -24,6 +23,7 @@ import (
 	"github.com/troy-audit/troy/pipeline"
 	"github.com/troy-audit/troy/policies"
 	"github.com/troy-audit/troy/schemas"
+	"github.com/troy-audit/troy/schemas/pyjson"
 )
 
 // Serve is a running troyctl serve.
@@ -138,7 +138,7 @@ func (s *Serve) Steps(t testing.TB, session string) ([]string, *schemas.AuditRes
 		t.Fatal(err)
 	}
 	var audit schemas.AuditResult
-	if err := json.Unmarshal(raw, &audit); err != nil {
+	if err := pyjson.Unmarshal(raw, &audit); err != nil { // audit.json may hold NaN and Infinity
 		t.Fatal(err)
 	}
 	var steps []string
