@@ -178,13 +178,15 @@ func TestCheckNumbersAsPython(t *testing.T) {
 
 // A trace file with Python's numbers is audited with them, audit.json keeps them as they
 // were (digits, NaN, Infinity, 5.0), and replay reads it back and re-evaluates with them.
+// The step whose amount is a string is a rule error in audit.json and report.md.
 func TestAuditAndReplayKeepNumbers(t *testing.T) {
 	t.Chdir(t.TempDir())
 	big := "123456789012345678901234567890"
 	trace := `{"trace_id": "nums", "agent_name": "a", "steps": [
 		{"step_id": "s1", "type": "tool_call", "description": "pay", "input": {"amount": ` + big + `, "fee": 5.0}, "output": {}},
 		{"step_id": "s2", "type": "tool_call", "description": "pay", "input": {"amount": NaN}, "output": {"x": -Infinity}},
-		{"step_id": "s3", "type": "tool_call", "description": "pay", "input": {"amount": 1e999999}, "output": {}}]}`
+		{"step_id": "s3", "type": "tool_call", "description": "pay", "input": {"amount": 1e999999}, "output": {}},
+		{"step_id": "s4", "type": "tool_call", "description": "pay", "input": {"amount": "2000"}, "output": {}}]}`
 	if err := os.WriteFile("trace.json", []byte(trace), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -197,10 +199,15 @@ func TestAuditAndReplayKeepNumbers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{`"amount": ` + big, `"fee": 5.0`, `"amount": NaN`, `"x": -Infinity`, `"amount": Infinity`} {
+	for _, want := range []string{`"amount": ` + big, `"fee": 5.0`, `"amount": NaN`, `"x": -Infinity`, `"amount": Infinity`,
+		`"rule_errors": [`, `"first_step_id": "s4"`, `"first_error": "line 1, column 19: invalid operation: string > int"`} {
 		if !strings.Contains(string(raw), want) {
 			t.Errorf("audit.json lacks %s:\n%s", want, raw)
 		}
+	}
+	md, err := os.ReadFile("report.md")
+	if err != nil || !strings.Contains(string(md), "## Rule Errors") || !strings.Contains(string(md), "| r | 1 | s4 |") {
+		t.Fatalf("report.md: %v\n%s", err, md)
 	}
 	r = troyctl(t, "replay", "audit.json", "--policy", writePolicy(t, "step.input.amount > 1e28", ""), "--no-interactive")
 	if r.code != 0 || !strings.Contains(r.stdout, big) {
