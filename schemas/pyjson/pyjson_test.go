@@ -8,6 +8,8 @@ import (
 	"math/big"
 	"strings"
 	"testing"
+
+	gojson "github.com/goccy/go-json"
 )
 
 func bigInt(s string) *big.Int {
@@ -226,5 +228,19 @@ func TestCompare(t *testing.T) {
 		if got != tt.want || ok != tt.ok {
 			t.Errorf("Compare(%v, %v) = %d, %v; want %d, %v", tt.a, tt.b, got, ok, tt.want, tt.ok)
 		}
+	}
+}
+
+// The flag useNumber sets is goccy's UseNumber: without it, numbers in structs would be
+// float64s and integers would lose their type.
+func TestGoccyUseNumber(t *testing.T) {
+	var v struct {
+		N any `json:"n"`
+	}
+	if err := gojson.UnmarshalWithOption([]byte(`{"n": 12345678901234567890123}`), &v, useNumber); err != nil {
+		t.Fatal(err)
+	}
+	if n, ok := v.N.(gojson.Number); !ok || n != "12345678901234567890123" {
+		t.Fatalf("got %#v, want the json.Number", v.N)
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+
+	gojson "github.com/goccy/go-json"
 )
 
 // Placeholders for the literals JSON encoders refuse to write: substitute puts them in
@@ -40,7 +42,7 @@ func Encode(w io.Writer, v any, indent string) error {
 		v = sub.Interface()
 	}
 	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
+	enc := gojson.NewEncoder(&b) // the bytes of encoding/json, several times faster
 	enc.SetEscapeHTML(false)
 	if indent != "" {
 		enc.SetIndent("", indent)
@@ -110,6 +112,16 @@ func substitute(v reflect.Value) (reflect.Value, bool) {
 	case reflect.Interface:
 		if v.IsNil() {
 			return v, false
+		}
+		if x, plain := decoded(v.Interface()); plain {
+			// Decoded JSON, the bulk of what is written: walked without reflection.
+			y, changed := substituteValue(x)
+			if !changed {
+				return v, false
+			}
+			out := reflect.New(v.Type()).Elem()
+			out.Set(reflect.ValueOf(&y).Elem())
+			return out, true
 		}
 		inner, changed := substitute(v.Elem())
 		if !changed {
@@ -193,6 +205,13 @@ func substitute(v reflect.Value) (reflect.Value, bool) {
 		if v.IsNil() || !holdsNumbers(v.Type().Elem()) {
 			return v, false
 		}
+		if m, ok := v.Interface().(map[string]any); ok {
+			y, changed := substituteValue(m)
+			if !changed {
+				return v, false
+			}
+			return reflect.ValueOf(y), true
+		}
 		var out reflect.Value
 		it := v.MapRange()
 		for it.Next() {
@@ -217,6 +236,78 @@ func substitute(v reflect.Value) (reflect.Value, bool) {
 		}
 	}
 	return v, false
+}
+
+// decoded reports whether x is a value of decoded JSON (or nil), which substituteValue
+// walks.
+func decoded(x any) (any, bool) {
+	switch x.(type) {
+	case nil, string, bool, int, float64, json.Number, map[string]any, []any:
+		return x, true
+	}
+	return x, false
+}
+
+// substituteValue is substitute for decoded JSON, by type switches.
+func substituteValue(x any) (any, bool) {
+	switch v := x.(type) {
+	case float64:
+		if n, ok := numberValue(v); ok {
+			return n, true
+		}
+	case json.Number:
+		val, err := Number(string(v))
+		if err != nil {
+			return x, false // the encoder reports it
+		}
+		if f, ok := val.(float64); ok {
+			if n, ok := numberValue(f); ok {
+				return n, true
+			}
+		}
+		return val, true
+	case map[string]any:
+		var out map[string]any
+		for k, e := range v {
+			n, changed := substituteValue(e)
+			if !changed {
+				continue
+			}
+			if out == nil {
+				out = make(map[string]any, len(v))
+				for k2, e2 := range v {
+					out[k2] = e2
+				}
+			}
+			out[k] = n
+		}
+		if out != nil {
+			return out, true
+		}
+	case []any:
+		var out []any
+		for i, e := range v {
+			n, changed := substituteValue(e)
+			if !changed {
+				continue
+			}
+			if out == nil {
+				out = append([]any(nil), v...)
+			}
+			out[i] = n
+		}
+		if out != nil {
+			return out, true
+		}
+	default:
+		if _, plain := decoded(x); !plain {
+			y, changed := substitute(reflect.ValueOf(&x).Elem())
+			if changed {
+				return y.Interface(), true
+			}
+		}
+	}
+	return x, false
 }
 
 // assign sets dst to v when v's type fits: a float field of a struct cannot hold a
