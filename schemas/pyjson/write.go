@@ -27,16 +27,22 @@ const (
 // numbers are written as Python's json writes them: floats keep a fraction (5.0), big
 // integers all their digits, and non-finite floats are NaN, Infinity and -Infinity.
 func Marshal(v any) ([]byte, error) {
-	var b bytes.Buffer
-	if err := Encode(&b, v, ""); err != nil {
-		return nil, err
-	}
-	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
+	out, err := encode(v, "")
+	return bytes.TrimSuffix(out, []byte("\n")), err
 }
 
 // Encode writes v as Marshal does, indented by indent when it is not empty, with a final
 // newline.
 func Encode(w io.Writer, v any, indent string) error {
+	out, err := encode(v, indent)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(out)
+	return err
+}
+
+func encode(v any, indent string) ([]byte, error) {
 	sub, changed := substitute(reflect.ValueOf(&v).Elem())
 	if changed {
 		v = sub.Interface()
@@ -48,14 +54,12 @@ func Encode(w io.Writer, v any, indent string) error {
 		enc.SetIndent("", indent)
 	}
 	if err := enc.Encode(v); err != nil {
-		return err
+		return nil, err
 	}
-	out := b.Bytes()
 	if changed {
-		out = finish(out)
+		return finish(b.Bytes()), nil
 	}
-	_, err := w.Write(out)
-	return err
+	return b.Bytes(), nil
 }
 
 // FloatRepr writes a finite float as Python's repr does: the shortest digits that read back
