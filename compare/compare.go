@@ -17,6 +17,7 @@ import (
 	"github.com/troy-audit/troy/ingest"
 	"github.com/troy-audit/troy/replay"
 	"github.com/troy-audit/troy/schemas"
+	"github.com/troy-audit/troy/schemas/pyjson"
 	"github.com/troy-audit/troy/scorer"
 )
 
@@ -38,7 +39,7 @@ func Load(ctx context.Context, path string) (*Side, error) {
 		return nil, err
 	}
 	var probe map[string]json.RawMessage
-	if json.Unmarshal(bytes.TrimSpace(data), &probe) == nil && probe["trace"] != nil {
+	if pyjson.Unmarshal(data, &probe) == nil && probe["trace"] != nil {
 		a, err := replay.DecodeAudit(data)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", path, err)
@@ -296,15 +297,48 @@ func changedFields(a, b *schemas.Step) []string {
 
 // equal compares JSON values, treating numbers by value.
 func equal(a, b any) bool {
-	ja, _ := json.Marshal(a)
-	jb, _ := json.Marshal(b)
+	ja, _ := pyjson.Marshal(a)
+	jb, _ := pyjson.Marshal(b)
 	if bytes.Equal(ja, jb) {
 		return true
 	}
 	var x, y any
-	_ = json.Unmarshal(ja, &x)
-	_ = json.Unmarshal(jb, &y)
-	return reflect.DeepEqual(x, y)
+	_ = pyjson.Unmarshal(ja, &x)
+	_ = pyjson.Unmarshal(jb, &y)
+	return sameValue(x, y)
+}
+
+// sameValue is reflect.DeepEqual with numbers compared by value (5 and 5.0 are the same).
+func sameValue(a, b any) bool {
+	if c, ok := pyjson.Compare(a, b); ok {
+		return c == 0
+	}
+	switch x := a.(type) {
+	case map[string]any:
+		y, ok := b.(map[string]any)
+		if !ok || len(x) != len(y) {
+			return false
+		}
+		for k, v := range x {
+			w, ok := y[k]
+			if !ok || !sameValue(v, w) {
+				return false
+			}
+		}
+		return true
+	case []any:
+		y, ok := b.([]any)
+		if !ok || len(x) != len(y) {
+			return false
+		}
+		for i := range x {
+			if !sameValue(x[i], y[i]) {
+				return false
+			}
+		}
+		return true
+	}
+	return reflect.DeepEqual(a, b)
 }
 
 // Text renders the comparison for a terminal or a log.

@@ -195,7 +195,7 @@ func (b *builder) options(extra ...expr.Option) []expr.Option {
 		guardFunction(),
 	}
 	opts = append(opts, pythonFunctions()...)
-	return append(opts, extra...)
+	return append(append(opts, extra...), numberOptions()...)
 }
 
 // rule compiles one rule. over, when not nil, is a limit the condition certainly breaks:
@@ -212,6 +212,11 @@ func (b *builder) rule(pr policies.Rule) (_ *rule, over *LimitError, _ error) {
 	}
 	if err := internalNames(tree); err != nil {
 		return nil, nil, err
+	}
+	// Checked before the patches run: a comparison rewritten into a call would hide a type
+	// error inside its operands (the checker does not look again at what it typed).
+	if _, err := checker.Check(tree, cfg); err != nil {
+		return nil, nil, conditionError(err)
 	}
 	r := &rule{Rule: pr, pre: firstCheck(tree.Node, stepRoot)}
 	for _, k := range stepMetadataKeys(tree.Node) {

@@ -24,8 +24,13 @@ type GuardOptions struct {
 	// or dry-run (allow them, only record). Empty means enforce.
 	Mode string
 	// OnViolation is called in monitor mode with the decision a step would have had in
-	// enforce mode. It runs with the guard locked and must not call the guard.
+	// enforce mode, when that would have been a block. It runs with the guard locked and
+	// must not call the guard.
 	OnViolation func(schemas.Decision)
+	// OnRuleError says what enforce mode does with a step at which a rule could not be
+	// evaluated: schemas.OnRuleErrorBlock (fail closed) or schemas.OnRuleErrorSkip. Empty
+	// means the policy's setting (policies.OnRuleErrorKey), which defaults to block.
+	OnRuleError string
 	// Now stamps checked steps; nil means time.Now.
 	Now func() time.Time
 }
@@ -45,6 +50,7 @@ type Guard struct {
 	violations  []schemas.Violation
 	risk        *scorer.Accumulator
 	onViolation func(schemas.Decision)
+	stepErrs    []schemas.StepRuleError // the rule errors of the step being checked
 }
 
 // CheckRequest is a proposed step.
@@ -75,6 +81,12 @@ func (c *Compiled) NewGuard(opts GuardOptions) (*Guard, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.OnRuleError == "" {
+		opts.OnRuleError = c.policy.OnRuleError()
+	}
+	if !slices.Contains(schemas.OnRuleErrors(), opts.OnRuleError) {
+		return nil, fmt.Errorf("invalid rule error setting %q: must be one of %s", opts.OnRuleError, strings.Join(schemas.OnRuleErrors(), ", "))
+	}
 	g := &Guard{c: c, opts: opts, onViolation: opts.OnViolation}
 	g.reset()
 	return g, nil
@@ -90,10 +102,15 @@ func (g *Guard) reset() {
 	g.index = map[string]int{}
 	g.violations = nil
 	g.risk = scorer.NewAccumulator(g.c.weights)
+	g.s.onFail = func(i int, err error) {
+		g.stepErrs = append(g.stepErrs, schemas.StepRuleError{RuleID: g.c.rules[i].RuleID, Error: oneLine(conditionError(err).Error())})
+	}
 }
 
 // Check evaluates a proposed step against the policy and records it. In enforce mode a
-// step with violations is not allowed; in monitor and dry-run modes every step is allowed.
+// step with violations is not allowed, nor one at which a rule could not be evaluated
+// (unless OnRuleError is skip); in monitor and dry-run modes every step is allowed. The
+// decision lists violations and rule errors in every mode.
 func (g *Guard) Check(req CheckRequest) (schemas.Decision, error) {
 	if req.Type == "" {
 		req.Type = schemas.StepToolCall
@@ -130,6 +147,7 @@ func (g *Guard) Check(req CheckRequest) (schemas.Decision, error) {
 	g.views = append(g.views, view)
 	g.index[id] = len(g.steps) - 1
 	g.s.env.at(g.views, len(g.views)-1)
+	g.stepErrs = g.stepErrs[:0]
 	found := g.s.evalStep(nil, nil)
 	g.violations = append(g.violations, found...)
 	for _, v := range found {
@@ -137,13 +155,17 @@ func (g *Guard) Check(req CheckRequest) (schemas.Decision, error) {
 	}
 	d := schemas.Decision{
 		StepID:     id,
-		Allowed:    len(found) == 0,
+		Allowed:    len(found) == 0 && (len(g.stepErrs) == 0 || g.opts.OnRuleError == schemas.OnRuleErrorSkip),
 		Violations: found,
 		RiskScore:  g.risk.Score(),
 		Mode:       g.opts.Mode,
+		RuleErrors: slices.Clone(g.stepErrs),
 	}
 	if d.Violations == nil {
 		d.Violations = []schemas.Violation{}
+	}
+	if d.RuleErrors == nil {
+		d.RuleErrors = []schemas.StepRuleError{}
 	}
 	if !d.Allowed && g.opts.Mode != schemas.ModeEnforce {
 		if g.opts.Mode == schemas.ModeMonitor && g.onViolation != nil {

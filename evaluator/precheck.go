@@ -2,6 +2,8 @@ package evaluator
 
 import (
 	"github.com/expr-lang/expr/ast"
+
+	"github.com/troy-audit/troy/schemas/pyjson"
 )
 
 // precheck is the leading part of a condition made of tests of the step's fields against
@@ -206,19 +208,9 @@ func equalConst(v, c any) bool {
 		b, ok := v.(bool)
 		return ok && b == c
 	}
-	cf, _ := number(c)
-	vf, ok := number(v)
-	return ok && vf == cf
-}
-
-func number(v any) (float64, bool) {
-	switch x := v.(type) {
-	case int:
-		return float64(x), true
-	case float64:
-		return x, true
-	case int64:
-		return float64(x), true
+	if x, ok := v.(int64); ok {
+		v = int(x)
 	}
-	return 0, false
+	n, ok := pyjson.Compare(v, c) // exact, as expr's == with the comparison rewrite
+	return ok && n == 0
 }

@@ -3,6 +3,7 @@ package evaluator
 import (
 	"fmt"
 	"math"
+	"math/big"
 	"reflect"
 	"slices"
 	"strconv"
@@ -11,6 +12,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/expr-lang/expr"
+
+	"github.com/troy-audit/troy/schemas/pyjson"
 )
 
 // Functions with Python's semantics, for conditions converted from the Python tool's
@@ -100,6 +103,8 @@ func pyTruth(x any) bool {
 		return v != 0
 	case float64:
 		return v != 0
+	case *big.Int:
+		return v.Sign() != 0
 	case string:
 		return v != ""
 	case map[string]any:
@@ -118,6 +123,9 @@ func pyNumber(x any) (float64, bool) {
 		return float64(v), true
 	case float64:
 		return v, true
+	case *big.Int:
+		f, _ := new(big.Float).SetInt(v).Float64()
+		return f, true
 	case bool: // a bool is an int in Python
 		if v {
 			return 1, true
@@ -125,6 +133,25 @@ func pyNumber(x any) (float64, bool) {
 		return 0, true
 	}
 	return 0, false
+}
+
+// pyBig is an integer (an int, a bool or a big one) as a *big.Int, when one of them is big.
+func pyBig(x any) (*big.Int, bool) {
+	if b, ok := x.(*big.Int); ok {
+		return b, true
+	}
+	if i, ok := pyInteger(x); ok {
+		return big.NewInt(int64(i)), true
+	}
+	return nil, false
+}
+
+// normalInt is an integer as pyjson reads it: an int when it fits.
+func normalInt(b *big.Int) any {
+	if b.IsInt64() {
+		return int(b.Int64())
+	}
+	return b
 }
 
 // pyInteger is an int or a bool as Python's int.
@@ -141,10 +168,30 @@ func pyInteger(x any) (int, bool) {
 	return 0, false
 }
 
+// pyNum is a number as Python sees it: a bool is the int 0 or 1.
+func pyNum(x any) (any, bool) {
+	switch v := x.(type) {
+	case int, float64, *big.Int:
+		return v, true
+	case big.Int: // expr dereferences the pointers it passes to functions
+		return &v, true
+	case bool:
+		if v {
+			return 1, true
+		}
+		return 0, true
+	}
+	return nil, false
+}
+
 func pyEq(a, b any) bool {
-	if x, ok := pyNumber(a); ok {
-		y, ok := pyNumber(b)
-		return ok && x == y
+	if x, ok := pyNum(a); ok {
+		y, ok := pyNum(b)
+		if !ok {
+			return false
+		}
+		c, ordered := pyjson.Compare(x, y)
+		return ordered && c == 0 // NaN equals nothing
 	}
 	switch x := a.(type) {
 	case nil:
@@ -188,7 +235,7 @@ func typeName(x any) string {
 		return "NoneType"
 	case bool:
 		return "bool"
-	case int:
+	case int, *big.Int, big.Int:
 		return "int"
 	case float64:
 		return "float"
@@ -206,6 +253,13 @@ func typeName(x any) string {
 // pyCmp is <, <=, > or >=: numbers with numbers, strings with strings, lists
 // element-wise; anything else is Python's TypeError.
 func pyCmp(op string, a, b any) (bool, error) {
+	if x, ok := pyNum(a); ok {
+		if y, ok := pyNum(b); ok {
+			if _, ordered := pyjson.Compare(x, y); !ordered {
+				return false, nil // NaN: every comparison is false
+			}
+		}
+	}
 	c, err := order(op, a, b)
 	if err != nil {
 		return false, err
@@ -222,15 +276,10 @@ func pyCmp(op string, a, b any) (bool, error) {
 }
 
 func order(op string, a, b any) (int, error) {
-	if x, ok := pyNumber(a); ok {
-		if y, ok := pyNumber(b); ok {
-			switch {
-			case x < y:
-				return -1, nil
-			case x > y:
-				return 1, nil
-			}
-			return 0, nil
+	if x, ok := pyNum(a); ok {
+		if y, ok := pyNum(b); ok {
+			c, _ := pyjson.Compare(x, y) // NaN (unordered) is handled by pyCmp
+			return c, nil
 		}
 	}
 	if x, ok := a.(string); ok {
@@ -260,7 +309,7 @@ func pyIn(x, c any) (bool, error) {
 			return false, fmt.Errorf("TypeError: 'in <string>' requires string as left operand, not %s", typeName(x))
 		}
 		return strings.Contains(v, s), nil
-	case nil, bool, int, float64:
+	case nil, bool, int, float64, *big.Int:
 		return false, fmt.Errorf("TypeError: argument of type '%s' is not iterable", typeName(c))
 	}
 	if l, ok := pyList(c); ok {
@@ -411,11 +460,19 @@ func pyInt(x any) (any, error) {
 		return i, nil
 	}
 	switch v := x.(type) {
+	case *big.Int:
+		return v, nil
 	case float64:
-		if math.IsNaN(v) || math.IsInf(v, 0) {
-			return nil, fmt.Errorf("ValueError: cannot convert float %s to integer", pyStr(v))
+		switch {
+		case math.IsNaN(v):
+			return nil, fmt.Errorf("ValueError: cannot convert float NaN to integer")
+		case math.IsInf(v, 0):
+			return nil, fmt.Errorf("OverflowError: cannot convert float infinity to integer")
+		case math.Abs(v) < 1<<63:
+			return int(v), nil
 		}
-		return int(v), nil
+		i, _ := big.NewFloat(v).Int(nil) // exact: a float this large is an integer
+		return i, nil
 	case string:
 		i, err := strconv.Atoi(strings.TrimSpace(v))
 		if err != nil {
@@ -429,7 +486,15 @@ func pyInt(x any) (any, error) {
 func pyAdd(a, b any) (any, error) {
 	if x, ok := pyInteger(a); ok {
 		if y, ok := pyInteger(b); ok {
-			return x + y, nil // int + int (a bool is an int) stays an int
+			if s := x + y; (s > x) == (y > 0) {
+				return s, nil // int + int (a bool is an int) stays an int
+			}
+			return new(big.Int).Add(big.NewInt(int64(x)), big.NewInt(int64(y))), nil // no overflow in Python
+		}
+	}
+	if x, ok := pyBig(a); ok {
+		if y, ok := pyBig(b); ok {
+			return normalInt(new(big.Int).Add(x, y)), nil
 		}
 	}
 	if x, ok := pyNumber(a); ok {
@@ -479,6 +544,10 @@ func writeRepr(b *strings.Builder, x any) {
 		}
 	case int:
 		b.WriteString(strconv.Itoa(v))
+	case *big.Int:
+		b.WriteString(v.String())
+	case big.Int:
+		b.WriteString(v.String())
 	case float64:
 		b.WriteString(floatRepr(v))
 	case string:
@@ -524,26 +593,7 @@ func floatRepr(f float64) string {
 	case math.IsInf(f, -1):
 		return "-inf"
 	}
-	exp := 0
-	if f != 0 {
-		s := strconv.FormatFloat(f, 'e', -1, 64) // the shortest digits, and their exponent
-		exp, _ = strconv.Atoi(s[strings.IndexByte(s, 'e')+1:])
-	}
-	if exp < -4 || exp >= 16 {
-		s := strconv.FormatFloat(f, 'e', -1, 64) // 1e+16, 1.5e-05
-		mant, e, _ := strings.Cut(s, "e")
-		sign := e[0]
-		digits := strings.TrimLeft(e[1:], "0")
-		if len(digits) < 2 {
-			digits = strings.Repeat("0", 2-len(digits)) + digits
-		}
-		return mant + "e" + string(sign) + digits
-	}
-	s := strconv.FormatFloat(f, 'f', -1, 64)
-	if !strings.ContainsAny(s, ".") {
-		s += ".0"
-	}
-	return s
+	return pyjson.FloatRepr(f)
 }
 
 func writeStrRepr(b *strings.Builder, s string) {

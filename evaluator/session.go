@@ -54,6 +54,8 @@ type session struct {
 	errs      []schemas.RuleError // indexed like c.rules
 	bud       budget              // of the rule or predicate running
 	trace     *TraceInfo
+	// onFail, when set, hears of each failure as it happens (the guard's decision lists them).
+	onFail func(rule int, err error)
 }
 
 // predState holds prefix counts of one predicate over the steps evaluated so far:
@@ -181,6 +183,9 @@ func (s *session) fail(i int, err error) {
 		e.FirstError = oneLine(conditionError(err).Error())
 	}
 	e.Count++
+	if s.onFail != nil {
+		s.onFail(i, err)
+	}
 }
 
 // ruleErrors returns the rules that failed, in rule order.

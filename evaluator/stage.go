@@ -247,11 +247,11 @@ func decodeEvent(in schemas.Envelope) (event, error) {
 	switch in.Kind {
 	case schemas.KindStep:
 		ev.step = &schemas.StepEvent{}
-		err = json.Unmarshal(in.Data, ev.step)
+		err = schemas.DecodeEvent(in.Data, ev.step)
 		ev.ref = ev.step.TraceRef
 	case schemas.KindOutput:
 		ev.out = &schemas.StepOutput{}
-		err = json.Unmarshal(in.Data, ev.out)
+		err = schemas.DecodeEvent(in.Data, ev.out)
 		ev.ref = ev.out.TraceRef
 	case schemas.KindEnd:
 		ev.end = &schemas.TraceEnd{}

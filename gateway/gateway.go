@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"net"
@@ -24,8 +25,8 @@ import (
 	"golang.org/x/net/netutil"
 
 	"github.com/troy-audit/troy/bus"
-	"github.com/troy-audit/troy/ingest"
 	"github.com/troy-audit/troy/schemas"
+	"github.com/troy-audit/troy/schemas/pyjson"
 )
 
 // OpenAPI is the gateway's OpenAPI document, served at /v1/openapi.json.
@@ -166,7 +167,7 @@ func errorf(status int, code, format string, args ...any) *apiError {
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+	_ = pyjson.Encode(w, v, "") // numbers as Python writes them, as in audit.json
 }
 
 func writeError(w http.ResponseWriter, err error) {
@@ -231,25 +232,20 @@ func (g *Gateway) acquire(ctx context.Context) bool {
 	}
 }
 
-// decode reads a JSON body into v.
+// decode reads a JSON body into v, with numbers as trace files get them (pyjson).
 func decode(r *http.Request, v any) error {
-	dec := json.NewDecoder(r.Body)
-	dec.UseNumber()
-	if err := dec.Decode(v); err != nil {
+	body, err := io.ReadAll(r.Body) // bounded by the MaxBytesReader auth put in place
+	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			return errorf(http.StatusRequestEntityTooLarge, "too_large", "the body is over the %d-byte limit", tooBig.Limit)
 		}
+		return errorf(http.StatusBadRequest, "bad_body", "reading the body: %v", err)
+	}
+	if err := pyjson.Unmarshal(body, v); err != nil {
 		return errorf(http.StatusBadRequest, "bad_json", "the body is not the JSON object expected: %v", err)
 	}
 	return nil
-}
-
-func normalizeMap(m map[string]any) map[string]any {
-	if m == nil {
-		return nil
-	}
-	return ingest.Normalize(m).(map[string]any) // numbers as trace files get them
 }
 
 // checkIDs refuses ids that break the rules of schemas.CheckID with a 400.
@@ -265,7 +261,7 @@ func checkIDs(ref schemas.TraceRef, stepID string) error {
 
 // guardRequest forwards a request to the guard service.
 func (g *Gateway) guardRequest(ctx context.Context, subject string, req any) ([]byte, error) {
-	data, err := json.Marshal(req)
+	data, err := pyjson.Marshal(req)
 	if err != nil {
 		return nil, err
 	}
@@ -291,8 +287,6 @@ func (g *Gateway) guardCheck(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(r, &req); err != nil {
 		return err
 	}
-	req.AgentMetadata = normalizeMap(req.AgentMetadata)
-	req.Step.Input, req.Step.Metadata = normalizeMap(req.Step.Input), normalizeMap(req.Step.Metadata)
 	out, err := g.guardRequest(r.Context(), schemas.GuardCheckSubject, req)
 	if err != nil {
 		return err
@@ -330,13 +324,12 @@ func (g *Gateway) step(w http.ResponseWriter, r *http.Request) error {
 		return errorf(http.StatusBadRequest, "invalid", "step.type %q is not one of %s", req.Step.Type, strings.Join(schemas.StepTypes(), ", "))
 	}
 	s := req.Step
-	s.Input, s.Output, s.Metadata = normalizeMap(s.Input), normalizeMap(s.Output), normalizeMap(s.Metadata)
 	s.Normalize()
 	ref := schemas.TraceRef{TraceID: req.TraceID, AgentName: req.Agent, Policy: req.Policy, Run: req.Run}
 	if err := checkIDs(ref, s.StepID); err != nil {
 		return err
 	}
-	e, err := schemas.NewStepEvent(ref, normalizeMap(req.TraceMetadata), *req.Seq, s)
+	e, err := schemas.NewStepEvent(ref, req.TraceMetadata, *req.Seq, s)
 	if err != nil {
 		return err
 	}
@@ -375,7 +368,6 @@ func (g *Gateway) traceRequest(r *http.Request) (string, TraceRequest, error) {
 	if err := checkIDs(schemas.TraceRef{TraceID: id, AgentName: req.Agent, Run: req.Run}, req.StepID); err != nil {
 		return "", req, err
 	}
-	req.Output = normalizeMap(req.Output)
 	return id, req, nil
 }
 

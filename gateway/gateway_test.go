@@ -19,6 +19,7 @@ import (
 	"github.com/troy-audit/troy/pipeline"
 	"github.com/troy-audit/troy/policies"
 	"github.com/troy-audit/troy/schemas"
+	"github.com/troy-audit/troy/schemas/pyjson"
 )
 
 const token = "s3cret-token"
@@ -199,7 +200,7 @@ func waitReport(t *testing.T, srv *httptest.Server, path string) schemas.AuditRe
 		r := call(t, srv, "GET", path, token, "")
 		if r.status == 200 {
 			var a schemas.AuditResult
-			if err := json.Unmarshal([]byte(r.raw), &a); err != nil {
+			if err := pyjson.Unmarshal([]byte(r.raw), &a); err != nil {
 				t.Fatal(err)
 			}
 			return a

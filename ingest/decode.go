@@ -6,12 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
+	"math/big"
 	"strconv"
 	"strings"
 	"unicode/utf8"
 
 	"github.com/troy-audit/troy/schemas"
+	"github.com/troy-audit/troy/schemas/pyjson"
 )
 
 // PathError is a problem at one place inside a trace document.
@@ -36,7 +37,8 @@ func (e *PathError) Error() string {
 }
 
 // DecodeTrace parses and validates one trace document. Errors are *PathError values that
-// name the JSON path and what was expected.
+// name the JSON path and what was expected. Numbers are read as Python's json reads them
+// (see pyjson): exact integers of any length, 1e999999 as infinity, NaN and Infinity.
 func DecodeTrace(data []byte) (*schemas.Trace, error) {
 	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf")) // a byte-order mark some editors write
 	if !utf8.Valid(data) {
@@ -44,30 +46,30 @@ func DecodeTrace(data []byte) (*schemas.Trace, error) {
 		line, col := position(data, off)
 		return nil, &PathError{Line: line, Col: col, Msg: fmt.Sprintf("invalid UTF-8 (byte 0x%02x at offset %d)", data[off], off)}
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
 	var doc any
-	if err := dec.Decode(&doc); err != nil {
-		return nil, syntaxError(data, dec, err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		line, col := position(data, int(dec.InputOffset()))
-		return nil, &PathError{Line: line, Col: col, Msg: "unexpected data after the trace object (one trace per .json file; use .jsonl for many)"}
+	if err := pyjson.Unmarshal(data, &doc); err != nil {
+		return nil, decodeError(data, err)
 	}
 	return traceFromJSON(doc)
 }
 
-func syntaxError(data []byte, dec *json.Decoder, err error) error {
+func decodeError(data []byte, err error) error {
+	var pe *pyjson.PathError
+	if errors.As(err, &pe) {
+		return &PathError{Path: pe.Path, Msg: pe.Err.Error()}
+	}
+	var te *pyjson.TrailingDataError
+	if errors.As(err, &te) {
+		line, col := position(data, int(te.Offset))
+		return &PathError{Line: line, Col: col, Msg: "unexpected data after the trace object (one trace per .json file; use .jsonl for many)"}
+	}
 	if errors.Is(err, io.EOF) {
 		return &PathError{Msg: "empty document: expected a trace object"}
 	}
-	off := int(dec.InputOffset())
+	off := len(data)
 	var se *json.SyntaxError
 	if errors.As(err, &se) {
 		off = int(se.Offset) - 1 // the offset is just past the offending byte
-	}
-	if errors.Is(err, io.ErrUnexpectedEOF) {
-		off = len(data)
 	}
 	line, col := position(data, off)
 	msg := err.Error()
@@ -241,43 +243,7 @@ func optionalObject(obj map[string]any, at, key string) (map[string]any, error) 
 	if !ok {
 		return nil, &PathError{Path: join(at, key), Msg: "expected an object, got " + describe(v)}
 	}
-	for k, x := range m {
-		m[k] = Normalize(x)
-	}
 	return m, nil
-}
-
-// Normalize turns the json.Number values of decoded JSON into int (when integral and in range) or float64,
-// so that conditions compare numbers as numbers.
-func Normalize(v any) any {
-	switch x := v.(type) {
-	case json.Number:
-		return Number(string(x))
-	case map[string]any:
-		for k, e := range x {
-			x[k] = Normalize(e)
-		}
-	case []any:
-		for i, e := range x {
-			x[i] = Normalize(e)
-		}
-	}
-	return v
-}
-
-// Number converts a JSON number literal into an int when it is written as an integer that
-// fits, and a float64 otherwise.
-func Number(lit string) any {
-	if !strings.ContainsAny(lit, ".eE") {
-		if i, err := strconv.ParseInt(lit, 10, 64); err == nil && i >= math.MinInt && i <= math.MaxInt {
-			return int(i)
-		}
-	}
-	f, err := strconv.ParseFloat(lit, 64)
-	if err != nil {
-		return lit
-	}
-	return f
 }
 
 // describe names a decoded JSON value's kind for error messages.
@@ -290,8 +256,8 @@ func describe(v any) string {
 			x = string(r[:37]) + "..."
 		}
 		return "string " + strconv.Quote(x)
-	case json.Number:
-		return "number " + string(x)
+	case int, float64, *big.Int:
+		return fmt.Sprintf("number %v", x)
 	case bool:
 		return "boolean " + strconv.FormatBool(x)
 	case []any:

@@ -16,6 +16,7 @@ import (
 	"github.com/troy-audit/troy/bus"
 	"github.com/troy-audit/troy/evaluator"
 	"github.com/troy-audit/troy/schemas"
+	"github.com/troy-audit/troy/schemas/pyjson"
 )
 
 // Guard is the component name of the guard service.
@@ -36,6 +37,12 @@ type GuardService struct {
 	sessions map[string]*guardSession // by steps subject
 	ready    chan struct{}            // closed once the service answers
 	answered sync.Once                // closes ready, once over restarts
+	// OnRuleError, when set, overrides the policies' on_rule_error: what enforce mode does
+	// with a step at which a rule could not be evaluated (block or skip). Set before Serve.
+	OnRuleError string
+	// RuleErrors, when set, counts the rule errors of each check by what became of the
+	// step: blocked, skipped (allowed by the skip setting) or allowed (monitor, dry-run).
+	RuleErrors func(outcome string, n int)
 }
 
 type guardSession struct {
@@ -126,24 +133,9 @@ func unavailable(format string, args ...any) error {
 func (s *GuardService) handleCheck(ctx context.Context, data []byte) ([]byte, error) {
 	start := time.Now()
 	defer func() { s.observe(time.Since(start)) }()
-	var req schemas.GuardCheck
-	if err := json.Unmarshal(data, &req); err != nil {
-		return nil, badRequest("invalid JSON: %v", err)
-	}
-	if req.Session == "" || req.Step.Action == "" {
-		return nil, badRequest("session and step.action are required")
-	}
-	if req.Mode == "" {
-		req.Mode = schemas.ModeEnforce
-	}
-	if !slices.Contains(schemas.Modes(), req.Mode) {
-		return nil, badRequest("mode %q is not one of %s", req.Mode, strings.Join(schemas.Modes(), ", "))
-	}
-	if req.Step.Type == "" {
-		req.Step.Type = schemas.StepToolCall
-	}
-	if !schemas.ValidStepType(req.Step.Type) {
-		return nil, badRequest("step.type %q is not one of %s", req.Step.Type, strings.Join(schemas.StepTypes(), ", "))
+	req, err := DecodeCheck(data)
+	if err != nil {
+		return nil, err
 	}
 	sess, err := s.session(ctx, req.Agent, req.Session, req.Seq, req.AgentMetadata, req.Policy)
 	if err != nil {
@@ -160,6 +152,7 @@ func (s *GuardService) handleCheck(ctx context.Context, data []byte) ([]byte, er
 		schemas.StepEvent{TraceRef: sess.ref, TraceMetadata: req.AgentMetadata, Seq: seq, Step: step}); err != nil {
 		return nil, err
 	}
+	s.countRuleErrors(d, req.Mode)
 	if !d.Allowed && req.Mode != schemas.ModeEnforce {
 		d.Allowed = true
 	}
@@ -168,9 +161,54 @@ func (s *GuardService) handleCheck(ctx context.Context, data []byte) ([]byte, er
 	return json.Marshal(d)
 }
 
+// DecodeCheck reads and validates a guard check request, with the agent's values read as
+// Python's json reads them; defaults are filled in. Errors are the service's 400 answers.
+func DecodeCheck(data []byte) (schemas.GuardCheck, error) {
+	var req schemas.GuardCheck
+	if err := pyjson.Unmarshal(data, &req); err != nil {
+		return req, badRequest("invalid JSON: %v", err)
+	}
+	if req.Session == "" || req.Step.Action == "" {
+		return req, badRequest("session and step.action are required")
+	}
+	if req.Mode == "" {
+		req.Mode = schemas.ModeEnforce
+	}
+	if !slices.Contains(schemas.Modes(), req.Mode) {
+		return req, badRequest("mode %q is not one of %s", req.Mode, strings.Join(schemas.Modes(), ", "))
+	}
+	if req.Step.Type == "" {
+		req.Step.Type = schemas.StepToolCall
+	}
+	if !schemas.ValidStepType(req.Step.Type) {
+		return req, badRequest("step.type %q is not one of %s", req.Step.Type, strings.Join(schemas.StepTypes(), ", "))
+	}
+	if req.Seq != nil && *req.Seq < 0 {
+		return req, badRequest("seq: expected the number of earlier checks, from 0")
+	}
+	return req, nil
+}
+
+// countRuleErrors counts a decision's rule errors (made in enforce mode) by what became of
+// the step in the mode asked for.
+func (s *GuardService) countRuleErrors(d schemas.Decision, mode string) {
+	if s.RuleErrors == nil || len(d.RuleErrors) == 0 {
+		return
+	}
+	outcome := "allowed"
+	switch {
+	case mode != schemas.ModeEnforce:
+	case !d.Allowed:
+		outcome = "blocked"
+	default:
+		outcome = "skipped"
+	}
+	s.RuleErrors(outcome, len(d.RuleErrors))
+}
+
 func (s *GuardService) handleOutput(ctx context.Context, data []byte) ([]byte, error) {
 	var req schemas.GuardOutput
-	if err := json.Unmarshal(data, &req); err != nil {
+	if err := pyjson.Unmarshal(data, &req); err != nil {
 		return nil, badRequest("invalid JSON: %v", err)
 	}
 	sess, err := s.session(ctx, req.Agent, req.Session, nil, nil, "")
@@ -299,7 +337,7 @@ func (s *GuardService) start(ctx context.Context, sess *guardSession, meta map[s
 	if sess.ref.Run == "" {
 		sess.ref.Run = schemas.NewRun()
 	}
-	g, err := c.NewGuard(evaluator.GuardOptions{TraceID: sess.ref.TraceID, AgentName: sess.ref.AgentName, AgentMetadata: meta})
+	g, err := c.NewGuard(evaluator.GuardOptions{TraceID: sess.ref.TraceID, AgentName: sess.ref.AgentName, AgentMetadata: meta, OnRuleError: s.OnRuleError})
 	if err != nil {
 		return err
 	}
@@ -313,7 +351,7 @@ func (s *GuardService) apply(ctx context.Context, sess *guardSession, e schemas.
 	switch e.Kind {
 	case schemas.KindStep:
 		var ev schemas.StepEvent
-		if err := json.Unmarshal(e.Data, &ev); err != nil || ev.Step == nil {
+		if err := schemas.DecodeEvent(e.Data, &ev); err != nil || ev.Step == nil {
 			return nil // the pipeline dead-letters it; the guard skips it
 		}
 		if ev.Seq == 0 || sess.g == nil {
@@ -336,7 +374,7 @@ func (s *GuardService) apply(ctx context.Context, sess *guardSession, e schemas.
 		}
 	case schemas.KindOutput:
 		var ev schemas.StepOutput
-		if json.Unmarshal(e.Data, &ev) == nil && sess.g != nil {
+		if schemas.DecodeEvent(e.Data, &ev) == nil && sess.g != nil {
 			_ = sess.g.RecordOutput(ev.StepID, ev.Output) // an unknown step was refused when sent
 		}
 	case schemas.KindEnd:

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -53,6 +54,9 @@ type Config struct {
 	// pipeline at the first failure.
 	Restart Restart
 	Logger  *slog.Logger // nil logs nothing
+	// OnRuleError overrides the policies' on_rule_error in the guard service: "block" or
+	// "skip"; empty keeps each policy's (default block).
+	OnRuleError string
 }
 
 // Pipeline is a set of running components and their counters.
@@ -66,8 +70,11 @@ type Pipeline struct {
 	Stats map[string]*bus.Stats
 	// GuardLatency receives the time of each guard check, for metrics.
 	GuardLatency func(time.Duration)
-	ready        chan struct{}
-	sup          *supervisor
+	// RuleErrors counts rule errors, for metrics: by component (guard, evaluator) and
+	// outcome (the guard's blocked, skipped or allowed; the evaluator's recorded).
+	RuleErrors func(component, outcome string, n int)
+	ready      chan struct{}
+	sup        *supervisor
 }
 
 // New prepares the components of cfg on a bus.
@@ -86,6 +93,9 @@ func New(b *bus.Bus, pol *Policies, cfg Config) (*Pipeline, error) {
 		if c == Sink && cfg.Store == nil {
 			return nil, fmt.Errorf("the sink needs a ClickHouse database: pass --clickhouse DSN")
 		}
+	}
+	if cfg.OnRuleError != "" && !slices.Contains(schemas.OnRuleErrors(), cfg.OnRuleError) {
+		return nil, fmt.Errorf("on rule error %q: choose %s", cfg.OnRuleError, strings.Join(schemas.OnRuleErrors(), " or "))
 	}
 	if cfg.Workers <= 0 {
 		cfg.Workers = 4
@@ -124,6 +134,10 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			components[name] = p.runSink
 		case Guard:
 			p.Guard = NewGuardService(p.b, p.pol, nil, p.GuardLatency)
+			p.Guard.OnRuleError = p.cfg.OnRuleError
+			if count := p.RuleErrors; count != nil {
+				p.Guard.RuleErrors = func(outcome string, n int) { count(Guard, outcome, n) }
+			}
 			components[name] = func(ctx context.Context) error { return p.Guard.Serve(ctx, p.cfg.IdleTimeout) }
 		default:
 			c, h := p.component(name)
@@ -168,7 +182,7 @@ func (p *Pipeline) component(name string) (bus.Consumer, bus.Handler) {
 	switch name {
 	case Evaluator:
 		c.Stream = bus.StepsStream
-		return c, p.Eval.Handle
+		return c, p.countRuleErrors(p.Eval.Handle)
 	case Scorer:
 		c.Stream, c.Filter = bus.ResultsStream, []string{schemas.ResultsPrefix + "." + schemas.KindEvaluated + ".>"}
 		return c, scorer.NewStage(p.pol.Weights).Handle
@@ -178,6 +192,37 @@ func (p *Pipeline) component(name string) (bus.Consumer, bus.Handler) {
 	}
 	c.Stream, c.Filter = bus.ResultsStream, []string{schemas.ResultsPrefix + "." + schemas.KindExplained + ".>"}
 	return c, reporter.NewStage(p.cfg.ReportDir, p.b, p.pol.Info).Handle
+}
+
+// countRuleErrors counts the rule errors of each trace the evaluator finishes (a
+// redelivered end may count them again: the counter is for alerting, audit.json is the
+// record).
+func (p *Pipeline) countRuleErrors(h bus.Handler) bus.Handler {
+	return func(ctx context.Context, in schemas.Envelope) ([]schemas.Envelope, error) {
+		out, err := h(ctx, in)
+		count := p.RuleErrors
+		for _, e := range out {
+			if count == nil || e.Kind != schemas.KindEvaluated {
+				continue
+			}
+			var ev struct {
+				RuleErrors []struct {
+					Count int `json:"count"`
+				} `json:"rule_errors"`
+			}
+			if json.Unmarshal(e.Data, &ev) != nil {
+				continue
+			}
+			n := 0
+			for _, r := range ev.RuleErrors {
+				n += r.Count
+			}
+			if n > 0 {
+				count(Evaluator, "recorded", n)
+			}
+		}
+		return out, err
+	}
 }
 
 // closeIdle ends traces that have had no event for the idle timeout, by publishing their

@@ -309,4 +309,13 @@ func (s *Server) metrics() {
 	})
 	s.reg.MustRegister(latency)
 	s.p.GuardLatency = func(d time.Duration) { latency.Observe(d.Seconds()) }
+	// By component and outcome, not by rule: rule ids come from policies that any client
+	// may store and name, so a rule label could grow without bound. Which rule failed is in
+	// the decision, audit.json, report.md and ClickHouse.
+	ruleErrors := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "troy_rule_errors_total",
+		Help: "Conditions that could not be evaluated at a step: by the guard (outcome blocked, skipped or allowed in monitor and dry-run) and by the evaluator (recorded in the trace's audit).",
+	}, []string{"component", "outcome"})
+	s.reg.MustRegister(ruleErrors)
+	s.p.RuleErrors = func(component, outcome string, n int) { ruleErrors.WithLabelValues(component, outcome).Add(float64(n)) }
 }

@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -76,6 +77,29 @@ func (e *Error) Error() string {
 	}
 	b.WriteString(e.Msg)
 	return b.String()
+}
+
+// OnRuleErrorKey is the top-level key that says what a guard in enforce mode does with a
+// step at which a rule could not be evaluated: "block" (the default) or "skip". A flag of
+// check and serve overrides it.
+const OnRuleErrorKey = "on_rule_error"
+
+// OnRuleError is the policy's setting under OnRuleErrorKey, validated when it loaded; the
+// default is schemas.OnRuleErrorBlock.
+func (p *Policy) OnRuleError() string {
+	var v string
+	if raw, ok := p.Extra[OnRuleErrorKey]; ok && json.Unmarshal(raw, &v) == nil && v != "" {
+		return v
+	}
+	return schemas.OnRuleErrorBlock
+}
+
+func quotedList(values []string) string {
+	q := make([]string, len(values))
+	for i, v := range values {
+		q[i] = strconv.Quote(v)
+	}
+	return strings.Join(q, " or ")
 }
 
 // RuleLabel names a rule in messages: `rule "id"`.
@@ -153,6 +177,12 @@ func Parse(data []byte, source, defaultID string) (*Policy, error) {
 		case "policy_id", "description", "rules":
 		default:
 			p.Extra[key] = raw
+		}
+	}
+	if raw, ok := top[OnRuleErrorKey]; ok {
+		var v string
+		if json.Unmarshal(raw, &v) != nil || !slices.Contains(schemas.OnRuleErrors(), v) {
+			return nil, fail("", "%s: expected %s, got %s", OnRuleErrorKey, quotedList(schemas.OnRuleErrors()), kindOrValue(raw))
 		}
 	}
 	raw, ok := top["rules"]

@@ -4,7 +4,6 @@
 package replay
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +14,7 @@ import (
 	"github.com/troy-audit/troy/evaluator"
 	"github.com/troy-audit/troy/ingest"
 	"github.com/troy-audit/troy/schemas"
+	"github.com/troy-audit/troy/schemas/pyjson"
 	"github.com/troy-audit/troy/scorer"
 )
 
@@ -36,7 +36,7 @@ func DecodeAudit(data []byte) (*schemas.AuditResult, error) {
 	var doc struct {
 		Trace json.RawMessage `json:"trace"`
 	}
-	if err := json.Unmarshal(data, &doc); err != nil {
+	if err := pyjson.Unmarshal(data, &doc); err != nil {
 		return nil, fmt.Errorf("not an audit document: %w", err)
 	}
 	if len(doc.Trace) == 0 || string(doc.Trace) == "null" {
@@ -51,8 +51,7 @@ func DecodeAudit(data []byte) (*schemas.AuditResult, error) {
 		return nil, err
 	}
 	var a schemas.AuditResult
-	dec := json.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(&a); err != nil {
+	if err := pyjson.Unmarshal(data, &a); err != nil {
 		return nil, fmt.Errorf("audit fields: %w", err)
 	}
 	a.Trace = t
@@ -141,7 +140,7 @@ func (s *Session) Search(text string, i int) int {
 	for k := 1; k <= n; k++ {
 		p := (i + k) % n
 		st := s.Step(p)
-		in, _ := json.Marshal(st.Input)
+		in, _ := pyjson.Marshal(st.Input)
 		if strings.Contains(strings.ToLower(st.Description), text) || strings.Contains(strings.ToLower(string(in)), text) {
 			return p
 		}

@@ -1,13 +1,13 @@
 package replay
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"sort"
 	"strings"
 
 	"github.com/troy-audit/troy/schemas"
+	"github.com/troy-audit/troy/schemas/pyjson"
 )
 
 // severityMark is one character per severity, for the timeline strip.
@@ -52,7 +52,7 @@ func (s *Session) TimelineColumn(i, width int) int {
 
 // compact renders a value as one line of JSON.
 func compact(v any) string {
-	b, err := json.Marshal(v)
+	b, err := pyjson.Marshal(v)
 	if err != nil {
 		return fmt.Sprint(v)
 	}

@@ -149,7 +149,9 @@ func JSON(v any) ([]byte, error) {
 }
 
 // EncodeJSON writes a value as indented JSON, as audit.json and batch.json are written:
-// two spaces a level down to MaxIndentDepth, compact below.
+// two spaces a level down to MaxIndentDepth, compact below, with numbers as Python's json
+// writes them (5.0, all the digits of 10**30, NaN, Infinity), so that the Python tool and
+// troy's replay read back the values the trace held.
 func EncodeJSON(w io.Writer, v any) error {
 	bw := bufio.NewWriterSize(w, 64<<10)
 	if r, ok := v.(*schemas.AuditResult); ok {

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	json "github.com/goccy/go-json" // every event is encoded once and decoded by several stages
+
+	"github.com/troy-audit/troy/schemas/pyjson"
 )
 
 // Event kinds. Each event travels with its kind in the Troy-Kind header.
@@ -401,9 +403,17 @@ type Envelope struct {
 	Time time.Time
 }
 
-// NewEnvelope encodes an event.
+// NewEnvelope encodes an event. Steps and outputs hold an agent's values, written as
+// Python's json writes them (pyjson), so that 5.0, 10**30 and infinity arrive as they were.
 func NewEnvelope(subject, kind, msgID string, event any) (Envelope, error) {
-	data, err := json.Marshal(event)
+	var data []byte
+	var err error
+	switch event.(type) {
+	case StepEvent, *StepEvent, StepOutput, *StepOutput:
+		data, err = pyjson.Marshal(event)
+	default:
+		data, err = json.Marshal(event)
+	}
 	if err != nil {
 		return Envelope{}, fmt.Errorf("encode %s event: %w", kind, err)
 	}
@@ -429,6 +439,17 @@ type TraceStore interface {
 func NewStepEvent(ref TraceRef, traceMetadata map[string]any, seq int, s *Step) (Envelope, error) {
 	return NewEnvelope(StepsSubject(ref.AgentName, ref.TraceID), KindStep, MsgID(KindStep, ref, strconv.Itoa(seq)),
 		StepEvent{TraceRef: ref, TraceMetadata: traceMetadata, Seq: seq, Step: s})
+}
+
+// DecodeEvent decodes an event's body into v. Steps and outputs hold an agent's values,
+// read as Python's json reads them (pyjson): a Python agent's NaN or Infinity, or an
+// integer of 30 digits, arrives as it was sent.
+func DecodeEvent(data []byte, v any) error {
+	switch v.(type) {
+	case *StepEvent, *StepOutput:
+		return pyjson.Unmarshal(data, v)
+	}
+	return json.Unmarshal(data, v)
 }
 
 // AssembleTrace rebuilds one run of a trace from its subject's events on the steps
@@ -463,7 +484,7 @@ func (a *Assembler) Add(e Envelope) error {
 	switch e.Kind {
 	case KindStep:
 		var ev StepEvent
-		if err := json.Unmarshal(e.Data, &ev); err != nil {
+		if err := DecodeEvent(e.Data, &ev); err != nil {
 			return fmt.Errorf("step event %d: %w", e.Seq, err)
 		}
 		if ev.Run != a.run || ev.Step == nil || a.byPos[ev.Seq] != nil {
@@ -472,7 +493,7 @@ func (a *Assembler) Add(e Envelope) error {
 		a.byPos[ev.Seq] = &ev
 	case KindOutput:
 		var ev StepOutput
-		if err := json.Unmarshal(e.Data, &ev); err != nil {
+		if err := DecodeEvent(e.Data, &ev); err != nil {
 			return fmt.Errorf("output event %d: %w", e.Seq, err)
 		}
 		if ev.Run == a.run {

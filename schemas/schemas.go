@@ -279,10 +279,35 @@ type Decision struct {
 	Violations []Violation `json:"violations"`
 	RiskScore  int         `json:"risk_score"`
 	Mode       string      `json:"mode"`
+	// RuleErrors lists the rules whose condition could not be evaluated at this step (it
+	// read a key of a missing value, compared a string with a number...): the guard cannot
+	// tell whether the step violates them. In enforce mode the step is then blocked, unless
+	// the policy or the guard says OnRuleErrorSkip. Not in the Python tool's Decision,
+	// which skipped such rules silently.
+	RuleErrors []StepRuleError `json:"rule_errors"`
 	// MissingMetadata names step metadata keys that rules read and that no step of the
 	// session has carried so far, each once per session: a hint to pass a metadata_fn.
 	MissingMetadata []MissingMetadata `json:"missing_metadata,omitempty"`
 }
+
+// StepRuleError is a rule whose condition could not be evaluated at one step, and why.
+type StepRuleError struct {
+	RuleID string `json:"rule_id"`
+	Error  string `json:"error"`
+}
+
+// What a guard in enforce mode does with a step at which a rule could not be evaluated.
+const (
+	// OnRuleErrorBlock blocks the step: the guard fails closed, as when it cannot be
+	// reached. The default.
+	OnRuleErrorBlock = "block"
+	// OnRuleErrorSkip takes the rule as not violated, as the Python tool did; the
+	// decision still lists the rule error.
+	OnRuleErrorSkip = "skip"
+)
+
+// OnRuleErrors lists the valid settings of what to do on a rule error.
+func OnRuleErrors() []string { return []string{OnRuleErrorBlock, OnRuleErrorSkip} }
 
 // MissingMetadata is a metadata key a rule reads that the session's steps lack.
 type MissingMetadata struct {

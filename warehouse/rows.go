@@ -11,6 +11,7 @@ import (
 	json "github.com/goccy/go-json"
 
 	"github.com/troy-audit/troy/schemas"
+	"github.com/troy-audit/troy/schemas/pyjson"
 )
 
 // Rows are gathered column by column: inserting whole columns is several times faster
@@ -30,7 +31,7 @@ type stepRows struct {
 
 func (r *stepRows) addEvent(e schemas.Envelope, cache *traceCache) error {
 	var ev stepEvent
-	if err := json.Unmarshal(e.Data, &ev); err != nil {
+	if err := pyjson.Unmarshal(e.Data, &ev); err != nil {
 		return err
 	}
 	if ev.Step == nil {
@@ -292,7 +293,7 @@ func (k *Sink) readTrace(ctx context.Context, ref schemas.TraceRef) (*traceInfo,
 			continue
 		}
 		var ev stepSummary // only what the trace's row needs: decoding is most of the cost
-		if json.Unmarshal(e.Data, &ev) != nil || ev.Run != ref.Run || ev.Step == nil || byPos[ev.Seq] != nil {
+		if pyjson.Unmarshal(e.Data, &ev) != nil || ev.Run != ref.Run || ev.Step == nil || byPos[ev.Seq] != nil {
 			continue // another run, or a duplicate
 		}
 		byPos[ev.Seq] = &found{ev, stepTime(ev.Step.Timestamp, e.Time)}
@@ -300,7 +301,7 @@ func (k *Sink) readTrace(ctx context.Context, ref schemas.TraceRef) (*traceInfo,
 	ti := &traceInfo{index: map[string]int{}}
 	for f := byPos[0]; f != nil; f = byPos[ti.steps] {
 		if ti.steps == 0 && len(f.ev.TraceMetadata) > 0 {
-			_ = json.Unmarshal(f.ev.TraceMetadata, &ti.meta)
+			_ = pyjson.Unmarshal(f.ev.TraceMetadata, &ti.meta)
 		}
 		ti.addStep(f.ev.Step.StepID, f.ev.Step.Type, f.at)
 	}

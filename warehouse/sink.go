@@ -13,6 +13,7 @@ import (
 	json "github.com/goccy/go-json"
 
 	"github.com/troy-audit/troy/schemas"
+	"github.com/troy-audit/troy/schemas/pyjson"
 )
 
 // ReadFunc returns the events of a subject of the steps stream, in order, up to and
@@ -163,11 +164,11 @@ func (k *Sink) outputs(ctx context.Context, bySubject map[string][]schemas.Envel
 		}
 		for _, o := range outs {
 			var out schemas.StepOutput
-			if err := json.Unmarshal(o.Data, &out); err != nil {
+			if err := schemas.DecodeEvent(o.Data, &out); err != nil {
 				k.skip(o, err)
 				continue
 			}
-			raw, _ := json.Marshal(out.Output)
+			raw, _ := pyjson.Marshal(out.Output)
 			// The step's latest event before the output, of the same run.
 			for i := len(events) - 1; i >= 0; i-- {
 				e := events[i]
@@ -175,7 +176,7 @@ func (k *Sink) outputs(ctx context.Context, bySubject map[string][]schemas.Envel
 					continue
 				}
 				var ev stepEvent
-				if json.Unmarshal(e.Data, &ev) != nil || ev.Run != out.Run || ev.Step == nil || ev.Step.StepID != out.StepID {
+				if pyjson.Unmarshal(e.Data, &ev) != nil || ev.Run != out.Run || ev.Step == nil || ev.Step.StepID != out.StepID {
 					continue
 				}
 				ev.Step.Output = raw
@@ -235,7 +236,7 @@ func str(v any) string {
 	case float64:
 		return strconv.FormatFloat(v, 'g', -1, 64)
 	}
-	b, _ := json.Marshal(v)
+	b, _ := pyjson.Marshal(v)
 	return string(b)
 }
 

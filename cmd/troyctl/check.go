@@ -1,12 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -15,11 +13,11 @@ import (
 
 	"github.com/troy-audit/troy/bus"
 	"github.com/troy-audit/troy/evaluator"
-	"github.com/troy-audit/troy/ingest"
 	"github.com/troy-audit/troy/ingest/agent"
 	"github.com/troy-audit/troy/pipeline"
 	"github.com/troy-audit/troy/reporter"
 	"github.com/troy-audit/troy/schemas"
+	"github.com/troy-audit/troy/schemas/pyjson"
 )
 
 // checkViolation is a violation as check prints it (the step is named once, above).
@@ -31,31 +29,38 @@ type checkViolation struct {
 }
 
 type checkOutput struct {
-	Allowed    bool             `json:"allowed"`
-	StepID     string           `json:"step_id"`
-	RiskScore  int              `json:"risk_score"`
-	Mode       string           `json:"mode"`
-	Violations []checkViolation `json:"violations"`
+	Allowed    bool                    `json:"allowed"`
+	StepID     string                  `json:"step_id"`
+	RiskScore  int                     `json:"risk_score"`
+	Mode       string                  `json:"mode"`
+	Violations []checkViolation        `json:"violations"`
+	RuleErrors []schemas.StepRuleError `json:"rule_errors"`
 }
 
 func newCheckCmd(a *app) *cobra.Command {
 	var (
-		action, input, stepType, mode, agentName, metadata, agentMetadata, session string
-		nf                                                                         natsFlags
+		action, input, stepType, mode, agentName, metadata, agentMetadata, session, onRuleError string
+		nf                                                                                      natsFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "check POLICY -a ACTION",
 		Short: "Check one proposed action against a policy (exit 0 allowed, 2 blocked)",
 		Long: `Check one proposed action against a policy, as the guard does before a tool runs.
-Prints JSON {allowed, step_id, risk_score, mode, violations}. The exit code is 0 when
-the action is allowed, 2 when it is blocked, and 1 on bad input.
+Prints JSON {allowed, step_id, risk_score, mode, violations, rule_errors}. The exit
+code is 0 when the action is allowed, 2 when it is blocked, and 1 on bad input.
 
 Modes: enforce blocks violating actions; monitor and dry-run allow them (and report
-the violations). With --nats, a running guard service answers (troyctl serve), and the
-check is recorded in its session.`,
+the violations). A rule whose condition cannot be evaluated for the action (it compares
+a string with a number, reads a key of a missing value...) is listed in rule_errors;
+in enforce mode it blocks the action, as an unreachable guard does, unless
+--on-rule-error skip or the policy's on_rule_error says skip (the flag wins). Numbers
+in --input and --metadata are read as Python's json reads them: 1e999999 is infinity,
+integers are exact however long, NaN and Infinity are accepted. With --nats, a running
+guard service answers (troyctl serve), and the check is recorded in its session.`,
 		Example: `  troyctl check examples/policy.json -a search -i '{"query": "SELECT * FROM users"}'
   troyctl check examples/policy.json -a send_email --mode monitor
   troyctl check examples/policy.json -a bash --metadata '{"permission_level": "admin"}'
+  troyctl check owasp_llm_top10 -a chat -t llm_call --metadata '{"total_tokens": "200000"}' --on-rule-error skip
   troyctl check soc2 -a upload --nats nats://127.0.0.1:4222 --session s-42`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -71,35 +76,43 @@ check is recorded in its session.`,
 			if err != nil {
 				return err
 			}
+			if onRuleError != "" && !slices.Contains(schemas.OnRuleErrors(), onRuleError) {
+				return fmt.Errorf("--on-rule-error: expected %s, got %q", strings.Join(schemas.OnRuleErrors(), " or "), onRuleError)
+			}
 			c, err := loadPolicy(a, args[0])
 			if err != nil {
 				return err
 			}
 			var d schemas.Decision
-			var ruleErrs []schemas.RuleError
 			if nf.opts.URL != "" {
 				if d, err = remoteCheck(cmd.Context(), nf, c, session, agentName, agentMeta, mode, action, in, meta, stepType); err != nil {
 					return err
 				}
+				if onRuleError != "" && d.Mode == schemas.ModeEnforce {
+					// The service decided with its own setting; the flag wins.
+					d.Allowed = len(d.Violations) == 0 && (len(d.RuleErrors) == 0 || onRuleError == schemas.OnRuleErrorSkip)
+				}
 			} else {
-				g, err := c.NewGuard(evaluator.GuardOptions{AgentName: agentName, AgentMetadata: agentMeta, Mode: mode})
+				g, err := c.NewGuard(evaluator.GuardOptions{AgentName: agentName, AgentMetadata: agentMeta, Mode: mode, OnRuleError: onRuleError})
 				if err != nil {
 					return err
 				}
 				if d, err = g.Check(evaluator.CheckRequest{Action: action, Input: in, Metadata: meta, Type: stepType}); err != nil {
 					return err
 				}
-				ruleErrs = g.RuleErrors()
 			}
-			out := checkOutput{Allowed: d.Allowed, StepID: d.StepID, RiskScore: d.RiskScore, Mode: d.Mode, Violations: []checkViolation{}}
+			out := checkOutput{Allowed: d.Allowed, StepID: d.StepID, RiskScore: d.RiskScore, Mode: d.Mode, Violations: []checkViolation{}, RuleErrors: d.RuleErrors}
+			if out.RuleErrors == nil {
+				out.RuleErrors = []schemas.StepRuleError{}
+			}
 			for _, v := range d.Violations {
 				out.Violations = append(out.Violations, checkViolation{RuleID: v.RuleID, RuleDescription: v.RuleDescription, Severity: v.Severity, Details: v.Details})
 			}
 			if err := reporter.EncodeJSON(a.stdout, out); err != nil {
 				return err
 			}
-			for _, e := range ruleErrs {
-				fmt.Fprintf(a.stderr, "troyctl: warning: rule %s could not be evaluated: %s\n", e.RuleID, e.FirstError)
+			for _, e := range out.RuleErrors {
+				fmt.Fprintf(a.stderr, "troyctl: warning: rule %s could not be evaluated: %s\n", e.RuleID, e.Error)
 			}
 			if !d.Allowed {
 				return &exitCodeError{code: exitBlocked}
@@ -115,34 +128,36 @@ check is recorded in its session.`,
 	f.StringVar(&agentName, "agent-name", "agent", "agent name conditions see")
 	f.StringVar(&metadata, "metadata", "", "step metadata as a JSON object")
 	f.StringVar(&agentMetadata, "agent-metadata", "", "agent metadata as a JSON object")
+	f.StringVar(&onRuleError, "on-rule-error", "", "in enforce mode, what a rule that cannot be evaluated does: block or skip (default: the policy's on_rule_error, else block)")
 	f.StringVar(&session, "session", "", "with --nats: the session (trace) the check belongs to (default: a new one)")
 	nf.register(cmd)
 	_ = cmd.MarkFlagRequired("action") // the flag exists
 	return cmd
 }
 
-// jsonObjectFlag parses a flag holding a JSON object; empty means none.
+// jsonObjectFlag parses a flag holding a JSON object; empty means none. Numbers are read
+// as Python's json reads them, as in trace files.
 func jsonObjectFlag(name, value string) (map[string]any, error) {
 	if strings.TrimSpace(value) == "" {
 		return map[string]any{}, nil
 	}
-	dec := json.NewDecoder(strings.NewReader(value))
-	dec.UseNumber()
 	var v any
-	if err := dec.Decode(&v); err != nil {
+	if err := pyjson.Unmarshal([]byte(value), &v); err != nil {
 		return nil, fmt.Errorf("%s: invalid JSON: %v", name, err)
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("%s: invalid JSON: unexpected data after the object", name)
 	}
 	m, ok := v.(map[string]any)
 	if !ok {
-		return nil, fmt.Errorf("%s: expected a JSON object such as '{\"key\": \"value\"}', got %s", name, bytes.TrimSpace([]byte(value)))
-	}
-	for k, x := range m {
-		m[k] = ingest.Normalize(x)
+		return nil, fmt.Errorf("%s: expected a JSON object such as '{\"key\": \"value\"}', got %s", name, shorten(strings.TrimSpace(value)))
 	}
 	return m, nil
+}
+
+// shorten quotes the start of a value for a one-line message.
+func shorten(v string) string {
+	if r := []rune(v); len(r) > 60 {
+		v = string(r[:60]) + "..."
+	}
+	return strconv.Quote(v)
 }
 
 // remoteCheck asks a running guard service, with the policy given on the command line.

@@ -55,14 +55,18 @@ scaled on its own.
 A component that fails (its consumer cannot be created, say) is restarted after a pause
 that doubles from 1s to 30s; past --restarts failures within 5 minutes serve stops all
 components and exits 1 with the error. /healthz answers 503 naming every component that
-is not running and why, and Prometheus /metrics are served on --metrics.`,
+is not running and why, and Prometheus /metrics are served on --metrics.
+A guard check at which a rule cannot be evaluated is blocked in enforce mode (fail
+closed) unless --on-rule-error skip, or the policy's on_rule_error, says otherwise; the
+flag wins over the policy.`,
 		Example: `  troyctl serve --policy examples/policy.json
   troyctl serve --policy soc2 --listen 0.0.0.0:4222 --data-dir /var/lib/troy
   troyctl serve --nats nats://nats-1:4222,nats://nats-2:4222 --only evaluator --workers 8
   troyctl serve --policy examples/policy.json --retain 720h --retain-bytes 50GB
   troyctl serve --policy examples/policy.json --clickhouse clickhouse://127.0.0.1:9000/troy
   troyctl serve --policy soc2 --http 0.0.0.0:8080 --http-tokens /etc/troy/tokens --http-max-conns 4096 --http-max-requests 256
-  troyctl serve --nats nats://nats-1:4222 --only guard --restarts 0`,
+  troyctl serve --nats nats://nats-1:4222 --only guard --restarts 0
+  troyctl serve --policy owasp_llm_top10 --on-rule-error skip`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
@@ -157,6 +161,7 @@ is not running and why, and Prometheus /metrics are served on --metrics.`,
 	f.StringVar(&cfg.ReportDir, "reports", "", "directory for report.md and audit.json (default DATA-DIR/reports)")
 	f.IntVar(&cfg.Workers, "workers", 4, "events each component handles at once")
 	f.IntVar(&restarts, "restarts", pipeline.DefaultRestart.MaxRestarts, "restarts of a failed component (after 1s, 2s, 4s... up to 30s) within 5 minutes before serve stops with an error; /healthz shows a failing component; such as --restarts 0 to stop at the first failure")
+	f.StringVar(&cfg.OnRuleError, "on-rule-error", "", "what the guard does in enforce mode with a step at which a rule cannot be evaluated: block or skip (default: the policy's on_rule_error, else block)")
 	f.DurationVar(&cfg.IdleTimeout, "idle-timeout", 5*time.Minute, "close a trace that has had no event for this long (0: never)")
 	f.StringVar(&cfg.MetricsAddr, "metrics", "127.0.0.1:9464", "address for /healthz and /metrics (empty: none)")
 	f.BoolVarP(&verbose, "verbose", "v", false, "log more")

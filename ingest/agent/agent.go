@@ -14,6 +14,7 @@ import (
 
 	"github.com/troy-audit/troy/bus"
 	"github.com/troy-audit/troy/schemas"
+	"github.com/troy-audit/troy/schemas/pyjson"
 )
 
 // Conn is a connection to troy.
@@ -131,13 +132,17 @@ func (c *Conn) Guard(opts GuardOptions) *Guard {
 	return &Guard{c: c, opts: opts}
 }
 
-// BlockedError is returned by Check when troy blocks a step in enforce mode.
+// BlockedError is returned by Check when troy blocks a step in enforce mode: for its
+// violations, or for rules that could not be evaluated at it (Decision.RuleErrors).
 type BlockedError struct{ Decision schemas.Decision }
 
 func (e *BlockedError) Error() string {
 	var rules []string
 	for _, v := range e.Decision.Violations {
 		rules = append(rules, v.RuleDescription)
+	}
+	for _, r := range e.Decision.RuleErrors {
+		rules = append(rules, "rule "+r.RuleID+" could not be evaluated: "+r.Error)
 	}
 	return "blocked by policy: " + strings.Join(rules, "; ")
 }
@@ -170,9 +175,12 @@ func (g *Guard) Check(ctx context.Context, action string, input, metadata map[st
 		if errors.As(err, &re) && re.Code == "400" {
 			return schemas.Decision{Mode: g.opts.Mode}, err
 		}
-		return schemas.Decision{Allowed: g.opts.FailOpen, Mode: g.opts.Mode, Violations: []schemas.Violation{}}, &UnavailableError{err}
+		return schemas.Decision{Allowed: g.opts.FailOpen, Mode: g.opts.Mode, Violations: []schemas.Violation{}, RuleErrors: []schemas.StepRuleError{}}, &UnavailableError{err}
 	}
 	g.n++
+	if d.RuleErrors == nil {
+		d.RuleErrors = []schemas.StepRuleError{} // a service older than rule_errors
+	}
 	if len(d.Violations) > 0 && g.opts.Mode == schemas.ModeMonitor && g.opts.OnViolation != nil {
 		g.opts.OnViolation(d)
 	}
@@ -200,7 +208,7 @@ func (g *Guard) End(ctx context.Context) error {
 }
 
 func (g *Guard) request(ctx context.Context, subject string, req, reply any) error {
-	data, err := json.Marshal(req)
+	data, err := pyjson.Marshal(req) // numbers as Python's json writes them: infinity and 10**30 too
 	if err != nil {
 		return err
 	}

@@ -16,6 +16,7 @@ type Options struct {
 	AgentMetadata map[string]any // the agent's metadata, which policies read as agent.metadata
 	Mode          string         // enforce (default), monitor or dry-run
 	Session       string         // the session id; default a fresh one
+	Policy        string         // a policy hash; empty uses the server's default
 	// MetadataFn gives each step's metadata from its action, input and type.
 	MetadataFn func(action string, input map[string]any, stepType string) map[string]any
 	// OnViolation is called with every decision that found violations.
@@ -35,7 +36,7 @@ func New(conn *agent.Conn, opts Options) *Session {
 	if opts.Session == "" {
 		opts.Session = opts.Agent + "-" + schemas.NewRun()
 	}
-	g := conn.Guard(agent.GuardOptions{Session: opts.Session, Agent: opts.Agent, AgentMetadata: opts.AgentMetadata, Mode: opts.Mode})
+	g := conn.Guard(agent.GuardOptions{Session: opts.Session, Agent: opts.Agent, AgentMetadata: opts.AgentMetadata, Mode: opts.Mode, Policy: opts.Policy})
 	return &Session{g: g, opts: opts}
 }
 
@@ -44,7 +45,8 @@ func (s *Session) ID() string { return s.opts.Session }
 
 // Check asks the guard about a step, with the metadata of MetadataFn, and calls
 // OnViolation when it found violations. In enforce mode a blocked step is an
-// *agent.BlockedError.
+// *agent.BlockedError, whose decision lists the violations and the rules that could not
+// be evaluated (RuleErrors), either of which blocks.
 func (s *Session) Check(ctx context.Context, action string, input map[string]any, stepType string) (schemas.Decision, error) {
 	var meta map[string]any
 	if s.opts.MetadataFn != nil {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -97,5 +99,34 @@ func TestLangchaingoAgent(t *testing.T) {
 				t.Fatalf("the tool's result was not recorded: %v", audit.Trace.Steps[1].Output)
 			}
 		})
+	}
+}
+
+// A rule that cannot be evaluated for a tool call blocks it in enforce mode; the blocked
+// error's decision names the rule (a limit compared with a number, given a string).
+func TestLangchaingoRuleErrorBlocks(t *testing.T) {
+	srv := servetest.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	policy := filepath.Join(t.TempDir(), "limit.json")
+	if err := os.WriteFile(policy, []byte(`{"rules": [{"rule_id": "limit", "description": "over the limit", "condition": "step.metadata.limit > 5"}]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bash := &tool{name: "lookup"}
+	var violations []schemas.Decision
+	a := langchaingo.New(srv.Conn(t), adapter.Options{Agent: "lc-rules", Policy: srv.PutPolicy(t, policy),
+		MetadataFn:  func(string, map[string]any, string) map[string]any { return map[string]any{"limit": "high"} },
+		OnViolation: func(d schemas.Decision) { violations = append(violations, d) }})
+	_, err := a.Tools([]tools.Tool{bash})[0].Call(ctx, "ls -la")
+	var blocked *agent.BlockedError
+	if !errors.As(err, &blocked) || bash.calls.Load() != 0 {
+		t.Fatalf("got %v (bash ran %d times), want blocked", err, bash.calls.Load())
+	}
+	d := blocked.Decision
+	if d.Allowed || len(d.Violations) != 0 || len(d.RuleErrors) != 1 || d.RuleErrors[0].RuleID != "limit" {
+		t.Fatalf("decision %+v", d)
+	}
+	if !strings.Contains(err.Error(), "rule limit could not be evaluated: line 1, column 21: invalid operation: string > int") || len(violations) != 0 {
+		t.Fatalf("error %v, callbacks %+v", err, violations)
 	}
 }

@@ -6,7 +6,6 @@ package servetest
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -19,8 +18,12 @@ import (
 	"time"
 
 	"github.com/troy-audit/troy/bus"
+	"github.com/troy-audit/troy/evaluator"
 	"github.com/troy-audit/troy/ingest/agent"
+	"github.com/troy-audit/troy/pipeline"
+	"github.com/troy-audit/troy/policies"
 	"github.com/troy-audit/troy/schemas"
+	"github.com/troy-audit/troy/schemas/pyjson"
 )
 
 // Serve is a running troyctl serve.
@@ -135,7 +138,7 @@ func (s *Serve) Steps(t testing.TB, session string) ([]string, *schemas.AuditRes
 		t.Fatal(err)
 	}
 	var audit schemas.AuditResult
-	if err := json.Unmarshal(raw, &audit); err != nil {
+	if err := pyjson.Unmarshal(raw, &audit); err != nil { // audit.json may hold NaN and Infinity
 		t.Fatal(err)
 	}
 	var steps []string
@@ -156,6 +159,32 @@ func (s *Serve) Conn(t testing.TB) *agent.Conn {
 	}
 	t.Cleanup(conn.Close)
 	return conn
+}
+
+// PutPolicy stores a policy (a file or a bundled template name) in the serve's policy
+// bucket and returns its hash, which checks can name instead of the default policy.
+func (s *Serve) PutPolicy(t testing.TB, policy string) string {
+	t.Helper()
+	p, err := policies.Resolve(policy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := evaluator.Compile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	b, err := bus.Open(ctx, bus.Options{URL: s.NATS, Client: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	hash, err := pipeline.NewPolicies(b).Put(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return hash
 }
 
 // AdminBash is a metadata function that runs the bash tool with admin rights, which

@@ -12,12 +12,20 @@ export interface Violation {
   details: string;
 }
 
+/** A rule whose condition could not be evaluated for the action. */
+export interface RuleError {
+  rule_id: string;
+  error: string;
+}
+
 export interface Decision {
   step_id: string;
   allowed: boolean;
   violations: Violation[];
   risk_score: number;
   mode: string;
+  /** Rules that could not be evaluated: in enforce mode they block the action (fail closed) unless the policy or serve says skip. */
+  rule_errors: RuleError[];
   missing_metadata?: { rule_id: string; key: string }[];
 }
 
@@ -40,7 +48,11 @@ export interface GuardOptions {
 /** Thrown when the guard blocks an action in enforce mode. */
 export class BlockedError extends Error {
   constructor(readonly decision: Decision, action: string) {
-    super(`troy blocked ${action}: ${decision.violations.map((v) => v.rule_id).join(", ")}`);
+    const reasons = [
+      ...decision.violations.map((v) => v.rule_id),
+      ...(decision.rule_errors ?? []).map((r) => `rule ${r.rule_id} could not be evaluated: ${r.error}`),
+    ];
+    super(`troy blocked ${action}: ${reasons.join(", ")}`);
     this.name = "BlockedError";
   }
 }
@@ -83,6 +95,7 @@ export class TroyGuard {
       policy: this.options.policy,
       step: { action, type: stepType, input, metadata },
     })) as Decision;
+    d.rule_errors ??= [];
     for (const m of d.missing_metadata ?? []) {
       const key = `${m.rule_id}\u0000${m.key}`;
       if (!warned.has(key)) {

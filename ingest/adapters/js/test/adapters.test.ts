@@ -13,7 +13,7 @@ import { Agent, run, setDefaultOpenAIClient, setOpenAIAPI, setTracingDisabled, t
 import OpenAI from "openai";
 import { z } from "zod";
 import { connect } from "@nats-io/transport-node";
-import { BlockedError, TraceWriter, subjectToken, type Decision } from "../src/index.js";
+import { BlockedError, TraceWriter, TroyGuard, subjectToken, type Decision } from "../src/index.js";
 import { TroyCallbackHandler } from "../src/langchain.js";
 import { guardTools, troyGuard } from "../src/openai-agents.js";
 
@@ -142,5 +142,31 @@ test("a trace published to the steps stream is evaluated and reported", async ()
     assert.deepEqual(audit.violations.map((v) => `${v.rule_id}@${v.step_id}`), ["pii-exfiltration-protection@s1"]);
   } finally {
     await nc.close();
+  }
+});
+
+test("a rule that cannot be evaluated blocks in enforce mode and is listed in monitor mode", async () => {
+  // owasp_llm_top10's token limit compares total_tokens with a number: a string fails it.
+  const policy = process.env.TROY_RULE_ERROR_POLICY!;
+  const metadataFn = () => ({ total_tokens: "200000" });
+  const enforce = new TroyGuard({ agentName: "js-rules", policy, metadataFn });
+  const monitor = new TroyGuard({ agentName: "js-rules", policy, metadataFn, mode: "monitor" });
+  try {
+    await assert.rejects(enforce.check("chat", { prompt: "hi" }, "llm_call"), (err: unknown) => {
+      assert.ok(err instanceof BlockedError);
+      assert.equal(err.decision.allowed, false);
+      assert.deepEqual(err.decision.violations, []);
+      assert.equal(err.decision.rule_errors[0].rule_id, "owasp-llm10-unbounded-consumption");
+      assert.match(err.message, /rule owasp-llm10-unbounded-consumption could not be evaluated: .*string > int/);
+      return true;
+    });
+    const d: Decision = await monitor.check("chat", {}, "llm_call");
+    assert.equal(d.allowed, true);
+    assert.equal(d.rule_errors.length, 1);
+    assert.deepEqual(Object.keys(d).filter((k) => ["step_id", "allowed", "violations", "risk_score", "mode", "rule_errors"].includes(k)).sort(),
+      ["allowed", "mode", "risk_score", "rule_errors", "step_id", "violations"]);
+  } finally {
+    await enforce.close();
+    await monitor.close();
   }
 });

@@ -138,6 +138,63 @@ class NatsTest(unittest.TestCase):
         self.assertEqual(cm.exception.code, "unavailable")
 
 
+class RuleErrorTest(unittest.TestCase):
+    """A rule that cannot be evaluated (owasp_llm_top10's token limit given a string) blocks
+    in enforce mode and is listed in every mode, over HTTP and NATS; numbers travel as
+    Python's json writes them."""
+
+    def setUp(self):
+        self.policy = os.environ["TROY_RULE_ERROR_POLICY"]
+
+    def tokens(self, value):
+        return lambda action, input, step_type: {"total_tokens": value}
+
+    def test_rule_errors_block_in_enforce_mode(self):
+        nats = NatsClient()
+        try:
+            for client in (None, nats):
+                g = TroyGuard(policy=self.policy, agent_name="py-rules", metadata_fn=self.tokens("200000"), client=client)
+                with self.assertRaises(PermissionError) as cm:
+                    g.check("chat", {"prompt": "hi"}, "llm_call")
+                self.assertIn("rule owasp-llm10-unbounded-consumption could not be evaluated", str(cm.exception))
+                d = g.decisions[-1]
+                self.assertFalse(d["allowed"])
+                self.assertEqual(d["violations"], [])
+                self.assertEqual(d["rule_errors"][0]["rule_id"], "owasp-llm10-unbounded-consumption")
+                self.assertIn("string > int", d["rule_errors"][0]["error"])
+        finally:
+            nats.close()
+
+    def test_rule_errors_are_listed_in_monitor_mode(self):
+        for mode in ("monitor", "dry-run"):
+            d = TroyGuard(policy=self.policy, mode=mode, agent_name="py-rules", metadata_fn=self.tokens("200000")).check("chat", {}, "llm_call")
+            self.assertTrue(d["allowed"])
+            self.assertEqual([k for k in ("step_id", "allowed", "violations", "risk_score", "mode", "rule_errors") if k not in d], [])
+            self.assertEqual(len(d["rule_errors"]), 1)
+        d = TroyGuard(policy=self.policy, agent_name="py-rules", metadata_fn=self.tokens(5)).check("chat", {}, "llm_call")
+        self.assertEqual(d["rule_errors"], [])
+
+    def test_numbers_as_python_writes_them(self):
+        for value, allowed in ((float("inf"), False), (10**30, False), (float("nan"), True), (-float("inf"), True), (5.0, True)):
+            g = TroyGuard(policy=self.policy, agent_name="py-rules", metadata_fn=self.tokens(value))
+            if allowed:
+                self.assertEqual(g.check("chat", {}, "llm_call")["rule_errors"], [], value)
+            else:
+                with self.assertRaises(PermissionError) as cm:
+                    g.check("chat", {}, "llm_call")
+                self.assertIn("owasp-llm10-unbounded-consumption", str(cm.exception))
+                self.assertEqual(g.decisions[-1]["rule_errors"], [])
+        g = TroyGuard(policy=self.policy, agent_name="py-rules")
+        d = g.check("search", {"n": 10**30, "x": float("inf"), "y": float("nan"), "z": 5.0})
+        g.end()
+        steps = wait_report(g)["trace"]["steps"]
+        self.assertEqual(steps[0]["input"]["n"], 10**30)
+        self.assertEqual(steps[0]["input"]["x"], float("inf"))
+        self.assertNotEqual(steps[0]["input"]["y"], steps[0]["input"]["y"])  # NaN
+        self.assertIsInstance(steps[0]["input"]["z"], float)
+        self.assertTrue(d["allowed"])
+
+
 class LangChainTest(unittest.TestCase):
     def test_handler(self):
         blocked = []

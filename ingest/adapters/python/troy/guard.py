@@ -40,8 +40,11 @@ class TroyGuard:
         return dict(self.metadata_fn(action, input, step_type) or {})
 
     def check(self, action, input=None, step_type="tool_call", metadata=None):
-        """Asks whether the action may run. Returns the decision (a dict); raises
-        PermissionError when it is blocked in enforce mode."""
+        """Asks whether the action may run. Returns the decision, a dict with the Python
+        tool's fields (step_id, allowed, violations, risk_score, mode) and rule_errors: the
+        rules that could not be evaluated for this action ({rule_id, error}), which block
+        it in enforce mode unless the policy or serve says skip. Raises PermissionError when
+        the action is blocked in enforce mode."""
         meta = dict(metadata or {})
         meta.update(self.metadata(action, input, step_type))
         try:
@@ -50,7 +53,8 @@ class TroyGuard:
         except TroyError as e:
             if self.fail_open:
                 warnings.warn(f"troy guard unavailable, allowing {action}: {e}")
-                return {"allowed": True, "violations": [], "step_id": None, "mode": self.mode}
+                return {"step_id": None, "allowed": True, "violations": [], "risk_score": 0, "mode": self.mode,
+                        "rule_errors": []}
             raise PermissionError(f"troy guard unavailable: {e}") from e
         self.decisions.append(d)
         for m in d.get("missing_metadata") or []:
@@ -61,9 +65,12 @@ class TroyGuard:
                               "pass a metadata_fn that gives it", stacklevel=2)
         if d.get("violations") and self.on_violation is not None:
             self.on_violation(d)
+        d.setdefault("rule_errors", [])
         if not d.get("allowed", False):
-            rules = ", ".join(v.get("rule_id", "?") for v in d.get("violations", []))
-            raise PermissionError(f"troy blocked {action}: {rules}")
+            reasons = [v.get("rule_id", "?") for v in d.get("violations", [])]
+            # A rule that could not be evaluated blocks too (the guard fails closed).
+            reasons += [f"rule {r.get('rule_id', '?')} could not be evaluated: {r.get('error', '')}" for r in d["rule_errors"]]
+            raise PermissionError(f"troy blocked {action}: {', '.join(reasons)}")
         return d
 
     def record_output(self, step_id, output):

@@ -1,0 +1,220 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// writePolicy writes a policy file of one rule, with extra top-level JSON when given.
+func writePolicy(t *testing.T, condition, extra string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "policy.json")
+	doc := fmt.Sprintf(`{"policy_id": "p", %s "rules": [{"rule_id": "r", "description": "d", "condition": %q, "weight": 40}]}`, extra, condition)
+	if err := os.WriteFile(path, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+type ruleErrorCase struct {
+	name   string
+	args   []string // after the policy
+	policy string   // "" for owasp_llm_top10
+	code   int
+	errors int // rule_errors listed
+}
+
+// The rule errors of a decision, with the exit code, in enforce mode (blocked unless
+// skipped), in monitor mode, with the policy's setting and the flag's.
+func ruleErrorCases(t *testing.T) []ruleErrorCase {
+	skipping := writePolicy(t, "step.metadata.total_tokens > 100000", `"on_rule_error": "skip",`)
+	blocking := writePolicy(t, "step.metadata.total_tokens > 100000", `"on_rule_error": "block",`)
+	tokens := func(v string) []string {
+		return []string{"-a", "chat", "-t", "llm_call", "--metadata", `{"total_tokens": ` + v + `}`}
+	}
+	return []ruleErrorCase{
+		{name: "a string blocks", args: tokens(`"200000"`), code: 2, errors: 1},
+		{name: "the number is a violation", args: tokens("200000"), code: 2},
+		{name: "a small number passes", args: tokens("5"), code: 0},
+		{name: "monitor allows and lists", args: append(tokens(`"200000"`), "--mode", "monitor"), code: 0, errors: 1},
+		{name: "dry-run allows and lists", args: append(tokens(`"200000"`), "--mode", "dry-run"), code: 0, errors: 1},
+		{name: "the flag skips", args: append(tokens(`"200000"`), "--on-rule-error", "skip"), code: 0, errors: 1},
+		{name: "the policy skips", policy: skipping, args: tokens(`"200000"`), code: 0, errors: 1},
+		{name: "the flag wins over the policy's skip", policy: skipping, args: append(tokens(`"200000"`), "--on-rule-error", "block"), code: 2, errors: 1},
+		{name: "the flag wins over the policy's block", policy: blocking, args: append(tokens(`"200000"`), "--on-rule-error", "skip"), code: 0, errors: 1},
+	}
+}
+
+func checkRuleErrors(t *testing.T, tc ruleErrorCase, extra ...string) {
+	t.Helper()
+	policy := tc.policy
+	if policy == "" {
+		policy = "owasp_llm_top10"
+	}
+	r := troyctl(t, append(append([]string{"check", policy}, tc.args...), extra...)...)
+	if r.code != tc.code {
+		t.Fatalf("exit %d, want %d: %s %s", r.code, tc.code, r.stdout, r.stderr)
+	}
+	var out checkOutput
+	if err := json.Unmarshal([]byte(r.stdout), &out); err != nil {
+		t.Fatalf("%v: %s", err, r.stdout)
+	}
+	if out.RuleErrors == nil || len(out.RuleErrors) != tc.errors || out.Allowed != (tc.code == 0) {
+		t.Fatalf("decision %+v: want %d rule errors", out, tc.errors)
+	}
+	if tc.errors > 0 {
+		if e := out.RuleErrors[0]; !strings.Contains(e.Error, "invalid operation: string > int") || e.RuleID == "" {
+			t.Fatalf("rule error %+v", e)
+		}
+		if !strings.Contains(r.stderr, "could not be evaluated") {
+			t.Fatalf("no warning on stderr: %s", r.stderr)
+		}
+	}
+}
+
+func TestCheckRuleErrors(t *testing.T) {
+	for _, tc := range ruleErrorCases(t) {
+		t.Run(tc.name, func(t *testing.T) { checkRuleErrors(t, tc) })
+	}
+	r := troyctl(t, "check", "minimal", "-a", "x", "--on-rule-error", "ignore")
+	if r.code != 1 || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 || !strings.Contains(r.stderr, `--on-rule-error: expected block or skip, got "ignore"`) {
+		t.Fatalf("exit %d: %q", r.code, r.stderr)
+	}
+	bad := writePolicy(t, "true", `"on_rule_error": "ignore",`)
+	if r := troyctl(t, "check", bad, "-a", "x"); r.code != 1 || !strings.Contains(r.stderr, `on_rule_error: expected "block" or "skip", got "ignore"`) {
+		t.Fatalf("exit %d: %q", r.code, r.stderr)
+	}
+}
+
+// The same decisions from a running guard service (troyctl serve, a separate process),
+// with the rule errors counted in its /metrics.
+func TestCheckRuleErrorsAgainstARunningGuard(t *testing.T) {
+	port, metrics := freePort(t), freePort(t)
+	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
+	startServe(t, "--data-dir", filepath.Join(t.TempDir(), "data"), "--listen", fmt.Sprintf("127.0.0.1:%d", port),
+		"--policy", "minimal", "--metrics", fmt.Sprintf("127.0.0.1:%d", metrics))
+	for _, tc := range ruleErrorCases(t) {
+		t.Run(tc.name, func(t *testing.T) { checkRuleErrors(t, tc, "--nats", url) })
+	}
+	// The service counts what it decided with the policy's setting (the check command
+	// applies its flag to the answer): monitor and dry-run allowed; the string, the flag's
+	// skip and the policy's block blocked; the policy's skip twice skipped.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", metrics))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		text := string(body)
+		if strings.Contains(text, `troy_rule_errors_total{component="guard",outcome="allowed"} 2`) &&
+			strings.Contains(text, `troy_rule_errors_total{component="guard",outcome="blocked"} 3`) &&
+			strings.Contains(text, `troy_rule_errors_total{component="guard",outcome="skipped"} 2`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("metrics:\n%s", grepLines(text, "troy_rule_errors_total"))
+		}
+		time.Sleep(50 * time.Millisecond) // polling the metrics, bounded by the deadline
+	}
+}
+
+func grepLines(text, word string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if strings.Contains(l, word) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// Numbers in --input and --metadata are read as Python's json reads them.
+func TestCheckNumbersAsPython(t *testing.T) {
+	policy := writePolicy(t, "step.input.amount > 1000", "")
+	tests := []struct {
+		amount string
+		code   int
+	}{
+		{"1e999999", 2},
+		{"Infinity", 2},
+		{"-1e999999", 0},
+		{"-Infinity", 0},
+		{"NaN", 0}, // NaN > 1000 is False in Python
+		{"123456789012345678901234567890", 2},
+		{"-123456789012345678901234567890", 0},
+		{"1000", 0},
+		{"1000.0000000000001", 2},
+		{"1E3", 0},
+		{"1.0001E3", 2},
+		{"-0", 0},
+	}
+	for _, tt := range tests {
+		r := troyctl(t, "check", policy, "-a", "pay", "-i", `{"amount": `+tt.amount+`}`)
+		if r.code != tt.code {
+			t.Errorf("amount %s: exit %d, want %d: %s %s", tt.amount, r.code, tt.code, r.stdout, r.stderr)
+		}
+	}
+	for _, bad := range []struct{ flag, value, want string }{
+		{"-i", `{"amount": -NaN}`, "--input: invalid JSON: invalid character 'N' in numeric literal"},
+		{"-i", `{"amount": ` + strings.Repeat("9", 5000) + `}`, "--input: invalid JSON: amount: an integer of 5000 digits: at most 4300 are read, as in Python"},
+		{"--metadata", `[1]`, "--metadata: expected a JSON object"},
+		{"--metadata", `{"a": 1} {"b": 2}`, "--metadata: invalid JSON: unexpected data after the JSON value"},
+	} {
+		r := troyctl(t, "check", policy, "-a", "pay", bad.flag, bad.value)
+		if r.code != 1 || !strings.Contains(r.stderr, bad.want) || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
+			t.Errorf("%s %.30s: exit %d: %q, want one line with %q", bad.flag, bad.value, r.code, r.stderr, bad.want)
+		}
+	}
+}
+
+// A trace file with Python's numbers is audited with them, audit.json keeps them as they
+// were (digits, NaN, Infinity, 5.0), and replay reads it back and re-evaluates with them.
+// The step whose amount is a string is a rule error in audit.json and report.md.
+func TestAuditAndReplayKeepNumbers(t *testing.T) {
+	t.Chdir(t.TempDir())
+	big := "123456789012345678901234567890"
+	trace := `{"trace_id": "nums", "agent_name": "a", "steps": [
+		{"step_id": "s1", "type": "tool_call", "description": "pay", "input": {"amount": ` + big + `, "fee": 5.0}, "output": {}},
+		{"step_id": "s2", "type": "tool_call", "description": "pay", "input": {"amount": NaN}, "output": {"x": -Infinity}},
+		{"step_id": "s3", "type": "tool_call", "description": "pay", "input": {"amount": 1e999999}, "output": {}},
+		{"step_id": "s4", "type": "tool_call", "description": "pay", "input": {"amount": "2000"}, "output": {}}]}`
+	if err := os.WriteFile("trace.json", []byte(trace), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	policy := writePolicy(t, "step.input.amount > 1000", "")
+	r := troyctl(t, "audit", "trace.json", policy, "-j", "audit.json", "-o", "report.md")
+	if r.code != 0 || !strings.Contains(r.stdout, "Found 2 violation(s)") {
+		t.Fatalf("exit %d: %s %s", r.code, r.stdout, r.stderr)
+	}
+	raw, err := os.ReadFile("audit.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"amount": ` + big, `"fee": 5.0`, `"amount": NaN`, `"x": -Infinity`, `"amount": Infinity`,
+		`"rule_errors": [`, `"first_step_id": "s4"`, `"first_error": "line 1, column 19: invalid operation: string > int"`} {
+		if !strings.Contains(string(raw), want) {
+			t.Errorf("audit.json lacks %s:\n%s", want, raw)
+		}
+	}
+	md, err := os.ReadFile("report.md")
+	if err != nil || !strings.Contains(string(md), "## Rule Errors") || !strings.Contains(string(md), "| r | 1 | s4 |") {
+		t.Fatalf("report.md: %v\n%s", err, md)
+	}
+	r = troyctl(t, "replay", "audit.json", "--policy", writePolicy(t, "step.input.amount > 1e28", ""), "--no-interactive")
+	if r.code != 0 || !strings.Contains(r.stdout, big) {
+		t.Fatalf("replay: exit %d: %s %s", r.code, r.stdout, r.stderr)
+	}
+	// The stricter policy still finds the 30-digit amount and infinity: nothing changed.
+	if r := troyctl(t, "diff", "audit.json", "audit.json", "--json"); r.code != 0 {
+		t.Fatalf("diff of an audit with itself: exit %d: %s %s", r.code, r.stdout, r.stderr)
+	}
+}

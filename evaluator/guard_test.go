@@ -1,0 +1,79 @@
+package evaluator_test
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/troy-audit/troy/evaluator"
+	"github.com/troy-audit/troy/schemas"
+)
+
+// A rule that cannot be evaluated at a step (here: a string compared with a number, as
+// owasp_llm_top10's unbounded-consumption rule does with "200000") blocks the step in
+// enforce mode unless the policy or the guard says skip; every mode lists it.
+func TestGuardRuleErrors(t *testing.T) {
+	const failing = "step.metadata.total_tokens > 100000"
+	tests := []struct {
+		name, mode, policySetting, guardSetting string
+		tokens                                  any
+		allowed, callback                       bool
+		errors                                  int
+	}{
+		{name: "enforce blocks by default", mode: "enforce", tokens: "200000", allowed: false, errors: 1},
+		{name: "a number is a violation", mode: "enforce", tokens: 200000, allowed: false, errors: 0},
+		{name: "a small number passes", mode: "enforce", tokens: 5, allowed: true, errors: 0},
+		{name: "policy says block", mode: "enforce", policySetting: "block", tokens: "200000", allowed: false, errors: 1},
+		{name: "policy says skip", mode: "enforce", policySetting: "skip", tokens: "200000", allowed: true, errors: 1},
+		{name: "guard's skip wins over policy's block", mode: "enforce", policySetting: "block", guardSetting: "skip", tokens: "200000", allowed: true, errors: 1},
+		{name: "guard's block wins over policy's skip", mode: "enforce", policySetting: "skip", guardSetting: "block", tokens: "200000", allowed: false, errors: 1},
+		{name: "monitor allows and calls back", mode: "monitor", tokens: "200000", allowed: true, callback: true, errors: 1},
+		{name: "monitor with skip has nothing to report", mode: "monitor", policySetting: "skip", tokens: "200000", allowed: true, errors: 1},
+		{name: "dry-run allows", mode: "dry-run", tokens: "200000", allowed: true, errors: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := policyOf(failing)
+			if tt.policySetting != "" {
+				p.Extra = map[string]json.RawMessage{"on_rule_error": json.RawMessage(`"` + tt.policySetting + `"`)}
+			}
+			c, err := evaluator.Compile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var seen []schemas.Decision
+			g, err := c.NewGuard(evaluator.GuardOptions{Mode: tt.mode, OnRuleError: tt.guardSetting, OnViolation: func(d schemas.Decision) { seen = append(seen, d) }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			d, err := g.Check(evaluator.CheckRequest{Action: "chat", Type: "llm_call", Metadata: map[string]any{"total_tokens": tt.tokens}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d.Allowed != tt.allowed || len(d.RuleErrors) != tt.errors || d.RuleErrors == nil {
+				t.Fatalf("decision %+v: want allowed %v with %d rule errors", d, tt.allowed, tt.errors)
+			}
+			if tt.errors > 0 && (d.RuleErrors[0].RuleID != "r1" || !strings.Contains(d.RuleErrors[0].Error, "invalid operation: string > int")) {
+				t.Fatalf("rule error %+v: want r1 and the reason", d.RuleErrors[0])
+			}
+			if (len(seen) == 1) != tt.callback {
+				t.Fatalf("monitor callbacks %+v, want one: %v", seen, tt.callback)
+			}
+			// The next step is decided on its own: an earlier rule error does not stick.
+			next, err := g.Check(evaluator.CheckRequest{Action: "chat", Type: "llm_call", Metadata: map[string]any{"total_tokens": 1}})
+			if err != nil || !next.Allowed || len(next.RuleErrors) != 0 {
+				t.Fatalf("the next step: %+v %v", next, err)
+			}
+			if errs := g.RuleErrors(); tt.errors > 0 && (len(errs) != 1 || errs[0].Count != 1 || errs[0].FirstStep != "step-0") {
+				t.Fatalf("the session's rule errors %+v", errs)
+			}
+		})
+	}
+	c, err := evaluator.Compile(policyOf(failing))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.NewGuard(evaluator.GuardOptions{OnRuleError: "ignore"}); err == nil || !strings.Contains(err.Error(), `invalid rule error setting "ignore": must be one of block, skip`) {
+		t.Fatalf("got %v", err)
+	}
+}
