@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/troy-audit/troy/audit"
+	"github.com/troy-audit/troy/ingest"
 	"github.com/troy-audit/troy/ingest/tracegen"
 	"github.com/troy-audit/troy/reporter"
 	"github.com/troy-audit/troy/schemas"
@@ -33,11 +35,7 @@ func TestLongTraceThroughEveryWayIn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr := tracegen.New(tracegen.Options{Steps: 5000, Seed: 12, BadRate: 0.05}).Trace()
-	raw, _ := json.Marshal(tr)
-	if err := os.WriteFile("long.json", raw, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	tr := longTrace(t, tracegen.Options{Steps: 5000, Seed: 12, BadRate: 0.05})
 	want := audit.Result(c, tr, "--no-explain")
 	if size := len(mustJSON(t, want.Violations)); size < 2<<20 {
 		t.Fatalf("the violations take %d bytes: the test needs more than an event holds", size)
@@ -116,11 +114,8 @@ func BenchmarkLongTrace(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	tr := tracegen.New(tracegen.Options{Steps: *longSteps, Seed: 12, BadRate: 0.1}).Trace()
-	raw, _ := json.Marshal(tr)
-	if err := os.WriteFile("long.json", raw, 0o644); err != nil {
-		b.Fatal(err)
-	}
+	tr := longTrace(b, tracegen.Options{Steps: *longSteps, Seed: 12, BadRate: 0.1})
+	raw, _ := os.ReadFile("long.json")
 	t0 := time.Now()
 	want := audit.Result(c, tr, "--no-explain")
 	b.ReportMetric(time.Since(t0).Seconds(), "in-process-s")
@@ -191,6 +186,21 @@ func BenchmarkLongTrace(b *testing.B) {
 		_ = serve.cmd.Wait()
 		os.RemoveAll("data")
 	}
+}
+
+// longTrace writes a generated trace to long.json and returns it as read back, with the
+// numbers a trace file gives.
+func longTrace(t testing.TB, opts tracegen.Options) *schemas.Trace {
+	t.Helper()
+	raw, _ := json.Marshal(tracegen.New(opts).Trace())
+	if err := os.WriteFile("long.json", raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tr, err := ingest.LoadTrace(context.Background(), "long.json", ingest.Options{MaxSize: int64(2 * len(raw))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tr
 }
 
 func mustJSON(t *testing.T, v any) []byte {
