@@ -58,3 +58,21 @@ func BenchmarkBatchAgainstSlowModel(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkRedactStep redacts generated steps (about 1 KB of input and output JSON each,
+// a few percent carrying personal data) as the explainer does before asking the model:
+// one redactor per trace, every text and value of every step.
+func BenchmarkRedactStep(b *testing.B) {
+	const steps = 1000
+	t := tracegen.New(tracegen.Options{Steps: steps, Seed: 1}).Trace()
+	for b.Loop() {
+		r := explainer.NewRedactor()
+		for _, s := range t.Steps {
+			r.String(s.Description)
+			r.Value(s.Input)
+			r.Value(s.Output)
+			r.Value(s.Metadata)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*steps), "ns/step")
+}
