@@ -66,7 +66,10 @@ func BenchmarkRedactStep(b *testing.B) {
 	const steps = 1000
 	t := tracegen.New(tracegen.Options{Steps: steps, Seed: 1}).Trace()
 	for b.Loop() {
-		r := explainer.NewRedactor()
+		r, err := explainer.NewRedactor()
+		if err != nil {
+			b.Fatal(err)
+		}
 		for _, s := range t.Steps {
 			r.String(s.Description)
 			r.Value(s.Input)
