@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"unicode/utf8"
 )
 
 // defaultRules compiles the detectors once per process, on first use: they never change
@@ -64,6 +65,9 @@ const (
 	maxNesting = 8
 	// Texts up to memoSize bytes are remembered, up to memoEntries of them per trace.
 	memoSize, memoEntries = 1 << 10, 1 << 16
+	// maxText bounds what of one text is redacted and sent: a prompt shows far less, and
+	// the time and memory redaction takes grow with it.
+	maxText = 1 << 20
 )
 
 // String redacts one text.
@@ -72,6 +76,9 @@ func (r *Redactor) String(s string) string { return r.text(s, 0) }
 func (r *Redactor) text(s string, depth int) string {
 	if len(s) < 4 {
 		return s // too short to hold anything
+	}
+	if len(s) > maxText {
+		s = cut(s)
 	}
 	if out, ok := r.memo[s]; ok {
 		return out
@@ -88,6 +95,17 @@ func (r *Redactor) text(s string, depth int) string {
 		r.memo[in] = s
 	}
 	return s
+}
+
+// cut shortens a text to maxText bytes at a space, so that no value is cut in two and
+// half of it left to be sent, and says how much was left out.
+func cut(s string) string {
+	i := strings.LastIndexAny(s[:maxText], " \t\n")
+	if i < maxText/2 {
+		for i = maxText; i > 0 && !utf8.RuneStart(s[i]); i-- {
+		}
+	}
+	return s[:i] + fmt.Sprintf(" …[%d characters left out]", len(s)-i)
 }
 
 // once redacts a text in one pass: as JSON when it is JSON, then its percent-encoded runs,

@@ -2,6 +2,7 @@ package explainer_test
 
 import (
 	"bufio"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -10,7 +11,9 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	ahocorasick "github.com/BobuSumisu/aho-corasick"
 
@@ -56,36 +59,40 @@ func readJSONLines[T any](t testing.TB, name string) []T {
 	return out
 }
 
-// placements put a text where step data can hold it. Each returns the step and the
+// placements put a text where step data can hold it, all in one step. Each returns the
 // encoded copies it planted, which must not reach the model either.
 var placements = []struct {
 	name  string
-	place func(text string) (*schemas.Step, []string)
+	place func(s *schemas.Step, x string) []string
 }{
-	{"description", func(x string) (*schemas.Step, []string) { return &schemas.Step{Description: "handled: " + x}, nil }},
-	{"input value", func(x string) (*schemas.Step, []string) {
-		return &schemas.Step{Input: map[string]any{"data": x}}, nil
+	{"description", func(s *schemas.Step, x string) []string { s.Description = "handled: " + x; return nil }},
+	{"input value", func(s *schemas.Step, x string) []string { s.Input["data"] = x; return nil }},
+	{"nested output value", func(s *schemas.Step, x string) []string {
+		s.Output["result"] = map[string]any{"items": []any{"first", map[string]any{"note": x}}}
+		return nil
 	}},
-	{"nested output value", func(x string) (*schemas.Step, []string) {
-		return &schemas.Step{Output: map[string]any{"result": map[string]any{"items": []any{"first", map[string]any{"note": x}}}}}, nil
+	{"map key", func(s *schemas.Step, x string) []string {
+		s.Metadata[x] = "seen"
+		s.Metadata["labels"] = map[string]any{x: 1}
+		return nil
 	}},
-	{"map key", func(x string) (*schemas.Step, []string) {
-		return &schemas.Step{Metadata: map[string]any{x: "seen", "labels": map[string]any{x: 1}}}, nil
+	{"JSON in a string", func(s *schemas.Step, x string) []string {
+		s.Output["body"] = mustJSON(map[string]any{"payload": x, "ok": true})
+		return nil
 	}},
-	{"JSON in a string", func(x string) (*schemas.Step, []string) {
-		return &schemas.Step{Output: map[string]any{"body": mustJSON(map[string]any{"payload": x, "ok": true})}}, nil
+	{"JSON in a string in a string", func(s *schemas.Step, x string) []string {
+		s.Input["request"] = mustJSON(map[string]any{"envelope": mustJSON(map[string]any{"payload": x})})
+		return nil
 	}},
-	{"JSON in a string in a string", func(x string) (*schemas.Step, []string) {
-		inner := mustJSON(map[string]any{"payload": x})
-		return &schemas.Step{Input: map[string]any{"request": mustJSON(map[string]any{"envelope": inner})}}, nil
-	}},
-	{"base64 copy", func(x string) (*schemas.Step, []string) {
+	{"base64 copy", func(s *schemas.Step, x string) []string {
 		b := base64.StdEncoding.EncodeToString([]byte(x))
-		return &schemas.Step{Input: map[string]any{"attachment": b}}, []string{b}
+		s.Input["attachment"] = b
+		return []string{b}
 	}},
-	{"URL-encoded copy", func(x string) (*schemas.Step, []string) {
+	{"URL-encoded copy", func(s *schemas.Step, x string) []string {
 		q := url.QueryEscape(x)
-		return &schemas.Step{Input: map[string]any{"url": "https://hooks.example.com/in?data=" + q}}, []string{q}
+		s.Input["url"] = "https://hooks.example.com/in?data=" + q
+		return []string{q}
 	}},
 }
 
@@ -157,19 +164,17 @@ func TestNoSecretReachesTheModel(t *testing.T) {
 		t.Fatalf("the corpus has %d forms, want at least 150", len(corpus))
 	}
 	values := map[string]string{}
-	var traces []*schemas.Trace
-	for _, p := range placements {
-		tr := &schemas.Trace{TraceID: "corpus-" + strings.ReplaceAll(p.name, " ", "-"), AgentName: "redaction-test"}
-		for i, e := range corpus {
-			s, planted := p.place(e.Text)
-			s.StepID, s.Type = fmt.Sprintf("s%d", i+1), schemas.StepToolCall
-			tr.Steps = append(tr.Steps, s)
-			for _, v := range planted {
-				values[v] = fmt.Sprintf("%s (%s, %s form)", e.Form, p.name, "planted")
+	tr := &schemas.Trace{TraceID: "corpus", AgentName: "redaction-test"}
+	for i, e := range corpus {
+		s := &schemas.Step{StepID: fmt.Sprintf("s%d", i+1), Type: schemas.StepToolCall, Input: map[string]any{}, Output: map[string]any{}, Metadata: map[string]any{}}
+		for _, p := range placements {
+			for _, v := range p.place(s, e.Text) {
+				values[v] = fmt.Sprintf("%s (%s)", e.Form, p.name)
 			}
 		}
-		traces = append(traces, tr)
+		tr.Steps = append(tr.Steps, s)
 	}
+	traces := []*schemas.Trace{tr}
 	// Ids and names: the trace id, the agent, a step id and a parent step id.
 	for _, e := range corpus {
 		id := e.Text
@@ -189,10 +194,10 @@ func TestNoSecretReachesTheModel(t *testing.T) {
 	s := newLLM(t, explains)
 	cfg := config(s)
 	cfg.Concurrency = 8
-	e := explainer.New(cfg)
+	results := explainAll(t, explainer.New(cfg), traces)
 	redacted := 0
-	for _, tr := range traces {
-		r := explain(t, e, tr)
+	for j, tr := range traces {
+		r := results[j]
 		for i, x := range r.Explanations {
 			if x.StepID != tr.Steps[i].StepID || x.Error != "" {
 				t.Fatalf("trace %.40q step %d: explanation for %.40q (error %q), want the real id %.40q", tr.TraceID, i, x.StepID, x.Error, tr.Steps[i].StepID)
@@ -205,6 +210,11 @@ func TestNoSecretReachesTheModel(t *testing.T) {
 	finder := newLeakFinder(values)
 	leaks := map[string]bool{}
 	for _, body := range s.Requests() {
+		// Every placement of the step asked about was sent whole, none cut by the budget.
+		_, cur, asked := strings.Cut(body, "CURRENT step")
+		if cur, _, _ = strings.Cut(cur, "Steps before it"); asked && strings.Contains(cur, "[truncated") {
+			t.Fatalf("a step was cut to fit the prompt, so not all of it was tested:\n%.2000s", cur)
+		}
 		for _, l := range finder.find(body) {
 			leaks[l] = true
 		}
@@ -214,6 +224,27 @@ func TestNoSecretReachesTheModel(t *testing.T) {
 	}
 	t.Logf("%d forms in %d placements and in ids: %d requests, %d values redacted, %d leaks",
 		len(corpus), len(placements), len(s.Requests()), redacted, len(leaks))
+}
+
+// explainAll explains the traces at once, as a batch does; the explainer's limit bounds
+// the requests in flight.
+func explainAll(t *testing.T, e *explainer.Explainer, traces []*schemas.Trace) []*explainer.Result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	results := make([]*explainer.Result, len(traces))
+	errs := make([]error, len(traces))
+	var wg sync.WaitGroup
+	for i, tr := range traces {
+		wg.Go(func() { results[i], errs[i] = e.Explain(ctx, tr) })
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return results
 }
 
 // maxFalsePositiveRate bounds the share of ordinary texts that redaction changes. A false
@@ -230,7 +261,9 @@ func TestOrdinaryTextIsMostlyLeftAlone(t *testing.T) {
 		tr.Steps = append(tr.Steps, &schemas.Step{StepID: fmt.Sprintf("o%d", i+1), Type: schemas.StepToolCall, Description: "read", Input: map[string]any{"text": o.Text}})
 	}
 	s := newLLM(t, explains)
-	explain(t, explainer.New(config(s)), tr)
+	cfg := config(s)
+	cfg.Concurrency = 8
+	explainAll(t, explainer.New(cfg), []*schemas.Trace{tr})
 	prompts := map[string]string{} // step id → the prompt that asked about it
 	for _, body := range s.Requests() {
 		var req struct {

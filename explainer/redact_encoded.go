@@ -27,31 +27,43 @@ func (rs *rules) encoded(sc *scan, depth int) {
 	if depth >= maxDecodeDepth || len(sc.s) < 12 {
 		return
 	}
-	for _, m := range base64RunRe.FindAllStringIndex(sc.s, -1) {
-		text, ok := decodeBase64(sc.s[m[0]:m[1]])
+	runs(sc.s, &tokenChars, 12, func(start, end int) {
+		text, ok := decodeBase64(sc.s[start:end])
 		if !ok {
-			continue
+			return
 		}
 		inner := rs.find(text, depth+1)
-		if pct := percentRunRe.FindAllStringIndex(text, -1); len(inner) == 0 && len(pct) > 0 {
+		if len(inner) == 0 && strings.ContainsAny(text, "%+") {
 			inner = rs.find(percentDecode(text), depth+1)
 		}
 		if len(inner) > 0 {
-			sc.add(m[0], m[1], merge(text, inner)[0].kind)
+			sc.add(start, end, merge(text, inner)[0].kind)
 		}
-	}
+	})
 }
 
 // decodeBase64 decodes a run in any of the four base64 alphabets and paddings, when what
 // it decodes to is text.
 func decodeBase64(run string) (string, bool) {
 	trimmed := strings.TrimRight(run, "=")
+	if len(trimmed)%4 == 1 || !mixedCase(trimmed) {
+		return "", false // no base64 length, or a word: base64 of text mixes cases
+	}
 	for _, enc := range []*base64.Encoding{base64.RawStdEncoding, base64.RawURLEncoding} {
 		if raw, err := enc.DecodeString(trimmed); err == nil && len(raw) >= 6 && printable(string(raw)) {
 			return string(raw), true
 		}
 	}
 	return "", false
+}
+
+func mixedCase(s string) bool {
+	var lower, upper bool
+	for i := 0; i < len(s) && !(lower && upper); i++ {
+		lower = lower || s[i] >= 'a' && s[i] <= 'z'
+		upper = upper || s[i] >= 'A' && s[i] <= 'Z'
+	}
+	return lower && upper
 }
 
 // percentDecode undoes percent-encoding, up to maxDecodeDepth times for text encoded more

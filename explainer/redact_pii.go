@@ -13,7 +13,6 @@ import (
 // dates and amounts stay.
 var (
 	emailRe = regexp.MustCompile(`\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b`)
-	cardRe  = regexp.MustCompile(`\b\d(?:[ -]?\d){12,18}\b`)
 	ssnRe   = regexp.MustCompile(`\b\d{3}-\d{2}-\d{4}\b|\b\d{3} \d{2} \d{4}\b`)
 	nineRe  = regexp.MustCompile(`\b\d{9}\b|\b\d{3}[ -]\d{3}[ -]\d{3}\b`)
 	ninoRe  = regexp.MustCompile(`\b[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?\d{2} ?\d{2} ?\d{2} ?[A-D]\b`)
@@ -64,7 +63,7 @@ func (rs *rules) pii(sc *scan) {
 		return
 	}
 	matchAll(sc, idAfterNameRe, "NATIONAL_ID", func(v string) bool { return countDigits(v) >= 4 })
-	matchAll(sc, cardRe, "CARD", card)
+	findCards(sc)
 	matchAll(sc, ssnRe, "SSN", validSSN)
 	for _, m := range nineRe.FindAllStringIndex(s, -1) {
 		v := s[m[0]:m[1]]
@@ -82,7 +81,7 @@ func (rs *rules) pii(sc *scan) {
 	}
 	for _, m := range aadhaarRe.FindAllStringIndex(s, -1) {
 		v := s[m[0]:m[1]]
-		if verhoeff(digitsOf(v)) && (strings.ContainsAny(v, " -") || containsAny(before(sc.lower, m[0], 30), "aadhaar", "aadhar", "uid")) {
+		if verhoeff(digitsOf(v)) && (strings.ContainsAny(v, " -") && phoneContext(sc.lower, m[0]) >= 0 || containsAny(before(sc.lower, m[0], 30), "aadhaar", "aadhar", "uid")) {
 			sc.add(m[0], m[1], "NATIONAL_ID")
 		}
 	}
@@ -98,6 +97,58 @@ func (rs *rules) pii(sc *scan) {
 	matchAll(sc, chinaIDRe, "NATIONAL_ID", chinaID)
 	matchAll(sc, nirRe, "NATIONAL_ID", nir)
 	rs.phones.find(sc)
+}
+
+// findCards finds card numbers: in each run of digit groups (digits joined by single
+// spaces or dashes), the longest runs of whole groups that pass the card check, so that
+// a card beside other numbers ("order 12 4111 1111 1111 1111") is found too.
+func findCards(sc *scan) {
+	s := sc.s
+	for i := 0; i < len(s); {
+		if !isDigit(s[i]) || (i > 0 && isAlnum(s[i-1])) {
+			i++
+			continue
+		}
+		var groups [][2]int
+		j := i
+		for {
+			k := j
+			for k < len(s) && isDigit(s[k]) {
+				k++
+			}
+			groups = append(groups, [2]int{j, k})
+			if k+1 < len(s) && (s[k] == ' ' || s[k] == '-') && isDigit(s[k+1]) {
+				j = k + 1
+				continue
+			}
+			j = k
+			break
+		}
+		if j < len(s) && isLetter(s[j]) {
+			groups = groups[:len(groups)-1] // the last group starts a word (0A)
+		}
+		cardWindows(sc, groups)
+		i = j
+	}
+}
+
+// cardWindows tries, from each group on, the runs of groups holding 13 to 19 digits,
+// the longest first: at most 19 runs a group, however long the text.
+func cardWindows(sc *scan, groups [][2]int) {
+	for a := 0; a < len(groups); {
+		last, n := -1, 0
+		for b := a; b < len(groups) && n <= 19; b++ {
+			if n += groups[b][1] - groups[b][0]; n >= 13 && n <= 19 && card(sc.s[groups[a][0]:groups[b][1]]) {
+				last = b
+			}
+		}
+		if last < 0 {
+			a++
+			continue
+		}
+		sc.add(groups[a][0], groups[last][1], "CARD")
+		a = last + 1
+	}
 }
 
 // matchAll adds every match of re that check (when set) accepts.
@@ -405,6 +456,21 @@ func (pr phoneRegions) find(sc *scan) {
 	s := sc.s
 	for _, m := range phoneRe.FindAllStringIndex(s, -1) {
 		start, end := m[0], m[1]
+		// A first or last chunk that belongs to a word or a longer number is left out.
+		for !freeStart(s, start) {
+			i := strings.IndexByte(s[start:end], ' ')
+			if i < 0 {
+				break
+			}
+			start += i + 1
+		}
+		for !freeEnd(s, end) {
+			i := strings.LastIndexByte(s[start:end], ' ')
+			if i < 0 {
+				break
+			}
+			end = start + i
+		}
 		if !standalone(s, start, end) {
 			continue
 		}
@@ -449,21 +515,26 @@ func splitChunks(s string, start, end int) [][2]int {
 }
 
 // standalone reports whether s[start:end] is not part of a longer token or number.
-func standalone(s string, start, end int) bool {
-	if start > 0 {
-		c := s[start-1]
-		joined := start >= 2 && isAlnum(s[start-2])
-		if isAlnum(c) || c == '_' || (strings.IndexByte(".-/_", c) >= 0 && joined) || (strings.IndexByte(":,", c) >= 0 && start >= 2 && isDigit(s[start-2])) {
-			return false // part of ORD-2024-000123, v1.2.3456789, 12,345,678
-		}
+func standalone(s string, start, end int) bool { return freeStart(s, start) && freeEnd(s, end) }
+
+// freeStart reports whether what starts at s[start] does not continue a word or a number
+// before it (ORD-2024-000123, v1.2.3456789, 12,345,678).
+func freeStart(s string, start int) bool {
+	if start == 0 {
+		return true
 	}
-	if end < len(s) {
-		c := s[end]
-		if isAlnum(c) || c == '_' || (strings.IndexByte(".-/:,", c) >= 0 && end+1 < len(s) && isDigit(s[end+1])) {
-			return false
-		}
+	c := s[start-1]
+	joined := start >= 2 && isAlnum(s[start-2])
+	return !(isAlnum(c) || c == '_' || (strings.IndexByte(".-/_", c) >= 0 && joined) || (strings.IndexByte(":,", c) >= 0 && start >= 2 && isDigit(s[start-2])))
+}
+
+// freeEnd reports whether what ends at s[end] does not go on into a word or a number.
+func freeEnd(s string, end int) bool {
+	if end >= len(s) {
+		return true
 	}
-	return true
+	c := s[end]
+	return !(isAlnum(c) || c == '_' || (strings.IndexByte(".-/:,", c) >= 0 && end+1 < len(s) && isDigit(s[end+1])))
 }
 
 var (
@@ -474,8 +545,8 @@ var (
 // phone decides whether s[start:end] is a phone number.
 func (pr phoneRegions) phone(sc *scan, start, end int, budget *int) bool {
 	t := strings.Trim(sc.s[start:end], " -.")
-	if !strings.HasSuffix(t, ")") {
-		t = strings.TrimRight(t, "(")
+	if strings.Count(t, "(") != strings.Count(t, ")") {
+		t = strings.Trim(t, "()") // "(2023-12-25" of a bracketed remark
 	}
 	d := digitsOf(t)
 	if len(d) < 7 || len(d) > 15 {
@@ -492,7 +563,7 @@ func (pr phoneRegions) phone(sc *scan, start, end int, budget *int) bool {
 		}
 	}
 	ctx := phoneContext(sc.lower, start)
-	if ctx < 0 {
+	if ctx < 0 && !international {
 		return false // an order, a ticket, an amount …
 	}
 	if *budget <= 0 {
@@ -602,26 +673,35 @@ func atoi(s string) int {
 // they say it is some other number, 0 otherwise. The nearest word decides.
 func phoneContext(lower string, at int) int {
 	b := before(lower, at, 32)
-	best, ctx := -1, 0
-	for _, w := range phoneContextWords {
-		if i := strings.LastIndex(b, w); i > best {
-			best, ctx = i, 1
+	words := strings.FieldsFunc(b, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '#' || r == '$' || r == '€' || r == '£')
+	})
+	for i := len(words) - 1; i >= 0; i-- {
+		w := strings.TrimRight(words[i], "0123456789")
+		switch {
+		case phoneWords[w] || phoneContextWords[w]:
+			return 1
+		case otherNumberWords[w] || strings.ContainsAny(w, "#$€£"):
+			return -1
 		}
 	}
-	for _, w := range otherNumberWords {
-		if i := strings.LastIndex(b, w); i > best {
-			best, ctx = i, -1
-		}
-	}
-	return ctx
+	return 0
 }
 
 var (
-	phoneContextWords = []string{"phone", "tel", "call", "mobile", "cell", "sms", "fax", "whatsapp", "contact", "dial", "text me", "reach"}
-	otherNumberWords  = []string{"order", "invoice", "ticket", "tracking", "ref", " id", "id:", "id=", "#", "no.", "sku", "isbn",
-		"build", "version", "pid", "port", "commit", "issue", "case", "txn", "transaction", "confirmation", "batch",
-		"serial", "lot ", "part", "item", "zip", "postal", "employee", "customer", "account", "acct", "cve", "ean", "upc",
-		"gtin", "asin", "booking", "reservation", "claim", "record", "row", "job", "run ", "request", "trace", "span",
-		"error", "code", "amount", "total", "$", "€", "£", "usd", "eur", "price", "bytes", "size", "checksum", "seed",
-		"timestamp", "epoch", "offset", "count", "uid", "gid", "inode", "sequence", "seq", "pr ", "iban", "bic", "swift", "issn"}
+	phoneContextWords = map[string]bool{"call": true, "sms": true, "dial": true, "text": true, "reach": true,
+		"contact": true, "ring": true, "phones": true, "tel": true, "mob": true}
+	otherNumberWords = map[string]bool{"order": true, "orders": true, "invoice": true, "ticket": true, "tracking": true,
+		"ref": true, "reference": true, "id": true, "ids": true, "no": true, "sku": true, "isbn": true, "issn": true,
+		"build": true, "version": true, "v": true, "pid": true, "port": true, "commit": true, "issue": true, "case": true,
+		"txn": true, "transaction": true, "confirmation": true, "batch": true, "serial": true, "lot": true, "part": true,
+		"item": true, "zip": true, "postal": true, "employee": true, "customer": true, "account": true, "acct": true,
+		"cve": true, "ean": true, "upc": true, "gtin": true, "asin": true, "booking": true, "reservation": true,
+		"claim": true, "record": true, "row": true, "rows": true, "job": true, "run": true, "request": true,
+		"trace": true, "span": true, "error": true, "code": true, "amount": true, "total": true, "usd": true,
+		"eur": true, "jpy": true, "price": true, "bytes": true, "size": true, "checksum": true, "seed": true,
+		"timestamp": true, "epoch": true, "offset": true, "count": true, "uid": true, "gid": true, "inode": true,
+		"sequence": true, "seq": true, "pr": true, "iban": true, "bic": true, "swift": true, "card": true,
+		"loyalty": true, "member": true, "membership": true, "gift": true, "voucher": true, "coupon": true,
+		"shipment": true, "parcel": true, "rma": true, "po": true, "number": false}
 )

@@ -33,7 +33,8 @@ type keywordRule struct {
 // rules are the detectors of sensitive values, compiled once and shared by every
 // Redactor; they are never changed after compileRules, so they are safe for concurrent use.
 type rules struct {
-	keywords  []string // lower case; a text's keywords are found in one pass
+	keywords  []string       // lower case; a text's keywords are found in one pass
+	index     map[string]int // keyword → its index
 	trie      *ahocorasick.Trie
 	byKeyword [][]int       // keyword index → indexes into keyed
 	keyed     []keywordRule // gitleaks' rules with keywords
@@ -93,6 +94,15 @@ func compileRules() (*rules, error) {
 			rs.byKeyword[i] = append(rs.byKeyword[i], len(rs.keyed)-1)
 		}
 	}
+	// The words troy's own detectors wait for are found in the same pass.
+	for _, w := range ownKeywords {
+		if _, ok := index[w]; !ok {
+			index[w] = len(rs.keywords)
+			rs.keywords = append(rs.keywords, w)
+			rs.byKeyword = append(rs.byKeyword, nil)
+		}
+	}
+	rs.index = index
 	rs.trie = ahocorasick.NewTrieBuilder().AddStrings(rs.keywords).Build()
 	return rs, nil
 }
@@ -128,10 +138,13 @@ func gitleaksKind(id string) string {
 	return "API_KEY"
 }
 
-// scan is the work on one text: its lower-case copy and what was found in it.
+// scan is the work on one text: its lower-case copy, the keywords in it and what was
+// found in it.
 type scan struct {
+	rs    *rules
 	s     string
-	lower string // ASCII letters lowered, same length as s
+	lower string   // ASCII letters lowered, same length as s
+	hits  []uint64 // a bit per keyword present
 	found []finding
 }
 
@@ -141,10 +154,10 @@ func (sc *scan) add(start, end int, kind string) {
 	}
 }
 
-// has reports whether the text contains any of words (lower case).
+// has reports whether the text contains any of words, keywords of ownKeywords.
 func (sc *scan) has(words ...string) bool {
 	for _, w := range words {
-		if strings.Contains(sc.lower, w) {
+		if i, ok := sc.rs.index[w]; ok && sc.hits[i/64]&(1<<(i%64)) != 0 {
 			return true
 		}
 	}
@@ -157,7 +170,11 @@ func (rs *rules) find(s string, depth int) []finding {
 	if len(s) < 4 {
 		return nil
 	}
-	sc := &scan{s: s, lower: asciiLower(s)}
+	sc := &scan{rs: rs, s: s, lower: asciiLower(s), hits: make([]uint64, (len(rs.keywords)+63)/64)}
+	rs.trie.Walk([]byte(sc.lower), func(_, _, pattern int64) bool {
+		sc.hits[pattern/64] |= 1 << (pattern % 64)
+		return true
+	})
 	rs.credentials(sc)
 	rs.pii(sc)
 	rs.gitleaks(sc)
@@ -168,15 +185,17 @@ func (rs *rules) find(s string, depth int) []finding {
 // gitleaks runs the rules whose keywords occur in the text.
 func (rs *rules) gitleaks(sc *scan) {
 	var selected []bool
-	rs.trie.Walk([]byte(sc.lower), func(_, _, pattern int64) bool {
+	for i, rules := range rs.byKeyword {
+		if len(rules) == 0 || sc.hits[i/64]&(1<<(i%64)) == 0 {
+			continue
+		}
 		if selected == nil {
 			selected = make([]bool, len(rs.keyed))
 		}
-		for _, i := range rs.byKeyword[pattern] {
-			selected[i] = true
+		for _, r := range rules {
+			selected[r] = true
 		}
-		return true
-	})
+	}
 	for i, ok := range selected {
 		if ok {
 			rs.runRule(sc, &rs.keyed[i])

@@ -45,10 +45,13 @@ var (
 		`|AIza[0-9A-Za-z_-]{35}` +
 		`|hf_[A-Za-z0-9]{30,}|npm_[A-Za-z0-9]{36}|SG\.[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{16,}` +
 		`)`)
-	jwtRe      = regexp.MustCompile(`\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}`)
-	hexRunRe   = regexp.MustCompile(`\b[0-9a-fA-F]{32,128}\b`)
-	tokenRunRe = regexp.MustCompile(`[A-Za-z0-9+/_-]{32,}={0,2}`)
+	jwtRe = regexp.MustCompile(`\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}`)
 )
+
+// ownKeywords are the words troy's detectors wait for before they run.
+var ownKeywords = []string{"--", "-a", "-p", "-u", "aiza", "akia", "asia", "authori", "basic", "bearer", "cookie",
+	"gho_", "ghp_", "ghr_", "ghs_", "ghu_", "github_pat_", "glpat-", "hf_", "login", "npm_", "pass", "pin", "pk_",
+	"pwd", "rk_", "sg.", "sk-", "sk_", "xox"}
 
 // credentials runs troy's detectors of credentials on the text.
 func (rs *rules) credentials(sc *scan) {
@@ -75,7 +78,7 @@ func (rs *rules) credentials(sc *scan) {
 		longGroups(sc, authHeaderRe, "TOKEN")
 	}
 	if sc.has("cookie") {
-		longGroups(sc, cookieHeaderRe, "TOKEN")
+		cookies(sc)
 	}
 	if sc.has("bearer") {
 		groups(sc, bearerRe, "TOKEN")
@@ -90,7 +93,7 @@ func (rs *rules) credentials(sc *scan) {
 	if sc.has("-u", "--", "-p", "-a", "login") {
 		groups(sc, flagRe, "PASSWORD")
 	}
-	if sc.has("sk-", "sk_", "pk_", "rk_", "gh", "github_pat_", "glpat-", "xox", "akia", "asia", "aiza", "hf_", "npm_", "sg.") {
+	if sc.has("sk-", "sk_", "pk_", "rk_", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "glpat-", "xox", "akia", "asia", "aiza", "hf_", "npm_", "sg.") {
 		for _, m := range providerKeyRe.FindAllStringIndex(s, -1) {
 			sc.add(m[0], m[1], "API_KEY")
 		}
@@ -101,18 +104,55 @@ func (rs *rules) credentials(sc *scan) {
 		}
 	}
 	if len(s) >= 32 {
-		for _, m := range hexRunRe.FindAllStringIndex(s, -1) {
-			if keyContext(lower, m[0]) {
-				sc.add(m[0], m[1], "SECRET")
+		runs(s, &hexChars, 32, func(start, end int) {
+			if end-start <= 128 && !wordChar(s, start-1) && !wordChar(s, end) && keyContext(lower, start) {
+				sc.add(start, end, "SECRET")
 			}
-		}
-		for _, m := range tokenRunRe.FindAllStringIndex(s, -1) {
+		})
+		runs(s, &tokenChars, 32, func(start, end int) {
 			// Base64 of text is judged by what it says (see encoded), not by its entropy.
-			if _, isText := decodeBase64(s[m[0]:m[1]]); !isText && randomToken(s[m[0]:m[1]]) && !digestContext(lower, m[0]) {
-				sc.add(m[0], m[1], "SECRET")
+			if _, isText := decodeBase64(s[start:end]); !isText && randomToken(s[start:end]) && !digestContext(lower, start) {
+				sc.add(start, end, "SECRET")
 			}
-		}
+		})
 	}
+}
+
+// Byte classes of runs: hexadecimal digits, and the characters of tokens and base64.
+var hexChars, tokenChars = byteClass("0123456789abcdefABCDEF"), byteClass("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/_-")
+
+func byteClass(chars string) (c [256]bool) {
+	for i := 0; i < len(chars); i++ {
+		c[chars[i]] = true
+	}
+	return c
+}
+
+// runs calls fn for each maximal run of class bytes at least min long, with up to two =
+// of base64 padding after it. A loop over bytes costs a fraction of a regular expression.
+func runs(s string, class *[256]bool, min int, fn func(start, end int)) {
+	for i := 0; i < len(s); {
+		if !class[s[i]] {
+			i++
+			continue
+		}
+		j := i
+		for j < len(s) && class[s[j]] {
+			j++
+		}
+		if j-i >= min {
+			end := j
+			for end < len(s) && end-j < 2 && s[end] == '=' {
+				end++
+			}
+			fn(i, end)
+		}
+		i = j
+	}
+}
+
+func wordChar(s string, i int) bool {
+	return i >= 0 && i < len(s) && (isAlnum(s[i]) || s[i] == '_')
 }
 
 // groups adds, for each match of re, its first non-empty submatch.
@@ -139,12 +179,39 @@ func longGroups(sc *scan, re *regexp.Regexp, kind string) {
 	}
 }
 
+// cookies finds the values of a Cookie or Set-Cookie header that are credentials: those of
+// cookies named like one (session, auth, token …) or that look random.
+func cookies(sc *scan) {
+	for _, m := range cookieHeaderRe.FindAllStringSubmatchIndex(sc.s, -1) {
+		for at := m[2]; at < m[3]; {
+			end := strings.IndexByte(sc.s[at:m[3]], ';')
+			if end < 0 {
+				end = m[3] - at
+			}
+			pair := sc.s[at : at+end]
+			if eq := strings.IndexByte(pair, '='); eq > 0 {
+				name, value := strings.TrimSpace(pair[:eq]), pair[eq+1:]
+				lname := strings.ToLower(name)
+				if kind, _ := secretName(name); (kind != "" || looksRandom(value) || strings.Contains(lname, "sess") || lname == "sid") && !isPlaceholder(value) {
+					sc.add(at+eq+1, at+end, "TOKEN")
+				}
+			}
+			at += end + 1
+		}
+	}
+}
+
+// maxNestedNames bounds how many names are looked for inside one value, each look reading
+// the rest of the value again.
+const maxNestedNames = 8
+
 // assignments finds values assigned to names of secrets: password=…, "api_key": "…",
 // X-Api-Key: …, DB_PASSWORD=…. After an ordinary name the search goes on inside its
 // value, which may hold assignments of its own (note: password=…, body="{\"pw\": …}").
 func assignments(sc *scan) {
 	s := sc.s
 	bareEnd := 0 // the end of the unquoted value being looked into
+	nested := 0  // how many names were found in it: a:b:c:… is looked into a few times only
 	for pos := 0; pos < len(s); {
 		m := assignmentRe.FindStringSubmatchIndex(s[pos:])
 		if m == nil {
@@ -170,6 +237,13 @@ func assignments(sc *scan) {
 		case kind == "" || start >= end || (m[0] < bareEnd && sep == ":" && !space && !quoted):
 			// An ordinary name, or name:value inside an unquoted value (an ARN, a URL):
 			// look on from the start of the value.
+			if m[0] >= bareEnd {
+				nested = 0
+			}
+			if nested++; nested > maxNestedNames {
+				pos = max(m[9], bareEnd)
+				continue
+			}
 			if !quoted {
 				bareEnd = max(bareEnd, m[9])
 			}
@@ -311,6 +385,9 @@ func secretName(name string) (kind string, need func(string) bool) {
 		}
 	}
 	for _, w := range words {
+		if w == "pin" || w == "cvv" || w == "cvc" || w == "cvv2" || w == "otp" || w == "totp" {
+			return "PASSWORD", hasDigits(3) // a PIN or a code is digits; "pin: left" is a layout
+		}
 		if secretWords[w] {
 			return "PASSWORD", anyValue
 		}
@@ -380,6 +457,7 @@ var (
 		"updated": true, "changed": true, "created": true, "reset": true, "strength": true, "prompt": true,
 		"min": true, "max": true, "at": true, "arn": true, "ref": true, "version": true, "algorithm": true,
 		"alg": true, "usage": true, "tokens": true, "manager": true, "store": true, "vault": true, "hash": true,
+		"days": true, "hours": true, "minutes": true, "seconds": true, "ms": true, "timeout": true, "interval": true,
 	}
 	// Words that name personal data held whole in a value.
 	personalWords = map[string]string{
@@ -400,11 +478,13 @@ var (
 )
 
 func anyValue(v string) bool {
-	return !trivialValues[strings.ToLower(strings.TrimSpace(v))] && strings.Trim(v, "*x•. ") != "" && !envReference(v) && !callRe.MatchString(v)
+	t := strings.ToLower(strings.TrimRight(strings.TrimSpace(v), "}])"))
+	return !trivialValues[t] && strings.Trim(v, "*x•. ") != "" && !envReference(v) && !callRe.MatchString(v)
 }
 
-// callRe matches a function call written where a value would be: getpass(), vault.read(x).
-var callRe = regexp.MustCompile(`^[A-Za-z_][\w.]*\(.*\)$`)
+// callRe matches code that computes a value where the value would be: getpass(),
+// vault.read(x), $(vault kv get …).
+var callRe = regexp.MustCompile(`^(?:[A-Za-z_][\w.]*\(|\$\()`)
 
 // Values of secret fields that are no secret.
 var trivialValues = map[string]bool{"": true, "null": true, "none": true, "nil": true, "true": true, "false": true,
@@ -412,6 +492,8 @@ var trivialValues = map[string]bool{"": true, "null": true, "none": true, "nil":
 	"masked": true, "string": true,
 	// code that computes the value
 	"await": true, "new": true, "function": true, "lambda": true, "async": true, "return": true, "self": true, "this": true,
+	// types of the value
+	"str": true, "int": true, "bool": true, "float": true, "bytes": true, "any": true, "secretstr": true,
 }
 
 // envReference reports whether v names a variable instead of holding a value: $VAR,
