@@ -36,6 +36,11 @@ var (
 	phoneRe = regexp.MustCompile(`\+?\(?\d[\d \-.()]{5,24}\d`)
 )
 
+// idDocumentWords are the keywords of idAfterNameRe.
+var idDocumentWords = []string{"passport", "national id", "identity card", "id card", "tax", "tin", "licen",
+	"ausweis", "steuer", "bsn", "burgerservice", "cpf", "dni", "nie", "nif", "aadha", "pan", "sin", "social",
+	"nino", "insee", "curp", "rfc", "ssn"}
+
 // pii runs the detectors of personal data on the text.
 func (rs *rules) pii(sc *scan) {
 	s := sc.s
@@ -62,32 +67,34 @@ func (rs *rules) pii(sc *scan) {
 	if digits < 7 {
 		return
 	}
-	matchAll(sc, idAfterNameRe, "NATIONAL_ID", func(v string) bool { return countDigits(v) >= 4 })
+	if sc.has(idDocumentWords...) {
+		matchAll(sc, idAfterNameRe, "NATIONAL_ID", func(v string) bool { return countDigits(v) >= 4 })
+	}
 	findCards(sc)
 	matchAll(sc, ssnRe, "SSN", validSSN)
 	for _, m := range nineRe.FindAllStringIndex(s, -1) {
 		v := s[m[0]:m[1]]
-		ctx := before(sc.lower, m[0], 30)
+		ctx := wordsBefore(sc.lower, m[0], 30)
 		switch {
-		case containsAny(ctx, "ssn", "social security", "ss#", "ss no"):
+		case containsAny(ctx, " ssn ", " social security ", " ss "):
 			if validSSN(v) {
 				sc.add(m[0], m[1], "SSN")
 			}
-		case containsAny(ctx, "bsn", "burgerservice") && elevenProof(v):
+		case containsAny(ctx, " bsn ", " burgerservicenummer ") && elevenProof(v):
 			sc.add(m[0], m[1], "NATIONAL_ID")
-		case containsAny(ctx, "sin", "social insurance", "nas") && luhn(v):
+		case containsAny(ctx, " sin ", " social insurance ", " nas ") && luhn(v):
 			sc.add(m[0], m[1], "NATIONAL_ID")
 		}
 	}
 	for _, m := range aadhaarRe.FindAllStringIndex(s, -1) {
 		v := s[m[0]:m[1]]
-		if verhoeff(digitsOf(v)) && (strings.ContainsAny(v, " -") && phoneContext(sc.lower, m[0]) >= 0 || containsAny(before(sc.lower, m[0], 30), "aadhaar", "aadhar", "uid")) {
+		if verhoeff(digitsOf(v)) && (strings.ContainsAny(v, " -") && phoneContext(sc.lower, m[0]) >= 0 || containsAny(wordsBefore(sc.lower, m[0], 30), " aadhaar ", " aadhar ", " uid ")) {
 			sc.add(m[0], m[1], "NATIONAL_ID")
 		}
 	}
 	for _, m := range cpfRe.FindAllStringIndex(s, -1) {
 		v := s[m[0]:m[1]]
-		if cpf(digitsOf(v)) && (strings.Contains(v, ".") || containsAny(before(sc.lower, m[0], 30), "cpf")) {
+		if cpf(digitsOf(v)) && (strings.Contains(v, ".") || containsAny(wordsBefore(sc.lower, m[0], 30), " cpf ")) {
 			sc.add(m[0], m[1], "NATIONAL_ID")
 		}
 	}
@@ -171,6 +178,18 @@ func before(lower string, at, n int) string {
 		b = b[i+1:]
 	}
 	return b
+}
+
+// wordsBefore returns the words of up to n bytes before at on its line, each between
+// spaces (" social security number "), for tests of whole words.
+func wordsBefore(lower string, at, n int) string {
+	b := []byte(" " + before(lower, at, n) + " ")
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9') {
+			b[i] = ' '
+		}
+	}
+	return string(b)
 }
 
 func containsAny(s string, words ...string) bool {

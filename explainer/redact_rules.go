@@ -95,7 +95,7 @@ func compileRules() (*rules, error) {
 		}
 	}
 	// The words troy's own detectors wait for are found in the same pass.
-	for _, w := range ownKeywords {
+	for _, w := range slices.Concat(ownKeywords, idDocumentWords) {
 		if _, ok := index[w]; !ok {
 			index[w] = len(rs.keywords)
 			rs.keywords = append(rs.keywords, w)
