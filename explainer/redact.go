@@ -254,9 +254,20 @@ func (r *Redactor) value(v any, depth int) (any, bool) {
 	}
 }
 
-// field redacts the value of key k: whole, when k names a secret and the value fits it.
+// field redacts the value of key k: whole, when k names a secret and the value fits it;
+// each item of a list of such values ("api_keys": […]) likewise.
 func (r *Redactor) field(k string, v any, depth int) (any, bool) {
 	if kind, need := secretName(k); kind != "" {
+		if list, ok := v.([]any); ok {
+			out := make([]any, len(list))
+			changed := false
+			for i, item := range list {
+				var ch bool
+				out[i], ch = r.field(k, item, depth)
+				changed = changed || ch
+			}
+			return out, changed
+		}
 		s, ok := v.(string)
 		if !ok {
 			s, ok = numberText(v)

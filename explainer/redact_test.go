@@ -169,9 +169,11 @@ func TestRedactValueKeysNumbersAndNestedJSON(t *testing.T) {
 		"nested":            []any{`{"inner": "{\"api_key\": \"k-123456789\"}"}`},
 		"description":       "nothing to hide",
 		"order_total_cents": 129999,
+		"api_keys":          []any{"k-123456789", []any{"k-987654321"}},
 	}))
-	// Keys are taken in order: the literal "[EMAIL_1]" first, so jane's key gets "#2".
-	want := `{"[EMAIL_1]":"already a placeholder","[EMAIL_1]#2":"contact","amount":4155552675,"body":"{\"password\":\"[PASSWORD_1]\",\"user\":\"ana\"}","card":"[CARD_1]","charged":"[CARD_2]","description":"nothing to hide","nested":["{\"inner\":\"{\\\"api_key\\\":\\\"[PASSWORD_2]\\\"}\"}"],"order_total_cents":129999,"pin":"[PASSWORD_3]"}`
+	// Keys are taken in order: the literal "[EMAIL_1]" first, so jane's key gets "#2"; the
+	// key in the nested JSON is the first of api_keys, so it gets the same placeholder.
+	want := `{"[EMAIL_1]":"already a placeholder","[EMAIL_1]#2":"contact","amount":4155552675,"api_keys":["[PASSWORD_1]",["[PASSWORD_2]"]],"body":"{\"password\":\"[PASSWORD_3]\",\"user\":\"ana\"}","card":"[CARD_1]","charged":"[CARD_2]","description":"nothing to hide","nested":["{\"inner\":\"{\\\"api_key\\\":\\\"[PASSWORD_1]\\\"}\"}"],"order_total_cents":129999,"pin":"[PASSWORD_4]"}`
 	if got != want {
 		t.Fatalf("got  %s\nwant %s", got, want)
 	}
