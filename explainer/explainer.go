@@ -140,20 +140,25 @@ func (e *Explainer) Explain(ctx context.Context, t *schemas.Trace) (*Result, err
 	rt := t
 	var red *Redactor
 	if !e.cfg.NoRedact {
-		red = NewRedactor()
+		var err error
+		if red, err = NewRedactor(); err != nil {
+			return refuseUnredacted(t, err), nil
+		}
 		rt = redactTrace(t, red)
 	}
 	u := &usage{}
 	res := &Result{Explanations: make([]schemas.StepExplanation, len(rt.Steps))}
 	var wg sync.WaitGroup
-	for i, s := range rt.Steps {
+	for i := range rt.Steps {
+		// The model sees redacted ids; answers are mapped back by position, to the real id.
+		id := t.Steps[i].StepID
 		wg.Go(func() {
 			reply, err := e.complete(ctx, stepPrompt(rt, i, e.cfg.ContextChars), u)
 			if err != nil {
-				res.Explanations[i] = schemas.StepExplanation{StepID: s.StepID, Alternatives: []string{}, RiskFactors: []string{}, DataAccessed: []string{}, Error: err.Error()}
+				res.Explanations[i] = schemas.StepExplanation{StepID: id, Alternatives: []string{}, RiskFactors: []string{}, DataAccessed: []string{}, Error: err.Error()}
 				return
 			}
-			res.Explanations[i] = parseStep(s.StepID, reply)
+			res.Explanations[i] = parseStep(id, reply)
 		})
 	}
 	wg.Go(func() {
@@ -185,6 +190,18 @@ func (e *Explainer) Explain(ctx context.Context, t *schemas.Trace) (*Result, err
 	}
 	res.Note = strings.Join(notes, "; ")
 	return res, nil
+}
+
+// refuseUnredacted is the result when step data cannot be redacted: no call is made, so
+// nothing leaves unredacted, and every step says why.
+func refuseUnredacted(t *schemas.Trace, err error) *Result {
+	msg := fmt.Sprintf("not asked: the redaction rules did not load: %v", err)
+	res := &Result{Explanations: make([]schemas.StepExplanation, len(t.Steps)), Note: msg}
+	for i, s := range t.Steps {
+		res.Explanations[i] = schemas.StepExplanation{StepID: s.StepID, Alternatives: []string{}, RiskFactors: []string{}, DataAccessed: []string{}, Error: msg}
+	}
+	res.Summary = &schemas.TraceSummary{KeyActions: []string{}, Concerns: []string{}, Error: msg}
+	return res
 }
 
 // errBudget marks a call not made because the run's budget is spent.

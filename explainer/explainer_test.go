@@ -259,7 +259,7 @@ func TestSensitiveValuesNeverLeave(t *testing.T) {
 	tr := trace(3)
 	tr.Steps[0].Input = map[string]any{"to": "jane.doe@example.com", "body": "SSN 123-45-6789, card 4111 1111 1111 1111"}
 	tr.Steps[1].Description = "charge 4111111111111111 for jane.doe@example.com"
-	tr.Steps[2].Metadata = map[string]any{"auth": "key sk-proj-abcdefghijklmnopqrstuvwx1234", "api_key": "plain-looking"}
+	tr.Steps[2].Metadata = map[string]any{"note": "key sk-proj-abcdefghijklmnopqrstuvwx1234", "api_key": "plain-looking"}
 	r := explain(t, explainer.New(config(s)), tr)
 	if v := leaked.Load(); v != nil {
 		t.Fatalf("%q reached the model", v)

@@ -170,11 +170,17 @@ func orEmptyMap(m map[string]any) map[string]any {
 	return m
 }
 
-// redactTrace returns a copy of the trace with every sensitive value replaced.
+// redactTrace returns a copy of the trace with every sensitive value replaced, ids and
+// names included; the caller keeps the original to map answers back to its steps.
 func redactTrace(t *schemas.Trace, r *Redactor) *schemas.Trace {
-	out := &schemas.Trace{TraceID: t.TraceID, AgentName: r.String(t.AgentName), Metadata: r.fields(t.Metadata), Steps: make([]*schemas.Step, len(t.Steps))}
+	out := &schemas.Trace{TraceID: r.String(t.TraceID), AgentName: r.String(t.AgentName), Metadata: r.fields(t.Metadata), Steps: make([]*schemas.Step, len(t.Steps))}
 	for i, s := range t.Steps {
 		c := *s
+		c.StepID = r.String(s.StepID)
+		if s.ParentStepID != nil {
+			p := r.String(*s.ParentStepID)
+			c.ParentStepID = &p
+		}
 		c.Description = r.String(s.Description)
 		c.Input, c.Output, c.Metadata = r.fields(s.Input), r.fields(s.Output), r.fields(s.Metadata)
 		out.Steps[i] = &c
