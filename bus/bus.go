@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -105,12 +106,16 @@ type Bus struct {
 	// connect opens another connection to the same NATS with the same options, for a
 	// service that must drain its subscriptions apart from the rest.
 	connect func(extra ...nats.Option) (*nats.Conn, error)
+	// lost is closed when NATS closes the connection for good while the bus is open.
+	lost     chan struct{}
+	lostOnce sync.Once
+	closing  atomic.Bool
 }
 
 // Open starts or connects to NATS and declares troy's streams and buckets.
 func Open(ctx context.Context, opts Options) (*Bus, error) {
 	b := &Bus{storage: jetstream.FileStorage, log: opts.Logger, replicas: opts.Replicas,
-		retain: opts.Retain, maxBytes: opts.RetainBytes}
+		retain: opts.Retain, maxBytes: opts.RetainBytes, lost: make(chan struct{})}
 	if b.log == nil {
 		b.log = slog.New(slog.DiscardHandler)
 	}
@@ -133,7 +138,7 @@ func Open(ctx context.Context, opts Options) (*Bus, error) {
 		}
 	}
 	if err == nil {
-		b.nc, err = b.connect()
+		b.nc, err = b.connect(nats.ClosedHandler(b.closed))
 	}
 	if err != nil {
 		b.Close()
@@ -461,6 +466,7 @@ func (c *Cache) Put(ctx context.Context, key string, value []byte) error {
 
 // Close closes the connection and stops the embedded server, if any.
 func (b *Bus) Close() {
+	b.closing.Store(true)
 	if b.nc != nil {
 		_ = b.nc.Drain()
 		b.nc.Close()
@@ -472,6 +478,34 @@ func (b *Bus) Close() {
 	if b.tmpDir != "" {
 		_ = os.RemoveAll(b.tmpDir)
 	}
+}
+
+// closed hears that the connection is closed: by Close, or by NATS for good. nats.go
+// reconnects after a connection breaks, but not after the server refuses it with certain
+// errors (a protocol line too long, credentials revoked), which closes it.
+func (b *Bus) closed(nc *nats.Conn) {
+	if b.closing.Load() {
+		return
+	}
+	b.lostOnce.Do(func() {
+		b.log.Error("NATS closed the connection for good", "err", nc.LastError())
+		close(b.lost)
+	})
+}
+
+// Lost is closed when NATS has closed the connection for good, other than by Close: a
+// process that runs on should stop, so that whatever supervises it starts it again.
+func (b *Bus) Lost() <-chan struct{} { return b.lost }
+
+// ErrLost says NATS closed the connection for good.
+var ErrLost = errors.New("NATS closed the connection for good")
+
+// LostError describes why the connection was lost.
+func (b *Bus) LostError() error {
+	if err := b.nc.LastError(); err != nil {
+		return fmt.Errorf("%w: %w", ErrLost, err)
+	}
+	return ErrLost
 }
 
 // ClientURL is the address agents connect to, when the embedded server listens.

@@ -113,3 +113,41 @@ func TestSubjectTooLongIsRefusedBeforeSending(t *testing.T) {
 		t.Fatalf("publishing after it: %v (connected %v)", err, b.Connected())
 	}
 }
+
+// A server whose connection NATS closes for good stops, saying why, rather than running
+// on with nothing to do: whatever supervises the process starts it again.
+func TestServerStopsWhenItsConnectionIsLost(t *testing.T) {
+	b, err := bus.Open(context.Background(), bus.Options{Memory: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ready := make(chan struct{})
+	srv, err := pipeline.NewServer(b, pipeline.ServeConfig{Config: pipeline.Config{Only: []string{pipeline.Evaluator, pipeline.Guard}},
+		Policy: "minimal", OnReady: func() { close(ready) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("the server stopped before it was ready: %v", err)
+	}
+	// A protocol line over the server's limit, sent around the bus's own check: the server
+	// closes the connection, and nats.go does not reconnect.
+	if err := b.Conn().Publish("troy.steps.a."+strings.Repeat("z", 5000), []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if !errors.Is(err, bus.ErrLost) || !strings.Contains(err.Error(), "maximum control line") {
+			t.Fatalf("the server stopped with %v, want the lost connection and why", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("the server ran on without its connection")
+	}
+}

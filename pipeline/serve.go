@@ -139,7 +139,22 @@ func (s *Server) Run(ctx context.Context) error {
 			}
 		}()
 	}
-	return s.p.Run(ctx)
+	// A connection NATS closed for good stops the components and the process, with the
+	// reason: nothing would be handled any more, and a supervisor restarts the process.
+	runCtx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	go func() {
+		select {
+		case <-s.b.Lost():
+			cancel(s.b.LostError())
+		case <-runCtx.Done():
+		}
+	}()
+	err := s.p.Run(runCtx)
+	if cause := context.Cause(runCtx); errors.Is(cause, bus.ErrLost) {
+		return cause
+	}
+	return err
 }
 
 func (s *Server) loadPolicy(ctx context.Context) error {
