@@ -137,7 +137,10 @@ func (b *Bus) store(ctx context.Context, c BatchConsumer, h BatchHandler, msgs [
 	stats.In.Add(int64(len(msgs)))
 	pause := 100 * time.Millisecond
 	for attempt := 1; ; attempt++ {
-		err := h(ctx, envs)
+		err := func() (err error) {
+			defer b.recovered(c.Name, &err)
+			return h(ctx, envs)
+		}()
 		if err == nil {
 			if attempt > 1 {
 				b.log.Info("batch stored after failures", "consumer", c.Name, "events", len(envs), "attempts", attempt)

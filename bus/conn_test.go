@@ -85,3 +85,30 @@ func TestConnectionClosedForGoodIsReported(t *testing.T) {
 	default:
 	}
 }
+
+// A handler that panics costs its event, not the process: the event is dead-lettered with
+// the panic, and a service answers the request with an error.
+func TestPanickingHandlersDoNotStopTheProcess(t *testing.T) {
+	b := openMemory(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	stats, stop := run(t, b, Consumer{Name: "test", Stream: StepsStream}, func(_ context.Context, in schemas.Envelope) ([]schemas.Envelope, error) {
+		panic("boom")
+	})
+	defer stop()
+	stopSvc, err := b.AddService("boom", "1.0.0", "panics", []Endpoint{{Name: "boom", Subject: "test.boom",
+		Handle: func(context.Context, []byte) ([]byte, error) { panic("boom") }}}, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stopSvc()
+	if err := b.Publish(ctx, schemas.Envelope{Subject: "troy.steps.a.b", Kind: schemas.KindStep, Data: []byte(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the panicking event dead-lettered", func() bool { return stats.Dead.Load() == 1 })
+	_, err = b.Request(ctx, "test.boom", []byte("x"))
+	var re *RequestError
+	if !errors.As(err, &re) || !strings.Contains(re.Message, "panicked: boom") {
+		t.Fatalf("a panicking service: %v", err)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -206,7 +207,10 @@ func (b *Bus) handle(c Consumer, h Handler, m jetstream.Msg, stats *Stats) {
 		b.dead(ctx, c, m, in, deliveries, fmt.Errorf("event of %d bytes is over the %d-byte limit", len(in.Data), limit), stats)
 		return
 	}
-	out, err := h(ctx, in)
+	out, err := func() (out []schemas.Envelope, err error) {
+		defer b.recovered(c.Name, &err)
+		return h(ctx, in)
+	}()
 	if err == nil && len(out) > 0 {
 		err = b.PublishAll(ctx, out)
 	}
@@ -259,5 +263,15 @@ func (b *Bus) dead(ctx context.Context, c Consumer, m jetstream.Msg, in schemas.
 	b.log.Warn("event dead-lettered", "consumer", c.Name, "subject", in.Subject, "err", cause)
 	if err := m.TermWithReason(cause.Error()); err != nil {
 		b.log.Warn("term failed", "consumer", c.Name, "err", err)
+	}
+}
+
+// recovered turns a panic of a handler into a permanent error, so that no event can take
+// the process down: the panic is logged with its stack, and the event dead-lettered (or
+// the request answered with an error).
+func (b *Bus) recovered(what string, err *error) {
+	if r := recover(); r != nil {
+		b.log.Error("handler panicked", "in", what, "panic", r, "stack", string(debug.Stack()))
+		*err = &schemas.Permanent{Err: fmt.Errorf("%s panicked: %v", what, r)}
 	}
 }

@@ -130,7 +130,10 @@ func (b *Bus) AddService(name, version, description string, eps []Endpoint, time
 func (b *Bus) answer(r request, timeout time.Duration) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	out, err := r.h(ctx, r.data)
+	out, err := func() (out []byte, err error) {
+		defer b.recovered("a service request", &err)
+		return r.h(ctx, r.data)
+	}()
 	if r.reply == "" {
 		return // published without a reply subject: nobody waits for an answer
 	}

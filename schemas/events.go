@@ -197,16 +197,17 @@ func CollectVerdict(events []Envelope, ev *TraceEvaluated) ([]Violation, error) 
 	return c.Violations()
 }
 
-// VerdictCollector gathers the parts of one run's verdict as they are read.
+// VerdictCollector gathers the parts of one run's verdict as they are read. Its counts
+// come from an event anyone allowed to publish results could have written, so nothing is
+// allocated by them: only by the parts actually read.
 type VerdictCollector struct {
 	ev    *TraceEvaluated
-	parts []*VerdictPart
-	found int
+	parts map[int]*VerdictPart
 }
 
 // NewVerdictCollector starts gathering the verdict that ev counts.
 func NewVerdictCollector(ev *TraceEvaluated) *VerdictCollector {
-	return &VerdictCollector{ev: ev, parts: make([]*VerdictPart, max(ev.Parts, 0))}
+	return &VerdictCollector{ev: ev, parts: map[int]*VerdictPart{}}
 }
 
 // Add takes the next event of the trace's verdict subject.
@@ -218,22 +219,25 @@ func (c *VerdictCollector) Add(e Envelope) error {
 	if err := json.Unmarshal(e.Data, &p); err != nil {
 		return fmt.Errorf("verdict part %d: %w", e.Seq, err)
 	}
-	if p.Run != c.ev.Run || p.Part < 0 || p.Part >= len(c.parts) || c.parts[p.Part] != nil {
+	if p.Run != c.ev.Run || p.Part < 0 || p.Part >= c.ev.Parts || c.parts[p.Part] != nil {
 		return nil // another run's, or a duplicate
 	}
 	c.parts[p.Part] = &p
-	c.found++
 	return nil
 }
 
 // Violations is the verdict, once every part is in.
 func (c *VerdictCollector) Violations() ([]Violation, error) {
 	ev := c.ev
-	if c.found < len(c.parts) {
-		return nil, fmt.Errorf("trace %s: %d of the %d parts of its verdict read so far: %w", ev.TraceID, c.found, len(c.parts), ErrIncomplete)
+	if ev.Parts < 0 || ev.Violations < 0 {
+		return nil, fmt.Errorf("trace %s: a verdict of %d violations in %d parts", ev.TraceID, ev.Violations, ev.Parts)
 	}
-	vs := make([]Violation, 0, ev.Violations)
-	for _, p := range c.parts {
+	if len(c.parts) < ev.Parts {
+		return nil, fmt.Errorf("trace %s: %d of the %d parts of its verdict read so far: %w", ev.TraceID, len(c.parts), ev.Parts, ErrIncomplete)
+	}
+	var vs []Violation
+	for i := range ev.Parts {
+		p := c.parts[i]
 		if p.First != len(vs) {
 			return nil, fmt.Errorf("trace %s: verdict part %d starts at violation %d, want %d", ev.TraceID, p.Part, p.First, len(vs))
 		}
@@ -241,6 +245,9 @@ func (c *VerdictCollector) Violations() ([]Violation, error) {
 	}
 	if len(vs) != ev.Violations {
 		return nil, fmt.Errorf("trace %s: its verdict parts hold %d violations, want %d", ev.TraceID, len(vs), ev.Violations)
+	}
+	if vs == nil {
+		vs = []Violation{}
 	}
 	return vs, nil
 }
