@@ -317,3 +317,27 @@ func TestSlowHTTPClientsDoNotBlockNATS(t *testing.T) {
 		}
 	}
 }
+
+// Ids longer than the rules allow are refused with a 400 at every endpoint, and the
+// gateway and its guard go on answering.
+func TestLongIDsAreRefused(t *testing.T) {
+	srv := deployment(t)
+	long := strings.Repeat("z", schemas.MaxIDLength+1)
+	for _, c := range []struct{ method, path, body string }{
+		{"POST", "/v1/guard/check", `{"session": "` + long + `", "agent": "a", "step": {"action": "read"}}`},
+		{"POST", "/v1/guard/check", `{"session": "s", "agent": "a\u001b[2J", "step": {"action": "read"}}`},
+		{"POST", "/v1/steps", `{"trace_id": "` + long + `", "agent": "a", "run": "r", "seq": 0, "step": {"step_id": "s", "type": "tool_call"}}`},
+		{"POST", "/v1/steps", `{"trace_id": "t", "agent": "a", "run": "r", "seq": 0, "step": {"step_id": "` + long + `", "type": "tool_call"}}`},
+		{"POST", "/v1/traces/" + long + "/output", `{"agent": "a", "step_id": "s", "output": {}}`},
+		{"POST", "/v1/traces/t/end", `{"agent": "` + long + `"}`},
+		{"GET", "/v1/traces/t/report?agent=" + long, ``},
+	} {
+		r := call(t, srv, c.method, c.path, token, c.body)
+		if r.status != 400 || !strings.Contains(r.raw, "limit for ids") && !strings.Contains(r.raw, "control character") {
+			t.Errorf("%s %.40s: %d %s, want a 400 naming the id's rule", c.method, c.path, r.status, r.raw)
+		}
+	}
+	if r := call(t, srv, "POST", "/v1/guard/check", token, `{"session": "s", "agent": "a", "step": {"action": "read"}}`); r.status != 200 {
+		t.Fatalf("a check after them: %d %s", r.status, r.raw)
+	}
+}
