@@ -43,15 +43,7 @@ func TestLongVerdictTravelsInParts(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	c := everyStep(t, 3)
-	hash, err := pol.Put(ctx, c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	client, err := pipeline.NewClient(ctx, b, hash, pipeline.ClientOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
+	client := clientFor(t, ctx, b, pol, c, pipeline.ClientOptions{})
 	tr := tracegen.New(tracegen.Options{Steps: 3000, Seed: 9}).Trace()
 	got, err := (&pipeline.Auditor{Client: client, Info: pipeline.InfoOf(c)}).Audit(ctx, tr)
 	if err != nil {
@@ -89,18 +81,10 @@ func TestDeadLetterEndsTheWait(t *testing.T) {
 	b, pol, _ := start(t, pipeline.Config{Only: []string{pipeline.Evaluator, pipeline.Scorer, pipeline.Explainer}, ExplainNote: "n"})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	hash, err := pol.Put(ctx, everyStep(t, 1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	client, err := pipeline.NewClient(ctx, b, hash, pipeline.ClientOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
+	client := clientFor(t, ctx, b, pol, everyStep(t, 1), pipeline.ClientOptions{})
 	tr := tracegen.New(tracegen.Options{Steps: 3, Seed: 1}).Trace()
 	tr.Steps[2].StepID = tr.Steps[0].StepID // the evaluator refuses a repeated step id
-	_, err = client.Audit(ctx, tr)
+	_, err := client.Audit(ctx, tr)
 	if err == nil || ctx.Err() != nil || !strings.Contains(err.Error(), "evaluator") || !strings.Contains(err.Error(), "duplicate step_id") {
 		t.Fatalf("got %v (context: %v), want the evaluator's reason before the deadline", err, ctx.Err())
 	}
@@ -112,16 +96,8 @@ func TestIdleStagesEndTheWait(t *testing.T) {
 	b, pol, _ := start(t, pipeline.Config{Only: []string{pipeline.Evaluator, pipeline.Explainer}, ExplainNote: "n"})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	hash, err := pol.Put(ctx, everyStep(t, 1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	client, err := pipeline.NewClient(ctx, b, hash, pipeline.ClientOptions{StallAfter: 500 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	_, err = client.Audit(ctx, tracegen.New(tracegen.Options{Steps: 3, Seed: 1}).Trace())
+	client := clientFor(t, ctx, b, pol, everyStep(t, 1), pipeline.ClientOptions{StallAfter: 500 * time.Millisecond})
+	_, err := client.Audit(ctx, tracegen.New(tracegen.Options{Steps: 3, Seed: 1}).Trace())
 	if err == nil || ctx.Err() != nil || !strings.Contains(err.Error(), "evaluated but not scored (is a scorer running?)") {
 		t.Fatalf("got %v (context: %v), want the stall reported before the deadline", err, ctx.Err())
 	}

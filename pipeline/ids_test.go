@@ -27,16 +27,8 @@ func TestLongestIDsGetTheirReports(t *testing.T) {
 	b, pol, p := start(t, pipeline.Config{ReportDir: dir, Explain: ex})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	hash, err := pol.Put(ctx, everyStep(t, 1))
-	if err != nil {
-		t.Fatal(err)
-	}
 	reported := results[schemas.TraceReported](ctx, b, "troy.results.reported.>")
-	client, err := pipeline.NewClient(ctx, b, hash, pipeline.ClientOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
+	client := clientFor(t, ctx, b, pol, everyStep(t, 1), pipeline.ClientOptions{})
 	tr := &schemas.Trace{
 		TraceID:   strings.Repeat("/", schemas.MaxIDLength),
 		AgentName: strings.Repeat(".", 100),

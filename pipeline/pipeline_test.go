@@ -43,6 +43,22 @@ func merged(t *testing.T) *evaluator.Compiled {
 	return c
 }
 
+// clientFor stores a policy and starts a client that audits traces under it, until the
+// test ends.
+func clientFor(t *testing.T, ctx context.Context, b *bus.Bus, pol *pipeline.Policies, c *evaluator.Compiled, opts pipeline.ClientOptions) *pipeline.Client {
+	t.Helper()
+	hash, err := pol.Put(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := pipeline.NewClient(ctx, b, hash, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(client.Close)
+	return client
+}
+
 // start runs a pipeline on a fresh in-memory bus until the test ends.
 func start(t *testing.T, cfg pipeline.Config) (*bus.Bus, *pipeline.Policies, *pipeline.Pipeline) {
 	t.Helper()
@@ -95,15 +111,7 @@ func TestPipelineAuditsEqualInProcess(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	c := merged(t)
-	hash, err := pol.Put(ctx, c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	client, err := pipeline.NewClient(ctx, b, hash, pipeline.ClientOptions{Purge: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
+	client := clientFor(t, ctx, b, pol, c, pipeline.ClientOptions{Purge: true})
 	remote := &pipeline.Auditor{Client: client, Info: pipeline.InfoOf(c)}
 	local := audit.InProcess{Compiled: c, ExplainNote: "n"}
 	g := tracegen.New(tracegen.Options{Steps: 30, Seed: 5, BadRate: 0.1})
@@ -427,16 +435,8 @@ func TestExplainerStageFeedsTheReporter(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	c := merged(t)
-	hash, err := pol.Put(ctx, c)
-	if err != nil {
-		t.Fatal(err)
-	}
 	reported := results[schemas.TraceReported](ctx, b, "troy.results.reported.>")
-	client, err := pipeline.NewClient(ctx, b, hash, pipeline.ClientOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
+	client := clientFor(t, ctx, b, pol, c, pipeline.ClientOptions{})
 	tr := tracegen.New(tracegen.Options{Steps: 4, Seed: 3}).Trace()
 	res, err := client.Audit(ctx, tr)
 	if err != nil {

@@ -60,15 +60,7 @@ func TestSinkSurvivesAClickHouseRestart(t *testing.T) {
 		Store: store, SinkBatch: 500, SinkWait: 100 * time.Millisecond, ExplainNote: "off",
 	})
 	c := merged(t)
-	hash, err := pol.Put(ctx, c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	client, err := pipeline.NewClient(ctx, b, hash, pipeline.ClientOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
+	client := clientFor(t, ctx, b, pol, c, pipeline.ClientOptions{})
 	g := tracegen.New(tracegen.Options{Steps: 12, Seed: 11, BadRate: 0.2})
 	want := map[string]uint64{}
 	auditAll := func(n int) {
@@ -105,7 +97,7 @@ func TestSinkSurvivesAClickHouseRestart(t *testing.T) {
 	}
 
 	var scores uint64
-	if err := store.Conn().QueryRow(ctx, "SELECT uniqExact(trace_id, run) FROM traces FINAL WHERE policy = ? AND explanations = ?", hash, schemas.ExplanationsOff).Scan(&scores); err != nil {
+	if err := store.Conn().QueryRow(ctx, "SELECT uniqExact(trace_id, run) FROM traces FINAL WHERE policy = ? AND explanations = ?", c.Hash(), schemas.ExplanationsOff).Scan(&scores); err != nil {
 		t.Fatal(err)
 	}
 	if scores != want["traces"] {

@@ -40,17 +40,22 @@ func writeTo(path string, stdout io.Writer, write func(*bufio.Writer) error) err
 		if err != nil {
 			return err
 		}
-		w := bufio.NewWriterSize(f, 256<<10)
-		err = write(w)
-		if err == nil {
-			err = w.Flush()
-		}
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		return err
+		return writeFile(f, write)
 	}
 	return replace(target, info, write)
+}
+
+// writeFile writes what write produces to f, buffered, and closes it.
+func writeFile(f *os.File, write func(*bufio.Writer) error) error {
+	w := bufio.NewWriterSize(f, 256<<10)
+	err := write(w)
+	if err == nil {
+		err = w.Flush()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // resolve follows symbolic links to the file a path names; info is nil when there is none
@@ -95,15 +100,7 @@ func replace(path string, old fs.FileInfo, write func(*bufio.Writer) error) erro
 	if err != nil {
 		return err
 	}
-	w := bufio.NewWriterSize(f, 256<<10)
-	err = write(w)
-	if err == nil {
-		err = w.Flush()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
+	if err = writeFile(f, write); err == nil {
 		err = os.Rename(tmp, path)
 	}
 	if err != nil {

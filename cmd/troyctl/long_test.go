@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/troy-audit/troy/audit"
+	"github.com/troy-audit/troy/evaluator"
 	"github.com/troy-audit/troy/ingest"
 	"github.com/troy-audit/troy/ingest/tracegen"
 	"github.com/troy-audit/troy/reporter"
@@ -25,17 +26,7 @@ import (
 // through `troyctl audit`, `troyctl batch` and a running serve, with the in-process
 // engine's reports.
 func TestLongTraceThroughEveryWayIn(t *testing.T) {
-	dir := t.TempDir()
-	t.Chdir(dir)
-	if r := troyctl(t, "policies", "init", "-t", "agent_safety", "-t", "data_protection", "-t", "hipaa", "-t", "minimal",
-		"-t", "owasp_llm_top10", "-t", "safe_browsing", "-t", "soc2", "-o", "all.json"); r.code != 0 {
-		t.Fatalf("policies init: %s", r.stderr)
-	}
-	c, err := loadPolicy(&app{stderr: io.Discard}, "all.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := longTrace(t, tracegen.Options{Steps: 5000, Seed: 12, BadRate: 0.05})
+	c, tr := longSetup(t, tracegen.Options{Steps: 5000, Seed: 12, BadRate: 0.05})
 	want := audit.Result(c, tr, "--no-explain")
 	if size := len(mustJSON(t, want.Violations)); size < 2<<20 {
 		t.Fatalf("the violations take %d bytes: the test needs more than an event holds", size)
@@ -104,17 +95,7 @@ var longSteps = flag.Int("long-steps", 100_000, "steps of the trace BenchmarkLon
 //
 //	go test ./cmd/troyctl -run XXX -bench LongTrace -benchtime 1x [-args -long-steps 20000]
 func BenchmarkLongTrace(b *testing.B) {
-	dir := b.TempDir()
-	b.Chdir(dir)
-	if r := troyctl(b, "policies", "init", "-t", "agent_safety", "-t", "data_protection", "-t", "hipaa", "-t", "minimal",
-		"-t", "owasp_llm_top10", "-t", "safe_browsing", "-t", "soc2", "-o", "all.json"); r.code != 0 {
-		b.Fatalf("policies init: %s", r.stderr)
-	}
-	c, err := loadPolicy(&app{stderr: io.Discard}, "all.json")
-	if err != nil {
-		b.Fatal(err)
-	}
-	tr := longTrace(b, tracegen.Options{Steps: *longSteps, Seed: 12, BadRate: 0.1})
+	c, tr := longSetup(b, tracegen.Options{Steps: *longSteps, Seed: 12, BadRate: 0.1})
 	raw, _ := os.ReadFile("long.json")
 	t0 := time.Now()
 	want := audit.Result(c, tr, "--no-explain")
@@ -188,10 +169,20 @@ func BenchmarkLongTrace(b *testing.B) {
 	}
 }
 
-// longTrace writes a generated trace to long.json and returns it as read back, with the
-// numbers a trace file gives.
-func longTrace(t testing.TB, opts tracegen.Options) *schemas.Trace {
+// longSetup works in a fresh directory: it writes the seven templates merged to all.json
+// and a generated trace to long.json, and returns the policy compiled and the trace as read
+// back (with the numbers a trace file gives).
+func longSetup(t testing.TB, opts tracegen.Options) (*evaluator.Compiled, *schemas.Trace) {
 	t.Helper()
+	t.Chdir(t.TempDir())
+	if r := troyctl(t, "policies", "init", "-t", "agent_safety", "-t", "data_protection", "-t", "hipaa", "-t", "minimal",
+		"-t", "owasp_llm_top10", "-t", "safe_browsing", "-t", "soc2", "-o", "all.json"); r.code != 0 {
+		t.Fatalf("policies init: %s", r.stderr)
+	}
+	c, err := loadPolicy(&app{stderr: io.Discard}, "all.json")
+	if err != nil {
+		t.Fatal(err)
+	}
 	raw, _ := json.Marshal(tracegen.New(opts).Trace())
 	if err := os.WriteFile("long.json", raw, 0o644); err != nil {
 		t.Fatal(err)
@@ -200,7 +191,7 @@ func longTrace(t testing.TB, opts tracegen.Options) *schemas.Trace {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return tr
+	return c, tr
 }
 
 func mustJSON(t *testing.T, v any) []byte {
