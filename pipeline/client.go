@@ -40,8 +40,9 @@ type Client struct {
 
 // waiter is an Audit waiting for its trace's result.
 type waiter struct {
-	ref schemas.TraceRef
-	out chan outcome // buffered: the first outcome wins
+	ref  schemas.TraceRef
+	out  chan outcome // buffered: the first outcome wins
+	sent atomic.Bool  // every event of the trace is stored
 }
 
 type outcome struct {
@@ -173,7 +174,9 @@ func (c *Client) watch(ctx context.Context) {
 		c.mu.Lock()
 		waiting := make([]*waiter, 0, len(c.waiting))
 		for _, w := range c.waiting {
-			waiting = append(waiting, w)
+			if w.sent.Load() { // a trace still being sent is the client's to wait for
+				waiting = append(waiting, w)
+			}
 		}
 		c.mu.Unlock()
 		if len(waiting) == 0 || c.busy(ctx) {
@@ -294,6 +297,7 @@ func (c *Client) Audit(ctx context.Context, t *schemas.Trace) (*Result, error) {
 	if err := c.send(ctx, t, ref, subject); err != nil {
 		return nil, err
 	}
+	w.sent.Store(true)
 	var o outcome
 	select {
 	case o = <-w.out:
