@@ -55,10 +55,25 @@ func (c *Conn) StartTrace(traceID, agentName string, metadata map[string]any, po
 
 func (t *Trace) subject() string { return schemas.StepsSubject(t.ref.AgentName, t.ref.TraceID) }
 
+// checkIDs says which id breaks troy's rules (schemas.CheckID), before anything is sent:
+// troy would refuse the events.
+func (t *Trace) checkIDs(stepID string) error {
+	if err := t.ref.Check(); err != nil {
+		return fmt.Errorf("trace %.40q: %w", t.ref.TraceID, err)
+	}
+	if err := schemas.CheckID(stepID); err != nil {
+		return fmt.Errorf("trace %.40q: step_id: %w", t.ref.TraceID, err)
+	}
+	return nil
+}
+
 // Step sends the next step. Steps must be sent in order; a retried send is stored once.
 func (t *Trace) Step(ctx context.Context, s *schemas.Step) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if err := t.checkIDs(s.StepID); err != nil {
+		return err
+	}
 	e, err := schemas.NewStepEvent(t.ref, t.meta, t.steps, s)
 	if err != nil {
 		return err
@@ -72,6 +87,9 @@ func (t *Trace) Step(ctx context.Context, s *schemas.Step) error {
 
 // Output attaches a step's output after it ran.
 func (t *Trace) Output(ctx context.Context, stepID string, output map[string]any) error {
+	if err := t.checkIDs(stepID); err != nil {
+		return err
+	}
 	e, err := schemas.NewEnvelope(t.subject(), schemas.KindOutput, schemas.MsgID(schemas.KindOutput, t.ref, stepID),
 		schemas.StepOutput{TraceRef: t.ref, StepID: stepID, Output: output})
 	if err != nil {
@@ -84,6 +102,9 @@ func (t *Trace) Output(ctx context.Context, stepID string, output map[string]any
 func (t *Trace) End(ctx context.Context) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if err := t.checkIDs(""); err != nil {
+		return err
+	}
 	e, err := schemas.NewEnvelope(t.subject(), schemas.KindEnd, schemas.MsgID(schemas.KindEnd, t.ref, ""),
 		schemas.TraceEnd{TraceRef: t.ref, Steps: t.steps, Reason: "end"})
 	if err != nil {

@@ -1,6 +1,6 @@
 // Publishing a trace's steps to troy's steps stream (JetStream), for agents that record
 // what they did rather than ask first. Each step is stored once even when a publish is
-// retried (a de-duplication id per step).
+// retried (a de-duplication id per step). Ids follow troy's rules (checkId).
 import type { NatsConnection } from "@nats-io/transport-node";
 import { jetstream, type JetStreamClient } from "@nats-io/jetstream";
 import { randomBytes } from "node:crypto";
@@ -28,6 +28,20 @@ export function subjectToken(id: string): string {
   return out;
 }
 
+/** The longest id troy takes, in bytes of UTF-8. */
+export const MAX_ID_LENGTH = 256;
+
+/**
+ * checkId throws a RangeError when an id breaks troy's rules: at most 256 bytes of UTF-8
+ * and no control characters. troy refuses such ids; a subject made of a much longer one
+ * would cost the connection.
+ */
+export function checkId(name: string, id: string): void {
+  const n = Buffer.byteLength(id, "utf8");
+  if (n > MAX_ID_LENGTH) throw new RangeError(`${name}: ${n} bytes long, over the ${MAX_ID_LENGTH}-byte limit for ids`);
+  if (/[\u0000-\u001f\u007f-\u009f]/.test(id)) throw new RangeError(`${name}: holds a control character; ids are printable text`);
+}
+
 export class TraceWriter {
   readonly run = randomBytes(8).toString("hex");
   private js: JetStreamClient;
@@ -35,6 +49,8 @@ export class TraceWriter {
 
   constructor(nc: NatsConnection, readonly traceId: string, readonly agentName: string,
               readonly metadata: Record<string, unknown> = {}, readonly policy?: string) {
+    checkId("trace_id", traceId);
+    checkId("agent_name", agentName);
     this.js = jetstream(nc);
   }
 
@@ -55,12 +71,15 @@ export class TraceWriter {
 
   /** Sends the next step; steps must be sent in order. */
   async step(step: Step): Promise<void> {
-    await this.publish("step", step.step_id, { ...this.ref(), trace_metadata: this.metadata, seq: this.steps, step });
+    checkId("step_id", step.step_id);
+    // De-duplicated by position, as troy does: a trace may repeat a step id.
+    await this.publish("step", String(this.steps), { ...this.ref(), trace_metadata: this.metadata, seq: this.steps, step });
     this.steps++;
   }
 
   /** Attaches a step's output after it ran. */
   async output(stepId: string, output: Record<string, unknown>): Promise<void> {
+    checkId("step_id", stepId);
     await this.publish("output", stepId, { ...this.ref(), step_id: stepId, output });
   }
 

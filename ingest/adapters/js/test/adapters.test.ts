@@ -13,7 +13,7 @@ import { Agent, run, setDefaultOpenAIClient, setOpenAIAPI, setTracingDisabled, t
 import OpenAI from "openai";
 import { z } from "zod";
 import { connect } from "@nats-io/transport-node";
-import { BlockedError, TraceWriter, TroyGuard, subjectToken, type Decision } from "../src/index.js";
+import { BlockedError, TraceWriter, TroyGuard, checkId, subjectToken, type Decision } from "../src/index.js";
 import { TroyCallbackHandler } from "../src/langchain.js";
 import { guardTools, troyGuard } from "../src/openai-agents.js";
 
@@ -126,6 +126,13 @@ test("subject tokens are troy's", () => {
   assert.equal(subjectToken("a.b c"), "a~2eb~20c");
   assert.equal(subjectToken(""), "~");
   assert.equal(subjectToken("ünï"), "~c3~bcn~c3~af");
+});
+
+test("ids follow troy's rules", () => {
+  checkId("trace_id", "z".repeat(256));
+  checkId("agent_name", "é".repeat(128));
+  assert.throws(() => checkId("trace_id", "z".repeat(4100)), /trace_id: 4100 bytes long, over the 256-byte limit for ids/);
+  assert.throws(() => checkId("step_id", "a\nb"), /step_id: holds a control character/);
 });
 
 test("a trace published to the steps stream is evaluated and reported", async () => {
