@@ -162,7 +162,9 @@ func (b *branch) around(s string) (found, ok bool) {
 		if hi < len(s) {
 			hi++
 		}
-		if b.re.MatchString(s[max(lo, end):hi]) {
+		// The previous stretch's window ended with its context byte, which is this
+		// stretch's context too when the two are one byte apart: it is searched again.
+		if b.re.MatchString(s[max(lo, end-1):hi]) {
 			return true, true
 		}
 		end, i = hi, max(hi-1, at+1)
