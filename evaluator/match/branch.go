@@ -28,60 +28,25 @@ type branch struct {
 // branches splits a pattern into separately filtered top-level alternatives. A pattern
 // that is one set of literals stays whole.
 func branches(pattern string, full *regexp.Regexp) []*branch {
-	whole := parseBranch(pattern, full)
-	parts := splitAlternatives(pattern)
-	if whole.exact || len(parts) < 2 || len(parts) > maxBranches {
+	parsed, err := syntax.Parse("(?i)"+pattern, syntax.Perl)
+	if err != nil {
+		return []*branch{{re: full}}
+	}
+	whole := newBranch(parsed.Simplify(), full)
+	if whole.exact || parsed.Op != syntax.OpAlternate || len(parsed.Sub) > maxBranches {
 		return []*branch{whole}
 	}
-	out := make([]*branch, 0, len(parts))
-	for _, part := range parts {
-		re, err := regexp.Compile("(?i)" + part)
+	// The alternatives are split on the parsed tree, not on the text, so quoting (\Q…\E),
+	// classes and flag groups can never be cut apart; each one prints with its own flags.
+	out := make([]*branch, 0, len(parsed.Sub))
+	for _, sub := range parsed.Sub {
+		re, err := regexp.Compile(sub.String())
 		if err != nil {
 			return []*branch{whole}
 		}
-		out = append(out, parseBranch(part, re))
+		out = append(out, newBranch(sub.Simplify(), re))
 	}
 	return out
-}
-
-func parseBranch(pattern string, re *regexp.Regexp) *branch {
-	parsed, err := syntax.Parse("(?i)"+pattern, syntax.Perl)
-	if err != nil {
-		return &branch{re: re}
-	}
-	return newBranch(parsed.Simplify(), re)
-}
-
-// splitAlternatives splits a pattern at the | characters outside groups, classes and
-// escapes. A flag group such as (?i) at the top level applies to what follows it, so a
-// pattern with one is not split.
-func splitAlternatives(p string) []string {
-	var parts []string
-	depth, start, class := 0, 0, false
-	for i := 0; i < len(p); i++ {
-		switch c := p[i]; {
-		case c == '\\':
-			i++
-		case class:
-			class = c != ']'
-		case c == '[':
-			class = true
-			if i+1 < len(p) && p[i+1] == ']' {
-				i++ // a ] first in a class is a literal
-			}
-		case c == '(':
-			if depth == 0 && strings.HasPrefix(p[i:], "(?") && !strings.HasPrefix(p[i:], "(?:") && !strings.HasPrefix(p[i:], "(?P<") {
-				return nil
-			}
-			depth++
-		case c == ')':
-			depth--
-		case c == '|' && depth == 0:
-			parts = append(parts, p[start:i])
-			start = i + 1
-		}
-	}
-	return append(parts, p[start:])
 }
 
 func newBranch(re *syntax.Regexp, compiled *regexp.Regexp) *branch {
