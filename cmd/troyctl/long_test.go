@@ -95,7 +95,7 @@ var longSteps = flag.Int("long-steps", 100_000, "steps of the trace BenchmarkLon
 //
 //	go test ./cmd/troyctl -run XXX -bench LongTrace -benchtime 1x [-args -long-steps 20000]
 func BenchmarkLongTrace(b *testing.B) {
-	c, tr := longSetup(b, tracegen.Options{Steps: *longSteps, Seed: 12, BadRate: 0.12})
+	c, tr := longSetup(b, tracegen.Options{Steps: *longSteps, Seed: 12, BadRate: 0.16})
 	raw, _ := os.ReadFile("long.json")
 	t0 := time.Now()
 	want := audit.Result(c, tr, "--no-explain")
