@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"slices"
 	"strconv"
 	"strings"
@@ -143,8 +144,8 @@ guard service answers (troyctl serve), and the check is recorded in its session.
 	return cmd
 }
 
-// jsonObjectFlag parses a flag holding a JSON object; empty or null means none, as for
-// the Python tool. A document Python's json refuses is a *pyjson.DecodeError with
+// jsonObjectFlag parses a flag holding a JSON object; empty, or a value Python takes for
+// false (null, false, 0, "", [], {}), means none, as for the Python tool. A document Python's json refuses is a *pyjson.DecodeError with
 // Python's message; numbers are read as Python's json reads them, as in trace files.
 func jsonObjectFlag(name, value string) (map[string]any, error) {
 	if value == "" {
@@ -157,14 +158,37 @@ func jsonObjectFlag(name, value string) (map[string]any, error) {
 	if err := pyjson.Unmarshal([]byte(value), &v); err != nil {
 		return nil, fmt.Errorf("%s: invalid JSON: %v", name, err)
 	}
-	if v == nil {
-		return map[string]any{}, nil
+	if pyFalsy(v) {
+		return map[string]any{}, nil // the Python tool passes `value or {}` on
 	}
 	m, ok := v.(map[string]any)
 	if !ok {
 		return nil, fmt.Errorf("%s: expected a JSON object such as '{\"key\": \"value\"}', got %s", name, shorten(strings.TrimSpace(value)))
 	}
 	return m, nil
+}
+
+// pyFalsy says whether Python takes a decoded JSON value for false.
+func pyFalsy(v any) bool {
+	switch v := v.(type) {
+	case nil:
+		return true
+	case bool:
+		return !v
+	case int:
+		return v == 0
+	case float64:
+		return v == 0
+	case *big.Int:
+		return v.Sign() == 0
+	case string:
+		return v == ""
+	case []any:
+		return len(v) == 0
+	case map[string]any:
+		return len(v) == 0
+	}
+	return false
 }
 
 // checkUsageError reports a bad flag value as the Python tool (click) reports one: usage

@@ -241,15 +241,18 @@ func TestCheckInvalidJSONAsPython(t *testing.T) {
 			t.Errorf("%s %s: exit %d %q %q, want %q", tt.flag, tt.value, r.code, r.stdout, r.stderr, want)
 		}
 	}
-	// An empty value, or null, counts as not given; other JSON that is not an object is bad
-	// input (exit 1).
-	for _, args := range [][]string{{"-i", ""}, {"--metadata", ""}, {"--agent-metadata", ""}, {"-i", "null"}, {"--metadata", " null "}} {
+	// An empty value, or one Python takes for false, counts as not given (the Python tool
+	// passes `value or {}` on); other JSON that is not an object is bad input (exit 1).
+	for _, args := range [][]string{{"-i", ""}, {"--metadata", ""}, {"--agent-metadata", ""}, {"-i", "null"}, {"--metadata", " null "},
+		{"-i", "[]"}, {"-i", "0"}, {"-i", "-0.0"}, {"--metadata", "false"}, {"--agent-metadata", `""`}, {"--agent-metadata", "{}"}} {
 		if r := troyctl(t, append([]string{"check", "minimal", "-a", "x"}, args...)...); r.code != 0 || r.stderr != "" {
 			t.Errorf("%q: exit %d %q", args, r.code, r.stderr)
 		}
 	}
-	if r := troyctl(t, "check", "minimal", "-a", "x", "-i", "[1]"); r.code != 1 || !strings.Contains(r.stderr, "--input: expected a JSON object") {
-		t.Errorf("[1]: exit %d %q", r.code, r.stderr)
+	for _, v := range []string{"[1]", "1", "NaN", `"x"`, "true"} {
+		if r := troyctl(t, "check", "minimal", "-a", "x", "-i", v); r.code != 1 || !strings.Contains(r.stderr, "--input: expected a JSON object") {
+			t.Errorf("%s: exit %d %q", v, r.code, r.stderr)
+		}
 	}
 }
 
