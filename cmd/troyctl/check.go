@@ -55,7 +55,8 @@ Prints only the decision on stdout, JSON as the Python tool writes it: {allowed,
 risk_score, mode, violations, rule_errors}; notices go to stderr. The exit code is 0 when
 the action is allowed, 2 when it is blocked, 2 when --input, --metadata or
 --agent-metadata is JSON Python's json refuses (a usage error with Python's message, as
-the Python tool gives), and 1 on other bad input. An empty value or null is no value.
+the Python tool gives), and 1 on other bad input. An empty value, or JSON Python takes
+for false (null, false, 0, "", [], {}), is no value.
 
 Modes: enforce blocks violating actions; monitor and dry-run allow them (and report
 the violations). A rule whose condition cannot be evaluated for the action (it compares

@@ -165,11 +165,15 @@ func writePolicyDetails(w io.Writer, p *policies.Policy, file string, color bool
 	fmt.Fprintf(w, "\n  %d rules total\n  File: %s\n\n", len(p.Rules), file)
 }
 
-// useColor says whether w is a terminal that may be coloured (NO_COLOR unset or empty).
+// useColor says whether w is a terminal that may be coloured.
 func useColor(w io.Writer) bool {
 	f, ok := w.(*os.File)
-	return ok && os.Getenv("NO_COLOR") == "" && term.IsTerminal(int(f.Fd()))
+	return colorWanted(ok && term.IsTerminal(int(f.Fd())), os.Getenv("NO_COLOR"))
 }
+
+// colorWanted: colour on a terminal, unless NO_COLOR is set to anything but empty
+// (no-color.org).
+func colorWanted(terminal bool, noColor string) bool { return terminal && noColor == "" }
 
 func newPoliciesCopyCmd(a *app) *cobra.Command {
 	var (

@@ -5,11 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/troy-audit/troy/policies"
 )
@@ -127,6 +129,15 @@ func TestPoliciesShowFormat(t *testing.T) {
 	}
 	if useColor(&b) {
 		t.Error("a buffer is no terminal")
+	}
+	for _, tc := range []struct {
+		terminal bool
+		noColor  string
+		want     bool
+	}{{true, "", true}, {true, "1", false}, {true, "0", false}, {false, "", false}} {
+		if got := colorWanted(tc.terminal, tc.noColor); got != tc.want {
+			t.Errorf("terminal %v, NO_COLOR %q: colour %v", tc.terminal, tc.noColor, got)
+		}
 	}
 }
 
@@ -373,5 +384,28 @@ func TestPyPath(t *testing.T) {
 		if got := pyPath(in); got != want {
 			t.Errorf("pyPath(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// An interrupt while the question waits for an answer aborts, writing nothing.
+func TestPoliciesCopyInterrupted(t *testing.T) {
+	t.Chdir(t.TempDir())
+	tp := templates(t)[0]
+	os.WriteFile("p.json", []byte("mine"), 0o644)
+	stdin, w := io.Pipe() // an answer that never comes
+	defer w.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	var out, errb bytes.Buffer
+	done := make(chan int, 1)
+	go func() { done <- run(ctx, []string{"policies", "copy", tp.Name, "-o", "p.json"}, stdin, &out, &errb) }()
+	cancel()
+	select {
+	case code := <-done:
+		raw, _ := os.ReadFile("p.json")
+		if code != 1 || errb.String() != "Aborted!\n" || string(raw) != "mine" {
+			t.Fatalf("exit %d %q %q; file %q", code, out.String(), errb.String(), raw)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the question ignored the interrupt")
 	}
 }
