@@ -9,6 +9,8 @@ import (
 	"path"
 	"slices"
 	"strings"
+
+	"github.com/troy-audit/troy/schemas/pyjson"
 )
 
 //go:embed templates/*.json
@@ -16,10 +18,17 @@ var templateFS embed.FS
 
 // Template is a policy bundled with troy.
 type Template struct {
-	Name   string // file name without .json: what users type
+	Name   string // the file name without .json (its stem): what users type
 	Policy *Policy
 	Raw    []byte // the template file as shipped, for copying
 }
+
+// FileName is the template's file name, such as soc2.json.
+func (t Template) FileName() string { return t.Name + ".json" }
+
+// File names the template where a file path would be: templates are embedded in the
+// binary, so there is no file on disk to point to.
+func (t Template) File() string { return "embedded:templates/" + t.FileName() }
 
 // Templates returns every bundled template, sorted by name.
 func Templates() ([]Template, error) {
@@ -53,7 +62,7 @@ func TemplateNames() []string {
 // ErrNoTemplate reports a name that is neither a template name nor a template's policy id.
 var ErrNoTemplate = errors.New("no such template")
 
-// LookupTemplate finds a template by name or by its policy id.
+// LookupTemplate finds a template by its name (the file stem), or else by its policy id.
 func LookupTemplate(name string) (Template, error) {
 	if slices.Contains(TemplateNames(), name) {
 		return loadTemplate(name)
@@ -95,4 +104,47 @@ func Resolve(arg string) (*Policy, error) {
 		return nil, err
 	}
 	return nil, &Error{Source: arg, Msg: fmt.Sprintf("no such file, and no bundled template of that name (templates: %s)", strings.Join(TemplateNames(), ", "))}
+}
+
+// Combine writes the policy that combines templates, in the order given: every rule of
+// each, copied as written, except a rule whose rule_id an earlier one already took. The
+// document is written as the Python tool writes it (json.dumps with indent=2: every
+// character beyond ASCII escaped, a final newline), with policy_id custom-policy. It
+// returns the document and its number of rules.
+func Combine(description string, ts ...Template) ([]byte, int, error) {
+	var rules []any
+	seen := map[string]bool{}
+	for _, t := range ts {
+		doc, err := pyjson.DecodeText(string(t.Raw))
+		if err != nil {
+			return nil, 0, fmt.Errorf("template %s: %w", t.Name, err)
+		}
+		obj, _ := doc.(pyjson.Object)
+		list, _ := obj.Get("rules")
+		items, _ := list.([]any)
+		for i, item := range items {
+			rule, _ := item.(pyjson.Object)
+			id, _ := rule.Get("rule_id")
+			key, ok := id.(string)
+			if !ok {
+				return nil, 0, fmt.Errorf("template %s: rules[%d].rule_id: expected a string", t.Name, i)
+			}
+			if !seen[key] {
+				seen[key] = true
+				rules = append(rules, rule)
+			}
+		}
+	}
+	if rules == nil {
+		rules = []any{}
+	}
+	out, err := pyjson.Dumps(pyjson.Object{
+		{Key: "policy_id", Value: "custom-policy"},
+		{Key: "description", Value: description},
+		{Key: "rules", Value: rules},
+	}, "  ")
+	if err != nil {
+		return nil, 0, err
+	}
+	return append(out, '\n'), len(rules), nil
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"math/big"
 	"slices"
 	"strconv"
 	"strings"
@@ -15,10 +17,13 @@ import (
 	"github.com/troy-audit/troy/evaluator"
 	"github.com/troy-audit/troy/ingest/agent"
 	"github.com/troy-audit/troy/pipeline"
-	"github.com/troy-audit/troy/reporter"
 	"github.com/troy-audit/troy/schemas"
 	"github.com/troy-audit/troy/schemas/pyjson"
 )
+
+// exitUsage ends check when a flag's value is refused, as the Python tool's click ends it
+// (the same code as exitBlocked there too).
+const exitUsage = 2
 
 // checkViolation is a violation as check prints it (the step is named once, above).
 type checkViolation struct {
@@ -46,8 +51,12 @@ func newCheckCmd(a *app) *cobra.Command {
 		Use:   "check POLICY -a ACTION",
 		Short: "Check one proposed action against a policy (exit 0 allowed, 2 blocked)",
 		Long: `Check one proposed action against a policy, as the guard does before a tool runs.
-Prints JSON {allowed, step_id, risk_score, mode, violations, rule_errors}. The exit
-code is 0 when the action is allowed, 2 when it is blocked, and 1 on bad input.
+Prints only the decision on stdout, JSON as the Python tool writes it: {allowed, step_id,
+risk_score, mode, violations, rule_errors}; notices go to stderr. The exit code is 0 when
+the action is allowed, 2 when it is blocked, 2 when --input, --metadata or
+--agent-metadata is JSON Python's json refuses (a usage error with Python's message, as
+the Python tool gives), and 1 on other bad input. An empty value, or JSON Python takes
+for false (null, false, 0, "", [], {}), is no value.
 
 Modes: enforce blocks violating actions; monitor and dry-run allow them (and report
 the violations). A rule whose condition cannot be evaluated for the action (it compares
@@ -64,18 +73,19 @@ guard service answers (troyctl serve), and the check is recorded in its session.
   troyctl check soc2 -a upload --nats nats://127.0.0.1:4222 --session s-42`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			in, err := jsonObjectFlag("--input", input)
-			if err != nil {
-				return err
+			var objs [3]map[string]any
+			for i, f := range []struct{ name, value string }{{"--input", input}, {"--metadata", metadata}, {"--agent-metadata", agentMetadata}} {
+				m, err := jsonObjectFlag(f.name, f.value)
+				var de *pyjson.DecodeError
+				if errors.As(err, &de) {
+					return checkUsageError(a, fmt.Sprintf("Invalid JSON for %s: %v", f.name, de))
+				}
+				if err != nil {
+					return err
+				}
+				objs[i] = m
 			}
-			meta, err := jsonObjectFlag("--metadata", metadata)
-			if err != nil {
-				return err
-			}
-			agentMeta, err := jsonObjectFlag("--agent-metadata", agentMetadata)
-			if err != nil {
-				return err
-			}
+			in, meta, agentMeta := objs[0], objs[1], objs[2]
 			if onRuleError != "" && !slices.Contains(schemas.OnRuleErrors(), onRuleError) {
 				return fmt.Errorf("--on-rule-error: expected %s, got %q", strings.Join(schemas.OnRuleErrors(), " or "), onRuleError)
 			}
@@ -108,7 +118,7 @@ guard service answers (troyctl serve), and the check is recorded in its session.
 			for _, v := range d.Violations {
 				out.Violations = append(out.Violations, checkViolation{RuleID: v.RuleID, RuleDescription: v.RuleDescription, Severity: v.Severity, Details: v.Details})
 			}
-			if err := reporter.EncodeJSON(a.stdout, out); err != nil {
+			if err := writeDecision(a.stdout, out); err != nil {
 				return err
 			}
 			for _, e := range out.RuleErrors {
@@ -135,21 +145,74 @@ guard service answers (troyctl serve), and the check is recorded in its session.
 	return cmd
 }
 
-// jsonObjectFlag parses a flag holding a JSON object; empty means none. Numbers are read
-// as Python's json reads them, as in trace files.
+// jsonObjectFlag parses a flag holding a JSON object; empty, or a value Python takes for
+// false (null, false, 0, "", [], {}), means none, as for the Python tool. A document Python's json refuses is a *pyjson.DecodeError with
+// Python's message; numbers are read as Python's json reads them, as in trace files.
 func jsonObjectFlag(name, value string) (map[string]any, error) {
-	if strings.TrimSpace(value) == "" {
+	if value == "" {
 		return map[string]any{}, nil
+	}
+	if _, err := pyjson.DecodeText(value); err != nil {
+		return nil, err
 	}
 	var v any
 	if err := pyjson.Unmarshal([]byte(value), &v); err != nil {
 		return nil, fmt.Errorf("%s: invalid JSON: %v", name, err)
+	}
+	if pyFalsy(v) {
+		return map[string]any{}, nil // the Python tool passes `value or {}` on
 	}
 	m, ok := v.(map[string]any)
 	if !ok {
 		return nil, fmt.Errorf("%s: expected a JSON object such as '{\"key\": \"value\"}', got %s", name, shorten(strings.TrimSpace(value)))
 	}
 	return m, nil
+}
+
+// pyFalsy says whether Python takes a decoded JSON value for false.
+func pyFalsy(v any) bool {
+	switch v := v.(type) {
+	case nil:
+		return true
+	case bool:
+		return !v
+	case int:
+		return v == 0
+	case float64:
+		return v == 0
+	case *big.Int:
+		return v.Sign() == 0
+	case string:
+		return v == ""
+	case []any:
+		return len(v) == 0
+	case map[string]any:
+		return len(v) == 0
+	}
+	return false
+}
+
+// checkUsageError reports a bad flag value as the Python tool (click) reports one: usage
+// and error on stderr, exit code 2.
+func checkUsageError(a *app, msg string) error {
+	fmt.Fprintf(a.stderr, "Usage: troyctl check [OPTIONS] POLICY_FILE\nTry 'troyctl check --help' for help.\n\nError: Invalid value: %s\n", msg)
+	return &exitCodeError{code: exitUsage}
+}
+
+// writeDecision prints the decision as the Python tool prints it (json.dumps with
+// indent=2: its keys in its order, every character beyond ASCII escaped), rule_errors
+// last.
+func writeDecision(w io.Writer, out checkOutput) error {
+	raw, err := pyjson.Marshal(out)
+	if err != nil {
+		return err
+	}
+	text, err := pyjson.Reindent(raw, "  ")
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(append(text, '\n'))
+	return err
 }
 
 // shorten quotes the start of a value for a one-line message.

@@ -164,10 +164,8 @@ func TestCheckNumbersAsPython(t *testing.T) {
 		}
 	}
 	for _, bad := range []struct{ flag, value, want string }{
-		{"-i", `{"amount": -NaN}`, "--input: invalid JSON: invalid character 'N' in numeric literal"},
 		{"-i", `{"amount": ` + strings.Repeat("9", 5000) + `}`, "--input: invalid JSON: amount: an integer of 5000 digits: at most 4300 are read, as in Python"},
 		{"--metadata", `[1]`, "--metadata: expected a JSON object"},
-		{"--metadata", `{"a": 1} {"b": 2}`, "--metadata: invalid JSON: unexpected data after the JSON value"},
 	} {
 		r := troyctl(t, "check", policy, "-a", "pay", bad.flag, bad.value)
 		if r.code != 1 || !strings.Contains(r.stderr, bad.want) || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
@@ -216,5 +214,94 @@ func TestAuditAndReplayKeepNumbers(t *testing.T) {
 	// The stricter policy still finds the 30-digit amount and infinity: nothing changed.
 	if r := troyctl(t, "diff", "audit.json", "audit.json", "--json"); r.code != 0 {
 		t.Fatalf("diff of an audit with itself: exit %d: %s %s", r.code, r.stdout, r.stderr)
+	}
+}
+
+// A flag's JSON that Python's json refuses is a usage error, worded as the Python tool's
+// (click's) with Python's decoder message, exit code 2. The messages are Python 3.11's.
+func TestCheckInvalidJSONAsPython(t *testing.T) {
+	tests := []struct{ flag, value, msg string }{
+		{"--input", " ", "Expecting value: line 1 column 2 (char 1)"},
+		{"--input", "{nope", "Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"},
+		{"-i", `{"amount": -NaN}`, "Expecting value: line 1 column 12 (char 11)"},
+		{"-i", `{"q": "x}`, "Unterminated string starting at: line 1 column 7 (char 6)"},
+		{"--metadata", `{"a": 1} {"b": 2}`, "Extra data: line 1 column 10 (char 9)"},
+		{"--metadata", "{'a': 1}", "Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"},
+		{"--agent-metadata", `{"a": tru}`, "Expecting value: line 1 column 7 (char 6)"},
+		{"--agent-metadata", `{"a": 1,}`, "Expecting property name enclosed in double quotes: line 1 column 9 (char 8)"},
+	}
+	for _, tt := range tests {
+		name := map[string]string{"-i": "--input"}[tt.flag]
+		if name == "" {
+			name = tt.flag
+		}
+		r := troyctl(t, "check", "minimal", "-a", "x", tt.flag, tt.value)
+		want := "Usage: troyctl check [OPTIONS] POLICY_FILE\nTry 'troyctl check --help' for help.\n\nError: Invalid value: Invalid JSON for " + name + ": " + tt.msg + "\n"
+		if r.code != 2 || r.stderr != want || r.stdout != "" {
+			t.Errorf("%s %s: exit %d %q %q, want %q", tt.flag, tt.value, r.code, r.stdout, r.stderr, want)
+		}
+	}
+	// An empty value, or one Python takes for false, counts as not given (the Python tool
+	// passes `value or {}` on); other JSON that is not an object is bad input (exit 1).
+	for _, args := range [][]string{{"-i", ""}, {"--metadata", ""}, {"--agent-metadata", ""}, {"-i", "null"}, {"--metadata", " null "},
+		{"-i", "[]"}, {"-i", "0"}, {"-i", "-0.0"}, {"--metadata", "false"}, {"--agent-metadata", `""`}, {"--agent-metadata", "{}"}} {
+		if r := troyctl(t, append([]string{"check", "minimal", "-a", "x"}, args...)...); r.code != 0 || r.stderr != "" {
+			t.Errorf("%q: exit %d %q", args, r.code, r.stderr)
+		}
+	}
+	for _, v := range []string{"[1]", "1", "NaN", `"x"`, "true"} {
+		if r := troyctl(t, "check", "minimal", "-a", "x", "-i", v); r.code != 1 || !strings.Contains(r.stderr, "--input: expected a JSON object") {
+			t.Errorf("%s: exit %d %q", v, r.code, r.stderr)
+		}
+	}
+}
+
+// check's stdout is the decision alone, written as the Python tool writes it (json.dumps
+// with indent=2: its keys in its order, characters beyond ASCII escaped), with
+// rule_errors last; notices go to stderr. Exit 0 allowed, 2 blocked.
+func TestCheckOutputAsPython(t *testing.T) {
+	dir := t.TempDir()
+	policy := filepath.Join(dir, "policy.json")
+	// A policy in the Python tool's dialect: converting it is a notice, on stderr.
+	os.WriteFile(policy, []byte(`{"policy_id": "p", "rules": [{"rule_id": "r", "description": "Café — naïve", "severity": "high", "weight": 30,
+		"condition": "step['type'] == 'tool_call' and get(step, 'metadata.zone') is not None"}]}`), 0o644)
+	r := troyctl(t, "check", policy, "-a", "send", "--metadata", `{"zone": "é"}`)
+	want := `{
+  "allowed": false,
+  "step_id": "step-0",
+  "risk_score": 30,
+  "mode": "enforce",
+  "violations": [
+    {
+      "rule_id": "r",
+      "rule_description": "Caf\u00e9 \u2014 na\u00efve",
+      "severity": "high",
+      "details": %s
+    }
+  ],
+  "rule_errors": []
+}
+`
+	var out checkOutput
+	if err := json.Unmarshal([]byte(r.stdout), &out); err != nil || len(out.Violations) != 1 {
+		t.Fatalf("exit %d: %v\n%s", r.code, err, r.stdout)
+	}
+	details, _ := json.Marshal(out.Violations[0].Details)
+	details = []byte(strings.ReplaceAll(string(details), "é", `\u00e9`))
+	details = []byte(strings.ReplaceAll(string(details), "—", `\u2014`))
+	details = []byte(strings.ReplaceAll(string(details), "ï", `\u00ef`))
+	if r.code != 2 || r.stdout != fmt.Sprintf(want, details) {
+		t.Fatalf("exit %d:\n%s\nwant\n%s", r.code, r.stdout, fmt.Sprintf(want, details))
+	}
+	if !strings.Contains(r.stderr, "conditions converted from Python") {
+		t.Fatalf("the conversion notice belongs on stderr: %q", r.stderr)
+	}
+	r = troyctl(t, "check", policy, "-a", "send", "--metadata", `{"zone": "é"}`, "--mode", "monitor")
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "{\n  \"allowed\": true,\n  \"step_id\": \"step-0\",\n  \"risk_score\": 30,\n  \"mode\": \"monitor\",\n") {
+		t.Fatalf("monitor: exit %d\n%s", r.code, r.stdout)
+	}
+	r = troyctl(t, "check", policy, "-a", "send", "-t", "llm_call")
+	if r.code != 0 || r.stdout != "{\n  \"allowed\": true,\n  \"step_id\": \"step-0\",\n  \"risk_score\": 0,\n  \"mode\": \"enforce\",\n  \"violations\": [],\n  \"rule_errors\": []\n}\n" {
+		t.Fatalf("allowed: exit %d\n%q", r.code, r.stdout)
 	}
 }

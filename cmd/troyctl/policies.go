@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -35,8 +36,11 @@ func newPoliciesCmd(a *app) *cobra.Command {
 func newPoliciesListCmd(a *app) *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:     "list",
-		Short:   "List the bundled policy templates",
+		Use:   "list",
+		Short: "List the bundled policy templates",
+		Long: `List the bundled policy templates, one a line, sorted by name: the policy id, the
+number of rules and the description. --json gives each template's name (what show, copy
+and init take, as they take the policy id), policy id, description and number of rules.`,
 		Example: "  troyctl policies list\n  troyctl policies list --json",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -57,9 +61,7 @@ func newPoliciesListCmd(a *app) *cobra.Command {
 				}
 				return reporter.EncodeJSON(a.stdout, out)
 			}
-			for _, t := range all {
-				fmt.Fprintf(a.stdout, "  %-18s %2d rules  %s\n", t.Name, len(t.Policy.Rules), t.Policy.Description)
-			}
+			writeTemplateList(a.stdout, all)
 			return nil
 		},
 	}
@@ -67,37 +69,111 @@ func newPoliciesListCmd(a *app) *cobra.Command {
 	return cmd
 }
 
+// writeTemplateList prints templates as the Python tool's list does, column for column.
+func writeTemplateList(w io.Writer, all []policies.Template) {
+	if len(all) == 0 {
+		fmt.Fprintln(w, "No bundled policies found.")
+		return
+	}
+	for _, t := range all {
+		fmt.Fprintf(w, "  %-25s %2d rules  \u2014 %s\n", t.Policy.PolicyID, len(t.Policy.Rules), t.Policy.Description)
+	}
+}
+
+// notFound is the Python tool's answer to a name that is no template: a line on stdout
+// and exit code 1.
+func notFound(a *app, name string) error {
+	fmt.Fprintf(a.stdout, "Policy '%s' not found. Run 'troyctl policies list' to see available policies.\n", name)
+	return &exitCodeError{code: exitError}
+}
+
+// lookupTemplate finds a template by name or policy id; a name that is neither is
+// reported as notFound.
+func lookupTemplate(a *app, name string) (policies.Template, error) {
+	t, err := policies.LookupTemplate(name)
+	if errors.Is(err, policies.ErrNoTemplate) {
+		return t, notFound(a, name)
+	}
+	return t, err
+}
+
 func newPoliciesShowCmd(a *app) *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "show NAME|FILE",
-		Short: "Show a policy's rules: severity, weight, id, description and condition",
+		Short: "Show a policy's rules: severity, id and description",
+		Long: `Show a policy's rules: severity, id and description. NAME is a bundled template's
+name (soc2) or its policy id (soc2-trust-services); a policy file is shown too. The
+File line of a template reads embedded:templates/NAME.json, as templates are built into
+troyctl ('troyctl policies copy NAME' writes one out). --json prints the whole policy,
+conditions and weights included.`,
 		Example: `  troyctl policies show soc2
+  troyctl policies show soc2-trust-services
   troyctl policies show examples/policy.json --json`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			p, err := policies.Resolve(args[0])
-			if err != nil {
+			var p *policies.Policy
+			var file string
+			t, err := policies.LookupTemplate(args[0])
+			switch {
+			case err == nil:
+				p, file = t.Policy, t.File()
+			case !errors.Is(err, policies.ErrNoTemplate):
 				return err
+			default:
+				if st, statErr := os.Stat(args[0]); statErr != nil || st.IsDir() {
+					return notFound(a, args[0])
+				}
+				if p, err = policies.LoadFile(args[0]); err != nil {
+					return err
+				}
+				if file, err = filepath.Abs(args[0]); err != nil {
+					return err
+				}
 			}
 			if asJSON {
 				_, err := a.stdout.Write(p.Indented())
 				return err
 			}
-			w := a.stdout
-			fmt.Fprintf(w, "\n  %s\n  %s\n\n", p.PolicyID, p.Description)
-			for _, r := range p.Rules {
-				fmt.Fprintf(w, "  %-10s %3d  %s\n", "["+r.Severity+"]", r.Weight, r.RuleID)
-				fmt.Fprintf(w, "                  %s\n", r.Description)
-				fmt.Fprintf(w, "                  when: %s\n", r.Condition)
-			}
-			fmt.Fprintf(w, "\n  %d rules total\n  Source: %s\n\n", len(p.Rules), p.Source)
+			writePolicyDetails(a.stdout, p, file, useColor(a.stdout))
 			return nil
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the policy as JSON")
 	return cmd
 }
+
+// severityColors are the ANSI colours of severity labels on a terminal, as the Python
+// tool colours them; another severity is white.
+var severityColors = map[string]string{"critical": "31", "high": "33", "medium": "36", "low": "32"}
+
+// writePolicyDetails prints a policy as the Python tool's show does, line for line.
+func writePolicyDetails(w io.Writer, p *policies.Policy, file string, color bool) {
+	fmt.Fprintf(w, "\n  %s\n  %s\n\n", p.PolicyID, p.Description)
+	for _, r := range p.Rules {
+		label := fmt.Sprintf("%11s", "["+r.Severity+"]") // the label's ] in column 13
+		if color {
+			code, ok := severityColors[r.Severity]
+			if !ok {
+				code = "37"
+			}
+			trimmed := strings.TrimLeft(label, " ")
+			label = label[:len(label)-len(trimmed)] + "\x1b[" + code + "m" + trimmed + "\x1b[0m"
+		}
+		fmt.Fprintf(w, "  %s  %s\n              %s\n", label, r.RuleID, r.Description)
+	}
+	fmt.Fprintf(w, "\n  %d rules total\n  File: %s\n\n", len(p.Rules), file)
+}
+
+// useColor says whether w is a terminal that may be coloured.
+func useColor(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return colorWanted(ok && term.IsTerminal(int(f.Fd())), os.Getenv("NO_COLOR"))
+}
+
+// colorWanted: colour on a terminal, unless NO_COLOR is set to anything but empty
+// (no-color.org).
+func colorWanted(terminal bool, noColor string) bool { return terminal && noColor == "" }
 
 func newPoliciesCopyCmd(a *app) *cobra.Command {
 	var (
@@ -107,21 +183,37 @@ func newPoliciesCopyCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "copy NAME",
 		Short: "Copy a bundled template into your project to customize it",
+		Long: `Copy a bundled template, byte for byte, into your project to customize it. NAME is
+the template's name or its policy id; the copy goes to NAME.json (NAME as typed) unless
+-o says otherwise (into a directory, under the template's file name). An existing file is
+overwritten only when you answer y to the question, or with --force; with no answer
+(stdin at its end, as in CI) nothing is written and the exit code is 1.`,
 		Example: `  troyctl policies copy soc2
-  troyctl policies copy hipaa -o my_policy.json`,
+  troyctl policies copy hipaa -o my_policy.json
+  troyctl policies copy soc2-trust-services --force`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			t, err := policies.LookupTemplate(args[0])
+			t, err := lookupTemplate(a, args[0])
 			if err != nil {
 				return err
 			}
 			if out == "" {
-				out = t.Name + ".json"
+				out = args[0] + ".json"
 			}
-			if err := writeNew(a, out, t.Raw, force); err != nil {
+			dest := pyPath(out)
+			if _, err := os.Stat(out); err == nil && !force {
+				if err := confirmOverwrite(cmd.Context(), a, dest); err != nil {
+					return err
+				}
+			}
+			target := out
+			if st, err := os.Stat(out); err == nil && st.IsDir() {
+				target = filepath.Join(out, t.FileName())
+			}
+			if err := writeWithDir(target, t.Raw); err != nil {
 				return err
 			}
-			fmt.Fprintf(a.stdout, "Copied template %s to %s\nEdit %s to customize rules for your project.\n", t.Name, out, out)
+			fmt.Fprintf(a.stdout, "Copied %s \u2192 %s\nEdit %s to customize rules for your project.\n", t.FileName(), dest, dest)
 			return nil
 		},
 	}
@@ -139,8 +231,11 @@ func newPoliciesInitCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "init",
 		Short: "Create a policy file by combining bundled templates",
-		Long: `Create a policy file by combining bundled templates, in the order given. When two
-templates define the same rule id, the first one wins.`,
+		Long: `Create a policy file by combining bundled templates, in the order given (by name or
+policy id; minimal when none is given). When two templates define the same rule id, the
+first one wins. The file is written as the Python tool writes it, with policy_id
+custom-policy; its directory is created. An existing file is overwritten only when you
+answer y to the question, or with --force.`,
 		Example: `  troyctl policies init
   troyctl policies init -t soc2 -t hipaa -o enterprise_policy.json
   troyctl policies init -t owasp_llm_top10 -t safe_browsing`,
@@ -149,28 +244,37 @@ templates define the same rule id, the first one wins.`,
 			if len(templates) == 0 {
 				templates = []string{"minimal"}
 			}
-			var ps []*policies.Policy
+			ts := make([]policies.Template, 0, len(templates))
 			for _, name := range templates {
-				t, err := policies.LookupTemplate(name)
+				t, err := lookupTemplate(a, name)
 				if err != nil {
 					return err
 				}
-				ps = append(ps, t.Policy)
+				ts = append(ts, t)
 			}
-			merged := policies.Merge("custom-policy", "Combined policy from: "+strings.Join(templates, ", "), ps...)
-			if err := writeNew(a, out, merged.Indented(), force); err != nil {
+			doc, n, err := policies.Combine("Combined policy from: "+strings.Join(templates, ", "), ts...)
+			if err != nil {
 				return err
 			}
-			fmt.Fprintf(a.stdout, "Created %s with %d rules from %d template(s):\n", out, len(merged.Rules), len(templates))
+			dest := pyPath(out)
+			if _, err := os.Stat(out); err == nil && !force {
+				if err := confirmOverwrite(cmd.Context(), a, dest); err != nil {
+					return err
+				}
+			}
+			if err := writeWithDir(out, doc); err != nil {
+				return err
+			}
+			fmt.Fprintf(a.stdout, "Created %s with %d rules from %d template(s):\n", dest, n, len(templates))
 			for _, t := range templates {
 				fmt.Fprintf(a.stdout, "  - %s\n", t)
 			}
-			fmt.Fprintf(a.stdout, "\nEdit %s to customize rules for your project.\n", out)
+			fmt.Fprintf(a.stdout, "\nEdit %s to customize rules for your project.\n", dest)
 			return nil
 		},
 	}
 	cmd.Flags().StringVarP(&out, "output", "o", "policy.json", "destination")
-	cmd.Flags().StringArrayVarP(&templates, "template", "t", nil, "template to include (repeat for several; default minimal)")
+	cmd.Flags().StringArrayVarP(&templates, "template", "t", nil, "template to include, by name or policy id (repeat for several; default minimal)")
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "overwrite an existing file without asking")
 	return cmd
 }
@@ -235,8 +339,89 @@ func plural(n int, one, many string) string {
 	return fmt.Sprintf(many, n)
 }
 
-// writeNew writes a new file, never overwriting silently: with --force it overwrites; on a
-// terminal it asks; otherwise it refuses.
+// writeWithDir writes a file, creating its directory.
+func writeWithDir(path string, data []byte) error {
+	if dir := filepath.Dir(path); dir != "." {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+	}
+	return os.WriteFile(path, data, 0o644)
+}
+
+// aborted ends a command the user declined, as the Python tool (click) ends it:
+// "Aborted!" on stderr and exit code 1.
+func aborted(a *app) error {
+	fmt.Fprintln(a.stderr, "Aborted!")
+	return &exitCodeError{code: exitError}
+}
+
+// confirmOverwrite asks whether to overwrite path as the Python tool asks (click's
+// confirm, default no): the question on stdout, the answer read from stdin whether it is
+// a terminal or a pipe, so that scripts answering it run unchanged. y or yes overwrites;
+// n, no, an empty line, the end of stdin or an interrupt abort; anything else asks again.
+func confirmOverwrite(ctx context.Context, a *app, path string) error {
+	in := bufio.NewReader(a.stdin)
+	for {
+		fmt.Fprintf(a.stdout, "%s already exists. Overwrite? [y/N]: ", path)
+		line, err := readLine(ctx, in)
+		if err != nil && line == "" {
+			return aborted(a)
+		}
+		switch strings.ToLower(strings.TrimSpace(line)) {
+		case "y", "yes":
+			return nil
+		case "n", "no", "":
+			return aborted(a)
+		}
+		fmt.Fprintln(a.stdout, "Error: invalid input")
+	}
+}
+
+// readLine reads a line, or gives up when ctx ends (an interrupt: the read itself cannot
+// be cancelled, and the process ends soon after).
+func readLine(ctx context.Context, r *bufio.Reader) (string, error) {
+	type result struct {
+		line string
+		err  error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		line, err := r.ReadString('\n')
+		ch <- result{line, err}
+	}()
+	select {
+	case res := <-ch:
+		return res.line, res.err
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+}
+
+// pyPath writes a path as Python's pathlib does, as the Python tool's messages show
+// paths: "." and empty parts dropped ("./a//b/" is "a/b"), ".." kept.
+func pyPath(p string) string {
+	root := ""
+	switch {
+	case strings.HasPrefix(p, "//") && !strings.HasPrefix(p, "///"):
+		root = "//"
+	case strings.HasPrefix(p, "/"):
+		root = "/"
+	}
+	var parts []string
+	for _, part := range strings.Split(p, "/") {
+		if part != "" && part != "." {
+			parts = append(parts, part)
+		}
+	}
+	if root == "" && len(parts) == 0 {
+		return "."
+	}
+	return root + strings.Join(parts, "/")
+}
+
+// writeNew writes a new file for troy's own commands (convert), never overwriting
+// silently: with --force it overwrites; on a terminal it asks; otherwise it refuses.
 func writeNew(a *app, path string, data []byte, force bool) error {
 	if _, err := os.Stat(path); err == nil && !force {
 		if !isTerminal(a.stdin) {
@@ -248,12 +433,7 @@ func writeNew(a *app, path string, data []byte, force bool) error {
 			return fmt.Errorf("%s already exists; not overwritten", path)
 		}
 	}
-	if dir := filepath.Dir(path); dir != "." {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return err
-		}
-	}
-	return os.WriteFile(path, data, 0o644)
+	return writeWithDir(path, data)
 }
 
 func isTerminal(r io.Reader) bool {
