@@ -338,7 +338,12 @@ class _Remote:
         else:
             body = json.dumps(value, default=jsonable).encode()
         put = getattr(self.client, "put_policy", None) or Client(url, token).put_policy
-        return put(hashlib.sha256(body).hexdigest(), body)["policy"]
+        try:
+            return put(hashlib.sha256(body).hexdigest(), body)["policy"]
+        except TroyError as e:
+            if e.status == 400:
+                raise ValueError(e.message) from None  # the policy itself is wrong, as locally
+            raise
 
     def check(self, action, input, metadata, step_type):
         if self._ended:
