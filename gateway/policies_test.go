@@ -1,11 +1,14 @@
 package gateway_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -120,4 +123,31 @@ func TestPutPolicyThenCheck(t *testing.T) {
 			t.Fatalf("%d (%s): %+v", i, tt.action, d)
 		}
 	}
+}
+
+// FuzzPutPolicy uploads arbitrary bodies under their own hash: no input panics, a policy
+// is stored (200) or refused with a 4xx JSON error of one line.
+func FuzzPutPolicy(f *testing.F) {
+	g := fuzzGateway(f)
+	for _, s := range []string{uploadPolicy, uploadPythonPolicy, `{"rules": []}`, `{"rules": [{"rule_id": "r"}]}`, `null`, `{"rules": [{"rule_id": "r", "description": "d", "condition": "any_prev(lambda s: s['x'"}]}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		req := httptest.NewRequest("PUT", "/v1/policies/"+sha(string(body)), bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+token)
+		rec := httptest.NewRecorder()
+		g.ServeHTTP(rec, req)
+		var e struct {
+			Error struct{ Code, Message string } `json:"error"`
+		}
+		switch {
+		case rec.Code == http.StatusOK:
+		case rec.Code >= 400 && rec.Code < 500:
+			if err := json.Unmarshal(rec.Body.Bytes(), &e); err != nil || e.Error.Code == "" || strings.Contains(e.Error.Message, "\n") {
+				t.Fatalf("status %d with %q (%v)", rec.Code, rec.Body, err)
+			}
+		default:
+			t.Fatalf("status %d for a body's content: %s", rec.Code, rec.Body)
+		}
+	})
 }
