@@ -116,6 +116,7 @@ func New(b *bus.Bus, cfg Config) (*Gateway, error) {
 	g.mux.Handle("POST /v1/traces/{id}/output", g.auth(g.output))
 	g.mux.Handle("POST /v1/traces/{id}/end", g.auth(g.end))
 	g.mux.Handle("GET /v1/traces/{id}/report", g.auth(g.report))
+	g.mux.Handle("PUT /v1/policies/{hash}", g.auth(g.putPolicy))
 	g.mux.HandleFunc("/", g.fallback)
 	return g, nil
 }
@@ -139,6 +140,9 @@ func (g *Gateway) fallback(w http.ResponseWriter, r *http.Request) {
 	want := map[string]string{"/v1/guard/check": "POST", "/v1/steps": "POST", "/v1/openapi.json": "GET"}[r.URL.Path]
 	if len(parts) == 5 && parts[1] == "v1" && parts[2] == "traces" {
 		want = traceActions[parts[4]]
+	}
+	if len(parts) == 4 && parts[1] == "v1" && parts[2] == "policies" && parts[3] != "" {
+		want = "PUT"
 	}
 	if want != "" {
 		w.Header().Set("Allow", want)

@@ -182,7 +182,7 @@ func TestOpenAPIDocument(t *testing.T) {
 		t.Fatalf("%d %s", r.status, r.raw[:min(200, len(r.raw))])
 	}
 	paths, _ := r.body["paths"].(map[string]any)
-	for _, p := range []string{"/v1/guard/check", "/v1/steps", "/v1/traces/{id}/output", "/v1/traces/{id}/end", "/v1/traces/{id}/report"} {
+	for _, p := range []string{"/v1/guard/check", "/v1/steps", "/v1/traces/{id}/output", "/v1/traces/{id}/end", "/v1/traces/{id}/report", "/v1/policies/{hash}"} {
 		if paths[p] == nil {
 			t.Errorf("the document lacks %s", p)
 		}

@@ -15,6 +15,18 @@ class TroyError(Exception):
         self.status, self.code, self.message = status, code, message
 
 
+def jsonable(v):
+    """JSON's form of values it has none for: lists for sets and tuples, the value of an
+    enum, a model's dump, else the value's text."""
+    if isinstance(v, (set, frozenset, tuple)):
+        return list(v)
+    if hasattr(v, "model_dump"):
+        return v.model_dump(mode="json")
+    if isinstance(getattr(v, "value", None), str):
+        return v.value
+    return str(v)
+
+
 def check_body(session, agent, action, input, metadata, step_type, mode, agent_metadata, policy):
     """The guard check request, the same over HTTP and NATS."""
     body = {"session": session, "agent": agent, "mode": mode,
@@ -35,7 +47,7 @@ class Client:
         self.timeout = timeout
 
     def _call(self, method, path, body=None):
-        data = None if body is None else json.dumps(body).encode()
+        data = body if isinstance(body, bytes) or body is None else json.dumps(body, default=jsonable).encode()
         req = urllib.request.Request(self.url + path, data=data, method=method)
         req.add_header("Authorization", "Bearer " + self.token)
         if data is not None:
@@ -51,6 +63,11 @@ class Client:
             raise TroyError(e.code, err.get("code", "http"), err.get("message", e.reason)) from None
         except (urllib.error.URLError, OSError) as e:
             raise TroyError(0, "unavailable", str(e)) from None
+
+    def put_policy(self, sha256, body):
+        """Stores a policy document (bytes whose SHA-256 is sha256) in the deployment;
+        answers {"policy": hash to name it by, "policy_id", "rules"}."""
+        return self._call("PUT", f"/v1/policies/{sha256}", body)
 
     def check(self, session, agent, action, input=None, metadata=None, step_type="tool_call",
               mode="enforce", agent_metadata=None, policy=None):

@@ -1,0 +1,4 @@
+from .base import BaseCallbackHandler
+from .manager import CallbackManager
+
+__all__ = ["BaseCallbackHandler", "CallbackManager"]

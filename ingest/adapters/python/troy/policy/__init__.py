@@ -1,0 +1,1 @@
+"""Policies: the rules troy checks steps against."""
