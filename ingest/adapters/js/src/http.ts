@@ -1,7 +1,7 @@
 // The HTTP transport to troy's gateway (troyctl serve --http), as the Python adapters use it:
-// TROY_URL and TROY_TOKEN. A policy given as a file or an object is stored in the deployment
-// under the SHA-256 of its bytes (PUT /v1/policies/{sha256}) and named by that hash in checks,
-// so code written for the local guard runs unchanged against a server.
+// TROY_URL and TROY_TOKEN. A policy given as a file or an object is uploaded to the deployment
+// (PUT /v1/policies/{the SHA-256 of its bytes}) and checks name it by the hash the answer
+// gives, so code written for the local guard runs unchanged against a server.
 import { createHash } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 
@@ -69,8 +69,12 @@ export class HttpClient {
       const body = policyBody(this.policy);
       if (!body) return this.policy as string;
       const hash = createHash("sha256").update(body).digest("hex");
-      await this.call("PUT", `/v1/policies/${hash}`, undefined, body);
-      return hash;
+      // The answer names the policy by the hash of its stored form, which checks must use.
+      const stored = (await this.call("PUT", `/v1/policies/${hash}`, undefined, body)) as { policy?: string } | null;
+      if (typeof stored?.policy !== "string" || !stored.policy) {
+        throw new TroyHttpError(200, "bad_answer", `PUT /v1/policies/${hash}: the answer names no policy: ${JSON.stringify(stored)}`);
+      }
+      return stored.policy;
     })();
     // A failed upload is tried again by the next check rather than remembered.
     this.policyRef.catch(() => (this.policyRef = undefined));
