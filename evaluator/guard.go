@@ -3,6 +3,7 @@ package evaluator
 import (
 	"fmt"
 	"maps"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -62,6 +63,9 @@ type CheckRequest struct {
 	StepID   string         // optional; default step-N
 	// Timestamp, when set, is the step's time as recorded before, for replaying a session.
 	Timestamp string
+	// AgentMetadata, when not nil, replaces the session's agent metadata (agent.metadata
+	// and trace.metadata) for this check only.
+	AgentMetadata map[string]any
 }
 
 // NewGuard starts a guard session.
@@ -120,6 +124,9 @@ func (g *Guard) Check(req CheckRequest) (schemas.Decision, error) {
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if req.AgentMetadata != nil && !reflect.DeepEqual(req.AgentMetadata, g.opts.AgentMetadata) {
+		defer g.useAgentMetadata(deepCopy(req.AgentMetadata))()
+	}
 	id := req.StepID
 	if id == "" {
 		id = fmt.Sprintf("step-%d", len(g.steps))
@@ -174,6 +181,20 @@ func (g *Guard) Check(req CheckRequest) (schemas.Decision, error) {
 		d.Allowed = true
 	}
 	return d, nil
+}
+
+// useAgentMetadata makes conditions see m as the agent's metadata until restore is called.
+// Memoized counts over earlier steps may have read the agent's metadata, so they are
+// dropped on both changes.
+func (g *Guard) useAgentMetadata(m map[string]any) (restore func()) {
+	a, _ := g.s.env.vars["agent"].(*AgentInfo)
+	t := g.s.trace
+	a.Metadata, t.Metadata = m, m
+	g.s.forget(0)
+	return func() {
+		a.Metadata, t.Metadata = g.opts.AgentMetadata, g.opts.AgentMetadata
+		g.s.forget(0)
+	}
 }
 
 // Len is the number of steps checked in the session.

@@ -25,7 +25,7 @@ func TestMain(m *testing.M) {
 	}
 	repoRoot = abs
 	// Tests never reach a real model or database: settings in the developer's environment are not used.
-	for _, k := range []string{"OPENAI_API_KEY", "OPENAI_BASE_URL", "TROY_MODEL", "TROY_CLICKHOUSE"} {
+	for _, k := range []string{"OPENAI_API_KEY", "OPENAI_BASE_URL", "TROY_MODEL", "TROY_CLICKHOUSE", "TROY_NATS_URL"} {
 		os.Unsetenv(k)
 	}
 	os.Exit(m.Run())

@@ -249,8 +249,9 @@ func (g *Guard) request(ctx context.Context, subject string, req, reply any) err
 }
 
 // Guarded checks a tool call before it runs, runs it if allowed, and records its result
-// (as {"result": value}, or {"error": message}).
-func Guarded[T any](ctx context.Context, g *Guard, action string, input, metadata map[string]any, fn func(context.Context) (T, error)) (T, error) {
+// (as {"result": value}, or {"error": message}), with a guard service's client (*Guard)
+// or a guard in this process (*LocalGuard).
+func Guarded[T any](ctx context.Context, g Checker, action string, input, metadata map[string]any, fn func(context.Context) (T, error)) (T, error) {
 	var zero T
 	d, err := g.Check(ctx, action, input, metadata, schemas.StepToolCall)
 	if err != nil && !d.Allowed {

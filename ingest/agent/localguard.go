@@ -1,0 +1,496 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/troy-audit/troy/audit"
+	"github.com/troy-audit/troy/bus"
+	"github.com/troy-audit/troy/evaluator"
+	"github.com/troy-audit/troy/policies"
+	"github.com/troy-audit/troy/reporter"
+	"github.com/troy-audit/troy/schemas"
+)
+
+// Checker is what an agent guards its steps with: the client of a guard service (*Guard)
+// or a guard evaluating in the agent's own process (*LocalGuard).
+type Checker interface {
+	// Check asks whether the agent may take a step; a blocked step in enforce mode
+	// returns a *BlockedError.
+	Check(ctx context.Context, action string, input, metadata map[string]any, stepType string) (schemas.Decision, error)
+	// RecordOutput records a checked step's result.
+	RecordOutput(ctx context.Context, stepID string, output map[string]any) error
+	// End ends the session, so that it is scored and reported.
+	End(ctx context.Context) error
+}
+
+var (
+	_ Checker = (*Guard)(nil)
+	_ Checker = (*LocalGuard)(nil)
+)
+
+// DefaultDataDir is where a LocalGuard keeps its record and reports unless told otherwise:
+// the data directory of troyctl.
+const DefaultDataDir = ".troy"
+
+// LocalOptions configure a LocalGuard.
+type LocalOptions struct {
+	Session       string         // the session's id (its trace id); empty makes one up
+	Agent         string         // the agent's name; empty means "agent"
+	AgentMetadata map[string]any // what rules see as agent.metadata
+	Mode          string         // enforce (default), monitor or dry-run
+	// OnRuleError says what enforce mode does with a step at which a rule could not be
+	// evaluated: block (fail closed) or skip. Empty means the policy's setting (block by
+	// default), as in the guard service.
+	OnRuleError string
+	// FailOpen allows steps that could not be recorded (a full disk). By default they are
+	// blocked: a step the record cannot hold is not taken.
+	FailOpen bool
+	// OnViolation is called in monitor mode with each decision that found violations.
+	OnViolation func(schemas.Decision)
+	// DataDir keeps the record (outbox/) and the reports (reports/); empty means
+	// DefaultDataDir.
+	DataDir string
+	// SyncEach makes every record reach the disk (fsync) before its check returns. By
+	// default records are written before the check returns, which a crash of the agent's
+	// process cannot lose, and synced at least every SyncInterval, at End and at Close,
+	// against a crash of the machine.
+	SyncEach bool
+	// Forward, when its URL is set, is the NATS of a deployment (troyctl serve) that
+	// every recorded event is sent on to, in the background, as Trace sends them. Events
+	// the deployment has not acknowledged stay in the outbox until it has.
+	Forward bus.Options
+	// Logger hears of forwarding trouble; nil discards.
+	Logger *slog.Logger
+	// Now stamps checked steps; nil means time.Now.
+	Now func() time.Time
+}
+
+// SyncInterval bounds how long a recorded event may wait for fsync without SyncEach.
+const SyncInterval = time.Second
+
+// LocalGuard checks each step of one session in the agent's own process, with the same
+// engine and decisions as the guard service, and needs nothing else running. Every checked
+// step and output is appended to a file in the data directory before the decision is
+// returned, and forwarded to a deployment when one is configured. End writes the session's
+// report.md and audit.json. A LocalGuard is safe for concurrent use; checks are serialized.
+type LocalGuard struct {
+	c    *evaluator.Compiled
+	opts LocalOptions
+	fw   *forwarder // nil without Forward
+
+	mu       sync.Mutex
+	g        *evaluator.Guard
+	ref      schemas.TraceRef
+	rec      *outboxFile // the record of the current run
+	seenKeys map[string]bool
+	warned   map[int]bool
+	closed   bool
+	stopSync chan struct{}
+	syncDone chan struct{}
+}
+
+// LoadPolicy resolves a policy argument as troyctl does (a policy file, a bundled
+// template's name, Python-dialect conditions converted) and compiles it.
+func LoadPolicy(policy string) (*evaluator.Compiled, error) {
+	p, err := policies.Resolve(policy)
+	if err != nil {
+		return nil, err
+	}
+	return evaluator.Compile(p)
+}
+
+// OpenLocalGuard loads a policy (a file or a bundled template's name) and starts a local
+// guard with it.
+func OpenLocalGuard(ctx context.Context, policy string, opts LocalOptions) (*LocalGuard, error) {
+	c, err := LoadPolicy(policy)
+	if err != nil {
+		return nil, err
+	}
+	return NewLocalGuard(ctx, c, opts)
+}
+
+// NewLocalGuard starts a local guard with a compiled policy. With Forward set, what an
+// earlier process left unsent in the data directory's outbox is forwarded too.
+func NewLocalGuard(ctx context.Context, c *evaluator.Compiled, opts LocalOptions) (*LocalGuard, error) {
+	if opts.Agent == "" {
+		opts.Agent = "agent"
+	}
+	if opts.Session == "" {
+		opts.Session = "local-" + schemas.NewRun()
+	}
+	if opts.DataDir == "" {
+		opts.DataDir = DefaultDataDir
+	}
+	if opts.Mode == "" {
+		opts.Mode = schemas.ModeEnforce
+	}
+	if opts.AgentMetadata == nil {
+		opts.AgentMetadata = map[string]any{}
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if err := checkIDs("session", opts.Session, "agent", opts.Agent); err != nil {
+		return nil, err
+	}
+	l := &LocalGuard{c: c, opts: opts, stopSync: make(chan struct{}), syncDone: make(chan struct{})}
+	if err := l.start(opts.Session); err != nil {
+		return nil, err
+	}
+	if opts.Forward.URL != "" {
+		fw, err := startForwarder(ctx, outboxDir(opts.DataDir), opts.Forward, c, opts.Logger)
+		if err != nil {
+			l.rec.close()
+			return nil, err
+		}
+		l.fw = fw
+		fw.add(l.rec)
+	}
+	go l.syncLoop()
+	return l, nil
+}
+
+// checkIDs checks ids given as name, id pairs (schemas.CheckID).
+func checkIDs(pairs ...string) error {
+	for i := 0; i+1 < len(pairs); i += 2 {
+		if err := schemas.CheckID(pairs[i+1]); err != nil {
+			return fmt.Errorf("%s: %w", pairs[i], err)
+		}
+	}
+	return nil
+}
+
+// start begins a run of a session: a fresh engine session and record file.
+func (l *LocalGuard) start(session string) error {
+	g, err := l.c.NewGuard(evaluator.GuardOptions{TraceID: session, AgentName: l.opts.Agent, AgentMetadata: l.opts.AgentMetadata,
+		Mode: l.opts.Mode, OnRuleError: l.opts.OnRuleError, Now: l.opts.Now})
+	if err != nil {
+		return err
+	}
+	ref := schemas.TraceRef{TraceID: session, AgentName: l.opts.Agent, Policy: l.c.Hash(), Run: schemas.NewRun()}
+	rec, err := createOutboxFile(outboxDir(l.opts.DataDir), ref.Run)
+	if err != nil {
+		return err
+	}
+	l.g, l.ref, l.rec = g, ref, rec
+	l.seenKeys, l.warned = map[string]bool{}, map[int]bool{}
+	return nil
+}
+
+// Session is the id of the session being guarded.
+func (l *LocalGuard) Session() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.ref.TraceID
+}
+
+// Policy is the compiled policy the guard checks with.
+func (l *LocalGuard) Policy() *evaluator.Compiled { return l.c }
+
+// RecordPath is the file the current run's events are appended to.
+func (l *LocalGuard) RecordPath() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.rec.path
+}
+
+// ErrClosed is returned by a LocalGuard used after Close.
+var ErrClosed = errors.New("local guard is closed")
+
+// Check decides whether the agent may take a step, records it, and returns the decision:
+// in enforce mode a blocked step returns a *BlockedError; a step that could not be
+// recorded, an *UnavailableError with Allowed following FailOpen.
+func (l *LocalGuard) Check(ctx context.Context, action string, input, metadata map[string]any, stepType string) (schemas.Decision, error) {
+	return l.CheckStep(ctx, evaluator.CheckRequest{Action: action, Input: input, Metadata: metadata, Type: stepType})
+}
+
+// CheckStep is Check with every field of the request: req.AgentMetadata, when not nil,
+// replaces the agent's metadata for this check. The step id and time are the guard's.
+func (l *LocalGuard) CheckStep(_ context.Context, req evaluator.CheckRequest) (schemas.Decision, error) {
+	if req.Type == "" {
+		req.Type = schemas.StepToolCall
+	}
+	if !schemas.ValidStepType(req.Type) {
+		return schemas.Decision{Mode: l.opts.Mode}, fmt.Errorf("step type %q is not one of %s", req.Type, stepTypes())
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return schemas.Decision{Mode: l.opts.Mode}, ErrClosed
+	}
+	seq := l.g.Len()
+	// The step is recorded before it is evaluated, so that no decision is ever given for
+	// a step the record lacks.
+	ts := l.opts.Now().UTC().Format(time.RFC3339Nano)
+	req.StepID, req.Timestamp = "step-"+strconv.Itoa(seq), ts
+	step := &schemas.Step{StepID: req.StepID, Type: req.Type, Description: req.Action, Input: orEmpty(req.Input),
+		Output: map[string]any{}, Metadata: orEmpty(req.Metadata), Timestamp: &ts}
+	meta := l.opts.AgentMetadata
+	if req.AgentMetadata != nil {
+		meta = req.AgentMetadata
+	}
+	e, err := schemas.NewStepEvent(l.ref, meta, seq, step)
+	if err == nil {
+		err = l.record(e)
+	}
+	if err != nil {
+		var tooBig *RecordTooLargeError
+		if errors.As(err, &tooBig) {
+			return schemas.Decision{Mode: l.opts.Mode}, err
+		}
+		return schemas.Decision{Allowed: l.opts.FailOpen, Mode: l.opts.Mode, Violations: []schemas.Violation{}, RuleErrors: []schemas.StepRuleError{}}, &UnavailableError{err}
+	}
+	d, err := l.g.Check(req)
+	if err != nil {
+		return schemas.Decision{Mode: l.opts.Mode}, err
+	}
+	d.MissingMetadata = l.missingMetadata(req.Metadata)
+	if len(d.Violations) > 0 && l.opts.Mode == schemas.ModeMonitor && l.opts.OnViolation != nil {
+		l.opts.OnViolation(d)
+	}
+	if !d.Allowed {
+		return d, &BlockedError{d}
+	}
+	return d, nil
+}
+
+func orEmpty(m map[string]any) map[string]any {
+	if m == nil {
+		return map[string]any{}
+	}
+	return m
+}
+
+// record appends an event to the run's record and hands it to the forwarder.
+func (l *LocalGuard) record(e schemas.Envelope) error {
+	if err := l.rec.append(e, l.opts.SyncEach); err != nil {
+		return err
+	}
+	if l.fw != nil {
+		l.fw.kick()
+	}
+	return nil
+}
+
+// missingMetadata notes the metadata keys the session's steps carried and returns the
+// (rule, key) pairs that rules read and no step has carried yet, each once per session, as
+// the guard service does.
+func (l *LocalGuard) missingMetadata(meta map[string]any) []schemas.MissingMetadata {
+	for k := range meta {
+		l.seenKeys[k] = true
+	}
+	var out []schemas.MissingMetadata
+	for i, m := range l.g.MetadataKeys() {
+		if l.seenKeys[m.Key] || l.warned[i] {
+			continue
+		}
+		l.warned[i] = true
+		out = append(out, m)
+	}
+	return out
+}
+
+// RecordOutput attaches a checked step's output, so later rules can read it, and records
+// it. An unknown step id is an error.
+func (l *LocalGuard) RecordOutput(_ context.Context, stepID string, output map[string]any) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return ErrClosed
+	}
+	if err := checkIDs("step_id", stepID); err != nil {
+		return err
+	}
+	if err := l.g.RecordOutput(stepID, output); err != nil {
+		return &UnknownStepError{StepID: stepID}
+	}
+	e, err := schemas.NewEnvelope(schemas.StepsSubject(l.ref.AgentName, l.ref.TraceID), schemas.KindOutput,
+		schemas.MsgID(schemas.KindOutput, l.ref, stepID), schemas.StepOutput{TraceRef: l.ref, StepID: stepID, Output: orEmpty(output)})
+	if err != nil {
+		return err
+	}
+	return l.record(e)
+}
+
+// UnknownStepError is returned by RecordOutput for a step id the session never checked.
+type UnknownStepError struct{ StepID string }
+
+func (e *UnknownStepError) Error() string {
+	return fmt.Sprintf("unknown step_id %q: no step of this session was checked with it", e.StepID)
+}
+
+// Trace returns the session so far as a trace, in the trace-file format.
+func (l *LocalGuard) Trace() *schemas.Trace {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.g.Trace()
+}
+
+// Report names the files End wrote.
+type Report struct {
+	Markdown string // report.md
+	JSON     string // audit.json
+	Result   *schemas.AuditResult
+}
+
+// ExplainNote is why a local guard's reports have no explanations; it is what
+// `troyctl audit --no-explain` says, so that the reports are those of that command.
+const ExplainNote = "--no-explain"
+
+// End ends the session: its end is recorded (and forwarded), and its report.md and
+// audit.json are written under the data directory's reports/<agent>/<session>/. Checks
+// made after End start a new run of the session.
+func (l *LocalGuard) End(ctx context.Context) error {
+	_, err := l.EndReport(ctx, "")
+	return err
+}
+
+// EndReport is End writing the reports into dir (empty: the data directory's
+// reports/<agent>/<session>/), and saying where they are.
+func (l *LocalGuard) EndReport(_ context.Context, dir string) (Report, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return Report{}, ErrClosed
+	}
+	t := l.g.Trace()
+	if err := l.finishRun(); err != nil {
+		return Report{}, err
+	}
+	if dir == "" {
+		dir = filepath.Join(l.opts.DataDir, "reports", reporter.PathToken(l.ref.AgentName), reporter.PathToken(l.ref.TraceID))
+	}
+	r := audit.Result(l.c, t, ExplainNote)
+	rep := Report{Markdown: filepath.Join(dir, "report.md"), JSON: filepath.Join(dir, "audit.json"), Result: r}
+	if err := reporter.WriteAudit(r, reporter.Dest{Markdown: rep.Markdown, JSON: rep.JSON}); err != nil {
+		return Report{}, fmt.Errorf("write the session's reports: %w", err)
+	}
+	if err := l.start(l.ref.TraceID); err != nil {
+		return rep, err
+	}
+	if l.fw != nil {
+		l.fw.add(l.rec)
+	}
+	return rep, nil
+}
+
+// finishRun records the run's end (when it has steps) and closes its record.
+func (l *LocalGuard) finishRun() error {
+	if n := l.g.Len(); n > 0 {
+		e, err := schemas.NewEnvelope(schemas.StepsSubject(l.ref.AgentName, l.ref.TraceID), schemas.KindEnd,
+			schemas.MsgID(schemas.KindEnd, l.ref, ""), schemas.TraceEnd{TraceRef: l.ref, Steps: n, Reason: "end"})
+		if err != nil {
+			return err
+		}
+		if err := l.record(e); err != nil {
+			return fmt.Errorf("record the session's end: %w", err)
+		}
+	}
+	return l.rec.finish()
+}
+
+// Reset ends the current run (recorded and forwarded, without reports) and starts a new
+// session with no history under a new id (empty makes one up), which it returns.
+func (l *LocalGuard) Reset(session string) (string, error) {
+	if session == "" {
+		session = "local-" + schemas.NewRun()
+	}
+	if err := checkIDs("session", session); err != nil {
+		return "", err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return "", ErrClosed
+	}
+	if err := l.finishRun(); err != nil {
+		return "", err
+	}
+	if err := l.start(session); err != nil {
+		return "", err
+	}
+	if l.fw != nil {
+		l.fw.add(l.rec)
+	}
+	return session, nil
+}
+
+// Close syncs the record and, when forwarding, waits until ctx ends for the deployment to
+// acknowledge what is left; what it has not is forwarded by the next LocalGuard (or
+// `troyctl guard --flush`) on the same data directory. A session not ended stays open:
+// its record is kept, and the deployment closes it when it has been idle.
+func (l *LocalGuard) Close(ctx context.Context) error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil
+	}
+	l.closed = true
+	err := l.rec.finish()
+	l.mu.Unlock()
+	close(l.stopSync)
+	<-l.syncDone
+	if l.fw != nil {
+		err = errors.Join(err, l.fw.close(ctx))
+	}
+	return err
+}
+
+// syncLoop syncs the record at least every SyncInterval while it has unsynced writes.
+func (l *LocalGuard) syncLoop() {
+	defer close(l.syncDone)
+	t := time.NewTicker(SyncInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.stopSync:
+			return
+		case <-t.C:
+			l.mu.Lock()
+			if err := l.rec.sync(); err != nil {
+				l.opts.Logger.Warn("sync the guard's record", "path", l.rec.path, "err", err)
+			}
+			l.mu.Unlock()
+		}
+	}
+}
+
+// Flush forwards to a deployment what earlier processes left unsent in a data directory's
+// outbox, waiting until ctx ends for it to be acknowledged. It returns how many events it
+// sent and how many are left.
+func Flush(ctx context.Context, dataDir string, deployment bus.Options, logger *slog.Logger) (sent, left int, err error) {
+	if dataDir == "" {
+		dataDir = DefaultDataDir
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	fw, err := startForwarder(ctx, outboxDir(dataDir), deployment, nil, logger)
+	if err != nil {
+		return 0, 0, err
+	}
+	err = fw.close(ctx)
+	sent, left = fw.counts()
+	return sent, left, err
+}
+
+func stepTypes() string {
+	s := ""
+	for i, t := range schemas.StepTypes() {
+		if i > 0 {
+			s += ", "
+		}
+		s += t
+	}
+	return s
+}
