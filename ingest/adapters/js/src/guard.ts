@@ -2,9 +2,10 @@
 //
 // Where it asks, in this order: NATS request-reply to troyctl serve's guard service when the
 // `servers` option is given; the HTTP gateway when `url` or TROY_URL is (a policy file or
-// object is uploaded there by its hash); NATS again when TROY_NATS_URL is set; and otherwise
-// a local guard, `troyctl guard --stdio` run as a child process (src/local.ts), which needs
-// no server at all. `transport` forces one.
+// object is uploaded there by its hash); NATS again when TROY_NATS_URL is set and the policy
+// is the server's (none given, or a revision hash); and otherwise a local guard,
+// `troyctl guard --stdio` run as a child process (src/local.ts), which needs no server at
+// all. `transport` forces one.
 import { readFile } from "node:fs/promises";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { HttpClient, tracePath } from "./http.js";
@@ -114,11 +115,15 @@ interface OpenAnswer {
   rules: number;
 }
 
+const REVISION = /^[0-9a-f]{64}$/;
+
 function pickTransport(o: GuardOptions): Transport {
   if (o.transport) return o.transport;
   if (o.servers) return "nats";
   if (o.url || process.env.TROY_URL) return "http";
-  if (process.env.TROY_NATS_URL) return "nats";
+  // A policy the guard can load runs locally (the child forwards its records to
+  // TROY_NATS_URL); the server's default policy or a stored revision is asked over NATS.
+  if (process.env.TROY_NATS_URL && (o.policy === undefined || (typeof o.policy === "string" && REVISION.test(o.policy)))) return "nats";
   return "local";
 }
 
@@ -289,11 +294,15 @@ export class TroyGuard {
   async end(): Promise<EndResult> {
     if (this.stdio) {
       await this.open();
-      const a = await this.stdio.request({ op: "end", ...(this.options.reportDir ? { report_dir: this.options.reportDir } : {}) },
-        Math.max(this.timeoutMs, 30_000));
-      this.ended = { report: a.report as string, audit: a.audit as string };
-      await this.stdio.close(`troy: the guard of session ${this.session} has ended; start a new TroyGuard for a new session`);
-      return this.ended;
+      try {
+        const a = await this.stdio.request({ op: "end", ...(this.options.reportDir ? { report_dir: this.options.reportDir } : {}) },
+          Math.max(this.timeoutMs, 30_000));
+        this.ended = { report: a.report as string, audit: a.audit as string };
+        return this.ended;
+      } finally {
+        // The child exits after an end, answered or not; close waits for it.
+        await this.stdio.close(`troy: the guard of session ${this.session} has ended; start a new TroyGuard for a new session`);
+      }
     }
     if (this.http) {
       await this.http.call("POST", tracePath(this.session, "end"), { agent: this.agentName });

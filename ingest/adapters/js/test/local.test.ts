@@ -202,3 +202,26 @@ test("a guard left open keeps Node from exiting no longer than its requests, and
   assert.ok(pid > 0, `no pid printed: ${out}`);
   assert.ok(await gone(pid), `the child ${pid} outlived node`);
 });
+
+test("where a guard asks", () => {
+  const hash = "a".repeat(64);
+  const cases: [Record<string, string>, GuardOptions, string][] = [
+    [{}, { policy: policyFile }, "local"],
+    [{}, { policy: "soc2", servers: "nats://127.0.0.1:1" }, "nats"],
+    [{ TROY_URL: "http://127.0.0.1:1" }, { policy: policyFile }, "http"],
+    [{ TROY_URL: "http://127.0.0.1:1", TROY_NATS_URL: "nats://127.0.0.1:1" }, {}, "http"],
+    [{ TROY_NATS_URL: "nats://127.0.0.1:1" }, {}, "nats"],
+    [{ TROY_NATS_URL: "nats://127.0.0.1:1" }, { policy: hash }, "nats"],
+    [{ TROY_NATS_URL: "nats://127.0.0.1:1" }, { policy: "soc2" }, "local"],
+    [{ TROY_URL: "http://127.0.0.1:1" }, { policy: policyFile, transport: "local" }, "local"],
+  ];
+  for (const [env, options, want] of cases) {
+    Object.assign(process.env, env);
+    try {
+      assert.equal(new TroyGuard(options).transport, want, `${JSON.stringify(env)} ${JSON.stringify(options)}`);
+    } finally {
+      for (const k of Object.keys(env)) delete process.env[k];
+    }
+  }
+  assert.throws(() => new TroyGuard({ servers: "nats://127.0.0.1:1", policy: { rules: [] } }), /over NATS the policy is a stored revision's hash/);
+});
