@@ -58,7 +58,7 @@ export interface GuardOptions {
   metadataFn?: (action: string, input: Record<string, unknown>, stepType: string) => Record<string, unknown> | undefined;
   /** Called with every decision that found violations. */
   onViolation?: (d: Decision) => void;
-  /** When the guard cannot answer a check, allow the action (with a warning) instead of refusing it. */
+  /** When the guard cannot answer a check in enforce mode, allow the action (with a warning) instead of refusing it. */
   failOpen?: boolean;
   /** Where to ask (default: see the top of this file). */
   transport?: Transport;
@@ -94,15 +94,19 @@ export class BlockedError extends Error {
   }
 }
 
+/** The decision of a check the guard could not answer: one rule error, troy-guard, says why. */
+function unavailable(mode: string, allowed: boolean, cause: Error): Decision {
+  return { step_id: "", allowed, violations: [], risk_score: 0, mode, rule_errors: [{ rule_id: "troy-guard", error: `the guard is unavailable: ${cause.message}` }] };
+}
+
 /**
- * Thrown when the guard could not answer a check (unreachable, its child process gone, a bad
- * policy): the action is refused, as a block is, unless the guard fails open. The cause is
- * the failure.
+ * Thrown in enforce mode when the guard could not answer a check (unreachable, its child
+ * process gone, a bad policy): the action is refused, as a block is (the guard fails
+ * closed), unless failOpen. The cause is the failure.
  */
 export class GuardUnavailableError extends BlockedError {
   constructor(action: string, mode: string, readonly cause: Error) {
-    super({ step_id: "", allowed: false, violations: [], risk_score: 0, mode, rule_errors: [] }, action,
-      `troy guard could not answer the check of ${action}, so it is refused: ${cause.message}`);
+    super(unavailable(mode, false, cause), action, `troy guard could not answer the check of ${action}, so it is refused: ${cause.message}`);
     this.name = "GuardUnavailableError";
   }
 }
@@ -244,7 +248,9 @@ export class TroyGuard {
   /**
    * Asks whether the action may run and returns the decision; throws BlockedError when it is
    * blocked in enforce mode, and GuardUnavailableError (a BlockedError) when the guard cannot
-   * answer, in any mode, unless failOpen.
+   * answer in enforce mode, unless failOpen. In monitor and dry-run modes, or with failOpen,
+   * a check that cannot be answered is allowed with a warning, its decision holding the rule
+   * error troy-guard.
    */
   async check(action: string, input: Record<string, unknown> = {}, stepType = "tool_call", metadata?: Record<string, unknown>): Promise<Decision> {
     const meta = { ...metadata, ...this.options.metadataFn?.(action, input, stepType) };
@@ -254,11 +260,9 @@ export class TroyGuard {
       if (!d || typeof d !== "object" || typeof d.allowed !== "boolean") throw new Error(`the answer is not a decision: ${JSON.stringify(d)}`);
     } catch (err) {
       const cause = err instanceof Error ? err : new Error(String(err));
-      if (this.options.failOpen) {
-        process.emitWarning(`troy guard unavailable, allowing ${action}: ${cause.message}`);
-        return { step_id: "", allowed: true, violations: [], risk_score: 0, mode: this.mode, rule_errors: [] };
-      }
-      throw new GuardUnavailableError(action, this.mode, cause);
+      if (this.mode === "enforce" && !this.options.failOpen) throw new GuardUnavailableError(action, this.mode, cause);
+      process.emitWarning(`troy guard unavailable, allowing ${action}: ${cause.message}`);
+      return unavailable(this.mode, true, cause);
     }
     d.violations ??= [];
     d.rule_errors ??= [];

@@ -136,16 +136,24 @@ test("the child process exits when the guard ends, and the guard then refuses ch
   });
 });
 
-test("a child that dies refuses the checks (fails closed), in monitor mode too, or allows them with failOpen", async () => {
-  for (const failOpen of [false, true]) {
-    const guard = new TroyGuard({ policy: policyFile, dataDir, mode: "monitor", failOpen });
+test("a child that dies refuses the checks in enforce mode (fails closed), and allows them in monitor mode or with failOpen", async () => {
+  for (const [mode, failOpen] of [["enforce", false], ["monitor", false], ["enforce", true]] as const) {
+    const guard = new TroyGuard({ policy: policyFile, dataDir, mode, failOpen });
     await guard.start();
     process.kill(guard.pid!, "SIGKILL");
     for (let i = 0; i < 2; i++) { // the check in flight when it dies and the next one
-      if (failOpen) {
-        assert.equal((await guard.check("search")).allowed, true);
+      if (mode === "enforce" && !failOpen) {
+        await assert.rejects(guard.check("search"), (err: unknown) => {
+          assert.ok(err instanceof GuardUnavailableError && err instanceof BlockedError);
+          assert.match(err.message, /troy guard could not answer the check of search, so it is refused: .*was killed by SIGKILL/);
+          assert.equal(err.decision.rule_errors[0].rule_id, "troy-guard");
+          return true;
+        });
       } else {
-        await assert.rejects(guard.check("search"), /troy guard could not answer the check of search, so it is refused: .*was killed by SIGKILL/);
+        const d = await guard.check("search");
+        assert.equal(d.allowed, true);
+        assert.equal(d.rule_errors[0].rule_id, "troy-guard");
+        assert.match(d.rule_errors[0].error, /the guard is unavailable: .*was killed by SIGKILL/);
       }
     }
     await guard.close();

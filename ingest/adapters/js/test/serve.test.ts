@@ -85,18 +85,20 @@ test("with TROY_URL, a policy object is uploaded to the deployment and checks us
   }
 });
 
-test("over HTTP, an unreachable gateway refuses the check, or allows it with failOpen", async () => {
+test("over HTTP, an unreachable gateway refuses the check in enforce mode, and allows it with failOpen or in monitor mode", async () => {
   const url = "http://127.0.0.1:9"; // the discard port: nothing answers HTTP there
-  const closed = new TroyGuard({ url, mode: "monitor", timeoutMs: 2000 });
+  const closed = new TroyGuard({ url, timeoutMs: 2000 });
   await assert.rejects(closed.check("search"), (err: unknown) => {
     assert.ok(err instanceof GuardUnavailableError);
     assert.ok(err instanceof BlockedError);
     assert.match(err.message, /troy guard could not answer the check of search, so it is refused: troy: 0 unavailable/);
     return true;
   });
-  const open = new TroyGuard({ url, failOpen: true, timeoutMs: 2000 });
-  const d = await open.check("search");
-  assert.equal(d.allowed, true);
+  for (const options of [{ failOpen: true }, { mode: "monitor" as const }]) {
+    const d = await new TroyGuard({ url, timeoutMs: 2000, ...options }).check("search");
+    assert.equal(d.allowed, true);
+    assert.match(d.rule_errors[0].error, /the guard is unavailable: troy: 0 unavailable/);
+  }
 });
 
 test("subject tokens are troy's", () => {
