@@ -1,10 +1,10 @@
 package match
 
 import (
-	"regexp"
 	"regexp/syntax"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 )
 
 // maxBranches bounds how many top-level alternatives a pattern is split into.
@@ -13,7 +13,7 @@ const maxBranches = 16
 // branch is one top-level alternative of a pattern: a text matches the pattern when it
 // matches any branch, so each branch can be filtered, and run, on its own.
 type branch struct {
-	re *regexp.Regexp
+	re matcher
 	q  *query // necessary condition; nil: none known
 	// exact is set when q is a literal set holding every string the branch matches, so a
 	// hit is a match and the expression need not run at all.
@@ -27,29 +27,21 @@ type branch struct {
 
 // branches splits a pattern into separately filtered top-level alternatives. A pattern
 // that is one set of literals stays whole.
-func branches(pattern string, full *regexp.Regexp) []*branch {
-	whole := parseBranch(pattern, full)
+func branches(pattern string, full matcher, parsed *syntax.Regexp) []*branch {
+	whole := newBranch(parsed, full)
 	parts := splitAlternatives(pattern)
 	if whole.exact || len(parts) < 2 || len(parts) > maxBranches {
 		return []*branch{whole}
 	}
 	out := make([]*branch, 0, len(parts))
 	for _, part := range parts {
-		re, err := regexp.Compile("(?i)" + part)
+		re, parsed, err := compilePython(part)
 		if err != nil {
 			return []*branch{whole}
 		}
-		out = append(out, parseBranch(part, re))
+		out = append(out, newBranch(parsed, re))
 	}
 	return out
-}
-
-func parseBranch(pattern string, re *regexp.Regexp) *branch {
-	parsed, err := syntax.Parse("(?i)"+pattern, syntax.Perl)
-	if err != nil {
-		return &branch{re: re}
-	}
-	return newBranch(parsed.Simplify(), re)
 }
 
 // splitAlternatives splits a pattern at the | characters outside groups, classes and
@@ -84,7 +76,7 @@ func splitAlternatives(p string) []string {
 	return append(parts, p[start:])
 }
 
-func newBranch(re *syntax.Regexp, compiled *regexp.Regexp) *branch {
+func newBranch(re *syntax.Regexp, compiled matcher) *branch {
 	in := analyse(re)
 	b := &branch{re: compiled, q: simplify(closed(in))}
 	b.exact = in.exact != nil && b.q != nil && b.q.op == 'l' && len(b.q.lits) == len(in.exact) && plain(re)
@@ -134,9 +126,9 @@ func (b *branch) match(t *Text) bool {
 const maxAnchors = 32
 
 // around runs the expression on the stretch of closure bytes around each occurrence of the
-// anchor, with one byte of context on each side for \b. Every match contains the anchor
-// and only closure bytes, so it lies inside one such stretch; ok is false when there are
-// too many occurrences to be worth it.
+// anchor, with one character of context on each side for \b. Every match contains the
+// anchor and only closure bytes, so it lies inside one such stretch; ok is false when
+// there are too many occurrences to be worth it.
 func (b *branch) around(s string) (found, ok bool) {
 	c := b.closure
 	end := 0 // stretches are searched left to right and never twice
@@ -156,18 +148,22 @@ func (b *branch) around(s string) (found, ok bool) {
 		for hi < len(s) && c[s[hi]] {
 			hi++
 		}
-		if lo > 0 {
-			lo--
+		// The characters next to the stretch are not in it (the stretch is as long as
+		// closure bytes go), but \b looks at them: a whole character on each side.
+		wlo, whi := lo, hi
+		if wlo > 0 {
+			_, w := utf8.DecodeLastRuneInString(s[:wlo])
+			wlo -= w
 		}
-		if hi < len(s) {
-			hi++
+		if whi < len(s) {
+			_, w := utf8.DecodeRuneInString(s[whi:])
+			whi += w
 		}
-		// The previous stretch's window ended with its context byte, which is this
-		// stretch's context too when the two are one byte apart: it is searched again.
-		if b.re.MatchString(s[max(lo, end-1):hi]) {
+		if b.re.MatchString(s[wlo:whi]) {
 			return true, true
 		}
-		end, i = hi, max(hi-1, at+1)
+		// Occurrences before hi are in this stretch.
+		end, i = hi, max(hi, at+1)
 	}
 }
 
