@@ -123,7 +123,9 @@ func oracleRules() []oracleRule {
 		s, ok := m[k].(string)
 		return ok && slices.Contains(vs, s)
 	}
-	priv := func(a A, st []S, i int) bool { return !is(a, "permission_level", "admin") && is(st[i].meta, "permission_level", "admin") }
+	priv := func(a A, st []S, i int) bool {
+		return !is(a, "permission_level", "admin") && is(st[i].meta, "permission_level", "admin")
+	}
 	noAuth := func(a A, st []S, i int) bool {
 		s := st[i]
 		return tool(s) && is(s.meta, "network_zone", "external") && absent(s.meta, "auth_method")
@@ -165,8 +167,12 @@ func oracleRules() []oracleRule {
 
 		r("safety-privilege-escalation", priv),
 		one("safety-destructive-action", func(s S) bool { return tool(s) && p4.MatchString(s.desc) && absent(s.meta, "approval_token") }),
-		one("safety-financial-action", func(s S) bool { return tool(s) && is(s.meta, "category", "financial") && absent(s.meta, "approval_token") }),
-		one("safety-communication-unproxied", func(s S) bool { return tool(s) && is(s.meta, "category", "communication") && !isTrue(s.meta, "proxy_approved") }),
+		one("safety-financial-action", func(s S) bool {
+			return tool(s) && is(s.meta, "category", "financial") && absent(s.meta, "approval_token")
+		}),
+		one("safety-communication-unproxied", func(s S) bool {
+			return tool(s) && is(s.meta, "category", "communication") && !isTrue(s.meta, "proxy_approved")
+		}),
 		r("safety-runaway-loop", func(_ A, _ []S, i int) bool { return i >= 50 }),
 		r("safety-repeated-tool", func(A, []S, int) bool { return false }),
 		r("safety-raw-sql", rawSQL),
@@ -179,13 +185,21 @@ func oracleRules() []oracleRule {
 		one("owasp-excessive-agency-shell", func(s S) bool { return tool(s) && p8.MatchString(s.desc) }),
 		one("owasp-excessive-agency-filesystem", func(s S) bool { return tool(s) && p9.MatchString(s.desc) }),
 		one("owasp-excessive-agency-network", func(s S) bool { return tool(s) && ext(s) && absent(s.meta, "approval_token") }),
-		one("owasp-overreliance-no-source", func(s S) bool { return llm(s) && isTrue(s.meta, "requires_citation") && !isTrue(s.meta, "has_citation") }),
+		one("owasp-overreliance-no-source", func(s S) bool {
+			return llm(s) && isTrue(s.meta, "requires_citation") && !isTrue(s.meta, "has_citation")
+		}),
 
-		one("dp-pii-to-external", func(s S) bool { return is(s.meta, "data_classification", "pii") && ext(s) && absent(s.meta, "consent_token") }),
+		one("dp-pii-to-external", func(s S) bool {
+			return is(s.meta, "data_classification", "pii") && ext(s) && absent(s.meta, "consent_token")
+		}),
 		r("dp-pii-exfiltration-cross-step", func(_ A, st []S, i int) bool { return ext(st[i]) && prev(st, i, "data_classification", "pii") }),
 		one("dp-unclassified-data", func(s S) bool { return tool(s) && absent(s.meta, "data_classification") }),
-		one("dp-sensitive-logging", func(s S) bool { return oneOf(s.meta, "data_classification", "secret", "credential") && is(s.meta, "log_level", "verbose") }),
-		one("dp-retention-exceeded", func(s S) bool { return tool(s) && !absent(s.meta, "retention_days") && isTrue(s.meta, "retention_exceeded") }),
+		one("dp-sensitive-logging", func(s S) bool {
+			return oneOf(s.meta, "data_classification", "secret", "credential") && is(s.meta, "log_level", "verbose")
+		}),
+		one("dp-retention-exceeded", func(s S) bool {
+			return tool(s) && !absent(s.meta, "retention_days") && isTrue(s.meta, "retention_exceeded")
+		}),
 		one("dp-cross-border-transfer", func(s S) bool {
 			a, b := s.meta["source_region"], s.meta["dest_region"]
 			return a != nil && b != nil && repr(a) != repr(b) && !isTrue(s.meta, "transfer_approved") // regions in these traces are strings
@@ -196,7 +210,9 @@ func oracleRules() []oracleRule {
 		one("browse-download-restricted", func(s S) bool { return tool(s) && p13.MatchString(s.desc) && absent(s.meta, "approval_token") }),
 		one("browse-javascript-execution", func(s S) bool { return tool(s) && p14.MatchString(s.desc) }),
 		one("browse-data-extraction-unclassified", func(s S) bool { return tool(s) && p15.MatchString(s.desc) && absent(s.meta, "data_classification") }),
-		one("browse-payment-form", func(s S) bool { return tool(s) && is(s.meta, "category", "payment") && absent(s.meta, "approval_token") }),
+		one("browse-payment-form", func(s S) bool {
+			return tool(s) && is(s.meta, "category", "payment") && absent(s.meta, "approval_token")
+		}),
 
 		r("soc2-access-control", priv),
 		r("soc2-auth-required", noAuth),
@@ -204,12 +220,20 @@ func oracleRules() []oracleRule {
 		one("soc2-change-approval", func(s S) bool {
 			return tool(s) && is(s.meta, "environment", "production") && p16.MatchString(s.desc) && absent(s.meta, "change_ticket")
 		}),
-		one("soc2-confidential-data", func(s S) bool { return oneOf(s.meta, "data_classification", "confidential", "restricted") && ext(s) && !isTrue(s.meta, "encrypted") }),
-		one("soc2-pii-consent", func(s S) bool { return is(s.meta, "data_classification", "pii") && absent(s.meta, "consent_token") && absent(s.meta, "legal_basis") }),
-		one("soc2-incident-response", func(s S) bool { return is(s.meta, "environment", "production") && !absent(s.meta, "error") && absent(s.meta, "incident_id") }),
+		one("soc2-confidential-data", func(s S) bool {
+			return oneOf(s.meta, "data_classification", "confidential", "restricted") && ext(s) && !isTrue(s.meta, "encrypted")
+		}),
+		one("soc2-pii-consent", func(s S) bool {
+			return is(s.meta, "data_classification", "pii") && absent(s.meta, "consent_token") && absent(s.meta, "legal_basis")
+		}),
+		one("soc2-incident-response", func(s S) bool {
+			return is(s.meta, "environment", "production") && !absent(s.meta, "error") && absent(s.meta, "incident_id")
+		}),
 		one("soc2-vendor-risk", func(s S) bool { return tool(s) && ext(s) && !isTrue(s.meta, "vendor_approved") }),
 		one("soc2-availability-destructive", func(s S) bool { return tool(s) && p17.MatchString(s.desc) && absent(s.meta, "approval_token") }),
-		one("soc2-processing-integrity", func(s S) bool { return tool(s) && is(s.meta, "category", "data_transform") && !isTrue(s.meta, "output_validated") }),
+		one("soc2-processing-integrity", func(s S) bool {
+			return tool(s) && is(s.meta, "category", "data_transform") && !isTrue(s.meta, "output_validated")
+		}),
 
 		r("hipaa-phi-access-control", func(a A, st []S, i int) bool { return phi(st[i]) && !isTrue(a, "hipaa_authorized") }),
 		one("hipaa-phi-transmission", func(s S) bool { return phi(s) && ext(s) && !isTrue(s.meta, "encrypted") }),
