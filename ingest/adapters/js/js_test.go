@@ -39,7 +39,7 @@ func TestTypeScriptAdapters(t *testing.T) {
 	s := servetest.Start(t)
 	cmd := exec.CommandContext(ctx, "node", "--test", "dist/test/")
 	cmd.Env = append(os.Environ(), "TROY_NATS_URL="+s.NATS, "TROY_REPORTS_DIR="+filepath.Join(s.DataDir, "reports"), "NODE_NO_WARNINGS=1",
-		"TROY_RULE_ERROR_POLICY="+s.PutPolicy(t, "owasp_llm_top10")) // a rule a string fails, for the rule error test
+		"TROY_RULE_ERROR_POLICY="+s.PutPolicy(t, "guardrails")) // a rule a string fails, for the rule error test
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("node --test: %v\n%s\nserve:\n%s", err, out, s.Log())

@@ -28,10 +28,10 @@ func TestPythonAdapters(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, python, "-m", "unittest", "discover", "-s", "tests", "-v")
-	// A policy with a rule that a string fails (owasp_llm_top10's token limit), for the
+	// A policy with a rule that a string fails (the guardrails template's token limit), for the
 	// rule error tests.
 	cmd.Env = append(os.Environ(), "TROY_URL="+s.HTTP, "TROY_TOKEN="+s.Token, "TROY_NATS_URL="+s.NATS, "PYTHONDONTWRITEBYTECODE=1",
-		"TROY_RULE_ERROR_POLICY="+s.PutPolicy(t, "owasp_llm_top10"))
+		"TROY_RULE_ERROR_POLICY="+s.PutPolicy(t, "guardrails"))
 	out, err := cmd.CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "\nOK") {
 		t.Fatalf("python tests: %v\n%s\nserve:\n%s", err, out, s.Log())

@@ -139,7 +139,7 @@ class NatsTest(unittest.TestCase):
 
 
 class RuleErrorTest(unittest.TestCase):
-    """A rule that cannot be evaluated (owasp_llm_top10's token limit given a string) blocks
+    """A rule that cannot be evaluated (the guardrails template's token limit given a string) blocks
     in enforce mode and is listed in every mode, over HTTP and NATS; numbers travel as
     Python's json writes them."""
 
@@ -156,11 +156,11 @@ class RuleErrorTest(unittest.TestCase):
                 g = TroyGuard(policy=self.policy, agent_name="py-rules", metadata_fn=self.tokens("200000"), client=client)
                 with self.assertRaises(PermissionError) as cm:
                     g.check("chat", {"prompt": "hi"}, "llm_call")
-                self.assertIn("rule owasp-llm10-unbounded-consumption could not be evaluated", str(cm.exception))
+                self.assertIn("rule troy-unbounded-consumption could not be evaluated", str(cm.exception))
                 d = g.decisions[-1]
                 self.assertFalse(d["allowed"])
                 self.assertEqual(d["violations"], [])
-                self.assertEqual(d["rule_errors"][0]["rule_id"], "owasp-llm10-unbounded-consumption")
+                self.assertEqual(d["rule_errors"][0]["rule_id"], "troy-unbounded-consumption")
                 self.assertIn("string > int", d["rule_errors"][0]["error"])
         finally:
             nats.close()
@@ -182,7 +182,7 @@ class RuleErrorTest(unittest.TestCase):
             else:
                 with self.assertRaises(PermissionError) as cm:
                     g.check("chat", {}, "llm_call")
-                self.assertIn("owasp-llm10-unbounded-consumption", str(cm.exception))
+                self.assertIn("troy-unbounded-consumption", str(cm.exception))
                 self.assertEqual(g.decisions[-1]["rule_errors"], [])
         g = TroyGuard(policy=self.policy, agent_name="py-rules")
         d = g.check("search", {"n": 10**30, "x": float("inf"), "y": float("nan"), "z": 5.0})
