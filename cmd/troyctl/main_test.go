@@ -235,16 +235,16 @@ func TestPoliciesCommands(t *testing.T) {
 	dir := t.TempDir()
 	t.Chdir(dir)
 	r := troyctl(t, "policies", "list")
-	if r.code != 0 || strings.Count(r.stdout, "\n") != 7 || !strings.Contains(r.stdout, "  hipaa  ") {
+	if r.code != 0 || strings.Count(r.stdout, "\n") != 8 || !strings.Contains(r.stdout, "hipaa") {
 		t.Fatalf("list: %d\n%s", r.code, r.stdout)
 	}
 	r = troyctl(t, "policies", "list", "--json")
 	var list []map[string]any
-	if err := json.Unmarshal([]byte(r.stdout), &list); err != nil || len(list) != 7 {
+	if err := json.Unmarshal([]byte(r.stdout), &list); err != nil || len(list) != 8 {
 		t.Fatalf("list --json: %v %s", err, r.stdout)
 	}
 	r = troyctl(t, "policies", "show", "soc2")
-	if r.code != 0 || !strings.Contains(r.stdout, "soc2-cc7-log-tampering") || !strings.Contains(r.stdout, "rules total") {
+	if r.code != 0 || !strings.Contains(r.stdout, "soc2-change-approval") || !strings.Contains(r.stdout, "rules total") {
 		t.Fatalf("show:\n%s", r.stdout)
 	}
 	if r := troyctl(t, "policies", "copy", "hipaa", "-o", "mine.json"); r.code != 0 {
@@ -262,14 +262,14 @@ func TestPoliciesCommands(t *testing.T) {
 		t.Fatalf("--force overwrites: %s", r.stderr)
 	}
 	r = troyctl(t, "policies", "init", "-t", "soc2", "-t", "agent_safety", "-o", "policy.json")
-	if r.code != 0 || !strings.Contains(r.stdout, "Created policy.json with 13 rules from 2 template(s)") {
+	if r.code != 0 || !strings.Contains(r.stdout, "Created policy.json with 18 rules from 2 template(s)") {
 		t.Fatalf("init: %d %s %s", r.code, r.stdout, r.stderr)
 	}
 	if r := troyctl(t, "policies", "init", "-o", "policy.json"); r.code != 1 || !strings.Contains(r.stderr, "already exists") {
 		t.Fatalf("init must not overwrite silently: %s", r.stderr)
 	}
 	r = troyctl(t, "policies", "validate", "policy.json", "mine.json")
-	if r.code != 0 || !strings.Contains(r.stdout, "policy.json: ok (13 rules)") {
+	if r.code != 0 || !strings.Contains(r.stdout, "policy.json: ok (18 rules)") {
 		t.Fatalf("validate: %d %s %s", r.code, r.stdout, r.stderr)
 	}
 	os.WriteFile("broken.json", []byte(`{"rules": [{"rule_id": "a", "description": "", "condition": "x =="}, {"rule_id": "b", "description": "", "condition": "true", "severity": "extreme"}, {"rule_id": "c", "description": ""}]}`), 0o644)
@@ -283,7 +283,7 @@ func TestPoliciesCommands(t *testing.T) {
 		t.Fatalf("validate broken conditions: %d %s", r.code, r.stderr)
 	}
 	// A merged policy audits like its templates.
-	if r := troyctl(t, "audit", example(t, "traces", "privilege-escalation.json"), "policy.json", "-o", "r.md", "-j", "a.json"); r.code != 0 || !strings.Contains(r.stdout, "soc2-cc6-privilege-escalation") {
+	if r := troyctl(t, "audit", example(t, "traces", "privilege-escalation.json"), "policy.json", "-o", "r.md", "-j", "a.json"); r.code != 0 || !strings.Contains(r.stdout, "soc2-access-control") {
 		t.Fatalf("audit with the merged policy: %s %s", r.stdout, r.stderr)
 	}
 }
