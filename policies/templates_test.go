@@ -11,6 +11,7 @@ import (
 	"github.com/troy-audit/troy/ingest"
 	"github.com/troy-audit/troy/policies"
 	"github.com/troy-audit/troy/schemas"
+	"github.com/troy-audit/troy/scorer"
 )
 
 // pyTemplate is one of the Python tool's templates: file stem, policy id and rule ids in
@@ -365,4 +366,40 @@ func guardFiredAt(t *testing.T, c *evaluator.Compiled, tr *schemas.Trace, rule s
 		}
 	}
 	return out
+}
+
+// Risk scores count each rule once, and cap at 100: a bare PHI step under an agent not
+// authorized for it breaks three hipaa rules (50 + 40 + 35).
+func TestTemplateScores(t *testing.T) {
+	tp, err := policies.LookupTemplate("hipaa")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := evaluator.Compile(tp.Policy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	weights := map[string]int{}
+	for _, r := range tp.Policy.Rules {
+		weights[r.RuleID] = r.Weight
+	}
+	tests := []struct {
+		steps string
+		rules []string
+		score int
+	}{
+		{steps(step("tool_call", `"metadata": {"data_classification": "phi"}`)), []string{"s0 hipaa-phi-access-control", "s0 hipaa-phi-audit-log", "s0 hipaa-minimum-necessary"}, 100},
+		{steps(step("tool_call", `"metadata": {"data_classification": "phi", "fields_scoped": true}`), step("tool_call", `"metadata": {"data_classification": "phi", "fields_scoped": true}`)),
+			[]string{"s0 hipaa-phi-access-control", "s0 hipaa-phi-audit-log", "s1 hipaa-phi-access-control", "s1 hipaa-phi-audit-log"}, 90},
+	}
+	for _, tc := range tests {
+		tr := decodeCase(t, ruleCase{steps: tc.steps})
+		res := c.Evaluate(tr)
+		if got := violationList(res.Violations); !slices.Equal(got, tc.rules) {
+			t.Errorf("violations %v, want %v", got, tc.rules)
+		}
+		if got := scorer.Score(res.Violations, weights); got != tc.score {
+			t.Errorf("score %d, want %d", got, tc.score)
+		}
+	}
 }
