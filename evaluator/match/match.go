@@ -94,12 +94,18 @@ func plain(re *syntax.Regexp) bool {
 	case syntax.OpLiteral:
 		if re.Flags&syntax.FoldCase == 0 {
 			for _, r := range re.Rune {
-				if unicode.SimpleFold(r) != r {
+				// İ and ı fold to nothing in Go but are scanned as i.
+				if unicode.SimpleFold(r) != r || r == '\u0130' || r == '\u0131' {
 					return false
 				}
 			}
 		}
 	case syntax.OpCharClass:
+		// İ and ı are scanned as i: a class holding them is plain only with i and I too.
+		hasI := inClass(re.Rune, 'i') && inClass(re.Rune, 'I')
+		if (inClass(re.Rune, '\u0130') || inClass(re.Rune, '\u0131')) && !hasI {
+			return false
+		}
 		for i := 0; i+1 < len(re.Rune); i += 2 {
 			for r := re.Rune[i]; r <= re.Rune[i+1] && r < utf8.RuneSelf; r++ {
 				for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {

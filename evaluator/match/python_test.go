@@ -129,3 +129,25 @@ func TestCompileErrorsNameThePattern(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+// Where case is not ignored, İ and ı are themselves only, prefilter or not.
+func TestCaseSensitiveTurkishI(t *testing.T) {
+	for _, tc := range []struct {
+		pattern, text string
+		want          bool
+	}{
+		{`(?-i:İ)`, "i", false},
+		{`(?-i:İ)`, "İ", true},
+		{`(?-i:[İ0])`, "i", false},
+		{`(?-i:ı)x`, "ix", false},
+	} {
+		p, err := Compile(tc.pattern)
+		if err != nil {
+			t.Fatal(err)
+		}
+		set := NewSet([]*Pattern{p})
+		if got := p.Match(set.Scan(tc.text)); got != tc.want || p.MatchString(tc.text) != tc.want {
+			t.Errorf("%q in %q: %v, want %v (prefilter %s)", tc.pattern, tc.text, got, tc.want, p.Prefilter())
+		}
+	}
+}
