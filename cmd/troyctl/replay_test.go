@@ -106,7 +106,7 @@ func TestReplayPrints(t *testing.T) {
 	audit := filepath.Join(dir, "audit.json")
 	troyctl(t, "audit", example(t, "traces", "pii-exfiltration.json"), example(t, "policy.json"), "-o", filepath.Join(dir, "report.md"), "-j", audit)
 	r := troyctl(t, "replay", audit, "--policy", "agent_safety", "--no-interactive")
-	if r.code != 0 || !strings.Contains(r.stdout, "Re-evaluated with agent_safety: risk 50 → 50 (+0); 1 violation(s) added, 1 removed") ||
+	if r.code != 0 || !strings.Contains(r.stdout, "Re-evaluated with agent_safety: risk 50 → 20 (-30); 1 violation(s) added, 1 removed") ||
 		!strings.Contains(r.stdout, "Step 6/6") || strings.Contains(r.stdout, "\x1b") {
 		t.Fatalf("exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
