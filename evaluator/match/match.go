@@ -1,8 +1,9 @@
-// Package match runs the case-insensitive regular expressions of policy conditions cheaply.
+// Package match runs the regular expressions of policy conditions, with the meaning the
+// Python tool's matches() gives them (case ignored, Python's re semantics: python.go),
+// cheaply.
 //
 // Regular expressions over whole step inputs are the costly part of evaluating a policy:
-// Go's engine spends tens of nanoseconds per byte of text on a pattern that does not start
-// with a case-sensitive literal. For each pattern this package derives a prefilter: a
+// an automaton (vm.go, like Go's own engine) spends tens of nanoseconds per byte of text. For each pattern this package derives a prefilter: a
 // condition that every text the pattern matches satisfies, built from
 //
 //   - literals: sets of strings one of which must occur (ignoring case), found for all of a
