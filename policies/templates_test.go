@@ -403,3 +403,42 @@ func TestTemplateScores(t *testing.T) {
 		}
 	}
 }
+
+// In enforce mode the guard blocks violating steps, and they still count as earlier steps
+// for the rules that look back, as in the Python tool's guard.
+func TestGuardCountsBlockedStepsAsEarlier(t *testing.T) {
+	tp, err := policies.LookupTemplate("data_protection")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := evaluator.Compile(tp.Policy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := c.NewGuard(evaluator.GuardOptions{AgentName: "agent", AgentMetadata: map[string]any{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checks := []struct {
+		meta    map[string]any
+		allowed bool
+		rules   []string
+	}{
+		{map[string]any{"data_classification": "pii", "network_zone": "external"}, false, []string{"dp-pii-to-external"}},
+		{map[string]any{"data_classification": "public", "network_zone": "external"}, false, []string{"dp-pii-exfiltration-cross-step"}},
+		{map[string]any{"data_classification": "public"}, true, nil},
+	}
+	for i, ck := range checks {
+		d, err := g.Check(evaluator.CheckRequest{Action: "http_post", Input: map[string]any{}, Metadata: ck.meta})
+		if err != nil && d.Allowed {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, v := range d.Violations {
+			got = append(got, v.RuleID)
+		}
+		if d.Allowed != ck.allowed || !slices.Equal(got, ck.rules) {
+			t.Errorf("step %d: allowed %v with %v, want %v with %v", i, d.Allowed, got, ck.allowed, ck.rules)
+		}
+	}
+}

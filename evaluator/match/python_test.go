@@ -151,3 +151,42 @@ func TestCaseSensitiveTurkishI(t *testing.T) {
 		}
 	}
 }
+
+func FuzzVMAgreesWithGoRegexpOnASCII(f *testing.F) {
+	for _, seed := range [][2]string{
+		{`\bSELECT\b`, "x SELECT y"},
+		{`^(bash|shell)$`, "bash"},
+		{`a\Bb|\d+`, "ab 12"},
+		{`(?m)^x$`, "a\nx\nb"},
+	} {
+		f.Add(seed[0], seed[1])
+	}
+	f.Fuzz(func(t *testing.T, pattern, text string) {
+		for _, s := range []string{pattern, text} {
+			for i := 0; i < len(s); i++ {
+				if s[i] >= 0x80 {
+					return
+				}
+			}
+		}
+		if strings.HasSuffix(text, "\n") {
+			return // Python's $ also matches before a final newline
+		}
+		parsed, err := parsePython(pattern)
+		if err != nil {
+			return
+		}
+		parsed = parsed.Simplify()
+		m, err := compileVM(parsed)
+		if err != nil {
+			return
+		}
+		want, err := regexp.Compile(parsed.String())
+		if err != nil {
+			return
+		}
+		if got := m.MatchString(text); got != want.MatchString(text) {
+			t.Fatalf("pattern %q (%s) on %q: vm %v, regexp %v", pattern, parsed, text, got, !got)
+		}
+	})
+}
