@@ -716,9 +716,19 @@ func (s *Set) Scan(text string) *Text {
 	// The Kelvin sign, the long s and the Turkish İ and ı are the only non-ASCII
 	// characters that Python's case folding equates with ASCII letters; map them so the
 	// ASCII-insensitive automaton sees every text the pattern would match.
-	hay := asciiFolded.Replace(text)
+	hay := text
+	if mayFoldToASCII(text) {
+		hay = asciiFolded.Replace(text)
+	}
 	s.ac.scan(hay, t.hits)
 	return t
+}
+
+// mayFoldToASCII reports whether text may hold one of those characters: their UTF-8
+// encodings start with 0xC4, 0xC5 or 0xE2, which most texts lack (a byte search is far
+// cheaper than the replacer's).
+func mayFoldToASCII(text string) bool {
+	return strings.IndexByte(text, 0xc4) >= 0 || strings.IndexByte(text, 0xc5) >= 0 || strings.IndexByte(text, 0xe2) >= 0
 }
 
 var asciiFolded = strings.NewReplacer("\u212a", "k", "\u017f", "s", "\u0130", "i", "\u0131", "i")
