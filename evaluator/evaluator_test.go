@@ -78,13 +78,13 @@ func TestConditionSemantics(t *testing.T) {
 		{"step.type == 'llm_call' and not (step.input.prompt matches 'xyz')", "s1"},
 		{"matches(step.output, `\\b\\d{3}-\\d{2}-\\d{4}\\b`)", "s4"},
 		{"matches(step.output, `[a-z]+@[a-z]+\\.com`)", "s2"},
-		{"matches(step.input, `<b>&</b>`)", "s3"},                                   // JSON text is not HTML-escaped
-		{"matches(step.input, `\"to\":\"x@evil`)", "s3"},                            // compact JSON, keys sorted
+		{"matches(step.input, `<b>&</b>`)", "s3"},                                   // Python's str(): nothing HTML-escaped
+		{"matches(step.input, `'to': 'x@evil`)", "s3"},                              // a dict as Python writes it
 		{"matches(step.input.n, '^5$')", "s1"},                                      // numbers as text
-		{"matches(step.output.sent, 'TRUE')", "s3"},                                 // booleans as text
-		{"matches(step.metadata.nothing, '.*')", ""},                                // null never matches
+		{"matches(step.output.sent, '^True$')", "s3"},                               // booleans as Python writes them
+		{"matches(step.metadata.nothing, '^None$') and step_index == 0", "s1"},      // null is None
 		{"matches(step.description, step.type == 'llm_call' ? 'pl' : 'zzz')", "s1"}, // a pattern computed at run time
-		{"matches(step, `\"step_id\":\"s4\"`)", "s4"},                               // a whole step as JSON
+		{"matches(step, `'step_id': 's4'`)", "s4"},                                  // a whole step as a dict
 		{"any(next_steps, .metadata.network_zone == 'external') and step.metadata.data_classification == 'pii'", "s2"},
 		{"any(prev_steps, .metadata.data_classification == 'pii') and step.type == 'tool_call'", "s3"},
 		{"all(prev_steps, .type != 'decision') and step.type == 'decision'", "s5"},

@@ -1,15 +1,9 @@
 package evaluator
 
 import (
-	"bytes"
-	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"reflect"
-	"slices"
-	"strconv"
 	"strings"
 	"unicode/utf8"
 	"unsafe"
@@ -354,31 +348,26 @@ func (s *session) dynamic(ps string) *match.Pattern {
 	return p
 }
 
-// text prepares a value for matching: strings as they are, numbers and booleans in their
-// literal form, objects and lists as compact JSON. Strings, objects and lists are cached by
-// identity, since several rules usually match against the same step field. With charge,
-// an object written out for the first time counts against the running program's budget
-// (conditions compiled to Go only match step fields, which the event size bounds).
+// text prepares a value for matching as the Python tool's matches() sees it: Python's
+// str() of the value, so strings as they are and everything else as repr() (None, True,
+// 1.0, {'k': 'v'}). Strings, objects and lists are cached by identity, since several rules
+// usually match against the same step field. With charge, an object written out for the
+// first time counts against the running program's budget (conditions compiled to Go only
+// match step fields, which the event size bounds).
 func (s *session) text(v any, charge bool) *match.Text {
 	var key textKey
 	switch x := v.(type) {
-	case nil:
-		return nil
 	case string:
 		key = textKey{ptr: unsafe.Pointer(unsafe.StringData(x)), n: len(x), kind: reflect.String}
-	case bool:
-		return s.c.set.Scan(strconv.FormatBool(x))
-	case int:
-		return s.c.set.Scan(strconv.Itoa(x))
-	case float64:
-		return s.c.set.Scan(strconv.FormatFloat(x, 'g', -1, 64))
+	case nil, bool, int, float64:
+		return s.c.set.Scan(pyStr(x))
 	default:
 		rv := reflect.ValueOf(v)
 		switch rv.Kind() {
 		case reflect.Map, reflect.Pointer, reflect.Slice:
 			key = textKey{ptr: rv.UnsafePointer(), n: lenOf(rv), kind: rv.Kind()}
 		default:
-			return s.c.set.Scan(fmt.Sprint(v))
+			return s.c.set.Scan(pyStr(v))
 		}
 	}
 	for i := range s.recent {
@@ -398,10 +387,7 @@ func (s *session) text(v any, charge bool) *match.Text {
 				panic(err)
 			}
 		}
-		if sv, isView := v.(*stepView); isView {
-			v = sv.step
-		}
-		str = compactJSON(v)
+		str = pyStr(v)
 	}
 	if len(s.texts) >= maxCachedTexts || s.textBytes+len(str) > maxCachedTextBytes {
 		clear(s.texts)
@@ -425,108 +411,4 @@ func lenOf(rv reflect.Value) int {
 		return -1
 	}
 	return rv.Len()
-}
-
-// compactJSON renders decoded JSON (and steps) as compact JSON with sorted keys and without
-// HTML escaping. It is written out because encoding/json's reflection is a large part of
-// the cost of matching against whole inputs.
-func compactJSON(v any) string {
-	return string(appendJSON(make([]byte, 0, 512), v))
-}
-
-func appendJSON(b []byte, v any) []byte {
-	switch x := v.(type) {
-	case nil:
-		return append(b, "null"...)
-	case string:
-		return appendString(b, x)
-	case bool:
-		return strconv.AppendBool(b, x)
-	case int:
-		return strconv.AppendInt(b, int64(x), 10)
-	case float64:
-		if x == math.Trunc(x) && math.Abs(x) < 1e21 {
-			return strconv.AppendFloat(b, x, 'f', -1, 64)
-		}
-		return strconv.AppendFloat(b, x, 'g', -1, 64)
-	case map[string]any:
-		keys := make([]string, 0, len(x))
-		for k := range x {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		b = append(b, '{')
-		for i, k := range keys {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = appendString(b, k)
-			b = append(b, ':')
-			b = appendJSON(b, x[k])
-		}
-		return append(b, '}')
-	case []any:
-		b = append(b, '[')
-		for i, e := range x {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = appendJSON(b, e)
-		}
-		return append(b, ']')
-	}
-	// Anything else (a step, or values built by Go callers) goes the general way.
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return append(b, fmt.Sprint(v)...)
-	}
-	return append(b, bytes.TrimRight(buf.Bytes(), "\n")...)
-}
-
-// appendString quotes s as JSON does, without escaping <, > and &.
-func appendString(b []byte, s string) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); i++ {
-		// Skip eight bytes at a time while none needs escaping.
-		for i+8 <= len(s) && !needsEscape8(binary.LittleEndian.Uint64([]byte(s[i:i+8]))) {
-			i += 8
-		}
-		if i >= len(s) {
-			break
-		}
-		c := s[i]
-		if !jsonEscaped(c) {
-			continue
-		}
-		b = append(b, s[start:i]...)
-		switch c {
-		case '"', '\\':
-			b = append(b, '\\', c)
-		case '\n':
-			b = append(b, '\\', 'n')
-		case '\r':
-			b = append(b, '\\', 'r')
-		case '\t':
-			b = append(b, '\\', 't')
-		default:
-			b = append(b, '\\', 'u', '0', '0', "0123456789abcdef"[c>>4], "0123456789abcdef"[c&0xf])
-		}
-		start = i + 1
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
-}
-
-func jsonEscaped(c byte) bool { return c < 0x20 || c == '"' || c == '\\' }
-
-// needsEscape8 reports whether any of eight bytes is a control character, '"' or '\\'
-// (bit tricks from "Bit Twiddling Hacks": a zero byte, or a byte below a bound).
-func needsEscape8(w uint64) bool {
-	const ones, highs = 0x0101010101010101, 0x8080808080808080
-	hasZero := func(x uint64) uint64 { return (x - ones) &^ x & highs }
-	below := (w - ones*0x20) &^ w & highs
-	return below|hasZero(w^(ones*'"'))|hasZero(w^(ones*'\\')) != 0
 }

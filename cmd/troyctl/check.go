@@ -69,7 +69,7 @@ guard service answers (troyctl serve), and the check is recorded in its session.
 		Example: `  troyctl check examples/policy.json -a search -i '{"query": "SELECT * FROM users"}'
   troyctl check examples/policy.json -a send_email --mode monitor
   troyctl check examples/policy.json -a bash --metadata '{"permission_level": "admin"}'
-  troyctl check owasp_llm_top10 -a chat -t llm_call --metadata '{"total_tokens": "200000"}' --on-rule-error skip
+  troyctl check guardrails -a chat -t llm_call --metadata '{"total_tokens": "200000"}' --on-rule-error skip
   troyctl check soc2 -a upload --nats nats://127.0.0.1:4222 --session s-42`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -26,7 +26,7 @@ func writePolicy(t *testing.T, condition, extra string) string {
 type ruleErrorCase struct {
 	name   string
 	args   []string // after the policy
-	policy string   // "" for owasp_llm_top10
+	policy string   // "" for guardrails
 	code   int
 	errors int // rule_errors listed
 }
@@ -56,7 +56,7 @@ func checkRuleErrors(t *testing.T, tc ruleErrorCase, extra ...string) {
 	t.Helper()
 	policy := tc.policy
 	if policy == "" {
-		policy = "owasp_llm_top10"
+		policy = "guardrails"
 	}
 	r := troyctl(t, append(append([]string{"check", policy}, tc.args...), extra...)...)
 	if r.code != tc.code {

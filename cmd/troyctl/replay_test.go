@@ -75,11 +75,11 @@ func TestReplayInATerminal(t *testing.T) {
 		t.Fatal(r.stderr)
 	}
 	term := newTerminal(t, 100, 30, troyctlBinary(t)+" replay "+audit+" --policy agent_safety")
-	term.waitFor("step 1/6", "risk 50/100 → 50 with agent_safety", ".C....", "Plan how to answer")
+	term.waitFor("step 1/6", "risk 50/100 → 20 with agent_safety", ".C....", "Plan how to answer")
 	term.keys("j")
 	term.waitFor("step 2/6", "[CRITICAL] pii-exfiltration-protection", "- with agent_safety")
 	term.keys("j")
-	term.waitFor("step 5/6", "+ with agent_safety: [CRITICAL] safety-sensitive-data-egress")
+	term.waitFor("step 5/6", "+ with agent_safety: [MEDIUM] safety-unauthenticated-external")
 	term.keys("s")
 	term.waitFor("Trace support-7f3a (agent support-assistant): 6 steps", "Re-evaluated with agent_safety")
 	term.keys("v")
@@ -106,7 +106,7 @@ func TestReplayPrints(t *testing.T) {
 	audit := filepath.Join(dir, "audit.json")
 	troyctl(t, "audit", example(t, "traces", "pii-exfiltration.json"), example(t, "policy.json"), "-o", filepath.Join(dir, "report.md"), "-j", audit)
 	r := troyctl(t, "replay", audit, "--policy", "agent_safety", "--no-interactive")
-	if r.code != 0 || !strings.Contains(r.stdout, "Re-evaluated with agent_safety: risk 50 → 50 (+0); 1 violation(s) added, 1 removed") ||
+	if r.code != 0 || !strings.Contains(r.stdout, "Re-evaluated with agent_safety: risk 50 → 20 (-30); 1 violation(s) added, 1 removed") ||
 		!strings.Contains(r.stdout, "Step 6/6") || strings.Contains(r.stdout, "\x1b") {
 		t.Fatalf("exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}

@@ -1,10 +1,10 @@
 package match
 
 import (
-	"regexp"
 	"regexp/syntax"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 )
 
 // maxBranches bounds how many top-level alternatives a pattern is split into.
@@ -13,7 +13,7 @@ const maxBranches = 16
 // branch is one top-level alternative of a pattern: a text matches the pattern when it
 // matches any branch, so each branch can be filtered, and run, on its own.
 type branch struct {
-	re *regexp.Regexp
+	re matcher
 	q  *query // necessary condition; nil: none known
 	// exact is set when q is a literal set holding every string the branch matches, so a
 	// hit is a match and the expression need not run at all.
@@ -27,29 +27,25 @@ type branch struct {
 
 // branches splits a pattern into separately filtered top-level alternatives. A pattern
 // that is one set of literals stays whole.
-func branches(pattern string, full *regexp.Regexp) []*branch {
-	parsed, err := syntax.Parse("(?i)"+pattern, syntax.Perl)
-	if err != nil {
-		return []*branch{{re: full}}
-	}
-	whole := newBranch(parsed.Simplify(), full)
-	if whole.exact || parsed.Op != syntax.OpAlternate || len(parsed.Sub) > maxBranches {
+func branches(full matcher, parsed *syntax.Regexp) []*branch {
+	whole := newBranch(parsed, full)
+	if whole.exact || parsed.Op != syntax.OpAlternate || len(parsed.Sub) < 2 || len(parsed.Sub) > maxBranches {
 		return []*branch{whole}
 	}
 	// The alternatives are split on the parsed tree, not on the text, so quoting (\Q…\E),
-	// classes and flag groups can never be cut apart; each one prints with its own flags.
+	// classes and flag groups can never be cut apart.
 	out := make([]*branch, 0, len(parsed.Sub))
 	for _, sub := range parsed.Sub {
-		re, err := regexp.Compile(sub.String())
+		m, err := compileVM(sub)
 		if err != nil {
 			return []*branch{whole}
 		}
-		out = append(out, newBranch(sub.Simplify(), re))
+		out = append(out, newBranch(sub, m))
 	}
 	return out
 }
 
-func newBranch(re *syntax.Regexp, compiled *regexp.Regexp) *branch {
+func newBranch(re *syntax.Regexp, compiled matcher) *branch {
 	in := analyse(re)
 	b := &branch{re: compiled, q: simplify(closed(in))}
 	b.exact = in.exact != nil && b.q != nil && b.q.op == 'l' && len(b.q.lits) == len(in.exact) && plain(re)
@@ -99,9 +95,9 @@ func (b *branch) match(t *Text) bool {
 const maxAnchors = 32
 
 // around runs the expression on the stretch of closure bytes around each occurrence of the
-// anchor, with one byte of context on each side for \b. Every match contains the anchor
-// and only closure bytes, so it lies inside one such stretch; ok is false when there are
-// too many occurrences to be worth it.
+// anchor, with one character of context on each side for \b. Every match contains the
+// anchor and only closure bytes, so it lies inside one such stretch; ok is false when
+// there are too many occurrences to be worth it.
 func (b *branch) around(s string) (found, ok bool) {
 	c := b.closure
 	end := 0 // stretches are searched left to right and never twice
@@ -121,18 +117,22 @@ func (b *branch) around(s string) (found, ok bool) {
 		for hi < len(s) && c[s[hi]] {
 			hi++
 		}
-		if lo > 0 {
-			lo--
+		// The characters next to the stretch are not in it (the stretch is as long as
+		// closure bytes go), but \b looks at them: a whole character on each side.
+		wlo, whi := lo, hi
+		if wlo > 0 {
+			_, w := utf8.DecodeLastRuneInString(s[:wlo])
+			wlo -= w
 		}
-		if hi < len(s) {
-			hi++
+		if whi < len(s) {
+			_, w := utf8.DecodeRuneInString(s[whi:])
+			whi += w
 		}
-		// The previous stretch's window ended with its context byte, which is this
-		// stretch's context too when the two are one byte apart: it is searched again.
-		if b.re.MatchString(s[max(lo, end-1):hi]) {
+		if b.re.MatchString(s[wlo:whi]) {
 			return true, true
 		}
-		end, i = hi, max(hi-1, at+1)
+		// Occurrences before hi are in this stretch.
+		end, i = hi, max(hi, at+1)
 	}
 }
 

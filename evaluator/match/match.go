@@ -1,8 +1,9 @@
-// Package match runs the case-insensitive regular expressions of policy conditions cheaply.
+// Package match runs the regular expressions of policy conditions, with the meaning the
+// Python tool's matches() gives them (case ignored, Python's re semantics: python.go),
+// cheaply.
 //
 // Regular expressions over whole step inputs are the costly part of evaluating a policy:
-// Go's engine spends tens of nanoseconds per byte of text on a pattern that does not start
-// with a case-sensitive literal. For each pattern this package derives a prefilter: a
+// an automaton (vm.go, like Go's own engine) spends tens of nanoseconds per byte of text. For each pattern this package derives a prefilter: a
 // condition that every text the pattern matches satisfies, built from
 //
 //   - literals: sets of strings one of which must occur (ignoring case), found for all of a
@@ -19,7 +20,6 @@ package match
 
 import (
 	"fmt"
-	"regexp"
 	"regexp/syntax"
 	"slices"
 	"strings"
@@ -30,19 +30,20 @@ import (
 // Pattern is a compiled case-insensitive regular expression.
 type Pattern struct {
 	Source   string
-	re       *regexp.Regexp
+	re       matcher
 	branches []*branch // the pattern's top-level alternatives, each with its prefilter
 }
 
-// Compile compiles pattern with case-insensitive matching, as the matches() helper uses.
-// The syntax is RE2's (https://github.com/google/re2/wiki/Syntax): linear time, no
-// backreferences or look-around.
+// Compile compiles pattern as the matches() helper searches it: ignoring case, with the
+// meaning Python's re module gives it (see python.go). The syntax is RE2's
+// (https://github.com/google/re2/wiki/Syntax): linear time, no backreferences or
+// look-around.
 func Compile(pattern string) (*Pattern, error) {
-	re, err := regexp.Compile("(?i)" + pattern)
+	re, parsed, err := compilePython(pattern)
 	if err != nil {
 		return nil, fmt.Errorf("invalid regular expression %q: %w", pattern, unwrapSyntax(err))
 	}
-	return &Pattern{Source: pattern, re: re, branches: branches(pattern, re)}, nil
+	return &Pattern{Source: pattern, re: re, branches: branches(re, parsed)}, nil
 }
 
 func unwrapSyntax(err error) error {
@@ -94,12 +95,18 @@ func plain(re *syntax.Regexp) bool {
 	case syntax.OpLiteral:
 		if re.Flags&syntax.FoldCase == 0 {
 			for _, r := range re.Rune {
-				if unicode.SimpleFold(r) != r {
+				// İ and ı fold to nothing in Go but are scanned as i.
+				if unicode.SimpleFold(r) != r || r == '\u0130' || r == '\u0131' {
 					return false
 				}
 			}
 		}
 	case syntax.OpCharClass:
+		// İ and ı are scanned as i: a class holding them is plain only with i and I too.
+		hasI := inClass(re.Rune, 'i') && inClass(re.Rune, 'I')
+		if (inClass(re.Rune, '\u0130') || inClass(re.Rune, '\u0131')) && !hasI {
+			return false
+		}
 		for i := 0; i+1 < len(re.Rune); i += 2 {
 			for r := re.Rune[i]; r <= re.Rune[i+1] && r < utf8.RuneSelf; r++ {
 				for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
@@ -405,7 +412,7 @@ func union(a, b []string) []string {
 }
 
 // asciiLower lower-cases a literal whose every character is ASCII or case-folds to ASCII
-// (the Kelvin sign and the long s, which Scan maps to k and s).
+// (the Kelvin sign, the long s and the Turkish İ and ı, which Scan maps to k, s and i).
 func asciiLower(rs []rune) (string, bool) {
 	b := make([]byte, 0, len(rs))
 	for _, r := range rs {
@@ -424,6 +431,8 @@ func foldASCII(r rune) (byte, bool) {
 		return 'k', true
 	case r == '\u017f':
 		return 's', true
+	case r == '\u0130' || r == '\u0131':
+		return 'i', true
 	case r >= utf8.RuneSelf:
 		return 0, false
 	case r >= 'A' && r <= 'Z':
@@ -609,10 +618,14 @@ func classWidth(ranges []rune) int {
 	return w
 }
 
+// onlyDigits reports whether a class holds decimal digits only (Python's \d: of any
+// script).
 func onlyDigits(ranges []rune) bool {
 	for i := 0; i+1 < len(ranges); i += 2 {
-		if ranges[i] < '0' || ranges[i+1] > '9' {
-			return false
+		for r := ranges[i]; r <= ranges[i+1]; r++ {
+			if !unicode.IsDigit(r) {
+				return false
+			}
 		}
 	}
 	return len(ranges) > 0
@@ -669,12 +682,15 @@ func NewSet(patterns []*Pattern) *Set {
 
 // Text is a string prepared for matching against a Set's patterns.
 type Text struct {
-	s          string
-	hits       []uint64
-	small      [10]uint64 // backs hits for up to 640 literals
-	digits     int        // ASCII digits in the whole text; -1 until counted
-	windows    []window   // digit counts computed so far, by span width
-	results    []result   // patterns matched against the text so far
+	s      string
+	hits   []uint64
+	small  [10]uint64 // backs hits for up to 640 literals
+	digits int        // decimal digits in the whole text; -1 until counted
+	// wide marks the bytes where a digit starts, for a text with non-ASCII digits (each
+	// of several bytes); nil when every digit is an ASCII byte.
+	wide       []bool
+	windows    []window // digit counts computed so far, by span width
+	results    []result // patterns matched against the text so far
 	resultsBuf [8]result
 }
 
@@ -697,13 +713,25 @@ func (s *Set) Scan(text string) *Text {
 	} else {
 		t.hits = make([]uint64, n)
 	}
-	// The Kelvin sign and the long s are the only non-ASCII characters that case-fold to
-	// ASCII letters; map them so the ASCII-insensitive automaton sees every text the
-	// case-insensitive regular expression would match.
-	hay := strings.ReplaceAll(strings.ReplaceAll(text, "\u212a", "k"), "\u017f", "s")
+	// The Kelvin sign, the long s and the Turkish İ and ı are the only non-ASCII
+	// characters that Python's case folding equates with ASCII letters; map them so the
+	// ASCII-insensitive automaton sees every text the pattern would match.
+	hay := text
+	if mayFoldToASCII(text) {
+		hay = asciiFolded.Replace(text)
+	}
 	s.ac.scan(hay, t.hits)
 	return t
 }
+
+// mayFoldToASCII reports whether text may hold one of those characters: their UTF-8
+// encodings start with 0xC4, 0xC5 or 0xE2, which most texts lack (a byte search is far
+// cheaper than the replacer's).
+func mayFoldToASCII(text string) bool {
+	return strings.IndexByte(text, 0xc4) >= 0 || strings.IndexByte(text, 0xc5) >= 0 || strings.IndexByte(text, 0xe2) >= 0
+}
+
+var asciiFolded = strings.NewReplacer("\u212a", "k", "\u017f", "s", "\u0130", "i", "\u0131", "i")
 
 // String returns the scanned text.
 func (t *Text) String() string { return t.s }
@@ -726,16 +754,11 @@ func (t *Text) anyHit(words []wordMask) bool {
 }
 
 // hasDigits reports whether some span of width bytes (all of the text when width < 0)
-// holds at least n ASCII digits. Most texts have few digits in all, which one count over
+// holds at least n decimal digits. Most texts have few digits in all, which one count over
 // the text, shared by every width, settles.
 func (t *Text) hasDigits(n, width int) bool {
 	if t.digits < 0 {
-		t.digits = 0
-		for i := 0; i < len(t.s); i++ {
-			if isDigit(t.s[i]) {
-				t.digits++
-			}
-		}
+		t.countDigits()
 	}
 	if t.digits < n {
 		return false
@@ -746,20 +769,55 @@ func (t *Text) hasDigits(n, width int) bool {
 	return t.digitsWithin(width) >= n
 }
 
-// digitsWithin returns the most ASCII digits in any span of width bytes.
+func (t *Text) countDigits() {
+	t.digits = 0
+	s := t.s
+	for i := 0; i < len(s); i++ {
+		if s[i] < utf8.RuneSelf {
+			if isDigit(s[i]) {
+				t.digits++
+			}
+			continue
+		}
+		r, w := utf8.DecodeRuneInString(s[i:])
+		if unicode.IsDigit(r) {
+			if t.wide == nil {
+				t.wide = make([]bool, len(s))
+				for j := 0; j < i; j++ {
+					t.wide[j] = isDigit(s[j])
+				}
+			}
+			t.wide[i] = true
+			t.digits++
+		}
+		i += w - 1
+	}
+	if t.wide != nil { // mark the ASCII digits after the first wide one too
+		for i := 0; i < len(s); i++ {
+			if isDigit(s[i]) {
+				t.wide[i] = true
+			}
+		}
+	}
+}
+
+// digitsWithin returns the most digits starting in any span of width bytes.
 func (t *Text) digitsWithin(width int) int {
 	for _, w := range t.windows {
 		if w.width == width {
 			return w.digits
 		}
 	}
+	at := func(i int) bool { return isDigit(t.s[i]) }
+	if t.wide != nil {
+		at = func(i int) bool { return t.wide[i] }
+	}
 	best, cur := 0, 0
-	s := t.s
-	for i := 0; i < len(s); i++ {
-		if isDigit(s[i]) {
+	for i := 0; i < len(t.s); i++ {
+		if at(i) {
 			cur++
 		}
-		if width >= 0 && i >= width && isDigit(s[i-width]) {
+		if width >= 0 && i >= width && at(i-width) {
 			cur--
 		}
 		best = max(best, cur)

@@ -46,7 +46,9 @@ func TestAutomatonFindsEveryLiteral(t *testing.T) {
 
 func TestPrefilters(t *testing.T) {
 	tests := []struct{ pattern, want string }{
-		{`\b\d{3}-\d{2}-\d{4}\b`, `(["0-" "1-" "2-" "3-" "4-" "5-" "6-" "7-" "8-" "9-"] AND ["0-" "1-" "2-" "3-" "4-" "5-" "6-" "7-" "8-" "9-"] AND digits>=9/11B)`},
+		{`\b\d{3}-\d{2}-\d{4}\b`, `digits>=9/38B`}, // \d is any script's digit, of up to 4 bytes
+		{`\b[0-9]{3}-[0-9]{2}-[0-9]{4}\b`, `(["0-" "1-" "2-" "3-" "4-" "5-" "6-" "7-" "8-" "9-"] AND ["0-" "1-" "2-" "3-" "4-" "5-" "6-" "7-" "8-" "9-"] AND digits>=9/11B)`},
+		{`ignore`, `["ignore"] (exact)`}, // İ and ı are scanned as i
 		{`ignore (all )?previous instructions|run as admin`, `["ignore all previous instructions" "ignore previous instructions" "run as admin"] (exact)`},
 		{`[a-z0-9._%+-]+@[a-z0-9-]+\.[a-z]{2,}`, `["@"] (around @)`},
 		{`^http://`, `["http://"]`},
@@ -67,8 +69,9 @@ func TestPrefilters(t *testing.T) {
 }
 
 // The prefilters never change a result: on random patterns and texts built to sit on
-// every boundary the prefilters reason about (case, digits, anchors, word boundaries,
-// characters that case-fold to ASCII), Match agrees with the regular expression alone.
+// every boundary the prefilters reason about (case, digits of any script, anchors, word
+// boundaries, characters that case-fold to ASCII), Match agrees with the pattern's
+// expression alone.
 func TestMatchAgreesWithRegexp(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
 	rounds := 1500
@@ -78,7 +81,6 @@ func TestMatchAgreesWithRegexp(t *testing.T) {
 	for range rounds {
 		var pats []*Pattern
 		var srcs []string
-		var plain []*regexp.Regexp
 		for range 1 + r.IntN(4) {
 			src := randomPattern(r, 3)
 			p, err := Compile(src)
@@ -87,16 +89,15 @@ func TestMatchAgreesWithRegexp(t *testing.T) {
 			}
 			pats = append(pats, p)
 			srcs = append(srcs, src)
-			plain = append(plain, regexp.MustCompile("(?i)"+src))
 		}
 		set := NewSet(pats)
 		for range 30 {
 			text := randomText(r)
 			tx := set.Scan(text)
 			for i, p := range pats {
-				want := plain[i].MatchString(text)
+				want := p.MatchString(text)
 				if got := p.Match(tx); got != want {
-					t.Fatalf("pattern %q on %q: Match %v, regexp %v (prefilter %s)", srcs[i], text, got, want, p.Prefilter())
+					t.Fatalf("pattern %q on %q: Match %v, expression %v (prefilter %s)", srcs[i], text, got, want, p.Prefilter())
 				}
 			}
 		}
@@ -104,11 +105,11 @@ func TestMatchAgreesWithRegexp(t *testing.T) {
 }
 
 var (
-	patternPieces = []string{"ab", "key", "x", "@", "-", "é", "k", "s", "Secret", "12", "a b", "\"", ":"}
-	classPieces   = []string{"[a-z]", `\d`, "[0-9a-f]", `\s`, `[^"]`, ".", "[ -]", "[@.]", `\w`, "[kK]", "[^a]"}
+	patternPieces = []string{"ab", "key", "x", "@", "-", "é", "k", "s", "Secret", "12", "a b", "\"", ":", "i", "İ"}
+	classPieces   = []string{"[a-z]", `\d`, "[0-9a-f]", `\s`, `[^"]`, ".", "[ -]", "[@.]", `\w`, "[kK]", "[^a]", `\W`, `[^i]`, `[\d_]`, `\D`}
 	quantifiers   = []string{"", "", "?", "*", "+", "{2}", "{1,3}", "{3,}"}
 	assertions    = []string{`\b`, "^", "$", `\B`}
-	textPieces    = []string{"ab", "AB", "key", "KEY", "x", "@", "-", " ", "\n", "é", "É", "\u212a", "\u017f", "s", "S", "1", "12", "123", "9", "\"", ":", "secret", "Secret", "a b", ".", "ſecret", "K"}
+	textPieces    = []string{"ab", "AB", "key", "KEY", "x", "@", "-", " ", "\n", "é", "É", "\u212a", "\u017f", "s", "S", "1", "12", "123", "9", "\"", ":", "secret", "Secret", "a b", ".", "ſecret", "K", "１２", "٣", "İ", "ı", "i", "\u00a0", "_"}
 )
 
 func randomPattern(r *rand.Rand, depth int) string {
@@ -166,7 +167,7 @@ func FuzzMatchAgreesWithRegexp(f *testing.F) {
 		}
 		set := NewSet([]*Pattern{p})
 		if got, want := p.Match(set.Scan(text)), p.MatchString(text); got != want {
-			t.Fatalf("pattern %q on %q: Match %v, regexp %v (prefilter %s)", pattern, text, got, want, p.Prefilter())
+			t.Fatalf("pattern %q on %q: Match %v, expression %v (prefilter %s)", pattern, text, got, want, p.Prefilter())
 		}
 	})
 }

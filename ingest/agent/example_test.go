@@ -14,14 +14,14 @@ import (
 	"github.com/troy-audit/troy/schemas"
 )
 
-// deployment starts what `troyctl serve --policy minimal` runs, on a free port, and
+// deployment starts what `troyctl serve --policy data_protection` runs, on a free port, and
 // returns its NATS URL.
 func deployment(ctx context.Context) (string, func()) {
 	b, err := bus.Open(ctx, bus.Options{Memory: true, Listen: "127.0.0.1:-1"})
 	if err != nil {
 		log.Fatal(err)
 	}
-	t, err := policies.LookupTemplate("minimal")
+	t, err := policies.LookupTemplate("data_protection")
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -69,7 +69,7 @@ func ExampleGuard() {
 	fmt.Println(errors.As(err, &blocked), blocked.Decision.Violations[0].RuleID)
 
 	// A guarded call runs only when allowed, and its result is recorded.
-	n, err := agent.Guarded(ctx, g, "count_orders", map[string]any{"customer": "c1"}, nil, func(context.Context) (int, error) { return 3, nil })
+	n, err := agent.Guarded(ctx, g, "count_orders", map[string]any{"customer": "c1"}, map[string]any{"data_classification": "internal"}, func(context.Context) (int, error) { return 3, nil })
 	fmt.Println(n, err)
 
 	if err := g.End(ctx); err != nil {
@@ -77,7 +77,7 @@ func ExampleGuard() {
 	}
 	// Output:
 	// step-0 true <nil>
-	// true minimal-pii-sent-externally
+	// true dp-pii-exfiltration-cross-step
 	// 3 <nil>
 }
 

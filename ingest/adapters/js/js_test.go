@@ -78,6 +78,6 @@ func TestTypeScriptAdapters(t *testing.T) {
 		s := servetest.Start(t)
 		nodeTest(t, "serve.test.js", "TROY_NATS_URL="+s.NATS, "TROY_URL="+s.HTTP, "TROY_TOKEN="+s.Token,
 			"TROY_REPORTS_DIR="+filepath.Join(s.DataDir, "reports"),
-			"TROY_RULE_ERROR_POLICY="+s.PutPolicy(t, "owasp_llm_top10")) // a rule a string fails, for the rule error test
+			"TROY_RULE_ERROR_POLICY="+s.PutPolicy(t, "guardrails")) // a rule a string fails, for the rule error test
 	})
 }

@@ -76,9 +76,9 @@ func TestPythonLocalGuard(t *testing.T) {
 func TestPythonServer(t *testing.T) {
 	python(t)
 	s := servetest.Start(t)
-	// A policy with a rule that a string fails (owasp_llm_top10's token limit), for the
+	// A policy with a rule that a string fails (the guardrails template's token limit), for the
 	// rule error tests.
 	env := append(baseEnv(), "TROY_URL="+s.HTTP, "TROY_TOKEN="+s.Token, "TROY_NATS_URL="+s.NATS,
-		"TROY_RULE_ERROR_POLICY="+s.PutPolicy(t, "owasp_llm_top10"))
+		"TROY_RULE_ERROR_POLICY="+s.PutPolicy(t, "guardrails"))
 	unittest(t, env, func() string { return "serve:\n" + s.Log() })
 }

@@ -172,20 +172,20 @@ test("a missing troyctl or a bad policy is a clear error", async () => {
 });
 
 test("a rule that cannot be evaluated blocks in enforce mode and is listed in monitor mode", async () => {
-  // owasp_llm_top10's token limit compares total_tokens with a number: a string fails it.
+  // the guardrails template's token limit compares total_tokens with a number: a string fails it.
   const metadataFn = () => ({ total_tokens: "200000" });
-  const enforce = new TroyGuard({ agentName: "js-rules", policy: "owasp_llm_top10", metadataFn, dataDir });
-  const monitor = new TroyGuard({ agentName: "js-rules", policy: "owasp_llm_top10", metadataFn, dataDir, mode: "monitor" });
+  const enforce = new TroyGuard({ agentName: "js-rules", policy: "guardrails", metadataFn, dataDir });
+  const monitor = new TroyGuard({ agentName: "js-rules", policy: "guardrails", metadataFn, dataDir, mode: "monitor" });
   try {
     await assert.rejects(enforce.check("chat", { prompt: "hi" }, "llm_call"), (err: unknown) => {
       assert.ok(err instanceof BlockedError);
       assert.deepEqual(err.decision.violations, []);
-      assert.equal(err.decision.rule_errors[0].rule_id, "owasp-llm10-unbounded-consumption");
+      assert.equal(err.decision.rule_errors[0].rule_id, "troy-unbounded-consumption");
       return true;
     });
     const d = await monitor.check("chat", {}, "llm_call");
     assert.equal(d.allowed, true);
-    assert.equal(d.rule_errors[0].rule_id, "owasp-llm10-unbounded-consumption");
+    assert.equal(d.rule_errors[0].rule_id, "troy-unbounded-consumption");
   } finally {
     await enforce.close();
     await monitor.close();

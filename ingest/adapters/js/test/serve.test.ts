@@ -132,7 +132,7 @@ test("a trace published to the steps stream is evaluated and reported", async ()
 });
 
 test("a rule that cannot be evaluated blocks in enforce mode and is listed in monitor mode", async () => {
-  // owasp_llm_top10's token limit compares total_tokens with a number: a string fails it.
+  // the guardrails template's token limit compares total_tokens with a number: a string fails it.
   const policy = process.env.TROY_RULE_ERROR_POLICY!;
   const metadataFn = () => ({ total_tokens: "200000" });
   const enforce = new TroyGuard({ ...nats, agentName: "js-rules", policy, metadataFn });
@@ -142,8 +142,8 @@ test("a rule that cannot be evaluated blocks in enforce mode and is listed in mo
       assert.ok(err instanceof BlockedError);
       assert.equal(err.decision.allowed, false);
       assert.deepEqual(err.decision.violations, []);
-      assert.equal(err.decision.rule_errors[0].rule_id, "owasp-llm10-unbounded-consumption");
-      assert.match(err.message, /rule owasp-llm10-unbounded-consumption could not be evaluated: .*string > int/);
+      assert.equal(err.decision.rule_errors[0].rule_id, "troy-unbounded-consumption");
+      assert.match(err.message, /rule troy-unbounded-consumption could not be evaluated: .*string > int/);
       return true;
     });
     const d: Decision = await monitor.check("chat", {}, "llm_call");

@@ -147,7 +147,7 @@ class NatsTest(unittest.TestCase):
 
 @server
 class RuleErrorTest(unittest.TestCase):
-    """A rule that cannot be evaluated (owasp_llm_top10's token limit given a string) blocks
+    """A rule that cannot be evaluated (the guardrails template's token limit given a string) blocks
     in enforce mode and is listed in every mode, over HTTP and NATS; numbers travel as
     Python's json writes them."""
 
@@ -169,11 +169,11 @@ class RuleErrorTest(unittest.TestCase):
 
                 with self.assertRaises(PermissionError) as cm:
                     chat("hi")
-                self.assertIn("rule owasp-llm10-unbounded-consumption could not be evaluated", str(cm.exception))
+                self.assertIn("rule troy-unbounded-consumption could not be evaluated", str(cm.exception))
                 d = g.decisions[-1]
                 self.assertFalse(d.allowed)
                 self.assertEqual(d.violations, [])
-                self.assertEqual(d.rule_errors[0]["rule_id"], "owasp-llm10-unbounded-consumption")
+                self.assertEqual(d.rule_errors[0]["rule_id"], "troy-unbounded-consumption")
                 self.assertIn("string > int", d.rule_errors[0]["error"])
         finally:
             nats.close()
@@ -193,7 +193,7 @@ class RuleErrorTest(unittest.TestCase):
             self.assertEqual(d.rule_errors, [], value)
             self.assertEqual(d.allowed, allowed, value)
             if not allowed:
-                self.assertEqual([v.rule_id for v in d.violations], ["owasp-llm10-unbounded-consumption"])
+                self.assertEqual([v.rule_id for v in d.violations], ["troy-unbounded-consumption"])
         g = TroyGuard(policy=self.policy, agent_name="py-rules")
         d = g.check("search", {"n": 10**30, "x": float("inf"), "y": float("nan"), "z": 5.0})
         g.end()
