@@ -16,6 +16,8 @@ import (
 	"github.com/go-python/gpython/ast"
 	"github.com/go-python/gpython/parser"
 	"github.com/go-python/gpython/py"
+
+	exprparser "github.com/expr-lang/expr/parser"
 )
 
 // Error is a condition that cannot be converted.
@@ -650,59 +652,168 @@ func (c *converter) call(x *ast.Call) (string, error) {
 	return "", fail(x, "unsupported: calling this expression")
 }
 
-// pythonMarkers are words and forms that are Python and cannot be expr: None, True and
-// False (expr writes nil, true, false), lambda, is, generator and conditional syntax, the
-// Python tool's step quantifiers, and .get(...) on a dict.
-var pythonMarkers = regexp.MustCompile(`\b(None|True|False|lambda|is|for|if|any_next|any_prev|any_step)\b|\.get\s*\(`)
+// The dialect of a policy is decided for the whole file, by these rules in order:
+//
+//  1. A condition that is not a Python expression makes the policy expr.
+//  2. Otherwise a condition that is not an expr expression makes it Python.
+//  3. Otherwise (every condition is both) a form that only expr gives a meaning to makes it
+//     expr: attribute access such as step.type (a Python dict has no attributes; only
+//     .get(...) is Python) and the names nil, true and false (unknown to Python).
+//  4. Otherwise a form whose meaning differs between the two makes it Python: subscripts
+//     (step['x'] on a missing key raises KeyError in Python and is nil in expr), and, or
+//     and not with an operand that is not a comparison or another test (Python gives the
+//     operand itself and takes the truth of any value), == and != with a number, a bool or
+//     a list (Python's 1 == True == 1.0), and the Python words None, True, False, is,
+//     lambda, if/else and the helpers any_step, any_next and any_prev.
+//  5. Otherwise the conditions mean the same in both, and the policy is taken as expr.
 
 // LooksLikePython reports whether a policy's conditions are written in the Python tool's
-// dialect: every one parses as a Python expression, and at least one uses something only
-// Python has. Conditions valid in both dialects say nothing, so a policy of only those is
-// left as it is.
+// dialect, by the rules above.
 func LooksLikePython(conds []string) bool {
-	marker := false
-	for _, c := range conds {
-		if !parses(c) {
+	trees := make([]ast.Expr, len(conds))
+	for i, c := range conds {
+		t, ok := parsePython(c)
+		if !ok {
 			return false
 		}
-		marker = marker || pythonMarkers.MatchString(withoutStrings(c))
+		trees[i] = t
 	}
-	return marker
+	for _, c := range conds {
+		if !parsesAsExpr(c) {
+			return true
+		}
+	}
+	for _, t := range trees {
+		if exprOnly(t) {
+			return false
+		}
+	}
+	for _, t := range trees {
+		if meaningDiffers(t) {
+			return true
+		}
+	}
+	return false
 }
 
-func parses(src string) (ok bool) {
+func parsePython(src string) (e ast.Expr, ok bool) {
 	defer func() {
 		if recover() != nil {
-			ok = false
+			e, ok = nil, false
 		}
 	}()
-	if strings.TrimSpace(src) == "" {
-		return false
+	src = strings.TrimSpace(src)
+	if src == "" || strings.Contains(src, walrusName) {
+		return nil, false
 	}
-	_, err := parser.ParseString(strings.ReplaceAll(strings.TrimSpace(src), "\n", " "), py.EvalMode)
+	hidden, err := hideWalrus(strings.ReplaceAll(src, "\n", " "))
+	if err != nil {
+		return nil, false
+	}
+	tree, err := parser.ParseString(hidden, py.EvalMode)
+	if err != nil {
+		return nil, false
+	}
+	x, ok := tree.(*ast.Expression)
+	if !ok {
+		return nil, false
+	}
+	return x.Body, true
+}
+
+// matchesCall finds matches(...) called as a function, which expr reads as its infix
+// operator unless renamed (the evaluator does the same).
+var matchesCall = regexp.MustCompile(`\bmatches(\s*\()`)
+
+func parsesAsExpr(src string) bool {
+	_, err := exprparser.Parse(matchesCall.ReplaceAllString(src, "Matches$1"))
 	return err == nil
 }
 
-// withoutStrings blanks out string literals, so that words inside them are not markers.
-func withoutStrings(src string) string {
-	var b strings.Builder
-	var quote byte
-	for i := 0; i < len(src); i++ {
-		ch := src[i]
-		switch {
-		case quote != 0 && ch == '\\':
-			i++
-		case quote != 0 && ch == quote:
-			quote = 0
-			b.WriteByte(' ')
-		case quote != 0:
-		case ch == '\'' || ch == '"':
-			quote = ch
-		default:
-			b.WriteByte(ch)
+func exprOnly(t ast.Expr) bool {
+	found := false
+	ast.Walk(t, func(n ast.Ast) bool {
+		switch x := n.(type) {
+		case *ast.Attribute:
+			if string(x.Attr) != "get" {
+				found = true
+			}
+		case *ast.Name:
+			switch string(x.Id) {
+			case "nil", "true", "false":
+				found = true
+			}
 		}
+		return !found
+	})
+	return found
+}
+
+func meaningDiffers(t ast.Expr) bool {
+	found := false
+	ast.Walk(t, func(n ast.Ast) bool {
+		switch x := n.(type) {
+		case *ast.Subscript, *ast.NameConstant, *ast.Lambda, *ast.IfExp:
+			found = true
+		case *ast.Name:
+			if lambdaHelpers[string(x.Id)] != "" {
+				found = true
+			}
+		case *ast.Call:
+			if a, ok := x.Func.(*ast.Attribute); ok && string(a.Attr) == "get" {
+				found = true
+			}
+		case *ast.BoolOp:
+			for _, v := range x.Values {
+				found = found || !isTest(v)
+			}
+		case *ast.UnaryOp:
+			found = found || x.Op == ast.Not && !isTest(x.Operand)
+		case *ast.Compare:
+			operands := append([]ast.Expr{x.Left}, x.Comparators...)
+			for i, op := range x.Ops {
+				switch op {
+				case ast.Is, ast.IsNot:
+					found = true
+				case ast.Eq, ast.NotEq:
+					found = found || numberLike(operands[i]) || numberLike(operands[i+1])
+				}
+			}
+		}
+		return !found
+	})
+	return found
+}
+
+// isTest reports whether n gives a bool in both dialects.
+func isTest(n ast.Expr) bool {
+	switch x := n.(type) {
+	case *ast.Compare:
+		return true
+	case *ast.BoolOp:
+		for _, v := range x.Values {
+			if !isTest(v) {
+				return false
+			}
+		}
+		return true
+	case *ast.UnaryOp:
+		return x.Op == ast.Not && isTest(x.Operand)
+	case *ast.Call:
+		f, ok := x.Func.(*ast.Name)
+		return ok && string(f.Id) == "matches"
 	}
-	return b.String()
+	return false
+}
+
+// numberLike is a literal whose equality differs: numbers (Python's 1 == True, 1 == 1.0),
+// and lists, compared element by element with Python's equality.
+func numberLike(n ast.Expr) bool {
+	switch n.(type) {
+	case *ast.Num, *ast.List, *ast.Tuple, *ast.Dict:
+		return true
+	}
+	return false
 }
 
 // kind is the Python type of what n gives, when it is known without a trace: "" when it

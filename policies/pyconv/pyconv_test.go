@@ -118,7 +118,24 @@ func TestLooksLikePython(t *testing.T) {
 		{[]string{`step['type'] == 'tool_call' and get(step, 'metadata.x') is None`}, true},
 		{[]string{`any_next(lambda s: s['type'] == 'decision')`}, true},
 		{[]string{`step.type == 'tool_call' and step.metadata.x == nil`}, false},
-		{[]string{`step['type'] == 'tool_call'`}, false}, // valid in both: nothing says Python
+		// Valid in both, with Python's subscript (KeyError on a missing key): Python.
+		{[]string{`step['type'] == 'tool_call'`}, true},
+		{[]string{`'dangerous' in step['description']`}, true},
+		// Valid in both and the same meaning: expr.
+		{[]string{`step_index > 50`}, false},
+		{[]string{`'a' in 'cat' and step_index >= 1`}, false},
+		{[]string{`matches(str(step_index), 'x')`}, false},
+		// Valid in both, but attribute access or nil/true/false only mean something in expr.
+		{[]string{`step.type == 'tool_call' and step.metadata['x'] == 1`}, false},
+		{[]string{`step['metadata']['x'] == nil`}, false},
+		{[]string{`step_index > 1`, `step.description == 'x'`, `step['type'] == 'y'`}, false},
+		// Meanings differ: and/or on values, == with numbers.
+		{[]string{`step_index > 1 and (get(step, 'metadata.x') or get(step, 'metadata.y'))`}, true},
+		{[]string{`get(step, 'metadata.retries') == 1`}, true},
+		{[]string{`not get(step, 'metadata.ok')`}, true},
+		{[]string{`not (step_index > 1)`}, false},
+		// := is Python.
+		{[]string{`(x := step_index) > 1 and x < 5`}, true},
 		{[]string{`step['type'] == 'tool_call'`, `get(step, 'a') is True`}, true},
 		{[]string{`get(step, 'a') is True`, `step.type == 'x' && true`}, false}, // && is not Python
 		{[]string{`all(s['type'] != 'x' for s in prev_steps)`}, true},
