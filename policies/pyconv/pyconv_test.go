@@ -66,6 +66,9 @@ func TestSeedExamplesConvert(t *testing.T) {
 		`get(step, 'metadata.requires_approval') is True and get(step, 'metadata.approval_token') is None`,
 		`get(agent, 'metadata.permission_level') != 'admin' and get(step, 'metadata.permission_level') == 'admin'`,
 		`step['type'] == 'tool_call' and get(step, 'metadata.category') == 'communication'`,
+		// := inside a string is no assignment expression.
+		`matches(str(step.get('output', {})), r'\b\d{3}-\d{2}-\d{4}\b|\b\d{16}\b|password\s*[:=]')`,
+		`step['description'] == ":=" or step['description'] == """a := b"""`,
 	} {
 		if out, err := pyconv.Convert(cond); err != nil || out == "" {
 			t.Errorf("%s: %v", cond, err)
