@@ -42,3 +42,38 @@ func TestPythonPolicy(t *testing.T) {
 		t.Fatalf("audit with bad: exit %d\n%s", r.code, r.stderr)
 	}
 }
+
+// Where the Python tool's rule fails at run time, convert and the commands that load the
+// policy warn, naming the rule and the reason; the rule behaves as the Python tool's does.
+func TestPythonPolicyWarnings(t *testing.T) {
+	dir := t.TempDir()
+	py := filepath.Join(dir, "py.json")
+	if err := os.WriteFile(py, []byte(`{"policy_id": "p", "rules": [
+		{"rule_id": "repeated", "description": "d", "condition": "step_index >= 1 and all(s['description'] == step['description'] for s in prev_steps)"},
+		{"rule_id": "output", "description": "d", "condition": "(out := str(step.get('output', {}))) and matches(out, r'password\\s*[:=]')"},
+		{"rule_id": "danger", "description": "d", "condition": "'dangerous' in step['description']"}
+	]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := troyctl(t, "policies", "convert", py, "-o", filepath.Join(dir, "out.json"))
+	if r.code != 0 || !strings.Contains(r.stderr, "  warning    repeated: line 1, column 21: all() is not in the Python tool's condition namespace") ||
+		strings.Count(r.stderr, "warning") != 1 || !strings.Contains(r.stderr, `on_rule_error: "skip" added`) {
+		t.Fatalf("convert: exit %d\n%s", r.code, r.stderr)
+	}
+	raw, err := os.ReadFile(filepath.Join(dir, "out.json"))
+	if err != nil || !strings.Contains(string(raw), `"on_rule_error": "skip"`) || !strings.Contains(string(raw), "py_set(") {
+		t.Fatalf("%v\n%s", err, raw)
+	}
+	// The guard: a description containing "dangerous" is blocked; the rule that raises
+	// NameError does not block the step, as in the Python tool.
+	r = troyctl(t, "check", py, "-a", "run_dangerous_tool")
+	if r.code != 2 || !strings.Contains(r.stdout, `"rule_id": "danger"`) ||
+		!strings.Contains(r.stderr, `troyctl: warning: `+py+`: rule "repeated": condition (Python): line 1, column 21: all() is not in`) {
+		t.Fatalf("check: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r = troyctl(t, "check", py, "-a", "safe_tool")
+	if r.code != 0 {
+		t.Fatalf("check: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
+
