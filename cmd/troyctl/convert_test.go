@@ -77,3 +77,31 @@ func TestPythonPolicyWarnings(t *testing.T) {
 	}
 }
 
+// A trace the Python tool's json reads (NaN and Infinity as values, a step_id used twice)
+// audits under a Python policy: both steps with the id are evaluated.
+func TestPythonTraceAudit(t *testing.T) {
+	t.Chdir(t.TempDir())
+	if err := os.WriteFile("trace.json", []byte(`{"trace_id": "t", "agent_name": "a", "metadata": {"budget": Infinity},
+		"steps": [
+			{"step_id": "s", "type": "tool_call", "description": "rm", "input": {"n": NaN}, "output": {}},
+			{"step_id": "s", "type": "tool_call", "description": "rm", "input": {"n": -Infinity}, "output": {}},
+			{"step_id": "t", "type": "llm_call", "description": "x", "input": {}, "output": {}}
+		]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile("policy.json", []byte(`{"policy_id": "p", "rules": [
+		{"rule_id": "nan", "description": "d", "condition": "matches(str(step['input']), r'nan|-inf')", "weight": 5},
+		{"rule_id": "budget", "description": "d", "condition": "get(trace, 'metadata.budget') > 1000", "weight": 5}
+	]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := troyctl(t, "audit", "trace.json", "policy.json", "-o", "r.md", "-j", "a.json")
+	if r.code != 0 || !strings.Contains(r.stdout, "Found 5 violation(s)") {
+		t.Fatalf("audit: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	raw, err := os.ReadFile("a.json")
+	if err != nil || strings.Count(string(raw), `"step_id": "s"`) < 4 || !strings.Contains(string(raw), "NaN") {
+		t.Fatalf("%v\n%s", err, raw)
+	}
+}
+
