@@ -104,4 +104,3 @@ func TestPythonTraceAudit(t *testing.T) {
 		t.Fatalf("%v\n%s", err, raw)
 	}
 }
-
