@@ -36,6 +36,7 @@ func pythonFunctions() []expr.Option {
 		expr.Function("py_len", func(a ...any) (any, error) { return pyLen(a[0]) }),
 		expr.Function("py_int", func(a ...any) (any, error) { return pyInt(a[0]) }),
 		expr.Function("py_add", func(a ...any) (any, error) { return pyAdd(a[0], a[1]) }),
+		expr.Function("py_sub", func(a ...any) (any, error) { return pySub(a[0], a[1]) }),
 		// Assignment expressions (:=): a frame per scope (the condition, each call of a
 		// lambda) holds the names bound so far; reading one not yet bound is Python's error.
 		expr.Function("py_frame", func(...any) (any, error) { return &pyFrame{}, nil }, new(func() *pyFrame)),
@@ -54,6 +55,22 @@ func pythonFunctions() []expr.Option {
 			}
 			return v, nil
 		}, new(func(*pyFrame, string) any)),
+		// float('inf'): a literal too large for a float is infinity in Python.
+		expr.Function("py_float", func(a ...any) (any, error) {
+			f, err := strconv.ParseFloat(a[0].(string), 64)
+			if err != nil {
+				return nil, fmt.Errorf("ValueError: could not convert string to float: %s", pyRepr(a[0]))
+			}
+			return f, nil
+		}, new(func(string) float64)),
+		// get()'s path, which the Python tool splits on dots: a str, or AttributeError.
+		expr.Function("py_path", func(a ...any) (any, error) {
+			s, ok := a[0].(string)
+			if !ok {
+				return nil, fmt.Errorf("AttributeError: '%s' object has no attribute 'split'", typeName(a[0]))
+			}
+			return s, nil
+		}, new(func(any) string)),
 		// A failure Python has at this place whatever the step: a name the Python tool's
 		// namespace lacks.
 		expr.Function("py_error", func(a ...any) (any, error) { return nil, errors.New(a[0].(string)) }, new(func(string) any)),
@@ -539,6 +556,21 @@ func pyAdd(a, b any) (any, error) {
 		}
 	}
 	return nil, fmt.Errorf("TypeError: unsupported operand type(s) for +: '%s' and '%s'", typeName(a), typeName(b))
+}
+
+// pySub is Python's - on numbers (a bool is an int); anything else is TypeError.
+func pySub(a, b any) (any, error) {
+	if x, ok := pyBig(a); ok {
+		if y, ok := pyBig(b); ok {
+			return normalInt(new(big.Int).Sub(x, y)), nil
+		}
+	}
+	if x, ok := pyNumber(a); ok {
+		if y, ok := pyNumber(b); ok {
+			return x - y, nil
+		}
+	}
+	return nil, fmt.Errorf("TypeError: unsupported operand type(s) for -: '%s' and '%s'", typeName(a), typeName(b))
 }
 
 // pyStr is Python's str(): strings as they are, everything else as repr().

@@ -237,6 +237,16 @@ var corpus = []struct{ cond, want string }{
 	{`step['output'] == {}`, "FFTF"},
 	{`step['input'] == {'options': ['send', 'wait']}`, "FFFT"},
 	{`step['type'] == 1`, "FFFF"},
+	{`step['metadata'].get('tokens', 0) < 1e999`, "TTTT"},
+	{`-1E700 < step_index`, "TTTT"},
+	{`get(step, step['metadata'].get('path', 'type')) == 'tool_call'`, "FTTF"},
+	{`get(step, [])`, "EEEE"},
+	{`-step`, "EEEE"},
+	{`+step_index == step_index`, "TTTT"},
+	{`-step_index < 0`, "FTTT"},
+	{`step_index - True == -1`, "TFFF"},
+	{`step['description'] - 1`, "EEEE"},
+	{`-step['metadata'].get('score', 0) == -0.5`, "FTFF"},
 	// Assignment expressions: the name is bound where := is evaluated and read in the rest
 	// of the expression; reading it before, or outside the lambda that binds it, raises.
 	{`(x := step['type']) == 'tool_call' and x != 'llm_call'`, "FTTF"},

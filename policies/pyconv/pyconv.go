@@ -9,6 +9,7 @@ package pyconv
 
 import (
 	"fmt"
+	"math"
 	"regexp"
 	"strconv"
 	"strings"
@@ -271,9 +272,9 @@ func (c *converter) value(n ast.Expr) (string, error) {
 				return "", err
 			}
 			if x.Op == ast.USub {
-				return "(-" + v + ")", nil
+				return "py_sub(0, " + v + ")", nil
 			}
-			return v, nil
+			return "py_sub(" + v + ", 0)", nil // +x: a number, or TypeError
 		}
 		return "", fail(n, "unsupported: the ~ operator")
 	case *ast.Compare:
@@ -307,7 +308,7 @@ func (c *converter) value(n ast.Expr) (string, error) {
 			return "py_add(" + a + ", " + b + ")", nil
 		case ast.Sub:
 			c.checkTypes(x, "-", x.Left, x.Right, "numbers")
-			return "(" + a + " - " + b + ")", nil
+			return "py_sub(" + a + ", " + b + ")", nil
 		}
 		return "", fail(n, "unsupported: arithmetic other than + and -")
 	case *ast.Num:
@@ -315,6 +316,9 @@ func (c *converter) value(n ast.Expr) (string, error) {
 		case py.Int:
 			return strconv.FormatInt(int64(v), 10), nil
 		case py.Float:
+			if math.IsInf(float64(v), 0) { // 1e999: expr has no literal for it
+				return `py_float("inf")`, nil
+			}
 			s := strconv.FormatFloat(float64(v), 'g', -1, 64)
 			if !strings.ContainsAny(s, ".eEn") {
 				s += ".0"
@@ -646,6 +650,9 @@ func (c *converter) call(x *ast.Call) (string, error) {
 			return "py_str(" + args[0] + ")", nil
 		case "matches":
 			return "matches(" + args[0] + ", " + args[1] + ")", nil
+		}
+		if _, ok := x.Args[1].(*ast.Str); !ok {
+			args[1] = "py_path(" + args[1] + ")" // the Python tool splits it: a str or AttributeError
 		}
 		return "get(" + strings.Join(args, ", ") + ")", nil
 	}

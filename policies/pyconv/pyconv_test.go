@@ -4,6 +4,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/troy-audit/troy/evaluator"
+	"github.com/troy-audit/troy/ingest"
+	"github.com/troy-audit/troy/policies"
 	"github.com/troy-audit/troy/policies/pyconv"
 )
 
@@ -165,10 +168,27 @@ func FuzzConvert(f *testing.F) {
 	f.Add(`x[a:=1:2]`)
 	f.Add(`f"{a}"`)
 	f.Add(`lambda: 1`)
+	tr, err := ingest.DecodeTrace([]byte(corpusTrace))
+	if err != nil {
+		f.Fatal(err)
+	}
 	f.Fuzz(func(t *testing.T, cond string) {
 		out, err := pyconv.Convert(cond)
-		if err == nil && out == "" {
+		if err != nil {
+			return
+		}
+		if out == "" {
 			t.Fatalf("%q converted to nothing", cond)
 		}
+		// What converts compiles, and runs (a rule error is Python's failure, not a bug).
+		p := &policies.Policy{PolicyID: "f", Rules: []policies.Rule{{RuleID: "r", Description: "d", Condition: out, Severity: "low"}}}
+		c, err := evaluator.Compile(p)
+		if err != nil {
+			if strings.Contains(err.Error(), "limit") || strings.Contains(err.Error(), "too many nodes") || strings.Contains(err.Error(), "regular expression") {
+				return // a pattern troy refuses, or a condition beyond the sandbox's limits
+			}
+			t.Fatalf("%q converted to %q, which does not compile: %v", cond, out, err)
+		}
+		c.Evaluate(tr)
 	})
 }
