@@ -241,6 +241,13 @@ var corpus = []struct{ cond, want string }{
 	{`-1E700 < step_index`, "TTTT"},
 	{`get(step, step['metadata'].get('path', 'type')) == 'tool_call'`, "FTTF"},
 	{`get(step, [])`, "EEEE"},
+	// matches() takes str() of what it is given.
+	{`matches(step['input'], r"'query': 'SELECT")`, "FTFF"},
+	{`matches(step['metadata'].get('tags'), r"^\['a', 'b'\]$")`, "FTFF"},
+	{`matches(step['output'].get('ok'), '^True$')`, "FTFF"},
+	{`matches(None, '^None$')`, "TTTT"},
+	{`matches(step['metadata'].get('score', 0.0), r'^0\.[05]$')`, "TTTT"},
+	{`matches(step_index, '^2$')`, "FFTF"},
 	{`-step`, "EEEE"},
 	{`+step_index == step_index`, "TTTT"},
 	{`-step_index < 0`, "FTTT"},

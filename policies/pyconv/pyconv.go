@@ -649,6 +649,11 @@ func (c *converter) call(x *ast.Call) (string, error) {
 		case "str":
 			return "py_str(" + args[0] + ")", nil
 		case "matches":
+			// The Python tool searches str() of the value: Python's repr of anything not a
+			// string (None, True, 0.5, lists and dicts as Python writes them).
+			if c.kind(x.Args[0]) != "str" {
+				args[0] = "py_str(" + args[0] + ")"
+			}
 			return "matches(" + args[0] + ", " + args[1] + ")", nil
 		}
 		if _, ok := x.Args[1].(*ast.Str); !ok {
