@@ -405,7 +405,7 @@ func (c *converter) nameError(n ast.Ast, id, call string) string {
 	if call != "" {
 		what = id + "()"
 	}
-	c.warn(n, "%s is not in the Python tool's condition namespace (step, steps, step_index, prev_steps, next_steps, trace, agent, get, matches, str, any_step, any_next, any_prev): NameError where it is reached, and the rule does not fire there", what)
+	c.warn(n, "%s is not in the Python tool's condition namespace (step, steps, step_index, prev_steps, next_steps, trace, agent, get, matches, str, any_step, any_next, any_prev): it raises NameError wherever it is reached, so the rule never fires there", what)
 	return fmt.Sprintf("py_error(%q)", "NameError: name '"+id+"' is not defined")
 }
 
@@ -950,7 +950,7 @@ func (c *converter) checkTypes(n ast.Expr, op string, l, r ast.Expr, both string
 		}
 		return
 	}
-	c.warn(n, "%s raises TypeError unless both operands are %s (Python's %s; values read from the trace may be of any type): the rule does not fire where it does", op, both, op)
+	c.warn(n, "%s raises TypeError unless both operands are %s, and values read from the trace may be of any type: where it raises, the rule does not fire", op, both)
 }
 
 // checkCompare warns where an ordering or a membership test raises TypeError.
@@ -968,7 +968,7 @@ func (c *converter) checkCompare(n ast.Expr, op ast.CmpOp, l, r ast.Expr) {
 			}
 			return
 		}
-		c.warn(n, "%s raises TypeError unless both operands are numbers, both strings or both lists (values read from the trace may be of any type): the rule does not fire where it does", sym)
+		c.warn(n, "%s raises TypeError unless both operands are numbers, both strings or both lists, and values read from the trace may be of any type: where it raises, the rule does not fire", sym)
 	case ast.In, ast.NotIn:
 		switch b {
 		case "int", "float", "bool", "NoneType":
