@@ -241,6 +241,11 @@ var corpus = []struct{ cond, want string }{
 	{`-1E700 < step_index`, "TTTT"},
 	{`get(step, step['metadata'].get('path', 'type')) == 'tool_call'`, "FTTF"},
 	{`get(step, [])`, "EEEE"},
+	// The quantifiers stop at the first step that holds, as Python's any() does.
+	{`any_step(lambda s: s['step_id'] == 's0' or s['metadata']['tokens'] > 0)`, "TTTT"},
+	{`any_prev(lambda s: s['step_id'] == 's0' or s['metadata']['tokens'] > 0)`, "FTTT"},
+	{`any_next(lambda s: s['step_id'] == 's3' or s['metadata']['tokens'] > 0)`, "EETF"},
+	{`any_next(lambda s: s['step_id'] == 's2' or s['metadata']['tokens'] > 0)`, "ETEF"},
 	// matches() takes str() of what it is given.
 	{`matches(step['input'], r"'query': 'SELECT")`, "FTFF"},
 	{`matches(step['metadata'].get('tags'), r"^\['a', 'b'\]$")`, "FTFF"},
