@@ -69,7 +69,7 @@ func (p *Policy) fromPython() error {
 			errs = append(errs, &Error{Source: p.Source, Rule: RuleLabel(c.RuleID), Msg: fmt.Sprintf("condition (Python) cannot be converted: %v", c.Err)})
 		}
 		for _, w := range c.Warnings {
-			p.ConversionWarnings = append(p.ConversionWarnings, ConversionWarning(p.Source, c.RuleID, w))
+			p.ConversionWarnings = append(p.ConversionWarnings, ConversionWarning{Source: p.Source, RuleID: c.RuleID, Msg: w.String()})
 		}
 	}
 	if len(errs) > 0 {
@@ -79,8 +79,15 @@ func (p *Policy) fromPython() error {
 	return nil
 }
 
-// ConversionWarning words a conversion warning on one line, naming the file and the rule.
-func ConversionWarning(source, ruleID string, w pyconv.Warning) string {
-	e := &Error{Source: source, Rule: RuleLabel(ruleID), Msg: "condition (Python): " + w.String()}
+// ConversionWarning is a place where a converted rule fails at run time, as the Python
+// tool's rule does (see Conversion.Warnings).
+type ConversionWarning struct {
+	Source, RuleID string
+	Msg            string // where in the condition, and why
+}
+
+// String words the warning on one line, naming the file and the rule.
+func (w ConversionWarning) String() string {
+	e := &Error{Source: w.Source, Rule: RuleLabel(w.RuleID), Msg: "condition (Python): " + w.Msg}
 	return e.Error()
 }

@@ -71,6 +71,13 @@ func TestPythonPolicyWarnings(t *testing.T) {
 		!strings.Contains(r.stderr, `troyctl: warning: `+py+`: rule "repeated": condition (Python): line 1, column 21: all() is not in`) {
 		t.Fatalf("check: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
+	r = troyctl(t, "policies", "validate", py)
+	if r.code != 0 || !strings.Contains(r.stdout, py+`: rule "repeated": warning: condition (Python): line 1, column 21: all() is not in`) || !strings.Contains(r.stdout, "ok (3 rules, 1 warning)") {
+		t.Fatalf("validate: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if r = troyctl(t, "policies", "validate", "--strict", py); r.code != exitError {
+		t.Fatalf("validate --strict: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
 	r = troyctl(t, "check", py, "-a", "safe_tool")
 	if r.code != 0 {
 		t.Fatalf("check: exit %d\n%s%s", r.code, r.stdout, r.stderr)

@@ -81,7 +81,7 @@ func TestPythonTemplatesConvert(t *testing.T) {
 		}
 		var warned []string
 		for _, w := range p.ConversionWarnings {
-			warned = append(warned, w)
+			warned = append(warned, w.String())
 		}
 		want := 0
 		if stem == "agent_safety" {
