@@ -3,8 +3,11 @@
 // output calls the evaluator's py_* functions wherever expr would differ (truthiness,
 // equality, membership, str(), missing keys).
 //
-// It parses with gpython's parser and translates a documented subset; anything else is an
-// error naming the construct and where it is, never a guess.
+// It parses with gpython's parser (assignment expressions are rewritten first, see
+// walrus.go) and translates a documented subset; anything else is an error naming the
+// construct and where it is, never a guess. Where the Python tool's own evaluation fails
+// (a name its namespace lacks, operand types that raise), the output fails at the same
+// place and the conversion warns.
 package pyconv
 
 import (
@@ -185,7 +188,10 @@ func walrusTarget(n ast.Ast) (string, bool) {
 		return "", false
 	}
 	name, ok := call.Args[0].(*ast.Str)
-	return string(name.S), ok
+	if !ok {
+		return "", false
+	}
+	return string(name.S), true
 }
 
 func (c *converter) fresh() string {
