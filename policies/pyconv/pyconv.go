@@ -11,6 +11,7 @@
 package pyconv
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"regexp"
@@ -90,10 +91,22 @@ func Translate(src string) (res Result, err error) {
 	if strings.Contains(trimmed, walrusName) {
 		return Result{}, &Error{Msg: "unknown name " + walrusName}
 	}
-	hidden, err := hideWalrus(strings.ReplaceAll(trimmed, "\n", " "))
+	hidden, back, err := hideWalrus(strings.ReplaceAll(trimmed, "\n", " "))
 	if err != nil {
 		return Result{}, err
 	}
+	defer func() {
+		// Columns of the rewritten text, back to the author's.
+		var e *Error
+		if errors.As(err, &e) && e.Line > 0 {
+			e.Col = back(e.Col)
+		}
+		for i := range res.Warnings {
+			if res.Warnings[i].Line > 0 {
+				res.Warnings[i].Col = back(res.Warnings[i].Col)
+			}
+		}
+	}()
 	tree, err := parser.ParseString(hidden, py.EvalMode)
 	if err != nil {
 		msg := strings.TrimSpace(strings.SplitN(err.Error(), "\n", 2)[0])
@@ -724,7 +737,7 @@ func parsePython(src string) (e ast.Expr, ok bool) {
 	if src == "" || strings.Contains(src, walrusName) {
 		return nil, false
 	}
-	hidden, err := hideWalrus(strings.ReplaceAll(src, "\n", " "))
+	hidden, _, err := hideWalrus(strings.ReplaceAll(src, "\n", " "))
 	if err != nil {
 		return nil, false
 	}

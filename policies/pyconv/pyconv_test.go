@@ -24,6 +24,7 @@ func TestRejects(t *testing.T) {
 		{`x := 1`, "x := ... must be in parentheses"},
 		{`step_index and (x := 1`, "not a Python expression"},
 		{`(step['x'] := 1)`, "the left of := must be a name"},
+		{`(a := 1) and (b := 2) and step.type`, "line 1, column 31: unsupported: attribute access .type"},
 		{`(step.x := 1)`, "must be in parentheses"},
 		{`(True := 1)`, "the left of := must be a name"},
 		{`(x := )`, "x := needs a value"},
@@ -97,6 +98,9 @@ func TestWarnings(t *testing.T) {
 		{`None < 1`, []string{"< of NoneType and int raises TypeError"}},
 		{`step['metadata'].get('tokens', 0) > 100`, []string{"> raises TypeError unless both operands are numbers, both strings or both lists"}},
 		{`'x' in 5`, []string{"in of int raises TypeError"}},
+		// Columns are the author's, before and after a := (rewritten inside).
+		{`(n := len(steps)) and x`, []string{"line 1, column 7: len() is not in", "line 1, column 23: the name x is not in"}},
+		{`[a := 1, b := 2] and len(a)`, []string{"line 1, column 22: len() is not in"}},
 	}
 	for _, tt := range tests {
 		r, err := pyconv.Translate(tt.cond)

@@ -133,9 +133,13 @@ var pyKeywords = map[string]bool{
 // walrusName('NAME', VALUE). Python allows one only right after an opening bracket or a
 // comma (in a call's arguments, a list, a set, a tuple in parentheses, a subscript), with a
 // plain name on its left; VALUE runs to the comma, closing bracket or for of that level.
-func hideWalrus(src string) (string, error) {
+//
+// back maps a 1-based column of the rewritten text to the column of src it came from, so
+// that messages point at what the author wrote.
+func hideWalrus(src string) (hidden string, back func(col int) int, err error) {
+	same := func(col int) int { return col }
 	if !strings.Contains(src, ":=") {
-		return src, nil
+		return src, same, nil
 	}
 	toks := tokenize(src)
 	type edit struct {
@@ -148,11 +152,11 @@ func hideWalrus(src string) (string, error) {
 			continue
 		}
 		if i == 0 || toks[i-1].kind != 'n' || pyKeywords[toks[i-1].text] {
-			return "", &Error{Msg: "invalid syntax: the left of := must be a name"}
+			return "", same, &Error{Msg: "invalid syntax: the left of := must be a name"}
 		}
 		name := toks[i-1]
 		if i < 2 || toks[i-2].kind != 'o' || !strings.Contains("([{,", toks[i-2].text) {
-			return "", &Error{Msg: fmt.Sprintf("invalid syntax: %s := ... must be in parentheses", name.text)}
+			return "", same, &Error{Msg: fmt.Sprintf("invalid syntax: %s := ... must be in parentheses", name.text)}
 		}
 		end, depth, lambdas := len(src), 0, 0
 	scan:
@@ -199,7 +203,7 @@ func hideWalrus(src string) (string, error) {
 			}
 		}
 		if strings.TrimSpace(src[t.end:end]) == "" {
-			return "", &Error{Msg: fmt.Sprintf("invalid syntax: %s := needs a value", name.text)}
+			return "", same, &Error{Msg: fmt.Sprintf("invalid syntax: %s := needs a value", name.text)}
 		}
 		edits = append(edits, edit{name.start, t.end, walrusName + "('" + name.text + "', "}, edit{end, end, ")"})
 	}
@@ -207,11 +211,28 @@ func hideWalrus(src string) (string, error) {
 	slices.SortFunc(edits, func(a, b edit) int { return cmp.Or(cmp.Compare(a.at, b.at), cmp.Compare(a.to, b.to)) })
 	var b strings.Builder
 	pos := 0
+	// hidden[from:end] was written for src[at:to].
+	type span struct{ from, end, at, to int }
+	var spans []span
 	for _, e := range edits {
 		b.WriteString(src[pos:e.at])
+		spans = append(spans, span{b.Len(), b.Len() + len(e.text), e.at, e.to})
 		b.WriteString(e.text)
 		pos = e.to
 	}
 	b.WriteString(src[pos:])
-	return b.String(), nil
+	back = func(col int) int {
+		h, hEnd, srcTo := col-1, 0, 0
+		for _, sp := range spans {
+			switch {
+			case h < sp.from:
+				return h - hEnd + srcTo + 1
+			case h < sp.end:
+				return sp.at + 1
+			}
+			hEnd, srcTo = sp.end, sp.to
+		}
+		return h - hEnd + srcTo + 1
+	}
+	return b.String(), back, nil
 }
