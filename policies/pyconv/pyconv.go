@@ -693,9 +693,10 @@ func (c *converter) call(x *ast.Call) (string, error) {
 //  4. Otherwise a form whose meaning differs between the two makes it Python: subscripts
 //     (step['x'] on a missing key raises KeyError in Python and is nil in expr), and, or
 //     and not with an operand that is not a comparison or another test (Python gives the
-//     operand itself and takes the truth of any value), == and != with a number, a bool or
-//     a list (Python's 1 == True == 1.0), and the Python words None, True, False, is,
-//     lambda, if/else and the helpers any_step, any_next and any_prev.
+//     operand itself and takes the truth of any value), == and != with no string literal
+//     on either side and in over a list with an item that is not a string (Python's
+//     1 == True == 1.0), and the Python words None, True, False, is, lambda, if/else and
+//     the helpers any_step, any_next and any_prev.
 //  5. Otherwise the conditions mean the same in both, and the policy is taken as expr.
 
 // LooksLikePython reports whether a policy's conditions are written in the Python tool's
@@ -807,7 +808,11 @@ func meaningDiffers(t ast.Expr) bool {
 				case ast.Is, ast.IsNot:
 					found = true
 				case ast.Eq, ast.NotEq:
-					found = found || numberLike(operands[i]) || numberLike(operands[i+1])
+					// A string equals only a string in both; anything else may be a number
+					// or a bool, where Python's 1 == True == 1.0 holds.
+					found = found || !isStr(operands[i]) && !isStr(operands[i+1])
+				case ast.In, ast.NotIn:
+					found = found || hasNonString(operands[i+1])
 				}
 			}
 		}
@@ -837,12 +842,25 @@ func isTest(n ast.Expr) bool {
 	return false
 }
 
-// numberLike is a literal whose equality differs: numbers (Python's 1 == True, 1 == 1.0),
-// and lists, compared element by element with Python's equality.
-func numberLike(n ast.Expr) bool {
-	switch n.(type) {
-	case *ast.Num, *ast.List, *ast.Tuple, *ast.Dict:
-		return true
+func isStr(n ast.Expr) bool {
+	_, ok := n.(*ast.Str)
+	return ok
+}
+
+// hasNonString reports whether n is a list or tuple literal with an item that is not a
+// string: membership then uses Python's equality of numbers and bools.
+func hasNonString(n ast.Expr) bool {
+	var elts []ast.Expr
+	switch x := n.(type) {
+	case *ast.List:
+		elts = x.Elts
+	case *ast.Tuple:
+		elts = x.Elts
+	}
+	for _, e := range elts {
+		if !isStr(e) {
+			return true
+		}
 	}
 	return false
 }

@@ -144,6 +144,10 @@ func TestLooksLikePython(t *testing.T) {
 		{[]string{`get(step, 'metadata.retries') == 1`}, true},
 		{[]string{`not get(step, 'metadata.ok')`}, true},
 		{[]string{`not (step_index > 1)`}, false},
+		{[]string{`get(step, 'metadata.a') == get(step, 'metadata.b')`}, true},
+		{[]string{`get(step, 'metadata.a') == 'x'`}, false},
+		{[]string{`get(step, 'metadata.a') in ['x', 'y']`}, false},
+		{[]string{`get(step, 'metadata.a') in [1, 'y']`}, true},
 		// := is Python.
 		{[]string{`(x := step_index) > 1 and x < 5`}, true},
 		{[]string{`step['type'] == 'tool_call'`, `get(step, 'a') is True`}, true},
