@@ -694,8 +694,8 @@ func (c *converter) call(x *ast.Call) (string, error) {
 //     (step['x'] on a missing key raises KeyError in Python and is nil in expr), and, or
 //     and not with an operand that is not a comparison or another test (Python gives the
 //     operand itself and takes the truth of any value), == and != with no string literal
-//     on either side and in over a list with an item that is not a string (Python's
-//     1 == True == 1.0), and the Python words None, True, False, is, lambda, if/else and
+//     on either side (unless both are plain numbers such as step_index and 2) and in over
+//     a list with an item that is not a string (Python's 1 == True == 1.0), and the Python words None, True, False, is, lambda, if/else and
 //     the helpers any_step, any_next and any_prev.
 //  5. Otherwise the conditions mean the same in both, and the policy is taken as expr.
 
@@ -810,7 +810,8 @@ func meaningDiffers(t ast.Expr) bool {
 				case ast.Eq, ast.NotEq:
 					// A string equals only a string in both; anything else may be a number
 					// or a bool, where Python's 1 == True == 1.0 holds.
-					found = found || !isStr(operands[i]) && !isStr(operands[i+1])
+					l, r := operands[i], operands[i+1]
+					found = found || !isStr(l) && !isStr(r) && !(plainNumber(l) && plainNumber(r))
 				case ast.In, ast.NotIn:
 					found = found || hasNonString(operands[i+1])
 				}
@@ -838,6 +839,22 @@ func isTest(n ast.Expr) bool {
 	case *ast.Call:
 		f, ok := x.Func.(*ast.Name)
 		return ok && string(f.Id) == "matches"
+	}
+	return false
+}
+
+// plainNumber is a number that is never a bool in either dialect: a literal, step_index,
+// and sums and differences of them.
+func plainNumber(n ast.Expr) bool {
+	switch x := n.(type) {
+	case *ast.Num:
+		return true
+	case *ast.Name:
+		return string(x.Id) == "step_index"
+	case *ast.UnaryOp:
+		return (x.Op == ast.USub || x.Op == ast.UAdd) && plainNumber(x.Operand)
+	case *ast.BinOp:
+		return (x.Op == ast.Add || x.Op == ast.Sub) && plainNumber(x.Left) && plainNumber(x.Right)
 	}
 	return false
 }

@@ -146,6 +146,8 @@ func TestLooksLikePython(t *testing.T) {
 		{[]string{`not (step_index > 1)`}, false},
 		{[]string{`get(step, 'metadata.a') == get(step, 'metadata.b')`}, true},
 		{[]string{`get(step, 'metadata.a') == 'x'`}, false},
+		{[]string{`step_index == 2 or step_index + 1 == -3`}, false},
+		{[]string{`get(step, 'metadata.n') == 2`}, true},
 		{[]string{`get(step, 'metadata.a') in ['x', 'y']`}, false},
 		{[]string{`get(step, 'metadata.a') in [1, 'y']`}, true},
 		// := is Python.
