@@ -205,7 +205,7 @@ func hideWalrus(src string) (hidden string, back func(col int) int, err error) {
 		if strings.TrimSpace(src[t.end:end]) == "" {
 			return "", same, &Error{Msg: fmt.Sprintf("invalid syntax: %s := needs a value", name.text)}
 		}
-		edits = append(edits, edit{name.start, t.end, walrusName + "('" + name.text + "', "}, edit{end, end, ")"})
+		edits = append(edits, edit{name.start, t.end, walrusName + "('" + name.text + "',"}, edit{end, end, ")"})
 	}
 	// At one offset a closing bracket (an empty span) goes before a rewritten name.
 	slices.SortFunc(edits, func(a, b edit) int { return cmp.Or(cmp.Compare(a.at, b.at), cmp.Compare(a.to, b.to)) })
