@@ -194,6 +194,7 @@ func (b *builder) options(extra ...expr.Option) []expr.Option {
 		expr.MaxNodes(maxNodes),
 		guardFunction(),
 	}
+	opts = append(opts, stringInOptions()...)
 	opts = append(opts, pythonFunctions()...)
 	return append(append(opts, extra...), numberOptions()...)
 }
@@ -213,6 +214,7 @@ func (b *builder) rule(pr policies.Rule) (_ *rule, over *LimitError, _ error) {
 	if err := internalNames(tree); err != nil {
 		return nil, nil, err
 	}
+	patchStringIn(&tree.Node, func() { _, _ = checker.Check(tree, cfg) })
 	// Checked before the patches run: a comparison rewritten into a call would hide a type
 	// error inside its operands (the checker does not look again at what it typed).
 	if _, err := checker.Check(tree, cfg); err != nil {
@@ -481,7 +483,7 @@ func independent(n ast.Node) bool {
 		switch x := (*n).(type) {
 		case *ast.IdentifierNode:
 			switch x.Value {
-			case "trace", "agent", matchesName, getName, fieldName:
+			case "trace", "agent", matchesName, getName, fieldName, inName:
 			default:
 				ok = false
 			}

@@ -1,6 +1,7 @@
 package evaluator
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"math/big"
@@ -35,11 +36,53 @@ func pythonFunctions() []expr.Option {
 		expr.Function("py_len", func(a ...any) (any, error) { return pyLen(a[0]) }),
 		expr.Function("py_int", func(a ...any) (any, error) { return pyInt(a[0]) }),
 		expr.Function("py_add", func(a ...any) (any, error) { return pyAdd(a[0], a[1]) }),
+		expr.Function("py_sub", func(a ...any) (any, error) { return pySub(a[0], a[1]) }),
+		// Assignment expressions (:=): a frame per scope (the condition, each call of a
+		// lambda) holds the names bound so far; reading one not yet bound is Python's error.
+		expr.Function("py_frame", func(...any) (any, error) { return &pyFrame{}, nil }, new(func() *pyFrame)),
+		expr.Function("py_set", func(a ...any) (any, error) {
+			f := a[0].(*pyFrame)
+			if f.vars == nil {
+				f.vars = map[string]any{}
+			}
+			f.vars[a[1].(string)] = a[2]
+			return a[2], nil
+		}, new(func(*pyFrame, string, any) any)),
+		expr.Function("py_load", func(a ...any) (any, error) {
+			v, ok := a[0].(*pyFrame).vars[a[1].(string)]
+			if !ok {
+				return nil, fmt.Errorf("NameError: name '%s' is not defined", a[1])
+			}
+			return v, nil
+		}, new(func(*pyFrame, string) any)),
+		// float('inf'): a literal too large for a float is infinity in Python.
+		expr.Function("py_float", func(a ...any) (any, error) {
+			f, err := strconv.ParseFloat(a[0].(string), 64)
+			if err != nil {
+				return nil, fmt.Errorf("ValueError: could not convert string to float: %s", pyRepr(a[0]))
+			}
+			return f, nil
+		}, new(func(string) float64)),
+		// get()'s path, which the Python tool splits on dots: a str, or AttributeError.
+		expr.Function("py_path", func(a ...any) (any, error) {
+			s, ok := a[0].(string)
+			if !ok {
+				return nil, fmt.Errorf("AttributeError: '%s' object has no attribute 'split'", typeName(a[0]))
+			}
+			return s, nil
+		}, new(func(any) string)),
+		// A failure Python has at this place whatever the step: a name the Python tool's
+		// namespace lacks.
+		expr.Function("py_error", func(a ...any) (any, error) { return nil, errors.New(a[0].(string)) }, new(func(string) any)),
 	}
 }
 
-// stepKeys are the keys of a step as a Python dict, in the trace format's order.
-var stepKeys = []string{"step_id", "type", "description", "input", "output", "metadata", "timestamp", "parent_step_id"}
+// pyFrame holds the names bound by := in one scope of a converted condition.
+type pyFrame struct{ vars map[string]any }
+
+// stepKeys are the keys of a step as the Python tool gives it to conditions, in its order:
+// timestamp and parent_step_id are not there.
+var stepKeys = []string{"step_id", "type", "description", "input", "output", "metadata"}
 
 // dictKeys lists the keys of the objects that look like dicts to Python conditions.
 func dictKeys(d any) ([]string, bool) {
@@ -71,7 +114,7 @@ func dictValue(d any, key string) (any, bool) {
 		if !slices.Contains(stepKeys, key) {
 			return nil, false
 		}
-		x, _ := v.step.Field(key) // timestamp and parent_step_id are None when absent
+		x, _ := v.step.Field(key)
 		return x, true
 	case fielder:
 		return v.Field(key)
@@ -513,6 +556,21 @@ func pyAdd(a, b any) (any, error) {
 		}
 	}
 	return nil, fmt.Errorf("TypeError: unsupported operand type(s) for +: '%s' and '%s'", typeName(a), typeName(b))
+}
+
+// pySub is Python's - on numbers (a bool is an int); anything else is TypeError.
+func pySub(a, b any) (any, error) {
+	if x, ok := pyBig(a); ok {
+		if y, ok := pyBig(b); ok {
+			return normalInt(new(big.Int).Sub(x, y)), nil
+		}
+	}
+	if x, ok := pyNumber(a); ok {
+		if y, ok := pyNumber(b); ok {
+			return x - y, nil
+		}
+	}
+	return nil, fmt.Errorf("TypeError: unsupported operand type(s) for -: '%s' and '%s'", typeName(a), typeName(b))
 }
 
 // pyStr is Python's str(): strings as they are, everything else as repr().

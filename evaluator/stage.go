@@ -324,9 +324,8 @@ func (run *traceRun) step(ctx context.Context, st *Stage, ev schemas.StepEvent) 
 	}
 	s := ev.Step
 	s.Normalize()
-	if _, dup := run.index[s.StepID]; dup {
-		return nil, &schemas.Permanent{Err: fmt.Errorf("duplicate step_id %q in trace %s", s.StepID, ev.TraceID)}
-	}
+	// A step_id used again is a step of its own, as in trace files (see ingest); an output
+	// for that id goes to its latest step.
 	v := &stepView{}
 	v.set(s)
 	run.index[s.StepID] = len(run.steps)

@@ -129,17 +129,14 @@ func traceFromJSON(doc any) (*schemas.Trace, error) {
 	if len(list) == 0 {
 		return nil, &PathError{Path: "steps", Msg: "expected at least one step, got none"}
 	}
+	// A step_id used twice is kept twice, as the Python tool keeps it: every step is
+	// evaluated in order, and violations name the step_id they happened at.
 	t.Steps = make([]*schemas.Step, len(list))
-	seen := make(map[string]int, len(list))
 	for i, item := range list {
 		s, err := stepFromJSON(item, i)
 		if err != nil {
 			return nil, err
 		}
-		if first, dup := seen[s.StepID]; dup {
-			return nil, &PathError{Path: fmt.Sprintf("steps[%d].step_id", i), Msg: fmt.Sprintf("duplicate step_id %q (first used by steps[%d])", s.StepID, first)}
-		}
-		seen[s.StepID] = i
 		t.Steps[i] = s
 	}
 	return t, nil

@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"context"
 	"errors"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -51,8 +52,6 @@ func TestDecodeTraceErrorsNameThePlaceAndWhatWasExpected(t *testing.T) {
 			`steps[1].description: expected a string, got number 5`},
 		{"input not an object", step(`{"step_id": "s1", "type": "tool_call", "description": "d", "input": "rm -rf"}`),
 			`steps[1].input: expected an object, got string "rm -rf"`},
-		{"duplicate step ids", step(`{"step_id": "s0", "type": "tool_call", "description": "d"}`),
-			`steps[1].step_id: duplicate step_id "s0" (first used by steps[0])`},
 		{"empty step id", step(`{"step_id": "", "type": "tool_call", "description": "d"}`),
 			`steps[1].step_id: expected a non-empty string`},
 		{"step not an object", step(`[1, 2]`), `steps[1]: expected a step object, got array`},
@@ -256,5 +255,43 @@ func TestReadFileStopsWhenTheCallbackFails(t *testing.T) {
 	cancel()
 	if err := ReadFile(ctx, p, Options{}, func(Record) error { return nil }); !errors.Is(err, context.Canceled) {
 		t.Fatalf("a cancelled read should stop, got %v", err)
+	}
+}
+
+// Files the Python tool's json reads load: NaN, Infinity and -Infinity wherever values go,
+// and a step_id used more than once (every step is kept, in order).
+func TestDecodeTracePythonJSON(t *testing.T) {
+	tr, err := DecodeTrace([]byte(`{"trace_id": "t", "agent_name": "a",
+		"metadata": {"budget": Infinity, "floor": -Infinity, "ratio": NaN, "list": [NaN, 1]},
+		"steps": [
+			{"step_id": "s", "type": "tool_call", "description": "a", "input": {"x": NaN}, "output": {"y": Infinity}, "metadata": {"z": -Infinity}},
+			{"step_id": "s", "type": "llm_call", "description": "b", "input": {"nested": {"deep": [Infinity]}}},
+			{"step_id": "s", "type": "decision", "description": "c"}
+		]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tr.Steps) != 3 || tr.Steps[0].Description != "a" || tr.Steps[2].Description != "c" || tr.Steps[2].StepID != "s" {
+		t.Fatalf("steps: %+v", tr.Steps)
+	}
+	checks := []struct {
+		name string
+		v    any
+		ok   func(float64) bool
+	}{
+		{"metadata.budget", tr.Metadata["budget"], func(f float64) bool { return math.IsInf(f, 1) }},
+		{"metadata.floor", tr.Metadata["floor"], func(f float64) bool { return math.IsInf(f, -1) }},
+		{"metadata.ratio", tr.Metadata["ratio"], math.IsNaN},
+		{"metadata.list[0]", tr.Metadata["list"].([]any)[0], math.IsNaN},
+		{"steps[0].input.x", tr.Steps[0].Input["x"], math.IsNaN},
+		{"steps[0].output.y", tr.Steps[0].Output["y"], func(f float64) bool { return math.IsInf(f, 1) }},
+		{"steps[0].metadata.z", tr.Steps[0].Metadata["z"], func(f float64) bool { return math.IsInf(f, -1) }},
+		{"steps[1].input.nested.deep[0]", tr.Steps[1].Input["nested"].(map[string]any)["deep"].([]any)[0], func(f float64) bool { return math.IsInf(f, 1) }},
+	}
+	for _, c := range checks {
+		f, isFloat := c.v.(float64)
+		if !isFloat || !c.ok(f) {
+			t.Errorf("%s: %#v", c.name, c.v)
+		}
 	}
 }

@@ -172,6 +172,9 @@ func (s *Server) loadPolicy(ctx context.Context) error {
 	}
 	if old, _ := s.policy.Load().(string); old != hash {
 		s.log.Info("default policy", "policy_id", p.PolicyID, "hash", hash, "rules", len(p.Rules), "converted_from_python", p.Converted)
+		for _, w := range p.ConversionWarnings {
+			s.log.Warn("policy converted from Python fails at run time as the Python tool's does", "warning", w.String())
+		}
 	}
 	s.policy.Store(hash)
 	return nil

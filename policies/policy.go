@@ -56,6 +56,9 @@ type Policy struct {
 	// Converted counts the conditions converted from the Python tool's dialect as the
 	// file loaded (see ConvertPython). Not serialized.
 	Converted int
+	// ConversionWarnings say where the converted rules fail at run time as the Python
+	// tool's do (see Conversion.Warnings). Not serialized.
+	ConversionWarnings []ConversionWarning
 }
 
 // Error is a problem in a policy document.

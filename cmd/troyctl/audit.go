@@ -25,6 +25,9 @@ func loadPolicy(a *app, arg string) (*evaluator.Compiled, error) {
 	if p.Converted > 0 {
 		fmt.Fprintf(a.stderr, "troyctl: %s: %d conditions converted from Python (troyctl policies convert %s -o FILE writes them out)\n", arg, p.Converted, arg)
 	}
+	for _, w := range p.ConversionWarnings {
+		fmt.Fprintf(a.stderr, "troyctl: warning: %s\n", w)
+	}
 	return evaluator.Compile(p)
 }
 

@@ -7,6 +7,7 @@ import (
 
 	"github.com/troy-audit/troy/evaluator"
 	"github.com/troy-audit/troy/policies"
+	"github.com/troy-audit/troy/schemas"
 )
 
 func newPoliciesConvertCmd(a *app) *cobra.Command {
@@ -20,9 +21,14 @@ func newPoliciesConvertCmd(a *app) *cobra.Command {
 		Long: `Rewrite every condition of a policy file from the Python tool's dialect (Python
 expressions) into troy's (expr), keeping every other field, and say per rule whether it
 converted. The converted conditions keep Python's meaning: truthiness, None, equality
-and membership, missing keys (an error that skips the rule at that step), and str() of
-dicts and lists as matches() sees it. Constructs outside the supported subset are
-refused with the rule and the construct named.
+and membership, missing keys (an error that skips the rule at that step), assignment
+expressions (:=), and str() of dicts and lists as matches() sees it. Constructs outside
+the supported subset are refused with the rule and the construct named.
+
+Where the Python tool's rule fails at run time (a name its namespace lacks, such as all(),
+any() or len(); operand types that make Python raise), the conversion warns, naming the
+rule and the reason: the converted rule fails at the same place and, as in the Python tool,
+is then not violated. The written policy says "on_rule_error": "skip" unless it set it.
 
 Without -o the converted policy is printed. troyctl audit and the other commands also
 convert such a file on the fly, with a notice. docs/POLICIES.md lists what converts.`,
@@ -39,6 +45,7 @@ convert such a file on the fly, with a notice. docs/POLICIES.md lists what conve
 			}
 			failed := 0
 			if p.IsPython() {
+				_, hadSetting := p.Extra[policies.OnRuleErrorKey]
 				for _, c := range p.ConvertPython() {
 					if c.Err != nil {
 						failed++
@@ -46,6 +53,13 @@ convert such a file on the fly, with a notice. docs/POLICIES.md lists what conve
 						continue
 					}
 					fmt.Fprintf(a.stderr, "  converted  %s\n", c.RuleID)
+					for _, w := range c.Warnings {
+						fmt.Fprintf(a.stderr, "  warning    %s: %s\n", c.RuleID, w)
+					}
+				}
+				if !hadSetting {
+					fmt.Fprintf(a.stderr, "  %s: %q added: a rule that fails is not violated, as in the Python tool (set it to %q to block such steps in enforce mode)\n",
+						policies.OnRuleErrorKey, schemas.OnRuleErrorSkip, schemas.OnRuleErrorBlock)
 				}
 			}
 			if failed > 0 {

@@ -132,7 +132,6 @@ func TestBadInputsExitOneWithOneLine(t *testing.T) {
 		{"missing field", []string{"audit", write("m.json", `{"trace_id": "t", "agent_name": "a", "steps": [{"step_id": "s1", "type": "llm_call"}]}`), policy}, `m.json: steps[0].description: required field is missing`},
 		{"wrong type", []string{"audit", write("w.json", `{"trace_id": "t", "agent_name": 7, "steps": []}`), policy}, `w.json: agent_name: expected a string, got number 7`},
 		{"empty steps", []string{"audit", write("e.json", `{"trace_id": "t", "agent_name": "a", "steps": []}`), policy}, `e.json: steps: expected at least one step, got none`},
-		{"duplicate step ids", []string{"audit", write("d.json", `{"trace_id": "t", "agent_name": "a", "steps": [{"step_id": "s", "type": "llm_call", "description": "d"}, {"step_id": "s", "type": "llm_call", "description": "d"}]}`), policy}, `d.json: steps[1].step_id: duplicate step_id "s" (first used by steps[0])`},
 		{"invalid UTF-8", []string{"audit", write("u.json", "{\"trace_id\": \"\xc3\x28\"}"), policy}, `u.json:1:15: invalid UTF-8`},
 		{"too large", []string{"audit", badType, policy, "--max-size", "50"}, `run.json: file is`},
 		{"invalid JSON", []string{"audit", write("j.json", "{\n\"trace_id\": }"), policy}, `j.json:2:13: invalid JSON`},

@@ -289,8 +289,10 @@ compiles. A condition that certainly breaks a limit (a repeat making more than 1
 quantifiers nested more than 4 deep or over more than 1,000,000 known iterations) is an
 error, as it is when the policy loads. A condition whose cost only the run-time limits
 bound (quantifiers over the trace nested in each other, a repeat with a computed count,
-the whole trace written out at every step) is a warning naming the rule and why; with
---strict, warnings are errors.`,
+the whole trace written out at every step) is a warning naming the rule and why, and so is
+a place where a policy written for the Python tool fails at run time as that tool's does
+(a name its namespace lacks, operand types that raise); with --strict, warnings are
+errors.`,
 		Example: `  troyctl policies validate policy.json
   troyctl policies validate policies/*.json
   troyctl policies validate --strict policy.json`,
@@ -307,7 +309,11 @@ the whole trace written out at every step) is a warning naming the rule and why;
 					errs = append(errs, err)
 					continue
 				}
-				warnings := c.Warnings()
+				var warnings []evaluator.Warning
+				for _, w := range p.ConversionWarnings { // where the Python tool's rule fails at run time
+					warnings = append(warnings, evaluator.Warning{RuleID: w.RuleID, Msg: "condition (Python): " + w.Msg})
+				}
+				warnings = append(warnings, c.Warnings()...)
 				for _, w := range warnings {
 					line := fmt.Sprintf("%s: %s: warning: %s", arg, policies.RuleLabel(w.RuleID), w.Msg)
 					if strict {

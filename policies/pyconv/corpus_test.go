@@ -32,9 +32,10 @@ const corpusTrace = `{
   ]
 }`
 
-// corpus pairs Python conditions with the verdict Python gives at each of the four steps,
-// worked out from Python's semantics: T the rule is violated, F it is not, E evaluating it
-// raises (the Python tool then skips the rule at that step; so does troy).
+// corpus pairs Python conditions with the verdict the Python tool gives at each of the four
+// steps, worked out from Python's semantics and the tool's namespace (no builtins but str:
+// len, int, any and all raise NameError): T the rule is violated, F it is not, E
+// evaluating it raises (the Python tool then skips the rule at that step; so does troy).
 var corpus = []struct{ cond, want string }{
 	// Comparisons, chained comparisons.
 	{`step['type'] == 'tool_call'`, "FTTF"},
@@ -70,7 +71,7 @@ var corpus = []struct{ cond, want string }{
 	{`step['description'] in 'web_search tools'`, "FTFF"},
 	{`'' in step['description']`, "TTTT"},
 	{`'type' in step`, "TTTT"},
-	{`'timestamp' in step`, "TTTT"},
+	{`'timestamp' in step`, "FFFF"},
 	{`'colour' in step`, "FFFF"},
 	// is None / True / False.
 	{`step['metadata'].get('none') is None`, "TTTT"},
@@ -79,8 +80,8 @@ var corpus = []struct{ cond, want string }{
 	{`step['output'].get('ok') is True`, "FTFF"},
 	{`step['metadata'].get('count') is None`, "TTTF"},
 	{`step['metadata'].get('count') is False`, "FFFF"},
-	{`step['timestamp'] is None`, "TTTT"},
-	{`step['parent_step_id'] is not None`, "FFFF"},
+	{`step['timestamp'] is None`, "EEEE"},
+	{`step['parent_step_id'] is not None`, "EEEE"},
 	{`step['metadata'].get('count', 1) == False`, "FFFT"},
 	{`step['metadata'].get('count') == None`, "TTTF"},
 	// Truthiness.
@@ -133,8 +134,8 @@ var corpus = []struct{ cond, want string }{
 	{`step['description'][-1] == 't'`, "FFFT"},
 	{`step['description'][:4] == 'Plan'`, "TFFF"},
 	{`step['description'][3:] == '_search'`, "FTFF"},
-	{`len(prev_steps[-2:]) == 2`, "FFTT"},
-	{`any(s['type'] == 'tool_call' for s in prev_steps[-1:])`, "FFTT"},
+	{`len(prev_steps[-2:]) == 2`, "EEEE"},
+	{`any(s['type'] == 'tool_call' for s in prev_steps[-1:])`, "EEEE"},
 	{`steps[0]['type'] == 'llm_call'`, "TTTT"},
 	{`steps[step_index]['step_id'] == step['step_id']`, "TTTT"},
 	{`steps[-1]['type'] == 'decision'`, "TTTT"},
@@ -163,24 +164,24 @@ var corpus = []struct{ cond, want string }{
 	{`matches(str(step['metadata']), r"café")`, "FFFT"},
 	{`matches(str(step['output']), r"'results': \[\]")`, "FTFF"},
 	{`matches(str(step.get('input', {})), r'select|rm -rf')`, "FTTF"},
-	{`len(step['input']) == 2`, "FTFF"},
-	{`len(step['description']) > 10`, "TFFT"},
-	{`len(steps) == 4`, "TTTT"},
+	{`len(step['input']) == 2`, "EEEE"},
+	{`len(step['description']) > 10`, "EEEE"},
+	{`len(steps) == 4`, "EEEE"},
 	{`len(step['metadata'].get('tokens'))`, "EEEE"},
-	{`len(step['metadata'].get('tags', '')) == 0`, "TFTT"},
-	{`len(step) == 8`, "TTTT"},
-	{`int(step['metadata'].get('tokens', '7')) == 7`, "FTTT"},
-	{`int(step['metadata'].get('score', 0)) == 0`, "TTTT"},
+	{`len(step['metadata'].get('tags', '')) == 0`, "EEEE"},
+	{`len(step) == 8`, "EEEE"},
+	{`int(step['metadata'].get('tokens', '7')) == 7`, "EEEE"},
+	{`int(step['metadata'].get('score', 0)) == 0`, "EEEE"},
 	{`int(step['description']) > 0`, "EEEE"},
-	{`int(step['metadata'].get('approved', True)) == 1`, "TTTF"},
-	{`int(step['metadata'].get('none', 1)) == 1`, "TTET"},
+	{`int(step['metadata'].get('approved', True)) == 1`, "EEEE"},
+	{`int(step['metadata'].get('none', 1)) == 1`, "EEEE"},
 	// + on strings, numbers and lists.
 	{`step['type'] + ':' + step['description'] == 'tool_call:bash'`, "FFTF"},
 	{`step['description'] + 1 == 'x'`, "EEEE"},
-	{`step_index + 1 == len(steps)`, "FFFT"},
+	{`step_index + 1 == len(steps)`, "EEEE"},
 	{`step['input'].get('options', []) + ['x'] == ['send', 'wait', 'x']`, "FFFT"},
 	{`step['metadata'].get('tokens', 0) + 0.5 > 100`, "TFFF"},
-	{`len(steps) - step_index == 1`, "FFFT"},
+	{`len(steps) - step_index == 1`, "EEEE"},
 	// The Python tool's step quantifiers.
 	{`any_next(lambda s: s['type'] == 'decision')`, "TTTF"},
 	{`any_prev(lambda s: s['metadata'].get('network_zone') == 'external')`, "FFTT"},
@@ -193,17 +194,17 @@ var corpus = []struct{ cond, want string }{
 	// The helpers range over the current step's neighbours, wherever they are called.
 	{`any_next(lambda s: any_prev(lambda t: t['step_id'] == 's0'))`, "FTTF"},
 	// all() and any() over generators and lists.
-	{`any(s['type'] == 'tool_call' for s in prev_steps)`, "FFTT"},
-	{`all(s['type'] != 'decision' for s in prev_steps)`, "TTTT"},
-	{`all(s['type'] == 'llm_call' for s in prev_steps)`, "TTFF"},
-	{`any(s['metadata'].get('permission_level') == 'admin' for s in steps if s['type'] == 'tool_call')`, "TTTT"},
-	{`all(s['metadata'].get('permission_level') != 'admin' for s in next_steps if s['type'] == 'tool_call')`, "FFTT"},
-	{`any(t == 'b' for t in step['metadata'].get('tags', []))`, "FTFF"},
-	{`any(o == 'wait' for o in step['input'].get('options', []) if o != 'send')`, "FFFT"},
-	{`any([step_index == 2, step_index == 3])`, "FFTT"},
-	{`all([step['output'], step['metadata']])`, "TTFT"},
-	{`any(s['missing'] for s in prev_steps)`, "FEEE"},
-	{`all(s['step_id'] != step['step_id'] for s in prev_steps)`, "TTTT"},
+	{`any(s['type'] == 'tool_call' for s in prev_steps)`, "EEEE"},
+	{`all(s['type'] != 'decision' for s in prev_steps)`, "EEEE"},
+	{`all(s['type'] == 'llm_call' for s in prev_steps)`, "EEEE"},
+	{`any(s['metadata'].get('permission_level') == 'admin' for s in steps if s['type'] == 'tool_call')`, "EEEE"},
+	{`all(s['metadata'].get('permission_level') != 'admin' for s in next_steps if s['type'] == 'tool_call')`, "EEEE"},
+	{`any(t == 'b' for t in step['metadata'].get('tags', []))`, "EEEE"},
+	{`any(o == 'wait' for o in step['input'].get('options', []) if o != 'send')`, "EEEE"},
+	{`any([step_index == 2, step_index == 3])`, "EEEE"},
+	{`all([step['output'], step['metadata']])`, "EEEE"},
+	{`any(s['missing'] for s in prev_steps)`, "EEEE"},
+	{`all(s['step_id'] != step['step_id'] for s in prev_steps)`, "EEEE"},
 	// Conditional expressions.
 	{`(step['metadata'].get('tokens', 0) if step['type'] == 'llm_call' else 500) > 100`, "TTTT"},
 	{`'ok' if step['output'] else ''`, "TTFT"},
@@ -236,6 +237,60 @@ var corpus = []struct{ cond, want string }{
 	{`step['output'] == {}`, "FFTF"},
 	{`step['input'] == {'options': ['send', 'wait']}`, "FFFT"},
 	{`step['type'] == 1`, "FFFF"},
+	{`step['metadata'].get('tokens', 0) < 1e999`, "TTTT"},
+	{`-1E700 < step_index`, "TTTT"},
+	{`get(step, step['metadata'].get('path', 'type')) == 'tool_call'`, "FTTF"},
+	{`get(step, [])`, "EEEE"},
+	// The quantifiers stop at the first step that holds, as Python's any() does.
+	{`any_step(lambda s: s['step_id'] == 's0' or s['metadata']['tokens'] > 0)`, "TTTT"},
+	{`any_prev(lambda s: s['step_id'] == 's0' or s['metadata']['tokens'] > 0)`, "FTTT"},
+	{`any_next(lambda s: s['step_id'] == 's3' or s['metadata']['tokens'] > 0)`, "EETF"},
+	{`any_next(lambda s: s['step_id'] == 's2' or s['metadata']['tokens'] > 0)`, "ETEF"},
+	// matches() takes str() of what it is given.
+	{`matches(step['input'], r"'query': 'SELECT")`, "FTFF"},
+	{`matches(step['metadata'].get('tags'), r"^\['a', 'b'\]$")`, "FTFF"},
+	{`matches(step['output'].get('ok'), '^True$')`, "FTFF"},
+	{`matches(None, '^None$')`, "TTTT"},
+	{`matches(step['metadata'].get('score', 0.0), r'^0\.[05]$')`, "TTTT"},
+	{`matches(step_index, '^2$')`, "FFTF"},
+	{`-step`, "EEEE"},
+	{`+step_index == step_index`, "TTTT"},
+	{`-step_index < 0`, "FTTT"},
+	{`step_index - True == -1`, "TFFF"},
+	{`step['description'] - 1`, "EEEE"},
+	{`-step['metadata'].get('score', 0) == -0.5`, "FTFF"},
+	// Assignment expressions: the name is bound where := is evaluated and read in the rest
+	// of the expression; reading it before, or outside the lambda that binds it, raises.
+	{`(x := step['type']) == 'tool_call' and x != 'llm_call'`, "FTTF"},
+	{`(d := step['metadata'].get('tokens')) is not None and d > 100`, "TFFF"},
+	{`matches(out := str(step.get('output', {})), r"'ok': True") and out`, "FTFF"},
+	{`(out := str(step.get('output', {}))) and matches(out, r'results')`, "FTFF"},
+	{`step_index > 1 and (n := step_index) == 2 or n == 0`, "EETF"},
+	{`any_next(lambda s: (t := s['type']) == 'decision' and t != step['type'])`, "TTTF"},
+	{`any_prev(lambda s: (t := 1)) and t == 1`, "FEEE"},
+	{`(k := step['type']) and any_prev(lambda s: s['type'] == k)`, "FFTF"},
+	{`(a := (b := step_index) + 1) == b + 1`, "TTTT"},
+	{`[y := step_index, y + 1][1] == step_index + 1`, "TTTT"},
+	{`step['description'][i := 0] == 'P' and i == 0`, "TFFF"},
+	{`get(step, (p := 'metadata.permission_level')) == 'admin' and p`, "FFTF"},
+	{`y == 1 or (y := 1)`, "EEEE"},
+	{`(z := 1) and (z := z + step_index) == 3`, "FFTF"},
+	{`(w := step_index) if step_index else w`, "ETTT"},
+	{`(w := step_index) if step_index else 0`, "FTTT"},
+	{`any_next(lambda s: (u := s['step_id'])) and (u := 'x') == 'x'`, "TTTF"},
+	{`(lst := step['input'].get('options', [])) and lst[0] == 'send'`, "FFFT"},
+	{`step_index == 0 or (q := step_index) and any_prev(lambda s: q == 2)`, "TFTF"},
+	// Names the Python tool's namespace lacks raise NameError where they are reached; the
+	// arguments of such a call are never evaluated.
+	{`x == 1`, "EEEE"},
+	{`foo(step['missing'])`, "EEEE"},
+	{`__import__('os')`, "EEEE"},
+	{`eval('1')`, "EEEE"},
+	{`step_index >= 2 and all(s['description'] == step['description'] for s in prev_steps[-2:])`, "FFEE"},
+	{`step_index < 2 or len(steps) > 100`, "TTEE"},
+	{`sum([1, 2]) if step_index == 3 else step_index`, "FTTE"},
+	{`true`, "EEEE"},
+	{`null`, "EEEE"},
 }
 
 func TestCorpusVerdictsMatchPython(t *testing.T) {
