@@ -311,13 +311,16 @@ func (l *LocalGuard) RecordOutput(_ context.Context, stepID string, output map[s
 	if err := checkIDs("step_id", stepID); err != nil {
 		return err
 	}
-	if err := l.g.RecordOutput(stepID, output); err != nil {
-		return &UnknownStepError{StepID: stepID}
-	}
 	e, err := schemas.NewEnvelope(schemas.StepsSubject(l.ref.AgentName, l.ref.TraceID), schemas.KindOutput,
 		schemas.MsgID(schemas.KindOutput, l.ref, stepID), schemas.StepOutput{TraceRef: l.ref, StepID: stepID, Output: orEmpty(output)})
 	if err != nil {
 		return err
+	}
+	if len(e.Data) > MaxRecordSize { // refused before the session sees it
+		return &RecordTooLargeError{Kind: e.Kind, Size: len(e.Data)}
+	}
+	if err := l.g.RecordOutput(stepID, output); err != nil {
+		return &UnknownStepError{StepID: stepID}
 	}
 	return l.record(e)
 }

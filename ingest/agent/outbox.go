@@ -71,14 +71,22 @@ func createOutboxFile(dir, run string) (*outboxFile, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create the guard's outbox: %w", err)
 	}
+	// The file is locked before it takes its name, so that no forwarder ever sees it
+	// unlocked (and, empty, removes it).
 	path := filepath.Join(dir, run+".jsonl")
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o644)
+	f, err := os.OpenFile(path+".new", os.O_RDWR|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("create the guard's record: %w", err)
 	}
 	if ok, err := tryLock(f); err != nil || !ok {
 		f.Close()
+		os.Remove(path + ".new")
 		return nil, fmt.Errorf("lock the guard's record %s: %v", path, err)
+	}
+	if err := os.Rename(path+".new", path); err != nil {
+		f.Close()
+		os.Remove(path + ".new")
+		return nil, fmt.Errorf("create the guard's record: %w", err)
 	}
 	return &outboxFile{path: path, f: f}, nil
 }
@@ -367,6 +375,9 @@ func (fw *forwarder) adoptOrphans() error {
 			continue
 		}
 		if sent >= len(evs) {
+			if size == 0 && sent == 0 {
+				_ = os.Remove(path) // a run that recorded nothing before its process ended
+			}
 			f.Close()
 			continue
 		}
