@@ -6,6 +6,7 @@ import (
 
 	"github.com/troy-audit/troy/evaluator"
 	"github.com/troy-audit/troy/ingest/agent"
+	"github.com/troy-audit/troy/ingest/tracegen"
 	"github.com/troy-audit/troy/policies"
 )
 
@@ -27,18 +28,14 @@ func allTemplates(b *testing.B) *evaluator.Compiled {
 	return c
 }
 
-var benchSteps = []checkCase{
-	{"search", map[string]any{"query": "weather in Paris"}, map[string]any{"network_zone": "internal", "data_classification": "public"}},
-	{"read_file", map[string]any{"path": "/data/customers.csv"}, map[string]any{"data_classification": "pii", "permission_level": "user"}},
-	{"send_email", map[string]any{"to": "a@example.com", "body": "hello"}, map[string]any{"network_zone": "external", "category": "communication"}},
-	{"sql", map[string]any{"query": "SELECT name FROM users WHERE id = 4"}, map[string]any{"requires_approval": true, "approval_token": "t-1"}},
-}
-
 // BenchmarkLocalGuardCheck is one check with the seven bundled templates merged, the step
-// recorded in the outbox file (written, synced in the background) as in use. Sessions are
-// 200 steps long.
+// recorded in the outbox file (written before the check returns, synced in the background)
+// as in use. The steps are those of evaluator's BenchmarkGuardCheck (tracegen, seed 2), in
+// sessions of 1,000 checks, so the two compare: the difference is the record.
 func BenchmarkLocalGuardCheck(b *testing.B) {
 	ctx := context.Background()
+	const session = 1000
+	steps := tracegen.New(tracegen.Options{Steps: session, Seed: 2}).Trace().Steps
 	g, err := agent.NewLocalGuard(ctx, allTemplates(b), agent.LocalOptions{Agent: "bench", Mode: "monitor", DataDir: b.TempDir()})
 	if err != nil {
 		b.Fatal(err)
@@ -47,36 +44,15 @@ func BenchmarkLocalGuardCheck(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if i > 0 && i%200 == 0 {
+		if i > 0 && i%session == 0 {
 			b.StopTimer()
 			if _, err := g.Reset(""); err != nil {
 				b.Fatal(err)
 			}
 			b.StartTimer()
 		}
-		s := benchSteps[i%len(benchSteps)]
-		if _, err := g.Check(ctx, s.action, s.input, s.metadata, ""); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
-// BenchmarkLocalGuardEngine is the in-process engine alone (evaluator.Guard), for
-// comparison: what the check costs without the record.
-func BenchmarkLocalGuardEngine(b *testing.B) {
-	c := allTemplates(b)
-	g, err := c.NewGuard(evaluator.GuardOptions{AgentName: "bench", Mode: "monitor"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		if i > 0 && i%200 == 0 {
-			g.Reset()
-		}
-		s := benchSteps[i%len(benchSteps)]
-		if _, err := g.Check(evaluator.CheckRequest{Action: s.action, Input: s.input, Metadata: s.metadata}); err != nil {
+		s := steps[i%session]
+		if _, err := g.Check(ctx, s.Description, s.Input, s.Metadata, s.Type); err != nil {
 			b.Fatal(err)
 		}
 	}

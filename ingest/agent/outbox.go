@@ -58,6 +58,7 @@ type outboxFile struct {
 	size int64 // bytes of whole records
 	// dirty: written since the last sync.
 	dirty bool
+	buf   []byte // the line being written
 
 	mu      sync.Mutex // guards what the forwarder reads: pending, sent, done, tracked
 	tracked bool       // a forwarder sends it
@@ -91,21 +92,18 @@ func createOutboxFile(dir, run string) (*outboxFile, error) {
 	return &outboxFile{path: path, f: f}, nil
 }
 
-// encodeRecord writes an event as one line. Its kind, id and subject are made of subject
+// appendRecord appends an event as one line. Its kind, id and subject are made of subject
 // tokens (no quotes or backslashes), which is what lets decodeRecord find the data.
-func encodeRecord(e schemas.Envelope) []byte {
-	var b bytes.Buffer
-	b.Grow(len(e.Data) + len(e.MsgID) + len(e.Subject) + 48)
-	b.WriteString(`{"kind":`)
-	b.WriteString(strconv.Quote(e.Kind))
-	b.WriteString(`,"msg_id":`)
-	b.WriteString(strconv.Quote(e.MsgID))
-	b.WriteString(`,"subject":`)
-	b.WriteString(strconv.Quote(e.Subject))
-	b.WriteString(`,"data":`)
-	b.Write(e.Data)
-	b.WriteString("}\n")
-	return b.Bytes()
+func appendRecord(b []byte, e schemas.Envelope) []byte {
+	b = append(b, `{"kind":`...)
+	b = strconv.AppendQuote(b, e.Kind)
+	b = append(b, `,"msg_id":`...)
+	b = strconv.AppendQuote(b, e.MsgID)
+	b = append(b, `,"subject":`...)
+	b = strconv.AppendQuote(b, e.Subject)
+	b = append(b, dataKey...)
+	b = append(b, e.Data...)
+	return append(b, "}\n"...)
 }
 
 const dataKey = `,"data":`
@@ -138,7 +136,12 @@ func (o *outboxFile) append(e schemas.Envelope, syncNow bool) error {
 	if len(e.Data) > MaxRecordSize {
 		return &RecordTooLargeError{Kind: e.Kind, Size: len(e.Data)}
 	}
-	line := encodeRecord(e)
+	// The line buffer is kept: a check costs no allocation for it.
+	o.buf = appendRecord(o.buf[:0], e)
+	line := o.buf
+	if cap(o.buf) > 4<<10 {
+		o.buf = nil // a big step's buffer is not kept
+	}
 	if _, err := o.f.Write(line); err != nil {
 		_ = o.f.Truncate(o.size)
 		return fmt.Errorf("record %s in %s: %w", e.Kind, o.path, err)
