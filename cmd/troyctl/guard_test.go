@@ -311,3 +311,37 @@ func FuzzGuardStdio(f *testing.F) {
 		}
 	})
 }
+
+// `guard --flush` forwards what a guard without a deployment recorded, once.
+func TestGuardFlush(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	if r := troyctl(t, "guard", "--flush", "--data-dir", dir); r.code != 1 || !strings.Contains(r.stderr, "a deployment is required") {
+		t.Fatalf("flush without a deployment: %+v", r)
+	}
+	if r := troyctl(t, "guard"); r.code != 1 || !strings.Contains(r.stderr, "give --stdio") {
+		t.Fatalf("guard without a mode: %+v", r)
+	}
+	guardStdio(t, dir,
+		`{"id":1,"op":"open","policy":"minimal","agent_name":"bot","session_id":"f"}`,
+		`{"id":2,"op":"check","action":"ls"}`,
+		`{"id":3,"op":"output","step_id":"step-0","output":{}}`,
+		`{"id":4,"op":"end"}`)
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	dep, err := bus.Open(ctx, bus.Options{DataDir: t.TempDir(), Listen: addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dep.Close()
+	for _, want := range []string{"3 event(s) forwarded, 0 left", "0 event(s) forwarded, 0 left"} {
+		r := troyctl(t, "guard", "--flush", "--nats", "nats://"+addr, "--data-dir", dir)
+		if r.code != 0 || !strings.Contains(r.stdout, want) {
+			t.Fatalf("flush: %+v, want %q", r, want)
+		}
+	}
+	evs, err := dep.ReadSteps(ctx, schemas.StepsSubject("bot", "f"), math.MaxUint64)
+	if err != nil || len(evs) != 3 {
+		t.Fatalf("the deployment holds %d events: %v", len(evs), err)
+	}
+}

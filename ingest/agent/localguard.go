@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -235,11 +236,9 @@ func (l *LocalGuard) CheckStep(_ context.Context, req evaluator.CheckRequest) (s
 	req.StepID, req.Timestamp = "step-"+strconv.Itoa(seq), ts
 	step := &schemas.Step{StepID: req.StepID, Type: req.Type, Description: req.Action, Input: orEmpty(req.Input),
 		Output: map[string]any{}, Metadata: orEmpty(req.Metadata), Timestamp: &ts}
-	meta := l.opts.AgentMetadata
-	if req.AgentMetadata != nil {
-		meta = req.AgentMetadata
-	}
-	e, err := schemas.NewStepEvent(l.ref, meta, seq, step)
+	// The record carries the session's agent metadata: the trace has one, and the audit
+	// evaluates with it; metadata given for one check changes that check's decision only.
+	e, err := schemas.NewStepEvent(l.ref, l.opts.AgentMetadata, seq, step)
 	if err == nil {
 		err = l.record(e)
 	}
@@ -459,11 +458,17 @@ func (l *LocalGuard) syncLoop() {
 		case <-l.stopSync:
 			return
 		case <-t.C:
+			// The flush runs outside the lock, so that no check waits for the disk.
 			l.mu.Lock()
-			if err := l.rec.sync(); err != nil {
-				l.opts.Logger.Warn("sync the guard's record", "path", l.rec.path, "err", err)
-			}
+			o, dirty := l.rec, l.rec.dirty
+			l.rec.dirty = false
 			l.mu.Unlock()
+			if !dirty {
+				continue
+			}
+			if err := o.f.Sync(); err != nil && !errors.Is(err, os.ErrClosed) {
+				l.opts.Logger.Warn("sync the guard's record", "path", o.path, "err", err)
+			}
 		}
 	}
 }
