@@ -345,3 +345,59 @@ func TestGuardFlush(t *testing.T) {
 		t.Fatalf("the deployment holds %d events: %v", len(evs), err)
 	}
 }
+
+// A session guarded by a child with a deployment configured is audited by the deployment
+// (troyctl serve, another policy by default) with the child's policy, to the same verdict
+// as the child's own reports.
+func TestGuardStdioSessionAuditedByTheDeployment(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	srv := t.TempDir()
+	startServe(t, "--policy", "minimal", "--listen", addr, "--data-dir", srv)
+	b, err := bus.Open(ctx, bus.Options{URL: "nats://" + addr, Client: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	reported := make(chan schemas.Envelope, 1)
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
+	ready, _ := b.Subscribe(sctx, bus.ResultsStream, schemas.ResultSubject(schemas.KindReported, "fw", "fw-1"), func(e schemas.Envelope) { reported <- e })
+	<-ready
+
+	dir := t.TempDir()
+	var out, errb bytes.Buffer
+	in := strings.Join([]string{
+		`{"id":1,"op":"open","policy":"soc2","agent_name":"fw","session_id":"fw-1"}`,
+		`{"id":2,"op":"check","action":"bash","input":{"cmd":"ls"}}`,
+		`{"id":3,"op":"check","action":"upload","metadata":{"data_classification":"confidential","network_zone":"external"}}`,
+		`{"id":4,"op":"end"}`,
+	}, "\n") + "\n"
+	if code := run(ctx, []string{"guard", "--stdio", "--data-dir", dir, "--nats", "nats://" + addr}, strings.NewReader(in), &out, &errb); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	select {
+	case <-reported:
+	case <-ctx.Done():
+		t.Fatal("the deployment did not report the session")
+	}
+	var theirs, ours struct {
+		Violations []schemas.Violation `json:"violations"`
+		RiskScore  int                 `json:"risk_score"`
+		Info       schemas.AuditInfo   `json:"audit_info"`
+	}
+	for path, v := range map[string]any{filepath.Join(srv, "reports", "fw", "fw-1", "audit.json"): &theirs, filepath.Join(dir, "reports", "fw", "fw-1", "audit.json"): &ours} {
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(raw, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if theirs.Info.PolicyID != "soc2" || theirs.Info.PolicyHash != ours.Info.PolicyHash || theirs.RiskScore != ours.RiskScore ||
+		len(theirs.Violations) != 1 || len(ours.Violations) != 1 || theirs.Violations[0] != ours.Violations[0] {
+		t.Fatalf("the deployment's audit %+v differs from the child's %+v", theirs, ours)
+	}
+}
