@@ -12,10 +12,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/troy-audit/troy/bus"
+	"github.com/troy-audit/troy/ingest/agent"
 	"github.com/troy-audit/troy/schemas"
 	"github.com/troy-audit/troy/schemas/pyjson"
 )
@@ -399,5 +401,46 @@ func TestGuardStdioSessionAuditedByTheDeployment(t *testing.T) {
 	if theirs.Info.PolicyID != "soc2" || theirs.Info.PolicyHash != ours.Info.PolicyHash || theirs.RiskScore != ours.RiskScore ||
 		len(theirs.Violations) != 1 || len(ours.Violations) != 1 || theirs.Violations[0] != ours.Violations[0] {
 		t.Fatalf("the deployment's audit %+v differs from the child's %+v", theirs, ours)
+	}
+}
+
+// SIGTERM ends a child waiting for its next request, cleanly: exit 0, the record kept.
+func TestGuardStdioEndsOnSIGTERM(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	cmd := exec.CommandContext(ctx, troyctlBinary(t), "guard", "--stdio", "--data-dir", dir)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stdin.Close()
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(stdin, `{"id":1,"op":"open","policy":"minimal"}`+"\n"+`{"id":2,"op":"check","action":"ls"}`+"\n")
+	sc := bufio.NewScanner(stdout)
+	for range 2 {
+		if !sc.Scan() {
+			t.Fatal("no answer")
+		}
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("exit on SIGTERM: %v", err)
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "outbox", "*.jsonl"))
+	if len(files) != 1 {
+		t.Fatalf("record files %v", files)
+	}
+	evs, err := agent.ReadRecord(files[0], nil)
+	if err != nil || len(evs) != 1 || evs[0].Kind != schemas.KindStep {
+		t.Fatalf("record: %v %v", evs, err)
 	}
 }
