@@ -428,8 +428,8 @@ func (l *LocalGuard) Reset(session string) (string, error) {
 }
 
 // Close syncs the record and, when forwarding, waits until ctx ends for the deployment to
-// acknowledge what is left; what it has not is forwarded by the next LocalGuard (or
-// `troyctl guard --flush`) on the same data directory. A session not ended stays open:
+// acknowledge what is left (not at all when it cannot be reached); what it has not is
+// forwarded by the next LocalGuard (or `troyctl guard --flush`) on the same data directory. A session not ended stays open:
 // its record is kept, and the deployment closes it when it has been idle.
 func (l *LocalGuard) Close(ctx context.Context) error {
 	l.mu.Lock()

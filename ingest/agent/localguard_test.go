@@ -316,3 +316,24 @@ func TestLocalGuardRefusesARecordTooLarge(t *testing.T) {
 		t.Fatalf("next check: %+v %v", d, err)
 	}
 }
+
+// Closing while the deployment is away does not hold the agent: what is left stays in the
+// outbox, said in the error.
+func TestLocalGuardCloseDoesNotWaitForAnAbsentDeployment(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	g, err := agent.NewLocalGuard(ctx, compilePolicy(t, testPolicy), agent.LocalOptions{DataDir: t.TempDir(), Forward: bus.Options{URL: "nats://" + freeAddr(t)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.Check(ctx, "ls", nil, map[string]any{"total_tokens": 1}, ""); err != nil {
+		t.Fatal(err)
+	}
+	err = g.Close(ctx)
+	if err == nil || !strings.Contains(err.Error(), "1 recorded event(s) not yet acknowledged") {
+		t.Fatalf("close: %v", err)
+	}
+	if ctx.Err() != nil {
+		t.Fatal("close waited for the whole deadline")
+	}
+}

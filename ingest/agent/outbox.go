@@ -312,6 +312,7 @@ type forwarder struct {
 	mu       sync.Mutex
 	files    []*outboxFile
 	closing  bool
+	closingC chan struct{} // closed when closing begins
 	sentAll  int
 	progress chan struct{} // closed and replaced whenever events are acknowledged
 
@@ -339,7 +340,7 @@ func startForwarder(ctx context.Context, dir string, opts bus.Options, c *evalua
 	if opts.Name == "" {
 		opts.Name = "troy-local-guard"
 	}
-	fw := &forwarder{dir: dir, opts: opts, log: log, progress: make(chan struct{}), wake: make(chan struct{}, 1), done: make(chan struct{})}
+	fw := &forwarder{dir: dir, opts: opts, log: log, progress: make(chan struct{}), wake: make(chan struct{}, 1), done: make(chan struct{}), closingC: make(chan struct{})}
 	if err := fw.adoptOrphans(); err != nil {
 		return nil, err
 	}
@@ -454,7 +455,16 @@ func (fw *forwarder) run(ctx context.Context) {
 		case <-ctx.Done():
 			return false
 		case <-t.C:
+		case <-fw.closingC: // one more try at once, before the process goes
+		}
+		return true
+	}
+	isClosing := func() bool {
+		select {
+		case <-fw.closingC:
 			return true
+		default:
+			return false
 		}
 	}
 	for {
@@ -474,8 +484,15 @@ func (fw *forwarder) run(ctx context.Context) {
 			continue
 		}
 		if b == nil {
+			closing := isClosing()
 			var err error
 			if b, err = fw.connect(ctx); err != nil {
+				if closing {
+					// Closing, and the deployment is not there: what is left waits for
+					// the next start rather than keeping the process.
+					fw.log.Debug("guard outbox: deployment not reachable at close", "err", err)
+					return
+				}
 				fw.log.Debug("guard outbox: deployment not reachable; will retry", "err", err)
 				if !backoff() {
 					return
@@ -548,10 +565,15 @@ func (fw *forwarder) send(ctx context.Context, b *bus.Bus, batch []schemas.Envel
 	return nil
 }
 
-// close waits until everything is sent or ctx ends, then stops the forwarder.
+// close waits until everything is sent or ctx ends, then stops the forwarder. When the
+// deployment cannot be reached at close (one more try is made at once), it stops without
+// waiting.
 func (fw *forwarder) close(ctx context.Context) error {
 	fw.mu.Lock()
-	fw.closing = true
+	if !fw.closing {
+		fw.closing = true
+		close(fw.closingC)
+	}
 	fw.mu.Unlock()
 	fw.kick()
 	select {
