@@ -99,6 +99,7 @@ the same data directory, or by 'troyctl guard --flush'.`,
 	f.StringVar(&dataDir, "data-dir", agent.DefaultDataDir, "directory for the record (outbox/) and reports (reports/)")
 	f.DurationVar(&wait, "forward-wait", 10*time.Second, "at exit (or with --flush), longest wait for the deployment to acknowledge the record")
 	nf.register(cmd)
+	f.Lookup("nats").Usage = "NATS URL(s) of a deployment (troyctl serve) to forward the record to (env " + envForward + "; default: none, the record stays local)"
 	return cmd
 }
 
