@@ -337,3 +337,60 @@ func TestLocalGuardCloseDoesNotWaitForAnAbsentDeployment(t *testing.T) {
 		t.Fatal("close waited for the whole deadline")
 	}
 }
+
+// Checks from many goroutines are serialized: every step gets its own position, in the
+// session and in the record alike.
+func TestLocalGuardConcurrentChecks(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	g, err := agent.NewLocalGuard(ctx, compilePolicy(t, testPolicy), agent.LocalOptions{Session: "many", DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const workers, each = 8, 50
+	errs := make(chan error, workers)
+	for w := range workers {
+		go func() {
+			for i := range each {
+				d, err := g.Check(ctx, "ls", map[string]any{"w": w, "i": i}, map[string]any{"total_tokens": 1}, "")
+				if err == nil {
+					err = g.RecordOutput(ctx, d.StepID, map[string]any{"ok": true})
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range workers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	path := g.RecordPath()
+	if err := g.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(g.Trace().Steps); n != workers*each {
+		t.Fatalf("%d steps in the session", n)
+	}
+	evs, err := agent.ReadRecord(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seq := 0
+	for _, e := range evs {
+		if e.Kind == schemas.KindStep {
+			var ev schemas.StepEvent
+			if err := schemas.DecodeEvent(e.Data, &ev); err != nil || ev.Seq != seq {
+				t.Fatalf("record step %d: seq %d, %v", seq, ev.Seq, err)
+			}
+			seq++
+		}
+	}
+	if seq != workers*each || len(evs) != 2*workers*each {
+		t.Fatalf("the record holds %d steps and %d events", seq, len(evs))
+	}
+}
