@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -222,7 +223,7 @@ func (l *LocalGuard) CheckStep(_ context.Context, req evaluator.CheckRequest) (s
 		req.Type = schemas.StepToolCall
 	}
 	if !schemas.ValidStepType(req.Type) {
-		return schemas.Decision{Mode: l.opts.Mode}, fmt.Errorf("step type %q is not one of %s", req.Type, stepTypes())
+		return schemas.Decision{Mode: l.opts.Mode}, fmt.Errorf("step type %q is not one of %s", req.Type, strings.Join(schemas.StepTypes(), ", "))
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -490,15 +491,4 @@ func Flush(ctx context.Context, dataDir string, deployment bus.Options, logger *
 	err = fw.close(ctx)
 	sent, left = fw.counts()
 	return sent, left, err
-}
-
-func stepTypes() string {
-	s := ""
-	for i, t := range schemas.StepTypes() {
-		if i > 0 {
-			s += ", "
-		}
-		s += t
-	}
-	return s
 }

@@ -314,7 +314,6 @@ type forwarder struct {
 	closing  bool
 	closingC chan struct{} // closed when closing begins
 	sentAll  int
-	progress chan struct{} // closed and replaced whenever events are acknowledged
 
 	wake   chan struct{}
 	cancel context.CancelFunc
@@ -340,7 +339,7 @@ func startForwarder(ctx context.Context, dir string, opts bus.Options, c *evalua
 	if opts.Name == "" {
 		opts.Name = "troy-local-guard"
 	}
-	fw := &forwarder{dir: dir, opts: opts, log: log, progress: make(chan struct{}), wake: make(chan struct{}, 1), done: make(chan struct{}), closingC: make(chan struct{})}
+	fw := &forwarder{dir: dir, opts: opts, log: log, wake: make(chan struct{}, 1), done: make(chan struct{}), closingC: make(chan struct{})}
 	if err := fw.adoptOrphans(); err != nil {
 		return nil, err
 	}
@@ -515,8 +514,6 @@ func (fw *forwarder) run(ctx context.Context) {
 		}
 		fw.mu.Lock()
 		fw.sentAll += len(batch)
-		close(fw.progress)
-		fw.progress = make(chan struct{})
 		fw.mu.Unlock()
 	}
 }
@@ -606,21 +603,4 @@ func (fw *forwarder) counts() (sent, left int) {
 		o.mu.Unlock()
 	}
 	return fw.sentAll, left
-}
-
-// waitSent waits until n events in all were acknowledged, or ctx ends.
-func (fw *forwarder) waitSent(ctx context.Context, n int) error {
-	for {
-		fw.mu.Lock()
-		sent, ch := fw.sentAll, fw.progress
-		fw.mu.Unlock()
-		if sent >= n {
-			return nil
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return fmt.Errorf("%d of %d events acknowledged: %w", sent, n, ctx.Err())
-		}
-	}
 }
