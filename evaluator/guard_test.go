@@ -77,3 +77,47 @@ func TestGuardRuleErrors(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+// Agent metadata given with one check holds for that check only, memoized counts over
+// earlier steps included.
+func TestGuardAgentMetadataForOneCheck(t *testing.T) {
+	c, err := evaluator.Compile(policyOf(
+		"any(prev_steps, .description == 'read' and agent.metadata.role == 'intern')",
+		"agent.metadata.role == 'intern' and trace.metadata.role == 'intern'",
+	))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := c.NewGuard(evaluator.GuardOptions{AgentMetadata: map[string]any{"role": "admin"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	intern := map[string]any{"role": "intern"}
+	for i, tc := range []struct {
+		action string
+		meta   map[string]any
+		want   string // rules violated
+	}{
+		{"read", nil, ""},
+		{"write", nil, ""},
+		{"write", intern, "r1,r2"},
+		{"write", nil, ""},
+		{"write", map[string]any{"role": "admin"}, ""},
+		{"write", intern, "r1,r2"},
+	} {
+		d, err := g.Check(evaluator.CheckRequest{Action: tc.action, AgentMetadata: tc.meta})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, v := range d.Violations {
+			got = append(got, v.RuleID)
+		}
+		if strings.Join(got, ",") != tc.want {
+			t.Errorf("check %d (%s, %v): violated %v, want %q", i, tc.action, tc.meta, got, tc.want)
+		}
+	}
+	if tr := g.Trace(); tr.Metadata["role"] != "admin" {
+		t.Errorf("the session's metadata is kept: %v", tr.Metadata)
+	}
+}

@@ -99,6 +99,7 @@ the same data directory, or by 'troyctl guard --flush'.`,
 	f.StringVar(&dataDir, "data-dir", agent.DefaultDataDir, "directory for the record (outbox/) and reports (reports/)")
 	f.DurationVar(&wait, "forward-wait", 10*time.Second, "at exit (or with --flush), longest wait for the deployment to acknowledge the record")
 	nf.register(cmd)
+	f.Lookup("nats").Usage = "NATS URL(s) of a deployment (troyctl serve) to forward the record to (env " + envForward + "; default: none, the record stays local)"
 	return cmd
 }
 
@@ -157,10 +158,10 @@ type stdioServer struct {
 	g       *agent.LocalGuard
 }
 
-// serve answers requests until stdin closes or an end is answered, then closes the guard
-// (its record synced, and forwarded as far as the deployment takes it within wait).
+// serve answers requests until stdin closes, an end is answered or ctx ends (SIGTERM,
+// SIGINT), then closes the guard (its record synced, and forwarded as far as the
+// deployment takes it within wait).
 func (s *stdioServer) serve(ctx context.Context, in io.Reader, out io.Writer) error {
-	br := bufio.NewReaderSize(in, 64<<10)
 	w := bufio.NewWriter(out)
 	defer func() {
 		if s.g != nil {
@@ -171,23 +172,34 @@ func (s *stdioServer) serve(ctx context.Context, in io.Reader, out io.Writer) er
 			}
 		}
 	}()
+	// Lines are read on their own goroutine, so that a signal ends the child while it
+	// waits for a request. One line is read ahead at most.
+	lines := make(chan stdioLine)
+	readCtx, stopReading := context.WithCancel(ctx)
+	defer stopReading()
+	go readLines(readCtx, in, lines)
 	for {
-		line, tooLong, err := readBoundedLine(br, maxStdioLine)
-		if err == io.EOF {
+		var l stdioLine
+		select {
+		case <-ctx.Done():
+			return nil
+		case l = <-lines:
+		}
+		if l.err == io.EOF {
 			return nil
 		}
-		if err != nil {
-			return fmt.Errorf("guard: read stdin: %w", err)
+		if l.err != nil {
+			return fmt.Errorf("guard: read stdin: %w", l.err)
 		}
 		var resp stdioResponse
 		end := false
 		switch {
-		case tooLong:
+		case l.tooLong:
 			resp = errResponse(nil, kindValue, fmt.Sprintf("request line longer than %d bytes; ignored", maxStdioLine))
-		case len(bytes.TrimSpace(line)) == 0:
+		case len(bytes.TrimSpace(l.data)) == 0:
 			continue
 		default:
-			resp, end = s.handle(ctx, line)
+			resp, end = s.handle(ctx, l.data)
 		}
 		data, err := pyjson.Marshal(resp)
 		if err != nil {
@@ -200,6 +212,28 @@ func (s *stdioServer) serve(ctx context.Context, in io.Reader, out io.Writer) er
 		}
 		if end {
 			return nil
+		}
+	}
+}
+
+// stdioLine is one line read from stdin, or the error that ended reading.
+type stdioLine struct {
+	data    []byte
+	tooLong bool
+	err     error
+}
+
+func readLines(ctx context.Context, in io.Reader, out chan<- stdioLine) {
+	br := bufio.NewReaderSize(in, 64<<10)
+	for {
+		data, tooLong, err := readBoundedLine(br, maxStdioLine)
+		select {
+		case out <- stdioLine{data: data, tooLong: tooLong, err: err}: // data is the line's own
+		case <-ctx.Done():
+			return
+		}
+		if err != nil {
+			return
 		}
 	}
 }

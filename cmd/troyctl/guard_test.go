@@ -1,14 +1,24 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
+	"math"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
+	"github.com/troy-audit/troy/bus"
+	"github.com/troy-audit/troy/ingest/agent"
+	"github.com/troy-audit/troy/schemas"
 	"github.com/troy-audit/troy/schemas/pyjson"
 )
 
@@ -179,5 +189,258 @@ func TestGuardStdioEndReportsAsAudit(t *testing.T) {
 		if !bytes.Equal(want, got) {
 			t.Errorf("%s differs from troyctl audit's %s:\n%s\n---\n%s", pair[1], pair[0], got, want)
 		}
+	}
+}
+
+// As an SDK uses it: a separate process, each answer read before the next request is
+// written, the child leaving when stdin closes, with its record forwarded to a deployment
+// on the way out.
+func TestGuardStdioChildProcess(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	dep, err := bus.Open(ctx, bus.Options{DataDir: t.TempDir(), Listen: addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dep.Close()
+	dir := t.TempDir()
+	cmd := exec.CommandContext(ctx, troyctlBinary(t), "guard", "--stdio", "--data-dir", dir)
+	cmd.Env = append(os.Environ(), "TROY_NATS_URL=nats://"+addr)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	replies := bufio.NewScanner(stdout)
+	ask := func(req string) map[string]any {
+		t.Helper()
+		if _, err := io.WriteString(stdin, req+"\n"); err != nil {
+			t.Fatal(err)
+		}
+		if !replies.Scan() {
+			t.Fatalf("no answer to %s: %v; stderr: %s", req, replies.Err(), stderr.String())
+		}
+		var m map[string]any
+		if err := json.Unmarshal(replies.Bytes(), &m); err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	if r := ask(`{"id":1,"op":"open","policy":"minimal","agent_name":"py-bot","session_id":"child"}`); r["ok"] != true {
+		t.Fatalf("open: %v", r)
+	}
+	if r := ask(`{"id":2,"op":"check","action":"search","input":{"q":"x"}}`); r["decision"] == nil {
+		t.Fatalf("check: %v", r)
+	}
+	if r := ask(`{"id":3,"op":"output","step_id":"step-0","output":{"result":"y"}}`); r["ok"] != true {
+		t.Fatalf("output: %v", r)
+	}
+	if r := ask(`{"id":4,"op":"reset","session_id":"child-2"}`); r["session_id"] != "child-2" {
+		t.Fatalf("reset: %v", r)
+	}
+	if r := ask(`{"id":5,"op":"check","action":"search"}`); r["decision"].(map[string]any)["step_id"] != "step-0" {
+		t.Fatalf("a reset session starts again: %v", r)
+	}
+	stdin.Close()
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("the child exits 0 when stdin closes: %v; stderr: %s", err, stderr.String())
+	}
+	// The first session: its step, output and end (reset ends it); the second: its step.
+	for subject, want := range map[string][]string{
+		schemas.StepsSubject("py-bot", "child"):   {schemas.KindStep, schemas.KindOutput, schemas.KindEnd},
+		schemas.StepsSubject("py-bot", "child-2"): {schemas.KindStep},
+	} {
+		evs, err := dep.ReadSteps(ctx, subject, math.MaxUint64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var kinds []string
+		for _, e := range evs {
+			kinds = append(kinds, e.Kind)
+		}
+		if strings.Join(kinds, ",") != strings.Join(want, ",") {
+			t.Errorf("%s: the deployment holds %v, want %v", subject, kinds, want)
+		}
+	}
+}
+
+// Whatever comes on stdin, the child answers each line with one line carrying an id (or
+// null) and does not crash.
+func FuzzGuardStdio(f *testing.F) {
+	f.Add(`{"id":1,"op":"open","policy":"minimal"}` + "\n" + `{"id":2,"op":"check","action":"a","input":{"x":[1,{"y":NaN}]}}`)
+	f.Add(`{"id":1,"op":"check"}`)
+	f.Add(`{"id":1e400,"op":"open","policy":{"rules":[]}}`)
+	f.Add(`{"id":1,"op":"open","policy":{"policy_id":"x","rules":[{"rule_id":"r","description":"d","condition":"step['type'] == 'tool_call'"}]}}` + "\n" + `{"id":2,"op":"output","step_id":"","output":null}`)
+	f.Add("[1,2]\n\"x\"\nnull\n{}")
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, in string) {
+		in = strings.ReplaceAll(in, `"end"`, `"trace"`) // end exits: everything after it is unanswered by design
+		var out, errb bytes.Buffer
+		code := run(context.Background(), []string{"guard", "--stdio", "--data-dir", dir}, strings.NewReader(in), &out, &errb)
+		if code != 0 {
+			t.Fatalf("exit %d: %s", code, errb.String())
+		}
+		var want int
+		for _, l := range strings.Split(in, "\n") {
+			if strings.TrimSpace(strings.TrimSuffix(l, "\r")) != "" {
+				want++
+			}
+		}
+		lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+		if out.Len() == 0 {
+			lines = nil
+		}
+		if len(lines) != want {
+			t.Fatalf("%d answers to %d lines:\n%s", len(lines), want, out.String())
+		}
+		for _, l := range lines {
+			var m map[string]any
+			if err := pyjson.Unmarshal([]byte(l), &m); err != nil {
+				t.Fatalf("answer %q: %v", l, err)
+			}
+			if _, ok := m["id"]; !ok {
+				t.Fatalf("answer without id: %s", l)
+			}
+		}
+	})
+}
+
+// `guard --flush` forwards what a guard without a deployment recorded, once.
+func TestGuardFlush(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	if r := troyctl(t, "guard", "--flush", "--data-dir", dir); r.code != 1 || !strings.Contains(r.stderr, "a deployment is required") {
+		t.Fatalf("flush without a deployment: %+v", r)
+	}
+	if r := troyctl(t, "guard"); r.code != 1 || !strings.Contains(r.stderr, "give --stdio") {
+		t.Fatalf("guard without a mode: %+v", r)
+	}
+	guardStdio(t, dir,
+		`{"id":1,"op":"open","policy":"minimal","agent_name":"bot","session_id":"f"}`,
+		`{"id":2,"op":"check","action":"ls"}`,
+		`{"id":3,"op":"output","step_id":"step-0","output":{}}`,
+		`{"id":4,"op":"end"}`)
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	dep, err := bus.Open(ctx, bus.Options{DataDir: t.TempDir(), Listen: addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dep.Close()
+	for _, want := range []string{"3 event(s) forwarded, 0 left", "0 event(s) forwarded, 0 left"} {
+		r := troyctl(t, "guard", "--flush", "--nats", "nats://"+addr, "--data-dir", dir)
+		if r.code != 0 || !strings.Contains(r.stdout, want) {
+			t.Fatalf("flush: %+v, want %q", r, want)
+		}
+	}
+	evs, err := dep.ReadSteps(ctx, schemas.StepsSubject("bot", "f"), math.MaxUint64)
+	if err != nil || len(evs) != 3 {
+		t.Fatalf("the deployment holds %d events: %v", len(evs), err)
+	}
+}
+
+// A session guarded by a child with a deployment configured is audited by the deployment
+// (troyctl serve, another policy by default) with the child's policy, to the same verdict
+// as the child's own reports.
+func TestGuardStdioSessionAuditedByTheDeployment(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	srv := t.TempDir()
+	startServe(t, "--policy", "minimal", "--listen", addr, "--data-dir", srv)
+	b, err := bus.Open(ctx, bus.Options{URL: "nats://" + addr, Client: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	reported := make(chan schemas.Envelope, 1)
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
+	ready, _ := b.Subscribe(sctx, bus.ResultsStream, schemas.ResultSubject(schemas.KindReported, "fw", "fw-1"), func(e schemas.Envelope) { reported <- e })
+	<-ready
+
+	dir := t.TempDir()
+	var out, errb bytes.Buffer
+	in := strings.Join([]string{
+		`{"id":1,"op":"open","policy":"soc2","agent_name":"fw","session_id":"fw-1"}`,
+		`{"id":2,"op":"check","action":"bash","input":{"cmd":"ls"}}`,
+		`{"id":3,"op":"check","action":"upload","metadata":{"data_classification":"confidential","network_zone":"external"}}`,
+		`{"id":4,"op":"end"}`,
+	}, "\n") + "\n"
+	if code := run(ctx, []string{"guard", "--stdio", "--data-dir", dir, "--nats", "nats://" + addr}, strings.NewReader(in), &out, &errb); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	select {
+	case <-reported:
+	case <-ctx.Done():
+		t.Fatal("the deployment did not report the session")
+	}
+	var theirs, ours struct {
+		Violations []schemas.Violation `json:"violations"`
+		RiskScore  int                 `json:"risk_score"`
+		Info       schemas.AuditInfo   `json:"audit_info"`
+	}
+	for path, v := range map[string]any{filepath.Join(srv, "reports", "fw", "fw-1", "audit.json"): &theirs, filepath.Join(dir, "reports", "fw", "fw-1", "audit.json"): &ours} {
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(raw, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if theirs.Info.PolicyID != "soc2" || theirs.Info.PolicyHash != ours.Info.PolicyHash || theirs.RiskScore != ours.RiskScore ||
+		len(theirs.Violations) != 1 || len(ours.Violations) != 1 || theirs.Violations[0] != ours.Violations[0] {
+		t.Fatalf("the deployment's audit %+v differs from the child's %+v", theirs, ours)
+	}
+}
+
+// SIGTERM ends a child waiting for its next request, cleanly: exit 0, the record kept.
+func TestGuardStdioEndsOnSIGTERM(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	cmd := exec.CommandContext(ctx, troyctlBinary(t), "guard", "--stdio", "--data-dir", dir)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stdin.Close()
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(stdin, `{"id":1,"op":"open","policy":"minimal"}`+"\n"+`{"id":2,"op":"check","action":"ls"}`+"\n")
+	sc := bufio.NewScanner(stdout)
+	for range 2 {
+		if !sc.Scan() {
+			t.Fatal("no answer")
+		}
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("exit on SIGTERM: %v", err)
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "outbox", "*.jsonl"))
+	if len(files) != 1 {
+		t.Fatalf("record files %v", files)
+	}
+	evs, err := agent.ReadRecord(files[0], nil)
+	if err != nil || len(evs) != 1 || evs[0].Kind != schemas.KindStep {
+		t.Fatalf("record: %v %v", evs, err)
 	}
 }

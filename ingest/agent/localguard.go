@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -221,7 +223,7 @@ func (l *LocalGuard) CheckStep(_ context.Context, req evaluator.CheckRequest) (s
 		req.Type = schemas.StepToolCall
 	}
 	if !schemas.ValidStepType(req.Type) {
-		return schemas.Decision{Mode: l.opts.Mode}, fmt.Errorf("step type %q is not one of %s", req.Type, stepTypes())
+		return schemas.Decision{Mode: l.opts.Mode}, fmt.Errorf("step type %q is not one of %s", req.Type, strings.Join(schemas.StepTypes(), ", "))
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -235,11 +237,9 @@ func (l *LocalGuard) CheckStep(_ context.Context, req evaluator.CheckRequest) (s
 	req.StepID, req.Timestamp = "step-"+strconv.Itoa(seq), ts
 	step := &schemas.Step{StepID: req.StepID, Type: req.Type, Description: req.Action, Input: orEmpty(req.Input),
 		Output: map[string]any{}, Metadata: orEmpty(req.Metadata), Timestamp: &ts}
-	meta := l.opts.AgentMetadata
-	if req.AgentMetadata != nil {
-		meta = req.AgentMetadata
-	}
-	e, err := schemas.NewStepEvent(l.ref, meta, seq, step)
+	// The record carries the session's agent metadata: the trace has one, and the audit
+	// evaluates with it; metadata given for one check changes that check's decision only.
+	e, err := schemas.NewStepEvent(l.ref, l.opts.AgentMetadata, seq, step)
 	if err == nil {
 		err = l.record(e)
 	}
@@ -311,13 +311,16 @@ func (l *LocalGuard) RecordOutput(_ context.Context, stepID string, output map[s
 	if err := checkIDs("step_id", stepID); err != nil {
 		return err
 	}
-	if err := l.g.RecordOutput(stepID, output); err != nil {
-		return &UnknownStepError{StepID: stepID}
-	}
 	e, err := schemas.NewEnvelope(schemas.StepsSubject(l.ref.AgentName, l.ref.TraceID), schemas.KindOutput,
 		schemas.MsgID(schemas.KindOutput, l.ref, stepID), schemas.StepOutput{TraceRef: l.ref, StepID: stepID, Output: orEmpty(output)})
 	if err != nil {
 		return err
+	}
+	if len(e.Data) > MaxRecordSize { // refused before the session sees it
+		return &RecordTooLargeError{Kind: e.Kind, Size: len(e.Data)}
+	}
+	if err := l.g.RecordOutput(stepID, output); err != nil {
+		return &UnknownStepError{StepID: stepID}
 	}
 	return l.record(e)
 }
@@ -426,8 +429,8 @@ func (l *LocalGuard) Reset(session string) (string, error) {
 }
 
 // Close syncs the record and, when forwarding, waits until ctx ends for the deployment to
-// acknowledge what is left; what it has not is forwarded by the next LocalGuard (or
-// `troyctl guard --flush`) on the same data directory. A session not ended stays open:
+// acknowledge what is left (not at all when it cannot be reached); what it has not is
+// forwarded by the next LocalGuard (or `troyctl guard --flush`) on the same data directory. A session not ended stays open:
 // its record is kept, and the deployment closes it when it has been idle.
 func (l *LocalGuard) Close(ctx context.Context) error {
 	l.mu.Lock()
@@ -456,11 +459,17 @@ func (l *LocalGuard) syncLoop() {
 		case <-l.stopSync:
 			return
 		case <-t.C:
+			// The flush runs outside the lock, so that no check waits for the disk.
 			l.mu.Lock()
-			if err := l.rec.sync(); err != nil {
-				l.opts.Logger.Warn("sync the guard's record", "path", l.rec.path, "err", err)
-			}
+			o, dirty := l.rec, l.rec.dirty
+			l.rec.dirty = false
 			l.mu.Unlock()
+			if !dirty {
+				continue
+			}
+			if err := o.f.Sync(); err != nil && !errors.Is(err, os.ErrClosed) {
+				l.opts.Logger.Warn("sync the guard's record", "path", o.path, "err", err)
+			}
 		}
 	}
 }
@@ -482,15 +491,4 @@ func Flush(ctx context.Context, dataDir string, deployment bus.Options, logger *
 	err = fw.close(ctx)
 	sent, left = fw.counts()
 	return sent, left, err
-}
-
-func stepTypes() string {
-	s := ""
-	for i, t := range schemas.StepTypes() {
-		if i > 0 {
-			s += ", "
-		}
-		s += t
-	}
-	return s
 }

@@ -316,3 +316,81 @@ func TestLocalGuardRefusesARecordTooLarge(t *testing.T) {
 		t.Fatalf("next check: %+v %v", d, err)
 	}
 }
+
+// Closing while the deployment is away does not hold the agent: what is left stays in the
+// outbox, said in the error.
+func TestLocalGuardCloseDoesNotWaitForAnAbsentDeployment(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	g, err := agent.NewLocalGuard(ctx, compilePolicy(t, testPolicy), agent.LocalOptions{DataDir: t.TempDir(), Forward: bus.Options{URL: "nats://" + freeAddr(t)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.Check(ctx, "ls", nil, map[string]any{"total_tokens": 1}, ""); err != nil {
+		t.Fatal(err)
+	}
+	err = g.Close(ctx)
+	if err == nil || !strings.Contains(err.Error(), "1 recorded event(s) not yet acknowledged") {
+		t.Fatalf("close: %v", err)
+	}
+	if ctx.Err() != nil {
+		t.Fatal("close waited for the whole deadline")
+	}
+}
+
+// Checks from many goroutines are serialized: every step gets its own position, in the
+// session and in the record alike.
+func TestLocalGuardConcurrentChecks(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	g, err := agent.NewLocalGuard(ctx, compilePolicy(t, testPolicy), agent.LocalOptions{Session: "many", DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const workers, each = 8, 50
+	errs := make(chan error, workers)
+	for w := range workers {
+		go func() {
+			for i := range each {
+				d, err := g.Check(ctx, "ls", map[string]any{"w": w, "i": i}, map[string]any{"total_tokens": 1}, "")
+				if err == nil {
+					err = g.RecordOutput(ctx, d.StepID, map[string]any{"ok": true})
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range workers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	path := g.RecordPath()
+	if err := g.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(g.Trace().Steps); n != workers*each {
+		t.Fatalf("%d steps in the session", n)
+	}
+	evs, err := agent.ReadRecord(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seq := 0
+	for _, e := range evs {
+		if e.Kind == schemas.KindStep {
+			var ev schemas.StepEvent
+			if err := schemas.DecodeEvent(e.Data, &ev); err != nil || ev.Seq != seq {
+				t.Fatalf("record step %d: seq %d, %v", seq, ev.Seq, err)
+			}
+			seq++
+		}
+	}
+	if seq != workers*each || len(evs) != 2*workers*each {
+		t.Fatalf("the record holds %d steps and %d events", seq, len(evs))
+	}
+}

@@ -58,6 +58,7 @@ type outboxFile struct {
 	size int64 // bytes of whole records
 	// dirty: written since the last sync.
 	dirty bool
+	buf   []byte // the line being written
 
 	mu      sync.Mutex // guards what the forwarder reads: pending, sent, done, tracked
 	tracked bool       // a forwarder sends it
@@ -71,33 +72,38 @@ func createOutboxFile(dir, run string) (*outboxFile, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create the guard's outbox: %w", err)
 	}
+	// The file is locked before it takes its name, so that no forwarder ever sees it
+	// unlocked (and, empty, removes it).
 	path := filepath.Join(dir, run+".jsonl")
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o644)
+	f, err := os.OpenFile(path+".new", os.O_RDWR|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("create the guard's record: %w", err)
 	}
 	if ok, err := tryLock(f); err != nil || !ok {
 		f.Close()
+		os.Remove(path + ".new")
 		return nil, fmt.Errorf("lock the guard's record %s: %v", path, err)
+	}
+	if err := os.Rename(path+".new", path); err != nil {
+		f.Close()
+		os.Remove(path + ".new")
+		return nil, fmt.Errorf("create the guard's record: %w", err)
 	}
 	return &outboxFile{path: path, f: f}, nil
 }
 
-// encodeRecord writes an event as one line. Its kind, id and subject are made of subject
+// appendRecord appends an event as one line. Its kind, id and subject are made of subject
 // tokens (no quotes or backslashes), which is what lets decodeRecord find the data.
-func encodeRecord(e schemas.Envelope) []byte {
-	var b bytes.Buffer
-	b.Grow(len(e.Data) + len(e.MsgID) + len(e.Subject) + 48)
-	b.WriteString(`{"kind":`)
-	b.WriteString(strconv.Quote(e.Kind))
-	b.WriteString(`,"msg_id":`)
-	b.WriteString(strconv.Quote(e.MsgID))
-	b.WriteString(`,"subject":`)
-	b.WriteString(strconv.Quote(e.Subject))
-	b.WriteString(`,"data":`)
-	b.Write(e.Data)
-	b.WriteString("}\n")
-	return b.Bytes()
+func appendRecord(b []byte, e schemas.Envelope) []byte {
+	b = append(b, `{"kind":`...)
+	b = strconv.AppendQuote(b, e.Kind)
+	b = append(b, `,"msg_id":`...)
+	b = strconv.AppendQuote(b, e.MsgID)
+	b = append(b, `,"subject":`...)
+	b = strconv.AppendQuote(b, e.Subject)
+	b = append(b, dataKey...)
+	b = append(b, e.Data...)
+	return append(b, "}\n"...)
 }
 
 const dataKey = `,"data":`
@@ -130,7 +136,12 @@ func (o *outboxFile) append(e schemas.Envelope, syncNow bool) error {
 	if len(e.Data) > MaxRecordSize {
 		return &RecordTooLargeError{Kind: e.Kind, Size: len(e.Data)}
 	}
-	line := encodeRecord(e)
+	// The line buffer is kept: a check costs no allocation for it.
+	o.buf = appendRecord(o.buf[:0], e)
+	line := o.buf
+	if cap(o.buf) > 4<<10 {
+		o.buf = nil // a big step's buffer is not kept
+	}
 	if _, err := o.f.Write(line); err != nil {
 		_ = o.f.Truncate(o.size)
 		return fmt.Errorf("record %s in %s: %w", e.Kind, o.path, err)
@@ -301,8 +312,8 @@ type forwarder struct {
 	mu       sync.Mutex
 	files    []*outboxFile
 	closing  bool
+	closingC chan struct{} // closed when closing begins
 	sentAll  int
-	progress chan struct{} // closed and replaced whenever events are acknowledged
 
 	wake   chan struct{}
 	cancel context.CancelFunc
@@ -328,7 +339,7 @@ func startForwarder(ctx context.Context, dir string, opts bus.Options, c *evalua
 	if opts.Name == "" {
 		opts.Name = "troy-local-guard"
 	}
-	fw := &forwarder{dir: dir, opts: opts, log: log, progress: make(chan struct{}), wake: make(chan struct{}, 1), done: make(chan struct{})}
+	fw := &forwarder{dir: dir, opts: opts, log: log, wake: make(chan struct{}, 1), done: make(chan struct{}), closingC: make(chan struct{})}
 	if err := fw.adoptOrphans(); err != nil {
 		return nil, err
 	}
@@ -367,6 +378,9 @@ func (fw *forwarder) adoptOrphans() error {
 			continue
 		}
 		if sent >= len(evs) {
+			if size == 0 && sent == 0 {
+				_ = os.Remove(path) // a run that recorded nothing before its process ended
+			}
 			f.Close()
 			continue
 		}
@@ -440,7 +454,16 @@ func (fw *forwarder) run(ctx context.Context) {
 		case <-ctx.Done():
 			return false
 		case <-t.C:
+		case <-fw.closingC: // one more try at once, before the process goes
+		}
+		return true
+	}
+	isClosing := func() bool {
+		select {
+		case <-fw.closingC:
 			return true
+		default:
+			return false
 		}
 	}
 	for {
@@ -460,8 +483,15 @@ func (fw *forwarder) run(ctx context.Context) {
 			continue
 		}
 		if b == nil {
+			closing := isClosing()
 			var err error
 			if b, err = fw.connect(ctx); err != nil {
+				if closing {
+					// Closing, and the deployment is not there: what is left waits for
+					// the next start rather than keeping the process.
+					fw.log.Debug("guard outbox: deployment not reachable at close", "err", err)
+					return
+				}
 				fw.log.Debug("guard outbox: deployment not reachable; will retry", "err", err)
 				if !backoff() {
 					return
@@ -484,8 +514,6 @@ func (fw *forwarder) run(ctx context.Context) {
 		}
 		fw.mu.Lock()
 		fw.sentAll += len(batch)
-		close(fw.progress)
-		fw.progress = make(chan struct{})
 		fw.mu.Unlock()
 	}
 }
@@ -534,10 +562,15 @@ func (fw *forwarder) send(ctx context.Context, b *bus.Bus, batch []schemas.Envel
 	return nil
 }
 
-// close waits until everything is sent or ctx ends, then stops the forwarder.
+// close waits until everything is sent or ctx ends, then stops the forwarder. When the
+// deployment cannot be reached at close (one more try is made at once), it stops without
+// waiting.
 func (fw *forwarder) close(ctx context.Context) error {
 	fw.mu.Lock()
-	fw.closing = true
+	if !fw.closing {
+		fw.closing = true
+		close(fw.closingC)
+	}
 	fw.mu.Unlock()
 	fw.kick()
 	select {
@@ -570,21 +603,4 @@ func (fw *forwarder) counts() (sent, left int) {
 		o.mu.Unlock()
 	}
 	return fw.sentAll, left
-}
-
-// waitSent waits until n events in all were acknowledged, or ctx ends.
-func (fw *forwarder) waitSent(ctx context.Context, n int) error {
-	for {
-		fw.mu.Lock()
-		sent, ch := fw.sentAll, fw.progress
-		fw.mu.Unlock()
-		if sent >= n {
-			return nil
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return fmt.Errorf("%d of %d events acknowledged: %w", sent, n, ctx.Err())
-		}
-	}
 }
