@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -122,9 +123,10 @@ func TestGuardStdioAnswersEveryRequest(t *testing.T) {
 	if d := decision(t, resps[2]); d["allowed"] != false || d["step_id"] != "step-0" || strings.Join(ruleIDs(d), ",") != "no-bash" || d["risk_score"] != 40 {
 		t.Errorf("a Python-dialect rule blocks bash: %v", d)
 	}
-	// A rule that cannot be evaluated blocks in enforce mode, as the guard service does.
-	if d := decision(t, resps[4]); d["allowed"] != false || len(ruleIDs(d)) != 0 || len(d["rule_errors"].([]any)) != 1 {
-		t.Errorf("fail closed on a rule error: %v", d)
+	// A rule of a policy converted from Python that cannot be evaluated is skipped, as the
+	// Python tool skips it (on_rule_error defaults to skip for such policies), and listed.
+	if d := decision(t, resps[4]); d["allowed"] != true || len(ruleIDs(d)) != 0 || len(d["rule_errors"].([]any)) != 1 {
+		t.Errorf("a converted policy skips a rule error and lists it: %v", d)
 	}
 	if resps[5]["ok"] != true || resps[5]["id"] != 5 {
 		t.Errorf("output: %v", resps[5])
@@ -398,8 +400,8 @@ func TestGuardStdioSessionAuditedByTheDeployment(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if theirs.Info.PolicyID != "soc2" || theirs.Info.PolicyHash != ours.Info.PolicyHash || theirs.RiskScore != ours.RiskScore ||
-		len(theirs.Violations) != 1 || len(ours.Violations) != 1 || theirs.Violations[0] != ours.Violations[0] {
+	if theirs.Info.PolicyID != "soc2-trust-services" || theirs.Info.PolicyHash != ours.Info.PolicyHash || theirs.RiskScore != ours.RiskScore ||
+		len(ours.Violations) == 0 || !slices.Equal(theirs.Violations, ours.Violations) {
 		t.Fatalf("the deployment's audit %+v differs from the child's %+v", theirs, ours)
 	}
 }

@@ -118,7 +118,7 @@ func ExampleLocalGuard() {
 	defer os.RemoveAll(dir)
 
 	// No server: the policy is evaluated here, and every step recorded under dir.
-	g, err := agent.OpenLocalGuard(ctx, "minimal", agent.LocalOptions{Session: "support-42", Agent: "support-bot", DataDir: dir})
+	g, err := agent.OpenLocalGuard(ctx, "data_protection", agent.LocalOptions{Session: "support-42", Agent: "support-bot", DataDir: dir})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -129,7 +129,7 @@ func ExampleLocalGuard() {
 	_, err = g.Check(ctx, "http_post", map[string]any{"url": "https://partner.example"}, map[string]any{"network_zone": "external"}, schemas.StepToolCall)
 	var blocked *agent.BlockedError
 	fmt.Println(errors.As(err, &blocked), blocked.Decision.Violations[0].RuleID)
-	n, err := agent.Guarded(ctx, g, "count_orders", map[string]any{"customer": "c1"}, nil, func(context.Context) (int, error) { return 3, nil })
+	n, err := agent.Guarded(ctx, g, "count_orders", map[string]any{"customer": "c1"}, map[string]any{"data_classification": "internal"}, func(context.Context) (int, error) { return 3, nil })
 	fmt.Println(n, err)
 
 	rep, err := g.EndReport(ctx, "")
@@ -140,7 +140,7 @@ func ExampleLocalGuard() {
 	fmt.Println(rel, rep.Result.RiskScore)
 	// Output:
 	// step-0 true <nil>
-	// true minimal-pii-sent-externally
+	// true dp-pii-exfiltration-cross-step
 	// 3 <nil>
-	// reports/support-bot/support-42/report.md 50
+	// reports/support-bot/support-42/report.md 55
 }
