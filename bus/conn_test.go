@@ -27,6 +27,17 @@ func TestDroppedConnectionHeals(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer stopSvc()
+	// The consumer is created by Consume as it starts: see it handle an event first, so that
+	// the drop below meets a running consumer rather than one being created (which fails,
+	// for its supervisor to start again).
+	if err := b.Publish(ctx, schemas.Envelope{Subject: "troy.steps.a.before", Kind: schemas.KindStep, Data: []byte(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-handled:
+	case <-ctx.Done():
+		t.Fatal("the consumer did not start")
+	}
 
 	id, err := b.nc.GetClientID()
 	if err != nil {
