@@ -52,6 +52,10 @@ type Guard struct {
 	risk        *scorer.Accumulator
 	onViolation func(schemas.Decision)
 	stepErrs    []schemas.StepRuleError // the rule errors of the step being checked
+	// Metadata keys the session's checked steps carried, and the (rule, key) pairs already
+	// reported missing (by their position in the policy's list).
+	seenKeys map[string]bool
+	warned   map[int]bool
 }
 
 // CheckRequest is a proposed step.
@@ -291,3 +295,26 @@ func copyValue(v any) any {
 
 // MetadataKeys lists the keys of a step's metadata each rule reads (see Compiled).
 func (g *Guard) MetadataKeys() []schemas.MissingMetadata { return g.c.MetadataKeys() }
+
+// MissingMetadata notes the metadata keys of a checked step and returns the (rule, key)
+// pairs that rules read and no checked step of the session has carried yet, each once per
+// session: the hint an agent needs when its adapter passes no metadata.
+func (g *Guard) MissingMetadata(meta map[string]any) []schemas.MissingMetadata {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.seenKeys == nil {
+		g.seenKeys, g.warned = map[string]bool{}, map[int]bool{}
+	}
+	for k := range meta {
+		g.seenKeys[k] = true
+	}
+	var out []schemas.MissingMetadata
+	for i, m := range g.c.MetadataKeys() {
+		if g.seenKeys[m.Key] || g.warned[i] {
+			continue
+		}
+		g.warned[i] = true
+		out = append(out, m)
+	}
+	return out
+}

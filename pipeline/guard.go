@@ -46,15 +46,11 @@ type GuardService struct {
 }
 
 type guardSession struct {
-	mu sync.Mutex
-	// Metadata keys the session's steps carried, and the (rule, key) pairs reported missing
-	// (by their position in the policy's list).
-	seenKeys map[string]bool
-	warned   map[int]bool
-	ref      schemas.TraceRef
-	g        *evaluator.Guard
-	applied  uint64 // stream sequence of the last event of the session applied
-	last     time.Time
+	mu      sync.Mutex
+	ref     schemas.TraceRef
+	g       *evaluator.Guard
+	applied uint64 // stream sequence of the last event of the session applied
+	last    time.Time
 }
 
 // NewGuardService returns a guard service; Serve starts answering.
@@ -157,7 +153,7 @@ func (s *GuardService) handleCheck(ctx context.Context, data []byte) ([]byte, er
 		d.Allowed = true
 	}
 	d.Mode = req.Mode
-	d.MissingMetadata = sess.missingMetadata(req.Step.Metadata)
+	d.MissingMetadata = sess.g.MissingMetadata(req.Step.Metadata)
 	return json.Marshal(d)
 }
 
@@ -385,20 +381,3 @@ func (s *GuardService) apply(ctx context.Context, sess *guardSession, e schemas.
 
 // missingMetadata notes the keys a step carries and returns the (rule, key) pairs that
 // rules read and no step of the session has carried, each pair once per session.
-func (sess *guardSession) missingMetadata(meta map[string]any) []schemas.MissingMetadata {
-	if sess.seenKeys == nil {
-		sess.seenKeys, sess.warned = map[string]bool{}, map[int]bool{}
-	}
-	for k := range meta {
-		sess.seenKeys[k] = true
-	}
-	var out []schemas.MissingMetadata
-	for i, m := range sess.g.MetadataKeys() {
-		if sess.seenKeys[m.Key] || sess.warned[i] {
-			continue
-		}
-		sess.warned[i] = true
-		out = append(out, m)
-	}
-	return out
-}

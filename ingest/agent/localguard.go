@@ -91,8 +91,6 @@ type LocalGuard struct {
 	g        *evaluator.Guard
 	ref      schemas.TraceRef
 	rec      *outboxFile // the record of the current run
-	seenKeys map[string]bool
-	warned   map[int]bool
 	closed   bool
 	stopSync chan struct{}
 	syncDone chan struct{}
@@ -185,7 +183,6 @@ func (l *LocalGuard) start(session string) error {
 		return err
 	}
 	l.g, l.ref, l.rec = g, ref, rec
-	l.seenKeys, l.warned = map[string]bool{}, map[int]bool{}
 	return nil
 }
 
@@ -254,7 +251,7 @@ func (l *LocalGuard) CheckStep(_ context.Context, req evaluator.CheckRequest) (s
 	if err != nil {
 		return schemas.Decision{Mode: l.opts.Mode}, err
 	}
-	d.MissingMetadata = l.missingMetadata(req.Metadata)
+	d.MissingMetadata = l.g.MissingMetadata(req.Metadata)
 	if len(d.Violations) > 0 && l.opts.Mode == schemas.ModeMonitor && l.opts.OnViolation != nil {
 		l.opts.OnViolation(d)
 	}
@@ -280,24 +277,6 @@ func (l *LocalGuard) record(e schemas.Envelope) error {
 		l.fw.kick()
 	}
 	return nil
-}
-
-// missingMetadata notes the metadata keys the session's steps carried and returns the
-// (rule, key) pairs that rules read and no step has carried yet, each once per session, as
-// the guard service does.
-func (l *LocalGuard) missingMetadata(meta map[string]any) []schemas.MissingMetadata {
-	for k := range meta {
-		l.seenKeys[k] = true
-	}
-	var out []schemas.MissingMetadata
-	for i, m := range l.g.MetadataKeys() {
-		if l.seenKeys[m.Key] || l.warned[i] {
-			continue
-		}
-		l.warned[i] = true
-		out = append(out, m)
-	}
-	return out
 }
 
 // RecordOutput attaches a checked step's output, so later rules can read it, and records
