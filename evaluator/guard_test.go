@@ -121,3 +121,42 @@ func TestGuardAgentMetadataForOneCheck(t *testing.T) {
 		t.Errorf("the session's metadata is kept: %v", tr.Metadata)
 	}
 }
+
+// A (rule, key) pair no checked step has carried is reported once per session; a key one
+// step carried is never reported after.
+func TestGuardMissingMetadata(t *testing.T) {
+	c, err := evaluator.Compile(policyOf(
+		"step.metadata.network_zone == 'external'",
+		"step.metadata.data_classification == 'pii' and step.metadata.network_zone == 'internal'",
+	))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := c.NewGuard(evaluator.GuardOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := func(ms []schemas.MissingMetadata) string {
+		var out []string
+		for _, m := range ms {
+			out = append(out, m.Key)
+		}
+		return strings.Join(out, ",")
+	}
+	for i, tt := range []struct {
+		meta map[string]any
+		want string
+	}{
+		{map[string]any{"data_classification": "pii"}, "network_zone,network_zone"},
+		{nil, ""}, // each pair once
+		{map[string]any{"network_zone": "internal"}, ""},
+	} {
+		if got := keys(g.MissingMetadata(tt.meta)); got != tt.want {
+			t.Errorf("check %d: missing %q, want %q", i, got, tt.want)
+		}
+	}
+	fresh, _ := c.NewGuard(evaluator.GuardOptions{})
+	if got := keys(fresh.MissingMetadata(map[string]any{"network_zone": "x"})); got != "data_classification" {
+		t.Errorf("a new session: missing %q", got)
+	}
+}
