@@ -656,11 +656,27 @@ func floatRepr(f float64) string {
 
 func writeStrRepr(b *strings.Builder, s string) {
 	quote := byte('\'')
-	if strings.ContainsRune(s, '\'') && !strings.ContainsRune(s, '"') {
+	if strings.IndexByte(s, '\'') >= 0 && strings.IndexByte(s, '"') < 0 {
 		quote = '"'
 	}
+	b.Grow(len(s) + 2)
 	b.WriteByte(quote)
-	for _, r := range s {
+	for i := 0; i < len(s); {
+		// Printable ASCII other than the quote and the backslash is written as it is, a run
+		// at a time: most of what rules search is such text.
+		j := i
+		for j < len(s) && s[j] >= 0x20 && s[j] < 0x7f && s[j] != quote && s[j] != '\\' {
+			j++
+		}
+		b.WriteString(s[i:j])
+		if j == len(s) {
+			break
+		}
+		r, size := rune(s[j]), 1
+		if r >= utf8.RuneSelf {
+			r, size = utf8.DecodeRuneInString(s[j:])
+		}
+		i = j + size
 		switch {
 		case r == rune(quote) || r == '\\':
 			b.WriteByte('\\')
@@ -673,7 +689,7 @@ func writeStrRepr(b *strings.Builder, s string) {
 			b.WriteString(`\t`)
 		case r < 0x20 || r == 0x7f:
 			fmt.Fprintf(b, `\x%02x`, r)
-		case r < 0x80 || unicode.IsPrint(r):
+		case unicode.IsPrint(r):
 			b.WriteRune(r)
 		case r <= 0xff:
 			fmt.Fprintf(b, `\x%02x`, r)

@@ -1,0 +1,82 @@
+package evaluator
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"unicode"
+)
+
+// reprOneRuneAtATime is Python's repr of a string written rune by rune, the plain reading
+// of CPython's unicode_repr that writeStrRepr must agree with.
+func reprOneRuneAtATime(s string) string {
+	var b strings.Builder
+	quote := '\''
+	if strings.ContainsRune(s, '\'') && !strings.ContainsRune(s, '"') {
+		quote = '"'
+	}
+	b.WriteRune(quote)
+	for _, r := range s {
+		switch {
+		case r == quote || r == '\\':
+			b.WriteRune('\\')
+			b.WriteRune(r)
+		case r == '\n':
+			b.WriteString(`\n`)
+		case r == '\r':
+			b.WriteString(`\r`)
+		case r == '\t':
+			b.WriteString(`\t`)
+		case r < 0x20 || r == 0x7f:
+			fmt.Fprintf(&b, `\x%02x`, r)
+		case r < 0x80 || unicode.IsPrint(r):
+			b.WriteRune(r)
+		case r <= 0xff:
+			fmt.Fprintf(&b, `\x%02x`, r)
+		case r <= 0xffff:
+			fmt.Fprintf(&b, `\u%04x`, r)
+		default:
+			fmt.Fprintf(&b, `\U%08x`, r)
+		}
+	}
+	b.WriteRune(quote)
+	return b.String()
+}
+
+func TestStrRepr(t *testing.T) {
+	for _, tt := range []struct{ in, want string }{
+		{"plain text", `'plain text'`},
+		{"it's", `"it's"`},
+		{`it's "x"`, `'it\'s "x"'`},
+		{"a\\b\n\t\r\x00\x7f", `'a\\b\n\t\r\x00\x7f'`},
+		{"café ＡＢ", `'café ＡＢ'`},
+		{"nbsp\u00a0zw\u200b", `'nbsp\xa0zw\u200b'`},
+		{"\U000E0001", `'\U000e0001'`},
+		{"bad\xffutf8", "'bad\ufffdutf8'"},
+	} {
+		var b strings.Builder
+		writeStrRepr(&b, tt.in)
+		if b.String() != tt.want {
+			t.Errorf("repr(%q) = %s, want %s", tt.in, b.String(), tt.want)
+		}
+	}
+	// Random strings mixing every class of character agree with the rune-at-a-time reading.
+	alphabet := []rune{'a', 'Z', ' ', '\'', '"', '\\', '\n', '\x01', 0x7f, 0xa0, 'é', 0x200b, 0xff, 0x1F600, 0xE0001, 'Ａ'}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := 0; i < 2000; i++ {
+		var sb strings.Builder
+		for n := rng.IntN(12); n > 0; n-- {
+			sb.WriteRune(alphabet[rng.IntN(len(alphabet))])
+		}
+		if rng.IntN(10) == 0 {
+			sb.WriteByte(0xfe) // invalid UTF-8
+		}
+		s := sb.String()
+		var b strings.Builder
+		writeStrRepr(&b, s)
+		if want := reprOneRuneAtATime(s); b.String() != want {
+			t.Fatalf("repr(%q) = %s, want %s", s, b.String(), want)
+		}
+	}
+}
