@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math/big"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,6 +19,7 @@ import (
 	"github.com/troy-audit/troy/evaluator"
 	"github.com/troy-audit/troy/ingest/agent"
 	"github.com/troy-audit/troy/pipeline"
+	"github.com/troy-audit/troy/policies"
 	"github.com/troy-audit/troy/schemas"
 	"github.com/troy-audit/troy/schemas/pyjson"
 )
@@ -71,14 +74,40 @@ guard service answers (troyctl serve), and the check is recorded in its session.
   troyctl check examples/policy.json -a bash --metadata '{"permission_level": "admin"}'
   troyctl check guardrails -a chat -t llm_call --metadata '{"total_tokens": "200000"}' --on-rule-error skip
   troyctl check soc2 -a upload --nats nats://127.0.0.1:4222 --session s-42`,
-		Args: cobra.ExactArgs(1),
+		// Usage errors are the Python tool's (click's), checked in its order: the policy
+		// argument, then -a, then the step type and mode; exit code 2.
+		Args: func(_ *cobra.Command, args []string) error {
+			switch {
+			case len(args) == 0:
+				return checkUsageError(a, "Missing argument 'POLICY_FILE'.")
+			case len(args) == 2:
+				return checkUsageError(a, fmt.Sprintf("Got unexpected extra argument (%s)", args[1]))
+			case len(args) > 2:
+				return checkUsageError(a, fmt.Sprintf("Got unexpected extra arguments (%s)", strings.Join(args[1:], " ")))
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if _, err := os.Stat(args[0]); errors.Is(err, fs.ErrNotExist) {
+				if _, terr := policies.LookupTemplate(args[0]); errors.Is(terr, policies.ErrNoTemplate) {
+					return checkUsageError(a, fmt.Sprintf("Invalid value for 'POLICY_FILE': Path '%s' does not exist.", args[0]))
+				}
+			}
+			if !cmd.Flags().Changed("action") {
+				return checkUsageError(a, "Missing option '--action' / '-a'.")
+			}
+			if clickTypes := []string{schemas.StepToolCall, schemas.StepLLMCall, schemas.StepDecision, schemas.StepObservation}; !slices.Contains(clickTypes, stepType) {
+				return checkUsageError(a, fmt.Sprintf("Invalid value for '--step-type' / '-t': %s is not one of %s.", pyQuote(stepType), pyQuoteAll(clickTypes)))
+			}
+			if !slices.Contains(schemas.Modes(), mode) {
+				return checkUsageError(a, fmt.Sprintf("Invalid value for '--mode': %s is not one of %s.", pyQuote(mode), pyQuoteAll(schemas.Modes())))
+			}
 			var objs [3]map[string]any
 			for i, f := range []struct{ name, value string }{{"--input", input}, {"--metadata", metadata}, {"--agent-metadata", agentMetadata}} {
 				m, err := jsonObjectFlag(f.name, f.value)
 				var de *pyjson.DecodeError
 				if errors.As(err, &de) {
-					return checkUsageError(a, fmt.Sprintf("Invalid JSON for %s: %v", f.name, de))
+					return checkUsageError(a, fmt.Sprintf("Invalid value: Invalid JSON for %s: %v", f.name, de))
 				}
 				if err != nil {
 					return err
@@ -141,8 +170,30 @@ guard service answers (troyctl serve), and the check is recorded in its session.
 	f.StringVar(&onRuleError, "on-rule-error", "", "in enforce mode, what a rule that cannot be evaluated does: block or skip (default: the policy's on_rule_error, else block)")
 	f.StringVar(&session, "session", "", "with --nats: the session (trace) the check belongs to (default: a new one)")
 	nf.register(cmd)
-	_ = cmd.MarkFlagRequired("action") // the flag exists
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
+		msg := err.Error()
+		if name, ok := strings.CutPrefix(msg, "unknown flag: "); ok {
+			msg = "No such option: " + name
+		} else if name, ok := strings.CutPrefix(msg, "flag needs an argument: "); ok {
+			if _, short, ok := strings.Cut(name, " in "); ok { // "'a' in -a"
+				name = short
+			}
+			msg = fmt.Sprintf("Option '%s' requires an argument.", name)
+		}
+		return checkUsageError(a, msg)
+	})
 	return cmd
+}
+
+// pyQuote writes a string as Python's repr does for the plain values of choices.
+func pyQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `\'`) + "'" }
+
+func pyQuoteAll(ss []string) string {
+	q := make([]string, len(ss))
+	for i, s := range ss {
+		q[i] = pyQuote(s)
+	}
+	return strings.Join(q, ", ")
 }
 
 // jsonObjectFlag parses a flag holding a JSON object; empty, or a value Python takes for
@@ -192,10 +243,10 @@ func pyFalsy(v any) bool {
 	return false
 }
 
-// checkUsageError reports a bad flag value as the Python tool (click) reports one: usage
+// checkUsageError reports a usage error as the Python tool (click) reports one: usage
 // and error on stderr, exit code 2.
 func checkUsageError(a *app, msg string) error {
-	fmt.Fprintf(a.stderr, "Usage: troyctl check [OPTIONS] POLICY_FILE\nTry 'troyctl check --help' for help.\n\nError: Invalid value: %s\n", msg)
+	fmt.Fprintf(a.stderr, "Usage: troyctl check [OPTIONS] POLICY_FILE\nTry 'troyctl check --help' for help.\n\nError: %s\n", msg)
 	return &exitCodeError{code: exitUsage}
 }
 

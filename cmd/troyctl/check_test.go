@@ -305,3 +305,38 @@ func TestCheckOutputAsPython(t *testing.T) {
 		t.Fatalf("allowed: exit %d\n%q", r.code, r.stdout)
 	}
 }
+
+// check's usage errors are the Python tool's (click's): usage on stderr, then the error,
+// exit code 2, nothing on stdout; the first one in click's order of parameters wins.
+func TestCheckUsageErrors(t *testing.T) {
+	policy := example(t, "policy.json")
+	for _, tt := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no policy", nil, "Missing argument 'POLICY_FILE'."},
+		{"no policy file", []string{"nope.json", "-a", "x"}, "Invalid value for 'POLICY_FILE': Path 'nope.json' does not exist."},
+		{"extra argument", []string{policy, "more", "-a", "x"}, "Got unexpected extra argument (more)"},
+		{"extra arguments", []string{policy, "a", "b", "-a", "x"}, "Got unexpected extra arguments (a b)"},
+		{"no action", []string{policy}, "Missing option '--action' / '-a'."},
+		{"no action before a bad mode", []string{policy, "--mode", "block"}, "Missing option '--action' / '-a'."},
+		{"bad step type", []string{policy, "-a", "x", "-t", "tool"}, "Invalid value for '--step-type' / '-t': 'tool' is not one of 'tool_call', 'llm_call', 'decision', 'observation'."},
+		{"bad mode", []string{policy, "-a", "x", "--mode", "block"}, "Invalid value for '--mode': 'block' is not one of 'enforce', 'monitor', 'dry-run'."},
+		{"unknown option", []string{policy, "-a", "x", "--frobnicate"}, "No such option: --frobnicate"},
+		{"option without its value", []string{policy, "-a"}, "Option '-a' requires an argument."},
+		{"long option without its value", []string{policy, "--action"}, "Option '--action' requires an argument."},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := troyctl(t, append([]string{"check"}, tt.args...)...)
+			want := "Usage: troyctl check [OPTIONS] POLICY_FILE\nTry 'troyctl check --help' for help.\n\nError: " + tt.want + "\n"
+			if r.code != 2 || r.stderr != want || r.stdout != "" {
+				t.Fatalf("exit %d\nstdout %q\nstderr %q\nwant %q", r.code, r.stdout, r.stderr, want)
+			}
+		})
+	}
+	// A bundled template's name is a policy, though no file has it.
+	if r := troyctl(t, "check", "minimal", "-a", "search"); r.code != 0 {
+		t.Fatalf("check of a template: %d %s", r.code, r.stderr)
+	}
+}
