@@ -157,3 +157,36 @@ func TestGuardSessionNumbersAndRuleErrorsReachTheAudit(t *testing.T) {
 		t.Fatalf("replayed audit: %+v risk %d", a.Info.RuleErrors, a.RiskScore)
 	}
 }
+
+// A bundled template named by an SDK (by file stem or policy id) decides the check, and is
+// stored under its hash as any policy is, for the stages that read the session's events.
+func TestGuardTemplateByName(t *testing.T) {
+	b, pol, _ := start(t, pipeline.Config{Only: []string{pipeline.Guard}})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	tmpl, err := policies.LookupTemplate("soc2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := evaluator.Compile(tmpl.Policy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"soc2", "soc2-trust-services"} {
+		g := agent.On(b).Guard(agent.GuardOptions{Session: "s-" + name, Agent: "bot", Policy: name})
+		d, err := g.Check(ctx, "deploy", nil, map[string]any{"permission_level": "admin"}, schemas.StepToolCall)
+		var blocked *agent.BlockedError
+		if !errors.As(err, &blocked) || d.Allowed || len(d.Violations) == 0 || d.Violations[0].RuleID != "soc2-access-control" {
+			t.Fatalf("%s: %v %+v", name, err, d)
+		}
+	}
+	if _, err := b.GetPolicy(ctx, want.Hash()); err != nil {
+		t.Fatalf("the template is not stored under its hash: %v", err)
+	}
+	if c, err := pol.Compiled(ctx, "soc2"); err != nil || c.Hash() != want.Hash() {
+		t.Fatalf("by name: %v", err)
+	}
+	if _, err := pol.Compiled(ctx, "no-such-template"); err == nil {
+		t.Fatal("a name that is no template must not resolve")
+	}
+}

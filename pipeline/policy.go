@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -111,6 +112,11 @@ func (p *Policies) Compiled(ctx context.Context, hash string) (*evaluator.Compil
 	if c != nil {
 		return c, nil
 	}
+	if !isHash(hash) {
+		if t, err := policies.LookupTemplate(hash); err == nil {
+			return p.template(ctx, t)
+		}
+	}
 	raw, err := p.b.GetPolicy(ctx, hash)
 	if err != nil {
 		return nil, err
@@ -166,4 +172,35 @@ func (p *Policies) RuleInfo(ctx context.Context, hash string) (warehouse.PolicyI
 		info.Rules = append(info.Rules, warehouse.RuleInfo{ID: r.RuleID, Severity: r.Severity, Description: r.Description, Weight: w[r.RuleID]})
 	}
 	return info, nil
+}
+
+// isHash reports whether a policy reference is a revision's hash (64 hex digits) rather
+// than a name.
+func isHash(ref string) bool {
+	if len(ref) != 64 {
+		return false
+	}
+	for _, c := range ref {
+		if !strings.ContainsRune("0123456789abcdef", c) {
+			return false
+		}
+	}
+	return true
+}
+
+// template returns a bundled template asked for by its name (soc2, agent-safety…), as SDKs
+// and `troyctl check` name one. It is stored as any policy is, because the events of the
+// sessions it guards name its hash and the other stages read it by that hash.
+func (p *Policies) template(ctx context.Context, t policies.Template) (*evaluator.Compiled, error) {
+	c, err := p.compile(t.Policy)
+	if err != nil {
+		return nil, &schemas.Permanent{Err: err}
+	}
+	hash, err := p.Put(ctx, c)
+	if err != nil {
+		return nil, fmt.Errorf("storing template %s: %w", t.Name, err)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cache[hash], nil
 }

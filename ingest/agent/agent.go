@@ -119,7 +119,7 @@ type GuardOptions struct {
 	Agent         string         // the agent's name
 	AgentMetadata map[string]any // what rules see as agent.metadata
 	Mode          string         // enforce (default), monitor or dry-run
-	Policy        string         // a policy hash; empty uses the server's default
+	Policy        string         // a policy hash or a bundled template's name; empty uses the server's default
 	// Timeout bounds one request; zero means 2s. Within it, a request that no instance
 	// handled (the one that took it was stopping, or none was running, as during a
 	// rolling restart) is sent again, to another instance.

@@ -118,6 +118,14 @@ class GuardTest(unittest.TestCase):
         self.assertEqual(a._backend.policy, b._backend.policy)
         self.assertEqual([v.rule_id for v in a.check("x").violations], ["r"])
 
+    def test_template_by_name(self):
+        """A bundled template's name works against a server as it does locally."""
+        for name in ("soc2", "soc2-trust-services"):
+            g = TroyGuard(policy=name, agent_name="py-template")
+            d = g.check("deploy", metadata={"permission_level": "admin"})
+            self.assertFalse(d.allowed)
+            self.assertEqual(d.violations[0].rule_id, "soc2-access-control")
+
 
 @server
 class NatsTest(unittest.TestCase):

@@ -329,10 +329,7 @@ class _Remote:
         if kind is None:
             return None  # the deployment's default policy
         if kind == "name":
-            if len(value) == 64 and all(c in "0123456789abcdef" for c in value):
-                return value  # a policy the deployment stores already, by its hash
-            raise ValueError(f"policy {value!r}: no such file; against a troy server give a policy file, a policy dict, "
-                             "a list of PolicyRule or a stored policy's hash")
+            return value  # a stored policy's hash or a bundled template's name: the deployment resolves both
         if kind == "file":
             body = Path(value).read_bytes()
         else:
