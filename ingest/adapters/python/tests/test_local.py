@@ -4,8 +4,12 @@ names, and its end with the guard. Skipped against a server."""
 import gc
 import json
 import os
+import signal
 import tempfile
 import unittest
+from unittest import mock
+
+import troy.local
 
 from _setup import REMOTE
 
@@ -70,6 +74,26 @@ class LocalGuardTest(unittest.TestCase):
         with TroyGuard(policy="minimal") as g:
             proc = g._backend._proc._proc
         self.assertEqual(proc.poll(), 0)
+
+    def test_a_child_that_stops_answering_is_refused_in_time(self):
+        """A check waits for its answer with a deadline: a child that hangs is stopped and
+        the check refused in enforce mode (allowed, and listed, in monitor mode)."""
+        for mode, allowed in (("enforce", False), ("monitor", True)):
+            with mock.patch.object(troy.local, "TIMEOUT", 0.5):
+                guard = TroyGuard(policy="minimal", mode=mode)
+            proc = guard._backend._proc._proc
+            os.kill(proc.pid, signal.SIGSTOP)
+            try:
+                with self.assertWarns(RuntimeWarning):
+                    d = guard.check("search")
+            finally:
+                if proc.poll() is None:
+                    os.kill(proc.pid, signal.SIGCONT)
+            self.assertEqual(d.allowed, allowed)
+            self.assertEqual(d.rule_errors[0]["rule_id"], "troy-guard")
+            self.assertIn("no answer within 0.5s", d.rule_errors[0]["error"])
+            self.assertIsNotNone(proc.poll())  # the child that hung was stopped
+            guard.close()
 
     def test_bad_policies(self):
         with self.assertRaisesRegex(ValueError, "policy is required"):

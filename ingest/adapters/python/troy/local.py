@@ -11,6 +11,7 @@ process exits.
 import collections
 import json
 import os
+import queue
 import shutil
 import subprocess
 import threading
@@ -19,6 +20,13 @@ from .client import TroyError, jsonable
 
 # Responses are bounded like the child's own input lines.
 MAX_LINE = 16 << 20
+
+# How long a request waits for its answer (seconds): a check is bounded by the policy's
+# limits well within this; opening a policy and writing reports take longer. A child that
+# does not answer in time is stopped, and the check is refused in enforce mode.
+TIMEOUT = 10.0
+SLOW_TIMEOUT = 30.0
+SLOW_OPS = ("open", "end")
 
 
 def find_troyctl():
@@ -46,7 +54,7 @@ class ChildError(TroyError):
 class LocalGuardProcess:
     """One ``troyctl guard --stdio`` child and its requests."""
 
-    def __init__(self, data_dir=None, binary=None):
+    def __init__(self, data_dir=None, binary=None, timeout=None):
         cmd = [binary or find_troyctl(), "guard", "--stdio"]
         data_dir = data_dir or os.environ.get("TROY_DATA_DIR")
         if data_dir:
@@ -59,6 +67,20 @@ class LocalGuardProcess:
         self._log = collections.deque(maxlen=20)
         self._stderr = threading.Thread(target=self._drain, name="troyctl-guard-stderr", daemon=True)
         self._stderr.start()
+        # Answers are read by a thread of their own, so that a request can wait with a deadline.
+        self._timeout = TIMEOUT if timeout is None else timeout
+        self._answers = queue.Queue()
+        threading.Thread(target=self._read, name="troyctl-guard-stdout", daemon=True).start()
+
+    def _read(self):
+        try:
+            while True:
+                raw = self._proc.stdout.readline(MAX_LINE + 1)
+                self._answers.put(raw)
+                if not raw:
+                    return
+        except (OSError, ValueError):
+            self._answers.put(b"")
 
     def _drain(self):
         for line in self._proc.stderr:
@@ -82,12 +104,18 @@ class LocalGuardProcess:
             try:
                 self._proc.stdin.write(line)
                 self._proc.stdin.flush()
-                raw = self._proc.stdout.readline(MAX_LINE + 1)
             except (BrokenPipeError, OSError, ValueError) as e:
                 raise self._gone(op, e) from None
+            timeout = max(self._timeout, SLOW_TIMEOUT) if op in SLOW_OPS else self._timeout
+            try:
+                raw = self._answers.get(timeout=timeout)
+            except queue.Empty:
+                self._proc.kill()  # its answers can no longer be matched to requests
+                raise self._gone(op, f"no answer within {timeout:g}s") from None
             if not raw:
                 raise self._gone(op, "no answer")
             if len(raw) > MAX_LINE:
+                self._proc.kill()  # the rest of that line would be read as the next answer
                 raise ChildError(0, "too_large", f"troyctl guard: the answer to {op} is over {MAX_LINE} bytes")
             try:
                 resp = json.loads(raw)
