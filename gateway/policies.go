@@ -64,21 +64,9 @@ func (g *Gateway) putPolicy(w http.ResponseWriter, r *http.Request) error {
 // compileUpload validates an uploaded policy as a policy file is validated: conditions in
 // the Python tool's dialect are converted, and every condition must compile.
 func compileUpload(body []byte, hash string) (*evaluator.Compiled, error) {
-	p, err := policies.Parse(body, "uploaded policy "+hash[:12], "policy-"+hash[:12])
+	p, err := policies.ParseConverted(body, "uploaded policy "+hash[:12], "policy-"+hash[:12])
 	if err != nil {
 		return nil, err
-	}
-	if p.IsPython() {
-		var errs []error
-		for _, c := range p.ConvertPython() {
-			if c.Err != nil {
-				errs = append(errs, &policies.Error{Source: p.Source, Rule: policies.RuleLabel(c.RuleID), Msg: "condition (Python) cannot be converted: " + c.Err.Error()})
-			}
-		}
-		if len(errs) > 0 {
-			return nil, errors.Join(errs...)
-		}
-		p.Converted = len(p.Rules)
 	}
 	return evaluator.Compile(p)
 }

@@ -144,6 +144,19 @@ func LoadFileAsWritten(path string) (*Policy, error) {
 	return Parse(data, path, stem)
 }
 
+// ParseConverted validates a policy document as LoadFile does a file: one written for
+// the Python tool is converted as it loads.
+func ParseConverted(data []byte, source, defaultID string) (*Policy, error) {
+	p, err := Parse(data, source, defaultID)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.fromPython(); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
 // Parse validates a policy document. source names it in errors; defaultID is used when the
 // document has no policy_id.
 func Parse(data []byte, source, defaultID string) (*Policy, error) {

@@ -388,16 +388,9 @@ func stdioPolicy(p any) (*evaluator.Compiled, error) {
 		if err != nil {
 			return nil, err
 		}
-		pol, err := policies.Parse(raw, "policy object", "policy")
+		pol, err := policies.ParseConverted(raw, "policy object", "policy")
 		if err != nil {
 			return nil, err
-		}
-		if pol.IsPython() {
-			for _, conv := range pol.ConvertPython() {
-				if conv.Err != nil {
-					return nil, fmt.Errorf("rule %q: condition (Python) cannot be converted: %v", conv.RuleID, conv.Err)
-				}
-			}
 		}
 		return evaluator.Compile(pol)
 	}
