@@ -114,7 +114,7 @@ func (p *Policies) Compiled(ctx context.Context, hash string) (*evaluator.Compil
 	}
 	if !isHash(hash) {
 		if t, err := policies.LookupTemplate(hash); err == nil {
-			return p.template(ctx, t)
+			return p.template(ctx, hash, t)
 		}
 	}
 	raw, err := p.b.GetPolicy(ctx, hash)
@@ -191,7 +191,8 @@ func isHash(ref string) bool {
 // template returns a bundled template asked for by its name (soc2, agent-safety…), as SDKs
 // and `troyctl check` name one. It is stored as any policy is, because the events of the
 // sessions it guards name its hash and the other stages read it by that hash.
-func (p *Policies) template(ctx context.Context, t policies.Template) (*evaluator.Compiled, error) {
+// The name is cached too, so that it is compiled and stored once per process.
+func (p *Policies) template(ctx context.Context, name string, t policies.Template) (*evaluator.Compiled, error) {
 	c, err := p.compile(t.Policy)
 	if err != nil {
 		return nil, &schemas.Permanent{Err: err}
@@ -202,5 +203,6 @@ func (p *Policies) template(ctx context.Context, t policies.Template) (*evaluato
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.cache[name] = p.cache[hash]
 	return p.cache[hash], nil
 }
