@@ -16,6 +16,7 @@ import (
 	"sync"
 
 	"github.com/troy-audit/troy/evaluator"
+	"github.com/troy-audit/troy/event"
 	"github.com/troy-audit/troy/ingest"
 	"github.com/troy-audit/troy/reporter"
 	"github.com/troy-audit/troy/schemas"
@@ -34,7 +35,7 @@ func Result(c *evaluator.Compiled, t *schemas.Trace, explainNote string) *schema
 // Assemble builds the audit of a trace from what the stages found; the in-process engine
 // and the pipeline both use it, so their audits are the same. info describes the policy.
 func Assemble(t *schemas.Trace, vs []schemas.Violation, errs []schemas.RuleError, risk int, info schemas.AuditInfo, explainNote string) *schemas.AuditResult {
-	ex := schemas.TraceExplained{State: schemas.ExplanationsOff, Note: explainNote}
+	ex := event.Explained{State: schemas.ExplanationsOff, Note: explainNote}
 	ex.RuleErrors, ex.RiskScore = errs, risk
 	return ex.Audit(t, vs, nil, info)
 }

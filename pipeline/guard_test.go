@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/troy-audit/troy/evaluator"
+	"github.com/troy-audit/troy/event"
 	"github.com/troy-audit/troy/ingest/agent"
 	"github.com/troy-audit/troy/pipeline"
 	"github.com/troy-audit/troy/policies"
@@ -101,7 +102,7 @@ func TestGuardSessionNumbersAndRuleErrorsReachTheAudit(t *testing.T) {
 	if _, err := pol.SetDefault(ctx, c); err != nil {
 		t.Fatal(err)
 	}
-	reported := results[schemas.TraceReported](ctx, b, "troy.results.reported.>")
+	reported := results[event.Reported](ctx, b, "troy.results.reported.>")
 	big := "123456789012345678901234567890"
 	for i, body := range []string{
 		`{"session": "nums", "agent": "py", "seq": 0, "step": {"action": "pay", "input": {"amount": 1e999999}}}`,
@@ -109,7 +110,7 @@ func TestGuardSessionNumbersAndRuleErrorsReachTheAudit(t *testing.T) {
 		`{"session": "nums", "agent": "py", "seq": 2, "step": {"action": "pay", "input": {"amount": NaN, "limit": -Infinity}}}`,
 		`{"session": "nums", "agent": "py", "seq": 3, "step": {"action": "pay", "input": {"amount": 5.0}, "metadata": {"total_tokens": "200000"}}}`,
 	} {
-		out, err := b.Request(ctx, schemas.GuardCheckSubject, []byte(body))
+		out, err := b.Request(ctx, event.GuardCheckSubject, []byte(body))
 		if err != nil {
 			t.Fatalf("check %d: %v", i, err)
 		}
@@ -125,10 +126,10 @@ func TestGuardSessionNumbersAndRuleErrorsReachTheAudit(t *testing.T) {
 			t.Fatalf("check 3: %+v, want blocked for its rule error alone", d)
 		}
 	}
-	if _, err := b.Request(ctx, schemas.GuardEndSubject, []byte(`{"session": "nums", "agent": "py"}`)); err != nil {
+	if _, err := b.Request(ctx, event.GuardEndSubject, []byte(`{"session": "nums", "agent": "py"}`)); err != nil {
 		t.Fatal(err)
 	}
-	var r schemas.TraceReported
+	var r event.Reported
 	select {
 	case r = <-reported:
 	case <-ctx.Done():

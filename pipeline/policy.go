@@ -13,6 +13,7 @@ import (
 
 	"github.com/troy-audit/troy/bus"
 	"github.com/troy-audit/troy/evaluator"
+	"github.com/troy-audit/troy/event"
 	"github.com/troy-audit/troy/policies"
 	"github.com/troy-audit/troy/schemas"
 	"github.com/troy-audit/troy/warehouse"
@@ -123,7 +124,7 @@ func (p *Policies) Compiled(ctx context.Context, hash string) (*evaluator.Compil
 	}
 	pol, err := policies.Parse(raw, "policy "+hash[:min(12, len(hash))], "policy")
 	if err != nil {
-		return nil, &schemas.Permanent{Err: err}
+		return nil, &event.Permanent{Err: err}
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -131,7 +132,7 @@ func (p *Policies) Compiled(ctx context.Context, hash string) (*evaluator.Compil
 		return c, nil // compiled meanwhile
 	}
 	if c, err = p.compile(pol); err != nil {
-		return nil, &schemas.Permanent{Err: err}
+		return nil, &event.Permanent{Err: err}
 	}
 	p.cache[hash] = c
 	return c, nil
@@ -195,7 +196,7 @@ func isHash(ref string) bool {
 func (p *Policies) template(ctx context.Context, name string, t policies.Template) (*evaluator.Compiled, error) {
 	c, err := p.compile(t.Policy)
 	if err != nil {
-		return nil, &schemas.Permanent{Err: err}
+		return nil, &event.Permanent{Err: err}
 	}
 	hash, err := p.Put(ctx, c)
 	if err != nil {

@@ -314,3 +314,9 @@ type MissingMetadata struct {
 	RuleID string `json:"rule_id"`
 	Key    string `json:"key"`
 }
+
+// Explanation states, as AuditInfo.Explanations records them.
+const (
+	ExplanationsOn  = "on"
+	ExplanationsOff = "off"
+)

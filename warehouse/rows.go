@@ -10,6 +10,7 @@ import (
 
 	json "github.com/goccy/go-json"
 
+	"github.com/troy-audit/troy/event"
 	"github.com/troy-audit/troy/schemas"
 	"github.com/troy-audit/troy/schemas/pyjson"
 )
@@ -29,7 +30,7 @@ type stepRows struct {
 	version                 []uint64
 }
 
-func (r *stepRows) addEvent(e schemas.Envelope, cache *traceCache) error {
+func (r *stepRows) addEvent(e event.Envelope, cache *traceCache) error {
 	var ev stepEvent
 	if err := pyjson.Unmarshal(e.Data, &ev); err != nil {
 		return err
@@ -104,8 +105,8 @@ type explanationRows struct {
 	version                             []uint64
 }
 
-func (r *explanationRows) addEvent(e schemas.Envelope) error {
-	var ev schemas.ExplanationEvent
+func (r *explanationRows) addEvent(e event.Envelope) error {
+	var ev event.Explanation
 	if err := json.Unmarshal(e.Data, &ev); err != nil {
 		return err
 	}
@@ -266,7 +267,7 @@ type traceInfo struct {
 
 // stepSummary is the part of a step event that a trace's row needs.
 type stepSummary struct {
-	schemas.TraceRef
+	event.TraceRef
 	TraceMetadata json.RawMessage `json:"trace_metadata"`
 	Seq           int             `json:"seq"`
 	Step          *struct {
@@ -277,19 +278,19 @@ type stepSummary struct {
 }
 
 // readTrace gathers one run of a trace from its steps, as the steps table has them.
-func (k *Sink) readTrace(ctx context.Context, ref schemas.TraceRef) (*traceInfo, error) {
-	events, err := k.read(ctx, schemas.StepsSubject(ref.AgentName, ref.TraceID), math.MaxUint64)
+func (k *Sink) readTrace(ctx context.Context, ref event.TraceRef) (*traceInfo, error) {
+	events, err := k.read(ctx, event.StepsSubject(ref.AgentName, ref.TraceID), math.MaxUint64)
 	if err != nil {
 		return nil, fmt.Errorf("read steps of trace %s: %w", ref.TraceID, err)
 	}
-	// Steps in their trace order, which the stream's may not be (see schemas.AssembleTrace).
+	// Steps in their trace order, which the stream's may not be (see event.AssembleTrace).
 	type found struct {
 		ev stepSummary
 		at time.Time
 	}
 	byPos := map[int]*found{}
 	for _, e := range events {
-		if e.Kind != schemas.KindStep {
+		if e.Kind != event.KindStep {
 			continue
 		}
 		var ev stepSummary // only what the trace's row needs: decoding is most of the cost
@@ -344,24 +345,24 @@ const readConcurrency = 16
 // finished is an event of a finished trace that the sink makes rows of: an end (scored,
 // explained) or a part of its verdict.
 type finished struct {
-	e     schemas.Envelope
-	ref   schemas.TraceRef
+	e     event.Envelope
+	ref   event.TraceRef
 	steps int
-	end   *schemas.TraceExplained
-	part  *schemas.VerdictPart
+	end   *event.Explained
+	part  *event.VerdictPart
 }
 
-func decodeFinished(e schemas.Envelope) (finished, error) {
+func decodeFinished(e event.Envelope) (finished, error) {
 	f := finished{e: e}
-	if e.Kind == schemas.KindVerdict {
-		f.part = &schemas.VerdictPart{}
+	if e.Kind == event.KindVerdict {
+		f.part = &event.VerdictPart{}
 		if err := json.Unmarshal(e.Data, f.part); err != nil {
 			return f, err
 		}
 		f.ref, f.steps = f.part.TraceRef, f.part.Steps
 		return f, nil
 	}
-	f.end = &schemas.TraceExplained{}
+	f.end = &event.Explained{}
 	if err := json.Unmarshal(e.Data, f.end); err != nil {
 		return f, err
 	}
@@ -370,7 +371,7 @@ func decodeFinished(e schemas.Envelope) (finished, error) {
 }
 
 // traces turns the events of finished traces into trace, violation and rule rows.
-func (k *Sink) traces(ctx context.Context, events []schemas.Envelope) (traceRows, violationRows, ruleRows, error) {
+func (k *Sink) traces(ctx context.Context, events []event.Envelope) (traceRows, violationRows, ruleRows, error) {
 	var (
 		tr    traceRows
 		vr    violationRows
@@ -433,7 +434,7 @@ func (k *Sink) traces(ctx context.Context, events []schemas.Envelope) (traceRows
 }
 
 // add adds the rows of a part of a trace's verdict.
-func (r *violationRows) add(p *schemas.VerdictPart, ti *traceInfo, pol PolicyInfo, version uint64) {
+func (r *violationRows) add(p *event.VerdictPart, ti *traceInfo, pol PolicyInfo, version uint64) {
 	weights := make(map[string]int, len(pol.Rules))
 	for _, rule := range pol.Rules {
 		weights[rule.ID] = rule.Weight
@@ -465,7 +466,7 @@ func (r *violationRows) add(p *schemas.VerdictPart, ti *traceInfo, pol PolicyInf
 	}
 }
 
-func (k *Sink) addTrace(tr *traceRows, ev *schemas.TraceExplained, ti *traceInfo, pol PolicyInfo, e schemas.Envelope) {
+func (k *Sink) addTrace(tr *traceRows, ev *event.Explained, ti *traceInfo, pol PolicyInfo, e event.Envelope) {
 	sev := ev.BySeverity
 	tr.agent = append(tr.agent, ev.AgentName)
 	tr.trace = append(tr.trace, ev.TraceID)
@@ -511,7 +512,7 @@ func (k *Sink) addTrace(tr *traceRows, ev *schemas.TraceExplained, ti *traceInfo
 	tr.version = append(tr.version, e.Seq)
 }
 
-func (r *ruleRows) add(p PolicyInfo, e schemas.Envelope) {
+func (r *ruleRows) add(p PolicyInfo, e event.Envelope) {
 	for _, rule := range p.Rules {
 		if !validSeverity(rule.Severity) {
 			continue
@@ -568,7 +569,7 @@ const incompleteFor = time.Minute
 
 // complete says whether to take a trace read back: yes when it has all its steps, and also
 // when it has been short of them for incompleteFor.
-func (k *Sink) complete(ref schemas.TraceRef, whole bool) bool {
+func (k *Sink) complete(ref event.TraceRef, whole bool) bool {
 	key := cacheKey(ref.AgentName, ref.TraceID, ref.Run)
 	k.mu.Lock()
 	defer k.mu.Unlock()

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/troy-audit/troy/event"
+
 	json "github.com/goccy/go-json"
 
 	"github.com/troy-audit/troy/schemas"
@@ -18,7 +20,7 @@ import (
 
 // ReadFunc returns the events of a subject of the steps stream, in order, up to and
 // including stream sequence upTo.
-type ReadFunc func(ctx context.Context, subject string, upTo uint64) ([]schemas.Envelope, error)
+type ReadFunc func(ctx context.Context, subject string, upTo uint64) ([]event.Envelope, error)
 
 // PolicyInfo describes a policy revision: its rules, with the weights the scorer gives them.
 type PolicyInfo struct {
@@ -71,29 +73,29 @@ func NewSink(s *Store, read ReadFunc, policy PolicyFunc, log *slog.Logger) *Sink
 const traceCacheSize = 100000
 
 // Kinds are the event kinds the sink stores; others are ignored.
-func Kinds() []string {
-	return []string{schemas.KindStep, schemas.KindOutput, schemas.KindVerdict, schemas.KindScored, schemas.KindExplanation, schemas.KindExplained}
+func Kinds() []event.Kind {
+	return []event.Kind{event.KindStep, event.KindOutput, event.KindVerdict, event.KindScored, event.KindExplanation, event.KindExplained}
 }
 
 // Write stores a batch of events; it returns nil only once every row is committed.
-func (k *Sink) Write(ctx context.Context, batch []schemas.Envelope) error {
+func (k *Sink) Write(ctx context.Context, batch []event.Envelope) error {
 	var (
 		steps   stepRows
 		expl    explanationRows
-		outputs = map[string][]schemas.Envelope{} // by subject
-		ends    []schemas.Envelope
+		outputs = map[string][]event.Envelope{} // by subject
+		ends    []event.Envelope
 	)
 	for _, e := range batch {
 		switch e.Kind {
-		case schemas.KindStep:
+		case event.KindStep:
 			if err := steps.addEvent(e, k.cache); err != nil {
 				k.skip(e, err)
 			}
-		case schemas.KindOutput:
+		case event.KindOutput:
 			outputs[e.Subject] = append(outputs[e.Subject], e)
-		case schemas.KindVerdict, schemas.KindScored, schemas.KindExplained:
+		case event.KindVerdict, event.KindScored, event.KindExplained:
 			ends = append(ends, e)
-		case schemas.KindExplanation:
+		case event.KindExplanation:
 			if err := expl.addEvent(e); err != nil {
 				k.skip(e, err)
 			}
@@ -143,7 +145,7 @@ func (k *Sink) Write(ctx context.Context, batch []schemas.Envelope) error {
 	return nil
 }
 
-func (k *Sink) skip(e schemas.Envelope, err error) {
+func (k *Sink) skip(e event.Envelope, err error) {
 	k.mu.Lock()
 	k.Skipped++
 	k.mu.Unlock()
@@ -152,7 +154,7 @@ func (k *Sink) skip(e schemas.Envelope, err error) {
 
 // outputs turns step outputs into new versions of their steps' rows, reading each
 // subject's steps once.
-func (k *Sink) outputs(ctx context.Context, bySubject map[string][]schemas.Envelope, rows *stepRows) error {
+func (k *Sink) outputs(ctx context.Context, bySubject map[string][]event.Envelope, rows *stepRows) error {
 	for subject, outs := range bySubject {
 		var upTo uint64
 		for _, o := range outs {
@@ -163,8 +165,8 @@ func (k *Sink) outputs(ctx context.Context, bySubject map[string][]schemas.Envel
 			return fmt.Errorf("read steps of %s: %w", subject, err)
 		}
 		for _, o := range outs {
-			var out schemas.StepOutput
-			if err := schemas.DecodeEvent(o.Data, &out); err != nil {
+			out, err := event.Decode[event.Output](o)
+			if err != nil {
 				k.skip(o, err)
 				continue
 			}
@@ -172,7 +174,7 @@ func (k *Sink) outputs(ctx context.Context, bySubject map[string][]schemas.Envel
 			// The step's latest event before the output, of the same run.
 			for i := len(events) - 1; i >= 0; i-- {
 				e := events[i]
-				if e.Kind != schemas.KindStep || e.Seq > o.Seq {
+				if e.Kind != event.KindStep || e.Seq > o.Seq {
 					continue
 				}
 				var ev stepEvent
@@ -190,7 +192,7 @@ func (k *Sink) outputs(ctx context.Context, bySubject map[string][]schemas.Envel
 
 // stepEvent is a StepEvent whose step keeps its input and output as JSON.
 type stepEvent struct {
-	schemas.TraceRef
+	event.TraceRef
 	TraceMetadata map[string]any `json:"trace_metadata"`
 	Seq           int            `json:"seq"`
 	Step          *struct {

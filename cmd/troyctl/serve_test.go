@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/troy-audit/troy/bus"
+	"github.com/troy-audit/troy/event"
 	"github.com/troy-audit/troy/ingest/agent"
 	"github.com/troy-audit/troy/schemas"
 )
@@ -173,13 +174,13 @@ func TestGuardRollingRestartRefusesNothing(t *testing.T) {
 	}
 	defer b.Close()
 	for i := range sessions {
-		events, err := b.ReadSteps(ctx, schemas.StepsSubject("bot", fmt.Sprint("rolling-", i)), math.MaxUint64)
+		events, err := b.ReadSteps(ctx, event.StepsSubject("bot", fmt.Sprint("rolling-", i)), math.MaxUint64)
 		if err != nil {
 			t.Fatal(err)
 		}
 		steps := 0
 		for _, e := range events {
-			if e.Kind == schemas.KindStep {
+			if e.Kind == event.KindStep {
 				steps++
 			}
 		}

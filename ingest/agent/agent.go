@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/troy-audit/troy/event"
+
 	"github.com/troy-audit/troy/bus"
 	"github.com/troy-audit/troy/schemas"
 	"github.com/troy-audit/troy/schemas/pyjson"
@@ -42,7 +44,7 @@ func (c *Conn) Close() { c.b.Close() }
 // Trace publishes one trace's events, in order.
 type Trace struct {
 	c     *Conn
-	ref   schemas.TraceRef
+	ref   event.TraceRef
 	meta  map[string]any
 	mu    sync.Mutex
 	steps int
@@ -50,10 +52,10 @@ type Trace struct {
 
 // StartTrace begins a trace. policy is a policy hash; empty uses the server's default.
 func (c *Conn) StartTrace(traceID, agentName string, metadata map[string]any, policy string) *Trace {
-	return &Trace{c: c, ref: schemas.TraceRef{TraceID: traceID, AgentName: agentName, Policy: policy, Run: schemas.NewRun()}, meta: metadata}
+	return &Trace{c: c, ref: event.TraceRef{TraceID: traceID, AgentName: agentName, Policy: policy, Run: event.NewRun()}, meta: metadata}
 }
 
-func (t *Trace) subject() string { return schemas.StepsSubject(t.ref.AgentName, t.ref.TraceID) }
+func (t *Trace) subject() string { return event.StepsSubject(t.ref.AgentName, t.ref.TraceID) }
 
 // checkIDs says which id breaks troy's rules (schemas.CheckID), before anything is sent:
 // troy would refuse the events.
@@ -74,11 +76,11 @@ func (t *Trace) Step(ctx context.Context, s *schemas.Step) error {
 	if err := t.checkIDs(s.StepID); err != nil {
 		return err
 	}
-	e, err := schemas.NewStepEvent(t.ref, t.meta, t.steps, s)
+	e, err := event.New(event.Step{TraceRef: t.ref, TraceMetadata: t.meta, Seq: t.steps, Step: s})
 	if err != nil {
 		return err
 	}
-	if err := t.c.b.PublishAll(ctx, []schemas.Envelope{e}); err != nil {
+	if err := t.c.b.PublishAll(ctx, []event.Envelope{e}); err != nil {
 		return err
 	}
 	t.steps++
@@ -90,12 +92,11 @@ func (t *Trace) Output(ctx context.Context, stepID string, output map[string]any
 	if err := t.checkIDs(stepID); err != nil {
 		return err
 	}
-	e, err := schemas.NewEnvelope(t.subject(), schemas.KindOutput, schemas.MsgID(schemas.KindOutput, t.ref, stepID),
-		schemas.StepOutput{TraceRef: t.ref, StepID: stepID, Output: output})
+	e, err := event.New(event.Output{TraceRef: t.ref, StepID: stepID, Output: output})
 	if err != nil {
 		return err
 	}
-	return t.c.b.PublishAll(ctx, []schemas.Envelope{e})
+	return t.c.b.PublishAll(ctx, []event.Envelope{e})
 }
 
 // End completes the trace, so that it is scored and reported.
@@ -105,12 +106,11 @@ func (t *Trace) End(ctx context.Context) error {
 	if err := t.checkIDs(""); err != nil {
 		return err
 	}
-	e, err := schemas.NewEnvelope(t.subject(), schemas.KindEnd, schemas.MsgID(schemas.KindEnd, t.ref, ""),
-		schemas.TraceEnd{TraceRef: t.ref, Steps: t.steps, Reason: "end"})
+	e, err := event.New(event.End{TraceRef: t.ref, Steps: t.steps, Reason: event.EndSent})
 	if err != nil {
 		return err
 	}
-	return t.c.b.PublishAll(ctx, []schemas.Envelope{e})
+	return t.c.b.PublishAll(ctx, []event.Envelope{e})
 }
 
 // GuardOptions configure a guarded session.
@@ -182,16 +182,16 @@ func (g *Guard) Check(ctx context.Context, action string, input, metadata map[st
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	seq := g.n
-	req := schemas.GuardCheck{
+	req := event.GuardCheck{
 		Session: g.opts.Session, Agent: g.opts.Agent, AgentMetadata: g.opts.AgentMetadata,
-		Step: schemas.GuardStep{Action: action, Type: stepType, Input: input, Metadata: metadata},
+		Step: event.GuardStep{Action: action, Type: stepType, Input: input, Metadata: metadata},
 		Mode: g.opts.Mode, Policy: g.opts.Policy, Seq: &seq,
 	}
 	if g.opts.Resume && g.n == 0 {
 		req.Seq = nil // the server finds out how far the session got
 	}
 	var d schemas.Decision
-	if err := g.request(ctx, schemas.GuardCheckSubject, req, &d); err != nil {
+	if err := g.request(ctx, event.GuardCheckSubject, req, &d); err != nil {
 		var re *bus.RequestError
 		if errors.As(err, &re) && re.Code == "400" {
 			return schemas.Decision{Mode: g.opts.Mode}, err
@@ -213,7 +213,7 @@ func (g *Guard) Check(ctx context.Context, action string, input, metadata map[st
 
 // RecordOutput records a checked step's result.
 func (g *Guard) RecordOutput(ctx context.Context, stepID string, output map[string]any) error {
-	return g.request(ctx, schemas.GuardOutputSubject, schemas.GuardOutput{Session: g.opts.Session, Agent: g.opts.Agent, StepID: stepID, Output: output}, nil)
+	return g.request(ctx, event.GuardOutputSubject, event.GuardOutput{Session: g.opts.Session, Agent: g.opts.Agent, StepID: stepID, Output: output}, nil)
 }
 
 // End ends the session, so that it is scored and reported.
@@ -221,7 +221,7 @@ func (g *Guard) RecordOutput(ctx context.Context, stepID string, output map[stri
 func (g *Guard) End(ctx context.Context) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if err := g.request(ctx, schemas.GuardEndSubject, schemas.GuardEnd{Session: g.opts.Session, Agent: g.opts.Agent}, nil); err != nil {
+	if err := g.request(ctx, event.GuardEndSubject, event.GuardEnd{Session: g.opts.Session, Agent: g.opts.Agent}, nil); err != nil {
 		return err
 	}
 	g.n = 0

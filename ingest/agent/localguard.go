@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/troy-audit/troy/event"
+
 	"github.com/troy-audit/troy/audit"
 	"github.com/troy-audit/troy/bus"
 	"github.com/troy-audit/troy/evaluator"
@@ -89,7 +91,7 @@ type LocalGuard struct {
 
 	mu       sync.Mutex
 	g        *evaluator.Guard
-	ref      schemas.TraceRef
+	ref      event.TraceRef
 	rec      *outboxFile // the record of the current run
 	closed   bool
 	stopSync chan struct{}
@@ -123,7 +125,7 @@ func NewLocalGuard(ctx context.Context, c *evaluator.Compiled, opts LocalOptions
 		opts.Agent = "agent"
 	}
 	if opts.Session == "" {
-		opts.Session = "local-" + schemas.NewRun()
+		opts.Session = "local-" + event.NewRun()
 	}
 	if opts.DataDir == "" {
 		opts.DataDir = DefaultDataDir
@@ -177,7 +179,7 @@ func (l *LocalGuard) start(session string) error {
 	if err != nil {
 		return err
 	}
-	ref := schemas.TraceRef{TraceID: session, AgentName: l.opts.Agent, Policy: l.c.Hash(), Run: schemas.NewRun()}
+	ref := event.TraceRef{TraceID: session, AgentName: l.opts.Agent, Policy: l.c.Hash(), Run: event.NewRun()}
 	rec, err := createOutboxFile(outboxDir(l.opts.DataDir), ref.Run)
 	if err != nil {
 		return err
@@ -236,7 +238,7 @@ func (l *LocalGuard) CheckStep(_ context.Context, req evaluator.CheckRequest) (s
 		Output: map[string]any{}, Metadata: orEmpty(req.Metadata), Timestamp: &ts}
 	// The record carries the session's agent metadata: the trace has one, and the audit
 	// evaluates with it; metadata given for one check changes that check's decision only.
-	e, err := schemas.NewStepEvent(l.ref, l.opts.AgentMetadata, seq, step)
+	e, err := event.New(event.Step{TraceRef: l.ref, TraceMetadata: l.opts.AgentMetadata, Seq: seq, Step: step})
 	if err == nil {
 		err = l.record(e)
 	}
@@ -269,7 +271,7 @@ func orEmpty(m map[string]any) map[string]any {
 }
 
 // record appends an event to the run's record and hands it to the forwarder.
-func (l *LocalGuard) record(e schemas.Envelope) error {
+func (l *LocalGuard) record(e event.Envelope) error {
 	if err := l.rec.append(e, l.opts.SyncEach); err != nil {
 		return err
 	}
@@ -290,8 +292,7 @@ func (l *LocalGuard) RecordOutput(_ context.Context, stepID string, output map[s
 	if err := checkIDs("step_id", stepID); err != nil {
 		return err
 	}
-	e, err := schemas.NewEnvelope(schemas.StepsSubject(l.ref.AgentName, l.ref.TraceID), schemas.KindOutput,
-		schemas.MsgID(schemas.KindOutput, l.ref, stepID), schemas.StepOutput{TraceRef: l.ref, StepID: stepID, Output: orEmpty(output)})
+	e, err := event.New(event.Output{TraceRef: l.ref, StepID: stepID, Output: orEmpty(output)})
 	if err != nil {
 		return err
 	}
@@ -369,8 +370,7 @@ func (l *LocalGuard) EndReport(_ context.Context, dir string) (Report, error) {
 // finishRun records the run's end (when it has steps) and closes its record.
 func (l *LocalGuard) finishRun() error {
 	if n := l.g.Len(); n > 0 {
-		e, err := schemas.NewEnvelope(schemas.StepsSubject(l.ref.AgentName, l.ref.TraceID), schemas.KindEnd,
-			schemas.MsgID(schemas.KindEnd, l.ref, ""), schemas.TraceEnd{TraceRef: l.ref, Steps: n, Reason: "end"})
+		e, err := event.New(event.End{TraceRef: l.ref, Steps: n, Reason: event.EndSent})
 		if err != nil {
 			return err
 		}
@@ -385,7 +385,7 @@ func (l *LocalGuard) finishRun() error {
 // session with no history under a new id (empty makes one up), which it returns.
 func (l *LocalGuard) Reset(session string) (string, error) {
 	if session == "" {
-		session = "local-" + schemas.NewRun()
+		session = "local-" + event.NewRun()
 	}
 	if err := checkIDs("session", session); err != nil {
 		return "", err

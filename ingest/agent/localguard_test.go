@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/troy-audit/troy/event"
+
 	"github.com/troy-audit/troy/bus"
 	"github.com/troy-audit/troy/evaluator"
 	"github.com/troy-audit/troy/ingest/agent"
@@ -162,7 +164,7 @@ func startDeployment(t *testing.T, ctx context.Context, addr string) *bus.Bus {
 
 // countEvents reads a trace's events from a deployment and counts them by content: a
 // repeat would be the same bytes.
-func countEvents(t *testing.T, ctx context.Context, b *bus.Bus, subject string) (map[string]int, []schemas.Envelope) {
+func countEvents(t *testing.T, ctx context.Context, b *bus.Bus, subject string) (map[string]int, []event.Envelope) {
 	t.Helper()
 	evs, err := b.ReadSteps(ctx, subject, math.MaxUint64)
 	if err != nil {
@@ -170,7 +172,7 @@ func countEvents(t *testing.T, ctx context.Context, b *bus.Bus, subject string) 
 	}
 	n := map[string]int{}
 	for _, e := range evs {
-		n[e.Kind+string(e.Data)]++
+		n[string(e.Kind)+string(e.Data)]++
 	}
 	return n, evs
 }
@@ -217,11 +219,11 @@ func TestLocalGuardLosesNoStepWhenKilled(t *testing.T) {
 	}
 	steps := 0
 	for _, e := range evs {
-		if e.Kind != schemas.KindStep {
+		if e.Kind != event.KindStep {
 			continue
 		}
-		var ev schemas.StepEvent
-		if err := schemas.DecodeEvent(e.Data, &ev); err != nil {
+		ev, err := event.Decode[event.Step](e)
+		if err != nil {
 			t.Fatal(err)
 		}
 		if ev.Seq != steps || ev.Step.StepID != "step-"+strconv.Itoa(steps) {
@@ -244,7 +246,7 @@ func TestLocalGuardLosesNoStepWhenKilled(t *testing.T) {
 		if want := map[int]int{0: len(evs), 1: 0, 2: len(evs)}[round]; sent != want {
 			t.Fatalf("round %d: %d events sent, want %d", round, sent, want)
 		}
-		byID, stored := countEvents(t, ctx, dep, schemas.StepsSubject("bot", "crash"))
+		byID, stored := countEvents(t, ctx, dep, event.StepsSubject("bot", "crash"))
 		if len(stored) != len(evs) || len(byID) != len(evs) {
 			t.Fatalf("round %d: the deployment holds %d events (%d ids); the record %d", round, len(stored), len(byID), len(evs))
 		}
@@ -284,12 +286,12 @@ func TestLocalGuardForwardsWhenTheDeploymentAppears(t *testing.T) {
 	if err := g.Close(ctx); err != nil { // waits until the deployment acknowledged everything
 		t.Fatal(err)
 	}
-	byID, stored := countEvents(t, ctx, dep, schemas.StepsSubject("bot", "late"))
+	byID, stored := countEvents(t, ctx, dep, event.StepsSubject("bot", "late"))
 	want := 2*len(checkCases) + 1 // steps, outputs, end
 	if len(stored) != want || len(byID) != want {
 		t.Fatalf("the deployment holds %d events (%d ids), want %d", len(stored), len(byID), want)
 	}
-	if stored[len(stored)-1].Kind != schemas.KindEnd {
+	if stored[len(stored)-1].Kind != event.KindEnd {
 		t.Fatalf("the end comes last: %s", stored[len(stored)-1].Kind)
 	}
 	if _, err := dep.GetPolicy(ctx, c.Hash()); err != nil {
@@ -382,9 +384,9 @@ func TestLocalGuardConcurrentChecks(t *testing.T) {
 	}
 	seq := 0
 	for _, e := range evs {
-		if e.Kind == schemas.KindStep {
-			var ev schemas.StepEvent
-			if err := schemas.DecodeEvent(e.Data, &ev); err != nil || ev.Seq != seq {
+		if e.Kind == event.KindStep {
+			ev, err := event.Decode[event.Step](e)
+			if err != nil || ev.Seq != seq {
 				t.Fatalf("record step %d: seq %d, %v", seq, ev.Seq, err)
 			}
 			seq++

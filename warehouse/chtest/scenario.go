@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/troy-audit/troy/event"
 	"github.com/troy-audit/troy/schemas"
 	"github.com/troy-audit/troy/warehouse"
 )
@@ -92,7 +93,7 @@ func Scenario(at time.Time) []Trace {
 // Seed stores traces through the sink, in batches as the pipeline would.
 func Seed(ctx context.Context, s *warehouse.Store, traces []Trace) error {
 	var seq uint64
-	var batch []schemas.Envelope
+	var batch []event.Envelope
 	reader := NewReader(nil)
 	sink := warehouse.NewSink(s, reader.Read, Policy, nil)
 	flush := func() error {
