@@ -27,6 +27,8 @@ require (
 	github.com/spf13/viper v1.19.0
 	github.com/synadia-io/orbit.go/jetstreamext v0.3.2
 	github.com/tmc/langchaingo v0.1.14
+	github.com/troy-audit/troy/event v0.0.0-00010101000000-000000000000
+	github.com/troy-audit/troy/schemas v0.0.0-00010101000000-000000000000
 	github.com/zricethezav/gitleaks/v8 v8.30.1
 	golang.org/x/net v0.61.0
 	golang.org/x/term v0.47.0
@@ -137,4 +139,11 @@ require (
 	golang.org/x/text v0.43.0 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
 	gopkg.in/ini.v1 v1.67.0 // indirect
+)
+
+// The vocabulary and the client SDK are modules of their own, so that an agent's go get
+// pulls nats.go and little else; in this repository they are used from their directories.
+replace (
+	github.com/troy-audit/troy/event => ./event
+	github.com/troy-audit/troy/schemas => ./schemas
 )
