@@ -29,6 +29,7 @@ require (
 	github.com/tmc/langchaingo v0.1.14
 	github.com/troy-audit/troy/event v0.0.0-00010101000000-000000000000
 	github.com/troy-audit/troy/schemas v0.0.0-00010101000000-000000000000
+	github.com/troy-audit/troy/sdk v0.0.0-00010101000000-000000000000
 	github.com/zricethezav/gitleaks/v8 v8.30.1
 	golang.org/x/net v0.61.0
 	golang.org/x/term v0.47.0
@@ -146,4 +147,5 @@ require (
 replace (
 	github.com/troy-audit/troy/event => ./event
 	github.com/troy-audit/troy/schemas => ./schemas
+	github.com/troy-audit/troy/sdk => ./sdk
 )

@@ -8,7 +8,6 @@ package bus
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,6 +18,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/troy-audit/troy/sdk/wire"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -287,31 +288,8 @@ func splitHostPort(addr string) (string, int, error) {
 }
 
 func clientOptions(o Options) ([]nats.Option, error) {
-	opts := []nats.Option{nats.Name(o.Name), nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond)}
-	switch {
-	case o.CredsFile != "":
-		opts = append(opts, nats.UserCredentials(o.CredsFile))
-	case o.NKeyFile != "":
-		opt, err := nats.NkeyOptionFromSeed(o.NKeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("nkey %s: %w", o.NKeyFile, err)
-		}
-		opts = append(opts, opt)
-	case o.Token != "":
-		opts = append(opts, nats.Token(o.Token))
-	case o.User != "":
-		opts = append(opts, nats.UserInfo(o.User, o.Password))
-	}
-	if o.CAFile != "" {
-		opts = append(opts, nats.RootCAs(o.CAFile))
-	}
-	if o.CertFile != "" || o.KeyFile != "" {
-		opts = append(opts, nats.ClientCert(o.CertFile, o.KeyFile))
-	}
-	if o.CAFile != "" || o.CertFile != "" {
-		opts = append(opts, nats.Secure(&tls.Config{MinVersion: tls.VersionTLS12}))
-	}
-	return opts, nil
+	return wire.Options(o.Name, wire.Auth{User: o.User, Password: o.Password, Token: o.Token, CredsFile: o.CredsFile,
+		NKeyFile: o.NKeyFile, CAFile: o.CAFile, CertFile: o.CertFile, KeyFile: o.KeyFile})
 }
 
 // declare creates or updates every stream and bucket; running it again with the same
@@ -523,11 +501,11 @@ func (b *Bus) Publish(ctx context.Context, e event.Envelope) error {
 
 // PublishSeq is Publish, returning the event's stream sequence.
 func (b *Bus) PublishSeq(ctx context.Context, e event.Envelope) (uint64, error) {
-	m, err := message(e)
+	m, err := wire.Message(e)
 	if err != nil {
 		return 0, err
 	}
-	ack, err := b.js.PublishMsg(ctx, m, publishOpts(e)...)
+	ack, err := b.js.PublishMsg(ctx, m, wire.PublishOpts(e)...)
 	if err != nil {
 		return 0, fmt.Errorf("publish %s to %s: %w", e.Kind, e.Subject, err)
 	}
@@ -542,11 +520,11 @@ func (b *Bus) LastSeq(ctx context.Context, subject string) (uint64, error) {
 
 // PublishAsync stores an event without waiting; Flush waits for every pending publish.
 func (b *Bus) PublishAsync(e event.Envelope) error {
-	m, err := message(e)
+	m, err := wire.Message(e)
 	if err != nil {
 		return err
 	}
-	if _, err := b.js.PublishMsgAsync(m, publishOpts(e)...); err != nil {
+	if _, err := b.js.PublishMsgAsync(m, wire.PublishOpts(e)...); err != nil {
 		return fmt.Errorf("publish %s to %s: %w", e.Kind, e.Subject, err)
 	}
 	return nil
@@ -562,30 +540,8 @@ func (b *Bus) Flush(ctx context.Context) error {
 	}
 }
 
-// maxSubject bounds a subject: a NATS server closes for good a connection that sends a
-// protocol line over 4 KiB (nats.go does not reconnect after that), so a subject that
-// long is refused here, as a permanent error, before it is sent.
-const maxSubject = 3584
-
 // ErrSubjectTooLong says an event's subject is too long to send.
-var ErrSubjectTooLong = errors.New("subject too long")
-
-func message(e event.Envelope) (*nats.Msg, error) {
-	if len(e.Subject) > maxSubject {
-		return nil, &event.Permanent{Err: fmt.Errorf("publish %s: %w: %d bytes, over %d", e.Kind, ErrSubjectTooLong, len(e.Subject), maxSubject)}
-	}
-	m := nats.NewMsg(e.Subject)
-	m.Data = e.Data
-	m.Header.Set(event.KindHeader, string(e.Kind))
-	return m, nil
-}
-
-func publishOpts(e event.Envelope) []jetstream.PublishOpt {
-	if e.MsgID == "" {
-		return nil
-	}
-	return []jetstream.PublishOpt{jetstream.WithMsgID(e.MsgID)}
-}
+var ErrSubjectTooLong = wire.ErrSubjectTooLong
 
 func envelope(m jetstream.Msg) event.Envelope {
 	e := event.Envelope{Subject: m.Subject(), Kind: event.Kind(m.Headers().Get(event.KindHeader)), Data: m.Data()}
@@ -820,53 +776,7 @@ func (b *Bus) Connected() bool { return b.nc.IsConnected() }
 // fail (the server restarting, say), it publishes again from the first that failed, until
 // ctx ends: event ids make the repeats harmless.
 func (b *Bus) PublishAll(ctx context.Context, envs []event.Envelope) error {
-	wait := 100 * time.Millisecond
-	for len(envs) > 0 {
-		futures := make([]jetstream.PubAckFuture, 0, len(envs))
-		var sendErr error
-		for _, e := range envs {
-			m, err := message(e)
-			if err != nil {
-				return err
-			}
-			f, err := b.js.PublishMsgAsync(m, publishOpts(e)...)
-			if err != nil {
-				sendErr = err
-				break
-			}
-			futures = append(futures, f)
-		}
-		first := len(futures)
-		for i, f := range futures {
-			select {
-			case <-f.Ok():
-				continue
-			case err := <-f.Err():
-				sendErr = err
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-			first = i
-			break
-		}
-		if sendErr == nil && first == len(envs) {
-			return nil
-		}
-		failed := envs[min(first, len(envs)-1)]
-		if permanentPublish(sendErr) {
-			// No retry can store it: the caller gets an error at once, one a stage
-			// dead-letters its event for, never a wait.
-			return &event.Permanent{Err: fmt.Errorf("publish %s to %s: %w", failed.Kind, failed.Subject, sendErr)}
-		}
-		b.log.Info("publish failed; retrying", "subject", failed.Subject, "err", sendErr)
-		envs = envs[first:]
-		sleep(ctx, wait)
-		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("publish %s: %w (last error: %v)", envs[0].Subject, err, sendErr)
-		}
-		wait = min(2*wait, 2*time.Second)
-	}
-	return nil
+	return wire.PublishAll(ctx, b.js, envs, b.log)
 }
 
 // IsNotFound reports whether err says a stream, consumer or message is not there.
@@ -884,17 +794,3 @@ func (b *Bus) MaxEventSize() int {
 
 // headerRoom is what an event's headers and subject may take beside its data.
 const headerRoom = 64 << 10
-
-// permanentPublish reports whether a publish failed in a way no retry can fix: the event
-// is too big or its subject or headers are invalid, the server refused the request as bad,
-// or the connection was closed for good.
-func permanentPublish(err error) bool {
-	if err == nil {
-		return false
-	}
-	if errors.Is(err, nats.ErrMaxPayload) || errors.Is(err, nats.ErrBadSubject) || errors.Is(err, nats.ErrBadHeaderMsg) || errors.Is(err, nats.ErrConnectionClosed) {
-		return true
-	}
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && apiErr.Code == 400
-}
