@@ -1,6 +1,7 @@
 // Package pipeline assembles troy's stages onto a bus: the policy store shared by the
 // stages, the components (evaluator, scorer, reporter, idle closer) with one lifecycle, and
-// the client side of audits run through the pipeline.
+// the client side of audits run through the pipeline: a local one-shot pipeline in process
+// (OpenLocal) or a running deployment (Dial).
 package pipeline
 
 import (
