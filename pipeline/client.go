@@ -358,6 +358,15 @@ type Auditor struct {
 	// Timeout bounds the wait for one trace's results; zero leaves it to the client, which
 	// fails a trace the stages give up or leave idle.
 	Timeout time.Duration
+	release func() // what OpenLocal and Dial opened for the client
+}
+
+// Close stops the client and releases what OpenLocal or Dial opened.
+func (a *Auditor) Close() {
+	a.Client.Close()
+	if a.release != nil {
+		a.release()
+	}
 }
 
 // Audit sends one trace and assembles its audit.

@@ -49,7 +49,7 @@ func TestLongVerdictTravelsInParts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want, _ := audit.InProcess{Compiled: c, ExplainNote: "n"}.Audit(ctx, tr)
+	want := audit.Result(c, tr, "n")
 	a, _ := json.Marshal(got)
 	w, _ := json.Marshal(want)
 	if string(a) != string(w) {
@@ -90,7 +90,7 @@ func TestRepeatedStepIDs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want, _ := audit.InProcess{Compiled: c, ExplainNote: "n"}.Audit(ctx, tr)
+	want := audit.Result(c, tr, "n")
 	a, _ := json.Marshal(got)
 	w, _ := json.Marshal(want)
 	if string(a) != string(w) || len(got.Violations) != 4 || got.Violations[2].StepID != tr.Steps[0].StepID {

@@ -12,10 +12,10 @@ import (
 
 	"github.com/troy-audit/troy/evaluator"
 	"github.com/troy-audit/troy/event"
+	"github.com/troy-audit/troy/ingest"
 	"github.com/troy-audit/troy/ingest/agent"
 	"github.com/troy-audit/troy/pipeline"
 	"github.com/troy-audit/troy/policies"
-	"github.com/troy-audit/troy/replay"
 	"github.com/troy-audit/troy/schemas"
 )
 
@@ -144,7 +144,7 @@ func TestGuardSessionNumbersAndRuleErrorsReachTheAudit(t *testing.T) {
 			t.Errorf("audit.json lacks %s:\n%s", want, raw)
 		}
 	}
-	a, err := replay.LoadAudit(r.AuditJSON)
+	a, err := ingest.LoadAudit(r.AuditJSON)
 	if err != nil {
 		t.Fatal(err)
 	}

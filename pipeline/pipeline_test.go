@@ -115,7 +115,6 @@ func TestPipelineAuditsEqualInProcess(t *testing.T) {
 	c := merged(t)
 	client := clientFor(t, ctx, b, pol, c, pipeline.ClientOptions{Purge: true})
 	remote := &pipeline.Auditor{Client: client, Info: pipeline.InfoOf(c)}
-	local := audit.InProcess{Compiled: c, ExplainNote: "n"}
 	g := tracegen.New(tracegen.Options{Steps: 30, Seed: 5, BadRate: 0.1})
 	traces := make([]*schemas.Trace, 40)
 	for i := range traces {
@@ -130,7 +129,7 @@ func TestPipelineAuditsEqualInProcess(t *testing.T) {
 				errs <- err
 				return
 			}
-			want, _ := local.Audit(ctx, tr)
+			want := audit.Result(c, tr, "n")
 			a, _ := json.Marshal(got)
 			w, _ := json.Marshal(want)
 			if string(a) != string(w) {

@@ -236,7 +236,7 @@ type ruleRows struct {
 	weight                                        []uint16
 	firstSeen                                     []time.Time
 	version                                       []uint64
-	policies                                      []PolicyInfo
+	policies                                      []schemas.PolicyRules
 }
 
 func (r *ruleRows) columns() columns {
@@ -434,7 +434,7 @@ func (k *Sink) traces(ctx context.Context, events []event.Envelope) (traceRows, 
 }
 
 // add adds the rows of a part of a trace's verdict.
-func (r *violationRows) add(p *event.VerdictPart, ti *traceInfo, pol PolicyInfo, version uint64) {
+func (r *violationRows) add(p *event.VerdictPart, ti *traceInfo, pol schemas.PolicyRules, version uint64) {
 	weights := make(map[string]int, len(pol.Rules))
 	for _, rule := range pol.Rules {
 		weights[rule.ID] = rule.Weight
@@ -466,7 +466,7 @@ func (r *violationRows) add(p *event.VerdictPart, ti *traceInfo, pol PolicyInfo,
 	}
 }
 
-func (k *Sink) addTrace(tr *traceRows, ev *event.Explained, ti *traceInfo, pol PolicyInfo, e event.Envelope) {
+func (k *Sink) addTrace(tr *traceRows, ev *event.Explained, ti *traceInfo, pol schemas.PolicyRules, e event.Envelope) {
 	sev := ev.BySeverity
 	tr.agent = append(tr.agent, ev.AgentName)
 	tr.trace = append(tr.trace, ev.TraceID)
@@ -512,7 +512,7 @@ func (k *Sink) addTrace(tr *traceRows, ev *event.Explained, ti *traceInfo, pol P
 	tr.version = append(tr.version, e.Seq)
 }
 
-func (r *ruleRows) add(p PolicyInfo, e event.Envelope) {
+func (r *ruleRows) add(p schemas.PolicyRules, e event.Envelope) {
 	for _, rule := range p.Rules {
 		if !validSeverity(rule.Severity) {
 			continue
@@ -531,9 +531,9 @@ func (r *ruleRows) add(p PolicyInfo, e event.Envelope) {
 
 // policyInfo looks a revision up once; a revision that cannot be found gives rows
 // without weights rather than holding the batch back.
-func (k *Sink) policyInfo(ctx context.Context, hash string) PolicyInfo {
+func (k *Sink) policyInfo(ctx context.Context, hash string) schemas.PolicyRules {
 	if hash == "" || k.policy == nil {
-		return PolicyInfo{}
+		return schemas.PolicyRules{}
 	}
 	k.mu.Lock()
 	p, ok := k.policies[hash]
@@ -548,7 +548,7 @@ func (k *Sink) policyInfo(ctx context.Context, hash string) PolicyInfo {
 		k.mu.Lock()
 		k.missing[hash] = time.Now()
 		k.mu.Unlock()
-		return PolicyInfo{}
+		return schemas.PolicyRules{}
 	}
 	p.Hash = hash
 	return p

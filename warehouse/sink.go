@@ -22,20 +22,8 @@ import (
 // including stream sequence upTo.
 type ReadFunc func(ctx context.Context, subject string, upTo uint64) ([]event.Envelope, error)
 
-// PolicyInfo describes a policy revision: its rules, with the weights the scorer gives them.
-type PolicyInfo struct {
-	Hash, ID string
-	Rules    []RuleInfo
-}
-
-// RuleInfo is one rule of a policy revision.
-type RuleInfo struct {
-	ID, Severity, Description string
-	Weight                    int
-}
-
 // PolicyFunc looks up a policy revision by its content hash.
-type PolicyFunc func(ctx context.Context, hash string) (PolicyInfo, error)
+type PolicyFunc func(ctx context.Context, hash string) (schemas.PolicyRules, error)
 
 // Sink writes pipeline events into the tables: steps as they arrive (and again when a
 // step's output arrives), and at each trace's end the trace, its violations, and the rules
@@ -51,8 +39,8 @@ type Sink struct {
 	log    *slog.Logger
 
 	mu       sync.Mutex
-	policies map[string]PolicyInfo // revisions whose rules are stored
-	missing  map[string]time.Time  // revisions the policy store lacked, and when
+	policies map[string]schemas.PolicyRules // revisions whose rules are stored
+	missing  map[string]time.Time           // revisions the policy store lacked, and when
 	cache    *traceCache
 	// incomplete holds when traces were first read back short of their steps.
 	incomplete map[string]time.Time
@@ -66,7 +54,7 @@ func NewSink(s *Store, read ReadFunc, policy PolicyFunc, log *slog.Logger) *Sink
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Sink{s: s, read: read, policy: policy, log: log, policies: map[string]PolicyInfo{}, missing: map[string]time.Time{}, cache: newTraceCache(traceCacheSize), incomplete: map[string]time.Time{}}
+	return &Sink{s: s, read: read, policy: policy, log: log, policies: map[string]schemas.PolicyRules{}, missing: map[string]time.Time{}, cache: newTraceCache(traceCacheSize), incomplete: map[string]time.Time{}}
 }
 
 // traceCacheSize bounds the traces whose steps the sink remembers.

@@ -11,11 +11,11 @@ import (
 )
 
 // Policy is the policy revision the scenario's traces name: three rules, one never violated.
-func Policy(_ context.Context, hash string) (warehouse.PolicyInfo, error) {
+func Policy(_ context.Context, hash string) (schemas.PolicyRules, error) {
 	if hash != "p1" {
-		return warehouse.PolicyInfo{}, fmt.Errorf("no policy %s", hash)
+		return schemas.PolicyRules{}, fmt.Errorf("no policy %s", hash)
 	}
-	return warehouse.PolicyInfo{ID: "acme", Rules: []warehouse.RuleInfo{
+	return schemas.PolicyRules{ID: "acme", Rules: []schemas.RuleInfo{
 		{ID: "no-exfil", Severity: "critical", Description: "no exfiltration", Weight: 40},
 		{ID: "no-sql", Severity: "high", Description: "no raw sql", Weight: 20},
 		{ID: "never", Severity: "low", Description: "never fires", Weight: 5},
