@@ -17,9 +17,9 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/troy-audit/troy/bus"
-	"github.com/troy-audit/troy/ingest/agent"
 	"github.com/troy-audit/troy/ingest/tracegen"
 	"github.com/troy-audit/troy/schemas"
+	"github.com/troy-audit/troy/sdk/agent"
 )
 
 // Latency summarizes request times.

@@ -31,9 +31,9 @@ import (
 
 // Stream names.
 const (
-	StepsStream   = "TROY_STEPS"
-	ResultsStream = "TROY_RESULTS"
-	DeadStream    = "TROY_DEAD"
+	StepsStream   = event.StepsStream
+	ResultsStream = event.ResultsStream
+	DeadStream    = event.DeadStream
 	PolicyBucket  = "troy-policies"
 	// CacheBucket keeps model replies by (model, prompt), so that explaining a trace again
 	// costs no calls.

@@ -91,3 +91,11 @@ func ParseSubjectToken(tok string) (string, error) {
 
 // ResultFilter is the subject filter of every result event of a kind.
 func ResultFilter(kind Kind) string { return ResultsPrefix + "." + string(kind) + ".>" }
+
+// Streams: the steps stream holds every troy.steps subject, the results stream every
+// troy.results subject, the dead-letter stream every troy.dead subject.
+const (
+	StepsStream   = "TROY_STEPS"
+	ResultsStream = "TROY_RESULTS"
+	DeadStream    = "TROY_DEAD"
+)

@@ -13,10 +13,10 @@ import (
 	"github.com/troy-audit/troy/evaluator"
 	"github.com/troy-audit/troy/event"
 	"github.com/troy-audit/troy/ingest"
-	"github.com/troy-audit/troy/ingest/agent"
 	"github.com/troy-audit/troy/pipeline"
 	"github.com/troy-audit/troy/policies"
 	"github.com/troy-audit/troy/schemas"
+	"github.com/troy-audit/troy/sdk/agent"
 )
 
 func compilePolicy(t *testing.T, doc string) *evaluator.Compiled {
@@ -63,7 +63,7 @@ func TestGuardServiceRuleErrors(t *testing.T) {
 			if _, err := pol.SetDefault(ctx, compilePolicy(t, tt.policy)); err != nil {
 				t.Fatal(err)
 			}
-			g := agent.On(b).Guard(agent.GuardOptions{Session: "s", Agent: "bot", Mode: tt.mode})
+			g := agent.New(b.Conn()).Guard(agent.GuardOptions{Session: "s", Agent: "bot", Mode: tt.mode})
 			d, err := g.Check(ctx, "chat", nil, map[string]any{"total_tokens": tt.tokens}, schemas.StepLLMCall)
 			var blocked *agent.BlockedError
 			if tt.allowed != (err == nil) || !tt.allowed && !errors.As(err, &blocked) {
@@ -174,7 +174,7 @@ func TestGuardTemplateByName(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, name := range []string{"soc2", "soc2-trust-services"} {
-		g := agent.On(b).Guard(agent.GuardOptions{Session: "s-" + name, Agent: "bot", Policy: name})
+		g := agent.New(b.Conn()).Guard(agent.GuardOptions{Session: "s-" + name, Agent: "bot", Policy: name})
 		d, err := g.Check(ctx, "deploy", nil, map[string]any{"permission_level": "admin"}, schemas.StepToolCall)
 		var blocked *agent.BlockedError
 		if !errors.As(err, &blocked) || d.Allowed || len(d.Violations) == 0 || d.Violations[0].RuleID != "soc2-access-control" {

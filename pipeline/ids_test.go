@@ -12,10 +12,10 @@ import (
 	"github.com/troy-audit/troy/bus"
 	"github.com/troy-audit/troy/event"
 	"github.com/troy-audit/troy/explainer"
-	"github.com/troy-audit/troy/explainer/llmtest"
-	"github.com/troy-audit/troy/ingest/agent"
 	"github.com/troy-audit/troy/pipeline"
 	"github.com/troy-audit/troy/schemas"
+	"github.com/troy-audit/troy/sdk/agent"
+	"github.com/troy-audit/troy/sdk/llmtest"
 )
 
 // Ids as long as the rules allow, and made of characters that each take three bytes in
@@ -66,7 +66,7 @@ func TestGuardRefusesLongIDsAndGoesOn(t *testing.T) {
 	if _, err := pol.SetDefault(ctx, everyStep(t, 1)); err != nil {
 		t.Fatal(err)
 	}
-	conn := agent.On(b)
+	conn := agent.New(b.Conn())
 	for _, o := range []agent.GuardOptions{
 		{Session: strings.Repeat("z", 4100), Agent: "bot"},
 		{Session: "s", Agent: strings.Repeat("a", schemas.MaxIDLength+1)},

@@ -11,10 +11,10 @@ import (
 	"github.com/troy-audit/troy/audit"
 	"github.com/troy-audit/troy/bus"
 	"github.com/troy-audit/troy/explainer"
-	"github.com/troy-audit/troy/explainer/llmtest"
 	"github.com/troy-audit/troy/ingest/tracegen"
 	"github.com/troy-audit/troy/pipeline"
 	"github.com/troy-audit/troy/schemas"
+	"github.com/troy-audit/troy/sdk/llmtest"
 )
 
 // deployment runs a NATS server that listens for clients, with the stages a one-shot

@@ -20,12 +20,12 @@ import (
 	"github.com/troy-audit/troy/bus"
 	"github.com/troy-audit/troy/evaluator"
 	"github.com/troy-audit/troy/explainer"
-	"github.com/troy-audit/troy/explainer/llmtest"
-	"github.com/troy-audit/troy/ingest/agent"
 	"github.com/troy-audit/troy/ingest/tracegen"
 	"github.com/troy-audit/troy/pipeline"
 	"github.com/troy-audit/troy/policies"
 	"github.com/troy-audit/troy/schemas"
+	"github.com/troy-audit/troy/sdk/agent"
+	"github.com/troy-audit/troy/sdk/llmtest"
 )
 
 func merged(t *testing.T) *evaluator.Compiled {
@@ -389,7 +389,7 @@ func TestGuardSessionReusedAfterEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	scored := results[event.Scored](ctx, b, "troy.results.scored.>")
-	g := agent.On(b).Guard(agent.GuardOptions{Session: "reused", Agent: "bot", Mode: schemas.ModeMonitor})
+	g := agent.New(b.Conn()).Guard(agent.GuardOptions{Session: "reused", Agent: "bot", Mode: schemas.ModeMonitor})
 	var runs []event.Scored
 	for _, steps := range []int{3, 2} {
 		for i := range steps {

@@ -17,11 +17,11 @@ import (
 
 	"github.com/troy-audit/troy/bus"
 	"github.com/troy-audit/troy/evaluator"
-	"github.com/troy-audit/troy/ingest/agent"
 	"github.com/troy-audit/troy/pipeline"
 	"github.com/troy-audit/troy/policies"
 	"github.com/troy-audit/troy/schemas"
 	"github.com/troy-audit/troy/schemas/pyjson"
+	"github.com/troy-audit/troy/sdk/agent"
 )
 
 // exitUsage ends check when a flag's value is refused, as the Python tool's click ends it
@@ -295,7 +295,7 @@ func (nf *natsFlags) remoteCheck(ctx context.Context, c *evaluator.Compiled, ses
 	if !resume {
 		session = "check-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	}
-	guard := agent.On(b).Guard(agent.GuardOptions{Session: session, Agent: g.AgentName, AgentMetadata: g.AgentMetadata, Mode: g.Mode, Policy: hash, Timeout: 5 * time.Second, Resume: resume})
+	guard := agent.New(b.Conn()).Guard(agent.GuardOptions{Session: session, Agent: g.AgentName, AgentMetadata: g.AgentMetadata, Mode: g.Mode, Policy: hash, Timeout: 5 * time.Second, Resume: resume})
 	d, err := guard.Check(ctx, req.Action, req.Input, req.Metadata, req.Type)
 	var blocked *agent.BlockedError
 	if err != nil && !errors.As(err, &blocked) {

@@ -21,9 +21,9 @@ import (
 	"github.com/troy-audit/troy/bus"
 	"github.com/troy-audit/troy/evaluator"
 	"github.com/troy-audit/troy/event"
-	"github.com/troy-audit/troy/ingest/agent"
 	"github.com/troy-audit/troy/ingest/tracegen"
 	"github.com/troy-audit/troy/schemas"
+	"github.com/troy-audit/troy/sdk/agent"
 )
 
 // binary builds troyctl once for the tests that run it as a separate process.
@@ -323,7 +323,7 @@ func TestTwoGuardProcessesShareSessions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn := agent.On(b)
+	conn := agent.New(b.Conn())
 	type step struct {
 		action string
 		meta   map[string]any

@@ -17,9 +17,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/troy-audit/troy/localguard"
+
 	"github.com/troy-audit/troy/bus"
 	"github.com/troy-audit/troy/event"
-	"github.com/troy-audit/troy/ingest/agent"
 	"github.com/troy-audit/troy/schemas"
 	"github.com/troy-audit/troy/schemas/pyjson"
 )
@@ -442,7 +443,7 @@ func TestGuardStdioEndsOnSIGTERM(t *testing.T) {
 	if len(files) != 1 {
 		t.Fatalf("record files %v", files)
 	}
-	evs, err := agent.ReadRecord(files[0], nil)
+	evs, err := localguard.ReadRecord(files[0], nil)
 	if err != nil || len(evs) != 1 || evs[0].Kind != event.KindStep {
 		t.Fatalf("record: %v %v", evs, err)
 	}

@@ -18,8 +18,8 @@ import (
 
 	"github.com/troy-audit/troy/bus"
 	"github.com/troy-audit/troy/event"
-	"github.com/troy-audit/troy/ingest/agent"
 	"github.com/troy-audit/troy/schemas"
+	"github.com/troy-audit/troy/sdk/agent"
 )
 
 // streamConfigs reads the configuration of troy's streams, and of the streams under its
@@ -105,7 +105,7 @@ func TestGuardRollingRestartRefusesNothing(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	conn, err := agent.Connect(ctx, bus.Options{URL: node.url})
+	conn, err := agent.Connect(ctx, agent.Options{URL: node.url})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,8 +7,8 @@ import (
 	"sync"
 
 	"github.com/troy-audit/troy/event"
-	"github.com/troy-audit/troy/ingest/agent"
 	"github.com/troy-audit/troy/schemas"
+	"github.com/troy-audit/troy/sdk/agent"
 )
 
 // Options are the Python tool's adapter options.

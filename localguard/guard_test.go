@@ -1,4 +1,4 @@
-package agent_test
+package localguard_test
 
 import (
 	"bufio"
@@ -17,13 +17,14 @@ import (
 	"time"
 
 	"github.com/troy-audit/troy/event"
+	"github.com/troy-audit/troy/localguard"
 
 	"github.com/troy-audit/troy/bus"
 	"github.com/troy-audit/troy/evaluator"
-	"github.com/troy-audit/troy/ingest/agent"
 	"github.com/troy-audit/troy/pipeline"
 	"github.com/troy-audit/troy/policies"
 	"github.com/troy-audit/troy/schemas"
+	"github.com/troy-audit/troy/sdk/agent"
 )
 
 func compilePolicy(t testing.TB, doc string) *evaluator.Compiled {
@@ -80,8 +81,8 @@ func TestLocalGuardDecidesAsTheGuardService(t *testing.T) {
 	<-svc.Ready()
 	for _, mode := range schemas.Modes() {
 		t.Run(mode, func(t *testing.T) {
-			remote := agent.On(b).Guard(agent.GuardOptions{Session: "s-" + mode, Agent: "bot", Mode: mode, Policy: hash})
-			local, err := agent.NewLocalGuard(ctx, c, agent.LocalOptions{Session: "s-" + mode, Agent: "bot", Mode: mode, DataDir: t.TempDir()})
+			remote := agent.New(b.Conn()).Guard(agent.GuardOptions{Session: "s-" + mode, Agent: "bot", Mode: mode, Policy: hash})
+			local, err := localguard.New(ctx, c, localguard.Options{Session: "s-" + mode, Agent: "bot", Mode: mode, DataDir: t.TempDir()})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -120,7 +121,7 @@ func TestLocalAgentProcess(t *testing.T) {
 		t.Skip("run by TestLocalGuardLosesNoStepWhenKilled")
 	}
 	ctx := context.Background()
-	g, err := agent.NewLocalGuard(ctx, compilePolicy(t, testPolicy), agent.LocalOptions{Session: "crash", Agent: "bot", DataDir: dir})
+	g, err := localguard.New(ctx, compilePolicy(t, testPolicy), localguard.Options{Session: "crash", Agent: "bot", DataDir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,7 +214,7 @@ func TestLocalGuardLosesNoStepWhenKilled(t *testing.T) {
 	if len(files) != 1 {
 		t.Fatalf("record files: %v", files)
 	}
-	evs, err := agent.ReadRecord(files[0], nil)
+	evs, err := localguard.ReadRecord(files[0], nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -239,7 +240,7 @@ func TestLocalGuardLosesNoStepWhenKilled(t *testing.T) {
 	addr := freeAddr(t)
 	dep := startDeployment(t, ctx, addr)
 	for round := range 3 {
-		sent, left, err := agent.Flush(ctx, dir, bus.Options{URL: "nats://" + addr}, nil)
+		sent, left, err := localguard.Flush(ctx, dir, bus.Options{URL: "nats://" + addr}, nil)
 		if err != nil || left != 0 {
 			t.Fatalf("round %d: flush: sent %d, left %d: %v", round, sent, left, err)
 		}
@@ -265,7 +266,7 @@ func TestLocalGuardForwardsWhenTheDeploymentAppears(t *testing.T) {
 	defer cancel()
 	addr := freeAddr(t)
 	c := compilePolicy(t, testPolicy)
-	g, err := agent.NewLocalGuard(ctx, c, agent.LocalOptions{Session: "late", Agent: "bot", DataDir: t.TempDir(), Forward: bus.Options{URL: "nats://" + addr}})
+	g, err := localguard.New(ctx, c, localguard.Options{Session: "late", Agent: "bot", DataDir: t.TempDir(), Forward: bus.Options{URL: "nats://" + addr}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -302,14 +303,14 @@ func TestLocalGuardForwardsWhenTheDeploymentAppears(t *testing.T) {
 // A step too big to record is refused before it is decided; the session goes on.
 func TestLocalGuardRefusesARecordTooLarge(t *testing.T) {
 	ctx := context.Background()
-	g, err := agent.NewLocalGuard(ctx, compilePolicy(t, testPolicy), agent.LocalOptions{DataDir: t.TempDir()})
+	g, err := localguard.New(ctx, compilePolicy(t, testPolicy), localguard.Options{DataDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer g.Close(ctx)
-	big := map[string]any{"blob": string(make([]byte, agent.MaxRecordSize))}
+	big := map[string]any{"blob": string(make([]byte, localguard.MaxRecordSize))}
 	_, err = g.Check(ctx, "upload", big, nil, "")
-	var tooBig *agent.RecordTooLargeError
+	var tooBig *localguard.RecordTooLargeError
 	if !errors.As(err, &tooBig) {
 		t.Fatalf("got %v", err)
 	}
@@ -324,7 +325,7 @@ func TestLocalGuardRefusesARecordTooLarge(t *testing.T) {
 func TestLocalGuardCloseDoesNotWaitForAnAbsentDeployment(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	g, err := agent.NewLocalGuard(ctx, compilePolicy(t, testPolicy), agent.LocalOptions{DataDir: t.TempDir(), Forward: bus.Options{URL: "nats://" + freeAddr(t)}})
+	g, err := localguard.New(ctx, compilePolicy(t, testPolicy), localguard.Options{DataDir: t.TempDir(), Forward: bus.Options{URL: "nats://" + freeAddr(t)}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -345,7 +346,7 @@ func TestLocalGuardCloseDoesNotWaitForAnAbsentDeployment(t *testing.T) {
 func TestLocalGuardConcurrentChecks(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	g, err := agent.NewLocalGuard(ctx, compilePolicy(t, testPolicy), agent.LocalOptions{Session: "many", DataDir: dir})
+	g, err := localguard.New(ctx, compilePolicy(t, testPolicy), localguard.Options{Session: "many", DataDir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -378,7 +379,7 @@ func TestLocalGuardConcurrentChecks(t *testing.T) {
 	if n := len(g.Trace().Steps); n != workers*each {
 		t.Fatalf("%d steps in the session", n)
 	}
-	evs, err := agent.ReadRecord(path, nil)
+	evs, err := localguard.ReadRecord(path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
