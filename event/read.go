@@ -138,19 +138,32 @@ func CollectExplanations(events []Envelope, run string) []schemas.StepExplanatio
 
 // ReadAudit reads back everything the stages found about a finished, explained run of a
 // trace (its steps, verdict and step explanations) and assembles its audit; info
-// describes the policy.
+// describes the policy. A failure to read the steps is an ErrStepsUnread.
 func ReadAudit(ctx context.Context, store TraceStore, ev *Explained, info schemas.AuditInfo) (*schemas.AuditResult, error) {
 	t, err := store.Trace(ctx, ev.TraceRef, ev.Steps)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", ErrStepsUnread, err)
 	}
-	vs, err := store.Verdict(ctx, &ev.Evaluated)
-	if err != nil {
-		return nil, err
-	}
-	steps, err := store.Explanations(ctx, ev.TraceRef, ev.Count)
+	vs, steps, err := ReadResults(ctx, store, ev)
 	if err != nil {
 		return nil, err
 	}
 	return ev.Audit(t, vs, steps, info), nil
+}
+
+// ErrStepsUnread says the steps of a trace could not be read back.
+var ErrStepsUnread = errors.New("the steps are not all in the stream")
+
+// ReadResults reads back the verdict and the step explanations of a finished, explained
+// run of a trace.
+func ReadResults(ctx context.Context, store TraceStore, ev *Explained) ([]schemas.Violation, []schemas.StepExplanation, error) {
+	vs, err := store.Verdict(ctx, &ev.Evaluated)
+	if err != nil {
+		return nil, nil, err
+	}
+	steps, err := store.Explanations(ctx, ev.TraceRef, ev.Count)
+	if err != nil {
+		return nil, nil, err
+	}
+	return vs, steps, nil
 }

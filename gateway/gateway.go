@@ -9,7 +9,6 @@ import (
 	"context"
 	"crypto/subtle"
 	_ "embed"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -437,31 +436,25 @@ func (g *Gateway) report(w http.ResponseWriter, r *http.Request) error {
 	}
 	var ev *event.Explained
 	for i := len(events) - 1; i >= 0 && ev == nil; i-- {
-		var x event.Explained
-		if json.Unmarshal(events[i].Data, &x) == nil && (run == "" || x.Run == run) {
+		if x, err := event.Decode[event.Explained](events[i]); err == nil && (run == "" || x.Run == run) {
 			ev = &x
 		}
 	}
 	if ev == nil {
 		return errorf(http.StatusNotFound, "not_found", "no finished run of trace %q of agent %q (yet)", id, agent)
 	}
-	tr, err := g.b.Trace(ctx, ev.TraceRef, ev.Steps)
-	if err != nil {
-		return errorf(http.StatusNotFound, "not_found", "the steps of trace %q are not all in the stream: %v", id, err)
-	}
-	vs, err := g.b.Verdict(ctx, &ev.Evaluated)
-	if err != nil {
-		return errorf(http.StatusServiceUnavailable, "stream_unavailable", "%v", err)
-	}
-	expl, err := g.b.Explanations(ctx, ev.TraceRef, ev.Count)
-	if err != nil {
-		return errorf(http.StatusServiceUnavailable, "stream_unavailable", "%v", err)
-	}
 	var info schemas.AuditInfo
 	if g.cfg.Info != nil {
 		info, _ = g.cfg.Info(ctx, ev.Policy)
 	}
-	writeJSON(w, http.StatusOK, ev.Audit(tr, vs, expl, info))
+	audit, err := event.ReadAudit(ctx, g.b, ev, info)
+	switch {
+	case errors.Is(err, event.ErrStepsUnread):
+		return errorf(http.StatusNotFound, "not_found", "trace %q: %v", id, err)
+	case err != nil:
+		return errorf(http.StatusServiceUnavailable, "stream_unavailable", "%v", err)
+	}
+	writeJSON(w, http.StatusOK, audit)
 	return nil
 }
 

@@ -314,10 +314,7 @@ func (c *Client) Audit(ctx context.Context, t *schemas.Trace) (*Result, error) {
 	}
 	r := &Result{Explained: o.ev}
 	var err error
-	if r.Violations, err = c.b.Verdict(ctx, &o.ev.Evaluated); err != nil {
-		return nil, err
-	}
-	if r.Explanations, err = c.b.Explanations(ctx, ref, o.ev.Count); err != nil {
+	if r.Violations, r.Explanations, err = event.ReadResults(ctx, c.b, &o.ev); err != nil {
 		return nil, err
 	}
 	return r, nil
