@@ -57,10 +57,8 @@ type Options struct {
 	// Listen is the embedded server's client address for agents ("host:port"); empty
 	// opens no port.
 	Listen string
-	// Credentials for URL: user and password, a token, a creds file or an nkey seed file.
-	User, Password, Token, CredsFile, NKeyFile string
-	// TLS for URL: a CA file to trust, and a client certificate and key.
-	CAFile, CertFile, KeyFile string
+	// Auth is who the bus is to the NATS of URL, and its TLS.
+	wire.Auth
 	// Name identifies the connection in the server's monitoring.
 	Name string
 	// Logger receives the bus's logs; nil discards them.
@@ -288,8 +286,7 @@ func splitHostPort(addr string) (string, int, error) {
 }
 
 func clientOptions(o Options) ([]nats.Option, error) {
-	return wire.Options(o.Name, wire.Auth{User: o.User, Password: o.Password, Token: o.Token, CredsFile: o.CredsFile,
-		NKeyFile: o.NKeyFile, CAFile: o.CAFile, CertFile: o.CertFile, KeyFile: o.KeyFile})
+	return wire.Options(o.Name, o.Auth)
 }
 
 // declare creates or updates every stream and bucket; running it again with the same

@@ -21,7 +21,6 @@ import (
 	"github.com/troy-audit/troy/sdk/agent"
 
 	"github.com/troy-audit/troy/audit"
-	"github.com/troy-audit/troy/bus"
 	"github.com/troy-audit/troy/evaluator"
 	"github.com/troy-audit/troy/policies"
 	"github.com/troy-audit/troy/reporter"
@@ -61,7 +60,7 @@ type Options struct {
 	// Forward, when its URL is set, is the NATS of a deployment (troyctl serve) that
 	// every recorded event is sent on to, in the background, as Trace sends them. Events
 	// the deployment has not acknowledged stay in the outbox until it has.
-	Forward bus.Options
+	Forward agent.Options
 	// Logger hears of forwarding trouble; nil discards.
 	Logger *slog.Logger
 	// Now stamps checked steps; nil means time.Now.
@@ -448,7 +447,7 @@ func (l *Guard) syncLoop() {
 // Flush forwards to a deployment what earlier processes left unsent in a data directory's
 // outbox, waiting until ctx ends for it to be acknowledged. It returns how many events it
 // sent and how many are left.
-func Flush(ctx context.Context, dataDir string, deployment bus.Options, logger *slog.Logger) (sent, left int, err error) {
+func Flush(ctx context.Context, dataDir string, deployment agent.Options, logger *slog.Logger) (sent, left int, err error) {
 	if dataDir == "" {
 		dataDir = DefaultDataDir
 	}

@@ -240,7 +240,7 @@ func TestLocalGuardLosesNoStepWhenKilled(t *testing.T) {
 	addr := freeAddr(t)
 	dep := startDeployment(t, ctx, addr)
 	for round := range 3 {
-		sent, left, err := localguard.Flush(ctx, dir, bus.Options{URL: "nats://" + addr}, nil)
+		sent, left, err := localguard.Flush(ctx, dir, agent.Options{URL: "nats://" + addr}, nil)
 		if err != nil || left != 0 {
 			t.Fatalf("round %d: flush: sent %d, left %d: %v", round, sent, left, err)
 		}
@@ -266,7 +266,7 @@ func TestLocalGuardForwardsWhenTheDeploymentAppears(t *testing.T) {
 	defer cancel()
 	addr := freeAddr(t)
 	c := compilePolicy(t, testPolicy)
-	g, err := localguard.New(ctx, c, localguard.Options{Session: "late", Agent: "bot", DataDir: t.TempDir(), Forward: bus.Options{URL: "nats://" + addr}})
+	g, err := localguard.New(ctx, c, localguard.Options{Session: "late", Agent: "bot", DataDir: t.TempDir(), Forward: agent.Options{URL: "nats://" + addr}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -325,7 +325,7 @@ func TestLocalGuardRefusesARecordTooLarge(t *testing.T) {
 func TestLocalGuardCloseDoesNotWaitForAnAbsentDeployment(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	g, err := localguard.New(ctx, compilePolicy(t, testPolicy), localguard.Options{DataDir: t.TempDir(), Forward: bus.Options{URL: "nats://" + freeAddr(t)}})
+	g, err := localguard.New(ctx, compilePolicy(t, testPolicy), localguard.Options{DataDir: t.TempDir(), Forward: agent.Options{URL: "nats://" + freeAddr(t)}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/troy-audit/troy/bus"
 	"github.com/troy-audit/troy/evaluator"
 	"github.com/troy-audit/troy/event"
+	"github.com/troy-audit/troy/sdk/agent"
 )
 
 // The outbox is a directory of append-only record files, one per run of a session
@@ -306,7 +307,7 @@ func readRecords(r io.Reader, path string, logger *slog.Logger) ([]event.Envelop
 // forwarder sends the outbox's events to a deployment in the background.
 type forwarder struct {
 	dir  string
-	opts bus.Options
+	opts agent.Options
 	log  *slog.Logger
 
 	mu       sync.Mutex
@@ -322,7 +323,7 @@ type forwarder struct {
 
 // startForwarder keeps c's policy in the outbox (when given), takes over the record files
 // no process holds that have unsent events, and starts sending.
-func startForwarder(ctx context.Context, dir string, opts bus.Options, c *evaluator.Compiled, log *slog.Logger) (*forwarder, error) {
+func startForwarder(ctx context.Context, dir string, opts agent.Options, c *evaluator.Compiled, log *slog.Logger) (*forwarder, error) {
 	if err := os.MkdirAll(filepath.Join(dir, "policies"), 0o755); err != nil {
 		return nil, fmt.Errorf("create the guard's outbox: %w", err)
 	}
@@ -335,7 +336,6 @@ func startForwarder(ctx context.Context, dir string, opts bus.Options, c *evalua
 			return nil, fmt.Errorf("keep the policy in the outbox: %w", err)
 		}
 	}
-	opts.Client = true
 	if opts.Name == "" {
 		opts.Name = "troy-local-guard"
 	}
@@ -522,7 +522,7 @@ func (fw *forwarder) run(ctx context.Context) {
 func (fw *forwarder) connect(ctx context.Context) (*bus.Bus, error) {
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	b, err := bus.Open(cctx, fw.opts)
+	b, err := bus.Open(cctx, bus.Options{URL: fw.opts.URL, Name: fw.opts.Name, Auth: fw.opts.Auth, Client: true})
 	if err != nil {
 		return nil, err
 	}

@@ -17,7 +17,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/troy-audit/troy/bus"
 	"github.com/troy-audit/troy/evaluator"
 	"github.com/troy-audit/troy/policies"
 	"github.com/troy-audit/troy/schemas"
@@ -87,11 +86,11 @@ the same data directory, or by 'troyctl guard --flush'.`,
 				}
 				wctx, cancel := context.WithTimeout(ctx, wait)
 				defer cancel()
-				sent, left, err := localguard.Flush(wctx, dataDir, nf.opts, logger)
+				sent, left, err := localguard.Flush(wctx, dataDir, nf.agentOptions(), logger)
 				fmt.Fprintf(a.stdout, "%d event(s) forwarded, %d left in %s\n", sent, left, dataDir)
 				return err
 			}
-			s := &stdioServer{dataDir: dataDir, forward: nf.opts, log: logger, wait: wait}
+			s := &stdioServer{dataDir: dataDir, forward: nf.agentOptions(), log: logger, wait: wait}
 			return s.serve(ctx, a.stdin, a.stdout)
 		},
 	}
@@ -154,7 +153,7 @@ const (
 
 type stdioServer struct {
 	dataDir string
-	forward bus.Options
+	forward agent.Options
 	log     *slog.Logger
 	wait    time.Duration
 	g       *localguard.Guard

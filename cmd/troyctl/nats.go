@@ -12,6 +12,7 @@ import (
 	"github.com/troy-audit/troy/bus"
 	"github.com/troy-audit/troy/evaluator"
 	"github.com/troy-audit/troy/pipeline"
+	"github.com/troy-audit/troy/sdk/agent"
 )
 
 // natsFlags choose the NATS a command uses: an embedded server by default, or --nats.
@@ -60,4 +61,9 @@ func (f *natsFlags) auditor(ctx context.Context, c *evaluator.Compiled, ex *expl
 
 func contextWithTimeout(cmd *cobra.Command, d time.Duration) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(cmd.Context(), d)
+}
+
+// agentOptions are the flags as an agent's connection to a deployment.
+func (f natsFlags) agentOptions() agent.Options {
+	return agent.Options{URL: f.opts.URL, Name: f.opts.Name, Auth: f.opts.Auth}
 }
