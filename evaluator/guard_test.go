@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/troy-audit/troy/evaluator"
+	"github.com/troy-audit/troy/internal/evaltest"
 	"github.com/troy-audit/troy/schemas"
 )
 
@@ -33,7 +34,7 @@ func TestGuardRuleErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p := policyOf(failing)
+			p := evaltest.PolicyOf(failing)
 			if tt.policySetting != "" {
 				p.Extra = map[string]json.RawMessage{"on_rule_error": json.RawMessage(`"` + tt.policySetting + `"`)}
 			}
@@ -69,7 +70,7 @@ func TestGuardRuleErrors(t *testing.T) {
 			}
 		})
 	}
-	c, err := evaluator.Compile(policyOf(failing))
+	c, err := evaluator.Compile(evaltest.PolicyOf(failing))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +82,7 @@ func TestGuardRuleErrors(t *testing.T) {
 // Agent metadata given with one check holds for that check only, memoized counts over
 // earlier steps included.
 func TestGuardAgentMetadataForOneCheck(t *testing.T) {
-	c, err := evaluator.Compile(policyOf(
+	c, err := evaluator.Compile(evaltest.PolicyOf(
 		"any(prev_steps, .description == 'read' and agent.metadata.role == 'intern')",
 		"agent.metadata.role == 'intern' and trace.metadata.role == 'intern'",
 	))
@@ -125,7 +126,7 @@ func TestGuardAgentMetadataForOneCheck(t *testing.T) {
 // A (rule, key) pair no checked step has carried is reported once per session; a key one
 // step carried is never reported after.
 func TestGuardMissingMetadata(t *testing.T) {
-	c, err := evaluator.Compile(policyOf(
+	c, err := evaluator.Compile(evaltest.PolicyOf(
 		"step.metadata.network_zone == 'external'",
 		"step.metadata.data_classification == 'pii' and step.metadata.network_zone == 'internal'",
 	))
