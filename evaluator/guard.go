@@ -60,6 +60,8 @@ type CheckRequest struct {
 	Metadata map[string]any // labels for policy rules
 	Type     string         // step type; empty means tool_call
 	StepID   string         // optional; default step-N
+	// Timestamp, when set, is the step's time as the caller recorded it; empty means now.
+	Timestamp string
 	// AgentMetadata, when not nil, replaces the session's agent metadata (agent.metadata
 	// and trace.metadata) for this check only.
 	AgentMetadata map[string]any
@@ -125,7 +127,10 @@ func (g *Guard) Check(req CheckRequest) (schemas.Decision, error) {
 	if _, dup := g.s.Index(id); dup {
 		return schemas.Decision{}, fmt.Errorf("step_id %q was already checked in this session", id)
 	}
-	ts := g.opts.Now().UTC().Format(time.RFC3339Nano)
+	ts := req.Timestamp
+	if ts == "" {
+		ts = g.opts.Now().UTC().Format(time.RFC3339Nano)
+	}
 	found, errs := g.add(&schemas.Step{
 		StepID:      id,
 		Type:        req.Type,

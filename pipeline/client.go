@@ -65,7 +65,6 @@ const DefaultStallAfter = 20 * time.Second
 func watched() []struct{ stream, name string } {
 	return []struct{ stream, name string }{
 		{bus.StepsStream, Evaluator},
-		{bus.ResultsStream, Scorer},
 		{bus.ResultsStream, Explainer},
 	}
 }
@@ -244,8 +243,6 @@ func (c *Client) progress(ctx context.Context, ref schemas.TraceRef) string {
 	switch {
 	case has(schemas.KindScored):
 		return "it was scored but not explained (is an explainer running?)"
-	case has(schemas.KindEvaluated):
-		return "it was evaluated but not scored (is a scorer running?)"
 	}
 	return "it was not evaluated (is an evaluator running?)"
 }

@@ -72,7 +72,7 @@ func (f *natsFlags) pipelineAuditor(ctx context.Context, c *evaluator.Compiled, 
 	}
 	stop := func() {}
 	if embedded {
-		pc := pipeline.Config{Only: []string{pipeline.Evaluator, pipeline.Scorer, pipeline.Explainer}, ExplainNote: note, NoAlerts: true}
+		pc := pipeline.Config{Only: []string{pipeline.Evaluator, pipeline.Explainer}, ExplainNote: note, NoAlerts: true}
 		if explain {
 			if !ex.noCache {
 				if cache := b.ExplanationCache(); cache != nil {
