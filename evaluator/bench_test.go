@@ -57,7 +57,7 @@ func BenchmarkGuardCheck(b *testing.B) {
 			t := g.Trace()
 			reqs := make([]evaluator.CheckRequest, len(t.Steps))
 			for i, s := range t.Steps {
-				reqs[i] = evaluator.CheckRequest{Action: s.Description, Input: s.Input, Metadata: s.Metadata, Type: s.Type}
+				reqs[i] = evaluator.CheckRequest{GuardStep: schemas.GuardStep{Action: s.Description, Input: s.Input, Metadata: s.Metadata, Type: s.Type}}
 			}
 			var guard *evaluator.Guard
 			fresh := func() {

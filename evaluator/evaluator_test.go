@@ -238,7 +238,7 @@ func TestGuardModes(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			d, err := g.Check(evaluator.CheckRequest{Action: "bash", Metadata: map[string]any{"permission_level": "admin"}})
+			d, err := g.Check(evaluator.CheckRequest{GuardStep: schemas.GuardStep{Action: "bash", Metadata: map[string]any{"permission_level": "admin"}}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -248,7 +248,7 @@ func TestGuardModes(t *testing.T) {
 			if len(seen) != tc.callbacks || (len(seen) == 1 && seen[0].Allowed) {
 				t.Fatalf("callbacks %+v", seen)
 			}
-			ok, err := g.Check(evaluator.CheckRequest{Action: "search"})
+			ok, err := g.Check(evaluator.CheckRequest{GuardStep: schemas.GuardStep{Action: "search"}})
 			if err != nil || !ok.Allowed || len(ok.Violations) != 0 || ok.RiskScore != 20 || ok.StepID != "step-1" {
 				t.Fatalf("a harmless step after a violation: %+v %v", ok, err)
 			}
@@ -275,7 +275,7 @@ func TestGuardRecordsBlockedStepsAndOutputs(t *testing.T) {
 	}
 	check := func(action string, meta map[string]any) schemas.Decision {
 		t.Helper()
-		d, err := g.Check(evaluator.CheckRequest{Action: action, Metadata: meta})
+		d, err := g.Check(evaluator.CheckRequest{GuardStep: schemas.GuardStep{Action: action, Metadata: meta}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -300,10 +300,10 @@ func TestGuardRecordsBlockedStepsAndOutputs(t *testing.T) {
 	if err := g.RecordOutput("nope", nil); err == nil {
 		t.Fatalf("unknown step ids are an error")
 	}
-	if _, err := g.Check(evaluator.CheckRequest{Action: "x", StepID: "step-0"}); err == nil {
+	if _, err := g.Check(evaluator.CheckRequest{GuardStep: schemas.GuardStep{Action: "x"}, StepID: "step-0"}); err == nil {
 		t.Fatalf("a step id is checked once")
 	}
-	if _, err := g.Check(evaluator.CheckRequest{Action: "x", Type: "tool"}); err == nil || !strings.Contains(err.Error(), `step type "tool" is not one of`) {
+	if _, err := g.Check(evaluator.CheckRequest{GuardStep: schemas.GuardStep{Action: "x", Type: "tool"}}); err == nil || !strings.Contains(err.Error(), `step type "tool" is not one of`) {
 		t.Fatalf("got %v", err)
 	}
 	if n := len(g.Violations()); n != 2 {
@@ -330,7 +330,7 @@ func TestGuardIsSafeForConcurrentUse(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for range 50 {
-				if _, err := g.Check(evaluator.CheckRequest{Action: "x"}); err != nil {
+				if _, err := g.Check(evaluator.CheckRequest{GuardStep: schemas.GuardStep{Action: "x"}}); err != nil {
 					t.Error(err)
 				}
 			}

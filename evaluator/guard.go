@@ -53,13 +53,12 @@ type Guard struct {
 	warned   map[int]bool
 }
 
-// CheckRequest is a proposed step.
+// CheckRequest is a proposed step: the step an agent sends in a guard check (its action
+// becomes the step's description; its type, empty, means tool_call), with what a caller
+// in the same process may add.
 type CheckRequest struct {
-	Action   string         // tool or action name; becomes the step's description
-	Input    map[string]any // arguments
-	Metadata map[string]any // labels for policy rules
-	Type     string         // step type; empty means tool_call
-	StepID   string         // optional; default step-N
+	schemas.GuardStep
+	StepID string // optional; default step-N
 	// Timestamp, when set, is the step's time as the caller recorded it; empty means now.
 	Timestamp string
 	// AgentMetadata, when not nil, replaces the session's agent metadata (agent.metadata

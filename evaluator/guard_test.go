@@ -47,7 +47,7 @@ func TestGuardRuleErrors(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			d, err := g.Check(evaluator.CheckRequest{Action: "chat", Type: "llm_call", Metadata: map[string]any{"total_tokens": tt.tokens}})
+			d, err := g.Check(evaluator.CheckRequest{GuardStep: schemas.GuardStep{Action: "chat", Type: "llm_call", Metadata: map[string]any{"total_tokens": tt.tokens}}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -61,7 +61,7 @@ func TestGuardRuleErrors(t *testing.T) {
 				t.Fatalf("monitor callbacks %+v, want one: %v", seen, tt.callback)
 			}
 			// The next step is decided on its own: an earlier rule error does not stick.
-			next, err := g.Check(evaluator.CheckRequest{Action: "chat", Type: "llm_call", Metadata: map[string]any{"total_tokens": 1}})
+			next, err := g.Check(evaluator.CheckRequest{GuardStep: schemas.GuardStep{Action: "chat", Type: "llm_call", Metadata: map[string]any{"total_tokens": 1}}})
 			if err != nil || !next.Allowed || len(next.RuleErrors) != 0 {
 				t.Fatalf("the next step: %+v %v", next, err)
 			}
@@ -106,7 +106,7 @@ func TestGuardAgentMetadataForOneCheck(t *testing.T) {
 		{"write", map[string]any{"role": "admin"}, ""},
 		{"write", intern, "r1,r2"},
 	} {
-		d, err := g.Check(evaluator.CheckRequest{Action: tc.action, AgentMetadata: tc.meta})
+		d, err := g.Check(evaluator.CheckRequest{GuardStep: schemas.GuardStep{Action: tc.action}, AgentMetadata: tc.meta})
 		if err != nil {
 			t.Fatal(err)
 		}

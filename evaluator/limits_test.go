@@ -195,7 +195,7 @@ func TestGuardRuleBreakingALimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, action := range []string{"read", "bash", "read"} {
-		if _, err := g.Check(evaluator.CheckRequest{Action: action}); err != nil {
+		if _, err := g.Check(evaluator.CheckRequest{GuardStep: schemas.GuardStep{Action: action}}); err != nil {
 			t.Fatal(err)
 		}
 	}

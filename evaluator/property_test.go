@@ -58,7 +58,7 @@ func compareGuards(t *testing.T, fast, plain *evaluator.Compiled, tr *schemas.Tr
 		t.Fatal(err)
 	}
 	for _, s := range tr.Steps {
-		req := evaluator.CheckRequest{Action: s.Description, Input: s.Input, Metadata: s.Metadata, Type: s.Type, StepID: s.StepID}
+		req := evaluator.CheckRequest{GuardStep: schemas.GuardStep{Action: s.Description, Input: s.Input, Metadata: s.Metadata, Type: s.Type}, StepID: s.StepID}
 		da, err := ga.Check(req)
 		if err != nil {
 			t.Fatal(err)

@@ -139,7 +139,7 @@ func (s *GuardService) handleCheck(ctx context.Context, data []byte) ([]byte, er
 	}
 	defer sess.mu.Unlock()
 	seq := sess.g.Len()
-	d, err := sess.g.Check(evaluator.CheckRequest{Action: req.Step.Action, Input: req.Step.Input, Metadata: req.Step.Metadata, Type: req.Step.Type})
+	d, err := sess.g.Check(evaluator.CheckRequest{GuardStep: req.Step})
 	if err != nil {
 		return nil, badRequest("%v", err)
 	}

@@ -136,7 +136,7 @@ guard service answers (troyctl serve), and the check is recorded in its session.
 				if err != nil {
 					return err
 				}
-				if d, err = g.Check(evaluator.CheckRequest{Action: action, Input: in, Metadata: meta, Type: stepType}); err != nil {
+				if d, err = g.Check(evaluator.CheckRequest{GuardStep: schemas.GuardStep{Action: action, Input: in, Metadata: meta, Type: stepType}}); err != nil {
 					return err
 				}
 			}

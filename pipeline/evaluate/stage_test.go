@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"github.com/troy-audit/troy/internal/evaltest"
 	"github.com/troy-audit/troy/pipeline/evaluate"
 	"github.com/troy-audit/troy/schemas"
+	"github.com/troy-audit/troy/scorer"
 )
 
 // stream is an in-memory steps stream: what the bus gives the stage.
@@ -96,6 +98,7 @@ func TestStageAgreesWithPostHoc(t *testing.T) {
 
 		stage := evaluate.NewStage(policyFunc(c), s.read)
 		var evaluated *schemas.TraceEvaluated
+		var scored *schemas.TraceScored
 		var verdict []schemas.Envelope
 		realtime := map[string]bool{}
 		restartAt := r.IntN(len(s.events) + 1)
@@ -127,12 +130,20 @@ func TestStageAgreesWithPostHoc(t *testing.T) {
 						if err := json.Unmarshal(o.Data, evaluated); err != nil {
 							t.Fatal(err)
 						}
+					case schemas.KindScored:
+						if evaluated == nil || scored != nil {
+							t.Fatalf("round %d: scored before evaluated, or twice", round)
+						}
+						scored = &schemas.TraceScored{}
+						if err := json.Unmarshal(o.Data, scored); err != nil {
+							t.Fatal(err)
+						}
 					}
 				}
 			}
 		}
-		if evaluated == nil {
-			t.Fatalf("round %d: no TraceEvaluated", round)
+		if evaluated == nil || scored == nil {
+			t.Fatalf("round %d: no TraceEvaluated or TraceScored", round)
 		}
 		want := c.Evaluate(tr)
 		if want.Violations == nil {
@@ -145,6 +156,9 @@ func TestStageAgreesWithPostHoc(t *testing.T) {
 		if !slices.Equal(got, want.Violations) || !evaltest.SameFailures(evaluated.RuleErrors, want.RuleErrors) {
 			t.Fatalf("round %d: incremental %v %+v\npost-hoc %v %+v\nconditions:\n%s", round,
 				evaltest.IDs(got), evaluated.RuleErrors, evaltest.IDs(want.Violations), want.RuleErrors, strings.Join(conds, "\n"))
+		}
+		if wantRisk := scorer.Score(want.Violations, c.Weights()); scored.RiskScore != wantRisk || !reflect.DeepEqual(scored.TraceEvaluated, *evaluated) {
+			t.Fatalf("round %d: scored %d with %+v, want %d with %+v", round, scored.RiskScore, scored.TraceEvaluated, wantRisk, *evaluated)
 		}
 		if restartAt == 0 || restartAt >= len(s.events) {
 			for _, v := range want.Violations {
