@@ -20,6 +20,7 @@ type Session struct {
 	views     []*stepView
 	index     map[string]int
 	now       [][]stepOutcome // per step: the outcomes of EvaluateNow that are not plain false
+	scratch   []stepOutcome   // reused by EvaluateNow, which keeps an exact copy
 }
 
 // stepOutcome is a rule's verdict at a step, kept when it is a violation or a failure.
@@ -128,7 +129,7 @@ func (s *Session) nowRule(r *rule) bool { return !s.lookahead || !r.ahead }
 // finds replaces what an earlier call found at that step, in the verdict.
 func (s *Session) EvaluateNow(i int) ([]schemas.Violation, []schemas.StepRuleError) {
 	s.r.env.at(s.views, i)
-	var outcomes []stepOutcome
+	outcomes := s.scratch[:0]
 	var vs []schemas.Violation
 	var errs []schemas.StepRuleError
 	for k, r := range s.c.rules {
@@ -146,7 +147,8 @@ func (s *Session) EvaluateNow(i int) ([]schemas.Violation, []schemas.StepRuleErr
 			vs = append(vs, violation(r, s.steps[i]))
 		}
 	}
-	s.now[i] = outcomes
+	s.scratch = outcomes
+	s.now[i] = slices.Clone(outcomes)
 	return vs, errs
 }
 
