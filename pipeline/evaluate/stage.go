@@ -483,10 +483,3 @@ func (r *recent) add(k string) {
 }
 
 func (r *recent) has(k string) bool { _, ok := r.at[k]; return ok }
-
-func (r *recent) remove(k string) {
-	if e, ok := r.at[k]; ok {
-		r.order.Remove(e)
-		delete(r.at, k)
-	}
-}
