@@ -766,6 +766,20 @@ func (b *Bus) Lag(ctx context.Context, stream, consumer string) (uint64, error) 
 	return info.NumPending + uint64(info.NumAckPending), nil
 }
 
+// DeleteConsumer removes a durable consumer of a stream, when it is there, and reports
+// whether it was: for consumers of components a newer version no longer runs, which
+// would otherwise stay on the server, their lag growing.
+func (b *Bus) DeleteConsumer(ctx context.Context, stream, consumer string) (bool, error) {
+	err := b.js.DeleteConsumer(ctx, stream, consumer)
+	switch {
+	case err == nil:
+		return true, nil
+	case IsNotFound(err):
+		return false, nil
+	}
+	return false, fmt.Errorf("delete consumer %s of %s: %w", consumer, stream, err)
+}
+
 // Connected reports whether the connection to NATS is up.
 func (b *Bus) Connected() bool { return b.nc.IsConnected() }
 

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/troy-audit/troy/event"
 
 	"github.com/nats-io/nats.go"
@@ -537,5 +539,28 @@ func TestPublishAllRefusesAnOversizeEventAtOnce(t *testing.T) {
 	}
 	if b.MaxEventSize() != MaxEventSize {
 		t.Fatalf("embedded server: event limit %d, want %d", b.MaxEventSize(), MaxEventSize)
+	}
+}
+
+// DeleteConsumer removes a durable consumer once, and says whether it was there.
+func TestDeleteConsumer(t *testing.T) {
+	b, err := Open(context.Background(), Options{Memory: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := b.js.CreateConsumer(ctx, ResultsStream, jetstream.ConsumerConfig{Durable: "old", AckPolicy: jetstream.AckExplicitPolicy}); err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []bool{true, false} {
+		got, err := b.DeleteConsumer(ctx, ResultsStream, "old")
+		if err != nil || got != want {
+			t.Fatalf("call %d: got %v, %v; want %v", i+1, got, err, want)
+		}
+	}
+	if _, err := b.Lag(ctx, ResultsStream, "old"); !IsNotFound(err) {
+		t.Fatalf("the consumer is still there: %v", err)
 	}
 }

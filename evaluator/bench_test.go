@@ -1,37 +1,20 @@
 package evaluator_test
 
 import (
-	"context"
 	"fmt"
-	"runtime"
 	"testing"
-
-	"github.com/troy-audit/troy/event"
 
 	"github.com/troy-audit/troy/evaluator"
 	"github.com/troy-audit/troy/ingest/tracegen"
+	"github.com/troy-audit/troy/internal/evaltest"
 	"github.com/troy-audit/troy/policies"
 	"github.com/troy-audit/troy/schemas"
 )
 
 // mergedPolicy is every bundled template merged into one policy.
-func mergedPolicy(tb testing.TB) *policies.Policy {
-	tb.Helper()
-	all, err := policies.Templates()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	ps := make([]*policies.Policy, len(all))
-	for i, t := range all {
-		ps[i] = t.Policy
-	}
-	return policies.Merge("all-templates", "every bundled template", ps...)
-}
-
-// mergedTemplates compiles mergedPolicy.
 func mergedTemplates(tb testing.TB) *evaluator.Compiled {
 	tb.Helper()
-	c, err := evaluator.Compile(mergedPolicy(tb))
+	c, err := evaluator.Compile(evaltest.MergedPolicy(tb))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -74,7 +57,7 @@ func BenchmarkGuardCheck(b *testing.B) {
 			t := g.Trace()
 			reqs := make([]evaluator.CheckRequest, len(t.Steps))
 			for i, s := range t.Steps {
-				reqs[i] = evaluator.CheckRequest{Action: s.Description, Input: s.Input, Metadata: s.Metadata, Type: s.Type}
+				reqs[i] = evaluator.CheckRequest{GuardStep: schemas.GuardStep{Action: s.Description, Input: s.Input, Metadata: s.Metadata, Type: s.Type}}
 			}
 			var guard *evaluator.Guard
 			fresh := func() {
@@ -110,7 +93,7 @@ func BenchmarkGuardCheck(b *testing.B) {
 // to BenchmarkEvaluate is what prechecks, Go-compiled conditions, memoized quantifiers
 // and regular-expression prefilters buy.
 func BenchmarkEvaluatePlain(b *testing.B) {
-	c, err := evaluator.CompileReference(mergedPolicy(b))
+	c, err := evaluator.CompileReference(evaltest.MergedPolicy(b))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -130,56 +113,6 @@ func BenchmarkCompile(b *testing.B) {
 	}
 }
 
-// BenchmarkStageOpenTraces measures what the incremental stage holds for each open trace
-// (steps received, no end yet) under the merged bundled templates: the bytes-per-trace
-// metric is the live heap after a collection, divided by the traces held.
-func BenchmarkStageOpenTraces(b *testing.B) {
-	c := mergedTemplates(b)
-	for _, steps := range []int{10, 50} {
-		b.Run(fmt.Sprintf("steps=%d", steps), func(b *testing.B) {
-			const traces = 1000
-			g := tracegen.New(tracegen.Options{Steps: steps, Seed: 3})
-			var events []event.Envelope
-			for i := range traces {
-				tr := g.Trace()
-				ref := event.TraceRef{TraceID: fmt.Sprint("open-", i), AgentName: tr.AgentName, Policy: c.Hash()}
-				for j, st := range tr.Steps {
-					e, err := event.New(event.Step{TraceRef: ref, TraceMetadata: tr.Metadata, Seq: j, Step: st})
-					if err != nil {
-						b.Fatal(err)
-					}
-					e.Seq = uint64(len(events) + 1)
-					events = append(events, e)
-				}
-			}
-			read := func(context.Context, string, uint64) ([]event.Envelope, error) { return nil, nil }
-			var total float64
-			for b.Loop() {
-				before := liveHeap()
-				stage := evaluator.NewStage(policyFunc(c), read)
-				for _, e := range events {
-					if _, err := stage.Handle(context.Background(), e); err != nil {
-						b.Fatal(err)
-					}
-				}
-				total += float64(liveHeap()-before) / traces
-				if stage.OpenTraces() != traces {
-					b.Fatalf("%d open traces, want %d", stage.OpenTraces(), traces)
-				}
-			}
-			b.ReportMetric(total/float64(b.N), "bytes/trace")
-			b.ReportMetric(float64(len(events))*float64(b.N)/b.Elapsed().Seconds(), "steps/s")
-		})
-	}
-}
-
-func liveHeap() int64 {
-	runtime.GC()
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	return int64(m.HeapAlloc)
-}
-
 // BenchmarkLimits measures what counting time and memory costs the conditions that pay
 // for it, against the same conditions compiled without the limits: a loop the evaluator
 // cannot memoize (every iteration is counted), and builtins that build texts.
@@ -194,7 +127,7 @@ func BenchmarkLimits(b *testing.B) {
 			compile func(*policies.Policy) (*evaluator.Compiled, error)
 		}{{"limited", evaluator.Compile}, {"unlimited", evaluator.CompileUnlimited}} {
 			b.Run(cond.name+"/"+mode.name, func(b *testing.B) {
-				c, err := mode.compile(policyOf(cond.cond))
+				c, err := mode.compile(evaltest.PolicyOf(cond.cond))
 				if err != nil {
 					b.Fatal(err)
 				}

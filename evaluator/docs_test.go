@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/troy-audit/troy/evaluator"
+	"github.com/troy-audit/troy/internal/evaltest"
 )
 
 // Every condition shown in docs/POLICIES.md compiles and runs without failing on a trace.
@@ -42,7 +43,7 @@ func TestDocumentedConditionsCompile(t *testing.T) {
 		t.Fatalf("found only %d documented conditions", len(conds))
 	}
 	for _, cond := range conds {
-		c, err := evaluator.Compile(policyOf(cond))
+		c, err := evaluator.Compile(evaltest.PolicyOf(cond))
 		if err != nil {
 			t.Errorf("documented condition does not compile: %s\n%v", cond, err)
 			continue

@@ -15,12 +15,12 @@ type Result struct {
 // Evaluate evaluates every rule at every step of a finished trace: each condition sees the
 // whole trace, so rules that look ahead (next_steps) see what came after.
 func (c *Compiled) Evaluate(t *schemas.Trace) Result {
-	s := c.newSession(TraceInfoOf(t), AgentInfoOf(t))
+	s := c.newRunner(TraceInfoOf(t), AgentInfoOf(t))
 	var vs []schemas.Violation
 	steps := views(t.Steps)
 	for i := range steps {
 		s.env.at(steps, i)
-		vs = s.evalStep(vs, nil)
+		vs = s.evalStep(vs)
 	}
 	return Result{Violations: vs, RuleErrors: s.ruleErrors()}
 }

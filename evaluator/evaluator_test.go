@@ -1,7 +1,6 @@
 package evaluator_test
 
 import (
-	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -9,6 +8,7 @@ import (
 	"time"
 
 	"github.com/troy-audit/troy/evaluator"
+	"github.com/troy-audit/troy/internal/evaltest"
 	"github.com/troy-audit/troy/policies"
 	"github.com/troy-audit/troy/schemas"
 )
@@ -24,14 +24,6 @@ func fixture() *schemas.Trace {
 	}}
 	t.Normalize()
 	return t
-}
-
-func policyOf(conds ...string) *policies.Policy {
-	p := &policies.Policy{PolicyID: "test", Source: "test.json"}
-	for i, c := range conds {
-		p.Rules = append(p.Rules, policies.Rule{RuleID: fmt.Sprintf("r%d", i+1), Description: "rule", Condition: c, Severity: "high", Weight: 10})
-	}
-	return p
 }
 
 func violating(t *testing.T, c *evaluator.Compiled, tr *schemas.Trace) ([]string, []schemas.RuleError) {
@@ -104,7 +96,7 @@ func TestConditionSemantics(t *testing.T) {
 				name    string
 				compile func(*policies.Policy) (*evaluator.Compiled, error)
 			}{{"optimized", evaluator.Compile}, {"plain", evaluator.CompileReference}} {
-				c, err := variant.compile(policyOf(tc.cond))
+				c, err := variant.compile(evaltest.PolicyOf(tc.cond))
 				if err != nil {
 					t.Fatalf("%s: %v", variant.name, err)
 				}
@@ -136,7 +128,7 @@ func TestCompileErrorsNameTheRuleAndPosition(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.cond, func(t *testing.T) {
-			_, err := evaluator.Compile(policyOf(tc.cond))
+			_, err := evaluator.Compile(evaltest.PolicyOf(tc.cond))
 			if tc.want == "" {
 				if err != nil {
 					t.Fatalf("unexpected error %v", err)
@@ -149,7 +141,7 @@ func TestCompileErrorsNameTheRuleAndPosition(t *testing.T) {
 		})
 	}
 	// All broken rules are reported together, one line each.
-	_, err := evaluator.Compile(policyOf("x ==", "true", "nope()"))
+	_, err := evaluator.Compile(evaltest.PolicyOf("x ==", "true", "nope()"))
 	lines := strings.Split(err.Error(), "\n")
 	if len(lines) != 2 || !strings.Contains(lines[0], `rule "r1"`) || !strings.Contains(lines[1], `rule "r3"`) {
 		t.Fatalf("got %q", err)
@@ -157,7 +149,7 @@ func TestCompileErrorsNameTheRuleAndPosition(t *testing.T) {
 }
 
 func TestRuntimeFailuresAreCountedNeverViolations(t *testing.T) {
-	c, err := evaluator.Compile(policyOf(
+	c, err := evaluator.Compile(evaltest.PolicyOf(
 		"step.metadata.tags[5] == 'x'",      // index out of range where tags exist
 		"step.type",                         // not a boolean
 		"step.input.n == 99",                // fine, never true
@@ -191,18 +183,18 @@ func TestRuntimeFailuresAreCountedNeverViolations(t *testing.T) {
 
 func TestSandbox(t *testing.T) {
 	huge := strings.Repeat("step.step_index == 1 or ", 3000) + "true"
-	if _, err := evaluator.Compile(policyOf(huge)); err == nil || !strings.Contains(err.Error(), "exceeds maximum allowed nodes") {
+	if _, err := evaluator.Compile(evaltest.PolicyOf(huge)); err == nil || !strings.Contains(err.Error(), "exceeds maximum allowed nodes") {
 		t.Fatalf("a huge condition should be refused: %v", err)
 	}
 	for _, cond := range []string{"env('HOME') != ''", "exec('ls')", "readFile('/etc/passwd') != ''", "$env.foo() == 1"} {
-		if _, err := evaluator.Compile(policyOf(cond)); err == nil {
+		if _, err := evaluator.Compile(evaltest.PolicyOf(cond)); err == nil {
 			t.Errorf("%s: conditions cannot reach the outside world", cond)
 		}
 	}
 }
 
 func TestLooksAhead(t *testing.T) {
-	c, err := evaluator.Compile(policyOf("any(next_steps, .type == 'x')", "any(prev_steps, .type == 'x')", "len(steps) > 3", "step.type == 'x'"))
+	c, err := evaluator.Compile(evaltest.PolicyOf("any(next_steps, .type == 'x')", "any(prev_steps, .type == 'x')", "len(steps) > 3", "step.type == 'x'"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,7 +206,7 @@ func TestLooksAhead(t *testing.T) {
 }
 
 func TestViolationOrderIsStepThenRule(t *testing.T) {
-	c, err := evaluator.Compile(policyOf("step.type == 'tool_call'", "step.step_id in ['s1', 's3']"))
+	c, err := evaluator.Compile(evaltest.PolicyOf("step.type == 'tool_call'", "step.step_id in ['s1', 's3']"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -231,7 +223,7 @@ func TestViolationOrderIsStepThenRule(t *testing.T) {
 }
 
 func TestGuardModes(t *testing.T) {
-	c, err := evaluator.Compile(policyOf("step.description == 'bash'", "step.metadata.permission_level == 'admin'"))
+	c, err := evaluator.Compile(evaltest.PolicyOf("step.description == 'bash'", "step.metadata.permission_level == 'admin'"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -246,7 +238,7 @@ func TestGuardModes(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			d, err := g.Check(evaluator.CheckRequest{Action: "bash", Metadata: map[string]any{"permission_level": "admin"}})
+			d, err := g.Check(evaluator.CheckRequest{GuardStep: schemas.GuardStep{Action: "bash", Metadata: map[string]any{"permission_level": "admin"}}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -256,7 +248,7 @@ func TestGuardModes(t *testing.T) {
 			if len(seen) != tc.callbacks || (len(seen) == 1 && seen[0].Allowed) {
 				t.Fatalf("callbacks %+v", seen)
 			}
-			ok, err := g.Check(evaluator.CheckRequest{Action: "search"})
+			ok, err := g.Check(evaluator.CheckRequest{GuardStep: schemas.GuardStep{Action: "search"}})
 			if err != nil || !ok.Allowed || len(ok.Violations) != 0 || ok.RiskScore != 20 || ok.StepID != "step-1" {
 				t.Fatalf("a harmless step after a violation: %+v %v", ok, err)
 			}
@@ -268,7 +260,7 @@ func TestGuardModes(t *testing.T) {
 }
 
 func TestGuardRecordsBlockedStepsAndOutputs(t *testing.T) {
-	c, err := evaluator.Compile(policyOf(
+	c, err := evaluator.Compile(evaltest.PolicyOf(
 		"step.metadata.network_zone == 'external' and any(prev_steps, .metadata.data_classification == 'pii')",
 		"step.type == 'tool_call' and any(prev_steps, matches(.output, 'secret'))",
 		"any(next_steps, true)",
@@ -283,7 +275,7 @@ func TestGuardRecordsBlockedStepsAndOutputs(t *testing.T) {
 	}
 	check := func(action string, meta map[string]any) schemas.Decision {
 		t.Helper()
-		d, err := g.Check(evaluator.CheckRequest{Action: action, Metadata: meta})
+		d, err := g.Check(evaluator.CheckRequest{GuardStep: schemas.GuardStep{Action: action, Metadata: meta}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -308,10 +300,10 @@ func TestGuardRecordsBlockedStepsAndOutputs(t *testing.T) {
 	if err := g.RecordOutput("nope", nil); err == nil {
 		t.Fatalf("unknown step ids are an error")
 	}
-	if _, err := g.Check(evaluator.CheckRequest{Action: "x", StepID: "step-0"}); err == nil {
+	if _, err := g.Check(evaluator.CheckRequest{GuardStep: schemas.GuardStep{Action: "x"}, StepID: "step-0"}); err == nil {
 		t.Fatalf("a step id is checked once")
 	}
-	if _, err := g.Check(evaluator.CheckRequest{Action: "x", Type: "tool"}); err == nil || !strings.Contains(err.Error(), `step type "tool" is not one of`) {
+	if _, err := g.Check(evaluator.CheckRequest{GuardStep: schemas.GuardStep{Action: "x", Type: "tool"}}); err == nil || !strings.Contains(err.Error(), `step type "tool" is not one of`) {
 		t.Fatalf("got %v", err)
 	}
 	if n := len(g.Violations()); n != 2 {
@@ -324,7 +316,7 @@ func TestGuardRecordsBlockedStepsAndOutputs(t *testing.T) {
 }
 
 func TestGuardIsSafeForConcurrentUse(t *testing.T) {
-	c, err := evaluator.Compile(policyOf("count(prev_steps, .description == 'x') >= 10 and step.description == 'x'"))
+	c, err := evaluator.Compile(evaltest.PolicyOf("count(prev_steps, .description == 'x') >= 10 and step.description == 'x'"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -338,7 +330,7 @@ func TestGuardIsSafeForConcurrentUse(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for range 50 {
-				if _, err := g.Check(evaluator.CheckRequest{Action: "x"}); err != nil {
+				if _, err := g.Check(evaluator.CheckRequest{GuardStep: schemas.GuardStep{Action: "x"}}); err != nil {
 					t.Error(err)
 				}
 			}

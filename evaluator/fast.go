@@ -12,7 +12,7 @@ import (
 // fields against constants and of matches() on a step field with a constant pattern;
 // such rules are decided by a few Go calls instead of the expression machine. None of
 // these forms can fail at run time, so results and failures are those of the machine.
-type fastCond func(s *session, v *stepView) bool
+type fastCond func(s *runner, v *stepView) bool
 
 // compileFast compiles a condition (or a predicate, with root elementRoot) when every part
 // of it has one of the forms above; ok is false otherwise.
@@ -20,7 +20,7 @@ func (b *builder) compileFast(n ast.Node, root int) (fastCond, bool) {
 	switch x := n.(type) {
 	case *ast.BoolNode:
 		v := x.Value
-		return func(*session, *stepView) bool { return v }, true
+		return func(*runner, *stepView) bool { return v }, true
 	case *ast.UnaryNode:
 		if x.Operator != "not" && x.Operator != "!" {
 			return nil, false
@@ -29,7 +29,7 @@ func (b *builder) compileFast(n ast.Node, root int) (fastCond, bool) {
 		if !ok {
 			return nil, false
 		}
-		return func(s *session, v *stepView) bool { return !inner(s, v) }, true
+		return func(s *runner, v *stepView) bool { return !inner(s, v) }, true
 	case *ast.BinaryNode:
 		switch x.Operator {
 		case "and", "&&", "or", "||":
@@ -42,16 +42,16 @@ func (b *builder) compileFast(n ast.Node, root int) (fastCond, bool) {
 				return nil, false
 			}
 			if x.Operator == "and" || x.Operator == "&&" {
-				return func(s *session, v *stepView) bool { return l(s, v) && r(s, v) }, true
+				return func(s *runner, v *stepView) bool { return l(s, v) && r(s, v) }, true
 			}
-			return func(s *session, v *stepView) bool { return l(s, v) || r(s, v) }, true
+			return func(s *runner, v *stepView) bool { return l(s, v) || r(s, v) }, true
 		}
 		c, ok := checkOf(x, root)
 		if !ok {
 			return nil, false
 		}
 		pc := &precheck{checks: []check{c}}
-		return func(_ *session, v *stepView) bool { return pc.pass(v) }, true
+		return func(_ *runner, v *stepView) bool { return pc.pass(v) }, true
 	case *ast.CallNode:
 		id, ok := x.Callee.(*ast.IdentifierNode)
 		if !ok || id.Value != matchesName || len(x.Arguments) != 2 {
@@ -66,7 +66,7 @@ func (b *builder) compileFast(n ast.Node, root int) (fastCond, bool) {
 		if pat == nil || !ok {
 			return nil, false
 		}
-		return func(s *session, v *stepView) bool { return s.match(text(v), pat) }, true
+		return func(s *runner, v *stepView) bool { return s.match(text(v), pat) }, true
 	}
 	return nil, false
 }
@@ -130,7 +130,7 @@ func stepText(n ast.Node, root int) (func(*stepView) any, bool) {
 }
 
 // match is matches() with a pattern known when the policy was compiled.
-func (s *session) match(text any, p *match.Pattern) bool {
+func (s *runner) match(text any, p *match.Pattern) bool {
 	t := s.text(text, false)
 	if t == nil {
 		return false

@@ -44,28 +44,22 @@ type Guard struct {
 	mu          sync.Mutex
 	c           *Compiled
 	opts        GuardOptions
-	s           *session
-	steps       []*schemas.Step
-	views       []*stepView
-	index       map[string]int
-	violations  []schemas.Violation
+	s           *Session
 	risk        *scorer.Accumulator
 	onViolation func(schemas.Decision)
-	stepErrs    []schemas.StepRuleError // the rule errors of the step being checked
 	// Metadata keys the session's checked steps carried, and the (rule, key) pairs already
 	// reported missing (by their position in the policy's list).
 	seenKeys map[string]bool
 	warned   map[int]bool
 }
 
-// CheckRequest is a proposed step.
+// CheckRequest is a proposed step: the step an agent sends in a guard check (its action
+// becomes the step's description; its type, empty, means tool_call), with what a caller
+// in the same process may add.
 type CheckRequest struct {
-	Action   string         // tool or action name; becomes the step's description
-	Input    map[string]any // arguments
-	Metadata map[string]any // labels for policy rules
-	Type     string         // step type; empty means tool_call
-	StepID   string         // optional; default step-N
-	// Timestamp, when set, is the step's time as recorded before, for replaying a session.
+	schemas.GuardStep
+	StepID string // optional; default step-N
+	// Timestamp, when set, is the step's time as the caller recorded it; empty means now.
 	Timestamp string
 	// AgentMetadata, when not nil, replaces the session's agent metadata (agent.metadata
 	// and trace.metadata) for this check only.
@@ -101,18 +95,11 @@ func (c *Compiled) NewGuard(opts GuardOptions) (*Guard, error) {
 }
 
 func (g *Guard) reset() {
-	g.s = g.c.newSession(
-		&TraceInfo{TraceID: g.opts.TraceID, AgentName: g.opts.AgentName, Metadata: g.opts.AgentMetadata},
-		&AgentInfo{Name: g.opts.AgentName, Metadata: g.opts.AgentMetadata},
-	)
-	g.steps = nil
-	g.views = nil
-	g.index = map[string]int{}
-	g.violations = nil
+	g.s = g.c.NewSession(SessionOptions{
+		Trace: &TraceInfo{TraceID: g.opts.TraceID, AgentName: g.opts.AgentName, Metadata: g.opts.AgentMetadata},
+		Agent: &AgentInfo{Name: g.opts.AgentName, Metadata: g.opts.AgentMetadata},
+	})
 	g.risk = scorer.NewAccumulator(g.c.weights)
-	g.s.onFail = func(i int, err error) {
-		g.stepErrs = append(g.stepErrs, schemas.StepRuleError{RuleID: g.c.rules[i].RuleID, Error: oneLine(conditionError(err).Error())})
-	}
 }
 
 // Check evaluates a proposed step against the policy and records it. In enforce mode a
@@ -129,20 +116,21 @@ func (g *Guard) Check(req CheckRequest) (schemas.Decision, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if req.AgentMetadata != nil && !reflect.DeepEqual(req.AgentMetadata, g.opts.AgentMetadata) {
-		defer g.useAgentMetadata(deepCopy(req.AgentMetadata))()
+		g.s.UseAgentMetadata(deepCopy(req.AgentMetadata))
+		defer g.s.UseAgentMetadata(g.opts.AgentMetadata)
 	}
 	id := req.StepID
 	if id == "" {
-		id = fmt.Sprintf("step-%d", len(g.steps))
+		id = fmt.Sprintf("step-%d", g.s.Len())
 	}
-	if _, dup := g.index[id]; dup {
+	if _, dup := g.s.Index(id); dup {
 		return schemas.Decision{}, fmt.Errorf("step_id %q was already checked in this session", id)
 	}
 	ts := req.Timestamp
 	if ts == "" {
 		ts = g.opts.Now().UTC().Format(time.RFC3339Nano)
 	}
-	step := &schemas.Step{
+	found, errs := g.add(&schemas.Step{
 		StepID:      id,
 		Type:        req.Type,
 		Description: req.Action,
@@ -150,27 +138,14 @@ func (g *Guard) Check(req CheckRequest) (schemas.Decision, error) {
 		Output:      map[string]any{},
 		Metadata:    deepCopy(req.Metadata),
 		Timestamp:   &ts,
-	}
-	// Appending keeps prev_steps a view of the history: no copy per check.
-	view := &stepView{}
-	view.set(step)
-	g.steps = append(g.steps, step)
-	g.views = append(g.views, view)
-	g.index[id] = len(g.steps) - 1
-	g.s.env.at(g.views, len(g.views)-1)
-	g.stepErrs = g.stepErrs[:0]
-	found := g.s.evalStep(nil, nil)
-	g.violations = append(g.violations, found...)
-	for _, v := range found {
-		g.risk.Add(v.RuleID)
-	}
+	})
 	d := schemas.Decision{
 		StepID:     id,
-		Allowed:    len(found) == 0 && (len(g.stepErrs) == 0 || g.opts.OnRuleError == schemas.OnRuleErrorSkip),
+		Allowed:    len(found) == 0 && (len(errs) == 0 || g.opts.OnRuleError == schemas.OnRuleErrorSkip),
 		Violations: found,
 		RiskScore:  g.risk.Score(),
 		Mode:       g.opts.Mode,
-		RuleErrors: slices.Clone(g.stepErrs),
+		RuleErrors: errs,
 	}
 	if d.Violations == nil {
 		d.Violations = []schemas.Violation{}
@@ -187,50 +162,54 @@ func (g *Guard) Check(req CheckRequest) (schemas.Decision, error) {
 	return d, nil
 }
 
-// useAgentMetadata makes conditions see m as the agent's metadata until restore is called.
-// Memoized counts over earlier steps may have read the agent's metadata, so they are
-// dropped on both changes.
-func (g *Guard) useAgentMetadata(m map[string]any) (restore func()) {
-	a, _ := g.s.env.vars["agent"].(*AgentInfo)
-	t := g.s.trace
-	a.Metadata, t.Metadata = m, m
-	g.s.forget(0)
-	return func() {
-		a.Metadata, t.Metadata = g.opts.AgentMetadata, g.opts.AgentMetadata
-		g.s.forget(0)
+// add records a step, evaluates it and adds its violations to the risk.
+func (g *Guard) add(step *schemas.Step) ([]schemas.Violation, []schemas.StepRuleError) {
+	found, errs := g.s.EvaluateNow(g.s.Append(step))
+	for _, v := range found {
+		g.risk.Add(v.RuleID)
 	}
+	return found, errs
+}
+
+// Replay records a step checked before, as it was stored (its id and time), and evaluates
+// it again, so that a session continued elsewhere goes on as it was: later rules see it
+// and its violations count in the risk. Its decision was given when it was checked.
+func (g *Guard) Replay(step *schemas.Step) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if _, dup := g.s.Index(step.StepID); dup {
+		return fmt.Errorf("step_id %q was already checked in this session", step.StepID)
+	}
+	if !schemas.ValidStepType(step.Type) {
+		return fmt.Errorf("step type %q is not one of %s", step.Type, strings.Join(schemas.StepTypes(), ", "))
+	}
+	s := *step
+	s.Normalize()
+	g.add(&s)
+	return nil
 }
 
 // Len is the number of steps checked in the session.
 func (g *Guard) Len() int {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return len(g.steps)
+	return g.s.Len()
 }
 
 // Step returns the i-th step checked, as recorded.
 func (g *Guard) Step(i int) *schemas.Step {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.steps[i]
+	return g.s.Step(i)
 }
 
 // RecordOutput attaches a step's output after it ran, so later rules can read it.
 func (g *Guard) RecordOutput(stepID string, output map[string]any) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	i, ok := g.index[stepID]
-	if !ok {
+	if _, ok := g.s.SetOutput(stepID, deepCopy(output)); !ok {
 		return fmt.Errorf("unknown step_id %q", stepID)
 	}
-	// Replace rather than mutate: cached verdicts and texts are keyed by the old step.
-	updated := *g.steps[i]
-	updated.Output = deepCopy(output)
-	g.steps[i] = &updated
-	view := &stepView{}
-	view.set(&updated)
-	g.views[i] = view
-	g.s.forget(i)
 	return nil
 }
 
@@ -241,7 +220,7 @@ func (g *Guard) Trace() *schemas.Trace {
 	t := &schemas.Trace{
 		TraceID:   g.opts.TraceID,
 		AgentName: g.opts.AgentName,
-		Steps:     slices.Clone(g.steps),
+		Steps:     g.s.Steps(),
 		Metadata:  maps.Clone(g.opts.AgentMetadata),
 	}
 	t.Normalize()
@@ -252,14 +231,14 @@ func (g *Guard) Trace() *schemas.Trace {
 func (g *Guard) Violations() []schemas.Violation {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return slices.Clone(g.violations)
+	return g.s.Finish().Violations
 }
 
 // RuleErrors lists the rules whose condition failed during the session.
 func (g *Guard) RuleErrors() []schemas.RuleError {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.s.ruleErrors()
+	return g.s.Finish().RuleErrors
 }
 
 // Reset forgets the session: steps, violations and risk.

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/troy-audit/troy/evaluator"
+	"github.com/troy-audit/troy/internal/evaltest"
 	"github.com/troy-audit/troy/schemas"
 )
 
@@ -33,7 +34,7 @@ func TestGuardRuleErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p := policyOf(failing)
+			p := evaltest.PolicyOf(failing)
 			if tt.policySetting != "" {
 				p.Extra = map[string]json.RawMessage{"on_rule_error": json.RawMessage(`"` + tt.policySetting + `"`)}
 			}
@@ -46,7 +47,7 @@ func TestGuardRuleErrors(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			d, err := g.Check(evaluator.CheckRequest{Action: "chat", Type: "llm_call", Metadata: map[string]any{"total_tokens": tt.tokens}})
+			d, err := g.Check(evaluator.CheckRequest{GuardStep: schemas.GuardStep{Action: "chat", Type: "llm_call", Metadata: map[string]any{"total_tokens": tt.tokens}}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -60,7 +61,7 @@ func TestGuardRuleErrors(t *testing.T) {
 				t.Fatalf("monitor callbacks %+v, want one: %v", seen, tt.callback)
 			}
 			// The next step is decided on its own: an earlier rule error does not stick.
-			next, err := g.Check(evaluator.CheckRequest{Action: "chat", Type: "llm_call", Metadata: map[string]any{"total_tokens": 1}})
+			next, err := g.Check(evaluator.CheckRequest{GuardStep: schemas.GuardStep{Action: "chat", Type: "llm_call", Metadata: map[string]any{"total_tokens": 1}}})
 			if err != nil || !next.Allowed || len(next.RuleErrors) != 0 {
 				t.Fatalf("the next step: %+v %v", next, err)
 			}
@@ -69,7 +70,7 @@ func TestGuardRuleErrors(t *testing.T) {
 			}
 		})
 	}
-	c, err := evaluator.Compile(policyOf(failing))
+	c, err := evaluator.Compile(evaltest.PolicyOf(failing))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +82,7 @@ func TestGuardRuleErrors(t *testing.T) {
 // Agent metadata given with one check holds for that check only, memoized counts over
 // earlier steps included.
 func TestGuardAgentMetadataForOneCheck(t *testing.T) {
-	c, err := evaluator.Compile(policyOf(
+	c, err := evaluator.Compile(evaltest.PolicyOf(
 		"any(prev_steps, .description == 'read' and agent.metadata.role == 'intern')",
 		"agent.metadata.role == 'intern' and trace.metadata.role == 'intern'",
 	))
@@ -105,7 +106,7 @@ func TestGuardAgentMetadataForOneCheck(t *testing.T) {
 		{"write", map[string]any{"role": "admin"}, ""},
 		{"write", intern, "r1,r2"},
 	} {
-		d, err := g.Check(evaluator.CheckRequest{Action: tc.action, AgentMetadata: tc.meta})
+		d, err := g.Check(evaluator.CheckRequest{GuardStep: schemas.GuardStep{Action: tc.action}, AgentMetadata: tc.meta})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -125,7 +126,7 @@ func TestGuardAgentMetadataForOneCheck(t *testing.T) {
 // A (rule, key) pair no checked step has carried is reported once per session; a key one
 // step carried is never reported after.
 func TestGuardMissingMetadata(t *testing.T) {
-	c, err := evaluator.Compile(policyOf(
+	c, err := evaluator.Compile(evaltest.PolicyOf(
 		"step.metadata.network_zone == 'external'",
 		"step.metadata.data_classification == 'pii' and step.metadata.network_zone == 'internal'",
 	))

@@ -197,7 +197,7 @@ func guardFunction() expr.Option {
 }
 
 // tick counts one iteration of a loop that keeps cost bytes: __troy_tick(cost).
-func (s *session) tick(cost int) bool {
+func (s *runner) tick(cost int) bool {
 	if err := s.bud.tick(int64(cost)); err != nil {
 		panic(err)
 	}
@@ -205,7 +205,7 @@ func (s *session) tick(cost int) bool {
 }
 
 // add is a + b as the machine computes it, with a concatenation of texts charged first.
-func (s *session) add(a, b any) any {
+func (s *runner) add(a, b any) any {
 	x, ok := a.(string)
 	y, ok2 := b.(string)
 	if !ok || !ok2 {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/troy-audit/troy/evaluator"
+	"github.com/troy-audit/troy/internal/evaltest"
 	"github.com/troy-audit/troy/schemas"
 )
 
@@ -24,7 +25,7 @@ var (
 // compileWith compiles conditions as rules r1, r2, … with options.
 func compileWith(t *testing.T, o evaluator.Options, conds ...string) *evaluator.Compiled {
 	t.Helper()
-	c, err := evaluator.CompileWith(policyOf(conds...), o)
+	c, err := evaluator.CompileWith(evaltest.PolicyOf(conds...), o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +79,7 @@ func TestRunawayConditionsFailWithinLimits(t *testing.T) {
 			if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 512<<20 {
 				t.Errorf("the evaluation allocated %d MiB", alloc>>20)
 			}
-			if got := ids(res.Violations); !slices.Equal(got, []string{"s2/r2", "s3/r2"}) {
+			if got := evaltest.IDs(res.Violations); !slices.Equal(got, []string{"s2/r2", "s3/r2"}) {
 				t.Errorf("violations %v: the other rule must go on", got)
 			}
 			if len(res.RuleErrors) != 1 {
@@ -120,7 +121,7 @@ func TestCompileTimeLimits(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.cond, func(t *testing.T) {
-			_, err := evaluator.Compile(policyOf(tc.cond))
+			_, err := evaluator.Compile(evaltest.PolicyOf(tc.cond))
 			if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
 				t.Fatalf("got %v, want one line with %q", err, tc.want)
 			}
@@ -135,7 +136,7 @@ func TestCompileTimeLimits(t *testing.T) {
 		"sum(1..100000000) > 0",      // and this into a formula
 		"any(1..2000000, # == 0)",    // fails when it runs: the list is over the limit
 	} {
-		if _, err := evaluator.Compile(policyOf(ok)); err != nil {
+		if _, err := evaluator.Compile(evaltest.PolicyOf(ok)); err != nil {
 			t.Errorf("%s: %v", ok, err)
 		}
 	}
@@ -156,7 +157,7 @@ func TestQuarantineAtLoad(t *testing.T) {
 		t.Fatalf("Quarantined() = %+v", q)
 	}
 	res := c.Evaluate(fixture())
-	if ids(res.Violations)[0] != "s2/r2" || len(res.RuleErrors) != 1 {
+	if evaltest.IDs(res.Violations)[0] != "s2/r2" || len(res.RuleErrors) != 1 {
 		t.Fatalf("%+v", res)
 	}
 	want := "rule quarantined when the policy loaded: line 1, column 5: repeat of up to 999999x999999 bytes exceeds the 16 MiB limit"
@@ -194,7 +195,7 @@ func TestGuardRuleBreakingALimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, action := range []string{"read", "bash", "read"} {
-		if _, err := g.Check(evaluator.CheckRequest{Action: action}); err != nil {
+		if _, err := g.Check(evaluator.CheckRequest{GuardStep: schemas.GuardStep{Action: action}}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -295,19 +296,19 @@ func TestGuardedBuiltinsAgreeWithExpr(t *testing.T) {
 		"all(prev_steps, all(#.metadata?.tags ?? [], # != 'z'))",
 	}
 	fast := compileWith(t, evaluator.Options{}, conds...)
-	expr, err := evaluator.CompileUnlimited(policyOf(conds...))
+	expr, err := evaluator.CompileUnlimited(evaltest.PolicyOf(conds...))
 	if err != nil {
 		t.Fatal(err)
 	}
 	traces := []*schemas.Trace{fixture()}
 	r := rand.New(rand.NewPCG(7, 8))
 	for range 20 {
-		traces = append(traces, randomTrace(r, 1+r.IntN(12)))
+		traces = append(traces, evaltest.RandomTrace(r, 1+r.IntN(12)))
 	}
 	for i, tr := range traces {
 		got, want := fast.Evaluate(tr), expr.Evaluate(tr)
-		if !slices.Equal(ids(got.Violations), ids(want.Violations)) {
-			t.Fatalf("trace %d: violations %v, expr's builtins give %v", i, ids(got.Violations), ids(want.Violations))
+		if !slices.Equal(evaltest.IDs(got.Violations), evaltest.IDs(want.Violations)) {
+			t.Fatalf("trace %d: violations %v, expr's builtins give %v", i, evaltest.IDs(got.Violations), evaltest.IDs(want.Violations))
 		}
 		if !slices.Equal(got.RuleErrors, want.RuleErrors) {
 			t.Fatalf("trace %d: failures\n%+v\nexpr's builtins give\n%+v", i, got.RuleErrors, want.RuleErrors)
@@ -340,7 +341,7 @@ func TestMistakesInsideRewrittenCallsAreFound(t *testing.T) {
 		"py_str(step.tpye) == 'x'",
 		"join(map(split(step.description, ''), #tpye), '') != ''", // expr's compiler panics on it
 	} {
-		_, err := evaluator.Compile(policyOf(cond))
+		_, err := evaluator.Compile(evaltest.PolicyOf(cond))
 		if err == nil || !strings.Contains(err.Error(), "tpye") || strings.Contains(err.Error(), "\n") {
 			t.Errorf("%s: %v", cond, err)
 		}

@@ -5,6 +5,7 @@ import (
 
 	"github.com/troy-audit/troy/evaluator"
 	"github.com/troy-audit/troy/ingest"
+	"github.com/troy-audit/troy/internal/evaltest"
 )
 
 // Numbers as the trace file gives them (Python's json), compared in conditions as Python
@@ -61,8 +62,8 @@ func TestNumbersCompareAsPython(t *testing.T) {
 			continue
 		}
 		for _, compile := range []func() (*evaluator.Compiled, error){
-			func() (*evaluator.Compiled, error) { return evaluator.Compile(policyOf(tt.cond)) },
-			func() (*evaluator.Compiled, error) { return evaluator.CompileReference(policyOf(tt.cond)) },
+			func() (*evaluator.Compiled, error) { return evaluator.Compile(evaltest.PolicyOf(tt.cond)) },
+			func() (*evaluator.Compiled, error) { return evaluator.CompileReference(evaltest.PolicyOf(tt.cond)) },
 		} {
 			c, err := compile()
 			if tt.want == "error" && err != nil {

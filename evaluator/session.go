@@ -1,414 +1,205 @@
 package evaluator
 
 import (
-	"errors"
-	"fmt"
-	"reflect"
-	"strings"
-	"unicode/utf8"
-	"unsafe"
+	"slices"
 
-	"github.com/expr-lang/expr/vm"
-
-	"github.com/troy-audit/troy/evaluator/match"
 	"github.com/troy-audit/troy/schemas"
 )
 
-// Bounds of a session's caches: texts prepared for matching (by number and by size) and
-// patterns computed at run time.
-const (
-	maxCachedTexts     = 4096
-	maxCachedTextBytes = 64 << 20
-	maxDynamicPatterns = 256
-	// vmKeepBytes: a machine whose run charged more than this is replaced, so that the
-	// stack and loop state a big run left behind are let go.
-	vmKeepBytes = 1 << 20
-)
-
-// errFallback asks for a rule to be re-run without memoized quantifiers, because a
-// predicate failed on a step in the quantifier's range and only the original program knows
-// whether that failure is reached.
-var errFallback = errors.New("memoized predicate failed")
-
-// session is the state of one evaluation: one trace, or one guard session. It is not safe
-// for concurrent use.
-type session struct {
-	c     *Compiled
-	env   env
-	vm    vm.VM // runs rule programs
-	pvm   vm.VM // runs predicates, called from inside rule programs
-	preds []predState
-	texts map[textKey]textEntry
-	// recent holds the last texts looked up, checked before the map: the rules of one step
-	// look at the same few values.
-	recent    [8]recentText
-	next      int
-	textBytes int // of the texts cached
-	dyn       map[string]*match.Pattern
-	errs      []schemas.RuleError // indexed like c.rules
-	bud       budget              // of the rule or predicate running
-	trace     *TraceInfo
-	// onFail, when set, hears of each failure as it happens (the guard's decision lists them).
-	onFail func(rule int, err error)
+// Session evaluates one trace incrementally, as its steps arrive: a guard session, or a
+// trace the evaluator stage follows. Steps are appended, their outputs set later, and
+// EvaluateNow evaluates a step by the rules that can be decided without later steps;
+// Finish gives the verdict of the trace so far. It is not safe for concurrent use.
+type Session struct {
+	c *Compiled
+	r *runner
+	// lookahead: later steps will come, so the rules that read them wait for Finish. Without
+	// it every rule is evaluated by EvaluateNow and sees no later step.
+	lookahead bool
+	steps     []*schemas.Step
+	views     []*stepView
+	index     map[string]int
+	now       [][]stepOutcome // per step: the outcomes of EvaluateNow that are not plain false
+	scratch   []stepOutcome   // reused by EvaluateNow, which keeps an exact copy
 }
 
-// predState holds prefix counts of one predicate over the steps evaluated so far:
-// hits[j] is how many of steps[0:j] satisfy it; fails, when not nil, counts failures.
-type predState struct {
-	hits  []int32
-	fails []int32
+// stepOutcome is a rule's verdict at a step, kept when it is a violation or a failure.
+type stepOutcome struct {
+	rule     int
+	violated bool
+	err      string
 }
 
-type textKey struct {
-	ptr  unsafe.Pointer
-	n    int
-	kind reflect.Kind
+// SessionOptions configure a session.
+type SessionOptions struct {
+	// Trace and Agent are what conditions see as trace and agent.
+	Trace *TraceInfo
+	Agent *AgentInfo
+	// Lookahead keeps the rules that read later steps (next_steps, steps) for Finish, when
+	// the whole trace is known. Without it they are evaluated with the steps so far, as a
+	// guard does, which cannot wait for steps not yet taken.
+	Lookahead bool
 }
 
-type recentText struct {
-	key  textKey
-	text *match.Text
+// Verdict is a session's result: violations in step then rule order, with the position of
+// each violation's step (step ids may repeat), and the rules that failed.
+type Verdict struct {
+	Result
+	Steps []int
 }
 
-// textEntry keeps the original value alive, so its address cannot be reused by another
-// value while the entry is cached.
-type textEntry struct {
-	orig any
-	text *match.Text
-}
-
-func (c *Compiled) newSession(trace *TraceInfo, agent *AgentInfo) *session {
-	s := &session{
-		c:     c,
-		preds: make([]predState, len(c.preds)),
-		texts: map[textKey]textEntry{},
-		errs:  make([]schemas.RuleError, len(c.rules)),
-		bud:   newBudget(c.limits),
-		trace: trace,
+// NewSession starts an incremental evaluation.
+func (c *Compiled) NewSession(o SessionOptions) *Session {
+	if o.Trace == nil {
+		o.Trace = &TraceInfo{Metadata: map[string]any{}}
 	}
-	s.vm.MemoryBudget = memoryBudget
-	s.pvm.MemoryBudget = memoryBudget
-	s.env.vars = envTypes()
-	s.env.vars[budgetName] = &s.bud
-	s.env.One = make([]*stepView, 1)
-	s.env.vars["trace"] = trace
-	s.env.vars["agent"] = agent
-	s.env.vars[oneName] = s.env.One
-	s.env.vars[matchesName] = s.matches
-	s.env.vars[countName] = s.count
-	s.env.vars[fieldName] = field
-	s.env.vars[tickName] = s.tick
-	s.env.vars[addName] = s.add
-	return s
+	if o.Agent == nil {
+		o.Agent = &AgentInfo{Name: o.Trace.AgentName, Metadata: o.Trace.Metadata}
+	}
+	return &Session{c: c, r: c.newRunner(o.Trace, o.Agent), lookahead: o.Lookahead, index: map[string]int{}}
 }
 
-// evalStep evaluates every rule at the current step, in rule order, appending violations.
-// skip, when not nil, leaves out rules for which it returns true.
-func (s *session) evalStep(out []schemas.Violation, skip func(*rule) bool) []schemas.Violation {
-	for i, r := range s.c.rules {
-		if skip != nil && skip(r) {
+// Compiled is the policy the session evaluates.
+func (s *Session) Compiled() *Compiled { return s.c }
+
+// Len is the number of steps appended.
+func (s *Session) Len() int { return len(s.steps) }
+
+// Step returns the i-th step, as last set.
+func (s *Session) Step(i int) *schemas.Step { return s.steps[i] }
+
+// Steps returns the steps so far.
+func (s *Session) Steps() []*schemas.Step { return slices.Clone(s.steps) }
+
+// Index returns the position of the latest step with the id.
+func (s *Session) Index(stepID string) (int, bool) {
+	i, ok := s.index[stepID]
+	return i, ok
+}
+
+// Append adds a step and returns its position. The session keeps the step: the caller
+// must not change it afterwards. A step_id used again names a step of its own; an output
+// for that id goes to its latest step.
+func (s *Session) Append(step *schemas.Step) int {
+	// Appending keeps prev_steps a view of the history: no copy per step.
+	v := &stepView{}
+	v.set(step)
+	s.index[step.StepID] = len(s.steps)
+	s.steps = append(s.steps, step)
+	s.views = append(s.views, v)
+	s.now = append(s.now, nil)
+	return len(s.steps) - 1
+}
+
+// SetOutput sets the output of the latest step with the id and returns its position; what
+// was known about that step and the ones after it is forgotten. The session keeps the map.
+func (s *Session) SetOutput(stepID string, output map[string]any) (int, bool) {
+	j, ok := s.index[stepID]
+	if !ok {
+		return 0, false
+	}
+	// Replace rather than mutate: cached verdicts and texts are keyed by the old step.
+	updated := *s.steps[j]
+	updated.Output = output
+	if updated.Output == nil {
+		updated.Output = map[string]any{}
+	}
+	s.steps[j] = &updated
+	v := &stepView{}
+	v.set(&updated)
+	s.views[j] = v
+	s.r.forget(j)
+	return j, true
+}
+
+// UseAgentMetadata makes conditions see m as the agent's metadata (agent.metadata and
+// trace.metadata) from now on. Memoized counts over earlier steps may have read the old
+// metadata, so they are dropped.
+func (s *Session) UseAgentMetadata(m map[string]any) {
+	a, _ := s.r.env.vars["agent"].(*AgentInfo)
+	a.Metadata, s.r.trace.Metadata = m, m
+	s.r.forget(0)
+}
+
+// now reports whether a rule is evaluated by EvaluateNow.
+func (s *Session) nowRule(r *rule) bool { return !s.lookahead || !r.ahead }
+
+// EvaluateNow evaluates step i by the rules that read no later step (every rule, without
+// lookahead), in rule order, and returns its violations and the rules that failed. What it
+// finds replaces what an earlier call found at that step, in the verdict.
+func (s *Session) EvaluateNow(i int) ([]schemas.Violation, []schemas.StepRuleError) {
+	s.r.env.at(s.views, i)
+	outcomes := s.scratch[:0]
+	var vs []schemas.Violation
+	var errs []schemas.StepRuleError
+	for k, r := range s.c.rules {
+		if !s.nowRule(r) {
 			continue
 		}
-		ok, err := s.outcome(r)
-		if err != nil {
-			s.fail(i, err)
-			continue
-		}
-		if ok {
-			out = append(out, violation(r, s.env.Step.step))
-		}
-	}
-	return out
-}
-
-// outcome evaluates one rule at the current step: in Go when it can, else by its program.
-func (s *session) outcome(r *rule) (bool, error) {
-	if r.fast != nil {
-		return r.fast(s, s.env.Step), nil
-	}
-	if r.pre != nil {
-		if !r.pre.pass(s.env.Step) {
-			return false, nil
-		}
-		if r.pre.whole {
-			return true, nil
-		}
-	}
-	return s.evalRule(r)
-}
-
-// evalRule runs a rule's program under the limits. A rule that breaks one is quarantined:
-// it fails here, and at later steps without running.
-func (s *session) evalRule(r *rule) (bool, error) {
-	if q := s.c.quarantined[r.index].Load(); q != nil {
-		return false, errors.New(q.String())
-	}
-	s.bud.reset()
-	s.bud.active = true
-	out, err := s.vm.Run(r.program, s.env.vars)
-	if err != nil && r.fallback != nil && errors.Is(err, errFallback) {
-		s.bud.reset()
-		out, err = s.vm.Run(r.fallback, s.env.vars)
-	}
-	s.bud.active = false
-	if s.bud.used > vmKeepBytes {
-		s.vm = vm.VM{MemoryBudget: memoryBudget}
-	}
-	if err != nil {
-		if limit := limitOf(err); limit != "" {
-			s.c.quarantine(r.index, Quarantine{Limit: limit, Reason: reason(err), TraceID: s.trace.TraceID, StepID: s.env.Step.step.StepID})
-		}
-		return false, err
-	}
-	switch v := out.(type) {
-	case bool:
-		return v, nil
-	case nil:
-		return false, errors.New("condition produced null, not true or false")
-	}
-	return false, fmt.Errorf("condition produced %T, not true or false", out)
-}
-
-func (s *session) fail(i int, err error) {
-	e := &s.errs[i]
-	if e.Count == 0 {
-		e.RuleID = s.c.rules[i].RuleID
-		e.FirstStep = s.env.Step.step.StepID
-		e.FirstError = oneLine(conditionError(err).Error())
-	}
-	e.Count++
-	if s.onFail != nil {
-		s.onFail(i, err)
-	}
-}
-
-// ruleErrors returns the rules that failed, in rule order.
-func (s *session) ruleErrors() []schemas.RuleError {
-	var out []schemas.RuleError
-	for _, e := range s.errs {
-		if e.Count > 0 {
-			out = append(out, e)
-		}
-	}
-	return out
-}
-
-func oneLine(s string) string {
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		s = s[:i]
-	}
-	// An error can quote a value of the step: bounded, so a rule error stays a line.
-	const max = 512
-	if len(s) > max {
-		cut := max
-		for cut > 0 && !utf8.RuneStart(s[cut]) {
-			cut--
-		}
-		s = s[:cut] + "…"
-	}
-	return s
-}
-
-// count answers a memoized quantifier for the current step.
-func (s *session) count(key int) int {
-	p, scope, negate := splitQuantKey(key)
-	if p < 0 || p >= len(s.preds) {
-		panic(fmt.Sprintf("%s: no predicate %d", countName, p))
-	}
-	lo, hi := 0, len(s.env.Steps)
-	switch scope {
-	case scopePrev:
-		hi = s.env.StepIndex
-	case scopeNext:
-		lo = s.env.StepIndex + 1
-	}
-	if lo >= hi {
-		return 0
-	}
-	st := s.extend(p, hi)
-	if st.fails != nil && st.fails[hi]-st.fails[lo] > 0 {
-		panic(errFallback)
-	}
-	n := int(st.hits[hi] - st.hits[lo])
-	if negate {
-		n = hi - lo - n
-	}
-	return n
-}
-
-// extend evaluates predicate p on steps not yet seen, up to steps[:hi]. Each evaluation
-// of the predicate has limits of its own, as if it ran at its step; when one breaks a
-// limit, the rule asking fails with that error.
-func (s *session) extend(p, hi int) *predState {
-	st := &s.preds[p]
-	if st.hits == nil {
-		st.hits = make([]int32, 1, len(s.env.Steps)+1)
-	}
-	if len(st.hits) > hi {
-		return st
-	}
-	pred := s.c.preds[p]
-	saved, at := s.bud.pause()
-	for j := len(st.hits) - 1; j < hi; j++ {
-		var hit, bad int32
+		ok, err := s.r.outcome(r)
 		switch {
-		case pred.fast != nil:
-			if pred.fast(s, s.env.Steps[j]) {
-				hit = 1
+		case err != nil:
+			msg := oneLine(conditionError(err).Error())
+			outcomes = append(outcomes, stepOutcome{rule: k, err: msg})
+			errs = append(errs, schemas.StepRuleError{RuleID: r.RuleID, Error: msg})
+		case ok:
+			outcomes = append(outcomes, stepOutcome{rule: k, violated: true})
+			vs = append(vs, violation(r, s.steps[i]))
+		}
+	}
+	s.scratch = outcomes
+	s.now[i] = slices.Clone(outcomes)
+	return vs, errs
+}
+
+// Finish evaluates the rules that look ahead at every step, over the steps so far, and
+// returns the verdict of the whole trace: what post-hoc evaluation of the same steps
+// finds, in step then rule order. It can be called again after more steps.
+func (s *Session) Finish() Verdict {
+	var out Verdict
+	errs := make([]schemas.RuleError, len(s.c.rules))
+	fail := func(k, i int, msg string) {
+		e := &errs[k]
+		if e.Count == 0 {
+			e.RuleID, e.FirstStep, e.FirstError = s.c.rules[k].RuleID, s.steps[i].StepID, msg
+		}
+		e.Count++
+	}
+	for i := range s.steps {
+		now := s.now[i]
+		if s.lookahead {
+			s.r.env.at(s.views, i)
+		}
+		for k, r := range s.c.rules {
+			if s.nowRule(r) {
+				for len(now) > 0 && now[0].rule < k {
+					now = now[1:]
+				}
+				if len(now) > 0 && now[0].rule == k {
+					if now[0].err != "" {
+						fail(k, i, now[0].err)
+					} else if now[0].violated {
+						out.Violations = append(out.Violations, violation(r, s.steps[i]))
+						out.Steps = append(out.Steps, i)
+					}
+				}
+				continue
 			}
-		case pred.pre != nil && !pred.pre.pass(s.env.Steps[j]):
-		case pred.whole:
-			hit = 1
-		default:
-			s.env.One[0] = s.env.Steps[j]
-			s.bud.reset()
-			s.bud.active = true
-			out, err := s.pvm.Run(pred.program, s.env.vars)
-			if s.bud.used > vmKeepBytes {
-				s.pvm = vm.VM{MemoryBudget: memoryBudget}
+			ok, err := s.r.outcome(r)
+			if err != nil {
+				fail(k, i, oneLine(conditionError(err).Error()))
+				continue
 			}
-			switch le := asLimit(err); {
-			case le != nil:
-				s.env.One[0] = nil
-				s.bud.resume(saved, at)
-				panic(le)
-			case err != nil:
-				bad = 1
-			case out == true:
-				hit = 1
-			}
-		}
-		st.hits = append(st.hits, st.hits[j]+hit)
-		if bad == 1 && st.fails == nil {
-			st.fails = make([]int32, j+1, cap(st.hits))
-		}
-		if st.fails != nil {
-			st.fails = append(st.fails, st.fails[j]+bad)
-		}
-	}
-	s.env.One[0] = nil
-	s.bud.resume(saved, at)
-	return st
-}
-
-// forget drops what is known about steps from index j on, after one of them changed.
-func (s *session) forget(j int) {
-	for i := range s.preds {
-		st := &s.preds[i]
-		if len(st.hits) > j+1 {
-			st.hits = st.hits[:j+1]
-		}
-		if len(st.fails) > j+1 {
-			st.fails = st.fails[:j+1]
-		}
-	}
-}
-
-// matches is matches(text, pattern): a case-insensitive regular expression search.
-func (s *session) matches(text, pattern any) bool {
-	ps, ok := pattern.(string)
-	if !ok {
-		panic(fmt.Sprintf("matches: pattern must be a string, got %T", pattern))
-	}
-	t := s.text(text, true)
-	if t == nil {
-		return false
-	}
-	p := s.c.patterns[ps]
-	if p == nil || s.c.plain {
-		// A pattern computed at run time is not in the policy's prefilter set.
-		if p == nil {
-			p = s.dynamic(ps)
-		}
-		return p.MatchString(t.String())
-	}
-	return p.Match(t)
-}
-
-// dynamic compiles a pattern computed at run time, once per session (the cache is
-// bounded). Its size counts against the budget.
-func (s *session) dynamic(ps string) *match.Pattern {
-	if p, ok := s.dyn[ps]; ok {
-		return p
-	}
-	if len(ps) > maxDynamicPattern {
-		panic(&LimitError{Limit: LimitMemory, Msg: fmt.Sprintf("a pattern of %s computed at run time exceeds the %s limit", size(int64(len(ps))), size(maxDynamicPattern))})
-	}
-	if err := s.bud.charge(patternBytes(ps), func() string { return "compiling a pattern" }); err != nil {
-		panic(err)
-	}
-	p, err := match.Compile(ps)
-	if err != nil {
-		panic(err)
-	}
-	if s.dyn == nil || len(s.dyn) >= maxDynamicPatterns {
-		s.dyn = map[string]*match.Pattern{}
-	}
-	s.dyn[ps] = p
-	return p
-}
-
-// text prepares a value for matching as the Python tool's matches() sees it: Python's
-// str() of the value, so strings as they are and everything else as repr() (None, True,
-// 1.0, {'k': 'v'}). Strings, objects and lists are cached by identity, since several rules
-// usually match against the same step field. With charge, an object written out for the
-// first time counts against the running program's budget (conditions compiled to Go only
-// match step fields, which the event size bounds).
-func (s *session) text(v any, charge bool) *match.Text {
-	var key textKey
-	switch x := v.(type) {
-	case string:
-		key = textKey{ptr: unsafe.Pointer(unsafe.StringData(x)), n: len(x), kind: reflect.String}
-	case nil, bool, int, float64:
-		return s.c.set.Scan(pyStr(x))
-	default:
-		rv := reflect.ValueOf(v)
-		switch rv.Kind() {
-		case reflect.Map, reflect.Pointer, reflect.Slice:
-			key = textKey{ptr: rv.UnsafePointer(), n: lenOf(rv), kind: rv.Kind()}
-		default:
-			return s.c.set.Scan(pyStr(v))
-		}
-	}
-	for i := range s.recent {
-		if s.recent[i].key == key && s.recent[i].text != nil {
-			return s.recent[i].text
-		}
-	}
-	if e, ok := s.texts[key]; ok {
-		s.remember(key, e.text)
-		return e.text
-	}
-	str, ok := v.(string)
-	if !ok {
-		if charge && s.bud.active {
-			n := textSize(v, s.bud.remaining()+1)
-			if err := s.bud.charge(n, func() string { return "matching against a value of " + size(n) + " or more" }); err != nil {
-				panic(err)
+			if ok {
+				out.Violations = append(out.Violations, violation(r, s.steps[i]))
+				out.Steps = append(out.Steps, i)
 			}
 		}
-		str = pyStr(v)
 	}
-	if len(s.texts) >= maxCachedTexts || s.textBytes+len(str) > maxCachedTextBytes {
-		clear(s.texts)
-		clear(s.recent[:])
-		s.textBytes = 0
+	for _, e := range errs {
+		if e.Count > 0 {
+			out.RuleErrors = append(out.RuleErrors, e)
+		}
 	}
-	s.textBytes += len(str)
-	t := s.c.set.Scan(str)
-	s.texts[key] = textEntry{orig: v, text: t}
-	s.remember(key, t)
-	return t
-}
-
-func (s *session) remember(key textKey, t *match.Text) {
-	s.recent[s.next] = recentText{key, t}
-	s.next = (s.next + 1) % len(s.recent)
-}
-
-func lenOf(rv reflect.Value) int {
-	if rv.Kind() == reflect.Pointer {
-		return -1
-	}
-	return rv.Len()
+	return out
 }

@@ -1,5 +1,7 @@
 package event
 
+import "github.com/troy-audit/troy/schemas"
+
 // Subjects of the guard service (a NATS micro service named troy-guard).
 const (
 	GuardCheckSubject  = "troy.guard.check"
@@ -7,23 +9,15 @@ const (
 	GuardEndSubject    = "troy.guard.end"
 )
 
-// GuardStep is the step an agent proposes.
-type GuardStep struct {
-	Action   string         `json:"action"`
-	Type     string         `json:"type,omitempty"` // default tool_call
-	Input    map[string]any `json:"input,omitempty"`
-	Metadata map[string]any `json:"metadata,omitempty"`
-}
-
 // GuardCheck asks whether an agent may take a step. The session is the trace: every checked
 // step is recorded in it, so guarded sessions are audited like any trace.
 type GuardCheck struct {
-	Session       string         `json:"session"`
-	Agent         string         `json:"agent"`
-	AgentMetadata map[string]any `json:"agent_metadata,omitempty"`
-	Step          GuardStep      `json:"step"`
-	Mode          string         `json:"mode,omitempty"`   // enforce (default), monitor or dry-run
-	Policy        string         `json:"policy,omitempty"` // a policy hash; default the server's
+	Session       string            `json:"session"`
+	Agent         string            `json:"agent"`
+	AgentMetadata map[string]any    `json:"agent_metadata,omitempty"`
+	Step          schemas.GuardStep `json:"step"`
+	Mode          string            `json:"mode,omitempty"`   // enforce (default), monitor or dry-run
+	Policy        string            `json:"policy,omitempty"` // a policy hash; default the server's
 	// Seq, when set, is how many checks the caller made before in this session, so that a
 	// guard instance can tell whether others answered checks it has not seen.
 	Seq *int `json:"seq,omitempty"`

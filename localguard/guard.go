@@ -203,7 +203,7 @@ var ErrClosed = errors.New("local guard is closed")
 // in enforce mode a blocked step returns a *agent.BlockedError; a step that could not be
 // recorded, an *agent.UnavailableError with Allowed following FailOpen.
 func (l *Guard) Check(ctx context.Context, action string, input, metadata map[string]any, stepType string) (schemas.Decision, error) {
-	return l.CheckStep(ctx, evaluator.CheckRequest{Action: action, Input: input, Metadata: metadata, Type: stepType})
+	return l.CheckStep(ctx, evaluator.CheckRequest{GuardStep: schemas.GuardStep{Action: action, Input: input, Metadata: metadata, Type: stepType}})
 }
 
 // CheckStep is Check with every field of the request: req.AgentMetadata, when not nil,

@@ -66,7 +66,6 @@ const DefaultStallAfter = 20 * time.Second
 func watched() []struct{ stream, name string } {
 	return []struct{ stream, name string }{
 		{bus.StepsStream, Evaluator},
-		{bus.ResultsStream, Scorer},
 		{bus.ResultsStream, Explainer},
 	}
 }
@@ -243,8 +242,6 @@ func (c *Client) progress(ctx context.Context, ref event.TraceRef) string {
 	switch {
 	case has(event.KindScored):
 		return "it was scored but not explained (is an explainer running?)"
-	case has(event.KindEvaluated):
-		return "it was evaluated but not scored (is a scorer running?)"
 	}
 	return "it was not evaluated (is an evaluator running?)"
 }

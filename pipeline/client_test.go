@@ -39,7 +39,7 @@ func everyStep(t *testing.T, rules int) *evaluator.Compiled {
 // A trace whose violations come to several megabytes audits through the pipeline as in
 // process: the verdict travels in parts no bigger than the part limit.
 func TestLongVerdictTravelsInParts(t *testing.T) {
-	b, pol, _ := start(t, pipeline.Config{Only: []string{pipeline.Evaluator, pipeline.Scorer, pipeline.Explainer}, ExplainNote: "n"})
+	b, pol, _ := start(t, pipeline.Config{Only: []string{pipeline.Evaluator, pipeline.Explainer}, ExplainNote: "n"})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	c := everyStep(t, 3)
@@ -79,7 +79,7 @@ func TestLongVerdictTravelsInParts(t *testing.T) {
 // A step id used by more than one step (as the Python tool's trace files may have) audits
 // through the pipeline as in process: every step is evaluated.
 func TestRepeatedStepIDs(t *testing.T) {
-	b, pol, _ := start(t, pipeline.Config{Only: []string{pipeline.Evaluator, pipeline.Scorer, pipeline.Explainer}, ExplainNote: "n"})
+	b, pol, _ := start(t, pipeline.Config{Only: []string{pipeline.Evaluator, pipeline.Explainer}, ExplainNote: "n"})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	c := everyStep(t, 1)
@@ -100,7 +100,7 @@ func TestRepeatedStepIDs(t *testing.T) {
 
 // A trace whose event a stage gives up on fails at once, with the stage's reason.
 func TestDeadLetterEndsTheWait(t *testing.T) {
-	b, pol, _ := start(t, pipeline.Config{Only: []string{pipeline.Evaluator, pipeline.Scorer, pipeline.Explainer}, ExplainNote: "n"})
+	b, pol, _ := start(t, pipeline.Config{Only: []string{pipeline.Evaluator, pipeline.Explainer}, ExplainNote: "n"})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	client := clientFor(t, ctx, b, pol, everyStep(t, 1), pipeline.ClientOptions{})
@@ -112,15 +112,15 @@ func TestDeadLetterEndsTheWait(t *testing.T) {
 	}
 }
 
-// A trace the stages leave unfinished (here: no scorer runs) fails once they have been
+// A trace the stages leave unfinished (here: no explainer runs) fails once they have been
 // idle for a while, saying how far it got.
 func TestIdleStagesEndTheWait(t *testing.T) {
-	b, pol, _ := start(t, pipeline.Config{Only: []string{pipeline.Evaluator, pipeline.Explainer}, ExplainNote: "n"})
+	b, pol, _ := start(t, pipeline.Config{Only: []string{pipeline.Evaluator}})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	client := clientFor(t, ctx, b, pol, everyStep(t, 1), pipeline.ClientOptions{StallAfter: 500 * time.Millisecond})
 	_, err := client.Audit(ctx, tracegen.New(tracegen.Options{Steps: 3, Seed: 1}).Trace())
-	if err == nil || ctx.Err() != nil || !strings.Contains(err.Error(), "evaluated but not scored (is a scorer running?)") {
+	if err == nil || ctx.Err() != nil || !strings.Contains(err.Error(), "scored but not explained (is an explainer running?)") {
 		t.Fatalf("got %v (context: %v), want the stall reported before the deadline", err, ctx.Err())
 	}
 }

@@ -140,7 +140,7 @@ func (s *GuardService) handleCheck(ctx context.Context, data []byte) ([]byte, er
 	}
 	defer sess.mu.Unlock()
 	seq := sess.g.Len()
-	d, err := sess.g.Check(evaluator.CheckRequest{Action: req.Step.Action, Input: req.Step.Input, Metadata: req.Step.Metadata, Type: req.Step.Type})
+	d, err := sess.g.Check(evaluator.CheckRequest{GuardStep: req.Step})
 	if err != nil {
 		return nil, badRequest("%v", err)
 	}
@@ -207,21 +207,15 @@ func (s *GuardService) handleOutput(ctx context.Context, data []byte) ([]byte, e
 	if err := pyjson.Unmarshal(data, &req); err != nil {
 		return nil, badRequest("invalid JSON: %v", err)
 	}
-	sess, err := s.session(ctx, req.Agent, req.Session, nil, nil, "")
-	if err != nil {
-		return nil, err
-	}
-	defer sess.mu.Unlock()
-	if err := checkIDs("step_id", req.StepID); err != nil {
-		return nil, badRequest("%v", err)
-	}
-	if err := sess.g.RecordOutput(req.StepID, req.Output); err != nil {
-		return nil, badRequest("%v", err)
-	}
-	if err := s.record(ctx, sess, req.Agent, req.Session, event.Output{TraceRef: sess.ref, StepID: req.StepID, Output: req.Output}); err != nil {
-		return nil, err
-	}
-	return []byte("{}"), nil
+	return s.inSession(ctx, req.Agent, req.Session, func(sess *guardSession) error {
+		if err := checkIDs("step_id", req.StepID); err != nil {
+			return badRequest("%v", err)
+		}
+		if err := sess.g.RecordOutput(req.StepID, req.Output); err != nil {
+			return badRequest("%v", err)
+		}
+		return s.record(ctx, sess, req.Agent, req.Session, event.Output{TraceRef: sess.ref, StepID: req.StepID, Output: req.Output})
+	})
 }
 
 func (s *GuardService) handleEnd(ctx context.Context, data []byte) ([]byte, error) {
@@ -229,17 +223,28 @@ func (s *GuardService) handleEnd(ctx context.Context, data []byte) ([]byte, erro
 	if err := json.Unmarshal(data, &req); err != nil {
 		return nil, badRequest("invalid JSON: %v", err)
 	}
-	sess, err := s.session(ctx, req.Agent, req.Session, nil, nil, "")
+	return s.inSession(ctx, req.Agent, req.Session, func(sess *guardSession) error {
+		if sess.g.Len() > 0 { // a session without checks has nothing to audit
+			if err := s.record(ctx, sess, req.Agent, req.Session, event.End{TraceRef: sess.ref, Steps: sess.g.Len(), Reason: event.EndSent}); err != nil {
+				return err
+			}
+		}
+		s.drop(req.Agent, req.Session)
+		return nil
+	})
+}
+
+// inSession runs fn with the session a request names, locked and caught up with the
+// stream, and answers {} when it succeeds.
+func (s *GuardService) inSession(ctx context.Context, agent, session string, fn func(*guardSession) error) ([]byte, error) {
+	sess, err := s.session(ctx, agent, session, nil, nil, "")
 	if err != nil {
 		return nil, err
 	}
 	defer sess.mu.Unlock()
-	if sess.g.Len() > 0 { // a session without checks has nothing to audit
-		if err := s.record(ctx, sess, req.Agent, req.Session, event.End{TraceRef: sess.ref, Steps: sess.g.Len(), Reason: event.EndSent}); err != nil {
-			return nil, err
-		}
+	if err := fn(sess); err != nil {
+		return nil, err
 	}
-	s.drop(req.Agent, req.Session)
 	return []byte("{}"), nil
 }
 
@@ -358,13 +363,8 @@ func (s *GuardService) apply(ctx context.Context, sess *guardSession, e event.En
 		if ev.Seq != sess.g.Len() {
 			return nil
 		}
-		st := ev.Step
-		ts := ""
-		if st.Timestamp != nil {
-			ts = *st.Timestamp
-		}
-		if _, err := sess.g.Check(evaluator.CheckRequest{Action: st.Description, Input: st.Input, Metadata: st.Metadata, Type: st.Type, StepID: st.StepID, Timestamp: ts}); err != nil {
-			return fmt.Errorf("replay step %s: %w", st.StepID, err)
+		if err := sess.g.Replay(ev.Step); err != nil {
+			return fmt.Errorf("replay step %s: %w", ev.Step.StepID, err)
 		}
 	case event.KindOutput:
 		if ev, err := event.Decode[event.Output](e); err == nil && sess.g != nil {
@@ -375,6 +375,3 @@ func (s *GuardService) apply(ctx context.Context, sess *guardSession, e event.En
 	}
 	return nil
 }
-
-// missingMetadata notes the keys a step carries and returns the (rule, key) pairs that
-// rules read and no step of the session has carried, each pair once per session.

@@ -101,7 +101,7 @@ func TestServerQuarantinesRulesOfAStoredPolicy(t *testing.T) {
 	var logs lockedBuffer
 	srv, stop := runServer(t, ctx, b, pipeline.ServeConfig{
 		Config: pipeline.Config{
-			Only:   []string{pipeline.Evaluator, pipeline.Scorer, pipeline.Explainer},
+			Only:   []string{pipeline.Evaluator, pipeline.Explainer},
 			Logger: slog.New(slog.NewTextHandler(&logs, nil)),
 		},
 		Policy:      "minimal", // the default, for traces that name none

@@ -50,7 +50,7 @@ func OpenLocal(ctx context.Context, c *evaluator.Compiled, opts AuditorOptions) 
 		b.Close()
 		return nil, err
 	}
-	pc := Config{Only: []string{Evaluator, Scorer, Explainer}, ExplainNote: opts.Explain.Note, NoAlerts: true}
+	pc := Config{Only: []string{Evaluator, Explainer}, ExplainNote: opts.Explain.Note, NoAlerts: true}
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)

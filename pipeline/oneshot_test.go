@@ -31,7 +31,7 @@ func deployment(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := pipeline.New(b, pipeline.NewPolicies(b), pipeline.Config{Only: []string{pipeline.Evaluator, pipeline.Scorer, pipeline.Explainer}, ExplainNote: "n"})
+	p, err := pipeline.New(b, pipeline.NewPolicies(b), pipeline.Config{Only: []string{pipeline.Evaluator, pipeline.Explainer}, ExplainNote: "n"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,19 +10,17 @@ import (
 	"time"
 
 	"github.com/troy-audit/troy/bus"
-	"github.com/troy-audit/troy/evaluator"
 	"github.com/troy-audit/troy/event"
 	"github.com/troy-audit/troy/explainer"
+	"github.com/troy-audit/troy/pipeline/evaluate"
 	"github.com/troy-audit/troy/reporter"
 	"github.com/troy-audit/troy/schemas"
-	"github.com/troy-audit/troy/scorer"
 	"github.com/troy-audit/troy/warehouse"
 )
 
 // Component names, as `troyctl serve --only` takes them.
 const (
 	Evaluator = "evaluator"
-	Scorer    = "scorer"
 	Explainer = "explainer"
 	Reporter  = "reporter"
 	Sink      = "sink"
@@ -30,7 +28,12 @@ const (
 
 // Components lists the components: the stages in pipeline order, the ClickHouse sink, then
 // the guard service.
-func Components() []string { return []string{Evaluator, Scorer, Explainer, Reporter, Sink, Guard} }
+func Components() []string { return []string{Evaluator, Explainer, Reporter, Sink, Guard} }
+
+// retiredScorer is the component that scored evaluated traces before the evaluator did.
+// --only still takes its name, so that deployments naming it run unchanged; it runs
+// nothing, and its durable consumer is deleted when the evaluator starts.
+const retiredScorer = "scorer"
 
 // Config chooses and tunes the components to run.
 type Config struct {
@@ -64,7 +67,7 @@ type Pipeline struct {
 	b     *bus.Bus
 	pol   *Policies
 	cfg   Config
-	Eval  *evaluator.Stage
+	Eval  *evaluate.Stage
 	Guard *GuardService   // nil unless the guard runs
 	Sink  *warehouse.Sink // nil unless a store is configured
 	Stats map[string]*bus.Stats
@@ -79,6 +82,15 @@ type Pipeline struct {
 
 // New prepares the components of cfg on a bus.
 func New(b *bus.Bus, pol *Policies, cfg Config) (*Pipeline, error) {
+	if slices.Contains(cfg.Only, retiredScorer) {
+		cfg.Only = slices.DeleteFunc(slices.Clone(cfg.Only), func(c string) bool { return c == retiredScorer })
+		if len(cfg.Only) == 0 {
+			return nil, fmt.Errorf("component scorer is part of the evaluator: run the evaluator instead")
+		}
+		if cfg.Logger != nil {
+			cfg.Logger.Warn("component scorer is part of the evaluator: nothing to run for it")
+		}
+	}
 	if len(cfg.Only) == 0 {
 		for _, c := range Components() {
 			if c != Sink || cfg.Store != nil {
@@ -109,11 +121,11 @@ func New(b *bus.Bus, pol *Policies, cfg Config) (*Pipeline, error) {
 			p.Stats[c] = &bus.Stats{}
 		}
 	}
-	var opts []evaluator.StageOption
+	var opts []evaluate.StageOption
 	if cfg.NoAlerts {
-		opts = append(opts, evaluator.WithoutAlerts())
+		opts = append(opts, evaluate.WithoutAlerts())
 	}
-	p.Eval = evaluator.NewStage(pol.Compiled, b.ReadSteps, opts...)
+	p.Eval = evaluate.NewStage(pol.Compiled, b.ReadSteps, opts...)
 	if cfg.Store != nil {
 		p.Sink = warehouse.NewSink(cfg.Store, b.ReadSteps, pol.RuleInfo, cfg.Logger)
 	}
@@ -132,6 +144,14 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		switch name {
 		case Sink:
 			components[name] = p.runSink
+		case Evaluator:
+			c, h := p.component(name)
+			components[name] = func(ctx context.Context) error {
+				if _, err := p.b.DeleteConsumer(ctx, bus.ResultsStream, retiredScorer); err != nil {
+					return err
+				}
+				return p.b.Consume(ctx, c, h, p.Stats[name])
+			}
 		case Guard:
 			p.Guard = NewGuardService(p.b, p.pol, nil, p.GuardLatency)
 			p.Guard.OnRuleError = p.cfg.OnRuleError
@@ -183,9 +203,6 @@ func (p *Pipeline) component(name string) (bus.Consumer, bus.Handler) {
 	case Evaluator:
 		c.Stream = bus.StepsStream
 		return c, p.countRuleErrors(p.Eval.Handle)
-	case Scorer:
-		c.Stream, c.Filter = bus.ResultsStream, []string{event.ResultFilter(event.KindEvaluated)}
-		return c, scorer.NewStage(p.pol.Weights).Handle
 	case Explainer:
 		c.Stream, c.Filter = bus.ResultsStream, []string{event.ResultFilter(event.KindScored)}
 		return c, explainer.NewStage(p.cfg.Explain, p.cfg.ExplainNote, p.b).Handle

@@ -14,11 +14,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/troy-audit/troy/event"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/troy-audit/troy/audit"
 	"github.com/troy-audit/troy/bus"
 	"github.com/troy-audit/troy/evaluator"
+	"github.com/troy-audit/troy/event"
 	"github.com/troy-audit/troy/explainer"
 	"github.com/troy-audit/troy/ingest/tracegen"
 	"github.com/troy-audit/troy/pipeline"
@@ -109,7 +110,7 @@ func results[T any](ctx context.Context, b *bus.Bus, subject string) <-chan T {
 
 // Audits through the pipeline are the audits of the in-process engine.
 func TestPipelineAuditsEqualInProcess(t *testing.T) {
-	b, pol, _ := start(t, pipeline.Config{Only: []string{pipeline.Evaluator, pipeline.Scorer, pipeline.Explainer}, ExplainNote: "n"})
+	b, pol, _ := start(t, pipeline.Config{Only: []string{pipeline.Evaluator, pipeline.Explainer}, ExplainNote: "n"})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	c := merged(t)
@@ -200,7 +201,7 @@ func TestReporterWritesReports(t *testing.T) {
 // Malformed events on the steps subject go to the dead-letter subject with the reason, and
 // the pipeline goes on.
 func TestMalformedEventsAreDeadLettered(t *testing.T) {
-	b, pol, p := start(t, pipeline.Config{Only: []string{pipeline.Evaluator, pipeline.Scorer, pipeline.Explainer}})
+	b, pol, p := start(t, pipeline.Config{Only: []string{pipeline.Evaluator, pipeline.Explainer}})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	c := merged(t)
@@ -282,7 +283,7 @@ func TestServerReloadsThePolicyFile(t *testing.T) {
 	}
 	write(policy("first-revision"))
 	srv, stop := runServer(t, ctx, b, pipeline.ServeConfig{
-		Config:      pipeline.Config{Only: []string{pipeline.Evaluator, pipeline.Scorer}},
+		Config:      pipeline.Config{Only: []string{pipeline.Evaluator}},
 		Policy:      file,
 		Reload:      10 * time.Millisecond,
 		MetricsAddr: "127.0.0.1:0",
@@ -374,7 +375,7 @@ func scrape(t *testing.T, url string) string {
 // evaluated with its own steps, and none of the second's steps is taken for a retry of the
 // first's.
 func TestGuardSessionReusedAfterEnd(t *testing.T) {
-	b, pol, _ := start(t, pipeline.Config{Only: []string{pipeline.Evaluator, pipeline.Scorer, pipeline.Guard}})
+	b, pol, _ := start(t, pipeline.Config{Only: []string{pipeline.Evaluator, pipeline.Guard}})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	p, err := policies.Parse([]byte(`{"rules": [{"rule_id": "first", "description": "d", "condition": "step_index == 0", "severity": "low"}]}`), "p.json", "p")
@@ -467,5 +468,60 @@ func TestExplainerStageFeedsTheReporter(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(filepath.Dir(r.AuditJSON), "llm_responses", "step_"+s.StepID+".txt")); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// Scoring is part of evaluation: a deployment upgraded from a version that ran a scorer
+// stage loses its durable consumer when the evaluator starts, and traces are scored and
+// explained without it. --only still takes the name, and runs nothing for it.
+func TestRetiredScorerConsumerIsDeleted(t *testing.T) {
+	b, err := bus.Open(context.Background(), bus.Options{Memory: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	js, err := jetstream.New(b.Conn())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// As the scorer stage declared it.
+	if _, err := js.CreateConsumer(ctx, bus.ResultsStream, jetstream.ConsumerConfig{
+		Durable: "scorer", AckPolicy: jetstream.AckExplicitPolicy, FilterSubjects: []string{event.ResultFilter(event.KindEvaluated)},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pipeline.New(b, pipeline.NewPolicies(b), pipeline.Config{Only: []string{"scorer"}}); err == nil || !strings.Contains(err.Error(), "component scorer is part of the evaluator") {
+		t.Fatalf("--only scorer alone: got %v", err)
+	}
+	pol := pipeline.NewPolicies(b)
+	p, err := pipeline.New(b, pol, pipeline.Config{Only: []string{pipeline.Evaluator, "scorer", pipeline.Explainer}, ExplainNote: "n"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := p.Stats["scorer"]; ok {
+		t.Fatal("a component runs for the scorer")
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- p.Run(runCtx) }()
+	defer func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	client := clientFor(t, ctx, b, pol, everyStep(t, 2), pipeline.ClientOptions{})
+	res, err := client.Audit(ctx, tracegen.New(tracegen.Options{Steps: 3, Seed: 1}).Trace())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Explained.RiskScore != 2 {
+		t.Fatalf("risk score %d, want 2 (two rules of weight 1)", res.Explained.RiskScore)
+	}
+	// The evaluator deletes it before it consumes: the trace was evaluated, so it is gone.
+	if _, err := b.Lag(ctx, bus.ResultsStream, "scorer"); !bus.IsNotFound(err) {
+		t.Fatalf("the scorer's consumer is still there: %v", err)
 	}
 }

@@ -1,7 +1,7 @@
 // Package pipeline assembles troy's stages onto a bus: the policy store shared by the
-// stages, the components (evaluator, scorer, reporter, idle closer) with one lifecycle, and
-// the client side of audits run through the pipeline: a local one-shot pipeline in process
-// (OpenLocal) or a running deployment (Dial).
+// stages, the components (evaluator, explainer, reporter, sink, guard, idle closer) with one
+// lifecycle, and the client side of audits run through the pipeline: a local one-shot
+// pipeline in process (OpenLocal) or a running deployment (Dial).
 package pipeline
 
 import (
@@ -136,15 +136,6 @@ func (p *Policies) Compiled(ctx context.Context, hash string) (*evaluator.Compil
 	}
 	p.cache[hash] = c
 	return c, nil
-}
-
-// Weights returns the rule weights of a policy revision, for the scorer.
-func (p *Policies) Weights(ctx context.Context, hash string) (map[string]int, error) {
-	c, err := p.Compiled(ctx, hash)
-	if err != nil {
-		return nil, err
-	}
-	return c.Weights(), nil
 }
 
 // Info describes a policy revision for reports.

@@ -56,7 +56,7 @@ func TestSinkSurvivesAClickHouseRestart(t *testing.T) {
 	}
 	defer store.Close()
 	b, pol, p := start(t, pipeline.Config{
-		Only:  []string{pipeline.Evaluator, pipeline.Scorer, pipeline.Explainer, pipeline.Sink},
+		Only:  []string{pipeline.Evaluator, pipeline.Explainer, pipeline.Sink},
 		Store: store, SinkBatch: 500, SinkWait: 100 * time.Millisecond, ExplainNote: "off",
 	})
 	c := merged(t)

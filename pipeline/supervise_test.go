@@ -66,9 +66,9 @@ func TestFailedComponentIsRestartedAndShownInHealth(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	unblock := blockConsumer(t, b, bus.ResultsStream, pipeline.Scorer)
+	unblock := blockConsumer(t, b, bus.ResultsStream, pipeline.Explainer)
 	srv, err := pipeline.NewServer(b, pipeline.ServeConfig{
-		Config: pipeline.Config{Only: []string{pipeline.Evaluator, pipeline.Scorer},
+		Config: pipeline.Config{Only: []string{pipeline.Evaluator, pipeline.Explainer},
 			Restart: pipeline.Restart{MaxRestarts: 1000, Backoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}},
 		Policy:      "minimal",
 		MetricsAddr: "127.0.0.1:0",
@@ -93,24 +93,24 @@ func TestFailedComponentIsRestartedAndShownInHealth(t *testing.T) {
 			time.Sleep(10 * time.Millisecond) // polling the endpoint, bounded by the deadline
 		}
 	}
-	h := waitHealth("the scorer shown failing", func(h healthz) bool {
-		return h.code == http.StatusServiceUnavailable && h.Components[pipeline.Scorer].Restarts > 1
+	h := waitHealth("the explainer shown failing", func(h healthz) bool {
+		return h.code == http.StatusServiceUnavailable && h.Components[pipeline.Explainer].Restarts > 1
 	})
-	sc := h.Components[pipeline.Scorer]
+	sc := h.Components[pipeline.Explainer]
 	if h.Status != "not ok" || sc.OK() || !strings.Contains(sc.Error, "ack policy can not be updated") || h.Components[pipeline.Evaluator].State != pipeline.StateRunning {
-		t.Fatalf("while the scorer fails: %+v", h)
+		t.Fatalf("while the explainer fails: %+v", h)
 	}
-	if len(h.Problems) != 1 || !strings.HasPrefix(h.Problems[0], "scorer: ") || !strings.Contains(h.Problems[0], "ack policy can not be updated") {
+	if len(h.Problems) != 1 || !strings.HasPrefix(h.Problems[0], "explainer: ") || !strings.Contains(h.Problems[0], "ack policy can not be updated") {
 		t.Fatalf("problems: %q", h.Problems)
 	}
-	if m := scrape(t, srv.MetricsURL()+"/metrics"); !strings.Contains(m, `troy_component_up{component="evaluator"} 1`) || strings.Contains(m, `troy_component_restarts_total{component="scorer"} 0`) {
-		t.Fatalf("metrics while the scorer fails:\n%s", m)
+	if m := scrape(t, srv.MetricsURL()+"/metrics"); !strings.Contains(m, `troy_component_up{component="evaluator"} 1`) || strings.Contains(m, `troy_component_restarts_total{component="explainer"} 0`) {
+		t.Fatalf("metrics while the explainer fails:\n%s", m)
 	}
 
 	unblock()
-	h = waitHealth("the scorer back", func(h healthz) bool { return h.code == http.StatusOK })
-	if h.Status != "ok" || h.Components[pipeline.Scorer].State != pipeline.StateRunning || len(h.Problems) != 0 {
-		t.Fatalf("once the scorer runs: %+v", h)
+	h = waitHealth("the explainer back", func(h healthz) bool { return h.code == http.StatusOK })
+	if h.Status != "ok" || h.Components[pipeline.Explainer].State != pipeline.StateRunning || len(h.Problems) != 0 {
+		t.Fatalf("once the explainer runs: %+v", h)
 	}
 	cancel()
 	if err := <-done; err != nil {

@@ -243,7 +243,7 @@ func guardViolates(t *testing.T, c *evaluator.Compiled, tc templateCase, rule st
 	}
 	var d schemas.Decision
 	for _, s := range tc.Steps {
-		if d, err = g.Check(evaluator.CheckRequest{Action: s.Description, Input: s.Input, Metadata: s.Metadata, Type: s.Type}); err != nil {
+		if d, err = g.Check(evaluator.CheckRequest{GuardStep: schemas.GuardStep{Action: s.Description, Input: s.Input, Metadata: s.Metadata, Type: s.Type}}); err != nil {
 			t.Fatal(err)
 		}
 		// Outputs are recorded after the step ran, as an agent's adapter does.

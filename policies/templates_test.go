@@ -349,7 +349,7 @@ func guardFiredAt(t *testing.T, c *evaluator.Compiled, tr *schemas.Trace, rule s
 	}
 	var out []int
 	for i, s := range tr.Steps {
-		d, err := g.Check(evaluator.CheckRequest{Action: s.Description, Input: s.Input, Metadata: s.Metadata, Type: s.Type})
+		d, err := g.Check(evaluator.CheckRequest{GuardStep: schemas.GuardStep{Action: s.Description, Input: s.Input, Metadata: s.Metadata, Type: s.Type}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -429,7 +429,7 @@ func TestGuardCountsBlockedStepsAsEarlier(t *testing.T) {
 		{map[string]any{"data_classification": "public"}, true, nil},
 	}
 	for i, ck := range checks {
-		d, err := g.Check(evaluator.CheckRequest{Action: "http_post", Input: map[string]any{}, Metadata: ck.meta})
+		d, err := g.Check(evaluator.CheckRequest{GuardStep: schemas.GuardStep{Action: "http_post", Input: map[string]any{}, Metadata: ck.meta}})
 		if err != nil && d.Allowed {
 			t.Fatal(err)
 		}

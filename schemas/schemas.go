@@ -333,3 +333,11 @@ const (
 	ExplanationsOn  = "on"
 	ExplanationsOff = "off"
 )
+
+// GuardStep is the step an agent proposes.
+type GuardStep struct {
+	Action   string         `json:"action"`
+	Type     string         `json:"type,omitempty"` // default tool_call
+	Input    map[string]any `json:"input,omitempty"`
+	Metadata map[string]any `json:"metadata,omitempty"`
+}

@@ -123,7 +123,7 @@ guard service answers (troyctl serve), and the check is recorded in its session.
 				return err
 			}
 			gopts := evaluator.GuardOptions{AgentName: agentName, AgentMetadata: agentMeta, Mode: mode, OnRuleError: onRuleError}
-			req := evaluator.CheckRequest{Action: action, Input: in, Metadata: meta, Type: stepType}
+			req := evaluator.CheckRequest{GuardStep: schemas.GuardStep{Action: action, Input: in, Metadata: meta, Type: stepType}}
 			var d schemas.Decision
 			if nf.opts.URL != "" {
 				if d, err = nf.remoteCheck(cmd.Context(), c, session, gopts, req); err != nil {

@@ -349,7 +349,7 @@ func TestTwoGuardProcessesShareSessions(t *testing.T) {
 			if err != nil && !errors.As(err, &blocked) {
 				t.Fatalf("%s check %d: %v", session, i, err)
 			}
-			want, err := local.Check(evaluator.CheckRequest{Action: st.action, Metadata: st.meta})
+			want, err := local.Check(evaluator.CheckRequest{GuardStep: schemas.GuardStep{Action: st.action, Metadata: st.meta}})
 			if err != nil {
 				t.Fatal(err)
 			}

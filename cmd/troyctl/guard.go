@@ -296,7 +296,7 @@ func (s *stdioServer) handle(ctx context.Context, line []byte) (stdioResponse, b
 		if req.Action == "" {
 			return errResponse(id, kindValue, "check: action is required"), false
 		}
-		d, err := s.g.CheckStep(ctx, evaluator.CheckRequest{Action: req.Action, Input: req.Input, Metadata: req.Metadata, Type: req.StepType, AgentMetadata: req.AgentMetadata})
+		d, err := s.g.CheckStep(ctx, evaluator.CheckRequest{GuardStep: schemas.GuardStep{Action: req.Action, Input: req.Input, Metadata: req.Metadata, Type: req.StepType}, AgentMetadata: req.AgentMetadata})
 		var blocked *agent.BlockedError
 		var unavailable *agent.UnavailableError
 		switch {

@@ -37,7 +37,7 @@ func newServeCmd(a *app) *cobra.Command {
 		Short: "Run troy's pipeline: evaluate, score and report every trace agents send",
 		Long: `Run troy's pipeline as a long-lived service. Agents publish their steps to NATS (the
 embedded server listens on --listen; or use an existing cluster with --nats); the
-evaluator, scorer, explainer and reporter stages turn them into violations (published as
+evaluator (which also scores), explainer and reporter stages turn them into violations (published as
 they are found on troy.results.violation.>), risk scores, explanations of each step by a
 model (when an API key or base URL is configured, as for 'troyctl audit'), and
 report.md and audit.json files. With --clickhouse, every step, violation, score and

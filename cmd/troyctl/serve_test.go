@@ -225,17 +225,17 @@ func TestServeExitsWhenAComponentFails(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// A durable with the scorer's name that the scorer cannot take over.
-	if _, err := js.CreateConsumer(ctx, bus.ResultsStream, jetstream.ConsumerConfig{Durable: "scorer", AckPolicy: jetstream.AckNonePolicy}); err != nil {
+	// A durable with the explainer's name that the explainer cannot take over.
+	if _, err := js.CreateConsumer(ctx, bus.ResultsStream, jetstream.ConsumerConfig{Durable: "explainer", AckPolicy: jetstream.AckNonePolicy}); err != nil {
 		t.Fatal(err)
 	}
 	var stdout, stderr strings.Builder
-	code := run(ctx, []string{"serve", "--nats", node.url, "--only", "evaluator,scorer", "--restarts", "0", "--data-dir", t.TempDir(), "--metrics", ""},
+	code := run(ctx, []string{"serve", "--nats", node.url, "--only", "evaluator,explainer", "--restarts", "0", "--data-dir", t.TempDir(), "--metrics", ""},
 		strings.NewReader(""), &stdout, &stderr)
 	if ctx.Err() != nil {
-		t.Fatalf("serve ran on without its scorer:\n%s", stderr.String())
+		t.Fatalf("serve ran on without its explainer:\n%s", stderr.String())
 	}
-	if code != exitError || !strings.Contains(stderr.String(), "troyctl: component scorer stopped the pipeline: 1 failures within 5m0s, 0 restarts allowed; the last: consumer scorer: ") {
+	if code != exitError || !strings.Contains(stderr.String(), "troyctl: component explainer stopped the pipeline: 1 failures within 5m0s, 0 restarts allowed; the last: consumer explainer: ") {
 		t.Fatalf("exit %d, stderr:\n%s", code, stderr.String())
 	}
 }

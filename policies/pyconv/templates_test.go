@@ -247,7 +247,7 @@ func TestPythonTemplatesGuard(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 12 {
-		d, err := g.Check(evaluator.CheckRequest{Action: "search", Input: map[string]any{"query": "SELECT 1", "sql": 5}})
+		d, err := g.Check(evaluator.CheckRequest{GuardStep: schemas.GuardStep{Action: "search", Input: map[string]any{"query": "SELECT 1", "sql": 5}}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -267,7 +267,7 @@ func TestPythonTemplatesGuard(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := g.Check(evaluator.CheckRequest{Action: "reply", Input: map[string]any{"text": "ssn 123-45-6789"}})
+	d, err := g.Check(evaluator.CheckRequest{GuardStep: schemas.GuardStep{Action: "reply", Input: map[string]any{"text": "ssn 123-45-6789"}}})
 	if err != nil || !d.Allowed {
 		t.Fatalf("%+v %v", d, err)
 	}

@@ -224,7 +224,7 @@ func (g *Guard) Check(ctx context.Context, action string, input, metadata map[st
 	seq := g.n
 	req := event.GuardCheck{
 		Session: g.opts.Session, Agent: g.opts.Agent, AgentMetadata: g.opts.AgentMetadata,
-		Step: event.GuardStep{Action: action, Type: stepType, Input: input, Metadata: metadata},
+		Step: schemas.GuardStep{Action: action, Type: stepType, Input: input, Metadata: metadata},
 		Mode: g.opts.Mode, Policy: g.opts.Policy, Seq: &seq,
 	}
 	if g.opts.Resume && g.n == 0 {

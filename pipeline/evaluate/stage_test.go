@@ -1,10 +1,11 @@
-package evaluator_test
+package evaluate_test
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -12,7 +13,10 @@ import (
 	"github.com/troy-audit/troy/event"
 
 	"github.com/troy-audit/troy/evaluator"
+	"github.com/troy-audit/troy/internal/evaltest"
+	"github.com/troy-audit/troy/pipeline/evaluate"
 	"github.com/troy-audit/troy/schemas"
+	"github.com/troy-audit/troy/scorer"
 )
 
 // stream is an in-memory steps stream: what the bus gives the stage.
@@ -40,7 +44,7 @@ func (s *stream) read(_ context.Context, subject string, upTo uint64) ([]event.E
 	return out, nil
 }
 
-func policyFunc(c *evaluator.Compiled) evaluator.PolicyFunc {
+func policyFunc(c *evaluator.Compiled) evaluate.PolicyFunc {
 	return func(context.Context, string) (*evaluator.Compiled, error) { return c, nil }
 }
 
@@ -76,7 +80,7 @@ func traceEvents(t *testing.T, r *rand.Rand, s *stream, tr *schemas.Trace, hash 
 // stage restarts mid-trace and rebuilds from the stream.
 func TestStageAgreesWithPostHoc(t *testing.T) {
 	r := rand.New(rand.NewPCG(21, 22))
-	g := condGen{r}
+	g := evaltest.NewCondGen(r)
 	rounds := 1000
 	if testing.Short() || raceEnabled {
 		rounds = 150
@@ -84,25 +88,26 @@ func TestStageAgreesWithPostHoc(t *testing.T) {
 	for round := range rounds {
 		var conds []string
 		for range 5 {
-			conds = append(conds, g.cond(2))
+			conds = append(conds, g.Cond(2))
 		}
-		c, err := evaluator.Compile(policyOf(conds...))
+		c, err := evaluator.Compile(evaltest.PolicyOf(conds...))
 		if err != nil {
 			t.Fatal(err)
 		}
-		tr := randomTrace(r, 1+r.IntN(15))
+		tr := evaltest.RandomTrace(r, 1+r.IntN(15))
 		tr.TraceID = fmt.Sprintf("trace.%d *", round)
 		s := &stream{}
 		traceEvents(t, r, s, tr, c.Hash())
 
-		stage := evaluator.NewStage(policyFunc(c), s.read)
+		stage := evaluate.NewStage(policyFunc(c), s.read)
 		var evaluated *event.Evaluated
+		var scored *event.Scored
 		var verdict []event.Envelope
 		realtime := map[string]bool{}
 		restartAt := r.IntN(len(s.events) + 1)
 		for i, ev := range s.events {
 			if i == restartAt {
-				stage = evaluator.NewStage(policyFunc(c), s.read) // state lost
+				stage = evaluate.NewStage(policyFunc(c), s.read) // state lost
 			}
 			deliveries := 1 + r.IntN(2) // some events arrive twice
 			for range deliveries {
@@ -128,12 +133,20 @@ func TestStageAgreesWithPostHoc(t *testing.T) {
 						if err := json.Unmarshal(o.Data, evaluated); err != nil {
 							t.Fatal(err)
 						}
+					case event.KindScored:
+						if evaluated == nil || scored != nil {
+							t.Fatalf("round %d: scored before evaluated, or twice", round)
+						}
+						scored = &event.Scored{}
+						if err := json.Unmarshal(o.Data, scored); err != nil {
+							t.Fatal(err)
+						}
 					}
 				}
 			}
 		}
-		if evaluated == nil {
-			t.Fatalf("round %d: no TraceEvaluated", round)
+		if evaluated == nil || scored == nil {
+			t.Fatalf("round %d: no TraceEvaluated or TraceScored", round)
 		}
 		want := c.Evaluate(tr)
 		if want.Violations == nil {
@@ -143,9 +156,12 @@ func TestStageAgreesWithPostHoc(t *testing.T) {
 		if err != nil {
 			t.Fatalf("round %d: %v", round, err)
 		}
-		if !slices.Equal(got, want.Violations) || !sameFailures(evaluated.RuleErrors, want.RuleErrors) {
+		if !slices.Equal(got, want.Violations) || !evaltest.SameFailures(evaluated.RuleErrors, want.RuleErrors) {
 			t.Fatalf("round %d: incremental %v %+v\npost-hoc %v %+v\nconditions:\n%s", round,
-				ids(got), evaluated.RuleErrors, ids(want.Violations), want.RuleErrors, strings.Join(conds, "\n"))
+				evaltest.IDs(got), evaluated.RuleErrors, evaltest.IDs(want.Violations), want.RuleErrors, strings.Join(conds, "\n"))
+		}
+		if wantRisk := scorer.Score(want.Violations, c.Weights()); scored.RiskScore != wantRisk || !reflect.DeepEqual(scored.Evaluated, *evaluated) {
+			t.Fatalf("round %d: scored %d with %+v, want %d with %+v", round, scored.RiskScore, scored.Evaluated, wantRisk, *evaluated)
 		}
 		if restartAt == 0 || restartAt >= len(s.events) {
 			for _, v := range want.Violations {
@@ -163,7 +179,7 @@ func TestStageAgreesWithPostHoc(t *testing.T) {
 // A violation of a rule that reads no later step is emitted when its step arrives; one
 // that looks ahead, at the end.
 func TestStageEmitsViolationsAsSoonAsKnown(t *testing.T) {
-	c, err := evaluator.Compile(policyOf(
+	c, err := evaluator.Compile(evaltest.PolicyOf(
 		"step.description == 'bash'",
 		"step.metadata.data_classification == 'pii' and any(next_steps, .metadata.network_zone == 'external')",
 	))
@@ -178,7 +194,7 @@ func TestStageEmitsViolationsAsSoonAsKnown(t *testing.T) {
 		{StepID: "s2", Type: "tool_call", Description: "read", Metadata: map[string]any{"data_classification": "pii"}},
 		{StepID: "s3", Type: "tool_call", Description: "post", Metadata: map[string]any{"network_zone": "external"}},
 	}
-	stage := evaluator.NewStage(policyFunc(c), s.read)
+	stage := evaluate.NewStage(policyFunc(c), s.read)
 	var got []string
 	for i, st := range steps {
 		out, err := stage.Handle(context.Background(), s.publish(t, event.KindStep, subj, event.Step{TraceRef: ref, Seq: i, Step: st}))
@@ -196,18 +212,18 @@ func TestStageEmitsViolationsAsSoonAsKnown(t *testing.T) {
 	for _, o := range out {
 		got = append(got, "at end: "+string(o.Kind)+" "+o.Subject)
 	}
-	want := "after s1: violation|at end: violation troy.results.violation.a.t|at end: verdict troy.results.verdict.a.t|at end: evaluated troy.results.evaluated.a.t"
+	want := "after s1: violation|at end: violation troy.results.violation.a.t|at end: verdict troy.results.verdict.a.t|at end: evaluated troy.results.evaluated.a.t|at end: scored troy.results.scored.a.t"
 	if strings.Join(got, "|") != want {
 		t.Fatalf("got  %s\nwant %s", strings.Join(got, "|"), want)
 	}
 }
 
 func TestStageRejectsBadEvents(t *testing.T) {
-	c, err := evaluator.Compile(policyOf("true"))
+	c, err := evaluator.Compile(evaltest.PolicyOf("true"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	stage := evaluator.NewStage(policyFunc(c), (&stream{}).read)
+	stage := evaluate.NewStage(policyFunc(c), (&stream{}).read)
 	for _, ev := range []event.Envelope{
 		{Subject: "troy.steps.a.t", Kind: event.KindStep, Data: []byte("{not json"), Seq: 1},
 		{Subject: "troy.steps.a.u", Kind: "weird", Data: []byte("{}"), Seq: 2},
@@ -238,7 +254,7 @@ func errorsAs(err error, target **event.Permanent) bool {
 
 // An output that arrives after later steps changes what those steps' rules see.
 func TestStageLateOutputReachesLaterSteps(t *testing.T) {
-	c, err := evaluator.Compile(policyOf("step.type == 'tool_call' and any(prev_steps, matches(.output, 'secret'))"))
+	c, err := evaluator.Compile(evaltest.PolicyOf("step.type == 'tool_call' and any(prev_steps, matches(.output, 'secret'))"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -249,7 +265,7 @@ func TestStageLateOutputReachesLaterSteps(t *testing.T) {
 	s.publish(t, event.KindStep, subj, event.Step{TraceRef: ref, Seq: 1, Step: &schemas.Step{StepID: "s2", Type: "tool_call", Description: "send"}})
 	s.publish(t, event.KindOutput, subj, event.Output{TraceRef: ref, StepID: "s1", Output: map[string]any{"text": "top secret"}})
 	s.publish(t, event.KindEnd, subj, event.End{TraceRef: ref, Steps: 2})
-	stage := evaluator.NewStage(policyFunc(c), s.read)
+	stage := evaluate.NewStage(policyFunc(c), s.read)
 	var kinds []string
 	for _, ev := range s.events {
 		out, err := stage.Handle(context.Background(), ev)
@@ -263,7 +279,7 @@ func TestStageLateOutputReachesLaterSteps(t *testing.T) {
 			}
 		}
 	}
-	if strings.Join(kinds, ",") != "violation,verdict,evaluated" {
+	if strings.Join(kinds, ",") != "violation,verdict,evaluated,scored" {
 		t.Fatalf("events %v: the late output should raise the alert for s2 when it arrives", kinds)
 	}
 }
@@ -274,17 +290,17 @@ func TestStageLateOutputReachesLaterSteps(t *testing.T) {
 // post-hoc evaluation finds, and each trace once.
 func TestStageToleratesEventsStoredOutOfOrder(t *testing.T) {
 	r := rand.New(rand.NewPCG(7, 8))
-	g := condGen{r}
+	g := evaltest.NewCondGen(r)
 	for round := range 300 {
 		var conds []string
 		for range 4 {
-			conds = append(conds, g.cond(2))
+			conds = append(conds, g.Cond(2))
 		}
-		c, err := evaluator.Compile(policyOf(conds...))
+		c, err := evaluator.Compile(evaltest.PolicyOf(conds...))
 		if err != nil {
 			t.Fatal(err)
 		}
-		tr := randomTrace(r, 2+r.IntN(12))
+		tr := evaltest.RandomTrace(r, 2+r.IntN(12))
 		tr.TraceID = fmt.Sprintf("reordered.%d", round)
 		sent := &stream{}
 		traceEvents(t, r, sent, tr, c.Hash())
@@ -298,7 +314,7 @@ func TestStageToleratesEventsStoredOutOfOrder(t *testing.T) {
 			e.Seq = uint64(i + 1)
 			s.events = append(s.events, e)
 		}
-		stage := evaluator.NewStage(policyFunc(c), s.read)
+		stage := evaluate.NewStage(policyFunc(c), s.read)
 		queue := slices.Clone(s.events)
 		restartAt := r.IntN(len(queue) + 1)
 		var evaluated *event.Evaluated
@@ -308,7 +324,7 @@ func TestStageToleratesEventsStoredOutOfOrder(t *testing.T) {
 				t.Fatalf("round %d: events never all applied; left: %d", round, len(queue))
 			}
 			if i == restartAt {
-				stage = evaluator.NewStage(policyFunc(c), s.read)
+				stage = evaluate.NewStage(policyFunc(c), s.read)
 			}
 			ev := queue[0]
 			queue = queue[1:]
@@ -345,7 +361,7 @@ func TestStageToleratesEventsStoredOutOfOrder(t *testing.T) {
 		}
 		got, err := event.CollectVerdict(verdict, evaluated)
 		if err != nil || !slices.Equal(got, want.Violations) || evaluated.Steps != len(tr.Steps) {
-			t.Fatalf("round %d (block %d:%d first): got %v %+v (%v)\nwant %v", round, a, b, ids(got), evaluated, err, ids(want.Violations))
+			t.Fatalf("round %d (block %d:%d first): got %v %+v (%v)\nwant %v", round, a, b, evaltest.IDs(got), evaluated, err, evaltest.IDs(want.Violations))
 		}
 	}
 }

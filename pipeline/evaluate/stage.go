@@ -1,4 +1,8 @@
-package evaluator
+// Package evaluate is the evaluator stage: a trace's events from the steps stream to its
+// verdict and score. It follows each trace with an incremental evaluator.Session, rebuilds
+// a trace it has no state for from the stream, remembers the traces it finished recently,
+// and closes traces that went idle.
+package evaluate
 
 import (
 	"container/list"
@@ -11,15 +15,18 @@ import (
 	"sync"
 	"time"
 
+	"github.com/troy-audit/troy/event"
+
 	// decoding events is the largest cost of the stage
 
-	"github.com/troy-audit/troy/event"
+	"github.com/troy-audit/troy/evaluator"
 	"github.com/troy-audit/troy/schemas"
+	"github.com/troy-audit/troy/scorer"
 )
 
 // PolicyFunc returns the compiled policy with the given content hash; an empty hash asks
 // for the current default.
-type PolicyFunc func(ctx context.Context, hash string) (*Compiled, error)
+type PolicyFunc func(ctx context.Context, hash string) (*evaluator.Compiled, error)
 
 // ReadFunc returns the events of a subject of the steps stream, in order, up to and
 // including stream sequence upTo. The stage uses it to rebuild a trace it has no state
@@ -31,8 +38,8 @@ type ReadFunc func(ctx context.Context, subject string, upTo uint64) ([]event.En
 // arrives by the rules that read no later step, and their violations are emitted at once;
 // rules that look ahead are evaluated when the trace ends. At the end it emits
 // TraceEvaluated, whose violations and failures are those of a post-hoc evaluation of the
-// whole trace. State per trace is a cache: a trace the stage has not seen is rebuilt from
-// the stream.
+// whole trace, then TraceScored, the trace's risk score. State per trace is a cache: a
+// trace the stage has not seen is rebuilt from the stream.
 //
 // The verdict of a finished trace is counted in TraceEvaluated and its violations travel
 // in VerdictPart events of bounded size before it.
@@ -70,22 +77,18 @@ type traceRun struct {
 	key     string // subject and run
 	subject string
 	ref     event.TraceRef
-	c       *Compiled
-	s       *session
-	steps   []*schemas.Step
-	views   []*stepView
-	index   map[string]int
-	now     [][]stepOutcome // per step: outcomes of rules that read no later step, when not plain false
-	emitted map[string]bool // violations already emitted, by step and rule
-	alerts  bool            // emit violations as soon as known
-	last    time.Time       // when the last event arrived
+	s       *evaluator.Session // nil until the first step
+	emitted map[string]bool    // violations already emitted, by step and rule
+	alerts  bool               // emit violations as soon as known
+	last    time.Time          // when the last event arrived
 }
 
-// stepOutcome is a rule's verdict at a step, kept when it is a violation or a failure.
-type stepOutcome struct {
-	rule     int
-	violated bool
-	err      string
+// steps is the number of steps applied.
+func (run *traceRun) steps() int {
+	if run.s == nil {
+		return 0
+	}
+	return run.s.Len()
 }
 
 // OpenTraces is the number of traces with state.
@@ -208,11 +211,14 @@ func (st *Stage) rebuild(ctx context.Context, in inEvent, key string) (*traceRun
 			fresh = append(fresh, out...)
 		}
 	}
-	if in.Kind == event.KindStep && len(run.steps) < limit {
-		return nil, nil, fmt.Errorf("step %d of trace %s: only %d steps before it are stored: events are missing", limit, in.ref.TraceID, len(run.steps))
+	if in.Kind == event.KindStep && run.steps() < limit {
+		return nil, nil, fmt.Errorf("step %d of trace %s: only %d steps before it are stored: events are missing", limit, in.ref.TraceID, run.steps())
 	}
 	for _, ev := range outputs {
-		if _, ok := run.index[ev.out.StepID]; !ok {
+		if run.s == nil {
+			break
+		}
+		if _, ok := run.s.Index(ev.out.StepID); !ok {
 			continue // of a step stored after it: it failed, and is delivered again
 		}
 		if _, err := run.apply(ctx, st, ev); err != nil {
@@ -223,7 +229,7 @@ func (st *Stage) rebuild(ctx context.Context, in inEvent, key string) (*traceRun
 }
 
 func (st *Stage) newRun(key, subject string) *traceRun {
-	return &traceRun{key: key, subject: subject, index: map[string]int{}, emitted: map[string]bool{}, alerts: st.alerts}
+	return &traceRun{key: key, subject: subject, emitted: map[string]bool{}, alerts: st.alerts}
 }
 
 func (st *Stage) drop(key string) {
@@ -297,8 +303,8 @@ func (run *traceRun) apply(ctx context.Context, st *Stage, in inEvent) ([]event.
 		return run.output(*in.out) // idempotent: the same output again changes nothing
 	}
 	// An end is applied once: the trace is then forgotten, and marked finished.
-	if in.end != nil && in.end.Steps > len(run.steps) {
-		return nil, fmt.Errorf("end of trace %s after %d of its %d steps: events are missing", in.ref.TraceID, len(run.steps), in.end.Steps)
+	if in.end != nil && in.end.Steps > run.steps() {
+		return nil, fmt.Errorf("end of trace %s after %d of its %d steps: events are missing", in.ref.TraceID, run.steps(), in.end.Steps)
 	}
 	return run.end()
 }
@@ -307,60 +313,45 @@ func (run *traceRun) step(ctx context.Context, st *Stage, ev event.Step) ([]even
 	if ev.Step == nil {
 		return nil, &event.Permanent{Err: errors.New("step event without a step")}
 	}
-	if run.c == nil {
+	if run.s == nil {
 		c, err := st.policy(ctx, ev.Policy)
 		if err != nil {
 			return nil, fmt.Errorf("policy %q: %w", ev.Policy, err)
 		}
-		run.c = c
 		run.ref = ev.TraceRef
 		run.ref.Policy = c.Hash()
 		meta := ev.TraceMetadata
 		if meta == nil {
 			meta = map[string]any{}
 		}
-		run.s = c.newSession(
-			&TraceInfo{TraceID: ev.TraceID, AgentName: ev.AgentName, Metadata: meta},
-			&AgentInfo{Name: ev.AgentName, Metadata: meta},
-		)
+		run.s = c.NewSession(evaluator.SessionOptions{
+			Trace:     &evaluator.TraceInfo{TraceID: ev.TraceID, AgentName: ev.AgentName, Metadata: meta},
+			Agent:     &evaluator.AgentInfo{Name: ev.AgentName, Metadata: meta},
+			Lookahead: true,
+		})
 	}
-	switch {
-	case ev.Seq < len(run.steps):
+	switch n := run.s.Len(); {
+	case ev.Seq < n:
 		return nil, nil // already applied
-	case ev.Seq > len(run.steps):
-		return nil, fmt.Errorf("step %d of trace %s arrived after %d steps: events are missing", ev.Seq, ev.TraceID, len(run.steps))
+	case ev.Seq > n:
+		return nil, fmt.Errorf("step %d of trace %s arrived after %d steps: events are missing", ev.Seq, ev.TraceID, n)
 	}
-	s := ev.Step
-	s.Normalize()
-	// A step_id used again is a step of its own, as in trace files (see ingest); an output
-	// for that id goes to its latest step.
-	v := &stepView{}
-	v.set(s)
-	run.index[s.StepID] = len(run.steps)
-	run.steps = append(run.steps, s)
-	run.views = append(run.views, v)
-	run.now = append(run.now, nil)
-	return run.evaluateNow(len(run.steps) - 1)
+	ev.Step.Normalize()
+	return run.evaluateNow(run.s.Append(ev.Step))
 }
 
 func (run *traceRun) output(ev event.Output) ([]event.Envelope, error) {
-	j, ok := run.index[ev.StepID]
+	var j int
+	ok := false
+	if run.s != nil {
+		j, ok = run.s.SetOutput(ev.StepID, ev.Output)
+	}
 	if !ok {
 		// Not permanent: the step may be stored after its output, and come.
 		return nil, fmt.Errorf("output for unknown step %q of trace %s", ev.StepID, run.ref.TraceID)
 	}
-	updated := *run.steps[j]
-	updated.Output = ev.Output
-	if updated.Output == nil {
-		updated.Output = map[string]any{}
-	}
-	run.steps[j] = &updated
-	v := &stepView{}
-	v.set(&updated)
-	run.views[j] = v
-	run.s.forget(j)
 	var out []event.Envelope
-	for i := j; i < len(run.steps); i++ {
+	for i := j; i < run.s.Len(); i++ {
 		emitted, err := run.evaluateNow(i)
 		if err != nil {
 			return nil, err
@@ -370,105 +361,54 @@ func (run *traceRun) output(ev event.Output) ([]event.Envelope, error) {
 	return out, nil
 }
 
-// evaluateNow evaluates, at step i, the rules that read no later step, keeps their
-// outcomes and emits violations not emitted before.
+// evaluateNow evaluates step i by the rules that read no later step and emits the
+// violations not emitted before.
 func (run *traceRun) evaluateNow(i int) ([]event.Envelope, error) {
-	run.s.env.at(run.views, i)
-	var outcomes []stepOutcome
+	vs, _ := run.s.EvaluateNow(i)
 	var out []event.Envelope
-	for k, r := range run.c.rules {
-		if r.ahead {
-			continue
+	for _, v := range vs {
+		env, err := run.violationEvent(i, v)
+		if err != nil {
+			return nil, err
 		}
-		ok, err := run.s.outcome(r)
-		switch {
-		case err != nil:
-			outcomes = append(outcomes, stepOutcome{rule: k, err: oneLine(conditionError(err).Error())})
-		case ok:
-			outcomes = append(outcomes, stepOutcome{rule: k, violated: true})
-			env, err := run.violationEvent(i, r)
-			if err != nil {
-				return nil, err
-			}
-			if env.Subject != "" {
-				out = append(out, env)
-			}
+		if env.Subject != "" {
+			out = append(out, env)
 		}
 	}
-	run.now[i] = outcomes
 	return out, nil
 }
 
-func (run *traceRun) violationEvent(i int, r *rule) (event.Envelope, error) {
+func (run *traceRun) violationEvent(i int, v schemas.Violation) (event.Envelope, error) {
 	if !run.alerts {
 		return event.Envelope{}, nil
 	}
-	s := run.steps[i]
-	key := strconv.Itoa(i) + "|" + r.RuleID // by position: step ids may repeat
+	key := strconv.Itoa(i) + "|" + v.RuleID // by position: step ids may repeat
 	if run.emitted[key] {
 		return event.Envelope{}, nil
 	}
 	run.emitted[key] = true
-	return event.New(event.Violation{TraceRef: run.ref, StepIndex: i, Violation: violation(r, s)})
+	return event.New(event.Violation{TraceRef: run.ref, StepIndex: i, Violation: v})
 }
 
-// end evaluates the rules that look ahead over the whole trace and assembles the final
-// verdict in step then rule order, as post-hoc evaluation does.
+// end evaluates the rules that look ahead over the whole trace, emits their violations,
+// then the verdict in step then rule order, as post-hoc evaluation finds it, and the
+// trace's risk score.
 func (run *traceRun) end() ([]event.Envelope, error) {
-	if run.c == nil {
+	if run.s == nil {
 		return nil, &event.Permanent{Err: errors.New("end of a trace with no steps")}
 	}
+	v := run.s.Finish()
 	var out []event.Envelope
-	var vs []schemas.Violation
-	errs := make([]schemas.RuleError, len(run.c.rules))
-	fail := func(k, i int, msg string) {
-		e := &errs[k]
-		if e.Count == 0 {
-			e.RuleID, e.FirstStep, e.FirstError = run.c.rules[k].RuleID, run.steps[i].StepID, msg
+	for k, found := range v.Violations {
+		env, err := run.violationEvent(v.Steps[k], found)
+		if err != nil {
+			return nil, err
 		}
-		e.Count++
-	}
-	for i := range run.steps {
-		run.s.env.at(run.views, i)
-		now := run.now[i]
-		for k, r := range run.c.rules {
-			if !r.ahead {
-				for len(now) > 0 && now[0].rule < k {
-					now = now[1:]
-				}
-				if len(now) > 0 && now[0].rule == k {
-					if now[0].err != "" {
-						fail(k, i, now[0].err)
-					} else if now[0].violated {
-						vs = append(vs, violation(r, run.steps[i]))
-					}
-				}
-				continue
-			}
-			ok, err := run.s.outcome(r)
-			if err != nil {
-				fail(k, i, oneLine(conditionError(err).Error()))
-				continue
-			}
-			if ok {
-				vs = append(vs, violation(r, run.steps[i]))
-				env, err := run.violationEvent(i, r)
-				if err != nil {
-					return nil, err
-				}
-				if env.Subject != "" {
-					out = append(out, env)
-				}
-			}
+		if env.Subject != "" {
+			out = append(out, env)
 		}
 	}
-	var ruleErrs []schemas.RuleError
-	for _, e := range errs {
-		if e.Count > 0 {
-			ruleErrs = append(ruleErrs, e)
-		}
-	}
-	ev, parts, err := event.Verdict(run.ref, len(run.steps), vs, ruleErrs)
+	ev, parts, err := event.Verdict(run.ref, run.s.Len(), v.Violations, v.RuleErrors)
 	if err != nil {
 		return nil, err
 	}
@@ -478,7 +418,11 @@ func (run *traceRun) end() ([]event.Envelope, error) {
 	if err != nil {
 		return nil, err
 	}
-	return append(out, done), nil
+	scored, err := event.New(event.Scored{Evaluated: ev, RiskScore: scorer.ScoreRules(ev.Rules, run.s.Compiled().Weights())})
+	if err != nil {
+		return nil, err
+	}
+	return append(out, done, scored), nil
 }
 
 // Idle returns a TraceEnd event for every trace without an event for longer than timeout,
@@ -494,8 +438,8 @@ func (st *Stage) Idle(timeout time.Duration) []event.Envelope {
 	var out []event.Envelope
 	for _, run := range runs {
 		run.mu.Lock()
-		if run.last.Before(cutoff) && run.c != nil {
-			env, err := event.New(event.End{TraceRef: run.ref, Steps: len(run.steps), Reason: event.EndIdle})
+		if run.last.Before(cutoff) && run.s != nil {
+			env, err := event.New(event.End{TraceRef: run.ref, Steps: run.s.Len(), Reason: event.EndIdle})
 			if err == nil {
 				out = append(out, env)
 			}
@@ -531,10 +475,3 @@ func (r *recent) add(k string) {
 }
 
 func (r *recent) has(k string) bool { _, ok := r.at[k]; return ok }
-
-func (r *recent) remove(k string) {
-	if e, ok := r.at[k]; ok {
-		r.order.Remove(e)
-		delete(r.at, k)
-	}
-}

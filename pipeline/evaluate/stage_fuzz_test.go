@@ -1,12 +1,15 @@
-package evaluator_test
+package evaluate_test
 
 import (
 	"context"
 	"errors"
 	"testing"
 
-	"github.com/troy-audit/troy/evaluator"
 	"github.com/troy-audit/troy/event"
+
+	"github.com/troy-audit/troy/evaluator"
+	"github.com/troy-audit/troy/internal/evaltest"
+	"github.com/troy-audit/troy/pipeline/evaluate"
 )
 
 // FuzzStageEvents feeds the evaluator stage events whose bodies are anything (as any
@@ -14,14 +17,14 @@ import (
 // permanent error (dead-lettered, not retried forever), and what it emits is well formed
 // and within the part limit.
 //
-//	go test ./evaluator -run XXX -fuzz FuzzStageEvents -fuzztime 10m
+//	go test ./pipeline/evaluate -run XXX -fuzz FuzzStageEvents -fuzztime 10m
 func FuzzStageEvents(f *testing.F) {
 	step := `{"trace_id":"t","agent_name":"a","run":"r","seq":0,"step":{"step_id":"s0","type":"tool_call","description":"bash","input":{"cmd":"ls"}}}`
 	f.Add([]byte(step), []byte(`{"trace_id":"t","agent_name":"a","run":"r","step_id":"s0","output":{"x":1}}`), []byte(`{"trace_id":"t","agent_name":"a","run":"r","steps":1}`), byte(0))
 	f.Add([]byte(`{"trace_id":"t","seq":0,"step":{"step_id":"\u0000","type":"llm_call"}}`), []byte(`{}`), []byte(`{"steps":-1}`), byte(1))
 	f.Add([]byte(`{"trace_id":"t","seq":1e999999,"step":null}`), []byte(`[]`), []byte(`{"trace_id":"t","steps":99999999999}`), byte(2))
 	f.Add([]byte(`{"trace_id":"`+string(make([]byte, 300))+`","seq":0}`), []byte(`nul`), []byte(`{"trace_id":"t","agent_name":"a","steps":1,"reason":"idle"}`), byte(3))
-	c, err := evaluator.Compile(policyOf("step.type == 'tool_call' and step.description == 'bash'", "any(next_steps, .type == 'llm_call')", "len(prev_steps) > 0"))
+	c, err := evaluator.Compile(evaltest.PolicyOf("step.type == 'tool_call' and step.description == 'bash'", "any(next_steps, .type == 'llm_call')", "len(prev_steps) > 0"))
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -36,7 +39,7 @@ func FuzzStageEvents(f *testing.F) {
 			}
 			s.events = append(s.events, event.Envelope{Subject: subject, Kind: kind, Data: data, Seq: uint64(i + 1)})
 		}
-		stage := evaluator.NewStage(policyFunc(c), s.read)
+		stage := evaluate.NewStage(policyFunc(c), s.read)
 		for _, in := range s.events {
 			out, err := stage.Handle(context.Background(), in)
 			var perm *event.Permanent

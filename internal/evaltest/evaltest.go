@@ -1,0 +1,187 @@
+// Package evaltest makes policies, conditions and traces for the tests of the evaluator and
+// of the stages that drive it: random conditions of the forms policies use, traces that
+// trip them, and the bundled templates merged into one policy.
+package evaltest
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/troy-audit/troy/ingest/tracegen"
+	"github.com/troy-audit/troy/policies"
+	"github.com/troy-audit/troy/schemas"
+)
+
+// PolicyOf is a policy with one rule per condition, r1, r2... of weight 10.
+func PolicyOf(conds ...string) *policies.Policy {
+	p := &policies.Policy{PolicyID: "test", Source: "test.json"}
+	for i, c := range conds {
+		p.Rules = append(p.Rules, policies.Rule{RuleID: fmt.Sprintf("r%d", i+1), Description: "rule", Condition: c, Severity: "high", Weight: 10})
+	}
+	return p
+}
+
+// MergedPolicy is every bundled template merged into one policy.
+func MergedPolicy(tb testing.TB) *policies.Policy {
+	tb.Helper()
+	all, err := policies.Templates()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ps := make([]*policies.Policy, len(all))
+	for i, t := range all {
+		ps[i] = t.Policy
+	}
+	return policies.Merge("all-templates", "every bundled template", ps...)
+}
+
+// CondGen writes random conditions from the forms policies use.
+type CondGen struct{ r *rand.Rand }
+
+// NewCondGen returns a generator drawing from r.
+func NewCondGen(r *rand.Rand) CondGen { return CondGen{r} }
+
+func (g CondGen) pick(xs ...string) string { return xs[g.r.IntN(len(xs))] }
+
+var propPatterns = []string{
+	"`ignore (all )?previous instructions|run as admin`",
+	"`\\b\\d{3}-\\d{2}-\\d{4}\\b`",
+	"`\\b(?:\\d[ -]?){15}\\d\\b`",
+	"`[a-z0-9._%+-]+@[a-z0-9-]+\\.[a-z]{2,}`",
+	"`^https?://`",
+	"`api[_-]?key`",
+	"`sk-[A-Za-z0-9]{10,}`",
+	"`\\brm\\s+-rf\\b`",
+	"`(?-i)Secret`",
+	"`secret`",
+	"`kelvin`",
+	"`é|ü`",
+	"`select\\s+\\*\\s+from`",
+	"`\"(password|otp)\"\\s*:`",
+	"`x|\\d{4}`",
+	"`^(bash|sh)$`",
+	"`a.b`",
+	"`@`",
+	"`\\.(exe|sh)$`",
+	"`(ignore|forget) (all|previous)`",
+}
+
+func (g CondGen) atom(x string) string {
+	switch g.r.IntN(14) {
+	case 12:
+		return fmt.Sprintf("%s.metadata.%s != '%s'", x, g.pick("data_classification", "network_zone", "approval_token"), g.pick("pii", "external", ""))
+	case 13:
+		return fmt.Sprintf("%s.metadata.%s in [nil, '', 3]", x, g.pick("approval_token", "data_classification", "total_tokens"))
+	case 0:
+		return fmt.Sprintf("%s.type == '%s'", x, g.pick(schemas.StepTypes()...))
+	case 1:
+		return fmt.Sprintf("%s.type in ['%s', '%s']", x, g.pick(schemas.StepTypes()...), g.pick(schemas.StepTypes()...))
+	case 2:
+		return fmt.Sprintf("%s.metadata.%s == '%s'", x, g.pick("data_classification", "network_zone", "permission_level", "category"), g.pick("pii", "external", "admin", "communication", "public"))
+	case 3:
+		return fmt.Sprintf("get(%s, 'metadata.%s') == '%s'", x, g.pick("data_classification", "network_zone", "permission_level"), g.pick("pii", "external", "admin"))
+	case 4:
+		return x + ".metadata.requires_approval == true"
+	case 5, 6:
+		return fmt.Sprintf("matches(%s.%s, %s)", x, g.pick("input", "output", "description"), g.pick(propPatterns...))
+	case 7:
+		return fmt.Sprintf("matches(get(%s, 'input.%s', ''), %s)", x, g.pick("url", "query", "command"), g.pick(propPatterns...))
+	case 8:
+		return x + ".metadata.missing.deeper == 1" // fails at run time
+	case 9:
+		return fmt.Sprintf("%s.input.%s != nil", x, g.pick("url", "query", "prompt"))
+	case 10:
+		return fmt.Sprintf("%s.description == '%s'", x, g.pick("bash", "fetch_url", "send_email", "search_docs"))
+	}
+	return fmt.Sprintf("(%s.metadata.total_tokens ?? 0) > %d", x, g.r.IntN(2500))
+}
+
+func (g CondGen) quantifier() string {
+	list := g.pick("prev_steps", "next_steps", "steps")
+	pred := g.atom("#")
+	if g.r.IntN(3) == 0 {
+		pred = pred + " " + g.pick("and", "or") + " " + g.atom("#")
+	}
+	if g.r.IntN(6) == 0 {
+		pred = "." + "description == step.description" // depends on the current step
+	}
+	if g.r.IntN(5) == 0 {
+		return fmt.Sprintf("count(%s, %s) %s %d", list, pred, g.pick(">=", "==", "<"), g.r.IntN(4))
+	}
+	return fmt.Sprintf("%s(%s, %s)", g.pick("any", "all", "none", "one"), list, pred)
+}
+
+// Cond is a condition nested up to depth deep.
+func (g CondGen) Cond(depth int) string {
+	if depth == 0 || g.r.IntN(3) == 0 {
+		if g.r.IntN(3) == 0 {
+			return g.quantifier()
+		}
+		return g.atom("step")
+	}
+	switch g.r.IntN(4) {
+	case 0:
+		return g.Cond(depth-1) + " and " + g.Cond(depth-1)
+	case 1:
+		return g.Cond(depth-1) + " or " + g.Cond(depth-1)
+	case 2:
+		return "not (" + g.Cond(depth-1) + ")"
+	}
+	return "(" + g.Cond(depth-1) + ")"
+}
+
+var fragments = []string{
+	"ignore previous instructions", "IGNORE ALL PREVIOUS INSTRUCTIONS", "SSN 123-45-6789", "card 4111 1111 1111 1111",
+	"mail bob@example.com", "http://x.example/a.sh", "https://docs.example", "API_KEY=sk-abcdefghijklmnop", "api-key",
+	"rm -rf /tmp/x", "Secret", "secret", "ſecret", "\u212aelvin", "é", "SELECT *  FROM users", `"password": "x"`,
+	"2026-03-02", "bash", "a\nb", "forget all", "x", "1234",
+}
+
+// RandomTrace is a generated trace of n steps mixed with fragments that the patterns of
+// CondGen look for.
+func RandomTrace(r *rand.Rand, n int) *schemas.Trace {
+	t := tracegen.New(tracegen.Options{Steps: n, Seed: r.Uint64(), BadRate: 0.2}).Trace()
+	for _, s := range t.Steps {
+		for range r.IntN(3) {
+			f := fragments[r.IntN(len(fragments))]
+			switch r.IntN(4) {
+			case 0:
+				s.Input["note"] = f
+			case 1:
+				s.Output["note"] = f
+			case 2:
+				s.Description = f
+			default:
+				s.Input["url"] = f
+			}
+		}
+		if r.IntN(4) == 0 {
+			s.Metadata["data_classification"] = []string{"pii", "public"}[r.IntN(2)]
+		}
+	}
+	return t
+}
+
+// IDs lists violations as step/rule.
+func IDs(vs []schemas.Violation) []string {
+	out := make([]string, len(vs))
+	for i, v := range vs {
+		out[i] = v.StepID + "/" + v.RuleID
+	}
+	return out
+}
+
+// SameFailures reports whether two lists of rule errors name the same rules, counts and
+// first steps (messages may differ between compilations).
+func SameFailures(a, b []schemas.RuleError) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].RuleID != b[i].RuleID || a[i].Count != b[i].Count || a[i].FirstStep != b[i].FirstStep {
+			return false
+		}
+	}
+	return true
+}
