@@ -77,58 +77,23 @@ func Kinds() []string {
 
 // Write stores a batch of events; it returns nil only once every row is committed.
 func (k *Sink) Write(ctx context.Context, batch []schemas.Envelope) error {
-	var (
-		steps   stepRows
-		expl    explanationRows
-		outputs = map[string][]schemas.Envelope{} // by subject
-		ends    []schemas.Envelope
-	)
-	for _, e := range batch {
-		switch e.Kind {
-		case schemas.KindStep:
-			if err := steps.addEvent(e, k.cache); err != nil {
-				k.skip(e, err)
-			}
-		case schemas.KindOutput:
-			outputs[e.Subject] = append(outputs[e.Subject], e)
-		case schemas.KindVerdict, schemas.KindScored, schemas.KindExplained:
-			ends = append(ends, e)
-		case schemas.KindExplanation:
-			if err := expl.addEvent(e); err != nil {
-				k.skip(e, err)
-			}
-		}
-	}
-	if err := k.outputs(ctx, outputs, &steps); err != nil {
-		return err
-	}
-	traces, viols, rules, err := k.traces(ctx, ends)
+	t, err := k.rows(ctx, batch)
 	if err != nil {
 		return err
 	}
 	// The tables are inserted into at once: on a server each insert costs a part per
 	// partition, mostly files to create, so a batch takes as long as its largest table.
-	inserts := []struct {
-		table string
-		n     int
-		cols  func() columns
-	}{
-		{"steps", len(steps.version), steps.columns},
-		{"traces", len(traces.version), traces.columns},
-		{"violations", len(viols.version), viols.columns},
-		{"explanations", len(expl.version), expl.columns},
-		{"rules", len(rules.version), rules.columns},
-	}
+	inserts := t.inserts()
 	errs := make([]error, len(inserts))
 	var wg sync.WaitGroup
-	for i, t := range inserts {
-		if t.n == 0 {
+	for i, in := range inserts {
+		if in.n == 0 {
 			continue
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = k.s.insert(ctx, t.table, t.cols())
+			errs[i] = k.s.insert(ctx, in.table, in.columns())
 		}()
 	}
 	wg.Wait()
@@ -136,11 +101,50 @@ func (k *Sink) Write(ctx context.Context, batch []schemas.Envelope) error {
 		return err
 	}
 	k.mu.Lock()
-	for _, p := range rules.policies {
+	for _, p := range t.policies {
 		k.policies[p.Hash] = p
 	}
 	k.mu.Unlock()
 	return nil
+}
+
+// rows turns a batch of events into the rows of every table.
+func (k *Sink) rows(ctx context.Context, batch []schemas.Envelope) (*tables, error) {
+	var (
+		t       tables
+		outputs = map[string][]schemas.Envelope{} // by subject
+		ends    []schemas.Envelope
+		steps   int
+	)
+	for _, e := range batch {
+		if e.Kind == schemas.KindStep || e.Kind == schemas.KindOutput {
+			steps++
+		}
+	}
+	t.steps = make([]stepRow, 0, steps) // most rows are steps': grown, they would be copied
+	for _, e := range batch {
+		switch e.Kind {
+		case schemas.KindStep:
+			if err := t.addStepEvent(e, k.cache); err != nil {
+				k.skip(e, err)
+			}
+		case schemas.KindOutput:
+			outputs[e.Subject] = append(outputs[e.Subject], e)
+		case schemas.KindVerdict, schemas.KindScored, schemas.KindExplained:
+			ends = append(ends, e)
+		case schemas.KindExplanation:
+			if err := t.addExplanationEvent(e); err != nil {
+				k.skip(e, err)
+			}
+		}
+	}
+	if err := k.outputs(ctx, outputs, &t); err != nil {
+		return nil, err
+	}
+	if err := k.addTraces(ctx, &t, ends); err != nil {
+		return nil, err
+	}
+	return &t, nil
 }
 
 func (k *Sink) skip(e schemas.Envelope, err error) {
@@ -152,7 +156,7 @@ func (k *Sink) skip(e schemas.Envelope, err error) {
 
 // outputs turns step outputs into new versions of their steps' rows, reading each
 // subject's steps once.
-func (k *Sink) outputs(ctx context.Context, bySubject map[string][]schemas.Envelope, rows *stepRows) error {
+func (k *Sink) outputs(ctx context.Context, bySubject map[string][]schemas.Envelope, t *tables) error {
 	for subject, outs := range bySubject {
 		var upTo uint64
 		for _, o := range outs {
@@ -180,7 +184,7 @@ func (k *Sink) outputs(ctx context.Context, bySubject map[string][]schemas.Envel
 					continue
 				}
 				ev.Step.Output = raw
-				rows.add(&ev, e.Time, o.Seq)
+				t.addStep(&ev, e.Time, o.Seq)
 				break
 			}
 		}
