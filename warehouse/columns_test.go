@@ -102,7 +102,7 @@ func TestStepEventDecodes(t *testing.T) {
 				t.Fatal(err)
 			}
 			want.Step.Input, want.Step.Output = nil, nil
-			got := ev.StepEvent
+			got := ev.sharedStepEvent
 			got.Step = &ev.Step.Step
 			if !reflect.DeepEqual(got, want) {
 				t.Errorf("decoded %+v, want %+v", got, want)
