@@ -22,28 +22,39 @@ type plan[R any] struct {
 	cols  []func([]R) any
 }
 
-// newPlan reads R's tags; a field without a tag, or of a type no column is made of, is an
-// error.
+// newPlan reads R's tags; the fields of an embedded struct without a tag are columns in
+// their place. A field without a tag, or of a type no column is made of, is an error.
 func newPlan[R any]() (*plan[R], error) {
 	t := reflect.TypeFor[R]()
 	if t.Kind() != reflect.Struct {
 		return nil, fmt.Errorf("row type %s: not a struct", t)
 	}
 	p := &plan[R]{}
+	return p, p.addFields(t, t, 0)
+}
+
+// addFields adds the columns of the fields of t, a struct at offset in the row type R.
+func (p *plan[R]) addFields(row, t reflect.Type, offset uintptr) error {
 	for i := range t.NumField() {
 		f := t.Field(i)
 		name := f.Tag.Get("ch")
-		if name == "" {
-			return nil, fmt.Errorf("row type %s, field %s: no ch tag naming its column", t, f.Name)
+		if name == "" && f.Anonymous && f.Type.Kind() == reflect.Struct {
+			if err := p.addFields(row, f.Type, offset+f.Offset); err != nil {
+				return err
+			}
+			continue
 		}
-		col, ok := columnOf[R](f.Type, f.Offset)
+		if name == "" {
+			return fmt.Errorf("row type %s, field %s: no ch tag naming its column", row, f.Name)
+		}
+		col, ok := columnOf[R](f.Type, offset+f.Offset)
 		if !ok {
-			return nil, fmt.Errorf("row type %s, field %s: no column of type %s", t, f.Name, f.Type)
+			return fmt.Errorf("row type %s, field %s: no column of type %s", row, f.Name, f.Type)
 		}
 		p.names = append(p.names, name)
 		p.cols = append(p.cols, col)
 	}
-	return p, nil
+	return nil
 }
 
 // mustPlan is newPlan for the row types of this package, whose tags the tests check.

@@ -10,7 +10,13 @@ import (
 	"github.com/troy-audit/troy/schemas/pyjson"
 )
 
+type embedded struct {
+	k1 string `ch:"k1"`
+	k2 uint32 `ch:"k2"`
+}
+
 type everyColumn struct {
+	embedded
 	s   string    `ch:"s"`
 	b   uint8     `ch:"b"`
 	w   uint16    `ch:"w"`
@@ -29,15 +35,21 @@ type signed struct {
 	n int `ch:"n"`
 }
 
+type embeddedUntagged struct {
+	embedded
+	untagged
+}
+
 func TestPlanColumns(t *testing.T) {
 	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	rows := []everyColumn{
-		{"x", 1, 2, 3, 4, at, []string{"k"}},
-		{"y", 5, 6, 7, 8, at.Add(time.Second), nil},
+		{embedded{"a", 9}, "x", 1, 2, 3, 4, at, []string{"k"}},
+		{embedded{"b", 10}, "y", 5, 6, 7, 8, at.Add(time.Second), nil},
 	}
 	c := mustPlan[everyColumn]().columns(rows)
-	wantNames := []string{"s", "b", "w", "n", "v", "ts", "a.key"}
+	wantNames := []string{"k1", "k2", "s", "b", "w", "n", "v", "ts", "a.key"}
 	wantData := []any{
+		[]string{"a", "b"}, []uint32{9, 10},
 		[]string{"x", "y"}, []uint8{1, 5}, []uint16{2, 6}, []uint32{3, 7}, []uint64{4, 8},
 		[]time.Time{at, at.Add(time.Second)}, [][]string{{"k"}, nil},
 	}
@@ -47,7 +59,7 @@ func TestPlanColumns(t *testing.T) {
 	if !reflect.DeepEqual(c.data, wantData) {
 		t.Errorf("data = %#v, want %#v", c.data, wantData)
 	}
-	if empty := mustPlan[everyColumn]().columns(nil); len(empty.data) != len(wantNames) || len(empty.data[0].([]string)) != 0 {
+	if empty := mustPlan[everyColumn]().columns(nil); len(empty.data) != len(wantNames) || len(empty.data[2].([]string)) != 0 {
 		t.Errorf("no rows: %#v", empty.data)
 	}
 }
@@ -60,6 +72,7 @@ func TestPlanRefusesRowTypes(t *testing.T) {
 	}{
 		{"untagged field", func() error { _, err := newPlan[untagged](); return err }, "field t: no ch tag"},
 		{"unsupported type", func() error { _, err := newPlan[signed](); return err }, "field n: no column of type int"},
+		{"untagged field of an embedded struct", func() error { _, err := newPlan[embeddedUntagged](); return err }, "embeddedUntagged, field t: no ch tag"},
 		{"not a struct", func() error { _, err := newPlan[string](); return err }, "not a struct"},
 	}
 	for _, tt := range tests {

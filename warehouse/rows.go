@@ -16,19 +16,31 @@ import (
 
 // The rows of each table, one field a column; plan turns them into columns.
 
+// traceKey is the trace a row belongs to: the first columns of the tables of traces.
+type traceKey struct {
+	agent string `ch:"agent"`
+	trace string `ch:"trace_id"`
+	run   string `ch:"run"`
+}
+
+func keyOf(r schemas.TraceRef) traceKey { return traceKey{r.AgentName, r.TraceID, r.Run} }
+
+// metadata is a metadata map as a Nested column: its keys sorted, and their values.
+type metadata struct {
+	keys   []string `ch:"metadata.key"`
+	values []string `ch:"metadata.value"`
+}
+
 type stepRow struct {
-	agent        string    `ch:"agent"`
-	trace        string    `ch:"trace_id"`
-	run          string    `ch:"run"`
-	seq          uint32    `ch:"seq"`
-	stepID       string    `ch:"step_id"`
-	typ          string    `ch:"type"`
-	tool         string    `ch:"tool"`
-	desc         string    `ch:"description"`
-	input        string    `ch:"input"`
-	output       string    `ch:"output"`
-	metaKeys     []string  `ch:"metadata.key"`
-	metaValues   []string  `ch:"metadata.value"`
+	traceKey
+	seq    uint32 `ch:"seq"`
+	stepID string `ch:"step_id"`
+	typ    string `ch:"type"`
+	tool   string `ch:"tool"`
+	desc   string `ch:"description"`
+	input  string `ch:"input"`
+	output string `ch:"output"`
+	metadata
 	parent       string    `ch:"parent_step_id"`
 	ts           time.Time `ch:"ts"`
 	agentVersion string    `ch:"agent_version"`
@@ -38,9 +50,7 @@ type stepRow struct {
 }
 
 type explanationRow struct {
-	agent        string    `ch:"agent"`
-	trace        string    `ch:"trace_id"`
-	run          string    `ch:"run"`
+	traceKey
 	index        uint32    `ch:"step_index"`
 	stepID       string    `ch:"step_id"`
 	summary      string    `ch:"summary"`
@@ -54,9 +64,7 @@ type explanationRow struct {
 }
 
 type traceRow struct {
-	agent        string    `ch:"agent"`
-	trace        string    `ch:"trace_id"`
-	run          string    `ch:"run"`
+	traceKey
 	agentVersion string    `ch:"agent_version"`
 	env          string    `ch:"environment"`
 	policyID     string    `ch:"policy_id"`
@@ -78,16 +86,13 @@ type traceRow struct {
 	cached       uint32    `ch:"llm_cached"`
 	tokens       uint64    `ch:"llm_tokens"`
 	summary      string    `ch:"summary"`
-	metaKeys     []string  `ch:"metadata.key"`
-	metaValues   []string  `ch:"metadata.value"`
-	finishedAt   time.Time `ch:"finished_at"`
-	version      uint64    `ch:"version"`
+	metadata
+	finishedAt time.Time `ch:"finished_at"`
+	version    uint64    `ch:"version"`
 }
 
 type violationRow struct {
-	agent        string    `ch:"agent"`
-	trace        string    `ch:"trace_id"`
-	run          string    `ch:"run"`
+	traceKey
 	index        uint32    `ch:"step_index"`
 	stepID       string    `ch:"step_id"`
 	rule         string    `ch:"rule_id"`
@@ -174,11 +179,8 @@ func (t *tables) addStep(ev *stepEvent, stored time.Time, version uint64) bool {
 	if !schemas.ValidStepType(s.Type) || ev.Seq < 0 {
 		return false
 	}
-	k, v := keyValues(s.Metadata)
 	t.steps = append(t.steps, stepRow{
-		agent:        ev.AgentName,
-		trace:        ev.TraceID,
-		run:          ev.Run,
+		traceKey:     keyOf(ev.TraceRef),
 		seq:          uint32(ev.Seq),
 		stepID:       s.StepID,
 		typ:          s.Type,
@@ -186,8 +188,7 @@ func (t *tables) addStep(ev *stepEvent, stored time.Time, version uint64) bool {
 		desc:         s.Description,
 		input:        jsonText(s.Input),
 		output:       jsonText(s.Output),
-		metaKeys:     k,
-		metaValues:   v,
+		metadata:     metadataOf(s.Metadata),
 		parent:       orEmpty(s.ParentStepID),
 		ts:           stepTime(s.Timestamp, stored),
 		agentVersion: AgentVersion(ev.TraceMetadata),
@@ -205,9 +206,7 @@ func (t *tables) addExplanationEvent(e schemas.Envelope) error {
 	}
 	x := ev.Explanation
 	t.explanations = append(t.explanations, explanationRow{
-		agent:        ev.AgentName,
-		trace:        ev.TraceID,
-		run:          ev.Run,
+		traceKey:     keyOf(ev.TraceRef),
 		index:        uint32(max(ev.StepIndex, 0)),
 		stepID:       x.StepID,
 		summary:      x.Summary,
@@ -426,9 +425,7 @@ func (t *tables) addViolations(p *schemas.VerdictPart, ti *traceInfo, pol Policy
 			at = ti.at[idx]
 		}
 		t.violations = append(t.violations, violationRow{
-			agent:        p.AgentName,
-			trace:        p.TraceID,
-			run:          p.Run,
+			traceKey:     keyOf(p.TraceRef),
 			index:        uint32(idx),
 			stepID:       v.StepID,
 			rule:         v.RuleID,
@@ -447,11 +444,8 @@ func (t *tables) addViolations(p *schemas.VerdictPart, ti *traceInfo, pol Policy
 
 func (t *tables) addTrace(ev *schemas.TraceExplained, ti *traceInfo, pol PolicyInfo, e schemas.Envelope) {
 	sev := ev.BySeverity
-	keys, vals := keyValues(ti.meta)
 	r := traceRow{
-		agent:        ev.AgentName,
-		trace:        ev.TraceID,
-		run:          ev.Run,
+		traceKey:     keyOf(ev.TraceRef),
 		agentVersion: AgentVersion(ti.meta),
 		env:          Environment(ti.meta),
 		policyID:     pol.ID,
@@ -468,8 +462,7 @@ func (t *tables) addTrace(ev *schemas.TraceExplained, ti *traceInfo, pol PolicyI
 		firstAt:      ti.firstAt,
 		lastAt:       ti.lastAt,
 		explanations: ev.State,
-		metaKeys:     keys,
-		metaValues:   vals,
+		metadata:     metadataOf(ti.meta),
 		finishedAt:   stepTime(nil, e.Time),
 		version:      e.Seq,
 	}

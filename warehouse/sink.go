@@ -246,8 +246,8 @@ func str(v any) string {
 	return string(b)
 }
 
-// keyValues flattens a map into the parallel arrays of a Nested column, keys sorted.
-func keyValues(m map[string]any) ([]string, []string) {
+// metadataOf flattens a map into the parallel arrays of a Nested column, keys sorted.
+func metadataOf(m map[string]any) metadata {
 	keys := make([]string, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)
@@ -257,7 +257,7 @@ func keyValues(m map[string]any) ([]string, []string) {
 	for i, k := range keys {
 		vals[i] = str(m[k])
 	}
-	return keys, vals
+	return metadata{keys, vals}
 }
 
 // first returns the first of keys present in m, as text.
