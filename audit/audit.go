@@ -1,5 +1,5 @@
-// Package audit runs audits in process: it evaluates a trace against a compiled policy,
-// scores it and assembles the AuditResult, and it runs batches of trace files concurrently,
+// Package audit assembles the audit of one trace in process (evaluated against a compiled
+// policy and scored), and runs batches of trace files concurrently through an Auditor,
 // writing each trace's reports as it finishes and the batch summary at the end.
 //
 // It wires ingest, evaluator, scorer and reporter together and holds no rules of its own.
@@ -16,43 +16,27 @@ import (
 	"sync"
 
 	"github.com/troy-audit/troy/evaluator"
+	"github.com/troy-audit/troy/event"
 	"github.com/troy-audit/troy/ingest"
 	"github.com/troy-audit/troy/reporter"
 	"github.com/troy-audit/troy/schemas"
 	"github.com/troy-audit/troy/scorer"
 )
 
-// Result evaluates, scores and assembles the audit of one trace. explainNote says why
-// there are no explanations.
+// Result evaluates, scores and assembles the audit of one trace, as the pipeline's
+// stages would without explanations. explainNote says why there are none.
 func Result(c *evaluator.Compiled, t *schemas.Trace, explainNote string) *schemas.AuditResult {
 	ev := c.Evaluate(t)
 	p := c.Policy()
 	info := schemas.AuditInfo{PolicyID: p.PolicyID, PolicyHash: c.Hash(), Rules: len(p.Rules)}
-	return Assemble(t, ev.Violations, ev.RuleErrors, scorer.Score(ev.Violations, c.Weights()), info, explainNote)
+	ex := event.Explained{State: schemas.ExplanationsOff, Note: explainNote}
+	ex.RuleErrors, ex.RiskScore = ev.RuleErrors, scorer.Score(ev.Violations, c.Weights())
+	return ex.Audit(t, ev.Violations, nil, info)
 }
 
-// Assemble builds the audit of a trace from what the stages found; the in-process engine
-// and the pipeline both use it, so their audits are the same. info describes the policy.
-func Assemble(t *schemas.Trace, vs []schemas.Violation, errs []schemas.RuleError, risk int, info schemas.AuditInfo, explainNote string) *schemas.AuditResult {
-	ex := schemas.TraceExplained{State: schemas.ExplanationsOff, Note: explainNote}
-	ex.RuleErrors, ex.RiskScore = errs, risk
-	return ex.Audit(t, vs, nil, info)
-}
-
-// Auditor audits one trace: in process, or through the pipeline.
+// Auditor audits one trace; a batch audits each of its traces with one.
 type Auditor interface {
 	Audit(ctx context.Context, t *schemas.Trace) (*schemas.AuditResult, error)
-}
-
-// InProcess audits traces with the engine in this process.
-type InProcess struct {
-	Compiled    *evaluator.Compiled
-	ExplainNote string
-}
-
-// Audit evaluates and scores one trace.
-func (a InProcess) Audit(_ context.Context, t *schemas.Trace) (*schemas.AuditResult, error) {
-	return Result(a.Compiled, t, a.ExplainNote), nil
 }
 
 // BatchOptions configure a batch.

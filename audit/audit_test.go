@@ -32,6 +32,14 @@ func compiled(t *testing.T) *evaluator.Compiled {
 	return c
 }
 
+// inProcess audits with the engine in this process, so that batches are tested without a
+// pipeline.
+type inProcess struct{ c *evaluator.Compiled }
+
+func (a inProcess) Audit(_ context.Context, t *schemas.Trace) (*schemas.AuditResult, error) {
+	return Result(a.c, t, ""), nil
+}
+
 func trace(id string, descs ...string) string {
 	var steps []string
 	for i, d := range descs {
@@ -98,7 +106,7 @@ func TestBatchKeepsGoingPastBadInputs(t *testing.T) {
 		t.Fatalf("inputs %v", inputs)
 	}
 	var progress []string
-	sum, err := Batch(context.Background(), InProcess{Compiled: compiled(t)}, inputs, BatchOptions{
+	sum, err := Batch(context.Background(), inProcess{compiled(t)}, inputs, BatchOptions{
 		Dir: out, Concurrency: 4, Ingest: ingest.Options{MaxSize: 400},
 		Progress: func(p Progress) {
 			s := fmt.Sprintf("%d:%s", p.Done, p.Name)
@@ -172,7 +180,7 @@ func TestBatchOrderAndContentDoNotDependOnConcurrency(t *testing.T) {
 	var outs []string
 	for _, workers := range []int{1, 8} {
 		out := t.TempDir()
-		if _, err := Batch(context.Background(), InProcess{Compiled: compiled(t)}, []string{filepath.Join(in, "many.jsonl")}, BatchOptions{Dir: out, Concurrency: workers}); err != nil {
+		if _, err := Batch(context.Background(), inProcess{compiled(t)}, []string{filepath.Join(in, "many.jsonl")}, BatchOptions{Dir: out, Concurrency: workers}); err != nil {
 			t.Fatal(err)
 		}
 		raw, err := os.ReadFile(filepath.Join(out, "batch.json"))
@@ -198,7 +206,7 @@ func TestBatchStopsWhenCancelled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	out := t.TempDir()
 	n := 0
-	sum, err := Batch(ctx, InProcess{Compiled: compiled(t)}, []string{filepath.Join(in, "many.jsonl")}, BatchOptions{Dir: out, Concurrency: 2, Progress: func(Progress) {
+	sum, err := Batch(ctx, inProcess{compiled(t)}, []string{filepath.Join(in, "many.jsonl")}, BatchOptions{Dir: out, Concurrency: 2, Progress: func(Progress) {
 		n++
 		if n == 5 {
 			cancel()

@@ -5,7 +5,6 @@ package bench
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -13,12 +12,14 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/troy-audit/troy/event"
+
 	"golang.org/x/time/rate"
 
 	"github.com/troy-audit/troy/bus"
-	"github.com/troy-audit/troy/ingest/agent"
 	"github.com/troy-audit/troy/ingest/tracegen"
 	"github.com/troy-audit/troy/schemas"
+	"github.com/troy-audit/troy/sdk/agent"
 )
 
 // Latency summarizes request times.
@@ -187,9 +188,9 @@ func Pipeline(ctx context.Context, b *bus.Bus, opts PipelineOptions) (PipelineRe
 	var mu sync.Mutex
 	var scored atomic.Int64
 	all := make(chan struct{})
-	ready, done := b.Subscribe(ctx, bus.ResultsStream, schemas.ResultsPrefix+"."+schemas.KindScored+".>", func(e schemas.Envelope) {
-		var ev schemas.TraceScored
-		if json.Unmarshal(e.Data, &ev) != nil || ev.Run != run {
+	ready, done := b.Subscribe(ctx, bus.ResultsStream, event.ResultFilter(event.KindScored), func(e event.Envelope) {
+		ev, err := event.Decode[event.Scored](e)
+		if err != nil || ev.Run != run {
 			return
 		}
 		var i int
@@ -211,7 +212,7 @@ func Pipeline(ctx context.Context, b *bus.Bus, opts PipelineOptions) (PipelineRe
 	})
 	<-ready
 	start := time.Now()
-	var batch []schemas.Envelope
+	var batch []event.Envelope
 	flush := func() error {
 		err := b.PublishAll(ctx, batch)
 		batch = batch[:0]
@@ -221,20 +222,19 @@ func Pipeline(ctx context.Context, b *bus.Bus, opts PipelineOptions) (PipelineRe
 	for i := range traces {
 		t := gen.Trace()
 		t.TraceID = fmt.Sprintf("bench-%d", i)
-		ref := schemas.TraceRef{TraceID: t.TraceID, AgentName: "bench", Policy: opts.Policy, Run: run}
-		subject := schemas.StepsSubject(ref.AgentName, ref.TraceID)
+		ref := event.TraceRef{TraceID: t.TraceID, AgentName: "bench", Policy: opts.Policy, Run: run}
 		for k, s := range t.Steps {
-			e, err := schemas.NewEnvelope(subject, schemas.KindStep, "", schemas.StepEvent{TraceRef: ref, TraceMetadata: t.Metadata, Seq: k, Step: s})
+			e, err := event.New(event.Step{TraceRef: ref, TraceMetadata: t.Metadata, Seq: k, Step: s})
 			if err != nil {
 				return PipelineResult{}, err
 			}
-			batch = append(batch, e)
+			batch = append(batch, withoutID(e))
 		}
-		e, err := schemas.NewEnvelope(subject, schemas.KindEnd, "", schemas.TraceEnd{TraceRef: ref, Steps: len(t.Steps)})
+		e, err := event.New(event.End{TraceRef: ref, Steps: len(t.Steps)})
 		if err != nil {
 			return PipelineResult{}, err
 		}
-		batch = append(batch, e)
+		batch = append(batch, withoutID(e))
 		ends = append(ends, i)
 		if (i+1)%opts.BatchSize == 0 {
 			if err := flush(); err != nil {
@@ -275,4 +275,11 @@ func Pipeline(ctx context.Context, b *bus.Bus, opts PipelineOptions) (PipelineRe
 	defer mu.Unlock()
 	return PipelineResult{Steps: steps, Traces: traces, Seconds: secs, PublishSeconds: published.Seconds(),
 		StepsPerS: float64(steps) / secs, PublishPerS: float64(steps) / published.Seconds(), Latency: summarize(lat)}, nil
+}
+
+// withoutID leaves out an event's de-duplication id: the load's runs are fresh and sent
+// once, so the figures measure the pipeline rather than the server's de-duplication window.
+func withoutID(e event.Envelope) event.Envelope {
+	e.MsgID = ""
+	return e
 }

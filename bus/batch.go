@@ -7,13 +7,13 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/troy-audit/troy/schemas"
+	"github.com/troy-audit/troy/event"
 )
 
 // BatchHandler stores a batch of events somewhere else, such as a database. It returns nil
 // only once every event of the batch is stored; storing the same event twice must be
 // harmless, as a batch is given again after an error or a crash.
-type BatchHandler func(ctx context.Context, batch []schemas.Envelope) error
+type BatchHandler func(ctx context.Context, batch []event.Envelope) error
 
 // BatchConsumer describes a durable consumer that hands its events over in batches.
 type BatchConsumer struct {
@@ -112,7 +112,7 @@ func (b *Bus) ConsumeBatches(ctx context.Context, c BatchConsumer, h BatchHandle
 // with growing pauses, until the batch is stored or ctx ends; it reports whether the batch
 // was stored.
 func (b *Bus) store(ctx context.Context, c BatchConsumer, h BatchHandler, msgs []jetstream.Msg, stats *Stats, persist bool) bool {
-	envs := make([]schemas.Envelope, len(msgs))
+	envs := make([]event.Envelope, len(msgs))
 	var top jetstream.Msg
 	var topSeq uint64
 	for i, m := range msgs {

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/troy-audit/troy/schemas"
+	"github.com/troy-audit/troy/event"
 )
 
 // ConsumeBatches hands events over in batches bounded by count and by time, holds a batch
@@ -33,7 +33,7 @@ func TestConsumeBatches(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			for i := range tt.events {
-				if err := b.Publish(ctx, env(t, fmt.Sprintf("troy.steps.a.e%d", i), schemas.KindStep, "", i)); err != nil {
+				if err := b.Publish(ctx, env(t, fmt.Sprintf("troy.steps.a.e%d", i), event.KindStep, "", i)); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -43,7 +43,7 @@ func TestConsumeBatches(t *testing.T) {
 				stored  []int
 				subject = map[string]int{}
 			)
-			h := func(_ context.Context, batch []schemas.Envelope) error {
+			h := func(_ context.Context, batch []event.Envelope) error {
 				mu.Lock()
 				defer mu.Unlock()
 				if calls++; calls <= tt.failures {

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/troy-audit/troy/schemas"
+	"github.com/troy-audit/troy/event"
 )
 
 // A server with file storage listening on loopback, and a second connection to it over
@@ -57,10 +57,7 @@ func BenchmarkRequestReply(b *testing.B) {
 func BenchmarkPublishStored(b *testing.B) {
 	_, client := openLoopback(b)
 	ctx := context.Background()
-	e, err := schemas.NewEnvelope("troy.steps.bench.t", schemas.KindStep, "", map[string]string{"pad": string(make([]byte, 512))})
-	if err != nil {
-		b.Fatal(err)
-	}
+	e := env(b, "troy.steps.bench.t", event.KindStep, "", map[string]string{"pad": string(make([]byte, 512))})
 	for b.Loop() {
 		if err := client.Publish(ctx, e); err != nil {
 			b.Fatal(err)
@@ -75,13 +72,9 @@ func BenchmarkReadTrace(b *testing.B) {
 	_, client := openLoopback(b)
 	ctx := context.Background()
 	const subject = "troy.steps.bench.read"
-	events := make([]schemas.Envelope, 50)
+	events := make([]event.Envelope, 50)
 	for i := range events {
-		e, err := schemas.NewEnvelope(subject, schemas.KindStep, "", map[string]string{"pad": string(make([]byte, 512))})
-		if err != nil {
-			b.Fatal(err)
-		}
-		events[i] = e
+		events[i] = env(b, subject, event.KindStep, "", map[string]string{"pad": string(make([]byte, 512))})
 	}
 	if err := client.PublishAll(ctx, events); err != nil {
 		b.Fatal(err)

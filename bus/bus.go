@@ -3,12 +3,11 @@
 // events, and binds stage handlers to durable pull consumers with explicit acks, bounded
 // redelivery with backoff, and a dead-letter subject.
 //
-// Stages never import NATS: they are functions from schemas.Envelope to envelopes.
+// Stages never import NATS: they are functions from event.Envelope to envelopes.
 package bus
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,28 +19,25 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/troy-audit/troy/sdk/wire"
+
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/synadia-io/orbit.go/jetstreamext"
 
-	"github.com/troy-audit/troy/schemas"
+	"github.com/troy-audit/troy/event"
 )
 
 // Stream names.
 const (
-	StepsStream   = "TROY_STEPS"
-	ResultsStream = "TROY_RESULTS"
-	DeadStream    = "TROY_DEAD"
+	StepsStream   = event.StepsStream
+	ResultsStream = event.ResultsStream
+	DeadStream    = event.DeadStream
 	PolicyBucket  = "troy-policies"
 	// CacheBucket keeps model replies by (model, prompt), so that explaining a trace again
 	// costs no calls.
 	CacheBucket = "troy-explanations"
-)
-
-// Headers every event carries.
-const (
-	KindHeader = "Troy-Kind"
 )
 
 // MaxEventSize bounds one event; bigger ones go to the dead-letter subject.
@@ -61,10 +57,8 @@ type Options struct {
 	// Listen is the embedded server's client address for agents ("host:port"); empty
 	// opens no port.
 	Listen string
-	// Credentials for URL: user and password, a token, a creds file or an nkey seed file.
-	User, Password, Token, CredsFile, NKeyFile string
-	// TLS for URL: a CA file to trust, and a client certificate and key.
-	CAFile, CertFile, KeyFile string
+	// Auth is who the bus is to the NATS of URL, and its TLS.
+	wire.Auth
 	// Name identifies the connection in the server's monitoring.
 	Name string
 	// Logger receives the bus's logs; nil discards them.
@@ -292,40 +286,16 @@ func splitHostPort(addr string) (string, int, error) {
 }
 
 func clientOptions(o Options) ([]nats.Option, error) {
-	opts := []nats.Option{nats.Name(o.Name), nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond)}
-	switch {
-	case o.CredsFile != "":
-		opts = append(opts, nats.UserCredentials(o.CredsFile))
-	case o.NKeyFile != "":
-		opt, err := nats.NkeyOptionFromSeed(o.NKeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("nkey %s: %w", o.NKeyFile, err)
-		}
-		opts = append(opts, opt)
-	case o.Token != "":
-		opts = append(opts, nats.Token(o.Token))
-	case o.User != "":
-		opts = append(opts, nats.UserInfo(o.User, o.Password))
-	}
-	if o.CAFile != "" {
-		opts = append(opts, nats.RootCAs(o.CAFile))
-	}
-	if o.CertFile != "" || o.KeyFile != "" {
-		opts = append(opts, nats.ClientCert(o.CertFile, o.KeyFile))
-	}
-	if o.CAFile != "" || o.CertFile != "" {
-		opts = append(opts, nats.Secure(&tls.Config{MinVersion: tls.VersionTLS12}))
-	}
-	return opts, nil
+	return wire.Options(o.Name, o.Auth)
 }
 
 // declare creates or updates every stream and bucket; running it again with the same
 // options changes nothing.
 func (b *Bus) declare(ctx context.Context, cacheStorage jetstream.StorageType) error {
 	streams := []jetstream.StreamConfig{
-		{Name: StepsStream, Subjects: []string{schemas.StepsPrefix + ".>"}, Duplicates: 2 * time.Minute},
-		{Name: ResultsStream, Subjects: []string{schemas.ResultsPrefix + ".>"}, Duplicates: 2 * time.Minute},
-		{Name: DeadStream, Subjects: []string{schemas.DeadPrefix + ".>"}},
+		{Name: StepsStream, Subjects: []string{event.StepsPrefix + ".>"}, Duplicates: 2 * time.Minute},
+		{Name: ResultsStream, Subjects: []string{event.ResultsPrefix + ".>"}, Duplicates: 2 * time.Minute},
+		{Name: DeadStream, Subjects: []string{event.DeadPrefix + ".>"}},
 	}
 	for _, cfg := range streams {
 		cfg.Storage = b.storage
@@ -521,18 +491,18 @@ func (b *Bus) Conn() *nats.Conn { return b.nc }
 
 // Publish stores an event and waits for the stream to acknowledge it. An event with an id
 // that was stored in the last two minutes is stored once.
-func (b *Bus) Publish(ctx context.Context, e schemas.Envelope) error {
+func (b *Bus) Publish(ctx context.Context, e event.Envelope) error {
 	_, err := b.PublishSeq(ctx, e)
 	return err
 }
 
 // PublishSeq is Publish, returning the event's stream sequence.
-func (b *Bus) PublishSeq(ctx context.Context, e schemas.Envelope) (uint64, error) {
-	m, err := message(e)
+func (b *Bus) PublishSeq(ctx context.Context, e event.Envelope) (uint64, error) {
+	m, err := wire.Message(e)
 	if err != nil {
 		return 0, err
 	}
-	ack, err := b.js.PublishMsg(ctx, m, publishOpts(e)...)
+	ack, err := b.js.PublishMsg(ctx, m, wire.PublishOpts(e)...)
 	if err != nil {
 		return 0, fmt.Errorf("publish %s to %s: %w", e.Kind, e.Subject, err)
 	}
@@ -546,12 +516,12 @@ func (b *Bus) LastSeq(ctx context.Context, subject string) (uint64, error) {
 }
 
 // PublishAsync stores an event without waiting; Flush waits for every pending publish.
-func (b *Bus) PublishAsync(e schemas.Envelope) error {
-	m, err := message(e)
+func (b *Bus) PublishAsync(e event.Envelope) error {
+	m, err := wire.Message(e)
 	if err != nil {
 		return err
 	}
-	if _, err := b.js.PublishMsgAsync(m, publishOpts(e)...); err != nil {
+	if _, err := b.js.PublishMsgAsync(m, wire.PublishOpts(e)...); err != nil {
 		return fmt.Errorf("publish %s to %s: %w", e.Kind, e.Subject, err)
 	}
 	return nil
@@ -567,33 +537,11 @@ func (b *Bus) Flush(ctx context.Context) error {
 	}
 }
 
-// maxSubject bounds a subject: a NATS server closes for good a connection that sends a
-// protocol line over 4 KiB (nats.go does not reconnect after that), so a subject that
-// long is refused here, as a permanent error, before it is sent.
-const maxSubject = 3584
-
 // ErrSubjectTooLong says an event's subject is too long to send.
-var ErrSubjectTooLong = errors.New("subject too long")
+var ErrSubjectTooLong = wire.ErrSubjectTooLong
 
-func message(e schemas.Envelope) (*nats.Msg, error) {
-	if len(e.Subject) > maxSubject {
-		return nil, &schemas.Permanent{Err: fmt.Errorf("publish %s: %w: %d bytes, over %d", e.Kind, ErrSubjectTooLong, len(e.Subject), maxSubject)}
-	}
-	m := nats.NewMsg(e.Subject)
-	m.Data = e.Data
-	m.Header.Set(KindHeader, e.Kind)
-	return m, nil
-}
-
-func publishOpts(e schemas.Envelope) []jetstream.PublishOpt {
-	if e.MsgID == "" {
-		return nil
-	}
-	return []jetstream.PublishOpt{jetstream.WithMsgID(e.MsgID)}
-}
-
-func envelope(m jetstream.Msg) schemas.Envelope {
-	e := schemas.Envelope{Subject: m.Subject(), Kind: m.Headers().Get(KindHeader), Data: m.Data()}
+func envelope(m jetstream.Msg) event.Envelope {
+	e := event.Envelope{Subject: m.Subject(), Kind: event.Kind(m.Headers().Get(event.KindHeader)), Data: m.Data()}
 	if md, err := m.Metadata(); err == nil {
 		e.Seq, e.Time = md.Sequence.Stream, md.Timestamp
 	}
@@ -602,7 +550,7 @@ func envelope(m jetstream.Msg) schemas.Envelope {
 
 // Read returns the events of one subject of a stream, in order, up to and including stream
 // sequence upTo.
-func (b *Bus) Read(ctx context.Context, stream, subject string, upTo uint64) ([]schemas.Envelope, error) {
+func (b *Bus) Read(ctx context.Context, stream, subject string, upTo uint64) ([]event.Envelope, error) {
 	return b.ReadRange(ctx, stream, subject, 0, upTo)
 }
 
@@ -615,9 +563,9 @@ const directTimeout = 2 * time.Second
 
 // ReadRange returns the events of one subject of a stream with stream sequences after from
 // and up to and including upTo, in order (see Scan).
-func (b *Bus) ReadRange(ctx context.Context, stream, subject string, from, upTo uint64) ([]schemas.Envelope, error) {
-	var out []schemas.Envelope
-	err := b.Scan(ctx, stream, subject, from, upTo, func(e schemas.Envelope) error {
+func (b *Bus) ReadRange(ctx context.Context, stream, subject string, from, upTo uint64) ([]event.Envelope, error) {
+	var out []event.Envelope
+	err := b.Scan(ctx, stream, subject, from, upTo, func(e event.Envelope) error {
 		out = append(out, e)
 		return nil
 	})
@@ -631,7 +579,7 @@ func (b *Bus) ReadRange(ctx context.Context, stream, subject string, from, upTo 
 // trips and reading leaves nothing behind on the server; the events a lagging replica
 // could not give are read from the leader (see read.go). An error from fn ends the scan
 // with that error.
-func (b *Bus) Scan(ctx context.Context, stream, subject string, from, upTo uint64, fn func(schemas.Envelope) error) error {
+func (b *Bus) Scan(ctx context.Context, stream, subject string, from, upTo uint64, fn func(event.Envelope) error) error {
 	last, err := b.leaderLastSeq(ctx, stream, subject)
 	if err != nil {
 		return fmt.Errorf("read %s: %w", subject, err)
@@ -660,7 +608,7 @@ func (b *Bus) Scan(ctx context.Context, stream, subject string, from, upTo uint6
 // scanDirect hands a subject's events from seq up to upTo to fn, read with batched direct
 // gets, and returns the sequence to read from next: past upTo, unless the replica that
 // answered had no more or did not answer in time.
-func (b *Bus) scanDirect(ctx context.Context, stream, subject string, seq, upTo uint64, fn func(schemas.Envelope) error) (uint64, error) {
+func (b *Bus) scanDirect(ctx context.Context, stream, subject string, seq, upTo uint64, fn func(event.Envelope) error) (uint64, error) {
 	for seq <= upTo {
 		attempt, cancel := context.WithTimeout(ctx, directTimeout)
 		got, more, err := b.directBatch(attempt, stream, subject, &seq, upTo, fn)
@@ -679,7 +627,7 @@ func (b *Bus) scanDirect(ctx context.Context, stream, subject string, seq, upTo 
 
 // directBatch asks for one batch from *seq, hands the events up to upTo to fn, advancing
 // *seq past each, and says how many it handed and whether the replica has more.
-func (b *Bus) directBatch(ctx context.Context, stream, subject string, seq *uint64, upTo uint64, fn func(schemas.Envelope) error) (got int, more bool, err error) {
+func (b *Bus) directBatch(ctx context.Context, stream, subject string, seq *uint64, upTo uint64, fn func(event.Envelope) error) (got int, more bool, err error) {
 	msgs, err := jetstreamext.GetBatch(ctx, b.js, stream, readBatch, jetstreamext.GetBatchSeq(*seq), jetstreamext.GetBatchSubject(subject))
 	if err != nil {
 		return 0, false, fmt.Errorf("read %s: %w", subject, err)
@@ -695,7 +643,7 @@ func (b *Bus) directBatch(ctx context.Context, stream, subject string, seq *uint
 			return got, false, nil
 		}
 		got++
-		if err := fn(schemas.Envelope{Subject: m.Subject, Kind: m.Header.Get(KindHeader), Data: m.Data, Seq: m.Sequence, Time: m.Time}); err != nil {
+		if err := fn(event.Envelope{Subject: m.Subject, Kind: event.Kind(m.Header.Get(event.KindHeader)), Data: m.Data, Seq: m.Sequence, Time: m.Time}); err != nil {
 			return got, false, err
 		}
 		*seq = m.Sequence + 1
@@ -727,12 +675,12 @@ func (b *Bus) stream(ctx context.Context, name string) (jetstream.Stream, error)
 }
 
 // ReadSteps reads a trace's events from the steps stream.
-func (b *Bus) ReadSteps(ctx context.Context, subject string, upTo uint64) ([]schemas.Envelope, error) {
+func (b *Bus) ReadSteps(ctx context.Context, subject string, upTo uint64) ([]event.Envelope, error) {
 	return b.Read(ctx, StepsStream, subject, upTo)
 }
 
 // ReadResults reads a trace's result events of one kind from the results stream.
-func (b *Bus) ReadResults(ctx context.Context, subject string, upTo uint64) ([]schemas.Envelope, error) {
+func (b *Bus) ReadResults(ctx context.Context, subject string, upTo uint64) ([]event.Envelope, error) {
 	return b.Read(ctx, ResultsStream, subject, upTo)
 }
 
@@ -758,7 +706,7 @@ func (b *Bus) GetPolicy(ctx context.Context, key string) ([]byte, error) {
 
 // Subscribe hands every new event on a stream's subjects matching filter to fn, in order,
 // until ctx ends. Nothing is acked: the events stay in the stream for other readers.
-func (b *Bus) Subscribe(ctx context.Context, stream, filter string, fn func(schemas.Envelope)) (ready <-chan struct{}, done <-chan error) {
+func (b *Bus) Subscribe(ctx context.Context, stream, filter string, fn func(event.Envelope)) (ready <-chan struct{}, done <-chan error) {
 	readyc, donec := make(chan struct{}), make(chan error, 1)
 	go func() {
 		var cons jetstream.Consumer
@@ -824,54 +772,8 @@ func (b *Bus) Connected() bool { return b.nc.IsConnected() }
 // PublishAll stores events in order and waits until every one is acknowledged. When some
 // fail (the server restarting, say), it publishes again from the first that failed, until
 // ctx ends: event ids make the repeats harmless.
-func (b *Bus) PublishAll(ctx context.Context, envs []schemas.Envelope) error {
-	wait := 100 * time.Millisecond
-	for len(envs) > 0 {
-		futures := make([]jetstream.PubAckFuture, 0, len(envs))
-		var sendErr error
-		for _, e := range envs {
-			m, err := message(e)
-			if err != nil {
-				return err
-			}
-			f, err := b.js.PublishMsgAsync(m, publishOpts(e)...)
-			if err != nil {
-				sendErr = err
-				break
-			}
-			futures = append(futures, f)
-		}
-		first := len(futures)
-		for i, f := range futures {
-			select {
-			case <-f.Ok():
-				continue
-			case err := <-f.Err():
-				sendErr = err
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-			first = i
-			break
-		}
-		if sendErr == nil && first == len(envs) {
-			return nil
-		}
-		failed := envs[min(first, len(envs)-1)]
-		if permanentPublish(sendErr) {
-			// No retry can store it: the caller gets an error at once, one a stage
-			// dead-letters its event for, never a wait.
-			return &schemas.Permanent{Err: fmt.Errorf("publish %s to %s: %w", failed.Kind, failed.Subject, sendErr)}
-		}
-		b.log.Info("publish failed; retrying", "subject", failed.Subject, "err", sendErr)
-		envs = envs[first:]
-		sleep(ctx, wait)
-		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("publish %s: %w (last error: %v)", envs[0].Subject, err, sendErr)
-		}
-		wait = min(2*wait, 2*time.Second)
-	}
-	return nil
+func (b *Bus) PublishAll(ctx context.Context, envs []event.Envelope) error {
+	return wire.PublishAll(ctx, b.js, envs, b.log)
 }
 
 // IsNotFound reports whether err says a stream, consumer or message is not there.
@@ -889,17 +791,3 @@ func (b *Bus) MaxEventSize() int {
 
 // headerRoom is what an event's headers and subject may take beside its data.
 const headerRoom = 64 << 10
-
-// permanentPublish reports whether a publish failed in a way no retry can fix: the event
-// is too big or its subject or headers are invalid, the server refused the request as bad,
-// or the connection was closed for good.
-func permanentPublish(err error) bool {
-	if err == nil {
-		return false
-	}
-	if errors.Is(err, nats.ErrMaxPayload) || errors.Is(err, nats.ErrBadSubject) || errors.Is(err, nats.ErrBadHeaderMsg) || errors.Is(err, nats.ErrConnectionClosed) {
-		return true
-	}
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && apiErr.Code == 400
-}

@@ -13,9 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
+	"github.com/troy-audit/troy/event"
 
-	"github.com/troy-audit/troy/schemas"
+	"github.com/nats-io/nats.go"
 )
 
 func openMemory(t *testing.T) *Bus {
@@ -28,13 +28,14 @@ func openMemory(t *testing.T) *Bus {
 	return b
 }
 
-func env(t *testing.T, subject, kind, id string, v any) schemas.Envelope {
+// env is an event with any body: the bus carries bytes, whatever they hold.
+func env(t testing.TB, subject string, kind event.Kind, id string, v any) event.Envelope {
 	t.Helper()
-	e, err := schemas.NewEnvelope(subject, kind, id, v)
+	data, err := json.Marshal(v)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return e
+	return event.Envelope{Subject: subject, Kind: kind, MsgID: id, Data: data}
 }
 
 // waitFor polls until cond holds or the deadline passes.
@@ -55,7 +56,7 @@ func TestDeclareIsIdempotentAndPersists(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := b.Publish(context.Background(), env(t, "troy.steps.a.t", schemas.KindStep, "x", map[string]int{"n": 1})); err != nil {
+	if err := b.Publish(context.Background(), env(t, "troy.steps.a.t", event.KindStep, "x", map[string]int{"n": 1})); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.PutPolicy(context.Background(), "default", []byte(`{"rules": []}`)); err != nil {
@@ -68,7 +69,7 @@ func TestDeclareIsIdempotentAndPersists(t *testing.T) {
 	}
 	defer b.Close()
 	got, err := b.ReadSteps(context.Background(), "troy.steps.a.t", math.MaxUint64)
-	if err != nil || len(got) != 1 || got[0].Kind != schemas.KindStep || got[0].Seq != 1 {
+	if err != nil || len(got) != 1 || got[0].Kind != event.KindStep || got[0].Seq != 1 {
 		t.Fatalf("after a restart: %+v %v", got, err)
 	}
 	if doc, err := b.GetPolicy(context.Background(), "default"); err != nil || string(doc) != `{"rules": []}` {
@@ -84,11 +85,11 @@ func TestPublishDeduplicatesAndReadFiltersBySubject(t *testing.T) {
 	ctx := context.Background()
 	for i := range 3 {
 		for range 2 { // every publish twice, as a retrying publisher would
-			if err := b.Publish(ctx, env(t, "troy.steps.a.t1", schemas.KindStep, fmt.Sprint("id", i), i)); err != nil {
+			if err := b.Publish(ctx, env(t, "troy.steps.a.t1", event.KindStep, fmt.Sprint("id", i), i)); err != nil {
 				t.Fatal(err)
 			}
 		}
-		if err := b.Publish(ctx, env(t, "troy.steps.a.t2", schemas.KindStep, "", i)); err != nil {
+		if err := b.Publish(ctx, env(t, "troy.steps.a.t2", event.KindStep, "", i)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -114,7 +115,7 @@ func TestReadRangeAcrossBatches(t *testing.T) {
 	var seqs []uint64
 	for i := range n {
 		for _, subj := range []string{"troy.steps.a.long", "troy.steps.a.other"} {
-			seq, err := b.PublishSeq(ctx, env(t, subj, schemas.KindStep, "", i))
+			seq, err := b.PublishSeq(ctx, env(t, subj, event.KindStep, "", i))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -144,7 +145,7 @@ func TestReadRangeAcrossBatches(t *testing.T) {
 				t.Fatalf("%d events, want %d", len(got), len(tt.want))
 			}
 			for i, e := range got {
-				if e.Seq != tt.want[i] || e.Subject != "troy.steps.a.long" || e.Kind != schemas.KindStep {
+				if e.Seq != tt.want[i] || e.Subject != "troy.steps.a.long" || e.Kind != event.KindStep {
 					t.Fatalf("event %d: seq %d subject %s kind %s, want seq %d", i, e.Seq, e.Subject, e.Kind, tt.want[i])
 				}
 			}
@@ -171,7 +172,7 @@ func TestConsumeRetriesAndDeadLetters(t *testing.T) {
 	ctx := context.Background()
 	var mu sync.Mutex
 	seen := map[string]int{}
-	h := func(_ context.Context, in schemas.Envelope) ([]schemas.Envelope, error) {
+	h := func(_ context.Context, in event.Envelope) ([]event.Envelope, error) {
 		mu.Lock()
 		seen[in.Subject]++
 		n := seen[in.Subject]
@@ -182,17 +183,17 @@ func TestConsumeRetriesAndDeadLetters(t *testing.T) {
 		case strings.HasSuffix(in.Subject, ".broken"):
 			return nil, errors.New("always fails")
 		case strings.HasSuffix(in.Subject, ".bad"):
-			return nil, &schemas.Permanent{Err: errors.New("bad JSON")}
+			return nil, &event.Permanent{Err: errors.New("bad JSON")}
 		}
-		return []schemas.Envelope{{Subject: "troy.results.done." + in.Subject[len("troy.steps."):], Kind: "done", Data: in.Data}}, nil
+		return []event.Envelope{{Subject: "troy.results.done." + in.Subject[len("troy.steps."):], Kind: "done", Data: in.Data}}, nil
 	}
 	stats, stop := run(t, b, Consumer{Name: "test", Stream: StepsStream, Workers: 3, MaxDeliver: 3, BackOff: []time.Duration{10 * time.Millisecond}}, h)
 	for _, s := range []string{"ok", "flaky", "broken", "bad"} {
-		if err := b.Publish(ctx, env(t, "troy.steps.a."+s, schemas.KindStep, "", s)); err != nil {
+		if err := b.Publish(ctx, env(t, "troy.steps.a."+s, event.KindStep, "", s)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	big := schemas.Envelope{Subject: "troy.steps.a.big", Kind: schemas.KindStep, Data: []byte(strings.Repeat("x", MaxEventSize+1))}
+	big := event.Envelope{Subject: "troy.steps.a.big", Kind: event.KindStep, Data: []byte(strings.Repeat("x", MaxEventSize+1))}
 	if err := b.Publish(ctx, big); err != nil {
 		t.Fatal(err)
 	}
@@ -203,13 +204,13 @@ func TestConsumeRetriesAndDeadLetters(t *testing.T) {
 		t.Fatalf("deliveries %v", seen)
 	}
 	mu.Unlock()
-	dead, err := b.Read(ctx, DeadStream, schemas.DeadSubject("test"), math.MaxUint64)
+	dead, err := b.Read(ctx, DeadStream, event.DeadSubject("test"), math.MaxUint64)
 	if err != nil || len(dead) != 3 {
 		t.Fatalf("dead letters: %d %v", len(dead), err)
 	}
 	reasons := map[string]string{}
 	for _, d := range dead {
-		var dl schemas.DeadLetter
+		var dl event.DeadLetter
 		if err := json.Unmarshal(d.Data, &dl); err != nil {
 			t.Fatal(err)
 		}
@@ -238,7 +239,7 @@ func TestLongDrainInOrderPerSubject(t *testing.T) {
 	const subjects, per = 50, 200
 	for i := range per {
 		for s := range subjects {
-			if err := b.PublishAsync(env(t, fmt.Sprintf("troy.steps.a.t%d", s), schemas.KindStep, "", i)); err != nil {
+			if err := b.PublishAsync(env(t, fmt.Sprintf("troy.steps.a.t%d", s), event.KindStep, "", i)); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -249,7 +250,7 @@ func TestLongDrainInOrderPerSubject(t *testing.T) {
 	var mu sync.Mutex
 	last := map[string]int{}
 	var disorder atomic.Int64
-	h := func(_ context.Context, in schemas.Envelope) ([]schemas.Envelope, error) {
+	h := func(_ context.Context, in event.Envelope) ([]event.Envelope, error) {
 		var n int
 		if err := json.Unmarshal(in.Data, &n); err != nil {
 			return nil, err
@@ -299,7 +300,7 @@ func TestRetentionLimitsApplyToExistingStreams(t *testing.T) {
 
 	b := open(Options{})
 	for i := range 20 {
-		if err := b.Publish(ctx, env(t, "troy.steps.a.t", schemas.KindStep, fmt.Sprint(i), strings.Repeat("x", 1000))); err != nil {
+		if err := b.Publish(ctx, env(t, "troy.steps.a.t", event.KindStep, fmt.Sprint(i), strings.Repeat("x", 1000))); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -493,25 +494,25 @@ func TestUnstorableOutputIsDeadLetteredAtOnce(t *testing.T) {
 	b := openMemory(t)
 	ctx := context.Background()
 	var calls atomic.Int64
-	h := func(_ context.Context, in schemas.Envelope) ([]schemas.Envelope, error) {
+	h := func(_ context.Context, in event.Envelope) ([]event.Envelope, error) {
 		calls.Add(1)
-		return []schemas.Envelope{{Subject: "troy.results.done.a.t", Kind: "done", Data: []byte(strings.Repeat("x", MaxEventSize+headerRoom+1))}}, nil
+		return []event.Envelope{{Subject: "troy.results.done.a.t", Kind: "done", Data: []byte(strings.Repeat("x", MaxEventSize+headerRoom+1))}}, nil
 	}
 	stats, stop := run(t, b, Consumer{Name: "test", Stream: StepsStream, MaxDeliver: 3, BackOff: []time.Duration{10 * time.Millisecond}}, h)
 	defer stop()
-	ref := schemas.TraceRef{TraceID: "t", AgentName: "a", Run: "r1"}
-	if err := b.Publish(ctx, env(t, "troy.steps.a.t", schemas.KindStep, "", schemas.StepEvent{TraceRef: ref})); err != nil {
+	ref := event.TraceRef{TraceID: "t", AgentName: "a", Run: "r1"}
+	if err := b.Publish(ctx, env(t, "troy.steps.a.t", event.KindStep, "", event.Step{TraceRef: ref})); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 10*time.Second, "a dead letter", func() bool { return stats.Dead.Load() == 1 })
 	if calls.Load() != 1 {
 		t.Fatalf("handled %d times, want once: a permanent failure is not retried", calls.Load())
 	}
-	dead, err := b.Read(ctx, DeadStream, schemas.DeadSubject("test"), math.MaxUint64)
+	dead, err := b.Read(ctx, DeadStream, event.DeadSubject("test"), math.MaxUint64)
 	if err != nil || len(dead) != 1 {
 		t.Fatalf("dead letters: %d %v", len(dead), err)
 	}
-	var dl schemas.DeadLetter
+	var dl event.DeadLetter
 	if err := json.Unmarshal(dead[0].Data, &dl); err != nil {
 		t.Fatal(err)
 	}
@@ -525,12 +526,12 @@ func TestPublishAllRefusesAnOversizeEventAtOnce(t *testing.T) {
 	b := openMemory(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	events := []schemas.Envelope{
-		{Subject: "troy.steps.a.t", Kind: schemas.KindStep, Data: []byte(`{}`)},
-		{Subject: "troy.steps.a.t", Kind: schemas.KindStep, Data: []byte(strings.Repeat("x", MaxEventSize+headerRoom+1))},
+	events := []event.Envelope{
+		{Subject: "troy.steps.a.t", Kind: event.KindStep, Data: []byte(`{}`)},
+		{Subject: "troy.steps.a.t", Kind: event.KindStep, Data: []byte(strings.Repeat("x", MaxEventSize+headerRoom+1))},
 	}
 	err := b.PublishAll(ctx, events)
-	var perm *schemas.Permanent
+	var perm *event.Permanent
 	if !errors.As(err, &perm) || ctx.Err() != nil {
 		t.Fatalf("got %v (context: %v), want a permanent error before the deadline", err, ctx.Err())
 	}

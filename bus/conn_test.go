@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/troy-audit/troy/schemas"
+	"github.com/troy-audit/troy/event"
 )
 
 // A connection the server drops heals by itself: consumers and services carry on.
@@ -16,7 +16,7 @@ func TestDroppedConnectionHeals(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	handled := make(chan string, 16)
-	_, stop := run(t, b, Consumer{Name: "test", Stream: StepsStream}, func(_ context.Context, in schemas.Envelope) ([]schemas.Envelope, error) {
+	_, stop := run(t, b, Consumer{Name: "test", Stream: StepsStream}, func(_ context.Context, in event.Envelope) ([]event.Envelope, error) {
 		handled <- in.Subject
 		return nil, nil
 	})
@@ -30,7 +30,7 @@ func TestDroppedConnectionHeals(t *testing.T) {
 	// The consumer is created by Consume as it starts: see it handle an event first, so that
 	// the drop below meets a running consumer rather than one being created (which fails,
 	// for its supervisor to start again).
-	if err := b.Publish(ctx, schemas.Envelope{Subject: "troy.steps.a.before", Kind: schemas.KindStep, Data: []byte(`{}`)}); err != nil {
+	if err := b.Publish(ctx, event.Envelope{Subject: "troy.steps.a.before", Kind: event.KindStep, Data: []byte(`{}`)}); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -50,7 +50,7 @@ func TestDroppedConnectionHeals(t *testing.T) {
 		newID, err := b.nc.GetClientID()
 		return err == nil && newID != id && b.Connected()
 	})
-	if err := b.Publish(ctx, schemas.Envelope{Subject: "troy.steps.a.after", Kind: schemas.KindStep, Data: []byte(`{}`)}); err != nil {
+	if err := b.Publish(ctx, event.Envelope{Subject: "troy.steps.a.after", Kind: event.KindStep, Data: []byte(`{}`)}); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -103,7 +103,7 @@ func TestPanickingHandlersDoNotStopTheProcess(t *testing.T) {
 	b := openMemory(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	stats, stop := run(t, b, Consumer{Name: "test", Stream: StepsStream}, func(_ context.Context, in schemas.Envelope) ([]schemas.Envelope, error) {
+	stats, stop := run(t, b, Consumer{Name: "test", Stream: StepsStream}, func(_ context.Context, in event.Envelope) ([]event.Envelope, error) {
 		panic("boom")
 	})
 	defer stop()
@@ -113,7 +113,7 @@ func TestPanickingHandlersDoNotStopTheProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer stopSvc()
-	if err := b.Publish(ctx, schemas.Envelope{Subject: "troy.steps.a.b", Kind: schemas.KindStep, Data: []byte(`{}`)}); err != nil {
+	if err := b.Publish(ctx, event.Envelope{Subject: "troy.steps.a.b", Kind: event.KindStep, Data: []byte(`{}`)}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 30*time.Second, "the panicking event dead-lettered", func() bool { return stats.Dead.Load() == 1 })

@@ -2,7 +2,6 @@ package bus
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -11,14 +10,14 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/troy-audit/troy/event"
+
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/troy-audit/troy/schemas"
 )
 
 // Handler turns one event into the events it produces. It must not know NATS.
-type Handler func(ctx context.Context, in schemas.Envelope) ([]schemas.Envelope, error)
+type Handler func(ctx context.Context, in event.Envelope) ([]event.Envelope, error)
 
 // Consumer describes a durable consumer and how its handler runs.
 type Consumer struct {
@@ -50,7 +49,7 @@ type Stats struct {
 // Consume binds a handler to a durable pull consumer and runs until ctx ends; then it stops
 // fetching, finishes the events in hand, and returns. Each event is acked only after the
 // events its handler produced are stored. A handler error is retried with backoff; a
-// schemas.Permanent error, an oversize event, or the last delivery's error sends the event to
+// event.Permanent error, an oversize event, or the last delivery's error sends the event to
 // the dead-letter subject with the reason.
 func (b *Bus) Consume(ctx context.Context, c Consumer, h Handler, stats *Stats) error {
 	if stats == nil {
@@ -223,7 +222,7 @@ func (b *Bus) handle(c Consumer, h Handler, m jetstream.Msg, stats *Stats) {
 		b.dead(ctx, c, m, in, deliveries, fmt.Errorf("event of %d bytes is over the %d-byte limit", len(in.Data), limit), stats)
 		return
 	}
-	out, err := func() (out []schemas.Envelope, err error) {
+	out, err := func() (out []event.Envelope, err error) {
 		defer b.recovered(c.Name, &err)
 		return h(ctx, in)
 	}()
@@ -238,7 +237,7 @@ func (b *Bus) handle(c Consumer, h Handler, m jetstream.Msg, stats *Stats) {
 		return
 	}
 	stats.Failed.Add(1)
-	var perm *schemas.Permanent
+	var perm *event.Permanent
 	if errors.As(err, &perm) || deliveries >= c.MaxDeliver {
 		b.dead(ctx, c, m, in, deliveries, err, stats)
 		return
@@ -256,16 +255,16 @@ const handlerTimeout = 5 * time.Minute
 // maxDeadData bounds the copy of an event a dead letter keeps; the stream keeps it whole.
 const maxDeadData = 64 << 10
 
-func (b *Bus) dead(ctx context.Context, c Consumer, m jetstream.Msg, in schemas.Envelope, deliveries int, cause error, stats *Stats) {
-	dl := schemas.DeadLetter{Stage: c.Name, Subject: in.Subject, Kind: in.Kind, Error: cause.Error(), Deliveries: deliveries, Data: in.Data}
-	var ref schemas.TraceRef // every event names its trace first: whoever waits for it learns
-	if json.Unmarshal(in.Data, &ref) == nil && ref.TraceID != "" {
+func (b *Bus) dead(ctx context.Context, c Consumer, m jetstream.Msg, in event.Envelope, deliveries int, cause error, stats *Stats) {
+	dl := event.DeadLetter{Stage: c.Name, Subject: in.Subject, Kind: in.Kind, Error: cause.Error(), Deliveries: deliveries, Data: in.Data}
+	// Every event names its trace: whoever waits for it learns.
+	if ref, err := event.RefOf(in); err == nil && ref.TraceID != "" {
 		dl.Trace = &ref
 	}
 	if len(dl.Data) > maxDeadData {
 		dl.Data, dl.Truncated = dl.Data[:maxDeadData], true
 	}
-	env, err := schemas.NewEnvelope(schemas.DeadSubject(c.Name), schemas.KindDead, "", dl)
+	env, err := event.New(dl)
 	if err == nil {
 		err = b.Publish(ctx, env)
 	}
@@ -288,6 +287,6 @@ func (b *Bus) dead(ctx context.Context, c Consumer, m jetstream.Msg, in schemas.
 func (b *Bus) recovered(what string, err *error) {
 	if r := recover(); r != nil {
 		b.log.Error("handler panicked", "in", what, "panic", r, "stack", string(debug.Stack()))
-		*err = &schemas.Permanent{Err: fmt.Errorf("%s panicked: %v", what, r)}
+		*err = &event.Permanent{Err: fmt.Errorf("%s panicked: %v", what, r)}
 	}
 }

@@ -10,7 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/troy-audit/troy/schemas"
+	"github.com/troy-audit/troy/event"
 )
 
 // Reading a trace back in a cluster. A direct get is answered by any replica of the
@@ -53,38 +53,38 @@ const leaderTimeout = 5 * time.Second
 var errNoMessage = errors.New("no message found")
 
 // leaderGet asks the stream's leader for one message.
-func (b *Bus) leaderGet(ctx context.Context, stream string, req msgGetRequest) (schemas.Envelope, error) {
+func (b *Bus) leaderGet(ctx context.Context, stream string, req msgGetRequest) (event.Envelope, error) {
 	data, err := json.Marshal(req)
 	if err != nil {
-		return schemas.Envelope{}, err
+		return event.Envelope{}, err
 	}
 	// A request sent while the stream has no leader is never answered.
 	ctx, cancel := context.WithTimeout(ctx, leaderTimeout)
 	defer cancel()
 	msg, err := b.nc.RequestWithContext(ctx, b.apiSubject("STREAM.MSG.GET."+stream), data)
 	if err != nil {
-		return schemas.Envelope{}, fmt.Errorf("ask the leader of %s: %w", stream, err)
+		return event.Envelope{}, fmt.Errorf("ask the leader of %s: %w", stream, err)
 	}
 	var resp msgGetResponse
 	if err := json.Unmarshal(msg.Data, &resp); err != nil {
-		return schemas.Envelope{}, fmt.Errorf("ask the leader of %s: %w", stream, err)
+		return event.Envelope{}, fmt.Errorf("ask the leader of %s: %w", stream, err)
 	}
 	switch {
 	case resp.Error != nil && resp.Error.ErrCode == 10037: // JSNoMessageFoundErr
-		return schemas.Envelope{}, errNoMessage
+		return event.Envelope{}, errNoMessage
 	case resp.Error != nil:
-		return schemas.Envelope{}, fmt.Errorf("ask the leader of %s: %s (%d)", stream, resp.Error.Description, resp.Error.ErrCode)
+		return event.Envelope{}, fmt.Errorf("ask the leader of %s: %s (%d)", stream, resp.Error.Description, resp.Error.ErrCode)
 	case resp.Message == nil:
-		return schemas.Envelope{}, fmt.Errorf("ask the leader of %s: an answer without a message", stream)
+		return event.Envelope{}, fmt.Errorf("ask the leader of %s: an answer without a message", stream)
 	}
 	m := resp.Message
-	e := schemas.Envelope{Subject: m.Subject, Data: m.Data, Seq: m.Seq, Time: m.Time}
+	e := event.Envelope{Subject: m.Subject, Data: m.Data, Seq: m.Seq, Time: m.Time}
 	if len(m.Header) > 0 {
 		h, err := nats.DecodeHeadersMsg(m.Header)
 		if err != nil {
-			return schemas.Envelope{}, fmt.Errorf("ask the leader of %s: event %d: %w", stream, m.Seq, err)
+			return event.Envelope{}, fmt.Errorf("ask the leader of %s: event %d: %w", stream, m.Seq, err)
 		}
-		e.Kind = h.Get(KindHeader)
+		e.Kind = event.Kind(h.Get(event.KindHeader))
 	}
 	return e, nil
 }

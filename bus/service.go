@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/troy-audit/troy/sdk/wire"
+
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 )
@@ -22,12 +24,7 @@ type Endpoint struct {
 }
 
 // RequestError is an error a handler returns to the caller with a code.
-type RequestError struct {
-	Code    string // such as "400", "503"
-	Message string
-}
-
-func (e *RequestError) Error() string { return e.Code + ": " + e.Message }
+type RequestError = wire.RequestError
 
 // serviceWorkers bounds how many requests a service handles at once. Handlers mostly wait
 // for the stream to acknowledge a write, so this is well above the core count; a pool of
@@ -42,7 +39,7 @@ type request struct {
 
 // ShuttingDown is the message of the 503 an instance answers while it stops; the request
 // was not handled, so a client may send it again (Request does).
-const ShuttingDown = "shutting down"
+const ShuttingDown = wire.ShuttingDown
 
 // drainTimeout bounds the wait for a stopping service's requests in hand.
 const drainTimeout = 30 * time.Second
@@ -153,35 +150,7 @@ func (b *Bus) answer(r request, timeout time.Duration) {
 	}
 }
 
-// Request sends a request to a service and waits for the reply; an error reply becomes a
-// RequestError. A request that no instance handled is sent again, after a short pause,
-// until ctx ends: when the instance that took it answers ShuttingDown, and when none
-// is there to take it (as between two instances of a rolling restart). Nothing else is
-// repeated: a request that timed out may have been handled.
+// Request sends a request to a service and waits for the reply, as wire.Request does.
 func (b *Bus) Request(ctx context.Context, subject string, data []byte) ([]byte, error) {
-	wait := 5 * time.Millisecond
-	for {
-		out, err := b.request(ctx, subject, data)
-		var re *RequestError
-		retry := errors.Is(err, nats.ErrNoResponders) || errors.As(err, &re) && re.Code == "503" && re.Message == ShuttingDown
-		if !retry {
-			return out, err
-		}
-		sleep(ctx, wait)
-		if ctx.Err() != nil {
-			return nil, err
-		}
-		wait = min(2*wait, 250*time.Millisecond)
-	}
-}
-
-func (b *Bus) request(ctx context.Context, subject string, data []byte) ([]byte, error) {
-	msg, err := b.nc.RequestWithContext(ctx, subject, data)
-	if err != nil {
-		return nil, err
-	}
-	if code := msg.Header.Get(micro.ErrorCodeHeader); code != "" {
-		return nil, &RequestError{Code: code, Message: msg.Header.Get(micro.ErrorHeader)}
-	}
-	return msg.Data, nil
+	return wire.Request(ctx, b.nc, subject, data)
 }

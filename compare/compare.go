@@ -15,7 +15,6 @@ import (
 
 	"github.com/troy-audit/troy/evaluator"
 	"github.com/troy-audit/troy/ingest"
-	"github.com/troy-audit/troy/replay"
 	"github.com/troy-audit/troy/schemas"
 	"github.com/troy-audit/troy/schemas/pyjson"
 	"github.com/troy-audit/troy/scorer"
@@ -40,7 +39,7 @@ func Load(ctx context.Context, path string) (*Side, error) {
 	}
 	var probe map[string]json.RawMessage
 	if pyjson.Unmarshal(data, &probe) == nil && probe["trace"] != nil {
-		a, err := replay.DecodeAudit(data)
+		a, err := ingest.DecodeAudit(data)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", path, err)
 		}

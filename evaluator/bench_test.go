@@ -6,6 +6,8 @@ import (
 	"runtime"
 	"testing"
 
+	"github.com/troy-audit/troy/event"
+
 	"github.com/troy-audit/troy/evaluator"
 	"github.com/troy-audit/troy/ingest/tracegen"
 	"github.com/troy-audit/troy/policies"
@@ -137,13 +139,12 @@ func BenchmarkStageOpenTraces(b *testing.B) {
 		b.Run(fmt.Sprintf("steps=%d", steps), func(b *testing.B) {
 			const traces = 1000
 			g := tracegen.New(tracegen.Options{Steps: steps, Seed: 3})
-			var events []schemas.Envelope
+			var events []event.Envelope
 			for i := range traces {
 				tr := g.Trace()
-				ref := schemas.TraceRef{TraceID: fmt.Sprint("open-", i), AgentName: tr.AgentName, Policy: c.Hash()}
+				ref := event.TraceRef{TraceID: fmt.Sprint("open-", i), AgentName: tr.AgentName, Policy: c.Hash()}
 				for j, st := range tr.Steps {
-					e, err := schemas.NewEnvelope(schemas.StepsSubject(ref.AgentName, ref.TraceID), schemas.KindStep, "",
-						schemas.StepEvent{TraceRef: ref, TraceMetadata: tr.Metadata, Seq: j, Step: st})
+					e, err := event.New(event.Step{TraceRef: ref, TraceMetadata: tr.Metadata, Seq: j, Step: st})
 					if err != nil {
 						b.Fatal(err)
 					}
@@ -151,7 +152,7 @@ func BenchmarkStageOpenTraces(b *testing.B) {
 					events = append(events, e)
 				}
 			}
-			read := func(context.Context, string, uint64) ([]schemas.Envelope, error) { return nil, nil }
+			read := func(context.Context, string, uint64) ([]event.Envelope, error) { return nil, nil }
 			var total float64
 			for b.Loop() {
 				before := liveHeap()

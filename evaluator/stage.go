@@ -11,8 +11,9 @@ import (
 	"sync"
 	"time"
 
-	json "github.com/goccy/go-json" // decoding events is the largest cost of the stage
+	// decoding events is the largest cost of the stage
 
+	"github.com/troy-audit/troy/event"
 	"github.com/troy-audit/troy/schemas"
 )
 
@@ -23,7 +24,7 @@ type PolicyFunc func(ctx context.Context, hash string) (*Compiled, error)
 // ReadFunc returns the events of a subject of the steps stream, in order, up to and
 // including stream sequence upTo. The stage uses it to rebuild a trace it has no state
 // for, after a restart or on another instance.
-type ReadFunc func(ctx context.Context, subject string, upTo uint64) ([]schemas.Envelope, error)
+type ReadFunc func(ctx context.Context, subject string, upTo uint64) ([]event.Envelope, error)
 
 // Stage is the evaluator stage of the pipeline. It consumes a trace's events (steps,
 // outputs, end) in order and evaluates incrementally: each step is evaluated when it
@@ -68,7 +69,7 @@ type traceRun struct {
 	mu      sync.Mutex
 	key     string // subject and run
 	subject string
-	ref     schemas.TraceRef
+	ref     event.TraceRef
 	c       *Compiled
 	s       *session
 	steps   []*schemas.Step
@@ -95,7 +96,7 @@ func (st *Stage) OpenTraces() int {
 }
 
 // Handle applies one event of the steps stream and returns the events it produces.
-func (st *Stage) Handle(ctx context.Context, in schemas.Envelope) ([]schemas.Envelope, error) {
+func (st *Stage) Handle(ctx context.Context, in event.Envelope) ([]event.Envelope, error) {
 	ev, err := decodeEvent(in)
 	if err != nil {
 		return nil, err
@@ -109,13 +110,13 @@ func (st *Stage) Handle(ctx context.Context, in schemas.Envelope) ([]schemas.Env
 	out, err := run.apply(ctx, st, ev) // a redelivery of an event already applied does nothing
 	out = append(rebuilt, out...)
 	if err != nil {
-		var perm *schemas.Permanent
+		var perm *event.Permanent
 		if !errors.As(err, &perm) {
 			st.drop(run.key) // rebuilt from the stream when the event comes back
 		}
 		return nil, err
 	}
-	if in.Kind == schemas.KindEnd {
+	if in.Kind == event.KindEnd {
 		st.mu.Lock()
 		delete(st.runs, run.key)
 		st.finished.add(run.key)
@@ -127,7 +128,7 @@ func (st *Stage) Handle(ctx context.Context, in schemas.Envelope) ([]schemas.Env
 // runFor finds the state of the event's trace, rebuilding it from the stream when the
 // event does not start the trace. The events it gives back are what the rebuild found
 // that was never handled: steps stored after this event.
-func (st *Stage) runFor(ctx context.Context, in event) (*traceRun, []schemas.Envelope, error) {
+func (st *Stage) runFor(ctx context.Context, in inEvent) (*traceRun, []event.Envelope, error) {
 	key := in.Subject + " " + in.ref.Run
 	st.mu.Lock()
 	run := st.runs[key]
@@ -136,7 +137,7 @@ func (st *Stage) runFor(ctx context.Context, in event) (*traceRun, []schemas.Env
 	if run != nil {
 		return run, nil, nil
 	}
-	if in.Kind == schemas.KindStep {
+	if in.Kind == event.KindStep {
 		if in.step.Seq == 0 {
 			run = st.newRun(key, in.Subject)
 			st.mu.Lock()
@@ -149,7 +150,7 @@ func (st *Stage) runFor(ctx context.Context, in event) (*traceRun, []schemas.Env
 		return nil, nil, nil // a late redelivery for a trace already finished
 	}
 	if st.read == nil || in.Seq == 0 {
-		return nil, nil, &schemas.Permanent{Err: fmt.Errorf("%s event for a trace with no earlier steps", in.Kind)}
+		return nil, nil, &event.Permanent{Err: fmt.Errorf("%s event for a trace with no earlier steps", in.Kind)}
 	}
 	run, out, err := st.rebuild(ctx, in, key)
 	if err != nil {
@@ -167,33 +168,33 @@ func (st *Stage) runFor(ctx context.Context, in event) (*traceRun, []schemas.Env
 // event's own step are applied (it applies itself), and outputs stored before the event.
 // Violations of steps stored before the event were emitted when they were handled; those
 // of steps stored after it are returned, as they were not.
-func (st *Stage) rebuild(ctx context.Context, in event, key string) (*traceRun, []schemas.Envelope, error) {
+func (st *Stage) rebuild(ctx context.Context, in inEvent, key string) (*traceRun, []event.Envelope, error) {
 	events, err := st.read(ctx, in.Subject, math.MaxUint64)
 	if err != nil {
 		return nil, nil, err
 	}
 	limit := math.MaxInt
-	if in.Kind == schemas.KindStep {
+	if in.Kind == event.KindStep {
 		limit = in.step.Seq
 	}
-	steps := map[int]event{}
-	var outputs []event
+	steps := map[int]inEvent{}
+	var outputs []inEvent
 	for _, e := range events {
 		ev, err := decodeEvent(e)
 		if err != nil || ev.ref.Run != in.ref.Run {
 			continue // the pipeline dead-lettered it, or another run of the trace
 		}
 		switch {
-		case ev.Kind == schemas.KindStep && ev.step.Seq < limit:
+		case ev.Kind == event.KindStep && ev.step.Seq < limit:
 			if _, dup := steps[ev.step.Seq]; !dup {
 				steps[ev.step.Seq] = ev
 			}
-		case ev.Kind == schemas.KindOutput && ev.Seq < in.Seq:
+		case ev.Kind == event.KindOutput && ev.Seq < in.Seq:
 			outputs = append(outputs, ev)
 		}
 	}
 	run := st.newRun(key, in.Subject)
-	var fresh []schemas.Envelope
+	var fresh []event.Envelope
 	for i := 0; ; i++ {
 		ev, ok := steps[i]
 		if !ok {
@@ -207,7 +208,7 @@ func (st *Stage) rebuild(ctx context.Context, in event, key string) (*traceRun, 
 			fresh = append(fresh, out...)
 		}
 	}
-	if in.Kind == schemas.KindStep && len(run.steps) < limit {
+	if in.Kind == event.KindStep && len(run.steps) < limit {
 		return nil, nil, fmt.Errorf("step %d of trace %s: only %d steps before it are stored: events are missing", limit, in.ref.TraceID, len(run.steps))
 	}
 	for _, ev := range outputs {
@@ -231,41 +232,48 @@ func (st *Stage) drop(key string) {
 	st.mu.Unlock()
 }
 
-// event is a decoded event of the steps stream.
-type event struct {
-	schemas.Envelope
-	ref  schemas.TraceRef
-	step *schemas.StepEvent
-	out  *schemas.StepOutput
-	end  *schemas.TraceEnd
+// inEvent is a decoded event of the steps stream.
+type inEvent struct {
+	event.Envelope
+	ref  event.TraceRef
+	step *event.Step
+	out  *event.Output
+	end  *event.End
 }
 
 // decodeEvent decodes an event once, for routing and applying.
-func decodeEvent(in schemas.Envelope) (event, error) {
-	ev := event{Envelope: in}
-	var err error
+func decodeEvent(in event.Envelope) (inEvent, error) {
+	ev := inEvent{Envelope: in}
 	switch in.Kind {
-	case schemas.KindStep:
-		ev.step = &schemas.StepEvent{}
-		err = schemas.DecodeEvent(in.Data, ev.step)
-		ev.ref = ev.step.TraceRef
-	case schemas.KindOutput:
-		ev.out = &schemas.StepOutput{}
-		err = schemas.DecodeEvent(in.Data, ev.out)
-		ev.ref = ev.out.TraceRef
-	case schemas.KindEnd:
-		ev.end = &schemas.TraceEnd{}
-		err = json.Unmarshal(in.Data, ev.end)
-		ev.ref = ev.end.TraceRef
+	case event.KindStep:
+		step, err := event.Decode[event.Step](in)
+		if err != nil {
+			return ev, err
+		}
+		ev.step, ev.ref = &step, step.TraceRef
+	case event.KindOutput:
+		out, err := event.Decode[event.Output](in)
+		if err != nil {
+			return ev, err
+		}
+		ev.out, ev.ref = &out, out.TraceRef
+	case event.KindEnd:
+		end, err := event.Decode[event.End](in)
+		if err != nil {
+			return ev, err
+		}
+		ev.end, ev.ref = &end, end.TraceRef
 	default:
-		return ev, &schemas.Permanent{Err: fmt.Errorf("unknown event kind %q", in.Kind)}
-	}
-	if err != nil {
-		return ev, &schemas.Permanent{Err: fmt.Errorf("decode %s event: %w", in.Kind, err)}
+		return ev, &event.Permanent{Err: fmt.Errorf("unknown event kind %q", in.Kind)}
 	}
 	// Ids that break the rules (whoever published them) would break subjects and paths.
 	if err := ev.ref.Check(); err != nil {
-		return ev, &schemas.Permanent{Err: fmt.Errorf("%s event: %w", in.Kind, err)}
+		return ev, &event.Permanent{Err: fmt.Errorf("%s event: %w", in.Kind, err)}
+	}
+	// An event names its trace twice, in its subject and its body: the two must agree, or
+	// what the stage publishes for the trace would go where its events did not come from.
+	if want := event.StepsSubject(ev.ref.AgentName, ev.ref.TraceID); in.Subject != want {
+		return ev, &event.Permanent{Err: fmt.Errorf("%s event on subject %s names trace %q of agent %q, whose subject is %s", in.Kind, in.Subject, ev.ref.TraceID, ev.ref.AgentName, want)}
 	}
 	var stepID string
 	switch {
@@ -275,17 +283,17 @@ func decodeEvent(in schemas.Envelope) (event, error) {
 		stepID = ev.out.StepID
 	}
 	if err := schemas.CheckID(stepID); err != nil {
-		return ev, &schemas.Permanent{Err: fmt.Errorf("%s event: step_id: %w", in.Kind, err)}
+		return ev, &event.Permanent{Err: fmt.Errorf("%s event: step_id: %w", in.Kind, err)}
 	}
 	return ev, nil
 }
 
-func (run *traceRun) apply(ctx context.Context, st *Stage, in event) ([]schemas.Envelope, error) {
+func (run *traceRun) apply(ctx context.Context, st *Stage, in inEvent) ([]event.Envelope, error) {
 	run.last = time.Now()
-	if in.Kind == schemas.KindStep {
+	if in.Kind == event.KindStep {
 		return run.step(ctx, st, *in.step) // idempotent by the step's position
 	}
-	if in.Kind == schemas.KindOutput {
+	if in.Kind == event.KindOutput {
 		return run.output(*in.out) // idempotent: the same output again changes nothing
 	}
 	// An end is applied once: the trace is then forgotten, and marked finished.
@@ -295,9 +303,9 @@ func (run *traceRun) apply(ctx context.Context, st *Stage, in event) ([]schemas.
 	return run.end()
 }
 
-func (run *traceRun) step(ctx context.Context, st *Stage, ev schemas.StepEvent) ([]schemas.Envelope, error) {
+func (run *traceRun) step(ctx context.Context, st *Stage, ev event.Step) ([]event.Envelope, error) {
 	if ev.Step == nil {
-		return nil, &schemas.Permanent{Err: errors.New("step event without a step")}
+		return nil, &event.Permanent{Err: errors.New("step event without a step")}
 	}
 	if run.c == nil {
 		c, err := st.policy(ctx, ev.Policy)
@@ -335,7 +343,7 @@ func (run *traceRun) step(ctx context.Context, st *Stage, ev schemas.StepEvent) 
 	return run.evaluateNow(len(run.steps) - 1)
 }
 
-func (run *traceRun) output(ev schemas.StepOutput) ([]schemas.Envelope, error) {
+func (run *traceRun) output(ev event.Output) ([]event.Envelope, error) {
 	j, ok := run.index[ev.StepID]
 	if !ok {
 		// Not permanent: the step may be stored after its output, and come.
@@ -351,7 +359,7 @@ func (run *traceRun) output(ev schemas.StepOutput) ([]schemas.Envelope, error) {
 	v.set(&updated)
 	run.views[j] = v
 	run.s.forget(j)
-	var out []schemas.Envelope
+	var out []event.Envelope
 	for i := j; i < len(run.steps); i++ {
 		emitted, err := run.evaluateNow(i)
 		if err != nil {
@@ -364,10 +372,10 @@ func (run *traceRun) output(ev schemas.StepOutput) ([]schemas.Envelope, error) {
 
 // evaluateNow evaluates, at step i, the rules that read no later step, keeps their
 // outcomes and emits violations not emitted before.
-func (run *traceRun) evaluateNow(i int) ([]schemas.Envelope, error) {
+func (run *traceRun) evaluateNow(i int) ([]event.Envelope, error) {
 	run.s.env.at(run.views, i)
 	var outcomes []stepOutcome
-	var out []schemas.Envelope
+	var out []event.Envelope
 	for k, r := range run.c.rules {
 		if r.ahead {
 			continue
@@ -391,31 +399,26 @@ func (run *traceRun) evaluateNow(i int) ([]schemas.Envelope, error) {
 	return out, nil
 }
 
-func (run *traceRun) violationEvent(i int, r *rule) (schemas.Envelope, error) {
+func (run *traceRun) violationEvent(i int, r *rule) (event.Envelope, error) {
 	if !run.alerts {
-		return schemas.Envelope{}, nil
+		return event.Envelope{}, nil
 	}
 	s := run.steps[i]
 	key := strconv.Itoa(i) + "|" + r.RuleID // by position: step ids may repeat
 	if run.emitted[key] {
-		return schemas.Envelope{}, nil
+		return event.Envelope{}, nil
 	}
 	run.emitted[key] = true
-	return schemas.NewEnvelope(
-		schemas.ResultSubject(schemas.KindViolation, run.ref.AgentName, run.ref.TraceID),
-		schemas.KindViolation,
-		schemas.MsgID(schemas.KindViolation, run.ref, key),
-		schemas.ViolationEvent{TraceRef: run.ref, StepIndex: i, Violation: violation(r, s)},
-	)
+	return event.New(event.Violation{TraceRef: run.ref, StepIndex: i, Violation: violation(r, s)})
 }
 
 // end evaluates the rules that look ahead over the whole trace and assembles the final
 // verdict in step then rule order, as post-hoc evaluation does.
-func (run *traceRun) end() ([]schemas.Envelope, error) {
+func (run *traceRun) end() ([]event.Envelope, error) {
 	if run.c == nil {
-		return nil, &schemas.Permanent{Err: errors.New("end of a trace with no steps")}
+		return nil, &event.Permanent{Err: errors.New("end of a trace with no steps")}
 	}
-	var out []schemas.Envelope
+	var out []event.Envelope
 	var vs []schemas.Violation
 	errs := make([]schemas.RuleError, len(run.c.rules))
 	fail := func(k, i int, msg string) {
@@ -465,18 +468,13 @@ func (run *traceRun) end() ([]schemas.Envelope, error) {
 			ruleErrs = append(ruleErrs, e)
 		}
 	}
-	ev, parts, err := schemas.VerdictEvents(run.ref, len(run.steps), vs, ruleErrs)
+	ev, parts, err := event.Verdict(run.ref, len(run.steps), vs, ruleErrs)
 	if err != nil {
 		return nil, err
 	}
 	out = append(out, parts...)
 	// The count comes after its parts, so a reader that sees it finds them stored.
-	done, err := schemas.NewEnvelope(
-		schemas.ResultSubject(schemas.KindEvaluated, run.ref.AgentName, run.ref.TraceID),
-		schemas.KindEvaluated,
-		schemas.MsgID(schemas.KindEvaluated, run.ref, ""),
-		ev,
-	)
+	done, err := event.New(ev)
 	if err != nil {
 		return nil, err
 	}
@@ -485,7 +483,7 @@ func (run *traceRun) end() ([]schemas.Envelope, error) {
 
 // Idle returns a TraceEnd event for every trace without an event for longer than timeout,
 // to be published on the trace's subject so that every stage sees the trace end.
-func (st *Stage) Idle(timeout time.Duration) []schemas.Envelope {
+func (st *Stage) Idle(timeout time.Duration) []event.Envelope {
 	st.mu.Lock()
 	runs := make([]*traceRun, 0, len(st.runs))
 	for _, r := range st.runs {
@@ -493,13 +491,11 @@ func (st *Stage) Idle(timeout time.Duration) []schemas.Envelope {
 	}
 	st.mu.Unlock()
 	cutoff := time.Now().Add(-timeout)
-	var out []schemas.Envelope
+	var out []event.Envelope
 	for _, run := range runs {
 		run.mu.Lock()
 		if run.last.Before(cutoff) && run.c != nil {
-			env, err := schemas.NewEnvelope(run.subject, schemas.KindEnd,
-				schemas.MsgID(schemas.KindEnd, run.ref, ""),
-				schemas.TraceEnd{TraceRef: run.ref, Steps: len(run.steps), Reason: "idle"})
+			env, err := event.New(event.End{TraceRef: run.ref, Steps: len(run.steps), Reason: event.EndIdle})
 			if err == nil {
 				out = append(out, env)
 			}

@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/troy-audit/troy/evaluator"
-	"github.com/troy-audit/troy/schemas"
+	"github.com/troy-audit/troy/event"
 )
 
 // FuzzStageEvents feeds the evaluator stage events whose bodies are anything (as any
@@ -25,26 +25,26 @@ func FuzzStageEvents(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	kinds := []string{schemas.KindStep, schemas.KindOutput, schemas.KindEnd, "telemetry"}
+	kinds := []event.Kind{event.KindStep, event.KindOutput, event.KindEnd, "telemetry"}
 	f.Fuzz(func(t *testing.T, first, second, third []byte, order byte) {
 		s := &stream{}
-		subject := schemas.StepsSubject("a", "t")
+		subject := event.StepsSubject("a", "t")
 		for i, data := range [][]byte{first, second, third} {
 			kind := kinds[(int(order)>>(2*i))&3]
 			if i == 0 && order&64 == 0 {
-				kind = schemas.KindStep
+				kind = event.KindStep
 			}
-			s.events = append(s.events, schemas.Envelope{Subject: subject, Kind: kind, Data: data, Seq: uint64(i + 1)})
+			s.events = append(s.events, event.Envelope{Subject: subject, Kind: kind, Data: data, Seq: uint64(i + 1)})
 		}
 		stage := evaluator.NewStage(policyFunc(c), s.read)
 		for _, in := range s.events {
 			out, err := stage.Handle(context.Background(), in)
-			var perm *schemas.Permanent
+			var perm *event.Permanent
 			if err != nil && in.Kind == "telemetry" && !errors.As(err, &perm) {
 				t.Fatalf("an unknown kind is not permanent: %v", err)
 			}
 			for _, o := range out {
-				if len(o.Data) > schemas.MaxPartSize || o.Subject == "" || o.Kind == "" {
+				if len(o.Data) > event.MaxPartSize || o.Subject == "" || o.Kind == "" {
 					t.Fatalf("emitted %s on %q of %d bytes", o.Kind, o.Subject, len(o.Data))
 				}
 			}

@@ -9,26 +9,29 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/troy-audit/troy/event"
+
 	"github.com/troy-audit/troy/evaluator"
 	"github.com/troy-audit/troy/schemas"
 )
 
 // stream is an in-memory steps stream: what the bus gives the stage.
-type stream struct{ events []schemas.Envelope }
+type stream struct{ events []event.Envelope }
 
-func (s *stream) publish(t *testing.T, kind, subject string, v any) schemas.Envelope {
+func (s *stream) publish(t *testing.T, kind event.Kind, subject string, v event.Payload) event.Envelope {
 	t.Helper()
-	env, err := schemas.NewEnvelope(subject, kind, "", v)
-	if err != nil {
-		t.Fatal(err)
+	env, err := event.New(v)
+	if err != nil || env.Kind != kind {
+		t.Fatalf("%s event: %v (kind %s)", kind, err, env.Kind)
 	}
+	env.Subject = subject
 	env.Seq = uint64(len(s.events) + 1)
 	s.events = append(s.events, env)
 	return env
 }
 
-func (s *stream) read(_ context.Context, subject string, upTo uint64) ([]schemas.Envelope, error) {
-	var out []schemas.Envelope
+func (s *stream) read(_ context.Context, subject string, upTo uint64) ([]event.Envelope, error) {
+	var out []event.Envelope
 	for _, e := range s.events {
 		if e.Subject == subject && e.Seq <= upTo {
 			out = append(out, e)
@@ -44,14 +47,14 @@ func policyFunc(c *evaluator.Compiled) evaluator.PolicyFunc {
 // traceEvents turns a trace into the events an agent sends: each step without its output,
 // the output a little later (sometimes after later steps), then the end.
 func traceEvents(t *testing.T, r *rand.Rand, s *stream, tr *schemas.Trace, hash string) {
-	ref := schemas.TraceRef{TraceID: tr.TraceID, AgentName: tr.AgentName, Policy: hash}
-	subject := schemas.StepsSubject(tr.AgentName, tr.TraceID)
+	ref := event.TraceRef{TraceID: tr.TraceID, AgentName: tr.AgentName, Policy: hash}
+	subject := event.StepsSubject(tr.AgentName, tr.TraceID)
 	var pending []*schemas.Step
 	flush := func(n int) {
 		for len(pending) > 0 && n > 0 {
 			p := pending[0]
 			pending = pending[1:]
-			s.publish(t, schemas.KindOutput, subject, schemas.StepOutput{TraceRef: ref, StepID: p.StepID, Output: p.Output})
+			s.publish(t, event.KindOutput, subject, event.Output{TraceRef: ref, StepID: p.StepID, Output: p.Output})
 			n--
 		}
 	}
@@ -61,11 +64,11 @@ func traceEvents(t *testing.T, r *rand.Rand, s *stream, tr *schemas.Trace, hash 
 			bare.Output = map[string]any{}
 			pending = append(pending, st)
 		}
-		s.publish(t, schemas.KindStep, subject, schemas.StepEvent{TraceRef: ref, TraceMetadata: tr.Metadata, Seq: i, Step: &bare})
+		s.publish(t, event.KindStep, subject, event.Step{TraceRef: ref, TraceMetadata: tr.Metadata, Seq: i, Step: &bare})
 		flush(r.IntN(3))
 	}
 	flush(len(pending))
-	s.publish(t, schemas.KindEnd, subject, schemas.TraceEnd{TraceRef: ref, Steps: len(tr.Steps)})
+	s.publish(t, event.KindEnd, subject, event.End{TraceRef: ref, Steps: len(tr.Steps)})
 }
 
 // At a trace's end, the incremental stage reports exactly what post-hoc evaluation of the
@@ -93,8 +96,8 @@ func TestStageAgreesWithPostHoc(t *testing.T) {
 		traceEvents(t, r, s, tr, c.Hash())
 
 		stage := evaluator.NewStage(policyFunc(c), s.read)
-		var evaluated *schemas.TraceEvaluated
-		var verdict []schemas.Envelope
+		var evaluated *event.Evaluated
+		var verdict []event.Envelope
 		realtime := map[string]bool{}
 		restartAt := r.IntN(len(s.events) + 1)
 		for i, ev := range s.events {
@@ -109,19 +112,19 @@ func TestStageAgreesWithPostHoc(t *testing.T) {
 				}
 				for _, o := range out {
 					switch o.Kind {
-					case schemas.KindViolation:
-						var v schemas.ViolationEvent
+					case event.KindViolation:
+						var v event.Violation
 						if err := json.Unmarshal(o.Data, &v); err != nil {
 							t.Fatal(err)
 						}
 						realtime[v.Violation.StepID+"/"+v.Violation.RuleID] = true
-					case schemas.KindVerdict:
+					case event.KindVerdict:
 						verdict = append(verdict, o)
-					case schemas.KindEvaluated:
+					case event.KindEvaluated:
 						if evaluated != nil {
 							t.Fatalf("round %d: the trace was evaluated twice", round)
 						}
-						evaluated = &schemas.TraceEvaluated{}
+						evaluated = &event.Evaluated{}
 						if err := json.Unmarshal(o.Data, evaluated); err != nil {
 							t.Fatal(err)
 						}
@@ -136,7 +139,7 @@ func TestStageAgreesWithPostHoc(t *testing.T) {
 		if want.Violations == nil {
 			want.Violations = []schemas.Violation{}
 		}
-		got, err := schemas.CollectVerdict(verdict, evaluated)
+		got, err := event.CollectVerdict(verdict, evaluated)
 		if err != nil {
 			t.Fatalf("round %d: %v", round, err)
 		}
@@ -168,8 +171,8 @@ func TestStageEmitsViolationsAsSoonAsKnown(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := &stream{}
-	ref := schemas.TraceRef{TraceID: "t", AgentName: "a"}
-	subj := schemas.StepsSubject("a", "t")
+	ref := event.TraceRef{TraceID: "t", AgentName: "a"}
+	subj := event.StepsSubject("a", "t")
 	steps := []*schemas.Step{
 		{StepID: "s1", Type: "tool_call", Description: "bash"},
 		{StepID: "s2", Type: "tool_call", Description: "read", Metadata: map[string]any{"data_classification": "pii"}},
@@ -178,7 +181,7 @@ func TestStageEmitsViolationsAsSoonAsKnown(t *testing.T) {
 	stage := evaluator.NewStage(policyFunc(c), s.read)
 	var got []string
 	for i, st := range steps {
-		out, err := stage.Handle(context.Background(), s.publish(t, schemas.KindStep, subj, schemas.StepEvent{TraceRef: ref, Seq: i, Step: st}))
+		out, err := stage.Handle(context.Background(), s.publish(t, event.KindStep, subj, event.Step{TraceRef: ref, Seq: i, Step: st}))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -186,12 +189,12 @@ func TestStageEmitsViolationsAsSoonAsKnown(t *testing.T) {
 			got = append(got, fmt.Sprintf("after %s: %s", st.StepID, o.Kind))
 		}
 	}
-	out, err := stage.Handle(context.Background(), s.publish(t, schemas.KindEnd, subj, schemas.TraceEnd{TraceRef: ref, Steps: 3}))
+	out, err := stage.Handle(context.Background(), s.publish(t, event.KindEnd, subj, event.End{TraceRef: ref, Steps: 3}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, o := range out {
-		got = append(got, "at end: "+o.Kind+" "+o.Subject)
+		got = append(got, "at end: "+string(o.Kind)+" "+o.Subject)
 	}
 	want := "after s1: violation|at end: violation troy.results.violation.a.t|at end: verdict troy.results.verdict.a.t|at end: evaluated troy.results.evaluated.a.t"
 	if strings.Join(got, "|") != want {
@@ -205,22 +208,22 @@ func TestStageRejectsBadEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	stage := evaluator.NewStage(policyFunc(c), (&stream{}).read)
-	for _, ev := range []schemas.Envelope{
-		{Subject: "troy.steps.a.t", Kind: schemas.KindStep, Data: []byte("{not json"), Seq: 1},
+	for _, ev := range []event.Envelope{
+		{Subject: "troy.steps.a.t", Kind: event.KindStep, Data: []byte("{not json"), Seq: 1},
 		{Subject: "troy.steps.a.u", Kind: "weird", Data: []byte("{}"), Seq: 2},
-		{Subject: "troy.steps.a.v", Kind: schemas.KindStep, Data: []byte(`{"trace_id": "v", "seq": 0}`), Seq: 3},
+		{Subject: "troy.steps.a.v", Kind: event.KindStep, Data: []byte(`{"trace_id": "v", "seq": 0}`), Seq: 3},
 	} {
 		_, err := stage.Handle(context.Background(), ev)
-		var perm *schemas.Permanent
+		var perm *event.Permanent
 		if err == nil || !errorsAs(err, &perm) {
 			t.Errorf("%s: want a permanent error, got %v", ev.Data, err)
 		}
 	}
 }
 
-func errorsAs(err error, target **schemas.Permanent) bool {
+func errorsAs(err error, target **event.Permanent) bool {
 	for err != nil {
-		if p, ok := err.(*schemas.Permanent); ok {
+		if p, ok := err.(*event.Permanent); ok {
 			*target = p
 			return true
 		}
@@ -240,12 +243,12 @@ func TestStageLateOutputReachesLaterSteps(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := &stream{}
-	ref := schemas.TraceRef{TraceID: "t", AgentName: "a"}
-	subj := schemas.StepsSubject("a", "t")
-	s.publish(t, schemas.KindStep, subj, schemas.StepEvent{TraceRef: ref, Seq: 0, Step: &schemas.Step{StepID: "s1", Type: "tool_call", Description: "read"}})
-	s.publish(t, schemas.KindStep, subj, schemas.StepEvent{TraceRef: ref, Seq: 1, Step: &schemas.Step{StepID: "s2", Type: "tool_call", Description: "send"}})
-	s.publish(t, schemas.KindOutput, subj, schemas.StepOutput{TraceRef: ref, StepID: "s1", Output: map[string]any{"text": "top secret"}})
-	s.publish(t, schemas.KindEnd, subj, schemas.TraceEnd{TraceRef: ref, Steps: 2})
+	ref := event.TraceRef{TraceID: "t", AgentName: "a"}
+	subj := event.StepsSubject("a", "t")
+	s.publish(t, event.KindStep, subj, event.Step{TraceRef: ref, Seq: 0, Step: &schemas.Step{StepID: "s1", Type: "tool_call", Description: "read"}})
+	s.publish(t, event.KindStep, subj, event.Step{TraceRef: ref, Seq: 1, Step: &schemas.Step{StepID: "s2", Type: "tool_call", Description: "send"}})
+	s.publish(t, event.KindOutput, subj, event.Output{TraceRef: ref, StepID: "s1", Output: map[string]any{"text": "top secret"}})
+	s.publish(t, event.KindEnd, subj, event.End{TraceRef: ref, Steps: 2})
 	stage := evaluator.NewStage(policyFunc(c), s.read)
 	var kinds []string
 	for _, ev := range s.events {
@@ -254,8 +257,8 @@ func TestStageLateOutputReachesLaterSteps(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, o := range out {
-			kinds = append(kinds, o.Kind)
-			if o.Kind == schemas.KindVerdict && !strings.Contains(string(o.Data), `"step_id":"s2"`) {
+			kinds = append(kinds, string(o.Kind))
+			if o.Kind == event.KindVerdict && !strings.Contains(string(o.Data), `"step_id":"s2"`) {
 				t.Fatalf("final verdict misses s2: %s", o.Data)
 			}
 		}
@@ -298,8 +301,8 @@ func TestStageToleratesEventsStoredOutOfOrder(t *testing.T) {
 		stage := evaluator.NewStage(policyFunc(c), s.read)
 		queue := slices.Clone(s.events)
 		restartAt := r.IntN(len(queue) + 1)
-		var evaluated *schemas.TraceEvaluated
-		var verdict []schemas.Envelope
+		var evaluated *event.Evaluated
+		var verdict []event.Envelope
 		for i := 0; len(queue) > 0; i++ {
 			if i > 20*len(s.events) {
 				t.Fatalf("round %d: events never all applied; left: %d", round, len(queue))
@@ -311,7 +314,7 @@ func TestStageToleratesEventsStoredOutOfOrder(t *testing.T) {
 			queue = queue[1:]
 			out, err := stage.Handle(context.Background(), ev)
 			if err != nil {
-				var perm *schemas.Permanent
+				var perm *event.Permanent
 				if errorsAs(err, &perm) {
 					t.Fatalf("round %d: %v", round, err)
 				}
@@ -319,14 +322,14 @@ func TestStageToleratesEventsStoredOutOfOrder(t *testing.T) {
 				continue
 			}
 			for _, o := range out {
-				if o.Kind == schemas.KindVerdict {
+				if o.Kind == event.KindVerdict {
 					verdict = append(verdict, o)
 				}
-				if o.Kind == schemas.KindEvaluated {
+				if o.Kind == event.KindEvaluated {
 					if evaluated != nil {
 						t.Fatalf("round %d: evaluated twice", round)
 					}
-					evaluated = &schemas.TraceEvaluated{}
+					evaluated = &event.Evaluated{}
 					if err := json.Unmarshal(o.Data, evaluated); err != nil {
 						t.Fatal(err)
 					}
@@ -340,7 +343,7 @@ func TestStageToleratesEventsStoredOutOfOrder(t *testing.T) {
 		if evaluated == nil {
 			t.Fatalf("round %d (block %d:%d first): not evaluated", round, a, b)
 		}
-		got, err := schemas.CollectVerdict(verdict, evaluated)
+		got, err := event.CollectVerdict(verdict, evaluated)
 		if err != nil || !slices.Equal(got, want.Violations) || evaluated.Steps != len(tr.Steps) {
 			t.Fatalf("round %d (block %d:%d first): got %v %+v (%v)\nwant %v", round, a, b, ids(got), evaluated, err, ids(want.Violations))
 		}

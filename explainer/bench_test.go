@@ -10,9 +10,9 @@ import (
 	"time"
 
 	"github.com/troy-audit/troy/explainer"
-	"github.com/troy-audit/troy/explainer/llmtest"
 	"github.com/troy-audit/troy/ingest/tracegen"
 	"github.com/troy-audit/troy/schemas"
+	"github.com/troy-audit/troy/sdk/llmtest"
 )
 
 // BenchmarkBatchAgainstSlowModel explains a batch of 100 traces of 5 steps (600 calls)

@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/troy-audit/troy/explainer"
-	"github.com/troy-audit/troy/explainer/llmtest"
 	"github.com/troy-audit/troy/schemas"
+	"github.com/troy-audit/troy/sdk/llmtest"
 )
 
 func newLLM(t *testing.T, h llmtest.Handler) *llmtest.Server {

@@ -2,9 +2,8 @@ package explainer
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
-	"strconv"
+
+	"github.com/troy-audit/troy/event"
 
 	"github.com/troy-audit/troy/schemas"
 )
@@ -19,23 +18,23 @@ import (
 type Stage struct {
 	ex    *Explainer
 	note  string
-	store schemas.TraceStore
+	store event.TraceStore
 }
 
 // NewStage returns the explainer stage. offNote says why there are no explanations when ex
 // is nil; store reads finished traces back.
-func NewStage(ex *Explainer, offNote string, store schemas.TraceStore) *Stage {
+func NewStage(ex *Explainer, offNote string, store event.TraceStore) *Stage {
 	return &Stage{ex: ex, note: offNote, store: store}
 }
 
 // Handle explains one scored trace.
-func (s *Stage) Handle(ctx context.Context, in schemas.Envelope) ([]schemas.Envelope, error) {
-	var ev schemas.TraceScored
-	if err := json.Unmarshal(in.Data, &ev); err != nil {
-		return nil, &schemas.Permanent{Err: fmt.Errorf("decode scored event: %w", err)}
+func (s *Stage) Handle(ctx context.Context, in event.Envelope) ([]event.Envelope, error) {
+	ev, err := event.Decode[event.Scored](in)
+	if err != nil {
+		return nil, err
 	}
-	out := schemas.TraceExplained{TraceScored: ev, State: schemas.ExplanationsOff, Note: s.note}
-	var events []schemas.Envelope
+	out := event.Explained{Scored: ev, State: schemas.ExplanationsOff, Note: s.note}
+	var events []event.Envelope
 	if s.ex != nil {
 		t, err := s.store.Trace(ctx, ev.TraceRef, ev.Steps)
 		if err != nil {
@@ -46,12 +45,7 @@ func (s *Stage) Handle(ctx context.Context, in schemas.Envelope) ([]schemas.Enve
 			return nil, err
 		}
 		for i, x := range res.Explanations {
-			e, err := schemas.NewEnvelope(
-				schemas.ResultSubject(schemas.KindExplanation, ev.AgentName, ev.TraceID),
-				schemas.KindExplanation,
-				schemas.MsgID(schemas.KindExplanation, ev.TraceRef, strconv.Itoa(i)),
-				schemas.ExplanationEvent{TraceRef: ev.TraceRef, StepIndex: i, Explanation: x},
-			)
+			e, err := event.New(event.Explanation{TraceRef: ev.TraceRef, StepIndex: i, Explanation: x})
 			if err != nil {
 				return nil, err
 			}
@@ -59,12 +53,7 @@ func (s *Stage) Handle(ctx context.Context, in schemas.Envelope) ([]schemas.Enve
 		}
 		out.State, out.Note, out.Count, out.Summary, out.LLM = schemas.ExplanationsOn, res.Note, len(res.Explanations), res.Summary, &res.Usage
 	}
-	e, err := schemas.NewEnvelope(
-		schemas.ResultSubject(schemas.KindExplained, ev.AgentName, ev.TraceID),
-		schemas.KindExplained,
-		schemas.MsgID(schemas.KindExplained, ev.TraceRef, ""),
-		out,
-	)
+	e, err := event.New(out)
 	if err != nil {
 		return nil, err
 	}

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/troy-audit/troy/ingest/agent"
+	"github.com/troy-audit/troy/sdk/agent"
 )
 
 // BenchmarkGuardCheck compares one guard check through the HTTP gateway with one over NATS,
@@ -28,7 +28,7 @@ func BenchmarkGuardCheck(b *testing.B) {
 		}
 	})
 	b.Run("nats", func(b *testing.B) {
-		g := agent.On(bs).Guard(agent.GuardOptions{Session: "bench-nats", Agent: "bot", Mode: "monitor"})
+		g := agent.New(bs.Conn()).Guard(agent.GuardOptions{Session: "bench-nats", Agent: "bot", Mode: "monitor"})
 		for i := range b.N {
 			if _, err := g.Check(context.Background(), fmt.Sprint("search-", i), nil, nil, ""); err != nil {
 				b.Fatal(err)

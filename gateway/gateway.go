@@ -9,7 +9,6 @@ import (
 	"context"
 	"crypto/subtle"
 	_ "embed"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -21,6 +20,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/troy-audit/troy/event"
 
 	"golang.org/x/net/netutil"
 
@@ -253,7 +254,7 @@ func decode(r *http.Request, v any) error {
 }
 
 // checkIDs refuses ids that break the rules of schemas.CheckID with a 400.
-func checkIDs(ref schemas.TraceRef, stepID string) error {
+func checkIDs(ref event.TraceRef, stepID string) error {
 	if err := ref.Check(); err != nil {
 		return errorf(http.StatusBadRequest, "invalid", "%v", err)
 	}
@@ -287,11 +288,11 @@ func (g *Gateway) guardRequest(ctx context.Context, subject string, req any) ([]
 }
 
 func (g *Gateway) guardCheck(w http.ResponseWriter, r *http.Request) error {
-	var req schemas.GuardCheck
+	var req event.GuardCheck
 	if err := decode(r, &req); err != nil {
 		return err
 	}
-	out, err := g.guardRequest(r.Context(), schemas.GuardCheckSubject, req)
+	out, err := g.guardRequest(r.Context(), event.GuardCheckSubject, req)
 	if err != nil {
 		return err
 	}
@@ -329,21 +330,21 @@ func (g *Gateway) step(w http.ResponseWriter, r *http.Request) error {
 	}
 	s := req.Step
 	s.Normalize()
-	ref := schemas.TraceRef{TraceID: req.TraceID, AgentName: req.Agent, Policy: req.Policy, Run: req.Run}
+	ref := event.TraceRef{TraceID: req.TraceID, AgentName: req.Agent, Policy: req.Policy, Run: req.Run}
 	if err := checkIDs(ref, s.StepID); err != nil {
 		return err
 	}
-	e, err := schemas.NewStepEvent(ref, req.TraceMetadata, *req.Seq, s)
+	e, err := event.New(event.Step{TraceRef: ref, TraceMetadata: req.TraceMetadata, Seq: *req.Seq, Step: s})
 	if err != nil {
 		return err
 	}
 	return g.publish(w, r, e)
 }
 
-func (g *Gateway) publish(w http.ResponseWriter, r *http.Request, e schemas.Envelope) error {
+func (g *Gateway) publish(w http.ResponseWriter, r *http.Request, e event.Envelope) error {
 	ctx, cancel := context.WithTimeout(r.Context(), g.cfg.Timeout)
 	defer cancel()
-	if err := g.b.PublishAll(ctx, []schemas.Envelope{e}); err != nil {
+	if err := g.b.PublishAll(ctx, []event.Envelope{e}); err != nil {
 		return errorf(http.StatusServiceUnavailable, "stream_unavailable", "not stored: %v", err)
 	}
 	writeJSON(w, http.StatusAccepted, map[string]any{"stored": true})
@@ -369,7 +370,7 @@ func (g *Gateway) traceRequest(r *http.Request) (string, TraceRequest, error) {
 	if req.Agent == "" {
 		return "", req, errorf(http.StatusBadRequest, "invalid", "agent is required")
 	}
-	if err := checkIDs(schemas.TraceRef{TraceID: id, AgentName: req.Agent, Run: req.Run}, req.StepID); err != nil {
+	if err := checkIDs(event.TraceRef{TraceID: id, AgentName: req.Agent, Run: req.Run}, req.StepID); err != nil {
 		return "", req, err
 	}
 	return id, req, nil
@@ -384,15 +385,14 @@ func (g *Gateway) output(w http.ResponseWriter, r *http.Request) error {
 		return errorf(http.StatusBadRequest, "invalid", "step_id is required")
 	}
 	if req.Run == "" {
-		if _, err := g.guardRequest(r.Context(), schemas.GuardOutputSubject, schemas.GuardOutput{Session: id, Agent: req.Agent, StepID: req.StepID, Output: req.Output}); err != nil {
+		if _, err := g.guardRequest(r.Context(), event.GuardOutputSubject, event.GuardOutput{Session: id, Agent: req.Agent, StepID: req.StepID, Output: req.Output}); err != nil {
 			return err
 		}
 		writeJSON(w, http.StatusAccepted, map[string]any{"stored": true})
 		return nil
 	}
-	ref := schemas.TraceRef{TraceID: id, AgentName: req.Agent, Run: req.Run}
-	e, err := schemas.NewEnvelope(schemas.StepsSubject(req.Agent, id), schemas.KindOutput, schemas.MsgID(schemas.KindOutput, ref, req.StepID),
-		schemas.StepOutput{TraceRef: ref, StepID: req.StepID, Output: req.Output})
+	ref := event.TraceRef{TraceID: id, AgentName: req.Agent, Run: req.Run}
+	e, err := event.New(event.Output{TraceRef: ref, StepID: req.StepID, Output: req.Output})
 	if err != nil {
 		return err
 	}
@@ -405,15 +405,14 @@ func (g *Gateway) end(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if req.Run == "" {
-		if _, err := g.guardRequest(r.Context(), schemas.GuardEndSubject, schemas.GuardEnd{Session: id, Agent: req.Agent}); err != nil {
+		if _, err := g.guardRequest(r.Context(), event.GuardEndSubject, event.GuardEnd{Session: id, Agent: req.Agent}); err != nil {
 			return err
 		}
 		writeJSON(w, http.StatusAccepted, map[string]any{"stored": true})
 		return nil
 	}
-	ref := schemas.TraceRef{TraceID: id, AgentName: req.Agent, Run: req.Run}
-	e, err := schemas.NewEnvelope(schemas.StepsSubject(req.Agent, id), schemas.KindEnd, schemas.MsgID(schemas.KindEnd, ref, ""),
-		schemas.TraceEnd{TraceRef: ref, Steps: req.Steps, Reason: "end"})
+	ref := event.TraceRef{TraceID: id, AgentName: req.Agent, Run: req.Run}
+	e, err := event.New(event.End{TraceRef: ref, Steps: req.Steps, Reason: event.EndSent})
 	if err != nil {
 		return err
 	}
@@ -426,42 +425,36 @@ func (g *Gateway) report(w http.ResponseWriter, r *http.Request) error {
 	if agent == "" {
 		return errorf(http.StatusBadRequest, "invalid", "the agent query parameter is required")
 	}
-	if err := checkIDs(schemas.TraceRef{TraceID: id, AgentName: agent, Run: run}, ""); err != nil {
+	if err := checkIDs(event.TraceRef{TraceID: id, AgentName: agent, Run: run}, ""); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), g.cfg.Timeout)
 	defer cancel()
-	events, err := g.b.ReadResults(ctx, schemas.ResultSubject(schemas.KindExplained, agent, id), math.MaxUint64)
+	events, err := g.b.ReadResults(ctx, event.ResultSubject(event.KindExplained, agent, id), math.MaxUint64)
 	if err != nil {
 		return errorf(http.StatusServiceUnavailable, "stream_unavailable", "%v", err)
 	}
-	var ev *schemas.TraceExplained
+	var ev *event.Explained
 	for i := len(events) - 1; i >= 0 && ev == nil; i-- {
-		var x schemas.TraceExplained
-		if json.Unmarshal(events[i].Data, &x) == nil && (run == "" || x.Run == run) {
+		if x, err := event.Decode[event.Explained](events[i]); err == nil && (run == "" || x.Run == run) {
 			ev = &x
 		}
 	}
 	if ev == nil {
 		return errorf(http.StatusNotFound, "not_found", "no finished run of trace %q of agent %q (yet)", id, agent)
 	}
-	tr, err := g.b.Trace(ctx, ev.TraceRef, ev.Steps)
-	if err != nil {
-		return errorf(http.StatusNotFound, "not_found", "the steps of trace %q are not all in the stream: %v", id, err)
-	}
-	vs, err := g.b.Verdict(ctx, &ev.TraceEvaluated)
-	if err != nil {
-		return errorf(http.StatusServiceUnavailable, "stream_unavailable", "%v", err)
-	}
-	expl, err := g.b.Explanations(ctx, ev.TraceRef, ev.Count)
-	if err != nil {
-		return errorf(http.StatusServiceUnavailable, "stream_unavailable", "%v", err)
-	}
 	var info schemas.AuditInfo
 	if g.cfg.Info != nil {
 		info, _ = g.cfg.Info(ctx, ev.Policy)
 	}
-	writeJSON(w, http.StatusOK, ev.Audit(tr, vs, expl, info))
+	audit, err := event.ReadAudit(ctx, g.b, ev, info)
+	switch {
+	case errors.Is(err, event.ErrStepsUnread):
+		return errorf(http.StatusNotFound, "not_found", "trace %q: %v", id, err)
+	case err != nil:
+		return errorf(http.StatusServiceUnavailable, "stream_unavailable", "%v", err)
+	}
+	writeJSON(w, http.StatusOK, audit)
 	return nil
 }
 

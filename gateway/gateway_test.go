@@ -15,11 +15,11 @@ import (
 	"github.com/troy-audit/troy/bus"
 	"github.com/troy-audit/troy/evaluator"
 	"github.com/troy-audit/troy/gateway"
-	"github.com/troy-audit/troy/ingest/agent"
 	"github.com/troy-audit/troy/pipeline"
 	"github.com/troy-audit/troy/policies"
 	"github.com/troy-audit/troy/schemas"
 	"github.com/troy-audit/troy/schemas/pyjson"
+	"github.com/troy-audit/troy/sdk/agent"
 )
 
 const token = "s3cret-token"
@@ -310,7 +310,7 @@ func TestSlowHTTPClientsDoNotBlockNATS(t *testing.T) {
 			w.Close()
 		}
 	}()
-	g := agent.On(b).Guard(agent.GuardOptions{Session: "nats-side", Agent: "bot", Timeout: 2 * time.Second})
+	g := agent.New(b.Conn()).Guard(agent.GuardOptions{Session: "nats-side", Agent: "bot", Timeout: 2 * time.Second})
 	for i := range 20 {
 		if _, err := g.Check(ctx, fmt.Sprint("search-", i), nil, nil, ""); err != nil {
 			t.Fatalf("check %d over NATS while HTTP clients hold requests: %v", i, err)

@@ -1,6 +1,7 @@
 // Package ingest brings traces into troy: it reads trace files (.json, .jsonl, and their
-// .gz forms, or every such file in a directory) and validates them, naming the file, the
-// line and the JSON path of any problem.
+// .gz forms, or every such file in a directory) and audit.json files (troy's or the Python
+// tool's) and validates their traces, naming the file, the line and the JSON path of any
+// problem.
 //
 // It imports schemas and the standard library only; it knows nothing of policies.
 package ingest

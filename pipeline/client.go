@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -12,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/troy-audit/troy/event"
 
 	"github.com/troy-audit/troy/bus"
 	"github.com/troy-audit/troy/schemas"
@@ -40,13 +41,13 @@ type Client struct {
 
 // waiter is an Audit waiting for its trace's result.
 type waiter struct {
-	ref  schemas.TraceRef
+	ref  event.TraceRef
 	out  chan outcome // buffered: the first outcome wins
 	sent atomic.Bool  // every event of the trace is stored
 }
 
 type outcome struct {
-	ev  schemas.TraceExplained
+	ev  event.Explained
 	err error
 }
 
@@ -94,8 +95,8 @@ func NewClient(ctx context.Context, b *bus.Bus, policy string, opts ClientOption
 		waiting: map[string]*waiter{}, inFlight: map[string]int{}, done: make(chan error, 1)}
 	ctx, c.stop = context.WithCancel(ctx)
 	subs := []struct{ stream, filter string }{
-		{bus.ResultsStream, schemas.ResultsPrefix + "." + schemas.KindExplained + ".>"},
-		{bus.DeadStream, schemas.DeadPrefix + ".>"},
+		{bus.ResultsStream, event.ResultFilter(event.KindExplained)},
+		{bus.DeadStream, event.DeadPrefix + ".>"},
 	}
 	var dones []<-chan error
 	for _, s := range subs {
@@ -138,19 +139,19 @@ func (c *Client) waiter(run string) *waiter {
 	return c.waiting[run]
 }
 
-func (c *Client) deliver(e schemas.Envelope) {
+func (c *Client) deliver(e event.Envelope) {
 	switch e.Kind {
-	case schemas.KindExplained:
-		var ev schemas.TraceExplained
-		if json.Unmarshal(e.Data, &ev) != nil {
+	case event.KindExplained:
+		ev, err := event.Decode[event.Explained](e)
+		if err != nil {
 			return
 		}
 		if w := c.waiter(ev.Run); w != nil {
 			w.finish(outcome{ev: ev})
 		}
-	case schemas.KindDead:
-		var dl schemas.DeadLetter
-		if json.Unmarshal(e.Data, &dl) != nil || dl.Trace == nil {
+	case event.KindDead:
+		dl, err := event.Decode[event.DeadLetter](e)
+		if err != nil || dl.Trace == nil {
 			return
 		}
 		if w := c.waiter(dl.Trace.Run); w != nil {
@@ -215,12 +216,11 @@ func (c *Client) busy(ctx context.Context) bool {
 }
 
 // lookup finds a run's stored explained event.
-func (c *Client) lookup(ctx context.Context, ref schemas.TraceRef) (schemas.TraceExplained, bool) {
-	var found schemas.TraceExplained
+func (c *Client) lookup(ctx context.Context, ref event.TraceRef) (event.Explained, bool) {
+	var found event.Explained
 	ok := false
-	_ = c.b.Scan(ctx, bus.ResultsStream, schemas.ResultSubject(schemas.KindExplained, ref.AgentName, ref.TraceID), 0, math.MaxUint64, func(e schemas.Envelope) error {
-		var ev schemas.TraceExplained
-		if json.Unmarshal(e.Data, &ev) == nil && ev.Run == ref.Run {
+	_ = c.b.Scan(ctx, bus.ResultsStream, event.ResultSubject(event.KindExplained, ref.AgentName, ref.TraceID), 0, math.MaxUint64, func(e event.Envelope) error {
+		if ev, err := event.Decode[event.Explained](e); err == nil && ev.Run == ref.Run {
 			found, ok = ev, true
 		}
 		return nil
@@ -229,12 +229,11 @@ func (c *Client) lookup(ctx context.Context, ref schemas.TraceRef) (schemas.Trac
 }
 
 // progress says how far a run got through the stages, for an error.
-func (c *Client) progress(ctx context.Context, ref schemas.TraceRef) string {
-	has := func(kind string) bool {
+func (c *Client) progress(ctx context.Context, ref event.TraceRef) string {
+	has := func(kind event.Kind) bool {
 		found := false
-		_ = c.b.Scan(ctx, bus.ResultsStream, schemas.ResultSubject(kind, ref.AgentName, ref.TraceID), 0, math.MaxUint64, func(e schemas.Envelope) error {
-			var r schemas.TraceRef
-			if json.Unmarshal(e.Data, &r) == nil && r.Run == ref.Run {
+		_ = c.b.Scan(ctx, bus.ResultsStream, event.ResultSubject(kind, ref.AgentName, ref.TraceID), 0, math.MaxUint64, func(e event.Envelope) error {
+			if r, err := event.RefOf(e); err == nil && r.Run == ref.Run {
 				found = true
 			}
 			return nil
@@ -242,9 +241,9 @@ func (c *Client) progress(ctx context.Context, ref schemas.TraceRef) string {
 		return found
 	}
 	switch {
-	case has(schemas.KindScored):
+	case has(event.KindScored):
 		return "it was scored but not explained (is an explainer running?)"
-	case has(schemas.KindEvaluated):
+	case has(event.KindEvaluated):
 		return "it was evaluated but not scored (is a scorer running?)"
 	}
 	return "it was not evaluated (is an evaluator running?)"
@@ -252,7 +251,7 @@ func (c *Client) progress(ctx context.Context, ref schemas.TraceRef) string {
 
 // Result is what the pipeline found about one trace.
 type Result struct {
-	Explained    schemas.TraceExplained
+	Explained    event.Explained
 	Violations   []schemas.Violation
 	Explanations []schemas.StepExplanation
 }
@@ -270,8 +269,8 @@ const publishWindow = 1024
 // explained; it returns that result with the trace's violations and step explanations.
 func (c *Client) Audit(ctx context.Context, t *schemas.Trace) (*Result, error) {
 	run := c.prefix + "-" + strconv.FormatInt(c.n.Add(1), 36)
-	ref := schemas.TraceRef{TraceID: t.TraceID, AgentName: t.AgentName, Policy: c.policy, Run: run}
-	subject := schemas.StepsSubject(t.AgentName, t.TraceID)
+	ref := event.TraceRef{TraceID: t.TraceID, AgentName: t.AgentName, Policy: c.policy, Run: run}
+	subject := event.StepsSubject(t.AgentName, t.TraceID)
 	w := &waiter{ref: ref, out: make(chan outcome, 1)}
 	c.mu.Lock()
 	c.waiting[run] = w
@@ -291,7 +290,7 @@ func (c *Client) Audit(ctx context.Context, t *schemas.Trace) (*Result, error) {
 		if c.opts.Purge && last {
 			ctx := context.WithoutCancel(ctx)
 			_ = c.b.Purge(ctx, bus.StepsStream, subject)
-			_ = c.b.Purge(ctx, bus.ResultsStream, schemas.ResultSubject("*", t.AgentName, t.TraceID))
+			_ = c.b.Purge(ctx, bus.ResultsStream, event.ResultSubject("*", t.AgentName, t.TraceID))
 		}
 	}()
 	if err := c.send(ctx, t, ref, subject); err != nil {
@@ -315,21 +314,18 @@ func (c *Client) Audit(ctx context.Context, t *schemas.Trace) (*Result, error) {
 	}
 	r := &Result{Explained: o.ev}
 	var err error
-	if r.Violations, err = c.b.Verdict(ctx, &o.ev.TraceEvaluated); err != nil {
-		return nil, err
-	}
-	if r.Explanations, err = c.b.Explanations(ctx, ref, o.ev.Count); err != nil {
+	if r.Violations, r.Explanations, err = event.ReadResults(ctx, c.b, &o.ev); err != nil {
 		return nil, err
 	}
 	return r, nil
 }
 
 // send publishes a trace's steps and its end, a window at a time.
-func (c *Client) send(ctx context.Context, t *schemas.Trace, ref schemas.TraceRef, subject string) error {
+func (c *Client) send(ctx context.Context, t *schemas.Trace, ref event.TraceRef, subject string) error {
 	limit := c.b.MaxEventSize()
-	window := make([]schemas.Envelope, 0, min(len(t.Steps)+1, publishWindow))
+	window := make([]event.Envelope, 0, min(len(t.Steps)+1, publishWindow))
 	for i, s := range t.Steps {
-		e, err := schemas.NewStepEvent(ref, t.Metadata, i, s)
+		e, err := event.New(event.Step{TraceRef: ref, TraceMetadata: t.Metadata, Seq: i, Step: s})
 		if err != nil {
 			return err
 		}
@@ -344,7 +340,7 @@ func (c *Client) send(ctx context.Context, t *schemas.Trace, ref schemas.TraceRe
 			window = window[:0]
 		}
 	}
-	end, err := schemas.NewEnvelope(subject, schemas.KindEnd, schemas.MsgID(schemas.KindEnd, ref, ""), schemas.TraceEnd{TraceRef: ref, Steps: len(t.Steps)})
+	end, err := event.New(event.End{TraceRef: ref, Steps: len(t.Steps)})
 	if err != nil {
 		return err
 	}
@@ -359,6 +355,15 @@ type Auditor struct {
 	// Timeout bounds the wait for one trace's results; zero leaves it to the client, which
 	// fails a trace the stages give up or leave idle.
 	Timeout time.Duration
+	release func() // what OpenLocal and Dial opened for the client
+}
+
+// Close stops the client and releases what OpenLocal or Dial opened.
+func (a *Auditor) Close() {
+	a.Client.Close()
+	if a.release != nil {
+		a.release()
+	}
 }
 
 // Audit sends one trace and assembles its audit.

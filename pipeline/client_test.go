@@ -11,10 +11,10 @@ import (
 	"github.com/troy-audit/troy/audit"
 	"github.com/troy-audit/troy/bus"
 	"github.com/troy-audit/troy/evaluator"
+	"github.com/troy-audit/troy/event"
 	"github.com/troy-audit/troy/ingest/tracegen"
 	"github.com/troy-audit/troy/pipeline"
 	"github.com/troy-audit/troy/policies"
-	"github.com/troy-audit/troy/schemas"
 )
 
 // everyStep compiles a policy whose rules fire at every step, with long descriptions, so
@@ -49,7 +49,7 @@ func TestLongVerdictTravelsInParts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want, _ := audit.InProcess{Compiled: c, ExplainNote: "n"}.Audit(ctx, tr)
+	want := audit.Result(c, tr, "n")
 	a, _ := json.Marshal(got)
 	w, _ := json.Marshal(want)
 	if string(a) != string(w) {
@@ -59,11 +59,11 @@ func TestLongVerdictTravelsInParts(t *testing.T) {
 		t.Fatalf("%d violations, want 9000", len(got.Violations))
 	}
 	var verdict int
-	err = b.Scan(ctx, bus.ResultsStream, "troy.results.>", 0, 1<<62, func(e schemas.Envelope) error {
-		if len(e.Data) > schemas.MaxPartSize {
-			return fmt.Errorf("a %s event of %d bytes, over the part limit %d", e.Kind, len(e.Data), schemas.MaxPartSize)
+	err = b.Scan(ctx, bus.ResultsStream, "troy.results.>", 0, 1<<62, func(e event.Envelope) error {
+		if len(e.Data) > event.MaxPartSize {
+			return fmt.Errorf("a %s event of %d bytes, over the part limit %d", e.Kind, len(e.Data), event.MaxPartSize)
 		}
-		if e.Kind == schemas.KindVerdict {
+		if e.Kind == event.KindVerdict {
 			verdict++
 		}
 		return nil
@@ -90,7 +90,7 @@ func TestRepeatedStepIDs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want, _ := audit.InProcess{Compiled: c, ExplainNote: "n"}.Audit(ctx, tr)
+	want := audit.Result(c, tr, "n")
 	a, _ := json.Marshal(got)
 	w, _ := json.Marshal(want)
 	if string(a) != string(w) || len(got.Violations) != 4 || got.Violations[2].StepID != tr.Steps[0].StepID {

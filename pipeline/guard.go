@@ -6,10 +6,11 @@ import (
 	"log/slog"
 	"math"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/troy-audit/troy/event"
 
 	json "github.com/goccy/go-json" // the check is on the agent's critical path
 
@@ -47,7 +48,7 @@ type GuardService struct {
 
 type guardSession struct {
 	mu      sync.Mutex
-	ref     schemas.TraceRef
+	ref     event.TraceRef
 	g       *evaluator.Guard
 	applied uint64 // stream sequence of the last event of the session applied
 	last    time.Time
@@ -68,9 +69,9 @@ func NewGuardService(b *bus.Bus, pol *Policies, log *slog.Logger, observe func(t
 // (their state is rebuilt from the stream if they come back).
 func (s *GuardService) Serve(ctx context.Context, idle time.Duration) error {
 	stop, err := s.b.AddService("troy-guard", "1.0.0", "Checks proposed agent steps against the policy before they run", []bus.Endpoint{
-		{Name: "check", Subject: schemas.GuardCheckSubject, Handle: s.handleCheck},
-		{Name: "output", Subject: schemas.GuardOutputSubject, Handle: s.handleOutput},
-		{Name: "end", Subject: schemas.GuardEndSubject, Handle: s.handleEnd},
+		{Name: "check", Subject: event.GuardCheckSubject, Handle: s.handleCheck},
+		{Name: "output", Subject: event.GuardOutputSubject, Handle: s.handleOutput},
+		{Name: "end", Subject: event.GuardEndSubject, Handle: s.handleEnd},
 	}, 30*time.Second)
 	if err != nil {
 		return fmt.Errorf("guard service: %w", err)
@@ -144,8 +145,7 @@ func (s *GuardService) handleCheck(ctx context.Context, data []byte) ([]byte, er
 		return nil, badRequest("%v", err)
 	}
 	step := sess.g.Step(seq)
-	if err := s.record(ctx, sess, req.Agent, req.Session, schemas.KindStep, strconv.Itoa(seq),
-		schemas.StepEvent{TraceRef: sess.ref, TraceMetadata: req.AgentMetadata, Seq: seq, Step: step}); err != nil {
+	if err := s.record(ctx, sess, req.Agent, req.Session, event.Step{TraceRef: sess.ref, TraceMetadata: req.AgentMetadata, Seq: seq, Step: step}); err != nil {
 		return nil, err
 	}
 	s.countRuleErrors(d, req.Mode)
@@ -159,8 +159,8 @@ func (s *GuardService) handleCheck(ctx context.Context, data []byte) ([]byte, er
 
 // DecodeCheck reads and validates a guard check request, with the agent's values read as
 // Python's json reads them; defaults are filled in. Errors are the service's 400 answers.
-func DecodeCheck(data []byte) (schemas.GuardCheck, error) {
-	var req schemas.GuardCheck
+func DecodeCheck(data []byte) (event.GuardCheck, error) {
+	var req event.GuardCheck
 	if err := pyjson.Unmarshal(data, &req); err != nil {
 		return req, badRequest("invalid JSON: %v", err)
 	}
@@ -203,7 +203,7 @@ func (s *GuardService) countRuleErrors(d schemas.Decision, mode string) {
 }
 
 func (s *GuardService) handleOutput(ctx context.Context, data []byte) ([]byte, error) {
-	var req schemas.GuardOutput
+	var req event.GuardOutput
 	if err := pyjson.Unmarshal(data, &req); err != nil {
 		return nil, badRequest("invalid JSON: %v", err)
 	}
@@ -218,15 +218,14 @@ func (s *GuardService) handleOutput(ctx context.Context, data []byte) ([]byte, e
 	if err := sess.g.RecordOutput(req.StepID, req.Output); err != nil {
 		return nil, badRequest("%v", err)
 	}
-	if err := s.record(ctx, sess, req.Agent, req.Session, schemas.KindOutput, req.StepID,
-		schemas.StepOutput{TraceRef: sess.ref, StepID: req.StepID, Output: req.Output}); err != nil {
+	if err := s.record(ctx, sess, req.Agent, req.Session, event.Output{TraceRef: sess.ref, StepID: req.StepID, Output: req.Output}); err != nil {
 		return nil, err
 	}
 	return []byte("{}"), nil
 }
 
 func (s *GuardService) handleEnd(ctx context.Context, data []byte) ([]byte, error) {
-	var req schemas.GuardEnd
+	var req event.GuardEnd
 	if err := json.Unmarshal(data, &req); err != nil {
 		return nil, badRequest("invalid JSON: %v", err)
 	}
@@ -236,8 +235,7 @@ func (s *GuardService) handleEnd(ctx context.Context, data []byte) ([]byte, erro
 	}
 	defer sess.mu.Unlock()
 	if sess.g.Len() > 0 { // a session without checks has nothing to audit
-		if err := s.record(ctx, sess, req.Agent, req.Session, schemas.KindEnd, "",
-			schemas.TraceEnd{TraceRef: sess.ref, Steps: sess.g.Len(), Reason: "end"}); err != nil {
+		if err := s.record(ctx, sess, req.Agent, req.Session, event.End{TraceRef: sess.ref, Steps: sess.g.Len(), Reason: event.EndSent}); err != nil {
 			return nil, err
 		}
 	}
@@ -247,21 +245,21 @@ func (s *GuardService) handleEnd(ctx context.Context, data []byte) ([]byte, erro
 
 // record stores an event of the session in the steps stream. When that fails the
 // session's state is dropped, so that the next request starts again from the stream.
-func (s *GuardService) record(ctx context.Context, sess *guardSession, agent, session, kind, part string, event any) error {
-	ev, err := schemas.NewEnvelope(schemas.StepsSubject(agent, session), kind, schemas.MsgID(kind, sess.ref, part), event)
+func (s *GuardService) record(ctx context.Context, sess *guardSession, agent, session string, p event.Payload) error {
+	ev, err := event.New(p)
 	if err != nil {
 		return err
 	}
 	if sess.applied, err = s.b.PublishSeq(ctx, ev); err != nil {
 		s.drop(agent, session)
-		return unavailable("record %s: %v", kind, err)
+		return unavailable("record %s: %v", ev.Kind, err)
 	}
 	return nil
 }
 
 func (s *GuardService) drop(agent, session string) {
 	s.mu.Lock()
-	delete(s.sessions, schemas.StepsSubject(agent, session))
+	delete(s.sessions, event.StepsSubject(agent, session))
 	s.mu.Unlock()
 }
 
@@ -270,11 +268,11 @@ func (s *GuardService) session(ctx context.Context, agent, id string, seq *int, 
 	if err := checkIDs("session", id, "agent", agent, "policy", policy); err != nil {
 		return nil, badRequest("%v", err)
 	}
-	subject := schemas.StepsSubject(agent, id)
+	subject := event.StepsSubject(agent, id)
 	s.mu.Lock()
 	sess := s.sessions[subject]
 	if sess == nil {
-		sess = &guardSession{ref: schemas.TraceRef{TraceID: id, AgentName: agent, Policy: policy}}
+		sess = &guardSession{ref: event.TraceRef{TraceID: id, AgentName: agent, Policy: policy}}
 		s.sessions[subject] = sess
 	}
 	s.mu.Unlock()
@@ -331,7 +329,7 @@ func (s *GuardService) start(ctx context.Context, sess *guardSession, meta map[s
 	}
 	sess.ref.Policy = c.Hash()
 	if sess.ref.Run == "" {
-		sess.ref.Run = schemas.NewRun()
+		sess.ref.Run = event.NewRun()
 	}
 	g, err := c.NewGuard(evaluator.GuardOptions{TraceID: sess.ref.TraceID, AgentName: sess.ref.AgentName, AgentMetadata: meta, OnRuleError: s.OnRuleError})
 	if err != nil {
@@ -342,12 +340,12 @@ func (s *GuardService) start(ctx context.Context, sess *guardSession, meta map[s
 }
 
 // apply replays one stored event of the session into its guard.
-func (s *GuardService) apply(ctx context.Context, sess *guardSession, e schemas.Envelope) error {
+func (s *GuardService) apply(ctx context.Context, sess *guardSession, e event.Envelope) error {
 	sess.applied = e.Seq
 	switch e.Kind {
-	case schemas.KindStep:
-		var ev schemas.StepEvent
-		if err := schemas.DecodeEvent(e.Data, &ev); err != nil || ev.Step == nil {
+	case event.KindStep:
+		ev, err := event.Decode[event.Step](e)
+		if err != nil || ev.Step == nil {
 			return nil // the pipeline dead-letters it; the guard skips it
 		}
 		if ev.Seq == 0 || sess.g == nil {
@@ -368,12 +366,11 @@ func (s *GuardService) apply(ctx context.Context, sess *guardSession, e schemas.
 		if _, err := sess.g.Check(evaluator.CheckRequest{Action: st.Description, Input: st.Input, Metadata: st.Metadata, Type: st.Type, StepID: st.StepID, Timestamp: ts}); err != nil {
 			return fmt.Errorf("replay step %s: %w", st.StepID, err)
 		}
-	case schemas.KindOutput:
-		var ev schemas.StepOutput
-		if schemas.DecodeEvent(e.Data, &ev) == nil && sess.g != nil {
+	case event.KindOutput:
+		if ev, err := event.Decode[event.Output](e); err == nil && sess.g != nil {
 			_ = sess.g.RecordOutput(ev.StepID, ev.Output) // an unknown step was refused when sent
 		}
-	case schemas.KindEnd:
+	case event.KindEnd:
 		sess.g, sess.ref.Run = nil, "" // the next check starts a new run of the session
 	}
 	return nil

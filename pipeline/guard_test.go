@@ -11,11 +11,12 @@ import (
 	"time"
 
 	"github.com/troy-audit/troy/evaluator"
-	"github.com/troy-audit/troy/ingest/agent"
+	"github.com/troy-audit/troy/event"
+	"github.com/troy-audit/troy/ingest"
 	"github.com/troy-audit/troy/pipeline"
 	"github.com/troy-audit/troy/policies"
-	"github.com/troy-audit/troy/replay"
 	"github.com/troy-audit/troy/schemas"
+	"github.com/troy-audit/troy/sdk/agent"
 )
 
 func compilePolicy(t *testing.T, doc string) *evaluator.Compiled {
@@ -62,7 +63,7 @@ func TestGuardServiceRuleErrors(t *testing.T) {
 			if _, err := pol.SetDefault(ctx, compilePolicy(t, tt.policy)); err != nil {
 				t.Fatal(err)
 			}
-			g := agent.On(b).Guard(agent.GuardOptions{Session: "s", Agent: "bot", Mode: tt.mode})
+			g := agent.New(b.Conn()).Guard(agent.GuardOptions{Session: "s", Agent: "bot", Mode: tt.mode})
 			d, err := g.Check(ctx, "chat", nil, map[string]any{"total_tokens": tt.tokens}, schemas.StepLLMCall)
 			var blocked *agent.BlockedError
 			if tt.allowed != (err == nil) || !tt.allowed && !errors.As(err, &blocked) {
@@ -101,7 +102,7 @@ func TestGuardSessionNumbersAndRuleErrorsReachTheAudit(t *testing.T) {
 	if _, err := pol.SetDefault(ctx, c); err != nil {
 		t.Fatal(err)
 	}
-	reported := results[schemas.TraceReported](ctx, b, "troy.results.reported.>")
+	reported := results[event.Reported](ctx, b, "troy.results.reported.>")
 	big := "123456789012345678901234567890"
 	for i, body := range []string{
 		`{"session": "nums", "agent": "py", "seq": 0, "step": {"action": "pay", "input": {"amount": 1e999999}}}`,
@@ -109,7 +110,7 @@ func TestGuardSessionNumbersAndRuleErrorsReachTheAudit(t *testing.T) {
 		`{"session": "nums", "agent": "py", "seq": 2, "step": {"action": "pay", "input": {"amount": NaN, "limit": -Infinity}}}`,
 		`{"session": "nums", "agent": "py", "seq": 3, "step": {"action": "pay", "input": {"amount": 5.0}, "metadata": {"total_tokens": "200000"}}}`,
 	} {
-		out, err := b.Request(ctx, schemas.GuardCheckSubject, []byte(body))
+		out, err := b.Request(ctx, event.GuardCheckSubject, []byte(body))
 		if err != nil {
 			t.Fatalf("check %d: %v", i, err)
 		}
@@ -125,10 +126,10 @@ func TestGuardSessionNumbersAndRuleErrorsReachTheAudit(t *testing.T) {
 			t.Fatalf("check 3: %+v, want blocked for its rule error alone", d)
 		}
 	}
-	if _, err := b.Request(ctx, schemas.GuardEndSubject, []byte(`{"session": "nums", "agent": "py"}`)); err != nil {
+	if _, err := b.Request(ctx, event.GuardEndSubject, []byte(`{"session": "nums", "agent": "py"}`)); err != nil {
 		t.Fatal(err)
 	}
-	var r schemas.TraceReported
+	var r event.Reported
 	select {
 	case r = <-reported:
 	case <-ctx.Done():
@@ -143,7 +144,7 @@ func TestGuardSessionNumbersAndRuleErrorsReachTheAudit(t *testing.T) {
 			t.Errorf("audit.json lacks %s:\n%s", want, raw)
 		}
 	}
-	a, err := replay.LoadAudit(r.AuditJSON)
+	a, err := ingest.LoadAudit(r.AuditJSON)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,7 +174,7 @@ func TestGuardTemplateByName(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, name := range []string{"soc2", "soc2-trust-services"} {
-		g := agent.On(b).Guard(agent.GuardOptions{Session: "s-" + name, Agent: "bot", Policy: name})
+		g := agent.New(b.Conn()).Guard(agent.GuardOptions{Session: "s-" + name, Agent: "bot", Policy: name})
 		d, err := g.Check(ctx, "deploy", nil, map[string]any{"permission_level": "admin"}, schemas.StepToolCall)
 		var blocked *agent.BlockedError
 		if !errors.As(err, &blocked) || d.Allowed || len(d.Violations) == 0 || d.Violations[0].RuleID != "soc2-access-control" {

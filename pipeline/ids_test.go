@@ -10,11 +10,12 @@ import (
 	"time"
 
 	"github.com/troy-audit/troy/bus"
+	"github.com/troy-audit/troy/event"
 	"github.com/troy-audit/troy/explainer"
-	"github.com/troy-audit/troy/explainer/llmtest"
-	"github.com/troy-audit/troy/ingest/agent"
 	"github.com/troy-audit/troy/pipeline"
 	"github.com/troy-audit/troy/schemas"
+	"github.com/troy-audit/troy/sdk/agent"
+	"github.com/troy-audit/troy/sdk/llmtest"
 )
 
 // Ids as long as the rules allow, and made of characters that each take three bytes in
@@ -27,7 +28,7 @@ func TestLongestIDsGetTheirReports(t *testing.T) {
 	b, pol, p := start(t, pipeline.Config{ReportDir: dir, Explain: ex})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	reported := results[schemas.TraceReported](ctx, b, "troy.results.reported.>")
+	reported := results[event.Reported](ctx, b, "troy.results.reported.>")
 	client := clientFor(t, ctx, b, pol, everyStep(t, 1), pipeline.ClientOptions{})
 	tr := &schemas.Trace{
 		TraceID:   strings.Repeat("/", schemas.MaxIDLength),
@@ -41,7 +42,7 @@ func TestLongestIDsGetTheirReports(t *testing.T) {
 	if _, err := client.Audit(ctx, tr); err != nil {
 		t.Fatal(err)
 	}
-	var r schemas.TraceReported
+	var r event.Reported
 	select {
 	case r = <-reported:
 	case <-ctx.Done():
@@ -65,7 +66,7 @@ func TestGuardRefusesLongIDsAndGoesOn(t *testing.T) {
 	if _, err := pol.SetDefault(ctx, everyStep(t, 1)); err != nil {
 		t.Fatal(err)
 	}
-	conn := agent.On(b)
+	conn := agent.New(b.Conn())
 	for _, o := range []agent.GuardOptions{
 		{Session: strings.Repeat("z", 4100), Agent: "bot"},
 		{Session: "s", Agent: strings.Repeat("a", schemas.MaxIDLength+1)},
@@ -95,13 +96,13 @@ func TestSubjectTooLongIsRefusedBeforeSending(t *testing.T) {
 	defer b.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	long := schemas.Envelope{Subject: "troy.steps.a." + strings.Repeat("z", 4100), Kind: schemas.KindStep, Data: []byte(`{}`)}
-	err = b.PublishAll(ctx, []schemas.Envelope{long})
-	var perm *schemas.Permanent
+	long := event.Envelope{Subject: "troy.steps.a." + strings.Repeat("z", 4100), Kind: event.KindStep, Data: []byte(`{}`)}
+	err = b.PublishAll(ctx, []event.Envelope{long})
+	var perm *event.Permanent
 	if !errors.Is(err, bus.ErrSubjectTooLong) || !errors.As(err, &perm) {
 		t.Fatalf("got %v, want a permanent subject-too-long error", err)
 	}
-	if err := b.Publish(ctx, schemas.Envelope{Subject: "troy.steps.a.b", Kind: schemas.KindStep, Data: []byte(`{}`)}); err != nil || !b.Connected() {
+	if err := b.Publish(ctx, event.Envelope{Subject: "troy.steps.a.b", Kind: event.KindStep, Data: []byte(`{}`)}); err != nil || !b.Connected() {
 		t.Fatalf("publishing after it: %v (connected %v)", err, b.Connected())
 	}
 }

@@ -2,7 +2,6 @@ package pipeline
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/troy-audit/troy/bus"
 	"github.com/troy-audit/troy/evaluator"
+	"github.com/troy-audit/troy/event"
 	"github.com/troy-audit/troy/explainer"
 	"github.com/troy-audit/troy/reporter"
 	"github.com/troy-audit/troy/schemas"
@@ -184,13 +184,13 @@ func (p *Pipeline) component(name string) (bus.Consumer, bus.Handler) {
 		c.Stream = bus.StepsStream
 		return c, p.countRuleErrors(p.Eval.Handle)
 	case Scorer:
-		c.Stream, c.Filter = bus.ResultsStream, []string{schemas.ResultsPrefix + "." + schemas.KindEvaluated + ".>"}
+		c.Stream, c.Filter = bus.ResultsStream, []string{event.ResultFilter(event.KindEvaluated)}
 		return c, scorer.NewStage(p.pol.Weights).Handle
 	case Explainer:
-		c.Stream, c.Filter = bus.ResultsStream, []string{schemas.ResultsPrefix + "." + schemas.KindScored + ".>"}
+		c.Stream, c.Filter = bus.ResultsStream, []string{event.ResultFilter(event.KindScored)}
 		return c, explainer.NewStage(p.cfg.Explain, p.cfg.ExplainNote, p.b).Handle
 	}
-	c.Stream, c.Filter = bus.ResultsStream, []string{schemas.ResultsPrefix + "." + schemas.KindExplained + ".>"}
+	c.Stream, c.Filter = bus.ResultsStream, []string{event.ResultFilter(event.KindExplained)}
 	return c, reporter.NewStage(p.cfg.ReportDir, p.b, p.pol.Info).Handle
 }
 
@@ -198,19 +198,15 @@ func (p *Pipeline) component(name string) (bus.Consumer, bus.Handler) {
 // redelivered end may count them again: the counter is for alerting, audit.json is the
 // record).
 func (p *Pipeline) countRuleErrors(h bus.Handler) bus.Handler {
-	return func(ctx context.Context, in schemas.Envelope) ([]schemas.Envelope, error) {
+	return func(ctx context.Context, in event.Envelope) ([]event.Envelope, error) {
 		out, err := h(ctx, in)
 		count := p.RuleErrors
 		for _, e := range out {
-			if count == nil || e.Kind != schemas.KindEvaluated {
+			if count == nil || e.Kind != event.KindEvaluated {
 				continue
 			}
-			var ev struct {
-				RuleErrors []struct {
-					Count int `json:"count"`
-				} `json:"rule_errors"`
-			}
-			if json.Unmarshal(e.Data, &ev) != nil {
+			ev, err := event.Decode[event.Evaluated](e)
+			if err != nil {
 				continue
 			}
 			n := 0
@@ -254,8 +250,8 @@ const (
 func (p *Pipeline) runSink(ctx context.Context) error {
 	var results []string
 	for _, k := range warehouse.Kinds() {
-		if k != schemas.KindStep && k != schemas.KindOutput {
-			results = append(results, schemas.ResultsPrefix+"."+k+".>")
+		if k != event.KindStep && k != event.KindOutput {
+			results = append(results, event.ResultFilter(k))
 		}
 	}
 	consumers := []bus.BatchConsumer{

@@ -14,16 +14,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/troy-audit/troy/event"
+
 	"github.com/troy-audit/troy/audit"
 	"github.com/troy-audit/troy/bus"
 	"github.com/troy-audit/troy/evaluator"
 	"github.com/troy-audit/troy/explainer"
-	"github.com/troy-audit/troy/explainer/llmtest"
-	"github.com/troy-audit/troy/ingest/agent"
 	"github.com/troy-audit/troy/ingest/tracegen"
 	"github.com/troy-audit/troy/pipeline"
 	"github.com/troy-audit/troy/policies"
 	"github.com/troy-audit/troy/schemas"
+	"github.com/troy-audit/troy/sdk/agent"
+	"github.com/troy-audit/troy/sdk/llmtest"
 )
 
 func merged(t *testing.T) *evaluator.Compiled {
@@ -95,7 +97,7 @@ func start(t *testing.T, cfg pipeline.Config) (*bus.Bus, *pipeline.Policies, *pi
 // results delivers the result events on subject, decoded, from now until ctx ends.
 func results[T any](ctx context.Context, b *bus.Bus, subject string) <-chan T {
 	out := make(chan T, 16)
-	ready, _ := b.Subscribe(ctx, bus.ResultsStream, subject, func(e schemas.Envelope) {
+	ready, _ := b.Subscribe(ctx, bus.ResultsStream, subject, func(e event.Envelope) {
 		var v T
 		if json.Unmarshal(e.Data, &v) == nil {
 			out <- v
@@ -113,7 +115,6 @@ func TestPipelineAuditsEqualInProcess(t *testing.T) {
 	c := merged(t)
 	client := clientFor(t, ctx, b, pol, c, pipeline.ClientOptions{Purge: true})
 	remote := &pipeline.Auditor{Client: client, Info: pipeline.InfoOf(c)}
-	local := audit.InProcess{Compiled: c, ExplainNote: "n"}
 	g := tracegen.New(tracegen.Options{Steps: 30, Seed: 5, BadRate: 0.1})
 	traces := make([]*schemas.Trace, 40)
 	for i := range traces {
@@ -128,7 +129,7 @@ func TestPipelineAuditsEqualInProcess(t *testing.T) {
 				errs <- err
 				return
 			}
-			want, _ := local.Audit(ctx, tr)
+			want := audit.Result(c, tr, "n")
 			a, _ := json.Marshal(got)
 			w, _ := json.Marshal(want)
 			if string(a) != string(w) {
@@ -157,12 +158,12 @@ func TestReporterWritesReports(t *testing.T) {
 	}
 	tr := tracegen.New(tracegen.Options{Steps: 5, Seed: 9, BadRate: 0.5}).Trace()
 	tr.TraceID = "session one"
-	reported := results[schemas.TraceReported](ctx, b, "troy.results.reported.>")
+	reported := results[event.Reported](ctx, b, "troy.results.reported.>")
 	// A live agent's steps: no policy named (the default applies), no end sent (the idle
 	// timeout closes the trace).
-	ref := schemas.TraceRef{TraceID: tr.TraceID, AgentName: tr.AgentName}
+	ref := event.TraceRef{TraceID: tr.TraceID, AgentName: tr.AgentName}
 	for i, s := range tr.Steps {
-		e, err := schemas.NewEnvelope(schemas.StepsSubject(tr.AgentName, tr.TraceID), schemas.KindStep, "", schemas.StepEvent{TraceRef: ref, TraceMetadata: tr.Metadata, Seq: i, Step: s})
+		e, err := event.New(event.Step{TraceRef: ref, TraceMetadata: tr.Metadata, Seq: i, Step: s})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -170,7 +171,7 @@ func TestReporterWritesReports(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	var r schemas.TraceReported
+	var r event.Reported
 	select {
 	case r = <-reported:
 	case <-ctx.Done():
@@ -188,7 +189,7 @@ func TestReporterWritesReports(t *testing.T) {
 	if got.RiskScore != want.RiskScore || !reflect.DeepEqual(got.Violations, want.Violations) || got.Info.PolicyHash != c.Hash() {
 		t.Fatalf("report %+v\nwant %+v", got, want)
 	}
-	if filepath.Dir(r.AuditJSON) != filepath.Join(dir, schemas.SubjectToken(tr.AgentName), "session~20one") {
+	if filepath.Dir(r.AuditJSON) != filepath.Join(dir, event.SubjectToken(tr.AgentName), "session~20one") {
 		t.Fatalf("report at %s", r.AuditJSON)
 	}
 	if p.Eval.OpenTraces() != 0 {
@@ -207,10 +208,10 @@ func TestMalformedEventsAreDeadLettered(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bad := []schemas.Envelope{
-		{Subject: "troy.steps.a.json", Kind: schemas.KindStep, Data: []byte(`{"trace_id": "json", "seq": 0, "step": {`)},
+	bad := []event.Envelope{
+		{Subject: "troy.steps.a.json", Kind: event.KindStep, Data: []byte(`{"trace_id": "json", "seq": 0, "step": {`)},
 		{Subject: "troy.steps.a.kind", Kind: "telemetry", Data: []byte(`{"trace_id": "kind"}`)},
-		{Subject: "troy.steps.a.big", Kind: schemas.KindStep, Data: []byte(`{"pad": "` + strings.Repeat("x", bus.MaxEventSize) + `"}`)},
+		{Subject: "troy.steps.a.big", Kind: event.KindStep, Data: []byte(`{"pad": "` + strings.Repeat("x", bus.MaxEventSize) + `"}`)},
 	}
 	for _, e := range bad {
 		if err := b.Publish(ctx, e); err != nil {
@@ -232,13 +233,13 @@ func TestMalformedEventsAreDeadLettered(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	dead, err := b.Read(ctx, bus.DeadStream, schemas.DeadSubject(pipeline.Evaluator), math.MaxUint64)
+	dead, err := b.Read(ctx, bus.DeadStream, event.DeadSubject(pipeline.Evaluator), math.MaxUint64)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var reasons []string
 	for _, d := range dead {
-		var dl schemas.DeadLetter
+		var dl event.DeadLetter
 		if err := json.Unmarshal(d.Data, &dl); err != nil {
 			t.Fatal(err)
 		}
@@ -287,7 +288,7 @@ func TestServerReloadsThePolicyFile(t *testing.T) {
 		MetricsAddr: "127.0.0.1:0",
 	})
 	defer stop()
-	scored := results[schemas.TraceScored](ctx, b, "troy.results.scored.>")
+	scored := results[event.Scored](ctx, b, "troy.results.scored.>")
 	waitUntil := func(what string, cond func() bool) {
 		t.Helper()
 		for !cond() {
@@ -298,20 +299,19 @@ func TestServerReloadsThePolicyFile(t *testing.T) {
 		}
 	}
 	// audit sends a trace that names no policy, as a live agent does, and returns its result.
-	audit := func(id string) schemas.TraceScored {
+	audit := func(id string) event.Scored {
 		t.Helper()
 		tr := tracegen.New(tracegen.Options{Steps: 3, Seed: 2}).Trace()
-		ref := schemas.TraceRef{TraceID: id, AgentName: tr.AgentName}
-		subject := schemas.StepsSubject(tr.AgentName, id)
-		var events []schemas.Envelope
+		ref := event.TraceRef{TraceID: id, AgentName: tr.AgentName}
+		var events []event.Envelope
 		for i, s := range tr.Steps {
-			e, err := schemas.NewEnvelope(subject, schemas.KindStep, "", schemas.StepEvent{TraceRef: ref, Seq: i, Step: s})
+			e, err := event.New(event.Step{TraceRef: ref, Seq: i, Step: s})
 			if err != nil {
 				t.Fatal(err)
 			}
 			events = append(events, e)
 		}
-		end, err := schemas.NewEnvelope(subject, schemas.KindEnd, "", schemas.TraceEnd{TraceRef: ref, Steps: len(tr.Steps), Reason: "end"})
+		end, err := event.New(event.End{TraceRef: ref, Steps: len(tr.Steps), Reason: "end"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -329,9 +329,9 @@ func TestServerReloadsThePolicyFile(t *testing.T) {
 		case <-ctx.Done():
 			t.Fatalf("no result for %s", id)
 		}
-		return schemas.TraceScored{}
+		return event.Scored{}
 	}
-	check := func(s schemas.TraceScored, rule, hash string) {
+	check := func(s event.Scored, rule, hash string) {
 		t.Helper()
 		if s.Violations != 1 || len(s.Rules) != 1 || s.Rules[0] != rule || s.Policy != hash {
 			t.Fatalf("trace %s: %d violations of %v under policy %s, want %s under %s", s.TraceID, s.Violations, s.Rules, s.Policy, rule, hash)
@@ -388,9 +388,9 @@ func TestGuardSessionReusedAfterEnd(t *testing.T) {
 	if _, err := pol.SetDefault(ctx, c); err != nil {
 		t.Fatal(err)
 	}
-	scored := results[schemas.TraceScored](ctx, b, "troy.results.scored.>")
-	g := agent.On(b).Guard(agent.GuardOptions{Session: "reused", Agent: "bot", Mode: schemas.ModeMonitor})
-	var runs []schemas.TraceScored
+	scored := results[event.Scored](ctx, b, "troy.results.scored.>")
+	g := agent.New(b.Conn()).Guard(agent.GuardOptions{Session: "reused", Agent: "bot", Mode: schemas.ModeMonitor})
+	var runs []event.Scored
 	for _, steps := range []int{3, 2} {
 		for i := range steps {
 			if _, err := g.Check(ctx, fmt.Sprint("tool-", i), nil, nil, ""); err != nil {
@@ -414,7 +414,7 @@ func TestGuardSessionReusedAfterEnd(t *testing.T) {
 		t.Fatalf("runs %q and %q should differ", runs[0].Run, runs[1].Run)
 	}
 	for _, r := range runs {
-		vs, err := b.Verdict(ctx, &r.TraceEvaluated)
+		vs, err := b.Verdict(ctx, &r.Evaluated)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -435,7 +435,7 @@ func TestExplainerStageFeedsTheReporter(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	c := merged(t)
-	reported := results[schemas.TraceReported](ctx, b, "troy.results.reported.>")
+	reported := results[event.Reported](ctx, b, "troy.results.reported.>")
 	client := clientFor(t, ctx, b, pol, c, pipeline.ClientOptions{})
 	tr := tracegen.New(tracegen.Options{Steps: 4, Seed: 3}).Trace()
 	res, err := client.Audit(ctx, tr)
@@ -446,7 +446,7 @@ func TestExplainerStageFeedsTheReporter(t *testing.T) {
 	if ev.State != schemas.ExplanationsOn || len(steps) != 4 || ev.Summary == nil || ev.LLM == nil || ev.LLM.Calls != 5 {
 		t.Fatalf("explained: state %s, %d steps, usage %+v", ev.State, len(steps), ev.LLM)
 	}
-	var r schemas.TraceReported
+	var r event.Reported
 	select {
 	case r = <-reported:
 	case <-ctx.Done():

@@ -1,6 +1,7 @@
 // Package pipeline assembles troy's stages onto a bus: the policy store shared by the
 // stages, the components (evaluator, scorer, reporter, idle closer) with one lifecycle, and
-// the client side of audits run through the pipeline.
+// the client side of audits run through the pipeline: a local one-shot pipeline in process
+// (OpenLocal) or a running deployment (Dial).
 package pipeline
 
 import (
@@ -13,9 +14,9 @@ import (
 
 	"github.com/troy-audit/troy/bus"
 	"github.com/troy-audit/troy/evaluator"
+	"github.com/troy-audit/troy/event"
 	"github.com/troy-audit/troy/policies"
 	"github.com/troy-audit/troy/schemas"
-	"github.com/troy-audit/troy/warehouse"
 )
 
 // DefaultKey is the policy bucket's key whose value is the hash of the server's default
@@ -123,7 +124,7 @@ func (p *Policies) Compiled(ctx context.Context, hash string) (*evaluator.Compil
 	}
 	pol, err := policies.Parse(raw, "policy "+hash[:min(12, len(hash))], "policy")
 	if err != nil {
-		return nil, &schemas.Permanent{Err: err}
+		return nil, &event.Permanent{Err: err}
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -131,7 +132,7 @@ func (p *Policies) Compiled(ctx context.Context, hash string) (*evaluator.Compil
 		return c, nil // compiled meanwhile
 	}
 	if c, err = p.compile(pol); err != nil {
-		return nil, &schemas.Permanent{Err: err}
+		return nil, &event.Permanent{Err: err}
 	}
 	p.cache[hash] = c
 	return c, nil
@@ -161,15 +162,15 @@ func InfoOf(c *evaluator.Compiled) schemas.AuditInfo {
 }
 
 // RuleInfo describes a policy revision's rules for the ClickHouse sink.
-func (p *Policies) RuleInfo(ctx context.Context, hash string) (warehouse.PolicyInfo, error) {
+func (p *Policies) RuleInfo(ctx context.Context, hash string) (schemas.PolicyRules, error) {
 	c, err := p.Compiled(ctx, hash)
 	if err != nil {
-		return warehouse.PolicyInfo{}, err
+		return schemas.PolicyRules{}, err
 	}
 	w := c.Weights()
-	info := warehouse.PolicyInfo{Hash: c.Hash(), ID: c.Policy().PolicyID}
+	info := schemas.PolicyRules{Hash: c.Hash(), ID: c.Policy().PolicyID}
 	for _, r := range c.Policy().Rules {
-		info.Rules = append(info.Rules, warehouse.RuleInfo{ID: r.RuleID, Severity: r.Severity, Description: r.Description, Weight: w[r.RuleID]})
+		info.Rules = append(info.Rules, schemas.RuleInfo{ID: r.RuleID, Severity: r.Severity, Description: r.Description, Weight: w[r.RuleID]})
 	}
 	return info, nil
 }
@@ -195,7 +196,7 @@ func isHash(ref string) bool {
 func (p *Policies) template(ctx context.Context, name string, t policies.Template) (*evaluator.Compiled, error) {
 	c, err := p.compile(t.Policy)
 	if err != nil {
-		return nil, &schemas.Permanent{Err: err}
+		return nil, &event.Permanent{Err: err}
 	}
 	hash, err := p.Put(ctx, c)
 	if err != nil {

@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/troy-audit/troy/bus"
+	"github.com/troy-audit/troy/event"
 	"github.com/troy-audit/troy/pipeline"
-	"github.com/troy-audit/troy/schemas"
 	"github.com/troy-audit/troy/warehouse"
 	"github.com/troy-audit/troy/warehouse/chtest"
 )
@@ -23,7 +23,7 @@ func BenchmarkSinkFromStream(b *testing.B) {
 	srv := chtest.Start(b)
 	ctx := context.Background()
 	var seq uint64
-	var events []schemas.Envelope
+	var events []event.Envelope
 	steps := 0
 	for _, tr := range chtest.Large(traces, time.Date(2026, 6, 15, 0, 0, 0, 0, time.UTC)) {
 		evs, err := chtest.Events(tr, &seq)

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/troy-audit/troy/audit"
+	"github.com/troy-audit/troy/ingest"
 	"github.com/troy-audit/troy/ingest/tracegen"
 	"github.com/troy-audit/troy/replay"
 )
@@ -27,7 +28,7 @@ func BenchmarkOpen5000Steps(b *testing.B) {
 	data := bigAudit(b)
 	b.SetBytes(int64(len(data)))
 	for range b.N {
-		a, err := replay.DecodeAudit(data)
+		a, err := ingest.DecodeAudit(data)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -38,7 +39,7 @@ func BenchmarkOpen5000Steps(b *testing.B) {
 // BenchmarkKey5000Steps times one key press on a 5,000-step audit: the update and the
 // next screen, alternating the next step and the next violation.
 func BenchmarkKey5000Steps(b *testing.B) {
-	a, err := replay.DecodeAudit(bigAudit(b))
+	a, err := ingest.DecodeAudit(bigAudit(b))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/troy-audit/troy/event"
 	"github.com/troy-audit/troy/schemas"
 )
 
@@ -199,7 +200,7 @@ const maxPathToken = 128
 // that fits, else the token's start, "~~" (which no token holds) and a hash of the id, so
 // that different ids never share a name.
 func PathToken(id string) string {
-	tok := schemas.SubjectToken(id)
+	tok := event.SubjectToken(id)
 	if len(tok) <= maxPathToken {
 		return tok
 	}

@@ -2,9 +2,10 @@ package reporter
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"path/filepath"
+
+	"github.com/troy-audit/troy/event"
 
 	"github.com/troy-audit/troy/schemas"
 )
@@ -19,12 +20,12 @@ type InfoFunc func(ctx context.Context, policy string) (schemas.AuditInfo, error
 // with the same content), so every trace has exactly one report.
 type Stage struct {
 	dir   string
-	store schemas.TraceStore
+	store event.TraceStore
 	info  InfoFunc
 }
 
 // NewStage returns a reporter stage writing under dir; store reads finished traces back.
-func NewStage(dir string, store schemas.TraceStore, info InfoFunc) *Stage {
+func NewStage(dir string, store event.TraceStore, info InfoFunc) *Stage {
 	return &Stage{dir: dir, store: store, info: info}
 }
 
@@ -34,20 +35,8 @@ func (s *Stage) TraceDir(agent, trace string) string {
 }
 
 // Handle writes the reports of one explained trace.
-func (s *Stage) Handle(ctx context.Context, in schemas.Envelope) ([]schemas.Envelope, error) {
-	var ev schemas.TraceExplained
-	if err := json.Unmarshal(in.Data, &ev); err != nil {
-		return nil, &schemas.Permanent{Err: fmt.Errorf("decode explained event: %w", err)}
-	}
-	tr, err := s.store.Trace(ctx, ev.TraceRef, ev.Steps)
-	if err != nil {
-		return nil, err
-	}
-	vs, err := s.store.Verdict(ctx, &ev.TraceEvaluated)
-	if err != nil {
-		return nil, err
-	}
-	steps, err := s.store.Explanations(ctx, ev.TraceRef, ev.Count)
+func (s *Stage) Handle(ctx context.Context, in event.Envelope) ([]event.Envelope, error) {
+	ev, err := event.Decode[event.Explained](in)
 	if err != nil {
 		return nil, err
 	}
@@ -55,20 +44,18 @@ func (s *Stage) Handle(ctx context.Context, in schemas.Envelope) ([]schemas.Enve
 	if err != nil {
 		return nil, fmt.Errorf("policy %q: %w", ev.Policy, err)
 	}
-	r := ev.Audit(tr, vs, steps, info)
+	r, err := event.ReadAudit(ctx, s.store, &ev, info)
+	if err != nil {
+		return nil, err
+	}
 	dir := s.TraceDir(ev.AgentName, ev.TraceID)
 	md, js := filepath.Join(dir, "report.md"), filepath.Join(dir, "audit.json")
 	if err := WriteAudit(r, Dest{Markdown: md, JSON: js}); err != nil {
 		return nil, err
 	}
-	out, err := schemas.NewEnvelope(
-		schemas.ResultSubject(schemas.KindReported, ev.AgentName, ev.TraceID),
-		schemas.KindReported,
-		schemas.MsgID(schemas.KindReported, ev.TraceRef, ""),
-		schemas.TraceReported{TraceRef: ev.TraceRef, RiskScore: ev.RiskScore, Violations: ev.Violations, Report: md, AuditJSON: js},
-	)
+	out, err := event.New(event.Reported{TraceRef: ev.TraceRef, RiskScore: ev.RiskScore, Violations: ev.Violations, Report: md, AuditJSON: js})
 	if err != nil {
 		return nil, err
 	}
-	return []schemas.Envelope{out}, nil
+	return []event.Envelope{out}, nil
 }

@@ -195,6 +195,19 @@ type AuditInfo struct {
 	LLM              *LLMUsage   `json:"llm,omitempty"`
 }
 
+// PolicyRules describes a policy revision by its rules, with the weights the scorer gives
+// them, for stores of results that keep the rules beside the violations.
+type PolicyRules struct {
+	Hash, ID string
+	Rules    []RuleInfo
+}
+
+// RuleInfo is one rule of a policy revision.
+type RuleInfo struct {
+	ID, Severity, Description string
+	Weight                    int
+}
+
 // LLMUsage counts what explaining a trace asked of the model.
 type LLMUsage struct {
 	Model string `json:"model"`
@@ -314,3 +327,9 @@ type MissingMetadata struct {
 	RuleID string `json:"rule_id"`
 	Key    string `json:"key"`
 }
+
+// Explanation states, as AuditInfo.Explanations records them.
+const (
+	ExplanationsOn  = "on"
+	ExplanationsOff = "off"
+)

@@ -2,10 +2,9 @@ package scorer
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 
-	"github.com/troy-audit/troy/schemas"
+	"github.com/troy-audit/troy/event"
 )
 
 // WeightsFunc returns the rule weights of the policy with the given content hash.
@@ -18,23 +17,18 @@ type Stage struct{ weights WeightsFunc }
 func NewStage(weights WeightsFunc) *Stage { return &Stage{weights: weights} }
 
 // Handle scores one evaluated trace.
-func (s *Stage) Handle(ctx context.Context, in schemas.Envelope) ([]schemas.Envelope, error) {
-	var ev schemas.TraceEvaluated
-	if err := json.Unmarshal(in.Data, &ev); err != nil {
-		return nil, &schemas.Permanent{Err: fmt.Errorf("decode evaluated event: %w", err)}
+func (s *Stage) Handle(ctx context.Context, in event.Envelope) ([]event.Envelope, error) {
+	ev, err := event.Decode[event.Evaluated](in)
+	if err != nil {
+		return nil, err
 	}
 	w, err := s.weights(ctx, ev.Policy)
 	if err != nil {
 		return nil, fmt.Errorf("policy %q: %w", ev.Policy, err)
 	}
-	out, err := schemas.NewEnvelope(
-		schemas.ResultSubject(schemas.KindScored, ev.AgentName, ev.TraceID),
-		schemas.KindScored,
-		schemas.MsgID(schemas.KindScored, ev.TraceRef, ""),
-		schemas.TraceScored{TraceEvaluated: ev, RiskScore: ScoreRules(ev.Rules, w)},
-	)
+	out, err := event.New(event.Scored{Evaluated: ev, RiskScore: ScoreRules(ev.Rules, w)})
 	if err != nil {
 		return nil, err
 	}
-	return []schemas.Envelope{out}, nil
+	return []event.Envelope{out}, nil
 }

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/troy-audit/troy/schemas"
+	"github.com/troy-audit/troy/event"
 	"github.com/troy-audit/troy/warehouse"
 	"github.com/troy-audit/troy/warehouse/chtest"
 )
@@ -30,7 +30,7 @@ func benchSinkWrite(b *testing.B, traces int) {
 	}
 	defer s.Close()
 	var seq uint64
-	var batch []schemas.Envelope
+	var batch []event.Envelope
 	var steps int
 	for _, tr := range chtest.Large(traces, time.Date(2026, 6, 15, 0, 0, 0, 0, time.UTC)) {
 		evs, err := chtest.Events(tr, &seq)

@@ -4,7 +4,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/troy-audit/troy/schemas"
+	"github.com/troy-audit/troy/event"
 )
 
 // traceCache keeps what the steps of recent traces say about them, as the sink stores the
@@ -28,7 +28,7 @@ func newTraceCache(max int) *traceCache {
 }
 
 func cacheKey(agent, trace, run string) string {
-	return schemas.StepsSubject(agent, trace) + " " + run
+	return event.StepsSubject(agent, trace) + " " + run
 }
 
 // add records a step as the steps table stores it.
@@ -64,7 +64,7 @@ func (c *traceCache) add(ev *stepEvent, at time.Time) {
 }
 
 // get returns a copy of a trace's info when all of its steps were seen.
-func (c *traceCache) get(ref schemas.TraceRef, steps int) (*traceInfo, bool) {
+func (c *traceCache) get(ref event.TraceRef, steps int) (*traceInfo, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	t := c.m[cacheKey(ref.AgentName, ref.TraceID, ref.Run)]

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/troy-audit/troy/event"
 	"github.com/troy-audit/troy/schemas"
 	"github.com/troy-audit/troy/schemas/pyjson"
 )
@@ -84,11 +85,11 @@ func TestPlanRefusesRowTypes(t *testing.T) {
 	}
 }
 
-// The sink's step event is schemas.StepEvent with the step's input and output as JSON:
+// The sink's step event is event.Step with the step's input and output as JSON:
 // every other field must decode as the shared type does.
 func TestStepEventDecodes(t *testing.T) {
 	ts, parent := "2026-01-01T00:00:00Z", "s0"
-	ref := schemas.TraceRef{TraceID: "t", AgentName: "a", Policy: "p", Run: "r"}
+	ref := event.TraceRef{TraceID: "t", AgentName: "a", Policy: "p", Run: "r"}
 	tests := []struct {
 		name               string
 		step               schemas.Step
@@ -102,7 +103,7 @@ func TestStepEventDecodes(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e, err := schemas.NewStepEvent(ref, map[string]any{"env": "prod"}, 3, &tt.step)
+			e, err := event.New(event.Step{TraceRef: ref, TraceMetadata: map[string]any{"env": "prod"}, Seq: 3, Step: &tt.step})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -110,12 +111,12 @@ func TestStepEventDecodes(t *testing.T) {
 			if err := pyjson.Unmarshal(e.Data, &ev); err != nil {
 				t.Fatal(err)
 			}
-			var want schemas.StepEvent
-			if err := schemas.DecodeEvent(e.Data, &want); err != nil {
+			want, err := event.Decode[event.Step](e)
+			if err != nil {
 				t.Fatal(err)
 			}
 			want.Step.Input, want.Step.Output = nil, nil
-			got := ev.sharedStepEvent
+			got := ev.stepPayload
 			got.Step = &ev.Step.Step
 			if !reflect.DeepEqual(got, want) {
 				t.Errorf("decoded %+v, want %+v", got, want)

@@ -10,6 +10,7 @@ import (
 
 	json "github.com/goccy/go-json"
 
+	"github.com/troy-audit/troy/event"
 	"github.com/troy-audit/troy/schemas"
 	"github.com/troy-audit/troy/schemas/pyjson"
 )
@@ -23,7 +24,7 @@ type traceKey struct {
 	run   string `ch:"run"`
 }
 
-func keyOf(r schemas.TraceRef) traceKey { return traceKey{r.AgentName, r.TraceID, r.Run} }
+func keyOf(r event.TraceRef) traceKey { return traceKey{r.AgentName, r.TraceID, r.Run} }
 
 // metadata is a metadata map as a Nested column: its keys sorted, and their values.
 type metadata struct {
@@ -134,7 +135,7 @@ type tables struct {
 	traces       []traceRow
 	violations   []violationRow
 	rules        []ruleRow
-	policies     []PolicyInfo // the revisions whose rules are among the rows
+	policies     []schemas.PolicyRules // the revisions whose rules are among the rows
 }
 
 // insert is one table's rows, ready to be inserted.
@@ -159,7 +160,7 @@ func (t *tables) inserts() []insert {
 	}
 }
 
-func (t *tables) addStepEvent(e schemas.Envelope, cache *traceCache) error {
+func (t *tables) addStepEvent(e event.Envelope, cache *traceCache) error {
 	var ev stepEvent
 	if err := pyjson.Unmarshal(e.Data, &ev); err != nil {
 		return err
@@ -199,8 +200,8 @@ func (t *tables) addStep(ev *stepEvent, stored time.Time, version uint64) bool {
 	return true
 }
 
-func (t *tables) addExplanationEvent(e schemas.Envelope) error {
-	var ev schemas.ExplanationEvent
+func (t *tables) addExplanationEvent(e event.Envelope) error {
+	var ev event.Explanation
 	if err := json.Unmarshal(e.Data, &ev); err != nil {
 		return err
 	}
@@ -246,7 +247,7 @@ type traceInfo struct {
 // decoded too, and a batch of finished traces read back would cost 55% more
 // (BenchmarkSinkRows, readback).
 type stepSummary struct {
-	schemas.TraceRef
+	event.TraceRef
 	TraceMetadata json.RawMessage `json:"trace_metadata"`
 	Seq           int             `json:"seq"`
 	Step          *struct {
@@ -257,19 +258,19 @@ type stepSummary struct {
 }
 
 // readTrace gathers one run of a trace from its steps, as the steps table has them.
-func (k *Sink) readTrace(ctx context.Context, ref schemas.TraceRef) (*traceInfo, error) {
-	events, err := k.read(ctx, schemas.StepsSubject(ref.AgentName, ref.TraceID), math.MaxUint64)
+func (k *Sink) readTrace(ctx context.Context, ref event.TraceRef) (*traceInfo, error) {
+	events, err := k.read(ctx, event.StepsSubject(ref.AgentName, ref.TraceID), math.MaxUint64)
 	if err != nil {
 		return nil, fmt.Errorf("read steps of trace %s: %w", ref.TraceID, err)
 	}
-	// Steps in their trace order, which the stream's may not be (see schemas.AssembleTrace).
+	// Steps in their trace order, which the stream's may not be (see event.AssembleTrace).
 	type found struct {
 		ev stepSummary
 		at time.Time
 	}
 	byPos := map[int]*found{}
 	for _, e := range events {
-		if e.Kind != schemas.KindStep {
+		if e.Kind != event.KindStep {
 			continue
 		}
 		var ev stepSummary
@@ -324,24 +325,24 @@ const readConcurrency = 16
 // finished is an event of a finished trace that the sink makes rows of: an end (scored,
 // explained) or a part of its verdict.
 type finished struct {
-	e     schemas.Envelope
-	ref   schemas.TraceRef
+	e     event.Envelope
+	ref   event.TraceRef
 	steps int
-	end   *schemas.TraceExplained
-	part  *schemas.VerdictPart
+	end   *event.Explained
+	part  *event.VerdictPart
 }
 
-func decodeFinished(e schemas.Envelope) (finished, error) {
+func decodeFinished(e event.Envelope) (finished, error) {
 	f := finished{e: e}
-	if e.Kind == schemas.KindVerdict {
-		f.part = &schemas.VerdictPart{}
+	if e.Kind == event.KindVerdict {
+		f.part = &event.VerdictPart{}
 		if err := json.Unmarshal(e.Data, f.part); err != nil {
 			return f, err
 		}
 		f.ref, f.steps = f.part.TraceRef, f.part.Steps
 		return f, nil
 	}
-	f.end = &schemas.TraceExplained{}
+	f.end = &event.Explained{}
 	if err := json.Unmarshal(e.Data, f.end); err != nil {
 		return f, err
 	}
@@ -350,7 +351,7 @@ func decodeFinished(e schemas.Envelope) (finished, error) {
 }
 
 // addTraces turns the events of finished traces into trace, violation and rule rows.
-func (k *Sink) addTraces(ctx context.Context, t *tables, events []schemas.Envelope) error {
+func (k *Sink) addTraces(ctx context.Context, t *tables, events []event.Envelope) error {
 	var (
 		fs    = make([]finished, 0, len(events))
 		infos = make([]*traceInfo, len(events))
@@ -410,7 +411,7 @@ func (k *Sink) addTraces(ctx context.Context, t *tables, events []schemas.Envelo
 }
 
 // addViolations adds the rows of a part of a trace's verdict.
-func (t *tables) addViolations(p *schemas.VerdictPart, ti *traceInfo, pol PolicyInfo, version uint64) {
+func (t *tables) addViolations(p *event.VerdictPart, ti *traceInfo, pol schemas.PolicyRules, version uint64) {
 	weights := make(map[string]int, len(pol.Rules))
 	for _, rule := range pol.Rules {
 		weights[rule.ID] = rule.Weight
@@ -442,7 +443,7 @@ func (t *tables) addViolations(p *schemas.VerdictPart, ti *traceInfo, pol Policy
 	}
 }
 
-func (t *tables) addTrace(ev *schemas.TraceExplained, ti *traceInfo, pol PolicyInfo, e schemas.Envelope) {
+func (t *tables) addTrace(ev *event.Explained, ti *traceInfo, pol schemas.PolicyRules, e event.Envelope) {
 	sev := ev.BySeverity
 	r := traceRow{
 		traceKey:     keyOf(ev.TraceRef),
@@ -477,7 +478,7 @@ func (t *tables) addTrace(ev *schemas.TraceExplained, ti *traceInfo, pol PolicyI
 }
 
 // addRules adds the rows of a policy revision's rules.
-func (t *tables) addRules(p PolicyInfo, e schemas.Envelope) {
+func (t *tables) addRules(p schemas.PolicyRules, e event.Envelope) {
 	for _, rule := range p.Rules {
 		if !validSeverity(rule.Severity) {
 			continue
@@ -498,9 +499,9 @@ func (t *tables) addRules(p PolicyInfo, e schemas.Envelope) {
 
 // policyInfo looks a revision up once; a revision that cannot be found gives rows
 // without weights rather than holding the batch back.
-func (k *Sink) policyInfo(ctx context.Context, hash string) PolicyInfo {
+func (k *Sink) policyInfo(ctx context.Context, hash string) schemas.PolicyRules {
 	if hash == "" || k.policy == nil {
-		return PolicyInfo{}
+		return schemas.PolicyRules{}
 	}
 	k.mu.Lock()
 	p, ok := k.policies[hash]
@@ -515,7 +516,7 @@ func (k *Sink) policyInfo(ctx context.Context, hash string) PolicyInfo {
 		k.mu.Lock()
 		k.missing[hash] = time.Now()
 		k.mu.Unlock()
-		return PolicyInfo{}
+		return schemas.PolicyRules{}
 	}
 	p.Hash = hash
 	return p
@@ -536,7 +537,7 @@ const incompleteFor = time.Minute
 
 // complete says whether to take a trace read back: yes when it has all its steps, and also
 // when it has been short of them for incompleteFor.
-func (k *Sink) complete(ref schemas.TraceRef, whole bool) bool {
+func (k *Sink) complete(ref event.TraceRef, whole bool) bool {
 	key := cacheKey(ref.AgentName, ref.TraceID, ref.Run)
 	k.mu.Lock()
 	defer k.mu.Unlock()

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/troy-audit/troy/schemas"
+	"github.com/troy-audit/troy/event"
 	"github.com/troy-audit/troy/warehouse"
 	"github.com/troy-audit/troy/warehouse/chtest"
 )
@@ -23,7 +23,7 @@ func BenchmarkSinkRows(b *testing.B) {
 		big := c.big
 		b.Run(fmt.Sprintf("big=%v/readback=%v", c.big, c.readback), func(b *testing.B) {
 			var seq uint64
-			var batch []schemas.Envelope
+			var batch []event.Envelope
 			for i, tr := range chtest.Large(4000, time.Date(2026, 6, 15, 0, 0, 0, 0, time.UTC)) {
 				tr.Output, tr.Explained = i%3 == 0, i%5 == 0
 				evs, err := chtest.Events(tr, &seq)
@@ -37,7 +37,7 @@ func BenchmarkSinkRows(b *testing.B) {
 			}
 			reader := chtest.NewReader(batch)
 			if c.readback {
-				batch = slices.DeleteFunc(batch, func(e schemas.Envelope) bool { return e.Kind == schemas.KindStep || e.Kind == schemas.KindOutput })
+				batch = slices.DeleteFunc(batch, func(e event.Envelope) bool { return e.Kind == event.KindStep || e.Kind == event.KindOutput })
 			}
 			sink := warehouse.NewSink(nil, reader.Read, chtest.Policy, nil)
 			b.ResetTimer()
@@ -51,18 +51,18 @@ func BenchmarkSinkRows(b *testing.B) {
 	}
 }
 
-func bigInputs(b *testing.B, evs []schemas.Envelope) []schemas.Envelope {
+func bigInputs(b *testing.B, evs []event.Envelope) []event.Envelope {
 	for i, e := range evs {
-		if e.Kind != schemas.KindStep {
+		if e.Kind != event.KindStep {
 			continue
 		}
-		var ev schemas.StepEvent
-		if err := schemas.DecodeEvent(e.Data, &ev); err != nil {
+		ev, err := event.Decode[event.Step](e)
+		if err != nil {
 			b.Fatal(err)
 		}
 		ev.Step.Input = map[string]any{"query": strings.Repeat("select * from t where x = 1; ", 40), "limit": 50, "score": 0.5,
 			"filters": map[string]any{"region": "eu", "ids": []any{1, 2, 3, 4, 5}}}
-		n, err := schemas.NewEnvelope(e.Subject, e.Kind, e.MsgID, ev)
+		n, err := event.New(ev)
 		if err != nil {
 			b.Fatal(err)
 		}

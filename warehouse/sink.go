@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/troy-audit/troy/event"
+
 	json "github.com/goccy/go-json"
 
 	"github.com/troy-audit/troy/schemas"
@@ -18,22 +20,10 @@ import (
 
 // ReadFunc returns the events of a subject of the steps stream, in order, up to and
 // including stream sequence upTo.
-type ReadFunc func(ctx context.Context, subject string, upTo uint64) ([]schemas.Envelope, error)
-
-// PolicyInfo describes a policy revision: its rules, with the weights the scorer gives them.
-type PolicyInfo struct {
-	Hash, ID string
-	Rules    []RuleInfo
-}
-
-// RuleInfo is one rule of a policy revision.
-type RuleInfo struct {
-	ID, Severity, Description string
-	Weight                    int
-}
+type ReadFunc func(ctx context.Context, subject string, upTo uint64) ([]event.Envelope, error)
 
 // PolicyFunc looks up a policy revision by its content hash.
-type PolicyFunc func(ctx context.Context, hash string) (PolicyInfo, error)
+type PolicyFunc func(ctx context.Context, hash string) (schemas.PolicyRules, error)
 
 // Sink writes pipeline events into the tables: steps as they arrive (and again when a
 // step's output arrives), and at each trace's end the trace, its violations, and the rules
@@ -49,8 +39,8 @@ type Sink struct {
 	log    *slog.Logger
 
 	mu       sync.Mutex
-	policies map[string]PolicyInfo // revisions whose rules are stored
-	missing  map[string]time.Time  // revisions the policy store lacked, and when
+	policies map[string]schemas.PolicyRules // revisions whose rules are stored
+	missing  map[string]time.Time           // revisions the policy store lacked, and when
 	cache    *traceCache
 	// incomplete holds when traces were first read back short of their steps.
 	incomplete map[string]time.Time
@@ -64,19 +54,19 @@ func NewSink(s *Store, read ReadFunc, policy PolicyFunc, log *slog.Logger) *Sink
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Sink{s: s, read: read, policy: policy, log: log, policies: map[string]PolicyInfo{}, missing: map[string]time.Time{}, cache: newTraceCache(traceCacheSize), incomplete: map[string]time.Time{}}
+	return &Sink{s: s, read: read, policy: policy, log: log, policies: map[string]schemas.PolicyRules{}, missing: map[string]time.Time{}, cache: newTraceCache(traceCacheSize), incomplete: map[string]time.Time{}}
 }
 
 // traceCacheSize bounds the traces whose steps the sink remembers.
 const traceCacheSize = 100000
 
 // Kinds are the event kinds the sink stores; others are ignored.
-func Kinds() []string {
-	return []string{schemas.KindStep, schemas.KindOutput, schemas.KindVerdict, schemas.KindScored, schemas.KindExplanation, schemas.KindExplained}
+func Kinds() []event.Kind {
+	return []event.Kind{event.KindStep, event.KindOutput, event.KindVerdict, event.KindScored, event.KindExplanation, event.KindExplained}
 }
 
 // Write stores a batch of events; it returns nil only once every row is committed.
-func (k *Sink) Write(ctx context.Context, batch []schemas.Envelope) error {
+func (k *Sink) Write(ctx context.Context, batch []event.Envelope) error {
 	t, err := k.rows(ctx, batch)
 	if err != nil {
 		return err
@@ -109,30 +99,30 @@ func (k *Sink) Write(ctx context.Context, batch []schemas.Envelope) error {
 }
 
 // rows turns a batch of events into the rows of every table.
-func (k *Sink) rows(ctx context.Context, batch []schemas.Envelope) (*tables, error) {
+func (k *Sink) rows(ctx context.Context, batch []event.Envelope) (*tables, error) {
 	var (
 		t       tables
-		outputs = map[string][]schemas.Envelope{} // by subject
-		ends    []schemas.Envelope
+		outputs = map[string][]event.Envelope{} // by subject
+		ends    []event.Envelope
 		steps   int
 	)
 	for _, e := range batch {
-		if e.Kind == schemas.KindStep || e.Kind == schemas.KindOutput {
+		if e.Kind == event.KindStep || e.Kind == event.KindOutput {
 			steps++
 		}
 	}
 	t.steps = make([]stepRow, 0, steps) // most rows are steps': grown, they would be copied
 	for _, e := range batch {
 		switch e.Kind {
-		case schemas.KindStep:
+		case event.KindStep:
 			if err := t.addStepEvent(e, k.cache); err != nil {
 				k.skip(e, err)
 			}
-		case schemas.KindOutput:
+		case event.KindOutput:
 			outputs[e.Subject] = append(outputs[e.Subject], e)
-		case schemas.KindVerdict, schemas.KindScored, schemas.KindExplained:
+		case event.KindVerdict, event.KindScored, event.KindExplained:
 			ends = append(ends, e)
-		case schemas.KindExplanation:
+		case event.KindExplanation:
 			if err := t.addExplanationEvent(e); err != nil {
 				k.skip(e, err)
 			}
@@ -147,7 +137,7 @@ func (k *Sink) rows(ctx context.Context, batch []schemas.Envelope) (*tables, err
 	return &t, nil
 }
 
-func (k *Sink) skip(e schemas.Envelope, err error) {
+func (k *Sink) skip(e event.Envelope, err error) {
 	k.mu.Lock()
 	k.Skipped++
 	k.mu.Unlock()
@@ -156,7 +146,7 @@ func (k *Sink) skip(e schemas.Envelope, err error) {
 
 // outputs turns step outputs into new versions of their steps' rows, reading each
 // subject's steps once.
-func (k *Sink) outputs(ctx context.Context, bySubject map[string][]schemas.Envelope, t *tables) error {
+func (k *Sink) outputs(ctx context.Context, bySubject map[string][]event.Envelope, t *tables) error {
 	for subject, outs := range bySubject {
 		var upTo uint64
 		for _, o := range outs {
@@ -167,8 +157,8 @@ func (k *Sink) outputs(ctx context.Context, bySubject map[string][]schemas.Envel
 			return fmt.Errorf("read steps of %s: %w", subject, err)
 		}
 		for _, o := range outs {
-			var out schemas.StepOutput
-			if err := schemas.DecodeEvent(o.Data, &out); err != nil {
+			out, err := event.Decode[event.Output](o)
+			if err != nil {
 				k.skip(o, err)
 				continue
 			}
@@ -176,7 +166,7 @@ func (k *Sink) outputs(ctx context.Context, bySubject map[string][]schemas.Envel
 			// The step's latest event before the output, of the same run.
 			for i := len(events) - 1; i >= 0; i-- {
 				e := events[i]
-				if e.Kind != schemas.KindStep || e.Seq > o.Seq {
+				if e.Kind != event.KindStep || e.Seq > o.Seq {
 					continue
 				}
 				var ev stepEvent
@@ -192,18 +182,17 @@ func (k *Sink) outputs(ctx context.Context, bySubject map[string][]schemas.Envel
 	return nil
 }
 
-// stepEvent is a schemas.StepEvent whose step keeps its input and output as the JSON they
-// came as: the sink stores them as text, and decoding them into maps only to write them
-// back costs the sink 18% more time per batch of small steps, 44% with inputs of 2 KB
+// stepEvent is an event.Step whose step keeps its input and output as the JSON they came
+// as: the sink stores them as text, and decoding them into maps only to write them back
+// costs the sink 18% more time per batch of small steps, 44% with inputs of 2 KB
 // (BenchmarkSinkRows).
 type stepEvent struct {
-	sharedStepEvent
-	Step *rawStep `json:"step"` // in place of StepEvent.Step
+	stepPayload
+	Step *rawStep `json:"step"` // in place of event.Step's
 }
 
-// sharedStepEvent is embedded under a name of its own, so that the field Step above is
-// free whatever the event type is called.
-type sharedStepEvent = schemas.StepEvent
+// stepPayload is event.Step under a name that leaves the name Step to stepEvent's field.
+type stepPayload = event.Step
 
 type rawStep struct {
 	schemas.Step

@@ -9,6 +9,7 @@ import (
 	"testing/fstest"
 	"time"
 
+	"github.com/troy-audit/troy/event"
 	"github.com/troy-audit/troy/schemas"
 	"github.com/troy-audit/troy/warehouse"
 	"github.com/troy-audit/troy/warehouse/chtest"
@@ -147,7 +148,7 @@ func TestBadDSN(t *testing.T) {
 }
 
 // events builds the events of a finished trace as the pipeline would carry them.
-func events(t *testing.T, seq *uint64, agent, trace, run, version string, tools []string, violations []schemas.Violation) []schemas.Envelope {
+func events(t *testing.T, seq *uint64, agent, trace, run, version string, tools []string, violations []schemas.Violation) []event.Envelope {
 	t.Helper()
 	evs, err := chtest.Events(chtest.Trace{Agent: agent, ID: trace, Run: run, Policy: "p1", Version: version, Environment: "prod",
 		Start: time.Date(2026, 4, 1, 10, 0, 0, 0, time.UTC), Tools: tools, Violations: violations, Risk: 40, Explained: true, Output: true}, seq)
@@ -166,7 +167,7 @@ func TestSinkWriteTwiceCountsOnce(t *testing.T) {
 	batch := events(t, &seq, "support-bot", "t.1", "r1", "2.0", []string{"search", "sql", "email"},
 		[]schemas.Violation{{RuleID: "no-sql", StepID: "s1", Severity: "high"}, {RuleID: "no-exfil", StepID: "s2", Severity: "critical"}})
 	batch = append(batch, events(t, &seq, "support-bot", "t 2", "r2", "2.1", []string{"search"}, nil)...)
-	batch = append(batch, schemas.Envelope{Subject: "troy.steps.x.y", Kind: schemas.KindStep, Data: []byte("{not json"), Seq: 999})
+	batch = append(batch, event.Envelope{Subject: "troy.steps.x.y", Kind: event.KindStep, Data: []byte("{not json"), Seq: 999})
 	sink := warehouse.NewSink(s, chtest.NewReader(batch).Read, chtest.Policy, nil)
 	for range 2 {
 		if err := sink.Write(ctx, batch); err != nil {
@@ -228,7 +229,7 @@ func TestTraceRowsFromMemoryEqualReadBack(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	var seq uint64
-	var all, steps, ends []schemas.Envelope
+	var all, steps, ends []event.Envelope
 	for _, tr := range chtest.Large(50, time.Date(2026, 6, 15, 0, 0, 0, 0, time.UTC)) {
 		evs, err := chtest.Events(tr, &seq)
 		if err != nil {
@@ -237,7 +238,7 @@ func TestTraceRowsFromMemoryEqualReadBack(t *testing.T) {
 		all = append(all, evs...)
 	}
 	for _, e := range all {
-		if e.Kind == schemas.KindStep {
+		if e.Kind == event.KindStep {
 			steps = append(steps, e)
 		} else {
 			ends = append(ends, e)

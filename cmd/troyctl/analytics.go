@@ -10,6 +10,7 @@ import (
 
 	"github.com/troy-audit/troy/analytics"
 	"github.com/troy-audit/troy/reporter"
+	"github.com/troy-audit/troy/warehouse"
 )
 
 // exitFound ends drift and regress when they find what they look for, so that a CI job or
@@ -18,6 +19,33 @@ const exitFound = 3
 
 // queryTimeout bounds one analytics command.
 const queryTimeout = 5 * time.Minute
+
+// query connects to ClickHouse and runs one command's queries, within queryTimeout.
+func query[T any](ctx context.Context, ch *chFlags, run func(context.Context, *warehouse.Store) (T, error)) (T, error) {
+	ctx, cancel := context.WithTimeout(ctx, queryTimeout)
+	defer cancel()
+	store, err := ch.open(ctx)
+	if err != nil {
+		var none T
+		return none, err
+	}
+	defer store.Close()
+	return run(ctx, store)
+}
+
+// timeRange reads --since and --until, each a time or a duration ago.
+func timeRange(since, until string) (analytics.Range, error) {
+	now := time.Now()
+	from, err := analytics.ParseTime(since, now)
+	if err != nil {
+		return analytics.Range{}, fmt.Errorf("--since: %w", err)
+	}
+	to, err := analytics.ParseTime(until, now)
+	if err != nil {
+		return analytics.Range{}, fmt.Errorf("--until: %w", err)
+	}
+	return analytics.Range{From: from, To: to}, nil
+}
 
 func newTrendsCmd(a *app) *cobra.Command {
 	var (
@@ -38,25 +66,16 @@ over a time range. --csv prints the time series as bucket,key,count rows.`,
   troyctl trends --since 2026-05-01 --until 2026-06-01 --json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			now := time.Now()
 			var err error
-			if o.From, err = analytics.ParseTime(since, now); err != nil {
-				return fmt.Errorf("--since: %w", err)
-			}
-			if o.To, err = analytics.ParseTime(until, now); err != nil {
-				return fmt.Errorf("--until: %w", err)
+			if o.Range, err = timeRange(since, until); err != nil {
+				return err
 			}
 			if _, err := analytics.TrendsQueries(o); err != nil {
 				return err
 			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), queryTimeout)
-			defer cancel()
-			store, err := ch.open(ctx)
-			if err != nil {
-				return err
-			}
-			defer store.Close()
-			tr, err := analytics.RunTrends(ctx, store.Conn(), o)
+			tr, err := query(cmd.Context(), &ch, func(ctx context.Context, store *warehouse.Store) (*analytics.Trends, error) {
+				return analytics.RunTrends(ctx, store.Conn(), o)
+			})
 			if err != nil {
 				return err
 			}
@@ -176,21 +195,15 @@ Exit codes: 0 no drift, 3 drift found, 1 error.`,
 			if _, err := analytics.DriftQueries(o); err != nil {
 				return err
 			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), queryTimeout)
-			defer cancel()
-			store, err := ch.open(ctx)
-			if err != nil {
-				return err
-			}
-			defer store.Close()
-			d, err := analytics.RunDrift(ctx, store.Conn(), o)
-			if err != nil {
-				return err
-			}
-			if !noStore {
-				if err := analytics.StoreDrift(ctx, store.Conn(), d); err != nil {
-					return err
+			d, err := query(cmd.Context(), &ch, func(ctx context.Context, store *warehouse.Store) (*analytics.Drift, error) {
+				d, err := analytics.RunDrift(ctx, store.Conn(), o)
+				if err != nil || noStore {
+					return d, err
 				}
+				return d, analytics.StoreDrift(ctx, store.Conn(), d)
+			})
+			if err != nil {
+				return err
 			}
 			t := &table{columns: []string{"drift", "check", "subject", "baseline", "window", "statistic", "p", "detail"}}
 			for _, f := range d.Findings {
@@ -265,22 +278,13 @@ Exit codes, for CI gates: 0 no regression (an improvement or no significant chan
 				return fmt.Errorf("--candidate: %w", err)
 			}
 			if since != "" {
-				now := time.Now()
-				if o.Range.From, err = analytics.ParseTime(since, now); err != nil {
-					return fmt.Errorf("--since: %w", err)
-				}
-				if o.Range.To, err = analytics.ParseTime(until, now); err != nil {
-					return fmt.Errorf("--until: %w", err)
+				if o.Range, err = timeRange(since, until); err != nil {
+					return err
 				}
 			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), queryTimeout)
-			defer cancel()
-			store, err := ch.open(ctx)
-			if err != nil {
-				return err
-			}
-			defer store.Close()
-			r, err := analytics.RunRegress(ctx, store.Conn(), o)
+			r, err := query(cmd.Context(), &ch, func(ctx context.Context, store *warehouse.Store) (*analytics.Regress, error) {
+				return analytics.RunRegress(ctx, store.Conn(), o)
+			})
 			if err != nil {
 				return err
 			}
@@ -335,14 +339,9 @@ read them with FINAL (or argMax over version).`,
   troyctl sql 'SELECT tool, count() AS calls FROM steps FINAL WHERE type = '"'"'tool_call'"'"' GROUP BY tool' --csv`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, cancel := context.WithTimeout(cmd.Context(), queryTimeout)
-			defer cancel()
-			store, err := ch.open(ctx)
-			if err != nil {
-				return err
-			}
-			defer store.Close()
-			res, err := store.ReadOnly(ctx, args[0], maxRows)
+			res, err := query(cmd.Context(), &ch, func(ctx context.Context, store *warehouse.Store) (*warehouse.Rows, error) {
+				return store.ReadOnly(ctx, args[0], maxRows)
+			})
 			if err != nil {
 				return err
 			}

@@ -117,3 +117,33 @@ func TestAnalyticsCommandErrors(t *testing.T) {
 		}
 	}
 }
+
+// --since and --until read as one range; a bad one is named in the error.
+func TestTimeRange(t *testing.T) {
+	at := time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC)
+	tests := []struct {
+		since, until string
+		from, to     time.Time // zero: near now
+		err          string
+	}{
+		{since: "2026-05-01", until: "2026-06-01", from: at, to: at.AddDate(0, 1, 0)},
+		{since: "2026-05-01T00:00:00Z", until: "now", from: at},
+		{since: "yesterday", until: "now", err: `--since: time "yesterday"`},
+		{since: "7d", until: "tomorrow", err: `--until: time "tomorrow"`},
+	}
+	for _, tt := range tests {
+		r, err := timeRange(tt.since, tt.until)
+		if tt.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.err) {
+				t.Errorf("%s..%s: %v, want %q", tt.since, tt.until, err, tt.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%s..%s: %v", tt.since, tt.until, err)
+		}
+		if !r.From.Equal(tt.from) || !tt.to.IsZero() && !r.To.Equal(tt.to) || tt.to.IsZero() && time.Since(r.To).Abs() > time.Minute {
+			t.Errorf("%s..%s: %s", tt.since, tt.until, r)
+		}
+	}
+}

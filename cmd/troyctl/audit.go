@@ -74,11 +74,11 @@ redacted before they are sent; replies are cached under --data-dir.`,
 			if err != nil {
 				return err
 			}
-			auditor, closeAuditor, err := nf.pipelineAuditor(ctx, c, &ex, a.stderr)
+			auditor, err := nf.auditor(ctx, c, &ex, a.stderr)
 			if err != nil {
 				return err
 			}
-			defer closeAuditor()
+			defer auditor.Close()
 			r, err := auditor.Audit(ctx, t)
 			if err != nil {
 				return fmt.Errorf("audit %s: %w", args[0], err)

@@ -55,11 +55,11 @@ The last argument is the policy: a file or the name of a bundled template.`,
 			if dir == "" {
 				dir = reporter.DefaultDir(time.Now())
 			}
-			auditor, closeAuditor, err := nf.pipelineAuditor(cmd.Context(), c, &ex, a.stderr)
+			auditor, err := nf.auditor(cmd.Context(), c, &ex, a.stderr)
 			if err != nil {
 				return err
 			}
-			defer closeAuditor()
+			defer auditor.Close()
 			if concurrency <= 0 {
 				concurrency = 64 // traces in flight through the pipeline
 			}

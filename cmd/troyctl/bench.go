@@ -10,9 +10,9 @@ import (
 
 	"github.com/troy-audit/troy/bench"
 	"github.com/troy-audit/troy/bus"
-	"github.com/troy-audit/troy/ingest/agent"
 	"github.com/troy-audit/troy/pipeline"
 	"github.com/troy-audit/troy/reporter"
+	"github.com/troy-audit/troy/sdk/agent"
 )
 
 func newBenchCmd(a *app) *cobra.Command {
@@ -57,7 +57,7 @@ every --per-session checks, so they are scored and reported like real ones.`,
 				return err
 			}
 			defer b.Close()
-			r, err := bench.Guard(cmd.Context(), agent.On(b), opts)
+			r, err := bench.Guard(cmd.Context(), agent.New(b.Conn()), opts)
 			if err != nil {
 				return err
 			}

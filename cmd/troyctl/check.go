@@ -17,11 +17,11 @@ import (
 
 	"github.com/troy-audit/troy/bus"
 	"github.com/troy-audit/troy/evaluator"
-	"github.com/troy-audit/troy/ingest/agent"
 	"github.com/troy-audit/troy/pipeline"
 	"github.com/troy-audit/troy/policies"
 	"github.com/troy-audit/troy/schemas"
 	"github.com/troy-audit/troy/schemas/pyjson"
+	"github.com/troy-audit/troy/sdk/agent"
 )
 
 // exitUsage ends check when a flag's value is refused, as the Python tool's click ends it
@@ -122,9 +122,11 @@ guard service answers (troyctl serve), and the check is recorded in its session.
 			if err != nil {
 				return err
 			}
+			gopts := evaluator.GuardOptions{AgentName: agentName, AgentMetadata: agentMeta, Mode: mode, OnRuleError: onRuleError}
+			req := evaluator.CheckRequest{Action: action, Input: in, Metadata: meta, Type: stepType}
 			var d schemas.Decision
 			if nf.opts.URL != "" {
-				if d, err = remoteCheck(cmd.Context(), nf, c, session, agentName, agentMeta, mode, action, in, meta, stepType); err != nil {
+				if d, err = nf.remoteCheck(cmd.Context(), c, session, gopts, req); err != nil {
 					return err
 				}
 				if onRuleError != "" && d.Mode == schemas.ModeEnforce {
@@ -132,11 +134,11 @@ guard service answers (troyctl serve), and the check is recorded in its session.
 					d.Allowed = len(d.Violations) == 0 && (len(d.RuleErrors) == 0 || onRuleError == schemas.OnRuleErrorSkip)
 				}
 			} else {
-				g, err := c.NewGuard(evaluator.GuardOptions{AgentName: agentName, AgentMetadata: agentMeta, Mode: mode, OnRuleError: onRuleError})
+				g, err := c.NewGuard(gopts)
 				if err != nil {
 					return err
 				}
-				if d, err = g.Check(evaluator.CheckRequest{Action: action, Input: in, Metadata: meta, Type: stepType}); err != nil {
+				if d, err = g.Check(req); err != nil {
 					return err
 				}
 			}
@@ -274,8 +276,10 @@ func shorten(v string) string {
 	return strconv.Quote(v)
 }
 
-// remoteCheck asks a running guard service, with the policy given on the command line.
-func remoteCheck(ctx context.Context, nf natsFlags, c *evaluator.Compiled, session, agentName string, agentMeta map[string]any, mode, action string, in, meta map[string]any, stepType string) (schemas.Decision, error) {
+// remoteCheck asks a running guard service to check req in the session (a new one when
+// empty), with the policy given on the command line and the agent and mode of g; the
+// service's own setting decides what a rule error does.
+func (nf *natsFlags) remoteCheck(ctx context.Context, c *evaluator.Compiled, session string, g evaluator.GuardOptions, req evaluator.CheckRequest) (schemas.Decision, error) {
 	opts := nf.opts
 	opts.Name, opts.Client = "troyctl", true
 	b, err := bus.Open(ctx, opts)
@@ -291,8 +295,8 @@ func remoteCheck(ctx context.Context, nf natsFlags, c *evaluator.Compiled, sessi
 	if !resume {
 		session = "check-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	}
-	g := agent.On(b).Guard(agent.GuardOptions{Session: session, Agent: agentName, AgentMetadata: agentMeta, Mode: mode, Policy: hash, Timeout: 5 * time.Second, Resume: resume})
-	d, err := g.Check(ctx, action, in, meta, stepType)
+	guard := agent.New(b.Conn()).Guard(agent.GuardOptions{Session: session, Agent: g.AgentName, AgentMetadata: g.AgentMetadata, Mode: g.Mode, Policy: hash, Timeout: 5 * time.Second, Resume: resume})
+	d, err := guard.Check(ctx, req.Action, req.Input, req.Metadata, req.Type)
 	var blocked *agent.BlockedError
 	if err != nil && !errors.As(err, &blocked) {
 		return d, err

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/troy-audit/troy/event"
+
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/troy-audit/troy/bus"
@@ -260,12 +262,12 @@ func TestReadBackSeesEveryStepWithALaggingReplica(t *testing.T) {
 	const steps = 400
 	input := map[string]any{"blob": strings.Repeat("x", 2000)} // more for the follower to catch up on
 	for round := range 3 {
-		ref := schemas.TraceRef{TraceID: fmt.Sprint("lagging-", round), AgentName: "bot", Run: "r"}
-		subject := schemas.StepsSubject(ref.AgentName, ref.TraceID)
-		var events []schemas.Envelope
+		ref := event.TraceRef{TraceID: fmt.Sprint("lagging-", round), AgentName: "bot", Run: "r"}
+		subject := event.StepsSubject(ref.AgentName, ref.TraceID)
+		var events []event.Envelope
 		for i := range steps {
 			s := &schemas.Step{StepID: fmt.Sprint("s", i), Type: schemas.StepToolCall, Description: "search", Input: input}
-			e, err := schemas.NewEnvelope(subject, schemas.KindStep, schemas.MsgID(schemas.KindStep, ref, s.StepID), schemas.StepEvent{TraceRef: ref, Seq: i, Step: s})
+			e, err := event.New(event.Step{TraceRef: ref, Seq: i, Step: s})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -283,7 +285,7 @@ func TestReadBackSeesEveryStepWithALaggingReplica(t *testing.T) {
 		// at random; those the follower takes are answered as soon as it resumes.
 		const reads = 24
 		type result struct {
-			events []schemas.Envelope
+			events []event.Envelope
 			err    error
 		}
 		early := make(chan result, reads)

@@ -20,9 +20,10 @@ import (
 	"github.com/troy-audit/troy/audit"
 	"github.com/troy-audit/troy/bus"
 	"github.com/troy-audit/troy/evaluator"
-	"github.com/troy-audit/troy/ingest/agent"
+	"github.com/troy-audit/troy/event"
 	"github.com/troy-audit/troy/ingest/tracegen"
 	"github.com/troy-audit/troy/schemas"
+	"github.com/troy-audit/troy/sdk/agent"
 )
 
 // binary builds troyctl once for the tests that run it as a separate process.
@@ -255,14 +256,14 @@ func TestServeSurvivesSIGKILL(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	for kind, per := range map[string]int{schemas.KindReported: 1, schemas.KindEvaluated: 1, schemas.KindScored: 1} {
-		events, err := b.Read(context.Background(), bus.ResultsStream, schemas.ResultsPrefix+"."+kind+".>", math.MaxUint64)
+	for kind, per := range map[event.Kind]int{event.KindReported: 1, event.KindEvaluated: 1, event.KindScored: 1} {
+		events, err := b.Read(context.Background(), bus.ResultsStream, event.ResultFilter(kind), math.MaxUint64)
 		if err != nil {
 			t.Fatal(err)
 		}
 		count := map[string]int{}
 		for _, e := range events {
-			var ref schemas.TraceRef
+			var ref event.TraceRef
 			if err := json.Unmarshal(e.Data, &ref); err != nil {
 				t.Fatal(err)
 			}
@@ -278,7 +279,7 @@ func TestServeSurvivesSIGKILL(t *testing.T) {
 		}
 	}
 	for id, w := range want {
-		raw, err := os.ReadFile(filepath.Join(reports, schemas.SubjectToken(w.Trace.AgentName), schemas.SubjectToken(id), "audit.json"))
+		raw, err := os.ReadFile(filepath.Join(reports, event.SubjectToken(w.Trace.AgentName), event.SubjectToken(id), "audit.json"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -322,7 +323,7 @@ func TestTwoGuardProcessesShareSessions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn := agent.On(b)
+	conn := agent.New(b.Conn())
 	type step struct {
 		action string
 		meta   map[string]any

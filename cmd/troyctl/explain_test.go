@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/troy-audit/troy/explainer/llmtest"
 	"github.com/troy-audit/troy/schemas"
+	"github.com/troy-audit/troy/sdk/llmtest"
 )
 
 func scriptedModel(t *testing.T, h llmtest.Handler) *llmtest.Server {

@@ -13,14 +13,15 @@ import (
 	"strings"
 	"time"
 
+	"github.com/troy-audit/troy/localguard"
+
 	"github.com/spf13/cobra"
 
-	"github.com/troy-audit/troy/bus"
 	"github.com/troy-audit/troy/evaluator"
-	"github.com/troy-audit/troy/ingest/agent"
 	"github.com/troy-audit/troy/policies"
 	"github.com/troy-audit/troy/schemas"
 	"github.com/troy-audit/troy/schemas/pyjson"
+	"github.com/troy-audit/troy/sdk/agent"
 )
 
 // maxStdioLine bounds one request line of `troyctl guard --stdio`.
@@ -85,18 +86,18 @@ the same data directory, or by 'troyctl guard --flush'.`,
 				}
 				wctx, cancel := context.WithTimeout(ctx, wait)
 				defer cancel()
-				sent, left, err := agent.Flush(wctx, dataDir, nf.opts, logger)
+				sent, left, err := localguard.Flush(wctx, dataDir, nf.agentOptions(), logger)
 				fmt.Fprintf(a.stdout, "%d event(s) forwarded, %d left in %s\n", sent, left, dataDir)
 				return err
 			}
-			s := &stdioServer{dataDir: dataDir, forward: nf.opts, log: logger, wait: wait}
+			s := &stdioServer{dataDir: dataDir, forward: nf.agentOptions(), log: logger, wait: wait}
 			return s.serve(ctx, a.stdin, a.stdout)
 		},
 	}
 	f := cmd.Flags()
 	f.BoolVar(&stdio, "stdio", false, "serve one SDK over JSON lines on stdin and stdout")
 	f.BoolVar(&flush, "flush", false, "forward to --nats what the outbox holds unsent, then exit")
-	f.StringVar(&dataDir, "data-dir", agent.DefaultDataDir, "directory for the record (outbox/) and reports (reports/)")
+	f.StringVar(&dataDir, "data-dir", localguard.DefaultDataDir, "directory for the record (outbox/) and reports (reports/)")
 	f.DurationVar(&wait, "forward-wait", 10*time.Second, "at exit (or with --flush), longest wait for the deployment to acknowledge the record")
 	nf.register(cmd)
 	f.Lookup("nats").Usage = "NATS URL(s) of a deployment (troyctl serve) to forward the record to (env " + envForward + "; default: none, the record stays local)"
@@ -152,10 +153,10 @@ const (
 
 type stdioServer struct {
 	dataDir string
-	forward bus.Options
+	forward agent.Options
 	log     *slog.Logger
 	wait    time.Duration
-	g       *agent.LocalGuard
+	g       *localguard.Guard
 }
 
 // serve answers requests until stdin closes, an end is answered or ctx ends (SIGTERM,
@@ -311,7 +312,7 @@ func (s *stdioServer) handle(ctx context.Context, line []byte) (stdioResponse, b
 			return errResponse(id, kindValue, "output: step_id is required"), false
 		}
 		if err := s.g.RecordOutput(ctx, req.StepID, req.Output); err != nil {
-			var unknown *agent.UnknownStepError
+			var unknown *localguard.UnknownStepError
 			if errors.As(err, &unknown) {
 				return errResponse(id, kindKey, err.Error()), false
 			}
@@ -362,7 +363,7 @@ func (s *stdioServer) open(ctx context.Context, id any, req stdioRequest) stdioR
 	if err != nil {
 		return errResponse(id, kindPolicy, "open: policy: "+err.Error())
 	}
-	g, err := agent.NewLocalGuard(ctx, c, agent.LocalOptions{
+	g, err := localguard.New(ctx, c, localguard.Options{
 		Session: req.SessionID, Agent: req.AgentName, AgentMetadata: req.AgentMetadata, Mode: req.Mode,
 		FailOpen: req.Fail == "open", DataDir: s.dataDir, Forward: s.forward, Logger: s.log,
 	})
@@ -382,7 +383,7 @@ func stdioPolicy(p any) (*evaluator.Compiled, error) {
 		if v == "" {
 			break
 		}
-		return agent.LoadPolicy(v)
+		return localguard.LoadPolicy(v)
 	case map[string]any:
 		raw, err := pyjson.Marshal(v)
 		if err != nil {

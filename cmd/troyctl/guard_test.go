@@ -17,8 +17,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/troy-audit/troy/localguard"
+
 	"github.com/troy-audit/troy/bus"
-	"github.com/troy-audit/troy/ingest/agent"
+	"github.com/troy-audit/troy/event"
 	"github.com/troy-audit/troy/schemas"
 	"github.com/troy-audit/troy/schemas/pyjson"
 )
@@ -257,19 +259,19 @@ func TestGuardStdioChildProcess(t *testing.T) {
 		t.Fatalf("the child exits 0 when stdin closes: %v; stderr: %s", err, stderr.String())
 	}
 	// The first session: its step, output and end (reset ends it); the second: its step.
-	for subject, want := range map[string][]string{
-		schemas.StepsSubject("py-bot", "child"):   {schemas.KindStep, schemas.KindOutput, schemas.KindEnd},
-		schemas.StepsSubject("py-bot", "child-2"): {schemas.KindStep},
+	for subject, want := range map[string][]event.Kind{
+		event.StepsSubject("py-bot", "child"):   {event.KindStep, event.KindOutput, event.KindEnd},
+		event.StepsSubject("py-bot", "child-2"): {event.KindStep},
 	} {
 		evs, err := dep.ReadSteps(ctx, subject, math.MaxUint64)
 		if err != nil {
 			t.Fatal(err)
 		}
-		var kinds []string
+		var kinds []event.Kind
 		for _, e := range evs {
 			kinds = append(kinds, e.Kind)
 		}
-		if strings.Join(kinds, ",") != strings.Join(want, ",") {
+		if !slices.Equal(kinds, want) {
 			t.Errorf("%s: the deployment holds %v, want %v", subject, kinds, want)
 		}
 	}
@@ -344,7 +346,7 @@ func TestGuardFlush(t *testing.T) {
 			t.Fatalf("flush: %+v, want %q", r, want)
 		}
 	}
-	evs, err := dep.ReadSteps(ctx, schemas.StepsSubject("bot", "f"), math.MaxUint64)
+	evs, err := dep.ReadSteps(ctx, event.StepsSubject("bot", "f"), math.MaxUint64)
 	if err != nil || len(evs) != 3 {
 		t.Fatalf("the deployment holds %d events: %v", len(evs), err)
 	}
@@ -364,10 +366,10 @@ func TestGuardStdioSessionAuditedByTheDeployment(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	reported := make(chan schemas.Envelope, 1)
+	reported := make(chan event.Envelope, 1)
 	sctx, stop := context.WithCancel(ctx)
 	defer stop()
-	ready, _ := b.Subscribe(sctx, bus.ResultsStream, schemas.ResultSubject(schemas.KindReported, "fw", "fw-1"), func(e schemas.Envelope) { reported <- e })
+	ready, _ := b.Subscribe(sctx, bus.ResultsStream, event.ResultSubject(event.KindReported, "fw", "fw-1"), func(e event.Envelope) { reported <- e })
 	<-ready
 
 	dir := t.TempDir()
@@ -441,8 +443,8 @@ func TestGuardStdioEndsOnSIGTERM(t *testing.T) {
 	if len(files) != 1 {
 		t.Fatalf("record files %v", files)
 	}
-	evs, err := agent.ReadRecord(files[0], nil)
-	if err != nil || len(evs) != 1 || evs[0].Kind != schemas.KindStep {
+	evs, err := localguard.ReadRecord(files[0], nil)
+	if err != nil || len(evs) != 1 || evs[0].Kind != event.KindStep {
 		t.Fatalf("record: %v %v", evs, err)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/troy-audit/troy/explainer"
+	"github.com/troy-audit/troy/pipeline"
 	"github.com/troy-audit/troy/schemas"
 )
 
@@ -45,16 +46,16 @@ func (f *explainFlags) register(cmd *cobra.Command, withDataDir bool) {
 	}
 }
 
-// config resolves the model settings. It returns false, with the reason, when traces are
-// not to be explained: --no-explain, or neither an API key nor a base URL anywhere.
-func (f *explainFlags) config() (explainer.Config, bool, string, error) {
+// config resolves the model settings. It explains nothing, with the reason, when traces
+// are not to be explained: --no-explain, or neither an API key nor a base URL anywhere.
+func (f *explainFlags) config() (pipeline.Explain, error) {
 	cfg := f.cfg
 	if f.noExplain {
-		return cfg, false, "--no-explain", nil
+		return pipeline.Explain{Note: "--no-explain"}, nil
 	}
 	dotenv, err := godotenv.Read(".env")
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return cfg, false, "", fmt.Errorf(".env: %w", err)
+		return pipeline.Explain{}, fmt.Errorf(".env: %w", err)
 	}
 	pick := func(flag string, value *string, env string) {
 		if f.cmd != nil && f.cmd.Flags().Changed(flag) {
@@ -70,12 +71,12 @@ func (f *explainFlags) config() (explainer.Config, bool, string, error) {
 	pick("base-url", &cfg.BaseURL, "OPENAI_BASE_URL")
 	pick("api-key", &cfg.APIKey, "OPENAI_API_KEY")
 	if cfg.APIKey == "" && cfg.BaseURL == "" {
-		return cfg, false, "no API key: set OPENAI_API_KEY or --api-key, or --base-url for a local model", nil
+		return pipeline.Explain{Note: "no API key: set OPENAI_API_KEY or --api-key, or --base-url for a local model"}, nil
 	}
 	if cfg.Retries == 0 {
 		cfg.Retries = -1 // explicitly none; the explainer's zero means its default
 	}
-	return cfg, true, "", nil
+	return pipeline.Explain{Model: &cfg, NoCache: f.noCache}, nil
 }
 
 // modelFlagsSet says whether any model setting was given on the command line.

@@ -9,11 +9,10 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/troy-audit/troy/audit"
 	"github.com/troy-audit/troy/bus"
 	"github.com/troy-audit/troy/evaluator"
-	"github.com/troy-audit/troy/explainer"
 	"github.com/troy-audit/troy/pipeline"
+	"github.com/troy-audit/troy/sdk/agent"
 )
 
 // natsFlags choose the NATS a command uses: an embedded server by default, or --nats.
@@ -40,85 +39,31 @@ func (f *natsFlags) registerTimeout(cmd *cobra.Command) {
 	cmd.Flags().DurationVar(&f.timeout, "timeout", 0, "longest wait for one trace's results, e.g. 30m (default: none in process, where a trace the stages give up on or leave idle fails at once; 10m with --nats)")
 }
 
-// pipelineAuditor opens the pipeline for a one-shot command: with --nats, a running
-// deployment does the work (its explainer explains); otherwise an embedded in-memory
-// server and in-process stages, explaining with the model ex configures. The policy goes
-// to the policy bucket and the traces name its revision.
-func (f *natsFlags) pipelineAuditor(ctx context.Context, c *evaluator.Compiled, ex *explainFlags, stderr io.Writer) (audit.Auditor, func(), error) {
-	opts := f.opts
-	opts.Name = "troyctl"
-	embedded := opts.URL == ""
-	opts.Memory = embedded
-	opts.Client = !embedded
-	cfg, explain, note, err := ex.config()
+// auditor opens what a one-shot command audits through: with --nats, a running
+// deployment (whose explainer explains); otherwise a local pipeline in this process,
+// explaining with the model ex configures.
+func (f *natsFlags) auditor(ctx context.Context, c *evaluator.Compiled, ex *explainFlags, stderr io.Writer) (*pipeline.Auditor, error) {
+	explain, err := ex.config()
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	if embedded && explain && !ex.noCache {
-		opts.CacheDir = ex.dataDir
+	opts := pipeline.AuditorOptions{Bus: f.opts, Explain: explain, CacheDir: ex.dataDir, Timeout: f.timeout,
+		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+	opts.Bus.Name = "troyctl"
+	if f.opts.URL == "" {
+		return pipeline.OpenLocal(ctx, c, opts)
 	}
-	if !embedded && ex.modelFlagsSet() {
+	if ex.modelFlagsSet() {
 		fmt.Fprintln(stderr, "troyctl: with --nats the deployment's explainer explains the traces; the model flags here are not used")
 	}
-	b, err := bus.Open(ctx, opts)
-	if err != nil {
-		return nil, nil, err
-	}
-	pol := pipeline.NewPolicies(b)
-	hash, err := pol.Put(ctx, c)
-	if err != nil {
-		b.Close()
-		return nil, nil, err
-	}
-	stop := func() {}
-	if embedded {
-		pc := pipeline.Config{Only: []string{pipeline.Evaluator, pipeline.Scorer, pipeline.Explainer}, ExplainNote: note, NoAlerts: true}
-		if explain {
-			if !ex.noCache {
-				if cache := b.ExplanationCache(); cache != nil {
-					cfg.Cache = cache
-				}
-			}
-			cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-			pc.Explain = explainer.New(cfg)
-			// Enough traces explained at once to keep every allowed request busy.
-			pc.Workers = max(4, cfg.Concurrency)
-		}
-		p, err := pipeline.New(b, pol, pc)
-		if err != nil {
-			b.Close()
-			return nil, nil, err
-		}
-		runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-		done := make(chan error, 1)
-		go func() { done <- p.Run(runCtx) }()
-		stop = func() {
-			cancel()
-			<-done
-		}
-	}
-	client, err := pipeline.NewClient(ctx, b, hash, pipeline.ClientOptions{Purge: embedded})
-	if err != nil {
-		stop()
-		b.Close()
-		return nil, nil, err
-	}
-	closeAll := func() {
-		client.Close()
-		stop()
-		b.Close()
-	}
-	timeout := f.timeout
-	if timeout == 0 && !embedded {
-		timeout = resultTimeout
-	}
-	return &pipeline.Auditor{Client: client, Info: pipeline.InfoOf(c), Timeout: timeout}, closeAll, nil
+	return pipeline.Dial(ctx, c, opts)
 }
-
-// resultTimeout bounds how long a command waits for a deployment's results: a deployment
-// busy with other traces cannot tell that one was lost.
-const resultTimeout = 10 * time.Minute
 
 func contextWithTimeout(cmd *cobra.Command, d time.Duration) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(cmd.Context(), d)
+}
+
+// agentOptions are the flags as an agent's connection to a deployment.
+func (f natsFlags) agentOptions() agent.Options {
+	return agent.Options{URL: f.opts.URL, Name: f.opts.Name, Auth: f.opts.Auth}
 }

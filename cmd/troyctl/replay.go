@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/troy-audit/troy/ingest"
 	"github.com/troy-audit/troy/replay"
 )
 
@@ -35,7 +36,7 @@ text in a stable order, for pipes and CI.`,
   troyctl replay audit.json --policy new-policy.json --no-interactive > replay.txt`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			audit, err := replay.LoadAudit(args[0])
+			audit, err := ingest.LoadAudit(args[0])
 			if err != nil {
 				return err
 			}

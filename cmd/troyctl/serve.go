@@ -14,7 +14,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/troy-audit/troy/bus"
-	"github.com/troy-audit/troy/explainer"
 	"github.com/troy-audit/troy/pipeline"
 )
 
@@ -107,7 +106,7 @@ flag wins over the policy.`,
 				cfg.Store = store
 				log.Info("storing results in clickhouse", "addr", store.Addr(), "database", store.Database(), "server", store.ServerVersion().String())
 			}
-			llm, explain, note, err := ex.config()
+			explain, err := ex.config()
 			if err != nil {
 				return err
 			}
@@ -119,17 +118,12 @@ flag wins over the policy.`,
 				return err
 			}
 			defer b.Close()
-			cfg.ExplainNote = note
+			cfg.Explain, cfg.ExplainNote = pipeline.NewExplainer(b, explain, log), explain.Note
 			var srv *pipeline.Server
-			if explain {
-				if cache := b.ExplanationCache(); cache != nil && !ex.noCache {
-					llm.Cache = cache
-				}
-				llm.Logger = log
-				cfg.Explain = explainer.New(llm)
+			if llm := explain.Model; llm != nil {
 				log.Info("explaining traces", "model", llm.Model, "base_url", llm.BaseURL, "concurrency", llm.Concurrency, "redact", !llm.NoRedact)
 			} else {
-				log.Info("not explaining traces", "reason", note)
+				log.Info("not explaining traces", "reason", explain.Note)
 			}
 			cfg.OnReady = func() {
 				log.Info("troy serving", "nats", b.ClientURL(), "metrics", srv.MetricsURL(), "components", strings.Join(cfg.Only, ","), "reports", cfg.ReportDir)

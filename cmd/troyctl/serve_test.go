@@ -17,8 +17,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/troy-audit/troy/bus"
-	"github.com/troy-audit/troy/ingest/agent"
+	"github.com/troy-audit/troy/event"
 	"github.com/troy-audit/troy/schemas"
+	"github.com/troy-audit/troy/sdk/agent"
 )
 
 // streamConfigs reads the configuration of troy's streams, and of the streams under its
@@ -104,7 +105,7 @@ func TestGuardRollingRestartRefusesNothing(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	conn, err := agent.Connect(ctx, bus.Options{URL: node.url})
+	conn, err := agent.Connect(ctx, agent.Options{URL: node.url})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,13 +174,13 @@ func TestGuardRollingRestartRefusesNothing(t *testing.T) {
 	}
 	defer b.Close()
 	for i := range sessions {
-		events, err := b.ReadSteps(ctx, schemas.StepsSubject("bot", fmt.Sprint("rolling-", i)), math.MaxUint64)
+		events, err := b.ReadSteps(ctx, event.StepsSubject("bot", fmt.Sprint("rolling-", i)), math.MaxUint64)
 		if err != nil {
 			t.Fatal(err)
 		}
 		steps := 0
 		for _, e := range events {
-			if e.Kind == schemas.KindStep {
+			if e.Kind == event.KindStep {
 				steps++
 			}
 		}

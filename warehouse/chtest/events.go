@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/troy-audit/troy/event"
+
 	"github.com/troy-audit/troy/schemas"
 )
 
@@ -25,17 +27,16 @@ type Trace struct {
 // Events builds the events the pipeline carries for tr: its steps, if asked an output for
 // the first step, the verdict's parts and the scored event and, if asked, the explanations. Stream sequences continue
 // from *seq.
-func Events(tr Trace, seq *uint64) ([]schemas.Envelope, error) {
-	ref := schemas.TraceRef{TraceID: tr.ID, AgentName: tr.Agent, Policy: tr.Policy, Run: tr.Run}
-	subject := schemas.StepsSubject(tr.Agent, tr.ID)
-	var out []schemas.Envelope
+func Events(tr Trace, seq *uint64) ([]event.Envelope, error) {
+	ref := event.TraceRef{TraceID: tr.ID, AgentName: tr.Agent, Policy: tr.Policy, Run: tr.Run}
+	var out []event.Envelope
 	var err error
-	add := func(subject, kind string, v any) {
+	add := func(p event.Payload) {
 		if err != nil {
 			return
 		}
-		var e schemas.Envelope
-		if e, err = schemas.NewEnvelope(subject, kind, "", v); err != nil {
+		var e event.Envelope
+		if e, err = event.New(p); err != nil {
 			return
 		}
 		*seq++
@@ -45,15 +46,15 @@ func Events(tr Trace, seq *uint64) ([]schemas.Envelope, error) {
 	meta := map[string]any{"agent_version": tr.Version, "environment": tr.Environment, "team": "payments"}
 	for i, tool := range tr.Tools {
 		ts := tr.Start.Add(time.Duration(i) * time.Second).UTC().Format(time.RFC3339)
-		add(subject, schemas.KindStep, schemas.StepEvent{TraceRef: ref, TraceMetadata: meta, Seq: i, Step: &schemas.Step{
+		add(event.Step{TraceRef: ref, TraceMetadata: meta, Seq: i, Step: &schemas.Step{
 			StepID: fmt.Sprintf("s%d", i), Type: schemas.StepToolCall, Description: tool,
 			Input: map[string]any{"q": i}, Metadata: map[string]any{"zone": "internal", "n": 3}, Timestamp: &ts,
 		}})
 	}
 	if tr.Output && len(tr.Tools) > 0 {
-		add(subject, schemas.KindOutput, schemas.StepOutput{TraceRef: ref, StepID: "s0", Output: map[string]any{"rows": 2}})
+		add(event.Output{TraceRef: ref, StepID: "s0", Output: map[string]any{"rows": 2}})
 	}
-	evaluated, parts, err := schemas.VerdictEvents(ref, len(tr.Tools), tr.Violations, nil)
+	evaluated, parts, err := event.Verdict(ref, len(tr.Tools), tr.Violations, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -62,37 +63,37 @@ func Events(tr Trace, seq *uint64) ([]schemas.Envelope, error) {
 		p.Seq, p.Time = *seq, tr.Start.Add(time.Duration(len(tr.Tools)+1)*time.Second)
 		out = append(out, p)
 	}
-	scored := schemas.TraceScored{TraceEvaluated: evaluated, RiskScore: tr.Risk}
-	add(schemas.ResultSubject(schemas.KindScored, tr.Agent, tr.ID), schemas.KindScored, scored)
+	scored := event.Scored{Evaluated: evaluated, RiskScore: tr.Risk}
+	add(scored)
 	if tr.Explained {
-		add(schemas.ResultSubject(schemas.KindExplanation, tr.Agent, tr.ID), schemas.KindExplanation, schemas.ExplanationEvent{TraceRef: ref, StepIndex: 0,
+		add(event.Explanation{TraceRef: ref, StepIndex: 0,
 			Explanation: schemas.StepExplanation{StepID: "s0", Summary: "looked up", Alternatives: []string{"ask"}}})
-		add(schemas.ResultSubject(schemas.KindExplained, tr.Agent, tr.ID), schemas.KindExplained, schemas.TraceExplained{TraceScored: scored, State: "on", Count: 1,
+		add(event.Explained{Scored: scored, State: "on", Count: 1,
 			Summary: &schemas.TraceSummary{Overview: "it looked things up"}, LLM: &schemas.LLMUsage{Model: "m", Calls: 2, PromptTokens: 10, CompletionTokens: 5}})
 	}
 	return out, err
 }
 
 // Reader reads steps back from a list of events, as the bus reads them from the stream.
-type Reader struct{ bySubject map[string][]schemas.Envelope }
+type Reader struct{ bySubject map[string][]event.Envelope }
 
 // NewReader indexes events by subject.
-func NewReader(events []schemas.Envelope) *Reader {
-	r := &Reader{bySubject: map[string][]schemas.Envelope{}}
+func NewReader(events []event.Envelope) *Reader {
+	r := &Reader{bySubject: map[string][]event.Envelope{}}
 	r.Add(events)
 	return r
 }
 
 // Add indexes more events.
-func (r *Reader) Add(events []schemas.Envelope) {
+func (r *Reader) Add(events []event.Envelope) {
 	for _, e := range events {
 		r.bySubject[e.Subject] = append(r.bySubject[e.Subject], e)
 	}
 }
 
 // Read returns a subject's events up to and including upTo.
-func (r *Reader) Read(_ context.Context, subject string, upTo uint64) ([]schemas.Envelope, error) {
-	var out []schemas.Envelope
+func (r *Reader) Read(_ context.Context, subject string, upTo uint64) ([]event.Envelope, error) {
+	var out []event.Envelope
 	for _, e := range r.bySubject[subject] {
 		if e.Seq <= upTo {
 			out = append(out, e)

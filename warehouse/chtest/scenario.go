@@ -5,16 +5,17 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/troy-audit/troy/event"
 	"github.com/troy-audit/troy/schemas"
 	"github.com/troy-audit/troy/warehouse"
 )
 
 // Policy is the policy revision the scenario's traces name: three rules, one never violated.
-func Policy(_ context.Context, hash string) (warehouse.PolicyInfo, error) {
+func Policy(_ context.Context, hash string) (schemas.PolicyRules, error) {
 	if hash != "p1" {
-		return warehouse.PolicyInfo{}, fmt.Errorf("no policy %s", hash)
+		return schemas.PolicyRules{}, fmt.Errorf("no policy %s", hash)
 	}
-	return warehouse.PolicyInfo{ID: "acme", Rules: []warehouse.RuleInfo{
+	return schemas.PolicyRules{ID: "acme", Rules: []schemas.RuleInfo{
 		{ID: "no-exfil", Severity: "critical", Description: "no exfiltration", Weight: 40},
 		{ID: "no-sql", Severity: "high", Description: "no raw sql", Weight: 20},
 		{ID: "never", Severity: "low", Description: "never fires", Weight: 5},
@@ -92,7 +93,7 @@ func Scenario(at time.Time) []Trace {
 // Seed stores traces through the sink, in batches as the pipeline would.
 func Seed(ctx context.Context, s *warehouse.Store, traces []Trace) error {
 	var seq uint64
-	var batch []schemas.Envelope
+	var batch []event.Envelope
 	reader := NewReader(nil)
 	sink := warehouse.NewSink(s, reader.Read, Policy, nil)
 	flush := func() error {

@@ -20,7 +20,7 @@ import (
 	"os/signal"
 	"time"
 
-	"github.com/troy-audit/troy/explainer/llmtest"
+	"github.com/troy-audit/troy/sdk/llmtest"
 )
 
 func main() {

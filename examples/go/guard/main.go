@@ -13,15 +13,14 @@ import (
 	"log"
 	"time"
 
-	"github.com/troy-audit/troy/bus"
-	"github.com/troy-audit/troy/ingest/agent"
+	"github.com/troy-audit/troy/sdk/agent"
 )
 
 func main() {
 	url := flag.String("nats", "nats://127.0.0.1:4222", "NATS URL of troyctl serve")
 	flag.Parse()
 	ctx := context.Background()
-	conn, err := agent.Connect(ctx, bus.Options{URL: *url})
+	conn, err := agent.Connect(ctx, agent.Options{URL: *url})
 	if err != nil {
 		log.Fatal(err)
 	}

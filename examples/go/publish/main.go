@@ -11,9 +11,8 @@ import (
 	"fmt"
 	"log"
 
-	"github.com/troy-audit/troy/bus"
 	"github.com/troy-audit/troy/ingest"
-	"github.com/troy-audit/troy/ingest/agent"
+	"github.com/troy-audit/troy/sdk/agent"
 )
 
 func main() {
@@ -27,7 +26,7 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	conn, err := agent.Connect(ctx, bus.Options{URL: *url})
+	conn, err := agent.Connect(ctx, agent.Options{URL: *url})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -18,9 +18,9 @@ import (
 	"github.com/cloudwego/eino/components/tool"
 	"github.com/cloudwego/eino/compose"
 
-	"github.com/troy-audit/troy/ingest/adapters/adapter"
-	"github.com/troy-audit/troy/ingest/agent"
 	"github.com/troy-audit/troy/schemas"
+	"github.com/troy-audit/troy/sdk/adapter"
+	"github.com/troy-audit/troy/sdk/agent"
 )
 
 // Adapter guards an eino agent's tools and records its run.

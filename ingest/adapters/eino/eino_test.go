@@ -17,12 +17,12 @@ import (
 	"github.com/cloudwego/eino/flow/agent/react"
 	"github.com/cloudwego/eino/schema"
 
-	"github.com/troy-audit/troy/explainer/llmtest"
-	"github.com/troy-audit/troy/ingest/adapters/adapter"
 	"github.com/troy-audit/troy/ingest/adapters/eino"
-	"github.com/troy-audit/troy/ingest/adapters/servetest"
-	"github.com/troy-audit/troy/ingest/agent"
 	"github.com/troy-audit/troy/schemas"
+	"github.com/troy-audit/troy/sdk/adapter"
+	"github.com/troy-audit/troy/sdk/agent"
+	"github.com/troy-audit/troy/sdk/llmtest"
+	"github.com/troy-audit/troy/sdk/servetest"
 )
 
 // shell is an eino tool that counts its calls.

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/troy-audit/troy/ingest/adapters/servetest"
+	"github.com/troy-audit/troy/sdk/servetest"
 )
 
 // envRequireNode, set to 1, turns a missing node or npm into a failure instead of a skip.

@@ -18,9 +18,9 @@ import (
 	"github.com/tmc/langchaingo/llms"
 	"github.com/tmc/langchaingo/tools"
 
-	"github.com/troy-audit/troy/ingest/adapters/adapter"
-	"github.com/troy-audit/troy/ingest/agent"
 	"github.com/troy-audit/troy/schemas"
+	"github.com/troy-audit/troy/sdk/adapter"
+	"github.com/troy-audit/troy/sdk/agent"
 )
 
 // Adapter is a langchaingo callbacks handler and a wrapper of tools.

@@ -16,12 +16,12 @@ import (
 	"github.com/tmc/langchaingo/llms/openai"
 	"github.com/tmc/langchaingo/tools"
 
-	"github.com/troy-audit/troy/explainer/llmtest"
-	"github.com/troy-audit/troy/ingest/adapters/adapter"
 	"github.com/troy-audit/troy/ingest/adapters/langchaingo"
-	"github.com/troy-audit/troy/ingest/adapters/servetest"
-	"github.com/troy-audit/troy/ingest/agent"
 	"github.com/troy-audit/troy/schemas"
+	"github.com/troy-audit/troy/sdk/adapter"
+	"github.com/troy-audit/troy/sdk/agent"
+	"github.com/troy-audit/troy/sdk/llmtest"
+	"github.com/troy-audit/troy/sdk/servetest"
 )
 
 // tool is a langchaingo tool that counts its calls.

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/troy-audit/troy/ingest/adapters/servetest"
+	"github.com/troy-audit/troy/sdk/servetest"
 )
 
 // envRequirePython, set to 1, turns a missing python3 into a failure instead of a skip.

@@ -1,13 +1,20 @@
-// Package servetest runs a real troyctl serve for adapter tests: the binary built from
-// this repository, its own data directory, NATS and HTTP ports on loopback, stopped when
-// the test ends.
+// Package servetest runs a real troyctl serve for the tests of agents and adapters in this
+// repository: the binary built from the repository's source (found from this file), its
+// own data directory, NATS and HTTP ports on loopback, stopped when the test ends.
 package servetest
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,13 +24,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/troy-audit/troy/bus"
-	"github.com/troy-audit/troy/evaluator"
-	"github.com/troy-audit/troy/ingest/agent"
-	"github.com/troy-audit/troy/pipeline"
-	"github.com/troy-audit/troy/policies"
 	"github.com/troy-audit/troy/schemas"
 	"github.com/troy-audit/troy/schemas/pyjson"
+	"github.com/troy-audit/troy/sdk/agent"
 )
 
 // Serve is a running troyctl serve.
@@ -39,7 +42,7 @@ type Serve struct {
 // repoRoot is the repository's root, found from this file.
 func repoRoot() string {
 	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..", "..")
+	return filepath.Join(filepath.Dir(file), "..", "..")
 }
 
 func freePort(t testing.TB) int {
@@ -153,7 +156,7 @@ func (s *Serve) Conn(t testing.TB) *agent.Conn {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	conn, err := agent.Connect(ctx, bus.Options{URL: s.NATS})
+	conn, err := agent.Connect(ctx, agent.Options{URL: s.NATS})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,30 +164,38 @@ func (s *Serve) Conn(t testing.TB) *agent.Conn {
 	return conn
 }
 
-// PutPolicy stores a policy (a file or a bundled template name) in the serve's policy
-// bucket and returns its hash, which checks can name instead of the default policy.
+// PutPolicy stores a policy file in the serve's policy bucket through the gateway
+// (PUT /v1/policies/{sha256}) and returns the hash that checks name it by. A bundled
+// template's name is returned as it is: the deployment stores templates named in checks.
 func (s *Serve) PutPolicy(t testing.TB, policy string) string {
 	t.Helper()
-	p, err := policies.Resolve(policy)
+	raw, err := os.ReadFile(policy)
+	if errors.Is(err, fs.ErrNotExist) && !strings.ContainsAny(policy, `/\.`) {
+		return policy
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := evaluator.Compile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sum := sha256.Sum256(raw)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	b, err := bus.Open(ctx, bus.Options{URL: s.NATS, Client: true})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, s.HTTP+"/v1/policies/"+hex.EncodeToString(sum[:]), bytes.NewReader(raw))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer b.Close()
-	hash, err := pipeline.NewPolicies(b).Put(ctx, c)
+	req.Header.Set("Authorization", "Bearer "+s.Token)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return hash
+	defer resp.Body.Close()
+	var stored struct {
+		Policy string `json:"policy"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&stored); err != nil || resp.StatusCode != http.StatusOK || stored.Policy == "" {
+		t.Fatalf("store %s: HTTP %d, %v", policy, resp.StatusCode, err)
+	}
+	return stored.Policy
 }
 
 // AdminBash is a metadata function that runs the bash tool with admin rights, which

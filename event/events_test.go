@@ -1,4 +1,4 @@
-package schemas
+package event
 
 import (
 	"errors"
@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"testing/quick"
+
+	"github.com/troy-audit/troy/schemas"
 )
 
 func TestSubjectTokensAreReversibleAndSafe(t *testing.T) {
@@ -46,15 +48,15 @@ func TestSubjectTokensAreReversibleAndSafe(t *testing.T) {
 // run's steps or duplicates, and stops at the first missing step.
 func TestAssembleTraceInStepOrder(t *testing.T) {
 	ev := func(run string, seq int, id string) Envelope {
-		e, err := NewEnvelope("troy.steps.a.t", KindStep, "", StepEvent{
+		e, err := New(Step{
 			TraceRef: TraceRef{TraceID: "t", AgentName: "a", Run: run}, Seq: seq,
-			Step: &Step{StepID: id, Type: StepToolCall}})
+			Step: &schemas.Step{StepID: id, Type: schemas.StepToolCall}})
 		if err != nil {
 			t.Fatal(err)
 		}
 		return e
 	}
-	out, err := NewEnvelope("troy.steps.a.t", KindOutput, "", StepOutput{
+	out, err := New(Output{
 		TraceRef: TraceRef{TraceID: "t", AgentName: "a", Run: "r"}, StepID: "s0", Output: map[string]any{"ok": true}})
 	if err != nil {
 		t.Fatal(err)
@@ -92,11 +94,11 @@ func TestAssembleTraceInStepOrder(t *testing.T) {
 func TestVerdictPartsReadBackWhole(t *testing.T) {
 	ref := TraceRef{TraceID: "t", AgentName: "a", Policy: "p", Run: "r1"}
 	for _, n := range []int{0, 1, 7, 4000} {
-		var vs []Violation
+		var vs []schemas.Violation
 		for i := range n {
-			vs = append(vs, Violation{RuleID: fmt.Sprintf("r%d", i%3), RuleDescription: strings.Repeat("<d>", 100), StepID: fmt.Sprint("s", i), Severity: Severities()[i%4], Details: "x"})
+			vs = append(vs, schemas.Violation{RuleID: fmt.Sprintf("r%d", i%3), RuleDescription: strings.Repeat("<d>", 100), StepID: fmt.Sprint("s", i), Severity: schemas.Severities()[i%4], Details: "x"})
 		}
-		ev, parts, err := VerdictEvents(ref, n, vs, nil)
+		ev, parts, err := Verdict(ref, n, vs, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -113,7 +115,7 @@ func TestVerdictPartsReadBackWhole(t *testing.T) {
 		}
 		other := ref
 		other.Run = "r0"
-		_, stale, _ := VerdictEvents(other, 1, []Violation{{RuleID: "old"}}, nil)
+		_, stale, _ := Verdict(other, 1, []schemas.Violation{{RuleID: "old"}}, nil)
 		events := append(append(stale, parts...), parts...) // another run's, and a redelivery
 		got, err := CollectVerdict(events, &ev)
 		if err != nil || len(got) != n || n > 0 && !slices.Equal(got, vs) {

@@ -6,8 +6,9 @@ import (
 	"context"
 	"sync"
 
-	"github.com/troy-audit/troy/ingest/agent"
+	"github.com/troy-audit/troy/event"
 	"github.com/troy-audit/troy/schemas"
+	"github.com/troy-audit/troy/sdk/agent"
 )
 
 // Options are the Python tool's adapter options.
@@ -34,7 +35,7 @@ type Session struct {
 // New starts a guarded session on a connection to troy.
 func New(conn *agent.Conn, opts Options) *Session {
 	if opts.Session == "" {
-		opts.Session = opts.Agent + "-" + schemas.NewRun()
+		opts.Session = opts.Agent + "-" + event.NewRun()
 	}
 	g := conn.Guard(agent.GuardOptions{Session: opts.Session, Agent: opts.Agent, AgentMetadata: opts.AgentMetadata, Mode: opts.Mode, Policy: opts.Policy})
 	return &Session{g: g, opts: opts}

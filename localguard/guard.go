@@ -1,4 +1,9 @@
-package agent
+// Package localguard is the guard without a service: the policy is evaluated in the
+// agent's own process by the engine the guard service runs, every checked step is
+// recorded in an outbox on disk before its decision is returned, and the record is
+// forwarded to a deployment when one is configured. A Guard implements the SDK's
+// agent.Checker, so code written against a deployment's guard runs against it unchanged.
+package localguard
 
 import (
 	"context"
@@ -12,37 +17,25 @@ import (
 	"sync"
 	"time"
 
+	"github.com/troy-audit/troy/event"
+	"github.com/troy-audit/troy/sdk/agent"
+
 	"github.com/troy-audit/troy/audit"
-	"github.com/troy-audit/troy/bus"
 	"github.com/troy-audit/troy/evaluator"
 	"github.com/troy-audit/troy/policies"
 	"github.com/troy-audit/troy/reporter"
 	"github.com/troy-audit/troy/schemas"
 )
 
-// Checker is what an agent guards its steps with: the client of a guard service (*Guard)
-// or a guard evaluating in the agent's own process (*LocalGuard).
-type Checker interface {
-	// Check asks whether the agent may take a step; a blocked step in enforce mode
-	// returns a *BlockedError.
-	Check(ctx context.Context, action string, input, metadata map[string]any, stepType string) (schemas.Decision, error)
-	// RecordOutput records a checked step's result.
-	RecordOutput(ctx context.Context, stepID string, output map[string]any) error
-	// End ends the session, so that it is scored and reported.
-	End(ctx context.Context) error
-}
+// A Guard is checked with as a guard service's client is.
+var _ agent.Checker = (*Guard)(nil)
 
-var (
-	_ Checker = (*Guard)(nil)
-	_ Checker = (*LocalGuard)(nil)
-)
-
-// DefaultDataDir is where a LocalGuard keeps its record and reports unless told otherwise:
+// DefaultDataDir is where a Guard keeps its record and reports unless told otherwise:
 // the data directory of troyctl.
 const DefaultDataDir = ".troy"
 
-// LocalOptions configure a LocalGuard.
-type LocalOptions struct {
+// Options configure a Guard.
+type Options struct {
 	Session       string         // the session's id (its trace id); empty makes one up
 	Agent         string         // the agent's name; empty means "agent"
 	AgentMetadata map[string]any // what rules see as agent.metadata
@@ -67,7 +60,7 @@ type LocalOptions struct {
 	// Forward, when its URL is set, is the NATS of a deployment (troyctl serve) that
 	// every recorded event is sent on to, in the background, as Trace sends them. Events
 	// the deployment has not acknowledged stay in the outbox until it has.
-	Forward bus.Options
+	Forward agent.Options
 	// Logger hears of forwarding trouble; nil discards.
 	Logger *slog.Logger
 	// Now stamps checked steps; nil means time.Now.
@@ -77,19 +70,19 @@ type LocalOptions struct {
 // SyncInterval bounds how long a recorded event may wait for fsync without SyncEach.
 const SyncInterval = time.Second
 
-// LocalGuard checks each step of one session in the agent's own process, with the same
+// Guard checks each step of one session in the agent's own process, with the same
 // engine and decisions as the guard service, and needs nothing else running. Every checked
 // step and output is appended to a file in the data directory before the decision is
 // returned, and forwarded to a deployment when one is configured. End writes the session's
-// report.md and audit.json. A LocalGuard is safe for concurrent use; checks are serialized.
-type LocalGuard struct {
+// report.md and audit.json. A Guard is safe for concurrent use; checks are serialized.
+type Guard struct {
 	c    *evaluator.Compiled
-	opts LocalOptions
+	opts Options
 	fw   *forwarder // nil without Forward
 
 	mu       sync.Mutex
 	g        *evaluator.Guard
-	ref      schemas.TraceRef
+	ref      event.TraceRef
 	rec      *outboxFile // the record of the current run
 	closed   bool
 	stopSync chan struct{}
@@ -106,24 +99,24 @@ func LoadPolicy(policy string) (*evaluator.Compiled, error) {
 	return evaluator.Compile(p)
 }
 
-// OpenLocalGuard loads a policy (a file or a bundled template's name) and starts a local
+// Open loads a policy (a file or a bundled template's name) and starts a local
 // guard with it.
-func OpenLocalGuard(ctx context.Context, policy string, opts LocalOptions) (*LocalGuard, error) {
+func Open(ctx context.Context, policy string, opts Options) (*Guard, error) {
 	c, err := LoadPolicy(policy)
 	if err != nil {
 		return nil, err
 	}
-	return NewLocalGuard(ctx, c, opts)
+	return New(ctx, c, opts)
 }
 
-// NewLocalGuard starts a local guard with a compiled policy. With Forward set, what an
+// New starts a local guard with a compiled policy. With Forward set, what an
 // earlier process left unsent in the data directory's outbox is forwarded too.
-func NewLocalGuard(ctx context.Context, c *evaluator.Compiled, opts LocalOptions) (*LocalGuard, error) {
+func New(ctx context.Context, c *evaluator.Compiled, opts Options) (*Guard, error) {
 	if opts.Agent == "" {
 		opts.Agent = "agent"
 	}
 	if opts.Session == "" {
-		opts.Session = "local-" + schemas.NewRun()
+		opts.Session = "local-" + event.NewRun()
 	}
 	if opts.DataDir == "" {
 		opts.DataDir = DefaultDataDir
@@ -143,7 +136,7 @@ func NewLocalGuard(ctx context.Context, c *evaluator.Compiled, opts LocalOptions
 	if err := checkIDs("session", opts.Session, "agent", opts.Agent); err != nil {
 		return nil, err
 	}
-	l := &LocalGuard{c: c, opts: opts, stopSync: make(chan struct{}), syncDone: make(chan struct{})}
+	l := &Guard{c: c, opts: opts, stopSync: make(chan struct{}), syncDone: make(chan struct{})}
 	if err := l.start(opts.Session); err != nil {
 		return nil, err
 	}
@@ -171,13 +164,13 @@ func checkIDs(pairs ...string) error {
 }
 
 // start begins a run of a session: a fresh engine session and record file.
-func (l *LocalGuard) start(session string) error {
+func (l *Guard) start(session string) error {
 	g, err := l.c.NewGuard(evaluator.GuardOptions{TraceID: session, AgentName: l.opts.Agent, AgentMetadata: l.opts.AgentMetadata,
 		Mode: l.opts.Mode, OnRuleError: l.opts.OnRuleError, Now: l.opts.Now})
 	if err != nil {
 		return err
 	}
-	ref := schemas.TraceRef{TraceID: session, AgentName: l.opts.Agent, Policy: l.c.Hash(), Run: schemas.NewRun()}
+	ref := event.TraceRef{TraceID: session, AgentName: l.opts.Agent, Policy: l.c.Hash(), Run: event.NewRun()}
 	rec, err := createOutboxFile(outboxDir(l.opts.DataDir), ref.Run)
 	if err != nil {
 		return err
@@ -187,35 +180,35 @@ func (l *LocalGuard) start(session string) error {
 }
 
 // Session is the id of the session being guarded.
-func (l *LocalGuard) Session() string {
+func (l *Guard) Session() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.ref.TraceID
 }
 
 // Policy is the compiled policy the guard checks with.
-func (l *LocalGuard) Policy() *evaluator.Compiled { return l.c }
+func (l *Guard) Policy() *evaluator.Compiled { return l.c }
 
 // RecordPath is the file the current run's events are appended to.
-func (l *LocalGuard) RecordPath() string {
+func (l *Guard) RecordPath() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.rec.path
 }
 
-// ErrClosed is returned by a LocalGuard used after Close.
+// ErrClosed is returned by a Guard used after Close.
 var ErrClosed = errors.New("local guard is closed")
 
 // Check decides whether the agent may take a step, records it, and returns the decision:
-// in enforce mode a blocked step returns a *BlockedError; a step that could not be
-// recorded, an *UnavailableError with Allowed following FailOpen.
-func (l *LocalGuard) Check(ctx context.Context, action string, input, metadata map[string]any, stepType string) (schemas.Decision, error) {
+// in enforce mode a blocked step returns a *agent.BlockedError; a step that could not be
+// recorded, an *agent.UnavailableError with Allowed following FailOpen.
+func (l *Guard) Check(ctx context.Context, action string, input, metadata map[string]any, stepType string) (schemas.Decision, error) {
 	return l.CheckStep(ctx, evaluator.CheckRequest{Action: action, Input: input, Metadata: metadata, Type: stepType})
 }
 
 // CheckStep is Check with every field of the request: req.AgentMetadata, when not nil,
 // replaces the agent's metadata for this check. The step id and time are the guard's.
-func (l *LocalGuard) CheckStep(_ context.Context, req evaluator.CheckRequest) (schemas.Decision, error) {
+func (l *Guard) CheckStep(_ context.Context, req evaluator.CheckRequest) (schemas.Decision, error) {
 	if req.Type == "" {
 		req.Type = schemas.StepToolCall
 	}
@@ -236,7 +229,7 @@ func (l *LocalGuard) CheckStep(_ context.Context, req evaluator.CheckRequest) (s
 		Output: map[string]any{}, Metadata: orEmpty(req.Metadata), Timestamp: &ts}
 	// The record carries the session's agent metadata: the trace has one, and the audit
 	// evaluates with it; metadata given for one check changes that check's decision only.
-	e, err := schemas.NewStepEvent(l.ref, l.opts.AgentMetadata, seq, step)
+	e, err := event.New(event.Step{TraceRef: l.ref, TraceMetadata: l.opts.AgentMetadata, Seq: seq, Step: step})
 	if err == nil {
 		err = l.record(e)
 	}
@@ -245,7 +238,7 @@ func (l *LocalGuard) CheckStep(_ context.Context, req evaluator.CheckRequest) (s
 		if errors.As(err, &tooBig) {
 			return schemas.Decision{Mode: l.opts.Mode}, err
 		}
-		return schemas.Decision{Allowed: l.opts.FailOpen, Mode: l.opts.Mode, Violations: []schemas.Violation{}, RuleErrors: []schemas.StepRuleError{}}, &UnavailableError{err}
+		return schemas.Decision{Allowed: l.opts.FailOpen, Mode: l.opts.Mode, Violations: []schemas.Violation{}, RuleErrors: []schemas.StepRuleError{}}, &agent.UnavailableError{Err: err}
 	}
 	d, err := l.g.Check(req)
 	if err != nil {
@@ -256,7 +249,7 @@ func (l *LocalGuard) CheckStep(_ context.Context, req evaluator.CheckRequest) (s
 		l.opts.OnViolation(d)
 	}
 	if !d.Allowed {
-		return d, &BlockedError{d}
+		return d, &agent.BlockedError{Decision: d}
 	}
 	return d, nil
 }
@@ -269,7 +262,7 @@ func orEmpty(m map[string]any) map[string]any {
 }
 
 // record appends an event to the run's record and hands it to the forwarder.
-func (l *LocalGuard) record(e schemas.Envelope) error {
+func (l *Guard) record(e event.Envelope) error {
 	if err := l.rec.append(e, l.opts.SyncEach); err != nil {
 		return err
 	}
@@ -281,7 +274,7 @@ func (l *LocalGuard) record(e schemas.Envelope) error {
 
 // RecordOutput attaches a checked step's output, so later rules can read it, and records
 // it. An unknown step id is an error.
-func (l *LocalGuard) RecordOutput(_ context.Context, stepID string, output map[string]any) error {
+func (l *Guard) RecordOutput(_ context.Context, stepID string, output map[string]any) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
@@ -290,8 +283,7 @@ func (l *LocalGuard) RecordOutput(_ context.Context, stepID string, output map[s
 	if err := checkIDs("step_id", stepID); err != nil {
 		return err
 	}
-	e, err := schemas.NewEnvelope(schemas.StepsSubject(l.ref.AgentName, l.ref.TraceID), schemas.KindOutput,
-		schemas.MsgID(schemas.KindOutput, l.ref, stepID), schemas.StepOutput{TraceRef: l.ref, StepID: stepID, Output: orEmpty(output)})
+	e, err := event.New(event.Output{TraceRef: l.ref, StepID: stepID, Output: orEmpty(output)})
 	if err != nil {
 		return err
 	}
@@ -312,7 +304,7 @@ func (e *UnknownStepError) Error() string {
 }
 
 // Trace returns the session so far as a trace, in the trace-file format.
-func (l *LocalGuard) Trace() *schemas.Trace {
+func (l *Guard) Trace() *schemas.Trace {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.g.Trace()
@@ -332,14 +324,14 @@ const ExplainNote = "--no-explain"
 // End ends the session: its end is recorded (and forwarded), and its report.md and
 // audit.json are written under the data directory's reports/<agent>/<session>/. Checks
 // made after End start a new run of the session.
-func (l *LocalGuard) End(ctx context.Context) error {
+func (l *Guard) End(ctx context.Context) error {
 	_, err := l.EndReport(ctx, "")
 	return err
 }
 
 // EndReport is End writing the reports into dir (empty: the data directory's
 // reports/<agent>/<session>/), and saying where they are.
-func (l *LocalGuard) EndReport(_ context.Context, dir string) (Report, error) {
+func (l *Guard) EndReport(_ context.Context, dir string) (Report, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
@@ -367,10 +359,9 @@ func (l *LocalGuard) EndReport(_ context.Context, dir string) (Report, error) {
 }
 
 // finishRun records the run's end (when it has steps) and closes its record.
-func (l *LocalGuard) finishRun() error {
+func (l *Guard) finishRun() error {
 	if n := l.g.Len(); n > 0 {
-		e, err := schemas.NewEnvelope(schemas.StepsSubject(l.ref.AgentName, l.ref.TraceID), schemas.KindEnd,
-			schemas.MsgID(schemas.KindEnd, l.ref, ""), schemas.TraceEnd{TraceRef: l.ref, Steps: n, Reason: "end"})
+		e, err := event.New(event.End{TraceRef: l.ref, Steps: n, Reason: event.EndSent})
 		if err != nil {
 			return err
 		}
@@ -383,9 +374,9 @@ func (l *LocalGuard) finishRun() error {
 
 // Reset ends the current run (recorded and forwarded, without reports) and starts a new
 // session with no history under a new id (empty makes one up), which it returns.
-func (l *LocalGuard) Reset(session string) (string, error) {
+func (l *Guard) Reset(session string) (string, error) {
 	if session == "" {
-		session = "local-" + schemas.NewRun()
+		session = "local-" + event.NewRun()
 	}
 	if err := checkIDs("session", session); err != nil {
 		return "", err
@@ -409,9 +400,9 @@ func (l *LocalGuard) Reset(session string) (string, error) {
 
 // Close syncs the record and, when forwarding, waits until ctx ends for the deployment to
 // acknowledge what is left (not at all when it cannot be reached); what it has not is
-// forwarded by the next LocalGuard (or `troyctl guard --flush`) on the same data directory. A session not ended stays open:
+// forwarded by the next Guard (or `troyctl guard --flush`) on the same data directory. A session not ended stays open:
 // its record is kept, and the deployment closes it when it has been idle.
-func (l *LocalGuard) Close(ctx context.Context) error {
+func (l *Guard) Close(ctx context.Context) error {
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
@@ -429,7 +420,7 @@ func (l *LocalGuard) Close(ctx context.Context) error {
 }
 
 // syncLoop syncs the record at least every SyncInterval while it has unsynced writes.
-func (l *LocalGuard) syncLoop() {
+func (l *Guard) syncLoop() {
 	defer close(l.syncDone)
 	t := time.NewTicker(SyncInterval)
 	defer t.Stop()
@@ -456,7 +447,7 @@ func (l *LocalGuard) syncLoop() {
 // Flush forwards to a deployment what earlier processes left unsent in a data directory's
 // outbox, waiting until ctx ends for it to be acknowledged. It returns how many events it
 // sent and how many are left.
-func Flush(ctx context.Context, dataDir string, deployment bus.Options, logger *slog.Logger) (sent, left int, err error) {
+func Flush(ctx context.Context, dataDir string, deployment agent.Options, logger *slog.Logger) (sent, left int, err error) {
 	if dataDir == "" {
 		dataDir = DefaultDataDir
 	}

@@ -1,4 +1,4 @@
-package agent_test
+package localguard_test
 
 import (
 	"bufio"
@@ -16,12 +16,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/troy-audit/troy/event"
+	"github.com/troy-audit/troy/localguard"
+
 	"github.com/troy-audit/troy/bus"
 	"github.com/troy-audit/troy/evaluator"
-	"github.com/troy-audit/troy/ingest/agent"
 	"github.com/troy-audit/troy/pipeline"
 	"github.com/troy-audit/troy/policies"
 	"github.com/troy-audit/troy/schemas"
+	"github.com/troy-audit/troy/sdk/agent"
 )
 
 func compilePolicy(t testing.TB, doc string) *evaluator.Compiled {
@@ -78,8 +81,8 @@ func TestLocalGuardDecidesAsTheGuardService(t *testing.T) {
 	<-svc.Ready()
 	for _, mode := range schemas.Modes() {
 		t.Run(mode, func(t *testing.T) {
-			remote := agent.On(b).Guard(agent.GuardOptions{Session: "s-" + mode, Agent: "bot", Mode: mode, Policy: hash})
-			local, err := agent.NewLocalGuard(ctx, c, agent.LocalOptions{Session: "s-" + mode, Agent: "bot", Mode: mode, DataDir: t.TempDir()})
+			remote := agent.New(b.Conn()).Guard(agent.GuardOptions{Session: "s-" + mode, Agent: "bot", Mode: mode, Policy: hash})
+			local, err := localguard.New(ctx, c, localguard.Options{Session: "s-" + mode, Agent: "bot", Mode: mode, DataDir: t.TempDir()})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -118,7 +121,7 @@ func TestLocalAgentProcess(t *testing.T) {
 		t.Skip("run by TestLocalGuardLosesNoStepWhenKilled")
 	}
 	ctx := context.Background()
-	g, err := agent.NewLocalGuard(ctx, compilePolicy(t, testPolicy), agent.LocalOptions{Session: "crash", Agent: "bot", DataDir: dir})
+	g, err := localguard.New(ctx, compilePolicy(t, testPolicy), localguard.Options{Session: "crash", Agent: "bot", DataDir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,7 +165,7 @@ func startDeployment(t *testing.T, ctx context.Context, addr string) *bus.Bus {
 
 // countEvents reads a trace's events from a deployment and counts them by content: a
 // repeat would be the same bytes.
-func countEvents(t *testing.T, ctx context.Context, b *bus.Bus, subject string) (map[string]int, []schemas.Envelope) {
+func countEvents(t *testing.T, ctx context.Context, b *bus.Bus, subject string) (map[string]int, []event.Envelope) {
 	t.Helper()
 	evs, err := b.ReadSteps(ctx, subject, math.MaxUint64)
 	if err != nil {
@@ -170,7 +173,7 @@ func countEvents(t *testing.T, ctx context.Context, b *bus.Bus, subject string) 
 	}
 	n := map[string]int{}
 	for _, e := range evs {
-		n[e.Kind+string(e.Data)]++
+		n[string(e.Kind)+string(e.Data)]++
 	}
 	return n, evs
 }
@@ -211,17 +214,17 @@ func TestLocalGuardLosesNoStepWhenKilled(t *testing.T) {
 	if len(files) != 1 {
 		t.Fatalf("record files: %v", files)
 	}
-	evs, err := agent.ReadRecord(files[0], nil)
+	evs, err := localguard.ReadRecord(files[0], nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	steps := 0
 	for _, e := range evs {
-		if e.Kind != schemas.KindStep {
+		if e.Kind != event.KindStep {
 			continue
 		}
-		var ev schemas.StepEvent
-		if err := schemas.DecodeEvent(e.Data, &ev); err != nil {
+		ev, err := event.Decode[event.Step](e)
+		if err != nil {
 			t.Fatal(err)
 		}
 		if ev.Seq != steps || ev.Step.StepID != "step-"+strconv.Itoa(steps) {
@@ -237,14 +240,14 @@ func TestLocalGuardLosesNoStepWhenKilled(t *testing.T) {
 	addr := freeAddr(t)
 	dep := startDeployment(t, ctx, addr)
 	for round := range 3 {
-		sent, left, err := agent.Flush(ctx, dir, bus.Options{URL: "nats://" + addr}, nil)
+		sent, left, err := localguard.Flush(ctx, dir, agent.Options{URL: "nats://" + addr}, nil)
 		if err != nil || left != 0 {
 			t.Fatalf("round %d: flush: sent %d, left %d: %v", round, sent, left, err)
 		}
 		if want := map[int]int{0: len(evs), 1: 0, 2: len(evs)}[round]; sent != want {
 			t.Fatalf("round %d: %d events sent, want %d", round, sent, want)
 		}
-		byID, stored := countEvents(t, ctx, dep, schemas.StepsSubject("bot", "crash"))
+		byID, stored := countEvents(t, ctx, dep, event.StepsSubject("bot", "crash"))
 		if len(stored) != len(evs) || len(byID) != len(evs) {
 			t.Fatalf("round %d: the deployment holds %d events (%d ids); the record %d", round, len(stored), len(byID), len(evs))
 		}
@@ -263,7 +266,7 @@ func TestLocalGuardForwardsWhenTheDeploymentAppears(t *testing.T) {
 	defer cancel()
 	addr := freeAddr(t)
 	c := compilePolicy(t, testPolicy)
-	g, err := agent.NewLocalGuard(ctx, c, agent.LocalOptions{Session: "late", Agent: "bot", DataDir: t.TempDir(), Forward: bus.Options{URL: "nats://" + addr}})
+	g, err := localguard.New(ctx, c, localguard.Options{Session: "late", Agent: "bot", DataDir: t.TempDir(), Forward: agent.Options{URL: "nats://" + addr}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -284,12 +287,12 @@ func TestLocalGuardForwardsWhenTheDeploymentAppears(t *testing.T) {
 	if err := g.Close(ctx); err != nil { // waits until the deployment acknowledged everything
 		t.Fatal(err)
 	}
-	byID, stored := countEvents(t, ctx, dep, schemas.StepsSubject("bot", "late"))
+	byID, stored := countEvents(t, ctx, dep, event.StepsSubject("bot", "late"))
 	want := 2*len(checkCases) + 1 // steps, outputs, end
 	if len(stored) != want || len(byID) != want {
 		t.Fatalf("the deployment holds %d events (%d ids), want %d", len(stored), len(byID), want)
 	}
-	if stored[len(stored)-1].Kind != schemas.KindEnd {
+	if stored[len(stored)-1].Kind != event.KindEnd {
 		t.Fatalf("the end comes last: %s", stored[len(stored)-1].Kind)
 	}
 	if _, err := dep.GetPolicy(ctx, c.Hash()); err != nil {
@@ -300,14 +303,14 @@ func TestLocalGuardForwardsWhenTheDeploymentAppears(t *testing.T) {
 // A step too big to record is refused before it is decided; the session goes on.
 func TestLocalGuardRefusesARecordTooLarge(t *testing.T) {
 	ctx := context.Background()
-	g, err := agent.NewLocalGuard(ctx, compilePolicy(t, testPolicy), agent.LocalOptions{DataDir: t.TempDir()})
+	g, err := localguard.New(ctx, compilePolicy(t, testPolicy), localguard.Options{DataDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer g.Close(ctx)
-	big := map[string]any{"blob": string(make([]byte, agent.MaxRecordSize))}
+	big := map[string]any{"blob": string(make([]byte, localguard.MaxRecordSize))}
 	_, err = g.Check(ctx, "upload", big, nil, "")
-	var tooBig *agent.RecordTooLargeError
+	var tooBig *localguard.RecordTooLargeError
 	if !errors.As(err, &tooBig) {
 		t.Fatalf("got %v", err)
 	}
@@ -322,7 +325,7 @@ func TestLocalGuardRefusesARecordTooLarge(t *testing.T) {
 func TestLocalGuardCloseDoesNotWaitForAnAbsentDeployment(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	g, err := agent.NewLocalGuard(ctx, compilePolicy(t, testPolicy), agent.LocalOptions{DataDir: t.TempDir(), Forward: bus.Options{URL: "nats://" + freeAddr(t)}})
+	g, err := localguard.New(ctx, compilePolicy(t, testPolicy), localguard.Options{DataDir: t.TempDir(), Forward: agent.Options{URL: "nats://" + freeAddr(t)}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -343,7 +346,7 @@ func TestLocalGuardCloseDoesNotWaitForAnAbsentDeployment(t *testing.T) {
 func TestLocalGuardConcurrentChecks(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	g, err := agent.NewLocalGuard(ctx, compilePolicy(t, testPolicy), agent.LocalOptions{Session: "many", DataDir: dir})
+	g, err := localguard.New(ctx, compilePolicy(t, testPolicy), localguard.Options{Session: "many", DataDir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -376,15 +379,15 @@ func TestLocalGuardConcurrentChecks(t *testing.T) {
 	if n := len(g.Trace().Steps); n != workers*each {
 		t.Fatalf("%d steps in the session", n)
 	}
-	evs, err := agent.ReadRecord(path, nil)
+	evs, err := localguard.ReadRecord(path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	seq := 0
 	for _, e := range evs {
-		if e.Kind == schemas.KindStep {
-			var ev schemas.StepEvent
-			if err := schemas.DecodeEvent(e.Data, &ev); err != nil || ev.Seq != seq {
+		if e.Kind == event.KindStep {
+			ev, err := event.Decode[event.Step](e)
+			if err != nil || ev.Seq != seq {
 				t.Fatalf("record step %d: seq %d, %v", seq, ev.Seq, err)
 			}
 			seq++

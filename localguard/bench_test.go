@@ -1,12 +1,12 @@
-package agent_test
+package localguard_test
 
 import (
 	"context"
 	"testing"
 
 	"github.com/troy-audit/troy/evaluator"
-	"github.com/troy-audit/troy/ingest/agent"
 	"github.com/troy-audit/troy/ingest/tracegen"
+	"github.com/troy-audit/troy/localguard"
 	"github.com/troy-audit/troy/policies"
 )
 
@@ -36,7 +36,7 @@ func BenchmarkLocalGuardCheck(b *testing.B) {
 	ctx := context.Background()
 	const session = 1000
 	steps := tracegen.New(tracegen.Options{Steps: session, Seed: 2}).Trace().Steps
-	g, err := agent.NewLocalGuard(ctx, allTemplates(b), agent.LocalOptions{Agent: "bench", Mode: "monitor", DataDir: b.TempDir()})
+	g, err := localguard.New(ctx, allTemplates(b), localguard.Options{Agent: "bench", Mode: "monitor", DataDir: b.TempDir()})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -1,6 +1,8 @@
-// Package agent is troy's Go SDK for agents: a Publisher that sends a trace's steps as they
-// happen, and a Guard client that asks troy before a tool runs and records what it
-// returned. Both talk to `troyctl serve` over NATS.
+// Package agent is troy's Go SDK for agents: a Trace that sends a trace's steps as they
+// happen, and a Guard that asks troy before a tool runs and records what it returned. Both
+// talk to a troy deployment (troyctl serve) over NATS; the module needs nats.go and little
+// else. A guard that evaluates in the agent's own process, with no deployment, is the
+// localguard package of the troy module; it implements Checker too.
 package agent
 
 import (
@@ -12,37 +14,79 @@ import (
 	"sync"
 	"time"
 
-	"github.com/troy-audit/troy/bus"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/troy-audit/troy/event"
 	"github.com/troy-audit/troy/schemas"
 	"github.com/troy-audit/troy/schemas/pyjson"
+	"github.com/troy-audit/troy/sdk/wire"
 )
 
-// Conn is a connection to troy.
-type Conn struct{ b *bus.Bus }
+// Options say how to reach a troy deployment.
+type Options struct {
+	URL  string // the deployment's NATS, such as nats://troy:4222; required
+	Name string // names the connection in the server's monitoring; default troy-agent
+	// Auth is who the agent is to NATS, and its TLS.
+	wire.Auth
+}
 
-// Connect connects to the NATS of a troy deployment; opts.URL is required.
-func Connect(ctx context.Context, opts bus.Options) (*Conn, error) {
+// Conn is a connection to troy.
+type Conn struct {
+	nc  *nats.Conn
+	js  jetstream.JetStream
+	own bool // Close closes nc
+}
+
+// Connect connects to the NATS of a troy deployment and checks that troy's streams are
+// there.
+func Connect(ctx context.Context, opts Options) (*Conn, error) {
 	if opts.URL == "" {
 		return nil, errors.New("connect to troy: a NATS URL is required")
 	}
 	if opts.Name == "" {
 		opts.Name = "troy-agent"
 	}
-	opts.Client = true
-	b, err := bus.Open(ctx, opts)
+	nopts, err := wire.Options(opts.Name, opts.Auth)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("connect to troy: %w", err)
 	}
-	return &Conn{b: b}, nil
+	nc, err := nats.Connect(opts.URL, nopts...)
+	if err != nil {
+		return nil, fmt.Errorf("connect to troy at %s: %w", opts.URL, err)
+	}
+	c := New(nc)
+	c.own = true
+	if _, err := c.js.Stream(ctx, event.StepsStream); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("troy's streams are not on %s (is troyctl serve running?): %w", opts.URL, err)
+	}
+	return c, nil
 }
 
-// Close closes the connection.
-func (c *Conn) Close() { c.b.Close() }
+// New uses an open NATS connection, which Close leaves open.
+func New(nc *nats.Conn) *Conn {
+	js, _ := jetstream.New(nc) // fails only for options, and none are given
+	return &Conn{nc: nc, js: js}
+}
+
+// Close closes the connection, if Connect opened it.
+func (c *Conn) Close() {
+	if c.own {
+		c.nc.Close()
+	}
+}
+
+// publish stores an event and waits for the stream's acknowledgement, retrying what a
+// retry can fix until ctx ends.
+func (c *Conn) publish(ctx context.Context, e event.Envelope) error {
+	return wire.PublishAll(ctx, c.js, []event.Envelope{e}, nil)
+}
 
 // Trace publishes one trace's events, in order.
 type Trace struct {
 	c     *Conn
-	ref   schemas.TraceRef
+	ref   event.TraceRef
 	meta  map[string]any
 	mu    sync.Mutex
 	steps int
@@ -50,10 +94,8 @@ type Trace struct {
 
 // StartTrace begins a trace. policy is a policy hash; empty uses the server's default.
 func (c *Conn) StartTrace(traceID, agentName string, metadata map[string]any, policy string) *Trace {
-	return &Trace{c: c, ref: schemas.TraceRef{TraceID: traceID, AgentName: agentName, Policy: policy, Run: schemas.NewRun()}, meta: metadata}
+	return &Trace{c: c, ref: event.TraceRef{TraceID: traceID, AgentName: agentName, Policy: policy, Run: event.NewRun()}, meta: metadata}
 }
-
-func (t *Trace) subject() string { return schemas.StepsSubject(t.ref.AgentName, t.ref.TraceID) }
 
 // checkIDs says which id breaks troy's rules (schemas.CheckID), before anything is sent:
 // troy would refuse the events.
@@ -74,11 +116,11 @@ func (t *Trace) Step(ctx context.Context, s *schemas.Step) error {
 	if err := t.checkIDs(s.StepID); err != nil {
 		return err
 	}
-	e, err := schemas.NewStepEvent(t.ref, t.meta, t.steps, s)
+	e, err := event.New(event.Step{TraceRef: t.ref, TraceMetadata: t.meta, Seq: t.steps, Step: s})
 	if err != nil {
 		return err
 	}
-	if err := t.c.b.PublishAll(ctx, []schemas.Envelope{e}); err != nil {
+	if err := t.c.publish(ctx, e); err != nil {
 		return err
 	}
 	t.steps++
@@ -90,12 +132,11 @@ func (t *Trace) Output(ctx context.Context, stepID string, output map[string]any
 	if err := t.checkIDs(stepID); err != nil {
 		return err
 	}
-	e, err := schemas.NewEnvelope(t.subject(), schemas.KindOutput, schemas.MsgID(schemas.KindOutput, t.ref, stepID),
-		schemas.StepOutput{TraceRef: t.ref, StepID: stepID, Output: output})
+	e, err := event.New(event.Output{TraceRef: t.ref, StepID: stepID, Output: output})
 	if err != nil {
 		return err
 	}
-	return t.c.b.PublishAll(ctx, []schemas.Envelope{e})
+	return t.c.publish(ctx, e)
 }
 
 // End completes the trace, so that it is scored and reported.
@@ -105,12 +146,11 @@ func (t *Trace) End(ctx context.Context) error {
 	if err := t.checkIDs(""); err != nil {
 		return err
 	}
-	e, err := schemas.NewEnvelope(t.subject(), schemas.KindEnd, schemas.MsgID(schemas.KindEnd, t.ref, ""),
-		schemas.TraceEnd{TraceRef: t.ref, Steps: t.steps, Reason: "end"})
+	e, err := event.New(event.End{TraceRef: t.ref, Steps: t.steps, Reason: event.EndSent})
 	if err != nil {
 		return err
 	}
-	return t.c.b.PublishAll(ctx, []schemas.Envelope{e})
+	return t.c.publish(ctx, e)
 }
 
 // GuardOptions configure a guarded session.
@@ -182,17 +222,17 @@ func (g *Guard) Check(ctx context.Context, action string, input, metadata map[st
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	seq := g.n
-	req := schemas.GuardCheck{
+	req := event.GuardCheck{
 		Session: g.opts.Session, Agent: g.opts.Agent, AgentMetadata: g.opts.AgentMetadata,
-		Step: schemas.GuardStep{Action: action, Type: stepType, Input: input, Metadata: metadata},
+		Step: event.GuardStep{Action: action, Type: stepType, Input: input, Metadata: metadata},
 		Mode: g.opts.Mode, Policy: g.opts.Policy, Seq: &seq,
 	}
 	if g.opts.Resume && g.n == 0 {
 		req.Seq = nil // the server finds out how far the session got
 	}
 	var d schemas.Decision
-	if err := g.request(ctx, schemas.GuardCheckSubject, req, &d); err != nil {
-		var re *bus.RequestError
+	if err := g.request(ctx, event.GuardCheckSubject, req, &d); err != nil {
+		var re *wire.RequestError
 		if errors.As(err, &re) && re.Code == "400" {
 			return schemas.Decision{Mode: g.opts.Mode}, err
 		}
@@ -213,7 +253,7 @@ func (g *Guard) Check(ctx context.Context, action string, input, metadata map[st
 
 // RecordOutput records a checked step's result.
 func (g *Guard) RecordOutput(ctx context.Context, stepID string, output map[string]any) error {
-	return g.request(ctx, schemas.GuardOutputSubject, schemas.GuardOutput{Session: g.opts.Session, Agent: g.opts.Agent, StepID: stepID, Output: output}, nil)
+	return g.request(ctx, event.GuardOutputSubject, event.GuardOutput{Session: g.opts.Session, Agent: g.opts.Agent, StepID: stepID, Output: output}, nil)
 }
 
 // End ends the session, so that it is scored and reported.
@@ -221,7 +261,7 @@ func (g *Guard) RecordOutput(ctx context.Context, stepID string, output map[stri
 func (g *Guard) End(ctx context.Context) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if err := g.request(ctx, schemas.GuardEndSubject, schemas.GuardEnd{Session: g.opts.Session, Agent: g.opts.Agent}, nil); err != nil {
+	if err := g.request(ctx, event.GuardEndSubject, event.GuardEnd{Session: g.opts.Session, Agent: g.opts.Agent}, nil); err != nil {
 		return err
 	}
 	g.n = 0
@@ -235,7 +275,7 @@ func (g *Guard) request(ctx context.Context, subject string, req, reply any) err
 	}
 	ctx, cancel := context.WithTimeout(ctx, g.opts.Timeout)
 	defer cancel()
-	out, err := g.c.b.Request(ctx, subject, data)
+	out, err := wire.Request(ctx, g.c.nc, subject, data)
 	if err != nil {
 		return err
 	}
@@ -250,7 +290,7 @@ func (g *Guard) request(ctx context.Context, subject string, req, reply any) err
 
 // Guarded checks a tool call before it runs, runs it if allowed, and records its result
 // (as {"result": value}, or {"error": message}), with a guard service's client (*Guard)
-// or a guard in this process (*LocalGuard).
+// or a guard in this process (localguard.Guard).
 func Guarded[T any](ctx context.Context, g Checker, action string, input, metadata map[string]any, fn func(context.Context) (T, error)) (T, error) {
 	var zero T
 	d, err := g.Check(ctx, action, input, metadata, schemas.StepToolCall)
@@ -270,5 +310,16 @@ func Guarded[T any](ctx context.Context, g Checker, action string, input, metada
 	return v, runErr
 }
 
-// On uses an open bus connection.
-func On(b *bus.Bus) *Conn { return &Conn{b: b} }
+// Checker is what an agent guards its steps with: the client of a guard service (*Guard)
+// or a guard evaluating in the agent's own process (localguard.Guard).
+type Checker interface {
+	// Check asks whether the agent may take a step; a blocked step in enforce mode
+	// returns a *BlockedError.
+	Check(ctx context.Context, action string, input, metadata map[string]any, stepType string) (schemas.Decision, error)
+	// RecordOutput records a checked step's result.
+	RecordOutput(ctx context.Context, stepID string, output map[string]any) error
+	// End ends the session, so that it is scored and reported.
+	End(ctx context.Context) error
+}
+
+var _ Checker = (*Guard)(nil)

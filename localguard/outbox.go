@@ -1,4 +1,4 @@
-package agent
+package localguard
 
 import (
 	"bufio"
@@ -18,7 +18,8 @@ import (
 
 	"github.com/troy-audit/troy/bus"
 	"github.com/troy-audit/troy/evaluator"
-	"github.com/troy-audit/troy/schemas"
+	"github.com/troy-audit/troy/event"
+	"github.com/troy-audit/troy/sdk/agent"
 )
 
 // The outbox is a directory of append-only record files, one per run of a session
@@ -41,7 +42,7 @@ const MaxRecordSize = 1<<20 - 64<<10
 
 // RecordTooLargeError is returned for a step or output too big to record.
 type RecordTooLargeError struct {
-	Kind string
+	Kind event.Kind
 	Size int
 }
 
@@ -62,7 +63,7 @@ type outboxFile struct {
 
 	mu      sync.Mutex // guards what the forwarder reads: pending, sent, done, tracked
 	tracked bool       // a forwarder sends it
-	pending []schemas.Envelope
+	pending []event.Envelope
 	sent    int  // events acknowledged (and counted in the .sent file)
 	done    bool // no more events will be added
 	closed  bool
@@ -94,9 +95,9 @@ func createOutboxFile(dir, run string) (*outboxFile, error) {
 
 // appendRecord appends an event as one line. Its kind, id and subject are made of subject
 // tokens (no quotes or backslashes), which is what lets decodeRecord find the data.
-func appendRecord(b []byte, e schemas.Envelope) []byte {
+func appendRecord(b []byte, e event.Envelope) []byte {
 	b = append(b, `{"kind":`...)
-	b = strconv.AppendQuote(b, e.Kind)
+	b = strconv.AppendQuote(b, string(e.Kind))
 	b = append(b, `,"msg_id":`...)
 	b = strconv.AppendQuote(b, e.MsgID)
 	b = append(b, `,"subject":`...)
@@ -110,29 +111,29 @@ const dataKey = `,"data":`
 
 // decodeRecord reads a line encodeRecord wrote. The data is kept as written: it may hold
 // Python's NaN and Infinity, which encoding/json would refuse.
-func decodeRecord(line []byte) (schemas.Envelope, error) {
+func decodeRecord(line []byte) (event.Envelope, error) {
 	i := bytes.Index(line, []byte(dataKey))
 	if i < 0 || !bytes.HasSuffix(line, []byte("}")) {
-		return schemas.Envelope{}, errors.New(`expected {"kind":...,"msg_id":...,"subject":...,"data":{...}}`)
+		return event.Envelope{}, errors.New(`expected {"kind":...,"msg_id":...,"subject":...,"data":{...}}`)
 	}
 	var h struct {
-		Kind    string `json:"kind"`
-		MsgID   string `json:"msg_id"`
-		Subject string `json:"subject"`
+		Kind    event.Kind `json:"kind"`
+		MsgID   string     `json:"msg_id"`
+		Subject string     `json:"subject"`
 	}
 	if err := json.Unmarshal(append(line[:i:i], '}'), &h); err != nil {
-		return schemas.Envelope{}, err
+		return event.Envelope{}, err
 	}
 	data := line[i+len(dataKey) : len(line)-1]
 	if h.Kind == "" || h.Subject == "" || len(data) == 0 {
-		return schemas.Envelope{}, errors.New("kind, subject and data are required")
+		return event.Envelope{}, errors.New("kind, subject and data are required")
 	}
-	return schemas.Envelope{Kind: h.Kind, MsgID: h.MsgID, Subject: h.Subject, Data: bytes.Clone(data)}, nil
+	return event.Envelope{Kind: h.Kind, MsgID: h.MsgID, Subject: h.Subject, Data: bytes.Clone(data)}, nil
 }
 
 // append writes one event as one write, so that a crash of the process leaves it whole or
 // absent; a failed write is cut off again.
-func (o *outboxFile) append(e schemas.Envelope, syncNow bool) error {
+func (o *outboxFile) append(e event.Envelope, syncNow bool) error {
 	if len(e.Data) > MaxRecordSize {
 		return &RecordTooLargeError{Kind: e.Kind, Size: len(e.Data)}
 	}
@@ -251,7 +252,7 @@ func shortText(b []byte) string {
 // ReadRecord reads the events of a record file, in order. A last line cut short (the
 // machine stopped mid-write) is not an event and is left out; so is a line that does not
 // decode, with a warning.
-func ReadRecord(path string, logger *slog.Logger) ([]schemas.Envelope, error) {
+func ReadRecord(path string, logger *slog.Logger) ([]event.Envelope, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -262,13 +263,13 @@ func ReadRecord(path string, logger *slog.Logger) ([]schemas.Envelope, error) {
 }
 
 // readRecords reads events and returns the length of the whole lines read.
-func readRecords(r io.Reader, path string, logger *slog.Logger) ([]schemas.Envelope, int64, error) {
+func readRecords(r io.Reader, path string, logger *slog.Logger) ([]event.Envelope, int64, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	br := bufio.NewReaderSize(r, 64<<10)
 	var (
-		out  []schemas.Envelope
+		out  []event.Envelope
 		size int64
 		line int
 	)
@@ -306,7 +307,7 @@ func readRecords(r io.Reader, path string, logger *slog.Logger) ([]schemas.Envel
 // forwarder sends the outbox's events to a deployment in the background.
 type forwarder struct {
 	dir  string
-	opts bus.Options
+	opts agent.Options
 	log  *slog.Logger
 
 	mu       sync.Mutex
@@ -322,7 +323,7 @@ type forwarder struct {
 
 // startForwarder keeps c's policy in the outbox (when given), takes over the record files
 // no process holds that have unsent events, and starts sending.
-func startForwarder(ctx context.Context, dir string, opts bus.Options, c *evaluator.Compiled, log *slog.Logger) (*forwarder, error) {
+func startForwarder(ctx context.Context, dir string, opts agent.Options, c *evaluator.Compiled, log *slog.Logger) (*forwarder, error) {
 	if err := os.MkdirAll(filepath.Join(dir, "policies"), 0o755); err != nil {
 		return nil, fmt.Errorf("create the guard's outbox: %w", err)
 	}
@@ -335,7 +336,6 @@ func startForwarder(ctx context.Context, dir string, opts bus.Options, c *evalua
 			return nil, fmt.Errorf("keep the policy in the outbox: %w", err)
 		}
 	}
-	opts.Client = true
 	if opts.Name == "" {
 		opts.Name = "troy-local-guard"
 	}
@@ -413,12 +413,12 @@ func (fw *forwarder) kick() {
 
 // next picks the events to send: a batch from the first file with any. Finished files
 // with nothing left are closed and dropped.
-func (fw *forwarder) next() (*outboxFile, []schemas.Envelope) {
+func (fw *forwarder) next() (*outboxFile, []event.Envelope) {
 	fw.mu.Lock()
 	defer fw.mu.Unlock()
 	keep := fw.files[:0]
 	var pick *outboxFile
-	var batch []schemas.Envelope
+	var batch []event.Envelope
 	for _, o := range fw.files {
 		o.mu.Lock()
 		if len(o.pending) == 0 && o.done {
@@ -522,7 +522,7 @@ func (fw *forwarder) run(ctx context.Context) {
 func (fw *forwarder) connect(ctx context.Context) (*bus.Bus, error) {
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	b, err := bus.Open(cctx, fw.opts)
+	b, err := bus.Open(cctx, bus.Options{URL: fw.opts.URL, Name: fw.opts.Name, Auth: fw.opts.Auth, Client: true})
 	if err != nil {
 		return nil, err
 	}
@@ -543,16 +543,16 @@ func (fw *forwarder) connect(ctx context.Context) (*bus.Bus, error) {
 // send publishes a batch until acknowledged. An event no retry can store (refused by the
 // server as too big for its payload limit) is logged and passed over, so that it does
 // not hold back the rest.
-func (fw *forwarder) send(ctx context.Context, b *bus.Bus, batch []schemas.Envelope) error {
+func (fw *forwarder) send(ctx context.Context, b *bus.Bus, batch []event.Envelope) error {
 	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	err := b.PublishAll(pctx, batch)
-	var perm *schemas.Permanent
+	var perm *event.Permanent
 	if err == nil || !errors.As(err, &perm) || !b.Connected() {
 		return err
 	}
 	for _, e := range batch {
-		if err := b.PublishAll(pctx, []schemas.Envelope{e}); err != nil {
+		if err := b.PublishAll(pctx, []event.Envelope{e}); err != nil {
 			if !errors.As(err, &perm) || !b.Connected() {
 				return err
 			}

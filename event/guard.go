@@ -1,4 +1,4 @@
-package schemas
+package event
 
 // Subjects of the guard service (a NATS micro service named troy-guard).
 const (
