@@ -389,6 +389,13 @@ func (k *Sink) addTraces(ctx context.Context, t *tables, events []event.Envelope
 			return err
 		}
 	}
+	ends := 0
+	for _, f := range fs {
+		if f.end != nil {
+			ends++
+		}
+	}
+	t.traces = slices.Grow(t.traces, ends)
 	newPolicies := map[string]bool{}
 	for i, f := range fs {
 		ti := infos[i]
