@@ -80,37 +80,27 @@ func (b *Bus) ConsumeBatches(ctx context.Context, c BatchConsumer, h BatchHandle
 			msgs = msgs[:0]
 		}
 	}
-	for ctx.Err() == nil {
+	// A batch full or old enough is stored before the next fetch, which asks for no more
+	// than the batch has room for and waits no longer than the batch may.
+	next := func() (int, time.Duration) {
+		if len(msgs) > 0 && (len(msgs) >= c.MaxBatch || time.Until(first.Add(c.MaxWait)) <= 0) {
+			flush(ctx, true) // a batch not stored is kept only when ctx ended, which ends the loop
+		}
 		wait := c.MaxWait
 		if len(msgs) > 0 {
 			wait = time.Until(first.Add(c.MaxWait))
 		}
-		if len(msgs) > 0 && (len(msgs) >= c.MaxBatch || wait <= 0) {
-			flush(ctx, true)
-			continue
-		}
-		batch, err := cons.Fetch(min(c.MaxBatch-len(msgs), fetchMax), jetstream.FetchMaxWait(max(wait, 50*time.Millisecond)))
-		if err != nil {
-			if ctx.Err() != nil {
-				break
-			}
-			b.log.Warn("fetch failed", "consumer", c.Name, "err", err)
-			sleep(ctx, 250*time.Millisecond)
-			continue
-		}
+		return min(c.MaxBatch-len(msgs), fetchMax), max(wait, 50*time.Millisecond)
+	}
+	b.fetchLoop(ctx, c.Name, cons, next, func(batch jetstream.MessageBatch) bool {
 		for m := range batch.Messages() {
 			if len(msgs) == 0 {
 				first = time.Now()
 			}
 			msgs = append(msgs, m)
 		}
-		if err := batch.Error(); err != nil && !transient(err) && ctx.Err() == nil {
-			// Such as no responders while a cluster elects the consumer's new leader: pause
-			// rather than ask again at once.
-			b.log.Warn("fetch ended with an error", "consumer", c.Name, "err", err)
-			sleep(ctx, 250*time.Millisecond)
-		}
-	}
+		return true
+	})
 	// One last try for the batch in hand, bounded: what is not stored is redelivered.
 	last, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

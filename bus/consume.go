@@ -86,29 +86,10 @@ func (b *Bus) Consume(ctx context.Context, c Consumer, h Handler, stats *Stats) 
 		}
 		wg.Wait()
 	}()
-	for ctx.Err() == nil {
-		// A Fetch loop rather than the Messages iterator: with explicit acks the iterator
-		// was seen to stall for seconds; a timeout or a missed heartbeat here just means
-		// "fetch again".
-		batch, err := cons.Fetch(c.Batch, jetstream.FetchMaxWait(time.Second))
-		if err != nil {
-			if ctx.Err() != nil {
-				break
-			}
-			b.log.Warn("fetch failed", "consumer", c.Name, "err", err)
-			sleep(ctx, 250*time.Millisecond)
-			continue
-		}
-		if !dispatch(ctx, batch, func(m jetstream.Msg) { work[worker(m.Subject(), c.Workers)] <- m }) {
-			break // events fetched but not handed out are redelivered after AckWait
-		}
-		if err := batch.Error(); err != nil && !transient(err) && ctx.Err() == nil {
-			// Such as no responders while a cluster elects the consumer's new leader: pause
-			// rather than ask again at once.
-			b.log.Warn("fetch ended with an error", "consumer", c.Name, "err", err)
-			sleep(ctx, 250*time.Millisecond)
-		}
-	}
+	b.fetchLoop(ctx, c.Name, cons, func() (int, time.Duration) { return c.Batch, time.Second }, func(batch jetstream.MessageBatch) bool {
+		// Events fetched but not handed out when ctx ends are redelivered after AckWait.
+		return dispatch(ctx, batch, func(m jetstream.Msg) { work[worker(m.Subject(), c.Workers)] <- m })
+	})
 	return nil
 }
 
@@ -124,6 +105,41 @@ func dispatch(ctx context.Context, batch jetstream.MessageBatch, fn func(jetstre
 			fn(m)
 		case <-ctx.Done():
 			return false
+		}
+	}
+}
+
+// fetchPause is the pause after a fetch that failed, before asking again.
+const fetchPause = 250 * time.Millisecond
+
+// fetchLoop pulls from cons until ctx ends or take says to stop. Before each fetch, next
+// says how many events to ask for and how long to wait for them; take gets every batch.
+// A Fetch loop rather than the Messages iterator: with explicit acks the iterator was seen
+// to stall for seconds; a timeout or a missed heartbeat here just means "fetch again", and
+// any other error pauses before the next fetch.
+func (b *Bus) fetchLoop(ctx context.Context, name string, cons jetstream.Consumer, next func() (int, time.Duration), take func(jetstream.MessageBatch) bool) {
+	for ctx.Err() == nil {
+		n, wait := next()
+		if ctx.Err() != nil {
+			return
+		}
+		batch, err := cons.Fetch(n, jetstream.FetchMaxWait(wait))
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			b.log.Warn("fetch failed", "consumer", name, "err", err)
+			sleep(ctx, fetchPause)
+			continue
+		}
+		if !take(batch) {
+			return
+		}
+		if err := batch.Error(); err != nil && !transient(err) && ctx.Err() == nil {
+			// Such as no responders while a cluster elects the consumer's new leader: pause
+			// rather than ask again at once.
+			b.log.Warn("fetch ended with an error", "consumer", name, "err", err)
+			sleep(ctx, fetchPause)
 		}
 	}
 }

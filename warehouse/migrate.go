@@ -197,11 +197,7 @@ func (s *Store) Apply(ctx context.Context, migs []Migration) ([]MigrationStatus,
 				return out, fmt.Errorf("migration %s, statement %d: %w", m.Name, i+1, err)
 			}
 		}
-		rec := columns{}
-		rec.add("number", []uint32{uint32(m.Number)})
-		rec.add("name", []string{m.Name})
-		rec.add("checksum", []string{m.Checksum})
-		rec.add("applied_at", []time.Time{time.Now().UTC()})
+		rec := migrationColumns.columns([]migrationRow{{uint32(m.Number), m.Name, m.Checksum, time.Now().UTC()}})
 		if err := s.insert(ctx, "schema_migrations", rec); err != nil {
 			return out, fmt.Errorf("record migration %s: %w", m.Name, err)
 		}
@@ -210,6 +206,16 @@ func (s *Store) Apply(ctx context.Context, migs []Migration) ([]MigrationStatus,
 	}
 	return out, nil
 }
+
+// migrationRow is a row of schema_migrations: a migration applied.
+type migrationRow struct {
+	number    uint32    `ch:"number"`
+	name      string    `ch:"name"`
+	checksum  string    `ch:"checksum"`
+	appliedAt time.Time `ch:"applied_at"`
+}
+
+var migrationColumns = mustPlan[migrationRow]()
 
 // quoteIdent quotes a database or table name.
 func quoteIdent(name string) string {

@@ -15,22 +15,152 @@ import (
 	"github.com/troy-audit/troy/schemas/pyjson"
 )
 
-// Rows are gathered column by column: inserting whole columns is several times faster
-// than appending row by row.
+// The rows of each table, one field a column; plan turns them into columns.
 
-type stepRows struct {
-	agent, trace, run       []string
-	seq                     []uint32
-	stepID, typ, tool, desc []string
-	input, output           []string
-	metaKeys, metaValues    [][]string
-	parent                  []string
-	ts                      []time.Time
-	agentVersion, env, pol  []string
-	version                 []uint64
+// traceKey is the trace a row belongs to: the first columns of the tables of traces.
+type traceKey struct {
+	agent string `ch:"agent"`
+	trace string `ch:"trace_id"`
+	run   string `ch:"run"`
 }
 
-func (r *stepRows) addEvent(e event.Envelope, cache *traceCache) error {
+func keyOf(r event.TraceRef) traceKey { return traceKey{r.AgentName, r.TraceID, r.Run} }
+
+// metadata is a metadata map as a Nested column: its keys sorted, and their values.
+type metadata struct {
+	keys   []string `ch:"metadata.key"`
+	values []string `ch:"metadata.value"`
+}
+
+type stepRow struct {
+	traceKey
+	seq    uint32 `ch:"seq"`
+	stepID string `ch:"step_id"`
+	typ    string `ch:"type"`
+	tool   string `ch:"tool"`
+	desc   string `ch:"description"`
+	input  string `ch:"input"`
+	output string `ch:"output"`
+	metadata
+	parent       string    `ch:"parent_step_id"`
+	ts           time.Time `ch:"ts"`
+	agentVersion string    `ch:"agent_version"`
+	env          string    `ch:"environment"`
+	policy       string    `ch:"policy"`
+	version      uint64    `ch:"version"`
+}
+
+type explanationRow struct {
+	traceKey
+	index        uint32    `ch:"step_index"`
+	stepID       string    `ch:"step_id"`
+	summary      string    `ch:"summary"`
+	rationale    string    `ch:"rationale"`
+	alternatives []string  `ch:"alternatives"`
+	riskFactors  []string  `ch:"risk_factors"`
+	accessed     []string  `ch:"data_accessed"`
+	err          string    `ch:"error"`
+	at           time.Time `ch:"explained_at"`
+	version      uint64    `ch:"version"`
+}
+
+type traceRow struct {
+	traceKey
+	agentVersion string    `ch:"agent_version"`
+	env          string    `ch:"environment"`
+	policyID     string    `ch:"policy_id"`
+	policy       string    `ch:"policy"`
+	risk         uint8     `ch:"risk_score"`
+	steps        uint32    `ch:"steps"`
+	toolCalls    uint32    `ch:"tool_calls"`
+	violations   uint32    `ch:"violations"`
+	critical     uint32    `ch:"critical"`
+	high         uint32    `ch:"high"`
+	medium       uint32    `ch:"medium"`
+	low          uint32    `ch:"low"`
+	ruleErrors   uint32    `ch:"rule_errors"`
+	firstAt      time.Time `ch:"first_step_at"`
+	lastAt       time.Time `ch:"last_step_at"`
+	explanations string    `ch:"explanations"`
+	model        string    `ch:"llm_model"`
+	calls        uint32    `ch:"llm_calls"`
+	cached       uint32    `ch:"llm_cached"`
+	tokens       uint64    `ch:"llm_tokens"`
+	summary      string    `ch:"summary"`
+	metadata
+	finishedAt time.Time `ch:"finished_at"`
+	version    uint64    `ch:"version"`
+}
+
+type violationRow struct {
+	traceKey
+	index        uint32    `ch:"step_index"`
+	stepID       string    `ch:"step_id"`
+	rule         string    `ch:"rule_id"`
+	severity     string    `ch:"severity"`
+	weight       uint16    `ch:"weight"`
+	description  string    `ch:"rule_description"`
+	details      string    `ch:"details"`
+	ts           time.Time `ch:"ts"`
+	agentVersion string    `ch:"agent_version"`
+	env          string    `ch:"environment"`
+	policy       string    `ch:"policy"`
+	version      uint64    `ch:"version"`
+}
+
+type ruleRow struct {
+	policy      string    `ch:"policy"`
+	policyID    string    `ch:"policy_id"`
+	rule        string    `ch:"rule_id"`
+	severity    string    `ch:"severity"`
+	weight      uint16    `ch:"weight"`
+	description string    `ch:"description"`
+	firstSeen   time.Time `ch:"first_seen"`
+	version     uint64    `ch:"version"`
+}
+
+// The plans of the tables' rows, made once: they never change.
+var (
+	stepColumns        = mustPlan[stepRow]()
+	explanationColumns = mustPlan[explanationRow]()
+	traceColumns       = mustPlan[traceRow]()
+	violationColumns   = mustPlan[violationRow]()
+	ruleColumns        = mustPlan[ruleRow]()
+)
+
+// tables holds the rows a batch of events makes, by table.
+type tables struct {
+	steps        []stepRow
+	explanations []explanationRow
+	traces       []traceRow
+	violations   []violationRow
+	rules        []ruleRow
+	policies     []schemas.PolicyRules // the revisions whose rules are among the rows
+}
+
+// insert is one table's rows, ready to be inserted.
+type insert struct {
+	table   string
+	n       int
+	columns func() columns
+}
+
+func insertOf[R any](table string, p *plan[R], rows []R) insert {
+	return insert{table, len(rows), func() columns { return p.columns(rows) }}
+}
+
+// inserts are the tables' rows in the order they are inserted.
+func (t *tables) inserts() []insert {
+	return []insert{
+		insertOf("steps", stepColumns, t.steps),
+		insertOf("traces", traceColumns, t.traces),
+		insertOf("violations", violationColumns, t.violations),
+		insertOf("explanations", explanationColumns, t.explanations),
+		insertOf("rules", ruleColumns, t.rules),
+	}
+}
+
+func (t *tables) addStepEvent(e event.Envelope, cache *traceCache) error {
 	var ev stepEvent
 	if err := pyjson.Unmarshal(e.Data, &ev); err != nil {
 		return err
@@ -38,92 +168,57 @@ func (r *stepRows) addEvent(e event.Envelope, cache *traceCache) error {
 	if ev.Step == nil {
 		return fmt.Errorf("step event without a step")
 	}
-	if r.add(&ev, e.Time, e.Seq) {
+	if t.addStep(&ev, e.Time, e.Seq) {
 		cache.add(&ev, stepTime(ev.Step.Timestamp, e.Time))
 	}
 	return nil
 }
 
-// add adds a step's row; it reports false for a step the evaluator refuses too.
-func (r *stepRows) add(ev *stepEvent, stored time.Time, version uint64) bool {
+// addStep adds a step's row; it reports false for a step the evaluator refuses too.
+func (t *tables) addStep(ev *stepEvent, stored time.Time, version uint64) bool {
 	s := ev.Step
 	if !schemas.ValidStepType(s.Type) || ev.Seq < 0 {
 		return false
 	}
-	r.agent = append(r.agent, ev.AgentName)
-	r.trace = append(r.trace, ev.TraceID)
-	r.run = append(r.run, ev.Run)
-	r.seq = append(r.seq, uint32(ev.Seq))
-	r.stepID = append(r.stepID, s.StepID)
-	r.typ = append(r.typ, s.Type)
-	r.tool = append(r.tool, ToolName(s.Type, s.Description, s.Metadata))
-	r.desc = append(r.desc, s.Description)
-	r.input = append(r.input, jsonText(s.Input))
-	r.output = append(r.output, jsonText(s.Output))
-	k, v := keyValues(s.Metadata)
-	r.metaKeys = append(r.metaKeys, k)
-	r.metaValues = append(r.metaValues, v)
-	r.parent = append(r.parent, orEmpty(s.ParentStepID))
-	r.ts = append(r.ts, stepTime(s.Timestamp, stored))
-	r.agentVersion = append(r.agentVersion, AgentVersion(ev.TraceMetadata))
-	r.env = append(r.env, Environment(ev.TraceMetadata))
-	r.pol = append(r.pol, ev.Policy)
-	r.version = append(r.version, version)
+	t.steps = append(t.steps, stepRow{
+		traceKey:     keyOf(ev.TraceRef),
+		seq:          uint32(ev.Seq),
+		stepID:       s.StepID,
+		typ:          s.Type,
+		tool:         ToolName(s.Type, s.Description, s.Metadata),
+		desc:         s.Description,
+		input:        jsonText(s.Input),
+		output:       jsonText(s.Output),
+		metadata:     metadataOf(s.Metadata),
+		parent:       orEmpty(s.ParentStepID),
+		ts:           stepTime(s.Timestamp, stored),
+		agentVersion: AgentVersion(ev.TraceMetadata),
+		env:          Environment(ev.TraceMetadata),
+		policy:       ev.Policy,
+		version:      version,
+	})
 	return true
 }
 
-func (r *stepRows) columns() columns {
-	var c columns
-	c.add("agent", r.agent)
-	c.add("trace_id", r.trace)
-	c.add("run", r.run)
-	c.add("seq", r.seq)
-	c.add("step_id", r.stepID)
-	c.add("type", r.typ)
-	c.add("tool", r.tool)
-	c.add("description", r.desc)
-	c.add("input", r.input)
-	c.add("output", r.output)
-	c.add("metadata.key", r.metaKeys)
-	c.add("metadata.value", r.metaValues)
-	c.add("parent_step_id", r.parent)
-	c.add("ts", r.ts)
-	c.add("agent_version", r.agentVersion)
-	c.add("environment", r.env)
-	c.add("policy", r.pol)
-	c.add("version", r.version)
-	return c
-}
-
-type explanationRows struct {
-	agent, trace, run                   []string
-	index                               []uint32
-	stepID, summary, rationale          []string
-	alternatives, riskFactors, accessed [][]string
-	errs                                []string
-	at                                  []time.Time
-	version                             []uint64
-}
-
-func (r *explanationRows) addEvent(e event.Envelope) error {
+func (t *tables) addExplanationEvent(e event.Envelope) error {
 	var ev event.Explanation
 	if err := json.Unmarshal(e.Data, &ev); err != nil {
 		return err
 	}
 	x := ev.Explanation
-	r.agent = append(r.agent, ev.AgentName)
-	r.trace = append(r.trace, ev.TraceID)
-	r.run = append(r.run, ev.Run)
-	r.index = append(r.index, uint32(max(ev.StepIndex, 0)))
-	r.stepID = append(r.stepID, x.StepID)
-	r.summary = append(r.summary, x.Summary)
-	r.rationale = append(r.rationale, x.Rationale)
-	r.alternatives = append(r.alternatives, nonNil(x.Alternatives))
-	r.riskFactors = append(r.riskFactors, nonNil(x.RiskFactors))
-	r.accessed = append(r.accessed, nonNil(x.DataAccessed))
-	r.errs = append(r.errs, x.Error)
-	r.at = append(r.at, stepTime(nil, e.Time))
-	r.version = append(r.version, e.Seq)
+	t.explanations = append(t.explanations, explanationRow{
+		traceKey:     keyOf(ev.TraceRef),
+		index:        uint32(max(ev.StepIndex, 0)),
+		stepID:       x.StepID,
+		summary:      x.Summary,
+		rationale:    x.Rationale,
+		alternatives: nonNil(x.Alternatives),
+		riskFactors:  nonNil(x.RiskFactors),
+		accessed:     nonNil(x.DataAccessed),
+		err:          x.Error,
+		at:           stepTime(nil, e.Time),
+		version:      e.Seq,
+	})
 	return nil
 }
 
@@ -132,124 +227,6 @@ func nonNil(s []string) []string {
 		return []string{}
 	}
 	return s
-}
-
-func (r *explanationRows) columns() columns {
-	var c columns
-	c.add("agent", r.agent)
-	c.add("trace_id", r.trace)
-	c.add("run", r.run)
-	c.add("step_index", r.index)
-	c.add("step_id", r.stepID)
-	c.add("summary", r.summary)
-	c.add("rationale", r.rationale)
-	c.add("alternatives", r.alternatives)
-	c.add("risk_factors", r.riskFactors)
-	c.add("data_accessed", r.accessed)
-	c.add("error", r.errs)
-	c.add("explained_at", r.at)
-	c.add("version", r.version)
-	return c
-}
-
-type traceRows struct {
-	agent, trace, run, agentVersion, env, policyID, policy []string
-	risk                                                   []uint8
-	steps, toolCalls, violations                           []uint32
-	critical, high, medium, low, ruleErrors                []uint32
-	firstAt, lastAt                                        []time.Time
-	explanations, model                                    []string
-	calls, cached                                          []uint32
-	tokens                                                 []uint64
-	summary                                                []string
-	metaKeys, metaValues                                   [][]string
-	finishedAt                                             []time.Time
-	version                                                []uint64
-}
-
-func (r *traceRows) columns() columns {
-	var c columns
-	c.add("agent", r.agent)
-	c.add("trace_id", r.trace)
-	c.add("run", r.run)
-	c.add("agent_version", r.agentVersion)
-	c.add("environment", r.env)
-	c.add("policy_id", r.policyID)
-	c.add("policy", r.policy)
-	c.add("risk_score", r.risk)
-	c.add("steps", r.steps)
-	c.add("tool_calls", r.toolCalls)
-	c.add("violations", r.violations)
-	c.add("critical", r.critical)
-	c.add("high", r.high)
-	c.add("medium", r.medium)
-	c.add("low", r.low)
-	c.add("rule_errors", r.ruleErrors)
-	c.add("first_step_at", r.firstAt)
-	c.add("last_step_at", r.lastAt)
-	c.add("explanations", r.explanations)
-	c.add("llm_model", r.model)
-	c.add("llm_calls", r.calls)
-	c.add("llm_cached", r.cached)
-	c.add("llm_tokens", r.tokens)
-	c.add("summary", r.summary)
-	c.add("metadata.key", r.metaKeys)
-	c.add("metadata.value", r.metaValues)
-	c.add("finished_at", r.finishedAt)
-	c.add("version", r.version)
-	return c
-}
-
-type violationRows struct {
-	agent, trace, run         []string
-	index                     []uint32
-	stepID, rule, severity    []string
-	weight                    []uint16
-	description, details      []string
-	ts                        []time.Time
-	agentVersion, env, policy []string
-	version                   []uint64
-}
-
-func (r *violationRows) columns() columns {
-	var c columns
-	c.add("agent", r.agent)
-	c.add("trace_id", r.trace)
-	c.add("run", r.run)
-	c.add("step_index", r.index)
-	c.add("step_id", r.stepID)
-	c.add("rule_id", r.rule)
-	c.add("severity", r.severity)
-	c.add("weight", r.weight)
-	c.add("rule_description", r.description)
-	c.add("details", r.details)
-	c.add("ts", r.ts)
-	c.add("agent_version", r.agentVersion)
-	c.add("environment", r.env)
-	c.add("policy", r.policy)
-	c.add("version", r.version)
-	return c
-}
-
-type ruleRows struct {
-	policy, policyID, rule, severity, description []string
-	weight                                        []uint16
-	firstSeen                                     []time.Time
-	version                                       []uint64
-	policies                                      []schemas.PolicyRules
-}
-
-func (r *ruleRows) columns() columns {
-	var c columns
-	c.add("policy", r.policy)
-	c.add("policy_id", r.policyID)
-	c.add("rule_id", r.rule)
-	c.add("severity", r.severity)
-	c.add("weight", r.weight)
-	c.add("description", r.description)
-	c.add("first_seen", r.firstSeen)
-	c.add("version", r.version)
-	return c
 }
 
 func validSeverity(s string) bool {
@@ -265,7 +242,10 @@ type traceInfo struct {
 	at              []time.Time    // by position
 }
 
-// stepSummary is the part of a step event that a trace's row needs.
+// stepSummary is the part of a step event that a trace's row needs. Reading a trace back
+// decodes only that: with the sink's stepEvent, the metadata of every step would be
+// decoded too, and a batch of finished traces read back would cost 55% more
+// (BenchmarkSinkRows, readback).
 type stepSummary struct {
 	event.TraceRef
 	TraceMetadata json.RawMessage `json:"trace_metadata"`
@@ -293,7 +273,7 @@ func (k *Sink) readTrace(ctx context.Context, ref event.TraceRef) (*traceInfo, e
 		if e.Kind != event.KindStep {
 			continue
 		}
-		var ev stepSummary // only what the trace's row needs: decoding is most of the cost
+		var ev stepSummary
 		if pyjson.Unmarshal(e.Data, &ev) != nil || ev.Run != ref.Run || ev.Step == nil || byPos[ev.Seq] != nil {
 			continue // another run, or a duplicate
 		}
@@ -370,12 +350,9 @@ func decodeFinished(e event.Envelope) (finished, error) {
 	return f, nil
 }
 
-// traces turns the events of finished traces into trace, violation and rule rows.
-func (k *Sink) traces(ctx context.Context, events []event.Envelope) (traceRows, violationRows, ruleRows, error) {
+// addTraces turns the events of finished traces into trace, violation and rule rows.
+func (k *Sink) addTraces(ctx context.Context, t *tables, events []event.Envelope) error {
 	var (
-		tr    traceRows
-		vr    violationRows
-		rr    ruleRows
 		fs    = make([]finished, 0, len(events))
 		infos = make([]*traceInfo, len(events))
 		errs  = make([]error, len(events))
@@ -409,9 +386,16 @@ func (k *Sink) traces(ctx context.Context, events []event.Envelope) (traceRows, 
 	wg.Wait()
 	for _, err := range errs {
 		if err != nil {
-			return tr, vr, rr, err
+			return err
 		}
 	}
+	ends := 0
+	for _, f := range fs {
+		if f.end != nil {
+			ends++
+		}
+	}
+	t.traces = slices.Grow(t.traces, ends)
 	newPolicies := map[string]bool{}
 	for i, f := range fs {
 		ti := infos[i]
@@ -421,20 +405,20 @@ func (k *Sink) traces(ctx context.Context, events []event.Envelope) (traceRows, 
 			ti.lastAt = ti.firstAt
 		}
 		if f.part != nil {
-			vr.add(f.part, ti, pol, f.e.Seq)
+			t.addViolations(f.part, ti, pol, f.e.Seq)
 			continue
 		}
 		if pol.Hash != "" && !k.known(pol.Hash) && !newPolicies[pol.Hash] {
 			newPolicies[pol.Hash] = true
-			rr.add(pol, f.e)
+			t.addRules(pol, f.e)
 		}
-		k.addTrace(&tr, f.end, ti, pol, f.e)
+		t.addTrace(f.end, ti, pol, f.e)
 	}
-	return tr, vr, rr, nil
+	return nil
 }
 
-// add adds the rows of a part of a trace's verdict.
-func (r *violationRows) add(p *event.VerdictPart, ti *traceInfo, pol schemas.PolicyRules, version uint64) {
+// addViolations adds the rows of a part of a trace's verdict.
+func (t *tables) addViolations(p *event.VerdictPart, ti *traceInfo, pol schemas.PolicyRules, version uint64) {
 	weights := make(map[string]int, len(pol.Rules))
 	for _, rule := range pol.Rules {
 		weights[rule.ID] = rule.Weight
@@ -448,85 +432,76 @@ func (r *violationRows) add(p *event.VerdictPart, ti *traceInfo, pol schemas.Pol
 		if ok {
 			at = ti.at[idx]
 		}
-		r.agent = append(r.agent, p.AgentName)
-		r.trace = append(r.trace, p.TraceID)
-		r.run = append(r.run, p.Run)
-		r.index = append(r.index, uint32(idx))
-		r.stepID = append(r.stepID, v.StepID)
-		r.rule = append(r.rule, v.RuleID)
-		r.severity = append(r.severity, v.Severity)
-		r.weight = append(r.weight, uint16(min(max(weights[v.RuleID], 0), math.MaxUint16)))
-		r.description = append(r.description, v.RuleDescription)
-		r.details = append(r.details, v.Details)
-		r.ts = append(r.ts, at)
-		r.agentVersion = append(r.agentVersion, AgentVersion(ti.meta))
-		r.env = append(r.env, Environment(ti.meta))
-		r.policy = append(r.policy, p.Policy)
-		r.version = append(r.version, version)
+		t.violations = append(t.violations, violationRow{
+			traceKey:     keyOf(p.TraceRef),
+			index:        uint32(idx),
+			stepID:       v.StepID,
+			rule:         v.RuleID,
+			severity:     v.Severity,
+			weight:       uint16(min(max(weights[v.RuleID], 0), math.MaxUint16)),
+			description:  v.RuleDescription,
+			details:      v.Details,
+			ts:           at,
+			agentVersion: AgentVersion(ti.meta),
+			env:          Environment(ti.meta),
+			policy:       p.Policy,
+			version:      version,
+		})
 	}
 }
 
-func (k *Sink) addTrace(tr *traceRows, ev *event.Explained, ti *traceInfo, pol schemas.PolicyRules, e event.Envelope) {
+func (t *tables) addTrace(ev *event.Explained, ti *traceInfo, pol schemas.PolicyRules, e event.Envelope) {
 	sev := ev.BySeverity
-	tr.agent = append(tr.agent, ev.AgentName)
-	tr.trace = append(tr.trace, ev.TraceID)
-	tr.run = append(tr.run, ev.Run)
-	tr.agentVersion = append(tr.agentVersion, AgentVersion(ti.meta))
-	tr.env = append(tr.env, Environment(ti.meta))
-	tr.policyID = append(tr.policyID, pol.ID)
-	tr.policy = append(tr.policy, ev.Policy)
-	tr.risk = append(tr.risk, uint8(min(max(ev.RiskScore, 0), 100)))
-	tr.steps = append(tr.steps, uint32(max(ti.steps, ev.Steps)))
-	tr.toolCalls = append(tr.toolCalls, uint32(ti.tools))
-	tr.violations = append(tr.violations, uint32(ev.Violations))
-	tr.critical = append(tr.critical, uint32(sev[schemas.SeverityCritical]))
-	tr.high = append(tr.high, uint32(sev[schemas.SeverityHigh]))
-	tr.medium = append(tr.medium, uint32(sev[schemas.SeverityMedium]))
-	tr.low = append(tr.low, uint32(sev[schemas.SeverityLow]))
-	tr.ruleErrors = append(tr.ruleErrors, uint32(len(ev.RuleErrors)))
-	tr.firstAt = append(tr.firstAt, ti.firstAt)
-	tr.lastAt = append(tr.lastAt, ti.lastAt)
-	var (
-		model          string
-		calls, cached  uint32
-		tokens         uint64
-		summary, state = "", ev.State
-	)
+	r := traceRow{
+		traceKey:     keyOf(ev.TraceRef),
+		agentVersion: AgentVersion(ti.meta),
+		env:          Environment(ti.meta),
+		policyID:     pol.ID,
+		policy:       ev.Policy,
+		risk:         uint8(min(max(ev.RiskScore, 0), 100)),
+		steps:        uint32(max(ti.steps, ev.Steps)),
+		toolCalls:    uint32(ti.tools),
+		violations:   uint32(ev.Violations),
+		critical:     uint32(sev[schemas.SeverityCritical]),
+		high:         uint32(sev[schemas.SeverityHigh]),
+		medium:       uint32(sev[schemas.SeverityMedium]),
+		low:          uint32(sev[schemas.SeverityLow]),
+		ruleErrors:   uint32(len(ev.RuleErrors)),
+		firstAt:      ti.firstAt,
+		lastAt:       ti.lastAt,
+		explanations: ev.State,
+		metadata:     metadataOf(ti.meta),
+		finishedAt:   stepTime(nil, e.Time),
+		version:      e.Seq,
+	}
 	if ev.LLM != nil {
-		model, calls, cached = ev.LLM.Model, uint32(ev.LLM.Calls), uint32(ev.LLM.Cached)
-		tokens = uint64(ev.LLM.PromptTokens + ev.LLM.CompletionTokens)
+		r.model, r.calls, r.cached = ev.LLM.Model, uint32(ev.LLM.Calls), uint32(ev.LLM.Cached)
+		r.tokens = uint64(ev.LLM.PromptTokens + ev.LLM.CompletionTokens)
 	}
 	if ev.Summary != nil {
-		summary = ev.Summary.Overview
+		r.summary = ev.Summary.Overview
 	}
-	tr.explanations = append(tr.explanations, state)
-	tr.model = append(tr.model, model)
-	tr.calls = append(tr.calls, calls)
-	tr.cached = append(tr.cached, cached)
-	tr.tokens = append(tr.tokens, tokens)
-	tr.summary = append(tr.summary, summary)
-	keys, vals := keyValues(ti.meta)
-	tr.metaKeys = append(tr.metaKeys, keys)
-	tr.metaValues = append(tr.metaValues, vals)
-	tr.finishedAt = append(tr.finishedAt, stepTime(nil, e.Time))
-	tr.version = append(tr.version, e.Seq)
+	t.traces = append(t.traces, r)
 }
 
-func (r *ruleRows) add(p schemas.PolicyRules, e event.Envelope) {
+// addRules adds the rows of a policy revision's rules.
+func (t *tables) addRules(p schemas.PolicyRules, e event.Envelope) {
 	for _, rule := range p.Rules {
 		if !validSeverity(rule.Severity) {
 			continue
 		}
-		r.policy = append(r.policy, p.Hash)
-		r.policyID = append(r.policyID, p.ID)
-		r.rule = append(r.rule, rule.ID)
-		r.severity = append(r.severity, rule.Severity)
-		r.weight = append(r.weight, uint16(min(max(rule.Weight, 0), math.MaxUint16)))
-		r.description = append(r.description, rule.Description)
-		r.firstSeen = append(r.firstSeen, stepTime(nil, e.Time))
-		r.version = append(r.version, e.Seq)
+		t.rules = append(t.rules, ruleRow{
+			policy:      p.Hash,
+			policyID:    p.ID,
+			rule:        rule.ID,
+			severity:    rule.Severity,
+			weight:      uint16(min(max(rule.Weight, 0), math.MaxUint16)),
+			description: rule.Description,
+			firstSeen:   stepTime(nil, e.Time),
+			version:     e.Seq,
+		})
 	}
-	r.policies = append(r.policies, p)
+	t.policies = append(t.policies, p)
 }
 
 // policyInfo looks a revision up once; a revision that cannot be found gives rows

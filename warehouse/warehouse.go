@@ -138,17 +138,6 @@ func code(err error) int32 {
 	return 0
 }
 
-// columns is the data of a batch insert, column by column: names and slices of values.
-type columns struct {
-	names []string
-	data  []any
-}
-
-func (c *columns) add(name string, slice any) {
-	c.names = append(c.names, name)
-	c.data = append(c.data, slice)
-}
-
 // insert stores one batch into table, column by column.
 func (s *Store) insert(ctx context.Context, table string, c columns) error {
 	b, err := s.conn.PrepareBatch(ctx, "INSERT INTO "+table+" ("+strings.Join(c.names, ", ")+")")
