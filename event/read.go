@@ -167,3 +167,8 @@ func ReadResults(ctx context.Context, store TraceStore, ev *Explained) ([]schema
 	}
 	return vs, steps, nil
 }
+
+// ReadFunc returns the events of a subject of the steps stream, in order, up to and
+// including stream sequence upTo: what a stage reads to rebuild a trace it has no state
+// for (after a restart, or on another instance). The bus's ReadSteps is one.
+type ReadFunc func(ctx context.Context, subject string, upTo uint64) ([]Envelope, error)

@@ -18,10 +18,6 @@ import (
 	"github.com/troy-audit/troy/schemas/pyjson"
 )
 
-// ReadFunc returns the events of a subject of the steps stream, in order, up to and
-// including stream sequence upTo.
-type ReadFunc func(ctx context.Context, subject string, upTo uint64) ([]event.Envelope, error)
-
 // PolicyFunc looks up a policy revision by its content hash.
 type PolicyFunc func(ctx context.Context, hash string) (schemas.PolicyRules, error)
 
@@ -34,7 +30,7 @@ type PolicyFunc func(ctx context.Context, hash string) (schemas.PolicyRules, err
 // that reads with FINAL.
 type Sink struct {
 	s      *Store
-	read   ReadFunc
+	read   event.ReadFunc
 	policy PolicyFunc
 	log    *slog.Logger
 
@@ -50,7 +46,7 @@ type Sink struct {
 
 // NewSink prepares a sink writing to s. read gives the steps of a finished trace; policy
 // gives a revision's rules.
-func NewSink(s *Store, read ReadFunc, policy PolicyFunc, log *slog.Logger) *Sink {
+func NewSink(s *Store, read event.ReadFunc, policy PolicyFunc, log *slog.Logger) *Sink {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}

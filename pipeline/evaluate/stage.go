@@ -28,11 +28,6 @@ import (
 // for the current default.
 type PolicyFunc func(ctx context.Context, hash string) (*evaluator.Compiled, error)
 
-// ReadFunc returns the events of a subject of the steps stream, in order, up to and
-// including stream sequence upTo. The stage uses it to rebuild a trace it has no state
-// for, after a restart or on another instance.
-type ReadFunc func(ctx context.Context, subject string, upTo uint64) ([]event.Envelope, error)
-
 // Stage is the evaluator stage of the pipeline. It consumes a trace's events (steps,
 // outputs, end) in order and evaluates incrementally: each step is evaluated when it
 // arrives by the rules that read no later step, and their violations are emitted at once;
@@ -47,7 +42,7 @@ type ReadFunc func(ctx context.Context, subject string, upTo uint64) ([]event.En
 // Handle is safe for concurrent use; events of one trace must be handled in stream order.
 type Stage struct {
 	policy PolicyFunc
-	read   ReadFunc
+	read   event.ReadFunc
 	alerts bool // publish violations as soon as known
 
 	mu       sync.Mutex
@@ -63,7 +58,7 @@ type StageOption func(*Stage)
 func WithoutAlerts() StageOption { return func(st *Stage) { st.alerts = false } }
 
 // NewStage returns an evaluator stage.
-func NewStage(policy PolicyFunc, read ReadFunc, opts ...StageOption) *Stage {
+func NewStage(policy PolicyFunc, read event.ReadFunc, opts ...StageOption) *Stage {
 	st := &Stage{policy: policy, read: read, alerts: true, runs: map[string]*traceRun{}, finished: newRecent(100_000)}
 	for _, o := range opts {
 		o(st)
