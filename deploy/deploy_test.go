@@ -18,8 +18,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"gopkg.in/yaml.v3"
 
-	"github.com/troy-audit/troy/warehouse"
-	"github.com/troy-audit/troy/warehouse/chtest"
+	"github.com/troy-audit/troy/internal/warehouse"
+	"github.com/troy-audit/troy/internal/warehouse/chtest"
 )
 
 type compose struct {

@@ -19,9 +19,9 @@ import (
 	"github.com/troy-audit/troy/event"
 	"github.com/troy-audit/troy/localguard"
 
-	"github.com/troy-audit/troy/bus"
 	"github.com/troy-audit/troy/evaluator"
-	"github.com/troy-audit/troy/pipeline"
+	"github.com/troy-audit/troy/internal/bus"
+	"github.com/troy-audit/troy/internal/pipeline"
 	"github.com/troy-audit/troy/policies"
 	"github.com/troy-audit/troy/schemas"
 	"github.com/troy-audit/troy/sdk/agent"

@@ -16,9 +16,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/troy-audit/troy/bus"
 	"github.com/troy-audit/troy/evaluator"
 	"github.com/troy-audit/troy/event"
+	"github.com/troy-audit/troy/internal/bus"
 	"github.com/troy-audit/troy/sdk/agent"
 )
 

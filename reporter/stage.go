@@ -16,7 +16,7 @@ type InfoFunc func(ctx context.Context, policy string) (schemas.AuditInfo, error
 // Stage is the reporter stage of the pipeline: for each explained trace it reads the trace,
 // its verdict and its step explanations back from the streams, writes
 // report.md and audit.json (and the model's raw replies) under Dir/<agent>/<trace>/, then
-// emits TraceReported. Writing is idempotent (a redelivered event rewrites the same files
+// emits event.Reported. Writing is idempotent (a redelivered event rewrites the same files
 // with the same content), so every trace has exactly one report.
 type Stage struct {
 	dir   string

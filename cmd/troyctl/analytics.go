@@ -8,9 +8,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/troy-audit/troy/analytics"
+	"github.com/troy-audit/troy/internal/analytics"
+	"github.com/troy-audit/troy/internal/warehouse"
 	"github.com/troy-audit/troy/reporter"
-	"github.com/troy-audit/troy/warehouse"
 )
 
 // exitFound ends drift and regress when they find what they look for, so that a CI job or

@@ -7,9 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/troy-audit/troy/analytics"
-	"github.com/troy-audit/troy/warehouse"
-	"github.com/troy-audit/troy/warehouse/chtest"
+	"github.com/troy-audit/troy/internal/analytics"
+	"github.com/troy-audit/troy/internal/warehouse"
+	"github.com/troy-audit/troy/internal/warehouse/chtest"
 )
 
 // The analytics commands answer the seeded scenario's questions, in every output format,

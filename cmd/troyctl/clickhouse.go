@@ -8,7 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/troy-audit/troy/warehouse"
+	"github.com/troy-audit/troy/internal/warehouse"
 )
 
 // chFlags is the --clickhouse flag that every command using ClickHouse shares.

@@ -19,10 +19,10 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/troy-audit/troy/bus"
+	"github.com/troy-audit/troy/internal/bus"
+	"github.com/troy-audit/troy/internal/warehouse"
+	"github.com/troy-audit/troy/internal/warehouse/chtest"
 	"github.com/troy-audit/troy/schemas"
-	"github.com/troy-audit/troy/warehouse"
-	"github.com/troy-audit/troy/warehouse/chtest"
 )
 
 // natsServer builds the NATS server troy embeds as a program of its own, once.

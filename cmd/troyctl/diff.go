@@ -3,7 +3,7 @@ package main
 import (
 	"github.com/spf13/cobra"
 
-	"github.com/troy-audit/troy/compare"
+	"github.com/troy-audit/troy/internal/compare"
 	"github.com/troy-audit/troy/reporter"
 )
 

@@ -18,10 +18,10 @@ import (
 	"time"
 
 	"github.com/troy-audit/troy/audit"
-	"github.com/troy-audit/troy/bus"
 	"github.com/troy-audit/troy/evaluator"
 	"github.com/troy-audit/troy/event"
 	"github.com/troy-audit/troy/ingest/tracegen"
+	"github.com/troy-audit/troy/internal/bus"
 	"github.com/troy-audit/troy/schemas"
 	"github.com/troy-audit/troy/sdk/agent"
 )

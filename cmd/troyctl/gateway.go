@@ -8,9 +8,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/troy-audit/troy/bus"
-	"github.com/troy-audit/troy/gateway"
-	"github.com/troy-audit/troy/pipeline"
+	"github.com/troy-audit/troy/internal/bus"
+	"github.com/troy-audit/troy/internal/gateway"
+	"github.com/troy-audit/troy/internal/pipeline"
 )
 
 // envHTTPTokens holds the gateway's tokens when no file gives them, separated by commas

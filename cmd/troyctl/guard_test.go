@@ -19,8 +19,8 @@ import (
 
 	"github.com/troy-audit/troy/localguard"
 
-	"github.com/troy-audit/troy/bus"
 	"github.com/troy-audit/troy/event"
+	"github.com/troy-audit/troy/internal/bus"
 	"github.com/troy-audit/troy/schemas"
 	"github.com/troy-audit/troy/schemas/pyjson"
 )

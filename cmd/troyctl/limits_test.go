@@ -14,9 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/troy-audit/troy/bus"
 	"github.com/troy-audit/troy/ingest"
-	"github.com/troy-audit/troy/pipeline"
+	"github.com/troy-audit/troy/internal/bus"
+	"github.com/troy-audit/troy/internal/pipeline"
 	"github.com/troy-audit/troy/policies"
 	"github.com/troy-audit/troy/schemas"
 )

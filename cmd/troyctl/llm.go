@@ -10,8 +10,8 @@ import (
 	"github.com/joho/godotenv"
 	"github.com/spf13/cobra"
 
-	"github.com/troy-audit/troy/explainer"
-	"github.com/troy-audit/troy/pipeline"
+	"github.com/troy-audit/troy/internal/explainer"
+	"github.com/troy-audit/troy/internal/pipeline"
 	"github.com/troy-audit/troy/schemas"
 )
 

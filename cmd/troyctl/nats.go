@@ -9,9 +9,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/troy-audit/troy/bus"
 	"github.com/troy-audit/troy/evaluator"
-	"github.com/troy-audit/troy/pipeline"
+	"github.com/troy-audit/troy/internal/bus"
+	"github.com/troy-audit/troy/internal/pipeline"
 	"github.com/troy-audit/troy/sdk/agent"
 )
 

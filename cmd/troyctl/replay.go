@@ -9,7 +9,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/troy-audit/troy/ingest"
-	"github.com/troy-audit/troy/replay"
+	"github.com/troy-audit/troy/internal/replay"
 )
 
 func newReplayCmd(a *app) *cobra.Command {

@@ -13,8 +13,8 @@ import (
 	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
 
-	"github.com/troy-audit/troy/bus"
-	"github.com/troy-audit/troy/pipeline"
+	"github.com/troy-audit/troy/internal/bus"
+	"github.com/troy-audit/troy/internal/pipeline"
 )
 
 func newServeCmd(a *app) *cobra.Command {

@@ -16,8 +16,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/troy-audit/troy/bus"
 	"github.com/troy-audit/troy/event"
+	"github.com/troy-audit/troy/internal/bus"
 	"github.com/troy-audit/troy/schemas"
 	"github.com/troy-audit/troy/sdk/agent"
 )

@@ -16,8 +16,8 @@ import (
 
 	"github.com/chdb-io/chdb-go/chdb"
 
-	"github.com/troy-audit/troy/analytics"
-	"github.com/troy-audit/troy/warehouse"
+	"github.com/troy-audit/troy/internal/analytics"
+	"github.com/troy-audit/troy/internal/warehouse"
 )
 
 func main() {

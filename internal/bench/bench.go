@@ -1,0 +1,285 @@
+// Package bench holds load generators for troy deployments, in the style of `nats bench`:
+// a guard generator that measures check latency at a given rate and concurrency, and a
+// pipeline generator that measures steps per second from publishing to scored results.
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/troy-audit/troy/event"
+
+	"golang.org/x/time/rate"
+
+	"github.com/troy-audit/troy/ingest/tracegen"
+	"github.com/troy-audit/troy/internal/bus"
+	"github.com/troy-audit/troy/schemas"
+	"github.com/troy-audit/troy/sdk/agent"
+)
+
+// Latency summarizes request times.
+type Latency struct {
+	P50  time.Duration `json:"p50"`
+	P90  time.Duration `json:"p90"`
+	P99  time.Duration `json:"p99"`
+	P999 time.Duration `json:"p999"`
+	Max  time.Duration `json:"max"`
+}
+
+func summarize(ds []time.Duration) Latency {
+	if len(ds) == 0 {
+		return Latency{}
+	}
+	slices.Sort(ds)
+	at := func(q float64) time.Duration { return ds[min(len(ds)-1, int(q*float64(len(ds))))] }
+	return Latency{P50: at(0.50), P90: at(0.90), P99: at(0.99), P999: at(0.999), Max: ds[len(ds)-1]}
+}
+
+// GuardOptions shape a guard load.
+type GuardOptions struct {
+	Rate        float64       // checks per second in all; 0 is as fast as possible
+	Concurrency int           // callers; zero means 1
+	Duration    time.Duration // zero means 10s
+	PerSession  int           // checks per session before it ends; zero means 20
+	Progress    func(done int64)
+}
+
+// GuardResult is what a guard load measured.
+type GuardResult struct {
+	Checks      int64   `json:"checks"`
+	Errors      int64   `json:"errors"`
+	Blocked     int64   `json:"blocked"`
+	Seconds     float64 `json:"seconds"`
+	ChecksPerS  float64 `json:"checks_per_second"`
+	Concurrency int     `json:"concurrency"`
+	TargetRate  float64 `json:"target_rate"`
+	Latency     Latency `json:"latency"`
+	FirstError  string  `json:"first_error,omitempty"`
+}
+
+// Guard sends realistic checks (steps of generated agents) to a running guard service.
+func Guard(ctx context.Context, conn *agent.Conn, opts GuardOptions) (GuardResult, error) {
+	if opts.Concurrency <= 0 {
+		opts.Concurrency = 1
+	}
+	if opts.Duration <= 0 {
+		opts.Duration = 10 * time.Second
+	}
+	if opts.PerSession <= 0 {
+		opts.PerSession = 20
+	}
+	limit := rate.Inf
+	if opts.Rate > 0 {
+		limit = rate.Limit(opts.Rate)
+	}
+	// Burst 1: checks arrive evenly spaced, as from many independent agents, rather than
+	// in waves of every caller at once.
+	lim := rate.NewLimiter(limit, 1)
+	ctx, cancel := context.WithTimeout(ctx, opts.Duration)
+	defer cancel()
+	var (
+		done, errs, blocked atomic.Int64
+		mu                  sync.Mutex
+		all                 []time.Duration
+		firstErr            error
+		wg                  sync.WaitGroup
+	)
+	start := time.Now()
+	stamp := start.UnixNano()
+	for w := range opts.Concurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			gen := tracegen.New(tracegen.Options{Steps: opts.PerSession, Seed: uint64(w) + 1})
+			var mine []time.Duration
+			defer func() {
+				mu.Lock()
+				all = append(all, mine...)
+				mu.Unlock()
+			}()
+			for n := 0; ctx.Err() == nil; n++ {
+				t := gen.Trace()
+				g := conn.Guard(agent.GuardOptions{Session: fmt.Sprintf("bench-%d-%d-%d", stamp, w, n), Agent: "bench", Mode: schemas.ModeMonitor})
+				for _, s := range t.Steps {
+					if lim.Wait(ctx) != nil {
+						return
+					}
+					t0 := time.Now()
+					d, err := g.Check(ctx, s.Description, s.Input, s.Metadata, s.Type)
+					if ctx.Err() != nil {
+						return
+					}
+					mine = append(mine, time.Since(t0))
+					if opts.Progress != nil {
+						opts.Progress(done.Add(1))
+					} else {
+						done.Add(1)
+					}
+					if err != nil {
+						if errs.Add(1) == 1 {
+							mu.Lock()
+							firstErr = err
+							mu.Unlock()
+						}
+						continue
+					}
+					if len(d.Violations) > 0 {
+						blocked.Add(1)
+					}
+				}
+				endCtx, endCancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+				_ = g.End(endCtx)
+				endCancel()
+			}
+		}()
+	}
+	wg.Wait()
+	secs := time.Since(start).Seconds()
+	r := GuardResult{Checks: done.Load(), Errors: errs.Load(), Blocked: blocked.Load(), Seconds: secs,
+		ChecksPerS: float64(done.Load()) / secs, Concurrency: opts.Concurrency, TargetRate: opts.Rate, Latency: summarize(all)}
+	if firstErr != nil {
+		r.FirstError = firstErr.Error()
+	}
+	return r, nil
+}
+
+// PipelineOptions shape a pipeline load.
+type PipelineOptions struct {
+	Steps     int // steps in all; zero means 100,000
+	PerTrace  int // steps per trace; zero means 20
+	Policy    string
+	Progress  func(done int64)
+	BatchSize int // traces published before waiting for acks; zero means 64
+}
+
+// PipelineResult is what a pipeline load measured.
+type PipelineResult struct {
+	Steps          int     `json:"steps"`
+	Traces         int     `json:"traces"`
+	Seconds        float64 `json:"seconds"`
+	PublishSeconds float64 `json:"publish_seconds"`
+	StepsPerS      float64 `json:"steps_per_second"`
+	PublishPerS    float64 `json:"published_per_second"`
+	Latency        Latency `json:"trace_latency"` // from a trace's end published to its score
+}
+
+// Pipeline publishes generated traces as fast as the deployment takes them and waits until
+// every one is scored: end-to-end steps per second, published to evaluated and scored.
+func Pipeline(ctx context.Context, b *bus.Bus, opts PipelineOptions) (PipelineResult, error) {
+	if opts.Steps <= 0 {
+		opts.Steps = 100_000
+	}
+	if opts.PerTrace <= 0 {
+		opts.PerTrace = 20
+	}
+	if opts.BatchSize <= 0 {
+		opts.BatchSize = 64
+	}
+	traces := max(1, opts.Steps/opts.PerTrace)
+	run := fmt.Sprintf("bench-%d", time.Now().UnixNano())
+	gen := tracegen.New(tracegen.Options{Steps: opts.PerTrace, Seed: 99})
+	sent := make([]time.Time, traces)
+	lat := make([]time.Duration, 0, traces)
+	var mu sync.Mutex
+	var scored atomic.Int64
+	all := make(chan struct{})
+	ready, done := b.Subscribe(ctx, bus.ResultsStream, event.ResultFilter(event.KindScored), func(e event.Envelope) {
+		ev, err := event.Decode[event.Scored](e)
+		if err != nil || ev.Run != run {
+			return
+		}
+		var i int
+		if _, err := fmt.Sscanf(ev.TraceID, "bench-%d", &i); err != nil || i < 0 || i >= traces {
+			return
+		}
+		mu.Lock()
+		if !sent[i].IsZero() {
+			lat = append(lat, time.Since(sent[i]))
+		}
+		mu.Unlock()
+		n := scored.Add(1)
+		if opts.Progress != nil {
+			opts.Progress(n * int64(opts.PerTrace))
+		}
+		if n == int64(traces) {
+			close(all)
+		}
+	})
+	<-ready
+	start := time.Now()
+	var batch []event.Envelope
+	flush := func() error {
+		err := b.PublishAll(ctx, batch)
+		batch = batch[:0]
+		return err
+	}
+	var ends []int
+	for i := range traces {
+		t := gen.Trace()
+		t.TraceID = fmt.Sprintf("bench-%d", i)
+		ref := event.TraceRef{TraceID: t.TraceID, AgentName: "bench", Policy: opts.Policy, Run: run}
+		for k, s := range t.Steps {
+			e, err := event.New(event.Step{TraceRef: ref, TraceMetadata: t.Metadata, Seq: k, Step: s})
+			if err != nil {
+				return PipelineResult{}, err
+			}
+			batch = append(batch, withoutID(e))
+		}
+		e, err := event.New(event.End{TraceRef: ref, Steps: len(t.Steps)})
+		if err != nil {
+			return PipelineResult{}, err
+		}
+		batch = append(batch, withoutID(e))
+		ends = append(ends, i)
+		if (i+1)%opts.BatchSize == 0 {
+			if err := flush(); err != nil {
+				return PipelineResult{}, err
+			}
+			now := time.Now()
+			mu.Lock()
+			for _, j := range ends {
+				sent[j] = now
+			}
+			mu.Unlock()
+			ends = ends[:0]
+		}
+	}
+	if err := flush(); err != nil {
+		return PipelineResult{}, err
+	}
+	now := time.Now()
+	mu.Lock()
+	for _, j := range ends {
+		sent[j] = now
+	}
+	mu.Unlock()
+	published := time.Since(start)
+	select {
+	case <-all:
+	case err := <-done:
+		if err == nil {
+			err = errors.New("results stopped")
+		}
+		return PipelineResult{}, err
+	case <-ctx.Done():
+		return PipelineResult{}, fmt.Errorf("%d of %d traces scored: %w", scored.Load(), traces, ctx.Err())
+	}
+	secs := time.Since(start).Seconds()
+	steps := traces * opts.PerTrace
+	mu.Lock()
+	defer mu.Unlock()
+	return PipelineResult{Steps: steps, Traces: traces, Seconds: secs, PublishSeconds: published.Seconds(),
+		StepsPerS: float64(steps) / secs, PublishPerS: float64(steps) / published.Seconds(), Latency: summarize(lat)}, nil
+}
+
+// withoutID leaves out an event's de-duplication id: the load's runs are fresh and sent
+// once, so the figures measure the pipeline rather than the server's de-duplication window.
+func withoutID(e event.Envelope) event.Envelope {
+	e.MsgID = ""
+	return e
+}
