@@ -16,7 +16,6 @@ import (
 	"sync"
 
 	"github.com/troy-audit/troy/evaluator"
-	"github.com/troy-audit/troy/event"
 	"github.com/troy-audit/troy/ingest"
 	"github.com/troy-audit/troy/reporter"
 	"github.com/troy-audit/troy/schemas"
@@ -28,10 +27,11 @@ import (
 func Result(c *evaluator.Compiled, t *schemas.Trace, explainNote string) *schemas.AuditResult {
 	ev := c.Evaluate(t)
 	p := c.Policy()
-	info := schemas.AuditInfo{PolicyID: p.PolicyID, PolicyHash: c.Hash(), Rules: len(p.Rules)}
-	ex := event.Explained{State: schemas.ExplanationsOff, Note: explainNote}
-	ex.RuleErrors, ex.RiskScore = ev.RuleErrors, scorer.Score(ev.Violations, c.Weights())
-	return ex.Audit(t, ev.Violations, nil, info)
+	info := schemas.AuditInfo{PolicyID: p.PolicyID, PolicyHash: c.Hash(), Rules: len(p.Rules),
+		Explanations: schemas.ExplanationsOff, ExplanationsNote: explainNote, RuleErrors: ev.RuleErrors}
+	r := &schemas.AuditResult{Trace: t, Violations: ev.Violations, RiskScore: scorer.Score(ev.Violations, c.Weights()), Info: &info}
+	r.Normalize()
+	return r
 }
 
 // Auditor audits one trace; a batch audits each of its traces with one.

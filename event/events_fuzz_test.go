@@ -2,6 +2,8 @@ package event
 
 import (
 	"testing"
+
+	"github.com/troy-audit/troy/schemas"
 )
 
 // FuzzReadBack feeds what a stage reads back from the streams (a trace's step and output
@@ -28,9 +30,9 @@ func FuzzReadBack(f *testing.F) {
 		if vs, err := c.Violations(); err == nil && len(vs) != ev.Violations {
 			t.Fatalf("a verdict of %d violations, counted %d", len(vs), ev.Violations)
 		}
-		if back, err := ParseSubjectToken(SubjectToken(id)); err != nil || back != id {
-			t.Fatalf("%q: token %q reads back as %q (%v)", id, SubjectToken(id), back, err)
+		if back, err := schemas.ParseToken(schemas.Token(id)); err != nil || back != id {
+			t.Fatalf("%q: token %q reads back as %q (%v)", id, schemas.Token(id), back, err)
 		}
-		_, _ = ParseSubjectToken(id)
+		_, _ = schemas.ParseToken(id)
 	})
 }

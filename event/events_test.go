@@ -13,17 +13,17 @@ import (
 
 func TestSubjectTokensAreReversibleAndSafe(t *testing.T) {
 	for _, id := range []string{"", "t1", "a.b", "with space", "*", ">", "ünï ✓", "~", "~7e", "a~b", "x\x00y", strings.Repeat(".", 3)} {
-		tok := SubjectToken(id)
+		tok := schemas.Token(id)
 		if tok == "" || strings.ContainsAny(tok, ". *>\t\n") {
 			t.Errorf("%q encodes to %q, not one subject token", id, tok)
 		}
-		back, err := ParseSubjectToken(tok)
+		back, err := schemas.ParseToken(tok)
 		if err != nil || back != id {
 			t.Errorf("%q -> %q -> %q (%v)", id, tok, back, err)
 		}
 	}
 	if err := quick.Check(func(id string) bool {
-		back, err := ParseSubjectToken(SubjectToken(id))
+		back, err := schemas.ParseToken(schemas.Token(id))
 		return err == nil && back == id
 	}, nil); err != nil {
 		t.Fatal(err)
@@ -32,7 +32,7 @@ func TestSubjectTokensAreReversibleAndSafe(t *testing.T) {
 		if bad == "~" {
 			continue
 		}
-		if _, err := ParseSubjectToken(bad); err == nil {
+		if _, err := schemas.ParseToken(bad); err == nil {
 			t.Errorf("%q should not parse", bad)
 		}
 	}

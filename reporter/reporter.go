@@ -16,7 +16,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/troy-audit/troy/event"
 	"github.com/troy-audit/troy/schemas"
 )
 
@@ -200,7 +199,7 @@ const maxPathToken = 128
 // that fits, else the token's start, "~~" (which no token holds) and a hash of the id, so
 // that different ids never share a name.
 func PathToken(id string) string {
-	tok := event.SubjectToken(id)
+	tok := schemas.Token(id)
 	if len(tok) <= maxPathToken {
 		return tok
 	}

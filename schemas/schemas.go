@@ -10,6 +10,8 @@ package schemas
 import (
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -340,4 +342,50 @@ type GuardStep struct {
 	Type     string         `json:"type,omitempty"` // default tool_call
 	Input    map[string]any `json:"input,omitempty"`
 	Metadata map[string]any `json:"metadata,omitempty"`
+}
+
+// Token encodes an id as one token of a NATS subject or a file name, reversibly: letters, digits, '-' and
+// '_' stay, every other byte becomes ~ and two hex digits, and the empty id is "~".
+func Token(id string) string {
+	if id == "" {
+		return "~"
+	}
+	var b strings.Builder
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' {
+			b.WriteByte(c)
+			continue
+		}
+		const hex = "0123456789abcdef"
+		b.WriteByte('~')
+		b.WriteByte(hex[c>>4])
+		b.WriteByte(hex[c&15])
+	}
+	return b.String()
+}
+
+// ParseToken reverses Token.
+func ParseToken(tok string) (string, error) {
+	if tok == "~" {
+		return "", nil
+	}
+	var b strings.Builder
+	for i := 0; i < len(tok); i++ {
+		c := tok[i]
+		if c != '~' {
+			b.WriteByte(c)
+			continue
+		}
+		if i+2 >= len(tok) {
+			return "", fmt.Errorf("token %q: truncated escape at byte %d", tok, i)
+		}
+		v, err := strconv.ParseUint(tok[i+1:i+3], 16, 8)
+		if err != nil {
+			return "", fmt.Errorf("token %q: bad escape at byte %d", tok, i)
+		}
+		b.WriteByte(byte(v))
+		i += 2
+	}
+	return b.String(), nil
 }

@@ -279,7 +279,7 @@ func TestServeSurvivesSIGKILL(t *testing.T) {
 		}
 	}
 	for id, w := range want {
-		raw, err := os.ReadFile(filepath.Join(reports, event.SubjectToken(w.Trace.AgentName), event.SubjectToken(id), "audit.json"))
+		raw, err := os.ReadFile(filepath.Join(reports, schemas.Token(w.Trace.AgentName), schemas.Token(id), "audit.json"))
 		if err != nil {
 			t.Fatal(err)
 		}

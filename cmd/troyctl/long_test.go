@@ -16,7 +16,6 @@ import (
 
 	"github.com/troy-audit/troy/audit"
 	"github.com/troy-audit/troy/evaluator"
-	"github.com/troy-audit/troy/event"
 	"github.com/troy-audit/troy/ingest"
 	"github.com/troy-audit/troy/ingest/tracegen"
 	"github.com/troy-audit/troy/reporter"
@@ -65,7 +64,7 @@ func TestLongTraceThroughEveryWayIn(t *testing.T) {
 	if r := troyctl(t, "batch", "long.json", "all.json", "--nats", url, "-o", "remote", "-q"); r.code != 0 {
 		t.Fatalf("batch --nats: exit %d: %s", r.code, r.stderr)
 	}
-	served := filepath.Join("data", "reports", event.SubjectToken(tr.AgentName), event.SubjectToken(tr.TraceID), "audit.json")
+	served := filepath.Join("data", "reports", schemas.Token(tr.AgentName), schemas.Token(tr.TraceID), "audit.json")
 	deadline := time.Now().Add(time.Minute)
 	var got schemas.AuditResult
 	for {
@@ -138,7 +137,7 @@ func BenchmarkLongTrace(b *testing.B) {
 		port := freePort(b)
 		serve := startServe(b, "--data-dir", "data", "--listen", fmt.Sprintf("127.0.0.1:%d", port))
 		runs("batch-nats", "batch", "long.json", "all.json", "--nats", fmt.Sprintf("nats://127.0.0.1:%d", port), "--max-size", maxSize, "-o", "remote", "-q")
-		served := filepath.Join("data", "reports", event.SubjectToken(tr.AgentName), event.SubjectToken(tr.TraceID), "audit.json")
+		served := filepath.Join("data", "reports", schemas.Token(tr.AgentName), schemas.Token(tr.TraceID), "audit.json")
 		var got schemas.AuditResult
 		for deadline := time.Now().Add(10 * time.Minute); ; {
 			raw, err := os.ReadFile(served)

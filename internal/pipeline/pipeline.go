@@ -14,7 +14,6 @@ import (
 	"github.com/troy-audit/troy/internal/explainer"
 	"github.com/troy-audit/troy/internal/pipeline/evaluate"
 	"github.com/troy-audit/troy/internal/warehouse"
-	"github.com/troy-audit/troy/reporter"
 	"github.com/troy-audit/troy/schemas"
 )
 
@@ -208,7 +207,7 @@ func (p *Pipeline) component(name string) (bus.Consumer, bus.Handler) {
 		return c, explainer.NewStage(p.cfg.Explain, p.cfg.ExplainNote, p.b).Handle
 	}
 	c.Stream, c.Filter = bus.ResultsStream, []string{event.ResultFilter(event.KindExplained)}
-	return c, reporter.NewStage(p.cfg.ReportDir, p.b, p.pol.Info).Handle
+	return c, newReportStage(p.cfg.ReportDir, p.b, p.pol.Info).Handle
 }
 
 // countRuleErrors counts the rule errors of each trace the evaluator finishes (a

@@ -190,7 +190,7 @@ func TestReporterWritesReports(t *testing.T) {
 	if got.RiskScore != want.RiskScore || !reflect.DeepEqual(got.Violations, want.Violations) || got.Info.PolicyHash != c.Hash() {
 		t.Fatalf("report %+v\nwant %+v", got, want)
 	}
-	if filepath.Dir(r.AuditJSON) != filepath.Join(dir, event.SubjectToken(tr.AgentName), "session~20one") {
+	if filepath.Dir(r.AuditJSON) != filepath.Join(dir, schemas.Token(tr.AgentName), "session~20one") {
 		t.Fatalf("report at %s", r.AuditJSON)
 	}
 	if p.Eval.OpenTraces() != 0 {
