@@ -152,3 +152,29 @@ func TestImportRules(t *testing.T) {
 		}
 	}
 }
+
+// The SDK's module graph holds nats.go and its requirements, troy's vocabulary and one
+// JSON codec: what an agent's go get of the SDK resolves (ARCHITECTURE.md, Modules).
+func TestSDKModuleGraph(t *testing.T) {
+	allowed := []string{
+		modulePath + "/sdk", modulePath + "/event", modulePath + "/schemas",
+		"github.com/nats-io/nats.go", "github.com/nats-io/nkeys", "github.com/nats-io/nuid",
+		"github.com/klauspost/compress", "github.com/goccy/go-json",
+		"golang.org/x/crypto", "golang.org/x/sys", "golang.org/x/net", "golang.org/x/term", "golang.org/x/text",
+		"go", "toolchain",
+	}
+	cmd := exec.Command("go", "mod", "graph")
+	cmd.Dir = filepath.Join("..", "sdk")
+	raw, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go mod graph in sdk: %v", err)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
+		for _, node := range strings.Fields(line) {
+			mod, _, _ := strings.Cut(node, "@")
+			if !slices.Contains(allowed, mod) {
+				t.Errorf("the SDK's module graph holds %s (%s)", node, line)
+			}
+		}
+	}
+}
