@@ -213,12 +213,20 @@ func Pipeline(ctx context.Context, b *bus.Bus, opts PipelineOptions) (PipelineRe
 	<-ready
 	start := time.Now()
 	var batch []event.Envelope
+	var ends []int
+	// flush publishes the batch and stamps the traces it ended as sent.
 	flush := func() error {
 		err := b.PublishAll(ctx, batch)
 		batch = batch[:0]
+		now := time.Now()
+		mu.Lock()
+		for _, j := range ends {
+			sent[j] = now
+		}
+		mu.Unlock()
+		ends = ends[:0]
 		return err
 	}
-	var ends []int
 	for i := range traces {
 		t := gen.Trace()
 		t.TraceID = fmt.Sprintf("bench-%d", i)
@@ -240,24 +248,11 @@ func Pipeline(ctx context.Context, b *bus.Bus, opts PipelineOptions) (PipelineRe
 			if err := flush(); err != nil {
 				return PipelineResult{}, err
 			}
-			now := time.Now()
-			mu.Lock()
-			for _, j := range ends {
-				sent[j] = now
-			}
-			mu.Unlock()
-			ends = ends[:0]
 		}
 	}
 	if err := flush(); err != nil {
 		return PipelineResult{}, err
 	}
-	now := time.Now()
-	mu.Lock()
-	for _, j := range ends {
-		sent[j] = now
-	}
-	mu.Unlock()
 	published := time.Since(start)
 	select {
 	case <-all:
