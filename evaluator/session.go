@@ -19,13 +19,16 @@ type Session struct {
 	steps     []*schemas.Step
 	views     []*stepView
 	index     map[string]int
-	now       [][]stepOutcome // per step: the outcomes of EvaluateNow that are not plain false
-	scratch   []stepOutcome   // reused by EvaluateNow, which keeps an exact copy
+	// The outcomes of EvaluateNow that are not plain false, of every step evaluated, in
+	// step order in one array (no allocation per step, and little for the collector to
+	// scan in a long session); step i's are outcomes[from[i]:from[i+1]].
+	outcomes []stepOutcome
+	from     []int
 }
 
 // stepOutcome is a rule's verdict at a step, kept when it is a violation or a failure.
 type stepOutcome struct {
-	rule     int
+	rule     int32
 	violated bool
 	err      string
 }
@@ -87,7 +90,6 @@ func (s *Session) Append(step *schemas.Step) int {
 	s.index[step.StepID] = len(s.steps)
 	s.steps = append(s.steps, step)
 	s.views = append(s.views, v)
-	s.now = append(s.now, nil)
 	return len(s.steps) - 1
 }
 
@@ -128,8 +130,15 @@ func (s *Session) nowRule(r *rule) bool { return !s.lookahead || !r.ahead }
 // lookahead), in rule order, and returns its violations and the rules that failed. What it
 // finds replaces what an earlier call found at that step, in the verdict.
 func (s *Session) EvaluateNow(i int) ([]schemas.Violation, []schemas.StepRuleError) {
+	// Evaluating a step again forgets what was found at the steps after it, which are
+	// evaluated again in order (as after SetOutput); steps never evaluated have no outcomes.
+	if i < len(s.from) {
+		s.outcomes, s.from = s.outcomes[:s.from[i]], s.from[:i]
+	}
+	for len(s.from) <= i {
+		s.from = append(s.from, len(s.outcomes))
+	}
 	s.r.env.at(s.views, i)
-	outcomes := s.scratch[:0]
 	var vs []schemas.Violation
 	var errs []schemas.StepRuleError
 	for k, r := range s.c.rules {
@@ -140,16 +149,25 @@ func (s *Session) EvaluateNow(i int) ([]schemas.Violation, []schemas.StepRuleErr
 		switch {
 		case err != nil:
 			msg := oneLine(conditionError(err).Error())
-			outcomes = append(outcomes, stepOutcome{rule: k, err: msg})
+			s.outcomes = append(s.outcomes, stepOutcome{rule: int32(k), err: msg})
 			errs = append(errs, schemas.StepRuleError{RuleID: r.RuleID, Error: msg})
 		case ok:
-			outcomes = append(outcomes, stepOutcome{rule: k, violated: true})
+			s.outcomes = append(s.outcomes, stepOutcome{rule: int32(k), violated: true})
 			vs = append(vs, violation(r, s.steps[i]))
 		}
 	}
-	s.scratch = outcomes
-	s.now[i] = slices.Clone(outcomes)
 	return vs, errs
+}
+
+// found is what EvaluateNow kept of step i.
+func (s *Session) found(i int) []stepOutcome {
+	switch {
+	case i >= len(s.from):
+		return nil
+	case i+1 < len(s.from):
+		return s.outcomes[s.from[i]:s.from[i+1]]
+	}
+	return s.outcomes[s.from[i]:]
 }
 
 // Finish evaluates the rules that look ahead at every step, over the steps so far, and
@@ -166,16 +184,16 @@ func (s *Session) Finish() Verdict {
 		e.Count++
 	}
 	for i := range s.steps {
-		now := s.now[i]
+		now := s.found(i)
 		if s.lookahead {
 			s.r.env.at(s.views, i)
 		}
 		for k, r := range s.c.rules {
 			if s.nowRule(r) {
-				for len(now) > 0 && now[0].rule < k {
+				for len(now) > 0 && int(now[0].rule) < k {
 					now = now[1:]
 				}
-				if len(now) > 0 && now[0].rule == k {
+				if len(now) > 0 && int(now[0].rule) == k {
 					if now[0].err != "" {
 						fail(k, i, now[0].err)
 					} else if now[0].violated {
