@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -24,6 +25,7 @@ import (
 	"github.com/troy-audit/troy/internal/pipeline"
 	"github.com/troy-audit/troy/policies"
 	"github.com/troy-audit/troy/schemas"
+	"github.com/troy-audit/troy/sdk/adapter"
 	"github.com/troy-audit/troy/sdk/agent"
 )
 
@@ -395,5 +397,44 @@ func TestLocalGuardConcurrentChecks(t *testing.T) {
 	}
 	if seq != workers*each || len(evs) != 2*workers*each {
 		t.Fatalf("the record holds %d steps and %d events", seq, len(evs))
+	}
+}
+
+// A framework adapter's session runs on the local guard as on a deployment's: an allowed
+// tool runs and its result is recorded, a forbidden one is blocked before it runs, and the
+// end writes the session's report.
+func TestAdapterSessionOnTheLocalGuard(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	g, err := localguard.New(ctx, compilePolicy(t, testPolicy), localguard.Options{Session: "framework", Agent: "bot", DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close(ctx)
+	var seen []string
+	s := adapter.With(g, adapter.Options{
+		MetadataFn:  func(string, map[string]any, string) map[string]any { return map[string]any{"total_tokens": 10} },
+		OnViolation: func(d schemas.Decision) { seen = append(seen, d.Violations[0].RuleID) }})
+	if s.ID() != "framework" {
+		t.Fatalf("session %q, want the guard's", s.ID())
+	}
+	s.Enter()
+	out, err := s.Run(ctx, "search", map[string]any{"q": "x"}, func() (string, error) { return "found", nil })
+	if err != nil || out != "found" {
+		t.Fatalf("an allowed tool: %q, %v", out, err)
+	}
+	ran := false
+	_, err = s.Run(ctx, "bash", map[string]any{"cmd": "ls"}, func() (string, error) { ran = true; return "", nil })
+	if !errors.As(err, new(*agent.BlockedError)) || ran || !slices.Equal(seen, []string{"shell"}) {
+		t.Fatalf("bash: %v (ran %v, violations %v), want blocked before it ran", err, ran, seen)
+	}
+	s.Leave(ctx)
+	if tr := g.Trace(); tr != nil && len(tr.Steps) != 0 {
+		t.Fatalf("after the end, the guard starts a new run; it holds %d steps", len(tr.Steps))
+	}
+	raw, err := os.ReadFile(filepath.Join(dir, "reports", "bot", "framework", "audit.json"))
+	if err != nil || !strings.Contains(string(raw), `"result": "found"`) {
+		t.Fatalf("the session's audit.json: %v\n%s", err, raw)
 	}
 }

@@ -26,7 +26,7 @@ type Options struct {
 
 // Session is one guarded run of an agent.
 type Session struct {
-	g     *agent.Guard
+	g     agent.Checker
 	opts  Options
 	mu    sync.Mutex
 	depth int
@@ -41,8 +41,20 @@ func New(conn *agent.Conn, opts Options) *Session {
 	return &Session{g: g, opts: opts}
 }
 
+// With starts a guarded session on a guard the caller made, such as the local guard
+// (localguard.Guard): its session, agent, mode and policy are the guard's, and opts gives
+// the metadata function and the violation callback.
+func With(g agent.Checker, opts Options) *Session {
+	return &Session{g: g, opts: opts}
+}
+
 // ID is the session's id: the trace troy reports.
-func (s *Session) ID() string { return s.opts.Session }
+func (s *Session) ID() string {
+	if g, ok := s.g.(interface{ Session() string }); ok && s.opts.Session == "" {
+		return g.Session() // a guard made by the caller names its own session
+	}
+	return s.opts.Session
+}
 
 // Check asks the guard about a step, with the metadata of MetadataFn, and calls
 // OnViolation when it found violations. In enforce mode a blocked step is an

@@ -31,6 +31,12 @@ func New(conn *agent.Conn, opts adapter.Options) *Adapter {
 	return &Adapter{Session: adapter.New(conn, opts)}
 }
 
+// With starts a guarded session on a guard the caller made, such as the local guard, which
+// needs no deployment.
+func With(g agent.Checker, opts adapter.Options) *Adapter {
+	return &Adapter{Session: adapter.With(g, opts)}
+}
+
 // Tools wraps invokable tools so that each call is checked first, runs only if allowed,
 // and has its result recorded. Other tools are returned as they are.
 func (a *Adapter) Tools(ts []tool.BaseTool) []tool.BaseTool {

@@ -36,6 +36,12 @@ func New(conn *agent.Conn, opts adapter.Options) *Adapter {
 	return &Adapter{Session: adapter.New(conn, opts)}
 }
 
+// With starts a guarded session on a guard the caller made, such as the local guard, which
+// needs no deployment.
+func With(g agent.Checker, opts adapter.Options) *Adapter {
+	return &Adapter{Session: adapter.With(g, opts)}
+}
+
 // Tools wraps tools so that each call is checked first, runs only if allowed, and has its
 // result recorded.
 func (a *Adapter) Tools(ts []tools.Tool) []tools.Tool {
