@@ -201,8 +201,8 @@ func (t *tables) addStep(ev *stepEvent, stored time.Time, version uint64) bool {
 }
 
 func (t *tables) addExplanationEvent(e event.Envelope) error {
-	var ev event.Explanation
-	if err := json.Unmarshal(e.Data, &ev); err != nil {
+	ev, err := event.Decode[event.Explanation](e)
+	if err != nil {
 		return err
 	}
 	x := ev.Explanation
@@ -335,13 +335,14 @@ type finished struct {
 func decodeFinished(e event.Envelope) (finished, error) {
 	f := finished{e: e}
 	if e.Kind == event.KindVerdict {
-		f.part = &event.VerdictPart{}
-		if err := json.Unmarshal(e.Data, f.part); err != nil {
+		part, err := event.Decode[event.VerdictPart](e)
+		if err != nil {
 			return f, err
 		}
-		f.ref, f.steps = f.part.TraceRef, f.part.Steps
+		f.part, f.ref, f.steps = &part, part.TraceRef, part.Steps
 		return f, nil
 	}
+	// A scored event is an explained one without its explanations: one struct reads both.
 	f.end = &event.Explained{}
 	if err := json.Unmarshal(e.Data, f.end); err != nil {
 		return f, err
