@@ -228,6 +228,9 @@ func TestStageRejectsBadEvents(t *testing.T) {
 		{Subject: "troy.steps.a.t", Kind: event.KindStep, Data: []byte("{not json"), Seq: 1},
 		{Subject: "troy.steps.a.u", Kind: "weird", Data: []byte("{}"), Seq: 2},
 		{Subject: "troy.steps.a.v", Kind: event.KindStep, Data: []byte(`{"trace_id": "v", "seq": 0}`), Seq: 3},
+		// A whole step whose body names another trace than its subject.
+		{Subject: "troy.steps.a.w", Kind: event.KindStep, Data: []byte(`{"trace_id": "elsewhere", "agent_name": "a", "seq": 0, "step": {"step_id": "s", "type": "tool_call", "description": "d"}}`), Seq: 4},
+		{Subject: "troy.steps.a.w", Kind: event.KindEnd, Data: []byte(`{"trace_id": "w", "agent_name": "b", "steps": 1}`), Seq: 5},
 	} {
 		_, err := stage.Handle(context.Background(), ev)
 		var perm *event.Permanent
