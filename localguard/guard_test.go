@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/troy-audit/troy/sdk/servetest"
 
 	"github.com/troy-audit/troy/event"
 	"github.com/troy-audit/troy/localguard"
@@ -145,13 +146,7 @@ func TestLocalAgentProcess(t *testing.T) {
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
+	return fmt.Sprintf("127.0.0.1:%d", servetest.FreePort(t))
 }
 
 // startDeployment starts a NATS server with troy's streams on addr, as troyctl serve does.

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/troy-audit/troy/sdk/servetest"
 )
 
 // writePolicy writes a policy file of one rule, with extra top-level JSON when given.
@@ -96,7 +98,7 @@ func TestCheckRuleErrors(t *testing.T) {
 // The same decisions from a running guard service (troyctl serve, a separate process),
 // with the rule errors counted in its /metrics.
 func TestCheckRuleErrorsAgainstARunningGuard(t *testing.T) {
-	port, metrics := freePort(t), freePort(t)
+	port, metrics := servetest.FreePort(t), servetest.FreePort(t)
 	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
 	startServe(t, "--data-dir", filepath.Join(t.TempDir(), "data"), "--listen", fmt.Sprintf("127.0.0.1:%d", port),
 		"--policy", "minimal", "--metrics", fmt.Sprintf("127.0.0.1:%d", metrics))

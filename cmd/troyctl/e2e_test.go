@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/troy-audit/troy/sdk/servetest"
 
 	"github.com/troy-audit/troy/audit"
 	"github.com/troy-audit/troy/evaluator"
@@ -48,16 +49,6 @@ func troyctlBinary(t testing.TB) string {
 		t.Fatal(err)
 	}
 	return path
-}
-
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // process is troyctl running on its own.
@@ -150,7 +141,7 @@ func countReports(dir string) int {
 func TestServeSurvivesSIGKILL(t *testing.T) {
 	dir := t.TempDir()
 	data := filepath.Join(dir, "data")
-	port := freePort(t)
+	port := servetest.FreePort(t)
 	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
 	serveArgs := []string{"--data-dir", data, "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--policy", "minimal"}
 
@@ -299,7 +290,7 @@ func TestServeSurvivesSIGKILL(t *testing.T) {
 // that look back still see the whole history: every decision equals the in-process guard's.
 func TestTwoGuardProcessesShareSessions(t *testing.T) {
 	dir := t.TempDir()
-	port := freePort(t)
+	port := servetest.FreePort(t)
 	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
 	startServe(t, "--data-dir", filepath.Join(dir, "data"), "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--policy", "minimal")
 	startServe(t, "--nats", url, "--only", "guard")
@@ -417,7 +408,7 @@ func collect(t *testing.T, b *bus.Bus, subject string) [][]byte {
 // troyctl check --nats asks the running guard service and records the step in its session.
 func TestCheckAgainstARunningGuard(t *testing.T) {
 	dir := t.TempDir()
-	port := freePort(t)
+	port := servetest.FreePort(t)
 	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
 	startServe(t, "--data-dir", filepath.Join(dir, "data"), "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--policy", "minimal")
 	policy := example(t, "policy.json")

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/troy-audit/troy/sdk/servetest"
 )
 
 // serve --http runs the gateway next to NATS, with the tokens of a file: its comments and
@@ -17,7 +19,7 @@ func TestServeHTTPGateway(t *testing.T) {
 	if err := os.WriteFile(tokens, []byte("# agents of the support team\nfirst\n\nsecond-token\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	port, httpPort := freePort(t), freePort(t)
+	port, httpPort := servetest.FreePort(t), servetest.FreePort(t)
 	startServe(t, "--data-dir", filepath.Join(dir, "data"), "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--policy", "minimal",
 		"--http", fmt.Sprintf("127.0.0.1:%d", httpPort), "--http-tokens", tokens)
 	check := func(auth string) int {

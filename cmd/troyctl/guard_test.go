@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/troy-audit/troy/sdk/servetest"
+
 	"github.com/troy-audit/troy/localguard"
 
 	"github.com/troy-audit/troy/event"
@@ -202,7 +204,7 @@ func TestGuardStdioEndReportsAsAudit(t *testing.T) {
 func TestGuardStdioChildProcess(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	addr := fmt.Sprintf("127.0.0.1:%d", servetest.FreePort(t))
 	dep, err := bus.Open(ctx, bus.Options{DataDir: t.TempDir(), Listen: addr})
 	if err != nil {
 		t.Fatal(err)
@@ -334,7 +336,7 @@ func TestGuardFlush(t *testing.T) {
 		`{"id":2,"op":"check","action":"ls"}`,
 		`{"id":3,"op":"output","step_id":"step-0","output":{}}`,
 		`{"id":4,"op":"end"}`)
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	addr := fmt.Sprintf("127.0.0.1:%d", servetest.FreePort(t))
 	dep, err := bus.Open(ctx, bus.Options{DataDir: t.TempDir(), Listen: addr})
 	if err != nil {
 		t.Fatal(err)
@@ -358,7 +360,7 @@ func TestGuardFlush(t *testing.T) {
 func TestGuardStdioSessionAuditedByTheDeployment(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	addr := fmt.Sprintf("127.0.0.1:%d", servetest.FreePort(t))
 	srv := t.TempDir()
 	startServe(t, "--policy", "minimal", "--listen", addr, "--data-dir", srv)
 	b, err := bus.Open(ctx, bus.Options{URL: "nats://" + addr, Client: true})

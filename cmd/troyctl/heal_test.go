@@ -11,13 +11,15 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/troy-audit/troy/sdk/servetest"
 )
 
 // serve outlives its NATS server: with the server gone, /healthz says so; once the server
 // is back, serve is connected again on its own, healthy, and checks are answered.
 func TestServeHealsWhenNATSComesBack(t *testing.T) {
 	node := startNATS(t)
-	metrics := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	metrics := fmt.Sprintf("127.0.0.1:%d", servetest.FreePort(t))
 	serve := startServe(t, "--nats", node.url, "--metrics", metrics, "--policy", "minimal", "--data-dir", t.TempDir())
 	health := func() (int, string) {
 		resp, err := http.Get("http://" + metrics + "/healthz")

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/troy-audit/troy/sdk/servetest"
+
 	"github.com/troy-audit/troy/ingest"
 	"github.com/troy-audit/troy/internal/bus"
 	"github.com/troy-audit/troy/internal/pipeline"
@@ -123,7 +125,7 @@ func TestAuditUnderAnAddressSpaceLimit(t *testing.T) {
 // rule errors, the other rules still find their violations, and serve keeps serving.
 func TestServeUnderAnAddressSpaceLimit(t *testing.T) {
 	dir := t.TempDir()
-	port, metricsPort := freePort(t), freePort(t)
+	port, metricsPort := servetest.FreePort(t), servetest.FreePort(t)
 	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
 	metrics := fmt.Sprintf("127.0.0.1:%d", metricsPort)
 	serve := startServeCmd(t, limited(t, "serve", "--data-dir", filepath.Join(dir, "data"),

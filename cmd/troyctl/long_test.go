@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/troy-audit/troy/sdk/servetest"
+
 	"github.com/troy-audit/troy/audit"
 	"github.com/troy-audit/troy/evaluator"
 	"github.com/troy-audit/troy/ingest"
@@ -58,7 +60,7 @@ func TestLongTraceThroughEveryWayIn(t *testing.T) {
 	}
 	same("troyctl batch", filepath.Join("batch", "long"))
 
-	port := freePort(t)
+	port := servetest.FreePort(t)
 	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
 	startServe(t, "--data-dir", "data", "--listen", fmt.Sprintf("127.0.0.1:%d", port))
 	if r := troyctl(t, "batch", "long.json", "all.json", "--nats", url, "-o", "remote", "-q"); r.code != 0 {
@@ -134,7 +136,7 @@ func BenchmarkLongTrace(b *testing.B) {
 		runs("batch", "batch", "long.json", "all.json", "--no-explain", "--max-size", maxSize, "-o", "batch", "-q")
 		same("batch", "batch/long/audit.json")
 
-		port := freePort(b)
+		port := servetest.FreePort(b)
 		serve := startServe(b, "--data-dir", "data", "--listen", fmt.Sprintf("127.0.0.1:%d", port))
 		runs("batch-nats", "batch", "long.json", "all.json", "--nats", fmt.Sprintf("nats://127.0.0.1:%d", port), "--max-size", maxSize, "-o", "remote", "-q")
 		served := filepath.Join("data", "reports", schemas.Token(tr.AgentName), schemas.Token(tr.TraceID), "audit.json")

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/troy-audit/troy/sdk/servetest"
+
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -51,7 +53,7 @@ func streamConfigs(t *testing.T, url string) map[string]jetstream.StreamConfig {
 // serve's retention flags reach every stream it declares, and the age the explanation
 // cache; a second instance started without them leaves them as they are.
 func TestServeRetention(t *testing.T) {
-	port := freePort(t)
+	port := servetest.FreePort(t)
 	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
 	startServe(t, "--data-dir", filepath.Join(t.TempDir(), "data"), "--listen", fmt.Sprintf("127.0.0.1:%d", port),
 		"--policy", "minimal", "--retain", "720h", "--retain-bytes", "2GiB")

@@ -45,7 +45,9 @@ func repoRoot() string {
 	return filepath.Join(filepath.Dir(file), "..", "..")
 }
 
-func freePort(t testing.TB) int {
+// FreePort is a TCP port on loopback that nothing listens on now, for a server a test
+// starts.
+func FreePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -70,7 +72,7 @@ func Start(t testing.TB) *Serve {
 	if err := os.WriteFile(tokens, []byte(s.Token+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	natsAddr, httpAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t)), fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	natsAddr, httpAddr := fmt.Sprintf("127.0.0.1:%d", FreePort(t)), fmt.Sprintf("127.0.0.1:%d", FreePort(t))
 	s.NATS, s.HTTP = "nats://"+natsAddr, "http://"+httpAddr
 	cmd := exec.Command(bin, "serve", "--data-dir", s.DataDir, "--listen", natsAddr, "--metrics", "",
 		"--policy", filepath.Join(repoRoot(), "examples", "policy.json"), "--http", httpAddr, "--http-tokens", tokens, "--idle-timeout", "0")
