@@ -5,6 +5,7 @@ package chtest
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,8 +13,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/troy-audit/troy/sdk/servetest"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 )
@@ -56,7 +55,7 @@ func Start(t testing.TB) *Server {
 		}
 		t.Skip("clickhouse-server is not installed; ./scripts/test installs it (apt-get install clickhouse-server)")
 	}
-	s := &Server{t: t, bin: bin, dir: t.TempDir(), Port: servetest.FreePort(t)}
+	s := &Server{t: t, bin: bin, dir: t.TempDir(), Port: freePort(t)}
 	if err := os.WriteFile(filepath.Join(s.dir, "config.xml"), []byte(s.config()), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -155,6 +154,18 @@ func (s *Server) Log() string {
 		b.Write(raw)
 	}
 	return b.String()
+}
+
+// freePort is a TCP port on loopback that nothing listens on now. (sdk/servetest has the
+// same; this package keeps its own so that it needs nothing of NATS.)
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
 }
 
 func (s *Server) config() string {
