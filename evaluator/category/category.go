@@ -86,8 +86,8 @@ type Tool struct {
 
 // Infer returns the categories of a tool. The name decides most; the first sentence of
 // the description adds what it says the tool does; argument names add what only they can
-// show (an amount and an IBAN, a command), and, for a name that says nothing, the weaker
-// signs (a recipient, a path and content).
+// show (an amount and an IBAN, a command), and, when neither says anything, the weaker
+// signs (a recipient, content to write).
 func Infer(t Tool) Set {
 	var buf [maxWords]string
 	s := phrase(Words(t.Name, MaxName, buf[:0]))
@@ -103,8 +103,8 @@ func Infer(t Tool) Set {
 		s |= strong
 		weak |= w
 	}
-	if s&^bRead == 0 {
-		s |= weak
+	if s == 0 {
+		s = weak
 	}
 	return s
 }
@@ -201,8 +201,8 @@ var words = map[string]int{
 	"get": wRead, "read": wRead, "search": wRead, "list": wRead, "fetch": wRead, "query": wRead,
 	"find": wRead, "lookup": wRead, "look": wRead, "view": wRead, "open": wRead, "show": wRead,
 	"describe": wRead, "retrieve": wRead, "download": wRead, "browse": wRead, "scan": wRead,
-	"inspect": wRead, "load": wRead, "cat": wRead, "ls": wRead, "head": wRead, "tail": wRead,
-	"grep": wRead, "stat": wRead, "info": wRead, "scrape": wRead, "crawl": wRead, "navigate": wRead,
+	"inspect": wRead, "load": wRead, "cat": wRead, "ls": wRead, "head": wRead, "tail": wRead, "info": 0,
+	"grep": wRead, "stat": wRead, "scrape": wRead, "crawl": wRead, "navigate": wRead,
 	"explore": wRead, "preview": wRead, "check": wRead, "count": wRead,
 	"tree": wRead, "glob": wRead, "select": wRead, "summarize": wRead, "extract": wRead,
 	"analyze": wRead, "analyse": wRead, "returns": wRead, "retrieves": wRead, "gets": wRead,
@@ -211,7 +211,7 @@ var words = map[string]int{
 	// sending
 	"send": wSend, "post": wSend, "notify": wSend, "share": wSend, "upload": wSend, "forward": wSend,
 	"reply": wSend | nMessage, "respond": wSend, "publish": wSend, "tweet": wSend | nMessage,
-	"broadcast": wSend, "invite": wSend, "mail": wSend | nMessage, "dm": wSend | nMessage,
+	"broadcast": wSend, "invite": wSend | wChange, "mail": wSend | nMessage, "dm": wSend | nMessage,
 	"sends": wSend, "posts": wSend, "publishes": wSend, "uploads": wSend, "forwards": wSend,
 	"submit": wSend, "push": wSend, "text": 0, "call": 0, "page": 0, "ping": wSend,
 	"announce": wSend, "mention": wSend, "emails": nMessage, "messages": nMessage,
@@ -323,7 +323,7 @@ func phrase(ws []string) Set {
 }
 
 // Argument names, as snake_case. Strong ones say a category whatever the name says;
-// weak ones only when the name and description say nothing but reading.
+// weak ones only when the name and description say nothing.
 var strongArgs = map[string]Set{
 	"iban": bMoney, "amount": bMoney, "recipient_account": bMoney, "account_number": bMoney,
 	"routing_number": bMoney, "card_number": bMoney, "bic": bMoney, "swift": bMoney,
