@@ -5,7 +5,8 @@
 // Inference is by tables of words: names are split into words (snake_case, camelCase,
 // kebab-case, dotted and slashed paths), and verbs and nouns map to categories. It is
 // linear in the text and reads a bounded prefix of each part, so a long description costs
-// no more than a short one. It imports only the standard library.
+// no more than a short one. It imports only the standard library: the policy format
+// validates category names with it, and the engine infers with it.
 package category
 
 import (
