@@ -137,6 +137,11 @@ func TestPolicySchemaAgreesWithTheLoader(t *testing.T) {
 		"missing rules":    `{"policy_id": "p"}`,
 		"missing rule_id":  `{"rules": [{"description": "d", "condition": "true"}]}`,
 		"condition number": `{"rules": [{"rule_id": "r", "description": "d", "condition": 1}]}`,
+		"tool categories":  `{"tool_categories": {"Acme_Pay": ["money", "outbound"], "lookup": []}, "rules": []}`,
+		"categories array": `{"tool_categories": ["money"], "rules": []}`,
+		"category unknown": `{"tool_categories": {"pay": ["payments"]}, "rules": []}`,
+		"category a text":  `{"tool_categories": {"pay": "money"}, "rules": []}`,
+		"category no name": `{"tool_categories": {"": ["money"]}, "rules": []}`,
 	}
 	ts, err := policies.Templates()
 	if err != nil {

@@ -201,6 +201,11 @@ func Parse(data []byte, source, defaultID string) (*Policy, error) {
 			return nil, fail("", "%s: expected %s, got %s", OnRuleErrorKey, quotedList(schemas.OnRuleErrors()), kindOrValue(raw))
 		}
 	}
+	if raw, ok := top[ToolCategoriesKey]; ok {
+		if _, err := parseToolCategories(raw); err != nil {
+			return nil, fail("", "%s", err.Error())
+		}
+	}
 	raw, ok := top["rules"]
 	if !ok {
 		return nil, fail("", "rules: required field is missing (is this a policy file?)")
@@ -419,8 +424,8 @@ func (p *Policy) Hash() string {
 	return hex.EncodeToString(sum[:])
 }
 
-// Merge combines policies into one, in order; when two define the same rule id, the first
-// one wins.
+// Merge combines policies into one, in order; when two define the same rule id, or set
+// the categories of the same tool, the first one wins.
 func Merge(id, description string, ps ...*Policy) *Policy {
 	out := &Policy{PolicyID: id, Description: description, Extra: map[string]json.RawMessage{}}
 	seen := map[string]bool{}
@@ -431,6 +436,9 @@ func Merge(id, description string, ps ...*Policy) *Policy {
 				out.Rules = append(out.Rules, r)
 			}
 		}
+	}
+	if tc := mergeToolCategories(ps); tc != nil {
+		out.Extra[ToolCategoriesKey] = tc
 	}
 	return out
 }
