@@ -73,7 +73,6 @@ func (s Set) Has(t Set) bool { return s&t == t }
 const (
 	MaxName        = 256 // bytes of a tool's name
 	MaxDescription = 512 // bytes of a tool's description, of which only the first sentence
-	MaxArgs        = 64  // argument names
 	MaxArg         = 64  // bytes of one argument name
 	maxWords       = 64  // words of one part
 )
@@ -96,10 +95,7 @@ func Infer(t Tool) Set {
 		s |= phrase(Words(d, MaxDescription, buf[:0]))
 	}
 	var weak Set
-	for i, a := range t.Args {
-		if i == MaxArgs {
-			break
-		}
+	for _, a := range t.Args {
 		strong, w := argument(a)
 		s |= strong
 		weak |= w

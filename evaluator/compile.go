@@ -20,6 +20,7 @@ import (
 	"github.com/expr-lang/expr/parser/lexer"
 	"github.com/expr-lang/expr/vm"
 
+	"github.com/troy-audit/troy/category"
 	"github.com/troy-audit/troy/evaluator/match"
 	"github.com/troy-audit/troy/policies"
 	"github.com/troy-audit/troy/schemas"
@@ -73,6 +74,8 @@ type Compiled struct {
 	hash     string
 	// metaKeys lists, rule by rule, the keys of a step's metadata each condition reads.
 	metaKeys []schemas.MissingMetadata
+	// toolCategories are the policy's categories of tools, by lower-case name.
+	toolCategories map[string]category.Set
 	// plain turns every optimization off: no prechecks, no rewritten member access or
 	// quantifiers, no prefilters. Tests compare optimized evaluation against it.
 	plain        bool
@@ -103,14 +106,15 @@ func CompileWith(p *policies.Policy, o Options) (*Compiled, error) { return comp
 
 func compile(p *policies.Policy, plain bool, o Options) (*Compiled, error) {
 	c := &Compiled{
-		plain:        plain,
-		policy:       p,
-		patterns:     map[string]*match.Pattern{},
-		weights:      make(map[string]int, len(p.Rules)),
-		hash:         p.Hash(),
-		limits:       o.Limits.orDefault(),
-		onQuarantine: o.OnQuarantine,
-		unlimited:    o.unlimited,
+		plain:          plain,
+		policy:         p,
+		patterns:       map[string]*match.Pattern{},
+		weights:        make(map[string]int, len(p.Rules)),
+		hash:           p.Hash(),
+		limits:         o.Limits.orDefault(),
+		onQuarantine:   o.OnQuarantine,
+		unlimited:      o.unlimited,
+		toolCategories: p.ToolCategories(),
 	}
 	b := &builder{c: c, predIndex: map[string]int{}}
 	var errs []error
@@ -483,7 +487,7 @@ func independent(n ast.Node) bool {
 		switch x := (*n).(type) {
 		case *ast.IdentifierNode:
 			switch x.Value {
-			case "trace", "agent", matchesName, getName, fieldName, inName:
+			case "trace", "agent", matchesName, getName, fieldName, inName, categoryName:
 			default:
 				ok = false
 			}

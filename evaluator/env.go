@@ -74,6 +74,8 @@ type stepView struct {
 	Timestamp    any            `expr:"timestamp"`
 	ParentStepID any            `expr:"parent_step_id"`
 	step         *schemas.Step
+	cats         []any // category(step), once inferred
+	catsDone     bool
 }
 
 func (v *stepView) set(s *schemas.Step) {
@@ -154,6 +156,7 @@ func envTypes() map[string]any {
 		budgetName:   (*budget)(nil),
 		tickName:     (func(cost int) bool)(nil),
 		addName:      (func(a, b any) any)(nil),
+		categoryName: (func(step *stepView) []any)(nil),
 	}
 }
 

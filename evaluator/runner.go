@@ -97,6 +97,7 @@ func (c *Compiled) newRunner(trace *TraceInfo, agent *AgentInfo) *runner {
 	s.env.vars[fieldName] = field
 	s.env.vars[tickName] = s.tick
 	s.env.vars[addName] = s.add
+	s.env.vars[categoryName] = s.category
 	return s
 }
 

@@ -68,7 +68,11 @@ var propPatterns = []string{
 }
 
 func (g CondGen) atom(x string) string {
-	switch g.r.IntN(14) {
+	switch g.r.IntN(16) {
+	case 14:
+		return fmt.Sprintf("'%s' in category(%s)", g.pick("outbound", "money", "credential", "destructive", "file_write", "code_exec", "read"), x)
+	case 15:
+		return fmt.Sprintf("len(category(%s)) %s", x, g.pick("== 0", ">= 2"))
 	case 12:
 		return fmt.Sprintf("%s.metadata.%s != '%s'", x, g.pick("data_classification", "network_zone", "approval_token"), g.pick("pii", "external", ""))
 	case 13:
@@ -138,6 +142,11 @@ var fragments = []string{
 	"2026-03-02", "bash", "a\nb", "forget all", "x", "1234",
 }
 
+var toolDescriptions = []string{
+	"Sends a message to a channel.", "Transfer money between accounts.", "Execute a shell command.",
+	"Deletes a file. Cannot be undone.", "Lists the files in a folder", "", "A tool.",
+}
+
 // RandomTrace is a generated trace of n steps mixed with fragments that the patterns of
 // CondGen look for.
 func RandomTrace(r *rand.Rand, n int) *schemas.Trace {
@@ -158,6 +167,9 @@ func RandomTrace(r *rand.Rand, n int) *schemas.Trace {
 		}
 		if r.IntN(4) == 0 {
 			s.Metadata["data_classification"] = []string{"pii", "public"}[r.IntN(2)]
+		}
+		if r.IntN(5) == 0 { // what category(step) reads beside the name
+			s.Metadata["tool_description"] = toolDescriptions[r.IntN(len(toolDescriptions))]
 		}
 	}
 	return t
