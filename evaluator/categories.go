@@ -2,7 +2,11 @@ package evaluator
 
 import (
 	"fmt"
+	"reflect"
 	"strings"
+
+	"github.com/expr-lang/expr/ast"
+	"github.com/expr-lang/expr/file"
 
 	"github.com/troy-audit/troy/category"
 	"github.com/troy-audit/troy/schemas"
@@ -18,6 +22,39 @@ const ToolDescriptionKey = "tool_description"
 
 // categoryCost is what one inference keeps: its list, at most one slot per category.
 const categoryCost = 7 * slotBytes
+
+// categoryArgument refuses a call of category whose argument cannot be a step: the
+// checker takes any value for a function of the environment.
+func categoryArgument(call *ast.CallNode, src file.Source) error {
+	if len(call.Arguments) != 1 {
+		return nil // the checker counts arguments
+	}
+	arg := call.Arguments[0]
+	switch t := arg.Type(); {
+	case t == nil, t.Kind() == reflect.Interface, t == reflect.TypeFor[*stepView]():
+		return nil
+	default:
+		fe := &file.Error{Location: arg.Location(), Message: fmt.Sprintf("%s takes a step, got %s", categoryName, kindName(t))}
+		return conditionError(fe.Bind(src))
+	}
+}
+
+// kindName names a type as a condition's author knows it.
+func kindName(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.Map, reflect.Struct, reflect.Pointer:
+		return "an object"
+	case reflect.Slice, reflect.Array:
+		return "a list"
+	case reflect.String:
+		return "a text"
+	case reflect.Bool:
+		return "a boolean"
+	case reflect.Int, reflect.Int64, reflect.Float64:
+		return "a number"
+	}
+	return t.String()
+}
 
 // category is category(step) for the runner's policy. The result is kept on the view, so
 // that the rules and predicates of one step infer once; a view is one evaluation's own.

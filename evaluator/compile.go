@@ -310,6 +310,9 @@ func (b *builder) analyse(tree *parser.Tree, r *rule) error {
 			}
 		case *ast.CallNode:
 			id, ok := x.Callee.(*ast.IdentifierNode)
+			if ok && id.Value == categoryName && perr == nil {
+				perr = categoryArgument(x, tree.Source)
+			}
 			if !ok || id.Value != matchesName || len(x.Arguments) != 2 {
 				return
 			}
