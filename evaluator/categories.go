@@ -58,9 +58,13 @@ func kindName(t reflect.Type) string {
 
 // category is category(step) for the runner's policy. The result is kept on the view, so
 // that the rules and predicates of one step infer once; a view is one evaluation's own.
-func (s *runner) category(v *stepView) []any {
-	if v == nil || v.step == nil {
-		return []any{}
+func (s *runner) category(x any) []any {
+	v, ok := x.(*stepView)
+	if !ok || v == nil {
+		if x == nil {
+			return []any{} // get() of a step that is not there
+		}
+		panic(fmt.Errorf("%s takes a step, got %s", categoryName, kindName(reflect.TypeOf(x))))
 	}
 	if v.catsDone {
 		return v.cats

@@ -44,6 +44,7 @@ func TestCategoryInConditions(t *testing.T) {
 		{"count(prev_steps, 'code_exec' in category(#)) >= 2", "s6,s7"},
 		{"any(steps, 'destructive' in category(#)) and step_index == 0", "s1"},
 		{"'money' in category(get(steps, '2')) and step_index == 0", "s1"},
+		{"len(category(get(steps, '99'))) == 0 and step_index == 1", "s2"},
 	}
 	policy := func(cond string) *policies.Policy {
 		p := evaltest.PolicyOf(cond)
@@ -131,6 +132,17 @@ func TestCategoryMisuseIsALoadError(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: error %v, want %q", tc.cond, err, tc.want)
 		}
+	}
+}
+
+func TestCategoryOfAValueThatIsNotAStepFails(t *testing.T) {
+	c, err := evaluator.Compile(evaltest.PolicyOf("'money' in category(get(step, 'input')) or step_index == 0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := c.Evaluate(categoryTrace())
+	if len(res.RuleErrors) != 1 || res.RuleErrors[0].Count != 7 || !strings.Contains(res.RuleErrors[0].FirstError, "category takes a step, got an object") {
+		t.Fatalf("rule errors %+v, want one at every step: each has an input object", res.RuleErrors)
 	}
 }
 

@@ -156,7 +156,7 @@ func envTypes() map[string]any {
 		budgetName:   (*budget)(nil),
 		tickName:     (func(cost int) bool)(nil),
 		addName:      (func(a, b any) any)(nil),
-		categoryName: (func(step *stepView) []any)(nil),
+		categoryName: (func(step any) []any)(nil),
 	}
 }
 
