@@ -228,3 +228,13 @@ func TestInferAccuracy(t *testing.T) {
 		t.Errorf("held-out accuracy %.2f, want at least 0.80", held)
 	}
 }
+
+func BenchmarkInfer(b *testing.B) {
+	t := Tool{Name: "github.create_or_update_file", Description: "Create or update a single file in a GitHub repository. Requires push access.", Args: []string{"owner", "repo", "path", "content", "message", "branch"}}
+	b.ReportAllocs()
+	for b.Loop() {
+		if Infer(t) == 0 {
+			b.Fatal("no categories")
+		}
+	}
+}
