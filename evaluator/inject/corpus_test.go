@@ -88,8 +88,8 @@ func (g gen) fill(s string) string {
 			v = g.pick(tools)
 		case "n":
 			v = fmt.Sprint(1 + g.r.IntN(28))
-		default:
-			v = "(" + s[i+1:i+j] + ")"
+		default: // not a placeholder: JSON, say
+			return s[:i+1] + g.fill(s[i+1:])
 		}
 		s = s[:i] + v + s[i+j+1:]
 	}
@@ -321,8 +321,12 @@ func jsonSafe(shapeTmpl, s string) string {
 	if !strings.HasPrefix(shapeTmpl, "{") && !strings.HasPrefix(shapeTmpl, "[") {
 		return s
 	}
-	b, _ := json.Marshal(s)
-	return string(b[1 : len(b)-1])
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(s)
+	out := bytes.TrimSpace(b.Bytes())
+	return string(out[1 : len(out)-1])
 }
 
 // generate makes the generated corpus: 40 injections per style, 1,100 benign texts (of

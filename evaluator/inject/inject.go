@@ -37,21 +37,26 @@ const (
 	Prerequisite = "prerequisite" // before you can complete, in order to finish
 	Secrecy      = "secrecy"      // do not tell the user, silently, without mentioning
 	Discussion   = "discussion"   // text about prompt injection rather than one (lowers the score)
+	// Secrets is a request to send secrets somewhere: a sending verb, something secret
+	// (keys, passwords, tokens, the conversation, the inbox) and a destination, in that
+	// order within a few words.
+	Secrets = "secrets"
 )
 
 // weights of the features; a feature counts once, however often it is seen.
 var weights = map[string]float64{
 	Override:     1.4,
-	Addressed:    0.45,
+	Addressed:    0.7,
 	Imperative:   0.3,
 	Authority:    0.25,
 	TaskRef:      0.35,
 	RoleTag:      1.0,
 	Exfiltration: 0.35,
 	UserFramed:   0.6,
-	Prerequisite: 0.45,
+	Prerequisite: 0.3,
 	Secrecy:      0.55,
 	Discussion:   -0.9,
+	Secrets:      0.75,
 }
 
 // pairs are features that, seen together, say more than each alone: a request to send
@@ -63,10 +68,8 @@ var pairs = []struct {
 	{Addressed, Imperative, 0.35},
 	{Addressed, Exfiltration, 0.4},
 	{Exfiltration, Secrecy, 0.4},
-	{Exfiltration, Prerequisite, 0.3},
-	{Authority, Imperative, 0.15},
+	{Authority, Imperative, 0.2},
 	{TaskRef, Imperative, 0.2},
-	{Exfiltration, TaskRef, 0.2},
 }
 
 // Result is a score and the features that made it.
@@ -92,7 +95,9 @@ func Analyze(text string) Result {
 	low := strings.ToLower(text)
 	var seen [numFeatures]bool
 	scanMarks(low, &seen)
-	scanPhrases(words(low), &seen)
+	ws := words(low)
+	scanPhrases(ws, &seen)
+	scanSending(ws, &seen)
 	z := 0.0
 	for i, on := range seen {
 		if on {
@@ -111,7 +116,7 @@ func Analyze(text string) Result {
 	return r
 }
 
-var featureNames = [...]string{Override, Addressed, Imperative, Authority, TaskRef, RoleTag, Exfiltration, UserFramed, Prerequisite, Secrecy, Discussion}
+var featureNames = [...]string{Override, Addressed, Imperative, Authority, TaskRef, RoleTag, Exfiltration, UserFramed, Prerequisite, Secrecy, Discussion, Secrets}
 
 const numFeatures = len(featureNames)
 
@@ -167,6 +172,9 @@ var lineStarts = []struct {
 }
 
 func scanMarks(low string, seen *[numFeatures]bool) {
+	if strings.Contains(low, `\"`) { // JSON inside a JSON string
+		low = strings.ReplaceAll(low, `\"`, `"`)
+	}
 	for _, m := range marks {
 		if m.f != "" && strings.Contains(low, m.s) {
 			seen[featureIndex[m.f]] = true
@@ -229,6 +237,48 @@ func isWordByte(b byte) bool {
 }
 func isAddrByte(b byte) bool {
 	return isWordByte(b) || b == '@' || b == '.' || b == '/' || b == ':' || b == '-' || b == '_' || b == '?' || b == '=' || b == '&' || b == '%'
+}
+
+// sendVerbs and secretWords make Secrets; sendWindow is how many words may follow the
+// verb before the destination.
+var (
+	sendVerbs = set("send", "forward", "call", "invoke", "transfer", "email", "mail", "upload", "post", "copy", "share", "paste",
+		"leak", "exfiltrate", "sende", "senden", "schicke", "envoie", "envoyez", "envía", "envia", "invia")
+	secretWords = set("password", "passwords", "passwort", "passe", "contraseña", "key", "keys", "token", "tokens",
+		"credentials", "secret", "secrets", "ssh", "id_rsa", "env", "history", "conversation", "historique",
+		"inbox", "cookie", "cookies", "session", "records", "database", "iban", "clients", "mails", "emails", "messages", "thread", "chat", "kundendaten", "customer")
+)
+
+const sendWindow = 14
+
+func set(ws ...string) map[string]bool {
+	m := map[string]bool{}
+	for _, w := range ws {
+		m[w] = true
+	}
+	return m
+}
+
+// scanSending looks for a sending verb followed, within sendWindow words, by a
+// destination, with a secret between them. Each verb looks at most sendWindow words on.
+func scanSending(ws []string, seen *[numFeatures]bool) {
+	for i, w := range ws {
+		if !sendVerbs[w] {
+			continue
+		}
+		secret := false
+		for j := i + 1; j < len(ws) && j <= i+sendWindow; j++ {
+			if ws[j] == dest || ws[j] == "iban" { // an account number is a destination too
+				seen[featureIndex[Exfiltration]] = true
+				if secret || ws[j] == "iban" {
+					seen[featureIndex[Secrets]] = true
+					return
+				}
+				break
+			}
+			secret = secret || secretWords[ws[j]] && ws[j-1] != "public"
+		}
+	}
 }
 
 // A phrase is words in order; "*" stands for any one word, and up to maxGap other words

@@ -10,9 +10,10 @@ var phraseTable = map[string][]string{
 		"ignore previous directions", "ignore all instructions", "ignore your guidelines",
 		"ignore everything above", "ignore everything before", "ignore the above",
 		"disregard previous", "disregard prior", "disregard your", "disregard the above", "disregard all",
-		"disregard earlier", "disregard any", "forget previous instructions", "forget your instructions",
+		"disregard earlier", "disregard everything", "disregard any", "forget previous instructions", "forget your instructions",
 		"forget everything", "forget all previous", "override your instructions", "override previous instructions",
-		"new instructions", "updated instructions follow", "your new task", "your real task", "your actual task",
+		"new instructions", "updated instructions follow", "your new task", "your real task", "your actual task", "your real objective", "your new objective",
+		"your goal is now", "update to your instructions", "your task has changed", "your instructions have changed",
 		"you are now", "from now on you", "stop what you are doing", "instead of summarizing", "instead of answering",
 		"do not follow the user", "not follow your original", "system override", "developer mode",
 		// the same in the languages the data around it may be written in
@@ -22,9 +23,9 @@ var phraseTable = map[string][]string{
 		"ignora le istruzioni precedenti", "ignore as instruções anteriores", "negeer alle vorige instructies",
 	},
 	Addressed: {
-		"ai assistant", "dear assistant", "dear ai", "hey assistant", "attention assistant", "attention ai",
+		"dear assistant", "dear ai", "hey assistant", "attention assistant", "attention ai",
 		"attention agent", "to the assistant", "to the ai", "to any ai", "to the agent", "to the model",
-		"ai agents", "ai agent reading", "language model reading", "llm reading", "assistant reading this",
+		"agents reading this", "agents processing this", "ai agent reading", "ai reading this", "assistant only", "for the assistant", "language model reading", "llm reading", "assistant reading this",
 		"if you are an ai", "if you are an assistant", "if you are a language model", "if you are an llm",
 		"if you are an agent", "you are an ai", "as an ai", "note to ai", "note for the assistant",
 		"message for the ai", "message to the assistant", "instructions for the assistant", "instructions for ai",
@@ -33,7 +34,7 @@ var phraseTable = map[string][]string{
 	},
 	Imperative: {
 		"you must", "you should now", "you need to", "you are required", "you have to", "you will now",
-		"you are instructed", "you shall", "make sure you", "immediately send", "immediately forward",
+		"you are instructed", "requires you to", "you are to", "you shall", "make sure you", "immediately send", "immediately forward",
 		"do it now", "do this now", "now send", "now forward", "now email", "now call", "now run",
 		"du musst", "vous devez", "debes", "tienes que", "devi",
 	},
