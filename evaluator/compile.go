@@ -483,7 +483,7 @@ func independent(n ast.Node) bool {
 		switch x := (*n).(type) {
 		case *ast.IdentifierNode:
 			switch x.Value {
-			case "trace", "agent", matchesName, getName, fieldName, inName:
+			case "trace", "agent", matchesName, getName, fieldName, inName, scoreName, injectedName:
 			default:
 				ok = false
 			}
