@@ -68,7 +68,9 @@ var propPatterns = []string{
 }
 
 func (g CondGen) atom(x string) string {
-	switch g.r.IntN(14) {
+	switch g.r.IntN(15) {
+	case 14:
+		return fmt.Sprintf("injection_score(%s.%s) %s 0.%d", x, g.pick("input", "output", "description"), g.pick(">=", "<"), g.r.IntN(10))
 	case 12:
 		return fmt.Sprintf("%s.metadata.%s != '%s'", x, g.pick("data_classification", "network_zone", "approval_token"), g.pick("pii", "external", ""))
 	case 13:
