@@ -490,7 +490,7 @@ func independent(n ast.Node) bool {
 		switch x := (*n).(type) {
 		case *ast.IdentifierNode:
 			switch x.Value {
-			case "trace", "agent", matchesName, getName, fieldName, inName, categoryName:
+			case "trace", "agent", matchesName, getName, fieldName, inName, categoryName, scoreName, injectedName:
 			default:
 				ok = false
 			}

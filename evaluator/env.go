@@ -46,14 +46,16 @@ func (a *AgentInfo) Field(name string) (any, bool) {
 
 // Names conditions use, and names the compiler gives to rewritten calls.
 const (
-	matchesName = "Matches"      // matches(text, pattern) in call form
-	countName   = "__troy_count" // memoized any/all/none/one/count over step lists
-	oneName     = "__troy_one"   // the single step a memoized predicate is evaluated on
-	getName     = "get"          // get(d, 'a.b.c'[, default])
-	fieldName   = "__troy_field" // member access a.b and a['b'], rewritten for speed
-	stepsName   = "steps"
-	prevName    = "prev_steps"
-	nextName    = "next_steps"
+	matchesName  = "Matches"         // matches(text, pattern) in call form
+	countName    = "__troy_count"    // memoized any/all/none/one/count over step lists
+	oneName      = "__troy_one"      // the single step a memoized predicate is evaluated on
+	getName      = "get"             // get(d, 'a.b.c'[, default])
+	scoreName    = "injection_score" // injection_score(text): instructions to the model in data, 0 to 1
+	injectedName = "injected"        // injected(text): injection_score(text) >= inject.Threshold
+	fieldName    = "__troy_field"    // member access a.b and a['b'], rewritten for speed
+	stepsName    = "steps"
+	prevName     = "prev_steps"
+	nextName     = "next_steps"
 	// internalPrefix starts the names above that conditions cannot use.
 	internalPrefix = "__troy"
 	budgetName     = "__troy_budget" // the evaluation's budget, passed to guards and ticks
@@ -150,6 +152,8 @@ func envTypes() map[string]any {
 		"trace":      (*TraceInfo)(nil),
 		"agent":      (*AgentInfo)(nil),
 		matchesName:  (func(text, pattern any) bool)(nil),
+		scoreName:    (func(text any) float64)(nil),
+		injectedName: (func(text any) bool)(nil),
 		countName:    (func(key int) int)(nil),
 		fieldName:    (func(base, key any) any)(nil),
 		oneName:      []*stepView(nil),

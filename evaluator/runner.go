@@ -10,6 +10,7 @@ import (
 
 	"github.com/expr-lang/expr/vm"
 
+	"github.com/troy-audit/troy/evaluator/inject"
 	"github.com/troy-audit/troy/evaluator/match"
 	"github.com/troy-audit/troy/schemas"
 )
@@ -93,6 +94,8 @@ func (c *Compiled) newRunner(trace *TraceInfo, agent *AgentInfo) *runner {
 	s.env.vars["agent"] = agent
 	s.env.vars[oneName] = s.env.One
 	s.env.vars[matchesName] = s.matches
+	s.env.vars[scoreName] = s.injectionScore
+	s.env.vars[injectedName] = s.injected
 	s.env.vars[countName] = s.count
 	s.env.vars[fieldName] = field
 	s.env.vars[tickName] = s.tick
@@ -316,6 +319,30 @@ func (s *runner) matches(text, pattern any) bool {
 	}
 	return p.Match(t)
 }
+
+// injectionScore is injection_score(text): how much text reads as instructions to the
+// model (see package inject). Text is read as matches() reads it; the detector's work,
+// linear in the text up to inject.MaxBytes, is charged to the budget.
+func (s *runner) injectionScore(text any) float64 {
+	str, ok := text.(string)
+	if !ok {
+		t := s.text(text, true)
+		if t == nil {
+			return 0
+		}
+		str = t.String()
+	}
+	if s.bud.active {
+		n := int64(min(len(str), inject.MaxBytes))
+		if err := s.bud.charge(n, func() string { return "scoring a text of " + size(n) + " for injection" }); err != nil {
+			panic(err)
+		}
+	}
+	return inject.Score(str)
+}
+
+// injected is injected(text): injection_score(text) >= inject.Threshold.
+func (s *runner) injected(text any) bool { return s.injectionScore(text) >= inject.Threshold }
 
 // dynamic compiles a pattern computed at run time, once per session (the cache is
 // bounded). Its size counts against the budget.

@@ -68,11 +68,13 @@ var propPatterns = []string{
 }
 
 func (g CondGen) atom(x string) string {
-	switch g.r.IntN(16) {
+	switch g.r.IntN(17) {
 	case 14:
 		return fmt.Sprintf("'%s' in category(%s)", g.pick("outbound", "money", "credential", "destructive", "file_write", "code_exec", "read"), x)
 	case 15:
 		return fmt.Sprintf("len(category(%s)) %s", x, g.pick("== 0", ">= 2"))
+	case 16:
+		return fmt.Sprintf("injection_score(%s.%s) %s 0.%d", x, g.pick("input", "output", "description"), g.pick(">=", "<"), g.r.IntN(10))
 	case 12:
 		return fmt.Sprintf("%s.metadata.%s != '%s'", x, g.pick("data_classification", "network_zone", "approval_token"), g.pick("pii", "external", ""))
 	case 13:
