@@ -92,7 +92,7 @@ func Analyze(text string) Result {
 		text = cut(text)
 		r.Cut = true
 	}
-	low := strings.ToLower(text)
+	low := unescapeSpace(strings.ToLower(text))
 	var seen [numFeatures]bool
 	scanMarks(low, &seen)
 	ws := words(low)
@@ -147,6 +147,18 @@ func cut(text string) string {
 		start++
 	}
 	return head + "\n" + text[start:]
+}
+
+// spaceEscapes turn the escapes of white space that Python's repr and JSON write (a
+// condition scores an object as its repr) back into white space: without it a paragraph
+// after "\n\n" would start with the word "nignore", and no line would start anywhere.
+var spaceEscapes = strings.NewReplacer(`\n`, "\n", `\r`, "\r", `\t`, "\t")
+
+func unescapeSpace(low string) string {
+	if !strings.Contains(low, `\`) {
+		return low
+	}
+	return spaceEscapes.Replace(low)
 }
 
 // marks are substrings that are marks wherever they appear in the lowered text.
