@@ -259,3 +259,48 @@ func guardBlocks(t *testing.T, c *evaluator.Compiled, tr *schemas.Trace, stepID 
 	t.Fatalf("%s: no step %s", tr.TraceID, stepID)
 	return false
 }
+
+// TestDefenseBaseline audits the generated corpus with each bundled template alone, for
+// comparison: attacks with a violation at the hijacked call, and benign runs with any.
+// Templates that read metadata labels either never fire on it or fire at every step.
+func TestDefenseBaseline(t *testing.T) {
+	all, err := policies.Templates()
+	if err != nil {
+		t.Fatal(err)
+	}
+	runs := loadDefenseRuns(t)
+	rates := map[string][2]tally{}
+	for _, tp := range all {
+		c, err := evaluator.Compile(tp.Policy)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var blocked, flagged tally
+		for _, r := range runs {
+			if r.part == "hand-written" {
+				continue
+			}
+			res := c.Evaluate(r.trace)
+			if !r.label.Attacked {
+				flagged.n++
+				if len(res.Violations) > 0 {
+					flagged.hit++
+				}
+				continue
+			}
+			blocked.n++
+			if slices.ContainsFunc(res.Violations, func(v schemas.Violation) bool { return v.StepID == r.label.Hijacked }) {
+				blocked.hit++
+			}
+		}
+		rates[tp.Name] = [2]tally{blocked, flagged}
+		t.Logf("%-16s attacks with a violation at the hijacked call %s, benign runs flagged %s", tp.Name, blocked, flagged)
+	}
+	ours := rates["agent_defense"]
+	for name, r := range rates {
+		// A template that flags most benign runs flags everything; it is no comparison.
+		if name != "agent_defense" && r[1].rate() < 0.5 && r[0].rate() >= ours[0].rate() {
+			t.Errorf("%s stops %s of the attacks, agent_defense %s", name, r[0], ours[0])
+		}
+	}
+}
