@@ -40,6 +40,9 @@ type runner struct {
 	pvm   vm.VM // runs predicates, called from inside rule programs
 	preds []predState
 	texts map[textKey]textEntry
+	// scores keeps injection_score of the texts above, so that the rules and predicates
+	// reading one tool output score it once; cleared with them.
+	scores map[*match.Text]float64
 	// recent holds the last texts looked up, checked before the map: the rules of one step
 	// look at the same few values.
 	recent    [8]recentText
@@ -80,7 +83,7 @@ func (c *Compiled) newRunner(trace *TraceInfo, agent *AgentInfo) *runner {
 	s := &runner{
 		c:     c,
 		preds: make([]predState, len(c.preds)),
-		texts: map[textKey]textEntry{},
+		texts: map[textKey]textEntry{}, scores: map[*match.Text]float64{},
 		errs:  make([]schemas.RuleError, len(c.rules)),
 		bud:   newBudget(c.limits),
 		trace: trace,
@@ -325,10 +328,13 @@ func (s *runner) matches(text, pattern any) bool {
 // linear in the text up to inject.MaxBytes, is charged to the budget.
 func (s *runner) injectionScore(text any) float64 {
 	str, ok := text.(string)
+	var t *match.Text
 	if !ok {
-		t := s.text(text, true)
-		if t == nil {
+		if t = s.text(text, true); t == nil {
 			return 0
+		}
+		if v, ok := s.scores[t]; ok {
+			return v // scored already: no work to charge
 		}
 		str = t.String()
 	}
@@ -338,7 +344,11 @@ func (s *runner) injectionScore(text any) float64 {
 			panic(err)
 		}
 	}
-	return inject.Score(str)
+	v := inject.Score(str)
+	if t != nil {
+		s.scores[t] = v
+	}
+	return v
 }
 
 // injected is injected(text): injection_score(text) >= inject.Threshold.
@@ -410,6 +420,7 @@ func (s *runner) text(v any, charge bool) *match.Text {
 	}
 	if len(s.texts) >= maxCachedTexts || s.textBytes+len(str) > maxCachedTextBytes {
 		clear(s.texts)
+		clear(s.scores)
 		clear(s.recent[:])
 		s.textBytes = 0
 	}
