@@ -246,21 +246,25 @@ func normURL(s string) (string, string) {
 	if at := strings.LastIndexByte(authority, '@'); at >= 0 {
 		authority = authority[at+1:]
 	}
-	host := authority
-	if c := strings.LastIndexByte(host, ':'); c >= 0 && !strings.Contains(host, "]") {
-		host = host[:c]
+	host, port := authority, ""
+	if c := strings.LastIndexByte(host, ':'); c >= 0 && !strings.Contains(host[c:], "]") {
+		host, port = host[:c], host[c:]
 	}
 	host = strings.TrimSuffix(strings.ToLower(host), ".")
-	if host == "" || !validHost(host) {
+	if !validHost(host) || !validPort(port) {
 		return "", ""
 	}
 	if path == "/" {
 		path = ""
 	}
-	return scheme + "://" + strings.ToLower(authority) + path, host
+	// Credentials before the host are dropped: the host decides where the request goes.
+	return scheme + "://" + host + port + path, host
 }
 
 func validHost(h string) bool {
+	if h == "" || !isAlnum(h[0]) && h[0] != '[' || h[len(h)-1] == '.' || strings.Contains(h, "..") {
+		return false
+	}
 	for i := 0; i < len(h); i++ {
 		c := h[i]
 		if !isAlnum(c) && c != '.' && c != '-' && c != '[' && c != ']' && c != ':' {
@@ -268,6 +272,13 @@ func validHost(h string) bool {
 		}
 	}
 	return true
+}
+
+func validPort(p string) bool {
+	if p == "" {
+		return true
+	}
+	return len(p) > 1 && len(p) <= 6 && allDigits(p[1:])
 }
 
 // normEmail returns a lowercased address, or "" when word is not one.
