@@ -245,9 +245,12 @@ func (s *runner) untrusted(x any) []any {
 		panic(fmt.Errorf("%s takes a value such as step.input, got a step", untrustedName))
 	}
 	p, i := s.prov(), s.env.StepIndex
+	out := []any{}
+	if len(p.vals) == 0 {
+		return out // no tool output carried a value yet: nothing to read x for
+	}
 	var found []string
 	s.walkValues(x, func(v string) { found = append(found, v) })
-	out := []any{}
 	for _, v := range found {
 		e := p.vals[v]
 		if e == nil || int(e.pos[0]) >= i || p.fromUser(v) || containsAny(out, v) {

@@ -94,19 +94,31 @@ type words struct {
 	i int
 }
 
-func isSpace(c byte) bool {
-	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'
-}
+// Classes of bytes for splitting words, looked up rather than compared.
+const (
+	cSpace = 1 << iota // a space
+	cQuote             // ends any word, a URL's too: quotes and angle brackets
+	cBreak             // ends a word that is not a URL: brackets, =, ;, |
+)
+
+var byteClass = func() (t [256]uint8) {
+	for _, c := range " \t\n\r\f\v" {
+		t[c] = cSpace | cQuote | cBreak
+	}
+	for _, c := range "\"'`<>" {
+		t[c] = cQuote | cBreak
+	}
+	for _, c := range "()[]{}|;=" {
+		t[c] = cBreak
+	}
+	return t
+}()
+
+func isSpace(c byte) bool { return byteClass[c]&cSpace != 0 }
 
 // isBreak reports whether c ends a word: spaces, quotes, brackets and the marks that join
 // a key to its value in text (=, ;, |).
-func isBreak(c byte) bool {
-	switch c {
-	case '"', '\'', '`', '<', '>', '(', ')', '[', ']', '{', '}', '|', ';', '=':
-		return true
-	}
-	return isSpace(c)
-}
+func isBreak(c byte) bool { return byteClass[c]&cBreak != 0 }
 
 // next returns the next word, with marks that end a sentence trimmed. A word that starts a
 // URL runs to the next space or quote, so that its query string stays whole.
@@ -124,10 +136,7 @@ func (w *words) next() (string, bool) {
 		if c == ':' && !url && strings.HasPrefix(w.s[w.i:], "://") && schemeBefore(w.s[start:w.i]) {
 			url = true
 		}
-		if isSpace(c) || c == '"' || c == '\'' || c == '`' || c == '<' || c == '>' {
-			break
-		}
-		if !url && isBreak(c) {
+		if cl := byteClass[c]; cl&cQuote != 0 || !url && cl != 0 {
 			break
 		}
 		// A comma ends a word unless it separates digits (1,250.00).
@@ -179,6 +188,19 @@ func isAlnum(c byte) bool  { return isDigit(c) || isLetter(c) }
 // no more values are wanted.
 func (w *words) classify(word string, add func(Kind, string) bool) bool {
 	if word == "" {
+		return true
+	}
+	// Most words are words: letters only can be nothing but a currency code.
+	letters := true
+	for i := 0; i < len(word) && letters; i++ {
+		letters = isLetter(word[i])
+	}
+	if letters {
+		if (len(word) == 3 || len(word) == 4) && isUpperWord(word) {
+			if a := w.amount(word); a != "" {
+				return add(Amount, a)
+			}
+		}
 		return true
 	}
 	if i := strings.Index(word, "://"); i > 0 {
@@ -441,6 +463,33 @@ var signs = []string{"$", "€", "£", "¥", "₹", "₿"}
 // (1250 USD), or a code and a number (EUR 300). It returns "CODE number", the number
 // without separators or trailing zero decimals.
 func (w *words) amount(word string) string {
+	if c, e := word[0], word[len(word)-1]; c == '$' || c >= 0xc2 || e == '$' || e >= 0x80 {
+		if a := signed(word); a != "" {
+			return a
+		}
+	}
+	if code := currencies[word]; code != "" && len(word) >= 3 && isUpperWord(word) {
+		if n := number(w.peek()); n != "" {
+			w.next()
+			return code + " " + n
+		}
+		return ""
+	}
+	if !isDigit(word[0]) {
+		return ""
+	}
+	if n := number(word); n != "" {
+		next := w.peek()
+		if code := currencies[next]; code != "" && len(next) >= 3 {
+			w.next()
+			return code + " " + n
+		}
+	}
+	return ""
+}
+
+// signed reads an amount written with a currency sign before or after its number.
+func signed(word string) string {
 	for _, s := range signs {
 		if strings.HasPrefix(word, s) {
 			if n := number(word[len(s):]); n != "" {
@@ -451,20 +500,6 @@ func (w *words) amount(word string) string {
 			if n := number(word[:len(word)-len(s)]); n != "" {
 				return currencies[s] + " " + n
 			}
-		}
-	}
-	if code := currencies[strings.ToUpper(word)]; code != "" && len(word) >= 3 && isUpperWord(word) {
-		if n := number(w.peek()); n != "" {
-			w.next()
-			return code + " " + n
-		}
-		return ""
-	}
-	if n := number(word); n != "" {
-		next := w.peek()
-		if code := currencies[next]; code != "" && len(next) >= 3 {
-			w.next()
-			return code + " " + n
 		}
 	}
 	return ""
@@ -483,6 +518,9 @@ func isUpperWord(s string) bool {
 func number(s string) string {
 	if s == "" || len(s) > 32 || !isDigit(s[0]) {
 		return ""
+	}
+	if allDigits(s) {
+		return s
 	}
 	var b strings.Builder
 	dot := false
