@@ -157,13 +157,22 @@ func (w *words) peek() string {
 }
 
 func trimWord(s string) string {
-	for len(s) > 0 && strings.IndexByte(".,:!?*", s[len(s)-1]) >= 0 {
+	for len(s) > 0 && trailing(s[len(s)-1]) {
 		s = s[:len(s)-1]
 	}
-	for len(s) > 0 && strings.IndexByte(":,*", s[0]) >= 0 {
+	for len(s) > 0 && (s[0] == ':' || s[0] == ',' || s[0] == '*') {
 		s = s[1:]
 	}
 	return s
+}
+
+// trailing reports whether c ends a sentence or a clause rather than a value.
+func trailing(c byte) bool {
+	switch c {
+	case '.', ',', ':', '!', '?', '*':
+		return true
+	}
+	return false
 }
 
 func schemeBefore(s string) bool {
