@@ -1,6 +1,7 @@
 package evaluator_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -236,5 +237,32 @@ func TestProvenanceInTheGuard(t *testing.T) {
 	}
 	if d := check("send_payment", map[string]any{"iban": "GB82WEST12345698765432", "amount": 10}); !d.Allowed {
 		t.Fatalf("to the user's account: %+v, want allowed", d)
+	}
+}
+
+// An evaluation remembers a bounded number of distinct values of tool outputs: values seen
+// once the bound is reached count as never seen.
+func TestProvenanceIndexIsBounded(t *testing.T) {
+	c, err := evaluator.Compile(evaltest.PolicyOf("len(untrusted(step.input)) > 0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]any{}
+	for k := range 300 { // 300 texts of 64 addresses: more than the index keeps
+		var b strings.Builder
+		for v := range 64 {
+			fmt.Fprintf(&b, "u%d.%d@example.com ", k, v)
+		}
+		out[fmt.Sprintf("k%03d", k)] = b.String()
+	}
+	tr := &schemas.Trace{TraceID: "t", AgentName: "a", Steps: []*schemas.Step{
+		{StepID: "read", Type: "tool_call", Description: "read", Output: out},
+		{StepID: "first", Type: "tool_call", Description: "send", Input: map[string]any{"to": "u0.0@example.com"}},
+		{StepID: "last", Type: "tool_call", Description: "send", Input: map[string]any{"to": "u299.63@example.com"}},
+	}}
+	tr.Normalize()
+	got, errs := violating(t, c, tr)
+	if strings.Join(got, ",") != "first" || len(errs) > 0 {
+		t.Fatalf("violations at %v (errors %+v), want only the address read before the bound", got, errs)
 	}
 }

@@ -1,6 +1,7 @@
 package provenance
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -128,4 +129,20 @@ func FuzzExtract(f *testing.F) {
 			}
 		}
 	})
+}
+
+// BenchmarkExtract reads texts of growing size; the rate (MB/s) should not fall as they
+// grow, up to MaxBytes, where reading stops.
+func BenchmarkExtract(b *testing.B) {
+	unit := "Please pay invoice 4471 to IBAN DE89 3704 0044 0532 0130 00 or mail billing@example.com; see https://example.com/pay?id=7 for $1,200.00. "
+	for _, n := range []int{1 << 10, 16 << 10, 64 << 10} {
+		text := strings.Repeat(unit, n/len(unit)+1)[:n]
+		b.Run(strconv.Itoa(n), func(b *testing.B) {
+			b.SetBytes(int64(n))
+			var out []Value
+			for b.Loop() {
+				out = Extract(text, out[:0])
+			}
+		})
+	}
 }
