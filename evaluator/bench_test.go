@@ -2,6 +2,7 @@ package evaluator_test
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"testing"
 
 	"github.com/troy-audit/troy/evaluator"
@@ -23,14 +24,37 @@ func mergedTemplates(tb testing.TB) *evaluator.Compiled {
 
 // BenchmarkEvaluate measures post-hoc evaluation of the merged bundled templates over
 // generated traces of growing length; steps/s should not fall as traces grow.
+// The provenance cases add a rule that reads where every step's input values came from.
 func BenchmarkEvaluate(b *testing.B) {
-	c := mergedTemplates(b)
+	withProv := evaltest.MergedPolicy(b)
+	withProv.Rules = append(withProv.Rules, policies.Rule{RuleID: "untrusted-destination", Description: "a value from a tool output",
+		Condition: "len(untrusted(step.input)) > 0 and not from_user(get(step, 'input.to', ''))", Severity: "high", Weight: 10})
+	prov, err := evaluator.Compile(withProv)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, bc := range []struct {
+		name   string
+		c      *evaluator.Compiled
+		values bool
+	}{{"", mergedTemplates(b), false}, {"provenance/", prov, false}, {"provenance/values/", prov, true}} {
+		benchmarkEvaluate(b, bc.name, bc.c, bc.values)
+	}
+}
+
+// benchmarkEvaluate evaluates generated traces; with values, their steps also carry
+// addresses, accounts and amounts, in inputs and outputs, for provenance to follow.
+func benchmarkEvaluate(b *testing.B, name string, c *evaluator.Compiled, values bool) {
 	for _, n := range []int{10, 100, 1000, 10000} {
-		b.Run(fmt.Sprintf("steps=%d", n), func(b *testing.B) {
+		b.Run(fmt.Sprintf("%ssteps=%d", name, n), func(b *testing.B) {
 			g := tracegen.New(tracegen.Options{Steps: n, Seed: 1})
 			traces := make([]*schemas.Trace, max(1, 20000/n))
+			r := rand.New(rand.NewPCG(1, 2))
 			for i := range traces {
 				traces[i] = g.Trace()
+				if values {
+					evaltest.AddValues(r, traces[i])
+				}
 			}
 			b.ReportAllocs()
 			b.ResetTimer()

@@ -16,7 +16,7 @@ import (
 // conditions and traces: the same violations, in the same order, and the same failures.
 func TestOptimizedEvaluationAgreesWithPlain(t *testing.T) {
 	r := rand.New(rand.NewPCG(7, 11))
-	g := evaltest.NewCondGen(r)
+	g := evaltest.NewCondGen(r).WithProvenance()
 	rounds := 400
 	if testing.Short() || raceEnabled {
 		rounds = 100
@@ -36,6 +36,7 @@ func TestOptimizedEvaluationAgreesWithPlain(t *testing.T) {
 			t.Fatal(err)
 		}
 		tr := evaltest.RandomTrace(r, 1+r.IntN(25))
+		evaltest.AddValues(r, tr)
 		a, b := fast.Evaluate(tr), plain.Evaluate(tr)
 		if !slices.Equal(a.Violations, b.Violations) {
 			t.Fatalf("round %d: violations differ\n optimized %v\n plain     %v\nconditions:\n%s", round, evaltest.IDs(a.Violations), evaltest.IDs(b.Violations), strings.Join(conds, "\n"))

@@ -52,6 +52,7 @@ type runner struct {
 	errs      []schemas.RuleError // indexed like c.rules
 	bud       budget              // of the rule or predicate running
 	trace     *TraceInfo
+	provIdx   *provIndex // where values appeared, once a condition asks
 }
 
 // predState holds prefix counts of one predicate over the steps evaluated so far:
@@ -104,6 +105,9 @@ func (c *Compiled) newRunner(trace *TraceInfo, agent *AgentInfo) *runner {
 	s.env.vars[tickName] = s.tick
 	s.env.vars[addName] = s.add
 	s.env.vars[categoryName] = s.category
+	s.env.vars[untrustedName] = s.untrusted
+	s.env.vars[fromUserName] = s.fromUser
+	s.env.vars[originName] = s.origin
 	return s
 }
 

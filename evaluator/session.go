@@ -111,6 +111,7 @@ func (s *Session) SetOutput(stepID string, output map[string]any) (int, bool) {
 	v.set(&updated)
 	s.views[j] = v
 	s.r.forget(j)
+	s.r.provIdx.truncate(j)
 	return j, true
 }
 

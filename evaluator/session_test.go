@@ -16,7 +16,7 @@ import (
 // steps evaluated again), finishes with what post-hoc evaluation of the whole trace finds.
 func TestSessionFinishAgreesWithPostHoc(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 5))
-	g := evaltest.NewCondGen(r)
+	g := evaltest.NewCondGen(r).WithProvenance()
 	rounds := 400
 	if testing.Short() || raceEnabled {
 		rounds = 80
@@ -31,6 +31,7 @@ func TestSessionFinishAgreesWithPostHoc(t *testing.T) {
 			t.Fatal(err)
 		}
 		tr := evaltest.RandomTrace(r, 1+r.IntN(15))
+		evaltest.AddValues(r, tr)
 		s := c.NewSession(evaluator.SessionOptions{Trace: evaluator.TraceInfoOf(tr), Agent: evaluator.AgentInfoOf(tr), Lookahead: true})
 		var pending []*schemas.Step
 		for _, st := range tr.Steps {

@@ -37,10 +37,17 @@ func MergedPolicy(tb testing.TB) *policies.Policy {
 }
 
 // CondGen writes random conditions from the forms policies use.
-type CondGen struct{ r *rand.Rand }
+type CondGen struct {
+	r    *rand.Rand
+	prov bool
+}
 
 // NewCondGen returns a generator drawing from r.
-func NewCondGen(r *rand.Rand) CondGen { return CondGen{r} }
+func NewCondGen(r *rand.Rand) CondGen { return CondGen{r: r} }
+
+// WithProvenance returns a generator that also writes untrusted, from_user and origin
+// conditions (meant for traces that AddValues filled).
+func (g CondGen) WithProvenance() CondGen { g.prov = true; return g }
 
 func (g CondGen) pick(xs ...string) string { return xs[g.r.IntN(len(xs))] }
 
@@ -68,6 +75,15 @@ var propPatterns = []string{
 }
 
 func (g CondGen) atom(x string) string {
+	if g.prov && g.r.IntN(5) == 0 {
+		switch g.r.IntN(3) {
+		case 0:
+			return fmt.Sprintf("len(untrusted(%s.%s)) %s", x, g.pick("input", "output"), g.pick("> 0", "== 1"))
+		case 1:
+			return fmt.Sprintf("from_user(get(%s, 'input.%s', ''))", x, g.pick("url", "note", "query"))
+		}
+		return fmt.Sprintf("len(origin(get(%s, 'input.%s', ''))) %s", x, g.pick("url", "note"), g.pick("== 0", ">= 1", "== 2"))
+	}
 	switch g.r.IntN(17) {
 	case 14:
 		return fmt.Sprintf("'%s' in category(%s)", g.pick("outbound", "money", "credential", "destructive", "file_write", "code_exec", "read"), x)
@@ -175,6 +191,36 @@ func RandomTrace(r *rand.Rand, n int) *schemas.Trace {
 		}
 	}
 	return t
+}
+
+// values are texts holding what provenance follows: destinations, amounts, codes.
+var values = []string{
+	"pay DE89 3704 0044 0532 0130 00", "send $1,200.00 to eve@evil.io", "call +1 555 123 4567",
+	"cat /etc/passwd", "code A1B2C3", "mail bob@example.com", "see https://docs.example/a",
+}
+
+// AddValues puts values that provenance follows into the inputs and outputs of t's steps,
+// and sometimes a task into its metadata, as the user's request. It draws from r.
+func AddValues(r *rand.Rand, t *schemas.Trace) {
+	for _, s := range t.Steps {
+		for range r.IntN(3) {
+			v := values[r.IntN(len(values))]
+			switch r.IntN(3) {
+			case 0:
+				s.Input["note"] = v
+			case 1:
+				s.Output["note"] = v
+			default:
+				s.Input["url"] = v
+			}
+		}
+	}
+	if r.IntN(3) == 0 {
+		if t.Metadata == nil {
+			t.Metadata = map[string]any{}
+		}
+		t.Metadata["task"] = values[r.IntN(len(values))]
+	}
 }
 
 // IDs lists violations as step/rule.

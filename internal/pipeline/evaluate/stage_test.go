@@ -79,8 +79,16 @@ func traceEvents(t *testing.T, r *rand.Rand, s *stream, tr *schemas.Trace, hash 
 // whole trace finds, whatever the order outputs arrive in, with redeliveries, and when the
 // stage restarts mid-trace and rebuilds from the stream.
 func TestStageAgreesWithPostHoc(t *testing.T) {
-	r := rand.New(rand.NewPCG(21, 22))
+	t.Run("conditions", func(t *testing.T) { stageAgreesWithPostHoc(t, rand.New(rand.NewPCG(21, 22)), false) })
+	// Provenance reads earlier steps' outputs, which arrive late and out of order.
+	t.Run("provenance", func(t *testing.T) { stageAgreesWithPostHoc(t, rand.New(rand.NewPCG(23, 24)), true) })
+}
+
+func stageAgreesWithPostHoc(t *testing.T, r *rand.Rand, provenance bool) {
 	g := evaltest.NewCondGen(r)
+	if provenance {
+		g = g.WithProvenance()
+	}
 	rounds := 1000
 	if testing.Short() || raceEnabled {
 		rounds = 150
@@ -95,6 +103,9 @@ func TestStageAgreesWithPostHoc(t *testing.T) {
 			t.Fatal(err)
 		}
 		tr := evaltest.RandomTrace(r, 1+r.IntN(15))
+		if provenance {
+			evaltest.AddValues(r, tr)
+		}
 		tr.TraceID = fmt.Sprintf("trace.%d *", round)
 		s := &stream{}
 		traceEvents(t, r, s, tr, c.Hash())
