@@ -56,31 +56,7 @@ func TestProvenanceInConditions(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.cond, func(t *testing.T) {
-			for _, variant := range []struct {
-				name    string
-				compile func(*evaluator.Compiled, error) (*evaluator.Compiled, error)
-			}{{"optimized", nil}, {"plain", nil}} {
-				compile := evaluator.Compile
-				if variant.name == "plain" {
-					compile = evaluator.CompileReference
-				}
-				c, err := compile(evaltest.PolicyOf(tc.cond))
-				if err != nil {
-					t.Fatalf("%s: %v", variant.name, err)
-				}
-				tr := provenanceTrace()
-				got, errs := violating(t, c, tr)
-				if strings.Join(got, ",") != tc.want || len(errs) > 0 {
-					t.Errorf("%s: violations at %v (errors %+v), want %s", variant.name, got, errs, tc.want)
-				}
-				s := c.NewSession(evaluator.SessionOptions{Trace: evaluator.TraceInfoOf(tr), Agent: evaluator.AgentInfoOf(tr), Lookahead: true})
-				for _, st := range tr.Steps {
-					s.EvaluateNow(s.Append(st))
-				}
-				if v := s.Finish(); strings.Join(stepIDs(v.Violations), ",") != tc.want {
-					t.Errorf("%s: the session found %v, want %s", variant.name, stepIDs(v.Violations), tc.want)
-				}
-			}
+			violatesEveryWay(t, evaltest.PolicyOf(tc.cond), provenanceTrace(), tc.want)
 		})
 	}
 }
