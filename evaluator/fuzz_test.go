@@ -46,9 +46,14 @@ func FuzzPolicy(f *testing.F) {
 		`join(map(split(step.description, ''), upper(#)), '') == 'PLAN'`,
 		`py_str(steps) contains "'plan'"`,
 		`step['input']['prompt'].lower() in ('a', 'b')`,
+		`'money' in category(step) and len(untrusted(step.input)) > 0`,
+		`any(prev_steps, injection_score(#.output) >= 0.3) and from_user(step.description)`,
+		`len(origin(repeat(step.description, 9999))) == 0 or injected(steps)`,
 	} {
 		f.Add([]byte(`{"rules":[]}`), cond)
 	}
+	f.Add([]byte(`{"tool_categories": {"wire": ["money", "outbound"], "noop": []}, "rules":[]}`), `'money' in category(step)`)
+	f.Add([]byte(`{"tool_categories": {"Wire": ["money"], "wire": ["read"]}, "rules":[]}`), `true`)
 	f.Fuzz(func(t *testing.T, raw []byte, cond string) {
 		if p, err := policies.Parse(raw, "fuzz.json", "fuzz"); err == nil {
 			if p.IsPython() {
