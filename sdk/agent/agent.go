@@ -77,9 +77,18 @@ func (c *Conn) Close() {
 	}
 }
 
+// PublishTimeout bounds the wait for the stream to store an event when the caller's
+// context has no deadline: an agent is never held for ever by a deployment that is away.
+const PublishTimeout = 30 * time.Second
+
 // publish stores an event and waits for the stream's acknowledgement, retrying what a
-// retry can fix until ctx ends.
+// retry can fix until ctx ends, or PublishTimeout when ctx has no deadline.
 func (c *Conn) publish(ctx context.Context, e event.Envelope) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, PublishTimeout)
+		defer cancel()
+	}
 	return wire.PublishAll(ctx, c.js, []event.Envelope{e}, nil)
 }
 
