@@ -313,7 +313,7 @@ func (b *builder) analyse(tree *parser.Tree, r *rule) error {
 			if ok && id.Value == categoryName && perr == nil {
 				perr = categoryArgument(x, tree.Source)
 			}
-			if ok && (id.Value == untrustedName || id.Value == fromUserName || id.Value == originName) && perr == nil {
+			if ok && (id.Value == untrustedName || id.Value == fromUserName || id.Value == originName || id.Value == contextName) && perr == nil {
 				perr = provenanceArgument(x, id.Value, tree.Source)
 			}
 			if !ok || id.Value != matchesName || len(x.Arguments) != 2 {

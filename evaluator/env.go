@@ -164,6 +164,7 @@ func envTypes() map[string]any {
 		untrustedName: (func(x any) []any)(nil),
 		fromUserName:  (func(v any) bool)(nil),
 		originName:    (func(v any) []any)(nil),
+		contextName:   (func(v any) float64)(nil),
 	}
 }
 

@@ -16,3 +16,6 @@ func CompileReferenceWith(p *policies.Policy, o Options) (*Compiled, error) {
 func CompileUnlimited(p *policies.Policy) (*Compiled, error) {
 	return compile(p, false, Options{unlimited: true})
 }
+
+// Around exposes the text context_score reads around a value.
+var Around = around

@@ -21,9 +21,10 @@ import (
 // carry. At step i only the steps before it count, so a session that evaluates steps as
 // they arrive finds what evaluating the finished trace finds.
 const (
-	untrustedName = "untrusted" // untrusted(x): values of x seen in a tool output before, never from the user
-	fromUserName  = "from_user" // from_user(v): v appeared in the user's request
-	originName    = "origin"    // origin(v): the step ids where v first appeared
+	untrustedName = "untrusted"     // untrusted(x): values of x seen in a tool output before, never from the user
+	fromUserName  = "from_user"     // from_user(v): v appeared in the user's request
+	originName    = "origin"        // origin(v): the step ids where v first appeared
+	contextName   = "context_score" // context_score(v): injection_score of the text around v in the tool outputs that carried it
 )
 
 // Bounds of the provenance index of one evaluation.
@@ -86,6 +87,22 @@ type provIndex struct {
 	meta        map[string]struct{}
 	metaScanned bool
 	scratch     []provenance.Value
+	// context keeps context_score's answer per value and step where a tool output carried
+	// it, and found the values of those steps' outputs with where they are; cleared when a
+	// step changes.
+	context map[provAt]float64
+	found   map[int32][]foundAt
+}
+
+// foundAt is a value found in a text of a step's output.
+type foundAt struct {
+	text string
+	v    provenance.Value
+}
+
+type provAt struct {
+	key  string
+	step int32
 }
 
 // provEntry holds the first positions (step indexes) where a tool output carried a value.
@@ -108,6 +125,8 @@ func (p *provIndex) truncate(j int) {
 	if p == nil || p.done <= j {
 		return
 	}
+	clear(p.context)
+	clear(p.found)
 	for len(p.log) > 0 && int(p.log[len(p.log)-1].step) >= j {
 		a := p.log[len(p.log)-1]
 		p.log = p.log[:len(p.log)-1]
@@ -189,26 +208,37 @@ func (p *provIndex) fromUser(v string) bool {
 // walkValues calls fn with each value found in x's texts (and numbers, written out), in
 // the order of x's keys, charging the texts read to the running condition's budget.
 func (s *runner) walkValues(x any, fn func(string)) {
-	switch v := x.(type) {
-	case string:
+	s.walkFound(x, func(_ string, v provenance.Value) { fn(v.Text) })
+}
+
+// walkFound calls fn with each value found in x's texts and the text it was found in.
+func (s *runner) walkFound(x any, fn func(text string, v provenance.Value)) {
+	walkTexts(x, func(text string) {
 		if s.bud.active {
-			n := int64(min(len(v), provenance.MaxBytes))
+			n := int64(min(len(text), provenance.MaxBytes))
 			if err := s.bud.charge(n, func() string { return "reading a text of " + size(n) + " for values" }); err != nil {
 				panic(err)
 			}
 		}
 		p := s.provScratch()
-		p.scratch = provenance.Extract(v, p.scratch[:0])
-		vals := p.scratch
-		for _, val := range vals {
-			fn(val.Text)
+		p.scratch = provenance.Extract(text, p.scratch[:0])
+		for _, val := range p.scratch {
+			fn(text, val)
 		}
+	})
+}
+
+// walkTexts calls fn with each text of x (numbers written out), in the order of x's keys.
+func walkTexts(x any, fn func(string)) {
+	switch v := x.(type) {
+	case string:
+		fn(v)
 	case float64:
 		if v == float64(int64(v)) {
-			s.walkValues(strconv.FormatInt(int64(v), 10), fn)
+			fn(strconv.FormatInt(int64(v), 10))
 		}
 	case int:
-		s.walkValues(strconv.Itoa(v), fn)
+		fn(strconv.Itoa(v))
 	case map[string]any:
 		keys := make([]string, 0, len(v))
 		for k := range v {
@@ -216,15 +246,15 @@ func (s *runner) walkValues(x any, fn func(string)) {
 		}
 		slices.Sort(keys)
 		for _, k := range keys {
-			s.walkValues(v[k], fn)
+			walkTexts(v[k], fn)
 		}
 	case []any:
 		for _, e := range v {
-			s.walkValues(e, fn)
+			walkTexts(e, fn)
 		}
 	case []string:
 		for _, e := range v {
-			s.walkValues(e, fn)
+			walkTexts(e, fn)
 		}
 	}
 }
@@ -331,4 +361,120 @@ func (s *runner) origin(v any) []any {
 		out = append(out, steps[j].step.StepID)
 	}
 	return out
+}
+
+// Bounds of the text around a value that context_score reads: more before it than after,
+// since an instruction names what to do before it names where.
+const (
+	contextBefore = 400
+	contextAfter  = 200
+)
+
+// contextScore is context_score(v): the injection score of the text around v (of its first
+// value, when v holds several) in the tool outputs before the current step that carried
+// it, the highest where it appeared more than once; 0 when no tool output carried it.
+// Around is the same text (a message, a review, a field of an output) within
+// contextBefore and contextAfter bytes, cut at white space: an instruction planted next to
+// an address scores high even when the rest of the output is ordinary, and ordinary
+// requests elsewhere in the output do not add up with it.
+func (s *runner) contextScore(v any) float64 {
+	keys := s.provKeys(contextName, v)
+	if len(keys) == 0 {
+		return 0
+	}
+	p, i := s.prov(), s.env.StepIndex
+	k := keys[0]
+	e := p.vals[k]
+	if e == nil {
+		return 0
+	}
+	best := 0.0
+	for _, pos := range e.pos[:e.n] {
+		if int(pos) >= i {
+			break
+		}
+		at := provAt{k, pos}
+		sc, ok := p.context[at]
+		if !ok {
+			for _, f := range s.foundIn(p, pos) {
+				if f.v.Text == k {
+					sc = max(sc, s.scoreText(around(f.text, f.v.Pos, contextBefore, contextAfter)))
+				}
+			}
+			if p.context == nil {
+				p.context = map[provAt]float64{}
+			}
+			p.context[at] = sc
+		}
+		best = max(best, sc)
+	}
+	return best
+}
+
+// foundIn returns the values of step j's tool output, read once.
+func (s *runner) foundIn(p *provIndex, j int32) []foundAt {
+	if f, ok := p.found[j]; ok {
+		return f
+	}
+	var f []foundAt
+	keep := func(text string, v provenance.Value) {
+		v.Text = strings.Clone(v.Text)
+		f = append(f, foundAt{text, v})
+	}
+	st := s.env.Steps[j].step
+	s.walkFound(st.Output, keep)
+	if st.Type == schemas.StepObservation {
+		s.walkFound(st.Input, keep)
+	}
+	if p.found == nil {
+		p.found = map[int32][]foundAt{}
+	}
+	p.found[j] = f
+	return f
+}
+
+// around is text from about before bytes ahead of pos to about after bytes past it, cut at
+// white space so that no word is split, and at the blank lines that end pos's paragraph.
+func around(text string, pos, before, after int) string {
+	from, to := max(pos-before, 0), min(pos+after, len(text))
+	if j, n := lastBreak(text[from:pos]); j >= 0 {
+		from += j + n // a paragraph break: what is before it is about something else
+	} else if from > 0 {
+		if j := strings.IndexAny(text[from:pos], " \t\n"); j >= 0 {
+			from += j + 1
+		}
+	}
+	if j := firstBreak(text[pos:to]); j >= 0 {
+		to = pos + j
+	} else if to < len(text) {
+		if j := strings.LastIndexAny(text[pos:to], " \t\n"); j > 0 {
+			to = pos + j
+		}
+	}
+	return text[from:to]
+}
+
+// Paragraph breaks: a blank line, as text or escaped in a JSON or Python string.
+const (
+	blankLine   = "\n\n"
+	escapedLine = `\n\n`
+)
+
+// lastBreak returns where the last paragraph break in s starts, and its length; -1 when
+// there is none.
+func lastBreak(s string) (int, int) {
+	i, j := strings.LastIndex(s, blankLine), strings.LastIndex(s, escapedLine)
+	if j > i {
+		return j, len(escapedLine)
+	}
+	return i, len(blankLine)
+}
+
+// firstBreak returns where the first paragraph break in s starts; -1 when there is none.
+func firstBreak(s string) int {
+	i, j := strings.Index(s, blankLine), strings.Index(s, escapedLine)
+	if i < 0 || j >= 0 && j < i {
+		return j
+	}
+	return i
 }

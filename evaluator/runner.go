@@ -108,6 +108,7 @@ func (c *Compiled) newRunner(trace *TraceInfo, agent *AgentInfo) *runner {
 	s.env.vars[untrustedName] = s.untrusted
 	s.env.vars[fromUserName] = s.fromUser
 	s.env.vars[originName] = s.origin
+	s.env.vars[contextName] = s.contextScore
 	return s
 }
 
@@ -328,31 +329,63 @@ func (s *runner) matches(text, pattern any) bool {
 }
 
 // injectionScore is injection_score(text): how much text reads as instructions to the
-// model (see package inject). Text is read as matches() reads it; the detector's work,
-// linear in the text up to inject.MaxBytes, is charged to the budget.
+// model (see package inject). A map or list is scored text by text (each string in it and
+// each key: a message, a review, a field) and gets the highest score, so that ordinary
+// requests in separate messages do not add up to an injection. Other values are read as
+// matches() reads them. The detector's work, linear in the text up to inject.MaxBytes a
+// text, is charged to the budget.
 func (s *runner) injectionScore(text any) float64 {
-	str, ok := text.(string)
-	var t *match.Text
-	if !ok {
-		if t = s.text(text, true); t == nil {
-			return 0
-		}
-		if v, ok := s.scores[t]; ok {
-			return v // scored already: no work to charge
-		}
-		str = t.String()
+	if str, ok := text.(string); ok {
+		return s.scoreText(str)
 	}
+	t := s.text(text, true)
+	if t == nil {
+		return 0
+	}
+	if v, ok := s.scores[t]; ok {
+		return v // scored already: no work to charge
+	}
+	var v float64
+	switch text.(type) {
+	case map[string]any, []any, []string:
+		walkStrings(text, func(str string) { v = max(v, s.scoreText(str)) })
+	default:
+		v = s.scoreText(t.String())
+	}
+	s.scores[t] = v
+	return v
+}
+
+// walkStrings calls fn with each string of x and each key of its maps, in no set order.
+func walkStrings(x any, fn func(string)) {
+	switch v := x.(type) {
+	case string:
+		fn(v)
+	case map[string]any:
+		for k, e := range v {
+			fn(k)
+			walkStrings(e, fn)
+		}
+	case []any:
+		for _, e := range v {
+			walkStrings(e, fn)
+		}
+	case []string:
+		for _, e := range v {
+			fn(e)
+		}
+	}
+}
+
+// scoreText scores str for injection, charging the work to the budget.
+func (s *runner) scoreText(str string) float64 {
 	if s.bud.active {
 		n := int64(min(len(str), inject.MaxBytes))
 		if err := s.bud.charge(n, func() string { return "scoring a text of " + size(n) + " for injection" }); err != nil {
 			panic(err)
 		}
 	}
-	v := inject.Score(str)
-	if t != nil {
-		s.scores[t] = v
-	}
-	return v
+	return inject.Score(str)
 }
 
 // injected is injected(text): injection_score(text) >= inject.Threshold.

@@ -82,11 +82,13 @@ type Result struct {
 // Injected reports whether the result reaches the threshold.
 func (r Result) Injected() bool { return r.Score >= Threshold }
 
-// Score is Analyze(text).Score.
-func Score(text string) float64 { return Analyze(text).Score }
+// Score is Analyze(text).Score, without listing the features.
+func Score(text string) float64 { return analyze(text, false).Score }
 
 // Analyze scores a text.
-func Analyze(text string) Result {
+func Analyze(text string) Result { return analyze(text, true) }
+
+func analyze(text string, list bool) Result {
 	var r Result
 	if len(text) > MaxBytes {
 		text = cut(text)
@@ -102,7 +104,9 @@ func Analyze(text string) Result {
 	for i, on := range seen {
 		if on {
 			z += weights[featureNames[i]]
-			r.Features = append(r.Features, featureNames[i])
+			if list {
+				r.Features = append(r.Features, featureNames[i])
+			}
 		}
 	}
 	for _, p := range pairs {

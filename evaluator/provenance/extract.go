@@ -49,6 +49,9 @@ const (
 type Value struct {
 	Kind Kind
 	Text string
+	// Pos is the byte offset in the text of the word the value was read from, so that a
+	// caller can look at what the text says around it.
+	Pos int
 }
 
 // Extract appends to out the values found in text, in order of appearance, without
@@ -58,6 +61,7 @@ func Extract(text string, out []Value) []Value {
 		text = text[:MaxBytes]
 	}
 	start := len(out)
+	pos := 0 // where the word being classified starts
 	add := func(k Kind, s string) bool {
 		if s == "" {
 			return len(out)-start < MaxValues
@@ -70,7 +74,7 @@ func Extract(text string, out []Value) []Value {
 		if len(out)-start >= MaxValues {
 			return false
 		}
-		out = append(out, Value{k, s})
+		out = append(out, Value{k, s, pos})
 		return len(out)-start < MaxValues
 	}
 	w := words{s: text}
@@ -79,6 +83,7 @@ func Extract(text string, out []Value) []Value {
 		if !ok {
 			return out
 		}
+		pos = w.start
 		if len(word) > maxWord {
 			continue
 		}
@@ -90,8 +95,9 @@ func Extract(text string, out []Value) []Value {
 
 // words splits a text at spaces and at marks that quote or bracket a value.
 type words struct {
-	s string
-	i int
+	s     string
+	i     int
+	start int // of the last word next returned
 }
 
 // Classes of bytes for splitting words, looked up rather than compared.
@@ -130,6 +136,7 @@ func (w *words) next() (string, bool) {
 		return "", false
 	}
 	start := w.i
+	w.start = start
 	url := false
 	for w.i < len(w.s) {
 		c := w.s[w.i]
@@ -234,7 +241,7 @@ func (w *words) classify(word string, add func(Kind, string) bool) bool {
 		}
 		return true
 	}
-	if isPath(word) {
+	if isPath(word) || isFileName(word) {
 		return add(Path, word)
 	}
 	if word[0] == '+' && len(word) > 1 && isDigit(word[1]) {
@@ -365,7 +372,8 @@ func isDomain(s string) bool {
 	return true
 }
 
-// fileExts are endings that make a dotted word a file name rather than a host.
+// fileExts are endings that make a dotted word a file name rather than a host: the
+// documents agents read, share and delete, and source files.
 var fileExts = map[string]bool{
 	"txt": true, "md": true, "py": true, "go": true, "js": true, "ts": true, "json": true, "yaml": true,
 	"yml": true, "csv": true, "pdf": true, "png": true, "jpg": true, "jpeg": true, "gif": true,
@@ -375,6 +383,8 @@ var fileExts = map[string]bool{
 	"conf": true, "toml": true, "lock": true, "sql": true, "db": true, "bak": true, "tmp": true,
 	"c": true, "h": true, "cpp": true, "hpp": true, "jsx": true, "tsx": true, "vue": true, "svg": true,
 	"mp3": true, "mp4": true, "wav": true, "bin": true, "dll": true, "so": true, "env": true, "pem": true, "key": true,
+	"tsv": true, "odt": true, "ods": true, "odp": true, "rtf": true, "pptx": true, "mov": true, "tgz": true,
+	"7z": true, "rar": true, "sqlite": true, "eml": true, "ics": true, "vcf": true,
 }
 
 // normDomain returns a bare host name (example.com, www.example.org) lowercased, or "".
@@ -675,7 +685,8 @@ func (w *words) account(word string) string {
 	return string(b[:n])
 }
 
-// isCode reports whether word is a code or token: 6 to 64 letters and digits, both.
+// isCode reports whether word is a code, token or password: 6 to 64 letters and digits,
+// both, and maybe the marks passwords carry.
 func isCode(word string) bool {
 	if len(word) < 6 || len(word) > 64 {
 		return false
@@ -688,9 +699,29 @@ func isCode(word string) bool {
 			digits = true
 		case isLetter(c):
 			letters = true
+		case strings.IndexByte("#!$%&*?_-+^~", c) >= 0:
 		default:
 			return false
 		}
 	}
 	return letters && digits
+}
+
+// isFileName reports whether word is a file's bare name: a name, a dot and a document's
+// extension (board-minutes.docx, budget_v2.xlsx).
+func isFileName(word string) bool {
+	dot := strings.LastIndexByte(word, '.')
+	if dot <= 0 || dot == len(word)-1 || len(word) > 255 {
+		return false
+	}
+	if !fileExts[strings.ToLower(word[dot+1:])] {
+		return false
+	}
+	for i := 0; i < dot; i++ {
+		c := word[i]
+		if !isAlnum(c) && strings.IndexByte("._-+~", c) < 0 && c < 0x80 {
+			return false
+		}
+	}
+	return true
 }
