@@ -49,6 +49,7 @@ func FuzzPolicy(f *testing.F) {
 		`'money' in category(step) and len(untrusted(step.input)) > 0`,
 		`any(prev_steps, injection_score(#.output) >= 0.3) and from_user(step.description)`,
 		`len(origin(repeat(step.description, 9999))) == 0 or injected(steps)`,
+		`any(untrusted(step.input), context_score(#) >= 0.2) or context_score(repeat('a@b.io ', step_index + 9999)) > 0`,
 	} {
 		f.Add([]byte(`{"rules":[]}`), cond)
 	}

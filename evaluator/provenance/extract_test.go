@@ -92,9 +92,9 @@ func TestExtractBounds(t *testing.T) {
 }
 
 // FuzzExtract checks that extraction stays within its bounds, yields valid normalized
-// values, and that a value extracted again is the same value.
+// values at places inside the text, and that a value extracted again is the same value.
 func FuzzExtract(f *testing.F) {
-	for _, s := range []string{"to bob@x.io $5", "https://a.b/c?d=e", "DE89 3704 0044 0532 0130 00", "+1 555 123 4567", "/etc/passwd C:\\x", "EUR 1,000.00", "A1B2C3", "1234 5678 9012 3456"} {
+	for _, s := range []string{"to bob@x.io $5", "https://a.b/c?d=e", "DE89 3704 0044 0532 0130 00", "+1 555 123 4567", "/etc/passwd C:\\x", "EUR 1,000.00", "A1B2C3", "1234 5678 9012 3456", "delete board-minutes.docx; password Sunset2543#."} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -104,7 +104,7 @@ func FuzzExtract(f *testing.F) {
 		}
 		seen := map[string]bool{}
 		for _, v := range vs {
-			if v.Text == "" || seen[v.Text] || v.Kind < Email || v.Kind > Code {
+			if v.Text == "" || seen[v.Text] || v.Kind < Email || v.Kind > Code || v.Pos < 0 || v.Pos >= min(len(s), MaxBytes) {
 				t.Fatalf("bad value %+v in %v", v, vs)
 			}
 			seen[v.Text] = true
@@ -150,5 +150,24 @@ func BenchmarkExtract(b *testing.B) {
 				out = Extract(text, out[:0])
 			}
 		})
+	}
+}
+
+// Pos is where the word a value was read from starts, for values of several words too.
+func TestExtractPos(t *testing.T) {
+	text := "Pay (DE89 3704 0044 0532 0130 00) and mail 'bob@x.io', then +1 555 123 4567."
+	want := map[string]string{"DE89370400440532013000": "DE89", "bob@x.io": "bob@", "15551234567": "+1 555"}
+	for _, v := range Extract(text, nil) {
+		w, ok := want[v.Text]
+		if !ok {
+			continue
+		}
+		if !strings.HasPrefix(text[v.Pos:], w) {
+			t.Errorf("%s at %d: %q, want it to start with %q", v.Text, v.Pos, text[v.Pos:], w)
+		}
+		delete(want, v.Text)
+	}
+	if len(want) > 0 {
+		t.Errorf("not found: %v", want)
 	}
 }
