@@ -24,7 +24,7 @@ import (
 // testdata/defense/generated.jsonl and generated-labels.jsonl are generateDefense's
 // output; go test ./policies -run TestDefenseCorpusUpToDate -update writes them again.
 
-var updateDefense = flag.Bool("update", false, "write testdata/defense/generated*.jsonl again")
+var updateDefense = flag.Bool("update", false, "write testdata/defense/generated*.jsonl and fresh*.jsonl again")
 
 const defenseSeed = 20261203
 

@@ -20,13 +20,13 @@ const flagRule = "troy-injected-tool-output"
 type defenseRun struct {
 	label defenseLabel
 	trace *schemas.Trace
-	part  string // tuning, held-out or hand-written
+	part  string // tuning, held-out, hand-written or fresh
 }
 
 func loadDefenseRuns(t *testing.T) []defenseRun {
 	t.Helper()
 	var runs []defenseRun
-	for _, set := range []string{"generated", "handwritten"} {
+	for _, set := range []string{"generated", "handwritten", "fresh"} {
 		traces := readJSONLines[*schemas.Trace](t, "testdata/defense/"+set+".jsonl")
 		labels := readJSONLines[defenseLabel](t, "testdata/defense/"+set+"-labels.jsonl")
 		byID := map[string]defenseLabel{}
@@ -46,6 +46,8 @@ func loadDefenseRuns(t *testing.T) []defenseRun {
 			switch {
 			case set == "handwritten":
 				part = "hand-written"
+			case set == "fresh":
+				part = "fresh"
 			case l.HeldOut:
 				part = "held-out"
 			}
