@@ -214,6 +214,9 @@ func words(low string) []string {
 	for i < len(low) {
 		r, n := utf8.DecodeRuneInString(low[i:])
 		if !isWord(r) {
+			if endsSentence(low, i) && len(out) > 0 && out[len(out)-1] != stop {
+				out = append(out, stop)
+			}
 			i += n
 			continue
 		}
@@ -243,6 +246,22 @@ func words(low string) []string {
 		i = j
 	}
 	return out
+}
+
+// stop stands between two sentences in the words of a text: an instruction is one
+// sentence, so phrases and a sending verb's destination are not looked for across it.
+const stop = "<stop>"
+
+// endsSentence reports whether the mark at low[i] ends a sentence: a line break, ! or ?,
+// or a full stop or colon that white space or the end follows (not 1.5 or a.b).
+func endsSentence(low string, i int) bool {
+	switch low[i] {
+	case '\n', '!', '?':
+		return true
+	case '.', ';':
+		return i+1 == len(low) || low[i+1] == ' ' || low[i+1] == '\n' || low[i+1] == '\t' || low[i+1] == '\r'
+	}
+	return false
 }
 
 const dest = "<dest>"
@@ -283,7 +302,7 @@ func scanSending(ws []string, seen *[numFeatures]bool) {
 			continue
 		}
 		secret := false
-		for j := i + 1; j < len(ws) && j <= i+sendWindow; j++ {
+		for j := i + 1; j < len(ws) && j <= i+sendWindow && ws[j] != stop; j++ {
 			if ws[j] == dest || ws[j] == "iban" { // an account number is a destination too
 				seen[featureIndex[Exfiltration]] = true
 				if secret || ws[j] == "iban" {
@@ -325,8 +344,8 @@ func matchAt(ws []string, i int, words []string) bool {
 	pos := i
 	for _, want := range words[1:] {
 		found := false
-		for j := pos + 1; j <= pos+1+maxGap && j < len(ws); j++ {
-			if want == "*" || ws[j] == want {
+		for j := pos + 1; j <= pos+1+maxGap && j < len(ws) && ws[j] != stop; j++ {
+			if want == "*" || ws[j] == want || want == aiNoun && aiNouns[ws[j]] {
 				pos, found = j, true
 				break
 			}
@@ -337,6 +356,12 @@ func matchAt(ws []string, i int, words []string) bool {
 	}
 	return true
 }
+
+// aiNoun in a phrase is any word that names a model or a bot (aiNouns): the words that
+// address one vary more than the phrases around them.
+const aiNoun = "<ai>"
+
+var aiNouns = set("ai", "bot", "bots", "chatbot", "llm", "llms", "chatgpt", "gpt", "claude", "gemini", "copilot", "llama", "ki", "ia")
 
 var phraseIndex = func() map[string][]phrase {
 	m := map[string][]phrase{}

@@ -2,7 +2,7 @@ package inject
 
 // phraseTable lists, by feature, the phrases of words (lowered) that mark it. Up to two
 // other words may come between two words of a phrase; "*" is any one word; "<dest>" is an
-// e-mail address, a URL or a domain.
+// e-mail address, a URL or a domain; "<ai>" is a word naming a model or a bot.
 var phraseTable = map[string][]string{
 	Override: {
 		"ignore previous instructions", "ignore prior instructions", "ignore above instructions",
@@ -30,6 +30,9 @@ var phraseTable = map[string][]string{
 		"if you are an agent", "you are an ai", "as an ai", "note to ai", "note for the assistant",
 		"message for the ai", "message to the assistant", "instructions for the assistant", "instructions for ai",
 		"assistant you", "agent you", "claude you", "chatgpt you", "gpt you", "copilot you",
+		"hi <ai>", "hello <ai>", "hey <ai>", "dear <ai>", "attention <ai>", "whichever <ai>", "whoever <ai>",
+		"any <ai>", "every <ai>", "all <ai>", "to <ai>", "for <ai>", "note to <ai>", "message for <ai>",
+		"hi assistant", "hello assistant", "whoever you are",
 		"an die ki", "lieber assistent", "à l'assistant", "cher assistant", "al asistente", "querido asistente",
 	},
 	Imperative: {
@@ -65,7 +68,9 @@ var phraseTable = map[string][]string{
 		"the user has requested", "the user would like you", "the user instructs", "the user authorized",
 		"the user has authorized", "the user approved", "the user has approved", "user wants you",
 		"on behalf of the user", "message from the user", "the user told", "user's real request",
-		"the user also wants", "der nutzer möchte", "l'utilisateur veut", "el usuario quiere",
+"the user also wants", "the owner of this account", "the account owner", "the account holder",
+		"on the owner's behalf", "on behalf of the owner", "on behalf of the account holder", "from the owner",
+		"your owner", "your user", "your principal", "your human", "der nutzer möchte", "l'utilisateur veut", "el usuario quiere",
 	},
 	Prerequisite: {
 		"before you can complete", "before you can finish", "before you can continue", "before you can answer",
@@ -74,7 +79,8 @@ var phraseTable = map[string][]string{
 		"before responding", "before answering", "in order to finish", "in order to complete",
 		"in order to continue", "in order to proceed", "to complete this task", "to finish this task",
 		"required step", "first you must", "you must first", "you need to first", "first step is to",
-		"prerequisite", "bevor du", "avant de répondre", "antes de responder",
+		"prerequisite", "only released after you", "only after you", "to unlock", "to access the rest",
+		"to view the rest", "to read the rest", "then retry", "retry the call", "bevor du", "avant de répondre", "antes de responder",
 	},
 	Secrecy: {
 		"do not tell the user", "don't tell the user", "do not inform the user", "don't inform the user",
