@@ -68,7 +68,7 @@ var phraseTable = map[string][]string{
 		"the user has requested", "the user would like you", "the user instructs", "the user authorized",
 		"the user has authorized", "the user approved", "the user has approved", "user wants you",
 		"on behalf of the user", "message from the user", "the user told", "user's real request",
-"the user also wants", "the owner of this account", "the account owner", "the account holder",
+		"the user also wants", "the owner of this account", "the account owner", "the account holder",
 		"on the owner's behalf", "on behalf of the owner", "on behalf of the account holder", "from the owner",
 		"your owner", "your user", "your principal", "your human", "der nutzer möchte", "l'utilisateur veut", "el usuario quiere",
 	},
