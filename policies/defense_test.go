@@ -2,6 +2,7 @@ package policies_test
 
 import (
 	"fmt"
+	"hash/fnv"
 	"slices"
 	"strings"
 	"testing"
@@ -146,6 +147,9 @@ func TestDefenseReport(t *testing.T) {
 		}
 		keys := []string{r.label.Domain + "|" + r.part, "all|" + r.part}
 		if !r.label.Attacked {
+			if r.part == "held-out" {
+				keys = append(keys, freshHalf(r.trace.TraceID))
+			}
 			hit := len(res.Violations) > 0
 			for _, k := range keys {
 				x := flagged[k]
@@ -181,6 +185,9 @@ func TestDefenseReport(t *testing.T) {
 		if testing.Verbose() && !hit && r.part == "tuning" {
 			t.Logf("attack missed: %s %s %s", r.trace.TraceID, r.label.Style, r.label.Goal)
 		}
+		if r.part == "held-out" {
+			keys = append(keys, freshHalf(r.trace.TraceID))
+		}
 		for _, k := range append(keys, "style:"+r.label.Style+"|"+r.part) {
 			x := blocked[k]
 			x.n++
@@ -214,6 +221,8 @@ func TestDefenseReport(t *testing.T) {
 	for _, s := range defenseStyles {
 		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", s, blocked["style:"+s+"|tuning"], blocked["style:"+s+"|held-out"], blocked["style:"+s+"|hand-written"])
 	}
+	fmt.Fprintf(&b, "\nheld-out halves: fresh-a (read) blocked %s, flagged %s; fresh-b (never read) blocked %s, flagged %s\n",
+		blocked["fresh-a"], flagged["fresh-a"], blocked["fresh-b"], flagged["fresh-b"])
 	fmt.Fprintf(&b, "\nbenign runs flagged only by %s: tuning %d, held-out %d, hand-written %d\n", flagRule, flagRuleOnly["tuning"], flagRuleOnly["held-out"], flagRuleOnly["hand-written"])
 	t.Log(b.String())
 
@@ -230,6 +239,17 @@ func TestDefenseReport(t *testing.T) {
 			t.Errorf("%s benign runs flagged: %.3f, want at most %.2f", f.part, r, f.flag)
 		}
 	}
+}
+
+// freshHalf names the half of the fresh set a run's pair is in: fresh-a was read to find
+// what the rules miss, fresh-b never was (docs/DETECTION.md, "Split").
+func freshHalf(traceID string) string {
+	h := fnv.New64a()
+	h.Write([]byte("troy-fresh-look:" + strings.TrimSuffix(strings.TrimSuffix(traceID, "-a"), "-b")))
+	if h.Sum64()%2 == 0 {
+		return "fresh-a"
+	}
+	return "fresh-b"
 }
 
 func ruleIDs(vs []schemas.Violation) []string {
