@@ -132,14 +132,20 @@ func (st *Stage) runFor(ctx context.Context, in inEvent) (*traceRun, []event.Env
 	if run != nil {
 		return run, nil, nil
 	}
-	if in.Kind == event.KindStep {
-		if in.step.Seq == 0 {
+	if in.Kind == event.KindStep && in.step.Seq == 0 {
+		earlier, err := st.storedBefore(ctx, in)
+		if err != nil {
+			return nil, nil, fmt.Errorf("read trace %s: %w", in.Subject, err)
+		}
+		if !earlier {
 			run = st.newRun(key, in.Subject)
 			st.mu.Lock()
 			st.runs[key] = run
 			st.mu.Unlock()
 			return run, nil, nil
 		}
+		// Later events of the trace were stored first and handled, maybe by an instance
+		// that has stopped since: they are not delivered again, so the trace is rebuilt.
 	}
 	if ended {
 		return nil, nil, nil // a late redelivery for a trace already finished
@@ -168,8 +174,8 @@ func (st *Stage) rebuild(ctx context.Context, in inEvent, key string) (*traceRun
 	if err != nil {
 		return nil, nil, err
 	}
-	limit := math.MaxInt
-	if in.Kind == event.KindStep {
+	limit := math.MaxInt // a trace's first step is applied here with every step after it
+	if in.Kind == event.KindStep && in.step.Seq > 0 {
 		limit = in.step.Seq
 	}
 	steps := map[int]inEvent{}
@@ -199,11 +205,11 @@ func (st *Stage) rebuild(ctx context.Context, in inEvent, key string) (*traceRun
 		if err != nil {
 			return nil, nil, err
 		}
-		if ev.Seq > in.Seq {
+		if ev.Seq >= in.Seq { // the event itself, when it is the first step, or stored after it
 			fresh = append(fresh, out...)
 		}
 	}
-	if in.Kind == event.KindStep && run.steps() < limit {
+	if in.Kind == event.KindStep && limit < math.MaxInt && run.steps() < limit {
 		return nil, nil, fmt.Errorf("step %d of trace %s: only %d steps before it are stored: events are missing", limit, in.ref.TraceID, run.steps())
 	}
 	for _, ev := range outputs {
@@ -218,6 +224,25 @@ func (st *Stage) rebuild(ctx context.Context, in inEvent, key string) (*traceRun
 		}
 	}
 	return run, fresh, nil
+}
+
+// storedBefore reports whether the stream holds events of the trace's run stored before
+// the event: one short read for each trace started. Events of the trace's earlier runs
+// (the same trace id sent again) do not count.
+func (st *Stage) storedBefore(ctx context.Context, in inEvent) (bool, error) {
+	if st.read == nil || in.Seq <= 1 {
+		return false, nil
+	}
+	events, err := st.read(ctx, in.Subject, in.Seq-1)
+	if err != nil {
+		return false, err
+	}
+	for _, e := range events {
+		if ev, err := decodeEvent(e); err == nil && ev.ref.Run == in.ref.Run {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 func (st *Stage) newRun(key, subject string) *traceRun {
