@@ -679,6 +679,20 @@ func (b *Bus) ReadSteps(ctx context.Context, subject string, upTo uint64) ([]eve
 	return b.Read(ctx, StepsStream, subject, upTo)
 }
 
+// FirstStep returns the stream sequence of the first event stored on a subject of the
+// steps stream, 0 when there is none: one request to the stream's leader, which tells
+// whether a trace has events stored before a given one without reading them.
+func (b *Bus) FirstStep(ctx context.Context, subject string) (uint64, error) {
+	e, err := b.leaderGet(ctx, StepsStream, msgGetRequest{Seq: 1, NextFor: subject})
+	if errors.Is(err, errNoMessage) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read %s: %w", subject, err)
+	}
+	return e.Seq, nil
+}
+
 // ReadResults reads a trace's result events of one kind from the results stream.
 func (b *Bus) ReadResults(ctx context.Context, subject string, upTo uint64) ([]event.Envelope, error) {
 	return b.Read(ctx, ResultsStream, subject, upTo)

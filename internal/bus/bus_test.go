@@ -106,6 +106,15 @@ func TestPublishDeduplicatesAndReadFiltersBySubject(t *testing.T) {
 	if none, err := b.ReadSteps(ctx, "troy.steps.a.none", math.MaxUint64); err != nil || len(none) != 0 {
 		t.Fatalf("an unknown subject has no events: %v %v", none, err)
 	}
+	t2, err := b.ReadSteps(ctx, "troy.steps.a.t2", math.MaxUint64)
+	if err != nil || len(t2) != 3 {
+		t.Fatalf("t2: %d events, %v", len(t2), err)
+	}
+	for subject, want := range map[string]uint64{"troy.steps.a.t1": all[0].Seq, "troy.steps.a.t2": t2[0].Seq, "troy.steps.a.none": 0} {
+		if got, err := b.FirstStep(ctx, subject); err != nil || got != want {
+			t.Errorf("FirstStep(%s) = %d, %v; want %d", subject, got, err, want)
+		}
+	}
 }
 
 func TestReadRangeAcrossBatches(t *testing.T) {

@@ -124,7 +124,7 @@ func New(b *bus.Bus, pol *Policies, cfg Config) (*Pipeline, error) {
 	if cfg.NoAlerts {
 		opts = append(opts, evaluate.WithoutAlerts())
 	}
-	p.Eval = evaluate.NewStage(pol.Compiled, b.ReadSteps, opts...)
+	p.Eval = evaluate.NewStage(pol.Compiled, b.ReadSteps, append(opts, evaluate.WithFirst(b.FirstStep))...)
 	if cfg.Store != nil {
 		p.Sink = warehouse.NewSink(cfg.Store, b.ReadSteps, pol.RuleInfo, cfg.Logger)
 	}

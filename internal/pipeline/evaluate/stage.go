@@ -40,6 +40,7 @@ type PolicyFunc func(ctx context.Context, hash string) (*evaluator.Compiled, err
 type Stage struct {
 	policy PolicyFunc
 	read   event.ReadFunc
+	first  FirstFunc
 	alerts bool // publish violations as soon as known
 
 	mu       sync.Mutex
@@ -53,6 +54,14 @@ type StageOption func(*Stage)
 // WithoutAlerts leaves out the real-time violation events, for runs that nobody watches
 // (a one-shot audit): only the verdict at the end is published.
 func WithoutAlerts() StageOption { return func(st *Stage) { st.alerts = false } }
+
+// FirstFunc returns the stream sequence of the first event stored on a subject of the
+// steps stream, 0 when there is none.
+type FirstFunc func(ctx context.Context, subject string) (uint64, error)
+
+// WithFirst lets the stage ask, when a trace starts, whether events of it were stored
+// before its first step with one cheap request, instead of reading them.
+func WithFirst(first FirstFunc) StageOption { return func(st *Stage) { st.first = first } }
 
 // NewStage returns an evaluator stage.
 func NewStage(policy PolicyFunc, read event.ReadFunc, opts ...StageOption) *Stage {
@@ -227,11 +236,21 @@ func (st *Stage) rebuild(ctx context.Context, in inEvent, key string) (*traceRun
 }
 
 // storedBefore reports whether the stream holds events of the trace's run stored before
-// the event: one short read for each trace started. Events of the trace's earlier runs
+// the event: one request for each trace started, and a read when the answer is yes. Events of the trace's earlier runs
 // (the same trace id sent again) do not count.
 func (st *Stage) storedBefore(ctx context.Context, in inEvent) (bool, error) {
 	if st.read == nil || in.Seq <= 1 {
 		return false, nil
+	}
+	if st.first != nil {
+		first, err := st.first(ctx, in.Subject)
+		if err != nil {
+			return false, err
+		}
+		if first == 0 || first >= in.Seq {
+			return false, nil
+		}
+		// Something is stored before: the trace's run, or an earlier run of the same id.
 	}
 	events, err := st.read(ctx, in.Subject, in.Seq-1)
 	if err != nil {

@@ -44,6 +44,16 @@ func (s *stream) read(_ context.Context, subject string, upTo uint64) ([]event.E
 	return out, nil
 }
 
+// first is the stream sequence of the subject's first event, 0 when it has none.
+func (s *stream) first(_ context.Context, subject string) (uint64, error) {
+	for _, e := range s.events {
+		if e.Subject == subject {
+			return e.Seq, nil
+		}
+	}
+	return 0, nil
+}
+
 func policyFunc(c *evaluator.Compiled) evaluate.PolicyFunc {
 	return func(context.Context, string) (*evaluator.Compiled, error) { return c, nil }
 }
@@ -336,7 +346,12 @@ func TestStageToleratesEventsStoredOutOfOrder(t *testing.T) {
 			return err == nil && st.Seq == 0
 		})
 		for _, restartAt := range []int{r.IntN(len(s.events) + 1), first} {
-			stage := evaluate.NewStage(policyFunc(c), s.read)
+			// Half the rounds ask for the subject's first event as the bus does.
+			var opts []evaluate.StageOption
+			if round%2 == 0 {
+				opts = append(opts, evaluate.WithFirst(s.first))
+			}
+			stage := evaluate.NewStage(policyFunc(c), s.read, opts...)
 			queue := slices.Clone(s.events)
 			var evaluated *event.Evaluated
 			var verdict []event.Envelope
@@ -345,7 +360,7 @@ func TestStageToleratesEventsStoredOutOfOrder(t *testing.T) {
 					t.Fatalf("round %d: events never all applied; left: %d", round, len(queue))
 				}
 				if i == restartAt {
-					stage = evaluate.NewStage(policyFunc(c), s.read)
+					stage = evaluate.NewStage(policyFunc(c), s.read, opts...)
 				}
 				ev := queue[0]
 				queue = queue[1:]
