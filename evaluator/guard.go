@@ -156,7 +156,7 @@ func (g *Guard) CheckContext(ctx context.Context, req CheckRequest) (schemas.Dec
 	if ts == "" {
 		ts = g.opts.Now().UTC().Format(time.RFC3339Nano)
 	}
-	found, errs, judgeBlocks := g.add(ctx, &schemas.Step{
+	found, errs, judgeErrs, judgeBlocks := g.add(ctx, &schemas.Step{
 		StepID:      id,
 		Type:        req.Type,
 		Description: req.Action,
@@ -171,7 +171,7 @@ func (g *Guard) CheckContext(ctx context.Context, req CheckRequest) (schemas.Dec
 		Violations: found,
 		RiskScore:  g.risk.Score(),
 		Mode:       g.opts.Mode,
-		RuleErrors: errs,
+		RuleErrors: append(errs, judgeErrs...),
 	}
 	if d.Violations == nil {
 		d.Violations = []schemas.Violation{}
@@ -190,8 +190,9 @@ func (g *Guard) CheckContext(ctx context.Context, req CheckRequest) (schemas.Dec
 
 // add records a step, evaluates it (asking the judge about the cases of judge rules) and
 // adds its violations to the risk. judgeBlocks says a judge gave no answer where its rule
-// fails closed; the rule errors say which.
-func (g *Guard) add(ctx context.Context, step *schemas.Step) (found []schemas.Violation, errs []schemas.StepRuleError, judgeBlocks bool) {
+// fails closed; judgeErrs say which judges gave no answer (apart from errs, the rules
+// that failed, which OnRuleError decides about).
+func (g *Guard) add(ctx context.Context, step *schemas.Step) (found []schemas.Violation, errs, judgeErrs []schemas.StepRuleError, judgeBlocks bool) {
 	i := g.s.Append(step)
 	found, errs = g.s.EvaluateNow(i)
 	judgedViolations := false
@@ -206,10 +207,10 @@ func (g *Guard) add(ctx context.Context, step *schemas.Step) (found []schemas.Vi
 		case o.err != nil && jc.OnError == policies.JudgeOnErrorAllow:
 			msg := oneLine("model judge gave no answer; allowed as the rule's on_error says: " + o.err.Error())
 			g.opts.Logger.Warn("model judge gave no answer; step allowed (on_error: allow)", "rule", r.RuleID, "step", step.StepID, "err", o.err)
-			errs = append(errs, schemas.StepRuleError{RuleID: r.RuleID, Error: msg})
+			judgeErrs = append(judgeErrs, schemas.StepRuleError{RuleID: r.RuleID, Error: msg})
 		case o.err != nil:
 			judgeBlocks = true
-			errs = append(errs, schemas.StepRuleError{RuleID: r.RuleID, Error: oneLine("model judge unavailable, step blocked (on_error: block): " + o.err.Error())})
+			judgeErrs = append(judgeErrs, schemas.StepRuleError{RuleID: r.RuleID, Error: oneLine("model judge unavailable, step blocked (on_error: block): " + o.err.Error())})
 		}
 	}
 	// Violations are in rule order, as the session gives them.
@@ -219,7 +220,7 @@ func (g *Guard) add(ctx context.Context, step *schemas.Step) (found []schemas.Vi
 	for _, v := range found {
 		g.risk.Add(v.RuleID)
 	}
-	return found, errs, judgeBlocks
+	return found, errs, judgeErrs, judgeBlocks
 }
 
 // judge asks the guard's judge about a case within the rule's timeout.
