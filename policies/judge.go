@@ -46,8 +46,6 @@ type Judge struct {
 	OnError string
 	// Timeout is the guard's deadline for the judge's answer.
 	Timeout time.Duration
-	// timeoutText is the timeout as written, kept so the policy writes back as it was.
-	timeoutText string
 }
 
 // parseJudge validates a rule's judge object; its error names the field and what was
@@ -86,7 +84,7 @@ func parseJudge(raw json.RawMessage) (*Judge, error) {
 			if err != nil || d <= 0 || d > maxJudgeTimeout {
 				return nil, fmt.Errorf("%s.timeout: expected a duration above 0 and at most %s, such as \"10s\", got %q", JudgeKey, maxJudgeTimeout, s)
 			}
-			j.Timeout, j.timeoutText = d, s
+			j.Timeout = d
 		default:
 			return nil, fmt.Errorf("%s.%s: unknown field; a judge has question, on_error and timeout", JudgeKey, k)
 		}
@@ -94,19 +92,16 @@ func parseJudge(raw json.RawMessage) (*Judge, error) {
 	return j, nil
 }
 
-// MarshalJSON writes the judge with every field, in a fixed order.
+// MarshalJSON writes the judge with every field, in a fixed order (the timeout as Go
+// writes durations).
 func (j *Judge) MarshalJSON() ([]byte, error) {
 	var b bytes.Buffer
 	b.WriteString(`{"question":`)
 	writeJSON(&b, j.Question)
 	b.WriteString(`,"on_error":`)
 	writeJSON(&b, j.OnError)
-	timeout := j.timeoutText
-	if timeout == "" {
-		timeout = j.Timeout.String()
-	}
 	b.WriteString(`,"timeout":`)
-	writeJSON(&b, timeout)
+	writeJSON(&b, j.Timeout.String())
 	b.WriteByte('}')
 	return b.Bytes(), nil
 }
