@@ -99,3 +99,27 @@ func TestGuardJudgeWithoutAModel(t *testing.T) {
 		}
 	}
 }
+
+// The example policy with a model judge loads, and audits the example traces without a
+// model: its judge rule is reported as not evaluated where its condition holds.
+func TestJudgeExamplePolicy(t *testing.T) {
+	p, err := policies.LoadFile("../examples/judge_policy.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := evaluator.Compile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.HasJudge() || len(p.JudgeRules()) != 1 {
+		t.Fatalf("judge rules %v", p.JudgeRules())
+	}
+	tr := &schemas.Trace{TraceID: "t", AgentName: "a", Metadata: map[string]any{}, Steps: []*schemas.Step{
+		{StepID: "s1", Type: schemas.StepToolCall, Description: "send_email", Input: map[string]any{"to": "x@example.com"}, Output: map[string]any{}, Metadata: map[string]any{}},
+		{StepID: "s2", Type: schemas.StepToolCall, Description: "read_file", Input: map[string]any{"path": "a.txt"}, Output: map[string]any{}, Metadata: map[string]any{}},
+	}}
+	r := c.Evaluate(tr)
+	if len(r.Violations) != 0 || len(r.RuleErrors) != 1 || r.RuleErrors[0].Count != 1 || r.RuleErrors[0].FirstStep != "s1" {
+		t.Fatalf("result %+v: want the send judged (not evaluated), the read left out", r)
+	}
+}
