@@ -27,20 +27,23 @@ func (c *Compiled) Evaluate(t *schemas.Trace) Result {
 	return r
 }
 
-// evaluate evaluates every rule at every step, and returns the violations' step
-// positions and the cases of judge rules, unjudged.
+// evaluate evaluates every rule at every step, and returns the cases of judge rules,
+// unjudged, and when there can be some, the violations' step positions.
 func (c *Compiled) evaluate(t *schemas.Trace) (Result, []int, []JudgeCase) {
 	s := c.newRunner(TraceInfoOf(t), AgentInfoOf(t))
 	var vs []schemas.Violation
 	var at []int
 	var cases []JudgeCase
 	steps := views(t.Steps)
+	judges := c.HasJudge()
 	for i := range steps {
 		s.env.at(steps, i)
 		n := len(vs)
 		vs, cases = s.evalStep(vs, cases, i)
-		for range len(vs) - n {
-			at = append(at, i)
+		if judges { // positions are only needed to merge the judge's violations in
+			for range len(vs) - n {
+				at = append(at, i)
+			}
 		}
 	}
 	return Result{Violations: vs, RuleErrors: s.ruleErrors()}, at, cases

@@ -91,7 +91,7 @@ func (c *Compiled) ask(ctx context.Context, j Judge, cases []JudgeCase, steps []
 	sem := make(chan struct{}, judgeWorkers)
 	var wg sync.WaitGroup
 	for k, jc := range cases {
-		jc.Steps, jc.AgentName, jc.TraceMetadata = steps[:jc.Step+1], info.AgentName, info.Metadata
+		jc.Steps, jc.AgentName, jc.TraceMetadata = steps[:jc.Step+1:jc.Step+1], info.AgentName, info.Metadata
 		out[k].c = jc
 		wg.Go(func() {
 			select {

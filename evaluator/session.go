@@ -172,7 +172,7 @@ func (s *Session) JudgeCases(i int) []JudgeCase {
 	for _, o := range s.found(i) {
 		if o.judge {
 			jc := judgeCase(s.c.rules[o.rule], i)
-			jc.Steps, jc.AgentName, jc.TraceMetadata = s.steps[:i+1], s.r.trace.AgentName, s.r.trace.Metadata
+			jc.Steps, jc.AgentName, jc.TraceMetadata = s.steps[:i+1:i+1], s.r.trace.AgentName, s.r.trace.Metadata
 			out = append(out, jc)
 		}
 	}
