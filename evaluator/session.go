@@ -179,7 +179,6 @@ func (s *Session) JudgeCases(i int) []JudgeCase {
 	return out
 }
 
-
 // found is what EvaluateNow kept of step i.
 func (s *Session) found(i int) []stepOutcome {
 	switch {
