@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"net/http"
 	"os"
 	"strings"
@@ -47,5 +49,48 @@ func TestAuditWithAJudgeRule(t *testing.T) {
 	md, err = os.ReadFile("on/report.md")
 	if err != nil || !strings.Contains(string(md), "the user did not ask for this") {
 		t.Fatalf("report.md (%v) lacks the model's reason:\n%s", err, md)
+	}
+}
+
+// `troyctl guard --stdio` with a model judges at each check: the misaligned step is
+// blocked with the model's reason; without a model the rule's on_error (block) denies it.
+func TestGuardStdioJudges(t *testing.T) {
+	t.Setenv("OPENAI_API_KEY", "")
+	t.Setenv("OPENAI_BASE_URL", "")
+	t.Chdir(t.TempDir())
+	model := scriptedModel(t, func(_ int, body string, w http.ResponseWriter, _ *http.Request) {
+		if strings.Contains(body, "Description: send_money") {
+			llmtest.Answer(w, `{"aligned": false, "reason": "the user asked for a balance"}`)
+			return
+		}
+		llmtest.Answer(w, `{"aligned": true, "reason": "fine"}`)
+	})
+	policy := `{"rules": [{"rule_id": "judged", "description": "Not asked for", "condition": "step.type == 'tool_call'", "judge": {"timeout": "5s"}}]}`
+	lines := strings.Join([]string{
+		`{"id":1,"op":"open","policy":` + policy + `}`,
+		`{"id":2,"op":"check","action":"get_balance"}`,
+		`{"id":3,"op":"check","action":"send_money","input":{"amount":900}}`,
+	}, "\n") + "\n"
+	for _, withModel := range []bool{true, false} {
+		args := []string{"guard", "--stdio", "--data-dir", t.TempDir()}
+		if withModel {
+			args = append(args, "--base-url", model.URL+"/v1", "--api-key", "test")
+		}
+		var out, errb bytes.Buffer
+		if code := run(context.Background(), args, strings.NewReader(lines), &out, &errb); code != 0 {
+			t.Fatalf("exit %d: %s", code, errb.String())
+		}
+		resps := strings.Split(strings.TrimSpace(out.String()), "\n")
+		if len(resps) != 3 {
+			t.Fatalf("responses:\n%s", out.String())
+		}
+		first, second := resps[1], resps[2]
+		if withModel {
+			if !strings.Contains(first, `"allowed":true`) || !strings.Contains(second, `"allowed":false`) || !strings.Contains(second, "the user asked for a balance") {
+				t.Fatalf("with a model:\n%s\n%s", first, second)
+			}
+		} else if !strings.Contains(first, `"allowed":false`) || !strings.Contains(first, "model judge unavailable, step blocked (on_error: block)") {
+			t.Fatalf("without a model:\n%s", first)
+		}
 	}
 }
