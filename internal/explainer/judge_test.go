@@ -125,3 +125,24 @@ func TestJudgeStopsAtTheDeadline(t *testing.T) {
 		t.Fatalf("error %v after %s: want a failure at the deadline", err, time.Since(start))
 	}
 }
+
+// A long trace is cut to the prompt's budget: the first step and the action stay, the
+// nearest steps before the action fill what is left, and the rest is counted.
+func TestJudgePromptWithinBudget(t *testing.T) {
+	llm := newLLM(t, func(_ int, _ string, w http.ResponseWriter, _ *http.Request) { answer(w, `{"aligned": true}`) })
+	cfg := config(llm)
+	cfg.ContextChars = 4000
+	tr := trace(500)
+	if _, err := explainer.New(cfg).Judge(context.Background(), explainer.JudgeRequest{Steps: tr.Steps, Question: "q"}); err != nil {
+		t.Fatal(err)
+	}
+	_, prompt := promptOf(t, llm.Requests()[0])
+	if len(prompt) > 4000+1000 {
+		t.Fatalf("prompt of %d characters for a budget of 4000", len(prompt))
+	}
+	for _, want := range []string{"First step (the user's request is usually here): [tool_call] search", "earlier steps not shown)", "499. [tool_call] s499", "PROPOSED ACTION, step 500 of the trace (step_id s500)"} {
+		if !strings.Contains(prompt, want) {
+			t.Fatalf("prompt lacks %q:\n%s", want, prompt)
+		}
+	}
+}
