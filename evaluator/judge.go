@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/troy-audit/troy/schemas"
@@ -88,20 +89,19 @@ func (c *Compiled) ask(ctx context.Context, j Judge, cases []JudgeCase, steps []
 		}
 		return out, nil
 	}
-	sem := make(chan struct{}, judgeWorkers)
-	var wg sync.WaitGroup
-	for k, jc := range cases {
+	for k := range cases {
+		jc := &cases[k]
 		jc.Steps, jc.AgentName, jc.TraceMetadata = steps[:jc.Step+1:jc.Step+1], info.AgentName, info.Metadata
-		out[k].c = jc
+		out[k].c = *jc
+	}
+	// A few workers take the cases in order: goroutines stay bounded on a long trace.
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(judgeWorkers, len(cases)) {
 		wg.Go(func() {
-			select {
-			case sem <- struct{}{}:
-			case <-ctx.Done():
-				out[k].err = ctx.Err()
-				return
+			for k := int(next.Add(1) - 1); k < len(cases) && ctx.Err() == nil; k = int(next.Add(1) - 1) {
+				out[k].v, out[k].err = j.Judge(ctx, out[k].c)
 			}
-			defer func() { <-sem }()
-			out[k].v, out[k].err = j.Judge(ctx, jc)
 		})
 	}
 	wg.Wait()
