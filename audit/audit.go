@@ -23,9 +23,23 @@ import (
 )
 
 // Result evaluates, scores and assembles the audit of one trace, as the pipeline's
-// stages would without explanations. explainNote says why there are none.
+// stages would without explanations. explainNote says why there are none. Rules with a
+// model judge are not judged (their rule errors say so): see ResultJudged.
 func Result(c *evaluator.Compiled, t *schemas.Trace, explainNote string) *schemas.AuditResult {
-	ev := c.Evaluate(t)
+	return result(c, t, c.Evaluate(t), explainNote)
+}
+
+// ResultJudged is Result with the rules that have a model judge judged by j (see
+// evaluator.Compiled.EvaluateJudged). It fails only when ctx ends.
+func ResultJudged(ctx context.Context, c *evaluator.Compiled, t *schemas.Trace, explainNote string, j evaluator.Judge) (*schemas.AuditResult, error) {
+	ev, err := c.EvaluateJudged(ctx, t, j)
+	if err != nil {
+		return nil, err
+	}
+	return result(c, t, ev, explainNote), nil
+}
+
+func result(c *evaluator.Compiled, t *schemas.Trace, ev evaluator.Result, explainNote string) *schemas.AuditResult {
 	p := c.Policy()
 	info := schemas.AuditInfo{PolicyID: p.PolicyID, PolicyHash: c.Hash(), Rules: len(p.Rules),
 		Explanations: schemas.ExplanationsOff, ExplanationsNote: explainNote, RuleErrors: ev.RuleErrors}

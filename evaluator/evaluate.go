@@ -1,6 +1,8 @@
 package evaluator
 
 import (
+	"context"
+
 	"github.com/troy-audit/troy/schemas"
 )
 
@@ -14,15 +16,37 @@ type Result struct {
 
 // Evaluate evaluates every rule at every step of a finished trace: each condition sees the
 // whole trace, so rules that look ahead (next_steps) see what came after.
+// Rules with a model judge are not judged here (see EvaluateJudged): the steps where
+// their condition holds are rule errors saying so.
 func (c *Compiled) Evaluate(t *schemas.Trace) Result {
+	r, at, cases := c.evaluate(t)
+	if len(cases) > 0 {
+		outs, _ := c.ask(context.Background(), nil, cases, t.Steps, TraceInfoOf(t)) // no judge: no I/O, no failure
+		r, _ = c.merge(r, at, outs, t.Steps)
+	}
+	return r
+}
+
+// evaluate evaluates every rule at every step, and returns the cases of judge rules,
+// unjudged, and when there can be some, the violations' step positions.
+func (c *Compiled) evaluate(t *schemas.Trace) (Result, []int, []JudgeCase) {
 	s := c.newRunner(TraceInfoOf(t), AgentInfoOf(t))
 	var vs []schemas.Violation
+	var at []int
+	var cases []JudgeCase
 	steps := views(t.Steps)
+	judges := c.HasJudge()
 	for i := range steps {
 		s.env.at(steps, i)
-		vs = s.evalStep(vs)
+		n := len(vs)
+		vs, cases = s.evalStep(vs, cases, i)
+		if judges { // positions are only needed to merge the judge's violations in
+			for range len(vs) - n {
+				at = append(at, i)
+			}
+		}
 	}
-	return Result{Violations: vs, RuleErrors: s.ruleErrors()}
+	return Result{Violations: vs, RuleErrors: s.ruleErrors()}, at, cases
 }
 
 // TraceInfoOf is the trace variable conditions see for t.

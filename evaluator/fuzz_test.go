@@ -28,7 +28,7 @@ func FuzzPolicy(f *testing.F) {
 	for _, t := range all {
 		f.Add(t.Raw, "step.type == 'tool_call'")
 	}
-	for _, name := range []string{"../examples/policy.json", "../examples/python_policy.json"} {
+	for _, name := range []string{"../examples/policy.json", "../examples/python_policy.json", "../examples/judge_policy.json"} {
 		raw, err := os.ReadFile(name)
 		if err != nil {
 			f.Fatal(err)
@@ -55,6 +55,8 @@ func FuzzPolicy(f *testing.F) {
 	}
 	f.Add([]byte(`{"tool_categories": {"wire": ["money", "outbound"], "noop": []}, "rules":[]}`), `'money' in category(step)`)
 	f.Add([]byte(`{"tool_categories": {"Wire": ["money"], "wire": ["read"]}, "rules":[]}`), `true`)
+	f.Add([]byte(`{"rules":[{"rule_id":"j","description":"d","condition":"step.type == 'tool_call'","judge":{"on_error":"allow","timeout":"1s"}}]}`), `true`)
+	f.Add([]byte(`{"rules":[{"rule_id":"j","description":"d","condition":"true","judge":{"timeout":"-1s","question":""}}]}`), `true`)
 	f.Fuzz(func(t *testing.T, raw []byte, cond string) {
 		if p, err := policies.Parse(raw, "fuzz.json", "fuzz"); err == nil {
 			if p.IsPython() {

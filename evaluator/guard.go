@@ -1,7 +1,10 @@
 package evaluator
 
 import (
+	"cmp"
+	"context"
 	"fmt"
+	"log/slog"
 	"maps"
 	"reflect"
 	"slices"
@@ -9,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/troy-audit/troy/policies"
 	"github.com/troy-audit/troy/schemas"
 	"github.com/troy-audit/troy/scorer"
 )
@@ -34,6 +38,14 @@ type GuardOptions struct {
 	OnRuleError string
 	// Now stamps checked steps; nil means time.Now.
 	Now func() time.Time
+	// Judge gives the verdict of rules with a model judge at the steps where their
+	// condition holds, within each rule's timeout; without an answer the rule's on_error
+	// decides (block by default). Nil is a judge that never answers: the rule's on_error
+	// decides at once.
+	Judge Judge
+	// Logger hears of judges that gave no answer where the rule allows the step anyway;
+	// nil discards.
+	Logger *slog.Logger
 }
 
 // Guard checks proposed steps one at a time, before they run. Each checked step is
@@ -51,6 +63,8 @@ type Guard struct {
 	// reported missing (by their position in the policy's list).
 	seenKeys map[string]bool
 	warned   map[int]bool
+	// judged holds the judge's outcome of each case of the session, by step and rule.
+	judged map[[2]int]judged
 }
 
 // CheckRequest is a proposed step: the step an agent sends in a guard check (its action
@@ -83,6 +97,9 @@ func (c *Compiled) NewGuard(opts GuardOptions) (*Guard, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
 	if opts.OnRuleError == "" {
 		opts.OnRuleError = c.policy.OnRuleError()
 	}
@@ -100,13 +117,22 @@ func (g *Guard) reset() {
 		Agent: &AgentInfo{Name: g.opts.AgentName, Metadata: g.opts.AgentMetadata},
 	})
 	g.risk = scorer.NewAccumulator(g.c.weights)
+	g.judged = map[[2]int]judged{}
 }
 
 // Check evaluates a proposed step against the policy and records it. In enforce mode a
 // step with violations is not allowed, nor one at which a rule could not be evaluated
 // (unless OnRuleError is skip); in monitor and dry-run modes every step is allowed. The
 // decision lists violations and rule errors in every mode.
+//
+// Check waits for a model judge without a context of its own (each rule's timeout bounds
+// it); CheckContext takes one.
 func (g *Guard) Check(req CheckRequest) (schemas.Decision, error) {
+	return g.CheckContext(context.Background(), req)
+}
+
+// CheckContext is Check with a context, which bounds the wait for a model judge.
+func (g *Guard) CheckContext(ctx context.Context, req CheckRequest) (schemas.Decision, error) {
 	if req.Type == "" {
 		req.Type = schemas.StepToolCall
 	}
@@ -130,7 +156,7 @@ func (g *Guard) Check(req CheckRequest) (schemas.Decision, error) {
 	if ts == "" {
 		ts = g.opts.Now().UTC().Format(time.RFC3339Nano)
 	}
-	found, errs := g.add(&schemas.Step{
+	found, errs, judgeErrs, judgeBlocks := g.add(ctx, &schemas.Step{
 		StepID:      id,
 		Type:        req.Type,
 		Description: req.Action,
@@ -141,11 +167,11 @@ func (g *Guard) Check(req CheckRequest) (schemas.Decision, error) {
 	})
 	d := schemas.Decision{
 		StepID:     id,
-		Allowed:    len(found) == 0 && (len(errs) == 0 || g.opts.OnRuleError == schemas.OnRuleErrorSkip),
+		Allowed:    len(found) == 0 && !judgeBlocks && (len(errs) == 0 || g.opts.OnRuleError == schemas.OnRuleErrorSkip),
 		Violations: found,
 		RiskScore:  g.risk.Score(),
 		Mode:       g.opts.Mode,
-		RuleErrors: errs,
+		RuleErrors: append(errs, judgeErrs...),
 	}
 	if d.Violations == nil {
 		d.Violations = []schemas.Violation{}
@@ -162,13 +188,77 @@ func (g *Guard) Check(req CheckRequest) (schemas.Decision, error) {
 	return d, nil
 }
 
-// add records a step, evaluates it and adds its violations to the risk.
-func (g *Guard) add(step *schemas.Step) ([]schemas.Violation, []schemas.StepRuleError) {
-	found, errs := g.s.EvaluateNow(g.s.Append(step))
+// add records a step, evaluates it (asking the judge about the cases of judge rules) and
+// adds its violations to the risk. judgeBlocks says a judge gave no answer where its rule
+// fails closed; judgeErrs say which judges gave no answer (apart from errs, the rules
+// that failed, which OnRuleError decides about).
+func (g *Guard) add(ctx context.Context, step *schemas.Step) (found []schemas.Violation, errs, judgeErrs []schemas.StepRuleError, judgeBlocks bool) {
+	i := g.s.Append(step)
+	found, errs = g.s.EvaluateNow(i)
+	judgedViolations := false
+	for _, jc := range g.s.JudgeCases(i) {
+		o := g.judge(ctx, jc)
+		g.judged[[2]int{i, jc.rule}] = o
+		r := g.c.rules[jc.rule]
+		switch {
+		case o.err == nil && !o.v.Aligned:
+			found = append(found, judgeViolation(r, step, o.v.Reason))
+			judgedViolations = true
+		case o.err != nil && jc.OnError == policies.JudgeOnErrorAllow:
+			msg := oneLine("model judge gave no answer; allowed as the rule's on_error says: " + o.err.Error())
+			g.opts.Logger.Warn("model judge gave no answer; step allowed (on_error: allow)", "rule", r.RuleID, "step", step.StepID, "err", o.err)
+			judgeErrs = append(judgeErrs, schemas.StepRuleError{RuleID: r.RuleID, Error: msg})
+		case o.err != nil:
+			judgeBlocks = true
+			judgeErrs = append(judgeErrs, schemas.StepRuleError{RuleID: r.RuleID, Error: oneLine("model judge unavailable, step blocked (on_error: block): " + o.err.Error())})
+		}
+	}
+	// Violations are in rule order, as the session gives them.
+	if judgedViolations {
+		slices.SortStableFunc(found, func(a, b schemas.Violation) int { return cmp.Compare(g.ruleIndex(a.RuleID), g.ruleIndex(b.RuleID)) })
+	}
 	for _, v := range found {
 		g.risk.Add(v.RuleID)
 	}
-	return found, errs
+	return found, errs, judgeErrs, judgeBlocks
+}
+
+// judge asks the guard's judge about a case within the rule's timeout.
+func (g *Guard) judge(ctx context.Context, jc JudgeCase) judged {
+	if g.opts.Judge == nil {
+		return judged{c: jc, err: errNoJudge}
+	}
+	ctx, cancel := context.WithTimeout(ctx, jc.Timeout)
+	defer cancel()
+	v, err := g.opts.Judge.Judge(ctx, jc)
+	if err != nil && ctx.Err() != nil {
+		err = fmt.Errorf("no answer within %s: %w", jc.Timeout, err)
+	}
+	return judged{c: jc, v: v, err: err}
+}
+
+func (g *Guard) ruleIndex(id string) int {
+	for _, r := range g.c.rules {
+		if r.RuleID == id {
+			return r.index
+		}
+	}
+	return len(g.c.rules)
+}
+
+// verdict is the session's verdict with the judge's outcomes merged in.
+func (g *Guard) verdict() Verdict {
+	v, cases := g.s.finish()
+	outs := make([]judged, len(cases))
+	for k, jc := range cases {
+		o, ok := g.judged[[2]int{jc.Step, jc.rule}]
+		if !ok {
+			o = judged{c: jc, err: errNoJudge}
+		}
+		outs[k] = o
+	}
+	v.Result, v.Steps = g.c.merge(v.Result, v.Steps, outs, g.s.steps)
+	return v
 }
 
 // Replay records a step checked before, as it was stored (its id and time), and evaluates
@@ -185,7 +275,7 @@ func (g *Guard) Replay(step *schemas.Step) error {
 	}
 	s := *step
 	s.Normalize()
-	g.add(&s)
+	g.add(context.Background(), &s) // a judge is asked again within its rule's timeout
 	return nil
 }
 
@@ -231,14 +321,14 @@ func (g *Guard) Trace() *schemas.Trace {
 func (g *Guard) Violations() []schemas.Violation {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.s.Finish().Violations
+	return g.verdict().Violations
 }
 
 // RuleErrors lists the rules whose condition failed during the session.
 func (g *Guard) RuleErrors() []schemas.RuleError {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.s.Finish().RuleErrors
+	return g.verdict().RuleErrors
 }
 
 // Reset forgets the session: steps, violations and risk.

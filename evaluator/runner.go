@@ -112,8 +112,9 @@ func (c *Compiled) newRunner(trace *TraceInfo, agent *AgentInfo) *runner {
 	return s
 }
 
-// evalStep evaluates every rule at the current step, in rule order, appending violations.
-func (s *runner) evalStep(out []schemas.Violation) []schemas.Violation {
+// evalStep evaluates every rule at the current step (position at), in rule order,
+// appending violations, and the cases of judge rules whose condition holds.
+func (s *runner) evalStep(out []schemas.Violation, cases []JudgeCase, at int) ([]schemas.Violation, []JudgeCase) {
 	for i, r := range s.c.rules {
 		ok, err := s.outcome(r)
 		if err != nil {
@@ -121,10 +122,14 @@ func (s *runner) evalStep(out []schemas.Violation) []schemas.Violation {
 			continue
 		}
 		if ok {
+			if r.Judge != nil {
+				cases = append(cases, judgeCase(r, at))
+				continue
+			}
 			out = append(out, violation(r, s.env.Step.step))
 		}
 	}
-	return out
+	return out, cases
 }
 
 // outcome evaluates one rule at the current step: in Go when it can, else by its program.

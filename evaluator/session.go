@@ -1,6 +1,7 @@
 package evaluator
 
 import (
+	"context"
 	"slices"
 
 	"github.com/troy-audit/troy/schemas"
@@ -30,6 +31,7 @@ type Session struct {
 type stepOutcome struct {
 	rule     int32
 	violated bool
+	judge    bool // the condition of a judge rule held: a case for the model
 	err      string
 }
 
@@ -152,12 +154,29 @@ func (s *Session) EvaluateNow(i int) ([]schemas.Violation, []schemas.StepRuleErr
 			msg := oneLine(conditionError(err).Error())
 			s.outcomes = append(s.outcomes, stepOutcome{rule: int32(k), err: msg})
 			errs = append(errs, schemas.StepRuleError{RuleID: r.RuleID, Error: msg})
+		case ok && r.Judge != nil:
+			// Not a violation until a model says so: see JudgeCases and FinishJudged.
+			s.outcomes = append(s.outcomes, stepOutcome{rule: int32(k), judge: true})
 		case ok:
 			s.outcomes = append(s.outcomes, stepOutcome{rule: int32(k), violated: true})
 			vs = append(vs, violation(r, s.steps[i]))
 		}
 	}
 	return vs, errs
+}
+
+// JudgeCases returns the cases of judge rules that EvaluateNow found at step i: the
+// rules whose condition holds there and whose verdict is the model's.
+func (s *Session) JudgeCases(i int) []JudgeCase {
+	var out []JudgeCase
+	for _, o := range s.found(i) {
+		if o.judge {
+			jc := judgeCase(s.c.rules[o.rule], i)
+			jc.Steps, jc.AgentName, jc.TraceMetadata = s.steps[:i+1:i+1], s.r.trace.AgentName, s.r.trace.Metadata
+			out = append(out, jc)
+		}
+	}
+	return out
 }
 
 // found is what EvaluateNow kept of step i.
@@ -173,9 +192,22 @@ func (s *Session) found(i int) []stepOutcome {
 
 // Finish evaluates the rules that look ahead at every step, over the steps so far, and
 // returns the verdict of the whole trace: what post-hoc evaluation of the same steps
-// finds, in step then rule order. It can be called again after more steps.
+// finds, in step then rule order. It can be called again after more steps. Rules with a
+// model judge are not judged (see FinishJudged): the steps where their condition holds
+// are rule errors saying so, as in Evaluate.
 func (s *Session) Finish() Verdict {
+	v, cases := s.finish()
+	if len(cases) > 0 {
+		outs, _ := s.c.ask(context.Background(), nil, cases, s.steps, s.r.trace) // no judge: no I/O, no failure
+		v.Result, v.Steps = s.c.merge(v.Result, v.Steps, outs, s.steps)
+	}
+	return v
+}
+
+// finish is Finish with the cases of judge rules left unjudged.
+func (s *Session) finish() (Verdict, []JudgeCase) {
 	var out Verdict
+	var cases []JudgeCase
 	errs := make([]schemas.RuleError, len(s.c.rules))
 	fail := func(k, i int, msg string) {
 		e := &errs[k]
@@ -197,6 +229,8 @@ func (s *Session) Finish() Verdict {
 				if len(now) > 0 && int(now[0].rule) == k {
 					if now[0].err != "" {
 						fail(k, i, now[0].err)
+					} else if now[0].judge {
+						cases = append(cases, judgeCase(r, i))
 					} else if now[0].violated {
 						out.Violations = append(out.Violations, violation(r, s.steps[i]))
 						out.Steps = append(out.Steps, i)
@@ -209,7 +243,9 @@ func (s *Session) Finish() Verdict {
 				fail(k, i, oneLine(conditionError(err).Error()))
 				continue
 			}
-			if ok {
+			if ok && r.Judge != nil {
+				cases = append(cases, judgeCase(r, i))
+			} else if ok {
 				out.Violations = append(out.Violations, violation(r, s.steps[i]))
 				out.Steps = append(out.Steps, i)
 			}
@@ -220,5 +256,5 @@ func (s *Session) Finish() Verdict {
 			out.RuleErrors = append(out.RuleErrors, e)
 		}
 	}
-	return out
+	return out, cases
 }

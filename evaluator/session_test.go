@@ -26,7 +26,7 @@ func TestSessionFinishAgreesWithPostHoc(t *testing.T) {
 		for range 5 {
 			conds = append(conds, g.Cond(2))
 		}
-		c, err := evaluator.Compile(evaltest.PolicyOf(conds...))
+		c, err := evaluator.Compile(evaltest.WithJudges(evaltest.PolicyOf(conds...), round))
 		if err != nil {
 			t.Fatal(err)
 		}

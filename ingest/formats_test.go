@@ -142,6 +142,12 @@ func TestPolicySchemaAgreesWithTheLoader(t *testing.T) {
 		"category unknown": `{"tool_categories": {"pay": ["payments"]}, "rules": []}`,
 		"category a text":  `{"tool_categories": {"pay": "money"}, "rules": []}`,
 		"category no name": `{"tool_categories": {"": ["money"]}, "rules": []}`,
+		"judge":            `{"rules": [{"rule_id": "r", "description": "d", "condition": "true", "judge": {"question": "q", "on_error": "allow", "timeout": "2s"}}]}`,
+		"judge defaults":   `{"rules": [{"rule_id": "r", "description": "d", "condition": "true", "judge": {}}]}`,
+		"judge on_error":   `{"rules": [{"rule_id": "r", "description": "d", "condition": "true", "judge": {"on_error": "skip"}}]}`,
+		"judge unknown":    `{"rules": [{"rule_id": "r", "description": "d", "condition": "true", "judge": {"model": "m"}}]}`,
+		"judge a text":     `{"rules": [{"rule_id": "r", "description": "d", "condition": "true", "judge": "yes"}]}`,
+		"judge bad time":   `{"rules": [{"rule_id": "r", "description": "d", "condition": "true", "judge": {"timeout": "soon"}}]}`,
 	}
 	ts, err := policies.Templates()
 	if err != nil {

@@ -61,7 +61,13 @@ type Options struct {
 	// every recorded event is sent on to, in the background, as Trace sends them. Events
 	// the deployment has not acknowledged stay in the outbox until it has.
 	Forward agent.Options
-	// Logger hears of forwarding trouble; nil discards.
+	// Judge gives the verdicts of rules with a model judge, at each check within the
+	// rule's timeout (without an answer the rule's on_error decides) and again in the
+	// session's report. Nil: no model, so on_error decides at each check, and the report
+	// records such rules as not evaluated.
+	Judge evaluator.Judge
+	// Logger hears of forwarding trouble, and of judges that gave no answer where the
+	// rule allows the step anyway; nil discards.
 	Logger *slog.Logger
 	// Now stamps checked steps; nil means time.Now.
 	Now func() time.Time
@@ -166,7 +172,7 @@ func checkIDs(pairs ...string) error {
 // start begins a run of a session: a fresh engine session and record file.
 func (l *Guard) start(session string) error {
 	g, err := l.c.NewGuard(evaluator.GuardOptions{TraceID: session, AgentName: l.opts.Agent, AgentMetadata: l.opts.AgentMetadata,
-		Mode: l.opts.Mode, OnRuleError: l.opts.OnRuleError, Now: l.opts.Now})
+		Mode: l.opts.Mode, OnRuleError: l.opts.OnRuleError, Now: l.opts.Now, Judge: l.opts.Judge, Logger: l.opts.Logger})
 	if err != nil {
 		return err
 	}
@@ -208,7 +214,7 @@ func (l *Guard) Check(ctx context.Context, action string, input, metadata map[st
 
 // CheckStep is Check with every field of the request: req.AgentMetadata, when not nil,
 // replaces the agent's metadata for this check. The step id and time are the guard's.
-func (l *Guard) CheckStep(_ context.Context, req evaluator.CheckRequest) (schemas.Decision, error) {
+func (l *Guard) CheckStep(ctx context.Context, req evaluator.CheckRequest) (schemas.Decision, error) {
 	if req.Type == "" {
 		req.Type = schemas.StepToolCall
 	}
@@ -240,7 +246,7 @@ func (l *Guard) CheckStep(_ context.Context, req evaluator.CheckRequest) (schema
 		}
 		return schemas.Decision{Allowed: l.opts.FailOpen, Mode: l.opts.Mode, Violations: []schemas.Violation{}, RuleErrors: []schemas.StepRuleError{}}, &agent.UnavailableError{Err: err}
 	}
-	d, err := l.g.Check(req)
+	d, err := l.g.CheckContext(ctx, req)
 	if err != nil {
 		return schemas.Decision{Mode: l.opts.Mode}, err
 	}
@@ -331,20 +337,23 @@ func (l *Guard) End(ctx context.Context) error {
 
 // EndReport is End writing the reports into dir (empty: the data directory's
 // reports/<agent>/<session>/), and saying where they are.
-func (l *Guard) EndReport(_ context.Context, dir string) (Report, error) {
+func (l *Guard) EndReport(ctx context.Context, dir string) (Report, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
 		return Report{}, ErrClosed
 	}
 	t := l.g.Trace()
+	r, err := audit.ResultJudged(ctx, l.c, t, ExplainNote, l.opts.Judge)
+	if err != nil {
+		return Report{}, fmt.Errorf("the session's report: %w", err)
+	}
 	if err := l.finishRun(); err != nil {
 		return Report{}, err
 	}
 	if dir == "" {
 		dir = filepath.Join(l.opts.DataDir, "reports", reporter.PathToken(l.ref.AgentName), reporter.PathToken(l.ref.TraceID))
 	}
-	r := audit.Result(l.c, t, ExplainNote)
 	rep := Report{Markdown: filepath.Join(dir, "report.md"), JSON: filepath.Join(dir, "audit.json"), Result: r}
 	if err := reporter.WriteAudit(r, reporter.Dest{Markdown: rep.Markdown, JSON: rep.JSON}); err != nil {
 		return Report{}, fmt.Errorf("write the session's reports: %w", err)

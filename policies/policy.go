@@ -40,6 +40,9 @@ type Rule struct {
 	Condition   string
 	Severity    string
 	Weight      int
+	// Judge, when set, asks the configured model for the verdict at the steps where the
+	// condition holds (see JudgeKey); nil for ordinary rules.
+	Judge *Judge
 	// Extra holds keys the format does not define (such as "mitigation"), kept as written.
 	Extra map[string]json.RawMessage
 }
@@ -296,9 +299,16 @@ func parseRule(item json.RawMessage, i int, fail func(rule, format string, args 
 		}
 		r.Weight = int(f)
 	}
+	if raw, ok := obj[JudgeKey]; ok {
+		j, err := parseJudge(raw)
+		if err != nil {
+			return r, fail(label, "%s", err.Error())
+		}
+		r.Judge = j
+	}
 	for key, raw := range obj {
 		switch key {
-		case "rule_id", "description", "condition", "severity", "weight":
+		case "rule_id", "description", "condition", "severity", "weight", JudgeKey:
 		default:
 			r.Extra[key] = raw
 		}
@@ -377,6 +387,11 @@ func (p *Policy) MarshalJSON() ([]byte, error) {
 		b.WriteString(`,"severity":`)
 		writeJSON(&b, r.Severity)
 		fmt.Fprintf(&b, `,"weight":%d`, r.Weight)
+		if r.Judge != nil {
+			b.WriteString(`,"judge":`)
+			raw, _ := r.Judge.MarshalJSON()
+			b.Write(raw)
+		}
 		writeExtra(&b, r.Extra)
 		b.WriteByte('}')
 	}

@@ -18,6 +18,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/troy-audit/troy/evaluator"
+	"github.com/troy-audit/troy/internal/explainer"
+	"github.com/troy-audit/troy/internal/pipeline"
 	"github.com/troy-audit/troy/policies"
 	"github.com/troy-audit/troy/schemas"
 	"github.com/troy-audit/troy/schemas/pyjson"
@@ -37,6 +39,7 @@ func newGuardCmd(a *app) *cobra.Command {
 		dataDir      string
 		wait         time.Duration
 		nf           natsFlags
+		ex           explainFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "guard --stdio | --flush",
@@ -64,7 +67,11 @@ Every checked step and output is appended to a record file under --data-dir/outb
 before the answer is written, and, with --nats (or the environment variable
 TROY_NATS_URL), forwarded to a deployment (troyctl serve) in the background. What a
 crashed process or an absent deployment left unsent is forwarded by the next guard on
-the same data directory, or by 'troyctl guard --flush'.`,
+the same data directory, or by 'troyctl guard --flush'.
+
+Rules with a model judge ask the model configured as for explanations (--base-url,
+--api-key, --model or OPENAI_BASE_URL, OPENAI_API_KEY, TROY_MODEL), each within its
+rule's timeout; without one (or with --no-explain) their on_error decides.`,
 		Example: `  printf '%s\n' '{"id":1,"op":"open","policy":"minimal"}' \
     '{"id":2,"op":"check","action":"bash","input":{"cmd":"ls"}}' \
     '{"id":3,"op":"end"}' | troyctl guard --stdio --data-dir /tmp/troy
@@ -90,7 +97,17 @@ the same data directory, or by 'troyctl guard --flush'.`,
 				fmt.Fprintf(a.stdout, "%d event(s) forwarded, %d left in %s\n", sent, left, dataDir)
 				return err
 			}
-			s := &stdioServer{dataDir: dataDir, forward: nf.agentOptions(), log: logger, wait: wait}
+			explain, err := ex.config()
+			if err != nil {
+				return err
+			}
+			var judge evaluator.Judge
+			if explain.Model != nil {
+				cfg := *explain.Model
+				cfg.Logger = logger
+				judge = pipeline.NewJudge(explainer.New(cfg))
+			}
+			s := &stdioServer{dataDir: dataDir, forward: nf.agentOptions(), log: logger, wait: wait, judge: judge}
 			return s.serve(ctx, a.stdin, a.stdout)
 		},
 	}
@@ -100,6 +117,7 @@ the same data directory, or by 'troyctl guard --flush'.`,
 	f.StringVar(&dataDir, "data-dir", localguard.DefaultDataDir, "directory for the record (outbox/) and reports (reports/)")
 	f.DurationVar(&wait, "forward-wait", 10*time.Second, "at exit (or with --flush), longest wait for the deployment to acknowledge the record")
 	nf.register(cmd)
+	ex.register(cmd, false)
 	f.Lookup("nats").Usage = "NATS URL(s) of a deployment (troyctl serve) to forward the record to (env " + envForward + "; default: none, the record stays local)"
 	return cmd
 }
@@ -156,6 +174,7 @@ type stdioServer struct {
 	forward agent.Options
 	log     *slog.Logger
 	wait    time.Duration
+	judge   evaluator.Judge // nil: no model
 	g       *localguard.Guard
 }
 
@@ -365,7 +384,7 @@ func (s *stdioServer) open(ctx context.Context, id any, req stdioRequest) stdioR
 	}
 	g, err := localguard.New(ctx, c, localguard.Options{
 		Session: req.SessionID, Agent: req.AgentName, AgentMetadata: req.AgentMetadata, Mode: req.Mode,
-		FailOpen: req.Fail == "open", DataDir: s.dataDir, Forward: s.forward, Logger: s.log,
+		FailOpen: req.Fail == "open", DataDir: s.dataDir, Forward: s.forward, Logger: s.log, Judge: s.judge,
 	})
 	if err != nil {
 		return errResponse(id, kindValue, "open: "+err.Error())

@@ -213,17 +213,23 @@ type cached struct {
 	CompletionTokens int    `json:"completion_tokens"`
 }
 
-// CacheKey identifies a reply: the model and everything it was sent.
-func CacheKey(model, prompt string) string {
+// CacheKey identifies a reply: the model and everything it was sent (the system prompt
+// and the prompt).
+func CacheKey(model, system, prompt string) string {
 	h := sha256.New()
-	h.Write([]byte(model + "\x00" + systemPrompt + "\x00" + prompt))
+	h.Write([]byte(model + "\x00" + system + "\x00" + prompt))
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// complete asks the model one question, through the cache, the budget, the concurrency
-// limit and retries.
+// complete asks the model one question of the explainer, through the cache, the budget,
+// the concurrency limit and retries.
 func (e *Explainer) complete(ctx context.Context, prompt string, u *usage) (string, error) {
-	key := CacheKey(e.cfg.Model, prompt)
+	return e.completeWith(ctx, systemPrompt, prompt, u)
+}
+
+// completeWith asks the model one question under a system prompt, as complete does.
+func (e *Explainer) completeWith(ctx context.Context, system, prompt string, u *usage) (string, error) {
+	key := CacheKey(e.cfg.Model, system, prompt)
 	if e.cfg.Cache != nil {
 		if raw, err := e.cfg.Cache.Get(ctx, key); err != nil {
 			e.cfg.Logger.Warn("explanation cache unavailable", "err", err)
@@ -247,7 +253,7 @@ func (e *Explainer) complete(ctx context.Context, prompt string, u *usage) (stri
 		u.skipped.Add(1)
 		return "", errBudget
 	}
-	resp, err := e.ask(ctx, prompt)
+	resp, err := e.ask(ctx, system, prompt)
 	if err != nil {
 		return fail(err)
 	}
@@ -269,11 +275,11 @@ func (e *Explainer) complete(ctx context.Context, prompt string, u *usage) (stri
 }
 
 // ask sends one chat completion, retrying what a retry can fix.
-func (e *Explainer) ask(ctx context.Context, prompt string) (openai.ChatCompletionResponse, error) {
+func (e *Explainer) ask(ctx context.Context, system, prompt string) (openai.ChatCompletionResponse, error) {
 	req := openai.ChatCompletionRequest{
 		Model: e.cfg.Model,
 		Messages: []openai.ChatCompletionMessage{
-			{Role: openai.ChatMessageRoleSystem, Content: systemPrompt},
+			{Role: openai.ChatMessageRoleSystem, Content: system},
 			{Role: openai.ChatMessageRoleUser, Content: prompt},
 		},
 	}

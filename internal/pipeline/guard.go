@@ -44,6 +44,9 @@ type GuardService struct {
 	// RuleErrors, when set, counts the rule errors of each check by what became of the
 	// step: blocked, skipped (allowed by the skip setting) or allowed (monitor, dry-run).
 	RuleErrors func(outcome string, n int)
+	// Judge gives the verdicts of judge rules, each within its rule's timeout; nil (no
+	// model) leaves them to their on_error. Set before Serve.
+	Judge evaluator.Judge
 }
 
 type guardSession struct {
@@ -140,7 +143,7 @@ func (s *GuardService) handleCheck(ctx context.Context, data []byte) ([]byte, er
 	}
 	defer sess.mu.Unlock()
 	seq := sess.g.Len()
-	d, err := sess.g.Check(evaluator.CheckRequest{GuardStep: req.Step})
+	d, err := sess.g.CheckContext(ctx, evaluator.CheckRequest{GuardStep: req.Step})
 	if err != nil {
 		return nil, badRequest("%v", err)
 	}
@@ -336,7 +339,8 @@ func (s *GuardService) start(ctx context.Context, sess *guardSession, meta map[s
 	if sess.ref.Run == "" {
 		sess.ref.Run = event.NewRun()
 	}
-	g, err := c.NewGuard(evaluator.GuardOptions{TraceID: sess.ref.TraceID, AgentName: sess.ref.AgentName, AgentMetadata: meta, OnRuleError: s.OnRuleError})
+	g, err := c.NewGuard(evaluator.GuardOptions{TraceID: sess.ref.TraceID, AgentName: sess.ref.AgentName, AgentMetadata: meta, OnRuleError: s.OnRuleError,
+		Judge: s.Judge, Logger: s.log})
 	if err != nil {
 		return err
 	}

@@ -124,6 +124,9 @@ func New(b *bus.Bus, pol *Policies, cfg Config) (*Pipeline, error) {
 	if cfg.NoAlerts {
 		opts = append(opts, evaluate.WithoutAlerts())
 	}
+	if j := NewJudge(cfg.Explain); j != nil {
+		opts = append(opts, evaluate.WithJudge(j))
+	}
 	p.Eval = evaluate.NewStage(pol.Compiled, b.ReadSteps, append(opts, evaluate.WithFirst(b.FirstStep))...)
 	if cfg.Store != nil {
 		p.Sink = warehouse.NewSink(cfg.Store, b.ReadSteps, pol.RuleInfo, cfg.Logger)
@@ -154,6 +157,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		case Guard:
 			p.Guard = NewGuardService(p.b, p.pol, nil, p.GuardLatency)
 			p.Guard.OnRuleError = p.cfg.OnRuleError
+			p.Guard.Judge = NewJudge(p.cfg.Explain)
 			if count := p.RuleErrors; count != nil {
 				p.Guard.RuleErrors = func(outcome string, n int) { count(Guard, outcome, n) }
 			}

@@ -42,6 +42,7 @@ type Stage struct {
 	read   event.ReadFunc
 	first  FirstFunc
 	alerts bool // publish violations as soon as known
+	judge  evaluator.Judge
 
 	mu       sync.Mutex
 	runs     map[string]*traceRun // by steps subject and run
@@ -62,6 +63,10 @@ type FirstFunc func(ctx context.Context, subject string) (uint64, error)
 // WithFirst lets the stage ask, when a trace starts, whether events of it were stored
 // before its first step with one cheap request, instead of reading them.
 func WithFirst(first FirstFunc) StageOption { return func(st *Stage) { st.first = first } }
+
+// WithJudge gives the verdicts of judge rules from j, before a trace's verdict and score
+// are published; without it such rules are recorded as not evaluated.
+func WithJudge(j evaluator.Judge) StageOption { return func(st *Stage) { st.judge = j } }
 
 // NewStage returns an evaluator stage.
 func NewStage(policy PolicyFunc, read event.ReadFunc, opts ...StageOption) *Stage {
@@ -342,7 +347,7 @@ func (run *traceRun) apply(ctx context.Context, st *Stage, in inEvent) ([]event.
 	if in.end != nil && in.end.Steps > run.steps() {
 		return nil, fmt.Errorf("end of trace %s after %d of its %d steps: events are missing", in.ref.TraceID, run.steps(), in.end.Steps)
 	}
-	return run.end()
+	return run.end(ctx, st.judge)
 }
 
 func (run *traceRun) step(ctx context.Context, st *Stage, ev event.Step) ([]event.Envelope, error) {
@@ -426,14 +431,17 @@ func (run *traceRun) violationEvent(i int, v schemas.Violation) (event.Envelope,
 	return event.New(event.Violation{TraceRef: run.ref, StepIndex: i, Violation: v})
 }
 
-// end evaluates the rules that look ahead over the whole trace, emits their violations,
-// then the verdict in step then rule order, as post-hoc evaluation finds it, and the
-// trace's risk score.
-func (run *traceRun) end() ([]event.Envelope, error) {
+// end evaluates the rules that look ahead over the whole trace, has j judge the cases of
+// judge rules, emits their violations, then the verdict in step then rule order, as
+// post-hoc evaluation finds it, and the trace's risk score.
+func (run *traceRun) end(ctx context.Context, j evaluator.Judge) ([]event.Envelope, error) {
 	if run.s == nil {
 		return nil, &event.Permanent{Err: errors.New("end of a trace with no steps")}
 	}
-	v := run.s.Finish()
+	v, err := run.s.FinishJudged(ctx, j)
+	if err != nil {
+		return nil, err
+	}
 	var out []event.Envelope
 	for k, found := range v.Violations {
 		env, err := run.violationEvent(v.Steps[k], found)

@@ -108,7 +108,7 @@ func stageAgreesWithPostHoc(t *testing.T, r *rand.Rand, provenance bool) {
 		for range 5 {
 			conds = append(conds, g.Cond(2))
 		}
-		c, err := evaluator.Compile(evaltest.PolicyOf(conds...))
+		c, err := evaluator.Compile(evaltest.WithJudges(evaltest.PolicyOf(conds...), round))
 		if err != nil {
 			t.Fatal(err)
 		}
