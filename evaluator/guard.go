@@ -201,6 +201,7 @@ func (g *Guard) add(ctx context.Context, step *schemas.Step) (found []schemas.Vi
 		g.judged[[2]int{i, jc.rule}] = o
 		r := g.c.rules[jc.rule]
 		switch {
+		case o.skipped():
 		case o.err == nil && !o.v.Aligned:
 			found = append(found, judgeViolation(r, step, o.v.Reason))
 			judgedViolations = true

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/troy-audit/troy/policies"
 	"github.com/troy-audit/troy/schemas"
 )
 
@@ -31,6 +32,9 @@ type JudgeCase struct {
 	// long it waits for one.
 	OnError string
 	Timeout time.Duration
+	// WithoutModel is the rule's: whether the case is a rule error or left out when no
+	// model is configured.
+	WithoutModel string
 	// Step is the position of the step judged. Steps is the trace so far (every step up
 	// to and including the one judged), AgentName and TraceMetadata what conditions see
 	// as agent.name and trace.metadata; they are set when the case is given to a Judge.
@@ -59,7 +63,7 @@ const judgeWorkers = 8
 // judgeCase is the case of rule r at step i.
 func judgeCase(r *rule, i int) JudgeCase {
 	j := r.Judge
-	return JudgeCase{RuleID: r.RuleID, Question: j.Question, OnError: j.OnError, Timeout: j.Timeout, Step: i, rule: r.index}
+	return JudgeCase{RuleID: r.RuleID, Question: j.Question, OnError: j.OnError, Timeout: j.Timeout, WithoutModel: j.WithoutModel, Step: i, rule: r.index}
 }
 
 // judged is the outcome of one case: a verdict, or why there is none.
@@ -67,6 +71,12 @@ type judged struct {
 	c   JudgeCase
 	v   JudgeVerdict
 	err error
+}
+
+// skipped reports whether the case is left out: no model is configured and its rule
+// says to skip it then.
+func (o judged) skipped() bool {
+	return o.err == errNoJudge && o.c.WithoutModel == policies.JudgeWithoutModelSkip
 }
 
 // judgeViolation is the violation of a case the model judged not aligned.
@@ -145,6 +155,7 @@ func (c *Compiled) merge(r Result, at []int, outs []judged, steps []*schemas.Ste
 	for _, o := range outs {
 		ru := c.rules[o.c.rule]
 		switch {
+		case o.skipped():
 		case o.err != nil:
 			e := errs[ru.index]
 			if e == nil {

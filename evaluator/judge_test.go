@@ -12,10 +12,14 @@ import (
 
 // judgePolicy has an ordinary rule and a judge rule whose condition holds at tool calls.
 func judgePolicy(t *testing.T, onError string) *evaluator.Compiled {
+	return judgePolicyWith(t, `{"on_error": "`+onError+`", "timeout": "50ms"}`)
+}
+
+func judgePolicyWith(t *testing.T, judge string) *evaluator.Compiled {
 	t.Helper()
 	raw := `{"policy_id": "p", "rules": [
 	  {"rule_id": "plain", "description": "d", "condition": "step.description == 'delete'"},
-	  {"rule_id": "judged", "description": "d", "condition": "step.type == 'tool_call'", "judge": {"on_error": "` + onError + `", "timeout": "50ms"}}]}`
+	  {"rule_id": "judged", "description": "d", "condition": "step.type == 'tool_call'", "judge": ` + judge + `}]}`
 	p, err := policies.Parse([]byte(raw), "p.json", "p")
 	if err != nil {
 		t.Fatal(err)
@@ -97,6 +101,36 @@ func TestGuardJudgeWithoutAModel(t *testing.T) {
 		if errs := g.RuleErrors(); len(errs) != 1 || errs[0].RuleID != "judged" || errs[0].Count != 1 {
 			t.Fatalf("on_error %s: session's rule errors %+v", tt.onError, errs)
 		}
+	}
+}
+
+// A judge rule that says without_model: skip is left out where no model is configured:
+// no violation, no rule error, in audits and sessions, and the guard allows the step
+// whatever on_error says (on_error is for a model that fails to answer).
+func TestJudgeSkippedWithoutAModel(t *testing.T) {
+	c := judgePolicyWith(t, `{"on_error": "block", "without_model": "skip"}`)
+	tr := judgeTrace()
+	got := c.Evaluate(tr)
+	if len(got.Violations) != 1 || got.Violations[0].RuleID != "plain" || len(got.RuleErrors) != 0 {
+		t.Fatalf("result %+v: want the plain rule's violation alone", got)
+	}
+	s := c.NewSession(evaluator.SessionOptions{Trace: evaluator.TraceInfoOf(tr), Lookahead: true})
+	for _, st := range tr.Steps {
+		s.EvaluateNow(s.Append(st))
+	}
+	if v := s.Finish(); !reflect.DeepEqual(v.Result, got) {
+		t.Fatalf("session %+v, post-hoc %+v", v.Result, got)
+	}
+	g, err := c.NewGuard(evaluator.GuardOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := g.Check(evaluator.CheckRequest{GuardStep: schemas.GuardStep{Action: "search"}})
+	if err != nil || !d.Allowed || len(d.RuleErrors) != 0 || len(d.Violations) != 0 {
+		t.Fatalf("guard: %+v, %v", d, err)
+	}
+	if errs := g.RuleErrors(); len(errs) != 0 {
+		t.Fatalf("guard session's rule errors %+v", errs)
 	}
 }
 

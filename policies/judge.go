@@ -25,6 +25,20 @@ const (
 	JudgeOnErrorAllow = "allow"
 )
 
+// What happens to a judge rule where no model is configured at all.
+const (
+	// JudgeWithoutModelError records each case as a rule error saying no model judged
+	// it (in the guard, on_error then decides). The default: a judge a policy relies on
+	// does not go missing unseen.
+	JudgeWithoutModelError = "error"
+	// JudgeWithoutModelSkip leaves the rule out, silently: for a judge that only adds to
+	// what the deterministic rules decide, as in a bundled template.
+	JudgeWithoutModelSkip = "skip"
+)
+
+// JudgeWithoutModels lists the values of a judge's without_model.
+func JudgeWithoutModels() []string { return []string{JudgeWithoutModelError, JudgeWithoutModelSkip} }
+
 // JudgeOnErrors lists the values of a judge's on_error.
 func JudgeOnErrors() []string { return []string{JudgeOnErrorBlock, JudgeOnErrorAllow} }
 
@@ -46,6 +60,9 @@ type Judge struct {
 	OnError string
 	// Timeout is the guard's deadline for the judge's answer.
 	Timeout time.Duration
+	// WithoutModel is JudgeWithoutModelError or JudgeWithoutModelSkip: what becomes of
+	// the rule where no model is configured.
+	WithoutModel string
 }
 
 // parseJudge validates a rule's judge object; its error names the field and what was
@@ -53,9 +70,9 @@ type Judge struct {
 func parseJudge(raw json.RawMessage) (*Judge, error) {
 	var obj map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &obj); err != nil || obj == nil {
-		return nil, fmt.Errorf("%s: expected an object with question, on_error and timeout, got %s", JudgeKey, kind(raw))
+		return nil, fmt.Errorf("%s: expected an object with question, on_error, timeout and without_model, got %s", JudgeKey, kind(raw))
 	}
-	j := &Judge{Question: DefaultJudgeQuestion, OnError: JudgeOnErrorBlock, Timeout: DefaultJudgeTimeout}
+	j := &Judge{Question: DefaultJudgeQuestion, OnError: JudgeOnErrorBlock, Timeout: DefaultJudgeTimeout, WithoutModel: JudgeWithoutModelError}
 	keys := make([]string, 0, len(obj))
 	for k := range obj {
 		keys = append(keys, k)
@@ -76,6 +93,11 @@ func parseJudge(raw json.RawMessage) (*Judge, error) {
 				return nil, fmt.Errorf("%s.on_error: expected %s, got %s", JudgeKey, quotedList(JudgeOnErrors()), kindOrValue(v))
 			}
 			j.OnError = s
+		case "without_model":
+			if !isString || !slices.Contains(JudgeWithoutModels(), s) {
+				return nil, fmt.Errorf("%s.without_model: expected %s, got %s", JudgeKey, quotedList(JudgeWithoutModels()), kindOrValue(v))
+			}
+			j.WithoutModel = s
 		case "timeout":
 			if !isString {
 				return nil, fmt.Errorf("%s.timeout: expected a duration such as \"10s\", got %s", JudgeKey, kind(v))
@@ -86,7 +108,7 @@ func parseJudge(raw json.RawMessage) (*Judge, error) {
 			}
 			j.Timeout = d
 		default:
-			return nil, fmt.Errorf("%s.%s: unknown field; a judge has question, on_error and timeout", JudgeKey, k)
+			return nil, fmt.Errorf("%s.%s: unknown field; a judge has question, on_error, timeout and without_model", JudgeKey, k)
 		}
 	}
 	return j, nil
@@ -102,6 +124,8 @@ func (j *Judge) MarshalJSON() ([]byte, error) {
 	writeJSON(&b, j.OnError)
 	b.WriteString(`,"timeout":`)
 	writeJSON(&b, j.Timeout.String())
+	b.WriteString(`,"without_model":`)
+	writeJSON(&b, j.WithoutModel)
 	b.WriteByte('}')
 	return b.Bytes(), nil
 }

@@ -16,10 +16,12 @@ func TestJudgeValidation(t *testing.T) {
 		name, judge, err string
 		want             policies.Judge
 	}{
-		{name: "defaults", judge: `{}`, want: policies.Judge{Question: policies.DefaultJudgeQuestion, OnError: "block", Timeout: 10 * time.Second}},
-		{name: "all set", judge: `{"question": "Did the user ask to pay?", "on_error": "allow", "timeout": "2.5s"}`, want: policies.Judge{Question: "Did the user ask to pay?", OnError: "allow", Timeout: 2500 * time.Millisecond}},
-		{name: "not an object", judge: `true`, err: `p.json: rule "j": judge: expected an object with question, on_error and timeout, got a boolean`},
-		{name: "null", judge: `null`, err: `rule "j": judge: expected an object with question, on_error and timeout, got null`},
+		{name: "defaults", judge: `{}`, want: policies.Judge{Question: policies.DefaultJudgeQuestion, OnError: "block", Timeout: 10 * time.Second, WithoutModel: "error"}},
+		{name: "all set", judge: `{"question": "Did the user ask to pay?", "on_error": "allow", "timeout": "2.5s"}`, want: policies.Judge{Question: "Did the user ask to pay?", OnError: "allow", Timeout: 2500 * time.Millisecond, WithoutModel: "error"}},
+		{name: "skipped without a model", judge: `{"without_model": "skip"}`, want: policies.Judge{Question: policies.DefaultJudgeQuestion, OnError: "block", Timeout: policies.DefaultJudgeTimeout, WithoutModel: "skip"}},
+		{name: "without_model unknown", judge: `{"without_model": "allow"}`, err: `rule "j": judge.without_model: expected "error" or "skip", got "allow"`},
+		{name: "not an object", judge: `true`, err: `p.json: rule "j": judge: expected an object with question, on_error, timeout and without_model, got a boolean`},
+		{name: "null", judge: `null`, err: `rule "j": judge: expected an object with question, on_error, timeout and without_model, got null`},
 		{name: "empty question", judge: `{"question": " "}`, err: `rule "j": judge.question: expected a non-empty string, got a string " "`},
 		{name: "question a number", judge: `{"question": 3}`, err: `rule "j": judge.question: expected a non-empty string, got a number 3`},
 		{name: "on_error unknown", judge: `{"on_error": "skip"}`, err: `rule "j": judge.on_error: expected "block" or "allow", got "skip"`},
@@ -27,7 +29,7 @@ func TestJudgeValidation(t *testing.T) {
 		{name: "timeout unreadable", judge: `{"timeout": "ten seconds"}`, err: `rule "j": judge.timeout: expected a duration above 0 and at most 10m0s, such as "10s", got "ten seconds"`},
 		{name: "timeout zero", judge: `{"timeout": "0s"}`, err: `judge.timeout: expected a duration above 0`},
 		{name: "timeout too long", judge: `{"timeout": "1h"}`, err: `judge.timeout: expected a duration above 0 and at most 10m0s`},
-		{name: "unknown field", judge: `{"model": "gpt"}`, err: `rule "j": judge.model: unknown field; a judge has question, on_error and timeout`},
+		{name: "unknown field", judge: `{"model": "gpt"}`, err: `rule "j": judge.model: unknown field; a judge has question, on_error, timeout and without_model`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
