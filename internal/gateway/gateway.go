@@ -7,7 +7,7 @@ package gateway
 import (
 	"cmp"
 	"context"
-	"crypto/subtle"
+	"crypto/tls"
 	_ "embed"
 	"errors"
 	"fmt"
@@ -17,8 +17,10 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/troy-audit/troy/event"
@@ -50,8 +52,11 @@ const (
 
 // Config configures the gateway.
 type Config struct {
-	// Tokens are the bearer tokens accepted; there must be at least one.
-	Tokens []string
+	// Tokens are the bearer tokens accepted, with their roles; there must be at least
+	// one. SetTokens replaces them while the gateway serves.
+	Tokens []Token
+	// TLS, when set, serves HTTPS with it.
+	TLS *tls.Config
 	// MaxBody bounds request bodies; zero means DefaultMaxBody.
 	MaxBody int64
 	// Info describes a policy revision in reports.
@@ -78,24 +83,32 @@ type Gateway struct {
 	cfg   Config
 	mux   *http.ServeMux
 	slots chan struct{} // one per request in hand
+	keys  atomic.Pointer[keyring]
+}
+
+// keyring finds a token by its hash. Looking the hash of the presented text up in a map
+// tells a timing attacker at most about the hash, which gives no hold on a token.
+type keyring map[[32]byte]Token
+
+// SetTokens replaces the tokens accepted, for requests that arrive from now on; there
+// must be at least one.
+func (g *Gateway) SetTokens(tokens []Token) error {
+	keys := keyring{}
+	for i, t := range tokens {
+		if err := checkRole(t.Role, t.Agent); err != nil {
+			return fmt.Errorf("the HTTP gateway's token %d: %w", i+1, err)
+		}
+		keys[t.Hash] = t
+	}
+	if len(keys) == 0 {
+		return errors.New("the HTTP gateway needs at least one token: issue one with troyctl auth admin --http (or agent NAME, reader), or give --http-tokens FILE or TROY_HTTP_TOKENS")
+	}
+	g.keys.Store(&keys)
+	return nil
 }
 
 // New builds a gateway over a bus.
 func New(b *bus.Bus, cfg Config) (*Gateway, error) {
-	var tokens []string
-	for i, t := range cfg.Tokens {
-		if t = strings.TrimSpace(t); t == "" {
-			continue
-		}
-		if err := checkToken(t); err != nil {
-			return nil, fmt.Errorf("the HTTP gateway's token %d: %w", i+1, err)
-		}
-		tokens = append(tokens, t)
-	}
-	if len(tokens) == 0 {
-		return nil, errors.New("the HTTP gateway needs at least one token (--http-tokens FILE or TROY_HTTP_TOKENS)")
-	}
-	cfg.Tokens = tokens
 	if cfg.MaxBody <= 0 {
 		cfg.MaxBody = DefaultMaxBody
 	}
@@ -108,22 +121,65 @@ func New(b *bus.Bus, cfg Config) (*Gateway, error) {
 	cfg.ReadTimeout = cmp.Or(max(cfg.ReadTimeout, 0), DefaultReadTimeout)
 	cfg.IdleTimeout = cmp.Or(max(cfg.IdleTimeout, 0), DefaultIdleTimeout)
 	g := &Gateway{b: b, cfg: cfg, mux: http.NewServeMux(), slots: make(chan struct{}, cfg.MaxInFlight)}
+	if err := g.SetTokens(cfg.Tokens); err != nil {
+		return nil, err
+	}
+	g.cfg.Tokens = nil // kept in g.keys
 	g.mux.HandleFunc("GET /v1/openapi.json", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(OpenAPI)
 	})
-	g.mux.Handle("POST /v1/guard/check", g.auth(g.guardCheck))
-	g.mux.Handle("POST /v1/steps", g.auth(g.step))
-	g.mux.Handle("POST /v1/traces/{id}/output", g.auth(g.output))
-	g.mux.Handle("POST /v1/traces/{id}/end", g.auth(g.end))
-	g.mux.Handle("GET /v1/traces/{id}/report", g.auth(g.report))
-	g.mux.Handle("PUT /v1/policies/{hash}", g.auth(g.putPolicy))
+	for _, rt := range routes {
+		g.mux.Handle(rt.Method+" "+rt.Pattern, g.auth(rt))
+	}
 	g.mux.HandleFunc("/", g.fallback)
 	return g, nil
 }
 
+// Route is an endpoint of the API and the roles whose tokens may call it. An agent token
+// is further held to its agent: the agent a body or query names must be its own.
+type Route struct {
+	Method, Pattern string
+	Roles           []Role
+}
+
+type route struct {
+	Route
+	h func(g *Gateway, w http.ResponseWriter, r *http.Request) error
+}
+
+// routes are the endpoints that need a token, and who may call them; the OpenAPI
+// document states the same in each operation's x-troy-roles (a test holds them equal).
+var routes = []route{
+	{Route{"POST", "/v1/guard/check", []Role{RoleAgent, RoleAdmin}}, (*Gateway).guardCheck},
+	{Route{"POST", "/v1/steps", []Role{RoleAgent, RoleAdmin}}, (*Gateway).step},
+	{Route{"POST", "/v1/traces/{id}/output", []Role{RoleAgent, RoleAdmin}}, (*Gateway).output},
+	{Route{"POST", "/v1/traces/{id}/end", []Role{RoleAgent, RoleAdmin}}, (*Gateway).end},
+	{Route{"GET", "/v1/traces/{id}/report", []Role{RoleAgent, RoleReader, RoleAdmin}}, (*Gateway).report},
+	{Route{"PUT", "/v1/policies/{hash}", []Role{RoleAdmin}}, (*Gateway).putPolicy},
+}
+
+// Routes lists the endpoints that need a token and the roles that may call each.
+func Routes() []Route {
+	out := make([]Route, len(routes))
+	for i, rt := range routes {
+		out[i] = rt.Route
+	}
+	return out
+}
+
 // traceActions are the endpoints under /v1/traces/{id}/, by their last segment.
 var traceActions = map[string]string{"output": "POST", "end": "POST", "report": "GET"}
+
+// routeOf finds the route of a method and pattern.
+func routeOf(method, pattern string) (route, bool) {
+	for _, rt := range routes {
+		if rt.Method == method && rt.Pattern == pattern {
+			return rt, true
+		}
+	}
+	return route{}, false
+}
 
 // fallback answers what the patterns did not match with a JSON error. ServeMux matches a
 // path by its decoded segments, so a trace id of "/" (sent as %2F) leaves an empty
@@ -133,9 +189,10 @@ func (g *Gateway) fallback(w http.ResponseWriter, r *http.Request) {
 	if len(parts) == 5 && parts[1] == "v1" && parts[2] == "traces" && traceActions[parts[4]] == r.Method {
 		if id, err := url.PathUnescape(parts[3]); err == nil && id != "" {
 			r.SetPathValue("id", id)
-			h := map[string]handler{"output": g.output, "end": g.end, "report": g.report}[parts[4]]
-			g.auth(h).ServeHTTP(w, r)
-			return
+			if rt, ok := routeOf(r.Method, "/v1/traces/{id}/"+parts[4]); ok {
+				g.auth(rt).ServeHTTP(w, r)
+				return
+			}
 		}
 	}
 	want := map[string]string{"/v1/guard/check": "POST", "/v1/steps": "POST", "/v1/openapi.json": "GET"}[r.URL.Path]
@@ -156,11 +213,14 @@ func (g *Gateway) fallback(w http.ResponseWriter, r *http.Request) {
 // ServeHTTP serves the API.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) { g.mux.ServeHTTP(w, r) }
 
-// apiError is an error answered as JSON: {"error": {"code": ..., "message": ...}}.
+// apiError is an error answered as JSON: {"error": {"code": ..., "message": ...}}; a 403
+// also names the token's role and what that role may do.
 type apiError struct {
 	status  int
 	Code    string `json:"code"`
 	Message string `json:"message"`
+	Role    Role   `json:"role,omitempty"`
+	May     string `json:"may,omitempty"`
 }
 
 func (e *apiError) Error() string { return e.Message }
@@ -183,26 +243,29 @@ func writeError(w http.ResponseWriter, err error) {
 	writeJSON(w, ae.status, map[string]any{"error": ae})
 }
 
-type handler func(w http.ResponseWriter, r *http.Request) error
+// tokenKey is the context key of the request's token.
+type tokenKey struct{}
 
-// auth checks the bearer token, comparing with every token in constant time, before
-// anything else: a request without a valid token costs a header parse and a short answer,
-// and its connection is closed rather than kept for more. An authenticated request then
-// waits for one of MaxInFlight slots before its body is read.
-func (g *Gateway) auth(h handler) http.Handler {
+// auth checks the bearer token before anything else: a request without a valid token
+// costs a header parse and a short answer, and its connection is closed rather than kept
+// for more. A token whose role may not call the route is answered 403 before its body is
+// read. An authorized request then waits for one of MaxInFlight slots before its body is
+// read; the handler checks an agent token's scope against the agent the request names.
+func (g *Gateway) auth(rt route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		got, ok := bearer(r)
-		match := 0
-		for _, t := range g.cfg.Tokens {
-			match |= subtle.ConstantTimeCompare([]byte(got), []byte(t))
-		}
-		if !ok || match != 1 {
+		tok, known := (*g.keys.Load())[HashToken(got)]
+		if !ok || !known {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="troy"`)
 			// The body is not read: not by the handler, nor by the server looking for the
 			// next request, since the connection is closed after the answer.
 			w.Header().Set("Connection", "close")
 			_ = http.NewResponseController(w).SetReadDeadline(time.Now())
 			writeError(w, errorf(http.StatusUnauthorized, "unauthorized", "a valid bearer token is required"))
+			return
+		}
+		if !slices.Contains(rt.Roles, tok.Role) {
+			writeError(w, forbidden(tok, "not %s %s", rt.Method, rt.Pattern))
 			return
 		}
 		if !g.acquire(r.Context()) {
@@ -212,10 +275,31 @@ func (g *Gateway) auth(h handler) http.Handler {
 		}
 		defer func() { <-g.slots }()
 		r.Body = http.MaxBytesReader(w, r.Body, g.cfg.MaxBody)
-		if err := h(w, r); err != nil {
+		r = r.WithContext(context.WithValue(r.Context(), tokenKey{}, tok))
+		if err := rt.h(g, w, r); err != nil {
 			writeError(w, err)
 		}
 	})
+}
+
+// forbidden is a 403 naming the token's role and what it may do.
+func forbidden(tok Token, format string, args ...any) *apiError {
+	article := "an" // agent, admin
+	if tok.Role == RoleReader {
+		article = "a"
+	}
+	e := errorf(http.StatusForbidden, "forbidden", "%s %s token may %s; %s", article, tok.Role, tok.Role.may(tok.Agent), fmt.Sprintf(format, args...))
+	e.Role, e.May = tok.Role, tok.Role.may(tok.Agent)
+	return e
+}
+
+// scope refuses with a 403 a request of an agent token that names another agent.
+func scope(r *http.Request, agent string) error {
+	tok, _ := r.Context().Value(tokenKey{}).(Token)
+	if tok.Role == RoleAgent && agent != tok.Agent {
+		return forbidden(tok, "not agent %q's", agent)
+	}
+	return nil
 }
 
 // acquire takes a request slot, waiting up to Timeout for one.
@@ -292,6 +376,9 @@ func (g *Gateway) guardCheck(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(r, &req); err != nil {
 		return err
 	}
+	if err := scope(r, req.Agent); err != nil {
+		return err
+	}
 	out, err := g.guardRequest(r.Context(), event.GuardCheckSubject, req)
 	if err != nil {
 		return err
@@ -321,6 +408,8 @@ func (g *Gateway) step(w http.ResponseWriter, r *http.Request) error {
 	switch {
 	case req.TraceID == "" || req.Agent == "" || req.Run == "":
 		return errorf(http.StatusBadRequest, "invalid", "trace_id, agent and run are required")
+	case scope(r, req.Agent) != nil:
+		return scope(r, req.Agent) // before the rest of the body is looked at
 	case req.Seq == nil || *req.Seq < 0:
 		return errorf(http.StatusBadRequest, "invalid", "seq: expected the step's position in the run, from 0")
 	case req.Step == nil || req.Step.StepID == "":
@@ -369,6 +458,9 @@ func (g *Gateway) traceRequest(r *http.Request) (string, TraceRequest, error) {
 	id := r.PathValue("id")
 	if req.Agent == "" {
 		return "", req, errorf(http.StatusBadRequest, "invalid", "agent is required")
+	}
+	if err := scope(r, req.Agent); err != nil {
+		return "", req, err
 	}
 	if err := checkIDs(event.TraceRef{TraceID: id, AgentName: req.Agent, Run: req.Run}, req.StepID); err != nil {
 		return "", req, err
@@ -425,6 +517,9 @@ func (g *Gateway) report(w http.ResponseWriter, r *http.Request) error {
 	if agent == "" {
 		return errorf(http.StatusBadRequest, "invalid", "the agent query parameter is required")
 	}
+	if err := scope(r, agent); err != nil {
+		return err
+	}
 	if err := checkIDs(event.TraceRef{TraceID: id, AgentName: agent, Run: run}, ""); err != nil {
 		return err
 	}
@@ -474,7 +569,8 @@ func (g *Gateway) ServeListener(ctx context.Context, ln net.Listener, log *slog.
 		log = slog.New(slog.DiscardHandler)
 	}
 	hs := &http.Server{
-		Handler: g,
+		Handler:   g,
+		TLSConfig: g.cfg.TLS,
 		// Every phase of a connection has a deadline, so that a client cannot hold one
 		// by sending slowly or not at all; the write deadline, counted from the end of the
 		// headers, leaves room for the body and the wait for the guard or the streams.
@@ -489,6 +585,11 @@ func (g *Gateway) ServeListener(ctx context.Context, ln net.Listener, log *slog.
 	}
 	// Past MaxConns, connections wait in the listen queue until one closes.
 	ln = netutil.LimitListener(ln, g.cfg.MaxConns)
+	if g.cfg.TLS != nil {
+		// The listener's *tls.Conn is the outermost, so that http.Server handshakes
+		// within its read timeouts.
+		ln = tls.NewListener(ln, g.cfg.TLS)
+	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

@@ -75,7 +75,14 @@ func newGatewayOn(t testing.TB, opts bus.Options, pcfg pipeline.Config, cfg gate
 	done := make(chan error, 1)
 	go func() { done <- pl.Run(ctx) }()
 	<-pl.Ready()
-	cfg.Tokens, cfg.Info = []string{"other", token}, pol.Info
+	for _, plain := range []string{"other", token} { // plain tokens: admins
+		tok, err := gateway.PlainToken(plain)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Tokens = append(cfg.Tokens, tok)
+	}
+	cfg.Info = pol.Info
 	g, err := gateway.New(b, cfg)
 	if err != nil {
 		t.Fatal(err)
