@@ -59,6 +59,9 @@ type Options struct {
 	Listen string
 	// Auth is who the bus is to the NATS of URL, and its TLS.
 	wire.Auth
+	// TLSCert and TLSKey are the embedded server's certificate and key files: with them,
+	// clients on Listen must speak TLS (the bus's own in-process connection need not).
+	TLSCert, TLSKey string
 	// Name identifies the connection in the server's monitoring.
 	Name string
 	// Logger receives the bus's logs; nil discards them.
@@ -193,6 +196,16 @@ func (b *Bus) startEmbedded(ctx context.Context, opts Options) error {
 			dir = ".troy"
 		}
 		so.StoreDir = filepath.Join(dir, "jetstream")
+	}
+	if opts.TLSCert != "" || opts.TLSKey != "" {
+		if opts.TLSCert == "" || opts.TLSKey == "" {
+			return fmt.Errorf("the embedded NATS server's TLS needs both a certificate and a key file (cert %q, key %q)", opts.TLSCert, opts.TLSKey)
+		}
+		tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: opts.TLSCert, KeyFile: opts.TLSKey})
+		if err != nil {
+			return fmt.Errorf("the embedded NATS server's TLS: %w", err)
+		}
+		so.TLSConfig, so.TLS, so.TLSTimeout = tc, true, 5
 	}
 	if opts.Listen != "" {
 		host, port, err := splitHostPort(opts.Listen)
