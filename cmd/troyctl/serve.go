@@ -43,7 +43,10 @@ model (when an API key or base URL is configured, as for 'troyctl audit'), and
 report.md and audit.json files. With --clickhouse, every step, violation, score and
 explanation is also stored in ClickHouse for troyctl trends, drift, regress and sql; the
 schema is migrated at start. With --http, an HTTP gateway serves guard checks, steps,
-outputs, ends and reports to agents that cannot use NATS (bearer tokens required).
+outputs, ends and reports to agents that cannot use NATS: each bearer token has a role
+(an agent's, a reader's or an admin's; troyctl auth agent NAME --http issues one), and
+--http-cert and --http-key serve it over HTTPS. --nats-cert and --nats-key give the
+embedded NATS server a certificate: its clients then connect with TLS (--nats-ca).
 
 --policy sets the default policy for traces that name none; a policy file is watched and
 reloaded when it changes, and every result records the revision it was evaluated with.
@@ -63,7 +66,8 @@ flag wins over the policy.`,
   troyctl serve --nats nats://nats-1:4222,nats://nats-2:4222 --only evaluator --workers 8
   troyctl serve --policy examples/policy.json --retain 720h --retain-bytes 50GB
   troyctl serve --policy examples/policy.json --clickhouse clickhouse://127.0.0.1:9000/troy
-  troyctl serve --policy soc2 --http 0.0.0.0:8080 --http-tokens /etc/troy/tokens --http-max-conns 4096 --http-max-requests 256
+  troyctl serve --policy soc2 --http 0.0.0.0:8080 --http-tokens /etc/troy/http-tokens --http-max-conns 4096 --http-max-requests 256
+  troyctl serve --http 0.0.0.0:8443 --http-cert tls/cert.pem --http-key tls/key.pem --listen 0.0.0.0:4222 --nats-cert tls/cert.pem --nats-key tls/key.pem
   troyctl serve --nats nats://nats-1:4222 --only guard --restarts 0
   troyctl serve --policy owasp_llm_top10 --on-rule-error skip`,
 		Args: cobra.NoArgs,
@@ -80,7 +84,9 @@ flag wins over the policy.`,
 			opts := nf.opts
 			opts.Name, opts.DataDir, opts.Logger = "troy-serve", dataDir, log
 			if opts.URL == "" {
+				// Without --nats, --nats-cert and --nats-key are the embedded server's.
 				opts.Listen = listen
+				opts.TLSCert, opts.TLSKey, opts.CertFile, opts.KeyFile = opts.CertFile, opts.KeyFile, "", ""
 			}
 			if only != "" {
 				cfg.Only = strings.Split(only, ",")
@@ -133,7 +139,7 @@ flag wins over the policy.`,
 			if err != nil {
 				return err
 			}
-			stopGateway, err := gw.start(ctx, b, srv, log)
+			stopGateway, err := gw.start(ctx, b, srv, dataDir, log)
 			if err != nil {
 				return err
 			}
@@ -148,6 +154,8 @@ flag wins over the policy.`,
 	ch.register(cmd)
 	gw.register(cmd)
 	f := cmd.Flags()
+	f.Lookup("nats-cert").Usage = "with --nats, a client certificate file for NATS TLS; without, the embedded server's certificate (PEM), so that its clients must use TLS, such as --nats-cert /etc/troy/tls/cert.pem"
+	f.Lookup("nats-key").Usage = "the key file of --nats-cert (PEM)"
 	f.StringVar(&dataDir, "data-dir", ".troy", "directory for the embedded server's streams and the reports")
 	f.StringVar(&listen, "listen", "127.0.0.1:4222", "client address of the embedded NATS server, for agents")
 	f.StringVar(&cfg.Policy, "policy", "", "default policy: a file (reloaded when it changes) or a bundled template name")
