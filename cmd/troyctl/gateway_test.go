@@ -12,7 +12,9 @@ import (
 )
 
 // serve --http runs the gateway next to NATS, with the tokens of a file: its comments and
-// blank lines are not tokens, and the Bearer scheme is case-insensitive.
+// blank lines are not tokens, and the Bearer scheme is case-insensitive. Plain tokens, as
+// such files held before tokens had roles, are admin tokens, with a warning saying how to
+// move to tokens with roles.
 func TestServeHTTPGateway(t *testing.T) {
 	dir := t.TempDir()
 	tokens := filepath.Join(dir, "tokens")
@@ -20,7 +22,7 @@ func TestServeHTTPGateway(t *testing.T) {
 		t.Fatal(err)
 	}
 	port, httpPort := servetest.FreePort(t), servetest.FreePort(t)
-	startServe(t, "--data-dir", filepath.Join(dir, "data"), "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--policy", "minimal",
+	p := startServe(t, "--data-dir", filepath.Join(dir, "data"), "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--policy", "minimal",
 		"--http", fmt.Sprintf("127.0.0.1:%d", httpPort), "--http-tokens", tokens)
 	check := func(auth string) int {
 		req, _ := http.NewRequest("POST", fmt.Sprintf("http://127.0.0.1:%d/v1/guard/check", httpPort), strings.NewReader(`{"session": "s", "agent": "a", "step": {"action": "bash", "metadata": {"permission_level": "admin"}}}`))
@@ -45,6 +47,9 @@ func TestServeHTTPGateway(t *testing.T) {
 		if got := check(tt.auth); got != tt.want {
 			t.Errorf("Authorization: %s: %d, want %d", tt.auth, got, tt.want)
 		}
+	}
+	if log := p.log(); !strings.Contains(log, "level=WARN") || !strings.Contains(log, "plain_tokens=2") || !strings.Contains(log, "troyctl auth agent NAME --http --tokens "+tokens) {
+		t.Errorf("no warning about the plain tokens:\n%s", log)
 	}
 	bad := filepath.Join(dir, "bad-tokens")
 	if err := os.WriteFile(bad, []byte("first\nsecond,third\n"), 0o600); err != nil {
