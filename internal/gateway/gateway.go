@@ -156,7 +156,8 @@ var routes = []route{
 	{Route{"POST", "/v1/traces/{id}/output", []Role{RoleAgent, RoleAdmin}}, (*Gateway).output},
 	{Route{"POST", "/v1/traces/{id}/end", []Role{RoleAgent, RoleAdmin}}, (*Gateway).end},
 	{Route{"GET", "/v1/traces/{id}/report", []Role{RoleAgent, RoleReader, RoleAdmin}}, (*Gateway).report},
-	{Route{"PUT", "/v1/policies/{hash}", []Role{RoleAdmin}}, (*Gateway).putPolicy},
+	// An agent may only upload a policy an admin stored: see putPolicy.
+	{Route{"PUT", "/v1/policies/{hash}", []Role{RoleAgent, RoleAdmin}}, (*Gateway).putPolicy},
 }
 
 // Routes lists the endpoints that need a token and the roles that may call each.

@@ -54,7 +54,14 @@ func (g *Gateway) putPolicy(w http.ResponseWriter, r *http.Request) error {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), g.cfg.Timeout)
 	defer cancel()
-	if err := g.b.PutPolicy(ctx, c.Hash(), raw); err != nil {
+	if tok, _ := r.Context().Value(tokenKey{}).(Token); tok.Role != RoleAdmin {
+		// An SDK given a policy file uploads it before its checks, with the agent's
+		// token: a policy an admin stored is answered as a store would be, and nothing
+		// is written; storing a new one is an admin's.
+		if _, err := g.b.GetPolicy(ctx, c.Hash()); err != nil {
+			return forbidden(tok, "storing a policy not stored yet needs an admin token (%v)", err)
+		}
+	} else if err := g.b.PutPolicy(ctx, c.Hash(), raw); err != nil {
 		return errorf(http.StatusServiceUnavailable, "stream_unavailable", "not stored: %v", err)
 	}
 	writeJSON(w, http.StatusOK, PolicyStored{Policy: c.Hash(), PolicyID: c.Policy().PolicyID, Rules: len(c.Policy().Rules)})

@@ -76,9 +76,12 @@ func TestRoles(t *testing.T) {
 		{"a reader reads a report", "reader", "GET", "/v1/traces/t-a/report?agent=a", "", 0, ""},
 		{"agent a reads its own report", "a", "GET", "/v1/traces/t-a/report?agent=a", "", 0, ""},
 		{"agent a reads agent b's report", "a", "GET", "/v1/traces/t-b/report?agent=b", "", 403, "agent"},
-		{"the admin puts a policy", "admin", "PUT", "/v1/policies/" + sha(uploadPolicy), uploadPolicy, 200, ""},
 		{"agent a puts a policy", "a", "PUT", "/v1/policies/" + sha(uploadPolicy), uploadPolicy, 403, "agent"},
 		{"a reader puts a policy", "reader", "PUT", "/v1/policies/" + sha(uploadPolicy), uploadPolicy, 403, "reader"},
+		{"the admin puts a policy", "admin", "PUT", "/v1/policies/" + sha(uploadPolicy), uploadPolicy, 200, ""},
+		// As an SDK given the policy file does before its checks: answered, nothing written.
+		{"agent a uploads the policy the admin stored", "a", "PUT", "/v1/policies/" + sha(uploadPolicy), uploadPolicy, 200, ""},
+		{"agent a uploads another policy", "a", "PUT", "/v1/policies/" + sha(uploadPythonPolicy), uploadPythonPolicy, 403, "agent"},
 		{"the admin writes agent b's steps", "admin", "POST", "/v1/steps", stepBody("b", "t-b", 0), 202, ""},
 	} {
 		r := call(t, srv, tt.method, tt.path, tok[tt.who], tt.body)
@@ -141,6 +144,9 @@ func TestOpenAPIRolesAgreeWithTheRouter(t *testing.T) {
 	}
 
 	srv, tok := roleDeployment(t)
+	if r := call(t, srv, "PUT", "/v1/policies/"+sha(uploadPolicy), tok["admin"], uploadPolicy); r.status != 200 {
+		t.Fatalf("storing the policy: %d %s", r.status, r.raw)
+	}
 	// A request each route accepts from the agent "a" (its own) or anyone allowed.
 	bodies := map[string]struct{ path, body string }{
 		"POST /v1/guard/check":        {"/v1/guard/check", `{"session": "all", "agent": "a", "step": {"action": "read"}}`},

@@ -33,7 +33,7 @@ func Roles() []Role { return []Role{RoleAgent, RoleReader, RoleAdmin} }
 func (r Role) may(agent string) string {
 	switch r {
 	case RoleAgent:
-		return fmt.Sprintf("write agent %q's traces (steps, outputs, ends), check its guard sessions and read its reports", agent)
+		return fmt.Sprintf("write agent %q's traces (steps, outputs, ends), check its guard sessions, read its reports and upload policies an admin stored", agent)
 	case RoleReader:
 		return "read reports"
 	case RoleAdmin:
