@@ -164,7 +164,7 @@ var routes = []route{
 func Routes() []Route {
 	out := make([]Route, len(routes))
 	for i, rt := range routes {
-		out[i] = rt.Route
+		out[i] = Route{rt.Method, rt.Pattern, slices.Clone(rt.Roles)}
 	}
 	return out
 }
