@@ -2,6 +2,7 @@ package reporter
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/base64"
@@ -205,7 +206,7 @@ func VerifyAudit(data []byte, pub ed25519.PublicKey) (Statement, error) {
 		{"violations", doc.count("violations"), fmtp(st.Violations)},
 		{"trace_id", doc.raw(data, "trace", "trace_id"), strconv.Quote(st.TraceID)},
 		{"audit_info.policy_hash", doc.raw(data, "audit_info", "policy_hash"), quoteOpt(st.Policy)},
-		{"audit_info.rule_errors", doc.count("audit_info", "rule_errors"), fmtp(st.RuleErrors)},
+		{"audit_info.rule_errors", cmp.Or(doc.count("audit_info", "rule_errors"), "0"), fmtp(st.RuleErrors)}, // none is left out
 	}
 	for _, c := range checks {
 		if c.signed != "" && c.got != c.signed {
