@@ -51,7 +51,7 @@ type Statement struct {
 	Policy    string `json:"policy_sha256,omitempty"` // the policy revision: its content hash
 	// Steps is the SHA-256 of the trace's steps: each step of audit.json's trace.steps as
 	// compact JSON (whitespace outside strings removed), followed by a newline, in order.
-	Steps string `json:"steps_sha256"`
+	Steps string `json:"steps_sha256,omitempty"`
 	// Content is the SHA-256 of the file's signed content: for audit.json its compact form
 	// without the signature member; for report.md its bytes before the signature block.
 	Content    string `json:"content_sha256"`

@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/troy-audit/troy/internal/signing"
 	"github.com/troy-audit/troy/policies"
 	"github.com/troy-audit/troy/schemas"
 )
@@ -31,7 +32,16 @@ func TestMain(m *testing.M) {
 	for _, k := range []string{"OPENAI_API_KEY", "OPENAI_BASE_URL", "TROY_MODEL", "TROY_CLICKHOUSE", "TROY_NATS_URL"} {
 		os.Unsetenv(k)
 	}
-	os.Exit(m.Run())
+	// Reports are signed with a key of the tests' own, not the developer's (child
+	// processes inherit it).
+	keys, err := os.MkdirTemp("", "troyctl-keys")
+	if err != nil {
+		panic(err)
+	}
+	os.Setenv(signing.EnvKey, filepath.Join(keys, "signing.key"))
+	code := m.Run()
+	os.RemoveAll(keys)
+	os.Exit(code)
 }
 
 func repo(*testing.T) string { return repoRoot }

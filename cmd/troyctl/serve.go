@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,6 +16,8 @@ import (
 
 	"github.com/troy-audit/troy/internal/bus"
 	"github.com/troy-audit/troy/internal/pipeline"
+	"github.com/troy-audit/troy/internal/signing"
+	"github.com/troy-audit/troy/reporter"
 )
 
 func newServeCmd(a *app) *cobra.Command {
@@ -94,6 +97,14 @@ flag wins over the policy.`,
 				cfg.ReportDir = filepath.Join(dataDir, "reports")
 			}
 			cfg.Logger = log
+			keyPath := signing.DataDirKey(dataDir)
+			key, created, err := signing.LoadOrCreate(keyPath)
+			if err != nil {
+				return err
+			}
+			cfg.Signer = &reporter.Signer{Key: key, Version: buildVersion()}
+			pub := key.Public().(ed25519.PublicKey)
+			log.Info("signing reports", "key_id", reporter.KeyID(pub), "key_file", keyPath, "created", created, "public_key", signing.FormatPublic(pub))
 			if dsn := ch.value(); dsn != "" {
 				store, migrated, err := migrateStore(ctx, dsn)
 				if err != nil {
