@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -97,14 +98,16 @@ flag wins over the policy.`,
 				cfg.ReportDir = filepath.Join(dataDir, "reports")
 			}
 			cfg.Logger = log
-			keyPath := signing.DataDirKey(dataDir)
-			key, created, err := signing.LoadOrCreate(keyPath)
-			if err != nil {
-				return err
+			if len(cfg.Only) == 0 || slices.Contains(cfg.Only, pipeline.Reporter) {
+				keyPath := signing.DataDirKey(dataDir)
+				key, created, err := signing.LoadOrCreate(keyPath)
+				if err != nil {
+					return err
+				}
+				cfg.Signer = &reporter.Signer{Key: key, Version: buildVersion()}
+				pub := key.Public().(ed25519.PublicKey)
+				log.Info("signing reports", "key_id", reporter.KeyID(pub), "key_file", keyPath, "created", created, "public_key", signing.FormatPublic(pub))
 			}
-			cfg.Signer = &reporter.Signer{Key: key, Version: buildVersion()}
-			pub := key.Public().(ed25519.PublicKey)
-			log.Info("signing reports", "key_id", reporter.KeyID(pub), "key_file", keyPath, "created", created, "public_key", signing.FormatPublic(pub))
 			if dsn := ch.value(); dsn != "" {
 				store, migrated, err := migrateStore(ctx, dsn)
 				if err != nil {
