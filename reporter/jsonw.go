@@ -131,7 +131,7 @@ func (s *jsonStream) value(v any) {
 // write writes one encoded value.
 func (s *jsonStream) write(b []byte) {
 	if s.h != nil {
-		compactSpan(b, span{end: len(b)}, s.h)
+		s.h.Write(appendCompact(nil, b))
 	}
 	_, s.err = s.ind.Write(b)
 }
@@ -191,6 +191,7 @@ func writeSignedAuditJSON(w *bufio.Writer, r *schemas.AuditResult, prefix string
 			array(s, t.Steps)
 		} else {
 			s.raw("[")
+			var cb []byte
 			for i := range t.Steps {
 				if i > 0 {
 					s.raw(",")
@@ -199,9 +200,15 @@ func writeSignedAuditJSON(w *bufio.Writer, r *schemas.AuditResult, prefix string
 				if err != nil {
 					return err
 				}
-				compactSpan(b, span{end: len(b)}, steps)
+				// One compact copy feeds both digests.
+				cb = appendCompact(cb[:0], b)
+				steps.Write(cb)
 				steps.Write([]byte{'\n'})
+				s.h.Write(cb)
+				h := s.h
+				s.h = nil
 				s.write(b)
+				s.h = h
 			}
 			s.raw("]")
 		}

@@ -387,6 +387,29 @@ func compactSpan(data []byte, s span, w io.Writer) {
 	}
 }
 
+// appendCompact appends b with every whitespace outside strings removed.
+func appendCompact(dst, b []byte) []byte {
+	str, esc := false, false
+	for _, c := range b {
+		switch {
+		case str:
+			if esc {
+				esc = false
+			} else if c == '\\' {
+				esc = true
+			} else if c == '"' {
+				str = false
+			}
+		case c == '"':
+			str = true
+		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
+			continue
+		}
+		dst = append(dst, c)
+	}
+	return dst
+}
+
 // scanDoc reads the structure of a JSON document whose top level is an object. It checks
 // structure only (values are compared by their text).
 func scanDoc(data []byte) (span, error) {
