@@ -36,7 +36,8 @@ type Signer struct {
 // what a reader wants to know without opening it. Both audit.json and report.md carry one.
 //
 // Signed bytes: SignatureFormat, a newline, then the statement as compact JSON in this
-// field order with Value empty (left out).
+// field order with Value empty (left out), strings escaped as encoding/json escapes them
+// but for <, > and &, which are written as they are.
 type Statement struct {
 	Format    string `json:"format"`
 	File      string `json:"file"` // "audit.json" or "report.md"
@@ -70,10 +71,16 @@ func KeyID(pub ed25519.PublicKey) string {
 	return hex.EncodeToString(sum[:8])
 }
 
+// message is what the signature signs. The JSON is encoding/json's without HTML escaping
+// (what a verifier in another language reproduces most easily), with no final newline.
 func (st Statement) message() []byte {
 	st.Value = ""
-	b, _ := json.Marshal(st) // a struct of strings and ints always encodes
-	return append([]byte(SignatureFormat+"\n"), b...)
+	var b bytes.Buffer
+	b.WriteString(SignatureFormat + "\n")
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(st) // a struct of strings and ints always encodes
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n"))
 }
 
 // sign fills in the signer's part of st and signs it.
@@ -114,7 +121,7 @@ const (
 )
 
 func markdownBlock(st Statement) string {
-	b, _ := json.Marshal(st)
+	b, _ := json.Marshal(st) // HTML-escaped: no text of the statement can close the comment
 	return fmt.Sprintf("%s%s with key ed25519:%s at %s; `troyctl verify` checks it._\n\n%s%s%s",
 		mdBlockStart, st.Version, st.KeyID, st.SignedAt, mdCommentStart, b, mdCommentEnd)
 }

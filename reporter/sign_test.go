@@ -178,3 +178,22 @@ func BenchmarkVerifyAudit(b *testing.B) {
 		}
 	}
 }
+
+// Ids are free text: one holding "-->", markup and a line break neither closes the
+// report's signature comment nor stops either file from verifying.
+func TestSignedReportWithHostileIDs(t *testing.T) {
+	sg := testSigner(t)
+	r := result()
+	r.Trace.TraceID, r.Trace.AgentName = "t --> <b>x</b> & y", "bot\n## Signature"
+	md, js := writeSigned(t, r, sg)
+	block := md[bytes.LastIndex(md, []byte(mdBlockStart)):]
+	if bytes.Count(block, []byte("-->")) != 1 || !bytes.HasSuffix(block, []byte(" -->\n")) {
+		t.Errorf("the comment is closed early:\n%s", block)
+	}
+	if st, err := VerifyReport(md, pub(sg)); err != nil || st.TraceID != r.Trace.TraceID || st.AgentName != r.Trace.AgentName {
+		t.Errorf("report.md: %v %+v", err, st)
+	}
+	if st, err := VerifyAudit(js, pub(sg)); err != nil || st.TraceID != r.Trace.TraceID {
+		t.Errorf("audit.json: %v %+v", err, st)
+	}
+}
