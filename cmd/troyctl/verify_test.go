@@ -60,6 +60,13 @@ func TestVerifyAcceptsWhatAuditWrote(t *testing.T) {
 	if err := json.Unmarshal([]byte(pk.stdout), &pj); err != nil || pj["public_key"] != text || pj["key_file"] != os.Getenv(signing.EnvKey) || len(pj["key_id"]) != 16 {
 		t.Fatalf("public-key --json: %v %s", err, pk.stdout)
 	}
+	// troy's own readers of audits take a signed one as they took it unsigned.
+	if r := troyctl(t, "replay", js, "--no-interactive"); r.code != 0 || !strings.Contains(r.stdout, "risk 50/100") {
+		t.Errorf("replay of a signed audit: exit %d %s", r.code, r.stderr)
+	}
+	if r := troyctl(t, "diff", js, js); r.code != 0 || !strings.Contains(r.stdout, "0 appeared, 0 disappeared") {
+		t.Errorf("diff of a signed audit: exit %d %s", r.code, r.stderr)
+	}
 	var out []verifyOutput
 	r = troyctl(t, "verify", js, "--json")
 	if err := json.Unmarshal([]byte(r.stdout), &out); err != nil || len(out) != 1 || !out[0].Valid || out[0].Signed.TraceID != "support-7f3a" {
