@@ -88,6 +88,9 @@ func TestAuditExample(t *testing.T) {
 	if err := json.Unmarshal(raw, &a); err != nil || a.RiskScore != 50 || len(a.Trace.Steps) != 6 {
 		t.Fatalf("audit.json: %v %+v", err, a)
 	}
+	if r := troyctl(t, "verify", filepath.Join(dir, "audit.json"), filepath.Join(dir, "report.md")); r.code != 0 {
+		t.Fatalf("verify: exit %d %s", r.code, r.stderr)
+	}
 }
 
 func TestAuditPathsJSONAndTemplates(t *testing.T) {
@@ -117,6 +120,9 @@ func TestAuditPathsJSONAndTemplates(t *testing.T) {
 	raw, _ := os.ReadFile("out/a.json")
 	if !strings.Contains(string(raw), `"explanations_note": "--no-explain"`) {
 		t.Errorf("audit.json should say why there are no explanations")
+	}
+	if r := troyctl(t, "verify", "out/a.json", "out/r.md"); r.code != 0 {
+		t.Errorf("verify: exit %d %s", r.code, r.stderr)
 	}
 }
 
@@ -208,6 +214,10 @@ func TestBatch(t *testing.T) {
 		if _, err := os.Stat(f); err != nil {
 			t.Error(err)
 		}
+	}
+	reports, _ := filepath.Glob(filepath.Join("out", "*", "*.*"))
+	if r := troyctl(t, append([]string{"verify"}, reports...)...); r.code != 0 || len(reports) != 12 {
+		t.Errorf("verify %d reports: exit %d %s", len(reports), r.code, r.stderr)
 	}
 	// A bad file among good ones: the good ones are reported, the bad one is listed, and the
 	// exit code says something was skipped.
