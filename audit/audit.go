@@ -58,6 +58,8 @@ type BatchOptions struct {
 	Dir         string // where reports go
 	Concurrency int    // traces audited at once; 0 means one per CPU
 	Ingest      ingest.Options
+	// Signer signs each trace's report.md and audit.json; nil writes them unsigned.
+	Signer *reporter.Signer
 	// Progress, when set, is called once per input (trace or skipped input), in input
 	// order, from a single goroutine.
 	Progress func(Progress)
@@ -196,7 +198,7 @@ func Batch(ctx context.Context, a Auditor, files []string, opts BatchOptions) (*
 		go func() {
 			defer wg.Done()
 			for j := range jobs {
-				results <- runJob(ctx, a, j)
+				results <- runJob(ctx, a, j, opts.Signer)
 			}
 		}()
 	}
@@ -235,7 +237,7 @@ func Batch(ctx context.Context, a Auditor, files []string, opts BatchOptions) (*
 	return summary, ctx.Err()
 }
 
-func runJob(ctx context.Context, a Auditor, j job) done {
+func runJob(ctx context.Context, a Auditor, j job, sg *reporter.Signer) done {
 	if j.err != nil {
 		return done{seq: j.seq, name: j.name, err: j.err}
 	}
@@ -254,7 +256,7 @@ func runJob(ctx context.Context, a Auditor, j job) done {
 	if rec.Line > 0 {
 		d.report = filepath.Join(j.dir, fmt.Sprintf("%06d-%s", rec.Line, safeName(rec.Trace.TraceID)))
 	}
-	if err := reporter.WriteAudit(r, reporter.Dest{Markdown: filepath.Join(d.report, "report.md"), JSON: filepath.Join(d.report, "audit.json")}); err != nil {
+	if err := reporter.WriteAudit(r, reporter.Dest{Markdown: filepath.Join(d.report, "report.md"), JSON: filepath.Join(d.report, "audit.json"), Signer: sg}); err != nil {
 		d.err = err
 		return d
 	}

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -14,6 +16,7 @@ import (
 	"github.com/troy-audit/troy/evaluator"
 	"github.com/troy-audit/troy/ingest"
 	"github.com/troy-audit/troy/policies"
+	"github.com/troy-audit/troy/reporter"
 	"github.com/troy-audit/troy/schemas"
 )
 
@@ -106,8 +109,10 @@ func TestBatchKeepsGoingPastBadInputs(t *testing.T) {
 		t.Fatalf("inputs %v", inputs)
 	}
 	var progress []string
+	_, key, _ := ed25519.GenerateKey(rand.Reader)
+	sg := &reporter.Signer{Key: key, Version: "test"}
 	sum, err := Batch(context.Background(), inProcess{compiled(t)}, inputs, BatchOptions{
-		Dir: out, Concurrency: 4, Ingest: ingest.Options{MaxSize: 400},
+		Dir: out, Concurrency: 4, Ingest: ingest.Options{MaxSize: 400}, Signer: sg,
 		Progress: func(p Progress) {
 			s := fmt.Sprintf("%d:%s", p.Done, p.Name)
 			if p.Err != nil {
@@ -159,11 +164,19 @@ func TestBatchKeepsGoingPastBadInputs(t *testing.T) {
 	if len(b.Results) != 4 || len(b.Skipped) != 4 || b.Results[0].RiskScore != 30 {
 		t.Fatalf("batch.json: %d results, %d skipped", len(b.Results), len(b.Skipped))
 	}
+	// Every report the batch wrote verifies with its key.
+	pub := key.Public().(ed25519.PublicKey)
 	for _, r := range reports {
-		for _, f := range []string{r, strings.Replace(r, "report.md", "audit.json", 1)} {
-			if _, err := os.Stat(filepath.Join(out, f)); err != nil {
-				t.Errorf("missing %s", f)
-			}
+		md, err1 := os.ReadFile(filepath.Join(out, r))
+		js, err2 := os.ReadFile(filepath.Join(out, strings.Replace(r, "report.md", "audit.json", 1)))
+		if err1 != nil || err2 != nil {
+			t.Fatalf("missing reports of %s: %v %v", r, err1, err2)
+		}
+		if _, err := reporter.VerifyReport(md, pub); err != nil {
+			t.Errorf("%s: %v", r, err)
+		}
+		if st, err := reporter.VerifyAudit(js, pub); err != nil || st.Report != reporter.ReportDigest(md) {
+			t.Errorf("audit.json beside %s: %v", r, err)
 		}
 	}
 }

@@ -2,6 +2,9 @@ package reporter
 
 import (
 	"bufio"
+	"crypto/sha256"
+	"encoding/hex"
+	"hash"
 
 	"github.com/troy-audit/troy/schemas"
 	"github.com/troy-audit/troy/schemas/pyjson"
@@ -97,6 +100,7 @@ func (x *indenter) newline() {
 type jsonStream struct {
 	ind *indenter
 	err error
+	h   hash.Hash // when set, receives the document's compact form
 }
 
 func newJSONStream(w *bufio.Writer, prefix string) *jsonStream {
@@ -106,6 +110,9 @@ func newJSONStream(w *bufio.Writer, prefix string) *jsonStream {
 // raw writes JSON punctuation or a literal.
 func (s *jsonStream) raw(text string) {
 	if s.err == nil {
+		if s.h != nil {
+			s.h.Write([]byte(text))
+		}
 		_, s.err = s.ind.Write([]byte(text))
 	}
 }
@@ -117,8 +124,16 @@ func (s *jsonStream) value(v any) {
 	}
 	var b []byte
 	if b, s.err = pyjson.Marshal(v); s.err == nil {
-		_, s.err = s.ind.Write(b)
+		s.write(b)
 	}
+}
+
+// write writes one encoded value.
+func (s *jsonStream) write(b []byte) {
+	if s.h != nil {
+		s.h.Write(appendCompact(nil, b))
+	}
+	_, s.err = s.ind.Write(b)
 }
 
 // field writes `"key": value` with the separator before it.
@@ -151,7 +166,18 @@ func array[T any](s *jsonStream, items []T) {
 // schemas.AuditResult and schemas.Trace, indented), streaming its steps, explanations and
 // violations. prefix starts every line after the first, for an audit nested in batch.json.
 func writeAuditJSON(w *bufio.Writer, r *schemas.AuditResult, prefix string) error {
+	return writeSignedAuditJSON(w, r, prefix, nil, "")
+}
+
+// writeSignedAuditJSON writes an audit as writeAuditJSON does and, with a signer, its
+// signature as the last member: over the compact form of what comes before it, the
+// trace's steps and report, the digest of the report.md written beside it ("" for none).
+func writeSignedAuditJSON(w *bufio.Writer, r *schemas.AuditResult, prefix string, sg *Signer, report string) error {
 	s := newJSONStream(w, prefix)
+	var steps hash.Hash
+	if sg != nil {
+		s.h, steps = sha256.New(), sha256.New()
+	}
 	s.raw("{")
 	s.key(true, "trace")
 	if t := r.Trace; t == nil {
@@ -161,7 +187,31 @@ func writeAuditJSON(w *bufio.Writer, r *schemas.AuditResult, prefix string) erro
 		s.field(true, "trace_id", t.TraceID)
 		s.field(false, "agent_name", t.AgentName)
 		s.key(false, "steps")
-		array(s, t.Steps)
+		if steps == nil {
+			array(s, t.Steps)
+		} else {
+			s.raw("[")
+			var cb []byte
+			for i := range t.Steps {
+				if i > 0 {
+					s.raw(",")
+				}
+				b, err := pyjson.Marshal(t.Steps[i])
+				if err != nil {
+					return err
+				}
+				// One compact copy feeds both digests.
+				cb = appendCompact(cb[:0], b)
+				steps.Write(cb)
+				steps.Write([]byte{'\n'})
+				s.h.Write(cb)
+				h := s.h
+				s.h = nil
+				s.write(b)
+				s.h = h
+			}
+			s.raw("]")
+		}
 		s.field(false, "metadata", t.Metadata)
 		s.raw("}")
 	}
@@ -173,6 +223,20 @@ func writeAuditJSON(w *bufio.Writer, r *schemas.AuditResult, prefix string) erro
 	s.field(false, "risk_score", r.RiskScore)
 	if r.Info != nil {
 		s.field(false, "audit_info", r.Info)
+	}
+	if sg != nil {
+		st := baseStatement(r, "audit.json")
+		st.Steps = hex.EncodeToString(steps.Sum(nil))
+		content := s.h
+		content.Write([]byte{'}'}) // the signed form ends where the signature begins
+		st.Content = hex.EncodeToString(content.Sum(nil))
+		st.RiskScore, st.Violations = intp(r.RiskScore), intp(len(r.Violations))
+		if r.Info != nil {
+			st.RuleErrors = intp(len(r.Info.RuleErrors))
+		}
+		st.Report = report
+		s.h = nil
+		s.field(false, SignatureKey, sg.sign(st))
 	}
 	s.raw("}")
 	return s.err

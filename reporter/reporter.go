@@ -215,6 +215,8 @@ func PathToken(id string) string {
 type Dest struct {
 	Markdown, JSON string
 	Stdout         io.Writer
+	// Signer signs both files (docs/SECURITY.md, Signed reports); nil writes them unsigned.
+	Signer *Signer
 }
 
 // WriteAudit writes report.md and audit.json for one result, streaming both, and, when a
@@ -223,7 +225,26 @@ type Dest struct {
 // stdout or a device.
 func WriteAudit(r *schemas.AuditResult, d Dest) error {
 	r.Normalize()
-	if err := writeTo(d.Markdown, d.Stdout, func(w *bufio.Writer) error { return writeMarkdown(w, r) }); err != nil {
+	var report string // the digest of report.md's signed content
+	err := writeTo(d.Markdown, d.Stdout, func(w *bufio.Writer) error {
+		if d.Signer == nil {
+			return writeMarkdown(w, r)
+		}
+		h := sha256.New()
+		body := bufio.NewWriterSize(hashWriter{w: w, h: h}, 64<<10)
+		if err := writeMarkdown(body, r); err != nil {
+			return err
+		}
+		if err := body.Flush(); err != nil {
+			return err
+		}
+		report = hex.EncodeToString(h.Sum(nil))
+		st := baseStatement(r, "report.md")
+		st.Content = report
+		_, err := w.WriteString(markdownBlock(d.Signer.sign(st)))
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("write report %s: %w", d.Markdown, err)
 	}
 	if regularOrNew(d.Markdown) {
@@ -231,8 +252,11 @@ func WriteAudit(r *schemas.AuditResult, d Dest) error {
 			return fmt.Errorf("write model replies: %w", err)
 		}
 	}
-	err := writeTo(d.JSON, d.Stdout, func(w *bufio.Writer) error {
-		if err := writeAuditJSON(w, r, ""); err != nil {
+	if d.Markdown == "-" || !regularOrNew(d.Markdown) {
+		report = "" // nothing a verifier could find beside the audit
+	}
+	err = writeTo(d.JSON, d.Stdout, func(w *bufio.Writer) error {
+		if err := writeSignedAuditJSON(w, r, "", d.Signer, report); err != nil {
 			return err
 		}
 		return w.WriteByte('\n')

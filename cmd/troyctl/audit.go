@@ -38,6 +38,7 @@ func newAuditCmd(a *app) *cobra.Command {
 		maxSize          int64
 		ex               explainFlags
 		nf               natsFlags
+		sf               signFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "audit TRACE POLICY",
@@ -74,6 +75,10 @@ redacted before they are sent; replies are cached under --data-dir.`,
 			if err != nil {
 				return err
 			}
+			signer, err := sf.signer(a.stderr)
+			if err != nil {
+				return err
+			}
 			auditor, err := nf.auditor(ctx, c, &ex, a.stderr)
 			if err != nil {
 				return err
@@ -90,7 +95,7 @@ redacted before they are sent; replies are cached under --data-dir.`,
 			if jsonPath == "" {
 				jsonPath = filepath.Join(dir, "audit.json")
 			}
-			if err := reporter.WriteAudit(r, reporter.Dest{Markdown: mdPath, JSON: jsonPath, Stdout: a.stdout}); err != nil {
+			if err := reporter.WriteAudit(r, reporter.Dest{Markdown: mdPath, JSON: jsonPath, Stdout: a.stdout, Signer: signer}); err != nil {
 				return err
 			}
 			if asJSON {
@@ -105,6 +110,7 @@ redacted before they are sent; replies are cached under --data-dir.`,
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON summary on stdout instead of text")
 	cmd.Flags().Int64Var(&maxSize, "max-size", ingest.DefaultMaxSize, "largest trace document in bytes (a .json file, or one .jsonl line)")
 	ex.register(cmd, true)
+	sf.register(cmd)
 	nf.register(cmd)
 	nf.registerTimeout(cmd)
 	return cmd

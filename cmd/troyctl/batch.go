@@ -25,6 +25,7 @@ func newBatchCmd(a *app) *cobra.Command {
 		maxSize     int64
 		ex          explainFlags
 		nf          natsFlags
+		sf          signFlags
 	)
 	cmd := &cobra.Command{
 		Use:     "audit-batch DIR|FILE... POLICY",
@@ -55,6 +56,10 @@ The last argument is the policy: a file or the name of a bundled template.`,
 			if dir == "" {
 				dir = reporter.DefaultDir(time.Now())
 			}
+			signer, err := sf.signer(a.stderr)
+			if err != nil {
+				return err
+			}
 			auditor, err := nf.auditor(cmd.Context(), c, &ex, a.stderr)
 			if err != nil {
 				return err
@@ -69,6 +74,7 @@ The last argument is the policy: a file or the name of a bundled template.`,
 				Concurrency: concurrency,
 				Ingest:      ingest.Options{MaxSize: maxSize},
 				Progress:    prog.update,
+				Signer:      signer,
 			})
 			prog.finish()
 			if err != nil {
@@ -98,6 +104,7 @@ The last argument is the policy: a file or the name of a bundled template.`,
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "no per-trace progress lines")
 	cmd.Flags().Int64Var(&maxSize, "max-size", ingest.DefaultMaxSize, "largest trace document in bytes (a .json file, or one .jsonl line)")
 	ex.register(cmd, true)
+	sf.register(cmd)
 	nf.register(cmd)
 	nf.registerTimeout(cmd)
 	return cmd

@@ -283,6 +283,24 @@ func TestServeSurvivesSIGKILL(t *testing.T) {
 				id, len(got.Trace.Steps), len(got.Violations), got.RiskScore, len(w.Trace.Steps), len(w.Violations), w.RiskScore)
 		}
 	}
+	// Every report verifies: the server's with the key in its data directory, across
+	// the kill, and the batch's with the one-shot key.
+	var served, batched []string
+	_ = filepath.WalkDir(reports, func(p string, d os.DirEntry, _ error) error {
+		if d != nil && (d.Name() == "audit.json" || d.Name() == "report.md") {
+			served = append(served, p)
+		}
+		return nil
+	})
+	for _, row := range sum.Rows {
+		batched = append(batched, row.Report, strings.TrimSuffix(row.Report, "report.md")+"audit.json")
+	}
+	if r := troyctl(t, append([]string{"verify", "--data-dir", data, "--json"}, served...)...); r.code != 0 || len(served) != 2*n {
+		t.Errorf("verify %d server reports: exit %d %s", len(served), r.code, r.stderr)
+	}
+	if r := troyctl(t, append([]string{"verify", "--json"}, batched...)...); r.code != 0 {
+		t.Errorf("verify the batch's reports: exit %d %s", r.code, r.stderr)
+	}
 	t.Logf("killed after %d of %d server reports", killedAt, n)
 }
 

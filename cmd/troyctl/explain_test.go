@@ -158,4 +158,9 @@ func TestBatchSharesTheConcurrencyLimit(t *testing.T) {
 	if err != nil || len(entries) != 6 {
 		t.Fatalf("%d traces with model replies: %v", len(entries), err)
 	}
+	// Explained reports are signed as the others are.
+	reports, _ := filepath.Glob(filepath.Join("out", "*", "*.*"))
+	if r := troyctl(t, append([]string{"verify"}, reports...)...); r.code != 0 || len(reports) != 12 {
+		t.Errorf("verify %d reports: exit %d %s", len(reports), r.code, r.stderr)
+	}
 }

@@ -44,9 +44,13 @@ func TestLongTraceThroughEveryWayIn(t *testing.T) {
 				t.Fatalf("%s: %v", way, err)
 			}
 			b, _ := os.ReadFile(filepath.Join("want", f))
-			if string(a) != string(b) {
+			if string(reporter.Unsigned(a)) != string(b) {
 				t.Fatalf("%s: %s differs from the in-process engine's (%d and %d bytes)", way, f, len(a), len(b))
 			}
+		}
+		// Signed, and verified with the one-shot key.
+		if r := troyctl(t, "verify", filepath.Join(got, "audit.json"), filepath.Join(got, "report.md")); r.code != 0 {
+			t.Fatalf("%s: verify: exit %d %s", way, r.code, r.stderr)
 		}
 	}
 
@@ -85,6 +89,9 @@ func TestLongTraceThroughEveryWayIn(t *testing.T) {
 	}
 	if !strings.Contains(string(mustJSON(t, got.Info)), want.Info.PolicyHash) {
 		t.Fatalf("serve's report names another policy: %+v", got.Info)
+	}
+	if r := troyctl(t, "verify", "--data-dir", "data", served); r.code != 0 {
+		t.Fatalf("serve's report: verify: exit %d %s", r.code, r.stderr)
 	}
 }
 
@@ -126,7 +133,7 @@ func BenchmarkLongTrace(b *testing.B) {
 	same := func(name, path string) {
 		b.Helper()
 		got, err := os.ReadFile(path)
-		if err != nil || string(got) != string(wantJSON) {
+		if err != nil || string(reporter.Unsigned(got)) != string(wantJSON) {
 			b.Fatalf("%s: audit.json differs from the in-process engine's (%d and %d bytes, %v)", name, len(got), len(wantJSON), err)
 		}
 	}

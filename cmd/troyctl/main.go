@@ -107,6 +107,8 @@ markdown and JSON reports. It also checks single actions before they run.`,
 		newRegressCmd(a),
 		newSQLCmd(a),
 		newVersionCmd(a),
+		newAuthCmd(a),
+		newVerifyCmd(a),
 	)
 	return root
 }

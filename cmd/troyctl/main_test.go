@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/troy-audit/troy/internal/signing"
 	"github.com/troy-audit/troy/policies"
 	"github.com/troy-audit/troy/schemas"
 )
@@ -31,7 +32,16 @@ func TestMain(m *testing.M) {
 	for _, k := range []string{"OPENAI_API_KEY", "OPENAI_BASE_URL", "TROY_MODEL", "TROY_CLICKHOUSE", "TROY_NATS_URL"} {
 		os.Unsetenv(k)
 	}
-	os.Exit(m.Run())
+	// Reports are signed with a key of the tests' own, not the developer's (child
+	// processes inherit it).
+	keys, err := os.MkdirTemp("", "troyctl-keys")
+	if err != nil {
+		panic(err)
+	}
+	os.Setenv(signing.EnvKey, filepath.Join(keys, "signing.key"))
+	code := m.Run()
+	os.RemoveAll(keys)
+	os.Exit(code)
 }
 
 func repo(*testing.T) string { return repoRoot }
@@ -78,6 +88,9 @@ func TestAuditExample(t *testing.T) {
 	if err := json.Unmarshal(raw, &a); err != nil || a.RiskScore != 50 || len(a.Trace.Steps) != 6 {
 		t.Fatalf("audit.json: %v %+v", err, a)
 	}
+	if r := troyctl(t, "verify", filepath.Join(dir, "audit.json"), filepath.Join(dir, "report.md")); r.code != 0 {
+		t.Fatalf("verify: exit %d %s", r.code, r.stderr)
+	}
 }
 
 func TestAuditPathsJSONAndTemplates(t *testing.T) {
@@ -107,6 +120,9 @@ func TestAuditPathsJSONAndTemplates(t *testing.T) {
 	raw, _ := os.ReadFile("out/a.json")
 	if !strings.Contains(string(raw), `"explanations_note": "--no-explain"`) {
 		t.Errorf("audit.json should say why there are no explanations")
+	}
+	if r := troyctl(t, "verify", "out/a.json", "out/r.md"); r.code != 0 {
+		t.Errorf("verify: exit %d %s", r.code, r.stderr)
 	}
 }
 
@@ -198,6 +214,10 @@ func TestBatch(t *testing.T) {
 		if _, err := os.Stat(f); err != nil {
 			t.Error(err)
 		}
+	}
+	reports, _ := filepath.Glob(filepath.Join("out", "*", "*.*"))
+	if r := troyctl(t, append([]string{"verify"}, reports...)...); r.code != 0 || len(reports) != 12 {
+		t.Errorf("verify %d reports: exit %d %s", len(reports), r.code, r.stderr)
 	}
 	// A bad file among good ones: the good ones are reported, the bad one is listed, and the
 	// exit code says something was skipped.

@@ -1,11 +1,13 @@
 package main
 
 import (
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -15,6 +17,8 @@ import (
 
 	"github.com/troy-audit/troy/internal/bus"
 	"github.com/troy-audit/troy/internal/pipeline"
+	"github.com/troy-audit/troy/internal/signing"
+	"github.com/troy-audit/troy/reporter"
 )
 
 func newServeCmd(a *app) *cobra.Command {
@@ -100,6 +104,16 @@ flag wins over the policy.`,
 				cfg.ReportDir = filepath.Join(dataDir, "reports")
 			}
 			cfg.Logger = log
+			if len(cfg.Only) == 0 || slices.Contains(cfg.Only, pipeline.Reporter) {
+				keyPath := signing.DataDirKey(dataDir)
+				key, created, err := signing.LoadOrCreate(keyPath)
+				if err != nil {
+					return err
+				}
+				cfg.Signer = &reporter.Signer{Key: key, Version: buildVersion()}
+				pub := key.Public().(ed25519.PublicKey)
+				log.Info("signing reports", "key_id", reporter.KeyID(pub), "key_file", keyPath, "created", created, "public_key", signing.FormatPublic(pub))
+			}
 			if dsn := ch.value(); dsn != "" {
 				store, migrated, err := migrateStore(ctx, dsn)
 				if err != nil {

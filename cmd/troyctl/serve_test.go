@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -55,8 +56,17 @@ func streamConfigs(t *testing.T, url string) map[string]jetstream.StreamConfig {
 func TestServeRetention(t *testing.T) {
 	port := servetest.FreePort(t)
 	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
-	startServe(t, "--data-dir", filepath.Join(t.TempDir(), "data"), "--listen", fmt.Sprintf("127.0.0.1:%d", port),
+	data := filepath.Join(t.TempDir(), "data")
+	startServe(t, "--data-dir", data, "--listen", fmt.Sprintf("127.0.0.1:%d", port),
 		"--policy", "minimal", "--retain", "720h", "--retain-bytes", "2GiB")
+	// serve made its signing key on first start, for its owner only, and auth public-key
+	// reads it from the data directory.
+	if info, err := os.Stat(filepath.Join(data, "auth", "signing.key")); err != nil || info.Mode().Perm() != 0o600 {
+		t.Errorf("signing key: %v %v", info, err)
+	}
+	if r := troyctl(t, "auth", "public-key", "--data-dir", data); r.code != 0 || !strings.HasPrefix(r.stdout, "ed25519:") {
+		t.Errorf("public-key --data-dir: %d %s %s", r.code, r.stdout, r.stderr)
+	}
 	check := func(when string) {
 		t.Helper()
 		cfgs := streamConfigs(t, url)

@@ -14,6 +14,7 @@ import (
 	"github.com/troy-audit/troy/internal/explainer"
 	"github.com/troy-audit/troy/internal/pipeline/evaluate"
 	"github.com/troy-audit/troy/internal/warehouse"
+	"github.com/troy-audit/troy/reporter"
 	"github.com/troy-audit/troy/schemas"
 )
 
@@ -59,6 +60,8 @@ type Config struct {
 	// OnRuleError overrides the policies' on_rule_error in the guard service: "block" or
 	// "skip"; empty keeps each policy's (default block).
 	OnRuleError string
+	// Signer signs the reporter's report.md and audit.json; nil writes them unsigned.
+	Signer *reporter.Signer
 }
 
 // Pipeline is a set of running components and their counters.
@@ -211,7 +214,7 @@ func (p *Pipeline) component(name string) (bus.Consumer, bus.Handler) {
 		return c, explainer.NewStage(p.cfg.Explain, p.cfg.ExplainNote, p.b).Handle
 	}
 	c.Stream, c.Filter = bus.ResultsStream, []string{event.ResultFilter(event.KindExplained)}
-	return c, newReportStage(p.cfg.ReportDir, p.b, p.pol.Info).Handle
+	return c, newReportStage(p.cfg.ReportDir, p.b, p.pol.Info, p.cfg.Signer).Handle
 }
 
 // countRuleErrors counts the rule errors of each trace the evaluator finishes (a

@@ -2,6 +2,8 @@ package pipeline_test
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -24,6 +26,7 @@ import (
 	"github.com/troy-audit/troy/internal/explainer"
 	"github.com/troy-audit/troy/internal/pipeline"
 	"github.com/troy-audit/troy/policies"
+	"github.com/troy-audit/troy/reporter"
 	"github.com/troy-audit/troy/schemas"
 	"github.com/troy-audit/troy/sdk/agent"
 	"github.com/troy-audit/troy/sdk/llmtest"
@@ -150,7 +153,8 @@ func TestPipelineAuditsEqualInProcess(t *testing.T) {
 // The reporter writes one report per trace, read back from the stream, and says so.
 func TestReporterWritesReports(t *testing.T) {
 	dir := t.TempDir()
-	b, pol, p := start(t, pipeline.Config{ReportDir: dir, IdleTimeout: 200 * time.Millisecond})
+	sg := testSigner(t)
+	b, pol, p := start(t, pipeline.Config{ReportDir: dir, IdleTimeout: 200 * time.Millisecond, Signer: sg})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	c := merged(t)
@@ -192,6 +196,17 @@ func TestReporterWritesReports(t *testing.T) {
 	}
 	if filepath.Dir(r.AuditJSON) != filepath.Join(dir, schemas.Token(tr.AgentName), "session~20one") {
 		t.Fatalf("report at %s", r.AuditJSON)
+	}
+	// Both files verify with the service's key, and the steps' digest is the one an
+	// in-process audit of the same trace signs.
+	st := verifyReports(t, r, sg)
+	local := t.TempDir()
+	if err := reporter.WriteAudit(want, reporter.Dest{Markdown: filepath.Join(local, "report.md"), JSON: filepath.Join(local, "audit.json"), Signer: sg}); err != nil {
+		t.Fatal(err)
+	}
+	localJSON, _ := os.ReadFile(filepath.Join(local, "audit.json"))
+	if lst, err := reporter.VerifyAudit(localJSON, nil); err != nil || lst.Steps != st.Steps || lst.Policy != st.Policy || *lst.RiskScore != *st.RiskScore {
+		t.Errorf("in-process audit signs steps %s policy %s, the stage %s %s (%v)", lst.Steps, lst.Policy, st.Steps, st.Policy, err)
 	}
 	if p.Eval.OpenTraces() != 0 {
 		t.Fatal("the idle trace should be closed")
@@ -432,7 +447,8 @@ func TestExplainerStageFeedsTheReporter(t *testing.T) {
 	defer model.Close()
 	dir := t.TempDir()
 	ex := explainer.New(explainer.Config{BaseURL: model.URL + "/v1", APIKey: "test", Backoff: time.Millisecond})
-	b, pol, _ := start(t, pipeline.Config{ReportDir: dir, Explain: ex})
+	sg := testSigner(t)
+	b, pol, _ := start(t, pipeline.Config{ReportDir: dir, Explain: ex, Signer: sg})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	c := merged(t)
@@ -464,6 +480,7 @@ func TestExplainerStageFeedsTheReporter(t *testing.T) {
 	if len(got.Explanations) != 4 || got.Summary == nil || got.Info.LLM == nil || !reflect.DeepEqual(got.Explanations, steps) {
 		t.Fatalf("audit.json explanations %+v", got.Explanations)
 	}
+	verifyReports(t, r, sg)
 	for _, s := range tr.Steps {
 		if _, err := os.Stat(filepath.Join(filepath.Dir(r.AuditJSON), "llm_responses", "step_"+s.StepID+".txt")); err != nil {
 			t.Fatal(err)
@@ -524,4 +541,33 @@ func TestRetiredScorerConsumerIsDeleted(t *testing.T) {
 	if _, err := b.Lag(ctx, bus.ResultsStream, "scorer"); !bus.IsNotFound(err) {
 		t.Fatalf("the scorer's consumer is still there: %v", err)
 	}
+}
+
+func testSigner(t *testing.T) *reporter.Signer {
+	t.Helper()
+	_, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &reporter.Signer{Key: key, Version: "test"}
+}
+
+// verifyReports checks that the report.md and audit.json the reporter wrote verify with
+// sg's key, and that the audit names its report.
+func verifyReports(t *testing.T, r event.Reported, sg *reporter.Signer) reporter.Statement {
+	t.Helper()
+	pub := sg.Key.Public().(ed25519.PublicKey)
+	md, err1 := os.ReadFile(r.Report)
+	js, err2 := os.ReadFile(r.AuditJSON)
+	if err1 != nil || err2 != nil {
+		t.Fatal(err1, err2)
+	}
+	if _, err := reporter.VerifyReport(md, pub); err != nil {
+		t.Errorf("%s: %v", r.Report, err)
+	}
+	st, err := reporter.VerifyAudit(js, pub)
+	if err != nil || st.Report != reporter.ReportDigest(md) || st.TraceID != r.TraceID {
+		t.Errorf("%s: %v %+v", r.AuditJSON, err, st)
+	}
+	return st
 }

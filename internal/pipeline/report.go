@@ -22,11 +22,12 @@ type reportStage struct {
 	dir   string
 	store event.TraceStore
 	info  reportInfoFunc
+	sign  *reporter.Signer // nil writes unsigned reports
 }
 
 // newReportStage returns a reporter stage writing under dir; store reads finished traces back.
-func newReportStage(dir string, store event.TraceStore, info reportInfoFunc) *reportStage {
-	return &reportStage{dir: dir, store: store, info: info}
+func newReportStage(dir string, store event.TraceStore, info reportInfoFunc, sign *reporter.Signer) *reportStage {
+	return &reportStage{dir: dir, store: store, info: info, sign: sign}
 }
 
 // traceDir is where the stage writes a trace's reports.
@@ -50,7 +51,7 @@ func (s *reportStage) Handle(ctx context.Context, in event.Envelope) ([]event.En
 	}
 	dir := s.traceDir(ev.AgentName, ev.TraceID)
 	md, js := filepath.Join(dir, "report.md"), filepath.Join(dir, "audit.json")
-	if err := reporter.WriteAudit(r, reporter.Dest{Markdown: md, JSON: js}); err != nil {
+	if err := reporter.WriteAudit(r, reporter.Dest{Markdown: md, JSON: js, Signer: s.sign}); err != nil {
 		return nil, err
 	}
 	out, err := event.New(event.Reported{TraceRef: ev.TraceRef, RiskScore: ev.RiskScore, Violations: ev.Violations, Report: md, AuditJSON: js})
