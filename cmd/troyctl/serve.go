@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,7 +15,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/troy-audit/troy/internal/bus"
+	"github.com/troy-audit/troy/internal/natsauth"
 	"github.com/troy-audit/troy/internal/pipeline"
+	"github.com/troy-audit/troy/sdk/wire"
 )
 
 func newServeCmd(a *app) *cobra.Command {
@@ -31,6 +34,7 @@ func newServeCmd(a *app) *cobra.Command {
 		retain      string
 		retainBytes string
 		restarts    int
+		insecure    bool
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -77,10 +81,22 @@ flag wins over the policy.`,
 				level = slog.LevelDebug
 			}
 			log := slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: level}))
+			nf.resolveCreds()
 			opts := nf.opts
 			opts.Name, opts.DataDir, opts.Logger = "troy-serve", dataDir, log
+			var auth *natsauth.Store
 			if opts.URL == "" {
 				opts.Listen = listen
+				if insecure {
+					log.Warn("NATS AUTHENTICATION IS OFF (--insecure-no-auth): anyone who can reach " + listen + " may publish any agent's steps, forge results, replace policies and delete streams; use it for throw-away demos only")
+				} else {
+					var err error
+					if auth, err = natsauth.Open(natsauth.Dir(dataDir), true); err != nil {
+						return err
+					}
+					opts.ServerAuth, opts.Auth = auth.Configure, wire.Auth{CredsFile: auth.Path(natsauth.ServiceCreds)}
+					log.Info("NATS requires credentials", "admin", auth.Path(natsauth.AdminCreds), "issue", "troyctl auth agent NAME")
+				}
 			}
 			if only != "" {
 				cfg.Only = strings.Split(only, ",")
@@ -118,6 +134,13 @@ flag wins over the policy.`,
 				return err
 			}
 			defer b.Close()
+			if auth != nil {
+				stopReload, err := serveAuthReload(b, auth, log)
+				if err != nil {
+					return err
+				}
+				defer func() { _ = stopReload() }()
+			}
 			cfg.Explain, cfg.ExplainNote = pipeline.NewExplainer(b, explain, log), explain.Note
 			var srv *pipeline.Server
 			if llm := explain.Model; llm != nil {
@@ -148,7 +171,8 @@ flag wins over the policy.`,
 	ch.register(cmd)
 	gw.register(cmd)
 	f := cmd.Flags()
-	f.StringVar(&dataDir, "data-dir", ".troy", "directory for the embedded server's streams and the reports")
+	f.StringVar(&dataDir, "data-dir", ".troy", "directory for the embedded server's streams, the reports and the credentials (auth/)")
+	f.BoolVar(&insecure, "insecure-no-auth", false, "let any client use the embedded NATS server without credentials: for throw-away demos only")
 	f.StringVar(&listen, "listen", "127.0.0.1:4222", "client address of the embedded NATS server, for agents")
 	f.StringVar(&cfg.Policy, "policy", "", "default policy: a file (reloaded when it changes) or a bundled template name")
 	f.StringVar(&only, "only", "", "components to run, comma-separated: "+strings.Join(pipeline.Components(), ", ")+" (default all)")
@@ -165,6 +189,22 @@ flag wins over the policy.`,
 	f.IntVar(&cfg.SinkBatch, "sink-batch", 50000, "the ClickHouse sink inserts after this many events (each insert costs ClickHouse a part: larger is faster)")
 	f.DurationVar(&cfg.SinkWait, "sink-wait", time.Second, "the ClickHouse sink inserts events at most this long after they arrive")
 	return cmd
+}
+
+// serveAuthReload answers an admin's request on natsauth.ReloadSubject by giving the
+// embedded server the account JWT on disk, so that a revocation takes effect at once.
+func serveAuthReload(b *bus.Bus, auth *natsauth.Store, log *slog.Logger) (func() error, error) {
+	return b.AddService("troy-auth", "1.0.0", "Loads the account's credentials again after a revocation", []bus.Endpoint{{
+		Name: "reload", Subject: natsauth.ReloadSubject,
+		Handle: func(ctx context.Context, _ []byte) ([]byte, error) {
+			if err := auth.Reload(b.Server()); err != nil {
+				log.Error("reload credentials", "err", err)
+				return nil, err
+			}
+			log.Info("credentials reloaded")
+			return []byte(`{"reloaded":true}`), nil
+		},
+	}}, 10*time.Second)
 }
 
 // retention reads the stream limits. An event must outlive the trace it belongs to, since

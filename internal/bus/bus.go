@@ -57,8 +57,12 @@ type Options struct {
 	// Listen is the embedded server's client address for agents ("host:port"); empty
 	// opens no port.
 	Listen string
-	// Auth is who the bus is to the NATS of URL, and its TLS.
+	// Auth is who the bus is to the NATS of URL, and its TLS; with ServerAuth, its
+	// CredsFile is who the bus is to its embedded server.
 	wire.Auth
+	// ServerAuth, when set, configures the embedded server's authentication (trusted
+	// operator, accounts): clients must then bring credentials.
+	ServerAuth func(*server.Options) error
 	// Name identifies the connection in the server's monitoring.
 	Name string
 	// Logger receives the bus's logs; nil discards them.
@@ -120,8 +124,12 @@ func Open(ctx context.Context, opts Options) (*Bus, error) {
 			return nil, err
 		}
 		srv := b.srv
+		base := []nats.Option{nats.InProcessServer(srv), nats.Name(opts.Name), nats.MaxReconnects(-1)}
+		if opts.ServerAuth != nil && opts.CredsFile != "" {
+			base = append(base, nats.UserCredentials(opts.CredsFile))
+		}
 		b.connect = func(extra ...nats.Option) (*nats.Conn, error) {
-			return nats.Connect("", append([]nats.Option{nats.InProcessServer(srv), nats.Name(opts.Name), nats.MaxReconnects(-1)}, extra...)...)
+			return nats.Connect("", append(slices.Clip(base), extra...)...)
 		}
 	} else {
 		var nopts []nats.Option
@@ -193,6 +201,11 @@ func (b *Bus) startEmbedded(ctx context.Context, opts Options) error {
 			dir = ".troy"
 		}
 		so.StoreDir = filepath.Join(dir, "jetstream")
+	}
+	if opts.ServerAuth != nil {
+		if err := opts.ServerAuth(so); err != nil {
+			return fmt.Errorf("start embedded NATS: authentication: %w", err)
+		}
 	}
 	if opts.Listen != "" {
 		host, port, err := splitHostPort(opts.Listen)
@@ -488,6 +501,9 @@ func (b *Bus) ClientURL() string {
 
 // Conn is the NATS connection, for services such as the guard.
 func (b *Bus) Conn() *nats.Conn { return b.nc }
+
+// Server is the embedded server, or nil when the bus connects to another.
+func (b *Bus) Server() *server.Server { return b.srv }
 
 // Publish stores an event and waits for the stream to acknowledge it. An event with an id
 // that was stored in the last two minutes is stored once.

@@ -6,8 +6,9 @@
 // is the server's (none given, or a revision hash); and otherwise a local guard,
 // `troyctl guard --stdio` run as a child process (src/local.ts), which needs no server at
 // all. `transport` forces one.
+import { readFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { connect, credsAuthenticator, type NatsConnection } from "@nats-io/transport-node";
 import { HttpClient, tracePath } from "./http.js";
 import { StdioGuard } from "./local.js";
 
@@ -40,6 +41,20 @@ export interface Decision {
   missing_metadata?: { rule_id: string; key: string }[];
 }
 
+/**
+ * An agent's name as one token of a NATS subject, as troy writes it: letters, digits, '-'
+ * and '_' stay, every other byte of its UTF-8 becomes ~ and two hex digits; "" is "~".
+ */
+export function subjectToken(name: string): string {
+  if (name === "") return "~";
+  let out = "";
+  for (const b of Buffer.from(name, "utf8")) {
+    const c = String.fromCharCode(b);
+    out += /[A-Za-z0-9_-]/.test(c) ? c : "~" + b.toString(16).padStart(2, "0");
+  }
+  return out;
+}
+
 /** A policy file's JSON: policy_id, description, rules (rule_id, description, condition, severity, weight). */
 export type PolicyObject = Record<string, unknown> & { rules: unknown[] };
 
@@ -64,6 +79,11 @@ export interface GuardOptions {
   transport?: Transport;
   /** NATS servers of troyctl serve (default TROY_NATS_URL or nats://127.0.0.1:4222). */
   servers?: string | string[];
+  /**
+   * A NATS credentials file (default TROY_CREDS), such as one from `troyctl auth agent NAME`.
+   * Requests then use the agent's own inbox prefix, the only replies its credential may read.
+   */
+  creds?: string;
   /** The HTTP gateway (default TROY_URL) and its bearer token (default TROY_TOKEN). */
   url?: string;
   token?: string;
@@ -213,7 +233,11 @@ export class TroyGuard {
   }
 
   private conn(): Promise<NatsConnection> {
-    this.nc ??= connect({ servers: this.options.servers ?? process.env.TROY_NATS_URL ?? "nats://127.0.0.1:4222" });
+    const creds = this.options.creds ?? process.env.TROY_CREDS;
+    this.nc ??= connect({
+      servers: this.options.servers ?? process.env.TROY_NATS_URL ?? "nats://127.0.0.1:4222",
+      ...(creds ? { authenticator: credsAuthenticator(readFileSync(creds)), inboxPrefix: `_INBOX.${subjectToken(this.agentName)}` } : {}),
+    });
     return this.nc;
   }
 
@@ -242,7 +266,7 @@ export class TroyGuard {
       step: { action, type: stepType, input, metadata },
     };
     if (this.http) return (await this.http.call("POST", "/v1/guard/check", body)) as Decision;
-    return (await this.natsRequest("troy.guard.check", body)) as Decision;
+    return (await this.natsRequest(`troy.guard.check.${subjectToken(this.agentName)}`, body)) as Decision;
   }
 
   /**
@@ -287,7 +311,7 @@ export class TroyGuard {
     } else if (this.http) {
       await this.http.call("POST", tracePath(this.session, "output"), { agent: this.agentName, step_id: stepId, output });
     } else {
-      await this.natsRequest("troy.guard.output", { session: this.session, agent: this.agentName, step_id: stepId, output });
+      await this.natsRequest(`troy.guard.output.${subjectToken(this.agentName)}`, { session: this.session, agent: this.agentName, step_id: stepId, output });
     }
   }
 
@@ -311,7 +335,7 @@ export class TroyGuard {
     if (this.http) {
       await this.http.call("POST", tracePath(this.session, "end"), { agent: this.agentName });
     } else {
-      await this.natsRequest("troy.guard.end", { session: this.session, agent: this.agentName });
+      await this.natsRequest(`troy.guard.end.${subjectToken(this.agentName)}`, { session: this.session, agent: this.agentName });
     }
     return {};
   }

@@ -1,5 +1,5 @@
 """A NATS transport for the guard, on the standard library: request-reply to troyctl
-serve's guard service (troy.guard.check, .output, .end) over the NATS protocol, with
+serve's guard service (troy.guard.check.AGENT, .output.AGENT, .end.AGENT) over the NATS protocol, with
 headers, so the service's errors come back as errors. Use it where NATS is reachable and
 the HTTP gateway is not enabled: TroyGuard(client=NatsClient("nats://127.0.0.1:4222")).
 """
@@ -12,6 +12,21 @@ import urllib.parse
 import uuid
 
 from .client import TroyError, check_body
+
+
+def token(agent):
+    """The agent's subject token, as troy writes it: letters, digits, '-' and '_' stay,
+    every other byte of its UTF-8 becomes ~ and two hex digits; the empty name is ~."""
+    if not agent:
+        return "~"
+    out = []
+    for b in agent.encode("utf-8"):
+        c = chr(b)
+        if c.isascii() and (c.isalnum() or c in "-_"):
+            out.append(c)
+        else:
+            out.append("~%02x" % b)
+    return "".join(out)
 
 
 class NatsClient:
@@ -135,14 +150,14 @@ class NatsClient:
 
     def check(self, session, agent, action, input=None, metadata=None, step_type="tool_call",
               mode="enforce", agent_metadata=None, policy=None):
-        return self._request("troy.guard.check", check_body(session, agent, action, input, metadata, step_type,
+        return self._request("troy.guard.check." + token(agent), check_body(session, agent, action, input, metadata, step_type,
                                                             mode, agent_metadata, policy))
 
     def output(self, session, agent, step_id, output):
-        return self._request("troy.guard.output", {"session": session, "agent": agent, "step_id": step_id, "output": output})
+        return self._request("troy.guard.output." + token(agent), {"session": session, "agent": agent, "step_id": step_id, "output": output})
 
     def end(self, session, agent):
-        return self._request("troy.guard.end", {"session": session, "agent": agent})
+        return self._request("troy.guard.end." + token(agent), {"session": session, "agent": agent})
 
     def report(self, trace_id, agent, run=None):
         raise TroyError(0, "unsupported", "reports are read over the HTTP gateway (troy.client.Client)")
