@@ -106,6 +106,7 @@ markdown and JSON reports. It also checks single actions before they run.`,
 		newRegressCmd(a),
 		newSQLCmd(a),
 		newVersionCmd(a),
+		newAuthCmd(a),
 	)
 	return root
 }

@@ -140,6 +140,11 @@ flag wins over the policy.`,
 					return err
 				}
 				defer func() { _ = stopReload() }()
+				if opts.Listen != "" {
+					if err := writeServeURL(dataDir, b.ClientURL()); err != nil {
+						log.Warn("cannot record the NATS address for troyctl auth revoke", "err", err)
+					}
+				}
 			}
 			cfg.Explain, cfg.ExplainNote = pipeline.NewExplainer(b, explain, log), explain.Note
 			var srv *pipeline.Server

@@ -175,7 +175,7 @@ func initDir(dir string) error {
 	}
 	for _, r := range []Role{RoleService, RoleAdmin} {
 		name := filepath.Join(dir, string(r)+".creds")
-		if _, err := s.Issue(r, "", name); err != nil {
+		if _, _, err := s.Issue(r, "", name); err != nil {
 			return err
 		}
 	}
@@ -294,16 +294,16 @@ func (s *Store) Reload(srv *server.Server) error {
 	return nil
 }
 
-// Issue creates a credential of a role (scope: the agent, for an agent) and writes it to
-// file (owner only), or returns it when file is empty.
-func (s *Store) Issue(role Role, scope, file string) ([]byte, error) {
+// Issue creates a credential of a role (scope: the agent, for an agent), writes it to
+// file (owner only) unless file is empty, and returns it with its record.
+func (s *Store) Issue(role Role, scope, file string) (Credential, []byte, error) {
 	perms, err := Permissions(role, scope)
 	if err != nil {
-		return nil, err
+		return Credential{}, nil, err
 	}
 	user, err := nkeys.CreateUser()
 	if err != nil {
-		return nil, err
+		return Credential{}, nil, err
 	}
 	pub, _ := user.PublicKey()
 	accPub, _ := s.account.PublicKey()
@@ -317,15 +317,15 @@ func (s *Store) Issue(role Role, scope, file string) ([]byte, error) {
 	uc.Tags.Add("troy-role:" + string(role))
 	ujwt, err := uc.Encode(s.signing)
 	if err != nil {
-		return nil, err
+		return Credential{}, nil, err
 	}
 	creds, err := jwt.FormatUserConfig(ujwt, seed(user))
 	if err != nil {
-		return nil, err
+		return Credential{}, nil, err
 	}
 	if file != "" {
 		if err := writeFile(file, creds); err != nil {
-			return nil, fmt.Errorf("write %s: %w", file, err)
+			return Credential{}, nil, fmt.Errorf("write %s: %w", file, err)
 		}
 	}
 	c := Credential{ID: pub, Role: role, Scope: scope, Issued: time.Unix(uc.IssuedAt, 0).UTC()}
@@ -334,12 +334,12 @@ func (s *Store) Issue(role Role, scope, file string) ([]byte, error) {
 	}
 	list, err := s.List()
 	if err != nil {
-		return nil, err
+		return Credential{}, nil, err
 	}
 	if err := s.saveList(append(list, c)); err != nil {
-		return nil, err
+		return Credential{}, nil, err
 	}
-	return creds, nil
+	return c, creds, nil
 }
 
 // List returns every credential issued, revoked ones marked.
@@ -408,6 +408,29 @@ func (s *Store) Revoke(id string) (Credential, error) {
 		c.Revoked = now.UTC().Truncate(time.Second)
 	}
 	return *c, s.saveList(list)
+}
+
+// NATSConfig is the part of a nats-server configuration that makes a server (or each
+// server of a cluster) trust this directory's operator and know troy's account, so that
+// the credentials issued here work there.
+func (s *Store) NATSConfig() (string, error) {
+	raw, err := os.ReadFile(s.Path(accountJWTFile))
+	if err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "# troy's accounts and permissions: paste into the configuration of every NATS server\n")
+	fmt.Fprintf(&b, "# of the cluster (JetStream enabled), then run troyctl serve --nats URL --creds %s.\n", s.Path(ServiceCreds))
+	fmt.Fprintf(&b, "# Users' permissions are in their credentials (troyctl auth agent|reader); revocations\n")
+	fmt.Fprintf(&b, "# are in the account JWT below: paste it again after troyctl auth revoke, and reload.\n")
+	fmt.Fprintf(&b, "operator: %q\n", s.opJWT)
+	fmt.Fprintf(&b, "system_account: %s\n", s.sysPub)
+	fmt.Fprintf(&b, "resolver: MEMORY\n")
+	fmt.Fprintf(&b, "resolver_preload: {\n")
+	fmt.Fprintf(&b, "  # SYS\n  %s: %q\n", s.sysPub, s.sysJWT)
+	fmt.Fprintf(&b, "  # %s\n  %s: %q\n", AccountName, s.acct.Subject, strings.TrimSpace(string(raw)))
+	fmt.Fprintf(&b, "}\n")
+	return b.String(), nil
 }
 
 // Permissions are what a role may publish and subscribe to. An agent's scope is its name.

@@ -57,7 +57,8 @@ func FreePort(t testing.TB) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// Start builds troyctl and runs serve with examples/policy.json and the HTTP gateway.
+// Start builds troyctl and runs serve with examples/policy.json and the HTTP gateway, with
+// NATS authentication off (--insecure-no-auth): the adapters' tests connect anonymously.
 func Start(t testing.TB) *Serve {
 	t.Helper()
 	dir := t.TempDir()
@@ -75,7 +76,7 @@ func Start(t testing.TB) *Serve {
 	natsAddr, httpAddr := fmt.Sprintf("127.0.0.1:%d", FreePort(t)), fmt.Sprintf("127.0.0.1:%d", FreePort(t))
 	s.NATS, s.HTTP = "nats://"+natsAddr, "http://"+httpAddr
 	cmd := exec.Command(bin, "serve", "--data-dir", s.DataDir, "--listen", natsAddr, "--metrics", "",
-		"--policy", filepath.Join(repoRoot(), "examples", "policy.json"), "--http", httpAddr, "--http-tokens", tokens, "--idle-timeout", "0")
+		"--policy", filepath.Join(repoRoot(), "examples", "policy.json"), "--http", httpAddr, "--http-tokens", tokens, "--idle-timeout", "0", "--insecure-no-auth")
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
