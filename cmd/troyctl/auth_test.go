@@ -449,3 +449,36 @@ func execTroyctl(t *testing.T, args ...string) *exec.Cmd {
 	t.Helper()
 	return exec.Command(troyctlBinary(t), args...)
 }
+
+// A data directory written by a serve without authentication keeps its streams when serve
+// starts with it.
+func TestServeKeepsStreamsWhenAuthTurnsOn(t *testing.T) {
+	dataDir := t.TempDir()
+	port := servetest.FreePort(t)
+	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
+	listen := fmt.Sprintf("127.0.0.1:%d", port)
+	p := startServe(t, "--data-dir", dataDir, "--listen", listen)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ac, err := agent.Connect(ctx, agent.Options{URL: url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ac.StartTrace("kept", "old", nil, "").End(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ac.Close()
+	if err := p.cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	_ = p.cmd.Wait()
+
+	s := &authServe{url: url, dataDir: dataDir}
+	s.process = startServeCmd(t, execTroyctl(t, "serve", "--metrics", "", "--data-dir", dataDir, "--listen", listen))
+	if !strings.Contains(s.log(), "streams kept without authentication moved to troy's account") {
+		t.Fatalf("no move logged:\n%s", s.log())
+	}
+	if st := streamState(t, s.adminBus(t), bus.StepsStream); st.Msgs == 0 {
+		t.Fatal("the steps published before authentication are gone")
+	}
+}

@@ -94,6 +94,12 @@ flag wins over the policy.`,
 					if auth, err = natsauth.Open(natsauth.Dir(dataDir), true); err != nil {
 						return err
 					}
+					// The embedded server keeps streams in DATA-DIR/jetstream/jetstream/<account>.
+					if moved, err := auth.AdoptStreams(filepath.Join(dataDir, "jetstream", "jetstream")); err != nil {
+						return err
+					} else if moved {
+						log.Info("streams kept without authentication moved to troy's account", "account", auth.AccountID())
+					}
 					opts.ServerAuth, opts.Auth = auth.Configure, wire.Auth{CredsFile: auth.Path(natsauth.ServiceCreds)}
 					log.Info("NATS requires credentials", "admin", auth.Path(natsauth.AdminCreds), "issue", "troyctl auth agent NAME")
 				}

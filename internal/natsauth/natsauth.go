@@ -248,6 +248,27 @@ func writeFile(name string, data []byte) error {
 	return os.Rename(tmp, name)
 }
 
+// AccountID is the public key of troy's account, under which the server keeps its streams.
+func (s *Store) AccountID() string { return s.acct.Subject }
+
+// AdoptStreams moves the streams a server without authentication kept (under the global
+// account, $G, in its JetStream directory jsDir) to troy's account, once, so that a data
+// directory written before authentication was on keeps its traces and results. It
+// reports whether it moved them.
+func (s *Store) AdoptStreams(jsDir string) (bool, error) {
+	global, own := filepath.Join(jsDir, "$G"), filepath.Join(jsDir, s.acct.Subject)
+	if _, err := os.Stat(global); err != nil {
+		return false, nil // nothing to adopt
+	}
+	if _, err := os.Stat(own); err == nil {
+		return false, nil // the account has streams of its own already: leave both
+	}
+	if err := os.Rename(global, own); err != nil {
+		return false, fmt.Errorf("move the streams of %s to troy's account: %w", global, err)
+	}
+	return true, nil
+}
+
 // Path is a file of the auth directory.
 func (s *Store) Path(name string) string { return filepath.Join(s.dir, name) }
 
