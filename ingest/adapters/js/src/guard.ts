@@ -11,6 +11,7 @@ import { readFile } from "node:fs/promises";
 import { connect, credsAuthenticator, type NatsConnection } from "@nats-io/transport-node";
 import { HttpClient, tracePath } from "./http.js";
 import { StdioGuard } from "./local.js";
+import { subjectToken } from "./trace.js";
 
 export type Mode = "enforce" | "monitor" | "dry-run";
 
@@ -39,20 +40,6 @@ export interface Decision {
   /** Rules that could not be evaluated: in enforce mode they block the action (fail closed) unless the policy or serve says skip. */
   rule_errors: RuleError[];
   missing_metadata?: { rule_id: string; key: string }[];
-}
-
-/**
- * An agent's name as one token of a NATS subject, as troy writes it: letters, digits, '-'
- * and '_' stay, every other byte of its UTF-8 becomes ~ and two hex digits; "" is "~".
- */
-export function subjectToken(name: string): string {
-  if (name === "") return "~";
-  let out = "";
-  for (const b of Buffer.from(name, "utf8")) {
-    const c = String.fromCharCode(b);
-    out += /[A-Za-z0-9_-]/.test(c) ? c : "~" + b.toString(16).padStart(2, "0");
-  }
-  return out;
 }
 
 /** A policy file's JSON: policy_id, description, rules (rule_id, description, condition, severity, weight). */
