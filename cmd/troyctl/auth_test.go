@@ -482,3 +482,47 @@ func TestServeKeepsStreamsWhenAuthTurnsOn(t *testing.T) {
 		t.Fatal("the steps published before authentication are gone")
 	}
 }
+
+// troyctl commands beside a serve find its admin credential in the data directory; --creds
+// and TROY_CREDS name another; without any, the server refuses them.
+func TestCommandsFindCredentials(t *testing.T) {
+	dir := t.TempDir()
+	port := servetest.FreePort(t)
+	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
+	dataDir := filepath.Join(dir, ".troy")
+	startServeCmd(t, execTroyctl(t, "serve", "--metrics", "", "--data-dir", dataDir, "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--policy", example(t, "policy.json")))
+	admin := filepath.Join(natsauth.Dir(dataDir), natsauth.AdminCreds)
+	check := []string{"check", example(t, "policy.json"), "-a", "bash", "--metadata", `{"permission_level": "admin"}`, "--nats", url}
+
+	t.Chdir(t.TempDir())
+	if r := troyctl(t, check...); r.code != exitError || !strings.Contains(strings.ToLower(r.stderr), "authorization") {
+		t.Fatalf("without credentials: exit %d, %s", r.code, r.stderr)
+	}
+	if r := troyctl(t, append(check, "--creds", admin)...); r.code != exitBlocked {
+		t.Fatalf("--creds: exit %d, %s", r.code, r.stderr)
+	}
+	t.Setenv("TROY_CREDS", admin)
+	if r := troyctl(t, check...); r.code != exitBlocked {
+		t.Fatalf("TROY_CREDS: exit %d, %s", r.code, r.stderr)
+	}
+	t.Setenv("TROY_CREDS", "")
+	t.Chdir(dir)
+	if r := troyctl(t, check...); r.code != exitBlocked {
+		t.Fatalf("beside the data directory: exit %d, %s", r.code, r.stderr)
+	}
+
+	// The Go SDK takes an agent's credential from TROY_CREDS.
+	s := &authServe{url: url, dataDir: dataDir}
+	t.Setenv("TROY_CREDS", s.issue(t, "agent", "env-agent"))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ac, err := agent.Connect(ctx, agent.Options{URL: url})
+	if err != nil {
+		t.Fatalf("agent.Connect with TROY_CREDS: %v", err)
+	}
+	defer ac.Close()
+	g := ac.Guard(agent.GuardOptions{Session: "env", Agent: "env-agent", Timeout: 10 * time.Second})
+	if d, err := g.Check(ctx, "search", map[string]any{"q": "x"}, nil, ""); err != nil || !d.Allowed {
+		t.Fatalf("check with TROY_CREDS: %+v, %v", d, err)
+	}
+}
