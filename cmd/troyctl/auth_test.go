@@ -282,6 +282,22 @@ func TestReaderCredential(t *testing.T) {
 	for _, subject := range []string{event.StepsSubject("a", "t2"), "troy.results.explained.a.t2", event.GuardCheckSubject("a"), "$KV.troy-policies.default"} {
 		c.denied(t, subject, c.publish(subject, []byte(`{}`)))
 	}
+	// Nor read the replies agents get.
+	c.denied(t, "_INBOX.a.>", func(context.Context) error {
+		if _, err := c.nc.SubscribeSync("_INBOX.a.>"); err != nil {
+			return err
+		}
+		if err := c.nc.Flush(); err != nil {
+			return err
+		}
+		select {
+		case err := <-c.errs:
+			c.errs <- err // for denied to read
+			return err
+		case <-time.After(2 * time.Second):
+			return nil
+		}
+	})
 }
 
 // The attacks an intruder with an agent's (or a reader's) credential would try: each is

@@ -334,6 +334,11 @@ func (s *Store) Issue(role Role, scope, file string) (Credential, []byte, error)
 		uc.Name += ":" + scope
 	}
 	uc.IssuerAccount = accPub
+	if role == RoleReader {
+		// A reader's replies come under an inbox of its own, so that it cannot read
+		// the replies others get (guard decisions among them).
+		perms.Sub.Allow = jwt.StringList{readerInbox(pub) + ".>"}
+	}
 	uc.Permissions = perms
 	uc.Tags.Add("troy-role:" + string(role))
 	ujwt, err := uc.Encode(s.signing)
@@ -492,7 +497,7 @@ func Permissions(role Role, scope string) (jwt.Permissions, error) {
 		p.Pub.Allow.Add("$JS.API.INFO")
 		p.Pub.Allow.Add(readJS(results)...)
 		p.Pub.Allow.Add(readJS(steps)...)
-		p.Sub.Allow.Add("_INBOX.>")
+		// Issue lets it subscribe to an inbox of its own.
 	case RoleService:
 		p.Pub.Allow.Add("troy.>", "_INBOX.>", "$JS.>", "$KV.>", "$SRV.>")
 		p.Pub.Deny.Add("troy.admin.>",
@@ -507,6 +512,9 @@ func Permissions(role Role, scope string) (jwt.Permissions, error) {
 	}
 	return p, nil
 }
+
+// readerInbox is the inbox prefix of the reader whose public key is pub.
+func readerInbox(pub string) string { return "_INBOX.reader-" + strings.ToLower(pub[:16]) }
 
 // InboxPrefix is the prefix of an agent's reply subjects: the only ones it may read.
 func InboxPrefix(agent string) string { return "_INBOX." + schemas.Token(agent) }

@@ -76,6 +76,17 @@ func TestIssueListRevoke(t *testing.T) {
 	if string(onDisk) != string(creds) {
 		t.Fatal("the file is not the credential returned")
 	}
+	_, readerCreds, err := s.Issue(natsauth.RoleReader, "", filepath.Join(t.TempDir(), "r.creds"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rfile := filepath.Join(t.TempDir(), "reader.creds")
+	if err := os.WriteFile(rfile, readerCreds, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := wire.InboxPrefix(rfile); err != nil || !strings.HasPrefix(got, "_INBOX.reader-") {
+		t.Errorf("reader's inbox prefix: %q, %v", got, err)
+	}
 	for creds, want := range map[string]string{file: "_INBOX.a", s.Path(natsauth.AdminCreds): "", s.Path(natsauth.ServiceCreds): ""} {
 		if got, err := wire.InboxPrefix(creds); err != nil || got != want {
 			t.Errorf("inbox prefix of %s: %q, %v; want %q", filepath.Base(creds), got, err, want)
@@ -90,7 +101,7 @@ func TestIssueListRevoke(t *testing.T) {
 		t.Fatalf("user JWT: %+v, %v", uc, err)
 	}
 	list, err := s.List()
-	if err != nil || len(list) != 3 || list[0].Role != natsauth.RoleService || list[1].Role != natsauth.RoleAdmin || list[2].ID != c.ID {
+	if err != nil || len(list) != 4 || list[0].Role != natsauth.RoleService || list[1].Role != natsauth.RoleAdmin || list[2].ID != c.ID || list[3].Role != natsauth.RoleReader {
 		t.Fatalf("list: %+v, %v", list, err)
 	}
 	if _, err := s.Revoke("U"); err == nil || !strings.Contains(err.Error(), "credentials have ids starting so") {

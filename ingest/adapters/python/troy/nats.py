@@ -2,6 +2,8 @@
 serve's guard service (troy.guard.check.AGENT, .output.AGENT, .end.AGENT) over the NATS protocol, with
 headers, so the service's errors come back as errors. Use it where NATS is reachable and
 the HTTP gateway is not enabled: TroyGuard(client=NatsClient("nats://127.0.0.1:4222")).
+It brings no NATS credentials (user and password in the URL at most), so a serve it talks
+to runs with --insecure-no-auth; with authentication on, use the HTTP gateway.
 """
 
 import json
