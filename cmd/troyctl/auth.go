@@ -34,7 +34,7 @@ An agent's credential may publish that agent's steps, ask the guard about its se
 and read its own replies, nothing else; a reader's may read results and steps and
 publish nothing. The NATS server enforces these permissions.`,
 		Example: `  troyctl auth agent support-bot -o support-bot.creds
-  TROY_CREDS=support-bot.creds python agent.py
+  TROY_CREDS=support-bot.creds node agent.js
   troyctl auth reader -o dashboards.creds
   troyctl auth list
   troyctl auth revoke UABC...
@@ -46,6 +46,16 @@ publish nothing. The NATS server enforces these permissions.`,
 	}
 	cmd.AddCommand(newAuthAgentCmd(a), newAuthReaderCmd(a), newAuthListCmd(a), newAuthRevokeCmd(a), newAuthNATSConfigCmd(a))
 	return cmd
+}
+
+// oneArg requires exactly one argument, what, and says so in one line.
+func oneArg(cmd, what string) cobra.PositionalArgs {
+	return func(_ *cobra.Command, args []string) error {
+		if len(args) != 1 {
+			return fmt.Errorf("%s: expected one argument, %s; got %d", cmd, what, len(args))
+		}
+		return nil
+	}
 }
 
 // authDirFlag adds --data-dir, the directory whose auth/ holds the keys.
@@ -66,7 +76,7 @@ take it as a file (Go agent.Options.CredsFile, TypeScript creds) or from TROY_CR
 Without -o the credential is printed.`,
 		Example: `  troyctl auth agent support-bot -o support-bot.creds
   troyctl auth agent support-bot --data-dir /var/lib/troy -o /etc/troy/support-bot.creds --json`,
-		Args: cobra.ExactArgs(1),
+		Args: oneArg("auth agent", "the agent's name"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return issue(a, dataDir, natsauth.RoleAgent, args[0], out, asJSON)
 		},
@@ -183,7 +193,7 @@ the credential's connections are closed and it cannot connect again. A serve tha
 running loads it when it starts. For a cluster set up with troyctl auth nats-config, paste
 the new configuration and reload the servers.`,
 		Example: "  troyctl auth revoke UBX7Q2\n  troyctl auth revoke UBX7Q2 --data-dir /var/lib/troy --nats nats://troy:4222",
-		Args:    cobra.ExactArgs(1),
+		Args:    oneArg("auth revoke", "the credential's id (troyctl auth list shows them)"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			s, err := natsauth.Open(natsauth.Dir(dataDir), false)
 			if err != nil {

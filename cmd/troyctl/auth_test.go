@@ -445,6 +445,8 @@ func TestAuthCommandErrors(t *testing.T) {
 		{[]string{"auth", "list", "--data-dir", dir}, "no credentials here"},
 		{[]string{"auth"}, "auth: expected a subcommand: agent, reader, list, revoke or nats-config"},
 		{[]string{"auth", "reader", "--json", "--data-dir", dir}, "--json: expected -o FILE too"},
+		{[]string{"auth", "agent"}, "auth agent: expected one argument, the agent's name; got 0"},
+		{[]string{"auth", "revoke", "a", "b"}, "auth revoke: expected one argument, the credential's id (troyctl auth list shows them); got 2"},
 	} {
 		r := troyctl(t, tc.args...)
 		if r.code != exitError || !strings.Contains(r.stderr, tc.want) || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
