@@ -40,11 +40,8 @@ func Options(name string, a Auth) ([]nats.Option, error) {
 	switch {
 	case a.CredsFile != "":
 		opts = append(opts, nats.UserCredentials(a.CredsFile))
-		prefix, err := InboxPrefix(a.CredsFile)
-		if err != nil {
-			return nil, err
-		}
-		if prefix != "" {
+		// A file that cannot be read or parsed here fails at connect, with nats.go's error.
+		if prefix, err := InboxPrefix(a.CredsFile); err == nil && prefix != "" {
 			opts = append(opts, nats.CustomInboxPrefix(prefix))
 		}
 	case a.NKeyFile != "":
