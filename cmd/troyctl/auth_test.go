@@ -18,6 +18,7 @@ import (
 	"github.com/troy-audit/troy/event"
 	"github.com/troy-audit/troy/internal/bus"
 	"github.com/troy-audit/troy/internal/natsauth"
+	"github.com/troy-audit/troy/internal/pipeline"
 	"github.com/troy-audit/troy/sdk/agent"
 	"github.com/troy-audit/troy/sdk/servetest"
 	"github.com/troy-audit/troy/sdk/wire"
@@ -282,6 +283,18 @@ func TestReaderCredential(t *testing.T) {
 	for _, subject := range []string{event.StepsSubject("a", "t2"), "troy.results.explained.a.t2", event.GuardCheckSubject("a"), "$KV.troy-policies.default"} {
 		c.denied(t, subject, c.publish(subject, []byte(`{}`)))
 	}
+	// Nor touch the services' consumers.
+	c.denied(t, "$JS.API.CONSUMER.DELETE.TROY_RESULTS.reporter", func(ctx context.Context) error {
+		return js.DeleteConsumer(ctx, bus.ResultsStream, pipeline.Reporter)
+	})
+	c.denied(t, "$JS.API.CONSUMER.MSG.NEXT.TROY_STEPS.evaluator", func(ctx context.Context) error {
+		_, err := c.nc.RequestWithContext(ctx, "$JS.API.CONSUMER.MSG.NEXT.TROY_STEPS.evaluator", []byte(`{"batch":1}`))
+		return err
+	})
+	c.denied(t, "$JS.API.CONSUMER.CREATE.TROY_RESULTS.explainer", func(ctx context.Context) error {
+		_, err := js.CreateOrUpdateConsumer(ctx, bus.ResultsStream, jetstream.ConsumerConfig{Durable: pipeline.Explainer, FilterSubject: "troy.results.>"})
+		return err
+	})
 	// Nor read the replies agents get.
 	c.denied(t, "_INBOX.a.>", func(context.Context) error {
 		if _, err := c.nc.SubscribeSync("_INBOX.a.>"); err != nil {
@@ -433,6 +446,14 @@ func TestServeInsecureNoAuth(t *testing.T) {
 		t.Fatalf("anonymous connection with --insecure-no-auth: %v", err)
 	}
 	nc.Close()
+}
+
+// The durables no reader may touch are the ones serve's components use.
+func TestServiceDurables(t *testing.T) {
+	want := []string{pipeline.Evaluator, pipeline.Explainer, pipeline.Reporter, "scorer", pipeline.SinkSteps, pipeline.SinkResults}
+	if got := natsauth.ServiceDurables(); strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("natsauth.ServiceDurables() = %v, want %v", got, want)
+	}
 }
 
 func TestAuthCommandErrors(t *testing.T) {

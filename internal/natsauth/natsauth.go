@@ -269,6 +269,10 @@ func (s *Store) AdoptStreams(jsDir string) (bool, error) {
 	return true, nil
 }
 
+// MaxControlLine is the longest protocol line a server must take for every credential
+// issued here to connect: 256-byte agent names escape to tokens of up to 768 bytes.
+const MaxControlLine = 16 << 10
+
 // Path is a file of the auth directory.
 func (s *Store) Path(name string) string { return filepath.Join(s.dir, name) }
 
@@ -289,6 +293,9 @@ func (s *Store) Configure(so *server.Options) error {
 	if err := res.Store(s.acct.Subject, strings.TrimSpace(string(raw))); err != nil {
 		return err
 	}
+	// A user's JWT travels in its CONNECT line; an agent whose name escapes to a long
+	// subject token has a JWT over NATS's default 4 KiB.
+	so.MaxControlLine = max(so.MaxControlLine, MaxControlLine)
 	so.TrustedOperators = []*jwt.OperatorClaims{oc}
 	so.SystemAccount = s.sysPub
 	so.AccountResolver = res
@@ -449,6 +456,7 @@ func (s *Store) NATSConfig() (string, error) {
 	fmt.Fprintf(&b, "# of the cluster (JetStream enabled), then run troyctl serve --nats URL --creds %s.\n", s.Path(ServiceCreds))
 	fmt.Fprintf(&b, "# Users' permissions are in their credentials (troyctl auth agent|reader); revocations\n")
 	fmt.Fprintf(&b, "# are in the account JWT below: paste it again after troyctl auth revoke, and reload.\n")
+	fmt.Fprintf(&b, "max_control_line: %d\n", MaxControlLine)
 	fmt.Fprintf(&b, "operator: %q\n", s.opJWT)
 	fmt.Fprintf(&b, "system_account: %s\n", s.sysPub)
 	fmt.Fprintf(&b, "resolver: MEMORY\n")
@@ -470,7 +478,6 @@ func Permissions(role Role, scope string) (jwt.Permissions, error) {
 			"$JS.API.DIRECT.GET." + stream,
 			"$JS.API.DIRECT.GET." + stream + ".>",
 			"$JS.API.CONSUMER.CREATE." + stream + ".>",
-			"$JS.API.CONSUMER.CREATE." + stream,
 			"$JS.API.CONSUMER.INFO." + stream + ".>",
 			"$JS.API.CONSUMER.DELETE." + stream + ".>",
 			"$JS.API.CONSUMER.MSG.NEXT." + stream + ".>",
@@ -497,6 +504,13 @@ func Permissions(role Role, scope string) (jwt.Permissions, error) {
 		p.Pub.Allow.Add("$JS.API.INFO")
 		p.Pub.Allow.Add(readJS(results)...)
 		p.Pub.Allow.Add(readJS(steps)...)
+		// Its own consumers only: the services' durables are theirs to read, ack and
+		// keep (a reader taking or deleting the reporter's would stop the reports).
+		// Wildcards keep the JWT, sent in the CONNECT line, well under NATS's 4 KiB limit.
+		for _, d := range ServiceDurables() {
+			p.Pub.Deny.Add("$JS.API.CONSUMER.*.*."+d, "$JS.API.CONSUMER.CREATE.*."+d+".>",
+				"$JS.API.CONSUMER.MSG.NEXT.*."+d, "$JS.ACK.*."+d+".>")
+		}
 		// Issue lets it subscribe to an inbox of its own.
 	case RoleService:
 		p.Pub.Allow.Add("troy.>", "_INBOX.>", "$JS.>", "$KV.>", "$SRV.>")
@@ -515,6 +529,12 @@ func Permissions(role Role, scope string) (jwt.Permissions, error) {
 
 // readerInbox is the inbox prefix of the reader whose public key is pub.
 func readerInbox(pub string) string { return "_INBOX.reader-" + strings.ToLower(pub[:16]) }
+
+// ServiceDurables are the names of the durable consumers serve's components read the
+// streams with, which no reader may touch.
+func ServiceDurables() []string {
+	return []string{"evaluator", "explainer", "reporter", "scorer", "sink-steps", "sink-results"}
+}
 
 // InboxPrefix is the prefix of an agent's reply subjects: the only ones it may read.
 func InboxPrefix(agent string) string { return "_INBOX." + schemas.Token(agent) }

@@ -1,12 +1,18 @@
 package natsauth_test
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
+	"github.com/troy-audit/troy/event"
 
 	"github.com/troy-audit/troy/internal/natsauth"
 	"github.com/troy-audit/troy/sdk/wire"
@@ -137,5 +143,59 @@ func TestCorruptDirectory(t *testing.T) {
 	_, err := natsauth.Open(dir, false)
 	if err == nil || !strings.Contains(err.Error(), "operator.nk: expected an nkey seed") {
 		t.Fatalf("corrupt seed: %v", err)
+	}
+}
+
+// Every credential connects to a server configured by Configure, however long its
+// agent's name, and the server enforces its permissions.
+func TestCredentialsConnect(t *testing.T) {
+	st, err := natsauth.Open(filepath.Join(t.TempDir(), "auth"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	so := &server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true, JetStream: true, StoreDir: t.TempDir()}
+	if err := st.Configure(so); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.NewServer(so)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Start()
+	defer srv.Shutdown()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		t.Fatal("server not ready")
+	}
+	for _, tc := range []struct {
+		role  natsauth.Role
+		scope string
+	}{
+		{natsauth.RoleAgent, "a"},
+		{natsauth.RoleAgent, strings.Repeat("é", 128)}, // 256 bytes, every one escaped
+		{natsauth.RoleReader, ""},
+		{natsauth.RoleService, ""},
+		{natsauth.RoleAdmin, ""},
+	} {
+		file := filepath.Join(t.TempDir(), "u.creds")
+		if _, _, err := st.Issue(tc.role, tc.scope, file); err != nil {
+			t.Fatal(err)
+		}
+		opts, _ := wire.Options("test", wire.Auth{CredsFile: file})
+		nc, err := nats.Connect(srv.ClientURL(), append(opts, nats.MaxReconnects(0))...)
+		if err != nil {
+			t.Fatalf("%s %.10q: connect: %v", tc.role, tc.scope, err)
+		}
+		if tc.role == natsauth.RoleAgent {
+			// Its own guard subject: the request reaches the server (no one answers).
+			_, err := nc.Request(event.GuardCheckSubject(tc.scope), []byte("{}"), time.Second)
+			if !errors.Is(err, nats.ErrNoResponders) {
+				t.Errorf("%s %.10q: request on its own guard subject: %v, want no responders", tc.role, tc.scope, err)
+			}
+		}
+		nc.Close()
+	}
+	if nc, err := nats.Connect(srv.ClientURL(), nats.MaxReconnects(0)); err == nil {
+		nc.Close()
+		t.Fatal("an anonymous client connected")
 	}
 }
