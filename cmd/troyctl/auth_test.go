@@ -540,6 +540,13 @@ func TestCommandsFindCredentials(t *testing.T) {
 	if r := troyctl(t, append(check, "--creds", admin)...); r.code != exitBlocked {
 		t.Fatalf("--creds: exit %d, %s", r.code, r.stderr)
 	}
+	start := time.Now()
+	reader := (&authServe{url: url, dataDir: dataDir}).issue(t, "reader")
+	if r := troyctl(t, append(check, "--creds", reader)...); r.code != exitError ||
+		!strings.Contains(r.stderr, url+": this credential may not use troy's policy bucket (an agent's or a reader's? this needs the admin credential)") ||
+		time.Since(start) > 10*time.Second {
+		t.Fatalf("a reader's credential: exit %d after %s, %s", r.code, time.Since(start), r.stderr)
+	}
 	t.Setenv("TROY_CREDS", admin)
 	if r := troyctl(t, check...); r.code != exitBlocked {
 		t.Fatalf("TROY_CREDS: exit %d, %s", r.code, r.stderr)

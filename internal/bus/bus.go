@@ -107,13 +107,16 @@ type Bus struct {
 	// lost is closed when NATS closes the connection for good while the bus is open.
 	lost     chan struct{}
 	lostOnce sync.Once
+	// refused hears the first permission violation the server reports, so that a
+	// client whose credential may not do what it asks learns so at once.
+	refused chan error
 	closing  atomic.Bool
 }
 
 // Open starts or connects to NATS and declares troy's streams and buckets.
 func Open(ctx context.Context, opts Options) (*Bus, error) {
 	b := &Bus{storage: jetstream.FileStorage, log: opts.Logger, replicas: opts.Replicas,
-		retain: opts.Retain, maxBytes: opts.RetainBytes, lost: make(chan struct{})}
+		retain: opts.Retain, maxBytes: opts.RetainBytes, lost: make(chan struct{}), refused: make(chan error, 1)}
 	if b.log == nil {
 		b.log = slog.New(slog.DiscardHandler)
 	}
@@ -140,7 +143,7 @@ func Open(ctx context.Context, opts Options) (*Bus, error) {
 		}
 	}
 	if err == nil {
-		b.nc, err = b.connect(nats.ClosedHandler(b.closed))
+		b.nc, err = b.connect(nats.ClosedHandler(b.closed), nats.ErrorHandler(b.asyncError))
 	}
 	if err != nil {
 		b.Close()
@@ -154,8 +157,22 @@ func Open(ctx context.Context, opts Options) (*Bus, error) {
 		return nil, err
 	}
 	if opts.Client && opts.URL != "" {
-		if b.kv, err = b.lookupBucket(ctx, PolicyBucket); err != nil {
+		lctx, cancel := context.WithCancelCause(ctx)
+		go func() {
+			select {
+			case err := <-b.refused:
+				cancel(err)
+			case <-lctx.Done():
+			}
+		}()
+		b.kv, err = b.lookupBucket(lctx, PolicyBucket)
+		refused := context.Cause(lctx)
+		cancel(nil)
+		if err != nil {
 			b.Close()
+			if errors.Is(refused, nats.ErrPermissionViolation) {
+				return nil, fmt.Errorf("%s: this credential may not use troy's policy bucket (an agent's or a reader's? this needs the admin credential): %w", opts.URL, refused)
+			}
 			return nil, fmt.Errorf("troy's streams are not on %s (is troyctl serve running?): %w", opts.URL, err)
 		}
 		b.cache, _ = b.js.KeyValue(ctx, CacheBucket) // absent: explain without a cache
@@ -460,6 +477,18 @@ func (b *Bus) Close() {
 	}
 	if b.tmpDir != "" {
 		_ = os.RemoveAll(b.tmpDir)
+	}
+}
+
+// asyncError hears the errors NATS reports apart from any call: a permission violation
+// goes to refused too.
+func (b *Bus) asyncError(_ *nats.Conn, _ *nats.Subscription, err error) {
+	b.log.Warn("NATS", "err", err)
+	if errors.Is(err, nats.ErrPermissionViolation) {
+		select {
+		case b.refused <- err:
+		default:
+		}
 	}
 }
 
