@@ -110,7 +110,7 @@ type Bus struct {
 	// refused hears the first permission violation the server reports, so that a
 	// client whose credential may not do what it asks learns so at once.
 	refused chan error
-	closing  atomic.Bool
+	closing atomic.Bool
 }
 
 // Open starts or connects to NATS and declares troy's streams and buckets.
