@@ -49,6 +49,11 @@ explanation is also stored in ClickHouse for troyctl trends, drift, regress and 
 schema is migrated at start. With --http, an HTTP gateway serves guard checks, steps,
 outputs, ends and reports to agents that cannot use NATS (bearer tokens required).
 
+The embedded NATS server requires credentials: at the first start serve creates them in
+DATA-DIR/auth (owner only): the service credential its components use and the admin one
+that troyctl commands beside it find; 'troyctl auth agent NAME' issues an agent's.
+--insecure-no-auth turns this off, for throw-away demos, and says so in the log.
+
 --policy sets the default policy for traces that name none; a policy file is watched and
 reloaded when it changes, and every result records the revision it was evaluated with.
 --retain and --retain-bytes bound the streams (existing ones too; --retain also ages
@@ -69,7 +74,8 @@ flag wins over the policy.`,
   troyctl serve --policy examples/policy.json --clickhouse clickhouse://127.0.0.1:9000/troy
   troyctl serve --policy soc2 --http 0.0.0.0:8080 --http-tokens /etc/troy/tokens --http-max-conns 4096 --http-max-requests 256
   troyctl serve --nats nats://nats-1:4222 --only guard --restarts 0
-  troyctl serve --policy owasp_llm_top10 --on-rule-error skip`,
+  troyctl serve --policy owasp_llm_top10 --on-rule-error skip
+  troyctl serve --policy minimal --insecure-no-auth`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
