@@ -34,7 +34,7 @@ An agent's credential may publish that agent's steps, ask the guard about its se
 and read its own replies, nothing else; a reader's may read results and steps and
 publish nothing. The NATS server enforces these permissions.`,
 		Example: `  troyctl auth agent support-bot -o support-bot.creds
-  TROY_CREDS=support-bot.creds node agent.js
+  TROY_CREDS=support-bot.creds python agent.py
   troyctl auth reader -o dashboards.creds
   troyctl auth list
   troyctl auth revoke UABC...
