@@ -14,7 +14,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
@@ -541,6 +540,3 @@ func InboxPrefix(agent string) string { return "_INBOX." + schemas.Token(agent) 
 
 // Roles are the roles troyctl auth issues, in order.
 func Roles() []Role { return []Role{RoleAgent, RoleReader, RoleService, RoleAdmin} }
-
-// ValidRole reports whether r is a role.
-func ValidRole(r Role) bool { return slices.Contains(Roles(), r) }
