@@ -2,12 +2,33 @@ package event
 
 import "github.com/troy-audit/troy/schemas"
 
-// Subjects of the guard service (a NATS micro service named troy-guard).
+// Subjects of the guard service (a NATS micro service named troy-guard): each is a prefix
+// followed by the agent's subject token, so that NATS permissions can let an agent call
+// the guard for its own sessions only. The service listens on the prefix with a wildcard.
 const (
-	GuardCheckSubject  = "troy.guard.check"
-	GuardOutputSubject = "troy.guard.output"
-	GuardEndSubject    = "troy.guard.end"
+	GuardCheckPrefix  = "troy.guard.check"
+	GuardOutputPrefix = "troy.guard.output"
+	GuardEndPrefix    = "troy.guard.end"
 )
+
+// GuardCheckSubject is where agent's checks go.
+func GuardCheckSubject(agent string) string { return GuardCheckPrefix + "." + schemas.Token(agent) }
+
+// GuardOutputSubject is where agent's outputs of checked steps go.
+func GuardOutputSubject(agent string) string { return GuardOutputPrefix + "." + schemas.Token(agent) }
+
+// GuardEndSubject is where agent's sessions are ended.
+func GuardEndSubject(agent string) string { return GuardEndPrefix + "." + schemas.Token(agent) }
+
+// GuardSubjectAgent is the agent token at the end of a guard subject.
+func GuardSubjectAgent(subject string) string {
+	for _, p := range []string{GuardCheckPrefix, GuardOutputPrefix, GuardEndPrefix} {
+		if len(subject) > len(p)+1 && subject[:len(p)+1] == p+"." {
+			return subject[len(p)+1:]
+		}
+	}
+	return ""
+}
 
 // GuardCheck asks whether an agent may take a step. The session is the trace: every checked
 // step is recorded in it, so guarded sessions are audited like any trace.

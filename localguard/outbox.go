@@ -522,7 +522,7 @@ func (fw *forwarder) run(ctx context.Context) {
 func (fw *forwarder) connect(ctx context.Context) (*bus.Bus, error) {
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	b, err := bus.Open(cctx, bus.Options{URL: fw.opts.URL, Name: fw.opts.Name, Auth: fw.opts.Auth, Client: true})
+	b, err := bus.Open(cctx, bus.Options{URL: fw.opts.URL, Name: fw.opts.Name, Auth: agent.FromEnv(fw.opts.Auth), Client: true})
 	if err != nil {
 		return nil, err
 	}

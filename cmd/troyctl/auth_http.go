@@ -26,65 +26,41 @@ type httpTokenFlags struct {
 
 func (f *httpTokenFlags) register(cmd *cobra.Command) {
 	fl := cmd.Flags()
-	fl.BoolVar(&f.http, "http", false, "issue a token for the HTTP gateway (troyctl serve --http)")
 	fl.StringVarP(&f.output, "output", "o", "", "write the token to this new file (owner only) instead of stdout, such as -o bot.token")
-	fl.StringVar(&f.tokens, "tokens", "", "the tokens file to add the token's hash to, the one serve reads with --http-tokens (default DATA-DIR/"+httpTokensFile+")")
 	fl.StringVar(&f.dataDir, "data-dir", ".troy", "serve's data directory, whose "+httpTokensFile+" is the default tokens file")
 	fl.BoolVar(&f.asJSON, "json", false, `print {"id", "role", "agent", "token", "token_file", "tokens_file"} as JSON`)
+	f.registerHTTP(cmd)
 }
 
-// newAuthHTTPCmds are troyctl auth agent, reader and admin, issuing gateway tokens.
-func newAuthHTTPCmds(a *app) []*cobra.Command {
-	var agentF, readerF, adminF httpTokenFlags
-	agentCmd := &cobra.Command{
-		Use:   "agent NAME --http",
-		Short: "Issue a gateway token for one agent: it writes that agent's traces and checks its sessions",
-		Long: `Issue a bearer token for the HTTP gateway scoped to the agent NAME: it may publish
-NAME's steps, outputs and ends, check NAME's guard sessions and read NAME's reports, and
-nothing else (another agent's traces, storing policies: 403). The token is printed once
-(or written to -o FILE); its SHA-256 is added to the tokens file, which a running
-troyctl serve --http re-reads within a second.`,
-		Example: `  troyctl auth agent support-bot --http
-  TROY_TOKEN=$(troyctl auth agent support-bot --http) python agent.py
-  troyctl auth agent support-bot --http -o support-bot.token --tokens /etc/troy/http-tokens`,
-		Args: exactArgs(1, "the agent's name, such as troyctl auth agent support-bot --http"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return issueHTTPToken(a, &agentF, gateway.RoleAgent, args[0])
-		},
-	}
-	readerCmd := &cobra.Command{
-		Use:   "reader --http",
-		Short: "Issue a gateway token that reads reports and writes nothing",
-		Long: `Issue a bearer token for the HTTP gateway with the reader role: it may read every
-trace's report (GET /v1/traces/{id}/report) and nothing else. Printed once; its SHA-256
-is added to the tokens file.`,
-		Example: `  troyctl auth reader --http
-  troyctl auth reader --http --json`,
-		Args: exactArgs(0, "no arguments: troyctl auth reader --http"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return issueHTTPToken(a, &readerF, gateway.RoleReader, "")
-		},
-	}
-	adminCmd := &cobra.Command{
+// registerHTTP adds --http and --tokens, for commands that issue NATS credentials too.
+func (f *httpTokenFlags) registerHTTP(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.BoolVar(&f.http, "http", false, "issue a token for the HTTP gateway (troyctl serve --http)")
+	fl.StringVar(&f.tokens, "tokens", "", "with --http, the tokens file to add the token's hash to, the one serve reads with --http-tokens (default DATA-DIR/"+httpTokensFile+")")
+}
+
+// newAuthAdminCmd is troyctl auth admin --http: a gateway token that may do everything.
+// serve creates the admin's NATS credential itself (DATA-DIR/auth/admin.creds).
+func newAuthAdminCmd(a *app) *cobra.Command {
+	var f httpTokenFlags
+	cmd := &cobra.Command{
 		Use:   "admin --http",
 		Short: "Issue a gateway token that may do everything, storing policies included",
 		Long: `Issue a bearer token for the HTTP gateway with the admin role: every endpoint,
 any agent's traces, and storing policies (PUT /v1/policies/{sha256}). Printed once; its
-SHA-256 is added to the tokens file.`,
+SHA-256 is added to the tokens file. The admin's NATS credential is not issued here:
+serve creates it at its first start, in DATA-DIR/auth/admin.creds.`,
 		Example: `  troyctl auth admin --http
   troyctl auth admin --http -o admin.token --tokens /etc/troy/http-tokens`,
 		Args: exactArgs(0, "no arguments: troyctl auth admin --http"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return issueHTTPToken(a, &adminF, gateway.RoleAdmin, "")
+			return issueHTTPToken(a, &f, gateway.RoleAdmin, "")
 		},
 	}
-	agentF.register(agentCmd)
-	readerF.register(readerCmd)
-	adminF.register(adminCmd)
-	return []*cobra.Command{agentCmd, readerCmd, adminCmd}
+	f.register(cmd)
+	return cmd
 }
 
-// exactArgs is cobra.ExactArgs with a one-line error saying what was expected.
 func exactArgs(n int, want string) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
 		if len(args) != n {

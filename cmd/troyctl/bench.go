@@ -30,6 +30,7 @@ func benchConnect(cmd *cobra.Command, nf natsFlags) (*bus.Bus, error) {
 	if nf.opts.URL == "" {
 		return nil, errors.New("--nats is required: point the benchmark at a running troyctl serve")
 	}
+	nf.resolveCreds()
 	opts := nf.opts
 	opts.Name, opts.Client = "troyctl-bench", true
 	return bus.Open(cmd.Context(), opts)

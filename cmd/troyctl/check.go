@@ -280,6 +280,7 @@ func shorten(v string) string {
 // empty), with the policy given on the command line and the agent and mode of g; the
 // service's own setting decides what a rule error does.
 func (nf *natsFlags) remoteCheck(ctx context.Context, c *evaluator.Compiled, session string, g evaluator.GuardOptions, req evaluator.CheckRequest) (schemas.Decision, error) {
+	nf.resolveCreds()
 	opts := nf.opts
 	opts.Name, opts.Client = "troyctl", true
 	b, err := bus.Open(ctx, opts)

@@ -58,10 +58,11 @@ type process struct {
 	mu     *sync.Mutex
 }
 
-// startServe starts `troyctl serve` and waits until it serves.
+// startServe starts `troyctl serve` without NATS authentication, for tests of what serve
+// does with anonymous clients, and waits until it serves.
 func startServe(t testing.TB, args ...string) *process {
 	t.Helper()
-	return startServeCmd(t, exec.Command(troyctlBinary(t), append([]string{"serve", "--metrics", ""}, args...)...))
+	return startServeCmd(t, exec.Command(troyctlBinary(t), append([]string{"serve", "--metrics", "", "--insecure-no-auth"}, args...)...))
 }
 
 // startServeCmd starts a command line that runs `troyctl serve` and waits until it serves.

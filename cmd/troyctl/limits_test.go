@@ -129,7 +129,7 @@ func TestServeUnderAnAddressSpaceLimit(t *testing.T) {
 	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
 	metrics := fmt.Sprintf("127.0.0.1:%d", metricsPort)
 	serve := startServeCmd(t, limited(t, "serve", "--data-dir", filepath.Join(dir, "data"),
-		"--listen", fmt.Sprintf("127.0.0.1:%d", port), "--policy", "minimal", "--metrics", metrics))
+		"--listen", fmt.Sprintf("127.0.0.1:%d", port), "--policy", "minimal", "--metrics", metrics, "--insecure-no-auth"))
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()

@@ -5,12 +5,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/troy-audit/troy/evaluator"
 	"github.com/troy-audit/troy/internal/bus"
+	"github.com/troy-audit/troy/internal/natsauth"
 	"github.com/troy-audit/troy/internal/pipeline"
 	"github.com/troy-audit/troy/sdk/agent"
 )
@@ -19,10 +22,14 @@ import (
 type natsFlags struct {
 	opts    bus.Options
 	timeout time.Duration
+	creds   string
+	cmd     *cobra.Command
 }
 
 func (f *natsFlags) register(cmd *cobra.Command) {
+	f.cmd = cmd
 	fl := cmd.Flags()
+	fl.StringVar(&f.creds, "creds", "", "NATS credentials file for --nats, such as one from troyctl auth (default: $TROY_CREDS, else DATA-DIR/auth/admin.creds when there)")
 	fl.StringVar(&f.opts.URL, "nats", "", "NATS server URL(s), comma-separated (default: an embedded server)")
 	fl.StringVar(&f.opts.User, "nats-user", "", "NATS user")
 	fl.StringVar(&f.opts.Password, "nats-password", "", "NATS password")
@@ -47,6 +54,7 @@ func (f *natsFlags) auditor(ctx context.Context, c *evaluator.Compiled, ex *expl
 	if err != nil {
 		return nil, err
 	}
+	f.resolveCreds()
 	opts := pipeline.AuditorOptions{Bus: f.opts, Explain: explain, CacheDir: ex.dataDir, Timeout: f.timeout,
 		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
 	opts.Bus.Name = "troyctl"
@@ -59,11 +67,47 @@ func (f *natsFlags) auditor(ctx context.Context, c *evaluator.Compiled, ex *expl
 	return pipeline.Dial(ctx, c, opts)
 }
 
+// resolveCreds chooses the credentials of a connection to --nats when no --nats-* flag
+// gave them: --creds, else $TROY_CREDS, else the admin credential that troyctl serve created in
+// the data directory (--data-dir, where the command has one, else .troy), so that commands
+// run beside a serve need no flag, else $TROY_TOKEN.
+func (f *natsFlags) resolveCreds() {
+	a := &f.opts.Auth
+	if f.opts.URL == "" || a.CredsFile != "" || a.NKeyFile != "" || a.Token != "" || a.User != "" {
+		return
+	}
+	if f.creds != "" {
+		a.CredsFile = f.creds
+		return
+	}
+	if env := os.Getenv(agent.EnvCreds); env != "" {
+		a.CredsFile = env
+		return
+	}
+	dataDir := ".troy"
+	if f.cmd != nil {
+		if fl := f.cmd.Flags().Lookup("data-dir"); fl != nil {
+			dataDir = fl.Value.String()
+		}
+	}
+	if p := filepath.Join(natsauth.Dir(dataDir), natsauth.AdminCreds); fileExists(p) {
+		a.CredsFile = p
+		return
+	}
+	*a = agent.FromEnv(*a) // $TROY_TOKEN
+}
+
+func fileExists(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.Mode().IsRegular()
+}
+
 func contextWithTimeout(cmd *cobra.Command, d time.Duration) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(cmd.Context(), d)
 }
 
 // agentOptions are the flags as an agent's connection to a deployment.
 func (f natsFlags) agentOptions() agent.Options {
+	f.resolveCreds()
 	return agent.Options{URL: f.opts.URL, Name: f.opts.Name, Auth: f.opts.Auth}
 }

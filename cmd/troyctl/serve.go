@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/ed25519"
 	"errors"
 	"fmt"
@@ -16,9 +17,11 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/troy-audit/troy/internal/bus"
+	"github.com/troy-audit/troy/internal/natsauth"
 	"github.com/troy-audit/troy/internal/pipeline"
 	"github.com/troy-audit/troy/internal/signing"
 	"github.com/troy-audit/troy/reporter"
+	"github.com/troy-audit/troy/sdk/wire"
 )
 
 func newServeCmd(a *app) *cobra.Command {
@@ -35,6 +38,7 @@ func newServeCmd(a *app) *cobra.Command {
 		retain      string
 		retainBytes string
 		restarts    int
+		insecure    bool
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -51,6 +55,11 @@ outputs, ends and reports to agents that cannot use NATS: each bearer token has 
 (an agent's, a reader's or an admin's; troyctl auth agent NAME --http issues one), and
 --http-cert and --http-key serve it over HTTPS. --nats-cert and --nats-key give the
 embedded NATS server a certificate: its clients then connect with TLS (--nats-ca).
+
+The embedded NATS server requires credentials: at the first start serve creates them in
+DATA-DIR/auth (owner only): the service credential its components use and the admin one
+that troyctl commands beside it find; 'troyctl auth agent NAME' issues an agent's.
+--insecure-no-auth turns this off, for throw-away demos, and says so in the log.
 
 --policy sets the default policy for traces that name none; a policy file is watched and
 reloaded when it changes, and every result records the revision it was evaluated with.
@@ -73,7 +82,8 @@ flag wins over the policy.`,
   troyctl serve --policy soc2 --http 0.0.0.0:8080 --http-tokens /etc/troy/http-tokens --http-max-conns 4096 --http-max-requests 256
   troyctl serve --http 0.0.0.0:8443 --http-cert tls/cert.pem --http-key tls/key.pem --listen 0.0.0.0:4222 --nats-cert tls/cert.pem --nats-key tls/key.pem
   troyctl serve --nats nats://nats-1:4222 --only guard --restarts 0
-  troyctl serve --policy owasp_llm_top10 --on-rule-error skip`,
+  troyctl serve --policy owasp_llm_top10 --on-rule-error skip
+  troyctl serve --policy minimal --insecure-no-auth`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
@@ -85,12 +95,30 @@ flag wins over the policy.`,
 				level = slog.LevelDebug
 			}
 			log := slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: level}))
+			nf.resolveCreds()
 			opts := nf.opts
 			opts.Name, opts.DataDir, opts.Logger = "troy-serve", dataDir, log
+			var auth *natsauth.Store
 			if opts.URL == "" {
 				// Without --nats, --nats-cert and --nats-key are the embedded server's.
 				opts.Listen = listen
 				opts.TLSCert, opts.TLSKey, opts.CertFile, opts.KeyFile = opts.CertFile, opts.KeyFile, "", ""
+				if insecure {
+					log.Warn("NATS AUTHENTICATION IS OFF (--insecure-no-auth): anyone who can reach " + listen + " may publish any agent's steps, forge results, replace policies and delete streams; use it for throw-away demos only")
+				} else {
+					var err error
+					if auth, err = natsauth.Open(natsauth.Dir(dataDir), true); err != nil {
+						return err
+					}
+					// The embedded server keeps streams in DATA-DIR/jetstream/jetstream/<account>.
+					if moved, err := auth.AdoptStreams(filepath.Join(dataDir, "jetstream", "jetstream")); err != nil {
+						return err
+					} else if moved {
+						log.Info("streams kept without authentication moved to troy's account", "account", auth.AccountID())
+					}
+					opts.ServerAuth, opts.Auth = auth.Configure, wire.Auth{CredsFile: auth.Path(natsauth.ServiceCreds)}
+					log.Info("NATS requires credentials", "admin", auth.Path(natsauth.AdminCreds), "issue", "troyctl auth agent NAME")
+				}
 			}
 			if only != "" {
 				cfg.Only = strings.Split(only, ",")
@@ -138,6 +166,18 @@ flag wins over the policy.`,
 				return err
 			}
 			defer b.Close()
+			if auth != nil {
+				stopReload, err := serveAuthReload(b, auth, log)
+				if err != nil {
+					return err
+				}
+				defer func() { _ = stopReload() }()
+				if opts.Listen != "" {
+					if err := writeServeURL(dataDir, b.ClientURL()); err != nil {
+						log.Warn("cannot record the NATS address for troyctl auth revoke", "err", err)
+					}
+				}
+			}
 			cfg.Explain, cfg.ExplainNote = pipeline.NewExplainer(b, explain, log), explain.Note
 			var srv *pipeline.Server
 			if llm := explain.Model; llm != nil {
@@ -170,7 +210,8 @@ flag wins over the policy.`,
 	f := cmd.Flags()
 	f.Lookup("nats-cert").Usage = "with --nats, a client certificate file for NATS TLS; without, the embedded server's certificate (PEM), so that its clients must use TLS, such as --nats-cert /etc/troy/tls/cert.pem"
 	f.Lookup("nats-key").Usage = "the key file of --nats-cert (PEM)"
-	f.StringVar(&dataDir, "data-dir", ".troy", "directory for the embedded server's streams and the reports")
+	f.StringVar(&dataDir, "data-dir", ".troy", "directory for the embedded server's streams, the reports and the credentials (auth/)")
+	f.BoolVar(&insecure, "insecure-no-auth", false, "let any client use the embedded NATS server without credentials: for throw-away demos only")
 	f.StringVar(&listen, "listen", "127.0.0.1:4222", "client address of the embedded NATS server, for agents")
 	f.StringVar(&cfg.Policy, "policy", "", "default policy: a file (reloaded when it changes) or a bundled template name")
 	f.StringVar(&only, "only", "", "components to run, comma-separated: "+strings.Join(pipeline.Components(), ", ")+" (default all)")
@@ -187,6 +228,22 @@ flag wins over the policy.`,
 	f.IntVar(&cfg.SinkBatch, "sink-batch", 50000, "the ClickHouse sink inserts after this many events (each insert costs ClickHouse a part: larger is faster)")
 	f.DurationVar(&cfg.SinkWait, "sink-wait", time.Second, "the ClickHouse sink inserts events at most this long after they arrive")
 	return cmd
+}
+
+// serveAuthReload answers an admin's request on natsauth.ReloadSubject by giving the
+// embedded server the account JWT on disk, so that a revocation takes effect at once.
+func serveAuthReload(b *bus.Bus, auth *natsauth.Store, log *slog.Logger) (func() error, error) {
+	return b.AddService("troy-auth", "1.0.0", "Loads the account's credentials again after a revocation", []bus.Endpoint{{
+		Name: "reload", Subject: natsauth.ReloadSubject,
+		Handle: func(ctx context.Context, _ []byte) ([]byte, error) {
+			if err := auth.Reload(b.Server()); err != nil {
+				log.Error("reload credentials", "err", err)
+				return nil, err
+			}
+			log.Info("credentials reloaded")
+			return []byte(`{"reloaded":true}`), nil
+		},
+	}}, 10*time.Second)
 }
 
 // retention reads the stream limits. An event must outlive the trace it belongs to, since

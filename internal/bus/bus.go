@@ -57,11 +57,15 @@ type Options struct {
 	// Listen is the embedded server's client address for agents ("host:port"); empty
 	// opens no port.
 	Listen string
-	// Auth is who the bus is to the NATS of URL, and its TLS.
+	// Auth is who the bus is to the NATS of URL, and its TLS; with ServerAuth, its
+	// CredsFile is who the bus is to its embedded server.
 	wire.Auth
 	// TLSCert and TLSKey are the embedded server's certificate and key files: with them,
 	// clients on Listen must speak TLS (the bus's own in-process connection need not).
 	TLSCert, TLSKey string
+	// ServerAuth, when set, configures the embedded server's authentication (trusted
+	// operator, accounts): clients must then bring credentials.
+	ServerAuth func(*server.Options) error
 	// Name identifies the connection in the server's monitoring.
 	Name string
 	// Logger receives the bus's logs; nil discards them.
@@ -106,13 +110,16 @@ type Bus struct {
 	// lost is closed when NATS closes the connection for good while the bus is open.
 	lost     chan struct{}
 	lostOnce sync.Once
-	closing  atomic.Bool
+	// refused hears the first permission violation the server reports, so that a
+	// client whose credential may not do what it asks learns so at once.
+	refused chan error
+	closing atomic.Bool
 }
 
 // Open starts or connects to NATS and declares troy's streams and buckets.
 func Open(ctx context.Context, opts Options) (*Bus, error) {
 	b := &Bus{storage: jetstream.FileStorage, log: opts.Logger, replicas: opts.Replicas,
-		retain: opts.Retain, maxBytes: opts.RetainBytes, lost: make(chan struct{})}
+		retain: opts.Retain, maxBytes: opts.RetainBytes, lost: make(chan struct{}), refused: make(chan error, 1)}
 	if b.log == nil {
 		b.log = slog.New(slog.DiscardHandler)
 	}
@@ -123,8 +130,12 @@ func Open(ctx context.Context, opts Options) (*Bus, error) {
 			return nil, err
 		}
 		srv := b.srv
+		base := []nats.Option{nats.InProcessServer(srv), nats.Name(opts.Name), nats.MaxReconnects(-1)}
+		if opts.ServerAuth != nil && opts.CredsFile != "" {
+			base = append(base, nats.UserCredentials(opts.CredsFile))
+		}
 		b.connect = func(extra ...nats.Option) (*nats.Conn, error) {
-			return nats.Connect("", append([]nats.Option{nats.InProcessServer(srv), nats.Name(opts.Name), nats.MaxReconnects(-1)}, extra...)...)
+			return nats.Connect("", append(slices.Clip(base), extra...)...)
 		}
 	} else {
 		var nopts []nats.Option
@@ -135,7 +146,7 @@ func Open(ctx context.Context, opts Options) (*Bus, error) {
 		}
 	}
 	if err == nil {
-		b.nc, err = b.connect(nats.ClosedHandler(b.closed))
+		b.nc, err = b.connect(nats.ClosedHandler(b.closed), nats.ErrorHandler(b.asyncError))
 	}
 	if err != nil {
 		b.Close()
@@ -149,8 +160,22 @@ func Open(ctx context.Context, opts Options) (*Bus, error) {
 		return nil, err
 	}
 	if opts.Client && opts.URL != "" {
-		if b.kv, err = b.lookupBucket(ctx, PolicyBucket); err != nil {
+		lctx, cancel := context.WithCancelCause(ctx)
+		go func() {
+			select {
+			case err := <-b.refused:
+				cancel(err)
+			case <-lctx.Done():
+			}
+		}()
+		b.kv, err = b.lookupBucket(lctx, PolicyBucket)
+		refused := context.Cause(lctx)
+		cancel(nil)
+		if err != nil {
 			b.Close()
+			if errors.Is(refused, nats.ErrPermissionViolation) {
+				return nil, fmt.Errorf("%s: this credential may not use troy's policy bucket (an agent's or a reader's? this needs the admin credential): %w", opts.URL, refused)
+			}
 			return nil, fmt.Errorf("troy's streams are not on %s (is troyctl serve running?): %w", opts.URL, err)
 		}
 		b.cache, _ = b.js.KeyValue(ctx, CacheBucket) // absent: explain without a cache
@@ -206,6 +231,11 @@ func (b *Bus) startEmbedded(ctx context.Context, opts Options) error {
 			return fmt.Errorf("the embedded NATS server's TLS: %w", err)
 		}
 		so.TLSConfig, so.TLS, so.TLSTimeout = tc, true, 5
+	}
+	if opts.ServerAuth != nil {
+		if err := opts.ServerAuth(so); err != nil {
+			return fmt.Errorf("start embedded NATS: authentication: %w", err)
+		}
 	}
 	if opts.Listen != "" {
 		host, port, err := splitHostPort(opts.Listen)
@@ -463,6 +493,18 @@ func (b *Bus) Close() {
 	}
 }
 
+// asyncError hears the errors NATS reports apart from any call: a permission violation
+// goes to refused too.
+func (b *Bus) asyncError(_ *nats.Conn, _ *nats.Subscription, err error) {
+	b.log.Warn("NATS", "err", err)
+	if errors.Is(err, nats.ErrPermissionViolation) {
+		select {
+		case b.refused <- err:
+		default:
+		}
+	}
+}
+
 // closed hears that the connection is closed: by Close, or by NATS for good. nats.go
 // reconnects after a connection breaks, but not after the server refuses it with certain
 // errors (a protocol line too long, credentials revoked), which closes it.
@@ -501,6 +543,9 @@ func (b *Bus) ClientURL() string {
 
 // Conn is the NATS connection, for services such as the guard.
 func (b *Bus) Conn() *nats.Conn { return b.nc }
+
+// Server is the embedded server, or nil when the bus connects to another.
+func (b *Bus) Server() *server.Server { return b.srv }
 
 // Publish stores an event and waits for the stream to acknowledge it. An event with an id
 // that was stored in the last two minutes is stored once.

@@ -23,6 +23,15 @@ type Endpoint struct {
 	Handle  RequestHandler
 }
 
+type subjectKey struct{}
+
+// RequestSubject is the subject a request handled by a service came on ("" outside a
+// service's handler): a service listening with a wildcard reads what it stood for.
+func RequestSubject(ctx context.Context) string {
+	s, _ := ctx.Value(subjectKey{}).(string)
+	return s
+}
+
 // RequestError is an error a handler returns to the caller with a code.
 type RequestError = wire.RequestError
 
@@ -32,9 +41,10 @@ type RequestError = wire.RequestError
 const serviceWorkers = 64
 
 type request struct {
-	reply string
-	data  []byte
-	h     RequestHandler
+	subject string
+	reply   string
+	data    []byte
+	h       RequestHandler
 }
 
 // ShuttingDown is the message of the 503 an instance answers while it stops; the request
@@ -106,7 +116,7 @@ func (b *Bus) AddService(name, version, description string, eps []Endpoint, time
 				_ = req.Error("503", ShuttingDown, nil)
 				return
 			}
-			queue <- request{reply: req.Reply(), data: req.Data(), h: h}
+			queue <- request{subject: req.Subject(), reply: req.Reply(), data: req.Data(), h: h}
 		}), micro.WithEndpointSubject(ep.Subject))
 		if err != nil {
 			_ = shutdown()
@@ -125,7 +135,7 @@ func (b *Bus) AddService(name, version, description string, eps []Endpoint, time
 // service's error format: micro.Request may not be answered once its handler has
 // returned (the service reads what the answer recorded, for its statistics, unguarded).
 func (b *Bus) answer(r request, timeout time.Duration) {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	ctx, cancel := context.WithTimeout(context.WithValue(context.Background(), subjectKey{}, r.subject), timeout)
 	defer cancel()
 	out, err := func() (out []byte, err error) {
 		defer b.recovered("a service request", &err)

@@ -380,7 +380,7 @@ func (g *Gateway) guardCheck(w http.ResponseWriter, r *http.Request) error {
 	if err := scope(r, req.Agent); err != nil {
 		return err
 	}
-	out, err := g.guardRequest(r.Context(), event.GuardCheckSubject, req)
+	out, err := g.guardRequest(r.Context(), event.GuardCheckSubject(req.Agent), req)
 	if err != nil {
 		return err
 	}
@@ -478,7 +478,7 @@ func (g *Gateway) output(w http.ResponseWriter, r *http.Request) error {
 		return errorf(http.StatusBadRequest, "invalid", "step_id is required")
 	}
 	if req.Run == "" {
-		if _, err := g.guardRequest(r.Context(), event.GuardOutputSubject, event.GuardOutput{Session: id, Agent: req.Agent, StepID: req.StepID, Output: req.Output}); err != nil {
+		if _, err := g.guardRequest(r.Context(), event.GuardOutputSubject(req.Agent), event.GuardOutput{Session: id, Agent: req.Agent, StepID: req.StepID, Output: req.Output}); err != nil {
 			return err
 		}
 		writeJSON(w, http.StatusAccepted, map[string]any{"stored": true})
@@ -498,7 +498,7 @@ func (g *Gateway) end(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if req.Run == "" {
-		if _, err := g.guardRequest(r.Context(), event.GuardEndSubject, event.GuardEnd{Session: id, Agent: req.Agent}); err != nil {
+		if _, err := g.guardRequest(r.Context(), event.GuardEndSubject(req.Agent), event.GuardEnd{Session: id, Agent: req.Agent}); err != nil {
 			return err
 		}
 		writeJSON(w, http.StatusAccepted, map[string]any{"stored": true})

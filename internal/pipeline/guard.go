@@ -72,9 +72,9 @@ func NewGuardService(b *bus.Bus, pol *Policies, log *slog.Logger, observe func(t
 // (their state is rebuilt from the stream if they come back).
 func (s *GuardService) Serve(ctx context.Context, idle time.Duration) error {
 	stop, err := s.b.AddService("troy-guard", "1.0.0", "Checks proposed agent steps against the policy before they run", []bus.Endpoint{
-		{Name: "check", Subject: event.GuardCheckSubject, Handle: s.handleCheck},
-		{Name: "output", Subject: event.GuardOutputSubject, Handle: s.handleOutput},
-		{Name: "end", Subject: event.GuardEndSubject, Handle: s.handleEnd},
+		{Name: "check", Subject: event.GuardCheckPrefix + ".*", Handle: s.handleCheck},
+		{Name: "output", Subject: event.GuardOutputPrefix + ".*", Handle: s.handleOutput},
+		{Name: "end", Subject: event.GuardEndPrefix + ".*", Handle: s.handleEnd},
 	}, 30*time.Second)
 	if err != nil {
 		return fmt.Errorf("guard service: %w", err)
@@ -122,6 +122,20 @@ func checkIDs(pairs ...string) error {
 	return nil
 }
 
+// sameAgent refuses a request whose body names another agent than its subject: NATS
+// permissions let an agent's credential publish only on its own guard subjects, and the
+// body must not reach past them.
+func sameAgent(ctx context.Context, agent string) error {
+	subject := bus.RequestSubject(ctx)
+	if subject == "" {
+		return nil // called in process, not over NATS
+	}
+	if got := event.GuardSubjectAgent(subject); got != schemas.Token(agent) {
+		return &bus.RequestError{Code: "403", Message: fmt.Sprintf("agent %q may not be asked about on %s", agent, subject)}
+	}
+	return nil
+}
+
 func badRequest(format string, args ...any) error {
 	return &bus.RequestError{Code: "400", Message: fmt.Sprintf(format, args...)}
 }
@@ -135,6 +149,9 @@ func (s *GuardService) handleCheck(ctx context.Context, data []byte) ([]byte, er
 	defer func() { s.observe(time.Since(start)) }()
 	req, err := DecodeCheck(data)
 	if err != nil {
+		return nil, err
+	}
+	if err := sameAgent(ctx, req.Agent); err != nil {
 		return nil, err
 	}
 	sess, err := s.session(ctx, req.Agent, req.Session, req.Seq, req.AgentMetadata, req.Policy)
@@ -210,6 +227,9 @@ func (s *GuardService) handleOutput(ctx context.Context, data []byte) ([]byte, e
 	if err := pyjson.Unmarshal(data, &req); err != nil {
 		return nil, badRequest("invalid JSON: %v", err)
 	}
+	if err := sameAgent(ctx, req.Agent); err != nil {
+		return nil, err
+	}
 	return s.inSession(ctx, req.Agent, req.Session, func(sess *guardSession) error {
 		if err := checkIDs("step_id", req.StepID); err != nil {
 			return badRequest("%v", err)
@@ -225,6 +245,9 @@ func (s *GuardService) handleEnd(ctx context.Context, data []byte) ([]byte, erro
 	var req event.GuardEnd
 	if err := json.Unmarshal(data, &req); err != nil {
 		return nil, badRequest("invalid JSON: %v", err)
+	}
+	if err := sameAgent(ctx, req.Agent); err != nil {
+		return nil, err
 	}
 	return s.inSession(ctx, req.Agent, req.Session, func(sess *guardSession) error {
 		if sess.g.Len() > 0 { // a session without checks has nothing to audit

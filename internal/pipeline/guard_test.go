@@ -13,6 +13,7 @@ import (
 	"github.com/troy-audit/troy/evaluator"
 	"github.com/troy-audit/troy/event"
 	"github.com/troy-audit/troy/ingest"
+	"github.com/troy-audit/troy/internal/bus"
 	"github.com/troy-audit/troy/internal/pipeline"
 	"github.com/troy-audit/troy/policies"
 	"github.com/troy-audit/troy/schemas"
@@ -110,7 +111,7 @@ func TestGuardSessionNumbersAndRuleErrorsReachTheAudit(t *testing.T) {
 		`{"session": "nums", "agent": "py", "seq": 2, "step": {"action": "pay", "input": {"amount": NaN, "limit": -Infinity}}}`,
 		`{"session": "nums", "agent": "py", "seq": 3, "step": {"action": "pay", "input": {"amount": 5.0}, "metadata": {"total_tokens": "200000"}}}`,
 	} {
-		out, err := b.Request(ctx, event.GuardCheckSubject, []byte(body))
+		out, err := b.Request(ctx, event.GuardCheckSubject("py"), []byte(body))
 		if err != nil {
 			t.Fatalf("check %d: %v", i, err)
 		}
@@ -126,7 +127,16 @@ func TestGuardSessionNumbersAndRuleErrorsReachTheAudit(t *testing.T) {
 			t.Fatalf("check 3: %+v, want blocked for its rule error alone", d)
 		}
 	}
-	if _, err := b.Request(ctx, event.GuardEndSubject, []byte(`{"session": "nums", "agent": "py"}`)); err != nil {
+	// A body naming another agent than its subject is refused: permissions on the
+	// subject would mean nothing otherwise.
+	for _, subject := range []string{event.GuardCheckSubject("other"), event.GuardOutputSubject("other"), event.GuardEndSubject("other")} {
+		_, err := b.Request(ctx, subject, []byte(`{"session": "nums", "agent": "py", "step_id": "s", "step": {"action": "pay"}}`))
+		var re *bus.RequestError
+		if !errors.As(err, &re) || re.Code != "403" {
+			t.Fatalf("%s with agent py: %v, want a 403", subject, err)
+		}
+	}
+	if _, err := b.Request(ctx, event.GuardEndSubject("py"), []byte(`{"session": "nums", "agent": "py"}`)); err != nil {
 		t.Fatal(err)
 	}
 	var r event.Reported

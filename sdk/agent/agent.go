@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -27,8 +28,29 @@ import (
 type Options struct {
 	URL  string // the deployment's NATS, such as nats://troy:4222; required
 	Name string // names the connection in the server's monitoring; default troy-agent
-	// Auth is who the agent is to NATS, and its TLS.
+	// Auth is who the agent is to NATS, and its TLS. With none of its credentials set,
+	// the environment's are used: TROY_CREDS (a credentials file, such as one from
+	// troyctl auth agent NAME), else TROY_TOKEN.
 	wire.Auth
+}
+
+// Environment variables an agent's credentials are taken from when Options give none.
+const (
+	EnvCreds = "TROY_CREDS"
+	EnvToken = "TROY_TOKEN"
+)
+
+// FromEnv fills in the credentials from TROY_CREDS or TROY_TOKEN, when a gives none.
+func FromEnv(a wire.Auth) wire.Auth {
+	if a.CredsFile != "" || a.NKeyFile != "" || a.Token != "" || a.User != "" {
+		return a
+	}
+	if f := os.Getenv(EnvCreds); f != "" {
+		a.CredsFile = f
+	} else if tok := os.Getenv(EnvToken); tok != "" {
+		a.Token = tok
+	}
+	return a
 }
 
 // Conn is a connection to troy.
@@ -47,7 +69,7 @@ func Connect(ctx context.Context, opts Options) (*Conn, error) {
 	if opts.Name == "" {
 		opts.Name = "troy-agent"
 	}
-	nopts, err := wire.Options(opts.Name, opts.Auth)
+	nopts, err := wire.Options(opts.Name, FromEnv(opts.Auth))
 	if err != nil {
 		return nil, fmt.Errorf("connect to troy: %w", err)
 	}
@@ -240,7 +262,7 @@ func (g *Guard) Check(ctx context.Context, action string, input, metadata map[st
 		req.Seq = nil // the server finds out how far the session got
 	}
 	var d schemas.Decision
-	if err := g.request(ctx, event.GuardCheckSubject, req, &d); err != nil {
+	if err := g.request(ctx, event.GuardCheckSubject(g.opts.Agent), req, &d); err != nil {
 		var re *wire.RequestError
 		if errors.As(err, &re) && re.Code == "400" {
 			return schemas.Decision{Mode: g.opts.Mode}, err
@@ -262,7 +284,7 @@ func (g *Guard) Check(ctx context.Context, action string, input, metadata map[st
 
 // RecordOutput records a checked step's result.
 func (g *Guard) RecordOutput(ctx context.Context, stepID string, output map[string]any) error {
-	return g.request(ctx, event.GuardOutputSubject, event.GuardOutput{Session: g.opts.Session, Agent: g.opts.Agent, StepID: stepID, Output: output}, nil)
+	return g.request(ctx, event.GuardOutputSubject(g.opts.Agent), event.GuardOutput{Session: g.opts.Session, Agent: g.opts.Agent, StepID: stepID, Output: output}, nil)
 }
 
 // End ends the session, so that it is scored and reported.
@@ -270,7 +292,7 @@ func (g *Guard) RecordOutput(ctx context.Context, stepID string, output map[stri
 func (g *Guard) End(ctx context.Context) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if err := g.request(ctx, event.GuardEndSubject, event.GuardEnd{Session: g.opts.Session, Agent: g.opts.Agent}, nil); err != nil {
+	if err := g.request(ctx, event.GuardEndSubject(g.opts.Agent), event.GuardEnd{Session: g.opts.Session, Agent: g.opts.Agent}, nil); err != nil {
 		return err
 	}
 	g.n = 0

@@ -35,6 +35,7 @@ type Serve struct {
 	HTTP    string // http://127.0.0.1:PORT, the gateway
 	Token   string // a bearer token of the gateway
 	DataDir string
+	bin     string
 	log     *strings.Builder
 	mu      sync.Mutex
 }
@@ -57,8 +58,33 @@ func FreePort(t testing.TB) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// Start builds troyctl and runs serve with examples/policy.json and the HTTP gateway.
+// Start builds troyctl and runs serve with examples/policy.json and the HTTP gateway, with
+// NATS authentication off (--insecure-no-auth): the adapters' tests connect anonymously.
 func Start(t testing.TB) *Serve {
+	t.Helper()
+	return start(t, false)
+}
+
+// StartAuth is Start with NATS authentication on, as serve runs by default: a client
+// needs a credential (Creds).
+func StartAuth(t testing.TB) *Serve {
+	t.Helper()
+	return start(t, true)
+}
+
+// Creds issues a NATS credential with troyctl auth (args such as "agent", "support-bot",
+// or "reader") from the serve's data directory and returns its file.
+func (s *Serve) Creds(t testing.TB, args ...string) string {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "user.creds")
+	cmd := exec.Command(s.bin, append(append([]string{"auth"}, args...), "--data-dir", s.DataDir, "-o", file)...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("troyctl auth %v: %v\n%s", args, err, out)
+	}
+	return file
+}
+
+func start(t testing.TB, auth bool) *Serve {
 	t.Helper()
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "troyctl")
@@ -67,15 +93,19 @@ func Start(t testing.TB) *Serve {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	s := &Serve{Token: "adapter-test-token", DataDir: filepath.Join(dir, "data"), log: &strings.Builder{}}
+	s := &Serve{Token: "adapter-test-token", DataDir: filepath.Join(dir, "data"), bin: bin, log: &strings.Builder{}}
 	tokens := filepath.Join(dir, "tokens")
 	if err := os.WriteFile(tokens, []byte(s.Token+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	natsAddr, httpAddr := fmt.Sprintf("127.0.0.1:%d", FreePort(t)), fmt.Sprintf("127.0.0.1:%d", FreePort(t))
 	s.NATS, s.HTTP = "nats://"+natsAddr, "http://"+httpAddr
-	cmd := exec.Command(bin, "serve", "--data-dir", s.DataDir, "--listen", natsAddr, "--metrics", "",
-		"--policy", filepath.Join(repoRoot(), "examples", "policy.json"), "--http", httpAddr, "--http-tokens", tokens, "--idle-timeout", "0")
+	args := []string{"serve", "--data-dir", s.DataDir, "--listen", natsAddr, "--metrics", "",
+		"--policy", filepath.Join(repoRoot(), "examples", "policy.json"), "--http", httpAddr, "--http-tokens", tokens, "--idle-timeout", "0"}
+	if !auth {
+		args = append(args, "--insecure-no-auth")
+	}
+	cmd := exec.Command(bin, args...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

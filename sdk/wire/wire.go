@@ -8,9 +8,13 @@ package wire
 import (
 	"context"
 	"crypto/tls"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -36,6 +40,10 @@ func Options(name string, a Auth) ([]nats.Option, error) {
 	switch {
 	case a.CredsFile != "":
 		opts = append(opts, nats.UserCredentials(a.CredsFile))
+		// A file that cannot be read or parsed here fails at connect, with nats.go's error.
+		if prefix, err := InboxPrefix(a.CredsFile); err == nil && prefix != "" {
+			opts = append(opts, nats.CustomInboxPrefix(prefix))
+		}
 	case a.NKeyFile != "":
 		opt, err := nats.NkeyOptionFromSeed(a.NKeyFile)
 		if err != nil {
@@ -57,6 +65,42 @@ func Options(name string, a Auth) ([]nats.Option, error) {
 		opts = append(opts, nats.Secure(&tls.Config{MinVersion: tls.VersionTLS12}))
 	}
 	return opts, nil
+}
+
+// InboxPrefix is the inbox prefix a credentials file's user must use: when the user may
+// subscribe only under one _INBOX.X.> (as an agent's credential from troyctl auth may),
+// replies must come there, so requests are sent with the prefix _INBOX.X. It is "" for a
+// user that may subscribe elsewhere.
+func InboxPrefix(credsFile string) (string, error) {
+	raw, err := os.ReadFile(credsFile)
+	if err != nil {
+		return "", fmt.Errorf("credentials: %w", err)
+	}
+	_, rest, ok := strings.Cut(string(raw), "-----BEGIN NATS USER JWT-----")
+	tok, _, _ := strings.Cut(rest, "------END NATS USER JWT------")
+	parts := strings.Split(strings.TrimSpace(tok), ".")
+	if !ok || len(parts) != 3 {
+		return "", fmt.Errorf("credentials %s: expected a NATS user JWT between its BEGIN and END lines", credsFile)
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
+	if err != nil {
+		return "", fmt.Errorf("credentials %s: the JWT: %w", credsFile, err)
+	}
+	var claims struct {
+		Nats struct {
+			Sub struct {
+				Allow []string `json:"allow"`
+			} `json:"sub"`
+		} `json:"nats"`
+	}
+	if err := json.Unmarshal(payload, &claims); err != nil {
+		return "", fmt.Errorf("credentials %s: the JWT: %w", credsFile, err)
+	}
+	allow := claims.Nats.Sub.Allow
+	if len(allow) != 1 || !strings.HasPrefix(allow[0], "_INBOX.") || !strings.HasSuffix(allow[0], ".>") || allow[0] == "_INBOX.>" {
+		return "", nil
+	}
+	return strings.TrimSuffix(allow[0], ".>"), nil
 }
 
 // MaxSubject bounds a subject: a NATS server closes for good a connection that sends a

@@ -1,7 +1,11 @@
 package wire_test
 
 import (
+	"encoding/base64"
+	"encoding/json"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -50,5 +54,45 @@ func TestOptions(t *testing.T) {
 	}
 	if _, err := wire.Options("agent", wire.Auth{NKeyFile: "/nonexistent/seed.nk"}); err == nil || !strings.Contains(err.Error(), "/nonexistent/seed.nk") {
 		t.Fatalf("a missing nkey file: %v", err)
+	}
+}
+
+func TestInboxPrefix(t *testing.T) {
+	dir := t.TempDir()
+	creds := func(subAllow ...string) string {
+		claims, _ := json.Marshal(map[string]any{"sub": "UABC", "nats": map[string]any{"sub": map[string]any{"allow": subAllow}}})
+		jwt := "eyJ0eXAiOiJKV1QiLCJhbGciOiJlZDI1NTE5LW5rZXkifQ." + base64.RawURLEncoding.EncodeToString(claims) + ".c2ln"
+		return "-----BEGIN NATS USER JWT-----\n" + jwt + "\n------END NATS USER JWT------\n\n-----BEGIN USER NKEY SEED-----\nSUAX\n------END USER NKEY SEED------\n"
+	}
+	for _, tc := range []struct {
+		name, file, want, wantErr string
+	}{
+		{name: "an agent's inbox", file: creds("_INBOX.support-bot.>"), want: "_INBOX.support-bot"},
+		{name: "every inbox", file: creds("_INBOX.>")},
+		{name: "everything", file: creds(">")},
+		{name: "no subscription rules", file: creds()},
+		{name: "two rules", file: creds("_INBOX.a.>", "troy.>")},
+		{name: "not a creds file", file: "hello", wantErr: "expected a NATS user JWT between its BEGIN and END lines"},
+		{name: "a broken JWT", file: "-----BEGIN NATS USER JWT-----\na.!!!.c\n------END NATS USER JWT------", wantErr: "the JWT"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "-")+".creds")
+			if err := os.WriteFile(p, []byte(tc.file), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			got, err := wire.InboxPrefix(p)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !strings.Contains(err.Error(), p) {
+					t.Fatalf("%v, want an error naming %s with %q", err, p, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Fatalf("%q, %v; want %q", got, err, tc.want)
+			}
+		})
+	}
+	if _, err := wire.InboxPrefix(filepath.Join(dir, "missing.creds")); err == nil {
+		t.Fatal("a missing file gave no error")
 	}
 }

@@ -80,4 +80,9 @@ func TestTypeScriptAdapters(t *testing.T) {
 			"TROY_REPORTS_DIR="+filepath.Join(s.DataDir, "reports"),
 			"TROY_RULE_ERROR_POLICY="+s.PutPolicy(t, "guardrails")) // a rule a string fails, for the rule error test
 	})
+
+	t.Run("serve with credentials", func(t *testing.T) {
+		s := servetest.StartAuth(t)
+		nodeTest(t, "creds.test.js", "TROY_NATS_URL="+s.NATS, "TROY_CREDS="+s.Creds(t, "agent", "creds-agent"))
+	})
 }

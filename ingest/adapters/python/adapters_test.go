@@ -82,3 +82,19 @@ func TestPythonServer(t *testing.T) {
 		"TROY_RULE_ERROR_POLICY="+s.PutPolicy(t, "guardrails"))
 	unittest(t, env, func() string { return "serve:\n" + s.Log() })
 }
+
+// TestPythonNatsCredentials: the NATS client with an agent's credential, against troyctl
+// serve with authentication on.
+func TestPythonNatsCredentials(t *testing.T) {
+	python(t)
+	s := servetest.StartAuth(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, python(t), "-m", "unittest", "discover", "-s", "tests", "-p", "test_creds.py", "-v")
+	cmd.Env = append(baseEnv(), "TROY_NATS_URL="+s.NATS, "TROY_CREDS="+s.Creds(t, "agent", "py-creds"))
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "\nOK") || strings.Contains(string(out), "skipped") {
+		t.Fatalf("python tests: %v\n%s\n%s", err, out, s.Log())
+	}
+	t.Logf("%s", out)
+}

@@ -6,10 +6,12 @@
 // is the server's (none given, or a revision hash); and otherwise a local guard,
 // `troyctl guard --stdio` run as a child process (src/local.ts), which needs no server at
 // all. `transport` forces one.
+import { readFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { connect, credsAuthenticator, type NatsConnection } from "@nats-io/transport-node";
 import { HttpClient, tracePath } from "./http.js";
 import { StdioGuard } from "./local.js";
+import { subjectToken } from "./trace.js";
 
 export type Mode = "enforce" | "monitor" | "dry-run";
 
@@ -64,6 +66,11 @@ export interface GuardOptions {
   transport?: Transport;
   /** NATS servers of troyctl serve (default TROY_NATS_URL or nats://127.0.0.1:4222). */
   servers?: string | string[];
+  /**
+   * A NATS credentials file (default TROY_CREDS), such as one from `troyctl auth agent NAME`.
+   * Requests then use the agent's own inbox prefix, the only replies its credential may read.
+   */
+  creds?: string;
   /** The HTTP gateway (default TROY_URL) and its bearer token (default TROY_TOKEN). */
   url?: string;
   token?: string;
@@ -213,7 +220,11 @@ export class TroyGuard {
   }
 
   private conn(): Promise<NatsConnection> {
-    this.nc ??= connect({ servers: this.options.servers ?? process.env.TROY_NATS_URL ?? "nats://127.0.0.1:4222" });
+    const creds = this.options.creds ?? process.env.TROY_CREDS;
+    this.nc ??= connect({
+      servers: this.options.servers ?? process.env.TROY_NATS_URL ?? "nats://127.0.0.1:4222",
+      ...(creds ? { authenticator: credsAuthenticator(readFileSync(creds)), inboxPrefix: `_INBOX.${subjectToken(this.agentName)}` } : {}),
+    });
     return this.nc;
   }
 
@@ -242,7 +253,7 @@ export class TroyGuard {
       step: { action, type: stepType, input, metadata },
     };
     if (this.http) return (await this.http.call("POST", "/v1/guard/check", body)) as Decision;
-    return (await this.natsRequest("troy.guard.check", body)) as Decision;
+    return (await this.natsRequest(`troy.guard.check.${subjectToken(this.agentName)}`, body)) as Decision;
   }
 
   /**
@@ -287,7 +298,7 @@ export class TroyGuard {
     } else if (this.http) {
       await this.http.call("POST", tracePath(this.session, "output"), { agent: this.agentName, step_id: stepId, output });
     } else {
-      await this.natsRequest("troy.guard.output", { session: this.session, agent: this.agentName, step_id: stepId, output });
+      await this.natsRequest(`troy.guard.output.${subjectToken(this.agentName)}`, { session: this.session, agent: this.agentName, step_id: stepId, output });
     }
   }
 
@@ -311,7 +322,7 @@ export class TroyGuard {
     if (this.http) {
       await this.http.call("POST", tracePath(this.session, "end"), { agent: this.agentName });
     } else {
-      await this.natsRequest("troy.guard.end", { session: this.session, agent: this.agentName });
+      await this.natsRequest(`troy.guard.end.${subjectToken(this.agentName)}`, { session: this.session, agent: this.agentName });
     }
     return {};
   }
