@@ -124,7 +124,7 @@ With --http it issues a bearer token for the HTTP gateway with the reader role i
 may read every trace's report and nothing else.`,
 		Example: `  troyctl auth reader -o dashboards.creds
   troyctl auth reader --http --json`,
-		Args: cobra.NoArgs,
+		Args: exactArgs(0, "no arguments, such as troyctl auth reader --http"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if h.http {
 				h.output, h.dataDir, h.asJSON = out, dataDir, asJSON

@@ -15,6 +15,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/troy-audit/troy/event"
 	"github.com/troy-audit/troy/internal/gateway"
 	"github.com/troy-audit/troy/internal/tlstest"
 	"github.com/troy-audit/troy/sdk/servetest"
@@ -78,9 +79,8 @@ func TestAuthHTTP(t *testing.T) {
 		args []string
 		err  string
 	}{
-		{[]string{"auth", "agent", "bot"}, "troyctl: auth agent: expected --http: this issues tokens for the HTTP gateway, such as troyctl auth agent NAME --http\n"},
-		{[]string{"auth", "agent", "--http"}, "troyctl: auth agent: 0 arguments given, expected the agent's name, such as troyctl auth agent support-bot --http\n"},
-		{[]string{"auth", "reader", "x", "--http"}, "troyctl: auth reader: 1 arguments given, expected no arguments: troyctl auth reader --http\n"},
+		{[]string{"auth", "agent", "--http"}, "troyctl: auth agent: expected one argument, the agent's name; got 0\n"},
+		{[]string{"auth", "reader", "x", "--http"}, "troyctl: auth reader: 1 arguments given, expected no arguments, such as troyctl auth reader --http\n"},
 		{[]string{"auth", "agent", "a\x1b[2J", "--http", "--data-dir", data}, "troyctl: agent name: "},
 		{[]string{"auth", "admin", "--http", "--data-dir", data, "-o", out}, "troyctl: -o " + out + ": the file exists; choose a new file, or remove it first\n"},
 	} {
@@ -166,7 +166,7 @@ func TestServeGatewayRolesAndTLS(t *testing.T) {
 	defer nc.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := nc.RequestWithContext(ctx, "troy.guard.check", []byte(`{"session": "n", "agent": "a", "step": {"action": "read"}}`)); err != nil {
+	if _, err := nc.RequestWithContext(ctx, event.GuardCheckSubject("a"), []byte(`{"session": "n", "agent": "a", "step": {"action": "read"}}`)); err != nil {
 		t.Fatalf("a guard check over TLS: %v", err)
 	}
 	if _, err := nats.Connect(fmt.Sprintf("tls://127.0.0.1:%d", port), nats.Timeout(10*time.Second), nats.NoReconnect()); err == nil {

@@ -464,7 +464,7 @@ func TestAuthCommandErrors(t *testing.T) {
 	}{
 		{[]string{"auth", "agent", "x", "--data-dir", dir}, "no credentials here (troyctl serve creates them at its first start; or give --data-dir)"},
 		{[]string{"auth", "list", "--data-dir", dir}, "no credentials here"},
-		{[]string{"auth"}, "auth: expected a subcommand: agent, reader, list, revoke or nats-config"},
+		{[]string{"auth"}, "auth: expected a subcommand: agent, reader, admin, list, revoke, nats-config or public-key"},
 		{[]string{"auth", "reader", "--json", "--data-dir", dir}, "--json: expected -o FILE too"},
 		{[]string{"auth", "agent"}, "auth agent: expected one argument, the agent's name; got 0"},
 		{[]string{"auth", "revoke", "a", "b"}, "auth revoke: expected one argument, the credential's id (troyctl auth list shows them); got 2"},
