@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"gopkg.in/yaml.v3"
 
+	"github.com/troy-audit/troy/internal/natsauth"
 	"github.com/troy-audit/troy/internal/warehouse"
 	"github.com/troy-audit/troy/internal/warehouse/chtest"
 )
@@ -49,12 +50,13 @@ func TestComposeFile(t *testing.T) {
 		names = append(names, name)
 	}
 	slices.Sort(names)
-	if got := strings.Join(names, " "); got != "clickhouse grafana nats-1 nats-2 nats-3 troy" {
+	if got := strings.Join(names, " "); got != "clickhouse grafana nats-1 nats-2 nats-3 troy troy-auth" {
 		t.Fatalf("services: %s", got)
 	}
 	for _, n := range []string{"nats-1", "nats-2", "nats-3"} {
 		s := c.Services[n]
-		if s.Environment["NATS_NAME"] != n || !strings.HasPrefix(s.Image, "nats:") || !slices.Contains(s.Volumes, n+":/data") {
+		if s.Environment["NATS_NAME"] != n || !strings.HasPrefix(s.Image, "nats:") || !slices.Contains(s.Volumes, n+":/data") ||
+			!slices.Contains(s.Volumes, "nats-accounts:/etc/nats/auth:ro") {
 			t.Errorf("%s: name %q image %q volumes %v", n, s.Environment["NATS_NAME"], s.Image, s.Volumes)
 		}
 		for i := 1; i <= 3; i++ {
@@ -81,10 +83,18 @@ func TestComposeFile(t *testing.T) {
 		t.Errorf("troy is not built from deploy/Dockerfile: %v", troy.Build)
 	}
 	cmd := strings.Join(troy.Command, " ")
-	for _, flag := range []string{"serve", "--nats=nats://nats-1:4222,nats://nats-2:4222,nats://nats-3:4222", "--replicas=3", "--clickhouse=clickhouse://clickhouse:9000/troy", "--policy="} {
+	for _, flag := range []string{"serve", "--nats=nats://nats-1:4222,nats://nats-2:4222,nats://nats-3:4222", "--replicas=3", "--clickhouse=clickhouse://clickhouse:9000/troy", "--policy=", "--creds=/var/lib/troy/auth/service.creds"} {
 		if !strings.Contains(cmd, flag) {
 			t.Errorf("troy's command lacks %s: %s", flag, cmd)
 		}
+	}
+	// The servers require credentials: troy-auth writes the accounts they include and
+	// the credentials troy uses, in volumes both see.
+	auth := c.Services["troy-auth"]
+	if got := strings.Join(auth.Command, " "); got != "auth nats-config --data-dir=/var/lib/troy --output=/var/lib/nats-accounts/accounts.conf" ||
+		!slices.Contains(auth.Volumes, "troy-auth:/var/lib/troy/auth") || !slices.Contains(auth.Volumes, "nats-accounts:/var/lib/nats-accounts") ||
+		!slices.Contains(troy.Volumes, "troy-auth:/var/lib/troy/auth") {
+		t.Errorf("troy-auth: command %q, volumes %v; troy's volumes %v", got, auth.Volumes, troy.Volumes)
 	}
 	// Every file mounted from the repository exists, and every named volume is declared.
 	for name, s := range c.Services {
@@ -113,9 +123,39 @@ func TestNATSClusterConfig(t *testing.T) {
 	for k, v := range env {
 		t.Setenv(k, v)
 	}
-	o, err := server.ProcessConfigFile("nats/cluster.conf")
+	// The configuration includes auth/accounts.conf beside it, which troyctl auth
+	// nats-config writes.
+	dir := t.TempDir()
+	conf, err := os.ReadFile("nats/cluster.conf")
 	if err != nil {
 		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "cluster.conf"), conf, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := server.ProcessConfigFile(filepath.Join(dir, "cluster.conf")); err == nil {
+		t.Fatal("the configuration loads without the accounts it includes")
+	}
+	store, err := natsauth.Open(natsauth.Dir(filepath.Join(dir, "data")), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	accounts, err := store.NATSConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "auth"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "auth", "accounts.conf"), []byte(accounts), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	o, err := server.ProcessConfigFile(filepath.Join(dir, "cluster.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(o.TrustedOperators) != 1 || o.SystemAccount == "" || o.AccountResolver == nil {
+		t.Errorf("operator %d, system account %q, resolver %v: the servers do not require troy's credentials", len(o.TrustedOperators), o.SystemAccount, o.AccountResolver)
 	}
 	if o.ServerName != "nats-2" || o.Port != 4223 || o.Cluster.Port != 6223 || o.Cluster.Name != "troy" || len(o.Routes) != 3 || !o.JetStream || o.HTTPPort != 8223 {
 		t.Fatalf("%+v", o)

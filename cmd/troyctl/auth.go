@@ -279,17 +279,20 @@ func askReload(ctx context.Context, url, creds string) error {
 }
 
 func newAuthNATSConfigCmd(a *app) *cobra.Command {
-	var dataDir string
+	var dataDir, out string
 	cmd := &cobra.Command{
 		Use:   "nats-config",
 		Short: "Print the accounts and permissions to configure an existing NATS cluster with",
 		Long: `Print a nats-server configuration snippet (operator, system account and troy's account,
 JetStream enabled, with a memory resolver) for an existing cluster, so that the
-credentials issued here work there. Paste it into every server's configuration, then run
+credentials issued here work there. Include it in every server's configuration (as
+deploy/nats/cluster.conf includes auth/accounts.conf), then run
 troyctl serve --nats URL --creds DATA-DIR/auth/service.creds. The keys are created in
-DATA-DIR/auth when they are not there yet.`,
-		Example: "  troyctl auth nats-config --data-dir /var/lib/troy > /etc/nats/troy-accounts.conf",
-		Args:    cobra.NoArgs,
+DATA-DIR/auth when they are not there yet. The snippet holds public keys and JWTs only,
+no seed.`,
+		Example: `  troyctl auth nats-config --data-dir /var/lib/troy > /etc/nats/troy-accounts.conf
+  troyctl auth nats-config --data-dir /var/lib/troy -o /etc/nats/auth/accounts.conf`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			s, err := natsauth.Open(natsauth.Dir(dataDir), true)
 			if err != nil {
@@ -299,11 +302,18 @@ DATA-DIR/auth when they are not there yet.`,
 			if err != nil {
 				return err
 			}
+			if out != "" {
+				if err := os.WriteFile(out, []byte(conf), 0o644); err != nil {
+					return fmt.Errorf("-o %s: %w", out, err)
+				}
+				return nil
+			}
 			_, err = fmt.Fprint(a.stdout, conf)
 			return err
 		},
 	}
 	authDirFlag(cmd, &dataDir)
+	cmd.Flags().StringVarP(&out, "output", "o", "", "write the snippet to this file (readable by the NATS servers) instead of stdout")
 	return cmd
 }
 

@@ -17,12 +17,14 @@ import (
 
 	"github.com/troy-audit/troy/event"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/troy-audit/troy/internal/bus"
 	"github.com/troy-audit/troy/internal/warehouse"
 	"github.com/troy-audit/troy/internal/warehouse/chtest"
 	"github.com/troy-audit/troy/schemas"
+	"github.com/troy-audit/troy/sdk/wire"
 )
 
 // natsServer builds the NATS server troy embeds as a program of its own, once.
@@ -46,18 +48,34 @@ type natsNode struct {
 }
 
 // startCluster starts three NATS servers as separate processes with the deployment's
-// cluster configuration, deploy/nats/cluster.conf, and waits until JetStream is ready.
-func startCluster(t *testing.T) []*natsNode {
+// cluster configuration, deploy/nats/cluster.conf, and troy's accounts as troyctl auth
+// nats-config writes them beside it, and waits until JetStream is ready. It returns the
+// nodes and the data directory whose auth/ holds the service's and admin's credentials.
+func startCluster(t *testing.T) ([]*natsNode, string) {
 	t.Helper()
 	bin, err := natsServer()
 	if err != nil {
 		t.Fatal(err)
 	}
+	dir, data := t.TempDir(), t.TempDir()
+	conf, err := os.ReadFile(filepath.Join(repoRoot, "deploy", "nats", "cluster.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "cluster.conf"), conf, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "auth"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if r := troyctl(t, "auth", "nats-config", "--data-dir", data, "-o", filepath.Join(dir, "auth", "accounts.conf")); r.code != 0 {
+		t.Fatalf("auth nats-config: exit %d %s", r.code, r.stderr)
+	}
 	ports := freePorts(t, 9) // distinct: all are held until every one is chosen
 	client, httpPorts, cluster := ports[0:3], ports[3:6], ports[6:9]
 	nodes := make([]*natsNode, 3)
 	for i := range 3 {
-		cmd := exec.Command(bin, "-c", filepath.Join(repoRoot, "deploy", "nats", "cluster.conf"))
+		cmd := exec.Command(bin, "-c", filepath.Join(dir, "cluster.conf"))
 		cmd.Env = append(os.Environ(),
 			fmt.Sprintf("NATS_NAME=nats-%d", i+1), "NATS_HOST=127.0.0.1",
 			fmt.Sprintf("NATS_PORT=%d", client[i]), fmt.Sprintf("NATS_HTTP_PORT=%d", httpPorts[i]), fmt.Sprintf("NATS_CLUSTER_PORT=%d", cluster[i]),
@@ -68,7 +86,7 @@ func startCluster(t *testing.T) []*natsNode {
 		nodes[i] = startNode(t, cmd, client[i], httpPorts[i])
 	}
 	waitHealthy(t, nodes, "?js-enabled-only=true")
-	return nodes
+	return nodes, data
 }
 
 // startNATS starts one NATS server with JetStream as a process of its own.
@@ -146,11 +164,16 @@ func waitHealthy(t *testing.T, nodes []*natsNode, query string) {
 // ClickHouse, and troyctl serve with three replicas. Traces sent with troyctl batch reach
 // ClickHouse; with one NATS node killed, the next batch still does.
 func TestClusterTopologyToClickHouse(t *testing.T) {
-	nodes := startCluster(t)
+	nodes, data := startCluster(t)
+	service, admin := filepath.Join(data, "auth", "service.creds"), filepath.Join(data, "auth", "admin.creds")
+	if nc, err := nats.Connect(nodes[0].url, nats.NoReconnect()); err == nil {
+		nc.Close()
+		t.Fatal("the cluster accepted a connection without credentials")
+	}
 	ch := chtest.Start(t)
 	dsn := ch.DSN("troy")
 	urls := nodes[0].url + "," + nodes[1].url + "," + nodes[2].url
-	serve := startServe(t, "--nats", urls, "--replicas", "3", "--clickhouse", dsn, "--policy", example(t, "policy.json"),
+	serve := startServe(t, "--nats", urls, "--creds", service, "--replicas", "3", "--clickhouse", dsn, "--policy", example(t, "policy.json"),
 		"--data-dir", t.TempDir(), "--sink-wait", "100ms")
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -171,7 +194,7 @@ func TestClusterTopologyToClickHouse(t *testing.T) {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(ctx, time.Minute)
 		defer cancel()
-		cmd := exec.CommandContext(ctx, troyctlBinary(t), "batch", example(t, "traces"), example(t, "policy.json"), "--nats", urls, "-o", t.TempDir(), "-q")
+		cmd := exec.CommandContext(ctx, troyctlBinary(t), "batch", example(t, "traces"), example(t, "policy.json"), "--nats", urls, "--creds", admin, "-o", t.TempDir(), "-q")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("batch: %v\n%s\nserve:\n%s", err, out, serve.log())
 		}
@@ -190,8 +213,8 @@ func TestClusterTopologyToClickHouse(t *testing.T) {
 	waitFor(6)
 
 	// Another instance started without --replicas leaves the streams and buckets on three.
-	startServe(t, "--nats", urls, "--only", "guard")
-	for name, c := range streamConfigs(t, urls) {
+	startServe(t, "--nats", urls, "--creds", service, "--only", "guard")
+	for name, c := range streamConfigs(t, urls, nats.UserCredentials(admin)) {
 		if c.Replicas != 3 {
 			t.Errorf("%s: %d replicas after a second instance, want 3", name, c.Replicas)
 		}
@@ -214,11 +237,12 @@ func TestClusterTopologyToClickHouse(t *testing.T) {
 // stored through the others, then resumed, and the steps are read at once through a
 // connection to that follower, whose local replica answers direct gets.
 func TestReadBackSeesEveryStepWithALaggingReplica(t *testing.T) {
-	nodes := startCluster(t)
+	nodes, data := startCluster(t)
+	creds := wire.Auth{CredsFile: filepath.Join(data, "auth", "admin.creds")}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	all := nodes[0].url + "," + nodes[1].url + "," + nodes[2].url
-	setup, err := bus.Open(ctx, bus.Options{URL: all, Replicas: 3})
+	setup, err := bus.Open(ctx, bus.Options{URL: all, Replicas: 3, Auth: creds})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -248,12 +272,12 @@ func TestReadBackSeesEveryStepWithALaggingReplica(t *testing.T) {
 			others = append(others, n.url)
 		}
 	}
-	writer, err := bus.Open(ctx, bus.Options{URL: strings.Join(others, ","), Client: true})
+	writer, err := bus.Open(ctx, bus.Options{URL: strings.Join(others, ","), Client: true, Auth: creds})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer writer.Close()
-	reader, err := bus.Open(ctx, bus.Options{URL: slow.url, Client: true})
+	reader, err := bus.Open(ctx, bus.Options{URL: slow.url, Client: true, Auth: creds})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,9 +27,9 @@ import (
 
 // streamConfigs reads the configuration of troy's streams, and of the streams under its
 // buckets (KV_…), from a running deployment.
-func streamConfigs(t *testing.T, url string) map[string]jetstream.StreamConfig {
+func streamConfigs(t *testing.T, url string, opts ...nats.Option) map[string]jetstream.StreamConfig {
 	t.Helper()
-	nc, err := nats.Connect(url)
+	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
