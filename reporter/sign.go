@@ -253,7 +253,8 @@ func VerifyReport(data []byte, pub ed25519.PublicKey) (Statement, error) {
 	var st Statement
 	i := bytes.LastIndex(data, []byte(mdBlockStart))
 	c := bytes.LastIndex(data, []byte(mdCommentStart))
-	if i < 0 || c < i || !bytes.HasSuffix(data, []byte(mdCommentEnd)) {
+	// The comment's start and end must not overlap ("<!-- troy-signature-v1 -->").
+	if i < 0 || c < i || !bytes.HasSuffix(data, []byte(mdCommentEnd)) || c+len(mdCommentStart) > len(data)-len(mdCommentEnd) {
 		return st, failed("no signature: report.md has no signature block at its end (written unsigned, or by another tool)")
 	}
 	raw := data[c+len(mdCommentStart) : len(data)-len(mdCommentEnd)]

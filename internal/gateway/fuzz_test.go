@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"path"
 	"runtime/metrics"
+	"strings"
 	"testing"
 	"unicode/utf8"
 
@@ -149,6 +150,39 @@ func FuzzEnd(f *testing.F) {
 	f.Fuzz(func(t *testing.T, id string, body []byte) {
 		if p := tracePath(id, "end"); p != "" {
 			fuzzServe(t, g, p, body)
+		}
+	})
+}
+
+// FuzzParseTokens reads tokens files of any content: no panic, an error is one line
+// naming the file, and every token read has a role, an agent token its agent.
+//
+//	go test ./internal/gateway -run XXX -fuzz FuzzParseTokens -fuzztime 1m
+func FuzzParseTokens(f *testing.F) {
+	for _, s := range []string{
+		"# issued\nsha256:" + strings.Repeat("ab", 32) + " agent \"support bot\"\n",
+		"sha256:" + strings.Repeat("0", 64) + " reader\nplain-token-123\n",
+		"sha256:zz admin", "Bearer abc", "a,b", "sha256:" + strings.Repeat("1", 64) + " agent",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, text string) {
+		toks, err := gateway.ParseTokens("tokens.txt", text)
+		if err != nil {
+			if msg := err.Error(); strings.Contains(msg, "\n") || !strings.Contains(msg, "tokens.txt") {
+				t.Fatalf("error %q: want one line naming the file", msg)
+			}
+			return
+		}
+		for _, tok := range toks {
+			switch {
+			case tok.Role != gateway.RoleAgent && tok.Role != gateway.RoleReader && tok.Role != gateway.RoleAdmin:
+				t.Fatalf("token with role %q", tok.Role)
+			case tok.Role == gateway.RoleAgent && tok.Agent == "":
+				t.Fatalf("agent token without an agent from %q", text)
+			case tok.Plain && tok.Role != gateway.RoleAdmin:
+				t.Fatalf("a plain token that is not admin: %+v", tok)
+			}
 		}
 	})
 }

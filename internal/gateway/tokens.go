@@ -154,7 +154,11 @@ func parseLine(l string) (Token, error) {
 	const want = `expected "sha256:<64 hex digits> agent \"NAME\"", "… reader" or "… admin"`
 	hexHash, rest, _ := strings.Cut(rest, " ")
 	var t Token
-	if n, err := hex.Decode(t.Hash[:], []byte(hexHash)); err != nil || n != sha256.Size || len(hexHash) != 2*sha256.Size {
+	// The length first: hex.Decode writes past a buffer too short for its input.
+	if len(hexHash) != 2*sha256.Size {
+		return Token{}, fmt.Errorf("the hash %.70q is not 64 hex digits; %s", hexHash, want)
+	}
+	if n, err := hex.Decode(t.Hash[:], []byte(hexHash)); err != nil || n != sha256.Size {
 		return Token{}, fmt.Errorf("the hash %.70q is not 64 hex digits; %s", hexHash, want)
 	}
 	role, scope, _ := strings.Cut(strings.TrimLeft(rest, " "), " ")
