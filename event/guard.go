@@ -1,6 +1,10 @@
 package event
 
-import "github.com/troy-audit/troy/schemas"
+import (
+	"encoding/json"
+
+	"github.com/troy-audit/troy/schemas"
+)
 
 // Subjects of the guard service (a NATS micro service named troy-guard): each is a prefix
 // followed by the agent's subject token, so that NATS permissions can let an agent call
@@ -9,6 +13,10 @@ const (
 	GuardCheckPrefix  = "troy.guard.check"
 	GuardOutputPrefix = "troy.guard.output"
 	GuardEndPrefix    = "troy.guard.end"
+	// GuardPolicyPrefix is where an agent's client hands the guard service a policy
+	// revision to store, one an agent's credential may not write itself: the service
+	// stores it only under its own content hash.
+	GuardPolicyPrefix = "troy.guard.policy"
 )
 
 // GuardCheckSubject is where agent's checks go.
@@ -20,9 +28,19 @@ func GuardOutputSubject(agent string) string { return GuardOutputPrefix + "." + 
 // GuardEndSubject is where agent's sessions are ended.
 func GuardEndSubject(agent string) string { return GuardEndPrefix + "." + schemas.Token(agent) }
 
+// GuardPolicySubject is where agent's client stores a policy revision through the guard.
+func GuardPolicySubject(agent string) string { return GuardPolicyPrefix + "." + schemas.Token(agent) }
+
+// GuardPolicy asks the guard service to store a policy revision: Document is the policy
+// as troy stores it (its JSON), Policy the content hash it must have.
+type GuardPolicy struct {
+	Policy   string          `json:"policy"`
+	Document json.RawMessage `json:"document"`
+}
+
 // GuardSubjectAgent is the agent token at the end of a guard subject.
 func GuardSubjectAgent(subject string) string {
-	for _, p := range []string{GuardCheckPrefix, GuardOutputPrefix, GuardEndPrefix} {
+	for _, p := range []string{GuardCheckPrefix, GuardOutputPrefix, GuardEndPrefix, GuardPolicyPrefix} {
 		if len(subject) > len(p)+1 && subject[:len(p)+1] == p+"." {
 			return subject[len(p)+1:]
 		}

@@ -20,6 +20,7 @@ import (
 	"github.com/troy-audit/troy/event"
 	"github.com/troy-audit/troy/internal/bus"
 	"github.com/troy-audit/troy/sdk/agent"
+	"github.com/troy-audit/troy/sdk/wire"
 )
 
 // The outbox is a directory of append-only record files, one per run of a session
@@ -522,7 +523,11 @@ func (fw *forwarder) run(ctx context.Context) {
 func (fw *forwarder) connect(ctx context.Context) (*bus.Bus, error) {
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	b, err := bus.Open(cctx, bus.Options{URL: fw.opts.URL, Name: fw.opts.Name, Auth: agent.FromEnv(fw.opts.Auth), Client: true})
+	auth := agent.FromEnv(fw.opts.Auth)
+	// An agent's credential may not use the policy bucket: the policies go through the
+	// guard service, which stores a revision under its content hash only.
+	scope := agentScope(auth)
+	b, err := bus.Open(cctx, bus.Options{URL: fw.opts.URL, Name: fw.opts.Name, Auth: auth, Client: true, NoPolicies: scope != ""})
 	if err != nil {
 		return nil, err
 	}
@@ -532,12 +537,44 @@ func (fw *forwarder) connect(ctx context.Context) (*bus.Bus, error) {
 		if err != nil {
 			continue
 		}
-		if err := b.PutPolicy(cctx, strings.TrimSuffix(filepath.Base(p), ".json"), raw); err != nil {
+		hash := strings.TrimSuffix(filepath.Base(p), ".json")
+		if scope != "" {
+			err = storeThroughGuard(cctx, b, scope, hash, raw)
+		} else {
+			err = b.PutPolicy(cctx, hash, raw)
+		}
+		if err != nil {
 			b.Close()
 			return nil, fmt.Errorf("store policy %s: %w", filepath.Base(p), err)
 		}
 	}
 	return b, nil
+}
+
+// agentScope is the subject token of the agent an agent's credential is scoped to, or ""
+// for any other credential (admin, none).
+func agentScope(auth wire.Auth) string {
+	if auth.CredsFile == "" {
+		return ""
+	}
+	prefix, err := wire.InboxPrefix(auth.CredsFile)
+	if err != nil {
+		return ""
+	}
+	return strings.TrimPrefix(prefix, "_INBOX.")
+}
+
+// storeThroughGuard hands a policy revision to the guard service, on the subject of the
+// agent scope names.
+func storeThroughGuard(ctx context.Context, b *bus.Bus, scope, hash string, raw []byte) error {
+	req, err := json.Marshal(event.GuardPolicy{Policy: hash, Document: raw})
+	if err != nil {
+		return err
+	}
+	if _, err := b.Request(ctx, event.GuardPolicyPrefix+"."+scope, req); err != nil {
+		return fmt.Errorf("through the guard service (an agent's credential may not write the policy bucket): %w", err)
+	}
+	return nil
 }
 
 // send publishes a batch until acknowledged. An event no retry can store (refused by the

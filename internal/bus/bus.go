@@ -73,6 +73,10 @@ type Options struct {
 	// Client uses the streams and bucket of a running deployment without declaring them,
 	// as agents and one-shot commands do.
 	Client bool
+	// NoPolicies, with Client, does not look up the policy bucket: for a client that
+	// publishes steps and asks troy's services only, with an agent's credential, which may
+	// not use the bucket. PutPolicy and GetPolicy then fail.
+	NoPolicies bool
 	// Replicas is how many servers of a cluster keep each stream and bucket: 3 in a
 	// three-node cluster survives the loss of one. Zero leaves what existing streams
 	// have (new ones get 1).
@@ -158,6 +162,9 @@ func Open(ctx context.Context, opts Options) (*Bus, error) {
 	if b.js, err = jetstream.New(b.nc); err != nil {
 		b.Close()
 		return nil, err
+	}
+	if opts.Client && opts.URL != "" && opts.NoPolicies {
+		return b, nil
 	}
 	if opts.Client && opts.URL != "" {
 		lctx, cancel := context.WithCancelCause(ctx)
@@ -756,8 +763,14 @@ func (b *Bus) ReadResults(ctx context.Context, subject string, upTo uint64) ([]e
 	return b.Read(ctx, ResultsStream, subject, upTo)
 }
 
+// errNoPolicies says a bus was opened without the policy bucket (Options.NoPolicies).
+var errNoPolicies = errors.New("this connection was opened without troy's policy bucket")
+
 // PutPolicy stores a policy document under a key (its content hash, or "default").
 func (b *Bus) PutPolicy(ctx context.Context, key string, doc []byte) error {
+	if b.kv == nil {
+		return errNoPolicies
+	}
 	if _, err := b.kv.Put(ctx, key, doc); err != nil {
 		return fmt.Errorf("store policy %s: %w", key, err)
 	}
@@ -766,6 +779,9 @@ func (b *Bus) PutPolicy(ctx context.Context, key string, doc []byte) error {
 
 // GetPolicy returns a stored policy document.
 func (b *Bus) GetPolicy(ctx context.Context, key string) ([]byte, error) {
+	if b.kv == nil {
+		return nil, errNoPolicies
+	}
 	e, err := b.kv.Get(ctx, key)
 	if err != nil {
 		if errors.Is(err, jetstream.ErrKeyNotFound) {

@@ -495,6 +495,7 @@ func Permissions(role Role, scope string) (jwt.Permissions, error) {
 		p.Pub.Allow.Add(
 			event.StepsPrefix+"."+tok+".>",
 			event.GuardCheckSubject(scope), event.GuardOutputSubject(scope), event.GuardEndSubject(scope),
+			event.GuardPolicySubject(scope),
 			"$JS.API.INFO",
 			"$JS.API.STREAM.INFO."+steps,
 		)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/troy-audit/troy/event"
+	"github.com/troy-audit/troy/policies"
 
 	json "github.com/goccy/go-json" // the check is on the agent's critical path
 
@@ -75,6 +76,7 @@ func (s *GuardService) Serve(ctx context.Context, idle time.Duration) error {
 		{Name: "check", Subject: event.GuardCheckPrefix + ".*", Handle: s.handleCheck},
 		{Name: "output", Subject: event.GuardOutputPrefix + ".*", Handle: s.handleOutput},
 		{Name: "end", Subject: event.GuardEndPrefix + ".*", Handle: s.handleEnd},
+		{Name: "policy", Subject: event.GuardPolicyPrefix + ".*", Handle: s.handlePolicy},
 	}, 30*time.Second)
 	if err != nil {
 		return fmt.Errorf("guard service: %w", err)
@@ -258,6 +260,39 @@ func (s *GuardService) handleEnd(ctx context.Context, data []byte) ([]byte, erro
 		s.drop(req.Agent, req.Session)
 		return nil
 	})
+}
+
+// handlePolicy stores a policy revision for a client whose credential may not write the
+// policy bucket (an agent's local guard forwarding its record): the document must
+// compile, and is stored only under its own content hash, so a client can neither
+// replace another revision nor the default.
+func (s *GuardService) handlePolicy(ctx context.Context, data []byte) ([]byte, error) {
+	var req event.GuardPolicy
+	if err := json.Unmarshal(data, &req); err != nil {
+		return nil, badRequest("invalid JSON: %v", err)
+	}
+	p, err := policies.ParseConverted(req.Document, "policy "+shortHash(req.Policy), "policy")
+	if err != nil {
+		return nil, badRequest("%s", oneLineErr(err))
+	}
+	c, err := evaluator.Compile(p)
+	if err != nil {
+		return nil, badRequest("%s", oneLineErr(err))
+	}
+	if c.Hash() != req.Policy {
+		return nil, badRequest("the document's content hash is %s, not %s", c.Hash(), req.Policy)
+	}
+	if _, err := s.pol.Put(ctx, c); err != nil {
+		return nil, unavailable("policy %s not stored: %v", shortHash(req.Policy), err)
+	}
+	return json.Marshal(map[string]string{"policy": c.Hash()})
+}
+
+func shortHash(h string) string { return h[:min(len(h), 12)] }
+
+// oneLineErr joins the lines of an error (one per rule) with "; ".
+func oneLineErr(err error) string {
+	return strings.Join(strings.Fields(strings.ReplaceAll(err.Error(), "\n", "; ")), " ")
 }
 
 // inSession runs fn with the session a request names, locked and caught up with the
