@@ -136,6 +136,40 @@ func TestGuardSessionNumbersAndRuleErrorsReachTheAudit(t *testing.T) {
 			t.Fatalf("%s with agent py: %v, want a 403", subject, err)
 		}
 	}
+	// A policy revision handed to the guard is stored under its own content hash only: a
+	// document that does not hash to the key it names, or does not compile, is refused,
+	// and the default stays as it was.
+	def, err := pol.Default(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := compilePolicy(t, `{"rules": [{"rule_id": "r", "description": "d", "condition": "step.description == 'x'"}]}`)
+	doc, err := other.Policy().MarshalJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		req  event.GuardPolicy
+		code string
+	}{
+		{"wrong hash", event.GuardPolicy{Policy: pipeline.DefaultKey, Document: doc}, "400"},
+		{"not a policy", event.GuardPolicy{Policy: other.Hash(), Document: []byte(`{"rules": [{"rule_id": "r", "condition": "("}]}`)}, "400"},
+		{"stored", event.GuardPolicy{Policy: other.Hash(), Document: doc}, ""},
+	} {
+		body, _ := json.Marshal(tc.req)
+		_, err := b.Request(ctx, event.GuardPolicySubject("py"), body)
+		var re *bus.RequestError
+		if tc.code == "" && err != nil || tc.code != "" && (!errors.As(err, &re) || re.Code != tc.code) {
+			t.Fatalf("%s: %v, want code %q", tc.name, err, tc.code)
+		}
+	}
+	if got, err := b.GetPolicy(ctx, other.Hash()); err != nil || len(got) == 0 {
+		t.Fatalf("the revision was not stored: %v", err)
+	}
+	if now, _ := pol.Default(ctx); now != def {
+		t.Fatalf("the default changed from %s to %s", def, now)
+	}
 	if _, err := b.Request(ctx, event.GuardEndSubject("py"), []byte(`{"session": "nums", "agent": "py"}`)); err != nil {
 		t.Fatal(err)
 	}
