@@ -1,0 +1,341 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/troy-audit/troy/schemas"
+)
+
+// mcpServersVersion pins the npm MCP servers the tests run.
+const mcpServersVersion = "2026.8.31"
+
+// mcpServers installs @modelcontextprotocol/server-filesystem and server-everything from
+// npm into a cache directory (once per version) and returns their node_modules. Without
+// node or npm the test is skipped, unless TROY_REQUIRE_NODE=1.
+func mcpServers(t *testing.T) string {
+	t.Helper()
+	for _, tool := range []string{"node", "npm"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			if os.Getenv("TROY_REQUIRE_NODE") == "1" {
+				t.Fatalf("%s is not installed", tool)
+			}
+			t.Skipf("%s is not installed", tool)
+		}
+	}
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		cache = os.TempDir()
+	}
+	dir := filepath.Join(cache, "troy-test", "mcp-servers-"+mcpServersVersion)
+	modules := filepath.Join(dir, "node_modules")
+	if _, err := os.Stat(filepath.Join(modules, ".troy-complete")); err == nil {
+		return modules
+	}
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// Installed beside the cache entry, then renamed into place: a run stopped half-way
+	// leaves no broken entry.
+	tmp, err := os.MkdirTemp(filepath.Dir(dir), "install-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(tmp)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	install := exec.CommandContext(ctx, "npm", "install", "--no-audit", "--no-fund", "--silent", "--prefix", tmp,
+		"@modelcontextprotocol/server-filesystem@"+mcpServersVersion, "@modelcontextprotocol/server-everything@"+mcpServersVersion)
+	if out, err := install.CombinedOutput(); err != nil {
+		t.Fatalf("npm install: %v\n%s", err, out)
+	}
+	if err := os.WriteFile(filepath.Join(tmp, "node_modules", ".troy-complete"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.RemoveAll(dir)
+	if err := os.Rename(tmp, dir); err != nil {
+		t.Fatalf("install the MCP servers into %s: %v", dir, err)
+	}
+	return modules
+}
+
+// mcpServerCmd is the command line that runs one of the installed servers.
+func mcpServerCmd(modules, pkg string, args ...string) []string {
+	return append([]string{"node", filepath.Join(modules, "@modelcontextprotocol", pkg, "dist", "index.js")}, args...)
+}
+
+// syncBuffer collects a child's stderr, which is written while the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// mcpConnect connects the Go SDK's client to a command over stdio.
+func mcpConnect(t *testing.T, ctx context.Context, opts *mcp.ClientOptions, command ...string) (*mcp.ClientSession, *syncBuffer) {
+	t.Helper()
+	cmd := exec.Command(command[0], command[1:]...)
+	stderr := &syncBuffer{}
+	cmd.Stderr = stderr
+	client := mcp.NewClient(&mcp.Implementation{Name: "troy-test-client", Version: "1.0.0"}, opts)
+	s, err := client.Connect(ctx, &mcp.CommandTransport{Command: cmd}, nil)
+	if err != nil {
+		t.Fatalf("connect to %s: %v\nstderr:\n%s", strings.Join(command, " "), err, stderr)
+	}
+	return s, stderr
+}
+
+func jsonOf(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func textOf(r *mcp.CallToolResult) string {
+	var parts []string
+	for _, c := range r.Content {
+		if tc, ok := c.(*mcp.TextContent); ok {
+			parts = append(parts, tc.Text)
+		}
+	}
+	return strings.Join(parts, "\n")
+}
+
+func TestMCPFilesystemGuarded(t *testing.T) {
+	modules := mcpServers(t)
+	bin := troyctlBinary(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	root, err := filepath.EvalSymlinks(t.TempDir()) // the server resolves symlinks in its roots
+	if err != nil {
+		t.Fatal(err)
+	}
+	work, private := filepath.Join(root, "work"), filepath.Join(root, "private")
+	for _, d := range []string{work, private} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(work, "notes.txt"), []byte("hello from the real server\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// The server may write in both directories; the policy allows writes in work only.
+	policy := filepath.Join(root, "policy.json")
+	cond := fmt.Sprintf("step.type == 'tool_call' and step.metadata.mcp_tool == 'write_file' and not matches(step.input.path, `^%s/`)", regexp.QuoteMeta(work))
+	pol := map[string]any{"policy_id": "mcp-files", "rules": []any{map[string]any{
+		"rule_id": "write-outside-work", "description": "A file is written outside the work directory.",
+		"condition": cond, "severity": "critical", "weight": 60,
+	}}}
+	if err := os.WriteFile(policy, []byte(jsonOf(t, pol)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	server := mcpServerCmd(modules, "server-filesystem", work, private)
+	reports := filepath.Join(root, "report")
+
+	direct, _ := mcpConnect(t, ctx, nil, server...)
+	defer direct.Close()
+	proxied, stderr := mcpConnect(t, ctx, nil, append([]string{bin, "mcp", "--policy", policy, "--data-dir", filepath.Join(root, "data"), "-o", reports, "--"}, server...)...)
+
+	tools, err := proxied.ListTools(ctx, nil)
+	if err != nil {
+		t.Fatalf("tools/list: %v", err)
+	}
+	var names []string
+	for _, tool := range tools.Tools {
+		names = append(names, tool.Name)
+	}
+	for _, want := range []string{"read_text_file", "write_file"} {
+		if !slices.Contains(names, want) {
+			t.Fatalf("tools/list through the proxy: no %s in %v", want, names)
+		}
+	}
+
+	read := &mcp.CallToolParams{Name: "read_text_file", Arguments: map[string]any{"path": filepath.Join(work, "notes.txt")}}
+	got, err := proxied.CallTool(ctx, read)
+	if err != nil {
+		t.Fatalf("read_text_file through the proxy: %v", err)
+	}
+	want, err := direct.CallTool(ctx, read)
+	if err != nil {
+		t.Fatalf("read_text_file directly: %v", err)
+	}
+	if got.IsError || !strings.Contains(textOf(got), "hello from the real server") || jsonOf(t, got) != jsonOf(t, want) {
+		t.Fatalf("read_text_file through the proxy:\n got %s\nwant %s", jsonOf(t, got), jsonOf(t, want))
+	}
+
+	inside := filepath.Join(work, "allowed.txt")
+	res, err := proxied.CallTool(ctx, &mcp.CallToolParams{Name: "write_file", Arguments: map[string]any{"path": inside, "content": "fine"}})
+	if err != nil || res.IsError {
+		t.Fatalf("write_file in work: %v %s", err, jsonOf(t, res))
+	}
+	if b, err := os.ReadFile(inside); err != nil || string(b) != "fine" {
+		t.Fatalf("write_file in work: the file holds %q (%v)", b, err)
+	}
+
+	outside := filepath.Join(private, "stolen.txt")
+	res, err = proxied.CallTool(ctx, &mcp.CallToolParams{Name: "write_file", Arguments: map[string]any{"path": outside, "content": "exfiltrated"}})
+	if err != nil {
+		t.Fatalf("write_file outside work: a blocked call must be a failed tool call, not a protocol error: %v", err)
+	}
+	if !res.IsError || !strings.Contains(textOf(res), "write-outside-work") || !strings.Contains(textOf(res), "outside the work directory") {
+		t.Fatalf("write_file outside work: want isError with the policy's reason, got %s", jsonOf(t, res))
+	}
+	if _, err := os.Stat(outside); !os.IsNotExist(err) {
+		t.Fatalf("a blocked write_file reached the server: %s exists (%v)", outside, err)
+	}
+
+	if err := proxied.Close(); err != nil {
+		t.Fatalf("close the proxied session: %v\nstderr:\n%s", err, stderr)
+	}
+	// troyctl has exited: the session's report is written.
+	raw, err := os.ReadFile(filepath.Join(reports, "audit.json"))
+	if err != nil {
+		t.Fatalf("the session's audit.json: %v\nstderr:\n%s", err, stderr)
+	}
+	var audit schemas.AuditResult
+	if err := json.Unmarshal(raw, &audit); err != nil {
+		t.Fatal(err)
+	}
+	if audit.Trace.AgentName != "troy-test-client" {
+		t.Errorf("agent: got %q, want the client's clientInfo.name", audit.Trace.AgentName)
+	}
+	var steps []string
+	var blockedStep string
+	for _, s := range audit.Trace.Steps {
+		steps = append(steps, s.Type+":"+s.Description)
+		if s.Description == "write_file" && s.Input["path"] == outside {
+			blockedStep = s.StepID
+		}
+		if s.Type == schemas.StepToolCall && (s.Metadata["mcp_server"] != "server-filesystem" || s.Metadata["mcp_tool"] != s.Description) {
+			t.Errorf("step %s metadata: got %v", s.StepID, s.Metadata)
+		}
+		switch s.Description {
+		case "read_text_file":
+			if !strings.Contains(jsonOf(t, s.Output), "hello from the real server") {
+				t.Errorf("read_text_file's output was not recorded: %v", s.Output)
+			}
+		case "tools/list":
+			if !strings.Contains(jsonOf(t, s.Output), `"name":"write_file"`) || !strings.Contains(jsonOf(t, s.Output), `"inputSchema"`) {
+				t.Errorf("tools/list's output lacks the tools: %.300s", jsonOf(t, s.Output))
+			}
+		}
+	}
+	wantSteps := []string{"observation:tools/list", "tool_call:read_text_file", "tool_call:write_file", "tool_call:write_file"}
+	if !slices.Equal(steps, wantSteps) {
+		t.Errorf("steps: got %v, want %v", steps, wantSteps)
+	}
+	if len(audit.Violations) != 1 || audit.Violations[0].RuleID != "write-outside-work" || audit.Violations[0].StepID != blockedStep {
+		t.Errorf("violations: got %+v, want write-outside-work at %s", audit.Violations, blockedStep)
+	}
+	md, err := os.ReadFile(filepath.Join(reports, "report.md"))
+	if err != nil || !strings.Contains(string(md), "write-outside-work") {
+		t.Errorf("report.md does not name the block: %v\n%s", err, md)
+	}
+}
+
+func TestMCPEverythingPassesThrough(t *testing.T) {
+	modules := mcpServers(t)
+	bin := troyctlBinary(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	server := mcpServerCmd(modules, "server-everything")
+	data := t.TempDir()
+
+	// The SDK hands progress notifications to their handler on its own goroutine, which
+	// may run after the call has returned: they are collected on a channel.
+	connect := func(command ...string) (*mcp.ClientSession, chan float64, *syncBuffer) {
+		progress := make(chan float64, 100)
+		opts := &mcp.ClientOptions{ProgressNotificationHandler: func(_ context.Context, r *mcp.ProgressNotificationClientRequest) {
+			progress <- r.Params.Progress
+		}}
+		cs, stderr := mcpConnect(t, ctx, opts, command...)
+		return cs, progress, stderr
+	}
+	direct, directSeen, _ := connect(server...)
+	defer direct.Close()
+	proxied, proxiedSeen, stderr := connect(append([]string{bin, "mcp", "--data-dir", data, "--"}, server...)...)
+	defer proxied.Close()
+
+	calls := []struct {
+		name string
+		do   func(*mcp.ClientSession) (any, error)
+	}{
+		{"tools/call echo", func(s *mcp.ClientSession) (any, error) {
+			return s.CallTool(ctx, &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"message": "through troy"}})
+		}},
+		{"tools/call get-sum", func(s *mcp.ClientSession) (any, error) {
+			return s.CallTool(ctx, &mcp.CallToolParams{Name: "get-sum", Arguments: map[string]any{"a": 2, "b": 40}})
+		}},
+		{"resources/list", func(s *mcp.ClientSession) (any, error) { return s.ListResources(ctx, nil) }},
+		{"prompts/list", func(s *mcp.ClientSession) (any, error) { return s.ListPrompts(ctx, nil) }},
+		{"tools/call with progress", func(s *mcp.ClientSession) (any, error) {
+			p := &mcp.CallToolParams{Name: "trigger-long-running-operation", Arguments: map[string]any{"duration": 1, "steps": 3}}
+			p.SetProgressToken("progress-1")
+			return s.CallTool(ctx, p)
+		}},
+	}
+	for _, c := range calls {
+		t.Run(c.name, func(t *testing.T) {
+			want, err := c.do(direct)
+			if err != nil {
+				t.Fatalf("directly: %v", err)
+			}
+			got, err := c.do(proxied)
+			if err != nil {
+				t.Fatalf("through the proxy: %v\nstderr:\n%s", err, stderr)
+			}
+			if jsonOf(t, got) != jsonOf(t, want) {
+				t.Fatalf("through the proxy:\n got %s\nwant %s", jsonOf(t, got), jsonOf(t, want))
+			}
+			if strings.Contains(jsonOf(t, got), `"isError":true`) {
+				t.Fatalf("the call failed: %s", jsonOf(t, got))
+			}
+		})
+	}
+	// Progress notifications reached the client through the proxy as they did directly:
+	// the operation has three steps.
+	collect := func(ch chan float64) []float64 {
+		var got []float64
+		for len(got) < 3 {
+			select {
+			case p := <-ch:
+				got = append(got, p)
+			case <-ctx.Done():
+				return got
+			}
+		}
+		return got
+	}
+	want, got := collect(directSeen), collect(proxiedSeen)
+	if !slices.Equal(want, []float64{1, 2, 3}) || !slices.Equal(got, want) {
+		t.Errorf("progress notifications: through the proxy %v, directly %v", got, want)
+	}
+}
