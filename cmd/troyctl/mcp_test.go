@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -337,5 +338,107 @@ func TestMCPEverythingPassesThrough(t *testing.T) {
 	want, got := collect(directSeen), collect(proxiedSeen)
 	if !slices.Equal(want, []float64{1, 2, 3}) || !slices.Equal(got, want) {
 		t.Errorf("progress notifications: through the proxy %v, directly %v", got, want)
+	}
+}
+
+// TestMCPProxyBadInput sends a real server, through the proxy, what a broken or hostile
+// client might: the proxy answers what it cannot relay safely and goes on.
+func TestMCPProxyBadInput(t *testing.T) {
+	modules := mcpServers(t)
+	bin := troyctlBinary(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	cmd := exec.CommandContext(ctx, bin, append([]string{"mcp", "--max-message", "4096", "--data-dir", filepath.Join(dir, "data"), "--"},
+		mcpServerCmd(modules, "server-filesystem", dir)...)...)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr := &syncBuffer{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	batched := filepath.Join(dir, "batched.txt")
+	lines := []string{
+		`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}`,
+		`{"jsonrpc":"2.0","method":"notifications/initialized"}`,
+		`this is not JSON`,
+		`[{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"write_file","arguments":{"path":` + jsonOf(t, batched) + `,"content":"x"}}}]`,
+		// A key differing in case does not hide the method from the guard.
+		`{"jsonrpc":"2.0","id":6,"method":"tools/call","Method":"ping","params":{"name":"bash","arguments":{}}}`,
+		`{"jsonrpc":"2.0","id":7,"method":"ping","params":{"pad":"` + strings.Repeat("x", 5000) + `"}}`,
+		`{"jsonrpc":"2.0","id":8,"method":"ping"}`,
+	}
+	go func() {
+		for _, l := range lines {
+			stdin.Write([]byte(l + "\n"))
+		}
+	}()
+	type reply struct {
+		ID     json.RawMessage `json:"id"`
+		Result map[string]any  `json:"result"`
+		Error  *struct {
+			Code    int    `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	replies := make(chan reply)
+	go func() {
+		defer close(replies)
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			var r reply
+			if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+				t.Errorf("stdout holds a line that is not JSON-RPC: %q", sc.Text())
+				continue
+			}
+			replies <- r
+		}
+	}()
+	var got []reply
+	for done := false; !done; {
+		select {
+		case r, ok := <-replies:
+			if !ok {
+				t.Fatalf("stdout ended early; replies %+v\nstderr:\n%s", got, stderr)
+			}
+			got = append(got, r)
+			done = string(r.ID) == "8"
+		case <-ctx.Done():
+			t.Fatalf("no answer to the last ping; replies %+v\nstderr:\n%s", got, stderr)
+		}
+	}
+	stdin.Close()
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("troyctl mcp: %v\nstderr:\n%s", err, stderr)
+	}
+
+	var codes []int
+	var blocked string
+	for _, r := range got {
+		switch {
+		case r.Error != nil && string(r.ID) == "null":
+			codes = append(codes, r.Error.Code)
+		case string(r.ID) == "6":
+			blocked = jsonOf(t, r.Result)
+		}
+	}
+	if !slices.Equal(codes, []int{-32700, -32600, -32600}) {
+		t.Errorf("the proxy's own error answers: got codes %v, want parse error, batch refused, message too long; replies %+v", codes, got)
+	}
+	if !strings.Contains(blocked, `"isError":true`) || !strings.Contains(blocked, "min-shell-execution") {
+		t.Errorf("tools/call with a Method key: want blocked by the default policy, got %s", blocked)
+	}
+	if _, err := os.Stat(batched); !os.IsNotExist(err) {
+		t.Errorf("a batched tools/call reached the server: %s exists", batched)
+	}
+	if strings.Contains(stderr.String(), "panic") {
+		t.Errorf("stderr:\n%s", stderr)
 	}
 }
