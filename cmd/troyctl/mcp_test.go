@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -148,13 +149,24 @@ func TestMCPFilesystemGuarded(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(work, "notes.txt"), []byte("hello from the real server\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	secret := filepath.Join(work, "secrets", "key.txt")
+	if err := os.MkdirAll(filepath.Dir(secret), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(secret, []byte("s3cr3t\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	// The server may write in both directories; the policy allows writes in work only.
 	policy := filepath.Join(root, "policy.json")
 	cond := fmt.Sprintf("step.type == 'tool_call' and step.metadata.mcp_tool == 'write_file' and not matches(step.input.path, `^%s/`)", regexp.QuoteMeta(work))
-	pol := map[string]any{"policy_id": "mcp-files", "rules": []any{map[string]any{
-		"rule_id": "write-outside-work", "description": "A file is written outside the work directory.",
-		"condition": cond, "severity": "critical", "weight": 60,
-	}}}
+	// A rule across steps: nothing is written once a secret has been read.
+	crossStep := "step.metadata.mcp_tool == 'write_file' and any(prev_steps, .metadata.mcp_tool == 'read_text_file' and matches(.input.path, `/secrets/`))"
+	pol := map[string]any{"policy_id": "mcp-files", "rules": []any{
+		map[string]any{"rule_id": "write-outside-work", "description": "A file is written outside the work directory.",
+			"condition": cond, "severity": "critical", "weight": 60},
+		map[string]any{"rule_id": "write-after-secret", "description": "A file is written after a secret was read.",
+			"condition": crossStep, "severity": "critical", "weight": 60},
+	}}
 	if err := os.WriteFile(policy, []byte(jsonOf(t, pol)), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -213,6 +225,18 @@ func TestMCPFilesystemGuarded(t *testing.T) {
 		t.Fatalf("a blocked write_file reached the server: %s exists (%v)", outside, err)
 	}
 
+	// The same write as the allowed one, after a secret was read, is blocked.
+	if res, err := proxied.CallTool(ctx, &mcp.CallToolParams{Name: "read_text_file", Arguments: map[string]any{"path": secret}}); err != nil || res.IsError {
+		t.Fatalf("read the secret: %v %s", err, jsonOf(t, res))
+	}
+	res, err = proxied.CallTool(ctx, &mcp.CallToolParams{Name: "write_file", Arguments: map[string]any{"path": inside, "content": "leaked"}})
+	if err != nil || !res.IsError || !strings.Contains(textOf(res), "write-after-secret") {
+		t.Fatalf("write_file after the secret was read: want blocked by write-after-secret, got %v %s", err, jsonOf(t, res))
+	}
+	if b, _ := os.ReadFile(inside); string(b) != "fine" {
+		t.Fatalf("a blocked write_file reached the server: %s holds %q", inside, b)
+	}
+
 	if err := proxied.Close(); err != nil {
 		t.Fatalf("close the proxied session: %v\nstderr:\n%s", err, stderr)
 	}
@@ -229,18 +253,18 @@ func TestMCPFilesystemGuarded(t *testing.T) {
 		t.Errorf("agent: got %q, want the client's clientInfo.name", audit.Trace.AgentName)
 	}
 	var steps []string
-	var blockedStep string
+	var blockedSteps []string
 	for _, s := range audit.Trace.Steps {
 		steps = append(steps, s.Type+":"+s.Description)
-		if s.Description == "write_file" && s.Input["path"] == outside {
-			blockedStep = s.StepID
+		if s.Description == "write_file" && (s.Input["path"] == outside || s.Input["content"] == "leaked") {
+			blockedSteps = append(blockedSteps, s.StepID)
 		}
 		if s.Type == schemas.StepToolCall && (s.Metadata["mcp_server"] != "server-filesystem" || s.Metadata["mcp_tool"] != s.Description) {
 			t.Errorf("step %s metadata: got %v", s.StepID, s.Metadata)
 		}
 		switch s.Description {
 		case "read_text_file":
-			if !strings.Contains(jsonOf(t, s.Output), "hello from the real server") {
+			if wantText := map[any]string{secret: "s3cr3t"}[s.Input["path"]]; !strings.Contains(jsonOf(t, s.Output), cmp.Or(wantText, "hello from the real server")) {
 				t.Errorf("read_text_file's output was not recorded: %v", s.Output)
 			}
 		case "tools/list":
@@ -249,15 +273,20 @@ func TestMCPFilesystemGuarded(t *testing.T) {
 			}
 		}
 	}
-	wantSteps := []string{"observation:tools/list", "tool_call:read_text_file", "tool_call:write_file", "tool_call:write_file"}
+	wantSteps := []string{"observation:tools/list", "tool_call:read_text_file", "tool_call:write_file", "tool_call:write_file",
+		"tool_call:read_text_file", "tool_call:write_file"}
 	if !slices.Equal(steps, wantSteps) {
 		t.Errorf("steps: got %v, want %v", steps, wantSteps)
 	}
-	if len(audit.Violations) != 1 || audit.Violations[0].RuleID != "write-outside-work" || audit.Violations[0].StepID != blockedStep {
-		t.Errorf("violations: got %+v, want write-outside-work at %s", audit.Violations, blockedStep)
+	var violations []string
+	for _, v := range audit.Violations {
+		violations = append(violations, v.RuleID+"@"+v.StepID)
+	}
+	if len(blockedSteps) != 2 || !slices.Equal(violations, []string{"write-outside-work@" + blockedSteps[0], "write-after-secret@" + blockedSteps[1]}) {
+		t.Errorf("violations: got %v, want write-outside-work and write-after-secret at the blocked steps %v", violations, blockedSteps)
 	}
 	md, err := os.ReadFile(filepath.Join(reports, "report.md"))
-	if err != nil || !strings.Contains(string(md), "write-outside-work") {
+	if err != nil || !strings.Contains(string(md), "write-outside-work") || !strings.Contains(string(md), "write-after-secret") {
 		t.Errorf("report.md does not name the block: %v\n%s", err, md)
 	}
 }
