@@ -22,11 +22,15 @@ import (
 	"github.com/troy-audit/troy/schemas"
 )
 
-// mcpServersVersion pins the npm MCP servers the tests run.
-const mcpServersVersion = "2026.8.31"
+// mcpServersVersion pins the npm MCP servers the tests run, and mcpSDKVersion the
+// TypeScript SDK whose client one test runs.
+const (
+	mcpServersVersion = "2026.8.31"
+	mcpSDKVersion     = "1.32.2"
+)
 
-// mcpServers installs @modelcontextprotocol/server-filesystem and server-everything from
-// npm into a cache directory (once per version) and returns their node_modules. Without
+// mcpServers installs @modelcontextprotocol/server-filesystem, server-everything and the
+// TypeScript SDK from npm into a cache directory (once per version) and returns their node_modules. Without
 // node or npm the test is skipped, unless TROY_REQUIRE_NODE=1.
 func mcpServers(t *testing.T) string {
 	t.Helper()
@@ -42,7 +46,7 @@ func mcpServers(t *testing.T) string {
 	if err != nil {
 		cache = os.TempDir()
 	}
-	dir := filepath.Join(cache, "troy-test", "mcp-servers-"+mcpServersVersion)
+	dir := filepath.Join(cache, "troy-test", "mcp-servers-"+mcpServersVersion+"-sdk-"+mcpSDKVersion)
 	modules := filepath.Join(dir, "node_modules")
 	if _, err := os.Stat(filepath.Join(modules, ".troy-complete")); err == nil {
 		return modules
@@ -60,7 +64,7 @@ func mcpServers(t *testing.T) string {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	install := exec.CommandContext(ctx, "npm", "install", "--no-audit", "--no-fund", "--silent", "--prefix", tmp,
-		"@modelcontextprotocol/server-filesystem@"+mcpServersVersion, "@modelcontextprotocol/server-everything@"+mcpServersVersion)
+		"@modelcontextprotocol/server-filesystem@"+mcpServersVersion, "@modelcontextprotocol/server-everything@"+mcpServersVersion, "@modelcontextprotocol/sdk@"+mcpSDKVersion)
 	if out, err := install.CombinedOutput(); err != nil {
 		t.Fatalf("npm install: %v\n%s", err, out)
 	}
@@ -130,12 +134,13 @@ func textOf(r *mcp.CallToolResult) string {
 	return strings.Join(parts, "\n")
 }
 
-func TestMCPFilesystemGuarded(t *testing.T) {
-	modules := mcpServers(t)
-	bin := troyctlBinary(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
+// fsFixture is what server-filesystem serves in the tests: a work directory with a file and
+// a secret, a private directory, and a policy that allows writes in work only, and none
+// after a secret was read.
+type fsFixture struct{ root, work, private, secret, policy string }
 
+func newFSFixture(t *testing.T) fsFixture {
+	t.Helper()
 	root, err := filepath.EvalSymlinks(t.TempDir()) // the server resolves symlinks in its roots
 	if err != nil {
 		t.Fatal(err)
@@ -170,6 +175,17 @@ func TestMCPFilesystemGuarded(t *testing.T) {
 	if err := os.WriteFile(policy, []byte(jsonOf(t, pol)), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	return fsFixture{root: root, work: work, private: private, secret: secret, policy: policy}
+}
+
+func TestMCPFilesystemGuarded(t *testing.T) {
+	modules := mcpServers(t)
+	bin := troyctlBinary(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	fx := newFSFixture(t)
+	root, work, private, secret, policy := fx.root, fx.work, fx.private, fx.secret, fx.policy
 	server := mcpServerCmd(modules, "server-filesystem", work, private)
 	reports := filepath.Join(root, "report")
 
@@ -469,5 +485,35 @@ func TestMCPProxyBadInput(t *testing.T) {
 	}
 	if strings.Contains(stderr.String(), "panic") {
 		t.Errorf("stderr:\n%s", stderr)
+	}
+}
+
+// TestMCPTypeScriptClient runs the TypeScript SDK's client against server-filesystem
+// through troyctl mcp (testdata/mcp/client.mjs holds its checks).
+func TestMCPTypeScriptClient(t *testing.T) {
+	modules := mcpServers(t)
+	bin := troyctlBinary(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	fx := newFSFixture(t)
+	reports := filepath.Join(fx.root, "report")
+	script, err := filepath.Abs(filepath.Join("testdata", "mcp", "client.mjs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.CommandContext(ctx, "node", script, modules, bin, fx.policy, fx.work, fx.private, reports).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "ok") {
+		t.Fatalf("node client.mjs: %v\n%s", err, out)
+	}
+	raw, err := os.ReadFile(filepath.Join(reports, "audit.json"))
+	if err != nil {
+		t.Fatalf("the session's audit.json: %v\n%s", err, out)
+	}
+	var audit schemas.AuditResult
+	if err := json.Unmarshal(raw, &audit); err != nil {
+		t.Fatal(err)
+	}
+	if audit.Trace.AgentName != "ts-client" || len(audit.Trace.Steps) != 3 || len(audit.Violations) != 1 || audit.Violations[0].RuleID != "write-outside-work" {
+		t.Fatalf("the TypeScript client's session: agent %q, %d steps, violations %+v", audit.Trace.AgentName, len(audit.Trace.Steps), audit.Violations)
 	}
 }
