@@ -32,7 +32,7 @@ const (
 // mcpServers installs @modelcontextprotocol/server-filesystem, server-everything and the
 // TypeScript SDK from npm into a cache directory (once per version) and returns their node_modules. Without
 // node or npm the test is skipped, unless TROY_REQUIRE_NODE=1.
-func mcpServers(t *testing.T) string {
+func mcpServers(t testing.TB) string {
 	t.Helper()
 	for _, tool := range []string{"node", "npm"} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -515,5 +515,51 @@ func TestMCPTypeScriptClient(t *testing.T) {
 	}
 	if audit.Trace.AgentName != "ts-client" || len(audit.Trace.Steps) != 3 || len(audit.Violations) != 1 || audit.Violations[0].RuleID != "write-outside-work" {
 		t.Fatalf("the TypeScript client's session: agent %q, %d steps, violations %+v", audit.Trace.AgentName, len(audit.Trace.Steps), audit.Violations)
+	}
+}
+
+// BenchmarkMCPToolCall measures a tools/call (server-everything's echo) from the Go SDK's
+// client, directly and through troyctl mcp (local guard, the minimal template), and
+// reports the latency's p50 and p99 beside the mean.
+func BenchmarkMCPToolCall(b *testing.B) {
+	modules := mcpServers(b)
+	bin := troyctlBinary(b)
+	server := mcpServerCmd(modules, "server-everything")
+	for _, bc := range []struct {
+		name    string
+		command []string
+	}{
+		{"direct", server},
+		{"proxied", append([]string{bin, "mcp", "--data-dir", b.TempDir(), "--"}, server...)},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			ctx := context.Background()
+			cmd := exec.Command(bc.command[0], bc.command[1:]...)
+			client := mcp.NewClient(&mcp.Implementation{Name: "bench", Version: "1"}, nil)
+			s, err := client.Connect(ctx, &mcp.CommandTransport{Command: cmd}, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			params := &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"message": "benchmark"}}
+			for range 50 { // warm up node's JIT
+				if _, err := s.CallTool(ctx, params); err != nil {
+					b.Fatal(err)
+				}
+			}
+			lat := make([]time.Duration, 0, b.N)
+			b.ResetTimer()
+			for range b.N {
+				start := time.Now()
+				if _, err := s.CallTool(ctx, params); err != nil {
+					b.Fatal(err)
+				}
+				lat = append(lat, time.Since(start))
+			}
+			b.StopTimer()
+			slices.Sort(lat)
+			b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+		})
 	}
 }

@@ -423,29 +423,25 @@ func reason(d schemas.Decision) string {
 // fromServer relays the server's messages to the client, recording the results of the
 // requests the proxy waits on.
 func (p *proxy) fromServer(ctx context.Context, r io.Reader) error {
-	lines := make(chan line)
-	go readLines(ctx, r, p.opts.MaxMessage, lines)
+	// Read here rather than on a goroutine of its own: a hop less per message, and the
+	// stream ends when the server is stopped.
+	br := bufio.NewReaderSize(r, 64<<10)
 	for {
-		var l line
-		select {
-		case <-ctx.Done():
-			return nil
-		case l = <-lines:
-		}
-		if l.err == io.EOF {
+		data, tooLong, err := readBoundedLine(br, p.opts.MaxMessage)
+		if err == io.EOF {
 			return nil
 		}
-		if l.err != nil {
-			return fmt.Errorf("mcp: read the server: %w", l.err)
+		if err != nil {
+			return fmt.Errorf("mcp: read the server: %w", err)
 		}
-		if l.tooLong {
+		if tooLong {
 			p.log.Error("mcp: server message over the limit; dropped", "limit", p.opts.MaxMessage)
 			continue
 		}
-		if m, err := decode(l.data); err == nil && m.isResponse() {
+		if m, err := decode(data); err == nil && m.isResponse() {
 			p.record(ctx, m)
 		}
-		if err := p.write(l.data); err != nil {
+		if err := p.write(data); err != nil {
 			return err
 		}
 	}
