@@ -563,3 +563,24 @@ func BenchmarkMCPToolCall(b *testing.B) {
 		})
 	}
 }
+
+func TestMCPUsageErrors(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"mcp"}, "give the server's command after --"},
+		{[]string{"mcp", "node", "server.js"}, "give the server's command after --"},
+		{[]string{"mcp", "--policy", "no-such-policy", "--", "node"}, "--policy"},
+		{[]string{"mcp", "--mode", "loud", "--", "node"}, `--mode "loud" is not one of enforce, monitor, dry-run`},
+		{[]string{"mcp", "--", filepath.Join(t.TempDir(), "no-such-server")}, "start the server"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			r := troyctl(t, tt.args...)
+			if r.code == 0 || !strings.Contains(r.stderr, tt.want) || r.stdout != "" {
+				t.Fatalf("got exit %d, stdout %q, stderr %q; want a failure saying %q", r.code, r.stdout, r.stderr, tt.want)
+			}
+		})
+	}
+}
