@@ -584,3 +584,73 @@ func TestMCPUsageErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestMCPToolChangeFlagged runs server-filesystem through the proxy twice on one data
+// directory; between the runs, what the first remembered of read_text_file is altered, as
+// if the server had changed the tool's description since: the second session's tools/list
+// step names it in mcp_tools_changed, and a rule flags it.
+func TestMCPToolChangeFlagged(t *testing.T) {
+	modules := mcpServers(t)
+	bin := troyctlBinary(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	fx := newFSFixture(t)
+	data := filepath.Join(fx.root, "data")
+	policy := filepath.Join(fx.root, "rug.json")
+	pol := map[string]any{"policy_id": "mcp-rug", "rules": []any{map[string]any{
+		"rule_id": "tool-changed", "description": "A tool's description or schema changed since it was first seen.",
+		"condition": "step.type == 'observation' and len(step.metadata.mcp_tools_changed) > 0", "severity": "high", "weight": 40,
+	}}}
+	if err := os.WriteFile(policy, []byte(jsonOf(t, pol)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	session := func(reports string) schemas.AuditResult {
+		t.Helper()
+		s, stderr := mcpConnect(t, ctx, nil, append([]string{bin, "mcp", "--policy", policy, "--data-dir", data, "-o", reports, "--"},
+			mcpServerCmd(modules, "server-filesystem", fx.work)...)...)
+		if _, err := s.ListTools(ctx, nil); err != nil {
+			t.Fatalf("tools/list: %v\n%s", err, stderr)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatalf("close: %v\n%s", err, stderr)
+		}
+		raw, err := os.ReadFile(filepath.Join(reports, "audit.json"))
+		if err != nil {
+			t.Fatalf("audit.json: %v\n%s", err, stderr)
+		}
+		var a schemas.AuditResult
+		if err := json.Unmarshal(raw, &a); err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	changedOf := func(a schemas.AuditResult) string {
+		if len(a.Trace.Steps) != 1 {
+			t.Fatalf("want one tools/list step, got %d", len(a.Trace.Steps))
+		}
+		return jsonOf(t, a.Trace.Steps[0].Metadata["mcp_tools_changed"])
+	}
+
+	first := session(filepath.Join(fx.root, "r1"))
+	if got := changedOf(first); got != "[]" || len(first.Violations) != 0 {
+		t.Fatalf("first session: changed %s, violations %+v", got, first.Violations)
+	}
+	remembered := filepath.Join(data, "mcp", "server-filesystem.json")
+	var f struct {
+		Server string            `json:"server"`
+		Tools  map[string]string `json:"tools"`
+	}
+	raw, err := os.ReadFile(remembered)
+	if err != nil || json.Unmarshal(raw, &f) != nil || f.Tools["read_text_file"] == "" {
+		t.Fatalf("the tools remembered: %v %s", err, raw)
+	}
+	f.Tools["read_text_file"] = strings.Repeat("0", 64)
+	if err := os.WriteFile(remembered, []byte(jsonOf(t, f)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	second := session(filepath.Join(fx.root, "r2"))
+	if got := changedOf(second); got != `["read_text_file"]` || len(second.Violations) != 1 || second.Violations[0].RuleID != "tool-changed" {
+		t.Fatalf("second session: changed %s, violations %+v", got, second.Violations)
+	}
+}

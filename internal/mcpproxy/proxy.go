@@ -91,6 +91,7 @@ type proxy struct {
 	g        *localguard.Guard
 	client   string             // clientInfo.name of initialize
 	inFlight map[string]pending // by id
+	prints   *toolPrints        // the server's tools, as seen before and in this session
 }
 
 // Run relays between the client (in, out) and the server until the client closes in, the
@@ -115,7 +116,12 @@ func Run(ctx context.Context, opts Options, in io.Reader, out io.Writer) (Result
 	if opts.Stderr == nil {
 		opts.Stderr = os.Stderr
 	}
-	p := &proxy{opts: opts, log: opts.Logger, out: bufio.NewWriter(out), inFlight: map[string]pending{}}
+	dataDir := opts.Guard.DataDir
+	if dataDir == "" {
+		dataDir = localguard.DefaultDataDir
+	}
+	p := &proxy{opts: opts, log: opts.Logger, out: bufio.NewWriter(out), inFlight: map[string]pending{},
+		prints: newToolPrints(dataDir, opts.Server)}
 
 	cmd := exec.Command(opts.Command[0], opts.Command[1:]...)
 	cmd.Stderr = opts.Stderr
@@ -480,9 +486,22 @@ func (p *proxy) record(ctx context.Context, m message) {
 }
 
 // observeTools records a tools/list answer as an observation step whose output is the
-// tools, so that later rules can read them.
+// tools, so that later rules can read them; metadata mcp_tools_changed names the tools
+// whose description or input schema differs from the one seen earlier in the session or in
+// the server's last session (the "rug pull").
 func (p *proxy) observeTools(ctx context.Context, g *localguard.Guard, tools []any) {
-	meta := map[string]any{"mcp_server": p.opts.Server}
+	changed, err := p.prints.observe(p.opts.Server, tools)
+	if err != nil {
+		p.log.Warn("mcp: the tools seen before", "err", err)
+	}
+	if len(changed) > 0 {
+		p.log.Warn("mcp: tools changed their description or input schema", "server", p.opts.Server, "tools", changed)
+	}
+	names := make([]any, 0, len(changed))
+	for _, n := range changed {
+		names = append(names, n)
+	}
+	meta := map[string]any{"mcp_server": p.opts.Server, "mcp_tools_changed": names}
 	d, err := g.CheckStep(ctx, evaluator.CheckRequest{GuardStep: schemas.GuardStep{Action: methodList, Input: map[string]any{}, Metadata: meta, Type: schemas.StepObservation}})
 	var blocked *agent.BlockedError
 	if err != nil && !errors.As(err, &blocked) {
