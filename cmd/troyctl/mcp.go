@@ -37,7 +37,9 @@ the arguments as step.input, metadata mcp_server and mcp_tool), checked in this 
 before it is forwarded. A blocked call never reaches the server: the client gets a
 failed tool call (isError, with the policy's reason). An allowed call's result is
 recorded as the step's output. Every tools/list answer is recorded as an observation
-step whose output holds the tools' names, descriptions and input schemas. Everything else
+step whose output holds the tools' names, descriptions and input schemas, and whose
+metadata mcp_tools_changed names the tools whose description or schema changed since this
+session or the server's last one (remembered under --data-dir/mcp/). Everything else
 (resources, prompts, notifications, progress, cancellation, sampling) is relayed
 unchanged.
 
