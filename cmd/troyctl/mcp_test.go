@@ -654,3 +654,19 @@ func TestMCPToolChangeFlagged(t *testing.T) {
 		t.Fatalf("second session: changed %s, violations %+v", got, second.Violations)
 	}
 }
+
+// A server that fails while the client is still connected fails the run.
+func TestMCPServerFails(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, troyctlBinary(t), "mcp", "--data-dir", t.TempDir(), "--", "sh", "-c", "exit 3")
+	stdin, err := cmd.StdinPipe() // kept open: the client stays
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stdin.Close()
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), `the server "sh" exited: exit status 3`) {
+		t.Fatalf("got %v\n%s", err, out)
+	}
+}

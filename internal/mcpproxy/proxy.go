@@ -160,8 +160,14 @@ func Run(ctx context.Context, opts Options, in io.Reader, out io.Writer) (Result
 	}
 	stopReading()
 	toServer.Close()
+	serverFirst := relayed
 	if err := stop(cmd, serverDone, relayed); err != nil {
-		p.log.Warn("mcp: the server exited", "err", err)
+		if serverFirst && runErr == nil {
+			// The server ended the run: its failure is the run's.
+			runErr = fmt.Errorf("mcp: the server %q exited: %w", opts.Command[0], err)
+		} else {
+			p.log.Warn("mcp: the server exited", "err", err)
+		}
 	}
 	res, endErr := p.end(ctx)
 	return res, errors.Join(runErr, endErr)
