@@ -19,6 +19,7 @@ import (
 
 	"github.com/troy-audit/troy/evaluator"
 	"github.com/troy-audit/troy/internal/explainer"
+	"github.com/troy-audit/troy/internal/mcpproxy"
 	"github.com/troy-audit/troy/internal/pipeline"
 	"github.com/troy-audit/troy/policies"
 	"github.com/troy-audit/troy/schemas"
@@ -246,7 +247,7 @@ type stdioLine struct {
 func readLines(ctx context.Context, in io.Reader, out chan<- stdioLine) {
 	br := bufio.NewReaderSize(in, 64<<10)
 	for {
-		data, tooLong, err := readBoundedLine(br, maxStdioLine)
+		data, tooLong, err := mcpproxy.ReadBoundedLine(br, maxStdioLine)
 		select {
 		case out <- stdioLine{data: data, tooLong: tooLong, err: err}: // data is the line's own
 		case <-ctx.Done():
@@ -254,32 +255,6 @@ func readLines(ctx context.Context, in io.Reader, out chan<- stdioLine) {
 		}
 		if err != nil {
 			return
-		}
-	}
-}
-
-// readBoundedLine reads one line without its newline; a line over max is read to its end
-// and discarded (tooLong).
-func readBoundedLine(br *bufio.Reader, max int) (line []byte, tooLong bool, err error) {
-	var buf []byte
-	for {
-		chunk, err := br.ReadSlice('\n')
-		if !tooLong {
-			if len(buf)+len(chunk) > max+1 { // +1: the newline
-				tooLong, buf = true, nil
-			} else {
-				buf = append(buf, chunk...)
-			}
-		}
-		switch {
-		case err == nil:
-			return bytes.TrimSuffix(bytes.TrimSuffix(buf, []byte("\n")), []byte("\r")), tooLong, nil
-		case errors.Is(err, bufio.ErrBufferFull):
-			continue
-		case err == io.EOF && (len(buf) > 0 || tooLong):
-			return bytes.TrimSuffix(buf, []byte("\r")), tooLong, nil // a last line without newline
-		default:
-			return nil, false, err
 		}
 	}
 }

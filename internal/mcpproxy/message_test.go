@@ -139,12 +139,12 @@ func TestReadBoundedLine(t *testing.T) {
 		tooLong bool
 	}{{"short", false}, {"", true}, {"ok", false}, {"last", false}}
 	for i, w := range want {
-		data, tooLong, err := readBoundedLine(br, 50)
+		data, tooLong, err := ReadBoundedLine(br, 50)
 		if err != nil || string(data) != w.data || tooLong != w.tooLong {
 			t.Fatalf("line %d: got %q tooLong=%v err=%v, want %q tooLong=%v", i, data, tooLong, err, w.data, w.tooLong)
 		}
 	}
-	if _, _, err := readBoundedLine(br, 50); err == nil {
+	if _, _, err := ReadBoundedLine(br, 50); err == nil {
 		t.Fatal("after the last line: want io.EOF")
 	}
 }

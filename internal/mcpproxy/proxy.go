@@ -439,7 +439,7 @@ func (p *proxy) fromServer(ctx context.Context, r io.Reader) error {
 	// stream ends when the server is stopped.
 	br := bufio.NewReaderSize(r, 64<<10)
 	for {
-		data, tooLong, err := readBoundedLine(br, p.opts.MaxMessage)
+		data, tooLong, err := ReadBoundedLine(br, p.opts.MaxMessage)
 		if err == io.EOF {
 			return nil
 		}
@@ -603,7 +603,7 @@ type line struct {
 func readLines(ctx context.Context, r io.Reader, max int, out chan<- line) {
 	br := bufio.NewReaderSize(r, 64<<10)
 	for {
-		data, tooLong, err := readBoundedLine(br, max)
+		data, tooLong, err := ReadBoundedLine(br, max)
 		select {
 		case out <- line{data: data, tooLong: tooLong, err: err}:
 		case <-ctx.Done():
@@ -615,7 +615,10 @@ func readLines(ctx context.Context, r io.Reader, max int, out chan<- line) {
 	}
 }
 
-func readBoundedLine(br *bufio.Reader, max int) (data []byte, tooLong bool, err error) {
+// ReadBoundedLine reads one line without its line ending; a line over max bytes is read
+// to its end and discarded (tooLong), so that one over-long message costs no memory and
+// the stream goes on. It serves every line-delimited protocol troyctl speaks on stdio.
+func ReadBoundedLine(br *bufio.Reader, max int) (data []byte, tooLong bool, err error) {
 	var buf []byte
 	for {
 		chunk, err := br.ReadSlice('\n')
