@@ -867,10 +867,15 @@ func readJSONLines[T any](t *testing.T, path string) []T {
 
 func TestDefenseCorpusUpToDate(t *testing.T) {
 	traces, labels := generateDefense()
-	files := map[string][]byte{
+	checkGenerated(t, "TestDefenseCorpusUpToDate", map[string][]byte{
 		"testdata/defense/generated.jsonl":        jsonLines(traces),
 		"testdata/defense/generated-labels.jsonl": jsonLines(labels),
-	}
+	})
+}
+
+// checkGenerated holds files to what a generator makes, or writes them with -update.
+func checkGenerated(t *testing.T, test string, files map[string][]byte) {
+	t.Helper()
 	for path, want := range files {
 		if *updateDefense {
 			if err := os.WriteFile(path, want, 0o644); err != nil {
@@ -883,7 +888,7 @@ func TestDefenseCorpusUpToDate(t *testing.T) {
 			t.Fatal(err)
 		}
 		if !bytes.Equal(got, want) {
-			t.Errorf("%s is not what the generator makes: go test ./policies -run TestDefenseCorpusUpToDate -update", path)
+			t.Errorf("%s is not what the generator makes: go test ./policies -run %s -update", path, test)
 		}
 	}
 }

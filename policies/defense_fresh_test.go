@@ -1,10 +1,8 @@
 package policies_test
 
 import (
-	"bytes"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -1219,23 +1217,8 @@ func TestFreshCorpusUpToDate(t *testing.T) {
 			t.Errorf("domain %s has %d tasks, want 8", d, len(tasks[d]))
 		}
 	}
-	files := map[string][]byte{
+	checkGenerated(t, "TestFreshCorpusUpToDate", map[string][]byte{
 		"testdata/defense/fresh.jsonl":        jsonLines(traces),
 		"testdata/defense/fresh-labels.jsonl": jsonLines(labels),
-	}
-	for path, want := range files {
-		if *updateDefense {
-			if err := os.WriteFile(path, want, 0o644); err != nil {
-				t.Fatal(err)
-			}
-			continue
-		}
-		got, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(got, want) {
-			t.Errorf("%s is not what the generator makes: go test ./policies -run TestFreshCorpusUpToDate -update", path)
-		}
-	}
+	})
 }

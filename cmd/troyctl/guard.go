@@ -195,32 +195,32 @@ func (s *stdioServer) serve(ctx context.Context, in io.Reader, out io.Writer) er
 	}()
 	// Lines are read on their own goroutine, so that a signal ends the child while it
 	// waits for a request. One line is read ahead at most.
-	lines := make(chan stdioLine)
+	lines := make(chan mcpproxy.Line)
 	readCtx, stopReading := context.WithCancel(ctx)
 	defer stopReading()
-	go readLines(readCtx, in, lines)
+	go mcpproxy.ReadLines(readCtx, in, maxStdioLine, lines)
 	for {
-		var l stdioLine
+		var l mcpproxy.Line
 		select {
 		case <-ctx.Done():
 			return nil
 		case l = <-lines:
 		}
-		if l.err == io.EOF {
+		if l.Err == io.EOF {
 			return nil
 		}
-		if l.err != nil {
-			return fmt.Errorf("guard: read stdin: %w", l.err)
+		if l.Err != nil {
+			return fmt.Errorf("guard: read stdin: %w", l.Err)
 		}
 		var resp stdioResponse
 		end := false
 		switch {
-		case l.tooLong:
+		case l.TooLong:
 			resp = errResponse(nil, kindValue, fmt.Sprintf("request line longer than %d bytes; ignored", maxStdioLine))
-		case len(bytes.TrimSpace(l.data)) == 0:
+		case len(bytes.TrimSpace(l.Data)) == 0:
 			continue
 		default:
-			resp, end = s.handle(ctx, l.data)
+			resp, end = s.handle(ctx, l.Data)
 		}
 		data, err := pyjson.Marshal(resp)
 		if err != nil {
@@ -233,28 +233,6 @@ func (s *stdioServer) serve(ctx context.Context, in io.Reader, out io.Writer) er
 		}
 		if end {
 			return nil
-		}
-	}
-}
-
-// stdioLine is one line read from stdin, or the error that ended reading.
-type stdioLine struct {
-	data    []byte
-	tooLong bool
-	err     error
-}
-
-func readLines(ctx context.Context, in io.Reader, out chan<- stdioLine) {
-	br := bufio.NewReaderSize(in, 64<<10)
-	for {
-		data, tooLong, err := mcpproxy.ReadBoundedLine(br, maxStdioLine)
-		select {
-		case out <- stdioLine{data: data, tooLong: tooLong, err: err}: // data is the line's own
-		case <-ctx.Done():
-			return
-		}
-		if err != nil {
-			return
 		}
 	}
 }

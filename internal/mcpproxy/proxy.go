@@ -303,38 +303,38 @@ func idText(s string) string {
 
 // fromClient relays the client's messages to the server, checking each tools/call first.
 func (p *proxy) fromClient(ctx context.Context, in io.Reader, toServer io.Writer) error {
-	lines := make(chan line)
-	go readLines(ctx, in, p.opts.MaxMessage, lines)
+	lines := make(chan Line)
+	go ReadLines(ctx, in, p.opts.MaxMessage, lines)
 	w := bufio.NewWriter(toServer)
 	for {
-		var l line
+		var l Line
 		select {
 		case <-ctx.Done():
 			return nil
 		case l = <-lines:
 		}
-		if l.err == io.EOF {
+		if l.Err == io.EOF {
 			return nil
 		}
-		if l.err != nil {
-			return fmt.Errorf("mcp: read the client: %w", l.err)
+		if l.Err != nil {
+			return fmt.Errorf("mcp: read the client: %w", l.Err)
 		}
-		if l.tooLong {
+		if l.TooLong {
 			p.log.Warn("mcp: client message over the limit; dropped", "limit", p.opts.MaxMessage)
 			p.reply(errorResponse(nil, codeInvalidRequest, fmt.Sprintf("troy: message longer than %d bytes; dropped", p.opts.MaxMessage)))
 			continue
 		}
-		if len(strings.TrimSpace(string(l.data))) == 0 {
+		if len(strings.TrimSpace(string(l.Data))) == 0 {
 			continue
 		}
-		forward, err := p.fromClientMessage(ctx, l.data)
+		forward, err := p.fromClientMessage(ctx, l.Data)
 		if err != nil {
 			return err
 		}
 		if !forward {
 			continue
 		}
-		w.Write(l.data)
+		w.Write(l.Data)
 		w.WriteByte('\n')
 		if err := w.Flush(); err != nil {
 			return fmt.Errorf("mcp: write to the server: %w", err)
@@ -591,21 +591,21 @@ func blockedResult(id json.RawMessage, text string) rpcResponse {
 	}}
 }
 
-// line is one line read, or the error that ended reading.
-type line struct {
-	data    []byte
-	tooLong bool
-	err     error
+// Line is one line read, or the error that ended reading.
+type Line struct {
+	Data    []byte // the line's own bytes, without its line ending
+	TooLong bool   // the line was over the limit and was discarded
+	Err     error
 }
 
-// readLines sends the lines of r (without their newline) until it ends; a line over max
-// is read to its end and sent as tooLong, without its data.
-func readLines(ctx context.Context, r io.Reader, max int, out chan<- line) {
+// ReadLines sends the lines of r (without their line endings) until it ends or ctx does;
+// a line over max is read to its end and sent as TooLong, without its data.
+func ReadLines(ctx context.Context, r io.Reader, max int, out chan<- Line) {
 	br := bufio.NewReaderSize(r, 64<<10)
 	for {
 		data, tooLong, err := ReadBoundedLine(br, max)
 		select {
-		case out <- line{data: data, tooLong: tooLong, err: err}:
+		case out <- Line{Data: data, TooLong: tooLong, Err: err}:
 		case <-ctx.Done():
 			return
 		}
