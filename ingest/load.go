@@ -155,6 +155,8 @@ type Raw struct {
 	Line int // 1-based line within a .jsonl file; 0 for a .json file
 	Data []byte
 	Err  error // set when the document could not be read (for example, over the size limit)
+	// trace is a trace already made from another format (OTLP), in place of Data.
+	trace *schemas.Trace
 }
 
 // Decode parses and validates the document.
@@ -162,6 +164,10 @@ func (r Raw) Decode() Record {
 	rec := Record{File: r.File, Line: r.Line}
 	if r.Err != nil {
 		rec.Err = r.Err
+		return rec
+	}
+	if r.trace != nil {
+		rec.Trace = r.trace
 		return rec
 	}
 	t, err := DecodeTrace(r.Data)
@@ -204,6 +210,11 @@ func ReadRaw(ctx context.Context, path string, opts Options, fn func(Raw) error)
 		lower = strings.TrimSuffix(lower, ".gz")
 	} else if !strings.HasSuffix(lower, ".jsonl") && info.Size() > opts.maxSize() {
 		return &Error{File: path, Err: tooLarge(info.Size(), opts.maxSize())}
+	}
+	br := bufio.NewReaderSize(r, otlpPeek)
+	r = br
+	if isOTLP(br) {
+		return readOTLP(ctx, path, br, opts.maxSize(), fn)
 	}
 	if strings.HasSuffix(lower, ".jsonl") {
 		return readLines(ctx, path, r, opts.maxSize(), fn)
