@@ -207,6 +207,14 @@ func mapSpan(span ptrace.Span, scope pcommon.InstrumentationScope, resource map[
 		toolIO(c, s, take)
 	case schemas.StepLLMCall:
 		llmIO(c, s, attrs, take, used)
+	case schemas.StepObservation:
+		// OpenInference's retrieved documents, flattened as retrieval.documents.N.document.*.
+		if docs, keys := unflatten(attrs, "retrieval.documents"); docs != nil {
+			s.Output["documents"] = docs
+			for _, k := range keys {
+				used[k] = true
+			}
+		}
 	}
 	genericIO(c, s, take)
 	s.Description = description(k.stepType, attrs, span.Name())
