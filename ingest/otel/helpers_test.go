@@ -63,3 +63,13 @@ func keys(m map[string]any) []string {
 }
 
 func equalShapes(a, b []string) bool { return slices.Equal(a, b) }
+
+func splitLines(data []byte) [][]byte {
+	var out [][]byte
+	for _, l := range bytes.Split(data, []byte("\n")) {
+		if len(bytes.TrimSpace(l)) > 0 {
+			out = append(out, l)
+		}
+	}
+	return out
+}
