@@ -109,14 +109,15 @@ func (a *Assembler) Add(td ptrace.Traces, now time.Time) AddResult {
 		for j, ss := range rs.ScopeSpans().All() {
 			for k, span := range ss.Spans().All() {
 				a.stats.Spans++
-				at := fmt.Sprintf("resourceSpans[%d].scopeSpans[%d].spans[%d]", i, j, k)
+				// Where the span is in the export, for errors: made only for one.
+				at := func() string { return fmt.Sprintf("resourceSpans[%d].scopeSpans[%d].spans[%d]", i, j, k) }
 				tid, sid := span.TraceID(), span.SpanID()
 				if tid.IsEmpty() {
-					reject(nil, at+".traceId", errors.New("expected a 16-byte trace id, got none"))
+					reject(nil, at()+".traceId", errors.New("expected a 16-byte trace id, got none"))
 					continue
 				}
 				if sid.IsEmpty() {
-					reject(a.open[tid], at+".spanId", errors.New("expected an 8-byte span id, got none"))
+					reject(a.open[tid], at()+".spanId", errors.New("expected an 8-byte span id, got none"))
 					continue
 				}
 				spanID := sid.String()
@@ -151,14 +152,14 @@ func (a *Assembler) Add(td ptrace.Traces, now time.Time) AddResult {
 				}
 				n, err := mapSpan(span, ss.Scope(), resource, a.lim)
 				if err != nil {
-					reject(p, at, err)
+					reject(p, at(), err)
 					continue
 				}
 				if p.resource == nil {
 					p.resource = resource
 				}
 				if p.size+n.size > a.lim.MaxTraceBytes {
-					reject(p, at, fmt.Errorf("trace %s is over the %d-byte limit of a trace", tid, a.lim.MaxTraceBytes))
+					reject(p, at(), fmt.Errorf("trace %s is over the %d-byte limit of a trace", tid, a.lim.MaxTraceBytes))
 					continue
 				}
 				p.nodes[spanID] = n
