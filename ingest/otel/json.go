@@ -35,6 +35,9 @@ func DecodeJSON(data []byte) (ptrace.Traces, error) {
 		var se *json.SyntaxError
 		if errors.As(err, &se) {
 			line, col := position(data, int(se.Offset)-1)
+			if !bytes.Contains(data, []byte("\n")) { // one line of a file: its reader names the line
+				return ptrace.Traces{}, fmt.Errorf("column %d: invalid JSON: %v", col, se)
+			}
 			return ptrace.Traces{}, fmt.Errorf("line %d, column %d: invalid JSON: %v", line, col, se)
 		}
 		return ptrace.Traces{}, fmt.Errorf("invalid JSON: %v", err)
