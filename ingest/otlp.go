@@ -33,7 +33,7 @@ func readOTLP(ctx context.Context, path string, r io.Reader, limit int64, fn fun
 		return &Error{File: path, Err: err}
 	}
 	if int64(len(data)) > limit {
-		return &Error{File: path, Err: fmt.Errorf("OTLP file is over the %s limit, which an OTLP file, read whole, has as a whole (raise it with --max-size)", humanBytes(limit))}
+		return &Error{File: path, Err: fmt.Errorf("OTLP file is over the %s limit (an OTLP file is read whole; raise it with --max-size)", humanBytes(limit))}
 	}
 	asm := otel.NewAssembler(otel.Limits{MaxTraceBytes: limit, MaxPendingBytes: math.MaxInt64})
 	lines := []int{0} // lines[seq] is the line of the seq-th document added

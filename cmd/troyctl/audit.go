@@ -46,8 +46,10 @@ func newAuditCmd(a *app) *cobra.Command {
 		Long: `Audit one trace against a policy: evaluate every rule at every step, score the
 risk, and write a markdown report and a JSON audit (replayable).
 
-TRACE is a .json file (or .json.gz, or a .jsonl file holding one trace). POLICY is a
-policy file or the name of a bundled template (see 'troyctl policies list').
+TRACE is a .json file (or .json.gz, or a .jsonl file holding one trace), or an OTLP
+JSON file of OpenTelemetry spans holding one trace (what the collector's file exporter
+writes; see docs/OTEL.md). POLICY is a policy file or the name of a bundled template
+(see 'troyctl policies list').
 Reports go to logs/YYYY-MM-DD/ unless -o and -j say otherwise.
 
 The trace goes through troy's pipeline: an embedded in-memory NATS server and stages in

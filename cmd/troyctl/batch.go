@@ -33,7 +33,9 @@ func newBatchCmd(a *app) *cobra.Command {
 		Short:   "Audit every trace in a directory (or files) and write per-trace reports and a summary",
 		Long: `Audit every trace in the given directories and files, concurrently. Directories
 contribute the .json, .jsonl, .json.gz and .jsonl.gz files directly inside them; a
-.jsonl file holds one trace per line. Each trace gets report.md and audit.json; the
+.jsonl file holds one trace per line. An OTLP JSON file of OpenTelemetry spans (one
+export per line, as the collector's file exporter writes) gives one trace per trace id
+(docs/OTEL.md). Each trace gets report.md and audit.json; the
 batch gets summary.md and batch.json. Bad files and bad lines are skipped with their
 reason, and the batch goes on; the exit code is then 1, after every report is written.
 
