@@ -319,29 +319,36 @@ func (c *Client) Audit(ctx context.Context, t *schemas.Trace) (*Result, error) {
 
 // send publishes a trace's steps and its end, a window at a time.
 func (c *Client) send(ctx context.Context, t *schemas.Trace, ref event.TraceRef, subject string) error {
-	limit := c.b.MaxEventSize()
+	return SendTrace(ctx, c.b, t, ref, 0)
+}
+
+// SendTrace publishes a trace's steps and its end on b, a window at a time. from is how
+// many steps of the trace were sent before: these continue them, and the end counts all.
+// A step over the server's event limit is a *event.Permanent error: no retry sends it.
+func SendTrace(ctx context.Context, b *bus.Bus, t *schemas.Trace, ref event.TraceRef, from int) error {
+	limit := b.MaxEventSize()
 	window := make([]event.Envelope, 0, min(len(t.Steps)+1, publishWindow))
 	for i, s := range t.Steps {
-		e, err := event.New(event.Step{TraceRef: ref, TraceMetadata: t.Metadata, Seq: i, Step: s})
+		e, err := event.New(event.Step{TraceRef: ref, TraceMetadata: t.Metadata, Seq: from + i, Step: s})
 		if err != nil {
-			return err
+			return &event.Permanent{Err: err}
 		}
 		if len(e.Data) > limit {
-			return fmt.Errorf("step %s is %d bytes encoded, over the %d-byte event limit of this NATS server", s.StepID, len(e.Data), limit)
+			return &event.Permanent{Err: fmt.Errorf("step %s is %d bytes encoded, over the %d-byte event limit of this NATS server", s.StepID, len(e.Data), limit)}
 		}
 		window = append(window, e)
 		if len(window) == cap(window) {
-			if err := c.b.PublishAll(ctx, window); err != nil {
+			if err := b.PublishAll(ctx, window); err != nil {
 				return err
 			}
 			window = window[:0]
 		}
 	}
-	end, err := event.New(event.End{TraceRef: ref, Steps: len(t.Steps)})
+	end, err := event.New(event.End{TraceRef: ref, Steps: from + len(t.Steps)})
 	if err != nil {
-		return err
+		return &event.Permanent{Err: err}
 	}
-	return c.b.PublishAll(ctx, append(window, end))
+	return b.PublishAll(ctx, append(window, end))
 }
 
 // Auditor audits traces through the pipeline, assembling the same audit as the in-process

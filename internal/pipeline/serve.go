@@ -87,6 +87,17 @@ func (s *Server) DefaultPolicy() string {
 	return hash
 }
 
+// Register adds collectors to /metrics, for parts of serve that run beside the pipeline
+// (the OTLP receiver).
+func (s *Server) Register(cs ...prometheus.Collector) error {
+	for _, c := range cs {
+		if err := s.reg.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // MetricsURL is the base URL of /healthz and /metrics, when served.
 func (s *Server) MetricsURL() string {
 	if s.ln == nil {

@@ -1,0 +1,293 @@
+// Package otlpreceiver receives OpenTelemetry traces over OTLP (HTTP with protobuf or
+// JSON, and gRPC), turns the spans of agents (the GenAI conventions, OpenInference,
+// OpenLLMetry, the Vercel AI SDK) into troy traces with ingest/otel, and hands each trace
+// to the pipeline when it is complete: when its root span has come and it has been quiet
+// for a moment, or when it has been idle longer.
+package otlpreceiver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/collector/pdata/ptrace"
+
+	"github.com/troy-audit/troy/event"
+	"github.com/troy-audit/troy/ingest/otel"
+	"github.com/troy-audit/troy/schemas"
+)
+
+// Defaults of Config.
+const (
+	DefaultMaxBody  = 16 << 20
+	DefaultIdle     = 30 * time.Second
+	DefaultMaxQueue = 4096
+)
+
+// Publish hands a trace to the pipeline: its steps and its end. from is how many steps of
+// the trace were published before (its spans came late), so that these continue them.
+type Publish func(ctx context.Context, t *schemas.Trace, from int) error
+
+// Config configure a Receiver.
+type Config struct {
+	Publish Publish // required
+	// MaxBody bounds a request's body, after decompression; 0: DefaultMaxBody.
+	MaxBody int64
+	// Idle closes a trace whose root span has not come after this long without spans;
+	// 0: DefaultIdle.
+	Idle time.Duration
+	// MaxQueue bounds the traces waiting to be published; while it is full, exports are
+	// refused as retryable (the exporters retry). 0: DefaultMaxQueue.
+	MaxQueue int
+	Limits   otel.Limits
+	Logger   *slog.Logger
+	// Now is the clock; nil: time.Now.
+	Now func() time.Time
+}
+
+// Counts are what the receiver did since it started, for /metrics.
+type Counts struct {
+	otel.Stats
+	Exports        int64 // export requests taken
+	RefusedExports int64 // export requests refused whole (bad, too big, busy, unauthorized)
+	Traces         int64 // traces published
+	FailedTraces   int64 // traces that could not be made (over a limit, bad ids), logged
+	PublishErrors  int64 // failed publications, retried
+}
+
+// Receiver gathers spans into traces and publishes them. It is safe for concurrent use.
+type Receiver struct {
+	cfg Config
+	log *slog.Logger
+
+	mu        sync.Mutex
+	asm       *otel.Assembler
+	owners    bounded[string] // trace id -> the agent a scoped token sent its spans for
+	published bounded[int]    // trace id -> steps published
+	queue     []otel.Trace
+	counts    Counts
+	wake      chan struct{}
+}
+
+// New makes a receiver; Run publishes what it gathers.
+func New(cfg Config) (*Receiver, error) {
+	if cfg.Publish == nil {
+		return nil, errors.New("otlp receiver: no publisher")
+	}
+	if cfg.MaxBody <= 0 {
+		cfg.MaxBody = DefaultMaxBody
+	}
+	if cfg.Idle <= 0 {
+		cfg.Idle = DefaultIdle
+	}
+	if cfg.MaxQueue <= 0 {
+		cfg.MaxQueue = DefaultMaxQueue
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	done := cfg.Limits.MaxDoneTraces
+	if done <= 0 {
+		done = otel.DefaultMaxDoneTraces
+	}
+	return &Receiver{cfg: cfg, log: cfg.Logger, asm: otel.NewAssembler(cfg.Limits),
+		owners: newBounded[string](done), published: newBounded[int](done), wake: make(chan struct{}, 1)}, nil
+}
+
+// Counts returns what the receiver did so far.
+func (r *Receiver) Counts() Counts {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c := r.counts
+	c.Stats = r.asm.Stats()
+	return c
+}
+
+// errBusy refuses an export while the queue is full: retryable.
+var errBusy = errors.New("troy is publishing the traces it has; retry later")
+
+// Export takes the spans of one export request. agent, when set, is the agent the
+// request's token is scoped to: its traces are that agent's, and spans of a trace another
+// agent's token sent are refused. It returns how many spans were refused, and why the
+// first was.
+func (r *Receiver) Export(td ptrace.Traces, agent string) (rejected int, why error, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.queue) >= r.cfg.MaxQueue {
+		r.counts.RefusedExports++
+		return 0, nil, errBusy
+	}
+	r.counts.Exports++
+	if agent != "" {
+		rejected, why = r.claim(td, agent)
+	}
+	res := r.asm.Add(td, r.cfg.Now())
+	rejected += res.Rejected
+	if why == nil {
+		why = res.Err
+	}
+	r.take(r.asm.Ready())
+	return rejected, why, nil
+}
+
+// claim binds the traces of td to agent, and removes the spans of traces bound to another.
+func (r *Receiver) claim(td ptrace.Traces, agent string) (rejected int, why error) {
+	rss := td.ResourceSpans()
+	for i := 0; i < rss.Len(); i++ {
+		sss := rss.At(i).ScopeSpans()
+		for j := 0; j < sss.Len(); j++ {
+			sss.At(j).Spans().RemoveIf(func(s ptrace.Span) bool {
+				tid := s.TraceID().String()
+				owner, ok := r.owners.get(tid)
+				if !ok {
+					r.owners.put(tid, agent)
+					return false
+				}
+				if owner == agent {
+					return false
+				}
+				rejected++
+				if why == nil {
+					why = fmt.Errorf("trace %s is agent %q's; this token may send only agent %q's", tid, owner, agent)
+				}
+				return true
+			})
+		}
+	}
+	return rejected, why
+}
+
+// take queues traces for publication; under r.mu.
+func (r *Receiver) take(traces []otel.Trace) {
+	n := 0
+	for _, t := range traces {
+		if t.Err != nil {
+			r.counts.FailedTraces++
+			r.log.Warn("otlp: a trace could not be made", "trace", t.TraceID, "err", t.Err)
+			continue
+		}
+		if owner, ok := r.owners.get(t.TraceID); ok {
+			t.Trace.AgentName = owner
+		}
+		r.queue = append(r.queue, t)
+		n++
+	}
+	if n > 0 {
+		select {
+		case r.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Run publishes the traces gathered, closes idle ones, and at the end of ctx closes every
+// open trace and publishes it within drain.
+func (r *Receiver) Run(ctx context.Context, drain time.Duration) {
+	tick := time.NewTicker(min(r.cfg.Idle/4, time.Second))
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			r.mu.Lock()
+			r.take(r.asm.Flush())
+			r.mu.Unlock()
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), drain)
+			r.publishQueued(dctx)
+			cancel()
+			if left := r.queued(); left > 0 {
+				r.log.Error("otlp: traces not published before stopping", "traces", left)
+			}
+			return
+		case <-tick.C:
+			r.mu.Lock()
+			r.take(r.asm.Expire(r.cfg.Now(), r.cfg.Idle))
+			r.mu.Unlock()
+		case <-r.wake:
+		}
+		r.publishQueued(ctx)
+	}
+}
+
+func (r *Receiver) queued() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.queue)
+}
+
+// publishQueued publishes the queue in order, retrying a failed trace with backoff until
+// ctx ends.
+func (r *Receiver) publishQueued(ctx context.Context) {
+	backoff := 100 * time.Millisecond
+	for {
+		r.mu.Lock()
+		if len(r.queue) == 0 {
+			r.mu.Unlock()
+			return
+		}
+		t := r.queue[0]
+		from, _ := r.published.get(t.TraceID)
+		r.mu.Unlock()
+		err := r.cfg.Publish(ctx, t.Trace, from)
+		var perm *event.Permanent
+		r.mu.Lock()
+		switch {
+		case err == nil:
+			r.queue = r.queue[1:]
+			r.published.put(t.TraceID, from+len(t.Trace.Steps))
+			r.counts.Traces++
+			backoff = 100 * time.Millisecond
+		case errors.As(err, &perm):
+			r.queue = r.queue[1:]
+			r.counts.FailedTraces++
+		default:
+			r.counts.PublishErrors++
+		}
+		r.mu.Unlock()
+		if perm != nil {
+			r.log.Error("otlp: a trace cannot be published; dropped", "trace", t.TraceID, "agent", t.Trace.AgentName, "err", err)
+			continue
+		}
+		if err != nil {
+			r.log.Warn("otlp: publish a trace; retrying", "trace", t.TraceID, "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 5*time.Second)
+		}
+	}
+}
+
+// bounded is a map that forgets its oldest keys past a size.
+type bounded[V any] struct {
+	max   int
+	m     map[string]V
+	order []string
+}
+
+func newBounded[V any](max int) bounded[V] {
+	return bounded[V]{max: max, m: map[string]V{}}
+}
+
+func (b *bounded[V]) get(k string) (V, bool) {
+	v, ok := b.m[k]
+	return v, ok
+}
+
+func (b *bounded[V]) put(k string, v V) {
+	if _, ok := b.m[k]; !ok {
+		b.order = append(b.order, k)
+		for len(b.order) > b.max {
+			delete(b.m, b.order[0])
+			b.order = b.order[1:]
+		}
+	}
+	b.m[k] = v
+}
