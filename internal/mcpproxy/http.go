@@ -64,6 +64,7 @@ type HTTP struct {
 
 	mu       sync.Mutex
 	sessions map[sessionKey]*httpSession
+	owners   map[string]string // a server's session id -> the agent whose session it is
 	closed   bool
 }
 
@@ -112,7 +113,7 @@ func NewHTTP(opts HTTPOptions) (*HTTP, error) {
 	if opts.Transport == nil {
 		opts.Transport = http.DefaultTransport.(*http.Transport).Clone()
 	}
-	p := &HTTP{opts: opts, upstream: u, sessions: map[sessionKey]*httpSession{},
+	p := &HTTP{opts: opts, upstream: u, sessions: map[sessionKey]*httpSession{}, owners: map[string]string{},
 		srv: newServer(opts.Server, opts.Agent, opts.DataDir, opts.Guards, opts.Logger)}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:        p.rewrite,
@@ -168,8 +169,14 @@ func (p *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		x.register = key.id == "" && m.method == methodInitialize
 	}
 	if x.s, err = p.session(key, x.register); err != nil {
-		w.Header().Set("Retry-After", "1")
-		http.Error(w, "troy: "+err.Error(), http.StatusServiceUnavailable)
+		status := http.StatusServiceUnavailable
+		if errors.Is(err, errNotYours) {
+			// As the server answers a session it does not know: the client starts anew.
+			status = http.StatusNotFound
+		} else {
+			w.Header().Set("Retry-After", "1")
+		}
+		http.Error(w, "troy: "+err.Error(), status)
 		return
 	}
 	if body != nil {
@@ -191,9 +198,6 @@ func (p *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r.ContentLength = int64(len(body))
 	}
 	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(ctx, exchangeKey{}, x)))
-	if r.Method == http.MethodDelete {
-		p.endSession(ctx, key)
-	}
 }
 
 // readBody reads a POST's body within the size limit and its own deadline, answering the
@@ -236,6 +240,9 @@ func (p *HTTP) session(key sessionKey, fresh bool) (*httpSession, error) {
 			return s, nil
 		}
 	}
+	if owner, ok := p.owners[key.id]; ok && owner != key.agent && key.id != "" {
+		return nil, errNotYours
+	}
 	if len(p.sessions) >= p.opts.MaxSessions {
 		return nil, fmt.Errorf("%d sessions are open; end one (DELETE) or wait for idle ones to end", len(p.sessions))
 	}
@@ -244,8 +251,20 @@ func (p *HTTP) session(key sessionKey, fresh bool) (*httpSession, error) {
 	s := &httpSession{session: newSession(p.srv, key.agent), last: now}
 	if !fresh {
 		p.sessions[key] = s
+		p.own(key)
 	}
 	return s, nil
+}
+
+// errNotYours refuses a session id that another agent's session holds: an agent's token
+// does not open another agent's session, even with its id.
+var errNotYours = errors.New("no such session")
+
+// own binds a server's session id to the agent that opened it; under p.mu.
+func (p *HTTP) own(key sessionKey) {
+	if key.id != "" {
+		p.owners[key.id] = key.agent
+	}
 }
 
 // rewrite addresses a forwarded request to the server, with the server's credentials in
@@ -271,6 +290,12 @@ func (p *HTTP) tapResponse(resp *http.Response) error {
 	}
 	if x.register {
 		p.register(x, resp.Header.Get(headerSession))
+	}
+	if resp.Request.Method == http.MethodDelete && resp.StatusCode < 300 {
+		// Ended before the answer is relayed: when the client has it, the report is
+		// written.
+		p.endSession(x.key)
+		return nil
 	}
 	ctx := context.WithoutCancel(resp.Request.Context())
 	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
@@ -298,8 +323,16 @@ func (p *HTTP) tapResponse(resp *http.Response) error {
 func (p *HTTP) register(x *exchange, id string) {
 	x.key.id = id
 	p.mu.Lock()
+	if owner, ok := p.owners[id]; ok && owner != x.key.agent {
+		// The server reused another agent's session id: the session stays unregistered,
+		// its requests refused like a stranger's.
+		p.mu.Unlock()
+		p.srv.log.Error("mcp: the server gave a new session another agent's session id", "session", id)
+		return
+	}
 	old := p.sessions[x.key]
 	p.sessions[x.key] = x.s
+	p.own(x.key)
 	p.mu.Unlock()
 	if old != nil && old != x.s {
 		go p.finish(old.session)
@@ -316,10 +349,13 @@ func (p *HTTP) upstreamError(w http.ResponseWriter, r *http.Request, err error) 
 }
 
 // endSession ends the session of key (the client deleted it).
-func (p *HTTP) endSession(ctx context.Context, key sessionKey) {
+func (p *HTTP) endSession(key sessionKey) {
 	p.mu.Lock()
 	s := p.sessions[key]
 	delete(p.sessions, key)
+	if p.owners[key.id] == key.agent {
+		delete(p.owners, key.id)
+	}
 	p.mu.Unlock()
 	if s != nil {
 		p.finish(s.session)
@@ -344,6 +380,7 @@ func (p *HTTP) Sweep(now time.Time) {
 		if now.Sub(s.last) > p.opts.SessionIdle {
 			idle = append(idle, s.session)
 			delete(p.sessions, k)
+			delete(p.owners, k.id)
 		}
 	}
 	p.mu.Unlock()
@@ -376,6 +413,7 @@ func (p *HTTP) Close() {
 		all = append(all, s.session)
 	}
 	clear(p.sessions)
+	clear(p.owners)
 	p.mu.Unlock()
 	for _, s := range all {
 		p.finish(s)
