@@ -11,6 +11,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -268,21 +270,23 @@ func (p *stdio) fromClient(ctx context.Context, in io.Reader, toServer io.Writer
 }
 
 // fromServer relays the server's messages to the client, recording the results of the
-// requests the session waits on.
+// requests the session waits on. A message over the limit is relayed unread, as it comes,
+// so that the proxy holds no more than the limit and the client still gets its answer.
 func (p *stdio) fromServer(ctx context.Context, r io.Reader) error {
 	// Read here rather than on a goroutine of its own: a hop less per message, and the
 	// stream ends when the server is stopped.
 	br := bufio.NewReaderSize(r, 64<<10)
 	for {
-		data, tooLong, err := ReadBoundedLine(br, p.maxMessage)
+		data, long, err := p.serverLine(br)
 		if err == io.EOF {
 			return nil
 		}
 		if err != nil {
 			return fmt.Errorf("mcp: read the server: %w", err)
 		}
-		if tooLong {
-			p.s.srv.log.Error("mcp: server message over the limit; dropped", "limit", p.maxMessage)
+		if long != nil {
+			p.s.srv.log.Warn("mcp: a server message over the limit was relayed unread", "limit", p.maxMessage)
+			p.s.unread(ctx, long.id(), p.maxMessage)
 			continue
 		}
 		p.s.fromServer(ctx, data)
@@ -290,6 +294,82 @@ func (p *stdio) fromServer(ctx context.Context, r io.Reader) error {
 			return err
 		}
 	}
+}
+
+// longLine is what the proxy keeps of a line over the limit: its first and last bytes,
+// where a JSON-RPC message's id is.
+type longLine struct{ head, tail []byte }
+
+// keepEnds is how much of each end of a long line is kept.
+const keepEnds = 1 << 10
+
+// serverLine reads one line of the server without its line ending. A line over the limit
+// is copied to the client as it is read, its newline included, and only its ends kept.
+func (p *stdio) serverLine(br *bufio.Reader) (data []byte, long *longLine, err error) {
+	var buf []byte
+	for {
+		chunk, err := br.ReadSlice('\n')
+		if long == nil && len(buf)+len(chunk) > p.maxMessage+1 { // +1: the newline
+			long = &longLine{head: bytes.Clone(buf[:min(len(buf), keepEnds)])}
+			p.outMu.Lock() // the proxy's own replies wait until the line has passed
+			p.out.Write(buf)
+			buf = nil
+		}
+		if long != nil {
+			p.out.Write(chunk)
+			long.tail = append(long.tail, chunk...)
+			if len(long.tail) > 2*keepEnds {
+				long.tail = append(long.tail[:0], long.tail[len(long.tail)-keepEnds:]...)
+			}
+			if len(long.head) < keepEnds {
+				long.head = append(long.head, chunk[:min(len(chunk), keepEnds-len(long.head))]...)
+			}
+		} else {
+			buf = append(buf, chunk...)
+		}
+		switch {
+		case errors.Is(err, bufio.ErrBufferFull):
+			continue
+		case err == nil || err == io.EOF && (len(buf) > 0 || long != nil):
+			if long == nil {
+				return trimEOL(buf), nil, nil
+			}
+			if err == io.EOF {
+				p.out.WriteByte('\n')
+			}
+			flushErr := p.out.Flush()
+			p.outMu.Unlock()
+			if flushErr != nil {
+				return nil, nil, fmt.Errorf("mcp: write to the client: %w", flushErr)
+			}
+			long.tail = trimEOL(long.tail)
+			return nil, long, nil
+		default:
+			if long != nil {
+				p.out.Flush()
+				p.outMu.Unlock()
+			}
+			return nil, nil, err
+		}
+	}
+}
+
+// Where a response's id is: first after "jsonrpc" (as Python's and Go's SDKs write
+// responses), or last before the closing brace (as the TypeScript SDK does).
+var (
+	idAtHead = regexp.MustCompile(`^\s*\{\s*(?:"jsonrpc"\s*:\s*"2\.0"\s*,\s*)?"id"\s*:\s*(-?[0-9]+|"(?:[^"\\]|\\.)*")\s*,`)
+	idAtTail = regexp.MustCompile(`[,{]\s*"id"\s*:\s*(-?[0-9]+|"(?:[^"\\]|\\.)*")\s*(?:,\s*"jsonrpc"\s*:\s*"2\.0"\s*)?\}\s*$`)
+)
+
+// id is the id of the response a long line holds, when its ends tell; nil otherwise.
+func (l *longLine) id() json.RawMessage {
+	if m := idAtHead.FindSubmatch(l.head); m != nil {
+		return json.RawMessage(m[1])
+	}
+	if m := idAtTail.FindSubmatch(l.tail); m != nil {
+		return json.RawMessage(m[1])
+	}
+	return nil
 }
 
 // reply writes a message of the proxy's own to the client.

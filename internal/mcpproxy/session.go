@@ -232,6 +232,28 @@ func (s *session) fromServer(ctx context.Context, data []byte) {
 	}
 }
 
+// unread notes that the answer with id (nil: not known) was over the limit and relayed
+// unread: a tools/call's step gets an output that says so, so that its report does not
+// read as if the call had answered nothing.
+func (s *session) unread(ctx context.Context, id json.RawMessage, limit int) {
+	if id == nil {
+		return
+	}
+	key := idKey(id)
+	s.mu.Lock()
+	req, ok := s.inFlight[key]
+	delete(s.inFlight, key)
+	g := s.g
+	s.mu.Unlock()
+	if !ok || g == nil || req.method != methodCall {
+		return
+	}
+	note := map[string]any{"unrecorded": fmt.Sprintf("the server's answer was longer than %d bytes; relayed to the client unread", limit)}
+	if err := g.RecordOutput(ctx, req.stepID, note); err != nil {
+		s.srv.log.Warn("mcp: tool result not recorded", "tool", req.tool, "step", req.stepID, "err", err)
+	}
+}
+
 // observeTools records a tools/list answer as an observation step whose output is the
 // tools, so that later rules can read them; metadata mcp_tools_changed names the tools
 // whose description or input schema differs from the one seen earlier (the "rug pull").
