@@ -27,7 +27,7 @@ import (
 
 // startLineProcess starts cmd and waits until a line of its stderr matches pattern,
 // returning the match's first group; the rest of stderr is kept for messages.
-func startLineProcess(t *testing.T, cmd *exec.Cmd, pattern string) (string, *syncBuffer) {
+func startLineProcess(t testing.TB, cmd *exec.Cmd, pattern string) (string, *syncBuffer) {
 	t.Helper()
 	stderr := &syncBuffer{}
 	pipe, err := cmd.StderrPipe()
@@ -70,7 +70,7 @@ func startLineProcess(t *testing.T, cmd *exec.Cmd, pattern string) (string, *syn
 }
 
 // startEverythingHTTP runs server-everything over Streamable HTTP and returns its endpoint.
-func startEverythingHTTP(t *testing.T, modules string) string {
+func startEverythingHTTP(t testing.TB, modules string) string {
 	t.Helper()
 	port := servetest.FreePort(t)
 	cmd := exec.Command("node", append(mcpServerCmd(modules, "server-everything")[1:], "streamableHttp")...)

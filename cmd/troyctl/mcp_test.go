@@ -547,18 +547,32 @@ func BenchmarkMCPToolCall(b *testing.B) {
 	modules := mcpServers(b)
 	bin := troyctlBinary(b)
 	server := mcpServerCmd(modules, "server-everything")
+	stdio := func(command ...string) func() mcp.Transport {
+		return func() mcp.Transport { return &mcp.CommandTransport{Command: exec.Command(command[0], command[1:]...)} }
+	}
+	overHTTP := func(proxied bool) func() mcp.Transport {
+		return func() mcp.Transport {
+			endpoint := startEverythingHTTP(b, modules)
+			if proxied {
+				proxy := exec.Command(bin, "mcp", "--listen", "127.0.0.1:0", "--upstream", endpoint, "--data-dir", b.TempDir(), "--insecure-no-auth")
+				endpoint, _ = startLineProcess(b, proxy, `troy: guarding \S+ at (http://\S+)`)
+			}
+			return &mcp.StreamableClientTransport{Endpoint: endpoint, MaxRetries: -1}
+		}
+	}
 	for _, bc := range []struct {
-		name    string
-		command []string
+		name      string
+		transport func() mcp.Transport
 	}{
-		{"direct", server},
-		{"proxied", append([]string{bin, "mcp", "--data-dir", b.TempDir(), "--"}, server...)},
+		{"direct", stdio(server...)},
+		{"proxied", stdio(append([]string{bin, "mcp", "--data-dir", b.TempDir(), "--"}, server...)...)},
+		{"http-direct", overHTTP(false)},
+		{"http-proxied", overHTTP(true)},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			ctx := context.Background()
-			cmd := exec.Command(bc.command[0], bc.command[1:]...)
 			client := mcp.NewClient(&mcp.Implementation{Name: "bench", Version: "1"}, nil)
-			s, err := client.Connect(ctx, &mcp.CommandTransport{Command: cmd}, nil)
+			s, err := client.Connect(ctx, bc.transport(), nil)
 			if err != nil {
 				b.Fatal(err)
 			}
