@@ -130,6 +130,61 @@ func gzipCall(url string) *mcp.CallToolParams {
 	return &mcp.CallToolParams{Name: "gzip-file-as-resource", Arguments: map[string]any{"name": "page.gz", "data": url}}
 }
 
+// startHTTPProxy runs troyctl mcp --listen in front of upstream, with a policy that
+// forbids server-everything's gzip tool to fetch web pages, and returns its endpoint.
+func startHTTPProxy(t *testing.T, bin, upstream, data string) (*exec.Cmd, string, *syncBuffer) {
+	t.Helper()
+	policy := filepath.Join(t.TempDir(), "policy.json")
+	pol := map[string]any{"policy_id": "mcp-http", "rules": []any{map[string]any{
+		"rule_id": "no-web-fetch", "description": "A tool fetches a web page.", "severity": "high", "weight": 40,
+		"condition": "step.metadata.mcp_tool == 'gzip-file-as-resource' and matches(step.input.data ?? '', '^https?://')",
+	}}}
+	if err := os.WriteFile(policy, []byte(jsonOf(t, pol)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	proxy := exec.Command(bin, "mcp", "--listen", "127.0.0.1:0", "--upstream", upstream, "--data-dir", data, "--policy", policy, "--name", "everything")
+	endpoint, stderr := startLineProcess(t, proxy, `troy: guarding \S+ at (http://\S+)`)
+	return proxy, endpoint, stderr
+}
+
+// TestMCPTypeScriptClientHTTP runs the TypeScript SDK's Streamable HTTP client through
+// troyctl mcp --listen (testdata/mcp/client-http.mjs holds its checks).
+func TestMCPTypeScriptClientHTTP(t *testing.T) {
+	modules := mcpServers(t)
+	bin := troyctlBinary(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	upstream := startEverythingHTTP(t, modules)
+	target, hits := fetchTarget(t)
+	data := t.TempDir()
+	token := httpToken(t, data, "agent", "ts-agent")
+	_, endpoint, stderr := startHTTPProxy(t, bin, upstream, data)
+	script, err := filepath.Abs(filepath.Join("testdata", "mcp", "client-http.mjs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.CommandContext(ctx, "node", script, modules, endpoint, token, target.URL+"/page").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "ok") {
+		t.Fatalf("node client-http.mjs: %v\n%s\nproxy:\n%s", err, out, stderr)
+	}
+	if hits.Load() != 0 {
+		t.Fatalf("a blocked fetch reached the web server")
+	}
+	// The client terminated its session: its report is written.
+	matches, _ := filepath.Glob(filepath.Join(data, "reports", "ts-agent", "*", "audit.json"))
+	if len(matches) != 1 {
+		t.Fatalf("reports of ts-agent: %v\n%s", matches, stderr)
+	}
+	raw, _ := os.ReadFile(matches[0])
+	var audit schemas.AuditResult
+	if err := json.Unmarshal(raw, &audit); err != nil {
+		t.Fatal(err)
+	}
+	if len(audit.Trace.Steps) != 3 || len(audit.Violations) != 1 || audit.Violations[0].RuleID != "no-web-fetch" {
+		t.Fatalf("the TypeScript client's session: %d steps, violations %+v", len(audit.Trace.Steps), audit.Violations)
+	}
+}
+
 // TestMCPStreamableHTTP proxies a real Streamable HTTP server (server-everything, which
 // answers in event streams) for the Go SDK's client, with the gateway's tokens.
 func TestMCPStreamableHTTP(t *testing.T) {
@@ -144,16 +199,7 @@ func TestMCPStreamableHTTP(t *testing.T) {
 	agentToken := httpToken(t, data, "agent", "desk-agent")
 	otherToken := httpToken(t, data, "agent", "other-agent")
 	readerToken := httpToken(t, data, "reader")
-	policy := filepath.Join(t.TempDir(), "policy.json")
-	pol := map[string]any{"policy_id": "mcp-http", "rules": []any{map[string]any{
-		"rule_id": "no-web-fetch", "description": "A tool fetches a web page.", "severity": "high", "weight": 40,
-		"condition": "step.metadata.mcp_tool == 'gzip-file-as-resource' and matches(step.input.data ?? '', '^https?://')",
-	}}}
-	if err := os.WriteFile(policy, []byte(jsonOf(t, pol)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	proxy := exec.Command(bin, "mcp", "--listen", "127.0.0.1:0", "--upstream", upstream, "--data-dir", data, "--policy", policy, "--name", "everything")
-	endpoint, stderr := startLineProcess(t, proxy, `troy: guarding \S+ at (http://\S+)`)
+	proxy, endpoint, stderr := startHTTPProxy(t, bin, upstream, data)
 
 	direct := mcpHTTPConnect(t, ctx, upstream, "")
 	defer direct.Close()
