@@ -538,12 +538,7 @@ func (fw *forwarder) connect(ctx context.Context) (*bus.Bus, error) {
 			continue
 		}
 		hash := strings.TrimSuffix(filepath.Base(p), ".json")
-		if scope != "" {
-			err = storeThroughGuard(cctx, b, scope, hash, raw)
-		} else {
-			err = b.PutPolicy(cctx, hash, raw)
-		}
-		if err != nil {
+		if err := putPolicy(cctx, b, scope, hash, raw); err != nil {
 			b.Close()
 			return nil, fmt.Errorf("store policy %s: %w", filepath.Base(p), err)
 		}
@@ -562,6 +557,37 @@ func agentScope(auth wire.Auth) string {
 		return ""
 	}
 	return strings.TrimPrefix(prefix, "_INBOX.")
+}
+
+// putPolicy stores a policy revision in the deployment: through the guard service with an
+// agent's credential (scope names its agent), in the policy bucket otherwise.
+func putPolicy(ctx context.Context, b *bus.Bus, scope, hash string, raw []byte) error {
+	if scope != "" {
+		return storeThroughGuard(ctx, b, scope, hash, raw)
+	}
+	return b.PutPolicy(ctx, hash, raw)
+}
+
+// StorePolicy stores a compiled policy in a deployment, so that guard sessions there can
+// name it by its hash, which it returns. An agent's credential may not write the policy
+// bucket: the policy goes through the guard service then, which stores it under its
+// content hash only.
+func StorePolicy(ctx context.Context, deployment agent.Options, c *evaluator.Compiled) (string, error) {
+	raw, err := c.Policy().MarshalJSON()
+	if err != nil {
+		return "", err
+	}
+	auth := agent.FromEnv(deployment.Auth)
+	scope := agentScope(auth)
+	b, err := bus.Open(ctx, bus.Options{URL: deployment.URL, Name: deployment.Name, Auth: auth, Client: true, NoPolicies: scope != ""})
+	if err != nil {
+		return "", err
+	}
+	defer b.Close()
+	if err := putPolicy(ctx, b, scope, c.Hash(), raw); err != nil {
+		return "", fmt.Errorf("store policy %s: %w", c.Policy().PolicyID, err)
+	}
+	return c.Hash(), nil
 }
 
 // storeThroughGuard hands a policy revision to the guard service, on the subject of the

@@ -156,7 +156,7 @@ func (f *gatewayFlags) start(ctx context.Context, b *bus.Bus, srv *pipeline.Serv
 // watchTokens re-reads the tokens file when its size or time changes, until ctx ends. A
 // file that no longer reads is logged and the tokens in use kept, as a policy file's
 // broken edit is.
-func watchTokens(ctx context.Context, g *gateway.Gateway, file string, log *slog.Logger) {
+func watchTokens(ctx context.Context, g interface{ SetTokens([]gateway.Token) error }, file string, log *slog.Logger) {
 	stamp := func() (time.Time, int64) {
 		st, err := os.Stat(file)
 		if err != nil {

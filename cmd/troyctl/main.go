@@ -108,7 +108,6 @@ markdown and JSON reports. It also checks single actions before they run.`,
 		newRegressCmd(a),
 		newSQLCmd(a),
 		newVersionCmd(a),
-		newAuthCmd(a),
 		newVerifyCmd(a),
 	)
 	return root

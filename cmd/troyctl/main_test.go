@@ -313,12 +313,18 @@ func TestVersionAndHelp(t *testing.T) {
 		t.Fatalf("version: %+v", r)
 	}
 	// Every command explains itself with an example.
+	// Each command is registered once, so that help lists it once.
 	var walk func(c *cobra.Command)
 	walk = func(c *cobra.Command) {
 		if !c.Hidden && c.Name() != "help" && c.Name() != "completion" && c.Example == "" {
 			t.Errorf("%s has no example in its --help", c.CommandPath())
 		}
+		seen := map[string]bool{}
 		for _, sub := range c.Commands() {
+			if seen[sub.Name()] {
+				t.Errorf("%s is registered twice under %s", sub.Name(), c.CommandPath())
+			}
+			seen[sub.Name()] = true
 			walk(sub)
 		}
 	}

@@ -410,6 +410,11 @@ func TestMCPProxyBadInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	batched := filepath.Join(dir, "batched.txt")
+	big := filepath.Join(dir, "big.txt")
+	bigText := strings.Repeat("a line of a large file\n", 1000)
+	if err := os.WriteFile(big, []byte(bigText), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	lines := []string{
 		`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}`,
 		`{"jsonrpc":"2.0","method":"notifications/initialized"}`,
@@ -418,6 +423,8 @@ func TestMCPProxyBadInput(t *testing.T) {
 		// A key differing in case does not hide the method from the guard.
 		`{"jsonrpc":"2.0","id":6,"method":"tools/call","Method":"ping","params":{"name":"bash","arguments":{}}}`,
 		`{"jsonrpc":"2.0","id":7,"method":"ping","params":{"pad":"` + strings.Repeat("x", 5000) + `"}}`,
+		// An answer over the limit: relayed whole, unread.
+		`{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"read_text_file","arguments":{"path":` + jsonOf(t, big) + `}}}`,
 		`{"jsonrpc":"2.0","id":8,"method":"ping"}`,
 	}
 	go func() {
@@ -447,16 +454,18 @@ func TestMCPProxyBadInput(t *testing.T) {
 		}
 	}()
 	var got []reply
-	for done := false; !done; {
+	for seen := 0; seen < 2; {
 		select {
 		case r, ok := <-replies:
 			if !ok {
 				t.Fatalf("stdout ended early; replies %+v\nstderr:\n%s", got, stderr)
 			}
 			got = append(got, r)
-			done = string(r.ID) == "8"
+			if string(r.ID) == "8" || string(r.ID) == "9" {
+				seen++
+			}
 		case <-ctx.Done():
-			t.Fatalf("no answer to the last ping; replies %+v\nstderr:\n%s", got, stderr)
+			t.Fatalf("no answer to the last ping or the large read; replies %+v\nstderr:\n%s", got, stderr)
 		}
 	}
 	stdin.Close()
@@ -465,14 +474,27 @@ func TestMCPProxyBadInput(t *testing.T) {
 	}
 
 	var codes []int
-	var blocked string
+	var blocked, large string
 	for _, r := range got {
 		switch {
 		case r.Error != nil && string(r.ID) == "null":
 			codes = append(codes, r.Error.Code)
 		case string(r.ID) == "6":
 			blocked = jsonOf(t, r.Result)
+		case string(r.ID) == "9":
+			large = jsonOf(t, r.Result)
 		}
+	}
+	if !strings.Contains(large, jsonOf(t, bigText)[1:len(jsonOf(t, bigText))-1]) {
+		t.Errorf("an answer over the limit did not reach the client whole: %d bytes", len(large))
+	}
+	// Its step records that it was not read.
+	audits, _ := filepath.Glob(filepath.Join(dir, "data", "reports", "raw", "*", "audit.json"))
+	if len(audits) != 1 {
+		t.Fatalf("the session's audit.json: %v", audits)
+	}
+	if raw, _ := os.ReadFile(audits[0]); !strings.Contains(string(raw), "relayed to the client unread") {
+		t.Errorf("the large read's step does not say its answer went unread:\n%.2000s", raw)
 	}
 	if !slices.Equal(codes, []int{-32700, -32600, -32600}) {
 		t.Errorf("the proxy's own error answers: got codes %v, want parse error, batch refused, message too long; replies %+v", codes, got)
@@ -525,18 +547,32 @@ func BenchmarkMCPToolCall(b *testing.B) {
 	modules := mcpServers(b)
 	bin := troyctlBinary(b)
 	server := mcpServerCmd(modules, "server-everything")
+	stdio := func(command ...string) func() mcp.Transport {
+		return func() mcp.Transport { return &mcp.CommandTransport{Command: exec.Command(command[0], command[1:]...)} }
+	}
+	overHTTP := func(proxied bool) func() mcp.Transport {
+		return func() mcp.Transport {
+			endpoint := startEverythingHTTP(b, modules)
+			if proxied {
+				proxy := exec.Command(bin, "mcp", "--listen", "127.0.0.1:0", "--upstream", endpoint, "--data-dir", b.TempDir(), "--insecure-no-auth")
+				endpoint, _ = startLineProcess(b, proxy, `troy: guarding \S+ at (http://\S+)`)
+			}
+			return &mcp.StreamableClientTransport{Endpoint: endpoint, MaxRetries: -1}
+		}
+	}
 	for _, bc := range []struct {
-		name    string
-		command []string
+		name      string
+		transport func() mcp.Transport
 	}{
-		{"direct", server},
-		{"proxied", append([]string{bin, "mcp", "--data-dir", b.TempDir(), "--"}, server...)},
+		{"direct", stdio(server...)},
+		{"proxied", stdio(append([]string{bin, "mcp", "--data-dir", b.TempDir(), "--"}, server...)...)},
+		{"http-direct", overHTTP(false)},
+		{"http-proxied", overHTTP(true)},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			ctx := context.Background()
-			cmd := exec.Command(bc.command[0], bc.command[1:]...)
 			client := mcp.NewClient(&mcp.Implementation{Name: "bench", Version: "1"}, nil)
-			s, err := client.Connect(ctx, &mcp.CommandTransport{Command: cmd}, nil)
+			s, err := client.Connect(ctx, bc.transport(), nil)
 			if err != nil {
 				b.Fatal(err)
 			}

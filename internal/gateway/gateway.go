@@ -83,16 +83,20 @@ type Gateway struct {
 	cfg   Config
 	mux   *http.ServeMux
 	slots chan struct{} // one per request in hand
-	keys  atomic.Pointer[keyring]
+	keys  Keyring
 }
 
 // keyring finds a token by its hash. Looking the hash of the presented text up in a map
 // tells a timing attacker at most about the hash, which gives no hold on a token.
 type keyring map[[32]byte]Token
 
+// Keyring holds the tokens accepted, replaced whole while requests are served. The
+// gateway keeps one; so does any other HTTP endpoint of troy's that takes its tokens.
+type Keyring struct{ p atomic.Pointer[keyring] }
+
 // SetTokens replaces the tokens accepted, for requests that arrive from now on; there
 // must be at least one.
-func (g *Gateway) SetTokens(tokens []Token) error {
+func (k *Keyring) SetTokens(tokens []Token) error {
 	keys := keyring{}
 	for i, t := range tokens {
 		if err := checkRole(t.Role, t.Agent); err != nil {
@@ -103,9 +107,39 @@ func (g *Gateway) SetTokens(tokens []Token) error {
 	if len(keys) == 0 {
 		return errors.New("the HTTP gateway needs at least one token: issue one with troyctl auth admin --http (or agent NAME, reader), or give --http-tokens FILE or TROY_HTTP_TOKENS")
 	}
-	g.keys.Store(&keys)
+	k.p.Store(&keys)
 	return nil
 }
+
+// Authenticate finds the token of a request's Authorization: Bearer header.
+func (k *Keyring) Authenticate(r *http.Request) (Token, bool) {
+	got, ok := bearer(r)
+	keys := k.p.Load()
+	if !ok || keys == nil {
+		return Token{}, false
+	}
+	tok, known := (*keys)[HashToken(got)]
+	return tok, known
+}
+
+// Unauthorized answers a request without a valid token: 401 with the Bearer challenge.
+// The body is not read: not by the handler, nor by the server looking for the next
+// request, since the connection is closed after the answer.
+func Unauthorized(w http.ResponseWriter) {
+	w.Header().Set("WWW-Authenticate", `Bearer realm="troy"`)
+	w.Header().Set("Connection", "close")
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now())
+	writeError(w, errorf(http.StatusUnauthorized, "unauthorized", "a valid bearer token is required"))
+}
+
+// Forbidden answers a request whose token's role may not do what it asks.
+func Forbidden(w http.ResponseWriter, t Token, what string) {
+	writeError(w, forbidden(t, "%s", what))
+}
+
+// SetTokens replaces the tokens accepted, for requests that arrive from now on; there
+// must be at least one.
+func (g *Gateway) SetTokens(tokens []Token) error { return g.keys.SetTokens(tokens) }
 
 // New builds a gateway over a bus.
 func New(b *bus.Bus, cfg Config) (*Gateway, error) {
@@ -254,15 +288,9 @@ type tokenKey struct{}
 // read; the handler checks an agent token's scope against the agent the request names.
 func (g *Gateway) auth(rt route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got, ok := bearer(r)
-		tok, known := (*g.keys.Load())[HashToken(got)]
-		if !ok || !known {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="troy"`)
-			// The body is not read: not by the handler, nor by the server looking for the
-			// next request, since the connection is closed after the answer.
-			w.Header().Set("Connection", "close")
-			_ = http.NewResponseController(w).SetReadDeadline(time.Now())
-			writeError(w, errorf(http.StatusUnauthorized, "unauthorized", "a valid bearer token is required"))
+		tok, known := g.keys.Authenticate(r)
+		if !known {
+			Unauthorized(w)
 			return
 		}
 		if !slices.Contains(rt.Roles, tok.Role) {

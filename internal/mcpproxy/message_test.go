@@ -186,3 +186,21 @@ func FuzzDecode(f *testing.F) {
 		_ = m.idKey()
 	})
 }
+
+func TestLongLineID(t *testing.T) {
+	for _, c := range []struct {
+		name, head, tail, want string
+	}{
+		{"the TypeScript SDK's order", `{"result":{"content":[{"type":"text","text":"aaa`, `aaa"}]},"jsonrpc":"2.0","id":9}`, "9"},
+		{"jsonrpc then id", `{"jsonrpc":"2.0","id":"req-1","result":{"id":3,`, `}}`, `"req-1"`},
+		{"id first", `{"id":-4,"jsonrpc":"2.0","result":`, `}}`, "-4"},
+		{"an id nested in the result is not the message's", `{"result":{"x":`, `{"id":7}}}`, ""},
+		{"id then jsonrpc at the end", `{"result":"`, `","id":12,"jsonrpc":"2.0"}`, "12"},
+		{"no id", `{"method":"notifications/message","params":{"data":"`, `"}}`, ""},
+	} {
+		got := string((&longLine{head: []byte(c.head), tail: []byte(c.tail)}).id())
+		if got != c.want {
+			t.Errorf("%s: id %q, want %q", c.name, got, c.want)
+		}
+	}
+}

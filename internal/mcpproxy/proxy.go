@@ -9,6 +9,7 @@ package mcpproxy
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -18,17 +19,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
-	"unicode"
 
-	"github.com/troy-audit/troy/evaluator"
 	"github.com/troy-audit/troy/localguard"
-	"github.com/troy-audit/troy/schemas"
-	"github.com/troy-audit/troy/schemas/pyjson"
-	"github.com/troy-audit/troy/sdk/agent"
 )
 
 const (
@@ -54,55 +51,52 @@ const (
 
 // Options configure a proxy run.
 type Options struct {
-	Command []string            // the server and its arguments; required
-	Server  string              // metadata mcp_server; empty: the command's base name
-	Agent   string              // the guard's agent; empty: the client's clientInfo.name
-	Policy  *evaluator.Compiled // required
-	Guard   localguard.Options  // Agent and Session are set by the proxy when empty
-	// ReportDir receives report.md and audit.json; empty: the data directory's
-	// reports/<agent>/<session>/.
-	ReportDir  string
+	Command []string // the server and its arguments; required
+	Server  string   // metadata mcp_server; empty: the command's base name
+	Agent   string   // the guard's agent; empty: the client's clientInfo.name
+	Guards  Guards   // required: the guard of each session
+	// DataDir keeps the fingerprints of the server's tools (mcp/); empty means
+	// localguard.DefaultDataDir.
+	DataDir    string
 	MaxMessage int          // 0: DefaultMaxMessage
 	Logger     *slog.Logger // nil discards; never stdout, which is the protocol
 	Stderr     io.Writer    // the server's stderr; nil: os.Stderr
 }
 
-// Result is what a run leaves behind.
+// Result is what a session leaves behind.
 type Result struct {
 	Session string
-	Report  localguard.Report // zero when no step was taken
+	Report  Report // zero when no step was taken
 }
 
-// pending is a request of the client in flight to the server that the proxy waits on.
-type pending struct {
-	method string
-	stepID string // tools/call: the checked step
-	tool   string
+// newServer fills in the defaults of what every transport needs.
+func newServer(name, agentName, dataDir string, guards Guards, log *slog.Logger) *server {
+	if dataDir == "" {
+		dataDir = localguard.DefaultDataDir
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &server{name: name, agent: agentName, guards: guards, prints: newToolPrints(dataDir, name), log: log}
 }
 
-type proxy struct {
-	opts Options
-	log  *slog.Logger
-
-	outMu sync.Mutex // serializes writes to the client
-	out   *bufio.Writer
-
-	mu       sync.Mutex
-	g        *localguard.Guard
-	client   string             // clientInfo.name of initialize
-	inFlight map[string]pending // by id
-	prints   *toolPrints        // the server's tools, as seen before and in this session
+// stdio relays one client's session over stdio.
+type stdio struct {
+	s          *session
+	maxMessage int
+	outMu      sync.Mutex // serializes writes to the client
+	out        *bufio.Writer
 }
 
 // Run relays between the client (in, out) and the server until the client closes in, the
-// server exits or ctx ends; then it stops the server, ends the session (report.md and
-// audit.json written) and closes the guard.
+// server exits or ctx ends; then it stops the server and ends the session (its report
+// written).
 func Run(ctx context.Context, opts Options, in io.Reader, out io.Writer) (Result, error) {
 	if len(opts.Command) == 0 {
 		return Result{}, errors.New("mcp: no server command: give it after --")
 	}
-	if opts.Policy == nil {
-		return Result{}, errors.New("mcp: no policy")
+	if opts.Guards == nil {
+		return Result{}, errors.New("mcp: no guard")
 	}
 	if opts.Server == "" {
 		opts.Server = ServerName(opts.Command)
@@ -110,18 +104,12 @@ func Run(ctx context.Context, opts Options, in io.Reader, out io.Writer) (Result
 	if opts.MaxMessage <= 0 {
 		opts.MaxMessage = DefaultMaxMessage
 	}
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
-	}
 	if opts.Stderr == nil {
 		opts.Stderr = os.Stderr
 	}
-	dataDir := opts.Guard.DataDir
-	if dataDir == "" {
-		dataDir = localguard.DefaultDataDir
-	}
-	p := &proxy{opts: opts, log: opts.Logger, out: bufio.NewWriter(out), inFlight: map[string]pending{},
-		prints: newToolPrints(dataDir, opts.Server)}
+	srv := newServer(opts.Server, opts.Agent, opts.DataDir, opts.Guards, opts.Logger)
+	p := &stdio{s: newSession(srv, ""), maxMessage: opts.MaxMessage, out: bufio.NewWriter(out)}
+	log := srv.log
 
 	cmd := exec.Command(opts.Command[0], opts.Command[1:]...)
 	cmd.Stderr = opts.Stderr
@@ -137,7 +125,7 @@ func Run(ctx context.Context, opts Options, in io.Reader, out io.Writer) (Result
 	if err := cmd.Start(); err != nil {
 		return Result{}, fmt.Errorf("mcp: start the server %q: %w", opts.Command[0], err)
 	}
-	p.log.Info("mcp: server started", "server", opts.Server, "pid", cmd.Process.Pid)
+	log.Info("mcp: server started", "server", opts.Server, "pid", cmd.Process.Pid)
 
 	serverDone := make(chan error, 1) // the server's stdout has ended
 	go func() { serverDone <- p.fromServer(ctx, fromServer) }()
@@ -151,12 +139,12 @@ func Run(ctx context.Context, opts Options, in io.Reader, out io.Writer) (Result
 	select {
 	case err := <-clientDone:
 		runErr = err
-		p.log.Info("mcp: the client disconnected; stopping the server")
+		log.Info("mcp: the client disconnected; stopping the server")
 	case err := <-serverDone:
 		runErr, relayed = err, true
-		p.log.Warn("mcp: the server closed its stdout")
+		log.Warn("mcp: the server closed its stdout")
 	case <-ctx.Done():
-		p.log.Info("mcp: stopping", "why", context.Cause(ctx))
+		log.Info("mcp: stopping", "why", context.Cause(ctx))
 	}
 	stopReading()
 	toServer.Close()
@@ -166,10 +154,10 @@ func Run(ctx context.Context, opts Options, in io.Reader, out io.Writer) (Result
 			// The server ended the run: its failure is the run's.
 			runErr = fmt.Errorf("mcp: the server %q exited: %w", opts.Command[0], err)
 		} else {
-			p.log.Warn("mcp: the server exited", "err", err)
+			log.Warn("mcp: the server exited", "err", err)
 		}
 	}
-	res, endErr := p.end(ctx)
+	res, endErr := p.s.end(ctx)
 	return res, errors.Join(runErr, endErr)
 }
 
@@ -206,26 +194,6 @@ func stop(cmd *exec.Cmd, serverDone <-chan error, relayed bool) error {
 	return err
 }
 
-// end ends the session (its reports written) and closes the guard.
-func (p *proxy) end(ctx context.Context) (Result, error) {
-	p.mu.Lock()
-	g := p.g
-	p.mu.Unlock()
-	if g == nil {
-		return Result{}, nil
-	}
-	ctx = context.WithoutCancel(ctx) // the reports are written after a signal too
-	res := Result{Session: g.Session()}
-	rep, err := g.EndReport(ctx, p.opts.ReportDir)
-	if err == nil {
-		res.Report = rep
-		p.log.Info("mcp: session ended", "session", res.Session, "report", rep.Markdown, "audit", rep.JSON)
-	}
-	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	return res, errors.Join(err, g.Close(cctx))
-}
-
 // ServerName is the mcp_server a command gets by default: the package a runner (npx,
 // node, uvx, python, docker run, ...) starts, else the command's base name.
 func ServerName(command []string) string {
@@ -257,54 +225,10 @@ func ServerName(command []string) string {
 	return name
 }
 
-// guard returns the session's guard, starting it at the first message that needs it: the
-// agent is known from initialize by then.
-func (p *proxy) guard(ctx context.Context) (*localguard.Guard, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.g != nil {
-		return p.g, nil
-	}
-	opts := p.opts.Guard
-	if opts.Agent == "" {
-		opts.Agent = p.opts.Agent
-	}
-	if opts.Agent == "" {
-		opts.Agent = idText(p.client)
-	}
-	if opts.Agent == "" {
-		opts.Agent = DefaultAgent
-	}
-	if opts.Logger == nil {
-		opts.Logger = p.log
-	}
-	g, err := localguard.New(ctx, p.opts.Policy, opts)
-	if err != nil {
-		return nil, fmt.Errorf("mcp: start the guard: %w", err)
-	}
-	p.g = g
-	p.log.Info("mcp: session started", "session", g.Session(), "agent", opts.Agent, "server", p.opts.Server)
-	return g, nil
-}
-
-// idText makes a client's name usable as an id: printable, and not over the limit.
-func idText(s string) string {
-	s = strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) || r == unicode.ReplacementChar {
-			return -1
-		}
-		return r
-	}, strings.TrimSpace(s))
-	for len(s) > schemas.MaxIDLength {
-		s = s[:len(s)-1]
-	}
-	return strings.ToValidUTF8(s, "")
-}
-
 // fromClient relays the client's messages to the server, checking each tools/call first.
-func (p *proxy) fromClient(ctx context.Context, in io.Reader, toServer io.Writer) error {
+func (p *stdio) fromClient(ctx context.Context, in io.Reader, toServer io.Writer) error {
 	lines := make(chan Line)
-	go ReadLines(ctx, in, p.opts.MaxMessage, lines)
+	go ReadLines(ctx, in, p.maxMessage, lines)
 	w := bufio.NewWriter(toServer)
 	for {
 		var l Line
@@ -320,16 +244,19 @@ func (p *proxy) fromClient(ctx context.Context, in io.Reader, toServer io.Writer
 			return fmt.Errorf("mcp: read the client: %w", l.Err)
 		}
 		if l.TooLong {
-			p.log.Warn("mcp: client message over the limit; dropped", "limit", p.opts.MaxMessage)
-			p.reply(errorResponse(nil, codeInvalidRequest, fmt.Sprintf("troy: message longer than %d bytes; dropped", p.opts.MaxMessage)))
+			p.s.srv.log.Warn("mcp: client message over the limit; dropped", "limit", p.maxMessage)
+			p.reply(encodeReply(p.s.srv.log, errorResponse(nil, codeInvalidRequest, fmt.Sprintf("troy: message longer than %d bytes; dropped", p.maxMessage))))
 			continue
 		}
-		if len(strings.TrimSpace(string(l.Data))) == 0 {
+		if len(bytes.TrimSpace(l.Data)) == 0 {
 			continue
 		}
-		forward, err := p.fromClientMessage(ctx, l.Data)
+		forward, reply, err := p.s.fromClient(ctx, l.Data)
 		if err != nil {
 			return err
+		}
+		if reply != nil {
+			p.reply(reply)
 		}
 		if !forward {
 			continue
@@ -342,217 +269,120 @@ func (p *proxy) fromClient(ctx context.Context, in io.Reader, toServer io.Writer
 	}
 }
 
-// fromClientMessage handles one message of the client and says whether it goes on to the
-// server. An error ends the run.
-func (p *proxy) fromClientMessage(ctx context.Context, data []byte) (bool, error) {
-	m, err := decode(data)
-	if err != nil {
-		// What the proxy cannot read is not relayed: the server might read it otherwise.
-		p.log.Warn("mcp: client message is not JSON-RPC; answered with a parse error", "err", err)
-		p.reply(errorResponse(nil, codeParse, "troy: "+err.Error()))
-		return false, nil
-	}
-	switch {
-	case m.batch && m.calls > 0:
-		p.log.Warn("mcp: a batch holding tools/call refused", "calls", m.calls)
-		p.reply(errorResponse(nil, codeInvalidRequest, "troy: tools/call in a batch is not supported; send tool calls one at a time"))
-		return false, nil
-	case m.method == methodInitialize:
-		p.mu.Lock()
-		p.client = clientName(m.params)
-		p.mu.Unlock()
-	case m.method == methodCall:
-		return p.call(ctx, m)
-	case m.method == methodList && m.id != nil:
-		if _, err := p.guard(ctx); err != nil {
-			return false, err
-		}
-		p.mu.Lock()
-		p.inFlight[m.idKey()] = pending{method: methodList}
-		p.mu.Unlock()
-	}
-	return true, nil
-}
-
-// call checks a tools/call; a blocked call is answered here and not forwarded.
-func (p *proxy) call(ctx context.Context, m message) (bool, error) {
-	g, err := p.guard(ctx)
-	if err != nil {
-		return false, err
-	}
-	c, err := decodeCall(m.params)
-	if err != nil {
-		if m.id != nil {
-			p.reply(errorResponse(m.id, -32602, "troy: "+err.Error()))
-		}
-		return false, nil
-	}
-	meta := map[string]any{"mcp_server": p.opts.Server, "mcp_tool": c.name}
-	d, err := g.CheckStep(ctx, evaluator.CheckRequest{GuardStep: schemas.GuardStep{Action: c.name, Input: c.args, Metadata: meta, Type: schemas.StepToolCall}})
-	var blocked *agent.BlockedError
-	var unavailable *agent.UnavailableError
-	switch {
-	case err == nil:
-	case errors.As(err, &blocked):
-		p.log.Warn("mcp: tool call blocked", "tool", c.name, "step", d.StepID, "reason", reason(d))
-		if m.id != nil {
-			p.reply(blockedResult(m.id, "troy blocked this tool call: "+reason(d)))
-		}
-		return false, nil
-	case errors.As(err, &unavailable) && d.Allowed:
-		p.log.Error("mcp: tool call not recorded; allowed (fail open)", "tool", c.name, "err", err)
-	default:
-		p.log.Error("mcp: tool call not checked; blocked", "tool", c.name, "err", err)
-		if m.id != nil {
-			p.reply(blockedResult(m.id, "troy could not check this tool call: "+err.Error()))
-		}
-		return false, nil
-	}
-	if m.id != nil && d.StepID != "" {
-		p.mu.Lock()
-		p.inFlight[m.idKey()] = pending{method: methodCall, stepID: d.StepID, tool: c.name}
-		p.mu.Unlock()
-	}
-	return true, nil
-}
-
-// reason is the policy's reason for a blocked decision: its violations' rules and
-// descriptions.
-func reason(d schemas.Decision) string {
-	var parts []string
-	for _, v := range d.Violations {
-		parts = append(parts, fmt.Sprintf("%s (%s): %s", v.RuleID, v.Severity, v.RuleDescription))
-	}
-	for _, e := range d.RuleErrors {
-		parts = append(parts, fmt.Sprintf("%s could not be evaluated: %s", e.RuleID, e.Error))
-	}
-	if len(parts) == 0 {
-		return "the policy does not allow it"
-	}
-	return strings.Join(parts, "; ")
-}
-
 // fromServer relays the server's messages to the client, recording the results of the
-// requests the proxy waits on.
-func (p *proxy) fromServer(ctx context.Context, r io.Reader) error {
+// requests the session waits on. A message over the limit is relayed unread, as it comes,
+// so that the proxy holds no more than the limit and the client still gets its answer.
+func (p *stdio) fromServer(ctx context.Context, r io.Reader) error {
 	// Read here rather than on a goroutine of its own: a hop less per message, and the
 	// stream ends when the server is stopped.
 	br := bufio.NewReaderSize(r, 64<<10)
 	for {
-		data, tooLong, err := ReadBoundedLine(br, p.opts.MaxMessage)
+		data, long, err := p.serverLine(br)
 		if err == io.EOF {
 			return nil
 		}
 		if err != nil {
 			return fmt.Errorf("mcp: read the server: %w", err)
 		}
-		if tooLong {
-			p.log.Error("mcp: server message over the limit; dropped", "limit", p.opts.MaxMessage)
+		if long != nil {
+			p.s.srv.log.Warn("mcp: a server message over the limit was relayed unread", "limit", p.maxMessage)
+			p.s.unread(ctx, long.id(), p.maxMessage)
 			continue
 		}
-		if m, err := decode(data); err == nil && m.isResponse() {
-			p.record(ctx, m)
-		}
+		p.s.fromServer(ctx, data)
 		if err := p.write(data); err != nil {
 			return err
 		}
 	}
 }
 
-// record records the answer to a request the proxy waits on.
-func (p *proxy) record(ctx context.Context, m message) {
-	p.mu.Lock()
-	req, ok := p.inFlight[m.idKey()]
-	delete(p.inFlight, m.idKey())
-	g := p.g
-	p.mu.Unlock()
-	if !ok || g == nil {
-		return
-	}
-	switch req.method {
-	case methodCall:
-		output, err := outputOf(m)
-		if err == nil {
-			err = g.RecordOutput(ctx, req.stepID, output)
+// longLine is what the proxy keeps of a line over the limit: its first and last bytes,
+// where a JSON-RPC message's id is.
+type longLine struct{ head, tail []byte }
+
+// keepEnds is how much of each end of a long line is kept.
+const keepEnds = 1 << 10
+
+// serverLine reads one line of the server without its line ending. A line over the limit
+// is copied to the client as it is read, its newline included, and only its ends kept.
+func (p *stdio) serverLine(br *bufio.Reader) (data []byte, long *longLine, err error) {
+	var buf []byte
+	for {
+		chunk, err := br.ReadSlice('\n')
+		if long == nil && len(buf)+len(chunk) > p.maxMessage+1 { // +1: the newline
+			long = &longLine{head: bytes.Clone(buf[:min(len(buf), keepEnds)])}
+			p.outMu.Lock() // the proxy's own replies wait until the line has passed
+			p.out.Write(buf)
+			buf = nil
 		}
-		if err != nil {
-			p.log.Warn("mcp: tool result not recorded", "tool", req.tool, "step", req.stepID, "err", err)
+		if long != nil {
+			p.out.Write(chunk)
+			long.tail = append(long.tail, chunk...)
+			if len(long.tail) > 2*keepEnds {
+				long.tail = append(long.tail[:0], long.tail[len(long.tail)-keepEnds:]...)
+			}
+			if len(long.head) < keepEnds {
+				long.head = append(long.head, chunk[:min(len(chunk), keepEnds-len(long.head))]...)
+			}
+		} else {
+			buf = append(buf, chunk...)
 		}
-	case methodList:
-		if m.result == nil {
-			return
+		switch {
+		case errors.Is(err, bufio.ErrBufferFull):
+			continue
+		case err == nil || err == io.EOF && (len(buf) > 0 || long != nil):
+			if long == nil {
+				return trimEOL(buf), nil, nil
+			}
+			if err == io.EOF {
+				p.out.WriteByte('\n')
+			}
+			flushErr := p.out.Flush()
+			p.outMu.Unlock()
+			if flushErr != nil {
+				return nil, nil, fmt.Errorf("mcp: write to the client: %w", flushErr)
+			}
+			long.tail = trimEOL(long.tail)
+			return nil, long, nil
+		default:
+			if long != nil {
+				p.out.Flush()
+				p.outMu.Unlock()
+			}
+			return nil, nil, err
 		}
-		tools, err := toolsOf(m.result)
-		if err != nil {
-			p.log.Warn("mcp: tools/list result not recorded", "err", err)
-			return
-		}
-		p.observeTools(ctx, g, tools)
 	}
 }
 
-// observeTools records a tools/list answer as an observation step whose output is the
-// tools, so that later rules can read them; metadata mcp_tools_changed names the tools
-// whose description or input schema differs from the one seen earlier in the session or in
-// the server's last session (the "rug pull").
-func (p *proxy) observeTools(ctx context.Context, g *localguard.Guard, tools []any) {
-	changed, err := p.prints.observe(p.opts.Server, tools)
-	if err != nil {
-		p.log.Warn("mcp: the tools seen before", "err", err)
-	}
-	if len(changed) > 0 {
-		p.log.Warn("mcp: tools changed their description or input schema", "server", p.opts.Server, "tools", changed)
-	}
-	names := make([]any, 0, len(changed))
-	for _, n := range changed {
-		names = append(names, n)
-	}
-	meta := map[string]any{"mcp_server": p.opts.Server, "mcp_tools_changed": names}
-	d, err := g.CheckStep(ctx, evaluator.CheckRequest{GuardStep: schemas.GuardStep{Action: methodList, Input: map[string]any{}, Metadata: meta, Type: schemas.StepObservation}})
-	var blocked *agent.BlockedError
-	if err != nil && !errors.As(err, &blocked) {
-		p.log.Warn("mcp: tools/list not recorded", "err", err)
-		return
-	}
-	if blocked != nil {
-		// The list is relayed all the same: what a policy finds in it shows in the report,
-		// and the tools' calls are checked one by one.
-		p.log.Warn("mcp: the policy flags the server's tools", "reason", reason(d))
-	}
-	if err := g.RecordOutput(ctx, d.StepID, map[string]any{"tools": tools}); err != nil {
-		p.log.Warn("mcp: tools/list output not recorded", "err", err)
-	}
-}
+// Where a response's id is: first after "jsonrpc" (as Python's and Go's SDKs write
+// responses), or last before the closing brace (as the TypeScript SDK does).
+var (
+	idAtHead = regexp.MustCompile(`^\s*\{\s*(?:"jsonrpc"\s*:\s*"2\.0"\s*,\s*)?"id"\s*:\s*(-?[0-9]+|"(?:[^"\\]|\\.)*")\s*,`)
+	idAtTail = regexp.MustCompile(`[,{]\s*"id"\s*:\s*(-?[0-9]+|"(?:[^"\\]|\\.)*")\s*(?:,\s*"jsonrpc"\s*:\s*"2\.0"\s*)?\}\s*$`)
+)
 
-// outputOf is what a tools/call answer records: its result, or its error.
-func outputOf(m message) (map[string]any, error) {
-	if m.result == nil {
-		var e any
-		if err := pyjson.Unmarshal(m.err, &e); err != nil {
-			return nil, fmt.Errorf("tools/call error: %w", err)
-		}
-		return map[string]any{"error": e}, nil
+// id is the id of the response a long line holds, when its ends tell; nil otherwise.
+func (l *longLine) id() json.RawMessage {
+	if m := idAtHead.FindSubmatch(l.head); m != nil {
+		return json.RawMessage(m[1])
 	}
-	var out map[string]any
-	if err := pyjson.Unmarshal(m.result, &out); err != nil {
-		return nil, fmt.Errorf("tools/call result: %w", err)
+	if m := idAtTail.FindSubmatch(l.tail); m != nil {
+		return json.RawMessage(m[1])
 	}
-	return out, nil
+	return nil
 }
 
 // reply writes a message of the proxy's own to the client.
-func (p *proxy) reply(v any) {
-	data, err := json.Marshal(v)
-	if err != nil {
-		p.log.Error("mcp: encode an answer", "err", err)
+func (p *stdio) reply(data []byte) {
+	if data == nil {
 		return
 	}
 	if err := p.write(data); err != nil {
-		p.log.Warn("mcp: write to the client", "err", err)
+		p.s.srv.log.Warn("mcp: write to the client", "err", err)
 	}
 }
 
-func (p *proxy) write(data []byte) error {
+func (p *stdio) write(data []byte) error {
 	p.outMu.Lock()
 	defer p.outMu.Unlock()
 	p.out.Write(data)
@@ -561,34 +391,6 @@ func (p *proxy) write(data []byte) error {
 		return fmt.Errorf("mcp: write to the client: %w", err)
 	}
 	return nil
-}
-
-type rpcError struct {
-	Code    int    `json:"code"`
-	Message string `json:"message"`
-}
-
-type rpcResponse struct {
-	JSONRPC string          `json:"jsonrpc"`
-	ID      json.RawMessage `json:"id"`
-	Result  any             `json:"result,omitempty"`
-	Error   *rpcError       `json:"error,omitempty"`
-}
-
-func errorResponse(id json.RawMessage, code int, msg string) rpcResponse {
-	if id == nil {
-		id = json.RawMessage("null")
-	}
-	return rpcResponse{JSONRPC: "2.0", ID: id, Error: &rpcError{Code: code, Message: msg}}
-}
-
-// blockedResult is a failed tool call as MCP has a tool report one: a result with isError
-// and the reason as its text, which the model gets to read.
-func blockedResult(id json.RawMessage, text string) rpcResponse {
-	return rpcResponse{JSONRPC: "2.0", ID: id, Result: map[string]any{
-		"content": []any{map[string]any{"type": "text", "text": text}},
-		"isError": true,
-	}}
 }
 
 // Line is one line read, or the error that ended reading.

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 
 	"github.com/troy-audit/troy/reporter"
 )
@@ -18,6 +19,7 @@ import (
 // one. A tool whose fingerprint differs from the one seen before is "changed": the
 // description a user approved is not the one the model now reads.
 type toolPrints struct {
+	mu     sync.Mutex        // the sessions of an HTTP proxy share a server's prints
 	path   string            // the server's file under DATA-DIR/mcp/
 	loaded bool              // path has been read
 	prints map[string]string // tool name -> fingerprint, the latest known
@@ -45,6 +47,8 @@ func fingerprint(tool map[string]any) string {
 // names of the tools that changed, in the answer's order. The file is rewritten; an error
 // reading or writing it is returned beside the comparison made without it.
 func (t *toolPrints) observe(server string, tools []any) ([]string, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	var loadErr error
 	if !t.loaded {
 		t.loaded = true
