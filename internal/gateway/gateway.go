@@ -113,7 +113,13 @@ func (k *Keyring) SetTokens(tokens []Token) error {
 
 // Authenticate finds the token of a request's Authorization: Bearer header.
 func (k *Keyring) Authenticate(r *http.Request) (Token, bool) {
-	got, ok := bearer(r)
+	return k.Lookup(r.Header.Get("Authorization"))
+}
+
+// Lookup finds the token of an Authorization header's value ("Bearer TOKEN"), as HTTP
+// and gRPC metadata carry it.
+func (k *Keyring) Lookup(authorization string) (Token, bool) {
+	got, ok := bearerOf(authorization)
 	keys := k.p.Load()
 	if !ok || keys == nil {
 		return Token{}, false

@@ -212,8 +212,11 @@ func checkToken(t string) error {
 
 // bearer returns the credentials of an Authorization header with the Bearer scheme,
 // whose name is case-insensitive (RFC 7235 section 2.1).
-func bearer(r *http.Request) (string, bool) {
-	scheme, cred, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+func bearer(r *http.Request) (string, bool) { return bearerOf(r.Header.Get("Authorization")) }
+
+// bearerOf is bearer of an Authorization header's value.
+func bearerOf(authorization string) (string, bool) {
+	scheme, cred, ok := strings.Cut(authorization, " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") {
 		return "", false
 	}
