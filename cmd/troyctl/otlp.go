@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"time"
 
@@ -69,8 +70,8 @@ func (f *otlpFlags) start(ctx context.Context, b *bus.Bus, srv *pipeline.Server,
 	}
 	r, err := otlpreceiver.New(otlpreceiver.Config{
 		MaxBody: f.maxBody, Idle: f.idle, Logger: log,
-		Publish: func(ctx context.Context, t *schemas.Trace, from int) error {
-			return pipeline.SendTrace(ctx, b, t, event.TraceRef{TraceID: t.TraceID, AgentName: t.AgentName}, from)
+		Publish: func(ctx context.Context, t *schemas.Trace, earlier int) error {
+			return publishOTLPTrace(ctx, b, t, earlier)
 		},
 	})
 	if err != nil {
@@ -94,6 +95,40 @@ func (f *otlpFlags) start(ctx context.Context, b *bus.Bus, srv *pipeline.Server,
 		stopRunning() // the open traces are closed and published
 		<-ran
 	}, nil
+}
+
+// publishOTLPTrace sends a trace of spans to the pipeline. Spans that came after their
+// trace was published make a new run of it, with the steps published before: the
+// pipeline evaluates and reports a trace whole, and its new report replaces the old.
+func publishOTLPTrace(ctx context.Context, b *bus.Bus, t *schemas.Trace, earlier int) error {
+	ref := event.TraceRef{TraceID: t.TraceID, AgentName: t.AgentName}
+	if earlier == 0 {
+		return pipeline.SendTrace(ctx, b, t, ref, 0)
+	}
+	events, err := b.Read(ctx, bus.StepsStream, event.StepsSubject(t.AgentName, t.TraceID), math.MaxUint64)
+	if err != nil {
+		return fmt.Errorf("read trace %s back: %w", t.TraceID, err)
+	}
+	// The steps of the last run, by their place in it.
+	var run string
+	steps := map[int]*schemas.Step{}
+	for _, e := range events {
+		ev, err := event.Decode[event.Step](e)
+		if e.Kind != event.KindStep || err != nil || ev.Step == nil {
+			continue
+		}
+		if ev.Run != run {
+			run, steps = ev.Run, map[int]*schemas.Step{}
+		}
+		steps[ev.Seq] = ev.Step
+	}
+	all := &schemas.Trace{TraceID: t.TraceID, AgentName: t.AgentName, Metadata: t.Metadata}
+	for i := 0; steps[i] != nil; i++ {
+		all.Steps = append(all.Steps, steps[i])
+	}
+	all.Steps = append(all.Steps, t.Steps...)
+	ref.Run = event.NewRun()
+	return pipeline.SendTrace(ctx, b, all, ref, 0)
 }
 
 // authenticate accepts the gateway's tokens: an agent's token sends that agent's traces,

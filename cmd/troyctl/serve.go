@@ -35,6 +35,7 @@ func newServeCmd(a *app) *cobra.Command {
 		ex          explainFlags
 		ch          chFlags
 		gw          gatewayFlags
+		ol          otlpFlags
 		retain      string
 		retainBytes string
 		restarts    int
@@ -198,6 +199,11 @@ flag wins over the policy.`,
 				return err
 			}
 			defer stopGateway()
+			stopOTLP, err := ol.start(ctx, b, srv, &gw, dataDir, insecure, log)
+			if err != nil {
+				return err
+			}
+			defer stopOTLP()
 			err = srv.Run(ctx)
 			log.Info("troy stopped")
 			return err
@@ -207,6 +213,7 @@ flag wins over the policy.`,
 	ex.register(cmd, false)
 	ch.register(cmd)
 	gw.register(cmd)
+	ol.register(cmd)
 	f := cmd.Flags()
 	f.Lookup("nats-cert").Usage = "with --nats, a client certificate file for NATS TLS; without, the embedded server's certificate (PEM), so that its clients must use TLS, such as --nats-cert /etc/troy/tls/cert.pem"
 	f.Lookup("nats-key").Usage = "the key file of --nats-cert (PEM)"

@@ -175,7 +175,8 @@ func (a *Assembler) Add(td ptrace.Traces, now time.Time) AddResult {
 				if p.late {
 					a.stats.Late++
 				}
-				if n.parentID == "" {
+				// A late span's trace was taken at its root: there is nothing to wait for.
+				if n.parentID == "" || p.late {
 					a.markReady(tid, p)
 				}
 			}

@@ -6,10 +6,12 @@
 package otlpreceiver
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -25,11 +27,13 @@ const (
 	DefaultMaxBody  = 16 << 20
 	DefaultIdle     = 30 * time.Second
 	DefaultMaxQueue = 4096
+	DefaultSettle   = 2 * time.Second
 )
 
-// Publish hands a trace to the pipeline: its steps and its end. from is how many steps of
-// the trace were published before (its spans came late), so that these continue them.
-type Publish func(ctx context.Context, t *schemas.Trace, from int) error
+// Publish hands a trace to the pipeline: its steps and its end. earlier is how many steps
+// of the trace were published before (these spans came late): the pipeline then has to
+// see them with the earlier ones, as a new run of the trace.
+type Publish func(ctx context.Context, t *schemas.Trace, earlier int) error
 
 // Config configure a Receiver.
 type Config struct {
@@ -39,6 +43,9 @@ type Config struct {
 	// Idle closes a trace whose root span has not come after this long without spans;
 	// 0: DefaultIdle.
 	Idle time.Duration
+	// Settle is how long a trace whose root span has come waits for more spans (children
+	// exported after their parent) before it is published; 0: DefaultSettle.
+	Settle time.Duration
 	// MaxQueue bounds the traces waiting to be published; while it is full, exports are
 	// refused as retryable (the exporters retry). 0: DefaultMaxQueue.
 	MaxQueue int
@@ -65,8 +72,9 @@ type Receiver struct {
 
 	mu        sync.Mutex
 	asm       *otel.Assembler
-	owners    bounded[string] // trace id -> the agent a scoped token sent its spans for
-	published bounded[int]    // trace id -> steps published
+	owners    bounded[string]      // trace id -> the agent a scoped token sent its spans for
+	published bounded[int]         // trace id -> steps published
+	settling  map[string]*settling // traces whose root came, waiting for stragglers
 	queue     []otel.Trace
 	counts    Counts
 	wake      chan struct{}
@@ -83,6 +91,9 @@ func New(cfg Config) (*Receiver, error) {
 	if cfg.Idle <= 0 {
 		cfg.Idle = DefaultIdle
 	}
+	if cfg.Settle <= 0 {
+		cfg.Settle = DefaultSettle
+	}
 	if cfg.MaxQueue <= 0 {
 		cfg.MaxQueue = DefaultMaxQueue
 	}
@@ -97,7 +108,8 @@ func New(cfg Config) (*Receiver, error) {
 		done = otel.DefaultMaxDoneTraces
 	}
 	return &Receiver{cfg: cfg, log: cfg.Logger, asm: otel.NewAssembler(cfg.Limits),
-		owners: newBounded[string](done), published: newBounded[int](done), wake: make(chan struct{}, 1)}, nil
+		owners: newBounded[string](done), published: newBounded[int](done), settling: map[string]*settling{},
+		wake: make(chan struct{}, 1)}, nil
 }
 
 // Counts returns what the receiver did so far.
@@ -119,7 +131,7 @@ var errBusy = errors.New("troy is publishing the traces it has; retry later")
 func (r *Receiver) Export(td ptrace.Traces, agent string) (rejected int, why error, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if len(r.queue) >= r.cfg.MaxQueue {
+	if len(r.queue)+len(r.settling) >= r.cfg.MaxQueue {
 		r.counts.RefusedExports++
 		return 0, nil, errBusy
 	}
@@ -132,8 +144,52 @@ func (r *Receiver) Export(td ptrace.Traces, agent string) (rejected int, why err
 	if why == nil {
 		why = res.Err
 	}
-	r.take(r.asm.Ready())
+	r.settle(r.asm.Ready())
 	return rejected, why, nil
+}
+
+// settling is a trace whose root span has come, held until no span of it came for Settle.
+type settling struct {
+	t    otel.Trace
+	last time.Time
+}
+
+// settle holds ready traces for their stragglers: spans of a trace held are added to it;
+// under r.mu.
+func (r *Receiver) settle(traces []otel.Trace) {
+	now := r.cfg.Now()
+	for _, t := range traces {
+		if s := r.settling[t.TraceID]; s != nil && t.Err == nil && s.t.Err == nil {
+			s.t.Trace.Steps = append(s.t.Trace.Steps, t.Trace.Steps...)
+			slices.SortStableFunc(s.t.Trace.Steps, func(a, b *schemas.Step) int { return cmp.Compare(stamp(a), stamp(b)) })
+			s.last = now
+			continue
+		}
+		r.settling[t.TraceID] = &settling{t: t, last: now}
+	}
+}
+
+// stamp is a step's time, as the assembler writes it (RFC 3339); zero without one.
+func stamp(s *schemas.Step) int64 {
+	if s.Timestamp == nil {
+		return 0
+	}
+	t, _ := time.Parse(time.RFC3339Nano, *s.Timestamp)
+	return t.UnixNano()
+}
+
+// settled queues the traces held for Settle without a new span, or all of them; under
+// r.mu.
+func (r *Receiver) settled(now time.Time, all bool) {
+	var out []otel.Trace
+	for id, s := range r.settling {
+		if all || now.Sub(s.last) >= r.cfg.Settle {
+			out = append(out, s.t)
+			delete(r.settling, id)
+		}
+	}
+	slices.SortFunc(out, func(a, b otel.Trace) int { return cmp.Compare(a.Seq, b.Seq) })
+	r.take(out)
 }
 
 // claim binds the traces of td to agent, and removes the spans of traces bound to another.
@@ -189,13 +245,14 @@ func (r *Receiver) take(traces []otel.Trace) {
 // Run publishes the traces gathered, closes idle ones, and at the end of ctx closes every
 // open trace and publishes it within drain.
 func (r *Receiver) Run(ctx context.Context, drain time.Duration) {
-	tick := time.NewTicker(min(r.cfg.Idle/4, time.Second))
+	tick := time.NewTicker(min(r.cfg.Idle/4, r.cfg.Settle/4, time.Second))
 	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			r.mu.Lock()
-			r.take(r.asm.Flush())
+			r.settle(r.asm.Flush())
+			r.settled(time.Time{}, true)
 			r.mu.Unlock()
 			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), drain)
 			r.publishQueued(dctx)
@@ -205,8 +262,10 @@ func (r *Receiver) Run(ctx context.Context, drain time.Duration) {
 			}
 			return
 		case <-tick.C:
+			now := r.cfg.Now()
 			r.mu.Lock()
-			r.take(r.asm.Expire(r.cfg.Now(), r.cfg.Idle))
+			r.take(r.asm.Expire(now, r.cfg.Idle))
+			r.settled(now, false)
 			r.mu.Unlock()
 		case <-r.wake:
 		}
