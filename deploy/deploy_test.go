@@ -68,7 +68,7 @@ func TestComposeFile(t *testing.T) {
 	want := map[string][]string{
 		"nats-1":     {"127.0.0.1:4222:4222"},
 		"clickhouse": {"127.0.0.1:9000:9000"},
-		"troy":       {"127.0.0.1:9464:9464"},
+		"troy":       {"127.0.0.1:9464:9464", "127.0.0.1:4318:4318", "127.0.0.1:4317:4317"},
 		"grafana":    {"127.0.0.1:3000:3000"},
 	}
 	for svc, ports := range want {
@@ -83,7 +83,7 @@ func TestComposeFile(t *testing.T) {
 		t.Errorf("troy is not built from deploy/Dockerfile: %v", troy.Build)
 	}
 	cmd := strings.Join(troy.Command, " ")
-	for _, flag := range []string{"serve", "--nats=nats://nats-1:4222,nats://nats-2:4222,nats://nats-3:4222", "--replicas=3", "--clickhouse=clickhouse://clickhouse:9000/troy", "--policy=", "--creds=/var/lib/troy/auth/service.creds"} {
+	for _, flag := range []string{"serve", "--nats=nats://nats-1:4222,nats://nats-2:4222,nats://nats-3:4222", "--replicas=3", "--clickhouse=clickhouse://clickhouse:9000/troy", "--policy=", "--creds=/var/lib/troy/auth/service.creds", "--otlp=0.0.0.0:4318", "--otlp-grpc=0.0.0.0:4317"} {
 		if !strings.Contains(cmd, flag) {
 			t.Errorf("troy's command lacks %s: %s", flag, cmd)
 		}
@@ -230,5 +230,45 @@ func TestGrafanaDashboard(t *testing.T) {
 			}
 			rows.Close()
 		}
+	}
+}
+
+// The collector example sends the traces it receives to troy's OTLP/HTTP receiver, as
+// docker-compose.yml serves it, with the token the compose file gives troy.
+func TestCollectorConfig(t *testing.T) {
+	raw, err := os.ReadFile("otel-collector/config.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg struct {
+		Receivers map[string]any `yaml:"receivers"`
+		Exporters map[string]struct {
+			Endpoint    string            `yaml:"endpoint"`
+			Compression string            `yaml:"compression"`
+			Headers     map[string]string `yaml:"headers"`
+		} `yaml:"exporters"`
+		Service struct {
+			Pipelines map[string]struct {
+				Receivers, Processors, Exporters []string
+			} `yaml:"pipelines"`
+		} `yaml:"service"`
+	}
+	if err := yaml.Unmarshal(raw, &cfg); err != nil {
+		t.Fatalf("otel-collector/config.yaml: %v", err)
+	}
+	exp, ok := cfg.Exporters["otlphttp/troy"]
+	if !ok || exp.Endpoint != "http://troy:4318" || exp.Headers["Authorization"] != "Bearer ${env:TROY_OTLP_TOKEN}" {
+		t.Errorf("the otlphttp/troy exporter: %+v", exp)
+	}
+	p := cfg.Service.Pipelines["traces"]
+	if !slices.Equal(p.Receivers, []string{"otlp"}) || !slices.Equal(p.Exporters, []string{"otlphttp/troy"}) {
+		t.Errorf("the traces pipeline: %+v", p)
+	}
+	compose, err := os.ReadFile("../docker-compose.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(compose), "TROY_HTTP_TOKENS: ${TROY_OTLP_TOKEN") {
+		t.Error("docker-compose.yml does not give troy the collector's token")
 	}
 }
