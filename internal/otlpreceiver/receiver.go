@@ -26,7 +26,7 @@ import (
 const (
 	DefaultMaxBody  = 16 << 20
 	DefaultIdle     = 30 * time.Second
-	DefaultMaxQueue = 4096
+	DefaultMaxQueue = 16384
 	DefaultSettle   = 2 * time.Second
 )
 
@@ -46,8 +46,9 @@ type Config struct {
 	// Settle is how long a trace whose root span has come waits for more spans (children
 	// exported after their parent) before it is published; 0: DefaultSettle.
 	Settle time.Duration
-	// MaxQueue bounds the traces waiting to be published; while it is full, exports are
-	// refused as retryable (the exporters retry). 0: DefaultMaxQueue.
+	// MaxQueue bounds the traces waiting to be published, and those settling; while
+	// either is full, exports are refused as retryable (the exporters retry).
+	// 0: DefaultMaxQueue.
 	MaxQueue int
 	Limits   otel.Limits
 	Logger   *slog.Logger
@@ -131,7 +132,7 @@ var errBusy = errors.New("troy is publishing the traces it has; retry later")
 func (r *Receiver) Export(td ptrace.Traces, agent string) (rejected int, why error, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if len(r.queue)+len(r.settling) >= r.cfg.MaxQueue {
+	if len(r.queue) >= r.cfg.MaxQueue || len(r.settling) >= r.cfg.MaxQueue {
 		r.counts.RefusedExports++
 		return 0, nil, errBusy
 	}
@@ -279,48 +280,67 @@ func (r *Receiver) queued() int {
 	return len(r.queue)
 }
 
-// publishQueued publishes the queue in order, retrying a failed trace with backoff until
-// ctx ends.
+// publishers is how many traces are published at once: each waits for the server's
+// acknowledgements, so that one at a time would bound the rate by a round trip.
+const publishers = 16
+
+// publishQueued publishes the queue, publishers traces at a time, retrying failed ones
+// with backoff until ctx ends.
 func (r *Receiver) publishQueued(ctx context.Context) {
 	backoff := 100 * time.Millisecond
-	for {
+	for ctx.Err() == nil {
 		r.mu.Lock()
-		if len(r.queue) == 0 {
-			r.mu.Unlock()
+		// A trace's late part waits until its earlier part is published.
+		n, ids := 0, map[string]bool{}
+		for n < len(r.queue) && n < publishers && !ids[r.queue[n].TraceID] {
+			ids[r.queue[n].TraceID] = true
+			n++
+		}
+		batch := slices.Clone(r.queue[:n])
+		r.queue = r.queue[n:]
+		earlier := make([]int, n)
+		for i, t := range batch {
+			earlier[i], _ = r.published.get(t.TraceID)
+		}
+		r.mu.Unlock()
+		if n == 0 {
 			return
 		}
-		t := r.queue[0]
-		from, _ := r.published.get(t.TraceID)
-		r.mu.Unlock()
-		err := r.cfg.Publish(ctx, t.Trace, from)
-		var perm *event.Permanent
-		r.mu.Lock()
-		switch {
-		case err == nil:
-			r.queue = r.queue[1:]
-			r.published.put(t.TraceID, from+len(t.Trace.Steps))
-			r.counts.Traces++
-			backoff = 100 * time.Millisecond
-		case errors.As(err, &perm):
-			r.queue = r.queue[1:]
-			r.counts.FailedTraces++
-		default:
-			r.counts.PublishErrors++
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		for i, t := range batch {
+			wg.Go(func() { errs[i] = r.cfg.Publish(ctx, t.Trace, earlier[i]) })
 		}
+		wg.Wait()
+		var retry []otel.Trace
+		r.mu.Lock()
+		for i, t := range batch {
+			var perm *event.Permanent
+			switch err := errs[i]; {
+			case err == nil:
+				r.published.put(t.TraceID, earlier[i]+len(t.Trace.Steps))
+				r.counts.Traces++
+			case errors.As(err, &perm):
+				r.counts.FailedTraces++
+				r.log.Error("otlp: a trace cannot be published; dropped", "trace", t.TraceID, "agent", t.Trace.AgentName, "err", err)
+			default:
+				r.counts.PublishErrors++
+				r.log.Warn("otlp: publish a trace; retrying", "trace", t.TraceID, "err", err)
+				retry = append(retry, t)
+			}
+		}
+		r.queue = append(retry, r.queue...)
 		r.mu.Unlock()
-		if perm != nil {
-			r.log.Error("otlp: a trace cannot be published; dropped", "trace", t.TraceID, "agent", t.Trace.AgentName, "err", err)
+		if len(retry) == 0 {
+			backoff = 100 * time.Millisecond
 			continue
 		}
-		if err != nil {
-			r.log.Warn("otlp: publish a trace; retrying", "trace", t.TraceID, "err", err)
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(backoff):
-			}
-			backoff = min(2*backoff, 5*time.Second)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
 		}
+		backoff = min(2*backoff, 5*time.Second)
 	}
 }
 
