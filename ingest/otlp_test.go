@@ -112,3 +112,13 @@ func TestOTLPErrors(t *testing.T) {
 		t.Fatalf("%v", err)
 	}
 }
+
+// A file of spans none of which is a step says so.
+func TestOTLPNoSteps(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "http.json")
+	os.WriteFile(path, []byte(`{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"0102030405060708090a0b0c0d0e0f10","spanId":"0102030405060708","name":"GET /"}]}]}]}`), 0o644)
+	err := ReadFile(context.Background(), path, Options{}, func(Record) error { return nil })
+	if err == nil || err.Error() != path+": no trace with steps: none of its 1 spans follows a GenAI convention troy reads (docs/OTEL.md)" {
+		t.Fatalf("%v", err)
+	}
+}
