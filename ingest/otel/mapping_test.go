@@ -269,6 +269,11 @@ func TestLimits(t *testing.T) {
 			if len(got) != 1 || got[0].Err == nil || got[0].Trace != nil {
 				t.Fatalf("the trace is not failed: %+v", got)
 			}
+			// Retried, its spans are duplicates: no part of it comes out.
+			a.Add(export(nil, spanSpec{trace: 1, id: 1, name: "s", attrs: tc.attrs}), t0)
+			if got := a.Flush(); len(got) != 0 || a.Stats().Duplicates != 1 {
+				t.Fatalf("a retry of a failed trace: %+v %+v", got, a.Stats())
+			}
 		})
 	}
 	// A JSON string nested deeper than the limit stays a string.
