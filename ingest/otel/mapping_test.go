@@ -302,3 +302,9 @@ func TestUnflattenBounds(t *testing.T) {
 		t.Fatalf("%#v", got)
 	}
 }
+
+func TestDecodeProtoErrors(t *testing.T) {
+	if _, err := DecodeProto([]byte{0x0a, 0xff}); err == nil || !strings.HasPrefix(err.Error(), "not an OTLP trace export: ") || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("%v", err)
+	}
+}
