@@ -308,3 +308,32 @@ func TestDecodeProtoErrors(t *testing.T) {
 		t.Fatalf("%v", err)
 	}
 }
+
+// A failed call with no result has its error as output: the status message, else the
+// exception event's message.
+func TestFailedCall(t *testing.T) {
+	for _, tc := range []struct {
+		status, exception, want string
+	}{
+		{"timeout", "", "timeout"},
+		{"", "connection refused", "connection refused"},
+		{"", "", "error"},
+	} {
+		td := export(nil, spanSpec{trace: 1, id: 1, name: "t", attrs: map[string]any{"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "fetch"}})
+		sp := td.ResourceSpans().At(0).ScopeSpans().At(0).Spans().At(0)
+		sp.Status().SetCode(ptrace.StatusCodeError)
+		sp.Status().SetMessage(tc.status)
+		if tc.exception != "" {
+			ev := sp.Events().AppendEmpty()
+			ev.SetName("exception")
+			ev.Attributes().PutStr("exception.message", tc.exception)
+		}
+		a := NewAssembler(Limits{})
+		a.Add(td, t0)
+		got := a.Flush()
+		s := got[0].Trace.Steps[0]
+		if s.Output["error"] != tc.want || s.Metadata["otel.status_code"] != "Error" {
+			t.Fatalf("%+v: output %v, metadata %v", tc, s.Output, s.Metadata)
+		}
+	}
+}
