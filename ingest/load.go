@@ -1,9 +1,9 @@
 // Package ingest brings traces into troy: it reads trace files (.json, .jsonl, and their
-// .gz forms, or every such file in a directory) and audit.json files (troy's or the Python
-// tool's) and validates their traces, naming the file, the line and the JSON path of any
-// problem.
+// .gz forms, or every such file in a directory), OTLP JSON files of OpenTelemetry spans
+// (through ingest/otel) and audit.json files (troy's or the Python tool's) and validates
+// their traces, naming the file, the line and the JSON path of any problem.
 //
-// It imports schemas and the standard library only; it knows nothing of policies.
+// It imports schemas, ingest/otel and the standard library; it knows nothing of policies.
 package ingest
 
 import (
@@ -152,7 +152,7 @@ func ReadFile(ctx context.Context, path string, opts Options, fn func(Record) er
 // left to the caller so that it can run in parallel.
 type Raw struct {
 	File string
-	Line int // 1-based line within a .jsonl file; 0 for a .json file
+	Line int // 1-based line within a .jsonl file (an OTLP file's: of the trace's first span); 0 for a .json file
 	Data []byte
 	Err  error // set when the document could not be read (for example, over the size limit)
 	// trace is a trace already made from another format (OTLP), in place of Data.

@@ -66,7 +66,12 @@ func readOTLP(ctx context.Context, path string, r io.Reader, limit int64, fn fun
 	} else if err := add(data, 0); err != nil {
 		return err
 	}
-	for _, t := range asm.Flush() {
+	traces := asm.Flush()
+	if st := asm.Stats(); len(traces) == 0 && st.Rejected == 0 && len(lines) > 1 {
+		// Nothing to audit and nothing wrong: say why rather than read nothing.
+		return &Error{File: path, Err: fmt.Errorf("no trace with steps: none of its %d spans follows a GenAI convention troy reads (docs/OTEL.md)", st.Spans)}
+	}
+	for _, t := range traces {
 		line := max(lines[t.Seq], 1)
 		raw := Raw{File: path, Line: line, trace: t.Trace}
 		if t.Err != nil {

@@ -112,3 +112,49 @@ func TestOTLPErrors(t *testing.T) {
 		t.Fatalf("%v", err)
 	}
 }
+
+// A file of spans none of which is a step says so.
+func TestOTLPNoSteps(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "http.json")
+	os.WriteFile(path, []byte(`{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"0102030405060708090a0b0c0d0e0f10","spanId":"0102030405060708","name":"GET /"}]}]}]}`), 0o644)
+	err := ReadFile(context.Background(), path, Options{}, func(Record) error { return nil })
+	if err == nil || err.Error() != path+": no trace with steps: none of its 1 spans follows a GenAI convention troy reads (docs/OTEL.md)" {
+		t.Fatalf("%v", err)
+	}
+}
+
+// Any file that starts as OTLP JSON reads with one-line errors, never a panic, and every
+// trace it gives has a line.
+func FuzzOTLPFile(f *testing.F) {
+	good, err := os.ReadFile(genaiOTLP)
+	if err != nil {
+		f.Fatal(err)
+	}
+	// Two lines of the SDK's run, so that minimizing what the fuzzer finds stays quick.
+	lines := bytes.SplitAfter(good, []byte("\n"))
+	f.Add(bytes.Join(lines[:2], nil))
+	f.Add([]byte("{\"resourceSpans\": [\n]}\n"))
+	f.Add([]byte("{\"resourceSpans\":[]}\n\n{\"resourceSpans\":[{}]}\r\n{\"resourceSpans\""))
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, data []byte) {
+		path := filepath.Join(dir, "f.otlp.jsonl")
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		err := ReadFile(context.Background(), path, Options{MaxSize: 1 << 20}, func(r Record) error {
+			if r.Err != nil {
+				if strings.Contains(r.Err.Error(), "\n") {
+					t.Fatalf("a multi-line error: %q", r.Err)
+				}
+				return nil
+			}
+			if r.Trace == nil || len(r.Trace.Steps) == 0 {
+				t.Fatalf("an empty record: %+v", r)
+			}
+			return nil
+		})
+		if err != nil && strings.Contains(err.Error(), "\n") {
+			t.Fatalf("a multi-line error: %q", err)
+		}
+	})
+}

@@ -63,6 +63,7 @@ redacted before they are sent; replies are cached under --data-dir.`,
 		Example: `  troyctl audit examples/traces/pii-exfiltration.json examples/policy.json
   troyctl audit run.json.gz owasp_llm_top10 -o out/report.md -j out/audit.json
   troyctl audit run.json examples/policy.json --json
+  troyctl audit spans.otlp.jsonl soc2          # OpenTelemetry spans, as the collector's file exporter writes
   troyctl audit run.json soc2 --nats nats://troy.internal:4222
   OPENAI_API_KEY=sk-... troyctl audit run.json soc2 --model gpt-4o-mini
   troyctl audit run.json soc2 --base-url http://127.0.0.1:8080/v1 --api-key test`,

@@ -92,7 +92,7 @@ func (a *Assembler) Stats() Stats { return a.stats }
 func (a *Assembler) Add(td ptrace.Traces, now time.Time) AddResult {
 	a.seq++
 	var res AddResult
-	reject := func(p *pending, at string, err error) {
+	reject := func(p *pending, spanID, at string, err error) {
 		res.Rejected++
 		a.stats.Rejected++
 		if res.Err == nil {
@@ -100,8 +100,15 @@ func (a *Assembler) Add(td ptrace.Traces, now time.Time) AddResult {
 		}
 		if p != nil && p.err == nil {
 			p.err = fmt.Errorf("span at %s: %w", at, err)
+			// Only the span ids are kept, so that a retry of the trace is known.
+			for _, n := range p.nodes {
+				n.step, n.agentMeta = nil, nil
+			}
 			a.pendingBytes -= p.size
-			p.nodes, p.size = nil, 0
+			p.size = 0
+		}
+		if p != nil && spanID != "" {
+			p.nodes[spanID] = &node{spanID: spanID}
 		}
 	}
 	for i, rs := range td.ResourceSpans().All() {
@@ -113,15 +120,11 @@ func (a *Assembler) Add(td ptrace.Traces, now time.Time) AddResult {
 				at := func() string { return fmt.Sprintf("resourceSpans[%d].scopeSpans[%d].spans[%d]", i, j, k) }
 				tid, sid := span.TraceID(), span.SpanID()
 				if tid.IsEmpty() {
-					reject(nil, at()+".traceId", errors.New("expected a 16-byte trace id, got none"))
-					continue
-				}
-				if sid.IsEmpty() {
-					reject(a.open[tid], at()+".spanId", errors.New("expected an 8-byte span id, got none"))
+					reject(nil, "", at()+".traceId", errors.New("expected a 16-byte trace id, got none"))
 					continue
 				}
 				spanID := sid.String()
-				if steps, taken := a.done[tid]; taken {
+				if steps, taken := a.done[tid]; taken && !sid.IsEmpty() {
 					if _, seen := steps[spanID]; seen {
 						a.stats.Duplicates++
 						continue
@@ -134,8 +137,15 @@ func (a *Assembler) Add(td ptrace.Traces, now time.Time) AddResult {
 					a.order = append(a.order, tid)
 				}
 				p.last = now
+				if sid.IsEmpty() {
+					reject(p, "", at()+".spanId", errors.New("expected an 8-byte span id, got none"))
+					continue
+				}
 				if p.err != nil {
 					res.Accepted++ // taken, and failed with its trace
+					if int64(len(p.nodes)) < a.lim.MaxTraceBytes/spanOverhead {
+						p.nodes[spanID] = &node{spanID: spanID}
+					}
 					continue
 				}
 				if _, dup := p.nodes[spanID]; dup {
@@ -152,14 +162,14 @@ func (a *Assembler) Add(td ptrace.Traces, now time.Time) AddResult {
 				}
 				n, err := mapSpan(span, ss.Scope(), resource, a.lim)
 				if err != nil {
-					reject(p, at(), err)
+					reject(p, spanID, at(), err)
 					continue
 				}
 				if p.resource == nil {
 					p.resource = resource
 				}
 				if p.size+n.size > a.lim.MaxTraceBytes {
-					reject(p, at(), fmt.Errorf("trace %s is over the %d-byte limit of a trace", tid, a.lim.MaxTraceBytes))
+					reject(p, spanID, at(), fmt.Errorf("trace %s is over the %d-byte limit of a trace", tid, a.lim.MaxTraceBytes))
 					continue
 				}
 				p.nodes[spanID] = n

@@ -9,6 +9,7 @@ import (
 	"unicode/utf8"
 
 	"go.opentelemetry.io/collector/pdata/ptrace"
+	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 )
 
 // LooksLikeJSON reports whether a document's beginning is OTLP JSON: an object whose first
@@ -59,4 +60,14 @@ func position(data []byte, off int) (line, col int) {
 	line = bytes.Count(before, []byte("\n")) + 1
 	start := bytes.LastIndexByte(before, '\n') + 1
 	return line, utf8.RuneCount(before[start:]) + 1
+}
+
+// DecodeProto decodes one ExportTraceServiceRequest in OTLP's protobuf encoding with
+// pdata, as OTLP/HTTP and OTLP/gRPC carry it.
+func DecodeProto(data []byte) (ptrace.Traces, error) {
+	req := ptraceotlp.NewExportRequest()
+	if err := req.UnmarshalProto(data); err != nil {
+		return ptrace.Traces{}, fmt.Errorf("not an OTLP trace export: %s", strings.Join(strings.Fields(err.Error()), " "))
+	}
+	return req.Traces(), nil
 }

@@ -217,6 +217,10 @@ func mapSpan(span ptrace.Span, scope pcommon.InstrumentationScope, resource map[
 		}
 	}
 	genericIO(c, s, take)
+	if span.Status().Code() == ptrace.StatusCodeError && len(s.Output) == 0 {
+		// A failed call's output is its error, as the SDK's adapters record it.
+		s.Output["error"] = errorMessage(span)
+	}
 	s.Description = description(k.stepType, attrs, span.Name())
 	for key, v := range attrs {
 		if !used[key] {
@@ -393,4 +397,19 @@ func agentName(attrs map[string]any) string {
 		}
 	}
 	return ""
+}
+
+// errorMessage is why a span failed: its status message, or its exception event's.
+func errorMessage(span ptrace.Span) string {
+	if msg := span.Status().Message(); msg != "" {
+		return msg
+	}
+	for _, ev := range span.Events().All() {
+		if ev.Name() == "exception" {
+			if v, ok := ev.Attributes().Get("exception.message"); ok {
+				return v.AsString()
+			}
+		}
+	}
+	return "error"
 }

@@ -269,6 +269,11 @@ func TestLimits(t *testing.T) {
 			if len(got) != 1 || got[0].Err == nil || got[0].Trace != nil {
 				t.Fatalf("the trace is not failed: %+v", got)
 			}
+			// Retried, its spans are duplicates: no part of it comes out.
+			a.Add(export(nil, spanSpec{trace: 1, id: 1, name: "s", attrs: tc.attrs}), t0)
+			if got := a.Flush(); len(got) != 0 || a.Stats().Duplicates != 1 {
+				t.Fatalf("a retry of a failed trace: %+v %+v", got, a.Stats())
+			}
 		})
 	}
 	// A JSON string nested deeper than the limit stays a string.
@@ -295,5 +300,40 @@ func TestUnflattenBounds(t *testing.T) {
 	got, _ = unflatten(map[string]any{"p.a": 1, "p.a.b": 2}, "p")
 	if !reflect.DeepEqual(got, map[string]any{"a": map[string]any{"b": 2}}) {
 		t.Fatalf("%#v", got)
+	}
+}
+
+func TestDecodeProtoErrors(t *testing.T) {
+	if _, err := DecodeProto([]byte{0x0a, 0xff}); err == nil || !strings.HasPrefix(err.Error(), "not an OTLP trace export: ") || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("%v", err)
+	}
+}
+
+// A failed call with no result has its error as output: the status message, else the
+// exception event's message.
+func TestFailedCall(t *testing.T) {
+	for _, tc := range []struct {
+		status, exception, want string
+	}{
+		{"timeout", "", "timeout"},
+		{"", "connection refused", "connection refused"},
+		{"", "", "error"},
+	} {
+		td := export(nil, spanSpec{trace: 1, id: 1, name: "t", attrs: map[string]any{"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "fetch"}})
+		sp := td.ResourceSpans().At(0).ScopeSpans().At(0).Spans().At(0)
+		sp.Status().SetCode(ptrace.StatusCodeError)
+		sp.Status().SetMessage(tc.status)
+		if tc.exception != "" {
+			ev := sp.Events().AppendEmpty()
+			ev.SetName("exception")
+			ev.Attributes().PutStr("exception.message", tc.exception)
+		}
+		a := NewAssembler(Limits{})
+		a.Add(td, t0)
+		got := a.Flush()
+		s := got[0].Trace.Steps[0]
+		if s.Output["error"] != tc.want || s.Metadata["otel.status_code"] != "Error" {
+			t.Fatalf("%+v: output %v, metadata %v", tc, s.Output, s.Metadata)
+		}
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
@@ -35,13 +36,13 @@ func newCollector(t *testing.T) *collector {
 	c := &collector{}
 	c.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, err := io.ReadAll(r.Body)
-		req := ptraceotlp.NewExportRequest()
+		var td ptrace.Traces
 		if err == nil {
-			err = req.UnmarshalProto(body)
+			td, err = DecodeProto(body)
 		}
 		var js []byte
 		if err == nil {
-			js, err = req.MarshalJSON()
+			js, err = ptraceotlp.NewExportRequestFromTraces(td).MarshalJSON()
 		}
 		if err != nil {
 			t.Errorf("collector: %v", err)
