@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -22,7 +23,7 @@ func newBenchCmd(a *app) *cobra.Command {
 		Example: `  troyctl bench guard --nats nats://127.0.0.1:4222 --rate 5000 --concurrency 32 --duration 20s
   troyctl bench pipeline --nats nats://127.0.0.1:4222 --steps 200000 --json`,
 	}
-	cmd.AddCommand(newBenchGuardCmd(a), newBenchPipelineCmd(a))
+	cmd.AddCommand(newBenchGuardCmd(a), newBenchPipelineCmd(a), newBenchOTLPCmd(a))
 	return cmd
 }
 
@@ -151,4 +152,58 @@ func rateText(r float64) string {
 func printLatency(w io.Writer, what string, l bench.Latency) {
 	fmt.Fprintf(w, "%s: p50 %v  p90 %v  p99 %v  p99.9 %v  max %v\n", what,
 		l.P50.Round(time.Microsecond), l.P90.Round(time.Microsecond), l.P99.Round(time.Microsecond), l.P999.Round(time.Microsecond), l.Max.Round(time.Microsecond))
+}
+
+func newBenchOTLPCmd(a *app) *cobra.Command {
+	var (
+		nf       natsFlags
+		opts     bench.OTLPOptions
+		asJSON   bool
+		deadline time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "otlp --otlp URL --nats URL",
+		Short: "Export generated agent runs over OTLP/HTTP as fast as serve takes them; print end-to-end spans/s",
+		Long: `Export generated agent runs (an invoke_agent span over chat and execute_tool spans, about
+1 KB of attributes each) to a running serve's OTLP/HTTP receiver, protobuf, as fast as it
+takes them (retrying what it refuses as busy), and wait, on --nats, until every trace is
+evaluated and scored: spans and steps per second, exported to scored.`,
+		Example: `  troyctl bench otlp --otlp http://127.0.0.1:4318/v1/traces --token "$TOKEN" --nats nats://127.0.0.1:4222 --spans 100000
+  troyctl bench otlp --otlp http://127.0.0.1:4318/v1/traces --token "$TOKEN" --nats nats://127.0.0.1:4222 --per-trace 10 --json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if opts.URL == "" {
+				return errors.New("bench otlp: give --otlp, the receiver's URL, such as http://127.0.0.1:4318/v1/traces")
+			}
+			b, err := benchConnect(cmd, nf)
+			if err != nil {
+				return err
+			}
+			defer b.Close()
+			ctx, cancel := contextWithTimeout(cmd, deadline)
+			defer cancel()
+			r, err := bench.OTLP(ctx, b, opts)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return reporter.EncodeJSON(a.stdout, r)
+			}
+			fmt.Fprintf(a.stdout, "otlp: %d spans (%d steps, %d traces) scored in %.2fs = %.0f spans/s (%.0f steps/s) end to end; exported at %.0f spans/s, %d busy answers retried\n",
+				r.Spans, r.Steps, r.Traces, r.Seconds, r.SpansPerS, r.StepsPerS, r.SentPerS, r.Retries)
+			printLatency(a.stdout, "trace exported to score", r.Latency)
+			return nil
+		},
+	}
+	nf.register(cmd)
+	f := cmd.Flags()
+	f.StringVar(&opts.URL, "otlp", "", "the OTLP/HTTP receiver's URL, such as http://127.0.0.1:4318/v1/traces")
+	f.StringVar(&opts.Token, "token", os.Getenv("TROY_TOKEN"), "a gateway token that may send the agent bench's traces (default $TROY_TOKEN)")
+	f.IntVar(&opts.Spans, "spans", 100_000, "spans to export")
+	f.IntVar(&opts.PerTrace, "per-trace", 20, "spans per trace, the agent's own included")
+	f.IntVar(&opts.PerPost, "per-export", 32, "traces per export request")
+	f.IntVar(&opts.Senders, "senders", 4, "export requests in flight")
+	f.DurationVar(&deadline, "timeout", 10*time.Minute, "give up after this long")
+	f.BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
 }
