@@ -1,0 +1,123 @@
+package policies_test
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/troy-audit/troy/evaluator"
+	"github.com/troy-audit/troy/policies"
+	"github.com/troy-audit/troy/schemas"
+)
+
+// mcpSession is one session of the mcp corpus and the rule ids it must violate.
+type mcpSession struct {
+	Name   string         `json:"name"`
+	Expect []string       `json:"expect"`
+	Trace  *schemas.Trace `json:"trace"`
+	part   string
+}
+
+// loadMCPSessions reads the corpus: the tools/list answers of real servers, ordinary
+// sessions (recorded with real servers, or written by hand), the attacks the template was
+// tuned on and the held-out attacks.
+func loadMCPSessions(t *testing.T) []mcpSession {
+	t.Helper()
+	var out []mcpSession
+	servers, err := filepath.Glob("testdata/mcp/servers/*.json")
+	if err != nil || len(servers) == 0 {
+		t.Fatalf("no captured servers: %v", err)
+	}
+	for _, f := range servers {
+		var s struct {
+			Server, Package, Version string
+			Tools                    []any
+		}
+		readJSON(t, f, &s)
+		if len(s.Tools) == 0 || s.Version == "" {
+			t.Fatalf("%s: want the tools and the version of %s", f, s.Package)
+		}
+		tr := &schemas.Trace{TraceID: s.Server, AgentName: "mcp-client", Steps: []*schemas.Step{{
+			StepID: "s1", Type: schemas.StepObservation, Description: "tools/list", Input: map[string]any{},
+			Output:   map[string]any{"tools": s.Tools},
+			Metadata: map[string]any{"mcp_server": s.Server, "mcp_tools_changed": []any{}},
+		}}}
+		out = append(out, mcpSession{Name: s.Server + "@" + s.Version, Trace: tr, part: "servers"})
+	}
+	for _, p := range []struct{ file, part string }{
+		{"sessions.json", "ordinary"}, {"ordinary.json", "ordinary"}, {"attacks.json", "attacks"}, {"heldout.json", "held-out"},
+	} {
+		var ss []mcpSession
+		readJSON(t, "testdata/mcp/"+p.file, &ss)
+		for i := range ss {
+			ss[i].part = p.part
+			ss[i].Trace.Normalize()
+			if (p.part == "ordinary") != (len(ss[i].Expect) == 0) {
+				t.Fatalf("%s: %s expects %v", p.file, ss[i].Name, ss[i].Expect)
+			}
+		}
+		out = append(out, ss...)
+	}
+	return out
+}
+
+func readJSON(t *testing.T, path string, v any) {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+}
+
+// TestMCPTemplateCorpus audits every session of the corpus with the mcp template: an
+// attack violates exactly the rules it expects, an ordinary session none.
+func TestMCPTemplateCorpus(t *testing.T) {
+	tp, err := policies.LookupTemplate("mcp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := evaluator.Compile(tp.Policy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sessions := loadMCPSessions(t)
+	tallies := map[string]*tally{}
+	for _, s := range sessions {
+		t.Run(s.part+"/"+s.Name, func(t *testing.T) {
+			res := c.Evaluate(s.Trace)
+			var got []string
+			for _, v := range res.Violations {
+				if !slices.Contains(got, v.RuleID) {
+					got = append(got, v.RuleID)
+				}
+			}
+			for _, e := range res.RuleErrors {
+				t.Errorf("rule %s failed: %v", e.RuleID, e)
+			}
+			sort.Strings(got)
+			want := slices.Sorted(slices.Values(s.Expect))
+			tl := tallies[s.part]
+			if tl == nil {
+				tl = &tally{}
+				tallies[s.part] = tl
+			}
+			tl.n++
+			if slices.Equal(got, want) {
+				tl.hit++
+			} else {
+				t.Errorf("rules violated %v, want %v", got, want)
+			}
+		})
+	}
+	for _, part := range []string{"servers", "ordinary", "attacks", "held-out"} {
+		t.Logf("%-9s sessions decided exactly: %s", part, tallies[part])
+	}
+	_ = strings.Join
+}
