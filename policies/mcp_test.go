@@ -102,8 +102,16 @@ func TestMCPTemplateCorpus(t *testing.T) {
 			}
 			sort.Strings(got)
 			want := slices.Sorted(slices.Values(s.Expect))
-			if blocked := mcpGuardReplay(t, c, s.Trace); !slices.Equal(blocked, atCheck(res.Violations)) {
-				t.Errorf("the guard blocked %v, the audit flags %v at the check", blocked, atCheck(res.Violations))
+			// A guard fed the session as troyctl mcp feeds it (each step checked, its
+			// output recorded after) blocks what the audit flags, except tool poisoning,
+			// which reads the tools/list step's own output.
+			for _, r := range tp.Policy.Rules {
+				if r.RuleID == "mcp-tool-poisoning" {
+					continue
+				}
+				if g, a := guardFiredAt(t, c, s.Trace, r.RuleID), firedAt(s.Trace, res.Violations, r.RuleID); !slices.Equal(g, a) {
+					t.Errorf("%s: the guard blocks steps %v, the audit flags %v", r.RuleID, g, a)
+				}
 			}
 			tl := tallies[s.part]
 			if tl == nil {
@@ -123,57 +131,11 @@ func TestMCPTemplateCorpus(t *testing.T) {
 	}
 }
 
-// atCheck lists "step rule" for the violations the guard can see when the step is checked:
-// all but tool poisoning, which reads the tools/list step's own output, recorded after
-// its check.
-func atCheck(vs []schemas.Violation) []string {
-	var out []string
-	for _, v := range vs {
-		if v.RuleID != "mcp-tool-poisoning" {
-			out = append(out, v.StepID+" "+v.RuleID)
-		}
-	}
-	slices.Sort(out)
-	return out
-}
-
-// mcpGuardReplay replays a session as troyctl mcp does, checking each step and recording its
-// output after it, and lists "step rule" for each violation found at a check.
-func mcpGuardReplay(t *testing.T, c *evaluator.Compiled, tr *schemas.Trace) []string {
-	t.Helper()
-	g, err := c.NewGuard(evaluator.GuardOptions{AgentName: tr.AgentName})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, s := range tr.Steps {
-		d, err := g.Check(evaluator.CheckRequest{GuardStep: schemas.GuardStep{Action: s.Description, Input: s.Input, Metadata: s.Metadata, Type: s.Type}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, v := range d.Violations {
-			out = append(out, s.StepID+" "+v.RuleID)
-		}
-		if err := g.RecordOutput(d.StepID, s.Output); err != nil {
-			t.Fatal(err)
-		}
-	}
-	slices.Sort(out)
-	return out
-}
-
 // TestMCPMinimalOnOrdinaryUse shows why the mcp template leaves out minimal's rule on
 // destructive tools without an approval token: MCP calls carry no such token, so the
 // memory server's ordinary delete_* calls would all be blocked.
 func TestMCPMinimalOnOrdinaryUse(t *testing.T) {
-	tp, err := policies.LookupTemplate("minimal")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := evaluator.Compile(tp.Policy)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := compiledTemplates(t)["min-destructive-action"]
 	flagged := map[string]bool{}
 	for _, s := range loadMCPSessions(t) {
 		if s.part != "ordinary" {
