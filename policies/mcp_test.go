@@ -8,7 +8,6 @@ import (
 	"sort"
 	"testing"
 
-	"github.com/troy-audit/troy/evaluator"
 	"github.com/troy-audit/troy/policies"
 	"github.com/troy-audit/troy/schemas"
 )
@@ -82,10 +81,7 @@ func TestMCPTemplateCorpus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := evaluator.Compile(tp.Policy)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := compiledTemplates(t)[tp.Policy.Rules[0].RuleID]
 	sessions := loadMCPSessions(t)
 	tallies := map[string]*tally{}
 	for _, s := range sessions {
