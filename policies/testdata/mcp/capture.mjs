@@ -22,9 +22,16 @@ const servers = [
   ["playwright-mcp", "@playwright/mcp", [bin("playwright-mcp")]],
   ["chrome-devtools-mcp", "chrome-devtools-mcp", [bin("chrome-devtools-mcp")]],
   ["notion-mcp-server", "@notionhq/notion-mcp-server", [bin("notion-mcp-server")]],
+  ["server-puppeteer", "@modelcontextprotocol/server-puppeteer", [bin("mcp-server-puppeteer")]],
+  ["server-pdf", "@modelcontextprotocol/server-pdf", [bin("mcp-pdf-server"), "--stdio"]],
+  ["server-map", "@modelcontextprotocol/server-map", [bin("mcp-map-server"), "--stdio"]],
+  ["server-system-monitor", "@modelcontextprotocol/server-system-monitor", [bin("mcp-system-monitor-server"), "--stdio"]],
+  ["server-wiki-explorer", "@modelcontextprotocol/server-wiki-explorer", [bin("mcp-wiki-explorer-server"), "--stdio"]],
 ];
 
+const only = process.argv.slice(3);
 for (const [name, pkg, argv, env] of servers) {
+  if (only.length > 0 && !only.includes(name)) continue;
   const version = JSON.parse(readFileSync(join("node_modules", pkg, "package.json"), "utf8")).version;
   const transport = new StdioClientTransport({ command: argv[0], args: argv.slice(1), env: { ...process.env, ...(env || {}) }, stderr: "ignore" });
   const client = new Client({ name: "troy-capture", version: "1.0.0" });
