@@ -12,6 +12,9 @@ import (
 	"github.com/troy-audit/troy/schemas"
 )
 
+// The fresh set's figures when it was written, as floors.
+const mcpFreshFloor, mcpFreshHonestFloor = 11, 4
+
 // mcpSession is one session of the mcp corpus and the rule ids it must violate.
 type mcpSession struct {
 	Name   string         `json:"name"`
@@ -48,13 +51,14 @@ func loadMCPSessions(t *testing.T) []mcpSession {
 	}
 	for _, p := range []struct{ file, part string }{
 		{"sessions.json", "ordinary"}, {"ordinary.json", "ordinary"}, {"attacks.json", "attacks"}, {"heldout.json", "held-out"},
+		{"fresh.json", "fresh"},
 	} {
 		var ss []mcpSession
 		readJSON(t, "testdata/mcp/"+p.file, &ss)
 		for i := range ss {
 			ss[i].part = p.part
 			ss[i].Trace.Normalize()
-			if (p.part == "ordinary") != (len(ss[i].Expect) == 0) {
+			if p.part != "fresh" && (p.part == "ordinary") != (len(ss[i].Expect) == 0) {
 				t.Fatalf("%s: %s expects %v", p.file, ss[i].Name, ss[i].Expect)
 			}
 		}
@@ -75,7 +79,9 @@ func readJSON(t *testing.T, path string, v any) {
 }
 
 // TestMCPTemplateCorpus audits every session of the corpus with the mcp template: an
-// attack violates exactly the rules it expects, an ordinary session none.
+// attack violates exactly the rules it expects, an ordinary session none. The second
+// held-out set (fresh) is measured, not required: its misses are listed, and its share
+// decided exactly must not fall below what it was when it was written.
 func TestMCPTemplateCorpus(t *testing.T) {
 	tp, err := policies.LookupTemplate("mcp")
 	if err != nil {
@@ -109,21 +115,34 @@ func TestMCPTemplateCorpus(t *testing.T) {
 					t.Errorf("%s: the guard blocks steps %v, the audit flags %v", r.RuleID, g, a)
 				}
 			}
-			tl := tallies[s.part]
+			kind := s.part
+			if s.part == "fresh" && len(want) == 0 {
+				kind = "fresh-honest"
+			}
+			tl := tallies[kind]
 			if tl == nil {
 				tl = &tally{}
-				tallies[s.part] = tl
+				tallies[kind] = tl
 			}
 			tl.n++
-			if slices.Equal(got, want) {
+			switch {
+			case slices.Equal(got, want):
 				tl.hit++
-			} else {
+			case s.part == "fresh":
+				t.Logf("missed: rules violated %v, want %v", got, want)
+			default:
 				t.Errorf("rules violated %v, want %v", got, want)
 			}
 		})
 	}
-	for _, part := range []string{"servers", "ordinary", "attacks", "held-out"} {
-		t.Logf("%-9s sessions decided exactly: %s", part, tallies[part])
+	for _, part := range []string{"servers", "ordinary", "attacks", "held-out", "fresh", "fresh-honest"} {
+		t.Logf("%-12s sessions decided exactly: %s", part, tallies[part])
+	}
+	if tl := tallies["fresh"]; tl == nil || tl.hit < mcpFreshFloor {
+		t.Errorf("fresh attacks decided exactly: %v, want at least %d", tl, mcpFreshFloor)
+	}
+	if tl := tallies["fresh-honest"]; tl == nil || tl.hit < mcpFreshHonestFloor {
+		t.Errorf("fresh honest tools decided exactly: %v, want at least %d", tl, mcpFreshHonestFloor)
 	}
 }
 
