@@ -164,3 +164,34 @@ func TestBatchSharesTheConcurrencyLimit(t *testing.T) {
 		t.Errorf("verify %d reports: exit %d %s", len(reports), r.code, r.stderr)
 	}
 }
+
+// The cache keeps replies per endpoint: the same trace audited against a second model
+// server asks that server, and the report holds its text, not the first server's.
+func TestCacheKeyIncludesTheEndpoint(t *testing.T) {
+	t.Chdir(t.TempDir())
+	answering := func(text string) llmtest.Handler {
+		return func(_ int, body string, w http.ResponseWriter, _ *http.Request) {
+			llmtest.Answer(w, `{"summary": "`+text+`", "rationale": "r", "alternatives": [], "risk_factors": [], "data_accessed": [], "overview": "`+text+`", "key_actions": [], "concerns": []}`)
+		}
+	}
+	first, second := scriptedModel(t, answering("from the first server")), scriptedModel(t, answering("from the second server"))
+	audit := func(s *llmtest.Server) string {
+		t.Helper()
+		r := troyctl(t, "audit", example(t, "traces", "clean-run.json"), "minimal", "--base-url", s.URL+"/v1", "--api-key", "test", "-o", "report.md")
+		if r.code != 0 {
+			t.Fatalf("exit %d: %s", r.code, r.stderr)
+		}
+		md, err := os.ReadFile("report.md")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(md)
+	}
+	if md := audit(first); !strings.Contains(md, "from the first server") {
+		t.Fatalf("first report:\n%s", md)
+	}
+	md := audit(second)
+	if len(second.Requests()) == 0 || !strings.Contains(md, "from the second server") || strings.Contains(md, "from the first server") {
+		t.Fatalf("second server asked %d times; report:\n%s", len(second.Requests()), md)
+	}
+}
