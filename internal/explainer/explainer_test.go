@@ -329,13 +329,13 @@ func TestRefusedKeyStopsAsking(t *testing.T) {
 // Each part of the cache key changes it: a reply is reused only for the same endpoint,
 // model, system prompt and prompt.
 func TestCacheKeyParts(t *testing.T) {
-	base := CacheKey("http://a/v1", "m", "sys", "p")
+	base := explainer.CacheKey("http://a/v1", "m", "sys", "p")
 	for name, key := range map[string]string{
-		"endpoint": CacheKey("http://b/v1", "m", "sys", "p"),
-		"model":    CacheKey("http://a/v1", "m2", "sys", "p"),
-		"system":   CacheKey("http://a/v1", "m", "sys2", "p"),
-		"prompt":   CacheKey("http://a/v1", "m", "sys", "p2"),
-		"boundary": CacheKey("http://a/v1", "m", "sysp", ""),
+		"endpoint": explainer.CacheKey("http://b/v1", "m", "sys", "p"),
+		"model":    explainer.CacheKey("http://a/v1", "m2", "sys", "p"),
+		"system":   explainer.CacheKey("http://a/v1", "m", "sys2", "p"),
+		"prompt":   explainer.CacheKey("http://a/v1", "m", "sys", "p2"),
+		"boundary": explainer.CacheKey("http://a/v1", "m", "sysp", ""),
 	} {
 		if key == base {
 			t.Errorf("a different %s gives the same key", name)
