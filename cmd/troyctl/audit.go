@@ -99,10 +99,15 @@ redacted before they are sent; replies are cached under --data-dir.`,
 				return err
 			}
 			if asJSON {
-				return reporter.EncodeJSON(a.stdout, auditSummary(r, mdPath, jsonPath))
+				if err := reporter.EncodeJSON(a.stdout, auditSummary(r, mdPath, jsonPath)); err != nil {
+					return err
+				}
+			} else {
+				printAudit(a, r, c, args[1], mdPath, jsonPath)
 			}
-			printAudit(a, r, c, args[1], mdPath, jsonPath)
-			return nil
+			var mf modelFailures
+			mf.add(r.Info)
+			return mf.err(&ex, nf.opts.URL != "")
 		},
 	}
 	cmd.Flags().StringVarP(&mdPath, "output", "o", "", "markdown report path (default logs/YYYY-MM-DD/report.md)")

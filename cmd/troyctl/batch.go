@@ -69,12 +69,18 @@ The last argument is the policy: a file or the name of a bundled template.`,
 				concurrency = 64 // traces in flight through the pipeline
 			}
 			prog := newProgress(a.stderr, files, quiet)
+			var mf modelFailures
 			summary, err := audit.Batch(cmd.Context(), auditor, files, audit.BatchOptions{
 				Dir:         dir,
 				Concurrency: concurrency,
 				Ingest:      ingest.Options{MaxSize: maxSize},
-				Progress:    prog.update,
-				Signer:      signer,
+				Progress: func(p audit.Progress) {
+					if p.Result != nil {
+						mf.add(p.Result.Info)
+					}
+					prog.update(p)
+				},
+				Signer: signer,
 			})
 			prog.finish()
 			if err != nil {
@@ -95,7 +101,7 @@ The last argument is the policy: a file or the name of a bundled template.`,
 			if n := len(summary.Skipped); n > 0 {
 				return fmt.Errorf("%d input(s) skipped; see %s", n, summary.Summary)
 			}
-			return nil
+			return mf.err(&ex, nf.opts.URL != "")
 		},
 	}
 	cmd.Flags().StringVarP(&dir, "output-dir", "o", "", "directory for reports (default logs/YYYY-MM-DD)")
