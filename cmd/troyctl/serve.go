@@ -21,6 +21,7 @@ import (
 	"github.com/troy-audit/troy/internal/natsauth"
 	"github.com/troy-audit/troy/internal/pipeline"
 	"github.com/troy-audit/troy/internal/signing"
+	"github.com/troy-audit/troy/policies"
 	"github.com/troy-audit/troy/reporter"
 	"github.com/troy-audit/troy/sdk/wire"
 )
@@ -119,6 +120,13 @@ flag wins over the policy.`,
 					}
 					opts.ServerAuth, opts.Auth = auth.Configure, wire.Auth{CredsFile: auth.Path(natsauth.ServiceCreds)}
 					log.Info("NATS requires credentials", "admin", auth.Path(natsauth.AdminCreds), "issue", "troyctl auth agent NAME")
+				}
+			}
+			if cfg.Policy != "" {
+				// The service loads (and reloads) the policy itself; its settings are
+				// noticed once, here.
+				if p, err := policies.Resolve(cfg.Policy); err == nil {
+					noticeIgnoredSettings(a.stderr, cfg.Policy, p)
 				}
 			}
 			if only != "" {
