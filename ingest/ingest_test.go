@@ -295,3 +295,41 @@ func TestDecodeTracePythonJSON(t *testing.T) {
 		}
 	}
 }
+
+// Symbolic links to trace files are followed, wherever the file is; links to directories
+// (a cycle among them too) are not entered; a broken link or a loop of links is listed,
+// so that reading it says what is wrong rather than leaving it out in silence.
+func TestFilesFollowsLinksToFiles(t *testing.T) {
+	dir, elsewhere := t.TempDir(), t.TempDir()
+	write(t, elsewhere, "real.json", []byte("{}"))
+	write(t, dir, "a.json", []byte("{}"))
+	if err := os.Mkdir(filepath.Join(dir, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for link, target := range map[string]string{
+		"b.json":       filepath.Join(elsewhere, "real.json"), // a file elsewhere
+		"c.jsonl":      "a.json",                              // a file beside it, relative
+		"d.json":       filepath.Join(dir, "sub"),             // a directory
+		"sub/up.json":  "..",                                  // a directory cycle
+		"e.json":       "missing.json",                        // broken
+		"f.json":       "f.json",                              // a loop
+		"notes.txt":    "a.json",                              // not a trace file name
+		"g.json.gz":    filepath.Join(elsewhere, "real.json"),
+		"h.json.other": "a.json",
+	} {
+		if err := os.Symlink(target, filepath.Join(dir, link)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	files, err := Files(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, f := range files {
+		names = append(names, filepath.Base(f))
+	}
+	if got := strings.Join(names, ","); got != "a.json,b.json,c.jsonl,e.json,f.json,g.json.gz" {
+		t.Fatalf("got %s", got)
+	}
+}

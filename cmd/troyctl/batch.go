@@ -32,8 +32,9 @@ func newBatchCmd(a *app) *cobra.Command {
 		Aliases: []string{"batch"},
 		Short:   "Audit every trace in a directory (or files) and write per-trace reports and a summary",
 		Long: `Audit every trace in the given directories and files, concurrently. Directories
-contribute the .json, .jsonl, .json.gz and .jsonl.gz files directly inside them; a
-.jsonl file holds one trace per line. Each trace gets report.md and audit.json; the
+contribute the .json, .jsonl, .json.gz and .jsonl.gz files directly inside them
+(symbolic links to files are followed; subdirectories are not entered); a .jsonl file
+holds one trace per line. Each trace gets report.md and audit.json; the
 batch gets summary.md and batch.json. Bad files and bad lines are skipped with their
 reason, and the batch goes on; the exit code is then 1, after every report is written.
 
