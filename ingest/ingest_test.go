@@ -224,15 +224,7 @@ func TestFilesListsTraceFilesSorted(t *testing.T) {
 	if err := os.Mkdir(filepath.Join(dir, "sub.json"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	files, err := Files(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, f := range files {
-		names = append(names, filepath.Base(f))
-	}
-	if got := strings.Join(names, ","); got != "a.json,b.jsonl,c.json.gz,d.jsonl.gz,e.JSON" {
+	if got := fileNames(t, dir); got != "a.json,b.jsonl,c.json.gz,d.jsonl.gz,e.JSON" {
 		t.Fatalf("got %s", got)
 	}
 	for in, want := range map[string]string{"x/a.jsonl.gz": "a", "a.json": "a", "a.b.JSON.GZ": "a.b", "notes": "notes"} {
@@ -321,6 +313,14 @@ func TestFilesFollowsLinksToFiles(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	if got := fileNames(t, dir); got != "a.json,b.json,c.jsonl,e.json,f.json,g.json.gz" {
+		t.Fatalf("got %s", got)
+	}
+}
+
+// fileNames is what Files lists in dir, by base name, comma-separated.
+func fileNames(t *testing.T, dir string) string {
+	t.Helper()
 	files, err := Files(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -329,7 +329,5 @@ func TestFilesFollowsLinksToFiles(t *testing.T) {
 	for _, f := range files {
 		names = append(names, filepath.Base(f))
 	}
-	if got := strings.Join(names, ","); got != "a.json,b.json,c.jsonl,e.json,f.json,g.json.gz" {
-		t.Fatalf("got %s", got)
-	}
+	return strings.Join(names, ",")
 }
