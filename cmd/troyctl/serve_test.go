@@ -257,15 +257,18 @@ func TestServeExitsWhenAComponentFails(t *testing.T) {
 // one, says nothing of the kind.
 func TestServeSaysWhenNoPolicyIsSet(t *testing.T) {
 	data := t.TempDir()
+	// The policy given also has a setting troy does not read: serve says so once at start.
+	withSetting := writePolicy(t, "false", `"global_config": {"halt_on_severity": "critical"},`)
 	const plain = "troyctl: no default policy is set: traces and guard checks that name no policy wait (checks answer 503) until one is; start serve with --policy FILE or a bundled template (troyctl policies list), such as --policy minimal (kept for later starts)"
 	for _, tc := range []struct {
-		name string
-		args []string
-		want bool
+		name     string
+		args     []string
+		want     bool
+		settings int // notices of a setting troy does not read
 	}{
-		{"fresh, no --policy", nil, true},
-		{"--policy", []string{"--policy", "minimal"}, false},
-		{"the kept default", nil, false},
+		{"fresh, no --policy", nil, true, 0},
+		{"--policy", []string{"--policy", withSetting}, false, 1},
+		{"the kept default", nil, false, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			port := servetest.FreePort(t)
@@ -277,6 +280,10 @@ func TestServeSaysWhenNoPolicyIsSet(t *testing.T) {
 			logged := strings.Contains(log, `level=WARN msg="no default policy is set`)
 			if said != tc.want || logged != tc.want {
 				t.Fatalf("want the notice %v; stderr:\n%s", tc.want, log)
+			}
+			setting := "troyctl: notice: " + withSetting + ": global_config.halt_on_severity is not a setting troy reads"
+			if n := strings.Count(log, setting); n != tc.settings {
+				t.Fatalf("%d notices of the setting; stderr:\n%s", n, log)
 			}
 		})
 	}
