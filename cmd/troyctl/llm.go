@@ -142,6 +142,6 @@ func (m *modelFailures) err(f *explainFlags, nats bool) error {
 		endpoint = "the deployment's model API"
 	}
 	return &exitCodeError{code: exitModelFailed, err: fmt.Errorf(
-		"every model call to %s failed (%s); reports were written without explanations, --no-explain audits without a model",
+		"every model call to %s failed: %s; the reports were written without explanations (--no-explain audits without a model)",
 		endpoint, m.note)}
 }
