@@ -273,9 +273,10 @@ func TestServeSaysWhenNoPolicyIsSet(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			port := servetest.FreePort(t)
 			p := startServe(t, append([]string{"--data-dir", data, "--listen", fmt.Sprintf("127.0.0.1:%d", port)}, tc.args...)...)
-			log := p.log()
+			// Stopped first: Wait returns once all of stderr has been copied.
 			_ = p.cmd.Process.Signal(syscall.SIGTERM)
 			_ = p.cmd.Wait()
+			log := p.log()
 			said := strings.Contains(log, "\n"+plain+"\n")
 			logged := strings.Contains(log, `level=WARN msg="no default policy is set`)
 			if said != tc.want || logged != tc.want {
