@@ -224,15 +224,7 @@ func TestFilesListsTraceFilesSorted(t *testing.T) {
 	if err := os.Mkdir(filepath.Join(dir, "sub.json"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	files, err := Files(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, f := range files {
-		names = append(names, filepath.Base(f))
-	}
-	if got := strings.Join(names, ","); got != "a.json,b.jsonl,c.json.gz,d.jsonl.gz,e.JSON" {
+	if got := fileNames(t, dir); got != "a.json,b.jsonl,c.json.gz,d.jsonl.gz,e.JSON" {
 		t.Fatalf("got %s", got)
 	}
 	for in, want := range map[string]string{"x/a.jsonl.gz": "a", "a.json": "a", "a.b.JSON.GZ": "a.b", "notes": "notes"} {
@@ -294,4 +286,48 @@ func TestDecodeTracePythonJSON(t *testing.T) {
 			t.Errorf("%s: %#v", c.name, c.v)
 		}
 	}
+}
+
+// Symbolic links to trace files are followed, wherever the file is; links to directories
+// (a cycle among them too) are not entered; a broken link or a loop of links is listed,
+// so that reading it says what is wrong rather than leaving it out in silence.
+func TestFilesFollowsLinksToFiles(t *testing.T) {
+	dir, elsewhere := t.TempDir(), t.TempDir()
+	write(t, elsewhere, "real.json", []byte("{}"))
+	write(t, dir, "a.json", []byte("{}"))
+	if err := os.Mkdir(filepath.Join(dir, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for link, target := range map[string]string{
+		"b.json":       filepath.Join(elsewhere, "real.json"), // a file elsewhere
+		"c.jsonl":      "a.json",                              // a file beside it, relative
+		"d.json":       filepath.Join(dir, "sub"),             // a directory
+		"sub/up.json":  "..",                                  // a directory cycle
+		"e.json":       "missing.json",                        // broken
+		"f.json":       "f.json",                              // a loop
+		"notes.txt":    "a.json",                              // not a trace file name
+		"g.json.gz":    filepath.Join(elsewhere, "real.json"),
+		"h.json.other": "a.json",
+	} {
+		if err := os.Symlink(target, filepath.Join(dir, link)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := fileNames(t, dir); got != "a.json,b.json,c.jsonl,e.json,f.json,g.json.gz" {
+		t.Fatalf("got %s", got)
+	}
+}
+
+// fileNames is what Files lists in dir, by base name, comma-separated.
+func fileNames(t *testing.T, dir string) string {
+	t.Helper()
+	files, err := Files(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, f := range files {
+		names = append(names, filepath.Base(f))
+	}
+	return strings.Join(names, ",")
 }

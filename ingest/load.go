@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -103,7 +104,10 @@ func Stem(name string) string {
 	return base
 }
 
-// Files lists the trace files directly inside dir, sorted by name.
+// Files lists the trace files directly inside dir, sorted by name. A symbolic link with
+// a trace file's name is followed to a file; one to a directory is left out, as
+// directories are (so no cycle of links is walked), and a broken one is listed, so that
+// reading it says what is wrong.
 func Files(dir string) ([]string, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
@@ -111,9 +115,20 @@ func Files(dir string) ([]string, error) {
 	}
 	var files []string
 	for _, e := range entries {
-		if e.Type().IsRegular() && IsTraceFile(e.Name()) {
-			files = append(files, filepath.Join(dir, e.Name()))
+		if !IsTraceFile(e.Name()) {
+			continue
 		}
+		path := filepath.Join(dir, e.Name())
+		switch {
+		case e.Type().IsRegular():
+		case e.Type()&fs.ModeSymlink != 0:
+			if info, err := os.Stat(path); err == nil && !info.Mode().IsRegular() {
+				continue
+			}
+		default:
+			continue
+		}
+		files = append(files, path)
 	}
 	return files, nil
 }

@@ -107,7 +107,7 @@ func TestResolveFileOrTemplate(t *testing.T) {
 		t.Fatalf("a file wins over a template name: %v %v", p, err)
 	}
 	_, err = policies.Resolve("nope.json")
-	if err == nil || !strings.Contains(err.Error(), "nope.json: no such file, and no bundled template of that name (templates: agent_defense, agent_safety, data_protection, guardrails, hipaa, minimal, owasp_llm_top10, safe_browsing, soc2)") {
+	if err == nil || !strings.Contains(err.Error(), "nope.json: no such file, and no bundled template of that name (templates: agent_defense, agent_safety, data_protection, guardrails, hipaa, mcp, minimal, owasp_llm_top10, safe_browsing, soc2)") {
 		t.Fatalf("got %v", err)
 	}
 }
@@ -117,7 +117,7 @@ func TestTemplatesAreWellFormed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"agent_defense", "agent_safety", "data_protection", "guardrails", "hipaa", "minimal", "owasp_llm_top10", "safe_browsing", "soc2"}
+	want := []string{"agent_defense", "agent_safety", "data_protection", "guardrails", "hipaa", "mcp", "minimal", "owasp_llm_top10", "safe_browsing", "soc2"}
 	if got := policies.TemplateNames(); !slices.Equal(got, want) {
 		t.Fatalf("templates %v, want %v", got, want)
 	}

@@ -17,6 +17,10 @@ import (
 // a cron script can act on it.
 const exitFound = 3
 
+// exitNotEnoughData ends drift when neither side holds enough traces or tool calls to
+// compare, so that a script does not take "nothing compared" for "no drift".
+const exitNotEnoughData = 5
+
 // queryTimeout bounds one analytics command.
 const queryTimeout = 5 * time.Minute
 
@@ -78,6 +82,14 @@ over a time range. --csv prints the time series as bucket,key,count rows.`,
 			})
 			if err != nil {
 				return err
+			}
+			if tr.Risk.Traces == 0 {
+				// On stderr, so that JSON and CSV stay as they are.
+				stored := "nothing is stored yet"
+				if tr.Stored != nil {
+					stored = fmt.Sprintf("the stored traces span %s to %s (--since, --until)", tr.Stored.From.Format(time.RFC3339), tr.Stored.To.Format(time.RFC3339))
+				}
+				fmt.Fprintf(a.stderr, "troyctl: no traces between %s and %s; %s\n", tr.Range.From.UTC().Format(time.RFC3339), tr.Range.To.UTC().Format(time.RFC3339), stored)
 			}
 			return out.write(a.stdout, tr, seriesCSV(tr), trendsTables(tr)...)
 		},
@@ -177,7 +189,8 @@ stability index), the share of traces violating each rule (two-proportion z-test
 Benjamini–Hochberg corrected), and tools it never called before. Findings are stored in
 the drift_findings table (unless --no-store).
 
-Exit codes: 0 no drift, 3 drift found, 1 error.`,
+Exit codes: 0 no drift, 3 drift found, 5 not enough data (too few traces and tool
+calls on either side to compare anything; see --min-samples), 1 error.`,
 		Example: `  troyctl drift --agent support-bot --baseline 7d --window 1d
   troyctl drift --agent support-bot --baseline 28d --window 7d --at 2026-06-01 --json`,
 		Args: cobra.NoArgs,
@@ -222,11 +235,19 @@ Exit codes: 0 no drift, 3 drift found, 1 error.`,
 				verdict = "DRIFT"
 			}
 			t.title = fmt.Sprintf("%s: agent %s, window %s against baseline %s", verdict, d.Agent, d.Window, d.Baseline)
+			if !d.EnoughData {
+				n := d.Samples
+				t.title = fmt.Sprintf("Not enough data: agent %s has %d traces in the baseline and %d in the window (%d and %d tool calls); need %d each (--min-samples); window %s against baseline %s",
+					d.Agent, n.BaselineTraces, n.WindowTraces, n.BaselineToolCalls, n.WindowToolCalls, n.Needed, d.Window, d.Baseline)
+			}
 			if err := out.write(a.stdout, d, t, t); err != nil {
 				return err
 			}
-			if d.Drifted {
+			switch {
+			case d.Drifted:
 				return &exitCodeError{code: exitFound}
+			case !d.EnoughData:
+				return &exitCodeError{code: exitNotEnoughData}
 			}
 			return nil
 		},

@@ -60,6 +60,14 @@ func TestAnalyticsCommands(t *testing.T) {
 				t.Fatalf("%v %+v", err, d)
 			}
 		}},
+		{"drift, not enough data", []string{"drift", "--agent", "stable", "--at", "2020-01-01", "--no-store"}, exitNotEnoughData,
+			[]string{"Not enough data: agent stable has 0 traces in the baseline and 0 in the window (0 and 0 tool calls); need 30 each (--min-samples)"}, nil},
+		{"drift json, not enough data", []string{"drift", "--agent", "stable", "--at", "2020-01-01", "--no-store", "--json"}, exitNotEnoughData, nil, func(t *testing.T, out string) {
+			var d analytics.Drift
+			if err := json.Unmarshal([]byte(out), &d); err != nil || d.EnoughData || d.Drifted || d.Samples.Needed != 30 {
+				t.Fatalf("%v %+v", err, d)
+			}
+		}},
 		{"regression", []string{"regress", "--baseline", "version=1.0", "--candidate", "version=1.1"}, exitFound, []string{"version=1.1 vs version=1.0: REGRESSION", "no-sql fires in 50.0% of traces, up from 10.0%"}, nil},
 		{"no regression", []string{"regress", "--baseline", "version=1.0", "--candidate", "version=1.2", "--csv"}, 0, []string{"rule,baseline,candidate,z,adjusted p,change\nno-sql,10.0%,10.0%,0,1,\n"}, nil},
 		{"sql", []string{"sql", "SELECT agent, count() AS traces FROM traces FINAL GROUP BY agent ORDER BY agent", "--json"}, 0, nil, func(t *testing.T, out string) {
@@ -85,6 +93,18 @@ func TestAnalyticsCommands(t *testing.T) {
 				tt.check(t, r.stdout)
 			}
 		})
+	}
+
+	// A range without traces says where the stored ones are, on stderr, in every format.
+	for _, format := range [][]string{nil, {"--json"}, {"--csv"}} {
+		r := troyctl(t, append([]string{"trends", "--since", "2020-01-01", "--until", "2020-01-08"}, format...)...)
+		want := "troyctl: no traces between 2020-01-01T00:00:00Z and 2020-01-08T00:00:00Z; the stored traces span 2026-"
+		if r.code != 0 || !strings.HasPrefix(r.stderr, want) || strings.Count(r.stderr, "\n") != 1 {
+			t.Fatalf("trends %s: exit %d, stderr %q, want %q…", format, r.code, r.stderr, want)
+		}
+	}
+	if r := troyctl(t, "trends", "--since", "2026-06-07", "--until", "2026-06-15"); r.stderr != "" {
+		t.Fatalf("trends with traces in the range: stderr %q", r.stderr)
 	}
 
 	// Read-only: the server refuses writes, and the table is still there.

@@ -1,8 +1,12 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
+	"io"
+	"maps"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -28,7 +32,21 @@ func loadPolicy(a *app, arg string) (*evaluator.Compiled, error) {
 	for _, w := range p.ConversionWarnings {
 		fmt.Fprintf(a.stderr, "troyctl: warning: %s\n", w)
 	}
+	noticeIgnoredSettings(a.stderr, arg, p)
 	return evaluator.Compile(p)
+}
+
+// noticeIgnoredSettings says, once per key, which global_config settings troy does not
+// read: the Python tool's format defines none, so a policy may carry any, and they load
+// (as they must, for compatibility) but change nothing.
+func noticeIgnoredSettings(w io.Writer, arg string, p *policies.Policy) {
+	var settings map[string]json.RawMessage
+	if json.Unmarshal(p.Extra["global_config"], &settings) != nil {
+		return
+	}
+	for _, key := range slices.Sorted(maps.Keys(settings)) {
+		fmt.Fprintf(w, "troyctl: notice: %s: global_config.%s is not a setting troy reads; it is kept and has no effect\n", arg, key)
+	}
 }
 
 func newAuditCmd(a *app) *cobra.Command {
@@ -102,10 +120,15 @@ redacted before they are sent; replies are cached under --data-dir.`,
 				return err
 			}
 			if asJSON {
-				return reporter.EncodeJSON(a.stdout, auditSummary(r, mdPath, jsonPath))
+				if err := reporter.EncodeJSON(a.stdout, auditSummary(r, mdPath, jsonPath)); err != nil {
+					return err
+				}
+			} else {
+				printAudit(a, r, c, args[1], mdPath, jsonPath)
 			}
-			printAudit(a, r, c, args[1], mdPath, jsonPath)
-			return nil
+			var mf modelFailures
+			mf.add(r.Info)
+			return mf.err(&ex, nf.opts.URL != "")
 		},
 	}
 	cmd.Flags().StringVarP(&mdPath, "output", "o", "", "markdown report path (default logs/YYYY-MM-DD/report.md)")

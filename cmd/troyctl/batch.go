@@ -32,9 +32,10 @@ func newBatchCmd(a *app) *cobra.Command {
 		Aliases: []string{"batch"},
 		Short:   "Audit every trace in a directory (or files) and write per-trace reports and a summary",
 		Long: `Audit every trace in the given directories and files, concurrently. Directories
-contribute the .json, .jsonl, .json.gz and .jsonl.gz files directly inside them; a
-.jsonl file holds one trace per line. An OTLP JSON file of OpenTelemetry spans (one
-export per line, as the collector's file exporter writes) gives one trace per trace id
+contribute the .json, .jsonl, .json.gz and .jsonl.gz files directly inside them
+(symbolic links to files are followed; subdirectories are not entered); a .jsonl file
+holds one trace per line. An OTLP JSON file of OpenTelemetry spans (one export per
+line, as the collector's file exporter writes) gives one trace per trace id
 (docs/OTEL.md). Each trace gets report.md and audit.json; the
 batch gets summary.md and batch.json. Bad files and bad lines are skipped with their
 reason, and the batch goes on; the exit code is then 1, after every report is written.
@@ -71,12 +72,18 @@ The last argument is the policy: a file or the name of a bundled template.`,
 				concurrency = 64 // traces in flight through the pipeline
 			}
 			prog := newProgress(a.stderr, files, quiet)
+			var mf modelFailures
 			summary, err := audit.Batch(cmd.Context(), auditor, files, audit.BatchOptions{
 				Dir:         dir,
 				Concurrency: concurrency,
 				Ingest:      ingest.Options{MaxSize: maxSize},
-				Progress:    prog.update,
-				Signer:      signer,
+				Progress: func(p audit.Progress) {
+					if p.Result != nil {
+						mf.add(p.Result.Info)
+					}
+					prog.update(p)
+				},
+				Signer: signer,
 			})
 			prog.finish()
 			if err != nil {
@@ -97,7 +104,7 @@ The last argument is the policy: a file or the name of a bundled template.`,
 			if n := len(summary.Skipped); n > 0 {
 				return fmt.Errorf("%d input(s) skipped; see %s", n, summary.Summary)
 			}
-			return nil
+			return mf.err(&ex, nf.opts.URL != "")
 		},
 	}
 	cmd.Flags().StringVarP(&dir, "output-dir", "o", "", "directory for reports (default logs/YYYY-MM-DD)")

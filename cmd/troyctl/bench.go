@@ -67,7 +67,7 @@ every --per-session checks, so they are scored and reported like real ones.`,
 				return reporter.EncodeJSON(a.stdout, r)
 			}
 			fmt.Fprintf(a.stdout, "guard checks: %d in %.1fs = %.0f checks/s (target %s, %d callers), %d errors, %d with violations\n",
-				r.Checks, r.Seconds, r.ChecksPerS, rateText(r.TargetRate), r.Concurrency, r.Errors, r.Blocked)
+				r.Checks, r.Seconds, r.ChecksPerS, rateText(r.TargetRate), r.Concurrency, r.Errors, r.WithViolations)
 			printLatency(a.stdout, "latency", r.Latency)
 			if r.FirstError != "" {
 				fmt.Fprintf(a.stdout, "first error: %s\n", r.FirstError)

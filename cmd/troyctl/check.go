@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/troy-audit/troy/evaluator"
+	"github.com/troy-audit/troy/event"
 	"github.com/troy-audit/troy/internal/bus"
 	"github.com/troy-audit/troy/internal/pipeline"
 	"github.com/troy-audit/troy/policies"
@@ -295,6 +297,8 @@ func (nf *natsFlags) remoteCheck(ctx context.Context, c *evaluator.Compiled, ses
 	resume := session != ""
 	if !resume {
 		session = "check-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	} else if err := samePolicy(ctx, b, g.AgentName, session, c); err != nil {
+		return schemas.Decision{}, err
 	}
 	guard := agent.New(b.Conn()).Guard(agent.GuardOptions{Session: session, Agent: g.AgentName, AgentMetadata: g.AgentMetadata, Mode: g.Mode, Policy: hash, Timeout: 5 * time.Second, Resume: resume})
 	d, err := guard.Check(ctx, req.Action, req.Input, req.Metadata, req.Type)
@@ -303,4 +307,32 @@ func (nf *natsFlags) remoteCheck(ctx context.Context, c *evaluator.Compiled, ses
 		return d, err
 	}
 	return d, nil
+}
+
+// samePolicy refuses a check whose policy is not the one the session runs with: the
+// guard service keeps a session's first policy, and would decide with it in silence.
+// A session that ended starts a new run, with the policy of its next check.
+func samePolicy(ctx context.Context, b *bus.Bus, agentName, session string, c *evaluator.Compiled) error {
+	subject := event.StepsSubject(agentName, session)
+	last, err := b.LastSeq(ctx, subject)
+	if err != nil || last == 0 {
+		return err
+	}
+	events, err := b.ReadRange(ctx, bus.StepsStream, subject, last-1, last)
+	if err != nil {
+		return fmt.Errorf("read session %s: %w", session, err)
+	}
+	if len(events) == 0 || events[0].Kind == event.KindEnd {
+		return nil
+	}
+	var ref event.TraceRef
+	if err := json.Unmarshal(events[0].Data, &ref); err != nil || ref.Policy == "" || ref.Policy == c.Hash() {
+		return nil // an event the guard skips too, or the same policy
+	}
+	first := "a policy no longer stored"
+	if kept, err := pipeline.NewPolicies(b).Compiled(ctx, ref.Policy); err == nil {
+		first = kept.Policy().PolicyID
+	}
+	return fmt.Errorf("session %s keeps its first policy, %s (%s); this check's policy is %s (%s): check with the session's policy, or in a new --session",
+		session, first, ref.Policy[:min(len(ref.Policy), 12)], c.Policy().PolicyID, c.Hash()[:12])
 }

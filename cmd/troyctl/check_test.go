@@ -342,3 +342,29 @@ func TestCheckUsageErrors(t *testing.T) {
 		t.Fatalf("check of a template: %d %s", r.code, r.stderr)
 	}
 }
+
+// A session keeps its first policy: a later check in it with another policy is refused
+// with exit 1, naming both policies, rather than decided with the first one in silence.
+// The same policy, a new session, or a session that ended are checked as usual.
+func TestCheckSessionKeepsItsFirstPolicy(t *testing.T) {
+	port := servetest.FreePort(t)
+	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
+	startServe(t, "--data-dir", filepath.Join(t.TempDir(), "data"), "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--policy", "minimal")
+	check := func(policy, session string) result {
+		return troyctl(t, "check", policy, "-a", "search", "--nats", url, "--session", session)
+	}
+	if r := check("minimal", "s1"); r.code != 0 {
+		t.Fatalf("first check: exit %d: %s", r.code, r.stderr)
+	}
+	if r := check("minimal", "s1"); r.code != 0 {
+		t.Fatalf("same policy: exit %d: %s", r.code, r.stderr)
+	}
+	r := check("soc2", "s1")
+	if r.code != exitError || r.stdout != "" || !strings.Contains(r.stderr, "troyctl: session s1 keeps its first policy, minimal (") ||
+		!strings.Contains(r.stderr, "this check's policy is soc2-trust-services (") || strings.Count(r.stderr, "\n") != 1 {
+		t.Fatalf("another policy: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+	if r := check("soc2", "s2"); r.code == exitError || !strings.Contains(r.stdout, `"allowed"`) {
+		t.Fatalf("a new session: exit %d: %s", r.code, r.stderr)
+	}
+}

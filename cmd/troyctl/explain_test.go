@@ -164,3 +164,74 @@ func TestBatchSharesTheConcurrencyLimit(t *testing.T) {
 		t.Errorf("verify %d reports: exit %d %s", len(reports), r.code, r.stderr)
 	}
 }
+
+// The cache keeps replies per endpoint: the same trace audited against a second model
+// server asks that server, and the report holds its text, not the first server's.
+func TestCacheKeyIncludesTheEndpoint(t *testing.T) {
+	t.Chdir(t.TempDir())
+	answering := func(text string) llmtest.Handler {
+		return func(_ int, body string, w http.ResponseWriter, _ *http.Request) {
+			llmtest.Answer(w, `{"summary": "`+text+`", "rationale": "r", "alternatives": [], "risk_factors": [], "data_accessed": [], "overview": "`+text+`", "key_actions": [], "concerns": []}`)
+		}
+	}
+	first, second := scriptedModel(t, answering("from the first server")), scriptedModel(t, answering("from the second server"))
+	audit := func(s *llmtest.Server) string {
+		t.Helper()
+		r := troyctl(t, "audit", example(t, "traces", "clean-run.json"), "minimal", "--base-url", s.URL+"/v1", "--api-key", "test", "-o", "report.md")
+		if r.code != 0 {
+			t.Fatalf("exit %d: %s", r.code, r.stderr)
+		}
+		md, err := os.ReadFile("report.md")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(md)
+	}
+	if md := audit(first); !strings.Contains(md, "from the first server") {
+		t.Fatalf("first report:\n%s", md)
+	}
+	md := audit(second)
+	if len(second.Requests()) == 0 || !strings.Contains(md, "from the second server") || strings.Contains(md, "from the first server") {
+		t.Fatalf("second server asked %d times; report:\n%s", len(second.Requests()), md)
+	}
+}
+
+// Explanations asked for from a model that fails every call: the reports are written, and
+// the run exits 4 with one line naming the endpoint; a run with a call answered exits 0.
+func TestEveryModelCallFailing(t *testing.T) {
+	t.Chdir(t.TempDir())
+	down := scriptedModel(t, func(_ int, _ string, w http.ResponseWriter, _ *http.Request) {
+		llmtest.Fail(w, http.StatusBadRequest, "no such model")
+	})
+	up := scriptedModel(t, llmtest.Explains)
+	trace := example(t, "traces", "clean-run.json")
+	for _, tc := range []struct {
+		name     string
+		args     []string
+		url      string
+		wantCode int
+	}{
+		{"audit, all failing", []string{"audit", trace, "minimal", "-o", "a/report.md", "-j", "a/audit.json"}, down.URL + "/v1", exitModelFailed},
+		{"batch, all failing", []string{"batch", trace, "minimal", "-o", "b", "-q"}, down.URL + "/v1", exitModelFailed},
+		{"audit, answered", []string{"audit", trace, "minimal", "-o", "c/report.md", "-j", "c/audit.json"}, up.URL + "/v1", exitOK},
+		{"batch, answered", []string{"batch", trace, "minimal", "-o", "d", "-q"}, up.URL + "/v1", exitOK},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := troyctl(t, append(tc.args, "--base-url", tc.url, "--api-key", "test", "--no-cache")...)
+			if r.code != tc.wantCode {
+				t.Fatalf("exit %d, want %d: %s", r.code, tc.wantCode, r.stderr)
+			}
+			if tc.wantCode == exitOK {
+				return
+			}
+			lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
+			last := lines[len(lines)-1]
+			if !strings.HasPrefix(last, "troyctl: every model call to "+tc.url+" failed") {
+				t.Fatalf("stderr:\n%s", r.stderr)
+			}
+		})
+	}
+	if _, err := os.Stat("a/report.md"); err != nil {
+		t.Fatalf("the failed audit wrote no report: %v", err)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/joho/godotenv"
+	openai "github.com/sashabaranov/go-openai"
 	"github.com/spf13/cobra"
 
 	"github.com/troy-audit/troy/internal/explainer"
@@ -24,6 +25,8 @@ type explainFlags struct {
 	noCache   bool
 	dataDir   string
 	cmd       *cobra.Command
+	// endpoint is the model API that config resolved, named when every call fails.
+	endpoint string
 }
 
 func (f *explainFlags) register(cmd *cobra.Command, withDataDir bool) {
@@ -76,6 +79,10 @@ func (f *explainFlags) config() (pipeline.Explain, error) {
 	if cfg.Retries == 0 {
 		cfg.Retries = -1 // explicitly none; the explainer's zero means its default
 	}
+	f.endpoint = cfg.BaseURL
+	if f.endpoint == "" {
+		f.endpoint = openai.DefaultConfig("").BaseURL
+	}
 	return pipeline.Explain{Model: &cfg, NoCache: f.noCache}, nil
 }
 
@@ -104,4 +111,37 @@ func explanationsLine(info *schemas.AuditInfo) string {
 		line += "; " + info.ExplanationsNote
 	}
 	return line + "."
+}
+
+// modelFailures tallies the model calls of a run's traces, so that a run whose
+// explanations were asked for and all failed does not pass for a good one.
+type modelFailures struct {
+	answered, failed int
+	note             string
+}
+
+func (m *modelFailures) add(info *schemas.AuditInfo) {
+	if info == nil || info.Explanations != schemas.ExplanationsOn || info.LLM == nil {
+		return
+	}
+	m.answered += info.LLM.Calls + info.LLM.Cached
+	m.failed += info.LLM.Failed
+	if info.LLM.Failed > 0 && m.note == "" {
+		m.note = info.ExplanationsNote
+	}
+}
+
+// err is the run's error when calls were made and none was answered: exit 4, naming the
+// endpoint (the deployment's, with --nats).
+func (m *modelFailures) err(f *explainFlags, nats bool) error {
+	if m.failed == 0 || m.answered > 0 {
+		return nil
+	}
+	endpoint := f.endpoint
+	if nats {
+		endpoint = "the deployment's model API"
+	}
+	return &exitCodeError{code: exitModelFailed, err: fmt.Errorf(
+		"every model call to %s failed: %s; the reports were written without explanations (--no-explain audits without a model)",
+		endpoint, m.note)}
 }

@@ -23,6 +23,7 @@ const (
 	exitError   = 1 // bad input or a failed command
 	exitBlocked = 2 // check: the action is not allowed
 	// exitFound (3): drift found, a regression, or a risk that rose (diff)
+	exitModelFailed = 4 // audit, batch: explanations were asked for and every model call failed
 )
 
 // exitCodeError ends the command with a given exit code; its message, if any, is printed.

@@ -22,10 +22,10 @@ import (
 	"github.com/troy-audit/troy/sdk/agent"
 )
 
-// defaultMCPPolicy is the policy `troyctl mcp` guards with unless told: the smallest
-// bundled template, which blocks bare shells and destructive tools called without an
-// approval token and flags injection phrases in arguments.
-const defaultMCPPolicy = "minimal"
+// defaultMCPPolicy is the policy `troyctl mcp` guards with unless told: the bundled
+// template made for MCP traffic (poisoned and changed tools, secrets sent out, bare shells),
+// quiet on ordinary use of real servers.
+const defaultMCPPolicy = "mcp"
 
 // mcpFlags are troyctl mcp's flags.
 type mcpFlags struct {

@@ -499,7 +499,7 @@ func TestMCPProxyBadInput(t *testing.T) {
 	if !slices.Equal(codes, []int{-32700, -32600, -32600}) {
 		t.Errorf("the proxy's own error answers: got codes %v, want parse error, batch refused, message too long; replies %+v", codes, got)
 	}
-	if !strings.Contains(blocked, `"isError":true`) || !strings.Contains(blocked, "min-shell-execution") {
+	if !strings.Contains(blocked, `"isError":true`) || !strings.Contains(blocked, "mcp-shell-tool") {
 		t.Errorf("tools/call with a Method key: want blocked by the default policy, got %s", blocked)
 	}
 	if _, err := os.Stat(batched); !os.IsNotExist(err) {
@@ -541,7 +541,7 @@ func TestMCPTypeScriptClient(t *testing.T) {
 }
 
 // BenchmarkMCPToolCall measures a tools/call (server-everything's echo) from the Go SDK's
-// client, directly and through troyctl mcp (local guard, the minimal template), and
+// client, directly and through troyctl mcp (local guard, the mcp template), and
 // reports the latency's p50 and p99 beside the mean.
 func BenchmarkMCPToolCall(b *testing.B) {
 	modules := mcpServers(b)
@@ -624,7 +624,7 @@ func TestMCPUsageErrors(t *testing.T) {
 // TestMCPToolChangeFlagged runs server-filesystem through the proxy twice on one data
 // directory; between the runs, what the first remembered of read_text_file is altered, as
 // if the server had changed the tool's description since: the second session's tools/list
-// step names it in mcp_tools_changed, and a rule flags it.
+// step names it in mcp_tools_changed, and the default policy (the mcp template) flags it.
 func TestMCPToolChangeFlagged(t *testing.T) {
 	modules := mcpServers(t)
 	bin := troyctlBinary(t)
@@ -632,17 +632,9 @@ func TestMCPToolChangeFlagged(t *testing.T) {
 	defer cancel()
 	fx := newFSFixture(t)
 	data := filepath.Join(fx.root, "data")
-	policy := filepath.Join(fx.root, "rug.json")
-	pol := map[string]any{"policy_id": "mcp-rug", "rules": []any{map[string]any{
-		"rule_id": "tool-changed", "description": "A tool's description or schema changed since it was first seen.",
-		"condition": "step.type == 'observation' and len(step.metadata.mcp_tools_changed) > 0", "severity": "high", "weight": 40,
-	}}}
-	if err := os.WriteFile(policy, []byte(jsonOf(t, pol)), 0o644); err != nil {
-		t.Fatal(err)
-	}
 	session := func(reports string) schemas.AuditResult {
 		t.Helper()
-		s, stderr := mcpConnect(t, ctx, nil, append([]string{bin, "mcp", "--policy", policy, "--data-dir", data, "-o", reports, "--"},
+		s, stderr := mcpConnect(t, ctx, nil, append([]string{bin, "mcp", "--data-dir", data, "-o", reports, "--"},
 			mcpServerCmd(modules, "server-filesystem", fx.work)...)...)
 		if _, err := s.ListTools(ctx, nil); err != nil {
 			t.Fatalf("tools/list: %v\n%s", err, stderr)
@@ -686,7 +678,7 @@ func TestMCPToolChangeFlagged(t *testing.T) {
 	}
 
 	second := session(filepath.Join(fx.root, "r2"))
-	if got := changedOf(second); got != `["read_text_file"]` || len(second.Violations) != 1 || second.Violations[0].RuleID != "tool-changed" {
+	if got := changedOf(second); got != `["read_text_file"]` || len(second.Violations) != 1 || second.Violations[0].RuleID != "mcp-tool-changed" {
 		t.Fatalf("second session: changed %s, violations %+v", got, second.Violations)
 	}
 }

@@ -309,6 +309,7 @@ errors.`,
 					errs = append(errs, err)
 					continue
 				}
+				noticeIgnoredSettings(a.stderr, arg, p)
 				var warnings []evaluator.Warning
 				for _, w := range p.ConversionWarnings { // where the Python tool's rule fails at run time
 					warnings = append(warnings, evaluator.Warning{RuleID: w.RuleID, Msg: "condition (Python): " + w.Msg})

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -407,5 +408,47 @@ func TestPoliciesCopyInterrupted(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("the question ignored the interrupt")
+	}
+}
+
+// global_config settings troy does not read still load, with one notice per setting on
+// stderr naming the file and the key; the examples have none.
+func TestUnknownGlobalConfigSettings(t *testing.T) {
+	withSettings := writePolicy(t, "false", `"global_config": {"halt_on_severity": "critical", "default_action": "monitor"},`)
+	plain := writePolicy(t, "false", "")
+	tests := []struct {
+		name, policy string
+		args         []string
+		want         []string
+	}{
+		{"audit", withSettings, []string{"audit", example(t, "traces", "clean-run.json"), withSettings, "--no-explain", "-o", filepath.Join(t.TempDir(), "r.md"), "-j", filepath.Join(t.TempDir(), "a.json")},
+			[]string{"global_config.default_action", "global_config.halt_on_severity"}},
+		{"check", withSettings, []string{"check", withSettings, "-a", "search"}, []string{"global_config.default_action", "global_config.halt_on_severity"}},
+		{"validate", withSettings, []string{"policies", "validate", withSettings}, []string{"global_config.default_action", "global_config.halt_on_severity"}},
+		{"the example policy", example(t, "policy.json"), []string{"check", example(t, "policy.json"), "-a", "search"}, nil},
+		{"no global_config", plain, []string{"check", plain, "-a", "search"}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := troyctl(t, tt.args...)
+			if r.code != 0 {
+				t.Fatalf("exit %d: %s", r.code, r.stderr)
+			}
+			var notices []string
+			for _, l := range strings.Split(r.stderr, "\n") {
+				if strings.Contains(l, "global_config.") {
+					notices = append(notices, l)
+				}
+			}
+			if len(notices) != len(tt.want) {
+				t.Fatalf("notices %q, want one each for %q", notices, tt.want)
+			}
+			for i, key := range tt.want {
+				want := "troyctl: notice: " + tt.args[slices.Index(tt.args, tt.policy)] + ": " + key + " is not a setting troy reads; it is kept and has no effect"
+				if notices[i] != want {
+					t.Fatalf("notice %q, want %q", notices[i], want)
+				}
+			}
+		})
 	}
 }

@@ -83,7 +83,7 @@ func TestReplayInATerminal(t *testing.T) {
 	term.keys("s")
 	term.waitFor("Trace support-7f3a (agent support-assistant): 6 steps", "Re-evaluated with agent_safety")
 	term.keys("v")
-	term.waitFor("Violations (1)")
+	term.waitFor("Violations with agent_safety (1)", "safety-unauthenticated-external")
 	term.keys("g", "/", "refund_status", "Enter")
 	term.waitFor("step 3/6", `found "refund_status" at step 3`)
 	term.keys("Right", "d")

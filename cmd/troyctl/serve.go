@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"path/filepath"
@@ -20,6 +21,7 @@ import (
 	"github.com/troy-audit/troy/internal/natsauth"
 	"github.com/troy-audit/troy/internal/pipeline"
 	"github.com/troy-audit/troy/internal/signing"
+	"github.com/troy-audit/troy/policies"
 	"github.com/troy-audit/troy/reporter"
 	"github.com/troy-audit/troy/sdk/wire"
 )
@@ -121,6 +123,13 @@ flag wins over the policy.`,
 					log.Info("NATS requires credentials", "admin", auth.Path(natsauth.AdminCreds), "issue", "troyctl auth agent NAME")
 				}
 			}
+			if cfg.Policy != "" {
+				// The service loads (and reloads) the policy itself; its settings are
+				// noticed once, here.
+				if p, err := policies.Resolve(cfg.Policy); err == nil {
+					noticeIgnoredSettings(a.stderr, cfg.Policy, p)
+				}
+			}
 			if only != "" {
 				cfg.Only = strings.Split(only, ",")
 			}
@@ -187,6 +196,9 @@ flag wins over the policy.`,
 				log.Info("not explaining traces", "reason", explain.Note)
 			}
 			cfg.OnReady = func() {
+				if cfg.Policy == "" {
+					noticeNoPolicy(ctx, srv, log, a.stderr)
+				}
 				log.Info("troy serving", "nats", b.ClientURL(), "metrics", srv.MetricsURL(), "components", strings.Join(cfg.Only, ","), "reports", cfg.ReportDir)
 				fmt.Fprintf(a.stdout, "troy serving on %s\n", b.ClientURL())
 			}
@@ -279,4 +291,15 @@ func (nf *natsFlags) retention(age, size string) error {
 		nf.opts.RetainBytes = int64(n)
 	}
 	return nil
+}
+
+// noticeNoPolicy says, in the log and in a plain line, when the deployment has no default
+// policy: traces and checks that name none would otherwise wait without a word.
+func noticeNoPolicy(ctx context.Context, srv *pipeline.Server, log *slog.Logger, stderr io.Writer) {
+	if _, err := srv.Policies().Default(ctx); err == nil {
+		return
+	}
+	const msg = "no default policy is set: traces and guard checks that name no policy wait (checks answer 503) until one is; start serve with --policy FILE or a bundled template (troyctl policies list), such as --policy minimal (kept for later starts)"
+	log.Warn(msg)
+	fmt.Fprintln(stderr, "troyctl: "+msg)
 }

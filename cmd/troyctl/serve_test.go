@@ -251,3 +251,41 @@ func TestServeExitsWhenAComponentFails(t *testing.T) {
 		t.Fatalf("exit %d, stderr:\n%s", code, stderr.String())
 	}
 }
+
+// serve says at start, in its log and in a plain line on stderr, when no default policy
+// is set and how to set one; a start with --policy, or on a data directory that keeps
+// one, says nothing of the kind.
+func TestServeSaysWhenNoPolicyIsSet(t *testing.T) {
+	data := t.TempDir()
+	// The policy given also has a setting troy does not read: serve says so once at start.
+	withSetting := writePolicy(t, "false", `"global_config": {"halt_on_severity": "critical"},`)
+	const plain = "troyctl: no default policy is set: traces and guard checks that name no policy wait (checks answer 503) until one is; start serve with --policy FILE or a bundled template (troyctl policies list), such as --policy minimal (kept for later starts)"
+	for _, tc := range []struct {
+		name     string
+		args     []string
+		want     bool
+		settings int // notices of a setting troy does not read
+	}{
+		{"fresh, no --policy", nil, true, 0},
+		{"--policy", []string{"--policy", withSetting}, false, 1},
+		{"the kept default", nil, false, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			port := servetest.FreePort(t)
+			p := startServe(t, append([]string{"--data-dir", data, "--listen", fmt.Sprintf("127.0.0.1:%d", port)}, tc.args...)...)
+			// Stopped first: Wait returns once all of stderr has been copied.
+			_ = p.cmd.Process.Signal(syscall.SIGTERM)
+			_ = p.cmd.Wait()
+			log := p.log()
+			said := strings.Contains(log, "\n"+plain+"\n")
+			logged := strings.Contains(log, `level=WARN msg="no default policy is set`)
+			if said != tc.want || logged != tc.want {
+				t.Fatalf("want the notice %v; stderr:\n%s", tc.want, log)
+			}
+			setting := "troyctl: notice: " + withSetting + ": global_config.halt_on_severity is not a setting troy reads"
+			if n := strings.Count(log, setting); n != tc.settings {
+				t.Fatalf("%d notices of the setting; stderr:\n%s", n, log)
+			}
+		})
+	}
+}

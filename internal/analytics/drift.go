@@ -32,7 +32,21 @@ type Drift struct {
 	Window     Range     `json:"window"`
 	DetectedAt time.Time `json:"detected_at"`
 	Drifted    bool      `json:"drifted"`
-	Findings   []Finding `json:"findings"`
+	// EnoughData says whether either side held enough traces or tool calls for any
+	// comparison; without it, "no drift" means nothing was compared.
+	EnoughData bool         `json:"enough_data"`
+	Samples    DriftSamples `json:"samples"`
+	Findings   []Finding    `json:"findings"`
+}
+
+// DriftSamples are what the baseline and the window hold, and the fewest a comparison needs
+// on each side.
+type DriftSamples struct {
+	BaselineTraces    uint64 `json:"baseline_traces"`
+	WindowTraces      uint64 `json:"window_traces"`
+	BaselineToolCalls uint64 `json:"baseline_tool_calls"`
+	WindowToolCalls   uint64 `json:"window_tool_calls"`
+	Needed            uint64 `json:"needed"`
 }
 
 // Finding is one check of drift.
@@ -206,6 +220,8 @@ func RunDrift(ctx context.Context, conn driver.Conn, o DriftOptions) (*Drift, er
 			d.Findings = append(d.Findings, f)
 		}
 	}
+	d.Samples = DriftSamples{BaselineTraces: tracesBase, WindowTraces: tracesWin, BaselineToolCalls: uint64(nb), WindowToolCalls: uint64(nw), Needed: o.MinSamples}
+	d.EnoughData = (nb >= float64(o.MinSamples) && nw >= float64(o.MinSamples)) || (tracesBase >= o.MinSamples && tracesWin >= o.MinSamples)
 	for i := range d.Findings {
 		d.Findings[i].Statistic = finite(d.Findings[i].Statistic)
 		d.Drifted = d.Drifted || d.Findings[i].Drifted

@@ -30,6 +30,10 @@ type Trends struct {
 	Top      []RuleCount   `json:"top_rules"`
 	Risk     RiskSummary   `json:"risk"`
 	Never    []RuleSummary `json:"never_fired"`
+	// Stored is the time range of the stored traces (of the agent), given when the range
+	// asked for has none, so that an empty answer says where the data is; nil otherwise,
+	// or when nothing is stored.
+	Stored *Range `json:"stored,omitempty"`
 }
 
 // Series is one key's violation counts per bucket, every bucket of the range present.
@@ -129,7 +133,18 @@ func TrendsQueries(o TrendsOptions) ([]Query, error) {
 			" WHERE policy IN (SELECT policy FROM traces FINAL WHERE " + tWhere + ")" +
 			" AND rule_id NOT IN (SELECT rule_id FROM violations FINAL WHERE " + vWhere + ")" +
 			" GROUP BY rule_id ORDER BY rule_id", append(slices.Clone(tArgs), vArgs...)},
+		storedRangeQuery(o.Agent),
 	}, nil
+}
+
+// storedRangeQuery finds the span of the stored traces' first steps, of one agent or all.
+func storedRangeQuery(agent string) Query {
+	q := Query{"stored range", "SELECT count() AS n, min(first_step_at) AS first, max(first_step_at) AS last FROM traces FINAL", nil}
+	if agent != "" {
+		q.SQL += " WHERE agent = ?"
+		q.Args = []any{agent}
+	}
+	return q
 }
 
 // RunTrends computes the trends.
@@ -209,7 +224,29 @@ func RunTrends(ctx context.Context, conn driver.Conn, o TrendsOptions) (*Trends,
 	}); err != nil {
 		return nil, err
 	}
+	if out.Risk.Traces == 0 {
+		if out.Stored, err = storedRange(ctx, conn, qs[5]); err != nil {
+			return nil, err
+		}
+	}
 	return out, nil
+}
+
+// storedRange runs storedRangeQuery: nil when no trace is stored.
+func storedRange(ctx context.Context, conn driver.Conn, q Query) (*Range, error) {
+	var stored *Range
+	err := rows(ctx, conn, q, func(r driver.Rows) error {
+		var n uint64
+		var first, last time.Time
+		if err := r.Scan(&n, &first, &last); err != nil {
+			return err
+		}
+		if n > 0 {
+			stored = &Range{From: first.UTC(), To: last.UTC()}
+		}
+		return nil
+	})
+	return stored, err
 }
 
 // buckets lists the starts of the buckets that overlap r, in UTC.

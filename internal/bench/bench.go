@@ -22,13 +22,13 @@ import (
 	"github.com/troy-audit/troy/sdk/agent"
 )
 
-// Latency summarizes request times.
+// Latency summarizes request times. JSON keys carry their unit: nanoseconds.
 type Latency struct {
-	P50  time.Duration `json:"p50"`
-	P90  time.Duration `json:"p90"`
-	P99  time.Duration `json:"p99"`
-	P999 time.Duration `json:"p999"`
-	Max  time.Duration `json:"max"`
+	P50  time.Duration `json:"p50_ns"`
+	P90  time.Duration `json:"p90_ns"`
+	P99  time.Duration `json:"p99_ns"`
+	P999 time.Duration `json:"p999_ns"`
+	Max  time.Duration `json:"max_ns"`
 }
 
 func summarize(ds []time.Duration) Latency {
@@ -51,15 +51,17 @@ type GuardOptions struct {
 
 // GuardResult is what a guard load measured.
 type GuardResult struct {
-	Checks      int64   `json:"checks"`
-	Errors      int64   `json:"errors"`
-	Blocked     int64   `json:"blocked"`
-	Seconds     float64 `json:"seconds"`
-	ChecksPerS  float64 `json:"checks_per_second"`
-	Concurrency int     `json:"concurrency"`
-	TargetRate  float64 `json:"target_rate"`
-	Latency     Latency `json:"latency"`
-	FirstError  string  `json:"first_error,omitempty"`
+	Checks int64 `json:"checks"`
+	Errors int64 `json:"errors"`
+	// WithViolations counts the checks that found violations; the load runs in monitor
+	// mode, so none of them was refused.
+	WithViolations int64   `json:"with_violations"`
+	Seconds        float64 `json:"seconds"`
+	ChecksPerS     float64 `json:"checks_per_second"`
+	Concurrency    int     `json:"concurrency"`
+	TargetRate     float64 `json:"target_rate"`
+	Latency        Latency `json:"latency"`
+	FirstError     string  `json:"first_error,omitempty"`
 }
 
 // Guard sends realistic checks (steps of generated agents) to a running guard service.
@@ -83,11 +85,11 @@ func Guard(ctx context.Context, conn *agent.Conn, opts GuardOptions) (GuardResul
 	ctx, cancel := context.WithTimeout(ctx, opts.Duration)
 	defer cancel()
 	var (
-		done, errs, blocked atomic.Int64
-		mu                  sync.Mutex
-		all                 []time.Duration
-		firstErr            error
-		wg                  sync.WaitGroup
+		done, errs, violating atomic.Int64
+		mu                    sync.Mutex
+		all                   []time.Duration
+		firstErr              error
+		wg                    sync.WaitGroup
 	)
 	start := time.Now()
 	stamp := start.UnixNano()
@@ -129,7 +131,7 @@ func Guard(ctx context.Context, conn *agent.Conn, opts GuardOptions) (GuardResul
 						continue
 					}
 					if len(d.Violations) > 0 {
-						blocked.Add(1)
+						violating.Add(1)
 					}
 				}
 				endCtx, endCancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
@@ -140,7 +142,7 @@ func Guard(ctx context.Context, conn *agent.Conn, opts GuardOptions) (GuardResul
 	}
 	wg.Wait()
 	secs := time.Since(start).Seconds()
-	r := GuardResult{Checks: done.Load(), Errors: errs.Load(), Blocked: blocked.Load(), Seconds: secs,
+	r := GuardResult{Checks: done.Load(), Errors: errs.Load(), WithViolations: violating.Load(), Seconds: secs,
 		ChecksPerS: float64(done.Load()) / secs, Concurrency: opts.Concurrency, TargetRate: opts.Rate, Latency: summarize(all)}
 	if firstErr != nil {
 		r.FirstError = firstErr.Error()

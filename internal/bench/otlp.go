@@ -46,7 +46,7 @@ type OTLPResult struct {
 	StepsPerS   float64 `json:"steps_per_second"`
 	SentPerS    float64 `json:"sent_spans_per_second"`
 	Retries     int64   `json:"retries"`
-	Latency     Latency `json:"trace_latency_ns"` // from a trace's export answered to its score
+	Latency     Latency `json:"trace_latency"` // from a trace's export answered to its score
 }
 
 // OTLP exports generated agent runs (an invoke_agent span with chat and execute_tool

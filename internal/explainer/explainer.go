@@ -1,7 +1,7 @@
 // Package explainer asks a language model, through any OpenAI-compatible API, why an agent
 // took each step of a trace, and for a summary of the whole trace. Sensitive values are
 // redacted before anything leaves the machine; calls are bounded in concurrency, retried
-// with backoff, limited by a per-run budget and cached by (model, prompt).
+// with backoff, limited by a per-run budget and cached by (endpoint, model, prompt).
 package explainer
 
 import (
@@ -53,7 +53,7 @@ type Config struct {
 	ContextChars int
 	// NoRedact sends step data as it is. By default sensitive values are replaced first.
 	NoRedact bool
-	// Cache, when set, keeps replies by (model, prompt): asking again costs nothing.
+	// Cache, when set, keeps replies by (endpoint, model, prompt): asking again costs nothing.
 	Cache  Cache
 	Logger *slog.Logger
 	// HTTPClient makes the requests; nil uses a default client.
@@ -213,12 +213,28 @@ type cached struct {
 	CompletionTokens int    `json:"completion_tokens"`
 }
 
-// CacheKey identifies a reply: the model and everything it was sent (the system prompt
-// and the prompt).
-func CacheKey(model, system, prompt string) string {
+// cacheFormat versions the cache key. Keys of older formats simply miss, so replies
+// cached before a change of the key (or of how replies are asked for) are never reused.
+const cacheFormat = "troy-explain-cache-v2"
+
+// CacheKey identifies a reply by everything that changes it: the API endpoint, the model,
+// the system prompt and the prompt. The request sets no sampling parameters (temperature,
+// token limits); any that it comes to set belong in the key too.
+func CacheKey(endpoint, model, system, prompt string) string {
 	h := sha256.New()
-	h.Write([]byte(model + "\x00" + system + "\x00" + prompt))
+	for _, part := range []string{cacheFormat, endpoint, model, system, prompt} {
+		h.Write([]byte(part))
+		h.Write([]byte{0})
+	}
 	return hex.EncodeToString(h.Sum(nil))
+}
+
+// endpoint is the API base URL requests go to, as the cache key names it.
+func (e *Explainer) endpoint() string {
+	if e.cfg.BaseURL == "" {
+		return openai.DefaultConfig("").BaseURL
+	}
+	return strings.TrimRight(e.cfg.BaseURL, "/")
 }
 
 // complete asks the model one question of the explainer, through the cache, the budget,
@@ -229,7 +245,7 @@ func (e *Explainer) complete(ctx context.Context, prompt string, u *usage) (stri
 
 // completeWith asks the model one question under a system prompt, as complete does.
 func (e *Explainer) completeWith(ctx context.Context, system, prompt string, u *usage) (string, error) {
-	key := CacheKey(e.cfg.Model, system, prompt)
+	key := CacheKey(e.endpoint(), e.cfg.Model, system, prompt)
 	if e.cfg.Cache != nil {
 		if raw, err := e.cfg.Cache.Get(ctx, key); err != nil {
 			e.cfg.Logger.Warn("explanation cache unavailable", "err", err)

@@ -325,3 +325,20 @@ func TestRefusedKeyStopsAsking(t *testing.T) {
 		t.Fatalf("%d requests, usage %+v, note %q", len(s.Requests()), r.Usage, r.Note)
 	}
 }
+
+// Each part of the cache key changes it: a reply is reused only for the same endpoint,
+// model, system prompt and prompt.
+func TestCacheKeyParts(t *testing.T) {
+	base := explainer.CacheKey("http://a/v1", "m", "sys", "p")
+	for name, key := range map[string]string{
+		"endpoint": explainer.CacheKey("http://b/v1", "m", "sys", "p"),
+		"model":    explainer.CacheKey("http://a/v1", "m2", "sys", "p"),
+		"system":   explainer.CacheKey("http://a/v1", "m", "sys2", "p"),
+		"prompt":   explainer.CacheKey("http://a/v1", "m", "sys", "p2"),
+		"boundary": explainer.CacheKey("http://a/v1", "m", "sysp", ""),
+	} {
+		if key == base {
+			t.Errorf("a different %s gives the same key", name)
+		}
+	}
+}

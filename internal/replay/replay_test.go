@@ -194,7 +194,12 @@ func TestPrintSeedAudit(t *testing.T) {
 			want = append(want, "Re-evaluated with examples/policy.json: risk 40 → 50 (+10); 0 violation(s) added, 0 removed")
 		}
 		want = append(want, "Timeline  ..C.", "Step 1/4  step-1", "Step 2/4  step-2", "Step 3/4  step-3",
-			"violation:   [CRITICAL] privileged-escalation-guard", "Step 4/4  step-4", "Violations (1)")
+			"violation:   [CRITICAL] privileged-escalation-guard", "Step 4/4  step-4")
+		if withPolicy {
+			want = append(want, "Violations with examples/policy.json (1)")
+		} else {
+			want = append(want, "Violations (1)")
+		}
 		last := -1
 		for _, w := range want {
 			i := strings.Index(out, w)
@@ -207,6 +212,41 @@ func TestPrintSeedAudit(t *testing.T) {
 		_ = replay.Print(&again, s)
 		if again.String() != out {
 			t.Fatal("two prints differ")
+		}
+	}
+}
+
+// After a re-evaluation the closing list of violations is the new policy's: violations
+// it removed are gone from it, and it says which policy it is.
+func TestViolationsAfterReevaluation(t *testing.T) {
+	s := seedSession(t)
+	s.Reevaluate(compiled(t, "minimal"), "minimal")
+	var b bytes.Buffer
+	if err := replay.Print(&b, s); err != nil {
+		t.Fatal(err)
+	}
+	closing := b.String()[strings.LastIndex(b.String(), "\nViolations"):]
+	if !strings.HasPrefix(closing, "\nViolations with minimal (1)\n  step 3 step-3   [HIGH] min-shell-execution:") || strings.Contains(closing, "privileged-escalation-guard") {
+		t.Fatalf("closing list:\n%s", closing)
+	}
+	if v := screen(press(replay.NewModel(s, 100, 30), "v")); !strings.Contains(v, "Violations with minimal (1)") || strings.Contains(v, "privileged-escalation-guard") {
+		t.Fatalf("violations view:\n%s", v)
+	}
+}
+
+// Values print as they were written: <, > and & are not escaped, in the printed replay and
+// in the UI's detail view.
+func TestValuesPrintUnescaped(t *testing.T) {
+	s := seedSession(t)
+	s.Step(0).Input = map[string]any{"html": "<b>a & b</b> -> c"}
+	var b bytes.Buffer
+	if err := replay.Print(&b, s); err != nil {
+		t.Fatal(err)
+	}
+	detail := screen(press(replay.NewModel(s, 100, 30), "d"))
+	for name, out := range map[string]string{"print": b.String(), "detail": detail} {
+		if !strings.Contains(out, `"<b>a & b</b> -> c"`) || strings.Contains(out, `\u003c`) || strings.Contains(out, `\u0026`) {
+			t.Fatalf("%s:\n%s", name, out)
 		}
 	}
 }

@@ -3,6 +3,7 @@ package replay
 import (
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 
@@ -145,19 +146,35 @@ func (s *Session) SummaryLines() []string {
 	return append(lines, s.ReevalLines()...)
 }
 
-// ViolationLines renders the violations view: every violation in step order.
+// ViolationLines renders the violations view: every violation in step order; after a
+// re-evaluation, the new policy's.
 func (s *Session) ViolationLines() []string {
-	lines := []string{fmt.Sprintf("Violations (%d)", len(s.Audit.Violations))}
-	for _, i := range s.violating {
-		st := s.Step(i)
-		for _, v := range s.Violations(st.StepID) {
-			lines = append(lines, fmt.Sprintf("  step %d %-8s [%s] %s: %s", i+1, st.StepID, strings.ToUpper(v.Severity), v.RuleID, v.RuleDescription))
-		}
+	title, vs := "Violations", s.Audit.Violations
+	if r := s.Reeval; r != nil {
+		title, vs = "Violations with "+r.Policy, r.Violations
 	}
-	if len(s.violating) == 0 {
+	pos := s.positions()
+	vs = slices.Clone(vs)
+	slices.SortStableFunc(vs, func(a, b schemas.Violation) int { return pos[a.StepID] - pos[b.StepID] })
+	lines := []string{fmt.Sprintf("%s (%d)", title, len(vs))}
+	for _, v := range vs {
+		lines = append(lines, fmt.Sprintf("  step %d %-8s [%s] %s: %s", pos[v.StepID]+1, v.StepID, strings.ToUpper(v.Severity), v.RuleID, v.RuleDescription))
+	}
+	if len(vs) == 0 {
 		lines = append(lines, "  none")
 	}
 	return lines
+}
+
+// positions maps each step id to the position of its first step.
+func (s *Session) positions() map[string]int {
+	pos := map[string]int{}
+	for i, st := range s.Audit.Trace.Steps {
+		if _, ok := pos[st.StepID]; !ok {
+			pos[st.StepID] = i
+		}
+	}
+	return pos
 }
 
 // ReevalLines renders the re-evaluation's difference, if there is one.
@@ -169,12 +186,7 @@ func (s *Session) ReevalLines() []string {
 	added, removed := r.Changed()
 	lines := []string{"", fmt.Sprintf("Re-evaluated with %s: risk %d → %d (%+d); %d violation(s) added, %d removed",
 		r.Policy, r.OldRisk, r.NewRisk, r.NewRisk-r.OldRisk, added, removed)}
-	pos := map[string]int{}
-	for i, st := range s.Audit.Trace.Steps {
-		if _, ok := pos[st.StepID]; !ok {
-			pos[st.StepID] = i
-		}
-	}
+	pos := s.positions()
 	var ids []string
 	for id := range r.Added {
 		ids = append(ids, id)

@@ -1,7 +1,7 @@
 package replay
 
 import (
-	"encoding/json"
+	"bytes"
 	"fmt"
 	"strings"
 
@@ -10,6 +10,7 @@ import (
 	"github.com/charmbracelet/x/ansi"
 
 	"github.com/troy-audit/troy/schemas"
+	"github.com/troy-audit/troy/schemas/pyjson"
 )
 
 // View modes.
@@ -268,14 +269,25 @@ func (m Model) detail() []string {
 		name string
 		v    any
 	}{{"input", st.Input}, {"output", st.Output}, {"metadata", st.Metadata}} {
-		raw, _ := json.MarshalIndent(f.v, "  ", "  ")
 		lines = append(lines, f.name+":")
-		lines = append(lines, strings.Split("  "+string(raw), "\n")...)
+		lines = append(lines, indented(f.v)...)
 	}
 	if e := m.s.Explanation(st.StepID); e != nil {
-		raw, _ := json.MarshalIndent(e, "  ", "  ")
 		lines = append(lines, "explanation:")
-		lines = append(lines, strings.Split("  "+string(raw), "\n")...)
+		lines = append(lines, indented(e)...)
+	}
+	return lines
+}
+
+// indented renders a value as indented JSON lines, as written: <, > and & unescaped.
+func indented(v any) []string {
+	var b bytes.Buffer
+	if err := pyjson.Encode(&b, v, "  "); err != nil {
+		return []string{"  " + fmt.Sprint(v)}
+	}
+	lines := strings.Split(strings.TrimSuffix(b.String(), "\n"), "\n")
+	for i := range lines {
+		lines[i] = "  " + lines[i]
 	}
 	return lines
 }
