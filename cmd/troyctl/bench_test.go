@@ -16,7 +16,8 @@ import (
 func TestBenchOutputNamesItsUnits(t *testing.T) {
 	port := servetest.FreePort(t)
 	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
-	startServe(t, "--data-dir", t.TempDir(), "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--policy", "minimal")
+	otlp := servetest.FreePort(t)
+	startServe(t, "--data-dir", t.TempDir(), "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--policy", "minimal", "--otlp", fmt.Sprintf("127.0.0.1:%d", otlp))
 	latencyKeys := []string{"max_ns", "p50_ns", "p90_ns", "p999_ns", "p99_ns"}
 	tests := []struct {
 		name       string
@@ -31,6 +32,9 @@ func TestBenchOutputNamesItsUnits(t *testing.T) {
 		{"pipeline", []string{"bench", "pipeline", "--nats", url, "--steps", "40", "--per-trace", "20", "--timeout", "1m"}, "trace_latency",
 			[]string{"publish_seconds", "published_per_second", "seconds", "steps", "steps_per_second", "trace_latency", "traces"},
 			[]string{"pipeline: 40 steps (2 traces)", "trace end to score: p50 "}, false},
+		{"otlp", []string{"bench", "otlp", "--otlp", fmt.Sprintf("http://127.0.0.1:%d/v1/traces", otlp), "--nats", url, "--spans", "40", "--per-trace", "20", "--timeout", "1m"}, "trace_latency",
+			[]string{"retries", "seconds", "send_seconds", "sent_spans_per_second", "spans", "spans_per_second", "steps", "steps_per_second", "trace_latency", "traces"},
+			[]string{"otlp: 40 spans (38 steps, 2 traces)", "trace exported to score: p50 "}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
