@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/net/netutil"
 
 	"github.com/troy-audit/troy/internal/gateway"
 	"github.com/troy-audit/troy/internal/mcpproxy"
@@ -246,6 +247,8 @@ func (f *mcpFlags) serveHTTP(ctx context.Context, guards mcpproxy.Guards, logger
 	if err != nil {
 		return fmt.Errorf("mcp: --listen: %w", err)
 	}
+	// As at the gateway: more connections wait in the kernel's queue.
+	ln = netutil.LimitListener(ln, gateway.DefaultMaxConns)
 	hs := &http.Server{
 		Handler: handler, TLSConfig: tc, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 		// No write deadline: an event stream may be long. The body has its own deadline.

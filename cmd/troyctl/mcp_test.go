@@ -420,8 +420,11 @@ func TestMCPProxyBadInput(t *testing.T) {
 		`{"jsonrpc":"2.0","method":"notifications/initialized"}`,
 		`this is not JSON`,
 		`[{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"write_file","arguments":{"path":` + jsonOf(t, batched) + `,"content":"x"}}}]`,
-		// A key differing in case does not hide the method from the guard.
-		`{"jsonrpc":"2.0","id":6,"method":"tools/call","Method":"ping","params":{"name":"bash","arguments":{}}}`,
+		// A key spelled another way is refused, with the message's id: a server matching keys
+		// case-insensitively would read it as the key the guard reads.
+		`{"jsonrpc":"2.0","id":6,"method":"ping","Method":"tools/call","params":{"name":"bash","arguments":{}}}`,
+		// A tool the default policy blocks.
+		`{"jsonrpc":"2.0","id":10,"method":"tools/call","params":{"name":"bash","arguments":{}}}`,
 		`{"jsonrpc":"2.0","id":7,"method":"ping","params":{"pad":"` + strings.Repeat("x", 5000) + `"}}`,
 		// An answer over the limit: relayed whole, unread.
 		`{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"read_text_file","arguments":{"path":` + jsonOf(t, big) + `}}}`,
@@ -474,12 +477,14 @@ func TestMCPProxyBadInput(t *testing.T) {
 	}
 
 	var codes []int
-	var blocked, large string
+	var blocked, large, respelled string
 	for _, r := range got {
 		switch {
 		case r.Error != nil && string(r.ID) == "null":
 			codes = append(codes, r.Error.Code)
 		case string(r.ID) == "6":
+			respelled = jsonOf(t, r)
+		case string(r.ID) == "10":
 			blocked = jsonOf(t, r.Result)
 		case string(r.ID) == "9":
 			large = jsonOf(t, r.Result)
@@ -500,7 +505,10 @@ func TestMCPProxyBadInput(t *testing.T) {
 		t.Errorf("the proxy's own error answers: got codes %v, want parse error, batch refused, message too long; replies %+v", codes, got)
 	}
 	if !strings.Contains(blocked, `"isError":true`) || !strings.Contains(blocked, "mcp-shell-tool") {
-		t.Errorf("tools/call with a Method key: want blocked by the default policy, got %s", blocked)
+		t.Errorf("tools/call of bash: want blocked by the default policy, got %s", blocked)
+	}
+	if !strings.Contains(respelled, "-32600") || !strings.Contains(respelled, `another spelling of \"method\"`) {
+		t.Errorf("a message with a Method key: want refused with its id, got %s", respelled)
 	}
 	if _, err := os.Stat(batched); !os.IsNotExist(err) {
 		t.Errorf("a batched tools/call reached the server: %s exists", batched)

@@ -33,7 +33,7 @@ func (f *otlpFlags) register(cmd *cobra.Command) {
 	fl := cmd.Flags()
 	fl.StringVar(&f.httpAddr, "otlp", "", "receive OpenTelemetry traces over OTLP/HTTP (protobuf or JSON, POST /v1/traces) on this address, such as --otlp 127.0.0.1:4318 (default: off)")
 	fl.StringVar(&f.grpcAddr, "otlp-grpc", "", "receive OpenTelemetry traces over OTLP/gRPC on this address, such as --otlp-grpc 127.0.0.1:4317 (default: off)")
-	fl.StringVar(&f.clientCA, "otlp-client-ca", "", "require OTLP clients to present a certificate this PEM CA signed (mutual TLS, with --http-cert and --http-key); such a client needs no token")
+	fl.StringVar(&f.clientCA, "otlp-client-ca", "", "accept OTLP clients with a certificate this PEM CA signed and no token (mutual TLS, with --http-cert and --http-key); over gRPC every client must then present one")
 	fl.DurationVar(&f.idle, "otlp-idle", otlpreceiver.DefaultIdle, "close an OpenTelemetry trace whose root span has not come after this long without spans")
 	fl.Int64Var(&f.maxBody, "otlp-max-body", otlpreceiver.DefaultMaxBody, "largest OTLP request in bytes, after decompression")
 }

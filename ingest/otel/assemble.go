@@ -24,6 +24,9 @@ type Trace struct {
 	// Seq is the Add call (1-based, in the assembler's life) that brought the trace's
 	// first span: a file's reader turns it into the line.
 	Seq int
+	// Size is what the trace's spans counted toward MaxTraceBytes: a holder of traces
+	// bounds its memory by it.
+	Size int64
 	Err error
 }
 
@@ -56,14 +59,23 @@ type Assembler struct {
 	open         map[pcommon.TraceID]*pending
 	order        []pcommon.TraceID // open traces, oldest first (stale entries skipped)
 	ready        []pcommon.TraceID
-	done         map[pcommon.TraceID]map[string]bool // span ids of traces taken: is it a step
+	done         map[pcommon.TraceID]*doneTrace // traces taken
 	doneOrder    []pcommon.TraceID
 	pendingBytes int64
 	seq          int
 	stats        Stats
 }
 
+// doneTrace is what is remembered of a trace taken: its span ids (is each a step), and
+// whose it was, for its late spans.
+type doneTrace struct {
+	spans map[string]bool
+	agent string // the agent it was taken as
+	owner string // the agent whose scoped export opened it, or ""
+}
+
 type pending struct {
+	owner    string // the agent whose scoped export opened it, or ""
 	nodes    map[string]*node
 	resource map[string]any
 	size     int64
@@ -79,7 +91,7 @@ func NewAssembler(lim Limits) *Assembler {
 	return &Assembler{
 		lim:  lim.withDefaults(),
 		open: map[pcommon.TraceID]*pending{},
-		done: map[pcommon.TraceID]map[string]bool{},
+		done: map[pcommon.TraceID]*doneTrace{},
 	}
 }
 
@@ -89,7 +101,13 @@ func (a *Assembler) Stats() Stats { return a.stats }
 // Add takes the spans of one export. now is the caller's clock, which Expire compares with.
 // A span refused (no trace or span id, over a limit) fails its trace: an audit never sees
 // a trace with a step silently missing.
-func (a *Assembler) Add(td ptrace.Traces, now time.Time) AddResult {
+func (a *Assembler) Add(td ptrace.Traces, now time.Time) AddResult { return a.AddFor(td, now, "") }
+
+// AddFor is Add for an export whose sender may send only agent's traces (a token scoped to
+// it): a trace it opens is agent's, whatever its spans name, and its spans of a trace
+// another sender opened are refused (counted in AddResult, the trace left as it is).
+// agent "" is a sender that may send any agent's traces.
+func (a *Assembler) AddFor(td ptrace.Traces, now time.Time, agent string) AddResult {
 	a.seq++
 	var res AddResult
 	reject := func(p *pending, spanID, at string, err error) {
@@ -124,15 +142,33 @@ func (a *Assembler) Add(td ptrace.Traces, now time.Time) AddResult {
 					continue
 				}
 				spanID := sid.String()
-				if steps, taken := a.done[tid]; taken && !sid.IsEmpty() {
-					if _, seen := steps[spanID]; seen {
+				done := a.done[tid]
+				if done != nil && !sid.IsEmpty() {
+					if _, seen := done.spans[spanID]; seen {
 						a.stats.Duplicates++
 						continue
 					}
 				}
 				p := a.open[tid]
+				owner := ""
+				switch {
+				case p != nil:
+					owner = p.owner
+				case done != nil:
+					owner = done.owner
+				default:
+					owner = agent
+				}
+				if agent != "" && owner != agent {
+					res.Rejected++
+					a.stats.Rejected++
+					if res.Err == nil {
+						res.Err = fmt.Errorf("%s: trace %s is not agent %q's: this sender may send only that agent's traces", at(), tid, agent)
+					}
+					continue
+				}
 				if p == nil {
-					p = &pending{nodes: map[string]*node{}, seq: a.seq, late: a.done[tid] != nil}
+					p = &pending{owner: owner, nodes: map[string]*node{}, seq: a.seq, late: done != nil}
 					a.open[tid] = p
 					a.order = append(a.order, tid)
 				}
@@ -267,17 +303,18 @@ func (a *Assembler) Flush() []Trace {
 // build makes the troy trace of a pending trace and remembers its span ids. A trace with
 // no step is dropped (counted), as troy's traces hold at least one.
 func (a *Assembler) build(tid pcommon.TraceID, p *pending) (Trace, bool) {
-	t := Trace{TraceID: tid.String(), Late: p.late, Seq: p.seq}
-	seen := a.done[tid]
-	if seen == nil {
-		seen = map[string]bool{}
-		a.done[tid] = seen
+	t := Trace{TraceID: tid.String(), Late: p.late, Seq: p.seq, Size: p.size}
+	done := a.done[tid]
+	if done == nil {
+		done = &doneTrace{spans: map[string]bool{}, owner: p.owner}
+		a.done[tid] = done
 		a.doneOrder = append(a.doneOrder, tid)
 		for len(a.doneOrder) > a.lim.MaxDoneTraces {
 			delete(a.done, a.doneOrder[0])
 			a.doneOrder = a.doneOrder[1:]
 		}
 	}
+	seen := done.spans
 	for id, n := range p.nodes {
 		seen[id] = n.step != nil
 	}
@@ -328,6 +365,14 @@ func (a *Assembler) build(tid pcommon.TraceID, p *pending) (Trace, bool) {
 	if tr.AgentName == "" {
 		tr.AgentName = service
 	}
+	// A scoped sender's trace is its agent's, and a late part is the agent's its trace
+	// was taken as, whatever the spans name.
+	switch {
+	case p.owner != "":
+		tr.AgentName = p.owner
+	case p.late && done.agent != "":
+		tr.AgentName = done.agent
+	}
 	for _, f := range []string{"permission_level", "network_zone", "data_classification"} {
 		if v, ok := tr.Metadata["troy."+f].(string); ok && v != "" {
 			tr.Metadata[f] = v
@@ -338,6 +383,7 @@ func (a *Assembler) build(tid pcommon.TraceID, p *pending) (Trace, bool) {
 		return t, true
 	}
 	a.stats.Steps += int64(len(tr.Steps))
+	done.agent = tr.AgentName
 	t.Trace = tr
 	return t, true
 }

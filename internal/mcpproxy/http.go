@@ -22,8 +22,13 @@ const headerSession = "Mcp-Session-Id"
 // ended (scored and reported): clients need not end their sessions with DELETE.
 const DefaultSessionIdle = 30 * time.Minute
 
-// DefaultMaxSessions bounds the sessions an HTTP proxy keeps at once.
-const DefaultMaxSessions = 1024
+// Defaults of HTTPOptions' bounds: sessions kept, sessions of one agent, bodies read at
+// once.
+const (
+	DefaultMaxSessions      = 1024
+	DefaultMaxAgentSessions = 64
+	DefaultMaxReading       = 16
+)
 
 // bodyReadTimeout bounds the reading of one request's body.
 const bodyReadTimeout = 30 * time.Second
@@ -44,6 +49,12 @@ type HTTPOptions struct {
 	// MaxSessions bounds the sessions kept at once; a request that would open one more
 	// is answered 503. 0: DefaultMaxSessions.
 	MaxSessions int
+	// MaxAgentSessions bounds the sessions of one agent, so that one cannot take every
+	// place; 0: DefaultMaxAgentSessions.
+	MaxAgentSessions int
+	// MaxReading bounds the request bodies read at once (each up to MaxMessage); more
+	// wait up to 5s, then get 503. 0: DefaultMaxReading.
+	MaxReading int
 	Logger      *slog.Logger
 	// Transport reaches the server; nil: a clone of http.DefaultTransport.
 	Transport http.RoundTripper
@@ -61,6 +72,8 @@ type HTTP struct {
 	srv      *server
 	upstream *url.URL
 	rp       *httputil.ReverseProxy
+
+	reading chan struct{} // a place per body being read
 
 	mu       sync.Mutex
 	sessions map[sessionKey]*httpSession
@@ -110,10 +123,17 @@ func NewHTTP(opts HTTPOptions) (*HTTP, error) {
 	if opts.MaxSessions <= 0 {
 		opts.MaxSessions = DefaultMaxSessions
 	}
+	if opts.MaxAgentSessions <= 0 {
+		opts.MaxAgentSessions = DefaultMaxAgentSessions
+	}
+	if opts.MaxReading <= 0 {
+		opts.MaxReading = DefaultMaxReading
+	}
 	if opts.Transport == nil {
 		opts.Transport = http.DefaultTransport.(*http.Transport).Clone()
 	}
 	p := &HTTP{opts: opts, upstream: u, sessions: map[sessionKey]*httpSession{}, owners: map[string]string{},
+		reading: make(chan struct{}, opts.MaxReading),
 		srv: newServer(opts.Server, opts.Agent, opts.DataDir, opts.Guards, opts.Logger)}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:        p.rewrite,
@@ -138,7 +158,8 @@ func (p *HTTP) Path() string {
 type exchange struct {
 	s        *httpSession
 	key      sessionKey
-	register bool // an initialize without a session: the answer names the session
+	register bool // a session the proxy does not hold yet: kept when the server accepts it
+	opens    bool // an initialize without a session: the answer names the session
 }
 
 type exchangeKey struct{}
@@ -166,9 +187,13 @@ func (p *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		m, _ := decode(body)
-		x.register = key.id == "" && m.method == methodInitialize
+		x.opens = key.id == "" && m.method == methodInitialize
+	} else {
+		// MCP gives GET and DELETE no body: one is not relayed, lest a server read a
+		// tools/call the guard never saw.
+		r.Body, r.ContentLength = http.NoBody, 0
 	}
-	if x.s, err = p.session(key, x.register); err != nil {
+	if x.s, x.register, err = p.session(key, x.opens); err != nil {
 		status := http.StatusServiceUnavailable
 		if errors.Is(err, errNotYours) {
 			// As the server answers a session it does not know: the client starts anew.
@@ -203,6 +228,18 @@ func (p *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // readBody reads a POST's body within the size limit and its own deadline, answering the
 // client itself when it cannot.
 func (p *HTTP) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	t := time.NewTimer(5 * time.Second)
+	defer t.Stop()
+	select {
+	case p.reading <- struct{}{}:
+		defer func() { <-p.reading }()
+	case <-t.C:
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, fmt.Sprintf("troy: %d requests are being read; try again", cap(p.reading)), http.StatusServiceUnavailable)
+		return nil, false
+	case <-r.Context().Done():
+		return nil, false
+	}
 	rc := http.NewResponseController(w)
 	_ = rc.SetReadDeadline(time.Now().Add(bodyReadTimeout))
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(p.opts.MaxMessage)))
@@ -225,35 +262,40 @@ func writeRPC(w http.ResponseWriter, status int, data []byte) {
 	_, _ = w.Write(data)
 }
 
-// session finds the session of key, or starts one. A session an initialize opens is not
-// registered until the server's answer names it.
-func (p *HTTP) session(key sessionKey, fresh bool) (*httpSession, error) {
+// session finds the session of key, or starts one (fresh: an initialize opens it). A
+// session the proxy does not hold is kept only when the server accepts the request
+// (register), so that made-up session ids hold no place.
+func (p *HTTP) session(key sessionKey, fresh bool) (s *httpSession, register bool, err error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
-		return nil, errors.New("the proxy is stopping")
+		return nil, false, errors.New("the proxy is stopping")
 	}
 	now := time.Now()
 	if !fresh {
 		if s := p.sessions[key]; s != nil {
 			s.last = now
-			return s, nil
+			return s, false, nil
 		}
 	}
 	if owner, ok := p.owners[key.id]; ok && owner != key.agent && key.id != "" {
-		return nil, errNotYours
+		return nil, false, errNotYours
 	}
 	if len(p.sessions) >= p.opts.MaxSessions {
-		return nil, fmt.Errorf("%d sessions are open; end one (DELETE) or wait for idle ones to end", len(p.sessions))
+		return nil, false, fmt.Errorf("%d sessions are open; end one (DELETE) or wait for idle ones to end", len(p.sessions))
+	}
+	mine := 0
+	for k := range p.sessions {
+		if k.agent == key.agent {
+			mine++
+		}
+	}
+	if mine >= p.opts.MaxAgentSessions {
+		return nil, false, fmt.Errorf("agent %q has %d sessions open; end one (DELETE) or wait for idle ones to end", key.agent, mine)
 	}
 	// A session the proxy has not seen (it was restarted, or the server keeps none) is
 	// guarded from here on like any other.
-	s := &httpSession{session: newSession(p.srv, key.agent), last: now}
-	if !fresh {
-		p.sessions[key] = s
-		p.own(key)
-	}
-	return s, nil
+	return &httpSession{session: newSession(p.srv, key.agent), last: now}, true, nil
 }
 
 // errNotYours refuses a session id that another agent's session holds: an agent's token
@@ -288,8 +330,16 @@ func (p *HTTP) tapResponse(resp *http.Response) error {
 	if x == nil {
 		return nil
 	}
-	if x.register {
+	switch {
+	case !x.register:
+	case resp.StatusCode >= 300:
+		// The server refused a session the proxy does not hold: it is not kept, and a
+		// check it made is reported.
+		go p.finish(x.s.session)
+	case x.opens:
 		p.register(x, resp.Header.Get(headerSession))
+	default:
+		p.register(x, x.key.id)
 	}
 	if resp.Request.Method == http.MethodDelete && resp.StatusCode < 300 {
 		// Ended before the answer is relayed: when the client has it, the report is
@@ -341,6 +391,9 @@ func (p *HTTP) register(x *exchange, id string) {
 
 func (p *HTTP) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
 	p.srv.log.Warn("mcp: the server did not answer", "upstream", p.opts.Upstream, "err", err)
+	if x, _ := r.Context().Value(exchangeKey{}).(*exchange); x != nil && x.register {
+		go p.finish(x.s.session)
+	}
 	status := http.StatusBadGateway
 	if errors.Is(err, context.DeadlineExceeded) {
 		status = http.StatusGatewayTimeout

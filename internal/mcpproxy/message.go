@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math/big"
 	"strings"
 )
 
@@ -28,13 +29,31 @@ func (m message) isResponse() bool { return m.method == "" && m.id != nil && !m.
 // idKey is the id as a key of the table of requests in flight.
 func (m message) idKey() string { return idKey(m.id) }
 
+// idKey is an id by its value, not its spelling: a peer writes back the id it decoded,
+// so "\u0037" comes back as "7" and 7.0 as 7, and the answer must still find its request.
+// A string and a number stay apart.
 func idKey(id json.RawMessage) string {
-	var b bytes.Buffer
-	if json.Compact(&b, id) != nil {
-		return string(id)
+	var v any
+	d := json.NewDecoder(bytes.NewReader(id))
+	d.UseNumber()
+	if d.Decode(&v) != nil {
+		return "?" + string(id)
 	}
-	return b.String()
+	switch v := v.(type) {
+	case string:
+		return "s" + v
+	case json.Number:
+		if f, ok := new(big.Float).SetString(v.String()); ok {
+			return "n" + f.Text('g', -1)
+		}
+		return "n" + v.String()
+	}
+	return "?" + string(id)
 }
+
+// maxIDBytes bounds a request's id: ids are counters and short strings, and each is kept
+// until its answer.
+const maxIDBytes = 256
 
 // decode reads what the proxy needs of one line. Keys are matched exactly, and of keys
 // given twice the last counts, as JavaScript's and Python's JSON parsers do, so that the
@@ -70,19 +89,41 @@ func decodeObject(data []byte) (message, error) {
 	if fields == nil {
 		return message{}, fmt.Errorf("not a JSON-RPC message: expected an object, got null")
 	}
-	m := message{params: fields["params"], result: fields["result"], err: fields["error"]}
+	// The id first: a message refused for what else it holds is answered with its id.
+	var id json.RawMessage
+	if raw, ok := fields["id"]; ok && !bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
+		if len(raw) > maxIDBytes {
+			return message{}, fmt.Errorf("id: longer than %d bytes", maxIDBytes)
+		}
+		id = raw
+	}
+	if err := exactKeys(fields, "jsonrpc", "id", "method", "params", "result", "error"); err != nil {
+		return message{id: id}, err
+	}
+	m := message{id: id, params: fields["params"], result: fields["result"], err: fields["error"]}
 	if raw, ok := fields["method"]; ok {
 		if err := json.Unmarshal(raw, &m.method); err != nil {
-			return message{}, fmt.Errorf("method: expected a string, got %s", shortRaw(raw))
+			return message{id: id}, fmt.Errorf("method: expected a string, got %s", shortRaw(raw))
 		}
 		if m.method == "" {
-			return message{}, fmt.Errorf("method: expected a method name, got an empty string")
+			return message{id: id}, fmt.Errorf("method: expected a method name, got an empty string")
 		}
 	}
-	if raw, ok := fields["id"]; ok && !bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
-		m.id = raw
-	}
 	return m, nil
+}
+
+// exactKeys refuses a key that is another spelling of a key the proxy reads ("Method",
+// "paramſ"): a server whose JSON decoder matches keys case-insensitively, as Go's
+// encoding/json does, would read it as that key, and the guard would not.
+func exactKeys(fields map[string]json.RawMessage, known ...string) error {
+	for k := range fields {
+		for _, want := range known {
+			if k != want && strings.EqualFold(k, want) {
+				return fmt.Errorf("key %q: another spelling of %q; refused", k, want)
+			}
+		}
+	}
+	return nil
 }
 
 // callParams are the parameters of a tools/call request, read as decode reads a message.
@@ -95,6 +136,9 @@ func decodeCall(params json.RawMessage) (callParams, error) {
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(params, &fields); err != nil || fields == nil {
 		return callParams{}, fmt.Errorf("tools/call params: expected an object with name and arguments, got %s", shortRaw(params))
+	}
+	if err := exactKeys(fields, "name", "arguments"); err != nil {
+		return callParams{}, fmt.Errorf("tools/call params: %w", err)
 	}
 	var p callParams
 	if err := json.Unmarshal(fields["name"], &p.name); err != nil || p.name == "" {

@@ -27,8 +27,12 @@ func TestDecode(t *testing.T) {
 		{name: "error response", line: `{"jsonrpc":"2.0","id":3,"error":{"code":1,"message":"m"}}`, id: "3", response: true},
 		// The last of keys given twice counts, as in the servers' parsers.
 		{name: "duplicate key", line: `{"id":1,"method":"tools/list","method":"tools/call"}`, method: "tools/call", id: "1", request: true},
-		// Keys match exactly: a key differing in case is not the method.
-		{name: "case of keys", line: `{"id":1,"method":"tools/call","Method":"ping"}`, method: "tools/call", id: "1", request: true},
+		// Keys match exactly, and another spelling of a key the proxy reads is refused: a
+		// server matching keys case-insensitively would read it as that key.
+		{name: "case of keys", line: `{"id":1,"method":"tools/call","Method":"ping"}`, wantErr: `key "Method": another spelling of "method"`},
+		{name: "a key folded", line: `{"id":1,"method":"ping","paramſ":{}}`, wantErr: `another spelling of "params"`},
+		{name: "unknown keys pass", line: `{"id":1,"method":"ping","_meta":{}}`, method: "ping", id: "1", request: true},
+		{name: "a long id", line: `{"id":"` + strings.Repeat("x", 300) + `","method":"ping"}`, wantErr: "id: longer than 256 bytes"},
 		{name: "escaped method", line: `{"id":1,"method":"tools\/call"}`, method: "tools/call", id: "1", request: true},
 		{name: "batch", line: `[{"id":1,"method":"ping"},{"id":2,"method":"tools/call"}]`, batch: true, calls: 1},
 		{name: "batch without calls", line: `[{"id":1,"method":"ping"}]`, batch: true},
@@ -51,11 +55,34 @@ func TestDecode(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if m.method != tt.method || (tt.id != "" && m.idKey() != tt.id) || m.isRequest() != tt.request ||
+			if m.method != tt.method || (tt.id != "" && string(m.id) != tt.id) || m.isRequest() != tt.request ||
 				m.isResponse() != tt.response || m.batch != tt.batch || m.calls != tt.calls {
 				t.Fatalf("got method %q id %s request %v response %v batch %v calls %d", m.method, m.id, m.isRequest(), m.isResponse(), m.batch, m.calls)
 			}
 		})
+	}
+}
+
+// An id is matched by its value: the spelling a peer writes back may differ.
+func TestIDKey(t *testing.T) {
+	same := [][]string{
+		{`7`, `7.0`, `7e0`, `70e-1`},
+		{`"7"`, `"\u0037"`},
+		{`"a b"`, `"a\u0020b"`},
+		{`-0.5`, `-5e-1`},
+	}
+	seen := map[string]string{}
+	for _, group := range same {
+		want := idKey(json.RawMessage(group[0]))
+		for _, id := range group[1:] {
+			if got := idKey(json.RawMessage(id)); got != want {
+				t.Errorf("id %s: key %q, want %q as for %s", id, got, want, group[0])
+			}
+		}
+		if other, ok := seen[want]; ok {
+			t.Errorf("%s and %s share a key", group[0], other)
+		}
+		seen[want] = group[0]
 	}
 }
 
@@ -67,6 +94,7 @@ func TestDecodeCall(t *testing.T) {
 		{params: `{"name":"ping"}`, name: "ping", args: `null`},
 		{params: `{"name":"ping","arguments":null}`, name: "ping", args: `null`},
 		{params: `{"name":"a","name":"b"}`, name: "b", args: `null`},
+		{params: `{"name":"ping","NAME":"bash"}`, wantErr: `another spelling of "name"`},
 		{params: `{"arguments":{}}`, wantErr: "params.name: expected a tool's name, got nothing"},
 		{params: `{"name":""}`, wantErr: "params.name"},
 		{params: `{"name":3}`, wantErr: "params.name: expected a tool's name, got 3"},

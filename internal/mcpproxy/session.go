@@ -116,8 +116,12 @@ func (s *session) fromClient(ctx context.Context, data []byte) (forward bool, re
 	m, err := decode(data)
 	if err != nil {
 		// What the proxy cannot read is not relayed: the server might read it otherwise.
-		s.srv.log.Warn("mcp: client message is not JSON-RPC; answered with a parse error", "err", err)
-		return false, encodeReply(s.srv.log, errorResponse(nil, codeParse, "troy: "+err.Error())), nil
+		s.srv.log.Warn("mcp: client message refused", "err", err)
+		code := codeParse
+		if m.id != nil {
+			code = codeInvalidRequest // it parsed, and its id gets the answer
+		}
+		return false, encodeReply(s.srv.log, errorResponse(m.id, code, "troy: "+err.Error())), nil
 	}
 	switch {
 	case m.batch && m.calls > 0:
@@ -134,11 +138,17 @@ func (s *session) fromClient(ctx context.Context, data []byte) (forward bool, re
 			return false, nil, err
 		}
 		s.mu.Lock()
-		s.inFlight[m.idKey()] = pending{method: methodList}
+		if len(s.inFlight) < maxInFlight { // past it the list is relayed unrecorded
+			s.inFlight[m.idKey()] = pending{method: methodList}
+		}
 		s.mu.Unlock()
 	}
 	return true, nil, nil
 }
+
+// maxInFlight bounds the requests a session waits on: each is kept until its answer,
+// which a server may never give.
+const maxInFlight = 4096
 
 // call checks a tools/call; a blocked call is answered here and not forwarded.
 func (s *session) call(ctx context.Context, m message) (bool, []byte, error) {
@@ -151,6 +161,12 @@ func (s *session) call(ctx context.Context, m message) (bool, []byte, error) {
 			return nil
 		}
 		return encodeReply(s.srv.log, v)
+	}
+	s.mu.Lock()
+	busy := len(s.inFlight) >= maxInFlight
+	s.mu.Unlock()
+	if busy {
+		return false, answer(errorResponse(m.id, codeInvalidRequest, fmt.Sprintf("troy: %d requests are waiting for the server's answers; send more when they are answered", maxInFlight))), nil
 	}
 	c, err := decodeCall(m.params)
 	if err != nil {

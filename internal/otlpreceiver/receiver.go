@@ -9,7 +9,6 @@ import (
 	"cmp"
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"slices"
 	"sync"
@@ -28,6 +27,9 @@ const (
 	DefaultIdle     = 30 * time.Second
 	DefaultMaxQueue = 16384
 	DefaultSettle   = 2 * time.Second
+	// DefaultMaxHeldBytes is half of what the assembler holds of open traces by default
+	// (without Limits.MaxPendingBytes set; with it, half of that).
+	DefaultMaxHeldBytes = otel.DefaultMaxPendingBytes / 2
 )
 
 // Publish hands a trace to the pipeline: its steps and its end. earlier is how many steps
@@ -50,8 +52,11 @@ type Config struct {
 	// either is full, exports are refused as retryable (the exporters retry).
 	// 0: DefaultMaxQueue.
 	MaxQueue int
-	Limits   otel.Limits
-	Logger   *slog.Logger
+	// MaxHeldBytes bounds the bytes of the traces settling and waiting to be published,
+	// as MaxQueue bounds their number; 0: DefaultMaxHeldBytes.
+	MaxHeldBytes int64
+	Limits       otel.Limits
+	Logger       *slog.Logger
 	// Now is the clock; nil: time.Now.
 	Now func() time.Time
 }
@@ -76,6 +81,7 @@ type Receiver struct {
 	owners    bounded[string]      // trace id -> the agent a scoped token sent its spans for
 	published bounded[int]         // trace id -> steps published
 	settling  map[string]*settling // traces whose root came, waiting for stragglers
+	held      int64                // bytes of the traces settling and queued
 	queue     []otel.Trace
 	counts    Counts
 	wake      chan struct{}
@@ -91,6 +97,12 @@ func New(cfg Config) (*Receiver, error) {
 	}
 	if cfg.Idle <= 0 {
 		cfg.Idle = DefaultIdle
+	}
+	if cfg.MaxHeldBytes <= 0 {
+		cfg.MaxHeldBytes = DefaultMaxHeldBytes
+		if cfg.Limits.MaxPendingBytes > 0 {
+			cfg.MaxHeldBytes = cfg.Limits.MaxPendingBytes / 2
+		}
 	}
 	if cfg.Settle <= 0 {
 		cfg.Settle = DefaultSettle
@@ -109,7 +121,7 @@ func New(cfg Config) (*Receiver, error) {
 		done = otel.DefaultMaxDoneTraces
 	}
 	return &Receiver{cfg: cfg, log: cfg.Logger, asm: otel.NewAssembler(cfg.Limits),
-		owners: newBounded[string](done), published: newBounded[int](done), settling: map[string]*settling{},
+		published: newBounded[int](done), settling: map[string]*settling{},
 		wake: make(chan struct{}, 1)}, nil
 }
 
@@ -132,21 +144,14 @@ var errBusy = errors.New("troy is publishing the traces it has; retry later")
 func (r *Receiver) Export(td ptrace.Traces, agent string) (rejected int, why error, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if len(r.queue) >= r.cfg.MaxQueue || len(r.settling) >= r.cfg.MaxQueue {
+	if len(r.queue) >= r.cfg.MaxQueue || len(r.settling) >= r.cfg.MaxQueue || r.held >= r.cfg.MaxHeldBytes {
 		r.counts.RefusedExports++
 		return 0, nil, errBusy
 	}
 	r.counts.Exports++
-	if agent != "" {
-		rejected, why = r.claim(td, agent)
-	}
-	res := r.asm.Add(td, r.cfg.Now())
-	rejected += res.Rejected
-	if why == nil {
-		why = res.Err
-	}
+	res := r.asm.AddFor(td, r.cfg.Now(), agent)
 	r.settle(r.asm.Ready())
-	return rejected, why, nil
+	return res.Rejected, res.Err, nil
 }
 
 // settling is a trace whose root span has come, held until no span of it came for Settle.
@@ -160,6 +165,7 @@ type settling struct {
 func (r *Receiver) settle(traces []otel.Trace) {
 	now := r.cfg.Now()
 	for _, t := range traces {
+		r.held += t.Size
 		if s := r.settling[t.TraceID]; s != nil && t.Err == nil && s.t.Err == nil {
 			s.t.Trace.Steps = append(s.t.Trace.Steps, t.Trace.Steps...)
 			slices.SortStableFunc(s.t.Trace.Steps, func(a, b *schemas.Step) int { return cmp.Compare(stamp(a), stamp(b)) })
@@ -193,44 +199,15 @@ func (r *Receiver) settled(now time.Time, all bool) {
 	r.take(out)
 }
 
-// claim binds the traces of td to agent, and removes the spans of traces bound to another.
-func (r *Receiver) claim(td ptrace.Traces, agent string) (rejected int, why error) {
-	rss := td.ResourceSpans()
-	for i := 0; i < rss.Len(); i++ {
-		sss := rss.At(i).ScopeSpans()
-		for j := 0; j < sss.Len(); j++ {
-			sss.At(j).Spans().RemoveIf(func(s ptrace.Span) bool {
-				tid := s.TraceID().String()
-				owner, ok := r.owners.get(tid)
-				if !ok {
-					r.owners.put(tid, agent)
-					return false
-				}
-				if owner == agent {
-					return false
-				}
-				rejected++
-				if why == nil {
-					why = fmt.Errorf("trace %s is agent %q's; this token may send only agent %q's", tid, owner, agent)
-				}
-				return true
-			})
-		}
-	}
-	return rejected, why
-}
-
 // take queues traces for publication; under r.mu.
 func (r *Receiver) take(traces []otel.Trace) {
 	n := 0
 	for _, t := range traces {
 		if t.Err != nil {
+			r.held -= t.Size
 			r.counts.FailedTraces++
 			r.log.Warn("otlp: a trace could not be made", "trace", t.TraceID, "err", t.Err)
 			continue
-		}
-		if owner, ok := r.owners.get(t.TraceID); ok {
-			t.Trace.AgentName = owner
 		}
 		r.queue = append(r.queue, t)
 		n++
@@ -318,9 +295,11 @@ func (r *Receiver) publishQueued(ctx context.Context) {
 			var perm *event.Permanent
 			switch err := errs[i]; {
 			case err == nil:
+				r.held -= t.Size
 				r.published.put(t.TraceID, earlier[i]+len(t.Trace.Steps))
 				r.counts.Traces++
 			case errors.As(err, &perm):
+				r.held -= t.Size
 				r.counts.FailedTraces++
 				r.log.Error("otlp: a trace cannot be published; dropped", "trace", t.TraceID, "agent", t.Trace.AgentName, "err", err)
 			default:

@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/tap"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 )
@@ -194,13 +195,7 @@ type grpcServer struct {
 
 func (g *grpcServer) Export(ctx context.Context, er ptraceotlp.ExportRequest) (ptraceotlp.ExportResponse, error) {
 	md, _ := metadata.FromIncomingContext(ctx)
-	header := func(name string) string {
-		if v := md.Get(strings.ToLower(name)); len(v) > 0 {
-			return v[0]
-		}
-		return ""
-	}
-	caller := g.auth(header, verifiedPeer(ctx))
+	caller := g.auth(mdHeader(md), verifiedPeer(ctx))
 	switch {
 	case !caller.OK:
 		return ptraceotlp.NewExportResponse(), status.Error(codes.Unauthenticated, "troy: a valid bearer token (or client certificate) is required")
@@ -212,6 +207,16 @@ func (g *grpcServer) Export(ctx context.Context, er ptraceotlp.ExportRequest) (p
 		return resp, status.Error(codes.Unavailable, "troy: "+err.Error())
 	}
 	return resp, err
+}
+
+// mdHeader reads gRPC metadata as headers: by name, lower-cased.
+func mdHeader(md metadata.MD) func(string) string {
+	return func(name string) string {
+		if v := md.Get(strings.ToLower(name)); len(v) > 0 {
+			return v[0]
+		}
+		return ""
+	}
 }
 
 // verifiedPeer says the gRPC peer presented a client certificate that was verified.
@@ -273,9 +278,28 @@ func (r *Receiver) Start(l Listeners, auth Authenticate) (httpAddr, grpcAddr str
 			return "", "", nil, fmt.Errorf("--otlp-grpc: %w", err)
 		}
 		grpcAddr = ln.Addr().String()
-		opts := []grpc.ServerOption{grpc.MaxRecvMsgSize(int(r.cfg.MaxBody)), grpc.ConnectionTimeout(5 * time.Second)}
+		// Callers are checked on their metadata before a message is read: one without a
+		// token costs a header, not a 16 MiB body. A client certificate cannot be seen
+		// there, so with a client CA gRPC asks every client for one at the handshake.
+		certs := l.TLS != nil && l.TLS.ClientCAs != nil
+		opts := []grpc.ServerOption{grpc.MaxRecvMsgSize(int(r.cfg.MaxBody)), grpc.ConnectionTimeout(5 * time.Second),
+			grpc.InTapHandle(func(ctx context.Context, info *tap.Info) (context.Context, error) {
+				caller := auth(mdHeader(info.Header), certs)
+				switch {
+				case !caller.OK:
+					return ctx, status.Error(codes.Unauthenticated, "troy: a valid bearer token (or client certificate) is required")
+				case caller.Refused != "":
+					return ctx, status.Error(codes.PermissionDenied, "troy: "+caller.Refused)
+				}
+				return ctx, nil
+			})}
 		if l.TLS != nil {
-			opts = append(opts, grpc.Creds(credentials.NewTLS(l.TLS)))
+			tc := l.TLS
+			if certs {
+				tc = tc.Clone()
+				tc.ClientAuth = tls.RequireAndVerifyClientCert
+			}
+			opts = append(opts, grpc.Creds(credentials.NewTLS(tc)))
 		}
 		gs := grpc.NewServer(opts...)
 		r.GRPC(gs, auth)
