@@ -27,7 +27,7 @@ type Trace struct {
 	// Size is what the trace's spans counted toward MaxTraceBytes: a holder of traces
 	// bounds its memory by it.
 	Size int64
-	Err error
+	Err  error
 }
 
 // Stats counts what the assembler was given, since it was made.

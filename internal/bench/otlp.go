@@ -223,7 +223,9 @@ func agentRuns(nonce [8]byte, from, to, perTrace int) ptrace.Traces {
 		copy(tid[:8], nonce[:])
 		binary.BigEndian.PutUint64(tid[8:], uint64(i))
 		root := pcommon.SpanID{0xff, 0, 0, 0, 0, 0, 0, 1}
-		at := func(k int) pcommon.Timestamp { return pcommon.NewTimestampFromTime(base.Add(time.Duration(k) * time.Millisecond)) }
+		at := func(k int) pcommon.Timestamp {
+			return pcommon.NewTimestampFromTime(base.Add(time.Duration(k) * time.Millisecond))
+		}
 		for k := 1; k < perTrace; k++ {
 			sp := ss.Spans().AppendEmpty()
 			sp.SetTraceID(tid)

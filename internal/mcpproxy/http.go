@@ -55,7 +55,7 @@ type HTTPOptions struct {
 	// MaxReading bounds the request bodies read at once (each up to MaxMessage); more
 	// wait up to 5s, then get 503. 0: DefaultMaxReading.
 	MaxReading int
-	Logger      *slog.Logger
+	Logger     *slog.Logger
 	// Transport reaches the server; nil: a clone of http.DefaultTransport.
 	Transport http.RoundTripper
 	// OnEnd hears of every ended session, with its report or the error that kept it
@@ -134,7 +134,7 @@ func NewHTTP(opts HTTPOptions) (*HTTP, error) {
 	}
 	p := &HTTP{opts: opts, upstream: u, sessions: map[sessionKey]*httpSession{}, owners: map[string]string{},
 		reading: make(chan struct{}, opts.MaxReading),
-		srv: newServer(opts.Server, opts.Agent, opts.DataDir, opts.Guards, opts.Logger)}
+		srv:     newServer(opts.Server, opts.Agent, opts.DataDir, opts.Guards, opts.Logger)}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:        p.rewrite,
 		Transport:      opts.Transport,
