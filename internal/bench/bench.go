@@ -170,6 +170,81 @@ type PipelineResult struct {
 	Latency        Latency `json:"trace_latency"` // from a trace's end published to its score
 }
 
+// scoreWatch follows a load's traces to their scores: when each was sent, its latency to
+// its score, and when every one is scored.
+type scoreWatch struct {
+	traces, perTrace int
+	progress         func(int64)
+	mu               sync.Mutex
+	sent             []time.Time
+	lat              []time.Duration
+	scored           atomic.Int64
+	all              chan struct{}
+	done             <-chan error
+}
+
+// watchScores subscribes to scored traces; index says which trace of the load a score is
+// of (false: another's).
+func watchScores(ctx context.Context, b *bus.Bus, traces, perTrace int, progress func(int64), index func(event.Scored) (int, bool)) *scoreWatch {
+	w := &scoreWatch{traces: traces, perTrace: perTrace, progress: progress, sent: make([]time.Time, traces),
+		lat: make([]time.Duration, 0, traces), all: make(chan struct{})}
+	ready, done := b.Subscribe(ctx, bus.ResultsStream, event.ResultFilter(event.KindScored), func(e event.Envelope) {
+		ev, err := event.Decode[event.Scored](e)
+		if err != nil {
+			return
+		}
+		i, ok := index(ev)
+		if !ok || i < 0 || i >= traces {
+			return
+		}
+		w.mu.Lock()
+		if !w.sent[i].IsZero() {
+			w.lat = append(w.lat, time.Since(w.sent[i]))
+		}
+		w.mu.Unlock()
+		n := w.scored.Add(1)
+		if w.progress != nil {
+			w.progress(n * int64(perTrace))
+		}
+		if n == int64(traces) {
+			close(w.all)
+		}
+	})
+	<-ready
+	w.done = done
+	return w
+}
+
+// sentAt notes that traces [from, to) were sent.
+func (w *scoreWatch) sentAt(from, to int, now time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for i := from; i < to; i++ {
+		w.sent[i] = now
+	}
+}
+
+// wait waits until every trace is scored.
+func (w *scoreWatch) wait(ctx context.Context) error {
+	select {
+	case <-w.all:
+		return nil
+	case err := <-w.done:
+		if err == nil {
+			err = errors.New("results stopped")
+		}
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("%d of %d traces scored: %w", w.scored.Load(), w.traces, ctx.Err())
+	}
+}
+
+func (w *scoreWatch) latency() Latency {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return summarize(w.lat)
+}
+
 // Pipeline publishes generated traces as fast as the deployment takes them and waits until
 // every one is scored: end-to-end steps per second, published to evaluated and scored.
 func Pipeline(ctx context.Context, b *bus.Bus, opts PipelineOptions) (PipelineResult, error) {
@@ -185,34 +260,11 @@ func Pipeline(ctx context.Context, b *bus.Bus, opts PipelineOptions) (PipelineRe
 	traces := max(1, opts.Steps/opts.PerTrace)
 	run := fmt.Sprintf("bench-%d", time.Now().UnixNano())
 	gen := tracegen.New(tracegen.Options{Steps: opts.PerTrace, Seed: 99})
-	sent := make([]time.Time, traces)
-	lat := make([]time.Duration, 0, traces)
-	var mu sync.Mutex
-	var scored atomic.Int64
-	all := make(chan struct{})
-	ready, done := b.Subscribe(ctx, bus.ResultsStream, event.ResultFilter(event.KindScored), func(e event.Envelope) {
-		ev, err := event.Decode[event.Scored](e)
-		if err != nil || ev.Run != run {
-			return
-		}
+	w := watchScores(ctx, b, traces, opts.PerTrace, opts.Progress, func(ev event.Scored) (int, bool) {
 		var i int
-		if _, err := fmt.Sscanf(ev.TraceID, "bench-%d", &i); err != nil || i < 0 || i >= traces {
-			return
-		}
-		mu.Lock()
-		if !sent[i].IsZero() {
-			lat = append(lat, time.Since(sent[i]))
-		}
-		mu.Unlock()
-		n := scored.Add(1)
-		if opts.Progress != nil {
-			opts.Progress(n * int64(opts.PerTrace))
-		}
-		if n == int64(traces) {
-			close(all)
-		}
+		_, err := fmt.Sscanf(ev.TraceID, "bench-%d", &i)
+		return i, err == nil && ev.Run == run
 	})
-	<-ready
 	start := time.Now()
 	var batch []event.Envelope
 	var ends []int
@@ -221,11 +273,9 @@ func Pipeline(ctx context.Context, b *bus.Bus, opts PipelineOptions) (PipelineRe
 		err := b.PublishAll(ctx, batch)
 		batch = batch[:0]
 		now := time.Now()
-		mu.Lock()
 		for _, j := range ends {
-			sent[j] = now
+			w.sentAt(j, j+1, now)
 		}
-		mu.Unlock()
 		ends = ends[:0]
 		return err
 	}
@@ -256,22 +306,13 @@ func Pipeline(ctx context.Context, b *bus.Bus, opts PipelineOptions) (PipelineRe
 		return PipelineResult{}, err
 	}
 	published := time.Since(start)
-	select {
-	case <-all:
-	case err := <-done:
-		if err == nil {
-			err = errors.New("results stopped")
-		}
+	if err := w.wait(ctx); err != nil {
 		return PipelineResult{}, err
-	case <-ctx.Done():
-		return PipelineResult{}, fmt.Errorf("%d of %d traces scored: %w", scored.Load(), traces, ctx.Err())
 	}
 	secs := time.Since(start).Seconds()
 	steps := traces * opts.PerTrace
-	mu.Lock()
-	defer mu.Unlock()
 	return PipelineResult{Steps: steps, Traces: traces, Seconds: secs, PublishSeconds: published.Seconds(),
-		StepsPerS: float64(steps) / secs, PublishPerS: float64(steps) / published.Seconds(), Latency: summarize(lat)}, nil
+		StepsPerS: float64(steps) / secs, PublishPerS: float64(steps) / published.Seconds(), Latency: w.latency()}, nil
 }
 
 // withoutID leaves out an event's de-duplication id: the load's runs are fresh and sent

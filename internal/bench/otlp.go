@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -73,38 +72,17 @@ func OTLP(ctx context.Context, b *bus.Bus, opts OTLPOptions) (OTLPResult, error)
 	var nonce [8]byte
 	_, _ = rand.Read(nonce[:])
 	prefix := hex.EncodeToString(nonce[:])
-	sent := make([]time.Time, traces)
-	lat := make([]time.Duration, 0, traces)
-	var mu sync.Mutex
-	var scored, retries atomic.Int64
-	all := make(chan struct{})
-	ready, done := b.Subscribe(ctx, bus.ResultsStream, event.ResultFilter(event.KindScored), func(e event.Envelope) {
-		ev, err := event.Decode[event.Scored](e)
-		if err != nil || !strings.HasPrefix(ev.TraceID, prefix) || len(ev.TraceID) != 32 {
-			return
+	w := watchScores(ctx, b, traces, opts.PerTrace, opts.Progress, func(ev event.Scored) (int, bool) {
+		if !strings.HasPrefix(ev.TraceID, prefix) || len(ev.TraceID) != 32 {
+			return 0, false
 		}
 		raw, err := hex.DecodeString(ev.TraceID[16:])
 		if err != nil {
-			return
+			return 0, false
 		}
-		i := int(binary.BigEndian.Uint64(raw))
-		if i < 0 || i >= traces {
-			return
-		}
-		mu.Lock()
-		if !sent[i].IsZero() {
-			lat = append(lat, time.Since(sent[i]))
-		}
-		mu.Unlock()
-		n := scored.Add(1)
-		if opts.Progress != nil {
-			opts.Progress(n * int64(opts.PerTrace))
-		}
-		if n == int64(traces) {
-			close(all)
-		}
+		return int(binary.BigEndian.Uint64(raw)), true
 	})
-	<-ready
+	var retries atomic.Int64
 
 	start := time.Now()
 	posts := make(chan [2]int) // traces [from, to)
@@ -121,12 +99,7 @@ func OTLP(ctx context.Context, b *bus.Bus, opts OTLPOptions) (OTLPResult, error)
 					errs <- err
 					return
 				}
-				now := time.Now()
-				mu.Lock()
-				for i := p[0]; i < p[1]; i++ {
-					sent[i] = now
-				}
-				mu.Unlock()
+				w.sentAt(p[0], p[1], time.Now())
 			}
 		})
 	}
@@ -151,24 +124,15 @@ send:
 		return OTLPResult{}, sendErr
 	}
 	exported := time.Since(start)
-	select {
-	case <-all:
-	case err := <-done:
-		if err == nil {
-			err = errors.New("results stopped")
-		}
+	if err := w.wait(ctx); err != nil {
 		return OTLPResult{}, err
-	case <-ctx.Done():
-		return OTLPResult{}, fmt.Errorf("%d of %d traces scored: %w", scored.Load(), traces, ctx.Err())
 	}
 	secs := time.Since(start).Seconds()
 	spans := traces * opts.PerTrace
 	steps := traces * (opts.PerTrace - 1)
-	mu.Lock()
-	defer mu.Unlock()
 	return OTLPResult{Spans: spans, Steps: steps, Traces: traces, Seconds: secs, SendSeconds: exported.Seconds(),
 		SpansPerS: float64(spans) / secs, StepsPerS: float64(steps) / secs, SentPerS: float64(spans) / exported.Seconds(),
-		Retries: retries.Load(), Latency: summarize(lat)}, nil
+		Retries: retries.Load(), Latency: w.latency()}, nil
 }
 
 // exportOnce posts one export, again after a retryable refusal (429, 503), as an
