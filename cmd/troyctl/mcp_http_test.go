@@ -80,6 +80,24 @@ func startEverythingHTTP(t testing.TB, modules string) string {
 	return fmt.Sprintf("http://127.0.0.1:%d/mcp", port)
 }
 
+// agentAudit reads the audit.json of the one session an agent has under data's reports.
+func agentAudit(t *testing.T, data, agentName string, log fmt.Stringer) schemas.AuditResult {
+	t.Helper()
+	matches, _ := filepath.Glob(filepath.Join(data, "reports", agentName, "*", "audit.json"))
+	if len(matches) != 1 {
+		t.Fatalf("reports of %s: %v\n%s", agentName, matches, log)
+	}
+	raw, err := os.ReadFile(matches[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var audit schemas.AuditResult
+	if err := json.Unmarshal(raw, &audit); err != nil {
+		t.Fatal(err)
+	}
+	return audit
+}
+
 // bearerTransport adds a bearer token to every request.
 type bearerTransport struct{ token string }
 
@@ -172,15 +190,7 @@ func TestMCPTypeScriptClientHTTP(t *testing.T) {
 		t.Fatalf("a blocked fetch reached the web server")
 	}
 	// The client terminated its session: its report is written.
-	matches, _ := filepath.Glob(filepath.Join(data, "reports", "ts-agent", "*", "audit.json"))
-	if len(matches) != 1 {
-		t.Fatalf("reports of ts-agent: %v\n%s", matches, stderr)
-	}
-	raw, _ := os.ReadFile(matches[0])
-	var audit schemas.AuditResult
-	if err := json.Unmarshal(raw, &audit); err != nil {
-		t.Fatal(err)
-	}
+	audit := agentAudit(t, data, "ts-agent", stderr)
 	if len(audit.Trace.Steps) != 3 || len(audit.Violations) != 1 || audit.Violations[0].RuleID != "no-web-fetch" {
 		t.Fatalf("the TypeScript client's session: %d steps, violations %+v", len(audit.Trace.Steps), audit.Violations)
 	}
@@ -269,18 +279,7 @@ func TestMCPStreamableHTTP(t *testing.T) {
 	if err := proxied.Close(); err != nil {
 		t.Fatalf("close: %v", err)
 	}
-	matches, _ := filepath.Glob(filepath.Join(data, "reports", "desk-agent", "*", "audit.json"))
-	if len(matches) != 1 {
-		t.Fatalf("reports of desk-agent: %v\n%s", matches, stderr)
-	}
-	raw, err := os.ReadFile(matches[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	var audit schemas.AuditResult
-	if err := json.Unmarshal(raw, &audit); err != nil {
-		t.Fatal(err)
-	}
+	audit := agentAudit(t, data, "desk-agent", stderr)
 	var steps, violations []string
 	for _, s := range audit.Trace.Steps {
 		steps = append(steps, s.Type+":"+s.Description)
@@ -431,15 +430,7 @@ func TestMCPPoisonedToolBlocked(t *testing.T) {
 	if err := client.Close(); err != nil {
 		t.Fatal(err)
 	}
-	matches, _ := filepath.Glob(filepath.Join(data, "reports", "desk", "*", "audit.json"))
-	if len(matches) != 1 {
-		t.Fatalf("reports: %v\n%s", matches, stderr)
-	}
-	raw, _ := os.ReadFile(matches[0])
-	var audit schemas.AuditResult
-	if err := json.Unmarshal(raw, &audit); err != nil {
-		t.Fatal(err)
-	}
+	audit := agentAudit(t, data, "desk", stderr)
 	var got []string
 	for _, v := range audit.Violations {
 		got = append(got, v.RuleID)
