@@ -1,0 +1,275 @@
+// Package jstest_test runs real JavaScript OpenTelemetry instrumentations from npm under
+// node: LangChain.js traced by OpenInference's and by OpenLLMetry's instrumentations,
+// and the Vercel AI SDK with its telemetry on, each agent calling a scripted
+// OpenAI-compatible model and exporting its spans over OTLP/HTTP (protobuf, with a
+// gateway token) to a real troyctl serve, whose reports are checked: what the libraries
+// really emit, mapped by ingest/otel.
+package jstest_test
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/troy-audit/troy/schemas"
+	"github.com/troy-audit/troy/schemas/pyjson"
+	"github.com/troy-audit/troy/sdk/llmtest"
+	"github.com/troy-audit/troy/sdk/servetest"
+)
+
+// envRequireNode, set to 1, turns a missing node or npm into a failure instead of a skip.
+const envRequireNode = "TROY_REQUIRE_NODE"
+
+// What the scripted model makes the agent do: post a person's e-mail address outside.
+const (
+	postURL   = "https://crm.example-partner.io/v1/contacts"
+	postEmail = "jane.doe@example.com"
+	ruleID    = "email-to-outbound-tool"
+)
+
+// nodeModules installs testdata's package-lock.json with npm ci into a cache directory,
+// once per lock file, and returns its node_modules.
+func nodeModules(t *testing.T) string {
+	t.Helper()
+	for _, tool := range []string{"node", "npm"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			if os.Getenv(envRequireNode) == "1" {
+				t.Fatalf("%s is not installed", tool)
+			}
+			t.Skipf("%s is not installed", tool)
+		}
+	}
+	pkg, err := os.ReadFile(filepath.Join("testdata", "package.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lock, err := os.ReadFile(filepath.Join("testdata", "package-lock.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(append(pkg, lock...))
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		cache = os.TempDir()
+	}
+	dir := filepath.Join(cache, "troy-test", "otel-js-"+hex.EncodeToString(sum[:8]))
+	modules := filepath.Join(dir, "node_modules")
+	if _, err := os.Stat(filepath.Join(modules, ".troy-complete")); err == nil {
+		return modules
+	}
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// Installed beside the cache entry, then renamed into place: a run stopped half-way
+	// leaves no broken entry.
+	tmp, err := os.MkdirTemp(filepath.Dir(dir), "install-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(tmp)
+	for name, data := range map[string][]byte{"package.json": pkg, "package-lock.json": lock} {
+		if err := os.WriteFile(filepath.Join(tmp, name), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	install := exec.CommandContext(ctx, "npm", "ci", "--no-audit", "--no-fund", "--silent", "--engine-strict=false")
+	install.Dir = tmp
+	if out, err := install.CombinedOutput(); err != nil {
+		t.Fatalf("npm ci: %v\n%s", err, out)
+	}
+	if err := os.WriteFile(filepath.Join(tmp, "node_modules", ".troy-complete"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.RemoveAll(dir)
+	if err := os.Rename(tmp, dir); err != nil {
+		t.Fatalf("install the npm packages into %s: %v", dir, err)
+	}
+	return modules
+}
+
+// scriptedAgent answers a conversation with no tool result yet with a call of http_post
+// holding an e-mail address, and one with a tool result with a final answer.
+func scriptedAgent(_ int, body string, w http.ResponseWriter, _ *http.Request) {
+	if strings.Contains(body, `"role":"tool"`) {
+		llmtest.Answer(w, "Jane Doe was added to the CRM.")
+		return
+	}
+	args, _ := json.Marshal(map[string]any{"url": postURL, "body": map[string]any{"name": "Jane Doe", "email": postEmail}})
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string]any{
+		"id": "scripted-tool-call", "object": "chat.completion", "created": 0, "model": "gpt-4o-mini",
+		"choices": []any{map[string]any{"index": 0, "finish_reason": "tool_calls", "message": map[string]any{
+			"role": "assistant", "content": nil,
+			"tool_calls": []any{map[string]any{"id": "call_http_post", "type": "function",
+				"function": map[string]any{"name": "http_post", "arguments": string(args)}}},
+		}}},
+		"usage": map[string]any{"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120},
+	})
+}
+
+// workDir holds the node scripts beside a link to the installed node_modules, where
+// node's module resolution finds them.
+func workDir(t *testing.T, modules string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.Symlink(modules, filepath.Join(dir, "node_modules")); err != nil {
+		t.Fatal(err)
+	}
+	scripts, err := filepath.Glob(filepath.Join("testdata", "*.mjs"))
+	if err != nil || len(scripts) == 0 {
+		t.Fatalf("no node scripts in testdata: %v", err)
+	}
+	for _, s := range append(scripts, filepath.Join("testdata", "package.json")) {
+		data, err := os.ReadFile(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, filepath.Base(s)), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// runNode runs a script and returns the trace ids it printed.
+func runNode(ctx context.Context, t *testing.T, dir, script string, env ...string) []string {
+	t.Helper()
+	cmd := exec.CommandContext(ctx, "node", script)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), append(env, "NODE_NO_WARNINGS=1")...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("node %s: %v\n%s%s", script, err, out, stderr.String())
+	}
+	t.Logf("node %s:\n%s", script, stderr.String())
+	var printed struct {
+		TraceIDs []string `json:"traceIds"`
+	}
+	var last string
+	for sc := bufio.NewScanner(strings.NewReader(string(out))); sc.Scan(); {
+		last = sc.Text()
+	}
+	if err := json.Unmarshal([]byte(last), &printed); err != nil || len(printed.TraceIDs) == 0 {
+		t.Fatalf("node %s printed no trace ids (%v):\n%s", script, err, out)
+	}
+	return printed.TraceIDs
+}
+
+// report waits, bounded, for the report serve writes of a trace, and returns it.
+func report(t *testing.T, s *servetest.Serve, agentName, traceID string) *schemas.AuditResult {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		matches, _ := filepath.Glob(filepath.Join(s.DataDir, "reports", agentName, "*"+traceID+"*", "audit.json"))
+		if len(matches) == 1 {
+			raw, err := os.ReadFile(matches[0])
+			var audit schemas.AuditResult
+			if err == nil && pyjson.Unmarshal(raw, &audit) == nil {
+				return &audit
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no report of %s/%s:\n%s", agentName, traceID, s.Log())
+		}
+		time.Sleep(50 * time.Millisecond) // polling for the reporter's file, bounded by the deadline
+	}
+}
+
+// checkRun asserts what every instrumented run must give: a model call, then the
+// http_post tool call with the arguments the model chose, the policy's violation at it.
+func checkRun(t *testing.T, audit *schemas.AuditResult) *schemas.Step {
+	t.Helper()
+	var steps []string
+	var post *schemas.Step
+	llmBefore := false
+	for _, st := range audit.Trace.Steps {
+		steps = append(steps, st.Type+":"+st.Description)
+		switch {
+		case st.Type == "tool_call" && st.Description == "http_post" && post == nil:
+			post = st
+		case st.Type == "llm_call" && post == nil:
+			llmBefore = true
+		}
+	}
+	t.Logf("steps: %v", steps)
+	if post == nil || !llmBefore {
+		raw, _ := json.MarshalIndent(audit.Trace, "", "  ")
+		t.Fatalf("want an llm_call, then a tool_call http_post; steps %v:\n%s", steps, raw)
+	}
+	body, _ := post.Input["body"].(map[string]any)
+	if post.Input["url"] != postURL || body["email"] != postEmail {
+		t.Errorf("http_post's input: %v, want the url and body the model gave", post.Input)
+	}
+	found := false
+	for _, v := range audit.Violations {
+		found = found || (v.RuleID == ruleID && v.StepID == post.StepID)
+	}
+	if !found {
+		t.Errorf("violations %+v: want %s at step %s (http_post)", audit.Violations, ruleID, post.StepID)
+	}
+	return post
+}
+
+func TestJavaScriptInstrumentations(t *testing.T) {
+	modules := nodeModules(t)
+	dir := workDir(t, modules)
+	model := llmtest.NewServer(scriptedAgent)
+	defer model.Close()
+	policy, err := filepath.Abs(filepath.Join("testdata", "policy.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name, script, agent string
+		traces              int
+		check               func(t *testing.T, audit *schemas.AuditResult, post *schemas.Step)
+	}{
+		{"langchain openinference", "langchain-openinference.mjs", "langchain-openinference", 1, func(t *testing.T, audit *schemas.AuditResult, post *schemas.Step) {
+			if post.Metadata["openinference.span.kind"] != "TOOL" {
+				t.Errorf("http_post's metadata: %v, want openinference.span.kind TOOL", post.Metadata)
+			}
+		}},
+		{"langchain traceloop", "langchain-traceloop.mjs", "langchain-traceloop", 1, func(t *testing.T, audit *schemas.AuditResult, post *schemas.Step) {
+			if post.Metadata["traceloop.span.kind"] != "tool" {
+				t.Errorf("http_post's metadata: %v, want traceloop.span.kind tool", post.Metadata)
+			}
+		}},
+		{"vercel ai", "vercel-ai.mjs", "vercel-ai", 2, nil},
+	}
+	var agents []string
+	for _, c := range cases {
+		agents = append(agents, c.agent)
+	}
+	s := servetest.StartWith(t, servetest.Options{Policy: policy, OTLPAgents: agents})
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			traceIDs := runNode(ctx, t, dir, c.script, "TROY_OTLP_URL="+s.OTLP, "TROY_OTLP_TOKEN="+s.AgentTokens[c.agent],
+				"TROY_SERVICE_NAME="+c.agent, "OPENAI_BASE_URL="+model.URL+"/v1")
+			if len(traceIDs) != c.traces {
+				t.Errorf("node exported spans of %d traces, want %d: %v", len(traceIDs), c.traces, traceIDs)
+			}
+			for _, id := range traceIDs {
+				audit := report(t, s, c.agent, id)
+				post := checkRun(t, audit)
+				if c.check != nil {
+					c.check(t, audit, post)
+				}
+			}
+		})
+	}
+}
