@@ -85,7 +85,7 @@ func nodeModules(t *testing.T) string {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	install := exec.CommandContext(ctx, "npm", "ci", "--no-audit", "--no-fund", "--silent", "--engine-strict=false")
+	install := exec.CommandContext(ctx, "npm", "ci", "--no-audit", "--no-fund", "--silent")
 	install.Dir = tmp
 	if out, err := install.CombinedOutput(); err != nil {
 		t.Fatalf("npm ci: %v\n%s", err, out)
