@@ -4,7 +4,7 @@ import * as CallbackManagerModule from "@langchain/core/callbacks/manager";
 import { run } from "./tracing.mjs";
 import { langchainAgent } from "./langchain-agent.mjs";
 
-// ESM modules cannot be patched on load: the callback manager is instrumented by hand.
+// LangChain is not patched on load: the callback manager is instrumented by hand.
 new LangChainInstrumentation().manuallyInstrument(CallbackManagerModule);
 
 await run(langchainAgent);
