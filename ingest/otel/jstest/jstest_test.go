@@ -108,16 +108,7 @@ func scriptedAgent(_ int, body string, w http.ResponseWriter, _ *http.Request) {
 		return
 	}
 	args, _ := json.Marshal(map[string]any{"url": postURL, "body": map[string]any{"name": "Jane Doe", "email": postEmail}})
-	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(map[string]any{
-		"id": "scripted-tool-call", "object": "chat.completion", "created": 0, "model": "gpt-4o-mini",
-		"choices": []any{map[string]any{"index": 0, "finish_reason": "tool_calls", "message": map[string]any{
-			"role": "assistant", "content": nil,
-			"tool_calls": []any{map[string]any{"id": "call_http_post", "type": "function",
-				"function": map[string]any{"name": "http_post", "arguments": string(args)}}},
-		}}},
-		"usage": map[string]any{"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120},
-	})
+	llmtest.CallTool(w, "call_http_post", "http_post", string(args))
 }
 
 // workDir holds the node scripts beside a link to the installed node_modules, where
