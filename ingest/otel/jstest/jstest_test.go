@@ -22,14 +22,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/troy-audit/troy/internal/npmtest"
 	"github.com/troy-audit/troy/schemas"
 	"github.com/troy-audit/troy/schemas/pyjson"
 	"github.com/troy-audit/troy/sdk/llmtest"
 	"github.com/troy-audit/troy/sdk/servetest"
 )
-
-// envRequireNode, set to 1, turns a missing node or npm into a failure instead of a skip.
-const envRequireNode = "TROY_REQUIRE_NODE"
 
 // What the scripted model makes the agent do: post a person's e-mail address outside.
 const (
@@ -38,66 +36,21 @@ const (
 	ruleID    = "email-to-outbound-tool"
 )
 
-// nodeModules installs testdata's package-lock.json with npm ci into a cache directory,
-// once per lock file, and returns its node_modules.
+// nodeModules installs testdata's package-lock.json with npm ci, once per lock file, and
+// returns its node_modules.
 func nodeModules(t *testing.T) string {
 	t.Helper()
-	for _, tool := range []string{"node", "npm"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			if os.Getenv(envRequireNode) == "1" {
-				t.Fatalf("%s is not installed", tool)
-			}
-			t.Skipf("%s is not installed", tool)
-		}
-	}
-	pkg, err := os.ReadFile(filepath.Join("testdata", "package.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	lock, err := os.ReadFile(filepath.Join("testdata", "package-lock.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := sha256.Sum256(append(pkg, lock...))
-	cache, err := os.UserCacheDir()
-	if err != nil {
-		cache = os.TempDir()
-	}
-	dir := filepath.Join(cache, "troy-test", "otel-js-"+hex.EncodeToString(sum[:8]))
-	modules := filepath.Join(dir, "node_modules")
-	if _, err := os.Stat(filepath.Join(modules, ".troy-complete")); err == nil {
-		return modules
-	}
-	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	// Installed beside the cache entry, then renamed into place: a run stopped half-way
-	// leaves no broken entry.
-	tmp, err := os.MkdirTemp(filepath.Dir(dir), "install-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(tmp)
-	for name, data := range map[string][]byte{"package.json": pkg, "package-lock.json": lock} {
-		if err := os.WriteFile(filepath.Join(tmp, name), data, 0o644); err != nil {
+	files := map[string][]byte{}
+	sum := sha256.New()
+	for _, name := range []string{"package.json", "package-lock.json"} {
+		data, err := os.ReadFile(filepath.Join("testdata", name))
+		if err != nil {
 			t.Fatal(err)
 		}
+		files[name] = data
+		sum.Write(data)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	install := exec.CommandContext(ctx, "npm", "ci", "--no-audit", "--no-fund", "--silent")
-	install.Dir = tmp
-	if out, err := install.CombinedOutput(); err != nil {
-		t.Fatalf("npm ci: %v\n%s", err, out)
-	}
-	if err := os.WriteFile(filepath.Join(tmp, "node_modules", ".troy-complete"), nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	os.RemoveAll(dir)
-	if err := os.Rename(tmp, dir); err != nil {
-		t.Fatalf("install the npm packages into %s: %v", dir, err)
-	}
-	return modules
+	return npmtest.Install(t, "otel-js-"+hex.EncodeToString(sum.Sum(nil)[:8]), files, "ci")
 }
 
 // scriptedAgent answers a conversation with no tool result yet with a call of http_post
