@@ -146,21 +146,24 @@ func report(t *testing.T, s *servetest.Serve, agentName, traceID string, steps i
 func checkRun(t *testing.T, audit *schemas.AuditResult) *schemas.Step {
 	t.Helper()
 	var steps []string
-	var post *schemas.Step
-	llmBefore := false
+	var post, llm *schemas.Step
 	for _, st := range audit.Trace.Steps {
 		steps = append(steps, st.Type+":"+st.Description)
 		switch {
 		case st.Type == "tool_call" && st.Description == "http_post" && post == nil:
 			post = st
-		case st.Type == "llm_call" && post == nil:
-			llmBefore = true
+		case st.Type == "llm_call" && post == nil && llm == nil:
+			llm = st
 		}
 	}
 	t.Logf("steps: %v", steps)
-	if post == nil || !llmBefore {
+	if post == nil || llm == nil {
 		raw, _ := json.MarshalIndent(audit.Trace, "", "  ")
 		t.Fatalf("want an llm_call, then a tool_call http_post; steps %v:\n%s", steps, raw)
+	}
+	// The messages sent to the model, whichever attributes the convention put them in.
+	if raw, _ := json.Marshal(llm.Input["messages"]); !strings.Contains(string(raw), "Add Jane Doe") {
+		t.Errorf("the model call's input: %v, want the user's message", llm.Input)
 	}
 	body, _ := post.Input["body"].(map[string]any)
 	if post.Input["url"] != postURL || body["email"] != postEmail {
