@@ -19,6 +19,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/troy-audit/troy/internal/npmtest"
 	"github.com/troy-audit/troy/schemas"
 )
 
@@ -34,48 +35,8 @@ const (
 // node or npm the test is skipped, unless TROY_REQUIRE_NODE=1.
 func mcpServers(t testing.TB) string {
 	t.Helper()
-	for _, tool := range []string{"node", "npm"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			if os.Getenv("TROY_REQUIRE_NODE") == "1" {
-				t.Fatalf("%s is not installed", tool)
-			}
-			t.Skipf("%s is not installed", tool)
-		}
-	}
-	cache, err := os.UserCacheDir()
-	if err != nil {
-		cache = os.TempDir()
-	}
-	dir := filepath.Join(cache, "troy-test", "mcp-servers-"+mcpServersVersion+"-sdk-"+mcpSDKVersion)
-	modules := filepath.Join(dir, "node_modules")
-	if _, err := os.Stat(filepath.Join(modules, ".troy-complete")); err == nil {
-		return modules
-	}
-	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	// Installed beside the cache entry, then renamed into place: a run stopped half-way
-	// leaves no broken entry.
-	tmp, err := os.MkdirTemp(filepath.Dir(dir), "install-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(tmp)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	install := exec.CommandContext(ctx, "npm", "install", "--no-audit", "--no-fund", "--silent", "--prefix", tmp,
+	return npmtest.Install(t, "mcp-servers-"+mcpServersVersion+"-sdk-"+mcpSDKVersion, nil, "install",
 		"@modelcontextprotocol/server-filesystem@"+mcpServersVersion, "@modelcontextprotocol/server-everything@"+mcpServersVersion, "@modelcontextprotocol/sdk@"+mcpSDKVersion)
-	if out, err := install.CombinedOutput(); err != nil {
-		t.Fatalf("npm install: %v\n%s", err, out)
-	}
-	if err := os.WriteFile(filepath.Join(tmp, "node_modules", ".troy-complete"), nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	os.RemoveAll(dir)
-	if err := os.Rename(tmp, dir); err != nil {
-		t.Fatalf("install the MCP servers into %s: %v", dir, err)
-	}
-	return modules
 }
 
 // mcpServerCmd is the command line that runs one of the installed servers.

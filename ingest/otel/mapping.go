@@ -67,6 +67,11 @@ func classify(attrs map[string]any) kind {
 		case "agent":
 			return agentSpan
 		}
+		// OpenLLMetry's LangChain.js instrumentation marks a tool's run as a task and an
+		// agent's as a workflow, with the GenAI operation beside it, which says more.
+		if g, ok := genAIKind(attrs); ok && g.role != RoleContainer {
+			return g
+		}
 		return container
 	}
 	if op, ok := attrs["ai.operationId"].(string); ok {
@@ -80,18 +85,8 @@ func classify(attrs map[string]any) kind {
 		}
 		return container
 	}
-	if op, ok := attrs["gen_ai.operation.name"].(string); ok {
-		switch op {
-		case "chat", "text_completion", "generate_content", "completion":
-			return step(schemas.StepLLMCall)
-		case "execute_tool":
-			return step(schemas.StepToolCall)
-		case "invoke_agent", "create_agent":
-			return agentSpan
-		case "embeddings", "retrieval":
-			return step(schemas.StepObservation)
-		}
-		return container
+	if k, ok := genAIKind(attrs); ok {
+		return k
 	}
 	// Older GenAI conventions and OpenLLMetry's model spans: no operation name, but the
 	// request's model or a flattened prompt.
@@ -107,6 +102,25 @@ func classify(attrs map[string]any) kind {
 		}
 	}
 	return ignored
+}
+
+// genAIKind is a span's role by the GenAI conventions' gen_ai.operation.name, when it has one.
+func genAIKind(attrs map[string]any) (kind, bool) {
+	op, ok := attrs["gen_ai.operation.name"].(string)
+	if !ok {
+		return kind{}, false
+	}
+	switch op {
+	case "chat", "text_completion", "generate_content", "completion":
+		return step(schemas.StepLLMCall), true
+	case "execute_tool":
+		return step(schemas.StepToolCall), true
+	case "invoke_agent", "create_agent":
+		return agentSpan, true
+	case "embeddings", "retrieval":
+		return step(schemas.StepObservation), true
+	}
+	return container, true
 }
 
 // node is one span as the assembler keeps it: its ids and, for a step, the step.
@@ -202,9 +216,10 @@ func mapSpan(span ptrace.Span, scope pcommon.InstrumentationScope, resource map[
 		return v, ok
 	}
 	// Input and output: each convention's attributes, the first found.
+	toolName := ""
 	switch k.stepType {
 	case schemas.StepToolCall:
-		toolIO(c, s, take)
+		toolName = toolIO(c, s, take)
 	case schemas.StepLLMCall:
 		llmIO(c, s, attrs, take, used)
 	case schemas.StepObservation:
@@ -221,7 +236,7 @@ func mapSpan(span ptrace.Span, scope pcommon.InstrumentationScope, resource map[
 		// A failed call's output is its error, as the SDK's adapters record it.
 		s.Output["error"] = errorMessage(span)
 	}
-	s.Description = description(k.stepType, attrs, span.Name())
+	s.Description = description(k.stepType, attrs, toolName, span.Name())
 	for key, v := range attrs {
 		if !used[key] {
 			s.Metadata[key] = v
@@ -258,23 +273,67 @@ func mapSpan(span ptrace.Span, scope pcommon.InstrumentationScope, resource map[
 
 type taker func(key string) (any, bool)
 
-// toolIO: the tool's arguments are the step's input, its result the output.
-func toolIO(c *converter, s *schemas.Step, take taker) {
+// toolIO: the tool's arguments are the step's input, its result the output. It returns
+// the tool's name when only its result gives it (a LangChain ToolMessage).
+func toolIO(c *converter, s *schemas.Step, take taker) (name string) {
 	for _, key := range []string{"gen_ai.tool.call.arguments", "ai.toolCall.args", "traceloop.entity.input", "input.value"} {
 		if v, ok := take(key); ok {
-			putObject(s.Input, "arguments", c.parsed(v))
+			putObject(s.Input, "arguments", c.parsed(soleArg(c.parsed(v))))
 			break
 		}
 	}
 	for _, key := range []string{"gen_ai.tool.call.result", "ai.toolCall.result", "traceloop.entity.output", "output.value"} {
 		if v, ok := take(key); ok {
-			putObject(s.Output, "result", c.parsed(v))
+			result := c.parsed(v)
+			if msg, ok := toolMessage(result); ok {
+				// LangChain's serialized ToolMessage: its content is the result.
+				result = c.parsed(msg["content"])
+				name, _ = msg["name"].(string)
+				if id, ok := msg["tool_call_id"].(string); ok && id != "" {
+					s.Metadata["gen_ai.tool.call.id"] = id
+				}
+			}
+			putObject(s.Output, "result", result)
 			break
 		}
 	}
 	if id, ok := take("gen_ai.tool.call.id"); ok {
 		s.Metadata["gen_ai.tool.call.id"] = id
 	}
+	return name
+}
+
+// soleArg unwraps the arguments OpenLLMetry's LangChain.js instrumentation records,
+// {"args": [input]}, to the input; any other value is returned as it is.
+func soleArg(v any) any {
+	if m, ok := v.(map[string]any); ok && len(m) == 1 {
+		if args, ok := m["args"].([]any); ok && len(args) == 1 {
+			return args[0]
+		}
+	}
+	return v
+}
+
+// toolMessage finds a LangChain ToolMessage as LangChain.js serializes it
+// ({"lc": 1, "type": "constructor", "id": [..., "ToolMessage"], "kwargs": {...}}), alone
+// or as the only key of an object (OpenInference's {"output": ...}), and returns its
+// kwargs: name, content, tool_call_id.
+func toolMessage(v any) (map[string]any, bool) {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return nil, false
+	}
+	if len(m) == 1 {
+		if inner, ok := m["output"].(map[string]any); ok {
+			m = inner
+		}
+	}
+	id, _ := m["id"].([]any)
+	kwargs, ok := m["kwargs"].(map[string]any)
+	if !ok || m["type"] != "constructor" || len(id) == 0 || id[len(id)-1] != "ToolMessage" {
+		return nil, false
+	}
+	return kwargs, true
 }
 
 // llmIO: the messages sent to the model are the input, its reply the output.
@@ -360,12 +419,20 @@ func putObject(dest map[string]any, key string, v any) {
 
 // description is what the step did, as policies match it: the tool's name for a tool
 // call, the model's for a model call, the span's name otherwise.
-func description(stepType string, attrs map[string]any, spanName string) string {
+// A tool's name from its result (toolName) comes before OpenLLMetry's entity name, which
+// LangChain.js instrumentation sets to the tool's class (DynamicStructuredTool).
+func description(stepType string, attrs map[string]any, toolName, spanName string) string {
 	if stepType == schemas.StepToolCall {
-		for _, key := range []string{"gen_ai.tool.name", "tool.name", "ai.toolCall.name", "traceloop.entity.name"} {
+		for _, key := range []string{"gen_ai.tool.name", "tool.name", "ai.toolCall.name"} {
 			if v, ok := attrs[key].(string); ok && v != "" {
 				return v
 			}
+		}
+		if toolName != "" {
+			return toolName
+		}
+		if v, ok := attrs["traceloop.entity.name"].(string); ok && v != "" {
+			return v
 		}
 	}
 	if stepType == schemas.StepLLMCall {

@@ -140,6 +140,34 @@ func TestMapping(t *testing.T) {
 		{"openinference AGENT", map[string]any{"openinference.span.kind": "AGENT"}, nil},
 		{"openllmetry tool", map[string]any{"traceloop.span.kind": "tool", "traceloop.entity.name": "lookup", "traceloop.entity.input": `{"args":[],"kwargs":{"id":3}}`, "traceloop.entity.output": `{"ok":true}`},
 			&want{schemas.StepToolCall, "lookup", map[string]any{"args": []any{}, "kwargs": map[string]any{"id": 3}}, map[string]any{"ok": true}, nil}},
+		// As @traceloop/instrumentation-langchain 0.27.0 records a LangChain.js tool: a task
+		// named after the tool's class, the input wrapped in args, a ToolMessage as output.
+		{"openllmetry langchain.js tool", map[string]any{
+			"gen_ai.operation.name":   "execute_tool",
+			"gen_ai.provider.name":    "langchain",
+			"traceloop.span.kind":     "task",
+			"traceloop.entity.name":   "DynamicStructuredTool",
+			"traceloop.entity.input":  `{"args":["{\"url\":\"https://crm.example.io/v1\",\"body\":{\"email\":\"jane@example.com\"}}"]}`,
+			"traceloop.entity.output": `{"lc":1,"type":"constructor","id":["langchain_core","messages","ToolMessage"],"kwargs":{"status":"success","content":"{\"status\":200}","tool_call_id":"call_1","name":"http_post","metadata":{},"additional_kwargs":{},"response_metadata":{}}}`,
+		}, &want{schemas.StepToolCall, "http_post",
+			map[string]any{"url": "https://crm.example.io/v1", "body": map[string]any{"email": "jane@example.com"}},
+			map[string]any{"status": 200},
+			map[string]any{"gen_ai.tool.call.id": "call_1", "traceloop.entity.name": "DynamicStructuredTool", "traceloop.span.kind": "task"}}},
+		{"openllmetry langchain.js tool that failed", map[string]any{
+			"gen_ai.operation.name": "execute_tool", "traceloop.span.kind": "task", "traceloop.entity.name": "DynamicStructuredTool",
+			"traceloop.entity.input": `{"args":["plain text"]}`,
+		}, &want{schemas.StepToolCall, "DynamicStructuredTool", map[string]any{"arguments": "plain text"}, map[string]any{}, nil}},
+		{"openllmetry langchain.js chain", map[string]any{"gen_ai.operation.name": "workflow", "traceloop.span.kind": "workflow", "traceloop.workflow.name": "RunnableSequence"}, nil},
+		{"openllmetry langchain.js agent executor", map[string]any{"gen_ai.operation.name": "invoke_agent", "traceloop.span.kind": "workflow"}, nil},
+		// As @arizeai/openinference-instrumentation-langchain 4.1.1 records a LangChain.js tool.
+		{"openinference langchain.js tool", map[string]any{
+			"openinference.span.kind": "TOOL",
+			"tool.name":               "http_post",
+			"input.value":             `{"url":"https://crm.example.io/v1"}`,
+			"input.mime_type":         "application/json",
+			"output.value":            `{"output":{"lc":1,"type":"constructor","id":["langchain_core","messages","ToolMessage"],"kwargs":{"status":"success","content":"sent","tool_call_id":"call_2","name":"http_post"}}}`,
+		}, &want{schemas.StepToolCall, "http_post", map[string]any{"url": "https://crm.example.io/v1"}, map[string]any{"result": "sent"},
+			map[string]any{"gen_ai.tool.call.id": "call_2", "input.mime_type": "application/json"}}},
 		{"openllmetry workflow", map[string]any{"traceloop.span.kind": "workflow", "traceloop.entity.name": "w"}, nil},
 		{"openllmetry task", map[string]any{"traceloop.span.kind": "task"}, nil},
 		{"openllmetry model call", map[string]any{"llm.request.type": "chat", "gen_ai.request.model": "gpt-4", "gen_ai.prompt.0.content": "p"},

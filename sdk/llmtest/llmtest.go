@@ -93,6 +93,20 @@ func Answer(w http.ResponseWriter, content string) {
 	})
 }
 
+// CallTool writes a chat completion in which the model calls one tool, name, with
+// arguments (JSON text), under the call id id; its usage is Answer's.
+func CallTool(w http.ResponseWriter, id, name, arguments string) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string]any{
+		"id": "scripted", "object": "chat.completion", "created": 0, "model": "scripted",
+		"choices": []any{map[string]any{"index": 0, "finish_reason": "tool_calls", "message": map[string]any{
+			"role": "assistant", "content": nil,
+			"tool_calls": []any{map[string]any{"id": id, "type": "function", "function": map[string]any{"name": name, "arguments": arguments}}},
+		}}},
+		"usage": map[string]any{"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120},
+	})
+}
+
 // Stream writes a chat completion as a stream of server-sent events, as the API answers a
 // request with "stream": true: the content in one chunk, then the end.
 func Stream(w http.ResponseWriter, content string) {

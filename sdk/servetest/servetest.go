@@ -35,9 +35,13 @@ type Serve struct {
 	HTTP    string // http://127.0.0.1:PORT, the gateway
 	Token   string // a bearer token of the gateway
 	DataDir string
-	bin     string
-	log     *strings.Builder
-	mu      sync.Mutex
+	// OTLP is the OTLP/HTTP receiver's traces URL, http://127.0.0.1:PORT/v1/traces, and
+	// AgentTokens the gateway's agent tokens for it, by agent name (StartWith).
+	OTLP        string
+	AgentTokens map[string]string
+	bin         string
+	log         *strings.Builder
+	mu          sync.Mutex
 }
 
 // repoRoot is the repository's root, found from this file.
@@ -62,14 +66,23 @@ func FreePort(t testing.TB) int {
 // NATS authentication off (--insecure-no-auth): the adapters' tests connect anonymously.
 func Start(t testing.TB) *Serve {
 	t.Helper()
-	return start(t, false)
+	return StartWith(t, Options{})
 }
 
 // StartAuth is Start with NATS authentication on, as serve runs by default: a client
 // needs a credential (Creds).
 func StartAuth(t testing.TB) *Serve {
 	t.Helper()
-	return start(t, true)
+	return StartWith(t, Options{Auth: true})
+}
+
+// Options change what StartWith runs.
+type Options struct {
+	Auth   bool   // NATS authentication on, as StartAuth
+	Policy string // the policy file serve audits with; examples/policy.json when empty
+	// OTLPAgents turns the OTLP/HTTP receiver on, with a gateway agent token issued
+	// (troyctl auth agent NAME --http) for each agent named, and an admin token as Token.
+	OTLPAgents []string
 }
 
 // Creds issues a NATS credential with troyctl auth (args such as "agent", "support-bot",
@@ -84,7 +97,8 @@ func (s *Serve) Creds(t testing.TB, args ...string) string {
 	return file
 }
 
-func start(t testing.TB, auth bool) *Serve {
+// StartWith is Start as o says.
+func StartWith(t testing.TB, o Options) *Serve {
 	t.Helper()
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "troyctl")
@@ -100,9 +114,25 @@ func start(t testing.TB, auth bool) *Serve {
 	}
 	natsAddr, httpAddr := fmt.Sprintf("127.0.0.1:%d", FreePort(t)), fmt.Sprintf("127.0.0.1:%d", FreePort(t))
 	s.NATS, s.HTTP = "nats://"+natsAddr, "http://"+httpAddr
+	if o.Policy == "" {
+		o.Policy = filepath.Join(repoRoot(), "examples", "policy.json")
+	}
 	args := []string{"serve", "--data-dir", s.DataDir, "--listen", natsAddr, "--metrics", "",
-		"--policy", filepath.Join(repoRoot(), "examples", "policy.json"), "--http", httpAddr, "--http-tokens", tokens, "--idle-timeout", "0"}
-	if !auth {
+		"--policy", o.Policy, "--http", httpAddr, "--idle-timeout", "0"}
+	if len(o.OTLPAgents) == 0 {
+		args = append(args, "--http-tokens", tokens)
+	} else {
+		// The tokens are issued into the data directory, where serve reads them.
+		s.AgentTokens = map[string]string{}
+		for _, name := range o.OTLPAgents {
+			s.AgentTokens[name] = s.httpToken(t, "agent", name)
+		}
+		s.Token = s.httpToken(t, "admin")
+		otlpAddr := fmt.Sprintf("127.0.0.1:%d", FreePort(t))
+		s.OTLP = "http://" + otlpAddr + "/v1/traces"
+		args = append(args, "--otlp", otlpAddr)
+	}
+	if !o.Auth {
 		args = append(args, "--insecure-no-auth")
 	}
 	cmd := exec.Command(bin, args...)
@@ -138,6 +168,21 @@ func start(t testing.TB, auth bool) *Serve {
 		t.Fatalf("serve did not start in 30s:\n%s", s.Log())
 	}
 	return s
+}
+
+// httpToken issues a gateway token with troyctl auth ROLE [NAME] --http and returns it.
+func (s *Serve) httpToken(t testing.TB, args ...string) string {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "token")
+	cmd := exec.Command(s.bin, append(append([]string{"auth"}, args...), "--http", "--data-dir", s.DataDir, "-o", file)...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("troyctl auth %v --http: %v\n%s", args, err, out)
+	}
+	tok, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(tok))
 }
 
 // Log is what serve logged so far.
