@@ -48,7 +48,13 @@ func (s *Server) handler(h Handler) http.Handler {
 		defer s.inFlight.Add(-1)
 		for m := s.maxIn.Load(); in > m && !s.maxIn.CompareAndSwap(m, in); m = s.maxIn.Load() {
 		}
-		raw, _ := io.ReadAll(r.Body)
+		raw, err := io.ReadAll(r.Body)
+		if err != nil {
+			// A client that gave up mid-request (a timeout under load) sent no request
+			// worth recording; its retry is recorded instead.
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
 		s.mu.Lock()
 		n := len(s.bodies)
 		s.bodies = append(s.bodies, string(raw))
