@@ -28,8 +28,8 @@ func newBatchCmd(a *app) *cobra.Command {
 		sf          signFlags
 	)
 	cmd := &cobra.Command{
-		Use:     "audit-batch DIR|FILE... POLICY",
-		Aliases: []string{"batch"},
+		Use:     "batch DIR|FILE... POLICY",
+		Aliases: []string{"audit-batch"}, // the Python tool's name, which its users' scripts call
 		Short:   "Audit every trace in a directory (or files) and write per-trace reports and a summary",
 		Long: `Audit every trace in the given directories and files, concurrently. Directories
 contribute the .json, .jsonl, .json.gz and .jsonl.gz files directly inside them
