@@ -68,6 +68,8 @@ type BatchOptions struct {
 // Progress reports one finished input of a batch.
 type Progress struct {
 	Name   string // file name, with :line for a .jsonl record
+	File   string // the trace's file as given; empty for a skipped input
+	Line   int    // the trace's line within a .jsonl file; 0 otherwise
 	Result *schemas.AuditResult
 	Report string // directory of the trace's reports
 	Err    error  // why the input was skipped
@@ -135,6 +137,8 @@ type job struct {
 type done struct {
 	seq    int
 	name   string
+	file   string
+	line   int
 	result *schemas.AuditResult
 	report string
 	err    error
@@ -226,7 +230,7 @@ func Batch(ctx context.Context, a Auditor, files []string, opts BatchOptions) (*
 				d.err = err
 			}
 			if opts.Progress != nil {
-				opts.Progress(Progress{Name: d.name, Result: d.result, Report: d.report, Err: d.err, Done: next})
+				opts.Progress(Progress{Name: d.name, File: d.file, Line: d.line, Result: d.result, Report: d.report, Err: d.err, Done: next})
 			}
 		}
 	}
@@ -242,7 +246,7 @@ func runJob(ctx context.Context, a Auditor, j job, sg *reporter.Signer) done {
 		return done{seq: j.seq, name: j.name, err: j.err}
 	}
 	rec := j.raw.Decode()
-	d := done{seq: j.seq, name: rec.Name()}
+	d := done{seq: j.seq, name: rec.Name(), file: rec.File, line: rec.Line}
 	if rec.Err != nil {
 		d.err = rec.Err
 		return d

@@ -57,6 +57,7 @@ func newAuditCmd(a *app) *cobra.Command {
 		ex               explainFlags
 		nf               natsFlags
 		sf               signFlags
+		ci               ciFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "audit TRACE POLICY",
@@ -88,6 +89,9 @@ redacted before they are sent; replies are cached under --data-dir.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
+			if err := ci.resolve(cmd, asJSON); err != nil {
+				return err
+			}
 			c, err := loadPolicy(a, args[1])
 			if err != nil {
 				return err
@@ -119,12 +123,16 @@ redacted before they are sent; replies are cached under --data-dir.`,
 			if err := reporter.WriteAudit(r, reporter.Dest{Markdown: mdPath, JSON: jsonPath, Stdout: a.stdout, Signer: signer}); err != nil {
 				return err
 			}
-			if asJSON {
-				if err := reporter.EncodeJSON(a.stdout, auditSummary(r, mdPath, jsonPath)); err != nil {
+			traces := []reporter.Audited{{File: args[0], Result: r}}
+			if ci.machine() {
+				if err := ci.write(a, c, traces, auditSummary(r, mdPath, jsonPath)); err != nil {
 					return err
 				}
 			} else {
 				printAudit(a, r, c, args[1], mdPath, jsonPath)
+			}
+			if err := ci.gate(traces); err != nil {
+				return err
 			}
 			var mf modelFailures
 			mf.add(r.Info)
@@ -135,6 +143,7 @@ redacted before they are sent; replies are cached under --data-dir.`,
 	cmd.Flags().StringVarP(&jsonPath, "json-output", "j", "", "JSON audit path (default logs/YYYY-MM-DD/audit.json)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON summary on stdout instead of text")
 	cmd.Flags().Int64Var(&maxSize, "max-size", ingest.DefaultMaxSize, "largest trace document in bytes (a .json file, or one .jsonl line)")
+	ci.register(cmd)
 	ex.register(cmd, true)
 	sf.register(cmd)
 	nf.register(cmd)

@@ -4,7 +4,6 @@ import (
 	"crypto/ed25519"
 	"fmt"
 	"io"
-	"os"
 
 	"github.com/spf13/cobra"
 
@@ -19,16 +18,13 @@ type signFlags struct {
 }
 
 func (f *signFlags) register(cmd *cobra.Command) {
-	cmd.Flags().StringVar(&f.path, "signing-key", "", "Ed25519 key file that signs the reports (default $"+signing.EnvKey+", else troy/signing.key in the user config directory, created on first use)")
+	cmd.Flags().StringVar(&f.path, "signing-key", "", "Ed25519 key file that signs the reports (default troy/signing.key in the user config directory, created on first use)")
 }
 
 // keyPath says which key file the flags name, and whether the user named it.
 func (f *signFlags) keyPath() (path string, explicit bool, err error) {
 	if f.path != "" {
 		return f.path, true, nil
-	}
-	if p := os.Getenv(signing.EnvKey); p != "" {
-		return p, true, nil
 	}
 	p, err := signing.UserKey()
 	return p, false, err

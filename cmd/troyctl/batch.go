@@ -26,10 +26,11 @@ func newBatchCmd(a *app) *cobra.Command {
 		ex          explainFlags
 		nf          natsFlags
 		sf          signFlags
+		ci          ciFlags
 	)
 	cmd := &cobra.Command{
-		Use:     "audit-batch DIR|FILE... POLICY",
-		Aliases: []string{"batch"},
+		Use:     "batch DIR|FILE... POLICY",
+		Aliases: []string{"audit-batch"}, // the Python tool's name, which its users' scripts call
 		Short:   "Audit every trace in a directory (or files) and write per-trace reports and a summary",
 		Long: `Audit every trace in the given directories and files, concurrently. Directories
 contribute the .json, .jsonl, .json.gz and .jsonl.gz files directly inside them
@@ -47,6 +48,9 @@ The last argument is the policy: a file or the name of a bundled template.`,
   troyctl batch archive/ soc2 --nats nats://troy.internal:4222`,
 		Args: cobra.MinimumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := ci.resolve(cmd, asJSON); err != nil {
+				return err
+			}
 			policyArg := args[len(args)-1]
 			c, err := loadPolicy(a, policyArg)
 			if err != nil {
@@ -73,13 +77,15 @@ The last argument is the policy: a file or the name of a bundled template.`,
 			}
 			prog := newProgress(a.stderr, files, quiet)
 			var mf modelFailures
+			var traces []reporter.Audited
 			summary, err := audit.Batch(cmd.Context(), auditor, files, audit.BatchOptions{
 				Dir:         dir,
 				Concurrency: concurrency,
 				Ingest:      ingest.Options{MaxSize: maxSize},
 				Progress: func(p audit.Progress) {
-					if p.Result != nil {
+					if p.Result != nil && p.Err == nil {
 						mf.add(p.Result.Info)
+						traces = append(traces, reporter.Audited{File: p.File, Line: p.Line, Result: p.Result})
 					}
 					prog.update(p)
 				},
@@ -89,8 +95,8 @@ The last argument is the policy: a file or the name of a bundled template.`,
 			if err != nil {
 				return err
 			}
-			if asJSON {
-				if err := reporter.EncodeJSON(a.stdout, summary); err != nil {
+			if ci.machine() {
+				if err := ci.write(a, c, traces, summary); err != nil {
 					return err
 				}
 			} else {
@@ -104,6 +110,9 @@ The last argument is the policy: a file or the name of a bundled template.`,
 			if n := len(summary.Skipped); n > 0 {
 				return fmt.Errorf("%d input(s) skipped; see %s", n, summary.Summary)
 			}
+			if err := ci.gate(traces); err != nil {
+				return err
+			}
 			return mf.err(&ex, nf.opts.URL != "")
 		},
 	}
@@ -112,6 +121,7 @@ The last argument is the policy: a file or the name of a bundled template.`,
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON summary on stdout instead of text")
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "no per-trace progress lines")
 	cmd.Flags().Int64Var(&maxSize, "max-size", ingest.DefaultMaxSize, "largest trace document in bytes (a .json file, or one .jsonl line)")
+	ci.register(cmd)
 	ex.register(cmd, true)
 	sf.register(cmd)
 	nf.register(cmd)

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -198,7 +197,7 @@ evaluated and scored: spans and steps per second, exported to scored.`,
 	nf.register(cmd)
 	f := cmd.Flags()
 	f.StringVar(&opts.URL, "otlp", "", "the OTLP/HTTP receiver's URL, such as http://127.0.0.1:4318/v1/traces")
-	f.StringVar(&opts.Token, "token", os.Getenv("TROY_TOKEN"), "a gateway token that may send the agent bench's traces (default $TROY_TOKEN)")
+	f.StringVar(&opts.Token, "token", "", "a gateway token that may send the agent bench's traces")
 	f.IntVar(&opts.Spans, "spans", 100_000, "spans to export")
 	f.IntVar(&opts.PerTrace, "per-trace", 20, "spans per trace, the agent's own included")
 	f.IntVar(&opts.PerPost, "per-export", 32, "traces per export request")

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -15,16 +14,11 @@ import (
 type chFlags struct{ dsn string }
 
 func (f *chFlags) register(cmd *cobra.Command) {
-	cmd.Flags().StringVar(&f.dsn, "clickhouse", "", "ClickHouse DSN, such as clickhouse://user:pass@host:9000/troy (default $"+warehouse.EnvDSN+")")
+	cmd.Flags().StringVar(&f.dsn, "clickhouse", "", "ClickHouse DSN, such as clickhouse://user:pass@host:9000/troy")
 }
 
-// value is the DSN from the flag, else the environment; empty when neither gives one.
-func (f *chFlags) value() string {
-	if f.dsn != "" {
-		return f.dsn
-	}
-	return os.Getenv(warehouse.EnvDSN)
-}
+// value is the DSN from the flag (or its variable, applyEnv); empty when neither gives one.
+func (f *chFlags) value() string { return f.dsn }
 
 // open connects to an existing troy database.
 func (f *chFlags) open(ctx context.Context) (*warehouse.Store, error) {

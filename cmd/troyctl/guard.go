@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"slices"
 	"strings"
 	"time"
@@ -81,9 +80,6 @@ rule's timeout; without one (or with --no-explain) their on_error decides.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			if nf.opts.URL == "" {
-				nf.opts.URL = os.Getenv(envForward)
-			}
 			logger := slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 			switch {
 			case stdio == flush:
@@ -119,7 +115,7 @@ rule's timeout; without one (or with --no-explain) their on_error decides.`,
 	f.DurationVar(&wait, "forward-wait", 10*time.Second, "at exit (or with --flush), longest wait for the deployment to acknowledge the record")
 	nf.register(cmd)
 	ex.register(cmd, false)
-	f.Lookup("nats").Usage = "NATS URL(s) of a deployment (troyctl serve) to forward the record to (env " + envForward + "; default: none, the record stays local)"
+	f.Lookup("nats").Usage = "NATS URL(s) of a deployment (troyctl serve) to forward the record to (default: none, the record stays local)"
 	return cmd
 }
 

@@ -89,8 +89,11 @@ markdown and JSON reports. It also checks single actions before they run.`,
   troyctl policies list`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       versionLine(readBuildInfo()),
+		// Environment variables stand for connection flags the command line did not give.
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error { return applyEnv(cmd, os.LookupEnv) },
 	}
-	root.CompletionOptions.HiddenDefaultCmd = true
+	root.SetVersionTemplate("{{.Name}} {{.Version}}\n")
 	root.AddCommand(
 		newAuditCmd(a),
 		newBatchCmd(a),
@@ -111,5 +114,6 @@ markdown and JSON reports. It also checks single actions before they run.`,
 		newVersionCmd(a),
 		newVerifyCmd(a),
 	)
+	bindEnv(root, envBindings())
 	return root
 }

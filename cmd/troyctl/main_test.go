@@ -29,7 +29,7 @@ func TestMain(m *testing.M) {
 	}
 	repoRoot = abs
 	// Tests never reach a real model or database: settings in the developer's environment are not used.
-	for _, k := range []string{"OPENAI_API_KEY", "OPENAI_BASE_URL", "TROY_MODEL", "TROY_CLICKHOUSE", "TROY_NATS_URL"} {
+	for _, k := range []string{"OPENAI_API_KEY", "OPENAI_BASE_URL", "TROY_MODEL", "TROY_CLICKHOUSE", "TROY_NATS_URL", "NATS_URL", "TROY_POLICY", "TROY_DATA_DIR"} {
 		os.Unsetenv(k)
 	}
 	// Reports are signed with a key of the tests' own, not the developer's (child

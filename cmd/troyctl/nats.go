@@ -29,7 +29,7 @@ type natsFlags struct {
 func (f *natsFlags) register(cmd *cobra.Command) {
 	f.cmd = cmd
 	fl := cmd.Flags()
-	fl.StringVar(&f.creds, "creds", "", "NATS credentials file for --nats, such as one from troyctl auth (default: $TROY_CREDS, else DATA-DIR/auth/admin.creds when there)")
+	fl.StringVar(&f.creds, "creds", "", "NATS credentials file for --nats, such as one from troyctl auth (default: DATA-DIR/auth/admin.creds when there)")
 	fl.StringVar(&f.opts.URL, "nats", "", "NATS server URL(s), comma-separated (default: an embedded server)")
 	fl.StringVar(&f.opts.User, "nats-user", "", "NATS user")
 	fl.StringVar(&f.opts.Password, "nats-password", "", "NATS password")
@@ -68,7 +68,7 @@ func (f *natsFlags) auditor(ctx context.Context, c *evaluator.Compiled, ex *expl
 }
 
 // resolveCreds chooses the credentials of a connection to --nats when no --nats-* flag
-// gave them: --creds, else $TROY_CREDS, else the admin credential that troyctl serve created in
+// gave them: --creds (or $TROY_CREDS, applyEnv), else the admin credential that troyctl serve created in
 // the data directory (--data-dir, where the command has one, else .troy), so that commands
 // run beside a serve need no flag, else $TROY_TOKEN.
 func (f *natsFlags) resolveCreds() {
@@ -78,10 +78,6 @@ func (f *natsFlags) resolveCreds() {
 	}
 	if f.creds != "" {
 		a.CredsFile = f.creds
-		return
-	}
-	if env := os.Getenv(agent.EnvCreds); env != "" {
-		a.CredsFile = env
 		return
 	}
 	dataDir := ".troy"

@@ -280,7 +280,7 @@ answer y to the question, or with --force.`,
 }
 
 func newPoliciesValidateCmd(a *app) *cobra.Command {
-	var strict bool
+	var strict, asJSON bool
 	cmd := &cobra.Command{
 		Use:   "validate POLICY...",
 		Short: "Check policy files: format, rule ids, severities, weights, that every condition compiles and keeps to the limits",
@@ -292,10 +292,15 @@ bound (quantifiers over the trace nested in each other, a repeat with a computed
 the whole trace written out at every step) is a warning naming the rule and why, and so is
 a place where a policy written for the Python tool fails at run time as that tool's does
 (a name its namespace lacks, operand types that raise); with --strict, warnings are
-errors.`,
+errors.
+
+--json prints one JSON object a line, one per file: {"file", "ok", "rules", "errors",
+"warnings"}, each error and warning {"rule_id", "place", "message"} (rule_id empty for
+the document, place the field or rules[i] where it is); the exit code is the same.`,
 		Example: `  troyctl policies validate policy.json
   troyctl policies validate policies/*.json
-  troyctl policies validate --strict policy.json`,
+  troyctl policies validate --strict policy.json
+  troyctl policies validate --json policies/*.json`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var errs []error
@@ -305,16 +310,18 @@ errors.`,
 				if err == nil {
 					c, err = evaluator.Compile(p)
 				}
+				if asJSON {
+					if !validateJSON(a, arg, p, c, err, strict) {
+						errs = append(errs, fmt.Errorf("%s: not valid", arg))
+					}
+					continue
+				}
 				if err != nil {
 					errs = append(errs, err)
 					continue
 				}
 				noticeIgnoredSettings(a.stderr, arg, p)
-				var warnings []evaluator.Warning
-				for _, w := range p.ConversionWarnings { // where the Python tool's rule fails at run time
-					warnings = append(warnings, evaluator.Warning{RuleID: w.RuleID, Msg: "condition (Python): " + w.Msg})
-				}
-				warnings = append(warnings, c.Warnings()...)
+				warnings := policyWarnings(p, c)
 				for _, w := range warnings {
 					line := fmt.Sprintf("%s: %s: warning: %s", arg, policies.RuleLabel(w.RuleID), w.Msg)
 					if strict {
@@ -328,9 +335,13 @@ errors.`,
 				}
 				fmt.Fprintf(a.stdout, "%s: ok (%d rules%s)\n", arg, len(p.Rules), plural(len(warnings), ", %d warning", ", %d warnings"))
 			}
+			if asJSON && len(errs) > 0 {
+				return &exitCodeError{code: exitError} // each file's errors are in its line
+			}
 			return errors.Join(errs...)
 		},
 	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object per file: file, ok, rules, errors and warnings")
 	cmd.Flags().BoolVar(&strict, "strict", false, "treat warnings about costs as errors (exit 1), e.g. in CI: troyctl policies validate --strict policy.json")
 	return cmd
 }
