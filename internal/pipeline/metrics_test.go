@@ -4,7 +4,8 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // Rule ids past MaxRuleLabels are counted as "other", and so are severities no policy
@@ -26,11 +27,18 @@ func TestViolationLabelsAreBounded(t *testing.T) {
 		{"rule-0", OtherRule, 1},
 	}
 	for _, tt := range tests {
-		if got := testutil.ToFloat64(m.violations.WithLabelValues(tt.rule, tt.severity)); got != tt.want {
+		var c dto.Metric
+		if err := m.violations.WithLabelValues(tt.rule, tt.severity).Write(&c); err != nil {
+			t.Fatal(err)
+		}
+		if got := c.GetCounter().GetValue(); got != tt.want {
 			t.Errorf("%s/%s: %v, want %v", tt.rule, tt.severity, got, tt.want)
 		}
 	}
-	if n := testutil.CollectAndCount(m.violations); n != MaxRuleLabels+2 {
+	ch := make(chan prometheus.Metric, 2*MaxRuleLabels)
+	m.violations.Collect(ch)
+	close(ch)
+	if n := len(ch); n != MaxRuleLabels+2 {
 		t.Errorf("%d series, want %d", n, MaxRuleLabels+2)
 	}
 }
