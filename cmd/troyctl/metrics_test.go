@@ -158,7 +158,8 @@ func TestServeMetrics(t *testing.T) {
 		{"troy_http_requests_total", []string{"route", "POST /v1/traces/{id}/end", "code", "202"}, 1},
 		{"troy_http_requests_total", []string{"route", "unmatched", "code", "404"}, 1},
 		{"troy_llm_calls_total", []string{"outcome", "error"}, 0},
-		{"troy_rule_errors_total", nil, -1}, // no rule could not be evaluated: no series yet
+		{"troy_rule_errors_total", []string{"component", "guard", "outcome", "blocked"}, 0}, // known series start at zero
+		{"troy_rule_errors_total", []string{"component", "evaluator", "outcome", "recorded"}, 0},
 		{"troy_build_info", []string{"go_version", runtime.Version()}, 1},
 		{"go_goroutines", nil, -2},
 		{"process_cpu_seconds_total", nil, -2},

@@ -65,6 +65,15 @@ func NewMetrics() *Metrics {
 	for _, s := range schemas.Severities() {
 		m.severities[s] = struct{}{}
 	}
+	// The series of known labels start at zero, so that rates and alerts see them before
+	// the first event.
+	for _, o := range []string{DecisionAllowed, DecisionBlocked, DecisionFlagged, DecisionError} {
+		m.decisions.WithLabelValues(o)
+	}
+	for _, o := range []string{"blocked", "skipped", "allowed"} {
+		m.ruleErrors.WithLabelValues(Guard, o)
+	}
+	m.ruleErrors.WithLabelValues(Evaluator, "recorded")
 	return m
 }
 

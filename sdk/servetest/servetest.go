@@ -33,6 +33,7 @@ import (
 type Serve struct {
 	NATS    string // nats://127.0.0.1:PORT
 	HTTP    string // http://127.0.0.1:PORT, the gateway
+	Metrics string // http://127.0.0.1:PORT/metrics
 	Token   string // a bearer token of the gateway
 	DataDir string
 	bin     string
@@ -98,9 +99,9 @@ func start(t testing.TB, auth bool) *Serve {
 	if err := os.WriteFile(tokens, []byte(s.Token+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	natsAddr, httpAddr := fmt.Sprintf("127.0.0.1:%d", FreePort(t)), fmt.Sprintf("127.0.0.1:%d", FreePort(t))
-	s.NATS, s.HTTP = "nats://"+natsAddr, "http://"+httpAddr
-	args := []string{"serve", "--data-dir", s.DataDir, "--listen", natsAddr, "--metrics", "",
+	natsAddr, httpAddr, metricsAddr := fmt.Sprintf("127.0.0.1:%d", FreePort(t)), fmt.Sprintf("127.0.0.1:%d", FreePort(t)), fmt.Sprintf("127.0.0.1:%d", FreePort(t))
+	s.NATS, s.HTTP, s.Metrics = "nats://"+natsAddr, "http://"+httpAddr, "http://"+metricsAddr+"/metrics"
+	args := []string{"serve", "--data-dir", s.DataDir, "--listen", natsAddr, "--metrics", metricsAddr,
 		"--policy", filepath.Join(repoRoot(), "examples", "policy.json"), "--http", httpAddr, "--http-tokens", tokens, "--idle-timeout", "0"}
 	if !auth {
 		args = append(args, "--insecure-no-auth")
