@@ -171,37 +171,9 @@ var macro = regexp.MustCompile(`\$__(timeFilter|timeInterval)\((\w+)\)`)
 // The dashboard's panels query tables and columns that exist, and their SQL runs on a real
 // server once Grafana's macros are expanded.
 func TestGrafanaDashboard(t *testing.T) {
-	raw, err := os.ReadFile("grafana/dashboards/troy.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var d struct {
-		UID    string `json:"uid"`
-		Panels []struct {
-			Title   string `json:"title"`
-			Targets []struct {
-				RawSQL     string `json:"rawSql"`
-				Datasource struct {
-					UID string `json:"uid"`
-				} `json:"datasource"`
-			} `json:"targets"`
-		} `json:"panels"`
-	}
-	if err := json.Unmarshal(raw, &d); err != nil {
-		t.Fatalf("troy.json: %v", err)
-	}
-	var ds struct {
-		Datasources []struct {
-			UID      string         `yaml:"uid"`
-			Type     string         `yaml:"type"`
-			JSONData map[string]any `yaml:"jsonData"`
-		} `yaml:"datasources"`
-	}
-	raw, err = os.ReadFile("grafana/provisioning/datasources/clickhouse.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := yaml.Unmarshal(raw, &ds); err != nil || len(ds.Datasources) != 1 || ds.Datasources[0].JSONData["defaultDatabase"] != "troy" {
+	d := readDashboard(t, "grafana/dashboards/troy.json")
+	ds, err := readDatasources("grafana/provisioning/datasources/clickhouse.yaml")
+	if err != nil || len(ds.Datasources) != 1 || ds.Datasources[0].JSONData["defaultDatabase"] != "troy" {
 		t.Fatalf("datasource: %v %+v", err, ds)
 	}
 	srv := chtest.Start(t)
@@ -277,43 +249,62 @@ func TestCollectorConfig(t *testing.T) {
 	}
 }
 
+// dashboard is what the tests read of a Grafana dashboard: each panel's queries.
+type dashboard struct {
+	UID    string `json:"uid"`
+	Panels []struct {
+		Title   string `json:"title"`
+		Targets []struct {
+			RawSQL     string `json:"rawSql"`
+			Expr       string `json:"expr"`
+			Datasource struct {
+				UID string `json:"uid"`
+			} `json:"datasource"`
+		} `json:"targets"`
+	} `json:"panels"`
+}
+
+func readDashboard(t *testing.T, file string) dashboard {
+	t.Helper()
+	var d dashboard
+	raw, err := os.ReadFile(file)
+	if err == nil {
+		err = json.Unmarshal(raw, &d)
+	}
+	if err != nil {
+		t.Fatalf("%s: %v", file, err)
+	}
+	return d
+}
+
+// datasources is a Grafana datasource provisioning file.
+type datasources struct {
+	Datasources []struct {
+		UID      string         `yaml:"uid"`
+		Type     string         `yaml:"type"`
+		URL      string         `yaml:"url"`
+		JSONData map[string]any `yaml:"jsonData"`
+	} `yaml:"datasources"`
+}
+
+func readDatasources(file string) (datasources, error) {
+	var ds datasources
+	raw, err := os.ReadFile(file)
+	if err == nil {
+		err = yaml.Unmarshal(raw, &ds)
+	}
+	return ds, err
+}
+
 // promName finds the metric names in PromQL: troy's and the standard collectors'.
 var promName = regexp.MustCompile(`\b((?:troy|go|process)_[a-z0-9_]+)\b`)
 
 // The operations dashboard queries the provisioned Prometheus datasource, and every
 // metric it names is one a real serve exposes after traffic.
 func TestOperationsDashboard(t *testing.T) {
-	raw, err := os.ReadFile("grafana/dashboards/troy-operations.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var d struct {
-		UID    string `json:"uid"`
-		Panels []struct {
-			Title   string `json:"title"`
-			Targets []struct {
-				Expr       string `json:"expr"`
-				Datasource struct {
-					UID string `json:"uid"`
-				} `json:"datasource"`
-			} `json:"targets"`
-		} `json:"panels"`
-	}
-	if err := json.Unmarshal(raw, &d); err != nil {
-		t.Fatalf("troy-operations.json: %v", err)
-	}
-	var ds struct {
-		Datasources []struct {
-			UID  string `yaml:"uid"`
-			Type string `yaml:"type"`
-			URL  string `yaml:"url"`
-		} `yaml:"datasources"`
-	}
-	raw, err = os.ReadFile("grafana/provisioning/datasources/prometheus.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := yaml.Unmarshal(raw, &ds); err != nil || len(ds.Datasources) != 1 || ds.Datasources[0].Type != "prometheus" || ds.Datasources[0].URL == "" {
+	d := readDashboard(t, "grafana/dashboards/troy-operations.json")
+	ds, err := readDatasources("grafana/provisioning/datasources/prometheus.yaml")
+	if err != nil || len(ds.Datasources) != 1 || ds.Datasources[0].Type != "prometheus" || ds.Datasources[0].URL == "" {
 		t.Fatalf("prometheus datasource: %v %+v", err, ds)
 	}
 	queried := map[string][]string{} // metric: panels
