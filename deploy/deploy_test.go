@@ -7,6 +7,7 @@ package deploy_test
 import (
 	"context"
 	"encoding/json"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -16,11 +17,14 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"gopkg.in/yaml.v3"
 
 	"github.com/troy-audit/troy/internal/natsauth"
 	"github.com/troy-audit/troy/internal/warehouse"
 	"github.com/troy-audit/troy/internal/warehouse/chtest"
+	"github.com/troy-audit/troy/sdk/servetest"
 )
 
 type compose struct {
@@ -167,37 +171,9 @@ var macro = regexp.MustCompile(`\$__(timeFilter|timeInterval)\((\w+)\)`)
 // The dashboard's panels query tables and columns that exist, and their SQL runs on a real
 // server once Grafana's macros are expanded.
 func TestGrafanaDashboard(t *testing.T) {
-	raw, err := os.ReadFile("grafana/dashboards/troy.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var d struct {
-		UID    string `json:"uid"`
-		Panels []struct {
-			Title   string `json:"title"`
-			Targets []struct {
-				RawSQL     string `json:"rawSql"`
-				Datasource struct {
-					UID string `json:"uid"`
-				} `json:"datasource"`
-			} `json:"targets"`
-		} `json:"panels"`
-	}
-	if err := json.Unmarshal(raw, &d); err != nil {
-		t.Fatalf("troy.json: %v", err)
-	}
-	var ds struct {
-		Datasources []struct {
-			UID      string         `yaml:"uid"`
-			Type     string         `yaml:"type"`
-			JSONData map[string]any `yaml:"jsonData"`
-		} `yaml:"datasources"`
-	}
-	raw, err = os.ReadFile("grafana/provisioning/datasources/clickhouse.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := yaml.Unmarshal(raw, &ds); err != nil || len(ds.Datasources) != 1 || ds.Datasources[0].JSONData["defaultDatabase"] != "troy" {
+	d := readDashboard(t, "grafana/dashboards/troy.json")
+	ds, err := readDatasources("grafana/provisioning/datasources/clickhouse.yaml")
+	if err != nil || len(ds.Datasources) != 1 || ds.Datasources[0].JSONData["defaultDatabase"] != "troy" {
 		t.Fatalf("datasource: %v %+v", err, ds)
 	}
 	srv := chtest.Start(t)
@@ -271,4 +247,149 @@ func TestCollectorConfig(t *testing.T) {
 	if !strings.Contains(string(compose), "TROY_HTTP_TOKENS: ${TROY_OTLP_TOKEN") {
 		t.Error("docker-compose.yml does not give troy the collector's token")
 	}
+}
+
+// dashboard is what the tests read of a Grafana dashboard: each panel's queries.
+type dashboard struct {
+	UID    string `json:"uid"`
+	Panels []struct {
+		Title   string `json:"title"`
+		Targets []struct {
+			RawSQL     string `json:"rawSql"`
+			Expr       string `json:"expr"`
+			Datasource struct {
+				UID string `json:"uid"`
+			} `json:"datasource"`
+		} `json:"targets"`
+	} `json:"panels"`
+}
+
+func readDashboard(t *testing.T, file string) dashboard {
+	t.Helper()
+	var d dashboard
+	raw, err := os.ReadFile(file)
+	if err == nil {
+		err = json.Unmarshal(raw, &d)
+	}
+	if err != nil {
+		t.Fatalf("%s: %v", file, err)
+	}
+	return d
+}
+
+// datasources is a Grafana datasource provisioning file.
+type datasources struct {
+	Datasources []struct {
+		UID      string         `yaml:"uid"`
+		Type     string         `yaml:"type"`
+		URL      string         `yaml:"url"`
+		JSONData map[string]any `yaml:"jsonData"`
+	} `yaml:"datasources"`
+}
+
+func readDatasources(file string) (datasources, error) {
+	var ds datasources
+	raw, err := os.ReadFile(file)
+	if err == nil {
+		err = yaml.Unmarshal(raw, &ds)
+	}
+	return ds, err
+}
+
+// promName finds the metric names in PromQL: troy's and the standard collectors'.
+var promName = regexp.MustCompile(`\b((?:troy|go|process)_[a-z0-9_]+)\b`)
+
+// The operations dashboard queries the provisioned Prometheus datasource, and every
+// metric it names is one a real serve exposes after traffic.
+func TestOperationsDashboard(t *testing.T) {
+	d := readDashboard(t, "grafana/dashboards/troy-operations.json")
+	ds, err := readDatasources("grafana/provisioning/datasources/prometheus.yaml")
+	if err != nil || len(ds.Datasources) != 1 || ds.Datasources[0].Type != "prometheus" || ds.Datasources[0].URL == "" {
+		t.Fatalf("prometheus datasource: %v %+v", err, ds)
+	}
+	queried := map[string][]string{} // metric: panels
+	for _, p := range d.Panels {
+		if len(p.Targets) == 0 {
+			t.Errorf("panel %q has no query", p.Title)
+		}
+		for _, tg := range p.Targets {
+			if tg.Datasource.UID != ds.Datasources[0].UID {
+				t.Errorf("panel %q: datasource %q, want %q", p.Title, tg.Datasource.UID, ds.Datasources[0].UID)
+			}
+			names := promName.FindAllString(tg.Expr, -1)
+			if len(names) == 0 {
+				t.Errorf("panel %q: no metric in %q", p.Title, tg.Expr)
+			}
+			for _, n := range names {
+				queried[n] = append(queried[n], p.Title)
+			}
+		}
+	}
+	for _, want := range []string{"troy_events_in_total", "troy_consumer_lag", "troy_guard_check_seconds_bucket", "troy_failures_total", "troy_llm_calls_total"} {
+		if queried[want] == nil {
+			t.Errorf("the dashboard does not show %s", want)
+		}
+	}
+
+	s := servetest.Start(t)
+	post := func(path, body string) {
+		req, _ := http.NewRequest("POST", s.HTTP+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+s.Token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode/100 != 2 {
+			t.Fatalf("POST %s: %d", path, resp.StatusCode)
+		}
+	}
+	post("/v1/guard/check", `{"session": "ops", "agent": "a", "step": {"action": "bash", "metadata": {"permission_level": "admin"}}}`)
+	post("/v1/traces/ops/end", `{"agent": "a"}`)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		exposed := exposedNames(t, s.Metrics)
+		var missing []string
+		for n := range queried {
+			family := n
+			for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+				if f, ok := strings.CutSuffix(n, suffix); ok && exposed[f] {
+					family = f
+				}
+			}
+			if !exposed[family] {
+				missing = append(missing, n)
+			}
+		}
+		if len(missing) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			slices.Sort(missing)
+			t.Fatalf("the dashboard queries metrics serve does not expose: %v", missing)
+		}
+		time.Sleep(50 * time.Millisecond) // the verdict's violations are counted when the evaluator finishes
+	}
+}
+
+// exposedNames reads the metric family names of a /metrics page.
+func exposedNames(t *testing.T, url string) map[string]bool {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	mfs, err := p.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("%s: %v", url, err)
+	}
+	out := map[string]bool{}
+	for name, mf := range mfs {
+		if len(mf.GetMetric()) > 0 {
+			out[name] = true
+		}
+	}
+	return out
 }

@@ -129,6 +129,9 @@ func (f *gatewayFlags) start(ctx context.Context, b *bus.Bus, srv *pipeline.Serv
 	if err != nil {
 		return nil, err
 	}
+	if err := srv.Register(g.Collector()); err != nil {
+		return nil, err
+	}
 	bound, stopServing, err := g.Serve(ctx, f.addr, log)
 	if err != nil {
 		return nil, err

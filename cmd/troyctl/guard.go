@@ -40,6 +40,7 @@ func newGuardCmd(a *app) *cobra.Command {
 		wait         time.Duration
 		nf           natsFlags
 		ex           explainFlags
+		lf           logFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "guard --stdio | --flush",
@@ -80,7 +81,10 @@ rule's timeout; without one (or with --no-explain) their on_error decides.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			logger := slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+			logger, err := lf.logger(a.stderr, nil)
+			if err != nil {
+				return err
+			}
 			switch {
 			case stdio == flush:
 				return errors.New("guard: give --stdio (serve an SDK on stdin/stdout) or --flush (forward what the outbox holds)")
@@ -115,6 +119,7 @@ rule's timeout; without one (or with --no-explain) their on_error decides.`,
 	f.DurationVar(&wait, "forward-wait", 10*time.Second, "at exit (or with --flush), longest wait for the deployment to acknowledge the record")
 	nf.register(cmd)
 	ex.register(cmd, false)
+	lf.register(cmd, "warn")
 	f.Lookup("nats").Usage = "NATS URL(s) of a deployment (troyctl serve) to forward the record to (default: none, the record stays local)"
 	return cmd
 }

@@ -33,6 +33,7 @@ type mcpFlags struct {
 	policy, name, agentName, dataDir, output, mode string
 	maxMessage                                     int
 	verbose                                        bool
+	lf                                             logFlags
 
 	// Streamable HTTP
 	listen, upstream string
@@ -112,11 +113,14 @@ report.md and audit.json are written under --data-dir/reports/<agent>/<session>/
 			if f.output != "" && f.upstream != "" {
 				return errors.New("mcp: -o names one session's report folder; an HTTP proxy has a session per client, reported under --data-dir/reports/")
 			}
-			level := slog.LevelWarn
+			var info *slog.Level
 			if f.verbose {
-				level = slog.LevelInfo
+				info = new(slog.LevelInfo)
 			}
-			logger := slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: level}))
+			logger, err := f.lf.logger(a.stderr, info)
+			if err != nil {
+				return err
+			}
 			guards, closeGuards, err := f.guards(cmd, logger)
 			if err != nil {
 				return err
@@ -141,7 +145,8 @@ report.md and audit.json are written under --data-dir/reports/<agent>/<session>/
 	fl.StringVarP(&f.output, "output", "o", "", "directory for the session's report.md and audit.json (default DATA-DIR/reports/AGENT/SESSION; stdio only)")
 	fl.StringVar(&f.mode, "mode", "", "enforce (default: blocked calls are not forwarded), monitor or dry-run (recorded, never blocked)")
 	fl.IntVar(&f.maxMessage, "max-message", mcpproxy.DefaultMaxMessage, "largest JSON-RPC message in bytes, either way")
-	fl.BoolVarP(&f.verbose, "verbose", "v", false, "log each session, block and the server's start and stop to stderr")
+	fl.BoolVarP(&f.verbose, "verbose", "v", false, "log each session, block and the server's start and stop to stderr: --log-level info")
+	f.lf.register(cmd, "warn")
 
 	fl.StringVar(&f.listen, "listen", "", "serve a Streamable HTTP proxy on this address, such as --listen 127.0.0.1:8931 (with --upstream)")
 	fl.StringVar(&f.upstream, "upstream", "", "the Streamable HTTP MCP server to proxy, its endpoint's URL, such as --upstream http://127.0.0.1:3001/mcp")

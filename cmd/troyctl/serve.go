@@ -34,6 +34,7 @@ func newServeCmd(a *app) *cobra.Command {
 		listen      string
 		only        string
 		verbose     bool
+		lf          logFlags
 		ex          explainFlags
 		ch          chFlags
 		gw          gatewayFlags
@@ -93,11 +94,14 @@ flag wins over the policy.`,
 			if err := nf.retention(retain, retainBytes); err != nil {
 				return err
 			}
-			level := slog.LevelInfo
+			var debug *slog.Level
 			if verbose {
-				level = slog.LevelDebug
+				debug = new(slog.LevelDebug)
 			}
-			log := slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: level}))
+			log, err := lf.logger(a.stderr, debug)
+			if err != nil {
+				return err
+			}
 			nf.resolveCreds()
 			opts := nf.opts
 			opts.Name, opts.DataDir, opts.Logger = "troy-serve", dataDir, log
@@ -142,6 +146,7 @@ flag wins over the policy.`,
 				cfg.ReportDir = filepath.Join(dataDir, "reports")
 			}
 			cfg.Logger = log
+			cfg.Build = pipeline.BuildInfo{Version: buildVersion(), Commit: buildCommit()}
 			if len(cfg.Only) == 0 || slices.Contains(cfg.Only, pipeline.Reporter) {
 				keyPath := signing.DataDirKey(dataDir)
 				key, created, err := signing.LoadOrCreate(keyPath)
@@ -240,7 +245,8 @@ flag wins over the policy.`,
 	f.StringVar(&cfg.OnRuleError, "on-rule-error", "", "what the guard does in enforce mode with a step at which a rule cannot be evaluated: block or skip (default: the policy's on_rule_error, else block)")
 	f.DurationVar(&cfg.IdleTimeout, "idle-timeout", 5*time.Minute, "close a trace that has had no event for this long (0: never)")
 	f.StringVar(&cfg.MetricsAddr, "metrics", "127.0.0.1:9464", "address for /healthz and /metrics (empty: none)")
-	f.BoolVarP(&verbose, "verbose", "v", false, "log more")
+	f.BoolVarP(&verbose, "verbose", "v", false, "log more: --log-level debug")
+	lf.register(cmd, "info")
 	f.IntVar(&nf.opts.Replicas, "replicas", 0, "servers of the NATS cluster that keep each stream and bucket, 3 in a three-node cluster (default: as the streams are; new ones 1)")
 	f.StringVar(&retain, "retain", "", "keep events in the streams, and model replies in the cache, this long: a duration of at least 1h such as 720h, or unlimited (default: as the streams are; new ones keep everything)")
 	f.StringVar(&retainBytes, "retain-bytes", "", "keep at most this much in each stream, the oldest events going first: a size such as 50GB, or unlimited (default: as the streams are; new ones have no limit)")

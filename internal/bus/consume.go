@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"log/slog"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -243,10 +244,21 @@ func (b *Bus) handle(c Consumer, h Handler, m jetstream.Msg, stats *Stats) {
 		return
 	}
 	delay := c.BackOff[min(deliveries, len(c.BackOff))-1]
-	b.log.Info("event failed; will retry", "consumer", c.Name, "subject", in.Subject, "delivery", deliveries, "retry_in", delay, "err", err)
+	log := b.traceLog(in)
+	log.Info("event failed; will retry", "consumer", c.Name, "subject", in.Subject, "delivery", deliveries, "retry_in", delay, "err", err)
 	if err := m.NakWithDelay(delay); err != nil {
-		b.log.Warn("nak failed", "consumer", c.Name, "err", err)
+		log.Warn("nak failed", "consumer", c.Name, "err", err)
 	}
+}
+
+// traceLog is the log of an event's handling: with the agent and trace it belongs to,
+// when it names them. Made only when a line is written, so that events handled well
+// cost no decoding.
+func (b *Bus) traceLog(in event.Envelope) *slog.Logger {
+	if ref, err := event.RefOf(in); err == nil && ref.TraceID != "" {
+		return b.log.With("agent", ref.AgentName, "trace", ref.TraceID)
+	}
+	return b.log
 }
 
 // handlerTimeout bounds one handling of one event.
@@ -257,9 +269,11 @@ const maxDeadData = 64 << 10
 
 func (b *Bus) dead(ctx context.Context, c Consumer, m jetstream.Msg, in event.Envelope, deliveries int, cause error, stats *Stats) {
 	dl := event.DeadLetter{Stage: c.Name, Subject: in.Subject, Kind: in.Kind, Error: cause.Error(), Deliveries: deliveries, Data: in.Data}
-	// Every event names its trace: whoever waits for it learns.
+	// Every event names its trace: whoever waits for it learns, and so do the log lines.
+	log := b.log
 	if ref, err := event.RefOf(in); err == nil && ref.TraceID != "" {
 		dl.Trace = &ref
+		log = log.With("agent", ref.AgentName, "trace", ref.TraceID)
 	}
 	if len(dl.Data) > maxDeadData {
 		dl.Data, dl.Truncated = dl.Data[:maxDeadData], true
@@ -270,14 +284,14 @@ func (b *Bus) dead(ctx context.Context, c Consumer, m jetstream.Msg, in event.En
 	}
 	if err != nil {
 		// Without a dead letter the event must not be lost: leave it for redelivery.
-		b.log.Error("dead letter failed", "consumer", c.Name, "err", err)
+		log.Error("dead letter failed", "consumer", c.Name, "err", err)
 		_ = m.NakWithDelay(5 * time.Second)
 		return
 	}
 	stats.Dead.Add(1)
-	b.log.Warn("event dead-lettered", "consumer", c.Name, "subject", in.Subject, "err", cause)
+	log.Warn("event dead-lettered", "consumer", c.Name, "subject", in.Subject, "err", cause)
 	if err := m.TermWithReason(cause.Error()); err != nil {
-		b.log.Warn("term failed", "consumer", c.Name, "err", err)
+		log.Warn("term failed", "consumer", c.Name, "err", err)
 	}
 }
 

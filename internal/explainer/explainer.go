@@ -76,6 +76,22 @@ type Explainer struct {
 	tokens   atomic.Int64
 	noJSON   atomic.Bool // the server refused the JSON response format
 	refused  atomic.Pointer[error]
+	counts   struct{ ok, failed, cached, skipped, prompt, completion atomic.Int64 }
+}
+
+// Counts are what an Explainer has asked of its model since it was made: calls by
+// outcome (answered, failed after retries, answered from the cache, skipped by the
+// budget) and the tokens the answered ones spent.
+type Counts struct {
+	OK, Failed, Cached, Skipped    int64
+	PromptTokens, CompletionTokens int64
+}
+
+// Counts reads the explainer's counts, for metrics.
+func (e *Explainer) Counts() Counts {
+	c := &e.counts
+	return Counts{OK: c.ok.Load(), Failed: c.failed.Load(), Cached: c.cached.Load(), Skipped: c.skipped.Load(),
+		PromptTokens: c.prompt.Load(), CompletionTokens: c.completion.Load()}
 }
 
 // New returns an explainer for the configured model.
@@ -253,12 +269,14 @@ func (e *Explainer) completeWith(ctx context.Context, system, prompt string, u *
 			var c cached
 			if json.Unmarshal(raw, &c) == nil {
 				u.cached.Add(1)
+				e.counts.cached.Add(1)
 				return c.Reply, nil
 			}
 		}
 	}
 	fail := func(err error) (string, error) {
 		u.failed.Add(1)
+		e.counts.failed.Add(1)
 		u.mu.Lock()
 		u.lastErr = err
 		u.mu.Unlock()
@@ -267,6 +285,7 @@ func (e *Explainer) completeWith(ctx context.Context, system, prompt string, u *
 	if (e.cfg.MaxRequests > 0 && e.requests.Add(1) > int64(e.cfg.MaxRequests)) ||
 		(e.cfg.MaxTokens > 0 && e.tokens.Load() >= int64(e.cfg.MaxTokens)) {
 		u.skipped.Add(1)
+		e.counts.skipped.Add(1)
 		return "", errBudget
 	}
 	resp, err := e.ask(ctx, system, prompt)
@@ -274,6 +293,9 @@ func (e *Explainer) completeWith(ctx context.Context, system, prompt string, u *
 		return fail(err)
 	}
 	u.calls.Add(1)
+	e.counts.ok.Add(1)
+	e.counts.prompt.Add(int64(resp.Usage.PromptTokens))
+	e.counts.completion.Add(int64(resp.Usage.CompletionTokens))
 	reply := ""
 	if len(resp.Choices) > 0 {
 		reply = resp.Choices[0].Message.Content

@@ -25,6 +25,7 @@ import (
 
 	"github.com/troy-audit/troy/event"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/net/netutil"
 
 	"github.com/troy-audit/troy/internal/bus"
@@ -84,6 +85,9 @@ type Gateway struct {
 	mux   *http.ServeMux
 	slots chan struct{} // one per request in hand
 	keys  Keyring
+	// requests counts answers by route pattern (never the raw path, whose ids would grow
+	// the series without bound) and status code.
+	requests *prometheus.CounterVec
 }
 
 // keyring finds a token by its hash. Looking the hash of the presented text up in a map
@@ -160,7 +164,11 @@ func New(b *bus.Bus, cfg Config) (*Gateway, error) {
 	cfg.ReadHeaderTimeout = cmp.Or(max(cfg.ReadHeaderTimeout, 0), DefaultReadHeaderTimeout)
 	cfg.ReadTimeout = cmp.Or(max(cfg.ReadTimeout, 0), DefaultReadTimeout)
 	cfg.IdleTimeout = cmp.Or(max(cfg.IdleTimeout, 0), DefaultIdleTimeout)
-	g := &Gateway{b: b, cfg: cfg, mux: http.NewServeMux(), slots: make(chan struct{}, cfg.MaxInFlight)}
+	g := &Gateway{b: b, cfg: cfg, mux: http.NewServeMux(), slots: make(chan struct{}, cfg.MaxInFlight),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "troy_http_requests_total",
+			Help: "Requests the HTTP gateway answered, by route pattern (\"unmatched\" for no endpoint) and status code.",
+		}, []string{"route", "code"})}
 	if err := g.SetTokens(cfg.Tokens); err != nil {
 		return nil, err
 	}
@@ -231,6 +239,7 @@ func (g *Gateway) fallback(w http.ResponseWriter, r *http.Request) {
 		if id, err := url.PathUnescape(parts[3]); err == nil && id != "" {
 			r.SetPathValue("id", id)
 			if rt, ok := routeOf(r.Method, "/v1/traces/{id}/"+parts[4]); ok {
+				r.Pattern = rt.Method + " " + rt.Pattern // the route it is counted under
 				g.auth(rt).ServeHTTP(w, r)
 				return
 			}
@@ -251,8 +260,41 @@ func (g *Gateway) fallback(w http.ResponseWriter, r *http.Request) {
 	writeError(w, errorf(http.StatusNotFound, "not_found", "no endpoint %s %s; /v1/openapi.json lists them", r.Method, r.URL.Path))
 }
 
-// ServeHTTP serves the API.
-func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) { g.mux.ServeHTTP(w, r) }
+// ServeHTTP serves the API, counting each answer by route and status.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
+	g.mux.ServeHTTP(rec, r) // sets r.Pattern to the pattern matched
+	route := r.Pattern
+	if route == "" || route == "/" {
+		route = "unmatched"
+	}
+	g.requests.WithLabelValues(route, strconv.Itoa(rec.code)).Inc()
+}
+
+// Collector counts the gateway's requests, for /metrics.
+func (g *Gateway) Collector() prometheus.Collector { return g.requests }
+
+// statusRecorder notes the status code of an answer.
+type statusRecorder struct {
+	http.ResponseWriter
+	code    int
+	written bool
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if !s.written && code >= 200 { // 1xx answers are not the final one
+		s.code, s.written = code, true
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	s.written = true
+	return s.ResponseWriter.Write(b)
+}
+
+// Unwrap gives http.ResponseController the writer underneath.
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 // apiError is an error answered as JSON: {"error": {"code": ..., "message": ...}}; a 403
 // also names the token's role and what that role may do.

@@ -34,7 +34,7 @@ type GuardService struct {
 	b        *bus.Bus
 	pol      *Policies
 	log      *slog.Logger
-	observe  func(time.Duration) // guard latency, for metrics
+	metrics  *Metrics
 	mu       sync.Mutex
 	sessions map[string]*guardSession // by steps subject
 	ready    chan struct{}            // closed once the service answers
@@ -42,9 +42,6 @@ type GuardService struct {
 	// OnRuleError, when set, overrides the policies' on_rule_error: what enforce mode does
 	// with a step at which a rule could not be evaluated (block or skip). Set before Serve.
 	OnRuleError string
-	// RuleErrors, when set, counts the rule errors of each check by what became of the
-	// step: blocked, skipped (allowed by the skip setting) or allowed (monitor, dry-run).
-	RuleErrors func(outcome string, n int)
 	// Judge gives the verdicts of judge rules, each within its rule's timeout; nil (no
 	// model) leaves them to their on_error. Set before Serve.
 	Judge evaluator.Judge
@@ -58,15 +55,13 @@ type guardSession struct {
 	last    time.Time
 }
 
-// NewGuardService returns a guard service; Serve starts answering.
-func NewGuardService(b *bus.Bus, pol *Policies, log *slog.Logger, observe func(time.Duration)) *GuardService {
+// NewGuardService returns a guard service; Serve starts answering. m counts its
+// decisions, latency and rule errors; nil counts nothing.
+func NewGuardService(b *bus.Bus, pol *Policies, log *slog.Logger, m *Metrics) *GuardService {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if observe == nil {
-		observe = func(time.Duration) {}
-	}
-	return &GuardService{b: b, pol: pol, log: log, observe: observe, sessions: map[string]*guardSession{}, ready: make(chan struct{})}
+	return &GuardService{b: b, pol: pol, log: log, metrics: m, sessions: map[string]*guardSession{}, ready: make(chan struct{})}
 }
 
 // Serve answers requests until ctx ends. Sessions without a request for idle are forgotten
@@ -146,9 +141,15 @@ func unavailable(format string, args ...any) error {
 	return &bus.RequestError{Code: "503", Message: fmt.Sprintf(format, args...)}
 }
 
-func (s *GuardService) handleCheck(ctx context.Context, data []byte) ([]byte, error) {
+func (s *GuardService) handleCheck(ctx context.Context, data []byte) (answer []byte, err error) {
 	start := time.Now()
-	defer func() { s.observe(time.Since(start)) }()
+	outcome := DecisionError
+	defer func() {
+		if err != nil {
+			outcome = DecisionError
+		}
+		s.metrics.guardCheck(time.Since(start), outcome)
+	}()
 	req, err := DecodeCheck(data)
 	if err != nil {
 		return nil, err
@@ -171,8 +172,13 @@ func (s *GuardService) handleCheck(ctx context.Context, data []byte) ([]byte, er
 		return nil, err
 	}
 	s.countRuleErrors(d, req.Mode)
-	if !d.Allowed && req.Mode != schemas.ModeEnforce {
-		d.Allowed = true
+	switch {
+	case d.Allowed:
+		outcome = DecisionAllowed
+	case req.Mode == schemas.ModeEnforce:
+		outcome = DecisionBlocked
+	default:
+		outcome, d.Allowed = DecisionFlagged, true
 	}
 	d.Mode = req.Mode
 	d.MissingMetadata = sess.g.MissingMetadata(req.Step.Metadata)
@@ -210,7 +216,7 @@ func DecodeCheck(data []byte) (event.GuardCheck, error) {
 // countRuleErrors counts a decision's rule errors (made in enforce mode) by what became of
 // the step in the mode asked for.
 func (s *GuardService) countRuleErrors(d schemas.Decision, mode string) {
-	if s.RuleErrors == nil || len(d.RuleErrors) == 0 {
+	if len(d.RuleErrors) == 0 {
 		return
 	}
 	outcome := "allowed"
@@ -221,7 +227,7 @@ func (s *GuardService) countRuleErrors(d schemas.Decision, mode string) {
 	default:
 		outcome = "skipped"
 	}
-	s.RuleErrors(outcome, len(d.RuleErrors))
+	s.metrics.ruleError(Guard, outcome, len(d.RuleErrors))
 }
 
 func (s *GuardService) handleOutput(ctx context.Context, data []byte) ([]byte, error) {

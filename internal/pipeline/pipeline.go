@@ -73,13 +73,11 @@ type Pipeline struct {
 	Guard *GuardService   // nil unless the guard runs
 	Sink  *warehouse.Sink // nil unless a store is configured
 	Stats map[string]*bus.Stats
-	// GuardLatency receives the time of each guard check, for metrics.
-	GuardLatency func(time.Duration)
-	// RuleErrors counts rule errors, for metrics: by component (guard, evaluator) and
-	// outcome (the guard's blocked, skipped or allowed; the evaluator's recorded).
-	RuleErrors func(component, outcome string, n int)
-	ready      chan struct{}
-	sup        *supervisor
+	// Metrics counts guard decisions, rule errors and violations; nil counts nothing.
+	// Set before Run.
+	Metrics *Metrics
+	ready   chan struct{}
+	sup     *supervisor
 }
 
 // New prepares the components of cfg on a bus.
@@ -158,12 +156,9 @@ func (p *Pipeline) Run(ctx context.Context) error {
 				return p.b.Consume(ctx, c, h, p.Stats[name])
 			}
 		case Guard:
-			p.Guard = NewGuardService(p.b, p.pol, nil, p.GuardLatency)
+			p.Guard = NewGuardService(p.b, p.pol, p.cfg.Logger, p.Metrics)
 			p.Guard.OnRuleError = p.cfg.OnRuleError
 			p.Guard.Judge = NewJudge(p.cfg.Explain)
-			if count := p.RuleErrors; count != nil {
-				p.Guard.RuleErrors = func(outcome string, n int) { count(Guard, outcome, n) }
-			}
 			components[name] = func(ctx context.Context) error { return p.Guard.Serve(ctx, p.cfg.IdleTimeout) }
 		default:
 			c, h := p.component(name)
@@ -208,7 +203,7 @@ func (p *Pipeline) component(name string) (bus.Consumer, bus.Handler) {
 	switch name {
 	case Evaluator:
 		c.Stream = bus.StepsStream
-		return c, p.countRuleErrors(p.Eval.Handle)
+		return c, p.countVerdicts(p.Eval.Handle)
 	case Explainer:
 		c.Stream, c.Filter = bus.ResultsStream, []string{event.ResultFilter(event.KindScored)}
 		return c, explainer.NewStage(p.cfg.Explain, p.cfg.ExplainNote, p.b).Handle
@@ -217,27 +212,36 @@ func (p *Pipeline) component(name string) (bus.Consumer, bus.Handler) {
 	return c, newReportStage(p.cfg.ReportDir, p.b, p.pol.Info, p.cfg.Signer).Handle
 }
 
-// countRuleErrors counts the rule errors of each trace the evaluator finishes (a
-// redelivered end may count them again: the counter is for alerting, audit.json is the
-// record).
-func (p *Pipeline) countRuleErrors(h bus.Handler) bus.Handler {
+// countVerdicts counts the rule errors and violations of each trace the evaluator
+// finishes (a redelivered end may count them again: the counters are for alerting,
+// audit.json is the record).
+func (p *Pipeline) countVerdicts(h bus.Handler) bus.Handler {
 	return func(ctx context.Context, in event.Envelope) ([]event.Envelope, error) {
 		out, err := h(ctx, in)
-		count := p.RuleErrors
+		m := p.Metrics
+		if m == nil {
+			return out, err
+		}
 		for _, e := range out {
-			if count == nil || e.Kind != event.KindEvaluated {
-				continue
-			}
-			ev, err := event.Decode[event.Evaluated](e)
-			if err != nil {
-				continue
-			}
-			n := 0
-			for _, r := range ev.RuleErrors {
-				n += r.Count
-			}
-			if n > 0 {
-				count(Evaluator, "recorded", n)
+			switch e.Kind {
+			case event.KindEvaluated:
+				ev, err := event.Decode[event.Evaluated](e)
+				if err != nil {
+					continue
+				}
+				n := 0
+				for _, r := range ev.RuleErrors {
+					n += r.Count
+				}
+				m.ruleError(Evaluator, "recorded", n)
+			case event.KindVerdict:
+				part, err := event.Decode[event.VerdictPart](e)
+				if err != nil {
+					continue
+				}
+				for _, v := range part.Violations {
+					m.violation(v.RuleID, v.Severity)
+				}
 			}
 		}
 		return out, err

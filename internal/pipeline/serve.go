@@ -12,12 +12,14 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/troy-audit/troy/evaluator"
@@ -38,7 +40,12 @@ type ServeConfig struct {
 	Reload time.Duration
 	// OnReady is called once the components answer requests.
 	OnReady func()
+	// Build names the running build in troy_build_info.
+	Build BuildInfo
 }
+
+// BuildInfo names a build: its version and VCS commit ("unknown" when not known).
+type BuildInfo struct{ Version, Commit string }
 
 // Server runs the pipeline of a deployment.
 type Server struct {
@@ -331,20 +338,15 @@ func (s *Server) metrics() {
 			Name: "troy_component_restarts_total", Help: "Restarts of the component after it failed.", ConstLabels: prometheus.Labels{"component": name},
 		}, func() float64 { return float64(s.p.Health()[name].Restarts) }))
 	}
-	latency := prometheus.NewHistogram(prometheus.HistogramOpts{
-		Name:    "troy_guard_check_seconds",
-		Help:    "Time to answer a guard check, the step's storage included.",
-		Buckets: prometheus.ExponentialBuckets(50e-6, 2, 14),
-	})
-	s.reg.MustRegister(latency)
-	s.p.GuardLatency = func(d time.Duration) { latency.Observe(d.Seconds()) }
-	// By component and outcome, not by rule: rule ids come from policies that any client
-	// may store and name, so a rule label could grow without bound. Which rule failed is in
-	// the decision, audit.json, report.md and ClickHouse.
-	ruleErrors := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "troy_rule_errors_total",
-		Help: "Conditions that could not be evaluated at a step: by the guard (outcome blocked, skipped or allowed in monitor and dry-run) and by the evaluator (recorded in the trace's audit).",
-	}, []string{"component", "outcome"})
-	s.reg.MustRegister(ruleErrors)
-	s.p.RuleErrors = func(component, outcome string, n int) { ruleErrors.WithLabelValues(component, outcome).Add(float64(n)) }
+	s.p.Metrics = NewMetrics()
+	s.reg.MustRegister(s.p.Metrics.Collectors()...)
+	s.reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "troy_build_info", Help: "1, with the version, commit and Go version of the running build as labels.",
+			ConstLabels: prometheus.Labels{"version": s.cfg.Build.Version, "commit": s.cfg.Build.Commit, "go_version": runtime.Version()},
+		}, func() float64 { return 1 }),
+	)
+	s.reg.MustRegister(llmCollectors(s.cfg.Explain)...)
 }

@@ -33,6 +33,7 @@ import (
 type Serve struct {
 	NATS    string // nats://127.0.0.1:PORT
 	HTTP    string // http://127.0.0.1:PORT, the gateway
+	Metrics string // http://127.0.0.1:PORT/metrics
 	Token   string // a bearer token of the gateway
 	DataDir string
 	// OTLP is the OTLP/HTTP receiver's traces URL, http://127.0.0.1:PORT/v1/traces, and
@@ -112,12 +113,12 @@ func StartWith(t testing.TB, o Options) *Serve {
 	if err := os.WriteFile(tokens, []byte(s.Token+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	natsAddr, httpAddr := fmt.Sprintf("127.0.0.1:%d", FreePort(t)), fmt.Sprintf("127.0.0.1:%d", FreePort(t))
-	s.NATS, s.HTTP = "nats://"+natsAddr, "http://"+httpAddr
+	natsAddr, httpAddr, metricsAddr := fmt.Sprintf("127.0.0.1:%d", FreePort(t)), fmt.Sprintf("127.0.0.1:%d", FreePort(t)), fmt.Sprintf("127.0.0.1:%d", FreePort(t))
+	s.NATS, s.HTTP, s.Metrics = "nats://"+natsAddr, "http://"+httpAddr, "http://"+metricsAddr+"/metrics"
 	if o.Policy == "" {
 		o.Policy = filepath.Join(repoRoot(), "examples", "policy.json")
 	}
-	args := []string{"serve", "--data-dir", s.DataDir, "--listen", natsAddr, "--metrics", "",
+	args := []string{"serve", "--data-dir", s.DataDir, "--listen", natsAddr, "--metrics", metricsAddr,
 		"--policy", o.Policy, "--http", httpAddr, "--idle-timeout", "0"}
 	if len(o.OTLPAgents) == 0 {
 		args = append(args, "--http-tokens", tokens)
