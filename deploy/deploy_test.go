@@ -40,7 +40,8 @@ type compose struct {
 	Volumes map[string]any `yaml:"volumes"`
 }
 
-func TestComposeFile(t *testing.T) {
+func readCompose(t *testing.T) compose {
+	t.Helper()
 	raw, err := os.ReadFile("../docker-compose.yml")
 	if err != nil {
 		t.Fatal(err)
@@ -49,6 +50,11 @@ func TestComposeFile(t *testing.T) {
 	if err := yaml.Unmarshal(raw, &c); err != nil {
 		t.Fatalf("docker-compose.yml: %v", err)
 	}
+	return c
+}
+
+func TestComposeFile(t *testing.T) {
+	c := readCompose(t)
 	var names []string
 	for name := range c.Services {
 		names = append(names, name)
@@ -137,14 +143,7 @@ func TestComposePinnedAndHealthy(t *testing.T) {
 			t.Errorf("pinned(%q) = %v", tt.image, !tt.ok)
 		}
 	}
-	raw, err := os.ReadFile("../docker-compose.yml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var c compose
-	if err := yaml.Unmarshal(raw, &c); err != nil {
-		t.Fatalf("docker-compose.yml: %v", err)
-	}
+	c := readCompose(t)
 	oneShot := map[string]bool{}
 	for _, s := range c.Services {
 		if deps, ok := s.DependsOn.(map[string]any); ok {
