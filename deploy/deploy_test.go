@@ -5,6 +5,7 @@
 package deploy_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"net/http"
@@ -36,11 +37,15 @@ type compose struct {
 		Ports       []string          `yaml:"ports"`
 		Volumes     []string          `yaml:"volumes"`
 		DependsOn   any               `yaml:"depends_on"`
+		Healthcheck *struct {
+			Test []string `yaml:"test"`
+		} `yaml:"healthcheck"`
 	} `yaml:"services"`
 	Volumes map[string]any `yaml:"volumes"`
 }
 
-func TestComposeFile(t *testing.T) {
+func readCompose(t *testing.T) compose {
+	t.Helper()
 	raw, err := os.ReadFile("../docker-compose.yml")
 	if err != nil {
 		t.Fatal(err)
@@ -49,6 +54,11 @@ func TestComposeFile(t *testing.T) {
 	if err := yaml.Unmarshal(raw, &c); err != nil {
 		t.Fatalf("docker-compose.yml: %v", err)
 	}
+	return c
+}
+
+func TestComposeFile(t *testing.T) {
+	c := readCompose(t)
 	var names []string
 	for name := range c.Services {
 		names = append(names, name)
@@ -115,6 +125,77 @@ func TestComposeFile(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join("..", troy.Build["dockerfile"])); err != nil {
 		t.Error(err)
+	}
+}
+
+// pinned is an image reference with a release of at least major.minor, or a digest: not
+// latest, nor a moving major tag such as nats:2-alpine.
+var pinned = regexp.MustCompile(`^[a-z0-9./-]+(:v?[0-9]+\.[0-9]+[0-9A-Za-z.+-]*|@sha256:[0-9a-f]{64})$`)
+
+// Every service's image is pinned, and every service that keeps running has a health
+// check (a one-shot service, which others wait to complete, has none to keep).
+func TestComposePinnedAndHealthy(t *testing.T) {
+	for _, tt := range []struct {
+		image string
+		ok    bool
+	}{
+		{"nats:2.15.2-alpine", true}, {"clickhouse/clickhouse-server:25.8", true}, {"grafana/grafana:11.6.0", true},
+		{"x@sha256:" + strings.Repeat("ab", 32), true},
+		{"nats:2-alpine", false}, {"nats:latest", false}, {"nats", false}, {"grafana/grafana:main", false},
+	} {
+		if pinned.MatchString(tt.image) != tt.ok {
+			t.Errorf("pinned(%q) = %v", tt.image, !tt.ok)
+		}
+	}
+	c := readCompose(t)
+	oneShot := map[string]bool{}
+	for _, s := range c.Services {
+		if deps, ok := s.DependsOn.(map[string]any); ok {
+			for dep, cond := range deps {
+				if m, ok := cond.(map[string]any); ok && m["condition"] == "service_completed_successfully" {
+					oneShot[dep] = true
+				}
+			}
+		}
+	}
+	for name, s := range c.Services {
+		if s.Build == nil && !pinned.MatchString(s.Image) {
+			t.Errorf("%s: image %q is not pinned to a release", name, s.Image)
+		}
+		if oneShot[name] {
+			continue
+		}
+		if s.Healthcheck == nil || len(s.Healthcheck.Test) < 2 || s.Healthcheck.Test[0] != "CMD" {
+			t.Errorf("%s: no health check", name)
+		}
+	}
+	// troy's image is distroless: its health check is troyctl's own, at serve's --metrics.
+	troy := c.Services["troy"]
+	if troy.Healthcheck == nil || !slices.Equal(troy.Healthcheck.Test[:3], []string{"CMD", "/usr/local/bin/troyctl", "health"}) ||
+		!slices.Contains(troy.Command, "--metrics=0.0.0.0:9464") || !slices.Contains(troy.Healthcheck.Test, "http://127.0.0.1:9464/healthz") {
+		t.Errorf("troy's health check %+v, command %v", troy.Healthcheck, troy.Command)
+	}
+	docker, err := os.ReadFile("Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(docker), "COPY --from=build /out/troyctl /usr/local/bin/troyctl") {
+		t.Error("deploy/Dockerfile does not install troyctl at /usr/local/bin/troyctl, where the health checks run it")
+	}
+}
+
+// The Helm chart's default policy is the example policy.
+func TestHelmChartPolicy(t *testing.T) {
+	chart, err := os.ReadFile("helm/troy/files/policy.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	example, err := os.ReadFile("../examples/policy.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(chart, example) {
+		t.Error("deploy/helm/troy/files/policy.json differs from examples/policy.json: copy it again")
 	}
 }
 
