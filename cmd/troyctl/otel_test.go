@@ -38,7 +38,7 @@ func TestAuditOTLPFile(t *testing.T) {
 		got = append(got, v.RuleID+"@"+v.StepID)
 	}
 	want := []string{"pii-exfiltration-protection@1ba1ed776353694c", "secure-db-access@3ad2579a45f56b78"}
-	if out.TraceID != "8baeadf19cd9d98b47d2d258b77bfc7d" || out.AgentName != "support-assistant" || out.Steps != 6 || out.RiskScore != 90 ||
+	if out.TraceID != "8baeadf19cd9d98b47d2d258b77bfc7d" || out.AgentName != "support-assistant" || out.Steps != 8 || out.RiskScore != 90 ||
 		strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Fatalf("%+v\nviolations %v, want %v", out, got, want)
 	}
@@ -54,10 +54,10 @@ func TestAuditOTLPFile(t *testing.T) {
 	for _, s := range a.Trace.Steps {
 		shape = append(shape, s.Type+":"+s.Description)
 	}
-	if strings.Join(shape, " ") != "llm_call:gpt-4o-mini tool_call:get_customer_profile tool_call:run_sql llm_call:gpt-4o-mini tool_call:http_post llm_call:gpt-4o-mini" {
+	if strings.Join(shape, " ") != "llm_call:gpt-4o-mini decision:Call get_customer_profile tool_call:get_customer_profile tool_call:run_sql llm_call:gpt-4o-mini decision:Call http_post tool_call:http_post llm_call:gpt-4o-mini" {
 		t.Fatalf("steps %v", shape)
 	}
-	post := a.Trace.Steps[4]
+	post := a.Trace.Steps[6]
 	if post.Input["url"] != "https://enrich.example-partner.io/v1/people" || post.Metadata["network_zone"] != "external" || *post.Timestamp != "2026-03-02T09:14:11Z" {
 		t.Fatalf("http_post step %+v", post)
 	}
@@ -107,7 +107,7 @@ func TestBatchOTLPFiles(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	want := "genai-agent.otlp.jsonl:1 support-assistant 6 1|openinference.otlp.jsonl:1 research-assistant 4 1|vercel-ai.otlp.jsonl:1 weather-app 3 1"
+	want := "genai-agent.otlp.jsonl:1 support-assistant 8 1|openinference.otlp.jsonl:1 research-assistant 5 1|vercel-ai.otlp.jsonl:1 weather-app 4 1"
 	if strings.Join(got, "|") != want {
 		t.Fatalf("got  %s\nwant %s", strings.Join(got, "|"), want)
 	}

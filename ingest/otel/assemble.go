@@ -120,7 +120,7 @@ func (a *Assembler) AddFor(td ptrace.Traces, now time.Time, agent string) AddRes
 			p.err = fmt.Errorf("span at %s: %w", at, err)
 			// Only the span ids are kept, so that a retry of the trace is known.
 			for _, n := range p.nodes {
-				n.step, n.agentMeta = nil, nil
+				n.step, n.choice, n.agentMeta = nil, nil, nil
 			}
 			a.pendingBytes -= p.size
 			p.size = 0
@@ -317,6 +317,9 @@ func (a *Assembler) build(tid pcommon.TraceID, p *pending) (Trace, bool) {
 	seen := done.spans
 	for id, n := range p.nodes {
 		seen[id] = n.step != nil
+		if n.choice != nil {
+			seen[n.choice.StepID] = true
+		}
 	}
 	if p.err != nil {
 		t.Err = p.err
@@ -329,6 +332,7 @@ func (a *Assembler) build(tid pcommon.TraceID, p *pending) (Trace, bool) {
 	tr := &schemas.Trace{TraceID: t.TraceID, Metadata: map[string]any{}}
 	maps.Copy(tr.Metadata, p.resource)
 	var service string
+	var chose *node // the last model call whose reply chose tools
 	for _, n := range nodes {
 		if service == "" {
 			service = n.service
@@ -348,7 +352,19 @@ func (a *Assembler) build(tid pcommon.TraceID, p *pending) (Trace, bool) {
 		}
 		s := n.step
 		s.ParentStepID = a.stepParent(p, seen, n)
+		// A step that started before the model call ended (an instrumentation may end
+		// the call's span after running the tools it chose) started after the choice
+		// was made: the choice is dated no later, so that it comes before in time too.
+		if chose != nil && n.start > 0 && n.start < chose.choiceAt {
+			ts := timestamp(n.start)
+			chose.choice.Timestamp = &ts
+		}
+		chose = nil
 		tr.Steps = append(tr.Steps, s)
+		if n.choice != nil {
+			tr.Steps = append(tr.Steps, n.choice)
+			chose = n
+		}
 	}
 	if len(tr.Steps) == 0 {
 		a.stats.EmptyTraces++

@@ -87,7 +87,7 @@ func TestAssembleAnyOrderWithDuplicates(t *testing.T) {
 				t.Fatalf("seed %d: trace %d differs", seed, i)
 			}
 		}
-		if st := a.Stats(); st.Duplicates != int64(len(feed)-len(spans)) || st.Steps != 6 || st.Ignored != 2 {
+		if st := a.Stats(); st.Duplicates != int64(len(feed)-len(spans)) || st.Steps != 8 || st.Ignored != 2 {
 			t.Fatalf("seed %d: %+v (fed %d, %d distinct)", seed, st, len(feed), len(spans))
 		}
 	}
@@ -119,7 +119,8 @@ func TestAssembleLateSpans(t *testing.T) {
 	a.Add(root, t0)
 	a.Add(rest[0], t0)
 	first := a.Ready()
-	if len(first) != 1 || first[0].Late || len(first[0].Trace.Steps) != 1 {
+	// The model call and the decision its reply made (a tool call).
+	if len(first) != 1 || first[0].Late || len(first[0].Trace.Steps) != 2 {
 		t.Fatalf("first part: %+v", first)
 	}
 	all := slices.Clone(first)
@@ -141,7 +142,7 @@ func TestAssembleLateSpans(t *testing.T) {
 		t.Fatalf("a retry came out again: %+v", got)
 	}
 	ids := stepIDs(t, all)
-	if len(ids) != 4 || len(slices.Compact(slices.Clone(ids))) != 4 {
+	if len(ids) != 5 || len(slices.Compact(slices.Clone(ids))) != 5 {
 		t.Fatalf("step ids %v", ids)
 	}
 	if st := a.Stats(); st.Late != 4 || st.Duplicates != int64(len(spans)) {

@@ -129,6 +129,8 @@ type node struct {
 	role             Role
 	start            int64 // unix nanoseconds; 0 when the span has none
 	step             *schemas.Step
+	choice           *schemas.Step  // the decision a model call's reply made: the tools it chose
+	choiceAt         int64          // when it was made: the call's end, in unix nanoseconds
 	agentName        string         // the agent a span names (agent spans, or attributes of steps)
 	agentMeta        map[string]any // an agent span's attributes, for the trace's metadata
 	service          string         // the resource's service.name
@@ -204,7 +206,7 @@ func mapSpan(span ptrace.Span, scope pcommon.InstrumentationScope, resource map[
 		Metadata: map[string]any{},
 	}
 	if n.start > 0 {
-		ts := time.Unix(0, n.start).UTC().Format(time.RFC3339Nano)
+		ts := timestamp(n.start)
 		s.Timestamp = &ts
 	}
 	used := map[string]bool{}
@@ -264,11 +266,24 @@ func mapSpan(span ptrace.Span, scope pcommon.InstrumentationScope, resource map[
 			s.Metadata["otel.status_message"] = msg
 		}
 	}
-	if end := int64(span.EndTimestamp()); end >= n.start && n.start > 0 {
+	end := int64(span.EndTimestamp())
+	if end >= n.start && n.start > 0 {
 		s.Metadata["otel.duration_ms"] = float64(end-n.start) / 1e6
 	}
 	n.step = s
+	if k.stepType == schemas.StepLLMCall {
+		if end < n.start {
+			end = 0
+		}
+		n.choice = choiceStep(c, s, attrs, end)
+		n.choiceAt = end
+	}
 	return n, nil
+}
+
+// timestamp is a step's timestamp of unix nanoseconds.
+func timestamp(ns int64) string {
+	return time.Unix(0, ns).UTC().Format(time.RFC3339Nano)
 }
 
 type taker func(key string) (any, bool)

@@ -168,7 +168,7 @@ func (r *Receiver) settle(traces []otel.Trace) {
 		r.held += t.Size
 		if s := r.settling[t.TraceID]; s != nil && t.Err == nil && s.t.Err == nil {
 			s.t.Trace.Steps = append(s.t.Trace.Steps, t.Trace.Steps...)
-			slices.SortStableFunc(s.t.Trace.Steps, func(a, b *schemas.Step) int { return cmp.Compare(stamp(a), stamp(b)) })
+			otel.SortSteps(s.t.Trace.Steps, stamp)
 			s.last = now
 			continue
 		}

@@ -142,11 +142,13 @@ func report(t *testing.T, s *servetest.Serve, agentName, traceID string, steps i
 }
 
 // checkRun asserts what every instrumented run must give: a model call, then the
-// http_post tool call with the arguments the model chose, the policy's violation at it.
-func checkRun(t *testing.T, audit *schemas.AuditResult) *schemas.Step {
+// http_post tool call with the arguments the model chose, the policy's violation at it;
+// and, where the convention records the reply's tool calls (choice), the model's
+// decision to call http_post between them.
+func checkRun(t *testing.T, audit *schemas.AuditResult, choice bool) *schemas.Step {
 	t.Helper()
 	var steps []string
-	var post, llm *schemas.Step
+	var post, llm, decision *schemas.Step
 	for _, st := range audit.Trace.Steps {
 		steps = append(steps, st.Type+":"+st.Description)
 		switch {
@@ -154,6 +156,22 @@ func checkRun(t *testing.T, audit *schemas.AuditResult) *schemas.Step {
 			post = st
 		case st.Type == "llm_call" && post == nil && llm == nil:
 			llm = st
+		case st.Type == "decision" && post == nil && decision == nil:
+			decision = st
+		}
+	}
+	if choice {
+		var args map[string]any
+		if decision != nil {
+			if calls, _ := decision.Output["tool_calls"].([]any); len(calls) > 0 {
+				first, _ := calls[0].(map[string]any)
+				args, _ = first["arguments"].(map[string]any)
+			}
+		}
+		if decision == nil || decision.Output["choice"] != "http_post" || args["url"] != postURL ||
+			decision.ParentStepID == nil || llm == nil || *decision.ParentStepID != llm.StepID {
+			raw, _ := json.MarshalIndent(audit.Trace, "", "  ")
+			t.Fatalf("want the model's decision to call http_post after its call; steps %v:\n%s", steps, raw)
 		}
 	}
 	t.Logf("steps: %v", steps)
@@ -201,17 +219,18 @@ func TestJavaScriptInstrumentations(t *testing.T) {
 	// and returns what it saw, for a run of several traces to be checked whole.
 	cases := []struct {
 		name, script, agent string
+		choice              bool     // the model's reply records its tool calls: a decision step
 		want                []string // what check returns for each trace, sorted
 		check               func(t *testing.T, post *schemas.Step) string
 	}{
-		{"langchain openinference", "langchain-openinference.mjs", "langchain-openinference", []string{"TOOL"}, func(t *testing.T, post *schemas.Step) string {
+		{"langchain openinference", "langchain-openinference.mjs", "langchain-openinference", true, []string{"TOOL"}, func(t *testing.T, post *schemas.Step) string {
 			if post.Metadata["otel.scope.name"] != "@arizeai/openinference-instrumentation-langchain" {
 				t.Errorf("http_post's scope: %v", post.Metadata["otel.scope.name"])
 			}
 			checkResult(t, post)
 			return fmt.Sprint(post.Metadata["openinference.span.kind"])
 		}},
-		{"langchain traceloop", "langchain-traceloop.mjs", "langchain-traceloop", []string{"task"}, func(t *testing.T, post *schemas.Step) string {
+		{"langchain traceloop", "langchain-traceloop.mjs", "langchain-traceloop", false, []string{"task"}, func(t *testing.T, post *schemas.Step) string {
 			// The instrumentation names the tool after its class; the name comes from the
 			// ToolMessage the tool returned.
 			if post.Metadata["traceloop.entity.name"] != "DynamicStructuredTool" || post.Metadata["otel.scope.name"] != "@traceloop/instrumentation-langchain" {
@@ -220,7 +239,7 @@ func TestJavaScriptInstrumentations(t *testing.T) {
 			checkResult(t, post)
 			return fmt.Sprint(post.Metadata["traceloop.span.kind"])
 		}},
-		{"vercel ai", "vercel-ai.mjs", "vercel-ai", []string{"ai.toolCall", "execute_tool"}, func(t *testing.T, post *schemas.Step) string {
+		{"vercel ai", "vercel-ai.mjs", "vercel-ai", true, []string{"ai.toolCall", "execute_tool"}, func(t *testing.T, post *schemas.Step) string {
 			// The OpenTelemetry integration's GenAI spans, or the legacy one's ai.* spans.
 			if op, ok := post.Metadata["ai.operationId"]; ok {
 				return fmt.Sprint(op)
@@ -241,8 +260,13 @@ func TestJavaScriptInstrumentations(t *testing.T) {
 				"TROY_SERVICE_NAME="+c.agent, "OPENAI_BASE_URL="+model.URL+"/v1")
 			var seen []string
 			for _, id := range traceIDs {
-				// Each run: a model call, the tool call, a model call.
-				seen = append(seen, c.check(t, checkRun(t, report(t, s, c.agent, id, 3))))
+				// Each run: a model call, its decision where recorded, the tool call, a
+				// model call.
+				steps := 3
+				if c.choice {
+					steps++
+				}
+				seen = append(seen, c.check(t, checkRun(t, report(t, s, c.agent, id, steps), c.choice)))
 			}
 			slices.Sort(seen)
 			if !slices.Equal(seen, c.want) {
