@@ -300,13 +300,13 @@ func TestMCPStreamableHTTP(t *testing.T) {
 	if audit.Trace.AgentName != "desk-agent" {
 		t.Errorf("agent %q, want the token's desk-agent", audit.Trace.AgentName)
 	}
-	if !strings.Contains(stderr.String(), "troy: session ") {
-		t.Errorf("the proxy did not say where the report is:\n%s", stderr)
-	}
-
 	_ = proxy.Process.Signal(syscall.SIGTERM)
 	if err := proxy.Wait(); err != nil {
 		t.Fatalf("the proxy at SIGTERM: %v\n%s", err, stderr)
+	}
+	// The line comes after the report is written: read once the proxy has exited.
+	if !strings.Contains(stderr.String(), "troy: session ") {
+		t.Errorf("the proxy did not say where the report is:\n%s", stderr)
 	}
 }
 
