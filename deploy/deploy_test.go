@@ -182,6 +182,12 @@ func TestComposePinnedAndHealthy(t *testing.T) {
 	if !strings.Contains(string(docker), "COPY --from=build /out/troyctl /usr/local/bin/troyctl") {
 		t.Error("deploy/Dockerfile does not install troyctl at /usr/local/bin/troyctl, where the health checks run it")
 	}
+	// The image's troyctl version says which build it is.
+	for _, v := range []string{"main.version=${VERSION}", "main.commit=${COMMIT}", "main.buildDate=${BUILD_DATE}"} {
+		if !strings.Contains(string(docker), v) {
+			t.Errorf("deploy/Dockerfile does not set %s", v)
+		}
+	}
 }
 
 // The Helm chart's default policy is the example policy.
