@@ -64,7 +64,7 @@ func TestComposeFile(t *testing.T) {
 		names = append(names, name)
 	}
 	slices.Sort(names)
-	if got := strings.Join(names, " "); got != "clickhouse grafana nats-1 nats-2 nats-3 troy troy-auth" {
+	if got := strings.Join(names, " "); got != "clickhouse grafana nats-1 nats-2 nats-3 prometheus troy troy-auth" {
 		t.Fatalf("services: %s", got)
 	}
 	for _, n := range []string{"nats-1", "nats-2", "nats-3"} {
@@ -393,6 +393,17 @@ func TestOperationsDashboard(t *testing.T) {
 	ds, err := readDatasources("grafana/provisioning/datasources/prometheus.yaml")
 	if err != nil || len(ds.Datasources) != 1 || ds.Datasources[0].Type != "prometheus" || ds.Datasources[0].URL == "" {
 		t.Fatalf("prometheus datasource: %v %+v", err, ds)
+	}
+	// In the compose deployment, the datasource's URL is the Prometheus service, which
+	// mounts the scrape config that names serve's --metrics address.
+	c := readCompose(t)
+	prom, ok := c.Services["prometheus"]
+	if !ok || ds.Datasources[0].URL != "http://prometheus:9090" || !slices.Contains(prom.Volumes, "./deploy/prometheus/prometheus.yml:/etc/prometheus/prometheus.yml:ro") {
+		t.Errorf("compose's prometheus service %+v, the datasource's URL %q", prom, ds.Datasources[0].URL)
+	}
+	scrape, err := os.ReadFile("prometheus/prometheus.yml")
+	if err != nil || !strings.Contains(string(scrape), `targets: ["troy:9464"]`) || !slices.Contains(c.Services["troy"].Command, "--metrics=0.0.0.0:9464") {
+		t.Errorf("the scrape config does not name serve's metrics (%v)", err)
 	}
 	queried := map[string][]string{} // metric: panels
 	for _, p := range d.Panels {
