@@ -59,9 +59,9 @@ func TestOTLPFiles(t *testing.T) {
 				t.Fatalf("%+v", recs)
 			}
 			tr := recs[0].Trace
-			wantSteps := 6
+			wantSteps := 8 // six spans, and the decisions of the two model calls that chose tools
 			if name == "one.json" {
-				wantSteps = 1 // the first export holds the first span only
+				wantSteps = 2 // the first export holds the first span only: a model call and its choice
 			}
 			if tr.AgentName == "" || len(tr.Steps) != wantSteps || recs[0].Line != 1 || len(tr.TraceID) != 32 {
 				t.Fatalf("agent %q, %d steps, line %d, trace %q", tr.AgentName, len(tr.Steps), recs[0].Line, tr.TraceID)
