@@ -65,9 +65,6 @@ type Guard struct {
 	warned   map[int]bool
 	// judged holds the judge's outcome of each case of the session, by step and rule.
 	judged map[[2]int]judged
-	// gen counts the changes of the session's steps (checks, replays, resets), so that a
-	// proposed step is committed only where it was proposed.
-	gen uint64
 }
 
 // CheckRequest is a proposed step: the step an agent sends in a guard check (its action
@@ -115,7 +112,6 @@ func (c *Compiled) NewGuard(opts GuardOptions) (*Guard, error) {
 }
 
 func (g *Guard) reset() {
-	g.gen++
 	g.s = g.c.NewSession(SessionOptions{
 		Trace: &TraceInfo{TraceID: g.opts.TraceID, AgentName: g.opts.AgentName, Metadata: g.opts.AgentMetadata},
 		Agent: &AgentInfo{Name: g.opts.AgentName, Metadata: g.opts.AgentMetadata},
@@ -137,65 +133,30 @@ func (g *Guard) Check(req CheckRequest) (schemas.Decision, error) {
 
 // CheckContext is Check with a context, which bounds the wait for a model judge.
 func (g *Guard) CheckContext(ctx context.Context, req CheckRequest) (schemas.Decision, error) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	p, err := g.propose(req)
-	if err != nil {
-		return schemas.Decision{}, err
-	}
-	return g.commit(ctx, p), nil
-}
-
-// Proposed is a step of a check, validated and built (its id, time and copies of its
-// maps) but neither recorded nor evaluated: Commit does both. A caller that must store
-// the step before it answers can start storing it, then evaluate it meanwhile.
-type Proposed struct {
-	// Step is the step as Commit records it; it must not be changed.
-	Step      *schemas.Step
-	agentMeta map[string]any
-	g         *Guard
-	gen       uint64 // the guard's generation when proposed
-}
-
-// Propose validates a check's step and builds it as Check would record it. The errors are
-// Check's: an invalid type, a step id already checked.
-func (g *Guard) Propose(req CheckRequest) (*Proposed, error) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.propose(req)
-}
-
-// Commit records and evaluates a proposed step, as Check does. It fails when the session
-// has changed since the step was proposed (another check, a reset), so that a step is
-// never recorded out of place.
-func (g *Guard) Commit(ctx context.Context, p *Proposed) (schemas.Decision, error) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if p.g != g || p.gen != g.gen {
-		return schemas.Decision{}, fmt.Errorf("step %q: the session changed since it was proposed", p.Step.StepID)
-	}
-	return g.commit(ctx, p), nil
-}
-
-func (g *Guard) propose(req CheckRequest) (*Proposed, error) {
 	if req.Type == "" {
 		req.Type = schemas.StepToolCall
 	}
 	if !schemas.ValidStepType(req.Type) {
-		return nil, fmt.Errorf("step type %q is not one of %s", req.Type, strings.Join(schemas.StepTypes(), ", "))
+		return schemas.Decision{}, fmt.Errorf("step type %q is not one of %s", req.Type, strings.Join(schemas.StepTypes(), ", "))
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if req.AgentMetadata != nil && !reflect.DeepEqual(req.AgentMetadata, g.opts.AgentMetadata) {
+		g.s.UseAgentMetadata(deepCopy(req.AgentMetadata))
+		defer g.s.UseAgentMetadata(g.opts.AgentMetadata)
 	}
 	id := req.StepID
 	if id == "" {
 		id = fmt.Sprintf("step-%d", g.s.Len())
 	}
 	if _, dup := g.s.Index(id); dup {
-		return nil, fmt.Errorf("step_id %q was already checked in this session", id)
+		return schemas.Decision{}, fmt.Errorf("step_id %q was already checked in this session", id)
 	}
 	ts := req.Timestamp
 	if ts == "" {
 		ts = g.opts.Now().UTC().Format(time.RFC3339Nano)
 	}
-	return &Proposed{g: g, gen: g.gen, agentMeta: req.AgentMetadata, Step: &schemas.Step{
+	found, errs, judgeErrs, judgeBlocks := g.add(ctx, &schemas.Step{
 		StepID:      id,
 		Type:        req.Type,
 		Description: req.Action,
@@ -203,18 +164,7 @@ func (g *Guard) propose(req CheckRequest) (*Proposed, error) {
 		Output:      map[string]any{},
 		Metadata:    deepCopy(req.Metadata),
 		Timestamp:   &ts,
-	}}, nil
-}
-
-// commit records and evaluates a proposed step; the guard is locked.
-func (g *Guard) commit(ctx context.Context, p *Proposed) schemas.Decision {
-	g.gen++
-	if p.agentMeta != nil && !reflect.DeepEqual(p.agentMeta, g.opts.AgentMetadata) {
-		g.s.UseAgentMetadata(deepCopy(p.agentMeta))
-		defer g.s.UseAgentMetadata(g.opts.AgentMetadata)
-	}
-	id := p.Step.StepID
-	found, errs, judgeErrs, judgeBlocks := g.add(ctx, p.Step)
+	})
 	d := schemas.Decision{
 		StepID:     id,
 		Allowed:    len(found) == 0 && !judgeBlocks && (len(errs) == 0 || g.opts.OnRuleError == schemas.OnRuleErrorSkip),
@@ -235,7 +185,7 @@ func (g *Guard) commit(ctx context.Context, p *Proposed) schemas.Decision {
 		}
 		d.Allowed = true
 	}
-	return d
+	return d, nil
 }
 
 // add records a step, evaluates it (asking the judge about the cases of judge rules) and
@@ -326,7 +276,6 @@ func (g *Guard) Replay(step *schemas.Step) error {
 	}
 	s := *step
 	s.Normalize()
-	g.gen++
 	g.add(context.Background(), &s) // a judge is asked again within its rule's timeout
 	return nil
 }

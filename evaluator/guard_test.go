@@ -1,12 +1,9 @@
 package evaluator_test
 
 import (
-	"context"
 	"encoding/json"
-	"reflect"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/troy-audit/troy/evaluator"
 	"github.com/troy-audit/troy/internal/evaltest"
@@ -162,99 +159,5 @@ func TestGuardMissingMetadata(t *testing.T) {
 	fresh, _ := c.NewGuard(evaluator.GuardOptions{})
 	if got := keys(fresh.MissingMetadata(map[string]any{"network_zone": "x"})); got != "data_classification" {
 		t.Errorf("a new session: missing %q", got)
-	}
-}
-
-// Propose then Commit decides and records as Check does; a proposed step is committed only
-// where it was proposed.
-func TestGuardProposeCommit(t *testing.T) {
-	c, err := evaluator.Compile(evaltest.PolicyOf(`step.input.path == "/etc/shadow"`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	at := func() time.Time { return time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC) }
-	steps := []schemas.GuardStep{
-		{Action: "read_file", Input: map[string]any{"path": "/tmp/a"}},
-		{Action: "read_file", Input: map[string]any{"path": "/etc/shadow"}},
-		{Action: "chat", Type: "llm_call"},
-	}
-	checked, err := c.NewGuard(evaluator.GuardOptions{TraceID: "t", Now: at})
-	if err != nil {
-		t.Fatal(err)
-	}
-	split, err := c.NewGuard(evaluator.GuardOptions{TraceID: "t", Now: at})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i, s := range steps {
-		want, err := checked.Check(evaluator.CheckRequest{GuardStep: s})
-		if err != nil {
-			t.Fatal(err)
-		}
-		p, err := split.Propose(evaluator.CheckRequest{GuardStep: s})
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := split.Commit(context.Background(), p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !reflect.DeepEqual(got, want) {
-			t.Fatalf("step %d: decision %+v, want %+v", i, got, want)
-		}
-		if !reflect.DeepEqual(split.Step(i), checked.Step(i)) || split.Step(i) != p.Step {
-			t.Fatalf("step %d: recorded %+v, want %+v, the proposed step itself", i, split.Step(i), checked.Step(i))
-		}
-	}
-	if _, err := split.Propose(evaluator.CheckRequest{GuardStep: steps[0], StepID: "step-0"}); err == nil {
-		t.Fatal("a step id already checked was proposed")
-	}
-	if _, err := split.Propose(evaluator.CheckRequest{GuardStep: schemas.GuardStep{Action: "x", Type: "nap"}}); err == nil {
-		t.Fatal("an invalid step type was proposed")
-	}
-
-	stale := []struct {
-		name   string
-		change func(g *evaluator.Guard) error
-	}{
-		{"another check", func(g *evaluator.Guard) error {
-			_, err := g.Check(evaluator.CheckRequest{GuardStep: steps[2]})
-			return err
-		}},
-		{"a reset", func(g *evaluator.Guard) error { g.Reset(); return nil }},
-		{"a replay", func(g *evaluator.Guard) error {
-			ts := "2026-01-02T03:04:05Z"
-			return g.Replay(&schemas.Step{StepID: "replayed", Type: "tool_call", Description: "x", Timestamp: &ts})
-		}},
-	}
-	for _, tt := range stale {
-		t.Run(tt.name, func(t *testing.T) {
-			g, err := c.NewGuard(evaluator.GuardOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			p, err := g.Propose(evaluator.CheckRequest{GuardStep: steps[0]})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := tt.change(g); err != nil {
-				t.Fatal(err)
-			}
-			n := g.Len()
-			if _, err := g.Commit(context.Background(), p); err == nil || g.Len() != n {
-				t.Fatalf("committed after %s: err %v, %d steps, want an error and %d", tt.name, err, g.Len(), n)
-			}
-		})
-	}
-	other, err := c.NewGuard(evaluator.GuardOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := other.Propose(evaluator.CheckRequest{GuardStep: steps[0]})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := split.Commit(context.Background(), p); err == nil {
-		t.Fatal("a step proposed to another guard was committed")
 	}
 }

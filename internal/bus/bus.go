@@ -602,68 +602,6 @@ func (b *Bus) Flush(ctx context.Context) error {
 	}
 }
 
-// Storer stores events on a connection of its own, for a caller that starts a store,
-// does other work while the event travels, then waits for the stream's acknowledgement.
-// The stores of concurrent callers share the connection's writes, and the bus's
-// connection stays free for replies.
-type Storer struct {
-	nc *nats.Conn
-	js jetstream.JetStream
-}
-
-// storeTimeout bounds the wait for a store's acknowledgement: past it the store fails.
-const storeTimeout = 30 * time.Second
-
-// NewStorer opens a Storer named name in the server's monitoring; Close closes it.
-func (b *Bus) NewStorer(name string) (*Storer, error) {
-	nc, err := b.connect(nats.Name(name))
-	if err != nil {
-		return nil, fmt.Errorf("storer %s: connect: %w", name, err)
-	}
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(storeTimeout))
-	if err != nil {
-		nc.Close()
-		return nil, fmt.Errorf("storer %s: %w", name, err)
-	}
-	return &Storer{nc: nc, js: js}, nil
-}
-
-// Close closes the Storer's connection; stores still pending fail.
-func (s *Storer) Close() { s.nc.Close() }
-
-// Store starts storing an event; the Pending it returns says when the stream has it.
-func (s *Storer) Store(e event.Envelope) (Pending, error) {
-	m, err := wire.Message(e)
-	if err != nil {
-		return Pending{}, err
-	}
-	f, err := s.js.PublishMsgAsync(m, wire.PublishOpts(e)...)
-	if err != nil {
-		return Pending{}, fmt.Errorf("publish %s to %s: %w", e.Kind, e.Subject, err)
-	}
-	return Pending{f: f, kind: e.Kind, subject: e.Subject}, nil
-}
-
-// Pending is a store under way.
-type Pending struct {
-	f       jetstream.PubAckFuture
-	kind    event.Kind
-	subject string
-}
-
-// Wait returns the event's stream sequence once the stream has acknowledged it, or why
-// it was not stored (or ctx's error: the event may be stored nonetheless).
-func (p Pending) Wait(ctx context.Context) (uint64, error) {
-	select {
-	case ack := <-p.f.Ok():
-		return ack.Sequence, nil
-	case err := <-p.f.Err():
-		return 0, fmt.Errorf("publish %s to %s: %w", p.kind, p.subject, err)
-	case <-ctx.Done():
-		return 0, fmt.Errorf("publish %s to %s: %w", p.kind, p.subject, ctx.Err())
-	}
-}
-
 // ErrSubjectTooLong says an event's subject is too long to send.
 var ErrSubjectTooLong = wire.ErrSubjectTooLong
 

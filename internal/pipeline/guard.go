@@ -32,7 +32,6 @@ const Guard = "guard"
 // stream first.
 type GuardService struct {
 	b        *bus.Bus
-	st       *bus.Storer // the sessions' events, on a connection of their own; set by Serve
 	pol      *Policies
 	log      *slog.Logger
 	metrics  *Metrics
@@ -68,12 +67,6 @@ func NewGuardService(b *bus.Bus, pol *Policies, log *slog.Logger, m *Metrics) *G
 // Serve answers requests until ctx ends. Sessions without a request for idle are forgotten
 // (their state is rebuilt from the stream if they come back).
 func (s *GuardService) Serve(ctx context.Context, idle time.Duration) error {
-	st, err := s.b.NewStorer("troy-guard-store")
-	if err != nil {
-		return fmt.Errorf("guard service: %w", err)
-	}
-	defer st.Close() // after stop: every request in hand has been answered
-	s.st = st
 	stop, err := s.b.AddService("troy-guard", "1.0.0", "Checks proposed agent steps against the policy before they run", []bus.Endpoint{
 		{Name: "check", Subject: event.GuardCheckPrefix + ".*", Handle: s.handleCheck},
 		{Name: "output", Subject: event.GuardOutputPrefix + ".*", Handle: s.handleOutput},
@@ -170,25 +163,13 @@ func (s *GuardService) handleCheck(ctx context.Context, data []byte) (answer []b
 	}
 	defer sess.mu.Unlock()
 	seq := sess.g.Len()
-	p, err := sess.g.Propose(evaluator.CheckRequest{GuardStep: req.Step})
+	d, err := sess.g.CheckContext(ctx, evaluator.CheckRequest{GuardStep: req.Step})
 	if err != nil {
 		return nil, badRequest("%v", err)
 	}
-	// The step is on its way to the stream while it is evaluated; the answer waits for
-	// the stream to have it, as before.
-	stored, err := s.startRecord(req.Agent, req.Session, event.Step{TraceRef: sess.ref, TraceMetadata: req.AgentMetadata, Seq: seq, Step: p.Step})
-	if err != nil {
+	step := sess.g.Step(seq)
+	if err := s.record(ctx, sess, req.Agent, req.Session, event.Step{TraceRef: sess.ref, TraceMetadata: req.AgentMetadata, Seq: seq, Step: step}); err != nil {
 		return nil, err
-	}
-	d, cerr := sess.g.Commit(ctx, p)
-	if err := s.waitRecord(ctx, stored, sess, req.Agent, req.Session); err != nil {
-		return nil, err
-	}
-	if cerr != nil {
-		// Only when the session changed under its lock, which it cannot: the step is
-		// stored, so the session is read again from the stream at the next request.
-		s.drop(req.Agent, req.Session)
-		return nil, unavailable("check: %v", cerr)
 	}
 	s.countRuleErrors(d, req.Mode)
 	switch {
@@ -337,35 +318,14 @@ func (s *GuardService) inSession(ctx context.Context, agent, session string, fn 
 // record stores an event of the session in the steps stream. When that fails the
 // session's state is dropped, so that the next request starts again from the stream.
 func (s *GuardService) record(ctx context.Context, sess *guardSession, agent, session string, p event.Payload) error {
-	stored, err := s.startRecord(agent, session, p)
+	ev, err := event.New(p)
 	if err != nil {
 		return err
 	}
-	return s.waitRecord(ctx, stored, sess, agent, session)
-}
-
-// startRecord starts storing an event of the session; waitRecord waits until it is stored.
-func (s *GuardService) startRecord(agent, session string, p event.Payload) (bus.Pending, error) {
-	ev, err := event.New(p)
-	if err != nil {
+	if sess.applied, err = s.b.PublishSeq(ctx, ev); err != nil {
 		s.drop(agent, session)
-		return bus.Pending{}, err
+		return unavailable("record %s: %v", ev.Kind, err)
 	}
-	stored, err := s.st.Store(ev)
-	if err != nil {
-		s.drop(agent, session)
-		return bus.Pending{}, unavailable("record %s: %v", ev.Kind, err)
-	}
-	return stored, nil
-}
-
-func (s *GuardService) waitRecord(ctx context.Context, stored bus.Pending, sess *guardSession, agent, session string) error {
-	seq, err := stored.Wait(ctx)
-	if err != nil {
-		s.drop(agent, session)
-		return unavailable("record: %v", err)
-	}
-	sess.applied = seq
 	return nil
 }
 

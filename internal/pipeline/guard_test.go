@@ -238,8 +238,8 @@ func TestGuardTemplateByName(t *testing.T) {
 	}
 }
 
-// A step the stream does not take is never answered "allowed": the guard evaluates it while
-// the store travels, and answers 503 when the store fails, in every mode.
+// A step the stream does not take is never answered "allowed": the guard answers 503 when
+// the store fails, in every mode.
 func TestGuardFailsClosedWhenTheStepIsNotStored(t *testing.T) {
 	for _, mode := range schemas.Modes() {
 		t.Run(mode, func(t *testing.T) {
