@@ -9,11 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/troy-audit/troy/evaluator"
 	"github.com/troy-audit/troy/ingest/tracegen"
 	"github.com/troy-audit/troy/internal/bus"
-	"github.com/troy-audit/troy/internal/pipeline"
-	"github.com/troy-audit/troy/policies"
 	"github.com/troy-audit/troy/schemas"
 	"github.com/troy-audit/troy/sdk/agent"
 )
@@ -24,37 +21,8 @@ import (
 // ns/op (the inverse of the throughput), the median and 99th percentile of a check.
 func BenchmarkGuardService(b *testing.B) {
 	ctx := context.Background()
-	bs, err := bus.Open(ctx, bus.Options{DataDir: b.TempDir()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer bs.Close()
-	pol := pipeline.NewPolicies(bs)
-	p, err := pipeline.New(bs, pol, pipeline.Config{Only: []string{pipeline.Guard}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	t, err := policies.LookupTemplate("agent_safety")
-	if err != nil {
-		b.Fatal(err)
-	}
-	c, err := evaluator.Compile(t.Policy)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if _, err := pol.SetDefault(ctx, c); err != nil {
-		b.Fatal(err)
-	}
-	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- p.Run(runCtx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			b.Error(err)
-		}
-	}()
-	<-p.Ready()
+	bs, stop := guardDeployment(ctx, b, bus.Options{DataDir: b.TempDir()}, "agent_safety")
+	defer stop()
 	conn := agent.New(bs.Conn())
 	var sessions atomic.Int64
 	// caller checks n steps of generated agents, a session every 20, and returns each
