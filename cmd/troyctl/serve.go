@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"syscall"
@@ -34,6 +35,7 @@ func newServeCmd(a *app) *cobra.Command {
 		listen      string
 		only        string
 		verbose     bool
+		contention  bool
 		lf          logFlags
 		ex          explainFlags
 		ch          chFlags
@@ -181,6 +183,13 @@ flag wins over the policy.`,
 				return err
 			}
 			defer b.Close()
+			if contention {
+				// After the embedded server started: it sets the block profile's rate.
+				// Every blocking event and one lock contention in 10: enough to see where
+				// requests wait, at a cost of a few percent.
+				runtime.SetBlockProfileRate(1)
+				runtime.SetMutexProfileFraction(10)
+			}
 			if auth != nil {
 				stopReload, err := serveAuthReload(b, auth, log)
 				if err != nil {
@@ -246,6 +255,7 @@ flag wins over the policy.`,
 	f.DurationVar(&cfg.IdleTimeout, "idle-timeout", 5*time.Minute, "close a trace that has had no event for this long (0: never)")
 	f.StringVar(&cfg.MetricsAddr, "metrics", "127.0.0.1:9464", "address for /healthz and /metrics (empty: none)")
 	f.BoolVarP(&verbose, "verbose", "v", false, "log more: --log-level debug")
+	f.BoolVar(&contention, "profile-contention", false, "record where goroutines block and wait for locks, for /debug/pprof/block and /debug/pprof/mutex on --metrics (costs some CPU)")
 	lf.register(cmd, "info")
 	f.IntVar(&nf.opts.Replicas, "replicas", 0, "servers of the NATS cluster that keep each stream and bucket, 3 in a three-node cluster (default: as the streams are; new ones 1)")
 	f.StringVar(&retain, "retain", "", "keep events in the streams, and model replies in the cache, this long: a duration of at least 1h such as 720h, or unlimited (default: as the streams are; new ones keep everything)")

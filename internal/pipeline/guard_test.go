@@ -18,6 +18,8 @@ import (
 	"github.com/troy-audit/troy/policies"
 	"github.com/troy-audit/troy/schemas"
 	"github.com/troy-audit/troy/sdk/agent"
+
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 func compilePolicy(t *testing.T, doc string) *evaluator.Compiled {
@@ -233,5 +235,36 @@ func TestGuardTemplateByName(t *testing.T) {
 	}
 	if _, err := pol.Compiled(ctx, "no-such-template"); err == nil {
 		t.Fatal("a name that is no template must not resolve")
+	}
+}
+
+// A step the stream does not take is never answered "allowed": the guard answers 503 when
+// the store fails, in every mode.
+func TestGuardFailsClosedWhenTheStepIsNotStored(t *testing.T) {
+	for _, mode := range schemas.Modes() {
+		t.Run(mode, func(t *testing.T) {
+			b, pol, _ := start(t, pipeline.Config{Only: []string{pipeline.Guard}})
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if _, err := pol.SetDefault(ctx, compilePolicy(t, `{"rules": []}`)); err != nil {
+				t.Fatal(err)
+			}
+			g := agent.New(b.Conn()).Guard(agent.GuardOptions{Session: "s", Agent: "bot", Mode: mode})
+			if d, err := g.Check(ctx, "read_file", nil, nil, ""); err != nil || !d.Allowed {
+				t.Fatalf("with the stream: %+v, %v; want allowed", d, err)
+			}
+			js, err := jetstream.New(b.Conn())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := js.DeleteStream(ctx, bus.StepsStream); err != nil {
+				t.Fatal(err)
+			}
+			d, err := g.Check(ctx, "read_file", nil, nil, "")
+			var unavailable *agent.UnavailableError
+			if !errors.As(err, &unavailable) || d.Allowed || !strings.Contains(err.Error(), "503") {
+				t.Fatalf("without the stream: %+v, %v; want not allowed, unavailable (503)", d, err)
+			}
+		})
 	}
 }

@@ -20,31 +20,45 @@ import (
 // returns its NATS URL.
 func sdkDeployment(ctx context.Context, t *testing.T) (string, func()) {
 	t.Helper()
-	b, err := bus.Open(ctx, bus.Options{Memory: true, Listen: "127.0.0.1:-1"})
+	b, stop := guardDeployment(ctx, t, bus.Options{Memory: true, Listen: "127.0.0.1:-1"}, "data_protection")
+	return b.ClientURL(), stop
+}
+
+// guardDeployment starts the guard service on a bus opened with opts, with a bundled
+// template as the default policy; stop stops both.
+func guardDeployment(ctx context.Context, tb testing.TB, opts bus.Options, template string) (b *bus.Bus, stop func()) {
+	tb.Helper()
+	b, err := bus.Open(ctx, opts)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	tp, err := policies.LookupTemplate("data_protection")
+	tp, err := policies.LookupTemplate(template)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	c, err := evaluator.Compile(tp.Policy)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	pol := pipeline.NewPolicies(b)
 	if _, err := pol.SetDefault(ctx, c); err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	p, err := pipeline.New(b, pol, pipeline.Config{Only: []string{pipeline.Guard}})
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()
 	<-p.Ready() // the guard answers
-	return b.ClientURL(), func() { cancel(); <-done; b.Close() }
+	return b, func() {
+		cancel()
+		if err := <-done; err != nil {
+			tb.Error(err)
+		}
+		b.Close()
+	}
 }
 
 // The SDK against a deployment: a guarded session whose second step is blocked, and a
