@@ -40,11 +40,15 @@ type Consumer struct {
 	AckWait time.Duration
 	// Batch is how many events one fetch asks for. Zero means 128.
 	Batch int
+	// unwrap reads an event from a message; nil reads it as stored.
+	unwrap func(jetstream.Msg) event.Envelope
 }
 
 // Stats counts what a consumer did.
 type Stats struct {
 	In, Out, Redelivered, Dead, Failed atomic.Int64
+	// Owned is how many partitions a partitioned consumer fetches from.
+	Owned atomic.Int64
 }
 
 // Consume binds a handler to a durable pull consumer and runs until ctx ends; then it stops
@@ -219,6 +223,9 @@ func (b *Bus) handle(c Consumer, h Handler, m jetstream.Msg, stats *Stats) {
 		stats.Redelivered.Add(1)
 	}
 	in := envelope(m)
+	if c.unwrap != nil {
+		in = c.unwrap(m)
+	}
 	if limit := b.MaxEventSize(); len(in.Data) > limit {
 		b.dead(ctx, c, m, in, deliveries, fmt.Errorf("event of %d bytes is over the %d-byte limit", len(in.Data), limit), stats)
 		return
