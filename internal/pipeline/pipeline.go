@@ -37,14 +37,14 @@ const retiredScorer = "scorer"
 
 // Config chooses and tunes the components to run.
 type Config struct {
-	Only        []string      // components to run; empty runs all
-	ReportDir   string        // where the reporter writes; empty means "reports"
-	Workers     int           // events handled at once per component; zero means 4
+	Only      []string // components to run; empty runs all
+	ReportDir string   // where the reporter writes; empty means "reports"
+	Workers   int      // events handled at once per component; zero means 4
 	// Partitions, when above zero, has evaluators share the steps stream: its traces
 	// are spread over this many partitions, which the evaluator processes divide among
 	// them, so that each trace is evaluated by one process at a time. Every evaluator of
 	// a deployment must have the same number. Zero consumes the stream whole.
-	Partitions int
+	Partitions  int
 	IdleTimeout time.Duration // close traces without events for this long; zero means never
 	// Explain asks a model about each finished trace; nil passes traces on unexplained,
 	// with ExplainNote saying why.
