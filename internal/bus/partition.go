@@ -126,26 +126,12 @@ func (b *Bus) ConsumePartitioned(ctx context.Context, c Partitioned, h Handler, 
 		}
 	}
 	c.unwrap = sourced
-	work := make([]chan jetstream.Msg, c.Workers)
 	inHand := make([]sync.WaitGroup, c.Partitions) // events fetched from each partition, not yet settled
-	var wg sync.WaitGroup
-	for i := range work {
-		work[i] = make(chan jetstream.Msg, c.Batch)
-		wg.Add(1)
-		go func(in <-chan jetstream.Msg) {
-			defer wg.Done()
-			for m := range in {
-				b.handle(c.Consumer, h, m, stats)
-				inHand[partitionOfMsg(c, m)].Done()
-			}
-		}(work[i])
-	}
-	defer func() {
-		for _, ch := range work {
-			close(ch)
-		}
-		wg.Wait()
-	}()
+	work, stop := startWorkers(c.Consumer, func(m jetstream.Msg) {
+		b.handle(c.Consumer, h, m, stats)
+		inHand[partitionOfMsg(c, m)].Done()
+	})
+	defer stop()
 	own := &owner{b: b, c: c, stats: stats, stream: stream, cons: cons, inHand: inHand, loops: map[int]context.CancelFunc{}, done: map[int]chan struct{}{}, pinned: map[int]*atomic.Bool{},
 		take: func(m jetstream.Msg) {
 			inHand[partitionOfMsg(c, m)].Add(1)
