@@ -125,8 +125,8 @@ the end-to-end rate, published to scored, and per-trace latency from end to scor
 			if asJSON {
 				return reporter.EncodeJSON(a.stdout, r)
 			}
-			fmt.Fprintf(a.stdout, "pipeline: %d steps (%d traces) scored in %.2fs = %.0f steps/s end to end; published at %.0f steps/s\n",
-				r.Steps, r.Traces, r.Seconds, r.StepsPerS, r.PublishPerS)
+			fmt.Fprintf(a.stdout, "pipeline: %d steps (%d traces) scored in %.2fs = %.0f steps/s end to end; published at %.0f steps/s; %d steps counted in the scores\n",
+				r.Steps, r.Traces, r.Seconds, r.StepsPerS, r.PublishPerS, r.StepsScored)
 			printLatency(a.stdout, "trace end to score", r.Latency)
 			return nil
 		},

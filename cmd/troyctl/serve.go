@@ -72,7 +72,9 @@ reloaded when it changes, and every result records the revision it was evaluated
 --retain and --retain-bytes bound the streams (existing ones too; --retain also ages
 the explanation cache); an instance started without them leaves the limits as they are,
 and new streams keep every event. --only runs some components, so that each can be deployed and
-scaled on its own.
+scaled on its own. Evaluators scale out with --evaluator-partitions: any number of processes
+given the same number divide the traces among them, and take over those of a process that
+stops.
 A component that fails (its consumer cannot be created, say) is restarted after a pause
 that doubles from 1s to 30s; past --restarts failures within 5 minutes serve stops all
 components and exits 1 with the error. /healthz answers 503 naming every component that
@@ -83,6 +85,7 @@ flag wins over the policy.`,
 		Example: `  troyctl serve --policy examples/policy.json
   troyctl serve --policy soc2 --listen 0.0.0.0:4222 --data-dir /var/lib/troy
   troyctl serve --nats nats://nats-1:4222,nats://nats-2:4222 --only evaluator --workers 8
+  troyctl serve --nats nats://nats-1:4222 --only evaluator --evaluator-partitions 16   # as many processes as wanted
   troyctl serve --policy examples/policy.json --retain 720h --retain-bytes 50GB
   troyctl serve --policy examples/policy.json --clickhouse clickhouse://127.0.0.1:9000/troy
   troyctl serve --policy soc2 --http 0.0.0.0:8080 --http-tokens /etc/troy/http-tokens --http-max-conns 4096 --http-max-requests 256
@@ -250,6 +253,7 @@ flag wins over the policy.`,
 	f.StringVar(&only, "only", "", "components to run, comma-separated: "+strings.Join(pipeline.Components(), ", ")+" (default all)")
 	f.StringVar(&cfg.ReportDir, "reports", "", "directory for report.md and audit.json (default DATA-DIR/reports)")
 	f.IntVar(&cfg.Workers, "workers", 4, "events each component handles at once")
+	f.IntVar(&cfg.Partitions, "evaluator-partitions", 0, "spread traces over this many partitions that every evaluator process of the deployment shares, each trace evaluated by one process at a time; all evaluators must give the same number, such as 16 (default 0: one evaluator process reads the steps stream whole)")
 	f.IntVar(&restarts, "restarts", pipeline.DefaultRestart.MaxRestarts, "restarts of a failed component (after 1s, 2s, 4s... up to 30s) within 5 minutes before serve stops with an error; /healthz shows a failing component; such as --restarts 0 to stop at the first failure")
 	f.StringVar(&cfg.OnRuleError, "on-rule-error", "", "what the guard does in enforce mode with a step at which a rule cannot be evaluated: block or skip (default: the policy's on_rule_error, else block)")
 	f.DurationVar(&cfg.IdleTimeout, "idle-timeout", 5*time.Minute, "close a trace that has had no event for this long (0: never)")

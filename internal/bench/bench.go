@@ -168,6 +168,9 @@ type PipelineResult struct {
 	StepsPerS      float64 `json:"steps_per_second"`
 	PublishPerS    float64 `json:"published_per_second"`
 	Latency        Latency `json:"trace_latency"` // from a trace's end published to its score
+	// StepsScored counts the steps the traces' scores say were evaluated, each trace
+	// once: Steps when nothing published was lost.
+	StepsScored int `json:"steps_scored"`
 }
 
 // scoreWatch follows a load's traces to their scores: when each was sent, its latency to
@@ -179,6 +182,8 @@ type scoreWatch struct {
 	sent             []time.Time
 	lat              []time.Duration
 	scored           atomic.Int64
+	seen             map[int]bool // traces scored, each counted once
+	steps            int          // steps their scores counted
 	all              chan struct{}
 	done             <-chan error
 }
@@ -187,7 +192,7 @@ type scoreWatch struct {
 // of (false: another's).
 func watchScores(ctx context.Context, b *bus.Bus, traces, perTrace int, progress func(int64), index func(event.Scored) (int, bool)) *scoreWatch {
 	w := &scoreWatch{traces: traces, perTrace: perTrace, progress: progress, sent: make([]time.Time, traces),
-		lat: make([]time.Duration, 0, traces), all: make(chan struct{})}
+		lat: make([]time.Duration, 0, traces), seen: map[int]bool{}, all: make(chan struct{})}
 	ready, done := b.Subscribe(ctx, bus.ResultsStream, event.ResultFilter(event.KindScored), func(e event.Envelope) {
 		ev, err := event.Decode[event.Scored](e)
 		if err != nil {
@@ -198,6 +203,11 @@ func watchScores(ctx context.Context, b *bus.Bus, traces, perTrace int, progress
 			return
 		}
 		w.mu.Lock()
+		if w.seen[i] {
+			w.mu.Unlock()
+			return
+		}
+		w.seen[i], w.steps = true, w.steps+ev.Steps
 		if !w.sent[i].IsZero() {
 			w.lat = append(w.lat, time.Since(w.sent[i]))
 		}
@@ -311,8 +321,11 @@ func Pipeline(ctx context.Context, b *bus.Bus, opts PipelineOptions) (PipelineRe
 	}
 	secs := time.Since(start).Seconds()
 	steps := traces * opts.PerTrace
+	w.mu.Lock()
+	scored := w.steps
+	w.mu.Unlock()
 	return PipelineResult{Steps: steps, Traces: traces, Seconds: secs, PublishSeconds: published.Seconds(),
-		StepsPerS: float64(steps) / secs, PublishPerS: float64(steps) / published.Seconds(), Latency: w.latency()}, nil
+		StepsPerS: float64(steps) / secs, PublishPerS: float64(steps) / published.Seconds(), Latency: w.latency(), StepsScored: scored}, nil
 }
 
 // withoutID leaves out an event's de-duplication id: the load's runs are fresh and sent

@@ -40,11 +40,15 @@ type Consumer struct {
 	AckWait time.Duration
 	// Batch is how many events one fetch asks for. Zero means 128.
 	Batch int
+	// unwrap reads an event from a message; nil reads it as stored.
+	unwrap func(jetstream.Msg) event.Envelope
 }
 
 // Stats counts what a consumer did.
 type Stats struct {
 	In, Out, Redelivered, Dead, Failed atomic.Int64
+	// Owned is how many partitions a partitioned consumer fetches from.
+	Owned atomic.Int64
 }
 
 // Consume binds a handler to a durable pull consumer and runs until ctx ends; then it stops
@@ -69,7 +73,19 @@ func (b *Bus) Consume(ctx context.Context, c Consumer, h Handler, stats *Stats) 
 	if err != nil {
 		return fmt.Errorf("consumer %s: %w", c.Name, err)
 	}
-	work := make([]chan jetstream.Msg, c.Workers)
+	work, stop := startWorkers(c, func(m jetstream.Msg) { b.handle(c, h, m, stats) })
+	defer stop()
+	b.fetchLoop(ctx, c.Name, cons, func() (int, time.Duration) { return c.Batch, time.Second }, func(batch jetstream.MessageBatch) bool {
+		// Events fetched but not handed out when ctx ends are redelivered after AckWait.
+		return dispatch(ctx, batch, func(m jetstream.Msg) { work[worker(m.Subject(), c.Workers)] <- m })
+	})
+	return nil
+}
+
+// startWorkers starts c.Workers goroutines, each running fn on the events sent to its
+// channel; stop closes the channels and waits until every event sent is handled.
+func startWorkers(c Consumer, fn func(jetstream.Msg)) (work []chan jetstream.Msg, stop func()) {
+	work = make([]chan jetstream.Msg, c.Workers)
 	var wg sync.WaitGroup
 	for i := range work {
 		work[i] = make(chan jetstream.Msg, c.Batch)
@@ -77,21 +93,16 @@ func (b *Bus) Consume(ctx context.Context, c Consumer, h Handler, stats *Stats) 
 		go func(in <-chan jetstream.Msg) {
 			defer wg.Done()
 			for m := range in {
-				b.handle(c, h, m, stats)
+				fn(m)
 			}
 		}(work[i])
 	}
-	defer func() {
+	return work, func() {
 		for _, ch := range work {
 			close(ch)
 		}
 		wg.Wait()
-	}()
-	b.fetchLoop(ctx, c.Name, cons, func() (int, time.Duration) { return c.Batch, time.Second }, func(batch jetstream.MessageBatch) bool {
-		// Events fetched but not handed out when ctx ends are redelivered after AckWait.
-		return dispatch(ctx, batch, func(m jetstream.Msg) { work[worker(m.Subject(), c.Workers)] <- m })
-	})
-	return nil
+	}
 }
 
 // dispatch hands a batch's events to fn until the batch ends (true) or ctx does (false).
@@ -219,6 +230,9 @@ func (b *Bus) handle(c Consumer, h Handler, m jetstream.Msg, stats *Stats) {
 		stats.Redelivered.Add(1)
 	}
 	in := envelope(m)
+	if c.unwrap != nil {
+		in = c.unwrap(m)
+	}
 	if limit := b.MaxEventSize(); len(in.Data) > limit {
 		b.dead(ctx, c, m, in, deliveries, fmt.Errorf("event of %d bytes is over the %d-byte limit", len(in.Data), limit), stats)
 		return

@@ -37,9 +37,14 @@ const retiredScorer = "scorer"
 
 // Config chooses and tunes the components to run.
 type Config struct {
-	Only        []string      // components to run; empty runs all
-	ReportDir   string        // where the reporter writes; empty means "reports"
-	Workers     int           // events handled at once per component; zero means 4
+	Only      []string // components to run; empty runs all
+	ReportDir string   // where the reporter writes; empty means "reports"
+	Workers   int      // events handled at once per component; zero means 4
+	// Partitions, when above zero, has evaluators share the steps stream: its traces
+	// are spread over this many partitions, which the evaluator processes divide among
+	// them, so that each trace is evaluated by one process at a time. Every evaluator of
+	// a deployment must have the same number. Zero consumes the stream whole.
+	Partitions  int
 	IdleTimeout time.Duration // close traces without events for this long; zero means never
 	// Explain asks a model about each finished trace; nil passes traces on unexplained,
 	// with ExplainNote saying why.
@@ -153,6 +158,9 @@ func (p *Pipeline) Run(ctx context.Context) error {
 				if _, err := p.b.DeleteConsumer(ctx, bus.ResultsStream, retiredScorer); err != nil {
 					return err
 				}
+				if p.cfg.Partitions > 0 {
+					return p.b.ConsumePartitioned(ctx, p.partitioned(c), h, p.Stats[name])
+				}
 				return p.b.Consume(ctx, c, h, p.Stats[name])
 			}
 		case Guard:
@@ -210,6 +218,19 @@ func (p *Pipeline) component(name string) (bus.Consumer, bus.Handler) {
 	}
 	c.Stream, c.Filter = bus.ResultsStream, []string{event.ResultFilter(event.KindExplained)}
 	return c, newReportStage(p.cfg.ReportDir, p.b, p.pol.Info, p.cfg.Signer).Handle
+}
+
+// stepsPattern is the subject pattern of a trace's events: its agent and trace ids
+// choose its partition.
+const stepsPattern = event.StepsPrefix + ".*.*"
+
+// partitioned is the evaluator's consumer spread over partitions: a partition handed
+// over takes the state of its traces with it.
+func (p *Pipeline) partitioned(c bus.Consumer) bus.Partitioned {
+	n := p.cfg.Partitions
+	return bus.Partitioned{Consumer: c, Subjects: stepsPattern, Partitions: n, Released: func(part int) {
+		p.Eval.Forget(func(subject string) bool { return bus.PartitionOf(stepsPattern, subject, n) == part })
+	}}
 }
 
 // countVerdicts counts the rule errors and violations of each trace the evaluator

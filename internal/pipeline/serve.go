@@ -304,6 +304,9 @@ func (s *Server) metrics() {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			defer cancel()
 			lag, err := s.b.Lag(ctx, c.stream, c.name)
+			if c.component == Evaluator && s.p.cfg.Partitions > 0 {
+				lag, err = s.b.PartitionedLag(ctx, s.p.partitioned(bus.Consumer{Name: c.name, Stream: c.stream}))
+			}
 			if err != nil {
 				return -1
 			}
@@ -321,6 +324,11 @@ func (s *Server) metrics() {
 			Name: "troy_rules_quarantined_total", Help: "Rules quarantined for their policy revision because they broke a limit (time, memory, iterations, depth); each is logged once and reports rule errors.",
 			ConstLabels: prometheus.Labels{"limit": limit},
 		}, func() float64 { return float64(n.Load()) }))
+	}
+	if st := s.p.Stats[Evaluator]; st != nil && s.p.cfg.Partitions > 0 {
+		s.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "troy_partitions_owned", Help: "Partitions of the steps stream this evaluator fetches from (serve --evaluator-partitions).",
+		}, func() float64 { return float64(st.Owned.Load()) }))
 	}
 	s.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "troy_open_traces", Help: "Traces the evaluator holds state for.",

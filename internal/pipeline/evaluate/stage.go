@@ -273,6 +273,19 @@ func (st *Stage) newRun(key, subject string) *traceRun {
 	return &traceRun{key: key, subject: subject, emitted: map[string]bool{}, alerts: st.alerts}
 }
 
+// Forget drops the state of the traces whose steps subject matches: another instance
+// handles their next events, so what this one knows of them may go stale. A trace
+// forgotten is rebuilt from the stream if its events come back.
+func (st *Stage) Forget(match func(subject string) bool) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	for k, run := range st.runs {
+		if match(run.subject) {
+			delete(st.runs, k)
+		}
+	}
+}
+
 func (st *Stage) drop(key string) {
 	st.mu.Lock()
 	delete(st.runs, key)
