@@ -142,8 +142,11 @@ flag wins over the policy.`,
 			}
 			cfg.Restart = pipeline.DefaultRestart
 			cfg.Restart.MaxRestarts = restarts
-			if cfg.ReportDir == "" {
+			switch cfg.ReportDir {
+			case "":
 				cfg.ReportDir = filepath.Join(dataDir, "reports")
+			case "none":
+				cfg.ReportDir = "" // reports only from the streams: troyctl report, the gateway
 			}
 			cfg.Logger = log
 			cfg.Build = pipeline.BuildInfo{Version: buildVersion(), Commit: buildCommit()}
@@ -239,7 +242,7 @@ flag wins over the policy.`,
 	f.StringVar(&listen, "listen", "127.0.0.1:4222", "client address of the embedded NATS server, for agents")
 	f.StringVar(&cfg.Policy, "policy", "", "default policy: a file (reloaded when it changes) or a bundled template name")
 	f.StringVar(&only, "only", "", "components to run, comma-separated: "+strings.Join(pipeline.Components(), ", ")+" (default all)")
-	f.StringVar(&cfg.ReportDir, "reports", "", "directory for report.md and audit.json (default DATA-DIR/reports)")
+	f.StringVar(&cfg.ReportDir, "reports", "", "directory where report.md and audit.json of each trace are also written as files (default DATA-DIR/reports); none writes no files: reports are then read with troyctl report or the HTTP gateway, rendered from the streams")
 	f.IntVar(&cfg.Workers, "workers", 4, "events each component handles at once")
 	f.IntVar(&restarts, "restarts", pipeline.DefaultRestart.MaxRestarts, "restarts of a failed component (after 1s, 2s, 4s... up to 30s) within 5 minutes before serve stops with an error; /healthz shows a failing component; such as --restarts 0 to stop at the first failure")
 	f.StringVar(&cfg.OnRuleError, "on-rule-error", "", "what the guard does in enforce mode with a step at which a rule cannot be evaluated: block or skip (default: the policy's on_rule_error, else block)")

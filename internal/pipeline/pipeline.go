@@ -37,8 +37,10 @@ const retiredScorer = "scorer"
 
 // Config chooses and tunes the components to run.
 type Config struct {
-	Only        []string      // components to run; empty runs all
-	ReportDir   string        // where the reporter writes; empty means "reports"
+	Only []string // components to run; empty runs all
+	// ReportDir is where the reporter also writes report.md and audit.json of each trace;
+	// empty writes none (reports are rendered from the streams when asked for).
+	ReportDir   string
 	Workers     int           // events handled at once per component; zero means 4
 	IdleTimeout time.Duration // close traces without events for this long; zero means never
 	// Explain asks a model about each finished trace; nil passes traces on unexplained,
@@ -78,6 +80,7 @@ type Pipeline struct {
 	Metrics *Metrics
 	ready   chan struct{}
 	sup     *supervisor
+	reports *Reports
 }
 
 // New prepares the components of cfg on a bus.
@@ -112,10 +115,8 @@ func New(b *bus.Bus, pol *Policies, cfg Config) (*Pipeline, error) {
 	if cfg.Workers <= 0 {
 		cfg.Workers = 4
 	}
-	if cfg.ReportDir == "" {
-		cfg.ReportDir = "reports"
-	}
 	p := &Pipeline{b: b, pol: pol, cfg: cfg, Stats: map[string]*bus.Stats{}, ready: make(chan struct{}), sup: newSupervisor(cfg.Restart, cfg.Logger)}
+	p.reports = NewReports(b, pol.Info, cfg.Signer)
 	for _, c := range cfg.Only {
 		if c != Guard {
 			p.Stats[c] = &bus.Stats{}
@@ -154,6 +155,18 @@ func (p *Pipeline) Run(ctx context.Context) error {
 					return err
 				}
 				return p.b.Consume(ctx, c, h, p.Stats[name])
+			}
+		case Reporter:
+			c, h := p.component(name)
+			components[name] = func(ctx context.Context) error {
+				// The service is up before the stage reports anything, so that a report
+				// whose reported event was seen can be asked for.
+				stop, err := p.reports.Start()
+				if err != nil {
+					return err
+				}
+				err = p.b.Consume(ctx, c, h, p.Stats[name])
+				return errors.Join(err, stop())
 			}
 		case Guard:
 			p.Guard = NewGuardService(p.b, p.pol, p.cfg.Logger, p.Metrics)
@@ -209,7 +222,7 @@ func (p *Pipeline) component(name string) (bus.Consumer, bus.Handler) {
 		return c, explainer.NewStage(p.cfg.Explain, p.cfg.ExplainNote, p.b).Handle
 	}
 	c.Stream, c.Filter = bus.ResultsStream, []string{event.ResultFilter(event.KindExplained)}
-	return c, newReportStage(p.cfg.ReportDir, p.b, p.pol.Info, p.cfg.Signer).Handle
+	return c, newReportStage(p.cfg.ReportDir, p.reports).Handle
 }
 
 // countVerdicts counts the rule errors and violations of each trace the evaluator
