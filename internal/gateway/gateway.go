@@ -600,7 +600,7 @@ func (g *Gateway) report(w http.ResponseWriter, r *http.Request) error {
 	file := event.ReportJSON
 	switch f := r.URL.Query().Get("format"); f {
 	case "", "json":
-	case "markdown", "md":
+	case "markdown":
 		file = event.ReportMarkdown
 	default:
 		return errorf(http.StatusBadRequest, "invalid", "format %q: expected json or markdown", f)

@@ -168,6 +168,9 @@ func (r *Reports) handle(ctx context.Context, data []byte) ([]byte, error) {
 			return nil, &bus.RequestError{Code: "400", Message: err.Error()}
 		}
 	}
+	if req.File != event.ReportMarkdown && req.File != event.ReportJSON {
+		return nil, &bus.RequestError{Code: "400", Message: fmt.Sprintf("file %q: expected %s or %s", req.File, event.ReportMarkdown, event.ReportJSON)}
+	}
 	// NATS permissions let an agent ask on its own subject only.
 	if s := bus.RequestSubject(ctx); s != event.ReportSubject(req.Agent) {
 		return nil, &bus.RequestError{Code: "403", Message: fmt.Sprintf("a request for agent %q's reports on %s", req.Agent, s)}
@@ -180,12 +183,8 @@ func (r *Reports) handle(ctx context.Context, data []byte) ([]byte, error) {
 		return nil, err
 	}
 	file := js
-	switch req.File {
-	case event.ReportMarkdown:
+	if req.File == event.ReportMarkdown {
 		file = md
-	case event.ReportJSON:
-	default:
-		return nil, &bus.RequestError{Code: "400", Message: fmt.Sprintf("file %q: expected %s or %s", req.File, event.ReportMarkdown, event.ReportJSON)}
 	}
 	if req.Offset < 0 || req.Offset > len(file) {
 		return nil, &bus.RequestError{Code: "400", Message: fmt.Sprintf("offset %d of a file of %d bytes", req.Offset, len(file))}
