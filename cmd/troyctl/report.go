@@ -57,7 +57,7 @@ reader's any. Exit 1 when the trace has no finished run (yet) or no reporter ans
 			}
 			nf.resolveCreds()
 			opts := nf.opts
-			opts.Name, opts.Client = "troyctl-report", true
+			opts.Name, opts.Client, opts.NoPolicies = "troyctl-report", true, true
 			ctx, cancel := context.WithTimeout(cmd.Context(), deadline)
 			defer cancel()
 			b, err := bus.Open(ctx, opts)
