@@ -109,6 +109,7 @@ reader's any. Exit 1 when the trace has no finished run (yet) or no reporter ans
 	}
 	nf.register(cmd)
 	f := cmd.Flags()
+	f.Lookup("nats").Usage = "the running serve's NATS URL(s), comma-separated (default: the address in DATA-DIR/auth/serve.url, else nats://127.0.0.1:4222)"
 	f.StringVar(&dataDir, "data-dir", ".troy", "serve's data directory, where its address and the admin credential are found")
 	f.StringVar(&run, "run", "", "the run of the trace (default: the latest finished)")
 	f.StringVarP(&mdPath, "output", "o", "", "write report.md here (default: print it); - is stdout")
