@@ -52,7 +52,9 @@ embedded server listens on --listen; or use an existing cluster with --nats); th
 evaluator (which also scores), explainer and reporter stages turn them into violations (published as
 they are found on troy.results.violation.>), risk scores, explanations of each step by a
 model (when an API key or base URL is configured, as for 'troyctl audit'), and
-report.md and audit.json files. With --clickhouse, every step, violation, score and
+signed reports: troyctl report AGENT TRACE gives any finished trace's report.md and
+audit.json, rendered from the streams; they are also written as files under --reports
+(DATA-DIR/reports), unless --reports none. With --clickhouse, every step, violation, score and
 explanation is also stored in ClickHouse for troyctl trends, drift, regress and sql; the
 schema is migrated at start. With --http, an HTTP gateway serves guard checks, steps,
 outputs, ends and reports to agents that cannot use NATS: each bearer token has a role
@@ -82,6 +84,7 @@ flag wins over the policy.`,
   troyctl serve --policy soc2 --listen 0.0.0.0:4222 --data-dir /var/lib/troy
   troyctl serve --nats nats://nats-1:4222,nats://nats-2:4222 --only evaluator --workers 8
   troyctl serve --policy examples/policy.json --retain 720h --retain-bytes 50GB
+  troyctl serve --policy soc2 --reports none   # reports only from troyctl report and the gateway
   troyctl serve --policy examples/policy.json --clickhouse clickhouse://127.0.0.1:9000/troy
   troyctl serve --policy soc2 --http 0.0.0.0:8080 --http-tokens /etc/troy/http-tokens --http-max-conns 4096 --http-max-requests 256
   troyctl serve --http 0.0.0.0:8443 --http-cert tls/cert.pem --http-key tls/key.pem --listen 0.0.0.0:4222 --nats-cert tls/cert.pem --nats-key tls/key.pem
