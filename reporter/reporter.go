@@ -226,22 +226,8 @@ type Dest struct {
 func WriteAudit(r *schemas.AuditResult, d Dest) error {
 	r.Normalize()
 	var report string // the digest of report.md's signed content
-	err := writeTo(d.Markdown, d.Stdout, func(w *bufio.Writer) error {
-		if d.Signer == nil {
-			return writeMarkdown(w, r)
-		}
-		h := sha256.New()
-		body := bufio.NewWriterSize(hashWriter{w: w, h: h}, 64<<10)
-		if err := writeMarkdown(body, r); err != nil {
-			return err
-		}
-		if err := body.Flush(); err != nil {
-			return err
-		}
-		report = hex.EncodeToString(h.Sum(nil))
-		st := baseStatement(r, "report.md")
-		st.Content = report
-		_, err := w.WriteString(markdownBlock(d.Signer.sign(st)))
+	err := writeTo(d.Markdown, d.Stdout, func(w *bufio.Writer) (err error) {
+		report, err = writeSignedMarkdown(w, r, d.Signer)
 		return err
 	})
 	if err != nil {
@@ -265,6 +251,54 @@ func WriteAudit(r *schemas.AuditResult, d Dest) error {
 		return fmt.Errorf("write audit.json %s: %w", d.JSON, err)
 	}
 	return nil
+}
+
+// Render returns report.md and audit.json of one result as WriteAudit writes them to two
+// files side by side (audit.json's signature naming report.md's digest), without the
+// model's raw replies: what a report read back from a deployment is.
+func Render(r *schemas.AuditResult, s *Signer) (md, js []byte, err error) {
+	r.Normalize()
+	var mb, jb bytes.Buffer
+	w := bufio.NewWriterSize(&mb, 64<<10)
+	report, err := writeSignedMarkdown(w, r, s)
+	if err == nil {
+		err = w.Flush()
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	w = bufio.NewWriterSize(&jb, 64<<10)
+	if err := writeSignedAuditJSON(w, r, "", s, report); err != nil {
+		return nil, nil, err
+	}
+	if err := w.WriteByte('\n'); err != nil {
+		return nil, nil, err
+	}
+	if err := w.Flush(); err != nil {
+		return nil, nil, err
+	}
+	return mb.Bytes(), jb.Bytes(), nil
+}
+
+// writeSignedMarkdown writes report.md and, with a signer, its signature block; it returns
+// the digest of the signed content ("" unsigned), which audit.json's signature names.
+func writeSignedMarkdown(w *bufio.Writer, r *schemas.AuditResult, s *Signer) (string, error) {
+	if s == nil {
+		return "", writeMarkdown(w, r)
+	}
+	h := sha256.New()
+	body := bufio.NewWriterSize(hashWriter{w: w, h: h}, 64<<10)
+	if err := writeMarkdown(body, r); err != nil {
+		return "", err
+	}
+	if err := body.Flush(); err != nil {
+		return "", err
+	}
+	report := hex.EncodeToString(h.Sum(nil))
+	st := baseStatement(r, "report.md")
+	st.Content = report
+	_, err := w.WriteString(markdownBlock(s.sign(st)))
+	return report, err
 }
 
 // regularOrNew reports whether path names a regular file, or none yet.

@@ -84,6 +84,17 @@ func (st Statement) message() []byte {
 }
 
 // sign fills in the signer's part of st and signs it.
+// At returns the signer with its clock stopped at t, so that a report rendered again
+// later is signed with the same bytes; nil stays nil (unsigned).
+func (s *Signer) At(t time.Time) *Signer {
+	if s == nil {
+		return nil
+	}
+	c := *s
+	c.Now = func() time.Time { return t }
+	return &c
+}
+
 func (s *Signer) sign(st Statement) Statement {
 	now := time.Now
 	if s.Now != nil {

@@ -197,3 +197,33 @@ func TestSignedReportWithHostileIDs(t *testing.T) {
 		t.Errorf("audit.json: %v %+v", err, st)
 	}
 }
+
+// Render gives the bytes WriteAudit writes to two files side by side, signed or not, and a
+// signer stopped at a time signs a report rendered twice with the same bytes.
+func TestRenderIsWhatWriteAuditWrites(t *testing.T) {
+	sg := testSigner(t)
+	sg.Now = nil
+	at := sg.At(time.Date(2027, 1, 2, 3, 4, 5, 0, time.UTC))
+	for name, s := range map[string]*Signer{"signed": at, "unsigned": nil} {
+		t.Run(name, func(t *testing.T) {
+			wmd, wjs := writeSigned(t, result(), s)
+			md, js, err := Render(result(), s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(md, wmd) || !bytes.Equal(js, wjs) {
+				t.Errorf("rendered differs from written:\n%s\n---\n%s", js, wjs)
+			}
+			md2, js2, _ := Render(result(), s)
+			if !bytes.Equal(md, md2) || !bytes.Equal(js, js2) {
+				t.Errorf("rendered twice, different bytes")
+			}
+		})
+	}
+	if (*Signer)(nil).At(time.Now()) != nil {
+		t.Errorf("a nil signer stays nil")
+	}
+	if sg.Now != nil {
+		t.Errorf("At changed the signer it copied")
+	}
+}

@@ -99,7 +99,8 @@ func newBenchPipelineCmd(a *app) *cobra.Command {
 deployment as fast as it stores them, and wait until every trace is evaluated and scored:
 the end-to-end rate, published to scored, and per-trace latency from end to score.`,
 		Example: `  troyctl bench pipeline --nats nats://127.0.0.1:4222 --steps 100000
-  troyctl bench pipeline --nats nats://127.0.0.1:4222 --steps 200000 --policy soc2 --json`,
+  troyctl bench pipeline --nats nats://127.0.0.1:4222 --steps 200000 --policy soc2 --json
+  troyctl bench pipeline --nats nats://127.0.0.1:4222 --steps 600000 --rate 1000   # a 10-minute soak`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			b, err := benchConnect(cmd, nf)
@@ -135,6 +136,7 @@ the end-to-end rate, published to scored, and per-trace latency from end to scor
 	f := cmd.Flags()
 	f.IntVar(&opts.Steps, "steps", 100_000, "steps to publish")
 	f.IntVar(&opts.PerTrace, "per-trace", 20, "steps per trace")
+	f.Float64Var(&opts.Rate, "rate", 0, "publish at this many steps/s, a trace at a time, for a steady load such as a soak (default: as fast as stored)")
 	f.StringVar(&policy, "policy", "", "policy to evaluate with: a file or template (default: the server's)")
 	f.DurationVar(&deadline, "timeout", 10*time.Minute, "give up after this long")
 	f.BoolVar(&asJSON, "json", false, "print JSON")

@@ -125,7 +125,7 @@ func (f *gatewayFlags) start(ctx context.Context, b *bus.Bus, srv *pipeline.Serv
 	if err != nil {
 		return nil, err
 	}
-	g, err := gateway.New(b, gateway.Config{Tokens: tokens, TLS: tc, Info: srv.Policies().Info, MaxConns: f.maxConns, MaxInFlight: f.maxRequests})
+	g, err := gateway.New(b, gateway.Config{Tokens: tokens, TLS: tc, MaxConns: f.maxConns, MaxInFlight: f.maxRequests})
 	if err != nil {
 		return nil, err
 	}

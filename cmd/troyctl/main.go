@@ -113,6 +113,7 @@ markdown and JSON reports. It also checks single actions before they run.`,
 		newSQLCmd(a),
 		newVersionCmd(a),
 		newVerifyCmd(a),
+		newReportCmd(a),
 		newHealthCmd(a),
 	)
 	bindEnv(root, envBindings())

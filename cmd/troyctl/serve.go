@@ -54,7 +54,9 @@ embedded server listens on --listen; or use an existing cluster with --nats); th
 evaluator (which also scores), explainer and reporter stages turn them into violations (published as
 they are found on troy.results.violation.>), risk scores, explanations of each step by a
 model (when an API key or base URL is configured, as for 'troyctl audit'), and
-report.md and audit.json files. With --clickhouse, every step, violation, score and
+signed reports: troyctl report AGENT TRACE gives any finished trace's report.md and
+audit.json, rendered from the streams; they are also written as files under --reports
+(DATA-DIR/reports), unless --reports none. With --clickhouse, every step, violation, score and
 explanation is also stored in ClickHouse for troyctl trends, drift, regress and sql; the
 schema is migrated at start. With --http, an HTTP gateway serves guard checks, steps,
 outputs, ends and reports to agents that cannot use NATS: each bearer token has a role
@@ -87,6 +89,7 @@ flag wins over the policy.`,
   troyctl serve --nats nats://nats-1:4222,nats://nats-2:4222 --only evaluator --workers 8
   troyctl serve --nats nats://nats-1:4222 --only evaluator --evaluator-partitions 16   # as many processes as wanted
   troyctl serve --policy examples/policy.json --retain 720h --retain-bytes 50GB
+  troyctl serve --policy soc2 --reports none   # reports only from troyctl report and the gateway
   troyctl serve --policy examples/policy.json --clickhouse clickhouse://127.0.0.1:9000/troy
   troyctl serve --policy soc2 --http 0.0.0.0:8080 --http-tokens /etc/troy/http-tokens --http-max-conns 4096 --http-max-requests 256
   troyctl serve --http 0.0.0.0:8443 --http-cert tls/cert.pem --http-key tls/key.pem --listen 0.0.0.0:4222 --nats-cert tls/cert.pem --nats-key tls/key.pem
@@ -147,8 +150,11 @@ flag wins over the policy.`,
 			}
 			cfg.Restart = pipeline.DefaultRestart
 			cfg.Restart.MaxRestarts = restarts
-			if cfg.ReportDir == "" {
+			switch cfg.ReportDir {
+			case "":
 				cfg.ReportDir = filepath.Join(dataDir, "reports")
+			case "none":
+				cfg.ReportDir = "" // reports only from the streams: troyctl report, the gateway
 			}
 			cfg.Logger = log
 			cfg.Build = pipeline.BuildInfo{Version: buildVersion(), Commit: buildCommit()}
@@ -251,7 +257,7 @@ flag wins over the policy.`,
 	f.StringVar(&listen, "listen", "127.0.0.1:4222", "client address of the embedded NATS server, for agents")
 	f.StringVar(&cfg.Policy, "policy", "", "default policy: a file (reloaded when it changes) or a bundled template name")
 	f.StringVar(&only, "only", "", "components to run, comma-separated: "+strings.Join(pipeline.Components(), ", ")+" (default all)")
-	f.StringVar(&cfg.ReportDir, "reports", "", "directory for report.md and audit.json (default DATA-DIR/reports)")
+	f.StringVar(&cfg.ReportDir, "reports", "", "directory where report.md and audit.json of each trace are also written as files (default DATA-DIR/reports); none writes no files: reports are then read with troyctl report or the HTTP gateway, rendered from the streams")
 	f.IntVar(&cfg.Workers, "workers", 4, "events each component handles at once")
 	f.IntVar(&cfg.Partitions, "evaluator-partitions", 0, "spread traces over this many partitions that every evaluator process of the deployment shares, each trace evaluated by one process at a time; all evaluators must give the same number, such as 16 (default 0: one evaluator process reads the steps stream whole)")
 	f.IntVar(&restarts, "restarts", pipeline.DefaultRestart.MaxRestarts, "restarts of a failed component (after 1s, 2s, 4s... up to 30s) within 5 minutes before serve stops with an error; /healthz shows a failing component; such as --restarts 0 to stop at the first failure")

@@ -156,7 +156,10 @@ type PipelineOptions struct {
 	PerTrace  int // steps per trace; zero means 20
 	Policy    string
 	Progress  func(done int64)
-	BatchSize int // traces published before waiting for acks; zero means 64
+	BatchSize int // traces published before waiting for acks; zero means 64, or 1 with a Rate
+	// Rate paces publishing at this many steps a second, for a steady load (a soak);
+	// zero publishes as fast as the server stores.
+	Rate float64
 }
 
 // PipelineResult is what a pipeline load measured.
@@ -266,6 +269,9 @@ func Pipeline(ctx context.Context, b *bus.Bus, opts PipelineOptions) (PipelineRe
 	}
 	if opts.BatchSize <= 0 {
 		opts.BatchSize = 64
+		if opts.Rate > 0 {
+			opts.BatchSize = 1 // a steady rate, not bursts
+		}
 	}
 	traces := max(1, opts.Steps/opts.PerTrace)
 	run := fmt.Sprintf("bench-%d", time.Now().UnixNano())
@@ -310,6 +316,9 @@ func Pipeline(ctx context.Context, b *bus.Bus, opts PipelineOptions) (PipelineRe
 			if err := flush(); err != nil {
 				return PipelineResult{}, err
 			}
+			if err := pace(ctx, start, (i+1)*opts.PerTrace, opts.Rate); err != nil {
+				return PipelineResult{}, err
+			}
 		}
 	}
 	if err := flush(); err != nil {
@@ -326,6 +335,25 @@ func Pipeline(ctx context.Context, b *bus.Bus, opts PipelineOptions) (PipelineRe
 	w.mu.Unlock()
 	return PipelineResult{Steps: steps, Traces: traces, Seconds: secs, PublishSeconds: published.Seconds(),
 		StepsPerS: float64(steps) / secs, PublishPerS: float64(steps) / published.Seconds(), Latency: w.latency(), StepsScored: scored}, nil
+}
+
+// pace waits until steps published since start are no more than rate a second allows.
+func pace(ctx context.Context, start time.Time, steps int, rate float64) error {
+	if rate <= 0 {
+		return nil
+	}
+	wait := time.Until(start.Add(time.Duration(float64(steps) / rate * float64(time.Second))))
+	if wait <= 0 {
+		return nil
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // withoutID leaves out an event's de-duplication id: the load's runs are fresh and sent

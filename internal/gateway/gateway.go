@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -60,8 +59,6 @@ type Config struct {
 	TLS *tls.Config
 	// MaxBody bounds request bodies; zero means DefaultMaxBody.
 	MaxBody int64
-	// Info describes a policy revision in reports.
-	Info func(ctx context.Context, hash string) (schemas.AuditInfo, error)
 	// Timeout bounds the wait for the guard or the streams, and for a free slot when
 	// MaxInFlight requests are in hand; zero means 5s.
 	Timeout time.Duration
@@ -600,34 +597,36 @@ func (g *Gateway) report(w http.ResponseWriter, r *http.Request) error {
 	if err := checkIDs(event.TraceRef{TraceID: id, AgentName: agent, Run: run}, ""); err != nil {
 		return err
 	}
+	file := event.ReportJSON
+	switch f := r.URL.Query().Get("format"); f {
+	case "", "json":
+	case "markdown":
+		file = event.ReportMarkdown
+	default:
+		return errorf(http.StatusBadRequest, "invalid", "format %q: expected json or markdown", f)
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), g.cfg.Timeout)
 	defer cancel()
-	events, err := g.b.ReadResults(ctx, event.ResultSubject(event.KindExplained, agent, id), math.MaxUint64)
-	if err != nil {
-		return errorf(http.StatusServiceUnavailable, "stream_unavailable", "%v", err)
-	}
-	var ev *event.Explained
-	for i := len(events) - 1; i >= 0 && ev == nil; i-- {
-		if x, err := event.Decode[event.Explained](events[i]); err == nil && (run == "" || x.Run == run) {
-			ev = &x
-		}
-	}
-	if ev == nil {
-		return errorf(http.StatusNotFound, "not_found", "no finished run of trace %q of agent %q (yet)", id, agent)
-	}
-	var info schemas.AuditInfo
-	if g.cfg.Info != nil {
-		info, _ = g.cfg.Info(ctx, ev.Policy)
-	}
-	audit, err := event.ReadAudit(ctx, g.b, ev, info)
+	// The reporter renders the report from the streams: the audit.json (or report.md) it
+	// writes, signed as it signs them.
+	data, _, err := event.FetchReport(ctx, g.b.Request, event.ReportRequest{Agent: agent, Trace: id, Run: run, File: file})
+	var re *bus.RequestError
 	switch {
-	case errors.Is(err, event.ErrStepsUnread):
-		return errorf(http.StatusNotFound, "not_found", "trace %q: %v", id, err)
+	case errors.As(err, &re) && re.Code == "404":
+		return errorf(http.StatusNotFound, "not_found", "no finished run of trace %q of agent %q (yet)", id, agent)
+	case errors.As(err, &re):
+		return errorf(http.StatusBadGateway, "reporter", "%s", re.Message)
 	case err != nil:
-		return errorf(http.StatusServiceUnavailable, "stream_unavailable", "%v", err)
+		return errorf(http.StatusServiceUnavailable, "reporter_unavailable", "the reporter did not answer: %v", err)
 	}
-	writeJSON(w, http.StatusOK, audit)
-	return nil
+	if file == event.ReportMarkdown {
+		w.Header().Set("Content-Type", "text/markdown; charset=utf-8")
+	} else {
+		w.Header().Set("Content-Type", "application/json")
+	}
+	w.WriteHeader(http.StatusOK)
+	_, err = w.Write(data)
+	return err
 }
 
 // Serve serves the gateway on addr until the returned stop is called; stop lets requests

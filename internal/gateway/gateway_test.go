@@ -82,7 +82,6 @@ func newGatewayOn(t testing.TB, opts bus.Options, pcfg pipeline.Config, cfg gate
 		}
 		cfg.Tokens = append(cfg.Tokens, tok)
 	}
-	cfg.Info = pol.Info
 	g, err := gateway.New(b, cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -496,12 +496,13 @@ func Permissions(role Role, scope string) (jwt.Permissions, error) {
 			event.StepsPrefix+"."+tok+".>",
 			event.GuardCheckSubject(scope), event.GuardOutputSubject(scope), event.GuardEndSubject(scope),
 			event.GuardPolicySubject(scope),
+			event.ReportSubject(scope), // its own traces' reports
 			"$JS.API.INFO",
 			"$JS.API.STREAM.INFO."+steps,
 		)
 		p.Sub.Allow.Add(InboxPrefix(scope) + ".>")
 	case RoleReader:
-		p.Pub.Allow.Add("$JS.API.INFO")
+		p.Pub.Allow.Add("$JS.API.INFO", event.ReportPrefix+".*")
 		p.Pub.Allow.Add(readJS(results)...)
 		p.Pub.Allow.Add(readJS(steps)...)
 		// Its own consumers only: the services' durables are theirs to read, ack and

@@ -37,9 +37,11 @@ const retiredScorer = "scorer"
 
 // Config chooses and tunes the components to run.
 type Config struct {
-	Only      []string // components to run; empty runs all
-	ReportDir string   // where the reporter writes; empty means "reports"
-	Workers   int      // events handled at once per component; zero means 4
+	Only []string // components to run; empty runs all
+	// ReportDir is where the reporter also writes report.md and audit.json of each trace;
+	// empty writes none (reports are rendered from the streams when asked for).
+	ReportDir string
+	Workers   int // events handled at once per component; zero means 4
 	// Partitions, when above zero, has evaluators share the steps stream: its traces
 	// are spread over this many partitions, which the evaluator processes divide among
 	// them, so that each trace is evaluated by one process at a time. Every evaluator of
@@ -83,6 +85,7 @@ type Pipeline struct {
 	Metrics *Metrics
 	ready   chan struct{}
 	sup     *supervisor
+	reports *Reports
 }
 
 // New prepares the components of cfg on a bus.
@@ -117,10 +120,8 @@ func New(b *bus.Bus, pol *Policies, cfg Config) (*Pipeline, error) {
 	if cfg.Workers <= 0 {
 		cfg.Workers = 4
 	}
-	if cfg.ReportDir == "" {
-		cfg.ReportDir = "reports"
-	}
 	p := &Pipeline{b: b, pol: pol, cfg: cfg, Stats: map[string]*bus.Stats{}, ready: make(chan struct{}), sup: newSupervisor(cfg.Restart, cfg.Logger)}
+	p.reports = NewReports(b, pol.Info, cfg.Signer)
 	for _, c := range cfg.Only {
 		if c != Guard {
 			p.Stats[c] = &bus.Stats{}
@@ -162,6 +163,18 @@ func (p *Pipeline) Run(ctx context.Context) error {
 					return p.b.ConsumePartitioned(ctx, p.partitioned(c), h, p.Stats[name])
 				}
 				return p.b.Consume(ctx, c, h, p.Stats[name])
+			}
+		case Reporter:
+			c, h := p.component(name)
+			components[name] = func(ctx context.Context) error {
+				// The service is up before the stage reports anything, so that a report
+				// whose reported event was seen can be asked for.
+				stop, err := p.reports.Start()
+				if err != nil {
+					return err
+				}
+				err = p.b.Consume(ctx, c, h, p.Stats[name])
+				return errors.Join(err, stop())
 			}
 		case Guard:
 			p.Guard = NewGuardService(p.b, p.pol, p.cfg.Logger, p.Metrics)
@@ -217,7 +230,7 @@ func (p *Pipeline) component(name string) (bus.Consumer, bus.Handler) {
 		return c, explainer.NewStage(p.cfg.Explain, p.cfg.ExplainNote, p.b).Handle
 	}
 	c.Stream, c.Filter = bus.ResultsStream, []string{event.ResultFilter(event.KindExplained)}
-	return c, newReportStage(p.cfg.ReportDir, p.b, p.pol.Info, p.cfg.Signer).Handle
+	return c, newReportStage(p.cfg.ReportDir, p.reports).Handle
 }
 
 // stepsPattern is the subject pattern of a trace's events: its agent and trace ids

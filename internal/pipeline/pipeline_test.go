@@ -166,16 +166,7 @@ func TestReporterWritesReports(t *testing.T) {
 	reported := results[event.Reported](ctx, b, "troy.results.reported.>")
 	// A live agent's steps: no policy named (the default applies), no end sent (the idle
 	// timeout closes the trace).
-	ref := event.TraceRef{TraceID: tr.TraceID, AgentName: tr.AgentName}
-	for i, s := range tr.Steps {
-		e, err := event.New(event.Step{TraceRef: ref, TraceMetadata: tr.Metadata, Seq: i, Step: s})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := b.Publish(ctx, e); err != nil {
-			t.Fatal(err)
-		}
-	}
+	publishSteps(t, ctx, b, event.TraceRef{TraceID: tr.TraceID, AgentName: tr.AgentName}, tr)
 	var r event.Reported
 	select {
 	case r = <-reported:
