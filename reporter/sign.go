@@ -83,7 +83,6 @@ func (st Statement) message() []byte {
 	return bytes.TrimSuffix(b.Bytes(), []byte("\n"))
 }
 
-// sign fills in the signer's part of st and signs it.
 // At returns the signer with its clock stopped at t, so that a report rendered again
 // later is signed with the same bytes; nil stays nil (unsigned).
 func (s *Signer) At(t time.Time) *Signer {
@@ -95,6 +94,7 @@ func (s *Signer) At(t time.Time) *Signer {
 	return &c
 }
 
+// sign fills in the signer's part of st and signs it.
 func (s *Signer) sign(st Statement) Statement {
 	now := time.Now
 	if s.Now != nil {
