@@ -48,12 +48,25 @@ func (b *builder) compileFast(n ast.Node, root int) (fastCond, bool) {
 		}
 		c, ok := checkOf(x, root)
 		if !ok {
-			return nil, false
+			return compareFast(x, root)
 		}
 		pc := &precheck{checks: []check{c}}
 		return func(_ *runner, v *stepView) bool { return pc.pass(v) }, true
+	case *ast.BuiltinNode:
+		if root != stepRoot {
+			return nil, false
+		}
+		return b.quantifierFast(x)
 	case *ast.CallNode:
 		id, ok := x.Callee.(*ast.IdentifierNode)
+		if ok && id.Value == "py_eq" && len(x.Arguments) == 2 {
+			a, aok := operand(x.Arguments[0], root)
+			c, cok := operand(x.Arguments[1], root)
+			if !aok || !cok {
+				return nil, false
+			}
+			return func(s *runner, v *stepView) bool { return pyEq(a(s, v), c(s, v)) }, true
+		}
 		if !ok || id.Value != matchesName || len(x.Arguments) != 2 {
 			return nil, false
 		}
@@ -136,4 +149,139 @@ func (s *runner) match(text any, p *match.Pattern) bool {
 		return false
 	}
 	return p.Match(t)
+}
+
+// operand compiles a value a fast condition compares: a constant, a field of the step as
+// stepText reads it, or get(agent, 'path') and get(trace, 'path'), which read the
+// evaluation's agent and trace as they are when the condition runs. None of them can fail.
+func operand(n ast.Node, root int) (func(*runner, *stepView) any, bool) {
+	if c, ok := constant(n); ok {
+		return func(*runner, *stepView) any { return c }, true
+	}
+	if f, ok := stepText(n, root); ok {
+		return func(_ *runner, v *stepView) any { return f(v) }, true
+	}
+	call, ok := n.(*ast.CallNode)
+	if !ok || len(call.Arguments) != 2 {
+		return nil, false
+	}
+	id, ok := call.Callee.(*ast.IdentifierNode)
+	base, bok := call.Arguments[0].(*ast.IdentifierNode)
+	path, pok := call.Arguments[1].(*ast.StringNode)
+	if !ok || id.Value != getName || !bok || !pok {
+		return nil, false
+	}
+	switch base.Value {
+	case "agent":
+		return func(s *runner, _ *stepView) any { return get(s.agent, path.Value, nil) }, true
+	case "trace":
+		return func(s *runner, _ *stepView) any { return get(s.trace, path.Value, nil) }, true
+	}
+	return nil, false
+}
+
+// compareFast compiles a comparison checkOf does not take: an operand (see operand)
+// against a constant with == or !=, as the precheck compares, and step_index against an
+// integer constant.
+func compareFast(x *ast.BinaryNode, root int) (fastCond, bool) {
+	if root == stepRoot {
+		if f, ok := stepIndexCompare(x); ok {
+			return f, true
+		}
+	}
+	if x.Operator != "==" && x.Operator != "!=" {
+		return nil, false
+	}
+	val, other := x.Left, x.Right
+	if _, isConst := constant(val); isConst {
+		val, other = other, val
+	}
+	want, ok := constant(other)
+	if !ok {
+		return nil, false
+	}
+	f, ok := operand(val, root)
+	if !ok {
+		return nil, false
+	}
+	if x.Operator == "!=" {
+		return func(s *runner, v *stepView) bool { return !equalConst(f(s, v), want) }, true
+	}
+	return func(s *runner, v *stepView) bool { return equalConst(f(s, v), want) }, true
+}
+
+// stepIndexCompare compiles step_index compared with an integer constant.
+func stepIndexCompare(x *ast.BinaryNode) (fastCond, bool) {
+	op := x.Operator
+	id, ok := x.Left.(*ast.IdentifierNode)
+	k, kok := x.Right.(*ast.IntegerNode)
+	if !ok || !kok {
+		// The constant first: 50 <= step_index is step_index >= 50.
+		id, ok = x.Right.(*ast.IdentifierNode)
+		k, kok = x.Left.(*ast.IntegerNode)
+		op = map[string]string{"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}[op]
+	}
+	if !ok || !kok || id.Value != "step_index" {
+		return nil, false
+	}
+	n := k.Value
+	switch op {
+	case "<":
+		return func(s *runner, _ *stepView) bool { return s.env.StepIndex < n }, true
+	case "<=":
+		return func(s *runner, _ *stepView) bool { return s.env.StepIndex <= n }, true
+	case ">":
+		return func(s *runner, _ *stepView) bool { return s.env.StepIndex > n }, true
+	case ">=":
+		return func(s *runner, _ *stepView) bool { return s.env.StepIndex >= n }, true
+	case "==":
+		return func(s *runner, _ *stepView) bool { return s.env.StepIndex == n }, true
+	case "!=":
+		return func(s *runner, _ *stepView) bool { return s.env.StepIndex != n }, true
+	}
+	return nil, false
+}
+
+// quantifierFast compiles any, all, none and one over prev_steps, next_steps or steps with
+// a predicate the quantifier patcher memoizes and that is decided in Go: the answer is a
+// difference of the predicate's prefix counts (see runner.count), and cannot fail.
+func (b *builder) quantifierFast(bn *ast.BuiltinNode) (fastCond, bool) {
+	if len(bn.Arguments) != 2 {
+		return nil, false
+	}
+	id, ok := bn.Arguments[0].(*ast.IdentifierNode)
+	if !ok {
+		return nil, false
+	}
+	var scope int
+	switch id.Value {
+	case prevName:
+		scope = scopePrev
+	case nextName:
+		scope = scopeNext
+	case stepsName:
+		scope = scopeAll
+	default:
+		return nil, false
+	}
+	pn, ok := bn.Arguments[1].(*ast.PredicateNode)
+	if !ok || !independent(pn.Node) {
+		return nil, false
+	}
+	p, ok := b.predicate(pn.Node)
+	if !ok || (b.c.preds[p].fast == nil && !b.c.preds[p].whole) {
+		return nil, false
+	}
+	hits, misses := quantKey(p, scope, false), quantKey(p, scope, true)
+	switch bn.Name {
+	case "any":
+		return func(s *runner, _ *stepView) bool { return s.count(hits) > 0 }, true
+	case "none":
+		return func(s *runner, _ *stepView) bool { return s.count(hits) == 0 }, true
+	case "one":
+		return func(s *runner, _ *stepView) bool { return s.count(hits) == 1 }, true
+	case "all":
+		return func(s *runner, _ *stepView) bool { return s.count(misses) == 0 }, true
+	}
+	return nil, false
 }

@@ -52,6 +52,7 @@ type runner struct {
 	errs      []schemas.RuleError // indexed like c.rules
 	bud       budget              // of the rule or predicate running
 	trace     *TraceInfo
+	agent     *AgentInfo
 	provIdx   *provIndex // where values appeared, once a condition asks
 }
 
@@ -88,6 +89,7 @@ func (c *Compiled) newRunner(trace *TraceInfo, agent *AgentInfo) *runner {
 		errs:  make([]schemas.RuleError, len(c.rules)),
 		bud:   newBudget(c.limits),
 		trace: trace,
+		agent: agent,
 	}
 	s.vm.MemoryBudget = memoryBudget
 	s.pvm.MemoryBudget = memoryBudget

@@ -48,6 +48,23 @@ func MergedPolicy(tb testing.TB) *policies.Policy {
 	return policies.Merge("all-templates", "every bundled template", ps...)
 }
 
+// SeedTemplates are the stems of the Python tool's seven templates (49 rules merged).
+var SeedTemplates = []string{"minimal", "agent_safety", "owasp_llm_top10", "data_protection", "safe_browsing", "soc2", "hipaa"}
+
+// SeedPolicy is the Python tool's seven templates merged into one policy, in its order.
+func SeedPolicy(tb testing.TB) *policies.Policy {
+	tb.Helper()
+	ps := make([]*policies.Policy, len(SeedTemplates))
+	for i, name := range SeedTemplates {
+		t, err := policies.LookupTemplate(name)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		ps[i] = t.Policy
+	}
+	return policies.Merge("custom-policy", "the seven templates", ps...)
+}
+
 // CondGen writes random conditions from the forms policies use.
 type CondGen struct {
 	r    *rand.Rand
@@ -98,7 +115,17 @@ func (g CondGen) atom(x string) string {
 		}
 		return fmt.Sprintf("len(origin(get(%s, 'input.%s', ''))) %s", x, g.pick("url", "note"), g.pick("== 0", ">= 1", "== 2"))
 	}
-	switch g.r.IntN(17) {
+	switch g.r.IntN(20) {
+	case 17:
+		return fmt.Sprintf("get(%s, 'metadata.%s') %s '%s'", g.pick("agent", "trace"), g.pick("permission_level", "task"), g.pick("==", "!="), g.pick("admin", "user"))
+	case 18:
+		if g.r.IntN(2) == 0 {
+			return fmt.Sprintf("step_index %s %d", g.pick("<", "<=", ">", ">=", "==", "!="), g.r.IntN(12))
+		}
+		return fmt.Sprintf("%d %s step_index", g.r.IntN(12), g.pick("<", "<=", ">", ">=", "==", "!="))
+	case 19:
+		keys := []string{"data_classification", "network_zone", "permission_level", "total_tokens", "source_region"}
+		return fmt.Sprintf("py_eq(%s.metadata.%s, %s.metadata.%s)", x, g.pick(keys...), x, g.pick(keys...))
 	case 14:
 		return fmt.Sprintf("'%s' in category(%s)", g.pick("outbound", "money", "credential", "destructive", "file_write", "code_exec", "read"), x)
 	case 15:
@@ -200,9 +227,18 @@ func RandomTrace(r *rand.Rand, n int) *schemas.Trace {
 		if r.IntN(4) == 0 {
 			s.Metadata["data_classification"] = []string{"pii", "public"}[r.IntN(2)]
 		}
+		if r.IntN(5) == 0 { // compared with other keys by py_eq
+			s.Metadata["source_region"] = []any{"pii", "EU", 1, 1.0, true, nil}[r.IntN(6)]
+		}
 		if r.IntN(5) == 0 { // what category(step) reads beside the name
 			s.Metadata["tool_description"] = toolDescriptions[r.IntN(len(toolDescriptions))]
 		}
+	}
+	if r.IntN(2) == 0 { // the agent's, for get(agent, ...)
+		if t.Metadata == nil {
+			t.Metadata = map[string]any{}
+		}
+		t.Metadata["permission_level"] = []any{"admin", "user", nil, 1}[r.IntN(4)]
 	}
 	return t
 }
