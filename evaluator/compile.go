@@ -67,6 +67,7 @@ func (w Warning) String() string { return policies.RuleLabel(w.RuleID) + ": " + 
 type Compiled struct {
 	policy   *policies.Policy
 	rules    []*rule
+	byType   [4][]*rule   // the rules that can hold at a step of each of schemas.StepTypes
 	preds    []*predicate // predicates of memoized quantifiers, evaluated on one step at a time
 	patterns map[string]*match.Pattern
 	set      *match.Set
@@ -152,7 +153,30 @@ func compile(p *policies.Policy, plain bool, o Options) (*Compiled, error) {
 		pats = append(pats, pat)
 	}
 	c.set = match.NewSet(pats)
+	for i, typ := range schemas.StepTypes() {
+		for _, r := range c.rules {
+			if !r.pre.excludes(typ) {
+				c.byType[i] = append(c.byType[i], r)
+			}
+		}
+	}
 	return c, nil
+}
+
+// rulesFor lists, in rule order, the rules that can hold at a step: a rule whose first
+// tests want another step type is left out (rule indexing by type, before any test runs).
+func (c *Compiled) rulesFor(v *stepView) []*rule {
+	switch v.Type {
+	case schemas.StepLLMCall:
+		return c.byType[0]
+	case schemas.StepToolCall:
+		return c.byType[1]
+	case schemas.StepDecision:
+		return c.byType[2]
+	case schemas.StepObservation:
+		return c.byType[3]
+	}
+	return c.rules
 }
 
 // Policy returns the policy that was compiled.

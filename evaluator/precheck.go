@@ -176,25 +176,44 @@ func constant(n ast.Node) (any, bool) {
 
 // pass reports whether every test holds, comparing as expr's == does.
 func (p *precheck) pass(s *stepView) bool {
-	for _, c := range p.checks {
+	for i := range p.checks {
+		c := &p.checks[i]
 		var v any
-		if c.path[0] == "type" {
+		if len(c.path) == 1 { // ["type"]
 			v = s.Type
 		} else {
 			v = s.Metadata[c.path[1]]
 		}
-		found := false
-		for _, want := range c.values {
-			if equalConst(v, want) {
-				found = true
-				break
-			}
-		}
-		if found == c.negate {
+		if !c.holds(v) {
 			return false
 		}
 	}
 	return true
+}
+
+func (c *check) holds(v any) bool {
+	found := false
+	for _, want := range c.values {
+		if equalConst(v, want) {
+			found = true
+			break
+		}
+	}
+	return found != c.negate
+}
+
+// excludes reports whether the tests cannot all hold at a step of type typ, whatever its
+// metadata: the rule need not be looked at for such steps.
+func (p *precheck) excludes(typ string) bool {
+	if p == nil {
+		return false
+	}
+	for i := range p.checks {
+		if c := &p.checks[i]; len(c.path) == 1 && !c.holds(boxType(typ)) {
+			return true
+		}
+	}
+	return false
 }
 
 func equalConst(v, c any) bool {

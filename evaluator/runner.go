@@ -21,6 +21,8 @@ const (
 	maxCachedTexts     = 4096
 	maxCachedTextBytes = 64 << 20
 	maxDynamicPatterns = 256
+	// maxKeptRepr: a buffer grown past this by a big value is let go after it.
+	maxKeptRepr = 1 << 20
 	// vmKeepBytes: a machine whose run charged more than this is replaced, so that the
 	// stack and loop state a big run left behind are let go.
 	vmKeepBytes = 1 << 20
@@ -51,6 +53,7 @@ type runner struct {
 	dyn       map[string]*match.Pattern
 	errs      []schemas.RuleError // indexed like c.rules
 	bud       budget              // of the rule or predicate running
+	repr      []byte              // where texts are written for matching
 	trace     *TraceInfo
 	agent     *AgentInfo
 	provIdx   *provIndex // where values appeared, once a condition asks
@@ -117,10 +120,10 @@ func (c *Compiled) newRunner(trace *TraceInfo, agent *AgentInfo) *runner {
 // evalStep evaluates every rule at the current step (position at), in rule order,
 // appending violations, and the cases of judge rules whose condition holds.
 func (s *runner) evalStep(out []schemas.Violation, cases []JudgeCase, at int) ([]schemas.Violation, []JudgeCase) {
-	for i, r := range s.c.rules {
+	for _, r := range s.c.rulesFor(s.env.Step) {
 		ok, err := s.outcome(r)
 		if err != nil {
-			s.fail(i, err)
+			s.fail(r.index, err)
 			continue
 		}
 		if ok {
@@ -156,6 +159,7 @@ func (s *runner) evalRule(r *rule) (bool, error) {
 	if q := s.c.quarantined[r.index].Load(); q != nil {
 		return false, errors.New(q.String())
 	}
+	s.env.sync()
 	s.bud.reset()
 	s.bud.active = true
 	out, err := s.vm.Run(r.program, s.env.vars)
@@ -271,6 +275,7 @@ func (s *runner) extend(p, hi int) *predState {
 			hit = 1
 		default:
 			s.env.One[0] = s.env.Steps[j]
+			s.env.sync()
 			s.bud.reset()
 			s.bud.active = true
 			out, err := s.pvm.Run(pred.program, s.env.vars)
@@ -460,7 +465,12 @@ func (s *runner) text(v any, charge bool) *match.Text {
 				panic(err)
 			}
 		}
-		str = pyStr(v)
+		// Written in a buffer the runner keeps, then copied once to the size it has.
+		s.repr = appendRepr(s.repr[:0], v)
+		str = string(s.repr)
+		if cap(s.repr) > maxKeptRepr {
+			s.repr = nil
+		}
 	}
 	if len(s.texts) >= maxCachedTexts || s.textBytes+len(str) > maxCachedTextBytes {
 		clear(s.texts)
