@@ -457,19 +457,8 @@ func (q *quantPatcher) Visit(n *ast.Node) {
 	default:
 		return
 	}
-	id, ok := bn.Arguments[0].(*ast.IdentifierNode)
+	scope, ok := quantScope(bn.Arguments[0])
 	if !ok {
-		return
-	}
-	var scope int
-	switch id.Value {
-	case prevName:
-		scope = scopePrev
-	case nextName:
-		scope = scopeNext
-	case stepsName:
-		scope = scopeAll
-	default:
 		return
 	}
 	pn, ok := bn.Arguments[1].(*ast.PredicateNode)
@@ -507,6 +496,23 @@ func (q *quantPatcher) Visit(n *ast.Node) {
 	}
 	ast.Patch(n, repl)
 	q.patched = true
+}
+
+// quantScope tells which steps a quantifier's list is: prev_steps, next_steps or steps.
+func quantScope(n ast.Node) (int, bool) {
+	id, ok := n.(*ast.IdentifierNode)
+	if !ok {
+		return 0, false
+	}
+	switch id.Value {
+	case prevName:
+		return scopePrev, true
+	case nextName:
+		return scopeNext, true
+	case stepsName:
+		return scopeAll, true
+	}
+	return 0, false
 }
 
 // independent reports whether a predicate reads only its element, constants, trace, agent

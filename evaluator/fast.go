@@ -249,19 +249,8 @@ func (b *builder) quantifierFast(bn *ast.BuiltinNode) (fastCond, bool) {
 	if len(bn.Arguments) != 2 {
 		return nil, false
 	}
-	id, ok := bn.Arguments[0].(*ast.IdentifierNode)
+	scope, ok := quantScope(bn.Arguments[0])
 	if !ok {
-		return nil, false
-	}
-	var scope int
-	switch id.Value {
-	case prevName:
-		scope = scopePrev
-	case nextName:
-		scope = scopeNext
-	case stepsName:
-		scope = scopeAll
-	default:
 		return nil, false
 	}
 	pn, ok := bn.Arguments[1].(*ast.PredicateNode)

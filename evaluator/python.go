@@ -614,16 +614,7 @@ func appendRepr(dst []byte, x any) []byte {
 			keys = append(keys, k)
 		}
 		slices.Sort(keys)
-		dst = append(dst, '{')
-		for i, k := range keys {
-			if i > 0 {
-				dst = append(dst, ", "...)
-			}
-			dst = appendStrRepr(dst, k)
-			dst = append(dst, ": "...)
-			dst = appendRepr(dst, v[k])
-		}
-		return append(dst, '}')
+		return appendDict(dst, x, keys)
 	}
 	if l, ok := pyList(x); ok {
 		dst = append(dst, '[')
@@ -636,19 +627,24 @@ func appendRepr(dst []byte, x any) []byte {
 		return append(dst, ']')
 	}
 	if keys, ok := dictKeys(x); ok {
-		dst = append(dst, '{')
-		for i, k := range keys {
-			if i > 0 {
-				dst = append(dst, ", "...)
-			}
-			dst = appendStrRepr(dst, k)
-			dst = append(dst, ": "...)
-			val, _ := dictValue(x, k)
-			dst = appendRepr(dst, val)
-		}
-		return append(dst, '}')
+		return appendDict(dst, x, keys)
 	}
 	return fmt.Append(dst, x)
+}
+
+// appendDict appends the repr of the dict d, its keys in the order given.
+func appendDict(dst []byte, d any, keys []string) []byte {
+	dst = append(dst, '{')
+	for i, k := range keys {
+		if i > 0 {
+			dst = append(dst, ", "...)
+		}
+		dst = appendStrRepr(dst, k)
+		dst = append(dst, ": "...)
+		val, _ := dictValue(d, k)
+		dst = appendRepr(dst, val)
+	}
+	return append(dst, '}')
 }
 
 // floatRepr writes a float as Python's repr: the shortest digits that read back the same,

@@ -9,46 +9,18 @@ import (
 	"testing"
 	"time"
 
-	"github.com/troy-audit/troy/internal/bus"
 	"github.com/troy-audit/troy/internal/pipeline"
+	"github.com/troy-audit/troy/internal/pipeline/pipelinetest"
 	"github.com/troy-audit/troy/policies"
 	"github.com/troy-audit/troy/reporter"
-	"github.com/troy-audit/troy/sdk/servetest"
 )
-
-// pipelineDeployment runs a NATS server that listens for clients with the stages a
-// one-shot audit goes through (evaluator, scorer, explainer without a model, noting
-// note), until the test ends; it returns the server's URL.
-func pipelineDeployment(t *testing.T, note string) string {
-	t.Helper()
-	addr := fmt.Sprintf("127.0.0.1:%d", servetest.FreePort(t))
-	b, err := bus.Open(context.Background(), bus.Options{DataDir: t.TempDir(), Listen: addr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := pipeline.New(b, pipeline.NewPolicies(b), pipeline.Config{Only: []string{pipeline.Evaluator, pipeline.Explainer}, ExplainNote: note, NoAlerts: true})
-	if err != nil {
-		b.Close()
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-		b.Close()
-	})
-	return "nats://" + addr
-}
 
 // troyctl audit evaluates in process when nothing needs the pipeline's stages (no model,
 // no judge). What it writes and prints is byte for byte what the stages give, for every
 // example trace against the example policy and every bundled template.
 func TestAuditInProcessAsThePipeline(t *testing.T) {
-	url := pipelineDeployment(t, "--no-explain")
+	// The stages a one-shot audit goes through, the explainer without a model.
+	url := pipelinetest.Deployment(t, pipeline.Config{Only: []string{pipeline.Evaluator, pipeline.Explainer}, ExplainNote: "--no-explain", NoAlerts: true})
 	traces, err := filepath.Glob(example(t, "traces", "*.json"))
 	if err != nil || len(traces) == 0 {
 		t.Fatalf("no example traces: %v", err)
