@@ -83,6 +83,7 @@ type Compiled struct {
 	unlimited    bool // see Options.unlimited
 	limits       Limits
 	quarantined  quarantines // by rule index
+	slots        int         // values of let names, in conditions compiled to Go
 	onQuarantine func(Quarantine)
 	warnings     []Warning
 }
@@ -95,6 +96,7 @@ type rule struct {
 	ahead    bool        // reads steps after the current one
 	pre      *precheck   // a first test of a step field, run before the program; nil if none
 	fast     fastCond    // the whole condition compiled to Go; nil if it has other forms
+	bails    bool        // fast may leave a step to program, by panicking with errBail
 }
 
 // Compile compiles every condition of p with the default limits. Problems are reported
@@ -205,6 +207,8 @@ func (c *Compiled) LooksAhead(ruleID string) bool {
 type builder struct {
 	c         *Compiled
 	predIndex map[string]int
+	lets      map[string]int // slots of the let names in scope, while compiling to Go
+	bails     bool           // what was compiled to Go may leave a step to the machine
 }
 
 func (b *builder) options(extra ...expr.Option) []expr.Option {
@@ -265,7 +269,9 @@ func (b *builder) rule(pr policies.Rule) (_ *rule, over *LimitError, _ error) {
 		r.pre = nil
 		r.program, err = expr.Compile(src, b.limited(lp)...)
 	} else {
+		b.bails = false
 		r.fast, _ = b.compileFast(tree.Node, stepRoot)
+		r.bails = r.fast != nil && b.bails
 		qp := &quantPatcher{b: b}
 		// Quantifiers are rewritten first, so that their predicates are seen as written;
 		// limits last, on what the others made.
@@ -548,7 +554,12 @@ func (b *builder) predicate(n ast.Node) (int, bool) {
 		return 0, false // keep the quantifier as written
 	}
 	pred := &predicate{program: prog, pre: firstCheck(n, elementRoot)}
-	pred.fast, _ = b.compileFast(n, elementRoot)
+	bails := b.bails
+	b.bails = false
+	if fast, _ := b.compileFast(n, elementRoot); !b.bails {
+		pred.fast = fast // a predicate has no program of its own to fall back to
+	}
+	b.bails = bails
 	// A predicate that is nothing but such a test is decided in Go alone.
 	pred.whole = pred.pre != nil && pred.pre.whole
 	b.c.preds = append(b.c.preds, pred)

@@ -1,9 +1,11 @@
 package evaluator
 
 import (
+	"errors"
 	"reflect"
 
 	"github.com/expr-lang/expr/ast"
+	"github.com/expr-lang/expr/builtin"
 
 	"github.com/troy-audit/troy/evaluator/match"
 )
@@ -48,7 +50,7 @@ func (b *builder) compileFast(n ast.Node, root int) (fastCond, bool) {
 		}
 		c, ok := checkOf(x, root)
 		if !ok {
-			return compareFast(x, root)
+			return b.compareFast(x, root)
 		}
 		pc := &precheck{checks: []check{c}}
 		return func(_ *runner, v *stepView) bool { return pc.pass(v) }, true
@@ -57,11 +59,13 @@ func (b *builder) compileFast(n ast.Node, root int) (fastCond, bool) {
 			return nil, false
 		}
 		return b.quantifierFast(x)
+	case *ast.VariableDeclaratorNode:
+		return b.letFast(x, root)
 	case *ast.CallNode:
 		id, ok := x.Callee.(*ast.IdentifierNode)
 		if ok && id.Value == "py_eq" && len(x.Arguments) == 2 {
-			a, aok := operand(x.Arguments[0], root)
-			c, cok := operand(x.Arguments[1], root)
+			a, aok := b.operand(x.Arguments[0], root)
+			c, cok := b.operand(x.Arguments[1], root)
 			if !aok || !cok {
 				return nil, false
 			}
@@ -75,11 +79,13 @@ func (b *builder) compileFast(n ast.Node, root int) (fastCond, bool) {
 			return nil, false
 		}
 		pat := b.c.patterns[lit.Value]
-		text, ok := stepText(x.Arguments[0], root)
-		if pat == nil || !ok {
+		if pat == nil {
 			return nil, false
 		}
-		return func(s *runner, v *stepView) bool { return s.match(text(v), pat) }, true
+		if text, ok := stepText(x.Arguments[0], root); ok {
+			return func(s *runner, v *stepView) bool { return s.match(text(v), pat) }, true
+		}
+		return b.matchComputed(x.Arguments[0], pat, root)
 	}
 	return nil, false
 }
@@ -154,12 +160,20 @@ func (s *runner) match(text any, p *match.Pattern) bool {
 // operand compiles a value a fast condition compares: a constant, a field of the step as
 // stepText reads it, or get(agent, 'path') and get(trace, 'path'), which read the
 // evaluation's agent and trace as they are when the condition runs. None of them can fail.
-func operand(n ast.Node, root int) (func(*runner, *stepView) any, bool) {
+func (b *builder) operand(n ast.Node, root int) (func(*runner, *stepView) any, bool) {
 	if c, ok := constant(n); ok {
 		return func(*runner, *stepView) any { return c }, true
 	}
 	if f, ok := stepText(n, root); ok {
 		return func(_ *runner, v *stepView) any { return f(v) }, true
+	}
+	if id, ok := n.(*ast.IdentifierNode); ok {
+		k, bound := b.lets[id.Value]
+		return func(s *runner, _ *stepView) any { return s.slots[k] }, bound
+	}
+	if bn, ok := n.(*ast.BuiltinNode); ok && bn.Name == "type" && len(bn.Arguments) == 1 {
+		x, ok := b.operand(bn.Arguments[0], root)
+		return func(s *runner, v *stepView) any { return builtin.Type(x(s, v)) }, ok
 	}
 	call, ok := n.(*ast.CallNode)
 	if !ok || len(call.Arguments) != 2 {
@@ -183,7 +197,7 @@ func operand(n ast.Node, root int) (func(*runner, *stepView) any, bool) {
 // compareFast compiles a comparison checkOf does not take: an operand (see operand)
 // against a constant with == or !=, as the precheck compares, and step_index against an
 // integer constant.
-func compareFast(x *ast.BinaryNode, root int) (fastCond, bool) {
+func (b *builder) compareFast(x *ast.BinaryNode, root int) (fastCond, bool) {
 	if root == stepRoot {
 		if f, ok := stepIndexCompare(x); ok {
 			return f, true
@@ -200,7 +214,7 @@ func compareFast(x *ast.BinaryNode, root int) (fastCond, bool) {
 	if !ok {
 		return nil, false
 	}
-	f, ok := operand(val, root)
+	f, ok := b.operand(val, root)
 	if !ok {
 		return nil, false
 	}
@@ -271,6 +285,78 @@ func (b *builder) quantifierFast(bn *ast.BuiltinNode) (fastCond, bool) {
 		return func(s *runner, _ *stepView) bool { return s.count(hits) == 1 }, true
 	case "all":
 		return func(s *runner, _ *stepView) bool { return s.count(misses) == 0 }, true
+	}
+	return nil, false
+}
+
+// errBail stops a condition compiled to Go at a value it does not handle; the rule's
+// program then decides the step (see runner.outcome).
+var errBail = errors.New("not decided in Go")
+
+// letFast compiles let name = value; body, when value is an operand: the value is kept in
+// a slot of the runner while the body runs. A name that the other forms read as the step,
+// the agent or the trace is left to the machine.
+func (b *builder) letFast(x *ast.VariableDeclaratorNode, root int) (fastCond, bool) {
+	switch x.Name {
+	case "step", "agent", "trace", "step_index", stepsName, prevName, nextName:
+		return nil, false
+	}
+	val, ok := b.operand(x.Value, root)
+	if !ok {
+		return nil, false
+	}
+	if b.lets == nil {
+		b.lets = map[string]int{}
+	}
+	k := b.c.slots
+	b.c.slots++
+	outer, had := b.lets[x.Name]
+	b.lets[x.Name] = k
+	body, ok := b.compileFast(x.Expr, root)
+	if had {
+		b.lets[x.Name] = outer
+	} else {
+		delete(b.lets, x.Name)
+	}
+	if !ok {
+		return nil, false
+	}
+	return func(s *runner, v *stepView) bool {
+		s.slots[k] = val(s, v)
+		return body(s, v)
+	}, true
+}
+
+// matchComputed compiles matches() of a + b over operands. Two strings are joined, with
+// the concatenation charged as the machine charges it; anything else (and concat(), which
+// builds a list) is left to the machine, through errBail.
+func (b *builder) matchComputed(n ast.Node, pat *match.Pattern, root int) (fastCond, bool) {
+	switch x := n.(type) {
+	case *ast.BuiltinNode:
+		if x.Name != "concat" {
+			return nil, false
+		}
+		b.bails = true
+		return func(*runner, *stepView) bool { panic(errBail) }, true
+	case *ast.BinaryNode:
+		if x.Operator != "+" {
+			return nil, false
+		}
+		l, lok := b.operand(x.Left, root)
+		r, rok := b.operand(x.Right, root)
+		if !lok || !rok {
+			return nil, false
+		}
+		b.bails = true
+		return func(s *runner, v *stepView) bool {
+			a, aok := l(s, v).(string)
+			c, cok := r(s, v).(string)
+			// Far under the memory limit only: near it, the machine's own count decides.
+			if !aok || !cok || int64(len(a))+int64(len(c)) > s.bud.maxBytes/2 {
+				panic(errBail)
+			}
+			return s.match(a+c, pat)
+		}, true
 	}
 	return nil, false
 }

@@ -54,6 +54,7 @@ type runner struct {
 	errs      []schemas.RuleError // indexed like c.rules
 	bud       budget              // of the rule or predicate running
 	repr      []byte              // where texts are written for matching
+	slots     []any               // values of let names (see builder.letFast)
 	trace     *TraceInfo
 	agent     *AgentInfo
 	provIdx   *provIndex // where values appeared, once a condition asks
@@ -90,6 +91,7 @@ func (c *Compiled) newRunner(trace *TraceInfo, agent *AgentInfo) *runner {
 		preds: make([]predState, len(c.preds)),
 		texts: map[textKey]textEntry{}, scores: map[*match.Text]float64{},
 		errs:  make([]schemas.RuleError, len(c.rules)),
+		slots: make([]any, c.slots),
 		bud:   newBudget(c.limits),
 		trace: trace,
 		agent: agent,
@@ -140,7 +142,16 @@ func (s *runner) evalStep(out []schemas.Violation, cases []JudgeCase, at int) ([
 // outcome evaluates one rule at the current step: in Go when it can, else by its program.
 func (s *runner) outcome(r *rule) (bool, error) {
 	if r.fast != nil {
-		return r.fast(s, s.env.Step), nil
+		if !r.bails {
+			return r.fast(s, s.env.Step), nil
+		}
+		// A quarantined rule fails without running, as its program would.
+		if s.c.quarantined[r.index].Load() == nil {
+			if ok, decided := s.tryFast(r); decided {
+				return ok, nil
+			}
+		}
+		return s.evalRule(r)
 	}
 	if r.pre != nil {
 		if !r.pre.pass(s.env.Step) {
@@ -151,6 +162,19 @@ func (s *runner) outcome(r *rule) (bool, error) {
 		}
 	}
 	return s.evalRule(r)
+}
+
+// tryFast runs a rule compiled to Go that may leave the step to its program.
+func (s *runner) tryFast(r *rule) (ok, decided bool) {
+	defer func() {
+		if e := recover(); e != nil {
+			if e != errBail {
+				panic(e)
+			}
+			ok, decided = false, false
+		}
+	}()
+	return r.fast(s, s.env.Step), true
 }
 
 // evalRule runs a rule's program under the limits. A rule that breaks one is quarantined:

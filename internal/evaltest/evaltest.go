@@ -115,7 +115,19 @@ func (g CondGen) atom(x string) string {
 		}
 		return fmt.Sprintf("len(origin(get(%s, 'input.%s', ''))) %s", x, g.pick("url", "note"), g.pick("== 0", ">= 1", "== 2"))
 	}
-	switch g.r.IntN(20) {
+	n := 23
+	if x == "#" {
+		n = 20 // the forms below fail on some values: kept out of quantifiers' predicates
+	}
+	switch g.r.IntN(n) {
+	case 20:
+		return fmt.Sprintf("(let q = get(%s, 'input.%s', ''); type(q) == '%s' and matches(q + get(%s, 'input.sql', ''), %s))",
+			x, g.pick("query", "url", "note"), g.pick("string", "array", "nil"), x, g.pick(propPatterns...))
+	case 21:
+		return fmt.Sprintf("matches(%s.input.%s + %s.description, %s)", x, g.pick("query", "url", "note"), x, g.pick(propPatterns...))
+	case 22:
+		return fmt.Sprintf("(let q = get(%s, 'input.query', ''); type(q) == 'array' and matches(concat(q, q), %s) or type(q) == 'string' and matches(q, %s))",
+			x, g.pick(propPatterns...), g.pick(propPatterns...))
 	case 17:
 		return fmt.Sprintf("get(%s, 'metadata.%s') %s '%s'", g.pick("agent", "trace"), g.pick("permission_level", "task"), g.pick("==", "!="), g.pick("admin", "user"))
 	case 18:
@@ -226,6 +238,12 @@ func RandomTrace(r *rand.Rand, n int) *schemas.Trace {
 		}
 		if r.IntN(4) == 0 {
 			s.Metadata["data_classification"] = []string{"pii", "public"}[r.IntN(2)]
+		}
+		if r.IntN(8) == 0 { // a list or a number where a query is a text
+			s.Input["query"] = []any{[]any{"SELECT * FROM t"}, 3, "x"}[r.IntN(3)]
+			if r.IntN(2) == 0 {
+				s.Input["sql"] = []any{[]any{"1"}, " union", 2.5}[r.IntN(3)]
+			}
 		}
 		if r.IntN(5) == 0 { // compared with other keys by py_eq
 			s.Metadata["source_region"] = []any{"pii", "EU", 1, 1.0, true, nil}[r.IntN(6)]
