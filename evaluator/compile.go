@@ -67,6 +67,7 @@ func (w Warning) String() string { return policies.RuleLabel(w.RuleID) + ": " + 
 type Compiled struct {
 	policy   *policies.Policy
 	rules    []*rule
+	byType   [4][]*rule   // the rules that can hold at a step of each of schemas.StepTypes
 	preds    []*predicate // predicates of memoized quantifiers, evaluated on one step at a time
 	patterns map[string]*match.Pattern
 	set      *match.Set
@@ -82,6 +83,7 @@ type Compiled struct {
 	unlimited    bool // see Options.unlimited
 	limits       Limits
 	quarantined  quarantines // by rule index
+	slots        int         // values of let names, in conditions compiled to Go
 	onQuarantine func(Quarantine)
 	warnings     []Warning
 }
@@ -94,6 +96,7 @@ type rule struct {
 	ahead    bool        // reads steps after the current one
 	pre      *precheck   // a first test of a step field, run before the program; nil if none
 	fast     fastCond    // the whole condition compiled to Go; nil if it has other forms
+	bails    bool        // fast may leave a step to program, by panicking with errBail
 }
 
 // Compile compiles every condition of p with the default limits. Problems are reported
@@ -152,7 +155,30 @@ func compile(p *policies.Policy, plain bool, o Options) (*Compiled, error) {
 		pats = append(pats, pat)
 	}
 	c.set = match.NewSet(pats)
+	for i, typ := range schemas.StepTypes() {
+		for _, r := range c.rules {
+			if !r.pre.excludes(typ) {
+				c.byType[i] = append(c.byType[i], r)
+			}
+		}
+	}
 	return c, nil
+}
+
+// rulesFor lists, in rule order, the rules that can hold at a step: a rule whose first
+// tests want another step type is left out (rule indexing by type, before any test runs).
+func (c *Compiled) rulesFor(v *stepView) []*rule {
+	switch v.Type {
+	case schemas.StepLLMCall:
+		return c.byType[0]
+	case schemas.StepToolCall:
+		return c.byType[1]
+	case schemas.StepDecision:
+		return c.byType[2]
+	case schemas.StepObservation:
+		return c.byType[3]
+	}
+	return c.rules
 }
 
 // Policy returns the policy that was compiled.
@@ -181,6 +207,8 @@ func (c *Compiled) LooksAhead(ruleID string) bool {
 type builder struct {
 	c         *Compiled
 	predIndex map[string]int
+	lets      map[string]int // slots of the let names in scope, while compiling to Go
+	bails     bool           // what was compiled to Go may leave a step to the machine
 }
 
 func (b *builder) options(extra ...expr.Option) []expr.Option {
@@ -241,7 +269,9 @@ func (b *builder) rule(pr policies.Rule) (_ *rule, over *LimitError, _ error) {
 		r.pre = nil
 		r.program, err = expr.Compile(src, b.limited(lp)...)
 	} else {
+		b.bails = false
 		r.fast, _ = b.compileFast(tree.Node, stepRoot)
+		r.bails = r.fast != nil && b.bails
 		qp := &quantPatcher{b: b}
 		// Quantifiers are rewritten first, so that their predicates are seen as written;
 		// limits last, on what the others made.
@@ -433,19 +463,8 @@ func (q *quantPatcher) Visit(n *ast.Node) {
 	default:
 		return
 	}
-	id, ok := bn.Arguments[0].(*ast.IdentifierNode)
+	scope, ok := quantScope(bn.Arguments[0])
 	if !ok {
-		return
-	}
-	var scope int
-	switch id.Value {
-	case prevName:
-		scope = scopePrev
-	case nextName:
-		scope = scopeNext
-	case stepsName:
-		scope = scopeAll
-	default:
 		return
 	}
 	pn, ok := bn.Arguments[1].(*ast.PredicateNode)
@@ -485,6 +504,23 @@ func (q *quantPatcher) Visit(n *ast.Node) {
 	q.patched = true
 }
 
+// quantScope tells which steps a quantifier's list is: prev_steps, next_steps or steps.
+func quantScope(n ast.Node) (int, bool) {
+	id, ok := n.(*ast.IdentifierNode)
+	if !ok {
+		return 0, false
+	}
+	switch id.Value {
+	case prevName:
+		return scopePrev, true
+	case nextName:
+		return scopeNext, true
+	case stepsName:
+		return scopeAll, true
+	}
+	return 0, false
+}
+
 // independent reports whether a predicate reads only its element, constants, trace, agent
 // and the helpers, so its verdict for a step is the same whichever step is current.
 func independent(n ast.Node) bool {
@@ -518,7 +554,12 @@ func (b *builder) predicate(n ast.Node) (int, bool) {
 		return 0, false // keep the quantifier as written
 	}
 	pred := &predicate{program: prog, pre: firstCheck(n, elementRoot)}
-	pred.fast, _ = b.compileFast(n, elementRoot)
+	bails := b.bails
+	b.bails = false
+	if fast, _ := b.compileFast(n, elementRoot); !b.bails {
+		pred.fast = fast // a predicate has no program of its own to fall back to
+	}
+	b.bails = bails
 	// A predicate that is nothing but such a test is decided in Go alone.
 	pred.whole = pred.pre != nil && pred.pre.whole
 	b.c.preds = append(b.c.preds, pred)

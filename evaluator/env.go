@@ -139,6 +139,7 @@ type env struct {
 	NextSteps []*stepView
 	One       []*stepView // the single step a memoized predicate is evaluated on
 	vars      map[string]any
+	stale     bool // vars do not hold the step yet: see sync
 }
 
 // envTypes is the shape of vars, with typed zero values, for compiling conditions.
@@ -175,6 +176,18 @@ func (e *env) at(steps []*stepView, i int) {
 	e.Step = steps[i]
 	e.PrevSteps = steps[:i]
 	e.NextSteps = steps[i+1:]
+	e.stale = true
+}
+
+// sync puts the current step into vars before the expression machine runs: most steps
+// are decided by conditions compiled to Go, which read the fields above, so a step's
+// vars (a few map writes, and boxed values that allocate) are only made when needed.
+func (e *env) sync() {
+	if !e.stale {
+		return
+	}
+	e.stale = false
+	i := e.StepIndex
 	e.vars["step"] = e.Step
 	e.vars[stepsName] = e.Steps
 	e.vars["step_index"] = i

@@ -1,9 +1,11 @@
 package evaluator
 
 import (
+	"errors"
 	"reflect"
 
 	"github.com/expr-lang/expr/ast"
+	"github.com/expr-lang/expr/builtin"
 
 	"github.com/troy-audit/troy/evaluator/match"
 )
@@ -48,12 +50,27 @@ func (b *builder) compileFast(n ast.Node, root int) (fastCond, bool) {
 		}
 		c, ok := checkOf(x, root)
 		if !ok {
-			return nil, false
+			return b.compareFast(x, root)
 		}
 		pc := &precheck{checks: []check{c}}
 		return func(_ *runner, v *stepView) bool { return pc.pass(v) }, true
+	case *ast.BuiltinNode:
+		if root != stepRoot {
+			return nil, false
+		}
+		return b.quantifierFast(x)
+	case *ast.VariableDeclaratorNode:
+		return b.letFast(x, root)
 	case *ast.CallNode:
 		id, ok := x.Callee.(*ast.IdentifierNode)
+		if ok && id.Value == "py_eq" && len(x.Arguments) == 2 {
+			a, aok := b.operand(x.Arguments[0], root)
+			c, cok := b.operand(x.Arguments[1], root)
+			if !aok || !cok {
+				return nil, false
+			}
+			return func(s *runner, v *stepView) bool { return pyEq(a(s, v), c(s, v)) }, true
+		}
 		if !ok || id.Value != matchesName || len(x.Arguments) != 2 {
 			return nil, false
 		}
@@ -62,11 +79,13 @@ func (b *builder) compileFast(n ast.Node, root int) (fastCond, bool) {
 			return nil, false
 		}
 		pat := b.c.patterns[lit.Value]
-		text, ok := stepText(x.Arguments[0], root)
-		if pat == nil || !ok {
+		if pat == nil {
 			return nil, false
 		}
-		return func(s *runner, v *stepView) bool { return s.match(text(v), pat) }, true
+		if text, ok := stepText(x.Arguments[0], root); ok {
+			return func(s *runner, v *stepView) bool { return s.match(text(v), pat) }, true
+		}
+		return b.matchComputed(x.Arguments[0], pat, root)
 	}
 	return nil, false
 }
@@ -136,4 +155,208 @@ func (s *runner) match(text any, p *match.Pattern) bool {
 		return false
 	}
 	return p.Match(t)
+}
+
+// operand compiles a value a fast condition compares: a constant, a field of the step as
+// stepText reads it, or get(agent, 'path') and get(trace, 'path'), which read the
+// evaluation's agent and trace as they are when the condition runs. None of them can fail.
+func (b *builder) operand(n ast.Node, root int) (func(*runner, *stepView) any, bool) {
+	if c, ok := constant(n); ok {
+		return func(*runner, *stepView) any { return c }, true
+	}
+	if f, ok := stepText(n, root); ok {
+		return func(_ *runner, v *stepView) any { return f(v) }, true
+	}
+	if id, ok := n.(*ast.IdentifierNode); ok {
+		k, bound := b.lets[id.Value]
+		return func(s *runner, _ *stepView) any { return s.slots[k] }, bound
+	}
+	if bn, ok := n.(*ast.BuiltinNode); ok && bn.Name == "type" && len(bn.Arguments) == 1 {
+		x, ok := b.operand(bn.Arguments[0], root)
+		return func(s *runner, v *stepView) any { return builtin.Type(x(s, v)) }, ok
+	}
+	call, ok := n.(*ast.CallNode)
+	if !ok || len(call.Arguments) != 2 {
+		return nil, false
+	}
+	id, ok := call.Callee.(*ast.IdentifierNode)
+	base, bok := call.Arguments[0].(*ast.IdentifierNode)
+	path, pok := call.Arguments[1].(*ast.StringNode)
+	if !ok || id.Value != getName || !bok || !pok {
+		return nil, false
+	}
+	switch base.Value {
+	case "agent":
+		return func(s *runner, _ *stepView) any { return get(s.agent, path.Value, nil) }, true
+	case "trace":
+		return func(s *runner, _ *stepView) any { return get(s.trace, path.Value, nil) }, true
+	}
+	return nil, false
+}
+
+// compareFast compiles a comparison checkOf does not take: an operand (see operand)
+// against a constant with == or !=, as the precheck compares, and step_index against an
+// integer constant.
+func (b *builder) compareFast(x *ast.BinaryNode, root int) (fastCond, bool) {
+	if root == stepRoot {
+		if f, ok := stepIndexCompare(x); ok {
+			return f, true
+		}
+	}
+	if x.Operator != "==" && x.Operator != "!=" {
+		return nil, false
+	}
+	val, other := x.Left, x.Right
+	if _, isConst := constant(val); isConst {
+		val, other = other, val
+	}
+	want, ok := constant(other)
+	if !ok {
+		return nil, false
+	}
+	f, ok := b.operand(val, root)
+	if !ok {
+		return nil, false
+	}
+	if x.Operator == "!=" {
+		return func(s *runner, v *stepView) bool { return !equalConst(f(s, v), want) }, true
+	}
+	return func(s *runner, v *stepView) bool { return equalConst(f(s, v), want) }, true
+}
+
+// stepIndexCompare compiles step_index compared with an integer constant.
+func stepIndexCompare(x *ast.BinaryNode) (fastCond, bool) {
+	op := x.Operator
+	id, ok := x.Left.(*ast.IdentifierNode)
+	k, kok := x.Right.(*ast.IntegerNode)
+	if !ok || !kok {
+		// The constant first: 50 <= step_index is step_index >= 50.
+		id, ok = x.Right.(*ast.IdentifierNode)
+		k, kok = x.Left.(*ast.IntegerNode)
+		op = map[string]string{"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}[op]
+	}
+	if !ok || !kok || id.Value != "step_index" {
+		return nil, false
+	}
+	n := k.Value
+	switch op {
+	case "<":
+		return func(s *runner, _ *stepView) bool { return s.env.StepIndex < n }, true
+	case "<=":
+		return func(s *runner, _ *stepView) bool { return s.env.StepIndex <= n }, true
+	case ">":
+		return func(s *runner, _ *stepView) bool { return s.env.StepIndex > n }, true
+	case ">=":
+		return func(s *runner, _ *stepView) bool { return s.env.StepIndex >= n }, true
+	case "==":
+		return func(s *runner, _ *stepView) bool { return s.env.StepIndex == n }, true
+	case "!=":
+		return func(s *runner, _ *stepView) bool { return s.env.StepIndex != n }, true
+	}
+	return nil, false
+}
+
+// quantifierFast compiles any, all, none and one over prev_steps, next_steps or steps with
+// a predicate the quantifier patcher memoizes and that is decided in Go: the answer is a
+// difference of the predicate's prefix counts (see runner.count), and cannot fail.
+func (b *builder) quantifierFast(bn *ast.BuiltinNode) (fastCond, bool) {
+	if len(bn.Arguments) != 2 {
+		return nil, false
+	}
+	scope, ok := quantScope(bn.Arguments[0])
+	if !ok {
+		return nil, false
+	}
+	pn, ok := bn.Arguments[1].(*ast.PredicateNode)
+	if !ok || !independent(pn.Node) {
+		return nil, false
+	}
+	p, ok := b.predicate(pn.Node)
+	if !ok || (b.c.preds[p].fast == nil && !b.c.preds[p].whole) {
+		return nil, false
+	}
+	hits, misses := quantKey(p, scope, false), quantKey(p, scope, true)
+	switch bn.Name {
+	case "any":
+		return func(s *runner, _ *stepView) bool { return s.count(hits) > 0 }, true
+	case "none":
+		return func(s *runner, _ *stepView) bool { return s.count(hits) == 0 }, true
+	case "one":
+		return func(s *runner, _ *stepView) bool { return s.count(hits) == 1 }, true
+	case "all":
+		return func(s *runner, _ *stepView) bool { return s.count(misses) == 0 }, true
+	}
+	return nil, false
+}
+
+// errBail stops a condition compiled to Go at a value it does not handle; the rule's
+// program then decides the step (see runner.outcome).
+var errBail = errors.New("not decided in Go")
+
+// letFast compiles let name = value; body, when value is an operand: the value is kept in
+// a slot of the runner while the body runs. A name that the other forms read as the step,
+// the agent or the trace is left to the machine.
+func (b *builder) letFast(x *ast.VariableDeclaratorNode, root int) (fastCond, bool) {
+	switch x.Name {
+	case "step", "agent", "trace", "step_index", stepsName, prevName, nextName:
+		return nil, false
+	}
+	val, ok := b.operand(x.Value, root)
+	if !ok {
+		return nil, false
+	}
+	if b.lets == nil {
+		b.lets = map[string]int{}
+	}
+	k := b.c.slots
+	b.c.slots++
+	outer, had := b.lets[x.Name]
+	b.lets[x.Name] = k
+	body, ok := b.compileFast(x.Expr, root)
+	if had {
+		b.lets[x.Name] = outer
+	} else {
+		delete(b.lets, x.Name)
+	}
+	if !ok {
+		return nil, false
+	}
+	return func(s *runner, v *stepView) bool {
+		s.slots[k] = val(s, v)
+		return body(s, v)
+	}, true
+}
+
+// matchComputed compiles matches() of a + b over operands. Two strings are joined, with
+// the concatenation charged as the machine charges it; anything else (and concat(), which
+// builds a list) is left to the machine, through errBail.
+func (b *builder) matchComputed(n ast.Node, pat *match.Pattern, root int) (fastCond, bool) {
+	switch x := n.(type) {
+	case *ast.BuiltinNode:
+		if x.Name != "concat" {
+			return nil, false
+		}
+		b.bails = true
+		return func(*runner, *stepView) bool { panic(errBail) }, true
+	case *ast.BinaryNode:
+		if x.Operator != "+" {
+			return nil, false
+		}
+		l, lok := b.operand(x.Left, root)
+		r, rok := b.operand(x.Right, root)
+		if !lok || !rok {
+			return nil, false
+		}
+		b.bails = true
+		return func(s *runner, v *stepView) bool {
+			a, aok := l(s, v).(string)
+			c, cok := r(s, v).(string)
+			// Far under the memory limit only: near it, the machine's own count decides.
+			if !aok || !cok || int64(len(a))+int64(len(c)) > s.bud.maxBytes/2 {
+				panic(errBail)
+			}
+			return s.match(a+c, pat)
+		}, true
+	}
+	return nil, false
 }

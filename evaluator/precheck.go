@@ -23,6 +23,23 @@ type check struct {
 	path   []string // ["type"], or ["metadata", "key"]
 	values []any    // nil, string, bool, int or float64 constants
 	negate bool
+	// strs holds values when they are all strings, the usual case, compared without
+	// going through equalConst.
+	strs []string
+}
+
+// withStrings fills strs when every value is a string.
+func (c check) withStrings() check {
+	strs := make([]string, 0, len(c.values))
+	for _, v := range c.values {
+		s, ok := v.(string)
+		if !ok {
+			return c
+		}
+		strs = append(strs, s)
+	}
+	c.strs = strs
+	return c
 }
 
 // Roots a precheck can test: the current step of a rule, or the element of a predicate.
@@ -74,7 +91,7 @@ func checkOf(n ast.Node, root int) (check, bool) {
 			return check{}, false
 		}
 		c.path, c.values = path, []any{v}
-		return c, true
+		return c.withStrings(), true
 	case "in":
 		c := check{path: stepPath(b.Left, root)}
 		arr, ok := b.Right.(*ast.ArrayNode)
@@ -88,7 +105,7 @@ func checkOf(n ast.Node, root int) (check, bool) {
 			}
 			c.values = append(c.values, v)
 		}
-		return c, true
+		return c.withStrings(), true
 	}
 	return check{}, false
 }
@@ -176,25 +193,56 @@ func constant(n ast.Node) (any, bool) {
 
 // pass reports whether every test holds, comparing as expr's == does.
 func (p *precheck) pass(s *stepView) bool {
-	for _, c := range p.checks {
+	for i := range p.checks {
+		c := &p.checks[i]
 		var v any
-		if c.path[0] == "type" {
+		if len(c.path) == 1 { // ["type"]
 			v = s.Type
 		} else {
 			v = s.Metadata[c.path[1]]
 		}
-		found := false
-		for _, want := range c.values {
-			if equalConst(v, want) {
-				found = true
-				break
-			}
-		}
-		if found == c.negate {
+		if !c.holds(v) {
 			return false
 		}
 	}
 	return true
+}
+
+func (c *check) holds(v any) bool {
+	found := false
+	if c.strs != nil {
+		// equalConst with a string constant: equal strings only.
+		if x, ok := v.(string); ok {
+			for _, want := range c.strs {
+				if x == want {
+					found = true
+					break
+				}
+			}
+		}
+		return found != c.negate
+	}
+	for _, want := range c.values {
+		if equalConst(v, want) {
+			found = true
+			break
+		}
+	}
+	return found != c.negate
+}
+
+// excludes reports whether the tests cannot all hold at a step of type typ, whatever its
+// metadata: the rule need not be looked at for such steps.
+func (p *precheck) excludes(typ string) bool {
+	if p == nil {
+		return false
+	}
+	for i := range p.checks {
+		if c := &p.checks[i]; len(c.path) == 1 && !c.holds(boxType(typ)) {
+			return true
+		}
+	}
+	return false
 }
 
 func equalConst(v, c any) bool {

@@ -584,60 +584,67 @@ func pyStr(x any) string {
 // pyRepr is Python's repr() of the values JSON gives: None, True and False, ints,
 // floats written as Python writes them, strings quoted and escaped as Python does,
 // lists and dicts (keys sorted: the file's order is not kept).
-func pyRepr(x any) string {
-	var b strings.Builder
-	writeRepr(&b, x)
-	return b.String()
-}
+func pyRepr(x any) string { return string(appendRepr(nil, x)) }
 
-func writeRepr(b *strings.Builder, x any) {
+// appendRepr appends pyRepr(x) to dst.
+func appendRepr(dst []byte, x any) []byte {
 	switch v := x.(type) {
 	case nil:
-		b.WriteString("None")
+		return append(dst, "None"...)
 	case bool:
 		if v {
-			b.WriteString("True")
-		} else {
-			b.WriteString("False")
+			return append(dst, "True"...)
 		}
+		return append(dst, "False"...)
 	case int:
-		b.WriteString(strconv.Itoa(v))
+		return strconv.AppendInt(dst, int64(v), 10)
 	case *big.Int:
-		b.WriteString(v.String())
+		return v.Append(dst, 10)
 	case big.Int:
-		b.WriteString(v.String())
+		return v.Append(dst, 10)
 	case float64:
-		b.WriteString(floatRepr(v))
+		return append(dst, floatRepr(v)...)
 	case string:
-		writeStrRepr(b, v)
-	default:
-		if l, ok := pyList(x); ok {
-			b.WriteByte('[')
-			for i, e := range l {
-				if i > 0 {
-					b.WriteString(", ")
-				}
-				writeRepr(b, e)
-			}
-			b.WriteByte(']')
-			return
+		return appendStrRepr(dst, v)
+	case map[string]any:
+		// Sorted keys, as dictKeys gives them, without allocating them for small maps.
+		var arr [16]string
+		keys := arr[:0]
+		for k := range v {
+			keys = append(keys, k)
 		}
-		if keys, ok := dictKeys(x); ok {
-			b.WriteByte('{')
-			for i, k := range keys {
-				if i > 0 {
-					b.WriteString(", ")
-				}
-				writeStrRepr(b, k)
-				b.WriteString(": ")
-				val, _ := dictValue(x, k)
-				writeRepr(b, val)
-			}
-			b.WriteByte('}')
-			return
-		}
-		fmt.Fprint(b, x)
+		slices.Sort(keys)
+		return appendDict(dst, x, keys)
 	}
+	if l, ok := pyList(x); ok {
+		dst = append(dst, '[')
+		for i, e := range l {
+			if i > 0 {
+				dst = append(dst, ", "...)
+			}
+			dst = appendRepr(dst, e)
+		}
+		return append(dst, ']')
+	}
+	if keys, ok := dictKeys(x); ok {
+		return appendDict(dst, x, keys)
+	}
+	return fmt.Append(dst, x)
+}
+
+// appendDict appends the repr of the dict d, its keys in the order given.
+func appendDict(dst []byte, d any, keys []string) []byte {
+	dst = append(dst, '{')
+	for i, k := range keys {
+		if i > 0 {
+			dst = append(dst, ", "...)
+		}
+		dst = appendStrRepr(dst, k)
+		dst = append(dst, ": "...)
+		val, _ := dictValue(d, k)
+		dst = appendRepr(dst, val)
+	}
+	return append(dst, '}')
 }
 
 // floatRepr writes a float as Python's repr: the shortest digits that read back the same,
@@ -654,13 +661,13 @@ func floatRepr(f float64) string {
 	return pyjson.FloatRepr(f)
 }
 
-func writeStrRepr(b *strings.Builder, s string) {
+func appendStrRepr(dst []byte, s string) []byte {
 	quote := byte('\'')
 	if strings.IndexByte(s, '\'') >= 0 && strings.IndexByte(s, '"') < 0 {
 		quote = '"'
 	}
-	b.Grow(len(s) + 2)
-	b.WriteByte(quote)
+	dst = slices.Grow(dst, len(s)+2)
+	dst = append(dst, quote)
 	for i := 0; i < len(s); {
 		// Printable ASCII other than the quote and the backslash is written as it is, a run
 		// at a time: most of what rules search is such text.
@@ -668,7 +675,7 @@ func writeStrRepr(b *strings.Builder, s string) {
 		for j < len(s) && s[j] >= 0x20 && s[j] < 0x7f && s[j] != quote && s[j] != '\\' {
 			j++
 		}
-		b.WriteString(s[i:j])
+		dst = append(dst, s[i:j]...)
 		if j == len(s) {
 			break
 		}
@@ -679,25 +686,25 @@ func writeStrRepr(b *strings.Builder, s string) {
 		i = j + size
 		switch {
 		case r == rune(quote) || r == '\\':
-			b.WriteByte('\\')
-			b.WriteRune(r)
+			dst = append(dst, '\\')
+			dst = utf8.AppendRune(dst, r)
 		case r == '\n':
-			b.WriteString(`\n`)
+			dst = append(dst, `\n`...)
 		case r == '\r':
-			b.WriteString(`\r`)
+			dst = append(dst, `\r`...)
 		case r == '\t':
-			b.WriteString(`\t`)
+			dst = append(dst, `\t`...)
 		case r < 0x20 || r == 0x7f:
-			fmt.Fprintf(b, `\x%02x`, r)
+			dst = fmt.Appendf(dst, `\x%02x`, r)
 		case unicode.IsPrint(r):
-			b.WriteRune(r)
+			dst = utf8.AppendRune(dst, r)
 		case r <= 0xff:
-			fmt.Fprintf(b, `\x%02x`, r)
+			dst = fmt.Appendf(dst, `\x%02x`, r)
 		case r <= 0xffff:
-			fmt.Fprintf(b, `\u%04x`, r)
+			dst = fmt.Appendf(dst, `\u%04x`, r)
 		default:
-			fmt.Fprintf(b, `\U%08x`, r)
+			dst = fmt.Appendf(dst, `\U%08x`, r)
 		}
 	}
-	b.WriteByte(quote)
+	return append(dst, quote)
 }

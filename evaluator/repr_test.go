@@ -55,10 +55,8 @@ func TestStrRepr(t *testing.T) {
 		{"\U000E0001", `'\U000e0001'`},
 		{"bad\xffutf8", "'bad\ufffdutf8'"},
 	} {
-		var b strings.Builder
-		writeStrRepr(&b, tt.in)
-		if b.String() != tt.want {
-			t.Errorf("repr(%q) = %s, want %s", tt.in, b.String(), tt.want)
+		if got := string(appendStrRepr(nil, tt.in)); got != tt.want {
+			t.Errorf("repr(%q) = %s, want %s", tt.in, got, tt.want)
 		}
 	}
 	// Random strings mixing every class of character agree with the rune-at-a-time reading.
@@ -73,10 +71,8 @@ func TestStrRepr(t *testing.T) {
 			sb.WriteByte(0xfe) // invalid UTF-8
 		}
 		s := sb.String()
-		var b strings.Builder
-		writeStrRepr(&b, s)
-		if want := reprOneRuneAtATime(s); b.String() != want {
-			t.Fatalf("repr(%q) = %s, want %s", s, b.String(), want)
+		if got, want := string(appendStrRepr(nil, s)), reprOneRuneAtATime(s); got != want {
+			t.Fatalf("repr(%q) = %s, want %s", s, got, want)
 		}
 	}
 }

@@ -21,6 +21,8 @@ const (
 	maxCachedTexts     = 4096
 	maxCachedTextBytes = 64 << 20
 	maxDynamicPatterns = 256
+	// maxKeptRepr: a buffer grown past this by a big value is let go after it.
+	maxKeptRepr = 1 << 20
 	// vmKeepBytes: a machine whose run charged more than this is replaced, so that the
 	// stack and loop state a big run left behind are let go.
 	vmKeepBytes = 1 << 20
@@ -51,7 +53,10 @@ type runner struct {
 	dyn       map[string]*match.Pattern
 	errs      []schemas.RuleError // indexed like c.rules
 	bud       budget              // of the rule or predicate running
+	repr      []byte              // where texts are written for matching
+	slots     []any               // values of let names (see builder.letFast)
 	trace     *TraceInfo
+	agent     *AgentInfo
 	provIdx   *provIndex // where values appeared, once a condition asks
 }
 
@@ -86,8 +91,10 @@ func (c *Compiled) newRunner(trace *TraceInfo, agent *AgentInfo) *runner {
 		preds: make([]predState, len(c.preds)),
 		texts: map[textKey]textEntry{}, scores: map[*match.Text]float64{},
 		errs:  make([]schemas.RuleError, len(c.rules)),
+		slots: make([]any, c.slots),
 		bud:   newBudget(c.limits),
 		trace: trace,
+		agent: agent,
 	}
 	s.vm.MemoryBudget = memoryBudget
 	s.pvm.MemoryBudget = memoryBudget
@@ -115,10 +122,10 @@ func (c *Compiled) newRunner(trace *TraceInfo, agent *AgentInfo) *runner {
 // evalStep evaluates every rule at the current step (position at), in rule order,
 // appending violations, and the cases of judge rules whose condition holds.
 func (s *runner) evalStep(out []schemas.Violation, cases []JudgeCase, at int) ([]schemas.Violation, []JudgeCase) {
-	for i, r := range s.c.rules {
+	for _, r := range s.c.rulesFor(s.env.Step) {
 		ok, err := s.outcome(r)
 		if err != nil {
-			s.fail(i, err)
+			s.fail(r.index, err)
 			continue
 		}
 		if ok {
@@ -135,7 +142,16 @@ func (s *runner) evalStep(out []schemas.Violation, cases []JudgeCase, at int) ([
 // outcome evaluates one rule at the current step: in Go when it can, else by its program.
 func (s *runner) outcome(r *rule) (bool, error) {
 	if r.fast != nil {
-		return r.fast(s, s.env.Step), nil
+		if !r.bails {
+			return r.fast(s, s.env.Step), nil
+		}
+		// A quarantined rule fails without running, as its program would.
+		if s.c.quarantined[r.index].Load() == nil {
+			if ok, decided := s.tryFast(r); decided {
+				return ok, nil
+			}
+		}
+		return s.evalRule(r)
 	}
 	if r.pre != nil {
 		if !r.pre.pass(s.env.Step) {
@@ -148,12 +164,26 @@ func (s *runner) outcome(r *rule) (bool, error) {
 	return s.evalRule(r)
 }
 
+// tryFast runs a rule compiled to Go that may leave the step to its program.
+func (s *runner) tryFast(r *rule) (ok, decided bool) {
+	defer func() {
+		if e := recover(); e != nil {
+			if e != errBail {
+				panic(e)
+			}
+			ok, decided = false, false
+		}
+	}()
+	return r.fast(s, s.env.Step), true
+}
+
 // evalRule runs a rule's program under the limits. A rule that breaks one is quarantined:
 // it fails here, and at later steps without running.
 func (s *runner) evalRule(r *rule) (bool, error) {
 	if q := s.c.quarantined[r.index].Load(); q != nil {
 		return false, errors.New(q.String())
 	}
+	s.env.sync()
 	s.bud.reset()
 	s.bud.active = true
 	out, err := s.vm.Run(r.program, s.env.vars)
@@ -269,6 +299,7 @@ func (s *runner) extend(p, hi int) *predState {
 			hit = 1
 		default:
 			s.env.One[0] = s.env.Steps[j]
+			s.env.sync()
 			s.bud.reset()
 			s.bud.active = true
 			out, err := s.pvm.Run(pred.program, s.env.vars)
@@ -458,7 +489,12 @@ func (s *runner) text(v any, charge bool) *match.Text {
 				panic(err)
 			}
 		}
-		str = pyStr(v)
+		// Written in a buffer the runner keeps, then copied once to the size it has.
+		s.repr = appendRepr(s.repr[:0], v)
+		str = string(s.repr)
+		if cap(s.repr) > maxKeptRepr {
+			s.repr = nil
+		}
 	}
 	if len(s.texts) >= maxCachedTexts || s.textBytes+len(str) > maxCachedTextBytes {
 		clear(s.texts)

@@ -144,10 +144,11 @@ func (s *Session) EvaluateNow(i int) ([]schemas.Violation, []schemas.StepRuleErr
 	s.r.env.at(s.views, i)
 	var vs []schemas.Violation
 	var errs []schemas.StepRuleError
-	for k, r := range s.c.rules {
+	for _, r := range s.c.rulesFor(s.r.env.Step) {
 		if !s.nowRule(r) {
 			continue
 		}
+		k := r.index
 		ok, err := s.r.outcome(r)
 		switch {
 		case err != nil:

@@ -71,8 +71,9 @@ writes; see docs/OTEL.md). POLICY is a policy file or the name of a bundled temp
 (see 'troyctl policies list').
 Reports go to logs/YYYY-MM-DD/ unless -o and -j say otherwise.
 
-The trace goes through troy's pipeline: an embedded in-memory NATS server and stages in
-this process, or, with --nats, a running deployment (troyctl serve), whose results are
+The trace is evaluated and scored in this process; when a model explains it (or judges a
+rule), it goes through troy's pipeline on an embedded in-memory NATS server in this
+process. With --nats it goes to a running deployment (troyctl serve), whose results are
 awaited.
 
 A model explains each step and summarises the trace when an API key (--api-key,

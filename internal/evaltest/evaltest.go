@@ -48,6 +48,23 @@ func MergedPolicy(tb testing.TB) *policies.Policy {
 	return policies.Merge("all-templates", "every bundled template", ps...)
 }
 
+// SeedTemplates are the stems of the Python tool's seven templates (49 rules merged).
+var SeedTemplates = []string{"minimal", "agent_safety", "owasp_llm_top10", "data_protection", "safe_browsing", "soc2", "hipaa"}
+
+// SeedPolicy is the Python tool's seven templates merged into one policy, in its order.
+func SeedPolicy(tb testing.TB) *policies.Policy {
+	tb.Helper()
+	ps := make([]*policies.Policy, len(SeedTemplates))
+	for i, name := range SeedTemplates {
+		t, err := policies.LookupTemplate(name)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		ps[i] = t.Policy
+	}
+	return policies.Merge("custom-policy", "the seven templates", ps...)
+}
+
 // CondGen writes random conditions from the forms policies use.
 type CondGen struct {
 	r    *rand.Rand
@@ -98,7 +115,29 @@ func (g CondGen) atom(x string) string {
 		}
 		return fmt.Sprintf("len(origin(get(%s, 'input.%s', ''))) %s", x, g.pick("url", "note"), g.pick("== 0", ">= 1", "== 2"))
 	}
-	switch g.r.IntN(17) {
+	n := 23
+	if x == "#" {
+		n = 20 // the forms below fail on some values: kept out of quantifiers' predicates
+	}
+	switch g.r.IntN(n) {
+	case 20:
+		return fmt.Sprintf("(let q = get(%s, 'input.%s', ''); type(q) == '%s' and matches(q + get(%s, 'input.sql', ''), %s))",
+			x, g.pick("query", "url", "note"), g.pick("string", "array", "nil"), x, g.pick(propPatterns...))
+	case 21:
+		return fmt.Sprintf("matches(%s.input.%s + %s.description, %s)", x, g.pick("query", "url", "note"), x, g.pick(propPatterns...))
+	case 22:
+		return fmt.Sprintf("(let q = get(%s, 'input.query', ''); type(q) == 'array' and matches(concat(q, q), %s) or type(q) == 'string' and matches(q, %s))",
+			x, g.pick(propPatterns...), g.pick(propPatterns...))
+	case 17:
+		return fmt.Sprintf("get(%s, 'metadata.%s') %s '%s'", g.pick("agent", "trace"), g.pick("permission_level", "task"), g.pick("==", "!="), g.pick("admin", "user"))
+	case 18:
+		if g.r.IntN(2) == 0 {
+			return fmt.Sprintf("step_index %s %d", g.pick("<", "<=", ">", ">=", "==", "!="), g.r.IntN(12))
+		}
+		return fmt.Sprintf("%d %s step_index", g.r.IntN(12), g.pick("<", "<=", ">", ">=", "==", "!="))
+	case 19:
+		keys := []string{"data_classification", "network_zone", "permission_level", "total_tokens", "source_region"}
+		return fmt.Sprintf("py_eq(%s.metadata.%s, %s.metadata.%s)", x, g.pick(keys...), x, g.pick(keys...))
 	case 14:
 		return fmt.Sprintf("'%s' in category(%s)", g.pick("outbound", "money", "credential", "destructive", "file_write", "code_exec", "read"), x)
 	case 15:
@@ -200,9 +239,24 @@ func RandomTrace(r *rand.Rand, n int) *schemas.Trace {
 		if r.IntN(4) == 0 {
 			s.Metadata["data_classification"] = []string{"pii", "public"}[r.IntN(2)]
 		}
+		if r.IntN(8) == 0 { // a list or a number where a query is a text
+			s.Input["query"] = []any{[]any{"SELECT * FROM t"}, 3, "x"}[r.IntN(3)]
+			if r.IntN(2) == 0 {
+				s.Input["sql"] = []any{[]any{"1"}, " union", 2.5}[r.IntN(3)]
+			}
+		}
+		if r.IntN(5) == 0 { // compared with other keys by py_eq
+			s.Metadata["source_region"] = []any{"pii", "EU", 1, 1.0, true, nil}[r.IntN(6)]
+		}
 		if r.IntN(5) == 0 { // what category(step) reads beside the name
 			s.Metadata["tool_description"] = toolDescriptions[r.IntN(len(toolDescriptions))]
 		}
+	}
+	if r.IntN(2) == 0 { // the agent's, for get(agent, ...)
+		if t.Metadata == nil {
+			t.Metadata = map[string]any{}
+		}
+		t.Metadata["permission_level"] = []any{"admin", "user", nil, 1}[r.IntN(4)]
 	}
 	return t
 }

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/troy-audit/troy/audit"
+	"github.com/troy-audit/troy/evaluator"
 	"github.com/troy-audit/troy/event"
 
 	"github.com/troy-audit/troy/internal/bus"
@@ -329,12 +331,9 @@ func SendTrace(ctx context.Context, b *bus.Bus, t *schemas.Trace, ref event.Trac
 	limit := b.MaxEventSize()
 	window := make([]event.Envelope, 0, min(len(t.Steps)+1, publishWindow))
 	for i, s := range t.Steps {
-		e, err := event.New(event.Step{TraceRef: ref, TraceMetadata: t.Metadata, Seq: from + i, Step: s})
+		e, err := encodeStep(event.Step{TraceRef: ref, TraceMetadata: t.Metadata, Seq: from + i, Step: s}, limit)
 		if err != nil {
-			return &event.Permanent{Err: err}
-		}
-		if len(e.Data) > limit {
-			return &event.Permanent{Err: fmt.Errorf("step %s is %d bytes encoded, over the %d-byte event limit of this NATS server", s.StepID, len(e.Data), limit)}
+			return err
 		}
 		window = append(window, e)
 		if len(window) == cap(window) {
@@ -360,11 +359,19 @@ type Auditor struct {
 	// fails a trace the stages give up or leave idle.
 	Timeout time.Duration
 	release func() // what OpenLocal and Dial opened for the client
+	// local, when set, is the policy an auditor without a client evaluates traces against
+	// in this process (see OpenLocal); note is then why there are no explanations.
+	local  *evaluator.Compiled
+	note   string
+	closed atomic.Bool
 }
 
 // Close stops the client and releases what OpenLocal or Dial opened.
 func (a *Auditor) Close() {
-	a.Client.Close()
+	a.closed.Store(true)
+	if a.Client != nil {
+		a.Client.Close()
+	}
 	if a.release != nil {
 		a.release()
 	}
@@ -372,6 +379,9 @@ func (a *Auditor) Close() {
 
 // Audit sends one trace and assembles its audit.
 func (a *Auditor) Audit(ctx context.Context, t *schemas.Trace) (*schemas.AuditResult, error) {
+	if a.local != nil {
+		return a.auditHere(ctx, t)
+	}
 	if a.Timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, a.Timeout)
@@ -382,4 +392,37 @@ func (a *Auditor) Audit(ctx context.Context, t *schemas.Trace) (*schemas.AuditRe
 		return nil, err
 	}
 	return r.Audit(t, a.Info), nil
+}
+
+// auditHere audits a trace in this process, failing where the pipeline would: a closed
+// auditor, and a step too big to travel as an event.
+func (a *Auditor) auditHere(ctx context.Context, t *schemas.Trace) (*schemas.AuditResult, error) {
+	if a.closed.Load() {
+		return nil, errors.New("the auditor is closed")
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	ref := event.TraceRef{TraceID: t.TraceID, AgentName: t.AgentName, Policy: a.local.Hash(), Run: localRun}
+	for i, s := range t.Steps {
+		if _, err := encodeStep(event.Step{TraceRef: ref, TraceMetadata: t.Metadata, Seq: i, Step: s}, bus.MaxEventSize); err != nil {
+			return nil, err
+		}
+	}
+	return audit.Result(a.local, t, a.note), nil
+}
+
+// localRun stands for a client's run name when sizing events: as long as a first one.
+const localRun = "000000000000-1"
+
+// encodeStep encodes a step's event, failing when it is over the limit.
+func encodeStep(st event.Step, limit int) (event.Envelope, error) {
+	e, err := event.New(st)
+	if err != nil {
+		return e, &event.Permanent{Err: err}
+	}
+	if len(e.Data) > limit {
+		return e, &event.Permanent{Err: fmt.Errorf("step %s is %d bytes encoded, over the %d-byte event limit of this NATS server", st.Step.StepID, len(e.Data), limit)}
+	}
+	return e, nil
 }

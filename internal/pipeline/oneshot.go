@@ -34,8 +34,14 @@ const DialTimeout = 10 * time.Minute
 
 // OpenLocal opens a one-shot pipeline in this process: an embedded in-memory NATS server,
 // the evaluator, scorer and explainer stages, and an auditor of traces under the policy c.
-// Close releases them all.
+// Close releases them all. When nothing needs the stages (no model explains, no rule has a
+// model judge), the auditor evaluates and scores in this process instead, with the same
+// results and failures, and starts no server: most of a short audit's time was starting
+// one.
 func OpenLocal(ctx context.Context, c *evaluator.Compiled, opts AuditorOptions) (*Auditor, error) {
+	if opts.Explain.Model == nil && !c.HasJudge() {
+		return &Auditor{Info: InfoOf(c), Timeout: opts.Timeout, local: c, note: opts.Explain.Note}, nil
+	}
 	bo := bus.Options{Name: opts.Bus.Name, Logger: opts.Bus.Logger, Memory: true}
 	if opts.Explain.Model != nil && !opts.Explain.NoCache {
 		bo.CacheDir = opts.CacheDir

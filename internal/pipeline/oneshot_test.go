@@ -3,7 +3,6 @@ package pipeline_test
 import (
 	"context"
 	"encoding/json"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +12,7 @@ import (
 	"github.com/troy-audit/troy/internal/bus"
 	"github.com/troy-audit/troy/internal/explainer"
 	"github.com/troy-audit/troy/internal/pipeline"
+	"github.com/troy-audit/troy/internal/pipeline/pipelinetest"
 	"github.com/troy-audit/troy/schemas"
 	"github.com/troy-audit/troy/sdk/llmtest"
 )
@@ -20,32 +20,7 @@ import (
 // deployment runs a NATS server that listens for clients, with the stages a one-shot
 // command waits for, until the test ends; it returns the server's URL.
 func deployment(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	b, err := bus.Open(context.Background(), bus.Options{DataDir: t.TempDir(), Listen: addr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := pipeline.New(b, pipeline.NewPolicies(b), pipeline.Config{Only: []string{pipeline.Evaluator, pipeline.Explainer}, ExplainNote: "n"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-		b.Close()
-	})
-	return "nats://" + addr
+	return pipelinetest.Deployment(t, pipeline.Config{Only: []string{pipeline.Evaluator, pipeline.Explainer}, ExplainNote: "n"})
 }
 
 // A local one-shot pipeline and a dialled deployment audit as the in-process engine does,

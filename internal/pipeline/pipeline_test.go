@@ -25,6 +25,7 @@ import (
 	"github.com/troy-audit/troy/internal/bus"
 	"github.com/troy-audit/troy/internal/explainer"
 	"github.com/troy-audit/troy/internal/pipeline"
+	"github.com/troy-audit/troy/internal/pipeline/pipelinetest"
 	"github.com/troy-audit/troy/policies"
 	"github.com/troy-audit/troy/reporter"
 	"github.com/troy-audit/troy/schemas"
@@ -72,21 +73,9 @@ func start(t *testing.T, cfg pipeline.Config) (*bus.Bus, *pipeline.Policies, *pi
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(b.Close) // after the stages stop: cleanups run last first
 	pol := pipeline.NewPolicies(b)
-	p, err := pipeline.New(b, pol, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-		b.Close()
-	})
+	p, done := pipelinetest.Run(t, b, pol, cfg)
 	select {
 	case <-p.Ready(): // the guard, if it runs, answers
 	case err := <-done:
