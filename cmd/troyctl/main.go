@@ -64,12 +64,20 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if errors.As(err, &ce) {
 		code = ce.code
 	}
-	if msg := err.Error(); msg != "" {
+	if msg := withHint(err.Error()); msg != "" {
 		for _, line := range strings.Split(msg, "\n") {
 			fmt.Fprintf(stderr, "troyctl: %s\n", line)
 		}
 	}
 	return code
+}
+
+// withHint adds to an error what to do about it, where the error alone does not say.
+func withHint(msg string) string {
+	if strings.Contains(strings.ToLower(msg), "authorization violation") && !strings.Contains(msg, "\n") {
+		msg += " (the NATS server wants a credential: --creds FILE, one troyctl auth issued, or --data-dir of the serve, whose admin credential commands use by themselves)"
+	}
+	return msg
 }
 
 // serialized makes one write at a time of a writer that is not a file: a command's

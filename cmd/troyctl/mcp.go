@@ -138,7 +138,7 @@ report.md and audit.json are written under --data-dir/reports/<agent>/<session>/
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.policy, "policy", defaultMCPPolicy, "policy file or bundled template's name (with --nats: default the deployment's)")
+	fl.StringVar(&f.policy, "policy", defaultMCPPolicy, "policy file or bundled template's name (with --nats and no --policy: the deployment's default policy instead)")
 	fl.StringVar(&f.name, "name", "", "the server's name in step.metadata.mcp_server (default: the command's base name, or the package a runner such as npx starts; over HTTP the upstream's host:port)")
 	fl.StringVar(&f.agentName, "agent", "", "the agent's name (default: the client's clientInfo.name, else "+mcpproxy.DefaultAgent+"; an agent token's own agent over HTTP)")
 	fl.StringVar(&f.dataDir, "data-dir", localguard.DefaultDataDir, "directory for the record (outbox/), reports (reports/) and the servers' tools (mcp/)")

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -29,7 +30,7 @@ type natsFlags struct {
 func (f *natsFlags) register(cmd *cobra.Command) {
 	f.cmd = cmd
 	fl := cmd.Flags()
-	fl.StringVar(&f.creds, "creds", "", "NATS credentials file for --nats, such as one from troyctl auth (default: DATA-DIR/auth/admin.creds when there)")
+	fl.StringVar(&f.creds, "creds", "", "NATS credentials file for --nats, such as one from troyctl auth (default: DATA-DIR/auth/admin.creds when there; DATA-DIR is --data-dir, else $TROY_DATA_DIR, else .troy)")
 	fl.StringVar(&f.opts.URL, "nats", "", "NATS server URL(s), comma-separated (default: an embedded server)")
 	fl.StringVar(&f.opts.User, "nats-user", "", "NATS user")
 	fl.StringVar(&f.opts.Password, "nats-password", "", "NATS password")
@@ -80,7 +81,9 @@ func (f *natsFlags) resolveCreds() {
 		a.CredsFile = f.creds
 		return
 	}
-	dataDir := ".troy"
+	// A command without --data-dir (check) looks where $TROY_DATA_DIR says, else in the
+	// default data directory.
+	dataDir := cmp.Or(os.Getenv("TROY_DATA_DIR"), ".troy")
 	if f.cmd != nil {
 		if fl := f.cmd.Flags().Lookup("data-dir"); fl != nil {
 			dataDir = fl.Value.String()

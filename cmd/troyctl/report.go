@@ -70,7 +70,7 @@ reader's any. Exit 1 when the trace has no finished run (yet) or no reporter ans
 				var re *bus.RequestError
 				switch {
 				case errors.As(err, &re):
-					return nil, fmt.Errorf("report of trace %q of agent %q: %s", args[1], args[0], re.Message)
+					return nil, fmt.Errorf("report: %s", re.Message) // the reporter names the trace and agent
 				case errors.Is(err, context.DeadlineExceeded):
 					return nil, fmt.Errorf("report of trace %q of agent %q: no reporter answered at %s within %v (is serve running its reporter?)", args[1], args[0], opts.URL, deadline)
 				case err != nil:

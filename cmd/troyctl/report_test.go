@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -67,7 +68,8 @@ func TestReportIsTheFileServeWrote(t *testing.T) {
 	if r := troyctl(t, "report", agentName, trace, "--nats", "nats://"+listen, "--creds", reader); r.code != 0 || r.stdout != string(written[0]) {
 		t.Errorf("a reader's report.md: exit %d %s", r.code, r.stderr)
 	}
-	if r := troyctl(t, "report", agentName, "never-sent", "--data-dir", data); r.code != 1 {
+	// One line that names the trace and agent once.
+	if r := troyctl(t, "report", agentName, "never-sent", "--data-dir", data); r.code != 1 || strings.Count(r.stderr, `"never-sent"`) != 1 || !strings.Contains(r.stderr, "no finished run") {
 		t.Errorf("a trace never sent: exit %d %s", r.code, r.stderr)
 	}
 	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {

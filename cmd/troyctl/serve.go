@@ -222,7 +222,14 @@ flag wins over the policy.`,
 				if cfg.Policy == "" {
 					noticeNoPolicy(ctx, srv, log, a.stderr)
 				}
-				log.Info("troy serving", "nats", b.ClientURL(), "metrics", srv.MetricsURL(), "components", strings.Join(cfg.Only, ","), "reports", cfg.ReportDir)
+				components, reports := strings.Join(cfg.Only, ","), cfg.ReportDir
+				if components == "" {
+					components = "all"
+				}
+				if reports == "" {
+					reports = "none (troyctl report and the gateway render them from the streams)"
+				}
+				log.Info("troy serving", "nats", b.ClientURL(), "metrics", srv.MetricsURL(), "components", components, "reports", reports)
 				fmt.Fprintf(a.stdout, "troy serving on %s\n", b.ClientURL())
 			}
 			srv, err = pipeline.NewServer(b, cfg)
