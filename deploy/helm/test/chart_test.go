@@ -37,6 +37,11 @@ var valueSets = []struct {
 		expectImage(t, o, "ghcr.io/troy-audit/troy:0.1.0")
 		expectArg(t, o, "--nats=nats://nats:4222")
 		expectArg(t, o, "--replicas=3")
+		for name, d := range o.deployments {
+			if args := d.Spec.Template.Spec.Containers[0].Args; slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--evaluator-partitions") }) {
+				t.Errorf("%s: partitions with one evaluator: %v", name, args)
+			}
+		}
 		policy := o.configMaps["release-name-troy-policy"]
 		want, err := os.ReadFile(chartDir + "/files/policy.json")
 		if err != nil {
@@ -49,7 +54,7 @@ var valueSets = []struct {
 	{
 		name: "external cluster, digest, exec probes, no sink",
 		set: "nats.url=nats://a:4222\\,nats://b:4222,image.digest=sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef," +
-			"probe.type=exec,components.sink.enabled=false,streamReplicas=0,components.guard.replicas=5,llm.apiKeySecret=openai,llm.model=gpt-4o-mini,policy.existingConfigMap=my-policy,policy.key=p.json",
+			"probe.type=exec,components.sink.enabled=false,streamReplicas=0,components.guard.replicas=5,components.evaluator.replicas=3,llm.apiKeySecret=openai,llm.model=gpt-4o-mini,policy.existingConfigMap=my-policy,policy.key=p.json",
 		deployments: []string{"evaluator", "explainer", "reporter", "guard", "gateway"},
 		check: func(t *testing.T, o objects) {
 			expectImage(t, o, "ghcr.io/troy-audit/troy@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef")
@@ -72,6 +77,10 @@ var valueSets = []struct {
 				if llm := name == "evaluator" || name == "explainer" || name == "guard"; llm != (key != nil && key.Name == "openai") {
 					t.Errorf("%s: OPENAI_API_KEY from %+v", name, key)
 				}
+			}
+			// Evaluator replicas share the stream over partitions; one evaluator reads it whole.
+			if ev := o.deployments["evaluator"]; *ev.Spec.Replicas != 3 || !slices.Contains(ev.Spec.Template.Spec.Containers[0].Args, "--evaluator-partitions=16") {
+				t.Errorf("evaluator: %d replicas, args %v", *ev.Spec.Replicas, ev.Spec.Template.Spec.Containers[0].Args)
 			}
 			if *o.deployments["guard"].Spec.Replicas != 5 {
 				t.Errorf("guard replicas %d", *o.deployments["guard"].Spec.Replicas)
