@@ -41,6 +41,10 @@ type ReportReply struct {
 	Data []byte `json:"data"`
 }
 
+// MaxReportSize bounds the size of a report file an answer may announce: a larger one is
+// refused before anything is kept for it.
+const MaxReportSize = 1 << 30
+
 // FetchReport asks for every part of one report file with request (a request-reply over
 // NATS to ReportSubject(req.Agent)) and returns the file and the run it is of. The run is
 // fixed by the first answer, so that a later run finishing meanwhile cannot mix two.
@@ -60,12 +64,17 @@ func FetchReport(ctx context.Context, request func(ctx context.Context, subject 
 		if err := json.Unmarshal(raw, &rep); err != nil {
 			return nil, "", fmt.Errorf("report of trace %q: %w", req.Trace, err)
 		}
+		if rep.Size > MaxReportSize {
+			return nil, "", fmt.Errorf("report of trace %q: %d bytes, over the %d-byte limit", req.Trace, rep.Size, MaxReportSize)
+		}
 		if req.Run != "" && rep.Run != req.Run || size >= 0 && rep.Size != size ||
 			rep.Size < req.Offset+len(rep.Data) || len(rep.Data) == 0 && req.Offset < rep.Size {
 			return nil, "", fmt.Errorf("report of trace %q: an answer out of step (run %q, %d bytes at %d of %d)", req.Trace, rep.Run, len(rep.Data), req.Offset, rep.Size)
 		}
 		if size < 0 {
-			size, out = rep.Size, make([]byte, 0, rep.Size)
+			// Parts are appended as they come: what is kept grows with the data received,
+			// not with the size announced.
+			size, out = rep.Size, make([]byte, 0, min(rep.Size, 8<<20))
 		}
 		out = append(out, rep.Data...)
 		req.Run, req.Offset = rep.Run, req.Offset+len(rep.Data)
