@@ -13,6 +13,9 @@ import (
 	"github.com/troy-audit/troy/sdk/agent"
 )
 
+// envDataDir stands for --data-dir; commands without the flag read it too.
+const envDataDir = "TROY_DATA_DIR"
+
 // envAnnotation marks a flag with the environment variables that stand for it, in order.
 const envAnnotation = "troyctl_env"
 
@@ -30,7 +33,7 @@ type envBinding struct {
 func envBindings() []envBinding {
 	return []envBinding{
 		{flag: "nats", vars: []string{"TROY_NATS_URL", "NATS_URL"}},
-		{flag: "data-dir", vars: []string{"TROY_DATA_DIR"}},
+		{flag: "data-dir", vars: []string{envDataDir}},
 		// replay and diff re-evaluate with --policy when it is given: there it is a
 		// choice per run, not a deployment's default.
 		{flag: "policy", vars: []string{"TROY_POLICY"}, skip: []string{"troyctl replay", "troyctl diff"}},

@@ -83,7 +83,7 @@ func (f *natsFlags) resolveCreds() {
 	}
 	// A command without --data-dir (check) looks where $TROY_DATA_DIR says, else in the
 	// default data directory.
-	dataDir := cmp.Or(os.Getenv("TROY_DATA_DIR"), ".troy")
+	dataDir := cmp.Or(os.Getenv(envDataDir), ".troy")
 	if f.cmd != nil {
 		if fl := f.cmd.Flags().Lookup("data-dir"); fl != nil {
 			dataDir = fl.Value.String()
