@@ -156,6 +156,7 @@ func TestBadInputsExitOneWithOneLine(t *testing.T) {
 		{"unknown template", []string{"audit", badType, "hippa"}, `hippa: no such file, and no bundled template of that name`},
 		{"check input not object", []string{"check", policy, "-a", "x", "-i", "[1]"}, `--input: expected a JSON object`},
 		{"serve retention too short", []string{"serve", "--retain", "10m"}, `--retain "10m": expected a duration of at least 1h, such as 720h, or unlimited`},
+		{"serve too many partitions", []string{"serve", "--evaluator-partitions", "5000"}, `--evaluator-partitions 5000: expected 0 (the steps stream read whole) to 1024`},
 		{"serve retention size", []string{"serve", "--retain-bytes", "lots"}, `--retain-bytes "lots": expected a size of at least 1MB`},
 	}
 	for _, tc := range tests {

@@ -102,6 +102,9 @@ flag wins over the policy.`,
 			if err := nf.retention(retain, retainBytes); err != nil {
 				return err
 			}
+			if cfg.Partitions < 0 || cfg.Partitions > bus.MaxPartitions {
+				return fmt.Errorf("--evaluator-partitions %d: expected 0 (the steps stream read whole) to %d", cfg.Partitions, bus.MaxPartitions)
+			}
 			var debug *slog.Level
 			if verbose {
 				debug = new(slog.LevelDebug)

@@ -44,6 +44,10 @@ type Partitioned struct {
 	Released func(partition int)
 }
 
+// MaxPartitions bounds the partitions of a consumer: each is a durable consumer the
+// server keeps and every process watches.
+const MaxPartitions = 1024
+
 // partitionGroup is the priority group of every partition consumer.
 const partitionGroup = "owner"
 
@@ -97,8 +101,8 @@ func (c Partitioned) transform() jetstream.SubjectTransformConfig {
 // left by processes that consumed the stream whole, is deleted once the partition stream
 // starts where it had acknowledged.
 func (b *Bus) ConsumePartitioned(ctx context.Context, c Partitioned, h Handler, stats *Stats) error {
-	if c.Partitions <= 0 {
-		return fmt.Errorf("consumer %s: %d partitions", c.Name, c.Partitions)
+	if c.Partitions <= 0 || c.Partitions > MaxPartitions {
+		return fmt.Errorf("consumer %s: %d partitions, expected 1 to %d", c.Name, c.Partitions, MaxPartitions)
 	}
 	if stats == nil {
 		stats = &Stats{}
