@@ -32,6 +32,7 @@ const Guard = "guard"
 // stream first.
 type GuardService struct {
 	b        *bus.Bus
+	steps    *stepStore // stores the session's events, concurrent checks' together
 	pol      *Policies
 	log      *slog.Logger
 	metrics  *Metrics
@@ -61,7 +62,7 @@ func NewGuardService(b *bus.Bus, pol *Policies, log *slog.Logger, m *Metrics) *G
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &GuardService{b: b, pol: pol, log: log, metrics: m, sessions: map[string]*guardSession{}, ready: make(chan struct{})}
+	return &GuardService{b: b, steps: &stepStore{b: b}, pol: pol, log: log, metrics: m, sessions: map[string]*guardSession{}, ready: make(chan struct{})}
 }
 
 // Serve answers requests until ctx ends. Sessions without a request for idle are forgotten
@@ -322,7 +323,7 @@ func (s *GuardService) record(ctx context.Context, sess *guardSession, agent, se
 	if err != nil {
 		return err
 	}
-	if sess.applied, err = s.b.PublishSeq(ctx, ev); err != nil {
+	if sess.applied, err = s.steps.store(ctx, ev); err != nil {
 		s.drop(agent, session)
 		return unavailable("record %s: %v", ev.Kind, err)
 	}

@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -266,5 +268,74 @@ func TestGuardFailsClosedWhenTheStepIsNotStored(t *testing.T) {
 				t.Fatalf("without the stream: %+v, %v; want not allowed, unavailable (503)", d, err)
 			}
 		})
+	}
+}
+
+// Concurrent checks, whose stores the guard batches: every check answered is in the
+// stream, in its session's order; and once the stream is gone, every concurrent check is
+// refused as unavailable, none allowed.
+func TestGuardConcurrentChecksAreStoredOrRefused(t *testing.T) {
+	b, pol, _ := start(t, pipeline.Config{Only: []string{pipeline.Guard}})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if _, err := pol.SetDefault(ctx, compilePolicy(t, `{"rules": []}`)); err != nil {
+		t.Fatal(err)
+	}
+	const sessions, checks = 16, 10
+	conn := agent.New(b.Conn())
+	guards := make([]*agent.Guard, sessions)
+	for i := range guards {
+		guards[i] = conn.Guard(agent.GuardOptions{Session: fmt.Sprint("s", i), Agent: "bot", Mode: schemas.ModeEnforce})
+	}
+	// checkAll makes n checks in every session at once and returns each session's errors.
+	checkAll := func(n int) [][]error {
+		errs := make([][]error, sessions)
+		var wg sync.WaitGroup
+		for i, g := range guards {
+			wg.Go(func() {
+				for range n {
+					d, err := g.Check(ctx, "read_file", map[string]any{"path": "a"}, nil, "")
+					if err == nil && !d.Allowed {
+						err = fmt.Errorf("not allowed without rules: %+v", d)
+					}
+					errs[i] = append(errs[i], err)
+				}
+			})
+		}
+		wg.Wait()
+		return errs
+	}
+	for i, errs := range checkAll(checks) {
+		for _, err := range errs {
+			if err != nil {
+				t.Fatalf("session s%d: %v", i, err)
+			}
+		}
+		events, err := b.ReadSteps(ctx, event.StepsSubject("bot", fmt.Sprint("s", i)), math.MaxUint64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(events) != checks {
+			t.Fatalf("session s%d: %d events stored for %d checks answered", i, len(events), checks)
+		}
+		for seq, e := range events {
+			step, err := event.Decode[event.Step](e)
+			if err != nil || step.Seq != seq {
+				t.Errorf("session s%d, event %d: seq %d, %v; want seq %d", i, seq, step.Seq, err, seq)
+			}
+		}
+	}
+	js, err := jetstream.New(b.Conn())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := js.DeleteStream(ctx, bus.StepsStream); err != nil {
+		t.Fatal(err)
+	}
+	for i, errs := range checkAll(1) {
+		var unavailable *agent.UnavailableError
+		if !errors.As(errs[0], &unavailable) || !strings.Contains(errs[0].Error(), "503") {
+			t.Errorf("session s%d without the stream: %v; want unavailable (503)", i, errs[0])
+		}
 	}
 }
