@@ -118,6 +118,8 @@ type Bus struct {
 	// client whose credential may not do what it asks learns so at once.
 	refused chan error
 	closing atomic.Bool
+	ackMu   sync.Mutex
+	ackers  []*acker // reply subjects free for PublishEach
 }
 
 // Open starts or connects to NATS and declares troy's streams and buckets.
@@ -572,37 +574,6 @@ func (b *Bus) PublishSeq(ctx context.Context, e event.Envelope) (uint64, error) 
 		return 0, fmt.Errorf("publish %s to %s: %w", e.Kind, e.Subject, err)
 	}
 	return ack.Sequence, nil
-}
-
-// PublishEach stores events together: each is published asynchronously, so that they go
-// out in one write, and every acknowledgement is awaited. seqs[i] is the stream sequence
-// of envs[i] when errs[i] is nil; one event that fails leaves the others stored.
-func (b *Bus) PublishEach(ctx context.Context, envs []event.Envelope) (seqs []uint64, errs []error) {
-	seqs, errs = make([]uint64, len(envs)), make([]error, len(envs))
-	futures := make([]jetstream.PubAckFuture, len(envs))
-	for i, e := range envs {
-		m, err := wire.Message(e)
-		if err == nil {
-			futures[i], err = b.js.PublishMsgAsync(m, wire.PublishOpts(e)...)
-		}
-		if err != nil {
-			errs[i] = fmt.Errorf("publish %s to %s: %w", e.Kind, e.Subject, err)
-		}
-	}
-	for i, f := range futures {
-		if f == nil {
-			continue
-		}
-		select {
-		case ack := <-f.Ok():
-			seqs[i] = ack.Sequence
-		case err := <-f.Err():
-			errs[i] = fmt.Errorf("publish %s to %s: %w", envs[i].Kind, envs[i].Subject, err)
-		case <-ctx.Done():
-			errs[i] = fmt.Errorf("publish %s to %s: %w", envs[i].Kind, envs[i].Subject, ctx.Err())
-		}
-	}
-	return seqs, errs
 }
 
 // LastSeq is the stream sequence of the last event on a subject of the steps stream, or 0,

@@ -11,7 +11,7 @@ import (
 // stepStore stores the guard's events before their answers, the stores of concurrent
 // checks together: while one batch waits for its acknowledgements, the events of checks
 // that arrive meanwhile queue up, and the next batch publishes them all at once and
-// awaits their acknowledgements together. A lone check is published at once, as before.
+// awaits their acknowledgements together. A lone check's event is published at once.
 // The check whose event is first in a batch leads it (publishes it and hands the results
 // out), so no goroutine of its own stands between a check and the stream.
 type stepStore struct {
@@ -72,10 +72,6 @@ func (q *stepStore) handOver() {
 
 // publish stores a batch and signals every event of it but the leader's (the first).
 func (q *stepStore) publish(ctx context.Context, batch []*pendingStore) {
-	if len(batch) == 1 {
-		batch[0].seq, batch[0].err = q.b.PublishSeq(ctx, batch[0].ev)
-		return
-	}
 	envs := make([]event.Envelope, len(batch))
 	for i, p := range batch {
 		envs[i] = p.ev
