@@ -3,9 +3,11 @@ package bus
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -52,16 +54,51 @@ func (b *Bus) putAcker(a *acker) {
 	b.ackMu.Unlock()
 }
 
+// Events that no stream answered (a leader being elected) are published again, as the
+// JetStream client does: this many times, this far apart.
+const (
+	pubRetries   = 2
+	pubRetryWait = 250 * time.Millisecond
+)
+
 // PublishEach stores events together: all are published at once, so that they go out in
 // one write, and every acknowledgement is awaited. seqs[i] is the stream sequence of
 // envs[i] when errs[i] is nil; one event that fails leaves the others stored.
 func (b *Bus) PublishEach(ctx context.Context, envs []event.Envelope) (seqs []uint64, errs []error) {
 	seqs, errs = make([]uint64, len(envs)), make([]error, len(envs))
+	b.publishChunks(ctx, envs, seqs, errs)
+	for range pubRetries {
+		var again []int
+		for i, err := range errs {
+			if errors.Is(err, jetstream.ErrNoStreamResponse) {
+				again = append(again, i)
+			}
+		}
+		if len(again) == 0 {
+			break
+		}
+		if sleep(ctx, pubRetryWait); ctx.Err() != nil {
+			break
+		}
+		retry := make([]event.Envelope, len(again))
+		for j, i := range again {
+			retry[j] = envs[i]
+		}
+		rseqs, rerrs := make([]uint64, len(again)), make([]error, len(again))
+		b.publishChunks(ctx, retry, rseqs, rerrs)
+		for j, i := range again {
+			seqs[i], errs[i] = rseqs[j], rerrs[j]
+		}
+	}
+	return seqs, errs
+}
+
+// publishChunks publishes events maxAcks at a time.
+func (b *Bus) publishChunks(ctx context.Context, envs []event.Envelope, seqs []uint64, errs []error) {
 	for from := 0; from < len(envs); from += maxAcks {
 		to := min(from+maxAcks, len(envs))
 		b.publishAcked(ctx, envs[from:to], seqs[from:to], errs[from:to])
 	}
-	return seqs, errs
 }
 
 // publishAcked is PublishEach for at most maxAcks events.
