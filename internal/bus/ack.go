@@ -2,13 +2,13 @@ package bus
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 	"time"
 
+	json "github.com/goccy/go-json" // an acknowledgement a check waits for
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
