@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"sync"
 
 	"github.com/troy-audit/troy/event"
@@ -51,10 +52,12 @@ func (q *stepStore) store(ctx context.Context, ev event.Envelope) (uint64, error
 	batch := q.queue
 	q.queue = nil
 	q.mu.Unlock()
+	defer func() { // even if publishing panics, so that the stores after it go on
+		q.mu.Lock()
+		q.handOver()
+		q.mu.Unlock()
+	}()
 	q.publish(ctx, batch)
-	q.mu.Lock()
-	q.handOver()
-	q.mu.Unlock()
 	return p.seq, p.err
 }
 
@@ -70,8 +73,23 @@ func (q *stepStore) handOver() {
 	next.done <- struct{}{}
 }
 
-// publish stores a batch and signals every event of it but the leader's (the first).
+// errNotStored answers the checks of a batch whose publishing broke off.
+var errNotStored = errors.New("the batch was not stored")
+
+// publish stores a batch and signals every event of it but the leader's (the first), each
+// with its result: an error unless it was acknowledged.
 func (q *stepStore) publish(ctx context.Context, batch []*pendingStore) {
+	done := false
+	defer func() {
+		for i, p := range batch {
+			if !done {
+				p.seq, p.err = 0, errNotStored
+			}
+			if i > 0 {
+				p.done <- struct{}{}
+			}
+		}
+	}()
 	envs := make([]event.Envelope, len(batch))
 	for i, p := range batch {
 		envs[i] = p.ev
@@ -79,8 +97,6 @@ func (q *stepStore) publish(ctx context.Context, batch []*pendingStore) {
 	seqs, errs := q.b.PublishEach(ctx, envs)
 	for i, p := range batch {
 		p.seq, p.err = seqs[i], errs[i]
-		if i > 0 {
-			p.done <- struct{}{}
-		}
 	}
+	done = true
 }
