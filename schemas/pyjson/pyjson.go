@@ -78,15 +78,23 @@ func normalize(v any, nan bool) (any, error) {
 		return Number(string(x))
 	case map[string]any:
 		for k, e := range x {
+			if !numberIn(e) {
+				continue
+			}
 			n, err := normalize(e, nan)
 			if err != nil {
 				return nil, pathError(quoteKey(k), err)
 			}
-			x[k] = n
+			if _, number := e.(json.Number); number {
+				x[k] = n // objects and arrays were normalized in place
+			}
 		}
 		return x, nil
 	case []any:
 		for i, e := range x {
+			if !numberIn(e) {
+				continue
+			}
 			n, err := normalize(e, nan)
 			if err != nil {
 				return nil, pathError(fmt.Sprintf("[%d]", i), err)
@@ -104,6 +112,16 @@ func normalize(v any, nan bool) (any, error) {
 		}
 	}
 	return v, nil
+}
+
+// numberIn reports whether a decoded value may hold a json.Number: strings, booleans and
+// nulls, most of what a document holds, need no visit (nor a write back into their map).
+func numberIn(v any) bool {
+	switch v.(type) {
+	case nil, string, bool:
+		return false
+	}
+	return true
 }
 
 // normalizeValue normalizes the interface values reachable from an addressable value.
@@ -125,13 +143,15 @@ func normalizeValue(v reflect.Value, nan bool) error {
 			return normalizeValue(v.Elem(), nan)
 		}
 	case reflect.Struct:
-		t := v.Type()
-		for i := range t.NumField() {
-			if !t.Field(i).IsExported() {
+		for i := range v.NumField() {
+			f := v.Field(i)
+			// An unexported field is not settable; the type's field (costly to get) is
+			// looked up only to name the path of an error.
+			if !holdsInterfaces(f.Type()) || !f.CanSet() {
 				continue
 			}
-			if err := normalizeValue(v.Field(i), nan); err != nil {
-				return pathError(jsonName(t.Field(i)), err)
+			if err := normalizeValue(f, nan); err != nil {
+				return pathError(jsonName(v.Type().Field(i)), err)
 			}
 		}
 	case reflect.Slice, reflect.Array:
