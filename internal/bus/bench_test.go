@@ -86,3 +86,31 @@ func BenchmarkReadTrace(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkFirstStep is the question the evaluator asks when a trace starts: the first
+// event stored on its subject. The embedded server's own stream answers a direct get;
+// a cluster's leader answers the message get API.
+func BenchmarkFirstStep(b *testing.B) {
+	server, _ := openLoopback(b)
+	ctx := context.Background()
+	const subject = "troy.steps.bench.first"
+	events := make([]event.Envelope, 20)
+	for i := range events {
+		events[i] = env(b, subject, event.KindStep, "", map[string]string{"pad": string(make([]byte, 1024))})
+	}
+	if err := server.PublishAll(ctx, events); err != nil {
+		b.Fatal(err)
+	}
+	for _, bb := range []struct {
+		name string
+		get  func(context.Context, string, msgGetRequest) (event.Envelope, error)
+	}{{"direct", server.directGet}, {"leader", server.leaderGet}} {
+		b.Run(bb.name, func(b *testing.B) {
+			for b.Loop() {
+				if e, err := bb.get(ctx, StepsStream, msgGetRequest{Seq: 1, NextFor: subject}); err != nil || e.Seq == 0 {
+					b.Fatal(e.Seq, err)
+				}
+			}
+		})
+	}
+}

@@ -745,10 +745,16 @@ func (b *Bus) ReadSteps(ctx context.Context, subject string, upTo uint64) ([]eve
 }
 
 // FirstStep returns the stream sequence of the first event stored on a subject of the
-// steps stream, 0 when there is none: one request to the stream's leader, which tells
-// whether a trace has events stored before a given one without reading them.
+// steps stream, 0 when there is none: one request, which tells whether a trace has events
+// stored before a given one without reading them. It goes to the stream's leader, or, on
+// the bus's own embedded server, which is the stream's only replica, to the stream
+// directly (see read.go).
 func (b *Bus) FirstStep(ctx context.Context, subject string) (uint64, error) {
-	e, err := b.leaderGet(ctx, StepsStream, msgGetRequest{Seq: 1, NextFor: subject})
+	get := b.leaderGet
+	if b.srv != nil {
+		get = b.directGet
+	}
+	e, err := get(ctx, StepsStream, msgGetRequest{Seq: 1, NextFor: subject})
 	if errors.Is(err, errNoMessage) {
 		return 0, nil
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -113,6 +114,12 @@ func TestPublishDeduplicatesAndReadFiltersBySubject(t *testing.T) {
 	for subject, want := range map[string]uint64{"troy.steps.a.t1": all[0].Seq, "troy.steps.a.t2": t2[0].Seq, "troy.steps.a.none": 0} {
 		if got, err := b.FirstStep(ctx, subject); err != nil || got != want {
 			t.Errorf("FirstStep(%s) = %d, %v; want %d", subject, got, err, want)
+		}
+		// The embedded server's direct answer is the leader's.
+		direct, derr := b.directGet(ctx, StepsStream, msgGetRequest{Seq: 1, NextFor: subject})
+		leader, lerr := b.leaderGet(ctx, StepsStream, msgGetRequest{Seq: 1, NextFor: subject})
+		if (derr == nil) != (lerr == nil) || derr != nil && !errors.Is(derr, errNoMessage) || !reflect.DeepEqual(direct, leader) {
+			t.Errorf("%s: direct get %+v, %v; the leader's %+v, %v", subject, direct, derr, leader, lerr)
 		}
 	}
 }

@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/troy-audit/troy/event"
 )
@@ -85,6 +87,39 @@ func (b *Bus) leaderGet(ctx context.Context, stream string, req msgGetRequest) (
 			return event.Envelope{}, fmt.Errorf("ask the leader of %s: event %d: %w", stream, m.Seq, err)
 		}
 		e.Kind = event.Kind(h.Get(event.KindHeader))
+	}
+	return e, nil
+}
+
+// directGet asks the stream itself for one message with a direct get, which the server
+// answers inline with the stored message (no JSON nor base64 around it, no hop through
+// its API queue): a third of the leader's cost. Any replica answers a direct get, so it
+// is used only where the stream has one, on the bus's own embedded server.
+func (b *Bus) directGet(ctx context.Context, stream string, req msgGetRequest) (event.Envelope, error) {
+	data, err := json.Marshal(req)
+	if err != nil {
+		return event.Envelope{}, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, leaderTimeout)
+	defer cancel()
+	msg, err := b.nc.RequestWithContext(ctx, b.apiSubject("DIRECT.GET."+stream), data)
+	if err != nil {
+		return event.Envelope{}, fmt.Errorf("ask stream %s: %w", stream, err)
+	}
+	switch status := msg.Header.Get("Status"); status {
+	case "":
+	case "404":
+		return event.Envelope{}, errNoMessage
+	default:
+		return event.Envelope{}, fmt.Errorf("ask stream %s: %s %s", stream, status, msg.Header.Get("Description"))
+	}
+	seq, err := strconv.ParseUint(msg.Header.Get(jetstream.SequenceHeader), 10, 64)
+	if err != nil {
+		return event.Envelope{}, fmt.Errorf("ask stream %s: the sequence of the answer: %w", stream, err)
+	}
+	e := event.Envelope{Subject: msg.Header.Get(jetstream.SubjectHeader), Kind: event.Kind(msg.Header.Get(event.KindHeader)), Data: msg.Data, Seq: seq}
+	if e.Time, err = time.Parse(time.RFC3339Nano, msg.Header.Get(jetstream.TimeStampHeaer)); err != nil {
+		return event.Envelope{}, fmt.Errorf("ask stream %s: the time of the answer: %w", stream, err)
 	}
 	return e, nil
 }
