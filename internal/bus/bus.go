@@ -606,11 +606,20 @@ func (b *Bus) Flush(ctx context.Context) error {
 var ErrSubjectTooLong = wire.ErrSubjectTooLong
 
 func envelope(m jetstream.Msg) event.Envelope {
-	e := event.Envelope{Subject: m.Subject(), Kind: event.Kind(m.Headers().Get(event.KindHeader)), Data: m.Data()}
-	if md, err := m.Metadata(); err == nil {
-		e.Seq, e.Time = md.Sequence.Stream, md.Timestamp
-	}
+	e, _ := envelopeMeta(m)
 	return e
+}
+
+// envelopeMeta is envelope, with the message's metadata (nil when it has none): read from
+// its reply subject each time it is asked for, so read once.
+func envelopeMeta(m jetstream.Msg) (event.Envelope, *jetstream.MsgMetadata) {
+	e := event.Envelope{Subject: m.Subject(), Kind: event.Kind(m.Headers().Get(event.KindHeader)), Data: m.Data()}
+	md, err := m.Metadata()
+	if err != nil {
+		return e, nil
+	}
+	e.Seq, e.Time = md.Sequence.Stream, md.Timestamp
+	return e, md
 }
 
 // Read returns the events of one subject of a stream, in order, up to and including stream

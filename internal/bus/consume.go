@@ -40,8 +40,8 @@ type Consumer struct {
 	AckWait time.Duration
 	// Batch is how many events one fetch asks for. Zero means 128.
 	Batch int
-	// unwrap reads an event from a message; nil reads it as stored.
-	unwrap func(jetstream.Msg) event.Envelope
+	// unwrap turns an event as stored into the event it carries; nil takes it as stored.
+	unwrap func(m jetstream.Msg, stored event.Envelope) event.Envelope
 }
 
 // Stats counts what a consumer did.
@@ -222,16 +222,16 @@ func (b *Bus) handle(c Consumer, h Handler, m jetstream.Msg, stats *Stats) {
 		mu.Unlock()
 	}()
 	stats.In.Add(1)
+	in, md := envelopeMeta(m)
 	deliveries := 1
-	if md, err := m.Metadata(); err == nil {
+	if md != nil {
 		deliveries = int(md.NumDelivered)
 	}
 	if deliveries > 1 {
 		stats.Redelivered.Add(1)
 	}
-	in := envelope(m)
 	if c.unwrap != nil {
-		in = c.unwrap(m)
+		in = c.unwrap(m, in)
 	}
 	if limit := b.MaxEventSize(); len(in.Data) > limit {
 		b.dead(ctx, c, m, in, deliveries, fmt.Errorf("event of %d bytes is over the %d-byte limit", len(in.Data), limit), stats)
