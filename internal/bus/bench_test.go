@@ -72,16 +72,10 @@ func BenchmarkReadTrace(b *testing.B) {
 	_, client := openLoopback(b)
 	ctx := context.Background()
 	const subject = "troy.steps.bench.read"
-	events := make([]event.Envelope, 50)
-	for i := range events {
-		events[i] = env(b, subject, event.KindStep, "", map[string]string{"pad": string(make([]byte, 512))})
-	}
-	if err := client.PublishAll(ctx, events); err != nil {
-		b.Fatal(err)
-	}
+	n := storeTrace(b, client, subject, 50, 512)
 	for b.Loop() {
 		got, err := client.ReadSteps(ctx, subject, math.MaxUint64)
-		if err != nil || len(got) != len(events) {
+		if err != nil || len(got) != n {
 			b.Fatal(len(got), err)
 		}
 	}
@@ -94,13 +88,7 @@ func BenchmarkFirstStep(b *testing.B) {
 	server, _ := openLoopback(b)
 	ctx := context.Background()
 	const subject = "troy.steps.bench.first"
-	events := make([]event.Envelope, 20)
-	for i := range events {
-		events[i] = env(b, subject, event.KindStep, "", map[string]string{"pad": string(make([]byte, 1024))})
-	}
-	if err := server.PublishAll(ctx, events); err != nil {
-		b.Fatal(err)
-	}
+	storeTrace(b, server, subject, 20, 1024)
 	for _, bb := range []struct {
 		name string
 		get  func(context.Context, string, msgGetRequest) (event.Envelope, error)
@@ -113,4 +101,18 @@ func BenchmarkFirstStep(b *testing.B) {
 			}
 		})
 	}
+}
+
+// storeTrace stores n events of pad bytes each on a subject of the steps stream and
+// returns n.
+func storeTrace(b *testing.B, bus *Bus, subject string, n, pad int) int {
+	b.Helper()
+	events := make([]event.Envelope, n)
+	for i := range events {
+		events[i] = env(b, subject, event.KindStep, "", map[string]string{"pad": string(make([]byte, pad))})
+	}
+	if err := bus.PublishAll(context.Background(), events); err != nil {
+		b.Fatal(err)
+	}
+	return n
 }

@@ -54,16 +54,21 @@ const leaderTimeout = 5 * time.Second
 // errNoMessage is the leader's "no message found".
 var errNoMessage = errors.New("no message found")
 
-// leaderGet asks the stream's leader for one message.
-func (b *Bus) leaderGet(ctx context.Context, stream string, req msgGetRequest) (event.Envelope, error) {
+// askGet sends a message get request to a JetStream API subject, waiting up to
+// leaderTimeout: a request sent while the stream has no leader is never answered.
+func (b *Bus) askGet(ctx context.Context, api string, req msgGetRequest) (*nats.Msg, error) {
 	data, err := json.Marshal(req)
 	if err != nil {
-		return event.Envelope{}, err
+		return nil, err
 	}
-	// A request sent while the stream has no leader is never answered.
 	ctx, cancel := context.WithTimeout(ctx, leaderTimeout)
 	defer cancel()
-	msg, err := b.nc.RequestWithContext(ctx, b.apiSubject("STREAM.MSG.GET."+stream), data)
+	return b.nc.RequestWithContext(ctx, b.apiSubject(api), data)
+}
+
+// leaderGet asks the stream's leader for one message.
+func (b *Bus) leaderGet(ctx context.Context, stream string, req msgGetRequest) (event.Envelope, error) {
+	msg, err := b.askGet(ctx, "STREAM.MSG.GET."+stream, req)
 	if err != nil {
 		return event.Envelope{}, fmt.Errorf("ask the leader of %s: %w", stream, err)
 	}
@@ -96,13 +101,7 @@ func (b *Bus) leaderGet(ctx context.Context, stream string, req msgGetRequest) (
 // its API queue): a third of the leader's cost. Any replica answers a direct get, so it
 // is used only where the stream has one, on the bus's own embedded server.
 func (b *Bus) directGet(ctx context.Context, stream string, req msgGetRequest) (event.Envelope, error) {
-	data, err := json.Marshal(req)
-	if err != nil {
-		return event.Envelope{}, err
-	}
-	ctx, cancel := context.WithTimeout(ctx, leaderTimeout)
-	defer cancel()
-	msg, err := b.nc.RequestWithContext(ctx, b.apiSubject("DIRECT.GET."+stream), data)
+	msg, err := b.askGet(ctx, "DIRECT.GET."+stream, req)
 	if err != nil {
 		return event.Envelope{}, fmt.Errorf("ask stream %s: %w", stream, err)
 	}
