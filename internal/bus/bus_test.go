@@ -249,6 +249,53 @@ func TestConsumeRetriesAndDeadLetters(t *testing.T) {
 	}
 }
 
+// A handler that runs for several ack waits keeps its event: the server hears that it is
+// still being worked on and does not deliver it again meanwhile, and the events of other
+// workers go on.
+func TestSlowHandlerKeepsItsEvent(t *testing.T) {
+	b := openMemory(t)
+	ctx := context.Background()
+	const ackWait = 500 * time.Millisecond
+	var mu sync.Mutex
+	deliveries, finished := map[string]int{}, 0
+	h := func(ctx context.Context, in event.Envelope) ([]event.Envelope, error) {
+		mu.Lock()
+		deliveries[in.Subject]++
+		mu.Unlock()
+		if strings.HasSuffix(in.Subject, ".slow") {
+			// The slowness is what is tested: three ack waits, bounded.
+			select {
+			case <-time.After(3 * ackWait):
+			case <-ctx.Done():
+				return nil, context.Cause(ctx)
+			}
+		}
+		mu.Lock()
+		finished++
+		mu.Unlock()
+		return nil, nil
+	}
+	_, stop := run(t, b, Consumer{Name: "slow", Stream: StepsStream, Workers: 2, AckWait: ackWait, BackOff: []time.Duration{10 * time.Millisecond}}, h)
+	for _, s := range []string{"slow", "a", "b", "c"} {
+		if err := b.Publish(ctx, env(t, "troy.steps.a."+s, event.KindStep, "", s)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 10*time.Second, "every event handled", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return finished >= 4
+	})
+	stop()
+	mu.Lock()
+	defer mu.Unlock()
+	// Events queued behind the slow one may come again (they are not in hand yet); the
+	// one in hand must not.
+	if deliveries["troy.steps.a.slow"] != 1 || len(deliveries) != 4 {
+		t.Fatalf("deliveries %v: the slow event was taken back while it was handled", deliveries)
+	}
+}
+
 // A long drain keeps going: thousands of events across many subjects are all handled, in
 // order per subject, without the consumer stalling.
 func TestLongDrainInOrderPerSubject(t *testing.T) {

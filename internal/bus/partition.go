@@ -131,8 +131,8 @@ func (b *Bus) ConsumePartitioned(ctx context.Context, c Partitioned, h Handler, 
 	}
 	c.unwrap = sourced
 	inHand := make([]sync.WaitGroup, c.Partitions) // events fetched from each partition, not yet settled
-	work, stop := startWorkers(c.Consumer, func(m jetstream.Msg) {
-		b.handle(c.Consumer, h, m, stats)
+	work, stop := startWorkers(c.Consumer, func(m jetstream.Msg, slot *workerSlot) {
+		b.handle(c.Consumer, h, m, slot, stats)
 		inHand[partitionOfMsg(c, m)].Done()
 	})
 	defer stop()
