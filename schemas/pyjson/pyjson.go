@@ -77,31 +77,9 @@ func normalize(v any, nan bool) (any, error) {
 		}
 		return Number(string(x))
 	case map[string]any:
-		for k, e := range x {
-			if !numberIn(e) {
-				continue
-			}
-			n, err := normalize(e, nan)
-			if err != nil {
-				return nil, pathError(quoteKey(k), err)
-			}
-			if _, number := e.(json.Number); number {
-				x[k] = n // objects and arrays were normalized in place
-			}
-		}
-		return x, nil
+		return v, normalizeMap(x, nan)
 	case []any:
-		for i, e := range x {
-			if !numberIn(e) {
-				continue
-			}
-			n, err := normalize(e, nan)
-			if err != nil {
-				return nil, pathError(fmt.Sprintf("[%d]", i), err)
-			}
-			x[i] = n
-		}
-		return x, nil
+		return v, normalizeSlice(x, nan)
 	case nil, string, bool, int, float64:
 		return v, nil
 	}
@@ -114,14 +92,50 @@ func normalize(v any, nan bool) (any, error) {
 	return v, nil
 }
 
-// numberIn reports whether a decoded value may hold a json.Number: strings, booleans and
-// nulls, most of what a document holds, need no visit (nor a write back into their map).
-func numberIn(v any) bool {
-	switch v.(type) {
-	case nil, string, bool:
-		return false
+// normalizeMap normalizes an object in place.
+func normalizeMap(m map[string]any, nan bool) error {
+	for k, e := range m {
+		var err error
+		switch x := e.(type) {
+		case nil, string, bool, int, float64: // most of what a document holds: no visit, no write
+		case map[string]any:
+			err = normalizeMap(x, nan)
+		case []any:
+			err = normalizeSlice(x, nan)
+		default:
+			var n any
+			if n, err = normalize(e, nan); err == nil {
+				m[k] = n
+			}
+		}
+		if err != nil {
+			return pathError(quoteKey(k), err)
+		}
 	}
-	return true
+	return nil
+}
+
+// normalizeSlice normalizes an array in place.
+func normalizeSlice(a []any, nan bool) error {
+	for i, e := range a {
+		var err error
+		switch x := e.(type) {
+		case nil, string, bool, int, float64:
+		case map[string]any:
+			err = normalizeMap(x, nan)
+		case []any:
+			err = normalizeSlice(x, nan)
+		default:
+			var n any
+			if n, err = normalize(e, nan); err == nil {
+				a[i] = n
+			}
+		}
+		if err != nil {
+			return pathError(fmt.Sprintf("[%d]", i), err)
+		}
+	}
+	return nil
 }
 
 // normalizeValue normalizes the interface values reachable from an addressable value.
@@ -171,8 +185,7 @@ func normalizeValue(v reflect.Value, nan bool) error {
 		}
 	case reflect.Map:
 		if m, ok := v.Interface().(map[string]any); ok {
-			_, err := normalize(m, nan)
-			return err
+			return normalizeMap(m, nan)
 		}
 		if !holdsInterfaces(v.Type().Elem()) {
 			return nil
