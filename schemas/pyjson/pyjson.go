@@ -95,21 +95,12 @@ func normalize(v any, nan bool) (any, error) {
 // normalizeMap normalizes an object in place.
 func normalizeMap(m map[string]any, nan bool) error {
 	for k, e := range m {
-		var err error
-		switch x := e.(type) {
-		case nil, string, bool, int, float64: // most of what a document holds: no visit, no write
-		case map[string]any:
-			err = normalizeMap(x, nan)
-		case []any:
-			err = normalizeSlice(x, nan)
-		default:
-			var n any
-			if n, err = normalize(e, nan); err == nil {
-				m[k] = n
-			}
-		}
+		n, write, err := normalizeElem(e, nan)
 		if err != nil {
 			return pathError(quoteKey(k), err)
+		}
+		if write {
+			m[k] = n
 		}
 	}
 	return nil
@@ -118,24 +109,31 @@ func normalizeMap(m map[string]any, nan bool) error {
 // normalizeSlice normalizes an array in place.
 func normalizeSlice(a []any, nan bool) error {
 	for i, e := range a {
-		var err error
-		switch x := e.(type) {
-		case nil, string, bool, int, float64:
-		case map[string]any:
-			err = normalizeMap(x, nan)
-		case []any:
-			err = normalizeSlice(x, nan)
-		default:
-			var n any
-			if n, err = normalize(e, nan); err == nil {
-				a[i] = n
-			}
-		}
+		n, write, err := normalizeElem(e, nan)
 		if err != nil {
 			return pathError(fmt.Sprintf("[%d]", i), err)
 		}
+		if write {
+			a[i] = n
+		}
 	}
 	return nil
+}
+
+// normalizeElem normalizes a value an object or an array holds: objects and arrays in
+// place, a number into the value to write back in its stead (write). Strings, booleans
+// and nulls, most of what a document holds, are neither visited nor written back.
+func normalizeElem(e any, nan bool) (n any, write bool, err error) {
+	switch x := e.(type) {
+	case nil, string, bool, int, float64:
+		return e, false, nil
+	case map[string]any:
+		return e, false, normalizeMap(x, nan)
+	case []any:
+		return e, false, normalizeSlice(x, nan)
+	}
+	n, err = normalize(e, nan)
+	return n, err == nil, err
 }
 
 // normalizeValue normalizes the interface values reachable from an addressable value.
