@@ -21,11 +21,11 @@ const (
 	maxCachedTexts     = 4096
 	maxCachedTextBytes = 64 << 20
 	maxDynamicPatterns = 256
-	// maxKeptRepr: a buffer grown past this by a big value is let go after it.
-	maxKeptRepr = 1 << 20
 	// vmKeepBytes: a machine whose run charged more than this is replaced, so that the
 	// stack and loop state a big run left behind are let go.
 	vmKeepBytes = 1 << 20
+	// maxKeptRepr: a buffer grown past this by a big value is let go after it.
+	maxKeptRepr = 1 << 20
 )
 
 // errFallback asks for a rule to be re-run without memoized quantifiers, because a
@@ -53,7 +53,8 @@ type runner struct {
 	dyn       map[string]*match.Pattern
 	errs      []schemas.RuleError // indexed like c.rules
 	bud       budget              // of the rule or predicate running
-	repr      []byte              // where texts are written for matching
+	repr      []byte              // room for the numbers of texts written for matching
+	scan      match.Writer        // scans a text as it is written
 	slots     []any               // values of let names (see builder.letFast)
 	trace     *TraceInfo
 	agent     *AgentInfo
@@ -489,21 +490,29 @@ func (s *runner) text(v any, charge bool) *match.Text {
 				panic(err)
 			}
 		}
-		// Written in a buffer the runner keeps, then copied once to the size it has.
-		s.repr = appendRepr(s.repr[:0], v)
-		str = string(s.repr)
+	}
+	var t *match.Text
+	if ok {
+		t = s.c.set.Scan(str)
+	} else {
+		// Scanned as it is written: the text itself is written again only if a pattern
+		// needs it, which its literals and digits rarely let happen.
+		s.scan.Start(s.c.set)
+		w := reprWriter{buf: s.repr[:0], sc: &s.scan}
+		w.value(v)
+		s.repr = w.buf[:0]
 		if cap(s.repr) > maxKeptRepr {
 			s.repr = nil
 		}
+		t = s.scan.Text(v, appendRepr)
 	}
-	if len(s.texts) >= maxCachedTexts || s.textBytes+len(str) > maxCachedTextBytes {
+	if len(s.texts) >= maxCachedTexts || s.textBytes+t.Len() > maxCachedTextBytes {
 		clear(s.texts)
 		clear(s.scores)
 		clear(s.recent[:])
 		s.textBytes = 0
 	}
-	s.textBytes += len(str)
-	t := s.c.set.Scan(str)
+	s.textBytes += t.Len()
 	s.texts[key] = textEntry{orig: v, text: t}
 	s.remember(key, t)
 	return t
