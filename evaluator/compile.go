@@ -84,6 +84,7 @@ type Compiled struct {
 	limits       Limits
 	quarantined  quarantines // by rule index
 	slots        int         // values of let names, in conditions compiled to Go
+	metaRead     int         // metadata keys prechecks test (see runner.metaValue)
 	onQuarantine func(Quarantine)
 	warnings     []Warning
 }
@@ -209,6 +210,7 @@ type builder struct {
 	predIndex map[string]int
 	lets      map[string]int // slots of the let names in scope, while compiling to Go
 	bails     bool           // what was compiled to Go may leave a step to the machine
+	metaIndex map[string]int // numbers of the metadata keys prechecks test
 }
 
 func (b *builder) options(extra ...expr.Option) []expr.Option {
@@ -252,7 +254,7 @@ func (b *builder) rule(pr policies.Rule) (_ *rule, over *LimitError, _ error) {
 	if _, err := checker.Check(tree, cfg); err != nil {
 		return nil, nil, conditionError(err)
 	}
-	r := &rule{Rule: pr, pre: firstCheck(tree.Node, stepRoot)}
+	r := &rule{Rule: pr, pre: b.keyed(firstCheck(tree.Node, stepRoot))}
 	for _, k := range stepMetadataKeys(tree.Node) {
 		b.c.metaKeys = append(b.c.metaKeys, schemas.MissingMetadata{RuleID: pr.RuleID, Key: k})
 	}
@@ -553,7 +555,7 @@ func (b *builder) predicate(n ast.Node) (int, bool) {
 	if err != nil {
 		return 0, false // keep the quantifier as written
 	}
-	pred := &predicate{program: prog, pre: firstCheck(n, elementRoot)}
+	pred := &predicate{program: prog, pre: b.keyed(firstCheck(n, elementRoot))}
 	bails := b.bails
 	b.bails = false
 	if fast, _ := b.compileFast(n, elementRoot); !b.bails {

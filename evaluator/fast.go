@@ -52,8 +52,8 @@ func (b *builder) compileFast(n ast.Node, root int) (fastCond, bool) {
 		if !ok {
 			return b.compareFast(x, root)
 		}
-		pc := &precheck{checks: []check{c}}
-		return func(_ *runner, v *stepView) bool { return pc.pass(v) }, true
+		c = b.keyedCheck(c)
+		return func(s *runner, v *stepView) bool { return c.holds(c.value(s, v)) }, true
 	case *ast.BuiltinNode:
 		if root != stepRoot {
 			return nil, false

@@ -21,6 +21,7 @@ type precheck struct {
 // check is one test: the field at path equals one of values (or, negated, none of them).
 type check struct {
 	path   []string // ["type"], or ["metadata", "key"]
+	key    int      // of a metadata key, its index in the runner's metadata read (see metaValue)
 	values []any    // nil, string, bool, int or float64 constants
 	negate bool
 	// strs holds values when they are all strings, the usual case, compared without
@@ -191,21 +192,81 @@ func constant(n ast.Node) (any, bool) {
 	return nil, false
 }
 
-// pass reports whether every test holds, comparing as expr's == does.
-func (p *precheck) pass(s *stepView) bool {
+// pass reports whether every test holds at step v, comparing as expr's == does.
+func (p *precheck) pass(s *runner, v *stepView) bool {
 	for i := range p.checks {
-		c := &p.checks[i]
-		var v any
-		if len(c.path) == 1 { // ["type"]
-			v = s.Type
-		} else {
-			v = s.Metadata[c.path[1]]
-		}
-		if !c.holds(v) {
+		if c := &p.checks[i]; !c.holds(c.value(s, v)) {
 			return false
 		}
 	}
 	return true
+}
+
+// value reads the field the check tests.
+func (c *check) value(s *runner, v *stepView) any {
+	if len(c.path) == 1 { // ["type"]
+		return v.Type
+	}
+	return s.metaValue(v, c.key, c.path[1])
+}
+
+// metaRead holds the metadata keys prechecks read at one step: the rules of a step test
+// the same few keys many times, each a lookup in a map.
+type metaRead struct {
+	view  *stepView
+	epoch uint32 // of view: a value read at another epoch is stale
+	vals  []metaVal
+}
+
+type metaVal struct {
+	epoch uint32
+	val   any
+}
+
+// metaValue is v.Metadata[name], read once per step (name is the policy's key number k).
+func (s *runner) metaValue(v *stepView, k int, name string) any {
+	m := &s.meta
+	if m.view != v {
+		m.view = v
+		m.epoch++
+		if m.epoch == 0 { // wrapped: values read 2³² steps ago would look current
+			clear(m.vals)
+			m.epoch = 1
+		}
+	}
+	if e := &m.vals[k]; e.epoch == m.epoch {
+		return e.val
+	}
+	x := v.Metadata[name]
+	m.vals[k] = metaVal{m.epoch, x}
+	return x
+}
+
+// keyed numbers the metadata keys pc tests, policy-wide, for metaValue.
+func (b *builder) keyed(pc *precheck) *precheck {
+	if pc != nil {
+		for i := range pc.checks {
+			pc.checks[i] = b.keyedCheck(pc.checks[i])
+		}
+	}
+	return pc
+}
+
+func (b *builder) keyedCheck(c check) check {
+	if len(c.path) != 2 {
+		return c
+	}
+	k, ok := b.metaIndex[c.path[1]]
+	if !ok {
+		if b.metaIndex == nil {
+			b.metaIndex = map[string]int{}
+		}
+		k = len(b.metaIndex)
+		b.metaIndex[c.path[1]] = k
+		b.c.metaRead = k + 1
+	}
+	c.key = k
+	return c
 }
 
 func (c *check) holds(v any) bool {

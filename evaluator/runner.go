@@ -59,6 +59,7 @@ type runner struct {
 	trace     *TraceInfo
 	agent     *AgentInfo
 	provIdx   *provIndex // where values appeared, once a condition asks
+	meta      metaRead   // metadata keys prechecks read at a step
 }
 
 // predState holds prefix counts of one predicate over the steps evaluated so far:
@@ -93,6 +94,7 @@ func (c *Compiled) newRunner(trace *TraceInfo, agent *AgentInfo) *runner {
 		texts: map[textKey]textEntry{}, scores: map[*match.Text]float64{},
 		errs:  make([]schemas.RuleError, len(c.rules)),
 		slots: make([]any, c.slots),
+		meta:  metaRead{vals: make([]metaVal, c.metaRead)},
 		bud:   newBudget(c.limits),
 		trace: trace,
 		agent: agent,
@@ -155,7 +157,7 @@ func (s *runner) outcome(r *rule) (bool, error) {
 		return s.evalRule(r)
 	}
 	if r.pre != nil {
-		if !r.pre.pass(s.env.Step) {
+		if !r.pre.pass(s, s.env.Step) {
 			return false, nil
 		}
 		if r.pre.whole {
@@ -295,7 +297,7 @@ func (s *runner) extend(p, hi int) *predState {
 			if pred.fast(s, s.env.Steps[j]) {
 				hit = 1
 			}
-		case pred.pre != nil && !pred.pre.pass(s.env.Steps[j]):
+		case pred.pre != nil && !pred.pre.pass(s, s.env.Steps[j]):
 		case pred.whole:
 			hit = 1
 		default:

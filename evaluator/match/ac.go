@@ -181,7 +181,10 @@ func (a *automaton) step(st uint32, b byte, hits []uint64) uint32 {
 	return st
 }
 
-// found sets the bits of the literals that end at state st.
+// found sets the bits of the literals that end at state st. Not inlined: in the scanning
+// loop its registers would push the loop's own to the stack.
+//
+//go:noinline
 func (a *automaton) found(st uint32, hits []uint64) {
 	n := st / uint32(a.nclass)
 	for _, id := range a.outIDs[a.outOff[n]:a.outOff[n+1]] {
