@@ -71,6 +71,7 @@ type Compiled struct {
 	preds    []*predicate // predicates of memoized quantifiers, evaluated on one step at a time
 	patterns map[string]*match.Pattern
 	set      *match.Set
+	reprRuns [2]*match.Run // reprPlain for set
 	weights  map[string]int
 	hash     string
 	// metaKeys lists, rule by rule, the keys of a step's metadata each condition reads.
@@ -156,6 +157,7 @@ func compile(p *policies.Policy, plain bool, o Options) (*Compiled, error) {
 		pats = append(pats, pat)
 	}
 	c.set = match.NewSet(pats)
+	c.reprRuns = [2]*match.Run{c.set.Run(reprPlain[0]), c.set.Run(reprPlain[1])}
 	for i, typ := range schemas.StepTypes() {
 		for _, r := range c.rules {
 			if !r.pre.excludes(typ) {

@@ -595,10 +595,12 @@ func appendRepr(dst []byte, x any) []byte {
 }
 
 // reprWriter writes pyRepr of values: appended to buf or, with sc set, scanned for
-// matching as it is written, without being kept (buf is then room for numbers).
+// matching as it is written, without being kept (buf is then room for numbers, and runs
+// are reprPlain ready for sc's Set).
 type reprWriter struct {
-	buf []byte
-	sc  *match.Writer
+	buf  []byte
+	sc   *match.Writer
+	runs *[2]*match.Run
 }
 
 func (w *reprWriter) str(s string) {
@@ -727,9 +729,9 @@ func appendStrRepr(dst []byte, s string) []byte {
 
 // quoted writes the repr of the string s.
 func (w *reprWriter) quoted(s string) {
-	quote, plain := byte('\''), reprPlain[0]
+	quote, q := byte('\''), 0
 	if strings.IndexByte(s, '\'') >= 0 && strings.IndexByte(s, '"') < 0 {
-		quote, plain = '"', reprPlain[1]
+		quote, q = '"', 1
 	}
 	if w.sc == nil {
 		w.buf = slices.Grow(w.buf, len(s)+2)
@@ -740,9 +742,9 @@ func (w *reprWriter) quoted(s string) {
 		// at a time: most of what rules search is such text.
 		j := i
 		if w.sc != nil {
-			j += w.sc.WriteRun(s[i:], plain)
+			j += w.sc.WriteRun(s[i:], w.runs[q])
 		} else {
-			for j < len(s) && plain.Has(s[j]) {
+			for j < len(s) && reprPlain[q].Has(s[j]) {
 				j++
 			}
 			w.buf = append(w.buf, s[i:j]...)

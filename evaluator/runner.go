@@ -500,7 +500,7 @@ func (s *runner) text(v any, charge bool) *match.Text {
 		// Scanned as it is written: the text itself is written again only if a pattern
 		// needs it, which its literals and digits rarely let happen.
 		s.scan.Start(s.c.set)
-		w := reprWriter{buf: s.repr[:0], sc: &s.scan}
+		w := reprWriter{buf: s.repr[:0], sc: &s.scan, runs: &s.c.reprRuns}
 		w.value(v)
 		s.repr = w.buf[:0]
 		if cap(s.repr) > maxKeptRepr {

@@ -129,37 +129,53 @@ func newAutomaton(lits []string) *automaton {
 // scan sets the bit of every literal that occurs in text.
 func (a *automaton) scan(text string, hits []uint64) {
 	var st uint32
-	run(a, &st, text, &everyByte, hits)
+	run(a, &st, text, a.bytes(func(byte) bool { return true }), hits)
 }
 
-var everyByte = func() (set [256]bool) {
-	for b := range set {
-		set[b] = true
-	}
-	return set
-}()
+// A byte's entry in a table of bytes: its class, whether it is an ASCII digit, and
+// whether it ends a run (see run).
+const (
+	classBits = 0xff
+	digitBit  = 1 << 8
+	stopBit   = 1 << 15
+)
 
-// run reads text from state *st up to its first byte outside in, setting the bits of the
-// literals found, and returns how many bytes it read and how many of them were ASCII
-// digits. Counting digits costs little here: the loop waits on each state's load, not on
-// its other work.
-func run[S string | []byte](a *automaton, st *uint32, text S, in *[256]bool, hits []uint64) (n, digits int) {
+// bytes returns the table of bytes for runs of the bytes for which in is true.
+func (a *automaton) bytes(in func(b byte) bool) *[256]uint32 {
+	t := &[256]uint32{}
+	for b := range t {
+		t[b] = uint32(a.class[b])
+		if b >= '0' && b <= '9' {
+			t[b] |= digitBit
+		}
+		if !in(byte(b)) {
+			t[b] |= stopBit
+		}
+	}
+	return t
+}
+
+// run reads text from state *st up to its first byte that ends a run in table, setting
+// the bits of the literals found, and returns how many bytes it read and how many of
+// them were ASCII digits. One table gives each byte's class, digit and end: the loop
+// waits on each state's load, so the rest of its work must stay small.
+func run[S string | []byte](a *automaton, st *uint32, text S, table *[256]uint32, hits []uint64) (n, digits int) {
 	if a.next16 != nil {
-		return runTable(a, a.next16, st, text, in, hits)
+		return runTable(a, a.next16, st, text, table, hits)
 	}
-	return runTable(a, a.next32, st, text, in, hits)
+	return runTable(a, a.next32, st, text, table, hits)
 }
 
-func runTable[T uint16 | uint32, S string | []byte](a *automaton, next []T, st *uint32, text S, in *[256]bool, hits []uint64) (n, digits int) {
-	class, firstOut, s := &a.class, a.firstOut, *st
+func runTable[T uint16 | uint32, S string | []byte](a *automaton, next []T, st *uint32, text S, table *[256]uint32, hits []uint64) (n, digits int) {
+	firstOut, s := a.firstOut, *st
 	i := 0
 	for ; i < len(text); i++ {
-		b := text[i]
-		if !in[b] {
+		c := table[text[i]]
+		if c >= stopBit {
 			break
 		}
-		digits += int(digitByte[b])
-		s = uint32(next[s+uint32(class[b])])
+		digits += int(c >> 8)
+		s = uint32(next[s+c&classBits])
 		if s >= firstOut {
 			a.found(s, hits)
 		}
@@ -191,10 +207,3 @@ func (a *automaton) found(st uint32, hits []uint64) {
 		hits[id/64] |= 1 << (id % 64)
 	}
 }
-
-var digitByte = func() (d [256]uint8) {
-	for b := '0'; b <= '9'; b++ {
-		d[b] = 1
-	}
-	return d
-}()

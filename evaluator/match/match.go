@@ -633,8 +633,9 @@ func onlyDigits(ranges []rune) bool {
 
 // Set holds the patterns of one policy and an automaton over all their literals.
 type Set struct {
-	lits []string
-	ac   *automaton
+	lits  []string
+	ac    *automaton
+	ascii *Run // runs of ASCII, for WriteString
 }
 
 // NewSet builds the automaton over the literals of the given patterns and ties each pattern
@@ -676,6 +677,7 @@ func NewSet(patterns []*Pattern) *Set {
 	}
 	// With no literals the automaton has one state: scanning still counts digits.
 	s.ac = newAutomaton(s.lits)
+	s.ascii = s.Run(NewByteSet(func(byte) bool { return true }))
 	return s
 }
 
@@ -756,7 +758,7 @@ func (w *Writer) finish() {
 	*w = Writer{}
 }
 
-// ByteSet is a set of ASCII bytes: the bytes a run written by WriteRun may hold.
+// ByteSet is a set of ASCII bytes.
 type ByteSet struct{ in [256]bool }
 
 // NewByteSet returns the set of the ASCII bytes for which in is true.
@@ -771,21 +773,33 @@ func NewByteSet(in func(b byte) bool) *ByteSet {
 // Has reports whether b is in the set.
 func (s *ByteSet) Has(b byte) bool { return s.in[b] }
 
-// WriteRun writes the longest prefix of p whose bytes are all in set, and returns its
+// Run is a set of ASCII bytes ready for WriteRun with Writers of one Set.
+type Run struct {
+	set   *Set
+	table *[256]uint32
+}
+
+// Run prepares in for writing runs of its bytes with WriteRun.
+func (s *Set) Run(in *ByteSet) *Run {
+	return &Run{set: s, table: s.ac.bytes(in.Has)}
+}
+
+// WriteRun writes the longest prefix of p whose bytes are all in r, and returns its
 // length: a piece of text written as it is, up to a byte that needs more care.
-func (w *Writer) WriteRun(p string, set *ByteSet) int {
-	n, digits := run(w.set.ac, &w.state, p, &set.in, w.t.hits)
+func (w *Writer) WriteRun(p string, r *Run) int {
+	if r.set != w.set {
+		panic("match: a Run of another Set")
+	}
+	n, digits := run(w.set.ac, &w.state, p, r.table, w.t.hits)
 	w.t.n += n
 	w.digits += digits
 	return n
 }
 
-var ascii = NewByteSet(func(byte) bool { return true })
-
 // WriteString writes p.
 func (w *Writer) WriteString(p string) (int, error) {
 	for i := 0; i < len(p); {
-		i += w.WriteRun(p[i:], ascii)
+		i += w.WriteRun(p[i:], w.set.ascii)
 		if i == len(p) {
 			break
 		}
@@ -803,7 +817,7 @@ func (w *Writer) WriteString(p string) (int, error) {
 // Write writes p.
 func (w *Writer) Write(p []byte) (int, error) {
 	for i := 0; i < len(p); {
-		n, digits := run(w.set.ac, &w.state, p[i:], &ascii.in, w.t.hits)
+		n, digits := run(w.set.ac, &w.state, p[i:], w.set.ascii.table, w.t.hits)
 		w.t.n += n
 		w.digits += digits
 		i += n
@@ -824,7 +838,9 @@ func (w *Writer) Write(p []byte) (int, error) {
 // WriteByte writes one byte: an ASCII character, or a byte that is not UTF-8.
 func (w *Writer) WriteByte(b byte) error {
 	w.state = w.set.ac.step(w.state, b, w.t.hits)
-	w.digits += int(digitByte[b])
+	if b >= '0' && b <= '9' {
+		w.digits++
+	}
 	w.t.n++
 	return nil
 }

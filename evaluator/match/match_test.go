@@ -159,7 +159,7 @@ func randomText(r *rand.Rand) string {
 func writeInPieces(r *rand.Rand, set *Set, text string) *Text {
 	var w Writer
 	w.Start(set)
-	letters := NewByteSet(func(b byte) bool { return b >= 'a' && b <= 'z' || b == ' ' })
+	letters := set.Run(NewByteSet(func(b byte) bool { return b >= 'a' && b <= 'z' || b == ' ' }))
 	for rest := text; rest != ""; {
 		_, size := utf8.DecodeRuneInString(rest)
 		for n := r.IntN(4); n > 0 && size < len(rest); n-- {
