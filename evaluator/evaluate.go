@@ -31,6 +31,9 @@ func (c *Compiled) Evaluate(t *schemas.Trace) Result {
 // unjudged, and when there can be some, the violations' step positions.
 func (c *Compiled) evaluate(t *schemas.Trace) (Result, []int, []JudgeCase) {
 	s := c.newRunner(TraceInfoOf(t), AgentInfoOf(t))
+	// Rules usually match an input and an output per step: room for them from the start
+	// spares the cache its growing.
+	s.texts = make(map[textKey]textEntry, min(2*len(t.Steps), maxCachedTexts))
 	var vs []schemas.Violation
 	var at []int
 	var cases []JudgeCase

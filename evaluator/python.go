@@ -670,14 +670,7 @@ func (w *reprWriter) value(x any) {
 		w.quoted(v)
 		return
 	case map[string]any:
-		// Sorted keys, as dictKeys gives them, without allocating them for small maps.
-		var arr [16]string
-		keys := arr[:0]
-		for k := range v {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		w.dict(x, keys)
+		w.mapDict(v)
 		return
 	}
 	if l, ok := pyList(x); ok {
@@ -696,6 +689,41 @@ func (w *reprWriter) value(x any) {
 		return
 	}
 	w.put(fmt.Append(w.room(), x))
+}
+
+// mapDict writes the repr of m, its keys sorted as dictKeys sorts them. Keys and values
+// are taken together, without allocating for small maps, and not looked up again.
+func (w *reprWriter) mapDict(m map[string]any) {
+	var arr [16]keyValue
+	kvs := arr[:0]
+	for k, v := range m {
+		kvs = append(kvs, keyValue{k, v})
+	}
+	if len(kvs) > len(arr) {
+		slices.SortFunc(kvs, func(a, b keyValue) int { return strings.Compare(a.k, b.k) })
+	} else {
+		// Insertion sort: the few keys of most maps are sorted faster so.
+		for i := 1; i < len(kvs); i++ {
+			for j := i; j > 0 && kvs[j].k < kvs[j-1].k; j-- {
+				kvs[j], kvs[j-1] = kvs[j-1], kvs[j]
+			}
+		}
+	}
+	w.byte('{')
+	for i, kv := range kvs {
+		if i > 0 {
+			w.str(", ")
+		}
+		w.quoted(kv.k)
+		w.str(": ")
+		w.value(kv.v)
+	}
+	w.byte('}')
+}
+
+type keyValue struct {
+	k string
+	v any
 }
 
 // dict writes the repr of the dict d, its keys in the order given.

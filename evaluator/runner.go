@@ -24,6 +24,8 @@ const (
 	// vmKeepBytes: a machine whose run charged more than this is replaced, so that the
 	// stack and loop state a big run left behind are let go.
 	vmKeepBytes = 1 << 20
+	// textSlab texts are allocated at a time.
+	textSlab = 32
 	// maxKeptRepr: a buffer grown past this by a big value is let go after it.
 	maxKeptRepr = 1 << 20
 )
@@ -55,6 +57,7 @@ type runner struct {
 	bud       budget              // of the rule or predicate running
 	repr      []byte              // room for the numbers of texts written for matching
 	scan      match.Writer        // scans a text as it is written
+	slab      []match.Text        // room for the next texts, allocated together
 	slots     []any               // values of let names (see builder.letFast)
 	trace     *TraceInfo
 	agent     *AgentInfo
@@ -499,7 +502,11 @@ func (s *runner) text(v any, charge bool) *match.Text {
 	} else {
 		// Scanned as it is written: the text itself is written again only if a pattern
 		// needs it, which its literals and digits rarely let happen.
-		s.scan.Start(s.c.set)
+		if len(s.slab) == 0 {
+			s.slab = make([]match.Text, textSlab)
+		}
+		s.scan.Start(s.c.set, &s.slab[0])
+		s.slab = s.slab[1:]
 		w := reprWriter{buf: s.repr[:0], sc: &s.scan, runs: &s.c.reprRuns}
 		w.value(v)
 		s.repr = w.buf[:0]

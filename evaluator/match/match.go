@@ -690,14 +690,14 @@ type Text struct {
 	src    any
 	n      int // length in bytes
 	hits   []uint64
-	small  [10]uint64 // backs hits for up to 640 literals
-	digits int        // decimal digits in the whole text; -1 until counted
+	small  [4]uint64 // backs hits for up to 256 literals
+	digits int       // decimal digits in the whole text; -1 until counted
 	// wide marks the bytes where a digit starts, for a text with non-ASCII digits (each
 	// of several bytes); nil when every digit is an ASCII byte.
 	wide       []bool
 	windows    []window // digit counts computed so far, by span width
 	results    []result // patterns matched against the text so far
-	resultsBuf [8]result
+	resultsBuf [4]result
 }
 
 type result struct {
@@ -710,7 +710,7 @@ type window struct{ width, digits int }
 // Scan finds which of the set's literals occur in text, in one pass.
 func (s *Set) Scan(text string) *Text {
 	var w Writer
-	w.Start(s)
+	w.Start(s, nil)
 	w.WriteString(text)
 	t := w.t
 	w.finish()
@@ -730,9 +730,13 @@ type Writer struct {
 	wide   bool // a non-ASCII digit was written
 }
 
-// Start begins a text to be matched against s's patterns.
-func (w *Writer) Start(s *Set) {
-	t := &Text{digits: -1}
+// Start begins a text to be matched against s's patterns, in t, a zero Text, or in a new
+// one when t is nil (a caller that scans many texts can allocate them together).
+func (w *Writer) Start(s *Set, t *Text) {
+	if t == nil {
+		t = &Text{}
+	}
+	t.digits = -1
 	t.results = t.resultsBuf[:0]
 	if n := (len(s.lits) + 63) / 64; n <= len(t.small) {
 		t.hits = t.small[:n]

@@ -158,7 +158,7 @@ func randomText(r *rand.Rand) string {
 // the Writer's methods.
 func writeInPieces(r *rand.Rand, set *Set, text string) *Text {
 	var w Writer
-	w.Start(set)
+	w.Start(set, nil)
 	letters := set.Run(NewByteSet(func(b byte) bool { return b >= 'a' && b <= 'z' || b == ' ' }))
 	for rest := text; rest != ""; {
 		_, size := utf8.DecodeRuneInString(rest)
