@@ -1,6 +1,7 @@
 package evaluator_test
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -220,6 +221,43 @@ func TestViolationOrderIsStepThenRule(t *testing.T) {
 	if strings.Join(got, " ") != "s1/r2 s2/r1 s3/r1 s3/r2" {
 		t.Fatalf("got %v", got)
 	}
+}
+
+// A long trace's many violations come out whole and in order, however they are gathered.
+func TestManyViolationsInOrder(t *testing.T) {
+	c, err := evaluator.Compile(evaltest.PolicyOf("true", "step_index % 3 == 0", "true"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []int{1, 2, 7, 1500} {
+		tr := &schemas.Trace{TraceID: "t", AgentName: "a"}
+		var want []string
+		for i := range n {
+			id := fmt.Sprintf("s%d", i)
+			tr.Steps = append(tr.Steps, &schemas.Step{StepID: id, Type: schemas.StepToolCall, Input: map[string]any{}, Output: map[string]any{}, Metadata: map[string]any{}})
+			want = append(want, id+"/r1")
+			if i%3 == 0 {
+				want = append(want, id+"/r2")
+			}
+			want = append(want, id+"/r3")
+		}
+		var got []string
+		for _, v := range c.Evaluate(tr).Violations {
+			got = append(got, v.StepID+"/"+v.RuleID)
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("%d steps: %d violations, want %d (first difference near %v)", n, len(got), len(want), firstDiff(got, want))
+		}
+	}
+}
+
+func firstDiff(a, b []string) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return min(len(a), len(b))
 }
 
 func TestGuardModes(t *testing.T) {
