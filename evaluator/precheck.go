@@ -51,7 +51,7 @@ const (
 
 // firstCheck finds the precheck of a condition's syntax tree, if it has one.
 func firstCheck(n ast.Node, root int) *precheck {
-	parts := conjuncts(n, nil)
+	parts := chain(n, true, nil)
 	pc := &precheck{}
 	for _, part := range parts {
 		c, ok := checkOf(part, root)
@@ -65,14 +65,6 @@ func firstCheck(n ast.Node, root int) *precheck {
 	}
 	pc.whole = len(pc.checks) == len(parts)
 	return pc
-}
-
-// conjuncts lists the parts of an and-chain in the order they are evaluated.
-func conjuncts(n ast.Node, out []ast.Node) []ast.Node {
-	if b, ok := n.(*ast.BinaryNode); ok && (b.Operator == "and" || b.Operator == "&&") {
-		return conjuncts(b.Right, conjuncts(b.Left, out))
-	}
-	return append(out, n)
 }
 
 func checkOf(n ast.Node, root int) (check, bool) {
