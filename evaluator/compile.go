@@ -171,15 +171,8 @@ func compile(p *policies.Policy, plain bool, o Options) (*Compiled, error) {
 // rulesFor lists, in rule order, the rules that can hold at a step: a rule whose first
 // tests want another step type is left out (rule indexing by type, before any test runs).
 func (c *Compiled) rulesFor(v *stepView) []*rule {
-	switch v.Type {
-	case schemas.StepLLMCall:
-		return c.byType[0]
-	case schemas.StepToolCall:
-		return c.byType[1]
-	case schemas.StepDecision:
-		return c.byType[2]
-	case schemas.StepObservation:
-		return c.byType[3]
+	if v.typ < otherType {
+		return c.byType[v.typ]
 	}
 	return c.rules
 }

@@ -223,6 +223,29 @@ func TestViolationOrderIsStepThenRule(t *testing.T) {
 	}
 }
 
+// Tests of the step type decide as the machine does, for the step types and for a step
+// of another type, which post-hoc evaluation takes.
+func TestStepTypeTests(t *testing.T) {
+	p := evaltest.PolicyOf("step.type == 'tool_call'", "step.type != 'tool_call'", "step.type == 'tool'",
+		"step.type in ['tool', 'llm_call']", "step.type != 'tool' and step.metadata.k == 1", "any(prev_steps, .type == 'tool')")
+	fast, err := evaluator.Compile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, err := evaluator.CompileReference(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &schemas.Trace{TraceID: "t", AgentName: "a"}
+	for i, typ := range []string{"tool_call", "tool", "llm_call", "", "decision", "tool_call"} {
+		tr.Steps = append(tr.Steps, &schemas.Step{StepID: fmt.Sprint(i), Type: typ, Input: map[string]any{}, Output: map[string]any{}, Metadata: map[string]any{"k": 1}})
+	}
+	got, want := evaltest.IDs(fast.Evaluate(tr).Violations), evaltest.IDs(plain.Evaluate(tr).Violations)
+	if !slices.Equal(got, want) || len(want) == 0 {
+		t.Fatalf("violations %v, want %v", got, want)
+	}
+}
+
 // A long trace's many violations come out whole and in order, however they are gathered.
 func TestManyViolationsInOrder(t *testing.T) {
 	c, err := evaluator.Compile(evaltest.PolicyOf("true", "step_index % 3 == 0", "true"))

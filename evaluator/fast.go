@@ -42,7 +42,7 @@ func (b *builder) compileFast(n ast.Node, root int) (fastCond, bool) {
 			return b.compareFast(x, root)
 		}
 		c = b.keyedCheck(c)
-		return func(s *runner, v *stepView) bool { return c.holds(c.value(s, v)) }, true
+		return func(s *runner, v *stepView) bool { return c.passes(s, v) }, true
 	case *ast.BuiltinNode:
 		if root != stepRoot {
 			return nil, false

@@ -27,6 +27,10 @@ type check struct {
 	// strs holds values when they are all strings, the usual case, compared without
 	// going through equalConst.
 	strs []string
+	// typed is set for a test of the step type against strings: types has the bit of
+	// each of schemas.StepTypes among them (by index), tested in place of the strings.
+	typed bool
+	types uint8
 }
 
 // withStrings fills strs when every value is a string.
@@ -40,6 +44,14 @@ func (c check) withStrings() check {
 		strs = append(strs, s)
 	}
 	c.strs = strs
+	if len(c.path) == 1 {
+		c.typed = true
+		for _, s := range strs {
+			if i := typeIndex(s); i < otherType {
+				c.types |= 1 << i
+			}
+		}
+	}
 	return c
 }
 
@@ -187,11 +199,19 @@ func constant(n ast.Node) (any, bool) {
 // pass reports whether every test holds at step v, comparing as expr's == does.
 func (p *precheck) pass(s *runner, v *stepView) bool {
 	for i := range p.checks {
-		if c := &p.checks[i]; !c.holds(c.value(s, v)) {
+		if !p.checks[i].passes(s, v) {
 			return false
 		}
 	}
 	return true
+}
+
+// passes reports whether the test holds at step v.
+func (c *check) passes(s *runner, v *stepView) bool {
+	if c.typed && v.typ < otherType {
+		return (c.types>>v.typ)&1 != 0 != c.negate
+	}
+	return c.holds(c.value(s, v))
 }
 
 // value reads the field the check tests.
