@@ -72,8 +72,10 @@ type Compiled struct {
 	patterns map[string]*match.Pattern
 	set      *match.Set
 	reprRuns [2]*match.Run // reprPlain for set
-	weights  map[string]int
-	hash     string
+	// quotesAlike: set's automaton reads ' and " alike (see reprWriter.quoted).
+	quotesAlike bool
+	weights     map[string]int
+	hash        string
 	// metaKeys lists, rule by rule, the keys of a step's metadata each condition reads.
 	metaKeys []schemas.MissingMetadata
 	// toolCategories are the policy's categories of tools, by lower-case name.
@@ -158,6 +160,7 @@ func compile(p *policies.Policy, plain bool, o Options) (*Compiled, error) {
 	}
 	c.set = match.NewSet(pats)
 	c.reprRuns = [2]*match.Run{c.set.Run(reprPlain[0]), c.set.Run(reprPlain[1])}
+	c.quotesAlike = c.set.Alike('\'', '"')
 	for i, typ := range schemas.StepTypes() {
 		for _, r := range c.rules {
 			if !r.pre.excludes(typ) {

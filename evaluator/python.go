@@ -601,6 +601,8 @@ type reprWriter struct {
 	buf  []byte
 	sc   *match.Writer
 	runs *[2]*match.Run
+	// quotesAlike: sc's automaton reads ' and " alike (neither is in a literal).
+	quotesAlike bool
 }
 
 func (w *reprWriter) str(s string) {
@@ -758,7 +760,11 @@ func appendStrRepr(dst []byte, s string) []byte {
 // quoted writes the repr of the string s.
 func (w *reprWriter) quoted(s string) {
 	quote, q := byte('\''), 0
-	if strings.IndexByte(s, '\'') >= 0 && strings.IndexByte(s, '"') < 0 {
+	// Python quotes with " a string that holds ' and not ". When the automaton reads both
+	// quotes alike, a scan need not look for them first: it starts as if quoting with '
+	// (what is written before the first ' is the same either way) and decides there.
+	decided := w.sc == nil || !w.quotesAlike
+	if decided && strings.IndexByte(s, '\'') >= 0 && strings.IndexByte(s, '"') < 0 {
 		quote, q = '"', 1
 	}
 	if w.sc == nil {
@@ -779,6 +785,14 @@ func (w *reprWriter) quoted(s string) {
 		}
 		if j == len(s) {
 			break
+		}
+		if !decided && s[j] == '\'' {
+			decided = true
+			if strings.IndexByte(s, '"') < 0 {
+				quote, q = '"', 1
+			}
+			i = j
+			continue
 		}
 		r, size := rune(s[j]), 1
 		if r >= utf8.RuneSelf {

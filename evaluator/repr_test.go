@@ -82,7 +82,16 @@ func TestStrRepr(t *testing.T) {
 // A value scanned as its repr is written finds what a scan of the written repr finds, and
 // is written again as pyRepr writes it.
 func TestTextScannedAsWritten(t *testing.T) {
-	pats := []string{`'a`, `"x`, `\\n`, `\\x01`, `kelvin`, `\d{3}-\d{2}`, `\d{16}`, `café`, `none|true`, `1\.5`, `\\u200b`, `\{'k`}
+	// With quotes in literals, and without: the automaton then reads ' and " alike.
+	for _, pats := range [][]string{
+		{`'a`, `"x`, `\\n`, `\\x01`, `kelvin`, `\d{3}-\d{2}`, `\d{16}`, `café`, `none|true`, `1\.5`, `\\u200b`, `\{'k`},
+		{`a\Wx`, `\\n`, `kelvin`, `\d{3}-\d{2}`, `none|true`, `x, K`, `\\\\x`, `xa.*ax`},
+	} {
+		textScannedAsWritten(t, pats, !strings.ContainsAny(strings.Join(pats, ""), `'"`))
+	}
+}
+
+func textScannedAsWritten(t *testing.T, pats []string, quotesAlike bool) {
 	var conds []string
 	for _, p := range pats {
 		conds = append(conds, "matches(step.input, `"+p+"`)")
@@ -90,6 +99,9 @@ func TestTextScannedAsWritten(t *testing.T) {
 	c, err := Compile(evaltest.PolicyOf(conds...))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if c.quotesAlike != quotesAlike {
+		t.Fatalf("%q: quotes read alike %v, want %v", pats, c.quotesAlike, quotesAlike)
 	}
 	s := c.newRunner(&TraceInfo{}, &AgentInfo{})
 	rng := rand.New(rand.NewPCG(3, 4))

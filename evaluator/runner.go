@@ -507,7 +507,7 @@ func (s *runner) text(v any, charge bool) *match.Text {
 		}
 		s.scan.Start(s.c.set, &s.slab[0])
 		s.slab = s.slab[1:]
-		w := reprWriter{buf: s.repr[:0], sc: &s.scan, runs: &s.c.reprRuns}
+		w := reprWriter{buf: s.repr[:0], sc: &s.scan, runs: &s.c.reprRuns, quotesAlike: s.c.quotesAlike}
 		w.value(v)
 		s.repr = w.buf[:0]
 		if cap(s.repr) > maxKeptRepr {

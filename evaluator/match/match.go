@@ -777,6 +777,10 @@ func NewByteSet(in func(b byte) bool) *ByteSet {
 // Has reports whether b is in the set.
 func (s *ByteSet) Has(b byte) bool { return s.in[b] }
 
+// Alike reports whether scanning reads the bytes a and b alike: a text with one in place
+// of the other finds the same literals.
+func (s *Set) Alike(a, b byte) bool { return s.ac.class[a] == s.ac.class[b] }
+
 // Run is a set of ASCII bytes ready for WriteRun with Writers of one Set.
 type Run struct {
 	set   *Set
