@@ -226,23 +226,19 @@ func TestViolationOrderIsStepThenRule(t *testing.T) {
 // Tests of the step type decide as the machine does, for the step types and for a step
 // of another type, which post-hoc evaluation takes.
 func TestStepTypeTests(t *testing.T) {
-	p := evaltest.PolicyOf("step.type == 'tool_call'", "step.type != 'tool_call'", "step.type == 'tool'",
-		"step.type in ['tool', 'llm_call']", "step.type != 'tool' and step.metadata.k == 1", "any(prev_steps, .type == 'tool')")
-	fast, err := evaluator.Compile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	plain, err := evaluator.CompileReference(p)
-	if err != nil {
-		t.Fatal(err)
-	}
 	tr := &schemas.Trace{TraceID: "t", AgentName: "a"}
 	for i, typ := range []string{"tool_call", "tool", "llm_call", "", "decision", "tool_call"} {
-		tr.Steps = append(tr.Steps, &schemas.Step{StepID: fmt.Sprint(i), Type: typ, Input: map[string]any{}, Output: map[string]any{}, Metadata: map[string]any{"k": 1}})
+		tr.Steps = append(tr.Steps, &schemas.Step{StepID: fmt.Sprintf("s%d", i), Type: typ, Input: map[string]any{}, Output: map[string]any{}, Metadata: map[string]any{"k": 1}})
 	}
-	got, want := evaltest.IDs(fast.Evaluate(tr).Violations), evaltest.IDs(plain.Evaluate(tr).Violations)
-	if !slices.Equal(got, want) || len(want) == 0 {
-		t.Fatalf("violations %v, want %v", got, want)
+	for _, tt := range []struct{ cond, want string }{
+		{"step.type == 'tool_call'", "s0,s5"},
+		{"step.type != 'tool_call'", "s1,s2,s3,s4"},
+		{"step.type == 'tool'", "s1"},
+		{"step.type in ['tool', 'llm_call']", "s1,s2"},
+		{"step.type != 'tool' and step.metadata.k == 1", "s0,s2,s3,s4,s5"},
+		{"any(prev_steps, .type == 'tool')", "s2,s3,s4,s5"},
+	} {
+		t.Run(tt.cond, func(t *testing.T) { violatesEveryWay(t, evaltest.PolicyOf(tt.cond), tr, tt.want) })
 	}
 }
 

@@ -159,14 +159,14 @@ func (a *automaton) bytes(in func(b byte) bool) *[256]uint32 {
 // the bits of the literals found, and returns how many bytes it read and how many of
 // them were ASCII digits. One table gives each byte's class, digit and end: the loop
 // waits on each state's load, so the rest of its work must stay small.
-func run[S string | []byte](a *automaton, st *uint32, text S, table *[256]uint32, hits []uint64) (n, digits int) {
+func run(a *automaton, st *uint32, text string, table *[256]uint32, hits []uint64) (n, digits int) {
 	if a.next16 != nil {
 		return runTable(a, a.next16, st, text, table, hits)
 	}
 	return runTable(a, a.next32, st, text, table, hits)
 }
 
-func runTable[T uint16 | uint32, S string | []byte](a *automaton, next []T, st *uint32, text S, table *[256]uint32, hits []uint64) (n, digits int) {
+func runTable[T uint16 | uint32](a *automaton, next []T, st *uint32, text string, table *[256]uint32, hits []uint64) (n, digits int) {
 	firstOut, s := a.firstOut, *st
 	i := 0
 	for ; i < len(text); i++ {

@@ -823,25 +823,7 @@ func (w *Writer) WriteString(p string) (int, error) {
 }
 
 // Write writes p.
-func (w *Writer) Write(p []byte) (int, error) {
-	for i := 0; i < len(p); {
-		n, digits := run(w.set.ac, &w.state, p[i:], w.set.ascii.table, w.t.hits)
-		w.t.n += n
-		w.digits += digits
-		i += n
-		if i == len(p) {
-			break
-		}
-		r, size := utf8.DecodeRune(p[i:])
-		if size == 1 {
-			w.WriteByte(p[i])
-		} else {
-			w.WriteRune(r)
-		}
-		i += size
-	}
-	return len(p), nil
-}
+func (w *Writer) Write(p []byte) (int, error) { return w.WriteString(string(p)) }
 
 // WriteByte writes one byte: an ASCII character, or a byte that is not UTF-8.
 func (w *Writer) WriteByte(b byte) error {

@@ -174,19 +174,8 @@ func writeInPieces(r *rand.Rand, set *Set, text string) *Text {
 		case 1:
 			w.Write([]byte(piece))
 		case 2:
-			for piece != "" {
-				n := w.WriteRun(piece, letters)
-				if n == len(piece) {
-					break
-				}
-				c, size := utf8.DecodeRuneInString(piece[n:])
-				if size == 1 {
-					w.WriteByte(piece[n])
-				} else {
-					w.WriteRune(c)
-				}
-				piece = piece[n+size:]
-			}
+			n := w.WriteRun(piece, letters)
+			w.WriteString(piece[n:])
 		default:
 			for i := 0; i < len(piece); {
 				c, size := utf8.DecodeRuneInString(piece[i:])
