@@ -101,6 +101,7 @@ type rule struct {
 	pre      *precheck   // a first test of a step field, run before the program; nil if none
 	fast     fastCond    // the whole condition compiled to Go; nil if it has other forms
 	bails    bool        // fast may leave a step to program, by panicking with errBail
+	details  string      // a violation's details but the step id
 }
 
 // Compile compiles every condition of p with the default limits. Problems are reported
@@ -252,7 +253,7 @@ func (b *builder) rule(pr policies.Rule) (_ *rule, over *LimitError, _ error) {
 	if _, err := checker.Check(tree, cfg); err != nil {
 		return nil, nil, conditionError(err)
 	}
-	r := &rule{Rule: pr, pre: b.keyed(firstCheck(tree.Node, stepRoot))}
+	r := &rule{Rule: pr, pre: b.keyed(firstCheck(tree.Node, stepRoot)), details: "Rule '" + pr.Description + "' violated at step "}
 	for _, k := range stepMetadataKeys(tree.Node) {
 		b.c.metaKeys = append(b.c.metaKeys, schemas.MissingMetadata{RuleID: pr.RuleID, Key: k})
 	}
@@ -582,6 +583,6 @@ func violation(r *rule, s *schemas.Step) schemas.Violation {
 		RuleDescription: r.Description,
 		StepID:          s.StepID,
 		Severity:        r.Severity,
-		Details:         "Rule '" + r.Description + "' violated at step " + s.StepID,
+		Details:         r.details + s.StepID,
 	}
 }
