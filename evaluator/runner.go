@@ -24,7 +24,7 @@ const (
 	// vmKeepBytes: a machine whose run charged more than this is replaced, so that the
 	// stack and loop state a big run left behind are let go.
 	vmKeepBytes = 1 << 20
-	// textSlab texts are allocated at a time.
+	// textSlab texts at most are allocated at a time.
 	textSlab = 32
 	// maxKeptRepr: a buffer grown past this by a big value is let go after it.
 	maxKeptRepr = 1 << 20
@@ -58,6 +58,7 @@ type runner struct {
 	repr      []byte              // room for the numbers of texts written for matching
 	scan      match.Writer        // scans a text as it is written
 	slab      []match.Text        // room for the next texts, allocated together
+	slabN     int                 // texts in the last allocation
 	slots     []any               // values of let names (see builder.letFast)
 	trace     *TraceInfo
 	agent     *AgentInfo
@@ -503,7 +504,9 @@ func (s *runner) text(v any, charge bool) *match.Text {
 		// Scanned as it is written: the text itself is written again only if a pattern
 		// needs it, which its literals and digits rarely let happen.
 		if len(s.slab) == 0 {
-			s.slab = make([]match.Text, textSlab)
+			// Growing up to textSlab: a session of a few steps keeps a few texts.
+			s.slabN = min(max(2*s.slabN, 4), textSlab)
+			s.slab = make([]match.Text, s.slabN)
 		}
 		s.scan.Start(s.c.set, &s.slab[0])
 		s.slab = s.slab[1:]
