@@ -469,7 +469,11 @@ func (q *quantPatcher) Visit(n *ast.Node) {
 		return
 	}
 	pn, ok := bn.Arguments[1].(*ast.PredicateNode)
-	if !ok || !independent(pn.Node) {
+	if !ok {
+		return
+	}
+	if !independent(pn.Node) {
+		q.guard(n, bn, pn, scope)
 		return
 	}
 	pred, ok := q.b.predicate(pn.Node)
@@ -502,6 +506,49 @@ func (q *quantPatcher) Visit(n *ast.Node) {
 		repl = call(false)
 	}
 	ast.Patch(n, repl)
+	q.patched = true
+}
+
+// guard patches any, none and one whose predicate reads the current step (so that it is
+// not memoized) but begins with tests of the element alone, A and B: where no step of the
+// scope passes A, which memoized counts tell, the quantifier is decided without running
+// B on every step. any(S, A and B) becomes __troy_count(A) > 0 and any(S, A and B); none,
+// __troy_count(A) == 0 or none(...). A step where A fails sends the rule to its fallback
+// program, as for a memoized quantifier, so results and failures stay the machine's.
+func (q *quantPatcher) guard(n *ast.Node, bn *ast.BuiltinNode, pn *ast.PredicateNode, scope int) {
+	var op, join string
+	switch bn.Name {
+	case "any", "one":
+		op, join = ">", "and"
+	case "none":
+		op, join = "==", "or"
+	default:
+		return
+	}
+	parts := chain(pn.Node, true, nil)
+	k := 0
+	for k < len(parts)-1 && independent(parts[k]) {
+		k++
+	}
+	if k == 0 {
+		return
+	}
+	lead := parts[0]
+	for _, p := range parts[1:k] {
+		lead = &ast.BinaryNode{Operator: "and", Left: lead, Right: p}
+	}
+	pred, ok := q.b.predicate(lead)
+	if !ok {
+		return
+	}
+	count := &ast.CallNode{
+		Callee:    &ast.IdentifierNode{Value: countName},
+		Arguments: []ast.Node{&ast.IntegerNode{Value: quantKey(pred, scope, false)}},
+	}
+	count.SetLocation(bn.Location())
+	count.Callee.SetLocation(bn.Location())
+	test := &ast.BinaryNode{Operator: op, Left: count, Right: &ast.IntegerNode{Value: 0}}
+	ast.Patch(n, &ast.BinaryNode{Operator: join, Left: test, Right: bn})
 	q.patched = true
 }
 

@@ -180,6 +180,9 @@ func (g CondGen) quantifier() string {
 	}
 	if g.r.IntN(6) == 0 {
 		pred = "." + "description == step.description" // depends on the current step
+		if g.r.IntN(2) == 0 {
+			pred = g.atom("#") + " and " + pred // after tests of the element alone
+		}
 	}
 	if g.r.IntN(5) == 0 {
 		return fmt.Sprintf("count(%s, %s) %s %d", list, pred, g.pick(">=", "==", "<"), g.r.IntN(4))
