@@ -242,6 +242,26 @@ func TestStepTypeTests(t *testing.T) {
 	}
 }
 
+// A quantifier whose predicate reads the current step after tests of the element alone
+// decides as the machine does, whether or not a step passes those tests.
+func TestGuardedQuantifiers(t *testing.T) {
+	tr := &schemas.Trace{TraceID: "t", AgentName: "a"}
+	for i, d := range []string{"a", "b", "a", "c", "b", "a"} {
+		tr.Steps = append(tr.Steps, &schemas.Step{StepID: fmt.Sprintf("s%d", i), Type: []string{"tool_call", "observation"}[i%2], Description: d,
+			Input: map[string]any{}, Output: map[string]any{}, Metadata: map[string]any{"k": i % 3}})
+	}
+	lead := "(.type == 'observation' or .metadata.k == 2) and .metadata.k != 0"
+	for _, tt := range []struct{ cond, want string }{
+		{"any(prev_steps, " + lead + " and .description == step.description)", "s4,s5"},
+		{"none(prev_steps, " + lead + " and .description == step.description)", "s0,s1,s2,s3"},
+		{"one(steps, " + lead + " and .description == step.description)", "s1,s4"},
+		{"any(next_steps, .type == 'nothing' and .description == step.description)", ""},
+		{"any(prev_steps, .type == 'observation' and .metadata.k == 1 and .description == step.description)", "s4"},
+	} {
+		t.Run(tt.cond, func(t *testing.T) { violatesEveryWay(t, evaltest.PolicyOf(tt.cond), tr, tt.want) })
+	}
+}
+
 // A long trace's many violations come out whole and in order, however they are gathered.
 func TestManyViolationsInOrder(t *testing.T) {
 	c, err := evaluator.Compile(evaltest.PolicyOf("true", "step_index % 3 == 0", "true"))
