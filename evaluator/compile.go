@@ -71,8 +71,11 @@ type Compiled struct {
 	preds    []*predicate // predicates of memoized quantifiers, evaluated on one step at a time
 	patterns map[string]*match.Pattern
 	set      *match.Set
-	weights  map[string]int
-	hash     string
+	reprRuns [2]*match.Run // reprPlain for set
+	// quotesAlike: set's automaton reads ' and " alike (see reprWriter.quoted).
+	quotesAlike bool
+	weights     map[string]int
+	hash        string
 	// metaKeys lists, rule by rule, the keys of a step's metadata each condition reads.
 	metaKeys []schemas.MissingMetadata
 	// toolCategories are the policy's categories of tools, by lower-case name.
@@ -84,6 +87,7 @@ type Compiled struct {
 	limits       Limits
 	quarantined  quarantines // by rule index
 	slots        int         // values of let names, in conditions compiled to Go
+	metaRead     int         // metadata keys prechecks test (see runner.metaValue)
 	onQuarantine func(Quarantine)
 	warnings     []Warning
 }
@@ -97,6 +101,7 @@ type rule struct {
 	pre      *precheck   // a first test of a step field, run before the program; nil if none
 	fast     fastCond    // the whole condition compiled to Go; nil if it has other forms
 	bails    bool        // fast may leave a step to program, by panicking with errBail
+	details  string      // a violation's details but the step id
 }
 
 // Compile compiles every condition of p with the default limits. Problems are reported
@@ -155,6 +160,8 @@ func compile(p *policies.Policy, plain bool, o Options) (*Compiled, error) {
 		pats = append(pats, pat)
 	}
 	c.set = match.NewSet(pats)
+	c.reprRuns = [2]*match.Run{c.set.Run(reprPlain[0]), c.set.Run(reprPlain[1])}
+	c.quotesAlike = c.set.Alike('\'', '"')
 	for i, typ := range schemas.StepTypes() {
 		for _, r := range c.rules {
 			if !r.pre.excludes(typ) {
@@ -168,15 +175,8 @@ func compile(p *policies.Policy, plain bool, o Options) (*Compiled, error) {
 // rulesFor lists, in rule order, the rules that can hold at a step: a rule whose first
 // tests want another step type is left out (rule indexing by type, before any test runs).
 func (c *Compiled) rulesFor(v *stepView) []*rule {
-	switch v.Type {
-	case schemas.StepLLMCall:
-		return c.byType[0]
-	case schemas.StepToolCall:
-		return c.byType[1]
-	case schemas.StepDecision:
-		return c.byType[2]
-	case schemas.StepObservation:
-		return c.byType[3]
+	if v.typ < otherType {
+		return c.byType[v.typ]
 	}
 	return c.rules
 }
@@ -209,6 +209,7 @@ type builder struct {
 	predIndex map[string]int
 	lets      map[string]int // slots of the let names in scope, while compiling to Go
 	bails     bool           // what was compiled to Go may leave a step to the machine
+	metaIndex map[string]int // numbers of the metadata keys prechecks test
 }
 
 func (b *builder) options(extra ...expr.Option) []expr.Option {
@@ -252,7 +253,7 @@ func (b *builder) rule(pr policies.Rule) (_ *rule, over *LimitError, _ error) {
 	if _, err := checker.Check(tree, cfg); err != nil {
 		return nil, nil, conditionError(err)
 	}
-	r := &rule{Rule: pr, pre: firstCheck(tree.Node, stepRoot)}
+	r := &rule{Rule: pr, pre: b.keyed(firstCheck(tree.Node, stepRoot)), details: "Rule '" + pr.Description + "' violated at step "}
 	for _, k := range stepMetadataKeys(tree.Node) {
 		b.c.metaKeys = append(b.c.metaKeys, schemas.MissingMetadata{RuleID: pr.RuleID, Key: k})
 	}
@@ -468,7 +469,11 @@ func (q *quantPatcher) Visit(n *ast.Node) {
 		return
 	}
 	pn, ok := bn.Arguments[1].(*ast.PredicateNode)
-	if !ok || !independent(pn.Node) {
+	if !ok {
+		return
+	}
+	if !independent(pn.Node) {
+		q.guard(n, bn, pn, scope)
 		return
 	}
 	pred, ok := q.b.predicate(pn.Node)
@@ -501,6 +506,49 @@ func (q *quantPatcher) Visit(n *ast.Node) {
 		repl = call(false)
 	}
 	ast.Patch(n, repl)
+	q.patched = true
+}
+
+// guard patches any, none and one whose predicate reads the current step (so that it is
+// not memoized) but begins with tests of the element alone, A and B: where no step of the
+// scope passes A, which memoized counts tell, the quantifier is decided without running
+// B on every step. any(S, A and B) becomes __troy_count(A) > 0 and any(S, A and B); none,
+// __troy_count(A) == 0 or none(...). A step where A fails sends the rule to its fallback
+// program, as for a memoized quantifier, so results and failures stay the machine's.
+func (q *quantPatcher) guard(n *ast.Node, bn *ast.BuiltinNode, pn *ast.PredicateNode, scope int) {
+	var op, join string
+	switch bn.Name {
+	case "any", "one":
+		op, join = ">", "and"
+	case "none":
+		op, join = "==", "or"
+	default:
+		return
+	}
+	parts := chain(pn.Node, true, nil)
+	k := 0
+	for k < len(parts)-1 && independent(parts[k]) {
+		k++
+	}
+	if k == 0 {
+		return
+	}
+	lead := parts[0]
+	for _, p := range parts[1:k] {
+		lead = &ast.BinaryNode{Operator: "and", Left: lead, Right: p}
+	}
+	pred, ok := q.b.predicate(lead)
+	if !ok {
+		return
+	}
+	count := &ast.CallNode{
+		Callee:    &ast.IdentifierNode{Value: countName},
+		Arguments: []ast.Node{&ast.IntegerNode{Value: quantKey(pred, scope, false)}},
+	}
+	count.SetLocation(bn.Location())
+	count.Callee.SetLocation(bn.Location())
+	test := &ast.BinaryNode{Operator: op, Left: count, Right: &ast.IntegerNode{Value: 0}}
+	ast.Patch(n, &ast.BinaryNode{Operator: join, Left: test, Right: bn})
 	q.patched = true
 }
 
@@ -553,7 +601,7 @@ func (b *builder) predicate(n ast.Node) (int, bool) {
 	if err != nil {
 		return 0, false // keep the quantifier as written
 	}
-	pred := &predicate{program: prog, pre: firstCheck(n, elementRoot)}
+	pred := &predicate{program: prog, pre: b.keyed(firstCheck(n, elementRoot))}
 	bails := b.bails
 	b.bails = false
 	if fast, _ := b.compileFast(n, elementRoot); !b.bails {
@@ -582,6 +630,6 @@ func violation(r *rule, s *schemas.Step) schemas.Violation {
 		RuleDescription: r.Description,
 		StepID:          s.StepID,
 		Severity:        r.Severity,
-		Details:         "Rule '" + r.Description + "' violated at step " + s.StepID,
+		Details:         r.details + s.StepID,
 	}
 }

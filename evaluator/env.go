@@ -76,9 +76,13 @@ type stepView struct {
 	Timestamp    any            `expr:"timestamp"`
 	ParentStepID any            `expr:"parent_step_id"`
 	step         *schemas.Step
+	typ          uint8 // the type's index in schemas.StepTypes, or otherType
 	cats         []any // category(step), once inferred
 	catsDone     bool
 }
+
+// otherType is the type index of a step of none of schemas.StepTypes.
+const otherType = 4
 
 func (v *stepView) set(s *schemas.Step) {
 	*v = stepView{
@@ -89,6 +93,7 @@ func (v *stepView) set(s *schemas.Step) {
 		Output:      s.Output,
 		Metadata:    s.Metadata,
 		step:        s,
+		typ:         typeIndex(s.Type),
 	}
 	if s.Timestamp != nil {
 		v.Timestamp = *s.Timestamp
@@ -96,6 +101,20 @@ func (v *stepView) set(s *schemas.Step) {
 	if s.ParentStepID != nil {
 		v.ParentStepID = *s.ParentStepID
 	}
+}
+
+func typeIndex(t string) uint8 {
+	switch t {
+	case schemas.StepLLMCall:
+		return 0
+	case schemas.StepToolCall:
+		return 1
+	case schemas.StepDecision:
+		return 2
+	case schemas.StepObservation:
+		return 3
+	}
+	return otherType
 }
 
 // boxType returns the step type as an interface holding a constant, which costs no

@@ -2,6 +2,7 @@ package evaluator
 
 import (
 	"context"
+	"slices"
 
 	"github.com/troy-audit/troy/schemas"
 )
@@ -27,11 +28,21 @@ func (c *Compiled) Evaluate(t *schemas.Trace) Result {
 	return r
 }
 
+// violationBlock is how many violations an evaluation gathers before it starts a new block.
+const violationBlock = 1024
+
 // evaluate evaluates every rule at every step, and returns the cases of judge rules,
 // unjudged, and when there can be some, the violations' step positions.
 func (c *Compiled) evaluate(t *schemas.Trace) (Result, []int, []JudgeCase) {
 	s := c.newRunner(TraceInfoOf(t), AgentInfoOf(t))
-	var vs []schemas.Violation
+	// Rules usually match an input and an output per step: room for them from the start
+	// spares the cache its growing.
+	s.texts = make(map[textKey]textEntry, min(2*len(t.Steps), maxCachedTexts))
+	// Violations are gathered in blocks and joined once: one slice grown by append would
+	// be copied again and again (by a quarter of its size at a time, once big).
+	block := min(violationBlock, 2*len(t.Steps))
+	var done [][]schemas.Violation
+	vs := make([]schemas.Violation, 0, block)
 	var at []int
 	var cases []JudgeCase
 	steps := views(t.Steps)
@@ -45,6 +56,16 @@ func (c *Compiled) evaluate(t *schemas.Trace) (Result, []int, []JudgeCase) {
 				at = append(at, i)
 			}
 		}
+		if len(vs) >= block {
+			done = append(done, vs)
+			vs = make([]schemas.Violation, 0, block)
+		}
+	}
+	switch {
+	case done != nil:
+		vs = slices.Concat(append(done, vs)...)
+	case len(vs) == 0:
+		vs = nil
 	}
 	return Result{Violations: vs, RuleErrors: s.ruleErrors()}, at, cases
 }

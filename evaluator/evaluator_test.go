@@ -1,6 +1,7 @@
 package evaluator_test
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -220,6 +221,82 @@ func TestViolationOrderIsStepThenRule(t *testing.T) {
 	if strings.Join(got, " ") != "s1/r2 s2/r1 s3/r1 s3/r2" {
 		t.Fatalf("got %v", got)
 	}
+}
+
+// Tests of the step type decide as the machine does, for the step types and for a step
+// of another type, which post-hoc evaluation takes.
+func TestStepTypeTests(t *testing.T) {
+	tr := &schemas.Trace{TraceID: "t", AgentName: "a"}
+	for i, typ := range []string{"tool_call", "tool", "llm_call", "", "decision", "tool_call"} {
+		tr.Steps = append(tr.Steps, &schemas.Step{StepID: fmt.Sprintf("s%d", i), Type: typ, Input: map[string]any{}, Output: map[string]any{}, Metadata: map[string]any{"k": 1}})
+	}
+	for _, tt := range []struct{ cond, want string }{
+		{"step.type == 'tool_call'", "s0,s5"},
+		{"step.type != 'tool_call'", "s1,s2,s3,s4"},
+		{"step.type == 'tool'", "s1"},
+		{"step.type in ['tool', 'llm_call']", "s1,s2"},
+		{"step.type != 'tool' and step.metadata.k == 1", "s0,s2,s3,s4,s5"},
+		{"any(prev_steps, .type == 'tool')", "s2,s3,s4,s5"},
+	} {
+		t.Run(tt.cond, func(t *testing.T) { violatesEveryWay(t, evaltest.PolicyOf(tt.cond), tr, tt.want) })
+	}
+}
+
+// A quantifier whose predicate reads the current step after tests of the element alone
+// decides as the machine does, whether or not a step passes those tests.
+func TestGuardedQuantifiers(t *testing.T) {
+	tr := &schemas.Trace{TraceID: "t", AgentName: "a"}
+	for i, d := range []string{"a", "b", "a", "c", "b", "a"} {
+		tr.Steps = append(tr.Steps, &schemas.Step{StepID: fmt.Sprintf("s%d", i), Type: []string{"tool_call", "observation"}[i%2], Description: d,
+			Input: map[string]any{}, Output: map[string]any{}, Metadata: map[string]any{"k": i % 3}})
+	}
+	lead := "(.type == 'observation' or .metadata.k == 2) and .metadata.k != 0"
+	for _, tt := range []struct{ cond, want string }{
+		{"any(prev_steps, " + lead + " and .description == step.description)", "s4,s5"},
+		{"none(prev_steps, " + lead + " and .description == step.description)", "s0,s1,s2,s3"},
+		{"one(steps, " + lead + " and .description == step.description)", "s1,s4"},
+		{"any(next_steps, .type == 'nothing' and .description == step.description)", ""},
+		{"any(prev_steps, .type == 'observation' and .metadata.k == 1 and .description == step.description)", "s4"},
+	} {
+		t.Run(tt.cond, func(t *testing.T) { violatesEveryWay(t, evaltest.PolicyOf(tt.cond), tr, tt.want) })
+	}
+}
+
+// A long trace's many violations come out whole and in order, however they are gathered.
+func TestManyViolationsInOrder(t *testing.T) {
+	c, err := evaluator.Compile(evaltest.PolicyOf("true", "step_index % 3 == 0", "true"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []int{1, 2, 7, 1500} {
+		tr := &schemas.Trace{TraceID: "t", AgentName: "a"}
+		var want []string
+		for i := range n {
+			id := fmt.Sprintf("s%d", i)
+			tr.Steps = append(tr.Steps, &schemas.Step{StepID: id, Type: schemas.StepToolCall, Input: map[string]any{}, Output: map[string]any{}, Metadata: map[string]any{}})
+			want = append(want, id+"/r1")
+			if i%3 == 0 {
+				want = append(want, id+"/r2")
+			}
+			want = append(want, id+"/r3")
+		}
+		var got []string
+		for _, v := range c.Evaluate(tr).Violations {
+			got = append(got, v.StepID+"/"+v.RuleID)
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("%d steps: %d violations, want %d (first difference near %v)", n, len(got), len(want), firstDiff(got, want))
+		}
+	}
+}
+
+func firstDiff(a, b []string) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return min(len(a), len(b))
 }
 
 func TestGuardModes(t *testing.T) {

@@ -35,25 +35,14 @@ func (b *builder) compileFast(n ast.Node, root int) (fastCond, bool) {
 	case *ast.BinaryNode:
 		switch x.Operator {
 		case "and", "&&", "or", "||":
-			l, ok := b.compileFast(x.Left, root)
-			if !ok {
-				return nil, false
-			}
-			r, ok := b.compileFast(x.Right, root)
-			if !ok {
-				return nil, false
-			}
-			if x.Operator == "and" || x.Operator == "&&" {
-				return func(s *runner, v *stepView) bool { return l(s, v) && r(s, v) }, true
-			}
-			return func(s *runner, v *stepView) bool { return l(s, v) || r(s, v) }, true
+			return b.chainFast(x, root)
 		}
 		c, ok := checkOf(x, root)
 		if !ok {
 			return b.compareFast(x, root)
 		}
-		pc := &precheck{checks: []check{c}}
-		return func(_ *runner, v *stepView) bool { return pc.pass(v) }, true
+		c = b.keyedCheck(c)
+		return func(s *runner, v *stepView) bool { return c.passes(s, v) }, true
 	case *ast.BuiltinNode:
 		if root != stepRoot {
 			return nil, false
@@ -88,6 +77,62 @@ func (b *builder) compileFast(n ast.Node, root int) (fastCond, bool) {
 		return b.matchComputed(x.Arguments[0], pat, root)
 	}
 	return nil, false
+}
+
+// chainFast compiles a chain of and (or of or): its parts run from a list, in order, until
+// one decides, rather than down a nest of calls, one per operator.
+func (b *builder) chainFast(x *ast.BinaryNode, root int) (fastCond, bool) {
+	and := x.Operator == "and" || x.Operator == "&&"
+	var parts []fastCond
+	for _, n := range chain(x, and, nil) {
+		f, ok := b.compileFast(n, root)
+		if !ok {
+			return nil, false
+		}
+		parts = append(parts, f)
+	}
+	if len(parts) == 2 {
+		l, r := parts[0], parts[1]
+		if and {
+			return func(s *runner, v *stepView) bool { return l(s, v) && r(s, v) }, true
+		}
+		return func(s *runner, v *stepView) bool { return l(s, v) || r(s, v) }, true
+	}
+	if and {
+		return func(s *runner, v *stepView) bool {
+			for _, f := range parts {
+				if !f(s, v) {
+					return false
+				}
+			}
+			return true
+		}, true
+	}
+	return func(s *runner, v *stepView) bool {
+		for _, f := range parts {
+			if f(s, v) {
+				return true
+			}
+		}
+		return false
+	}, true
+}
+
+// chain lists the parts of an and-chain (or of an or-chain) in the order they run.
+func chain(n ast.Node, and bool, out []ast.Node) []ast.Node {
+	if b, ok := n.(*ast.BinaryNode); ok {
+		switch b.Operator {
+		case "and", "&&":
+			if and {
+				return chain(b.Right, and, chain(b.Left, and, out))
+			}
+		case "or", "||":
+			if !and {
+				return chain(b.Right, and, chain(b.Left, and, out))
+			}
+		}
+	}
+	return append(out, n)
 }
 
 // stepText compiles the text argument of matches() when it reads the step: the step

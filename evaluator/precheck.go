@@ -21,11 +21,16 @@ type precheck struct {
 // check is one test: the field at path equals one of values (or, negated, none of them).
 type check struct {
 	path   []string // ["type"], or ["metadata", "key"]
+	key    int      // of a metadata key, its index in the runner's metadata read (see metaValue)
 	values []any    // nil, string, bool, int or float64 constants
 	negate bool
 	// strs holds values when they are all strings, the usual case, compared without
 	// going through equalConst.
 	strs []string
+	// typed is set for a test of the step type against strings: types has the bit of
+	// each of schemas.StepTypes among them (by index), tested in place of the strings.
+	typed bool
+	types uint8
 }
 
 // withStrings fills strs when every value is a string.
@@ -39,6 +44,14 @@ func (c check) withStrings() check {
 		strs = append(strs, s)
 	}
 	c.strs = strs
+	if len(c.path) == 1 {
+		c.typed = true
+		for _, s := range strs {
+			if i := typeIndex(s); i < otherType {
+				c.types |= 1 << i
+			}
+		}
+	}
 	return c
 }
 
@@ -50,7 +63,7 @@ const (
 
 // firstCheck finds the precheck of a condition's syntax tree, if it has one.
 func firstCheck(n ast.Node, root int) *precheck {
-	parts := conjuncts(n, nil)
+	parts := chain(n, true, nil)
 	pc := &precheck{}
 	for _, part := range parts {
 		c, ok := checkOf(part, root)
@@ -64,14 +77,6 @@ func firstCheck(n ast.Node, root int) *precheck {
 	}
 	pc.whole = len(pc.checks) == len(parts)
 	return pc
-}
-
-// conjuncts lists the parts of an and-chain in the order they are evaluated.
-func conjuncts(n ast.Node, out []ast.Node) []ast.Node {
-	if b, ok := n.(*ast.BinaryNode); ok && (b.Operator == "and" || b.Operator == "&&") {
-		return conjuncts(b.Right, conjuncts(b.Left, out))
-	}
-	return append(out, n)
 }
 
 func checkOf(n ast.Node, root int) (check, bool) {
@@ -191,21 +196,89 @@ func constant(n ast.Node) (any, bool) {
 	return nil, false
 }
 
-// pass reports whether every test holds, comparing as expr's == does.
-func (p *precheck) pass(s *stepView) bool {
+// pass reports whether every test holds at step v, comparing as expr's == does.
+func (p *precheck) pass(s *runner, v *stepView) bool {
 	for i := range p.checks {
-		c := &p.checks[i]
-		var v any
-		if len(c.path) == 1 { // ["type"]
-			v = s.Type
-		} else {
-			v = s.Metadata[c.path[1]]
-		}
-		if !c.holds(v) {
+		if !p.checks[i].passes(s, v) {
 			return false
 		}
 	}
 	return true
+}
+
+// passes reports whether the test holds at step v.
+func (c *check) passes(s *runner, v *stepView) bool {
+	if c.typed && v.typ < otherType {
+		return (c.types>>v.typ)&1 != 0 != c.negate
+	}
+	return c.holds(c.value(s, v))
+}
+
+// value reads the field the check tests.
+func (c *check) value(s *runner, v *stepView) any {
+	if len(c.path) == 1 { // ["type"]
+		return v.Type
+	}
+	return s.metaValue(v, c.key, c.path[1])
+}
+
+// metaRead holds the metadata keys prechecks read at one step: the rules of a step test
+// the same few keys many times, each a lookup in a map.
+type metaRead struct {
+	view  *stepView
+	epoch uint32 // of view: a value read at another epoch is stale
+	vals  []metaVal
+}
+
+type metaVal struct {
+	epoch uint32
+	val   any
+}
+
+// metaValue is v.Metadata[name], read once per step (name is the policy's key number k).
+func (s *runner) metaValue(v *stepView, k int, name string) any {
+	m := &s.meta
+	if m.view != v {
+		m.view = v
+		m.epoch++
+		if m.epoch == 0 { // wrapped: values read 2³² steps ago would look current
+			clear(m.vals)
+			m.epoch = 1
+		}
+	}
+	if e := &m.vals[k]; e.epoch == m.epoch {
+		return e.val
+	}
+	x := v.Metadata[name]
+	m.vals[k] = metaVal{m.epoch, x}
+	return x
+}
+
+// keyed numbers the metadata keys pc tests, policy-wide, for metaValue.
+func (b *builder) keyed(pc *precheck) *precheck {
+	if pc != nil {
+		for i := range pc.checks {
+			pc.checks[i] = b.keyedCheck(pc.checks[i])
+		}
+	}
+	return pc
+}
+
+func (b *builder) keyedCheck(c check) check {
+	if len(c.path) != 2 {
+		return c
+	}
+	k, ok := b.metaIndex[c.path[1]]
+	if !ok {
+		if b.metaIndex == nil {
+			b.metaIndex = map[string]int{}
+		}
+		k = len(b.metaIndex)
+		b.metaIndex[c.path[1]] = k
+		b.c.metaRead = k + 1
+	}
+	c.key = k
+	return c
 }
 
 func (c *check) holds(v any) bool {

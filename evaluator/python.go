@@ -14,6 +14,7 @@ import (
 
 	"github.com/expr-lang/expr"
 
+	"github.com/troy-audit/troy/evaluator/match"
 	"github.com/troy-audit/troy/schemas/pyjson"
 )
 
@@ -588,63 +589,239 @@ func pyRepr(x any) string { return string(appendRepr(nil, x)) }
 
 // appendRepr appends pyRepr(x) to dst.
 func appendRepr(dst []byte, x any) []byte {
-	switch v := x.(type) {
-	case nil:
-		return append(dst, "None"...)
-	case bool:
-		if v {
-			return append(dst, "True"...)
-		}
-		return append(dst, "False"...)
-	case int:
-		return strconv.AppendInt(dst, int64(v), 10)
-	case *big.Int:
-		return v.Append(dst, 10)
-	case big.Int:
-		return v.Append(dst, 10)
-	case float64:
-		return append(dst, floatRepr(v)...)
-	case string:
-		return appendStrRepr(dst, v)
-	case map[string]any:
-		// Sorted keys, as dictKeys gives them, without allocating them for small maps.
-		var arr [16]string
-		keys := arr[:0]
-		for k := range v {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		return appendDict(dst, x, keys)
-	}
-	if l, ok := pyList(x); ok {
-		dst = append(dst, '[')
-		for i, e := range l {
-			if i > 0 {
-				dst = append(dst, ", "...)
-			}
-			dst = appendRepr(dst, e)
-		}
-		return append(dst, ']')
-	}
-	if keys, ok := dictKeys(x); ok {
-		return appendDict(dst, x, keys)
-	}
-	return fmt.Append(dst, x)
+	w := reprWriter{buf: dst}
+	w.value(x)
+	return w.buf
 }
 
-// appendDict appends the repr of the dict d, its keys in the order given.
-func appendDict(dst []byte, d any, keys []string) []byte {
-	dst = append(dst, '{')
+// reprWriter writes pyRepr of values: appended to buf or, with sc set, scanned for
+// matching as it is written, without being kept (buf is then room for numbers, and runs
+// are reprPlain ready for sc's Set).
+type reprWriter struct {
+	buf  []byte
+	sc   *match.Writer
+	runs *[2]*match.Run
+	// quotesAlike: sc's automaton reads ' and " alike (neither is in a literal).
+	quotesAlike bool
+}
+
+func (w *reprWriter) str(s string) {
+	if w.sc != nil {
+		w.sc.WriteString(s)
+		return
+	}
+	w.buf = append(w.buf, s...)
+}
+
+func (w *reprWriter) byte(b byte) {
+	if w.sc != nil {
+		w.sc.WriteByte(b)
+		return
+	}
+	w.buf = append(w.buf, b)
+}
+
+func (w *reprWriter) rune(r rune) {
+	if w.sc != nil {
+		w.sc.WriteRune(r)
+		return
+	}
+	w.buf = utf8.AppendRune(w.buf, r)
+}
+
+// room and put write what an append function writes: w.put(strconv.AppendInt(w.room(), ...)).
+func (w *reprWriter) room() []byte {
+	if w.sc != nil {
+		return w.buf[:0]
+	}
+	return w.buf
+}
+
+func (w *reprWriter) put(b []byte) {
+	if w.sc != nil {
+		w.sc.Write(b)
+	}
+	w.buf = b
+}
+
+func (w *reprWriter) value(x any) {
+	switch v := x.(type) {
+	case nil:
+		w.str("None")
+		return
+	case bool:
+		if v {
+			w.str("True")
+		} else {
+			w.str("False")
+		}
+		return
+	case int:
+		w.put(strconv.AppendInt(w.room(), int64(v), 10))
+		return
+	case *big.Int:
+		w.put(v.Append(w.room(), 10))
+		return
+	case big.Int:
+		w.put(v.Append(w.room(), 10))
+		return
+	case float64:
+		w.str(floatRepr(v))
+		return
+	case string:
+		w.quoted(v)
+		return
+	case map[string]any:
+		w.mapDict(v)
+		return
+	}
+	if l, ok := pyList(x); ok {
+		w.byte('[')
+		for i, e := range l {
+			if i > 0 {
+				w.str(", ")
+			}
+			w.value(e)
+		}
+		w.byte(']')
+		return
+	}
+	if keys, ok := dictKeys(x); ok {
+		w.dict(x, keys)
+		return
+	}
+	w.put(fmt.Append(w.room(), x))
+}
+
+// mapDict writes the repr of m, its keys sorted as dictKeys sorts them. Keys and values
+// are taken together, without allocating for small maps, and not looked up again.
+func (w *reprWriter) mapDict(m map[string]any) {
+	var arr [16]keyValue
+	kvs := arr[:0]
+	for k, v := range m {
+		kvs = append(kvs, keyValue{k, v})
+	}
+	if len(kvs) > len(arr) {
+		slices.SortFunc(kvs, func(a, b keyValue) int { return strings.Compare(a.k, b.k) })
+	} else {
+		// Insertion sort: the few keys of most maps are sorted faster so.
+		for i := 1; i < len(kvs); i++ {
+			for j := i; j > 0 && kvs[j].k < kvs[j-1].k; j-- {
+				kvs[j], kvs[j-1] = kvs[j-1], kvs[j]
+			}
+		}
+	}
+	w.byte('{')
+	for i, kv := range kvs {
+		if i > 0 {
+			w.str(", ")
+		}
+		w.quoted(kv.k)
+		w.str(": ")
+		w.value(kv.v)
+	}
+	w.byte('}')
+}
+
+type keyValue struct {
+	k string
+	v any
+}
+
+// dict writes the repr of the dict d, its keys in the order given.
+func (w *reprWriter) dict(d any, keys []string) {
+	w.byte('{')
 	for i, k := range keys {
 		if i > 0 {
-			dst = append(dst, ", "...)
+			w.str(", ")
 		}
-		dst = appendStrRepr(dst, k)
-		dst = append(dst, ": "...)
+		w.quoted(k)
+		w.str(": ")
 		val, _ := dictValue(d, k)
-		dst = appendRepr(dst, val)
+		w.value(val)
 	}
-	return append(dst, '}')
+	w.byte('}')
+}
+
+// reprPlain holds the bytes Python's repr writes as they are inside quotes of either
+// kind: printable ASCII other than that quote and the backslash.
+var reprPlain = [2]*match.ByteSet{plainIn('\''), plainIn('"')}
+
+func plainIn(quote byte) *match.ByteSet {
+	return match.NewByteSet(func(b byte) bool { return b >= 0x20 && b < 0x7f && b != quote && b != '\\' })
+}
+
+func appendStrRepr(dst []byte, s string) []byte {
+	w := reprWriter{buf: dst}
+	w.quoted(s)
+	return w.buf
+}
+
+// quoted writes the repr of the string s.
+func (w *reprWriter) quoted(s string) {
+	quote, q := byte('\''), 0
+	// Python quotes with " a string that holds ' and not ". When the automaton reads both
+	// quotes alike, a scan need not look for them first: it starts as if quoting with '
+	// (what is written before the first ' is the same either way) and decides there.
+	decided := w.sc == nil || !w.quotesAlike
+	if decided && strings.IndexByte(s, '\'') >= 0 && strings.IndexByte(s, '"') < 0 {
+		quote, q = '"', 1
+	}
+	if w.sc == nil {
+		w.buf = slices.Grow(w.buf, len(s)+2)
+	}
+	w.byte(quote)
+	for i := 0; i < len(s); {
+		// Printable ASCII other than the quote and the backslash is written as it is, a run
+		// at a time: most of what rules search is such text.
+		j := i
+		if w.sc != nil {
+			j += w.sc.WriteRun(s[i:], w.runs[q])
+		} else {
+			for j < len(s) && reprPlain[q].Has(s[j]) {
+				j++
+			}
+			w.buf = append(w.buf, s[i:j]...)
+		}
+		if j == len(s) {
+			break
+		}
+		if !decided && s[j] == '\'' {
+			decided = true
+			if strings.IndexByte(s, '"') < 0 {
+				quote, q = '"', 1
+			}
+			i = j
+			continue
+		}
+		r, size := rune(s[j]), 1
+		if r >= utf8.RuneSelf {
+			r, size = utf8.DecodeRuneInString(s[j:])
+		}
+		i = j + size
+		switch {
+		case r == rune(quote) || r == '\\':
+			w.byte('\\')
+			w.rune(r)
+		case r == '\n':
+			w.str(`\n`)
+		case r == '\r':
+			w.str(`\r`)
+		case r == '\t':
+			w.str(`\t`)
+		case r < 0x20 || r == 0x7f:
+			w.put(fmt.Appendf(w.room(), `\x%02x`, r))
+		case unicode.IsPrint(r):
+			w.rune(r)
+		case r <= 0xff:
+			w.put(fmt.Appendf(w.room(), `\x%02x`, r))
+		case r <= 0xffff:
+			w.put(fmt.Appendf(w.room(), `\u%04x`, r))
+		default:
+			w.put(fmt.Appendf(w.room(), `\U%08x`, r))
+		}
+	}
+	w.byte(quote)
 }
 
 // floatRepr writes a float as Python's repr: the shortest digits that read back the same,
@@ -659,52 +836,4 @@ func floatRepr(f float64) string {
 		return "-inf"
 	}
 	return pyjson.FloatRepr(f)
-}
-
-func appendStrRepr(dst []byte, s string) []byte {
-	quote := byte('\'')
-	if strings.IndexByte(s, '\'') >= 0 && strings.IndexByte(s, '"') < 0 {
-		quote = '"'
-	}
-	dst = slices.Grow(dst, len(s)+2)
-	dst = append(dst, quote)
-	for i := 0; i < len(s); {
-		// Printable ASCII other than the quote and the backslash is written as it is, a run
-		// at a time: most of what rules search is such text.
-		j := i
-		for j < len(s) && s[j] >= 0x20 && s[j] < 0x7f && s[j] != quote && s[j] != '\\' {
-			j++
-		}
-		dst = append(dst, s[i:j]...)
-		if j == len(s) {
-			break
-		}
-		r, size := rune(s[j]), 1
-		if r >= utf8.RuneSelf {
-			r, size = utf8.DecodeRuneInString(s[j:])
-		}
-		i = j + size
-		switch {
-		case r == rune(quote) || r == '\\':
-			dst = append(dst, '\\')
-			dst = utf8.AppendRune(dst, r)
-		case r == '\n':
-			dst = append(dst, `\n`...)
-		case r == '\r':
-			dst = append(dst, `\r`...)
-		case r == '\t':
-			dst = append(dst, `\t`...)
-		case r < 0x20 || r == 0x7f:
-			dst = fmt.Appendf(dst, `\x%02x`, r)
-		case unicode.IsPrint(r):
-			dst = utf8.AppendRune(dst, r)
-		case r <= 0xff:
-			dst = fmt.Appendf(dst, `\x%02x`, r)
-		case r <= 0xffff:
-			dst = fmt.Appendf(dst, `\u%04x`, r)
-		default:
-			dst = fmt.Appendf(dst, `\U%08x`, r)
-		}
-	}
-	return append(dst, quote)
 }

@@ -1,7 +1,10 @@
 package evaluator
 
 import (
+	"fmt"
 	"math"
+	"slices"
+	"strings"
 	"testing"
 )
 
@@ -41,5 +44,26 @@ func TestPyRepr(t *testing.T) {
 	}
 	if pyStr("text") != "text" {
 		t.Error("str() of a string is the string")
+	}
+}
+
+// Dicts of any size are written with their keys sorted.
+func TestPyReprSortsKeys(t *testing.T) {
+	for _, n := range []int{0, 1, 2, 5, 16, 17, 40} {
+		m := map[string]any{}
+		var keys []string
+		for i := range n {
+			k := fmt.Sprintf("k%03d", (i*37)%101)
+			m[k] = i
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		var parts []string
+		for _, k := range keys {
+			parts = append(parts, fmt.Sprintf("'%s': %d", k, m[k]))
+		}
+		if got, want := pyRepr(m), "{"+strings.Join(parts, ", ")+"}"; got != want {
+			t.Errorf("%d keys: repr %s, want %s", n, got, want)
+		}
 	}
 }

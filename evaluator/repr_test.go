@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"unicode"
+
+	"github.com/troy-audit/troy/internal/evaltest"
 )
 
 // reprOneRuneAtATime is Python's repr of a string written rune by rune, the plain reading
@@ -73,6 +75,81 @@ func TestStrRepr(t *testing.T) {
 		s := sb.String()
 		if got, want := string(appendStrRepr(nil, s)), reprOneRuneAtATime(s); got != want {
 			t.Fatalf("repr(%q) = %s, want %s", s, got, want)
+		}
+	}
+}
+
+// A value scanned as its repr is written finds what a scan of the written repr finds, and
+// is written again as pyRepr writes it.
+func TestTextScannedAsWritten(t *testing.T) {
+	// With quotes in literals, and without: the automaton then reads ' and " alike.
+	for _, pats := range [][]string{
+		{`'a`, `"x`, `\\n`, `\\x01`, `kelvin`, `\d{3}-\d{2}`, `\d{16}`, `café`, `none|true`, `1\.5`, `\\u200b`, `\{'k`},
+		{`a\Wx`, `\\n`, `kelvin`, `\d{3}-\d{2}`, `none|true`, `x, K`, `\\\\x`, `xa.*ax`},
+	} {
+		textScannedAsWritten(t, pats, !strings.ContainsAny(strings.Join(pats, ""), `'"`))
+	}
+}
+
+func textScannedAsWritten(t *testing.T, pats []string, quotesAlike bool) {
+	var conds []string
+	for _, p := range pats {
+		conds = append(conds, "matches(step.input, `"+p+"`)")
+	}
+	c, err := Compile(evaltest.PolicyOf(conds...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.quotesAlike != quotesAlike {
+		t.Fatalf("%q: quotes read alike %v, want %v", pats, c.quotesAlike, quotesAlike)
+	}
+	s := c.newRunner(&TraceInfo{}, &AgentInfo{})
+	rng := rand.New(rand.NewPCG(3, 4))
+	alphabet := []string{"a", "x", "K", "\u212a", "elvin", "'", "\"", "\\", "\n", "\x01", "1", "123-45", "٣", "é", "café", "\u200b", "\xfe", " ", "\U0001F600"}
+	var value func(depth int) any
+	value = func(depth int) any {
+		switch k := rng.IntN(9); {
+		case k < 3 || depth == 0:
+			var sb strings.Builder
+			for n := rng.IntN(8); n > 0; n-- {
+				sb.WriteString(alphabet[rng.IntN(len(alphabet))])
+			}
+			return sb.String()
+		case k == 3:
+			return []any{nil, true, 1.5, rng.IntN(1e6)}[rng.IntN(4)]
+		case k < 6:
+			l := make([]any, rng.IntN(4))
+			for i := range l {
+				l[i] = value(depth - 1)
+			}
+			return l
+		default:
+			m := map[string]any{}
+			for n := rng.IntN(4); n > 0; n-- {
+				m[value(0).(string)] = value(depth - 1)
+			}
+			return m
+		}
+	}
+	for range 3000 {
+		v := value(3)
+		if _, ok := v.(string); ok {
+			v = []any{v} // a string is matched as it is, not as its repr
+		}
+		repr := pyRepr(v)
+		text, whole := s.text(v, false), c.set.Scan(repr)
+		if text.Len() != len(repr) {
+			t.Fatalf("%s: scanned %d bytes, want %d", repr, text.Len(), len(repr))
+		}
+		for _, p := range pats {
+			pat := c.patterns[p]
+			want := pat.MatchString(repr)
+			if got, scanned := pat.Match(text), pat.Match(whole); got != want || scanned != want {
+				t.Fatalf("%s on %s: %v as written, %v scanned whole, want %v", p, repr, got, scanned, want)
+			}
+		}
+		if got := text.String(); got != repr {
+			t.Fatalf("written again as %s, want %s", got, repr)
 		}
 	}
 }

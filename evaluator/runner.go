@@ -21,11 +21,13 @@ const (
 	maxCachedTexts     = 4096
 	maxCachedTextBytes = 64 << 20
 	maxDynamicPatterns = 256
-	// maxKeptRepr: a buffer grown past this by a big value is let go after it.
-	maxKeptRepr = 1 << 20
 	// vmKeepBytes: a machine whose run charged more than this is replaced, so that the
 	// stack and loop state a big run left behind are let go.
 	vmKeepBytes = 1 << 20
+	// textSlab texts at most are allocated at a time.
+	textSlab = 32
+	// maxKeptRepr: a buffer grown past this by a big value is let go after it.
+	maxKeptRepr = 1 << 20
 )
 
 // errFallback asks for a rule to be re-run without memoized quantifiers, because a
@@ -53,11 +55,15 @@ type runner struct {
 	dyn       map[string]*match.Pattern
 	errs      []schemas.RuleError // indexed like c.rules
 	bud       budget              // of the rule or predicate running
-	repr      []byte              // where texts are written for matching
+	repr      []byte              // room for the numbers of texts written for matching
+	scan      match.Writer        // scans a text as it is written
+	slab      []match.Text        // room for the next texts, allocated together
+	slabN     int                 // texts in the last allocation
 	slots     []any               // values of let names (see builder.letFast)
 	trace     *TraceInfo
 	agent     *AgentInfo
 	provIdx   *provIndex // where values appeared, once a condition asks
+	meta      metaRead   // metadata keys prechecks read at a step
 }
 
 // predState holds prefix counts of one predicate over the steps evaluated so far:
@@ -92,6 +98,7 @@ func (c *Compiled) newRunner(trace *TraceInfo, agent *AgentInfo) *runner {
 		texts: map[textKey]textEntry{}, scores: map[*match.Text]float64{},
 		errs:  make([]schemas.RuleError, len(c.rules)),
 		slots: make([]any, c.slots),
+		meta:  metaRead{vals: make([]metaVal, c.metaRead)},
 		bud:   newBudget(c.limits),
 		trace: trace,
 		agent: agent,
@@ -154,7 +161,7 @@ func (s *runner) outcome(r *rule) (bool, error) {
 		return s.evalRule(r)
 	}
 	if r.pre != nil {
-		if !r.pre.pass(s.env.Step) {
+		if !r.pre.pass(s, s.env.Step) {
 			return false, nil
 		}
 		if r.pre.whole {
@@ -294,7 +301,7 @@ func (s *runner) extend(p, hi int) *predState {
 			if pred.fast(s, s.env.Steps[j]) {
 				hit = 1
 			}
-		case pred.pre != nil && !pred.pre.pass(s.env.Steps[j]):
+		case pred.pre != nil && !pred.pre.pass(s, s.env.Steps[j]):
 		case pred.whole:
 			hit = 1
 		default:
@@ -489,21 +496,35 @@ func (s *runner) text(v any, charge bool) *match.Text {
 				panic(err)
 			}
 		}
-		// Written in a buffer the runner keeps, then copied once to the size it has.
-		s.repr = appendRepr(s.repr[:0], v)
-		str = string(s.repr)
+	}
+	var t *match.Text
+	if ok {
+		t = s.c.set.Scan(str)
+	} else {
+		// Scanned as it is written: the text itself is written again only if a pattern
+		// needs it, which its literals and digits rarely let happen.
+		if len(s.slab) == 0 {
+			// Growing up to textSlab: a session of a few steps keeps a few texts.
+			s.slabN = min(max(2*s.slabN, 4), textSlab)
+			s.slab = make([]match.Text, s.slabN)
+		}
+		s.scan.Start(s.c.set, &s.slab[0])
+		s.slab = s.slab[1:]
+		w := reprWriter{buf: s.repr[:0], sc: &s.scan, runs: &s.c.reprRuns, quotesAlike: s.c.quotesAlike}
+		w.value(v)
+		s.repr = w.buf[:0]
 		if cap(s.repr) > maxKeptRepr {
 			s.repr = nil
 		}
+		t = s.scan.Text(v, appendRepr)
 	}
-	if len(s.texts) >= maxCachedTexts || s.textBytes+len(str) > maxCachedTextBytes {
+	if len(s.texts) >= maxCachedTexts || s.textBytes+t.Len() > maxCachedTextBytes {
 		clear(s.texts)
 		clear(s.scores)
 		clear(s.recent[:])
 		s.textBytes = 0
 	}
-	s.textBytes += len(str)
-	t := s.c.set.Scan(str)
+	s.textBytes += t.Len()
 	s.texts[key] = textEntry{orig: v, text: t}
 	s.remember(key, t)
 	return t

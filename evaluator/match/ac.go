@@ -10,14 +10,15 @@ package match
 type automaton struct {
 	class  [256]uint8 // byte to class; upper-case letters share their lower case's class
 	nclass int
-	// next[s*nclass+class] is the state after state s reads a byte of that class. States
-	// are numbered so that those where literals end come last: reaching a state at or
-	// above firstOut finds literals. 16-bit states keep the table small enough to stay in
-	// cache; automata with more states use the 32-bit table.
+	// next[s+class] is the state after state s reads a byte of that class. A state is
+	// its row's offset in the table (its number times nclass), so that a step is one add
+	// and one load. States are numbered so that those where literals end come last:
+	// reaching a state at or above firstOut finds literals. 16-bit states keep the table
+	// small enough to stay in cache; automata with bigger tables use the 32-bit one.
 	next16   []uint16
 	next32   []uint32
 	firstOut uint32
-	outOff   []int32 // literals found on reaching state n: outIDs[outOff[n]:outOff[n+1]]
+	outOff   []int32 // literals found on reaching state n*nclass: outIDs[outOff[n]:outOff[n+1]]
 	outIDs   []int32
 }
 
@@ -105,7 +106,8 @@ func newAutomaton(lits []string) *automaton {
 		a.outOff[i+1] = a.outOff[i] + int32(len(outs[st]))
 		a.outIDs = append(a.outIDs, outs[st]...)
 	}
-	small := n <= 1<<16
+	a.firstOut *= uint32(a.nclass)
+	small := n*a.nclass <= 1<<16
 	if small {
 		a.next16 = make([]uint16, n*a.nclass)
 	} else {
@@ -113,7 +115,7 @@ func newAutomaton(lits []string) *automaton {
 	}
 	for i, st := range order {
 		for c := range a.nclass {
-			to := number[trans[int(st)*a.nclass+c]]
+			to := number[trans[int(st)*a.nclass+c]] * uint32(a.nclass)
 			if small {
 				a.next16[i*a.nclass+c] = uint16(to)
 			} else {
@@ -126,22 +128,82 @@ func newAutomaton(lits []string) *automaton {
 
 // scan sets the bit of every literal that occurs in text.
 func (a *automaton) scan(text string, hits []uint64) {
-	if a.next16 == nil {
-		scanTable(a, a.next32, text, hits)
-		return
-	}
-	scanTable(a, a.next16, text, hits)
+	var st uint32
+	run(a, &st, text, a.bytes(func(byte) bool { return true }), hits)
 }
 
-func scanTable[T uint16 | uint32](a *automaton, next []T, text string, hits []uint64) {
-	nc, class, firstOut := uint32(a.nclass), &a.class, a.firstOut
-	s := uint32(0)
-	for i := 0; i < len(text); i++ {
-		s = uint32(next[s*nc+uint32(class[text[i]])])
-		if s >= firstOut {
-			for _, id := range a.outIDs[a.outOff[s]:a.outOff[s+1]] {
-				hits[id/64] |= 1 << (id % 64)
-			}
+// A byte's entry in a table of bytes: its class, whether it is an ASCII digit, and
+// whether it ends a run (see run).
+const (
+	classBits = 0xff
+	digitBit  = 1 << 8
+	stopBit   = 1 << 15
+)
+
+// bytes returns the table of bytes for runs of the bytes for which in is true.
+func (a *automaton) bytes(in func(b byte) bool) *[256]uint32 {
+	t := &[256]uint32{}
+	for b := range t {
+		t[b] = uint32(a.class[b])
+		if b >= '0' && b <= '9' {
+			t[b] |= digitBit
 		}
+		if !in(byte(b)) {
+			t[b] |= stopBit
+		}
+	}
+	return t
+}
+
+// run reads text from state *st up to its first byte that ends a run in table, setting
+// the bits of the literals found, and returns how many bytes it read and how many of
+// them were ASCII digits. One table gives each byte's class, digit and end: the loop
+// waits on each state's load, so the rest of its work must stay small.
+func run(a *automaton, st *uint32, text string, table *[256]uint32, hits []uint64) (n, digits int) {
+	if a.next16 != nil {
+		return runTable(a, a.next16, st, text, table, hits)
+	}
+	return runTable(a, a.next32, st, text, table, hits)
+}
+
+func runTable[T uint16 | uint32](a *automaton, next []T, st *uint32, text string, table *[256]uint32, hits []uint64) (n, digits int) {
+	firstOut, s := a.firstOut, *st
+	i := 0
+	for ; i < len(text); i++ {
+		c := table[text[i]]
+		if c >= stopBit {
+			break
+		}
+		digits += int(c >> 8)
+		s = uint32(next[s+c&classBits])
+		if s >= firstOut {
+			a.found(s, hits)
+		}
+	}
+	*st = s
+	return i, digits
+}
+
+// step reads one byte from state st.
+func (a *automaton) step(st uint32, b byte, hits []uint64) uint32 {
+	if a.next16 != nil {
+		st = uint32(a.next16[st+uint32(a.class[b])])
+	} else {
+		st = a.next32[st+uint32(a.class[b])]
+	}
+	if st >= a.firstOut {
+		a.found(st, hits)
+	}
+	return st
+}
+
+// found sets the bits of the literals that end at state st. Not inlined: in the scanning
+// loop its registers would push the loop's own to the stack.
+//
+//go:noinline
+func (a *automaton) found(st uint32, hits []uint64) {
+	n := st / uint32(a.nclass)
+	for _, id := range a.outIDs[a.outOff[n]:a.outOff[n+1]] {
+		hits[id/64] |= 1 << (id % 64)
 	}
 }

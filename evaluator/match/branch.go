@@ -83,11 +83,11 @@ func (b *branch) match(t *Text) bool {
 		return true
 	}
 	if b.anchor != "" {
-		if found, ok := b.around(t.s); ok {
+		if found, ok := b.around(t.String()); ok {
 			return found
 		}
 	}
-	return b.re.MatchString(t.s)
+	return b.re.MatchString(t.String())
 }
 
 // maxAnchors bounds the occurrences around which a branch runs before it falls back to a

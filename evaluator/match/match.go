@@ -633,8 +633,9 @@ func onlyDigits(ranges []rune) bool {
 
 // Set holds the patterns of one policy and an automaton over all their literals.
 type Set struct {
-	lits []string
-	ac   *automaton
+	lits  []string
+	ac    *automaton
+	ascii *Run // runs of ASCII, for WriteString
 }
 
 // NewSet builds the automaton over the literals of the given patterns and ties each pattern
@@ -674,24 +675,29 @@ func NewSet(patterns []*Pattern) *Set {
 			bind(b.q)
 		}
 	}
-	if len(s.lits) > 0 {
-		s.ac = newAutomaton(s.lits)
-	}
+	// With no literals the automaton has one state: scanning still counts digits.
+	s.ac = newAutomaton(s.lits)
+	s.ascii = s.Run(NewByteSet(func(byte) bool { return true }))
 	return s
 }
 
 // Text is a string prepared for matching against a Set's patterns.
 type Text struct {
-	s      string
+	s string
+	// write, when not nil, writes the text of src again: a text scanned by a Writer is
+	// only kept once a pattern needs it (String).
+	write  func(dst []byte, src any) []byte
+	src    any
+	n      int // length in bytes
 	hits   []uint64
-	small  [10]uint64 // backs hits for up to 640 literals
-	digits int        // decimal digits in the whole text; -1 until counted
+	small  [4]uint64 // backs hits for up to 256 literals
+	digits int       // decimal digits in the whole text; -1 until counted
 	// wide marks the bytes where a digit starts, for a text with non-ASCII digits (each
 	// of several bytes); nil when every digit is an ASCII byte.
 	wide       []bool
 	windows    []window // digit counts computed so far, by span width
 	results    []result // patterns matched against the text so far
-	resultsBuf [8]result
+	resultsBuf [4]result
 }
 
 type result struct {
@@ -703,38 +709,167 @@ type window struct{ width, digits int }
 
 // Scan finds which of the set's literals occur in text, in one pass.
 func (s *Set) Scan(text string) *Text {
-	t := &Text{s: text, digits: -1}
-	t.results = t.resultsBuf[:0]
-	if s.ac == nil {
-		return t
+	var w Writer
+	w.Start(s, nil)
+	w.WriteString(text)
+	t := w.t
+	w.finish()
+	t.s = text
+	return t
+}
+
+// Writer scans a text written a piece at a time, for a text that would cost more to
+// build first (a value's repr()): the literals are found as the pieces come, and the
+// text is only built if a pattern needs it. A piece must not end inside a character's
+// UTF-8 encoding. The zero Writer is ready for Start.
+type Writer struct {
+	set    *Set
+	t      *Text
+	state  uint32
+	digits int
+	wide   bool // a non-ASCII digit was written
+}
+
+// Start begins a text to be matched against s's patterns, in t, a zero Text, or in a new
+// one when t is nil (a caller that scans many texts can allocate them together).
+func (w *Writer) Start(s *Set, t *Text) {
+	if t == nil {
+		t = &Text{}
 	}
+	t.digits = -1
+	t.results = t.resultsBuf[:0]
 	if n := (len(s.lits) + 63) / 64; n <= len(t.small) {
 		t.hits = t.small[:n]
 	} else {
 		t.hits = make([]uint64, n)
 	}
-	// The Kelvin sign, the long s and the Turkish İ and ı are the only non-ASCII
-	// characters that Python's case folding equates with ASCII letters; map them so the
-	// ASCII-insensitive automaton sees every text the pattern would match.
-	hay := text
-	if mayFoldToASCII(text) {
-		hay = asciiFolded.Replace(text)
-	}
-	s.ac.scan(hay, t.hits)
+	*w = Writer{set: s, t: t}
+}
+
+// Text ends the text begun by Start: String writes it again, when it is needed, as
+// write(dst, src) does, which must append what was written.
+func (w *Writer) Text(src any, write func(dst []byte, src any) []byte) *Text {
+	t := w.t
+	t.src, t.write = src, write
+	w.finish()
 	return t
 }
 
-// mayFoldToASCII reports whether text may hold one of those characters: their UTF-8
-// encodings start with 0xC4, 0xC5 or 0xE2, which most texts lack (a byte search is far
-// cheaper than the replacer's).
-func mayFoldToASCII(text string) bool {
-	return strings.IndexByte(text, 0xc4) >= 0 || strings.IndexByte(text, 0xc5) >= 0 || strings.IndexByte(text, 0xe2) >= 0
+func (w *Writer) finish() {
+	if !w.wide {
+		w.t.digits = w.digits
+	}
+	*w = Writer{}
 }
 
-var asciiFolded = strings.NewReplacer("\u212a", "k", "\u017f", "s", "\u0130", "i", "\u0131", "i")
+// ByteSet is a set of ASCII bytes.
+type ByteSet struct{ in [256]bool }
 
-// String returns the scanned text.
-func (t *Text) String() string { return t.s }
+// NewByteSet returns the set of the ASCII bytes for which in is true.
+func NewByteSet(in func(b byte) bool) *ByteSet {
+	s := &ByteSet{}
+	for b := range utf8.RuneSelf {
+		s.in[b] = in(byte(b))
+	}
+	return s
+}
+
+// Has reports whether b is in the set.
+func (s *ByteSet) Has(b byte) bool { return s.in[b] }
+
+// Alike reports whether scanning reads the bytes a and b alike: a text with one in place
+// of the other finds the same literals.
+func (s *Set) Alike(a, b byte) bool { return s.ac.class[a] == s.ac.class[b] }
+
+// Run is a set of ASCII bytes ready for WriteRun with Writers of one Set.
+type Run struct {
+	set   *Set
+	table *[256]uint32
+}
+
+// Run prepares in for writing runs of its bytes with WriteRun.
+func (s *Set) Run(in *ByteSet) *Run {
+	return &Run{set: s, table: s.ac.bytes(in.Has)}
+}
+
+// WriteRun writes the longest prefix of p whose bytes are all in r, and returns its
+// length: a piece of text written as it is, up to a byte that needs more care.
+func (w *Writer) WriteRun(p string, r *Run) int {
+	if r.set != w.set {
+		panic("match: a Run of another Set")
+	}
+	n, digits := run(w.set.ac, &w.state, p, r.table, w.t.hits)
+	w.t.n += n
+	w.digits += digits
+	return n
+}
+
+// WriteString writes p.
+func (w *Writer) WriteString(p string) (int, error) {
+	for i := 0; i < len(p); {
+		i += w.WriteRun(p[i:], w.set.ascii)
+		if i == len(p) {
+			break
+		}
+		r, size := utf8.DecodeRuneInString(p[i:])
+		if size == 1 { // not UTF-8: a byte of its own
+			w.WriteByte(p[i])
+		} else {
+			w.WriteRune(r)
+		}
+		i += size
+	}
+	return len(p), nil
+}
+
+// Write writes p.
+func (w *Writer) Write(p []byte) (int, error) { return w.WriteString(string(p)) }
+
+// WriteByte writes one byte: an ASCII character, or a byte that is not UTF-8.
+func (w *Writer) WriteByte(b byte) error {
+	w.state = w.set.ac.step(w.state, b, w.t.hits)
+	if b >= '0' && b <= '9' {
+		w.digits++
+	}
+	w.t.n++
+	return nil
+}
+
+// WriteRune writes r in UTF-8.
+func (w *Writer) WriteRune(r rune) (int, error) {
+	if r < utf8.RuneSelf {
+		return 1, w.WriteByte(byte(r))
+	}
+	if unicode.IsDigit(r) {
+		w.wide = true // counted, and placed, on the text when a pattern asks
+	}
+	var buf [utf8.UTFMax]byte
+	n := utf8.EncodeRune(buf[:], r)
+	// The Kelvin sign, the long s and the Turkish İ and ı are the only non-ASCII
+	// characters that Python's case folding equates with ASCII letters; the automaton
+	// reads them as those letters, so that it sees every text the pattern would match.
+	if c, ok := foldASCII(r); ok {
+		w.state = w.set.ac.step(w.state, c, w.t.hits)
+	} else {
+		for _, b := range buf[:n] {
+			w.state = w.set.ac.step(w.state, b, w.t.hits)
+		}
+	}
+	w.t.n += n
+	return n, nil
+}
+
+// String returns the text.
+func (t *Text) String() string {
+	if t.write != nil {
+		t.s = string(t.write(make([]byte, 0, t.n), t.src))
+		t.write, t.src = nil, nil
+	}
+	return t.s
+}
+
+// Len returns the length of the text in bytes.
+func (t *Text) Len() int { return t.n }
 
 type wordMask struct {
 	index int
@@ -763,7 +898,7 @@ func (t *Text) hasDigits(n, width int) bool {
 	if t.digits < n {
 		return false
 	}
-	if width < 0 || width >= len(t.s) {
+	if width < 0 || width >= t.n {
 		return true
 	}
 	return t.digitsWithin(width) >= n
@@ -771,7 +906,7 @@ func (t *Text) hasDigits(n, width int) bool {
 
 func (t *Text) countDigits() {
 	t.digits = 0
-	s := t.s
+	s := t.String()
 	for i := 0; i < len(s); i++ {
 		if s[i] < utf8.RuneSelf {
 			if isDigit(s[i]) {
@@ -808,12 +943,13 @@ func (t *Text) digitsWithin(width int) int {
 			return w.digits
 		}
 	}
-	at := func(i int) bool { return isDigit(t.s[i]) }
+	s := t.String()
+	at := func(i int) bool { return isDigit(s[i]) }
 	if t.wide != nil {
 		at = func(i int) bool { return t.wide[i] }
 	}
 	best, cur := 0, 0
-	for i := 0; i < len(t.s); i++ {
+	for i := 0; i < len(s); i++ {
 		if at(i) {
 			cur++
 		}

@@ -3,8 +3,11 @@ package match
 import (
 	"math/rand/v2"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
+	"unicode"
+	"unicode/utf8"
 )
 
 func TestAutomatonFindsEveryLiteral(t *testing.T) {
@@ -93,11 +96,12 @@ func TestMatchAgreesWithRegexp(t *testing.T) {
 		set := NewSet(pats)
 		for range 30 {
 			text := randomText(r)
-			tx := set.Scan(text)
-			for i, p := range pats {
-				want := p.MatchString(text)
-				if got := p.Match(tx); got != want {
-					t.Fatalf("pattern %q on %q: Match %v, expression %v (prefilter %s)", srcs[i], text, got, want, p.Prefilter())
+			for _, tx := range []*Text{set.Scan(text), writeInPieces(r, set, text)} {
+				for i, p := range pats {
+					want := p.MatchString(text)
+					if got := p.Match(tx); got != want {
+						t.Fatalf("pattern %q on %q: Match %v, expression %v (prefilter %s)", srcs[i], text, got, want, p.Prefilter())
+					}
 				}
 			}
 		}
@@ -148,6 +152,85 @@ func randomText(r *rand.Rand) string {
 		b.WriteString(textPieces[r.IntN(len(textPieces))])
 	}
 	return b.String()
+}
+
+// writeInPieces writes text with a Writer, cut at random characters, each piece by one of
+// the Writer's methods.
+func writeInPieces(r *rand.Rand, set *Set, text string) *Text {
+	var w Writer
+	w.Start(set, nil)
+	letters := set.Run(NewByteSet(func(b byte) bool { return b >= 'a' && b <= 'z' || b == ' ' }))
+	for rest := text; rest != ""; {
+		_, size := utf8.DecodeRuneInString(rest)
+		for n := r.IntN(4); n > 0 && size < len(rest); n-- {
+			_, more := utf8.DecodeRuneInString(rest[size:])
+			size += more
+		}
+		piece := rest[:size]
+		rest = rest[size:]
+		switch r.IntN(4) {
+		case 0:
+			w.WriteString(piece)
+		case 1:
+			w.Write([]byte(piece))
+		case 2:
+			n := w.WriteRun(piece, letters)
+			w.WriteString(piece[n:])
+		default:
+			for i := 0; i < len(piece); {
+				c, size := utf8.DecodeRuneInString(piece[i:])
+				if size == 1 {
+					w.WriteByte(piece[i])
+				} else {
+					w.WriteRune(c)
+				}
+				i += size
+			}
+		}
+	}
+	return w.Text(text, func(dst []byte, src any) []byte { return append(dst, src.(string)...) })
+}
+
+// A text, written whole or in pieces, is scanned as the automaton scans it with the
+// characters that fold to ASCII replaced, and written again as it was.
+func TestWriterScansAsReplaced(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	var pats []*Pattern
+	for _, src := range []string{`secret`, `key|ab`, `\d{3}-\d{2}-\d{4}`, `x@`, `kelvin`, `i[ _]s`} {
+		p, err := Compile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pats = append(pats, p)
+	}
+	set := NewSet(pats)
+	folded := strings.NewReplacer("\u212a", "k", "\u017f", "s", "\u0130", "i", "\u0131", "i")
+	extra := []string{"kelvin", "\u212aelvin", "\xff", "\xe2\x84", "İ s", "kel\u212a", "٣٣٣"}
+	for range 3000 {
+		text := randomText(r)
+		if r.IntN(3) == 0 {
+			text += extra[r.IntN(len(extra))]
+		}
+		hits := make([]uint64, (len(set.lits)+63)/64)
+		set.ac.scan(folded.Replace(text), hits)
+		digits := 0
+		for _, c := range text {
+			if unicode.IsDigit(c) {
+				digits++
+			}
+		}
+		for _, tx := range []*Text{set.Scan(text), writeInPieces(r, set, text)} {
+			if !slices.Equal(tx.hits, hits) || tx.Len() != len(text) {
+				t.Fatalf("%q: hits %b, %d bytes; want %b, %d bytes", text, tx.hits, tx.Len(), hits, len(text))
+			}
+			if tx.hasDigits(digits, -1) != true || tx.hasDigits(digits+1, -1) != false {
+				t.Fatalf("%q: not %d digits", text, digits)
+			}
+			if tx.String() != text {
+				t.Fatalf("written again as %q, want %q", tx.String(), text)
+			}
+		}
+	}
 }
 
 func FuzzMatchAgreesWithRegexp(f *testing.F) {

@@ -80,16 +80,10 @@ func BenchmarkReadTrace(b *testing.B) {
 	_, client := openLoopback(b)
 	ctx := context.Background()
 	const subject = "troy.steps.bench.read"
-	events := make([]event.Envelope, 50)
-	for i := range events {
-		events[i] = env(b, subject, event.KindStep, "", map[string]string{"pad": string(make([]byte, 512))})
-	}
-	if err := client.PublishAll(ctx, events); err != nil {
-		b.Fatal(err)
-	}
+	n := storeTrace(b, client, subject, 50, 512)
 	for b.Loop() {
 		got, err := client.ReadSteps(ctx, subject, math.MaxUint64)
-		if err != nil || len(got) != len(events) {
+		if err != nil || len(got) != n {
 			b.Fatal(len(got), err)
 		}
 	}
@@ -170,4 +164,40 @@ func BenchmarkStoreBatch(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkFirstStep is the question the evaluator asks when a trace starts: the first
+// event stored on its subject. The embedded server's own stream answers a direct get;
+// a cluster's leader answers the message get API.
+func BenchmarkFirstStep(b *testing.B) {
+	server, _ := openLoopback(b)
+	ctx := context.Background()
+	const subject = "troy.steps.bench.first"
+	storeTrace(b, server, subject, 20, 1024)
+	for _, bb := range []struct {
+		name string
+		get  func(context.Context, string, msgGetRequest) (event.Envelope, error)
+	}{{"direct", server.directGet}, {"leader", server.leaderGet}} {
+		b.Run(bb.name, func(b *testing.B) {
+			for b.Loop() {
+				if e, err := bb.get(ctx, StepsStream, msgGetRequest{Seq: 1, NextFor: subject}); err != nil || e.Seq == 0 {
+					b.Fatal(e.Seq, err)
+				}
+			}
+		})
+	}
+}
+
+// storeTrace stores n events of pad bytes each on a subject of the steps stream and
+// returns n.
+func storeTrace(b *testing.B, bus *Bus, subject string, n, pad int) int {
+	b.Helper()
+	events := make([]event.Envelope, n)
+	for i := range events {
+		events[i] = env(b, subject, event.KindStep, "", map[string]string{"pad": string(make([]byte, pad))})
+	}
+	if err := bus.PublishAll(context.Background(), events); err != nil {
+		b.Fatal(err)
+	}
+	return n
 }

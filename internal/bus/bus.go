@@ -608,11 +608,20 @@ func (b *Bus) Flush(ctx context.Context) error {
 var ErrSubjectTooLong = wire.ErrSubjectTooLong
 
 func envelope(m jetstream.Msg) event.Envelope {
-	e := event.Envelope{Subject: m.Subject(), Kind: event.Kind(m.Headers().Get(event.KindHeader)), Data: m.Data()}
-	if md, err := m.Metadata(); err == nil {
-		e.Seq, e.Time = md.Sequence.Stream, md.Timestamp
-	}
+	e, _ := envelopeMeta(m)
 	return e
+}
+
+// envelopeMeta is envelope, with the message's metadata (nil when it has none): read from
+// its reply subject each time it is asked for, so read once.
+func envelopeMeta(m jetstream.Msg) (event.Envelope, *jetstream.MsgMetadata) {
+	e := event.Envelope{Subject: m.Subject(), Kind: event.Kind(m.Headers().Get(event.KindHeader)), Data: m.Data()}
+	md, err := m.Metadata()
+	if err != nil {
+		return e, nil
+	}
+	e.Seq, e.Time = md.Sequence.Stream, md.Timestamp
+	return e, md
 }
 
 // Read returns the events of one subject of a stream, in order, up to and including stream
@@ -747,10 +756,16 @@ func (b *Bus) ReadSteps(ctx context.Context, subject string, upTo uint64) ([]eve
 }
 
 // FirstStep returns the stream sequence of the first event stored on a subject of the
-// steps stream, 0 when there is none: one request to the stream's leader, which tells
-// whether a trace has events stored before a given one without reading them.
+// steps stream, 0 when there is none: one request, which tells whether a trace has events
+// stored before a given one without reading them. It goes to the stream's leader, or, on
+// the bus's own embedded server, which is the stream's only replica, to the stream
+// directly (see read.go).
 func (b *Bus) FirstStep(ctx context.Context, subject string) (uint64, error) {
-	e, err := b.leaderGet(ctx, StepsStream, msgGetRequest{Seq: 1, NextFor: subject})
+	get := b.leaderGet
+	if b.srv != nil {
+		get = b.directGet
+	}
+	e, err := get(ctx, StepsStream, msgGetRequest{Seq: 1, NextFor: subject})
 	if errors.Is(err, errNoMessage) {
 		return 0, nil
 	}

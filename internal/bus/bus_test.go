@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -113,6 +114,12 @@ func TestPublishDeduplicatesAndReadFiltersBySubject(t *testing.T) {
 	for subject, want := range map[string]uint64{"troy.steps.a.t1": all[0].Seq, "troy.steps.a.t2": t2[0].Seq, "troy.steps.a.none": 0} {
 		if got, err := b.FirstStep(ctx, subject); err != nil || got != want {
 			t.Errorf("FirstStep(%s) = %d, %v; want %d", subject, got, err, want)
+		}
+		// The embedded server's direct answer is the leader's.
+		direct, derr := b.directGet(ctx, StepsStream, msgGetRequest{Seq: 1, NextFor: subject})
+		leader, lerr := b.leaderGet(ctx, StepsStream, msgGetRequest{Seq: 1, NextFor: subject})
+		if (derr == nil) != (lerr == nil) || derr != nil && !errors.Is(derr, errNoMessage) || !reflect.DeepEqual(direct, leader) {
+			t.Errorf("%s: direct get %+v, %v; the leader's %+v, %v", subject, direct, derr, leader, lerr)
 		}
 	}
 }
@@ -239,6 +246,53 @@ func TestConsumeRetriesAndDeadLetters(t *testing.T) {
 	out, err := b.Read(ctx, ResultsStream, "troy.results.done.>", math.MaxUint64)
 	if err != nil || len(out) != 2 {
 		t.Fatalf("outputs: %d %v", len(out), err)
+	}
+}
+
+// A handler that runs for several ack waits keeps its event: the server hears that it is
+// still being worked on and does not deliver it again meanwhile, and the events of other
+// workers go on.
+func TestSlowHandlerKeepsItsEvent(t *testing.T) {
+	b := openMemory(t)
+	ctx := context.Background()
+	const ackWait = 500 * time.Millisecond
+	var mu sync.Mutex
+	deliveries, finished := map[string]int{}, 0
+	h := func(ctx context.Context, in event.Envelope) ([]event.Envelope, error) {
+		mu.Lock()
+		deliveries[in.Subject]++
+		mu.Unlock()
+		if strings.HasSuffix(in.Subject, ".slow") {
+			// The slowness is what is tested: three ack waits, bounded.
+			select {
+			case <-time.After(3 * ackWait):
+			case <-ctx.Done():
+				return nil, context.Cause(ctx)
+			}
+		}
+		mu.Lock()
+		finished++
+		mu.Unlock()
+		return nil, nil
+	}
+	_, stop := run(t, b, Consumer{Name: "slow", Stream: StepsStream, Workers: 2, AckWait: ackWait, BackOff: []time.Duration{10 * time.Millisecond}}, h)
+	for _, s := range []string{"slow", "a", "b", "c"} {
+		if err := b.Publish(ctx, env(t, "troy.steps.a."+s, event.KindStep, "", s)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 10*time.Second, "every event handled", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return finished >= 4
+	})
+	stop()
+	mu.Lock()
+	defer mu.Unlock()
+	// Events queued behind the slow one may come again (they are not in hand yet); the
+	// one in hand must not.
+	if deliveries["troy.steps.a.slow"] != 1 || len(deliveries) != 4 {
+		t.Fatalf("deliveries %v: the slow event was taken back while it was handled", deliveries)
 	}
 }
 

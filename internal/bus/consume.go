@@ -40,8 +40,8 @@ type Consumer struct {
 	AckWait time.Duration
 	// Batch is how many events one fetch asks for. Zero means 128.
 	Batch int
-	// unwrap reads an event from a message; nil reads it as stored.
-	unwrap func(jetstream.Msg) event.Envelope
+	// unwrap turns an event as stored into the event it carries; nil takes it as stored.
+	unwrap func(m jetstream.Msg, stored event.Envelope) event.Envelope
 }
 
 // Stats counts what a consumer did.
@@ -73,7 +73,7 @@ func (b *Bus) Consume(ctx context.Context, c Consumer, h Handler, stats *Stats) 
 	if err != nil {
 		return fmt.Errorf("consumer %s: %w", c.Name, err)
 	}
-	work, stop := startWorkers(c, func(m jetstream.Msg) { b.handle(c, h, m, stats) })
+	work, stop := startWorkers(c, func(m jetstream.Msg, slot *workerSlot) { b.handle(c, h, m, slot, stats) })
 	defer stop()
 	b.fetchLoop(ctx, c.Name, cons, func() (int, time.Duration) { return c.Batch, time.Second }, func(batch jetstream.MessageBatch) bool {
 		// Events fetched but not handed out when ctx ends are redelivered after AckWait.
@@ -83,25 +83,92 @@ func (b *Bus) Consume(ctx context.Context, c Consumer, h Handler, stats *Stats) 
 }
 
 // startWorkers starts c.Workers goroutines, each running fn on the events sent to its
-// channel; stop closes the channels and waits until every event sent is handled.
-func startWorkers(c Consumer, fn func(jetstream.Msg)) (work []chan jetstream.Msg, stop func()) {
+// channel with the slot that watches its event in hand; stop closes the channels and
+// waits until every event sent is handled.
+func startWorkers(c Consumer, fn func(jetstream.Msg, *workerSlot)) (work []chan jetstream.Msg, stop func()) {
 	work = make([]chan jetstream.Msg, c.Workers)
+	slots := make([]*workerSlot, c.Workers)
 	var wg sync.WaitGroup
 	for i := range work {
 		work[i] = make(chan jetstream.Msg, c.Batch)
+		slots[i] = &workerSlot{}
 		wg.Add(1)
-		go func(in <-chan jetstream.Msg) {
+		go func(in <-chan jetstream.Msg, slot *workerSlot) {
 			defer wg.Done()
 			for m := range in {
-				fn(m)
+				fn(m, slot)
 			}
-		}(work[i])
+		}(work[i], slots[i])
 	}
+	quit, watched := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(watched)
+		watch(c.AckWait, slots, quit)
+	}()
 	return work, func() {
 		for _, ch := range work {
 			close(ch)
 		}
 		wg.Wait()
+		close(quit)
+		<-watched
+	}
+}
+
+// workerSlot holds the event a worker is handling, if any: one slot per worker, watched
+// by one ticker per consumer rather than two timers per event.
+type workerSlot struct {
+	mu     sync.Mutex
+	m      jetstream.Msg // nil between events
+	start  time.Time
+	cancel context.CancelCauseFunc
+}
+
+// take puts an event in the slot and returns its handling's context, which ends after
+// handlerTimeout; release empties the slot.
+func (w *workerSlot) take(m jetstream.Msg) context.Context {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	w.mu.Lock()
+	w.m, w.start, w.cancel = m, time.Now(), cancel
+	w.mu.Unlock()
+	return ctx
+}
+
+func (w *workerSlot) release() {
+	w.mu.Lock()
+	cancel := w.cancel
+	w.m, w.cancel = nil, nil
+	w.mu.Unlock()
+	cancel(nil)
+}
+
+// errHandlerTimeout ends a handling that ran longer than handlerTimeout.
+var errHandlerTimeout = fmt.Errorf("handling took over %s: %w", handlerTimeout, context.DeadlineExceeded)
+
+// watch tells the server, every quarter of ackWait, that each event held longer than that
+// is still being worked on, so that it is redelivered quickly after a crash but not while
+// a slow handler runs (the first signal comes before half of ackWait has passed), and
+// ends the handlings that ran over handlerTimeout; until quit is closed.
+func watch(ackWait time.Duration, slots []*workerSlot, quit <-chan struct{}) {
+	tick := time.NewTicker(max(ackWait/4, time.Millisecond))
+	defer tick.Stop()
+	for {
+		select {
+		case <-quit:
+			return
+		case now := <-tick.C:
+			for _, w := range slots {
+				w.mu.Lock()
+				switch held := now.Sub(w.start); {
+				case w.m == nil:
+				case held >= handlerTimeout:
+					w.cancel(errHandlerTimeout)
+				case held >= ackWait/4:
+					_ = w.m.InProgress()
+				}
+				w.mu.Unlock()
+			}
+		}
 	}
 }
 
@@ -198,40 +265,22 @@ func sleep(ctx context.Context, d time.Duration) {
 }
 
 // handle runs the handler on one event and settles it. It uses its own context: an event
-// in hand is finished even while the consumer shuts down.
-func (b *Bus) handle(c Consumer, h Handler, m jetstream.Msg, stats *Stats) {
-	ctx, cancel := context.WithTimeout(context.Background(), handlerTimeout)
-	defer cancel()
-	// Tell the server the event is still being worked on, so that it is redelivered
-	// quickly after a crash but not while a slow handler runs.
-	var progress *time.Timer
-	var mu sync.Mutex
-	stopped := false
-	progress = time.AfterFunc(c.AckWait/2, func() {
-		mu.Lock()
-		defer mu.Unlock()
-		if !stopped {
-			_ = m.InProgress()
-			progress.Reset(c.AckWait / 2)
-		}
-	})
-	defer func() {
-		mu.Lock()
-		stopped = true
-		progress.Stop()
-		mu.Unlock()
-	}()
+// in hand is finished even while the consumer shuts down. The slot is watched while it
+// runs (see watch).
+func (b *Bus) handle(c Consumer, h Handler, m jetstream.Msg, slot *workerSlot, stats *Stats) {
+	ctx := slot.take(m)
+	defer slot.release()
 	stats.In.Add(1)
+	in, md := envelopeMeta(m)
 	deliveries := 1
-	if md, err := m.Metadata(); err == nil {
+	if md != nil {
 		deliveries = int(md.NumDelivered)
 	}
 	if deliveries > 1 {
 		stats.Redelivered.Add(1)
 	}
-	in := envelope(m)
 	if c.unwrap != nil {
-		in = c.unwrap(m)
+		in = c.unwrap(m, in)
 	}
 	if limit := b.MaxEventSize(); len(in.Data) > limit {
 		b.dead(ctx, c, m, in, deliveries, fmt.Errorf("event of %d bytes is over the %d-byte limit", len(in.Data), limit), stats)
@@ -241,6 +290,9 @@ func (b *Bus) handle(c Consumer, h Handler, m jetstream.Msg, stats *Stats) {
 		defer b.recovered(c.Name, &err)
 		return h(ctx, in)
 	}()
+	if cause := context.Cause(ctx); err != nil && cause != nil && !errors.Is(err, cause) {
+		err = fmt.Errorf("%w (%w)", err, cause)
+	}
 	if err == nil && len(out) > 0 {
 		err = b.PublishAll(ctx, out)
 	}

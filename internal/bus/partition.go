@@ -131,8 +131,8 @@ func (b *Bus) ConsumePartitioned(ctx context.Context, c Partitioned, h Handler, 
 	}
 	c.unwrap = sourced
 	inHand := make([]sync.WaitGroup, c.Partitions) // events fetched from each partition, not yet settled
-	work, stop := startWorkers(c.Consumer, func(m jetstream.Msg) {
-		b.handle(c.Consumer, h, m, stats)
+	work, stop := startWorkers(c.Consumer, func(m jetstream.Msg, slot *workerSlot) {
+		b.handle(c.Consumer, h, m, slot, stats)
 		inHand[partitionOfMsg(c, m)].Done()
 	})
 	defer stop()
@@ -156,8 +156,7 @@ func partitionOfMsg(c Partitioned, m jetstream.Msg) int {
 
 // sourced is the event as the source stream holds it: its subject and sequence there, from
 // the header the server adds to what it sources ("STREAM SEQ FILTER TRANSFORM SUBJECT").
-func sourced(m jetstream.Msg) event.Envelope {
-	e := envelope(m)
+func sourced(m jetstream.Msg, e event.Envelope) event.Envelope {
 	f := strings.Fields(m.Headers().Get("Nats-Stream-Source"))
 	if len(f) >= 5 {
 		if seq, err := strconv.ParseUint(f[1], 10, 64); err == nil {

@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/troy-audit/troy/event"
 )
@@ -52,16 +54,21 @@ const leaderTimeout = 5 * time.Second
 // errNoMessage is the leader's "no message found".
 var errNoMessage = errors.New("no message found")
 
-// leaderGet asks the stream's leader for one message.
-func (b *Bus) leaderGet(ctx context.Context, stream string, req msgGetRequest) (event.Envelope, error) {
+// askGet sends a message get request to a JetStream API subject, waiting up to
+// leaderTimeout: a request sent while the stream has no leader is never answered.
+func (b *Bus) askGet(ctx context.Context, api string, req msgGetRequest) (*nats.Msg, error) {
 	data, err := json.Marshal(req)
 	if err != nil {
-		return event.Envelope{}, err
+		return nil, err
 	}
-	// A request sent while the stream has no leader is never answered.
 	ctx, cancel := context.WithTimeout(ctx, leaderTimeout)
 	defer cancel()
-	msg, err := b.nc.RequestWithContext(ctx, b.apiSubject("STREAM.MSG.GET."+stream), data)
+	return b.nc.RequestWithContext(ctx, b.apiSubject(api), data)
+}
+
+// leaderGet asks the stream's leader for one message.
+func (b *Bus) leaderGet(ctx context.Context, stream string, req msgGetRequest) (event.Envelope, error) {
+	msg, err := b.askGet(ctx, "STREAM.MSG.GET."+stream, req)
 	if err != nil {
 		return event.Envelope{}, fmt.Errorf("ask the leader of %s: %w", stream, err)
 	}
@@ -85,6 +92,33 @@ func (b *Bus) leaderGet(ctx context.Context, stream string, req msgGetRequest) (
 			return event.Envelope{}, fmt.Errorf("ask the leader of %s: event %d: %w", stream, m.Seq, err)
 		}
 		e.Kind = event.Kind(h.Get(event.KindHeader))
+	}
+	return e, nil
+}
+
+// directGet asks the stream itself for one message with a direct get, which the server
+// answers inline with the stored message (no JSON nor base64 around it, no hop through
+// its API queue): a third of the leader's cost. Any replica answers a direct get, so it
+// is used only where the stream has one, on the bus's own embedded server.
+func (b *Bus) directGet(ctx context.Context, stream string, req msgGetRequest) (event.Envelope, error) {
+	msg, err := b.askGet(ctx, "DIRECT.GET."+stream, req)
+	if err != nil {
+		return event.Envelope{}, fmt.Errorf("ask stream %s: %w", stream, err)
+	}
+	switch status := msg.Header.Get("Status"); status {
+	case "":
+	case "404":
+		return event.Envelope{}, errNoMessage
+	default:
+		return event.Envelope{}, fmt.Errorf("ask stream %s: %s %s", stream, status, msg.Header.Get("Description"))
+	}
+	seq, err := strconv.ParseUint(msg.Header.Get(jetstream.SequenceHeader), 10, 64)
+	if err != nil {
+		return event.Envelope{}, fmt.Errorf("ask stream %s: the sequence of the answer: %w", stream, err)
+	}
+	e := event.Envelope{Subject: msg.Header.Get(jetstream.SubjectHeader), Kind: event.Kind(msg.Header.Get(event.KindHeader)), Data: msg.Data, Seq: seq}
+	if e.Time, err = time.Parse(time.RFC3339Nano, msg.Header.Get(jetstream.TimeStampHeaer)); err != nil {
+		return event.Envelope{}, fmt.Errorf("ask stream %s: the time of the answer: %w", stream, err)
 	}
 	return e, nil
 }

@@ -149,9 +149,9 @@ func (g CondGen) atom(x string) string {
 	case 13:
 		return fmt.Sprintf("%s.metadata.%s in [nil, '', 3]", x, g.pick("approval_token", "data_classification", "total_tokens"))
 	case 0:
-		return fmt.Sprintf("%s.type == '%s'", x, g.pick(schemas.StepTypes()...))
+		return fmt.Sprintf("%s.type %s '%s'", x, g.pick("==", "!="), g.pick(append(schemas.StepTypes(), "tool")...))
 	case 1:
-		return fmt.Sprintf("%s.type in ['%s', '%s']", x, g.pick(schemas.StepTypes()...), g.pick(schemas.StepTypes()...))
+		return fmt.Sprintf("%s.type in ['%s', '%s']", x, g.pick(schemas.StepTypes()...), g.pick(append(schemas.StepTypes(), "tool")...))
 	case 2:
 		return fmt.Sprintf("%s.metadata.%s == '%s'", x, g.pick("data_classification", "network_zone", "permission_level", "category"), g.pick("pii", "external", "admin", "communication", "public"))
 	case 3:
@@ -180,6 +180,9 @@ func (g CondGen) quantifier() string {
 	}
 	if g.r.IntN(6) == 0 {
 		pred = "." + "description == step.description" // depends on the current step
+		if g.r.IntN(2) == 0 {
+			pred = g.atom("#") + " and " + pred // after tests of the element alone
+		}
 	}
 	if g.r.IntN(5) == 0 {
 		return fmt.Sprintf("count(%s, %s) %s %d", list, pred, g.pick(">=", "==", "<"), g.r.IntN(4))

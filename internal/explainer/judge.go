@@ -141,7 +141,7 @@ func parseVerdict(reply string) (JudgeAnswer, error) {
 		}
 	}
 	try(strings.TrimSpace(reply))
-	for _, m := range fence.FindAllStringSubmatch(reply, 20) {
+	for _, m := range fence().FindAllStringSubmatch(reply, 20) {
 		try(strings.TrimSpace(m[1]))
 	}
 	for i, tries := 0, 0; tries < 50; tries++ {

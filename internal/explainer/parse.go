@@ -5,14 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
 	"slices"
 	"strings"
 
 	"github.com/troy-audit/troy/schemas"
 )
 
-var fence = regexp.MustCompile("(?s)```[A-Za-z]*\\s*\n?(.*?)```")
+var fence = lazyRegexp("(?s)```[A-Za-z]*\\s*\n?(.*?)```")
 
 // errNoJSON says a reply holds no JSON object; the reply is kept raw.
 var errNoJSON = errors.New("the reply holds no JSON object")
@@ -22,7 +21,7 @@ var errNoJSON = errors.New("the reply holds no JSON object")
 // element is an object stands for that object.
 func parseObject(reply string) (map[string]any, error) {
 	candidates := []string{strings.TrimSpace(reply)}
-	for _, m := range fence.FindAllStringSubmatch(reply, -1) {
+	for _, m := range fence().FindAllStringSubmatch(reply, -1) {
 		candidates = append(candidates, strings.TrimSpace(m[1]))
 	}
 	for _, c := range candidates {

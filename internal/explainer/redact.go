@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -16,6 +17,13 @@ import (
 // afterwards and every Redactor shares them. Compiling takes about 80 ms, too long to pay
 // per trace.
 var defaultRules = sync.OnceValues(compileRules)
+
+// lazyRegexp compiles a pattern on first use. The redaction and reply patterns are needed only
+// where a model is asked; compiled at start-up they cost every troyctl command several
+// milliseconds.
+func lazyRegexp(pattern string) func() *regexp.Regexp {
+	return sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(pattern) })
+}
 
 // Redactor replaces sensitive values with typed placeholders ([EMAIL_1], [CARD_2] …)
 // before anything is sent to a model. One Redactor serves one trace: the same value gets
@@ -171,10 +179,10 @@ func (r *Redactor) jsonText(s string, depth int) (string, bool) {
 func (r *Redactor) percent(s string, depth int) (string, bool) {
 	var b strings.Builder
 	last, changed := 0, false
-	for _, m := range percentRunRe.FindAllStringIndex(s, -1) {
+	for _, m := range percentRunRe().FindAllStringIndex(s, -1) {
 		run := s[m[0]:m[1]]
 		var decodings []string
-		if formEncodedRe.MatchString(run) {
+		if formEncodedRe().MatchString(run) {
 			decodings = append(decodings, percentDecode(strings.ReplaceAll(run, "+", " ")))
 		}
 		if strings.Contains(run, "%") {

@@ -2,19 +2,17 @@ package explainer
 
 import (
 	"encoding/base64"
-	"regexp"
 	"strings"
 )
 
 // Values hidden in encodings: base64 runs that decode to text holding a sensitive value
 // are replaced whole; percent-encoded runs are decoded and redacted as text.
 var (
-	base64RunRe = regexp.MustCompile(`[A-Za-z0-9+/_-]{12,}={0,2}`)
 	// A part of a URL with a percent escape, or with + between words as forms write
 	// spaces; parts end at ? & = as query strings do.
-	percentRunRe = regexp.MustCompile(`[^\s"'<>\\?&=]*(?:%[0-9A-Fa-f]{2}|\w\+[\w%])[^\s"'<>\\?&=]*`)
+	percentRunRe = lazyRegexp(`[^\s"'<>\\?&=]*(?:%[0-9A-Fa-f]{2}|\w\+[\w%])[^\s"'<>\\?&=]*`)
 	// What a form leaves of a value when it encodes it: + for spaces, %XX for the rest.
-	formEncodedRe = regexp.MustCompile(`^[A-Za-z0-9_.~*+%-]+$`)
+	formEncodedRe = lazyRegexp(`^[A-Za-z0-9_.~*+%-]+$`)
 )
 
 // maxDecodeDepth bounds how many encodings are undone one inside another (base64 of a

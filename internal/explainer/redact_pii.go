@@ -12,28 +12,28 @@ import (
 // checksums or, for phones, by libphonenumber's numbering plans, so that order numbers,
 // dates and amounts stay.
 var (
-	emailRe = regexp.MustCompile(`\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b`)
-	ssnRe   = regexp.MustCompile(`\b\d{3}-\d{2}-\d{4}\b|\b\d{3} \d{2} \d{4}\b`)
-	nineRe  = regexp.MustCompile(`\b\d{9}\b|\b\d{3}[ -]\d{3}[ -]\d{3}\b`)
-	ninoRe  = regexp.MustCompile(`\b[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?\d{2} ?\d{2} ?\d{2} ?[A-D]\b`)
+	emailRe = lazyRegexp(`\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b`)
+	ssnRe   = lazyRegexp(`\b\d{3}-\d{2}-\d{4}\b|\b\d{3} \d{2} \d{4}\b`)
+	nineRe  = lazyRegexp(`\b\d{9}\b|\b\d{3}[ -]\d{3}[ -]\d{3}\b`)
+	ninoRe  = lazyRegexp(`\b[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?\d{2} ?\d{2} ?\d{2} ?[A-D]\b`)
 	// India: Aadhaar (Verhoeff checksum) and PAN.
-	aadhaarRe = regexp.MustCompile(`\b[2-9]\d{3}[ -]?\d{4}[ -]?\d{4}\b`)
-	panRe     = regexp.MustCompile(`\b[A-Z]{3}[ABCFGHLJPT][A-Z]\d{4}[A-Z]\b`)
+	aadhaarRe = lazyRegexp(`\b[2-9]\d{3}[ -]?\d{4}[ -]?\d{4}\b`)
+	panRe     = lazyRegexp(`\b[A-Z]{3}[ABCFGHLJPT][A-Z]\d{4}[A-Z]\b`)
 	// Brazil: CPF.
-	cpfRe = regexp.MustCompile(`\b\d{3}\.\d{3}\.\d{3}-\d{2}\b|\b\d{11}\b`)
+	cpfRe = lazyRegexp(`\b\d{3}\.\d{3}\.\d{3}-\d{2}\b|\b\d{11}\b`)
 	// Spain: DNI and NIE.
-	dniRe = regexp.MustCompile(`(?i)\b[XYZ]?-?\d{7,8}-?[A-HJ-NP-TV-Z]\b`)
+	dniRe = lazyRegexp(`(?i)\b[XYZ]?-?\d{7,8}-?[A-HJ-NP-TV-Z]\b`)
 	// Italy: codice fiscale; Mexico: CURP.
-	fiscaleRe = regexp.MustCompile(`(?i)\b[A-Z]{6}\d{2}[A-EHLMPR-T]\d{2}[A-Z]\d{3}[A-Z]\b`)
-	curpRe    = regexp.MustCompile(`\b[A-Z][AEIOUX][A-Z]{2}\d{6}[HM][A-Z]{5}[A-Z0-9]\d\b`)
+	fiscaleRe = lazyRegexp(`(?i)\b[A-Z]{6}\d{2}[A-EHLMPR-T]\d{2}[A-Z]\d{3}[A-Z]\b`)
+	curpRe    = lazyRegexp(`\b[A-Z][AEIOUX][A-Z]{2}\d{6}[HM][A-Z]{5}[A-Z0-9]\d\b`)
 	// China: resident identity card (ISO 7064 checksum).
-	chinaIDRe = regexp.MustCompile(`\b[1-9]\d{5}(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}[\dXx]\b`)
+	chinaIDRe = lazyRegexp(`\b[1-9]\d{5}(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}[\dXx]\b`)
 	// France: NIR (social security number, key 97 − n mod 97).
-	nirRe = regexp.MustCompile(`\b[12] ?\d{2} ?(?:0[1-9]|1[0-2]|[2-9]\d) ?(?:\d{2}|2[ABab]) ?\d{3} ?\d{3} ?\d{2}\b`)
+	nirRe = lazyRegexp(`\b[12] ?\d{2} ?(?:0[1-9]|1[0-2]|[2-9]\d) ?(?:\d{2}|2[ABab]) ?\d{3} ?\d{3} ?\d{2}\b`)
 	// A number after the name of an identity document.
-	idAfterNameRe = regexp.MustCompile(`(?i)\b(?:passport|national id|identity card|id card|tax id|taxpayer id|tin|driver'?s? licen[cs]e|licen[cs]e|personalausweis|ausweis|steuer-?id|bsn|burgerservicenummer|cpf|dni|nie|nif|aadhaar|aadhar|pan|sin|social insurance|nino|insee|curp|rfc|ssn|social security)(?: number| no\.?| num| #)?\s*[:#=]?\s*(?-i:([A-Z0-9][A-Z0-9-]{4,18}[A-Z0-9]|\d{3} \d{2} \d{4}|\d{3} \d{3} \d{3}))\b`)
+	idAfterNameRe = lazyRegexp(`(?i)\b(?:passport|national id|identity card|id card|tax id|taxpayer id|tin|driver'?s? licen[cs]e|licen[cs]e|personalausweis|ausweis|steuer-?id|bsn|burgerservicenummer|cpf|dni|nie|nif|aadhaar|aadhar|pan|sin|social insurance|nino|insee|curp|rfc|ssn|social security)(?: number| no\.?| num| #)?\s*[:#=]?\s*(?-i:([A-Z0-9][A-Z0-9-]{4,18}[A-Z0-9]|\d{3} \d{2} \d{4}|\d{3} \d{3} \d{3}))\b`)
 	// A phone number: digits with the separators people write between them.
-	phoneRe = regexp.MustCompile(`\+?\(?\d[\d \-.()]{5,24}\d`)
+	phoneRe = lazyRegexp(`\+?\(?\d[\d \-.()]{5,24}\d`)
 )
 
 // idDocumentWords are the keywords of idAfterNameRe.
@@ -45,7 +45,7 @@ var idDocumentWords = []string{"passport", "national id", "identity card", "id c
 func (rs *rules) pii(sc *scan) {
 	s := sc.s
 	if strings.IndexByte(s, '@') >= 0 {
-		for _, m := range emailRe.FindAllStringIndex(s, -1) {
+		for _, m := range emailRe().FindAllStringIndex(s, -1) {
 			sc.add(m[0], m[1], "EMAIL")
 		}
 	}
@@ -57,22 +57,22 @@ func (rs *rules) pii(sc *scan) {
 	}
 	if digits >= 4 {
 		findIBANs(sc)
-		for _, m := range ninoRe.FindAllStringIndex(s, -1) {
+		for _, m := range ninoRe().FindAllStringIndex(s, -1) {
 			if p := strings.ToUpper(s[m[0] : m[0]+2]); !badNINOPrefix[p] {
 				sc.add(m[0], m[1], "NATIONAL_ID")
 			}
 		}
-		matchAll(sc, panRe, "NATIONAL_ID", nil)
+		matchAll(sc, panRe(), "NATIONAL_ID", nil)
 	}
 	if digits < 7 {
 		return
 	}
 	if sc.has(idDocumentWords...) {
-		matchAll(sc, idAfterNameRe, "NATIONAL_ID", func(v string) bool { return countDigits(v) >= 4 })
+		matchAll(sc, idAfterNameRe(), "NATIONAL_ID", func(v string) bool { return countDigits(v) >= 4 })
 	}
 	findCards(sc)
-	matchAll(sc, ssnRe, "SSN", validSSN)
-	for _, m := range nineRe.FindAllStringIndex(s, -1) {
+	matchAll(sc, ssnRe(), "SSN", validSSN)
+	for _, m := range nineRe().FindAllStringIndex(s, -1) {
 		v := s[m[0]:m[1]]
 		ctx := wordsBefore(sc.lower, m[0], 30)
 		switch {
@@ -86,23 +86,23 @@ func (rs *rules) pii(sc *scan) {
 			sc.add(m[0], m[1], "NATIONAL_ID")
 		}
 	}
-	for _, m := range aadhaarRe.FindAllStringIndex(s, -1) {
+	for _, m := range aadhaarRe().FindAllStringIndex(s, -1) {
 		v := s[m[0]:m[1]]
 		if verhoeff(digitsOf(v)) && (strings.ContainsAny(v, " -") && phoneContext(sc.lower, m[0]) >= 0 || containsAny(wordsBefore(sc.lower, m[0], 30), " aadhaar ", " aadhar ", " uid ")) {
 			sc.add(m[0], m[1], "NATIONAL_ID")
 		}
 	}
-	for _, m := range cpfRe.FindAllStringIndex(s, -1) {
+	for _, m := range cpfRe().FindAllStringIndex(s, -1) {
 		v := s[m[0]:m[1]]
 		if cpf(digitsOf(v)) && (strings.Contains(v, ".") || containsAny(wordsBefore(sc.lower, m[0], 30), " cpf ")) {
 			sc.add(m[0], m[1], "NATIONAL_ID")
 		}
 	}
-	matchAll(sc, dniRe, "NATIONAL_ID", dni)
-	matchAll(sc, fiscaleRe, "NATIONAL_ID", nil)
-	matchAll(sc, curpRe, "NATIONAL_ID", nil)
-	matchAll(sc, chinaIDRe, "NATIONAL_ID", chinaID)
-	matchAll(sc, nirRe, "NATIONAL_ID", nir)
+	matchAll(sc, dniRe(), "NATIONAL_ID", dni)
+	matchAll(sc, fiscaleRe(), "NATIONAL_ID", nil)
+	matchAll(sc, curpRe(), "NATIONAL_ID", nil)
+	matchAll(sc, chinaIDRe(), "NATIONAL_ID", chinaID)
+	matchAll(sc, nirRe(), "NATIONAL_ID", nir)
 	rs.phones.find(sc)
 }
 
@@ -473,7 +473,7 @@ const maxPhoneChecks = 64
 func (pr phoneRegions) find(sc *scan) {
 	budget := maxPhoneChecks
 	s := sc.s
-	for _, m := range phoneRe.FindAllStringIndex(s, -1) {
+	for _, m := range phoneRe().FindAllStringIndex(s, -1) {
 		start, end := m[0], m[1]
 		// A first or last chunk that belongs to a word or a longer number is left out.
 		for !freeStart(s, start) {
@@ -557,8 +557,8 @@ func freeEnd(s string, end int) bool {
 }
 
 var (
-	ipRe      = regexp.MustCompile(`^\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}$`)
-	dotsPhone = regexp.MustCompile(`^\(?\d{3}\)?\.\d{3}\.\d{4}$|^\d{2}(?:\.\d{2}){4}$|^\+?\d{1,3}(?:\.\d{2,4}){2,5}$`)
+	ipRe      = lazyRegexp(`^\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}$`)
+	dotsPhone = lazyRegexp(`^\(?\d{3}\)?\.\d{3}\.\d{4}$|^\d{2}(?:\.\d{2}){4}$|^\+?\d{1,3}(?:\.\d{2,4}){2,5}$`)
 )
 
 // phone decides whether s[start:end] is a phone number.
@@ -574,10 +574,10 @@ func (pr phoneRegions) phone(sc *scan, start, end int, budget *int) bool {
 	international := strings.HasPrefix(t, "+") || (strings.HasPrefix(t, "00") && len(d) >= 10)
 	separated := strings.ContainsAny(t, " -.()")
 	if !international {
-		if isDate(t) || ipRe.MatchString(t) {
+		if isDate(t) || ipRe().MatchString(t) {
 			return false
 		}
-		if strings.ContainsRune(t, '.') && !strings.ContainsAny(t, " -()") && !dotsPhone.MatchString(t) {
+		if strings.ContainsRune(t, '.') && !strings.ContainsAny(t, " -()") && !dotsPhone().MatchString(t) {
 			return false // a version or a decimal number
 		}
 	}

@@ -13,20 +13,20 @@ import (
 // they cannot tell a secret from its entropy: a password is whatever is assigned to a key
 // named like one, wherever it is written (key=value, JSON, YAML, headers, flags, URLs).
 var (
-	privateKeyRe = regexp.MustCompile(`(?i)-----BEGIN[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----(?s:.*?)(?:-----END[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----|\z)`)
+	privateKeyRe = lazyRegexp(`(?i)-----BEGIN[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----(?s:.*?)(?:-----END[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----|\z)`)
 	// scheme://user:password@host, whatever the host; the password runs to the last @
 	// before the path, since people paste passwords with an unescaped @.
-	urlPasswordRe = regexp.MustCompile(`(?i)\b[a-z][a-z0-9+.\-]{1,30}://[^\s:/?#@"'<>\\]*:([^\s/"'<>\\]+)@`)
+	urlPasswordRe = lazyRegexp(`(?i)\b[a-z][a-z0-9+.\-]{1,30}://[^\s:/?#@"'<>\\]*:([^\s/"'<>\\]+)@`)
 	// key = value, key: value, "key": "value", \"key\": \"value\", key => value.
-	assignmentRe = regexp.MustCompile(`(?:^|--|[^A-Za-z0-9_.\-])\\?["']?([A-Za-z_][A-Za-z0-9_.\-]{0,63})\\?["']?[ \t]*(=>|:=|=|:)([ \t]*)("(?:[^"\\\n]|\\.)*"|\\"(?:[^"\\\n]|\\[^"\n])*\\"|'[^'\n]*'|[^\s"'&,;\\]+)`)
+	assignmentRe = lazyRegexp(`(?:^|--|[^A-Za-z0-9_.\-])\\?["']?([A-Za-z_][A-Za-z0-9_.\-]{0,63})\\?["']?[ \t]*(=>|:=|=|:)([ \t]*)("(?:[^"\\\n]|\\.)*"|\\"(?:[^"\\\n]|\\[^"\n])*\\"|'[^'\n]*'|[^\s"'&,;\\]+)`)
 	// "the password is hunter2", "PIN was 4821"
-	sentenceRe     = regexp.MustCompile(`(?i)\b(?:password|passcode|passphrase|passwort|pin(?: code)?|pwd)\s+(?:is|was|to)\s*:?\s*["'“]?([^\s"'”,;]+)`)
-	authHeaderRe   = regexp.MustCompile(`(?i)\b(?:proxy-)?authori[sz]ation\\?["']?[ \t]*[:=][ \t]*\\?["']?(?:(?:basic|bearer|token|digest|negotiate|ntlm|apikey|api-key|sso-key|aws4-hmac-sha256)[ \t]+)?([^\r\n"'\\]+)`)
-	cookieHeaderRe = regexp.MustCompile(`(?i)\b(?:set-)?cookie\\?["']?[ \t]*[:=][ \t]*\\?["']?([^\r\n"'\\]+)`)
-	bearerRe       = regexp.MustCompile(`(?i)\bbearer[ \t]+([A-Za-z0-9\-._~+/]{8,}=*)`)
-	basicRe        = regexp.MustCompile(`(?i)\bbasic[ \t]+([A-Za-z0-9+/]{8,}={0,2})`)
+	sentenceRe     = lazyRegexp(`(?i)\b(?:password|passcode|passphrase|passwort|pin(?: code)?|pwd)\s+(?:is|was|to)\s*:?\s*["'“]?([^\s"'”,;]+)`)
+	authHeaderRe   = lazyRegexp(`(?i)\b(?:proxy-)?authori[sz]ation\\?["']?[ \t]*[:=][ \t]*\\?["']?(?:(?:basic|bearer|token|digest|negotiate|ntlm|apikey|api-key|sso-key|aws4-hmac-sha256)[ \t]+)?([^\r\n"'\\]+)`)
+	cookieHeaderRe = lazyRegexp(`(?i)\b(?:set-)?cookie\\?["']?[ \t]*[:=][ \t]*\\?["']?([^\r\n"'\\]+)`)
+	bearerRe       = lazyRegexp(`(?i)\bbearer[ \t]+([A-Za-z0-9\-._~+/]{8,}=*)`)
+	basicRe        = lazyRegexp(`(?i)\bbasic[ \t]+([A-Za-z0-9+/]{8,}={0,2})`)
 	// Command lines: curl -u user:pw, --password pw, mysql -ppw, sshpass -p pw, redis-cli -a pw.
-	flagRe = regexp.MustCompile(`(?:^|\s)(?:-u|--user|--proxy-user)(?:[ \t]+|=)["']?[^\s"':]*:([^\s"']+)` +
+	flagRe = lazyRegexp(`(?:^|\s)(?:-u|--user|--proxy-user)(?:[ \t]+|=)["']?[^\s"':]*:([^\s"']+)` +
 		`|(?:^|\s)--(?:password|passwd|pass|pw|token|secret|api-key|apikey|auth-token|access-token|client-secret|private-key)[ \t]+["']?([^\s"'-][^\s"']*)` +
 		`|(?i:\b(?:mysql|mysqldump|mysqladmin|mariadb)\b[^\n]*?\s-p["']?([^\s"']+))` +
 		`|\bsshpass\s+-p\s*["']?([^\s"']+)` +
@@ -35,7 +35,7 @@ var (
 		`|(?i:\blogin\s+\S+\s+password\s+(\S+))`) // .netrc
 	// Keys and tokens of the common providers, kept beside gitleaks' rules because those
 	// demand a delimiter after the key that text written by agents does not always have.
-	providerKeyRe = regexp.MustCompile(`\b(?:` +
+	providerKeyRe = lazyRegexp(`\b(?:` +
 		`sk-(?:proj-|ant-(?:api\d\d-|admin\d\d-)?|live-|test-|svcacct-|admin-)?[A-Za-z0-9_-]{16,}` +
 		`|(?:sk|pk|rk)_(?:live|test)_[A-Za-z0-9]{16,}` +
 		`|gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,}` +
@@ -45,7 +45,7 @@ var (
 		`|AIza[0-9A-Za-z_-]{35}` +
 		`|hf_[A-Za-z0-9]{30,}|npm_[A-Za-z0-9]{36}|SG\.[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{16,}` +
 		`)`)
-	jwtRe = regexp.MustCompile(`\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}`)
+	jwtRe = lazyRegexp(`\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}`)
 )
 
 // ownKeywords are the words troy's detectors wait for before they run.
@@ -57,49 +57,49 @@ var ownKeywords = []string{"--", "-a", "-p", "-u", "aiza", "akia", "asia", "auth
 func (rs *rules) credentials(sc *scan) {
 	s, lower := sc.s, sc.lower
 	if strings.Contains(lower, "-----begin") {
-		for _, m := range privateKeyRe.FindAllStringIndex(s, -1) {
+		for _, m := range privateKeyRe().FindAllStringIndex(s, -1) {
 			sc.add(m[0], m[1], "PRIVATE_KEY")
 		}
 	}
 	if strings.Contains(s, "://") && strings.Contains(s, "@") {
-		groups(sc, urlPasswordRe, "PASSWORD")
+		groups(sc, urlPasswordRe(), "PASSWORD")
 	}
 	if strings.ContainsAny(s, "=:") {
 		assignments(sc)
 	}
 	if sc.has("pass", "pin", "pwd") {
-		for _, m := range sentenceRe.FindAllStringSubmatchIndex(s, -1) {
+		for _, m := range sentenceRe().FindAllStringSubmatchIndex(s, -1) {
 			if v := s[m[2]:m[3]]; !isPlaceholder(v) && !sentenceWords[strings.ToLower(strings.TrimRight(v, ".!?:)"))] {
 				sc.add(m[2], m[3], "PASSWORD")
 			}
 		}
 	}
 	if sc.has("authori") {
-		longGroups(sc, authHeaderRe, "TOKEN")
+		longGroups(sc, authHeaderRe(), "TOKEN")
 	}
 	if sc.has("cookie") {
 		cookies(sc)
 	}
 	if sc.has("bearer") {
-		groups(sc, bearerRe, "TOKEN")
+		groups(sc, bearerRe(), "TOKEN")
 	}
 	if sc.has("basic") {
-		for _, m := range basicRe.FindAllStringSubmatchIndex(s, -1) {
+		for _, m := range basicRe().FindAllStringSubmatchIndex(s, -1) {
 			if userPassword(s[m[2]:m[3]]) {
 				sc.add(m[2], m[3], "PASSWORD")
 			}
 		}
 	}
 	if sc.has("-u", "--", "-p", "-a", "login") {
-		groups(sc, flagRe, "PASSWORD")
+		groups(sc, flagRe(), "PASSWORD")
 	}
 	if sc.has("sk-", "sk_", "pk_", "rk_", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "glpat-", "xox", "akia", "asia", "aiza", "hf_", "npm_", "sg.") {
-		for _, m := range providerKeyRe.FindAllStringIndex(s, -1) {
+		for _, m := range providerKeyRe().FindAllStringIndex(s, -1) {
 			sc.add(m[0], m[1], "API_KEY")
 		}
 	}
 	if strings.Contains(s, "eyJ") {
-		for _, m := range jwtRe.FindAllStringIndex(s, -1) {
+		for _, m := range jwtRe().FindAllStringIndex(s, -1) {
 			sc.add(m[0], m[1], "TOKEN")
 		}
 	}
@@ -182,7 +182,7 @@ func longGroups(sc *scan, re *regexp.Regexp, kind string) {
 // cookies finds the values of a Cookie or Set-Cookie header that are credentials: those of
 // cookies named like one (session, auth, token …) or that look random.
 func cookies(sc *scan) {
-	for _, m := range cookieHeaderRe.FindAllStringSubmatchIndex(sc.s, -1) {
+	for _, m := range cookieHeaderRe().FindAllStringSubmatchIndex(sc.s, -1) {
 		for at := m[2]; at < m[3]; {
 			end := strings.IndexByte(sc.s[at:m[3]], ';')
 			if end < 0 {
@@ -213,7 +213,7 @@ func assignments(sc *scan) {
 	bareEnd := 0 // the end of the unquoted value being looked into
 	nested := 0  // how many names were found in it: a:b:c:… is looked into a few times only
 	for pos := 0; pos < len(s); {
-		m := assignmentRe.FindStringSubmatchIndex(s[pos:])
+		m := assignmentRe().FindStringSubmatchIndex(s[pos:])
 		if m == nil {
 			return
 		}

@@ -134,7 +134,7 @@ func New(b *bus.Bus, pol *Policies, cfg Config) (*Pipeline, error) {
 	if j := NewJudge(cfg.Explain); j != nil {
 		opts = append(opts, evaluate.WithJudge(j))
 	}
-	p.Eval = evaluate.NewStage(pol.Compiled, b.ReadSteps, append(opts, evaluate.WithFirst(b.FirstStep))...)
+	p.Eval = evaluate.NewStage(pol.Compiled, b.ReadSteps, append(opts, evaluate.WithFirst(b.FirstStep), evaluate.WithVerdicts(p.countVerdict))...)
 	if cfg.Store != nil {
 		p.Sink = warehouse.NewSink(cfg.Store, b.ReadSteps, pol.RuleInfo, cfg.Logger)
 	}
@@ -224,7 +224,7 @@ func (p *Pipeline) component(name string) (bus.Consumer, bus.Handler) {
 	switch name {
 	case Evaluator:
 		c.Stream = bus.StepsStream
-		return c, p.countVerdicts(p.Eval.Handle)
+		return c, p.Eval.Handle
 	case Explainer:
 		c.Stream, c.Filter = bus.ResultsStream, []string{event.ResultFilter(event.KindScored)}
 		return c, explainer.NewStage(p.cfg.Explain, p.cfg.ExplainNote, p.b).Handle
@@ -246,39 +246,21 @@ func (p *Pipeline) partitioned(c bus.Consumer) bus.Partitioned {
 	}}
 }
 
-// countVerdicts counts the rule errors and violations of each trace the evaluator
-// finishes (a redelivered end may count them again: the counters are for alerting,
-// audit.json is the record).
-func (p *Pipeline) countVerdicts(h bus.Handler) bus.Handler {
-	return func(ctx context.Context, in event.Envelope) ([]event.Envelope, error) {
-		out, err := h(ctx, in)
-		m := p.Metrics
-		if m == nil {
-			return out, err
-		}
-		for _, e := range out {
-			switch e.Kind {
-			case event.KindEvaluated:
-				ev, err := event.Decode[event.Evaluated](e)
-				if err != nil {
-					continue
-				}
-				n := 0
-				for _, r := range ev.RuleErrors {
-					n += r.Count
-				}
-				m.ruleError(Evaluator, "recorded", n)
-			case event.KindVerdict:
-				part, err := event.Decode[event.VerdictPart](e)
-				if err != nil {
-					continue
-				}
-				for _, v := range part.Violations {
-					m.violation(v.RuleID, v.Severity)
-				}
-			}
-		}
-		return out, err
+// countVerdict counts the rule errors and violations of a trace the evaluator finishes
+// (a redelivered end may count them again: the counters are for alerting, audit.json is
+// the record).
+func (p *Pipeline) countVerdict(violations []schemas.Violation, ruleErrors []schemas.RuleError) {
+	m := p.Metrics
+	if m == nil {
+		return
+	}
+	n := 0
+	for _, r := range ruleErrors {
+		n += r.Count
+	}
+	m.ruleError(Evaluator, "recorded", n)
+	for _, v := range violations {
+		m.violation(v.RuleID, v.Severity)
 	}
 }
 

@@ -77,23 +77,9 @@ func normalize(v any, nan bool) (any, error) {
 		}
 		return Number(string(x))
 	case map[string]any:
-		for k, e := range x {
-			n, err := normalize(e, nan)
-			if err != nil {
-				return nil, pathError(quoteKey(k), err)
-			}
-			x[k] = n
-		}
-		return x, nil
+		return v, normalizeMap(x, nan)
 	case []any:
-		for i, e := range x {
-			n, err := normalize(e, nan)
-			if err != nil {
-				return nil, pathError(fmt.Sprintf("[%d]", i), err)
-			}
-			x[i] = n
-		}
-		return x, nil
+		return v, normalizeSlice(x, nan)
 	case nil, string, bool, int, float64:
 		return v, nil
 	}
@@ -104,6 +90,50 @@ func normalize(v any, nan bool) (any, error) {
 		}
 	}
 	return v, nil
+}
+
+// normalizeMap normalizes an object in place.
+func normalizeMap(m map[string]any, nan bool) error {
+	for k, e := range m {
+		n, write, err := normalizeElem(e, nan)
+		if err != nil {
+			return pathError(quoteKey(k), err)
+		}
+		if write {
+			m[k] = n
+		}
+	}
+	return nil
+}
+
+// normalizeSlice normalizes an array in place.
+func normalizeSlice(a []any, nan bool) error {
+	for i, e := range a {
+		n, write, err := normalizeElem(e, nan)
+		if err != nil {
+			return pathError(fmt.Sprintf("[%d]", i), err)
+		}
+		if write {
+			a[i] = n
+		}
+	}
+	return nil
+}
+
+// normalizeElem normalizes a value an object or an array holds: objects and arrays in
+// place, a number into the value to write back in its stead (write). Strings, booleans
+// and nulls, most of what a document holds, are neither visited nor written back.
+func normalizeElem(e any, nan bool) (n any, write bool, err error) {
+	switch x := e.(type) {
+	case nil, string, bool, int, float64:
+		return e, false, nil
+	case map[string]any:
+		return e, false, normalizeMap(x, nan)
+	case []any:
+		return e, false, normalizeSlice(x, nan)
+	}
+	n, err = normalize(e, nan)
+	return n, err == nil, err
 }
 
 // normalizeValue normalizes the interface values reachable from an addressable value.
@@ -125,13 +155,15 @@ func normalizeValue(v reflect.Value, nan bool) error {
 			return normalizeValue(v.Elem(), nan)
 		}
 	case reflect.Struct:
-		t := v.Type()
-		for i := range t.NumField() {
-			if !t.Field(i).IsExported() {
+		for i := range v.NumField() {
+			f := v.Field(i)
+			// An unexported field is not settable; the type's field (costly to get) is
+			// looked up only to name the path of an error.
+			if !holdsInterfaces(f.Type()) || !f.CanSet() {
 				continue
 			}
-			if err := normalizeValue(v.Field(i), nan); err != nil {
-				return pathError(jsonName(t.Field(i)), err)
+			if err := normalizeValue(f, nan); err != nil {
+				return pathError(jsonName(v.Type().Field(i)), err)
 			}
 		}
 	case reflect.Slice, reflect.Array:
@@ -151,8 +183,7 @@ func normalizeValue(v reflect.Value, nan bool) error {
 		}
 	case reflect.Map:
 		if m, ok := v.Interface().(map[string]any); ok {
-			_, err := normalize(m, nan)
-			return err
+			return normalizeMap(m, nan)
 		}
 		if !holdsInterfaces(v.Type().Elem()) {
 			return nil

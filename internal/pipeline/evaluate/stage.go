@@ -38,11 +38,12 @@ type PolicyFunc func(ctx context.Context, hash string) (*evaluator.Compiled, err
 //
 // Handle is safe for concurrent use; events of one trace must be handled in stream order.
 type Stage struct {
-	policy PolicyFunc
-	read   event.ReadFunc
-	first  FirstFunc
-	alerts bool // publish violations as soon as known
-	judge  evaluator.Judge
+	policy  PolicyFunc
+	read    event.ReadFunc
+	first   FirstFunc
+	alerts  bool // publish violations as soon as known
+	judge   evaluator.Judge
+	verdict VerdictFunc
 
 	mu       sync.Mutex
 	runs     map[string]*traceRun // by steps subject and run
@@ -67,6 +68,14 @@ func WithFirst(first FirstFunc) StageOption { return func(st *Stage) { st.first 
 // WithJudge gives the verdicts of judge rules from j, before a trace's verdict and score
 // are published; without it such rules are recorded as not evaluated.
 func WithJudge(j evaluator.Judge) StageOption { return func(st *Stage) { st.judge = j } }
+
+// VerdictFunc hears the verdict of each trace the stage finishes.
+type VerdictFunc func(violations []schemas.Violation, ruleErrors []schemas.RuleError)
+
+// WithVerdicts has f hear the verdict of each trace finished, as its events are handed
+// back (an end delivered again after a failed publish is heard again), so that it is
+// counted without decoding the events.
+func WithVerdicts(f VerdictFunc) StageOption { return func(st *Stage) { st.verdict = f } }
 
 // NewStage returns an evaluator stage.
 func NewStage(policy PolicyFunc, read event.ReadFunc, opts ...StageOption) *Stage {
@@ -360,7 +369,7 @@ func (run *traceRun) apply(ctx context.Context, st *Stage, in inEvent) ([]event.
 	if in.end != nil && in.end.Steps > run.steps() {
 		return nil, fmt.Errorf("end of trace %s after %d of its %d steps: events are missing", in.ref.TraceID, run.steps(), in.end.Steps)
 	}
-	return run.end(ctx, st.judge)
+	return run.end(ctx, st.judge, st.verdict)
 }
 
 func (run *traceRun) step(ctx context.Context, st *Stage, ev event.Step) ([]event.Envelope, error) {
@@ -447,7 +456,7 @@ func (run *traceRun) violationEvent(i int, v schemas.Violation) (event.Envelope,
 // end evaluates the rules that look ahead over the whole trace, has j judge the cases of
 // judge rules, emits their violations, then the verdict in step then rule order, as
 // post-hoc evaluation finds it, and the trace's risk score.
-func (run *traceRun) end(ctx context.Context, j evaluator.Judge) ([]event.Envelope, error) {
+func (run *traceRun) end(ctx context.Context, j evaluator.Judge, heard VerdictFunc) ([]event.Envelope, error) {
 	if run.s == nil {
 		return nil, &event.Permanent{Err: errors.New("end of a trace with no steps")}
 	}
@@ -478,6 +487,9 @@ func (run *traceRun) end(ctx context.Context, j evaluator.Judge) ([]event.Envelo
 	scored, err := event.New(event.Scored{Evaluated: ev, RiskScore: scorer.ScoreRules(ev.Rules, run.s.Compiled().Weights())})
 	if err != nil {
 		return nil, err
+	}
+	if heard != nil {
+		heard(v.Violations, v.RuleErrors)
 	}
 	return append(out, done, scored), nil
 }
