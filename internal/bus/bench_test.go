@@ -91,10 +91,10 @@ func BenchmarkReadTrace(b *testing.B) {
 
 // BenchmarkStoreBatch stores 8 steps of 0.5 KB, as 8 concurrent checks of the guard would,
 // on the guard's in-process connection to a file stream, and waits until all 8 are
-// acknowledged: each with its own publish and acknowledgement (what the guard does), all
-// published asynchronously and their acknowledgements awaited together (with the client's
-// asynchronous publishing, and with PublishEach, the guard's), and as one atomic batch (one
-// acknowledgement for the 8). ns/op is per 8 steps.
+// acknowledged: each with its own publish and acknowledgement (the guard before batching),
+// all published at once and their acknowledgements awaited together (with the client's
+// asynchronous publishing, and with PublishEach, the guard's), and as one atomic batch
+// (one acknowledgement for the 8). ns/op is per 8 steps.
 func BenchmarkStoreBatch(b *testing.B) {
 	const n = 8
 	server, _ := openLoopback(b)
