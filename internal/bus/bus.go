@@ -719,7 +719,7 @@ func (b *Bus) directBatch(ctx context.Context, stream, subject string, seq *uint
 			return got, false, nil
 		}
 		got++
-		if err := fn(event.Envelope{Subject: m.Subject, Kind: event.Kind(m.Header.Get(event.KindHeader)), Data: m.Data, Seq: m.Sequence, Time: m.Time}); err != nil {
+		if err := fn(rawEnvelope(m)); err != nil {
 			return got, false, err
 		}
 		*seq = m.Sequence + 1

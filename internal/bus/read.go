@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -54,21 +53,16 @@ const leaderTimeout = 5 * time.Second
 // errNoMessage is the leader's "no message found".
 var errNoMessage = errors.New("no message found")
 
-// askGet sends a message get request to a JetStream API subject, waiting up to
-// leaderTimeout: a request sent while the stream has no leader is never answered.
-func (b *Bus) askGet(ctx context.Context, api string, req msgGetRequest) (*nats.Msg, error) {
-	data, err := json.Marshal(req)
-	if err != nil {
-		return nil, err
-	}
-	ctx, cancel := context.WithTimeout(ctx, leaderTimeout)
-	defer cancel()
-	return b.nc.RequestWithContext(ctx, b.apiSubject(api), data)
-}
-
 // leaderGet asks the stream's leader for one message.
 func (b *Bus) leaderGet(ctx context.Context, stream string, req msgGetRequest) (event.Envelope, error) {
-	msg, err := b.askGet(ctx, "STREAM.MSG.GET."+stream, req)
+	data, err := json.Marshal(req)
+	if err != nil {
+		return event.Envelope{}, err
+	}
+	// A request sent while the stream has no leader is never answered.
+	ctx, cancel := context.WithTimeout(ctx, leaderTimeout)
+	defer cancel()
+	msg, err := b.nc.RequestWithContext(ctx, b.apiSubject("STREAM.MSG.GET."+stream), data)
 	if err != nil {
 		return event.Envelope{}, fmt.Errorf("ask the leader of %s: %w", stream, err)
 	}
@@ -99,28 +93,28 @@ func (b *Bus) leaderGet(ctx context.Context, stream string, req msgGetRequest) (
 // directGet asks the stream itself for one message with a direct get, which the server
 // answers inline with the stored message (no JSON nor base64 around it, no hop through
 // its API queue): a third of the leader's cost. Any replica answers a direct get, so it
-// is used only where the stream has one, on the bus's own embedded server.
+// is used only where the stream has one, on the bus's own embedded server. The client's
+// stream handle makes the request, since the stream allows direct gets.
 func (b *Bus) directGet(ctx context.Context, stream string, req msgGetRequest) (event.Envelope, error) {
-	msg, err := b.askGet(ctx, "DIRECT.GET."+stream, req)
+	ctx, cancel := context.WithTimeout(ctx, leaderTimeout)
+	defer cancel()
+	st, err := b.stream(ctx, stream)
 	if err != nil {
 		return event.Envelope{}, fmt.Errorf("ask stream %s: %w", stream, err)
 	}
-	switch status := msg.Header.Get("Status"); status {
-	case "":
-	case "404":
+	m, err := st.GetMsg(ctx, req.Seq, jetstream.WithGetMsgSubject(req.NextFor))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return event.Envelope{}, errNoMessage
-	default:
-		return event.Envelope{}, fmt.Errorf("ask stream %s: %s %s", stream, status, msg.Header.Get("Description"))
 	}
-	seq, err := strconv.ParseUint(msg.Header.Get(jetstream.SequenceHeader), 10, 64)
 	if err != nil {
-		return event.Envelope{}, fmt.Errorf("ask stream %s: the sequence of the answer: %w", stream, err)
+		return event.Envelope{}, fmt.Errorf("ask stream %s: %w", stream, err)
 	}
-	e := event.Envelope{Subject: msg.Header.Get(jetstream.SubjectHeader), Kind: event.Kind(msg.Header.Get(event.KindHeader)), Data: msg.Data, Seq: seq}
-	if e.Time, err = time.Parse(time.RFC3339Nano, msg.Header.Get(jetstream.TimeStampHeaer)); err != nil {
-		return event.Envelope{}, fmt.Errorf("ask stream %s: the time of the answer: %w", stream, err)
-	}
-	return e, nil
+	return rawEnvelope(m), nil
+}
+
+// rawEnvelope is the event a stored message read back holds.
+func rawEnvelope(m *jetstream.RawStreamMsg) event.Envelope {
+	return event.Envelope{Subject: m.Subject, Kind: event.Kind(m.Header.Get(event.KindHeader)), Data: m.Data, Seq: m.Sequence, Time: m.Time}
 }
 
 // leaderLastSeq is the stream sequence of the last event on a subject, as the stream's
